@@ -1,0 +1,33 @@
+#pragma once
+// The shared command line of every probe executable: parse flags, load and validate the
+// sweep, capture the environment, run the points crash-safely, fold the results. A probe
+// supplies its schema and a function that measures one point.
+#include "fp8scope/core/config.hpp"
+#include "fp8scope/core/env.hpp"
+#include "fp8scope/core/record.hpp"
+#include "fp8scope/core/result_store.hpp"
+
+#include <functional>
+#include <string>
+
+namespace fp8scope::core {
+
+struct ProbeContext {
+  json settings;  // validated settings of the sweep
+  json env;       // captured environment (env["gpu"] null without a GPU)
+  int device = 0;
+};
+
+struct ProbeDef {
+  ProbeSchema schema;
+  std::string summary;      // one line for --help
+  bool needs_gpu = true;    // without a GPU every point is recorded as skipped
+  // Called once per process that measures (the worker), returns the per-point function.
+  std::function<std::function<Record(const json&, const std::string&)>(const ProbeContext&)> make_point_fn;
+  // Optional: after folding, e.g. to print a verdict; may add to the result's meta.
+  std::function<void(ResultFile&)> on_finished;
+};
+
+int probe_main(int argc, char** argv, const ProbeDef& def);
+
+}  // namespace fp8scope::core

@@ -1,0 +1,182 @@
+#include "fp8scope/core/result_store.hpp"
+
+#include "fp8scope/core/error.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace fp8scope::core {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+ResultFile read_jsonl(const std::string& path, std::istream& in) {
+  ResultFile f;
+  f.complete = false;
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  if (lines.empty()) throw InputError(fmt::format("{}: empty result file", path));
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    json j;
+    try {
+      j = json::parse(lines[i]);
+    } catch (const json::parse_error&) {
+      if (i + 1 == lines.size() && i > 0) break;  // torn final line: the writer died mid-line
+      throw InputError(fmt::format("{}:{}: not valid JSON", path, i + 1));
+    }
+    if (i == 0) {
+      if (!j.is_object() || !j.contains("header"))
+        throw InputError(fmt::format("{}:1: not an fp8scope JSONL (no header line)", path));
+      const json& h = j["header"];
+      f.schema_version = h.value("schema_version", 0);
+      f.meta = h.value("meta", json::object());
+      f.env = h.value("env", json::object());
+      continue;
+    }
+    if (j.is_object() && j.contains("header")) continue;  // a resumed run's header
+    try {
+      f.records.push_back(record_from_json(j));
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}:{}: {}", path, i + 1, e.what()));
+    }
+  }
+  return f;
+}
+
+ResultFile read_json(const std::string& path, const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    auto pos = what.find("parse error");
+    throw InputError(fmt::format("{}: not valid JSON (truncated?): {}", path,
+                                 pos == std::string::npos ? what : what.substr(pos)));
+  }
+  // Google Benchmark's JSON is also accepted by the report and the gate.
+  if (j.is_object() && j.contains("benchmarks") && j.contains("context")) {
+    ResultFile f;
+    f.meta = {{"probe", "benchmark"}, {"source", "google-benchmark"}};
+    f.env = j["context"];
+    for (const auto& b : j["benchmarks"]) {
+      Record r;
+      r.key = b.value("name", "?");
+      r.params = {{"name", r.key}};
+      r.outcome = b.contains("error_occurred") && b["error_occurred"].get<bool>() ? Outcome::skipped : Outcome::ok;
+      if (r.outcome == Outcome::skipped) r.reason = b.value("error_message", "");
+      r.data["benchmark"] = b;
+      f.records.push_back(std::move(r));
+    }
+    return f;
+  }
+  if (!j.is_object()) throw InputError(fmt::format("{}: a result file must be a JSON object", path));
+  for (const char* k : {"schema_version", "records"})
+    if (!j.contains(k)) throw InputError(fmt::format("{}: not an fp8scope result file (no '{}')", path, k));
+  if (!j["schema_version"].is_number_integer())
+    throw InputError(fmt::format("{}: schema_version must be an integer", path));
+  if (!j["records"].is_array()) throw InputError(fmt::format("{}: 'records' must be a list", path));
+  ResultFile f;
+  f.schema_version = j["schema_version"].get<int>();
+  f.meta = j.value("meta", json::object());
+  f.env = j.value("env", json::object());
+  for (std::size_t i = 0; i < j["records"].size(); ++i) {
+    try {
+      f.records.push_back(record_from_json(j["records"][i]));
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: records[{}]: {}", path, i, e.what()));
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+JsonlWriter::JsonlWriter(const std::string& out_prefix, bool resume, const json& header)
+    : path_(out_prefix + ".jsonl") {
+  if (auto dir = fs::path(path_).parent_path(); !dir.empty()) fs::create_directories(dir);
+  const bool existing = fs::exists(path_) && fs::file_size(path_) > 0;
+  if (resume && existing) {
+    ResultFile prior = read_results(path_);
+    for (auto& r : prior.records) keys_.insert(r.key);
+    resumed_ = keys_.size();
+    // A torn last line would corrupt the next append: rewrite the file from what parsed.
+    std::ofstream out(path_, std::ios::trunc);
+    out << json{{"header", {{"schema_version", prior.schema_version}, {"meta", prior.meta}, {"env", prior.env}}}}.dump() << '\n';
+    for (auto& r : prior.records) out << to_json(r).dump() << '\n';
+  } else {
+    std::ofstream out(path_, std::ios::trunc);
+    if (!out) throw InputError(fmt::format("{}: cannot write", path_));
+    out << json{{"header", header}}.dump() << '\n';
+  }
+  f_ = std::fopen(path_.c_str(), "a");
+  if (!f_) throw InputError(fmt::format("{}: cannot open for appending", path_));
+}
+
+JsonlWriter::~JsonlWriter() {
+  if (f_) std::fclose(f_);
+}
+
+void JsonlWriter::append(const Record& r) {
+  const std::string line = to_json(r).dump() + "\n";
+  std::fwrite(line.data(), 1, line.size(), f_);
+  std::fflush(f_);
+  ::fsync(::fileno(f_));  // a later crash of the whole machine still keeps this point
+  keys_.insert(r.key);
+}
+
+ResultFile read_results(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(fmt::format("{}: cannot open result file", path));
+  if (ends_with(path, ".jsonl")) return read_jsonl(path, in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find_first_not_of(" \t\r\n") == std::string::npos)
+    throw InputError(fmt::format("{}: empty result file", path));
+  return read_json(path, ss.str());
+}
+
+json to_json(const ResultFile& f) {
+  json recs = json::array();
+  for (auto& r : f.records) recs.push_back(to_json(r));
+  return {{"schema_version", f.schema_version}, {"meta", f.meta}, {"env", f.env}, {"records", recs}};
+}
+
+void write_json_file(const std::string& path, const json& j) {
+  if (auto dir = fs::path(path).parent_path(); !dir.empty()) fs::create_directories(dir);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) throw InputError(fmt::format("{}: cannot write", path));
+    out << j.dump(1) << '\n';
+  }
+  fs::rename(tmp, path);  // readers never see half a file
+}
+
+ResultFile fold_results(const std::string& out_prefix, const json& meta_override) {
+  ResultFile f = read_results(out_prefix + ".jsonl");
+  std::map<std::string, std::size_t> index;
+  std::vector<Record> unique;
+  for (auto& r : f.records) {
+    auto [it, fresh] = index.emplace(r.key, unique.size());
+    if (fresh) unique.push_back(r);
+    else unique[it->second] = r;
+  }
+  f.records = std::move(unique);
+  f.complete = true;
+  if (meta_override.is_object())
+    for (auto it = meta_override.begin(); it != meta_override.end(); ++it) f.meta[it.key()] = it.value();
+  write_json_file(out_prefix + ".json", to_json(f));
+  return f;
+}
+
+}  // namespace fp8scope::core

@@ -1,0 +1,116 @@
+// The executables as a user meets them: --help/--version, one clear line and exit code 2 for
+// every kind of bad input, crash isolation and resume end to end.
+#include "fp8scope/core/result_store.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+using namespace fp8scope::core;
+namespace fs = std::filesystem;
+
+namespace {
+struct Exec {
+  int code;
+  std::string out, err;
+};
+Exec run(const std::string& args) {
+  const std::string dir = ::testing::TempDir();
+  const std::string errf = dir + "/cli_stderr.txt";
+  const std::string cmd = args + " 2>" + errf;
+  Exec r{};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), int(buf.size()), p)) r.out += buf.data();
+  int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(errf);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+std::string write(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
+const std::string kProbe = PROBE_SELFTEST;
+const std::string kTool = FP8SCOPE_EXE;
+}  // namespace
+
+TEST(Cli, HelpAndVersion) {
+  for (const auto& exe : {kProbe, kTool}) {
+    Exec h = run(exe + " --help");
+    EXPECT_EQ(h.code, 0) << exe;
+    EXPECT_NE(h.out.find("Usage"), std::string::npos) << h.out;
+    Exec v = run(exe + " --version");
+    EXPECT_EQ(v.code, 0);
+    EXPECT_NE(v.out.find("fp8scope "), std::string::npos) << v.out;
+  }
+}
+
+TEST(Cli, BadInputIsOneLineAndExitTwo) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--config /nonexistent.json", "/nonexistent.json: cannot open file"},
+      {"--config " + write("notjson.json", "probe: selftest"), "not valid JSON"},
+      {"--config " + write("type.json", R"({"probe":"selftest","axes":{"i":["one"]}})"), "axes.i[0]: 'one' is not an integer"},
+      {"--config " + write("unknown.json", R"({"probe":"selftest","axis":{}})"), "axis: unknown key"},
+      {"--config " + write("range.json", R"({"probe":"selftest","settings":{"value":1000}})"), "settings.value: 1000 is out of range [0, 100]"},
+      {"--config " + write("choice.json", R"({"probe":"selftest","axes":{"action":["explode"]}})"),
+       "axes.action[0]: 'explode' is not one of ok, abort, segv, hang"},
+      {"--config x.json --bogus-flag", "bogus"},
+      {"", "--config is required"},
+      {"--config x.json --point-timeout -3", "point-timeout"},
+  };
+  for (auto& [args, want] : cases) {
+    Exec r = run(kProbe + " " + args);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(lines(r.err), 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(want), std::string::npos) << args << "\n" << r.err;
+  }
+  Exec r = run(kTool + " run /nonexistent_suite.json");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  r = run(kTool + " run " + write("suite.json", R"({"runs":[{"config":"x.json","extra":1}]})"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("extra: unknown key"), std::string::npos) << r.err;
+}
+
+TEST(Cli, CrashIsolationAndResumeEndToEnd) {
+  const std::string out = ::testing::TempDir() + "/cli_sweep/out";
+  fs::remove_all(fs::path(out).parent_path());
+  const std::string cfg = write("crashy.json", R"({"probe":"selftest","name":"crashy",
+    "zip":[{"i":[0,1,2,3,4],"action":["ok","abort","ok","segv","ok"]}],"settings":{"value":7}})");
+  Exec r = run(kProbe + " --config " + cfg + " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  ResultFile f = read_results(out + ".json");
+  ASSERT_EQ(f.records.size(), 5u);
+  EXPECT_EQ(f.records[1].outcome, Outcome::crashed);
+  EXPECT_EQ(f.records[3].outcome, Outcome::crashed);
+  EXPECT_EQ(f.records[4].outcome, Outcome::ok);
+  EXPECT_EQ(f.records[4].data["metrics"]["value"], 7.0);
+  EXPECT_EQ(f.meta["settings"]["value"], 7.0);
+  EXPECT_TRUE(f.meta["argv"].is_array());
+  EXPECT_TRUE(f.env.contains("git_sha"));
+  EXPECT_TRUE(f.env.contains("gpu"));
+
+  Exec again = run(kProbe + " --config " + cfg + " --out " + out + " --resume");
+  ASSERT_EQ(again.code, 0);
+  EXPECT_NE(again.out.find("resuming: 5 already recorded"), std::string::npos) << again.out;
+  EXPECT_EQ(read_results(out + ".jsonl").records.size(), 5u);
+}
+
+TEST(Cli, EnvPrintsJson) {
+  Exec r = run(kTool + " env");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json e = json::parse(r.out);
+  EXPECT_TRUE(e.contains("host"));
+  EXPECT_TRUE(e.contains("git_sha"));
+  EXPECT_TRUE(e.contains("gpu"));
+  if (e["gpu"].is_null()) EXPECT_FALSE(e["gpu_reason"].get<std::string>().empty());
+  else EXPECT_GT(e["gpu"]["sm_count"].get<int>(), 0);
+}

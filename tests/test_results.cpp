@@ -1,0 +1,138 @@
+// JSONL writer, resume, fold, and readers of good and bad result files.
+#include "fp8scope/core/error.hpp"
+#include "fp8scope/core/result_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace fp8scope::core;
+namespace fs = std::filesystem;
+
+namespace {
+std::string fresh_prefix(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/fp8scope_results_" + name;
+  fs::remove_all(dir);
+  return dir + "/out";
+}
+const json kHeader = {{"schema_version", kSchemaVersion}, {"meta", {{"probe", "gemm"}}}, {"env", {{"gpu", nullptr}}}};
+
+std::string read_error(const std::string& path) {
+  try {
+    read_results(path);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+TEST(Results, RecordRoundTrip) {
+  Record r = make_record("m=1", {{"m", 1}}, Outcome::run_rejected, "CUBLAS_STATUS_NOT_SUPPORTED");
+  r.data["cublas"] = {{"status", 15}};
+  Record back = record_from_json(to_json(r));
+  EXPECT_EQ(back.key, "m=1");
+  EXPECT_EQ(back.outcome, Outcome::run_rejected);
+  EXPECT_EQ(back.reason, "CUBLAS_STATUS_NOT_SUPPORTED");
+  EXPECT_EQ(back.data["cublas"]["status"], 15);
+  for (auto& n : outcome_names()) EXPECT_EQ(std::string(to_string(*parse_outcome(n))), n);
+  EXPECT_FALSE(parse_outcome("fine").has_value());
+}
+
+TEST(Results, AppendFoldAndResume) {
+  const std::string p = fresh_prefix("resume");
+  {
+    JsonlWriter w(p, false, kHeader);
+    w.append(make_record("a", {}, Outcome::ok));
+    w.append(make_record("b", {}, Outcome::skipped, "no GPU"));
+  }
+  // Each line is on disk as soon as append returns.
+  ResultFile partial = read_results(p + ".jsonl");
+  EXPECT_FALSE(partial.complete);
+  ASSERT_EQ(partial.records.size(), 2u);
+  EXPECT_EQ(partial.meta["probe"], "gemm");
+  {
+    JsonlWriter w(p, true, kHeader);
+    EXPECT_TRUE(w.done("a"));
+    EXPECT_TRUE(w.done("b"));
+    EXPECT_FALSE(w.done("c"));
+    EXPECT_EQ(w.resumed(), 2u);
+    w.append(make_record("c", {}, Outcome::oom));
+  }
+  ResultFile f = fold_results(p, {{"finished_utc", "now"}});
+  ASSERT_EQ(f.records.size(), 3u);
+  EXPECT_EQ(f.records[2].outcome, Outcome::oom);
+  ResultFile again = read_results(p + ".json");
+  EXPECT_TRUE(again.complete);
+  EXPECT_EQ(again.records.size(), 3u);
+  EXPECT_EQ(again.meta["finished_utc"], "now");
+  EXPECT_EQ(again.env["gpu"], nullptr);
+}
+
+TEST(Results, WithoutResumeAnOldFileIsReplaced) {
+  const std::string p = fresh_prefix("replace");
+  { JsonlWriter(p, false, kHeader).append(make_record("a", {}, Outcome::ok)); }
+  JsonlWriter w(p, false, kHeader);
+  EXPECT_FALSE(w.done("a"));
+}
+
+TEST(Results, TornLastLineIsDroppedOnResume) {
+  const std::string p = fresh_prefix("torn");
+  { JsonlWriter(p, false, kHeader).append(make_record("a", {}, Outcome::ok)); }
+  std::ofstream(p + ".jsonl", std::ios::app) << R"({"key":"b","outc)";  // died mid-line
+  JsonlWriter w(p, true, kHeader);
+  EXPECT_TRUE(w.done("a"));
+  EXPECT_FALSE(w.done("b"));
+  w.append(make_record("b", {}, Outcome::ok));
+  EXPECT_EQ(read_results(p + ".jsonl").records.size(), 2u);
+}
+
+TEST(Results, DuplicateKeysFoldToTheLast) {
+  const std::string p = fresh_prefix("dup");
+  {
+    JsonlWriter w(p, false, kHeader);
+    w.append(make_record("a", {}, Outcome::crashed));
+    w.append(make_record("a", {}, Outcome::ok));
+  }
+  ResultFile f = fold_results(p);
+  ASSERT_EQ(f.records.size(), 1u);
+  EXPECT_EQ(f.records[0].outcome, Outcome::ok);
+}
+
+TEST(Results, MalformedFilesGiveOneClearError) {
+  const std::string dir = ::testing::TempDir() + "/fp8scope_bad";
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  EXPECT_EQ(read_error(dir + "/missing.json"), dir + "/missing.json: cannot open result file");
+  EXPECT_EQ(read_error(write("empty.json", "")), dir + "/empty.json: empty result file");
+  EXPECT_NE(read_error(write("trunc.json", R"({"schema_version":1,"records":[{"key":"a")")).find("not valid JSON (truncated?)"),
+            std::string::npos);
+  EXPECT_EQ(read_error(write("other.json", R"({"hello":1})")), dir + "/other.json: not an fp8scope result file (no 'schema_version')");
+  EXPECT_EQ(read_error(write("recs.json", R"({"schema_version":1,"records":{}})")), dir + "/recs.json: 'records' must be a list");
+  EXPECT_EQ(read_error(write("outcome.json", R"({"schema_version":1,"records":[{"key":"a","outcome":"great"}]})")),
+            dir + "/outcome.json: records[0]: record 'a': unknown outcome 'great'");
+  EXPECT_EQ(read_error(write("nokey.json", R"({"schema_version":1,"records":[{"outcome":"ok"}]})")),
+            dir + "/nokey.json: records[0]: record without a string 'key'");
+  EXPECT_EQ(read_error(write("empty.jsonl", "")), dir + "/empty.jsonl: empty result file");
+  EXPECT_EQ(read_error(write("nohdr.jsonl", "{\"key\":\"a\",\"outcome\":\"ok\"}\n")),
+            dir + "/nohdr.jsonl:1: not an fp8scope JSONL (no header line)");
+  EXPECT_EQ(read_error(write("mid.jsonl", "{\"header\":{}}\n{bad\n{\"key\":\"a\",\"outcome\":\"ok\"}\n")),
+            dir + "/mid.jsonl:2: not valid JSON");
+}
+
+TEST(Results, GoogleBenchmarkJsonIsRead) {
+  const std::string path = ::testing::TempDir() + "/gbench.json";
+  std::ofstream(path) << R"({"context":{"host_name":"h"},"benchmarks":[
+    {"name":"BM_cast/4096","real_time":12.5,"time_unit":"us"},
+    {"name":"BM_gemm","error_occurred":true,"error_message":"no GPU"}]})";
+  ResultFile f = read_results(path);
+  ASSERT_EQ(f.records.size(), 2u);
+  EXPECT_EQ(f.records[0].key, "BM_cast/4096");
+  EXPECT_EQ(f.records[0].data["benchmark"]["real_time"], 12.5);
+  EXPECT_EQ(f.records[1].outcome, Outcome::skipped);
+  EXPECT_EQ(f.records[1].reason, "no GPU");
+}
