@@ -12,7 +12,7 @@ else()
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     enable_language(CUDA)
-    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 has no C++20 dialect flags for nvcc; kernels need only 17
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     set(FP8SCOPE_HAVE_CUDA ON)
     message(STATUS "fp8scope: CUDA enabled, architectures ${CMAKE_CUDA_ARCHITECTURES}")

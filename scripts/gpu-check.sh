@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# On a GPU machine: build natively, run the gpu-labelled tests, then the given sweeps, and
+# pack everything into one archive. Usage:
+#   scripts/gpu-check.sh OUTDIR [CONFIG ...]
+# Each CONFIG is a sweep file; its results go to OUTDIR/<sweep name>.json. A probe_gemm
+# result is followed by the PyTorch peer on the same shapes (when torch is importable).
+# Environment: FP8SCOPE_GIT_SHA / FP8SCOPE_GIT_DIRTY name the revision when the tree has no
+# .git; FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
+set -uo pipefail
+out=${1:?usage: gpu-check.sh OUTDIR [CONFIG ...]}
+shift
+mkdir -p "$out"
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+ninja=$(command -v ninja || echo /opt/torch/.venv/bin/ninja)
+prefix=${FP8SCOPE_PREFIX:-$root/.deps}
+python=${PYTHON:-$(command -v python3)}
+[ -x /opt/torch/.venv/bin/python ] && python=${PYTHON:-/opt/torch/.venv/bin/python}
+
+echo "== build ($(nproc) cores)"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_MAKE_PROGRAM="$ninja" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" -DCMAKE_PREFIX_PATH="$prefix" -DFP8SCOPE_CUDA=ON >"$out/build.log" 2>&1 &&
+  cmake --build build-gpu -j"$(nproc)" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+
+echo "== gpu tests"
+ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | tail -25
+./build-gpu/probes/fp8scope env >"$out/env.json"
+
+for cfg in "$@"; do
+  name=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['name'])" "$cfg")
+  probe=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['probe'])" "$cfg")
+  echo "== $name (probe_$probe)"
+  ./build-gpu/probes/probe_"$probe" --config "$cfg" --out "$out/$name" -q 2>&1 | tail -12
+  if [ "$probe" = gemm ] && [ -f "$out/$name.json" ] && "$python" -c "import torch" 2>/dev/null; then
+    echo "== $name: PyTorch peer"
+    "$python" scripts/peers/torch_scaled_mm.py "$out/$name.json" --out "$out/${name}.torch.json" | tail -3
+  fi
+done
+echo "== done"

@@ -1,0 +1,296 @@
+#include "fp8scope/gemm/gemm_runner.hpp"
+
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/core/runner.hpp"
+#include "fp8scope/fp8/format.hpp"
+#include "fp8scope/gemm/kernels.cuh"
+#include "fp8scope/gemm/verdict.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+namespace fp8scope::gemm {
+using core::json;
+using core::Outcome;
+
+namespace {
+
+float fp8_max(DType t) { return t == DType::e4m3 ? 448.0f : 57344.0f; }
+
+// Stored values are N(0,1) * q; FP8 tensors use q = max/8 so that the largest of millions of
+// samples (about 5.5 sigma) stays below the format's max, as a well-scaled tensor does.
+float quant_scale(DType t) { return is_fp8(t) ? fp8_max(t) / 8.0f : 1.0f; }
+
+std::vector<std::int64_t> sample_columns(std::int64_t n, std::int64_t want, std::uint64_t seed) {
+  std::vector<std::int64_t> cols;
+  if (n <= want) {
+    cols.resize(std::size_t(n));
+    std::iota(cols.begin(), cols.end(), 0);
+    return cols;
+  }
+  // The first and last columns (tile edges show errors first), the rest spread at random.
+  std::mt19937_64 rng(seed);
+  std::vector<std::int64_t> all{0, n - 1};
+  std::uniform_int_distribution<std::int64_t> pick(1, n - 2);
+  while (std::int64_t(all.size()) < want) all.push_back(pick(rng));
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  return all;
+}
+
+double gib(double bytes) { return bytes / double(1ull << 30); }
+
+}  // namespace
+
+GemmRunner::GemmRunner(int device, GemmRunOptions opt) : opt_(std::move(opt)) {
+  FP8S_CUDA(cudaSetDevice(device));
+  FP8S_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  handle_ = std::make_unique<LtHandle>();
+  cudaDeviceProp p{};
+  FP8S_CUDA(cudaGetDeviceProperties(&p, device));
+  char pci[32] = {};
+  FP8S_CUDA(cudaDeviceGetPCIBusId(pci, sizeof pci, device));
+  timer_ = std::make_unique<core::GpuTimer>(stream_, pci, std::size_t(p.l2CacheSize));
+  start_log_capture(opt_.lt_log_level);
+}
+
+GemmRunner::~GemmRunner() {
+  timer_.reset();
+  handle_.reset();
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+core::Record GemmRunner::run(const GemmSpec& spec, const std::string& key, const json& params) {
+  core::Record r = core::make_record(key, params, Outcome::ok);
+  r.data["gemm"] = to_json(spec);
+  if (auto e = structural_error(spec); !e.empty()) {
+    r.outcome = Outcome::skipped;
+    r.reason = "not a valid GEMM: " + e;
+    return r;
+  }
+  try {
+    core::NvtxRange range("gemm point");
+    return measure(spec, std::move(r));
+  } catch (const core::CudaError& e) {
+    r.outcome = e.is_oom() ? Outcome::oom : Outcome::crashed;
+    r.reason = e.what();
+    if (!e.is_oom()) core::request_worker_restart();  // the context may be unusable now
+    take_log_lines();
+    return r;
+  }
+}
+
+core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
+  // Refuse up front what cannot fit, instead of provoking the allocator.
+  std::size_t free_b = 0, total_b = 0;
+  FP8S_CUDA(cudaMemGetInfo(&free_b, &total_b));
+  const double need = spec.device_bytes(opt_.ref_columns);
+  if (need > 0.95 * double(free_b)) {
+    r.outcome = Outcome::oom;
+    r.reason = fmt::format("needs {:.1f} GiB of device memory, {:.1f} GiB free", gib(need), gib(double(free_b)));
+    return r;
+  }
+
+  // --- inputs -------------------------------------------------------------------------------
+  const std::int64_t a_count = spec.batch * spec.lda_eff() * spec.a_cols();
+  const std::int64_t b_count = spec.batch * spec.ldb_eff() * spec.b_cols();
+  const std::int64_t d_count = spec.batch * spec.ldd_eff() * spec.n;
+  core::DeviceBuffer a_buf(std::size_t(a_count) * size_of(spec.a) + std::size_t(spec.a_offset));
+  core::DeviceBuffer b_buf(std::size_t(b_count) * size_of(spec.b) + std::size_t(spec.b_offset));
+  core::DeviceBuffer d_buf(std::size_t(d_count) * size_of(spec.d) + std::size_t(spec.d_offset));
+  core::DeviceBuffer c_buf(spec.c == spec.d ? 0 : std::size_t(spec.batch * spec.m * spec.n) * size_of(spec.c));
+  core::DeviceBuffer scales(64 + std::size_t(spec.scale_offset));
+  const bool with_bias = spec.epilogue == Epilogue::bias || spec.epilogue == Epilogue::bias_gelu;
+  const DType et = epilogue_type(spec);
+  core::DeviceBuffer bias_buf(with_bias ? std::size_t(spec.m) * size_of(et) : 0);
+  const std::int64_t aux_ld = (spec.m + 7) / 8 * 8;
+  core::DeviceBuffer aux_buf(spec.epilogue == Epilogue::gelu_aux ? std::size_t(aux_ld * spec.n * spec.batch) * size_of(et) : 0);
+  core::DeviceBuffer workspace(spec.workspace_bytes);
+  core::DeviceBuffer results(sizeof(CompareResult) + 16);
+
+  void* a = a_buf.bytes_at(std::size_t(spec.a_offset));
+  void* b = b_buf.bytes_at(std::size_t(spec.b_offset));
+  void* d = d_buf.bytes_at(std::size_t(spec.d_offset));
+  float* scale_base = reinterpret_cast<float*>(scales.bytes_at(std::size_t(spec.scale_offset)));
+  const float qa = quant_scale(spec.a), qb = quant_scale(spec.b);
+  fill_normal(a, spec.a, a_count, qa, opt_.seed * 3 + 1, stream_);
+  fill_normal(b, spec.b, b_count, qb, opt_.seed * 3 + 2, stream_);
+  if (with_bias) fill_normal(bias_buf.get(), et, spec.m, 1.0f, opt_.seed * 3 + 3, stream_);
+  FP8S_CUDA(cudaGetLastError());
+
+  // --- reference on sampled columns ------------------------------------------------------------
+  const auto cols = sample_columns(spec.n, opt_.ref_columns, opt_.seed);
+  const std::int64_t nc = std::int64_t(cols.size());
+  core::DeviceBuffer cols_buf(cols.size() * sizeof(std::int64_t));
+  core::DeviceBuffer ref_buf(std::size_t(spec.batch * nc * spec.m) * sizeof(float));
+  FP8S_CUDA(cudaMemcpyAsync(cols_buf.get(), cols.data(), cols_buf.size(), cudaMemcpyHostToDevice, stream_));
+  ReferenceArgs ra{a, b, spec.a, spec.b, spec.trans_a, spec.trans_b, spec.m, spec.k, spec.lda_eff(), spec.ldb_eff(),
+                   spec.lda_eff() * spec.a_cols(), spec.ldb_eff() * spec.b_cols(), spec.batch, 1.0f / qa, 1.0f / qb,
+                   cols_buf.as<std::int64_t>(), nc, spec.epilogue, bias_buf.get(), et, ref_buf.as<float>()};
+  reference_gemm(ra, stream_);
+  auto* res = results.as<CompareResult>();
+  FP8S_CUDA(cudaMemsetAsync(res, 0, sizeof(CompareResult), stream_));
+  abs_max(ref_buf.as<float>(), spec.batch * nc * spec.m, &res->max_abs_d, stream_);
+  CompareResult host{};
+  FP8S_CUDA(cudaMemcpyAsync(&host, res, sizeof host, cudaMemcpyDeviceToHost, stream_));
+  FP8S_CUDA(cudaStreamSynchronize(stream_));
+  const float ref_amax = host.max_abs_d;
+
+  // --- scales: dequantisation for FP8 inputs, quantisation for an FP8 output ----------------
+  const float d_scale = is_fp8(spec.d) && ref_amax > 0 ? fp8_max(spec.d) / (2.0f * ref_amax) : 1.0f;
+  const float host_scales[4] = {opt_.planted_scale_error / qa, 1.0f / qb, d_scale, 0.0f};
+  FP8S_CUDA(cudaMemcpyAsync(scale_base, host_scales, sizeof host_scales, cudaMemcpyHostToDevice, stream_));
+
+  LtPointers ptrs;
+  ptrs.a = a;
+  ptrs.b = b;
+  ptrs.d = d;
+  ptrs.c = spec.c == spec.d ? d : c_buf.get();
+  ptrs.a_scale = scale_base;
+  ptrs.b_scale = scale_base + 1;
+  ptrs.d_scale = scale_base + 2;
+  ptrs.amax_d = scale_base + 3;
+  ptrs.bias = bias_buf.get();
+  ptrs.aux = aux_buf.get();
+  ptrs.aux_ld = aux_ld;
+  ptrs.workspace = workspace.get();
+
+  const double tol = tolerance(spec) * opt_.tolerance_scale;
+  r.data["accuracy"] = {{"tolerance", tol}, {"ref_columns", nc}, {"ref_amax", ref_amax}};
+  json cublas = json::object();
+  auto attach_log = [&] {
+    auto lines = take_log_lines();
+    if (!lines.empty()) cublas["log"] = lines;
+    r.data["cublas"] = cublas;
+  };
+
+  // --- cuBLASLt's verdict ----------------------------------------------------------------------
+  LtMatmul mm(spec, ptrs);
+  if (mm.setup_status()) {
+    r.outcome = Outcome::heuristic_unsupported;
+    r.reason = fmt::format("{} refused: {}", mm.setup_step(), status_name(mm.setup_status()));
+    cublas["setup_status"] = mm.setup_status();
+    cublas["setup_step"] = mm.setup_step();
+    attach_log();
+    return r;
+  }
+  const auto h = mm.heuristic(*handle_, opt_.algorithms, opt_.alignment_hints);
+  cublas["heuristic_status"] = h.status;
+  cublas["heuristic_status_name"] = status_name(h.status);
+  cublas["algorithms_returned"] = h.results.size();
+  if (auto v = heuristic_verdict(h.status, int(h.results.size()))) {
+    r.outcome = *v;
+    r.reason = *v == Outcome::no_algorithm ? "cublasLtMatmulAlgoGetHeuristic returned 0 algorithms"
+                                           : "cublasLtMatmulAlgoGetHeuristic: " + status_name(h.status);
+    attach_log();
+    return r;
+  }
+
+  // --- run, check and time each algorithm ---------------------------------------------------------
+  const std::size_t tries = opt_.autotune ? h.results.size() : 1;
+  json algos = json::array();
+  int best = -1;
+  double best_ms = 0;
+  std::optional<core::Timing> first_timing, best_timing;
+  const CompareArgs ca{d, spec.d, spec.m, spec.n, spec.ldd_eff(), spec.ldd_eff() * spec.n, spec.batch,
+                       1.0f / d_scale, ref_buf.as<float>(), cols_buf.as<std::int64_t>(), nc};
+  for (std::size_t i = 0; i < tries; ++i) {
+    json aj = algo_json(h.results[i]);
+    aj["index"] = i;
+    FP8S_CUDA(cudaMemsetAsync(d_buf.get(), 0xFF, d_buf.size(), stream_));  // NaN in every type
+    FP8S_CUDA(cudaMemsetAsync(scale_base + 3, 0, sizeof(float), stream_));
+    const int st = mm.run(*handle_, h.results[i].algo, stream_);
+    FP8S_CUDA(cudaStreamSynchronize(stream_));
+    FP8S_CUDA(cudaGetLastError());
+    aj["run_status"] = status_name(st);
+    if (auto v = run_verdict(st)) {
+      aj["outcome"] = std::string(core::to_string(*v));
+      algos.push_back(aj);
+      continue;
+    }
+    FP8S_CUDA(cudaMemsetAsync(res, 0, sizeof(CompareResult), stream_));
+    compare(ca, res, stream_);
+    float amax_d = 0;
+    FP8S_CUDA(cudaMemcpyAsync(&host, res, sizeof host, cudaMemcpyDeviceToHost, stream_));
+    FP8S_CUDA(cudaMemcpyAsync(&amax_d, scale_base + 3, sizeof amax_d, cudaMemcpyDeviceToHost, stream_));
+    FP8S_CUDA(cudaStreamSynchronize(stream_));
+    FP8S_CUDA(cudaGetLastError());
+    const double rel = host.ref_sq > 0 ? std::sqrt(host.err_sq / host.ref_sq) : 0.0;
+    Outcome o = accuracy_verdict(rel, tol, std::int64_t(host.nonfinite));
+    aj["rel_error"] = rel;
+    aj["nonfinite_outputs"] = host.nonfinite;
+    std::string why;
+    if (is_fp8(spec.d)) {
+      // cuBLASLt's amax of D is taken before quantisation, so it must cover every value the
+      // reference saw (up to the output's rounding).
+      const double amax_unscaled = double(amax_d);
+      aj["amax_d"] = amax_unscaled;
+      if (o == Outcome::ok && !(amax_unscaled >= ref_amax * (1.0 - 2 * tol) && std::isfinite(amax_unscaled))) {
+        o = Outcome::incorrect;
+        why = fmt::format("amax_D {:.4g} below the reference's {:.4g}", amax_unscaled, ref_amax);
+      }
+    }
+    if (o == Outcome::incorrect && why.empty()) why = fmt::format("relative error {:.3g} above tolerance {:.3g}", rel, tol);
+    if (o == Outcome::nonfinite) why = fmt::format("{} non-finite outputs", host.nonfinite);
+    aj["outcome"] = std::string(core::to_string(o));
+    if (!why.empty()) aj["reason"] = why;
+    if (o == Outcome::ok) {
+      const auto& algo = h.results[i].algo;
+      core::Timing t = timer_->time([&] { mm.run(*handle_, algo, stream_); }, opt_.timing);
+      FP8S_CUDA(cudaGetLastError());
+      aj["timing"] = core::to_json(t);
+      aj["tflops"] = spec.flops() / (t.stats.median * 1e-3) / 1e12;
+      if (i == 0) first_timing = t;
+      if (best < 0 || t.stats.median < best_ms) {
+        best = int(i);
+        best_ms = t.stats.median;
+        best_timing = t;
+      }
+    }
+    algos.push_back(aj);
+  }
+
+  // The outcome is what a framework gets: the heuristic's first algorithm.
+  const json& first = algos[0];
+  r.outcome = *core::parse_outcome(first["outcome"].get<std::string>());
+  if (r.outcome == Outcome::run_rejected) {
+    std::size_t refused = 0;
+    for (auto& aj : algos) refused += aj["outcome"] == "run_rejected";
+    r.reason = fmt::format("cublasLtMatmul: {} for the heuristic's first algorithm ({} of {} tried refused)",
+                           first["run_status"].get<std::string>(), refused, algos.size());
+  } else if (first.contains("reason")) {
+    r.reason = first["reason"];
+  }
+  cublas["run_status"] = first["run_status"];
+  r.data["algorithms"] = algos;
+  if (first.contains("rel_error")) {
+    r.data["accuracy"]["rel_error"] = first["rel_error"];
+    r.data["accuracy"]["nonfinite_outputs"] = first["nonfinite_outputs"];
+    if (first.contains("amax_d")) r.data["accuracy"]["amax_d"] = first["amax_d"];
+  }
+  if (first_timing) {
+    json metrics;
+    metrics["ms"] = first_timing->stats.median;
+    metrics["tflops"] = spec.flops() / (first_timing->stats.median * 1e-3) / 1e12;
+    metrics["gbps"] = spec.min_bytes() / (first_timing->stats.median * 1e-3) / 1e9;
+    r.data["timing"] = core::to_json(*first_timing);
+    if (best_timing) {
+      metrics["best_ms"] = best_timing->stats.median;
+      metrics["best_tflops"] = spec.flops() / (best_timing->stats.median * 1e-3) / 1e12;
+      metrics["best_algorithm"] = best;
+      metrics["autotune_speedup"] = first_timing->stats.median / best_timing->stats.median;
+      r.data["timing_best"] = core::to_json(*best_timing);
+    }
+    r.data["metrics"] = metrics;
+    r.data["headline"] = fmt::format("{:.1f} TFLOP/s, autotuned {:.1f}, err {:.2g}", metrics["tflops"].get<double>(),
+                                     metrics.value("best_tflops", 0.0), first["rel_error"].get<double>());
+  }
+  attach_log();
+  return r;
+}
+
+}  // namespace fp8scope::gemm

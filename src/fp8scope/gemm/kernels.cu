@@ -1,0 +1,171 @@
+#include "fp8scope/gemm/kernels.cuh"
+
+#include "fp8scope/fp8/format.hpp"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace fp8scope::gemm {
+namespace {
+
+__device__ __forceinline__ std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// A standard normal from (seed, index): Box-Muller on two 32-bit uniforms of one hash.
+__device__ __forceinline__ float normal_at(std::uint64_t seed, std::int64_t i) {
+  const std::uint64_t h = splitmix64(seed ^ (std::uint64_t(i) * 0xD1B54A32D192ED03ull));
+  const float u1 = (float(std::uint32_t(h >> 32)) + 1.0f) * 2.3283064e-10f;  // (0, 1]
+  const float u2 = float(std::uint32_t(h)) * 2.3283064e-10f;
+  return sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+}
+
+__device__ __forceinline__ float load(const void* p, DType t, std::int64_t i) {
+  switch (t) {
+    case DType::e4m3: return fp8::decode(static_cast<const std::uint8_t*>(p)[i], fp8::Format::e4m3);
+    case DType::e5m2: return fp8::decode(static_cast<const std::uint8_t*>(p)[i], fp8::Format::e5m2);
+    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::fp16: return __half2float(static_cast<const __half*>(p)[i]);
+    case DType::fp32: return static_cast<const float*>(p)[i];
+  }
+  return 0.0f;
+}
+
+__device__ __forceinline__ void store(void* p, DType t, std::int64_t i, float v) {
+  switch (t) {
+    case DType::e4m3: static_cast<std::uint8_t*>(p)[i] = fp8::encode(v, fp8::Format::e4m3, fp8::Overflow::satfinite); break;
+    case DType::e5m2: static_cast<std::uint8_t*>(p)[i] = fp8::encode(v, fp8::Format::e5m2, fp8::Overflow::satfinite); break;
+    case DType::bf16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16(v); break;
+    case DType::fp16: static_cast<__half*>(p)[i] = __float2half(v); break;
+    case DType::fp32: static_cast<float*>(p)[i] = v; break;
+  }
+}
+
+__global__ void fill_normal_kernel(void* p, DType t, std::int64_t count, float scale, std::uint64_t seed) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < count; i += std::int64_t(gridDim.x) * blockDim.x)
+    store(p, t, i, normal_at(seed, i) * scale);
+}
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+// One thread per output (row i, sampled column jj); 16x16 tiles of op(A) and op(B) staged in
+// shared memory. Plain on purpose: it is the oracle, not a competitor.
+constexpr int kTile = 16;
+__global__ void reference_kernel(ReferenceArgs r) {
+  __shared__ float as[kTile][kTile + 1];
+  __shared__ float bs[kTile][kTile + 1];
+  const std::int64_t i = blockIdx.x * std::int64_t(kTile) + threadIdx.x;
+  const std::int64_t jj = blockIdx.y * std::int64_t(kTile) + threadIdx.y;
+  const std::int64_t bb = blockIdx.z;
+  const void* a = static_cast<const char*>(r.a);
+  const void* b = static_cast<const char*>(r.b);
+  float acc = 0.0f;
+  for (std::int64_t k0 = 0; k0 < r.k; k0 += kTile) {
+    // as[x][y] = op(A)[blockrow + x][k0 + y]; bs[x][y] = op(B)[k0 + x][col(jj_y)]
+    const std::int64_t ai = blockIdx.x * std::int64_t(kTile) + threadIdx.x, ak = k0 + threadIdx.y;
+    float av = 0.0f;
+    if (ai < r.m && ak < r.k) {
+      const std::int64_t idx = bb * r.stride_a + (r.trans_a ? ak + ai * r.lda : ai + ak * r.lda);
+      av = load(a, r.a_type, idx) * r.a_dequant;
+    }
+    as[threadIdx.x][threadIdx.y] = av;
+    const std::int64_t bk = k0 + threadIdx.x;
+    float bv = 0.0f;
+    if (jj < r.ncols && bk < r.k) {
+      const std::int64_t j = r.cols[jj];
+      const std::int64_t idx = bb * r.stride_b + (r.trans_b ? j + bk * r.ldb : bk + j * r.ldb);
+      bv = load(b, r.b_type, idx) * r.b_dequant;
+    }
+    bs[threadIdx.x][threadIdx.y] = bv;
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTile; ++kk) acc = fmaf(as[threadIdx.x][kk], bs[kk][threadIdx.y], acc);
+    __syncthreads();
+  }
+  if (i >= r.m || jj >= r.ncols) return;
+  if (r.epilogue == Epilogue::bias || r.epilogue == Epilogue::bias_gelu) acc += load(r.bias, r.bias_type, i);
+  if (r.epilogue == Epilogue::gelu || r.epilogue == Epilogue::gelu_aux || r.epilogue == Epilogue::bias_gelu) acc = gelu_tanh(acc);
+  r.out[(bb * r.ncols + jj) * r.m + i] = acc;
+}
+
+__global__ void abs_max_kernel(const float* x, std::int64_t n, float* amax) {
+  float m = 0.0f;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
+    m = fmaxf(m, fabsf(x[i]));
+  for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  // Non-negative floats order like their bit patterns, so an integer max is a float max.
+  if ((threadIdx.x & 31) == 0) atomicMax(reinterpret_cast<unsigned*>(amax), __float_as_uint(m));
+}
+
+__global__ void compare_sampled_kernel(CompareArgs c, CompareResult* res) {
+  double e2 = 0, r2 = 0;
+  const std::int64_t total = c.batch * c.ncols * c.m;
+  for (std::int64_t t = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; t < total; t += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t i = t % c.m, jj = (t / c.m) % c.ncols, bb = t / (c.m * c.ncols);
+    const float d = load(c.d, c.d_type, bb * c.stride_d + c.cols[jj] * c.ldd + i) * c.d_dequant;
+    const float ref = c.ref[t];
+    if (isfinite(d)) e2 += double(d - ref) * double(d - ref);
+    r2 += double(ref) * double(ref);
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    e2 += __shfl_xor_sync(0xffffffffu, e2, o);
+    r2 += __shfl_xor_sync(0xffffffffu, r2, o);
+  }
+  if ((threadIdx.x & 31) == 0) {
+    atomicAdd(&res->err_sq, e2);
+    atomicAdd(&res->ref_sq, r2);
+  }
+}
+
+__global__ void scan_output_kernel(CompareArgs c, CompareResult* res) {
+  unsigned long long bad = 0;
+  float mx = 0.0f;
+  const std::int64_t total = c.batch * c.n * c.m;
+  for (std::int64_t t = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; t < total; t += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t i = t % c.m, j = (t / c.m) % c.n, bb = t / (c.m * c.n);
+    const float d = load(c.d, c.d_type, bb * c.stride_d + j * c.ldd + i) * c.d_dequant;
+    if (!isfinite(d)) ++bad;
+    else mx = fmaxf(mx, fabsf(d));
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    bad += __shfl_xor_sync(0xffffffffu, bad, o);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  }
+  if ((threadIdx.x & 31) == 0) {
+    if (bad) atomicAdd(&res->nonfinite, bad);
+    atomicMax(reinterpret_cast<unsigned*>(&res->max_abs_d), __float_as_uint(mx));
+  }
+}
+
+int grid_for(std::int64_t n, int block) {
+  const std::int64_t g = (n + block - 1) / block;
+  return int(g < 132 * 32 ? (g < 1 ? 1 : g) : 132 * 32);
+}
+
+}  // namespace
+
+void fill_normal(void* p, DType t, std::int64_t count, float quant_scale, std::uint64_t seed, cudaStream_t s) {
+  fill_normal_kernel<<<grid_for(count, 256), 256, 0, s>>>(p, t, count, quant_scale, seed);
+}
+
+void reference_gemm(const ReferenceArgs& args, cudaStream_t s) {
+  dim3 block(kTile, kTile);
+  dim3 grid(unsigned((args.m + kTile - 1) / kTile), unsigned((args.ncols + kTile - 1) / kTile), unsigned(args.batch));
+  reference_kernel<<<grid, block, 0, s>>>(args);
+}
+
+void abs_max(const float* x, std::int64_t n, float* amax, cudaStream_t s) {
+  abs_max_kernel<<<grid_for(n, 256), 256, 0, s>>>(x, n, amax);
+}
+
+void compare(const CompareArgs& args, CompareResult* result, cudaStream_t s) {
+  compare_sampled_kernel<<<grid_for(args.batch * args.ncols * args.m, 256), 256, 0, s>>>(args, result);
+  scan_output_kernel<<<grid_for(args.batch * args.n * args.m, 256), 256, 0, s>>>(args, result);
+}
+
+}  // namespace fp8scope::gemm
