@@ -76,7 +76,7 @@ def env_block():
     except Exception:  # noqa: BLE001 - the driver version is informative only
         driver = ""
     return {"host": socket.gethostname(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_cuda": torch.version.cuda, "time_utc": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "torch_cuda": torch.version.cuda, "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "gpu": {"name": p.name, "sm_count": p.multi_processor_count,
                     "compute_capability": f"{p.major}.{p.minor}", "memory_mib": p.total_memory >> 20,
                     "driver": driver, "cublaslt_version": None}}
@@ -89,6 +89,9 @@ def measure(rec, settings, flush):
             g[o] for o in ("a_offset", "b_offset", "d_offset", "scale_offset")):
         return "skipped", "the peer measures plain TN GEMMs only", None
     ta, tb, td = g["a"], g["b"], g["d"]
+    need = (m * k + n * k) * 4 + m * n * 8
+    if need > 0.9 * torch.cuda.mem_get_info()[0]:
+        return "oom", f"needs {need / 2**30:.1f} GiB of device memory", None
     gen = torch.Generator(device="cuda").manual_seed(1)
     xa = torch.randn(m, k, device="cuda", generator=gen)
     xb = torch.randn(n, k, device="cuda", generator=gen)
@@ -110,9 +113,12 @@ def measure(rec, settings, flush):
             ref = b.float() @ a.float().t()
         out = fn().float()
         rel = (torch.linalg.norm(out - ref) / torch.linalg.norm(ref)).item()
+    except torch.OutOfMemoryError as e:
+        return "oom", str(e).splitlines()[0][:300], None
     except (RuntimeError, TypeError) as e:
         return "run_rejected", str(e).splitlines()[0][:300], None
     t = time_fn(fn, settings, flush)
+    del ref, out
     flops = 2.0 * m * n * k
     data = {"timing": t, "accuracy": {"rel_error": rel},
             "metrics": {"ms": t["median"], "tflops": flops / (t["median"] * 1e-3) / 1e12}}

@@ -103,7 +103,7 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   core::DeviceBuffer b_buf(std::size_t(b_count) * size_of(spec.b) + std::size_t(spec.b_offset));
   core::DeviceBuffer d_buf(std::size_t(d_count) * size_of(spec.d) + std::size_t(spec.d_offset));
   core::DeviceBuffer c_buf(spec.c == spec.d ? 0 : std::size_t(spec.batch * spec.m * spec.n) * size_of(spec.c));
-  core::DeviceBuffer scales(64 + std::size_t(spec.scale_offset));
+  core::DeviceBuffer scales(256 + std::size_t(spec.scale_offset));
   const bool with_bias = spec.epilogue == Epilogue::bias || spec.epilogue == Epilogue::bias_gelu;
   const DType et = epilogue_type(spec);
   core::DeviceBuffer bias_buf(with_bias ? std::size_t(spec.m) * size_of(et) : 0);
@@ -142,7 +142,7 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
 
   // --- scales: dequantisation for FP8 inputs, quantisation for an FP8 output ----------------
   const float d_scale = is_fp8(spec.d) && ref_amax > 0 ? fp8_max(spec.d) / (2.0f * ref_amax) : 1.0f;
-  const float host_scales[4] = {opt_.planted_scale_error / qa, 1.0f / qb, d_scale, 0.0f};
+  const float host_scales[16] = {opt_.planted_scale_error / qa, 0, 0, 0, 1.0f / qb, 0, 0, 0, d_scale};
   FP8S_CUDA(cudaMemcpyAsync(scale_base, host_scales, sizeof host_scales, cudaMemcpyHostToDevice, stream_));
 
   LtPointers ptrs;
@@ -150,10 +150,12 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   ptrs.b = b;
   ptrs.d = d;
   ptrs.c = spec.c == spec.d ? d : c_buf.get();
+  // Each scale/amax pointer sits on its own 16-byte boundary (plus the probed offset):
+  // cuBLASLt's Hopper FP8 kernels refuse scale pointers that are only 4-byte aligned.
   ptrs.a_scale = scale_base;
-  ptrs.b_scale = scale_base + 1;
-  ptrs.d_scale = scale_base + 2;
-  ptrs.amax_d = scale_base + 3;
+  ptrs.b_scale = scale_base + 4;
+  ptrs.d_scale = scale_base + 8;
+  ptrs.amax_d = scale_base + 12;
   ptrs.bias = bias_buf.get();
   ptrs.aux = aux_buf.get();
   ptrs.aux_ld = aux_ld;
@@ -202,13 +204,24 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     json aj = algo_json(h.results[i]);
     aj["index"] = i;
     FP8S_CUDA(cudaMemsetAsync(d_buf.get(), 0xFF, d_buf.size(), stream_));  // NaN in every type
-    FP8S_CUDA(cudaMemsetAsync(scale_base + 3, 0, sizeof(float), stream_));
+    FP8S_CUDA(cudaMemsetAsync(scale_base + 12, 0, sizeof(float), stream_));
     const int st = mm.run(*handle_, h.results[i].algo, stream_);
     FP8S_CUDA(cudaStreamSynchronize(stream_));
     FP8S_CUDA(cudaGetLastError());
     aj["run_status"] = status_name(st);
     if (auto v = run_verdict(st)) {
       aj["outcome"] = std::string(core::to_string(*v));
+      if (i == 0 && opt_.lt_log_level > 0) {
+        // cuBLASLt says why only in its trace: repeat the refused call once with it on.
+        take_log_lines();
+        set_log_level(5);
+        mm.run(*handle_, h.results[i].algo, stream_);
+        set_log_level(opt_.lt_log_level);
+        FP8S_CUDA(cudaStreamSynchronize(stream_));
+        auto lines = take_log_lines();
+        if (lines.size() > 12) lines.erase(lines.begin(), lines.end() - 12);
+        cublas["rejection_trace"] = lines;
+      }
       algos.push_back(aj);
       continue;
     }
@@ -216,7 +229,7 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     compare(ca, res, stream_);
     float amax_d = 0;
     FP8S_CUDA(cudaMemcpyAsync(&host, res, sizeof host, cudaMemcpyDeviceToHost, stream_));
-    FP8S_CUDA(cudaMemcpyAsync(&amax_d, scale_base + 3, sizeof amax_d, cudaMemcpyDeviceToHost, stream_));
+    FP8S_CUDA(cudaMemcpyAsync(&amax_d, scale_base + 12, sizeof amax_d, cudaMemcpyDeviceToHost, stream_));
     FP8S_CUDA(cudaStreamSynchronize(stream_));
     FP8S_CUDA(cudaGetLastError());
     const double rel = host.ref_sq > 0 ? std::sqrt(host.err_sq / host.ref_sq) : 0.0;

@@ -48,7 +48,7 @@ std::mutex g_log_mutex;
 std::vector<std::string> g_log;
 void log_callback(int level, const char* fn, const char* msg) {
   std::lock_guard<std::mutex> lock(g_log_mutex);
-  if (g_log.size() < 64) g_log.push_back(fmt::format("[{}] {}: {}", level, fn ? fn : "", msg ? msg : ""));
+  if (g_log.size() < 256) g_log.push_back(fmt::format("[{}] {}: {}", level, fn ? fn : "", msg ? msg : ""));
 }
 
 }  // namespace
@@ -172,10 +172,11 @@ nlohmann::json algo_json(const cublasLtMatmulHeuristicResult_t& r) {
 }
 
 void start_log_capture(int level) {
-  if (level <= 0) return;
   cublasLtLoggerSetCallback(log_callback);
-  cublasLtLoggerSetLevel(level);
+  set_log_level(level);
 }
+
+void set_log_level(int level) { cublasLtLoggerSetLevel(level); }
 
 std::vector<std::string> take_log_lines() {
   std::lock_guard<std::mutex> lock(g_log_mutex);

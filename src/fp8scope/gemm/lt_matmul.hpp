@@ -79,6 +79,7 @@ nlohmann::json algo_json(const cublasLtMatmulHeuristicResult_t& r);
 // cuBLASLt's own log lines, captured when the level is > 0 (CUBLASLT_LOG_LEVEL semantics:
 // 1 errors, 2 trace, 3 hints, 4 info, 5 API trace).
 void start_log_capture(int level);
+void set_log_level(int level);
 std::vector<std::string> take_log_lines();
 
 }  // namespace fp8scope::gemm
