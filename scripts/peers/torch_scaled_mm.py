@@ -115,7 +115,7 @@ def measure(rec, settings, flush):
         rel = (torch.linalg.norm(out - ref) / torch.linalg.norm(ref)).item()
     except torch.OutOfMemoryError as e:
         return "oom", str(e).splitlines()[0][:300], None
-    except (RuntimeError, TypeError) as e:
+    except (RuntimeError, TypeError, ValueError) as e:
         return "run_rejected", str(e).splitlines()[0][:300], None
     t = time_fn(fn, settings, flush)
     del ref, out

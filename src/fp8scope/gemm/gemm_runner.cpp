@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <functional>
 #include <random>
 
 namespace fp8scope::gemm {
@@ -43,6 +44,23 @@ std::vector<std::int64_t> sample_columns(std::int64_t n, std::int64_t want, std:
 }
 
 double gib(double bytes) { return bytes / double(1ull << 30); }
+
+// cuBLASLt gives the reason for a refusal only in its log at the info level (e.g. "The
+// matrix A must be 4-byte aligned"). Repeat the refused call once with that level on and keep
+// the error/info lines, without the API dumps.
+json explain_refusal(const std::function<void()>& repeat_call) {
+  take_log_lines();
+  set_log_level(4);
+  repeat_call();
+  set_log_level(1);
+  json why = json::array();
+  for (const auto& line : take_log_lines())
+    if ((line.rfind("[1]", 0) == 0 || line.rfind("[4]", 0) == 0) && line.find("Adesc=") == std::string::npos) {
+      const auto colon = line.find(": ");
+      why.push_back(colon == std::string::npos ? line : line.substr(colon + 2));
+    }
+  return why;
+}
 
 }  // namespace
 
@@ -188,6 +206,10 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     r.outcome = *v;
     r.reason = *v == Outcome::no_algorithm ? "cublasLtMatmulAlgoGetHeuristic returned 0 algorithms"
                                            : "cublasLtMatmulAlgoGetHeuristic: " + status_name(h.status);
+    if (opt_.lt_log_level > 0) {
+      cublas["why"] = explain_refusal([&] { mm.heuristic(*handle_, opt_.algorithms, opt_.alignment_hints); });
+      if (!cublas["why"].empty()) r.reason += "; " + cublas["why"][0].get<std::string>();
+    }
     attach_log();
     return r;
   }
@@ -212,15 +234,8 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     if (auto v = run_verdict(st)) {
       aj["outcome"] = std::string(core::to_string(*v));
       if (i == 0 && opt_.lt_log_level > 0) {
-        // cuBLASLt says why only in its trace: repeat the refused call once with it on.
-        take_log_lines();
-        set_log_level(5);
-        mm.run(*handle_, h.results[i].algo, stream_);
-        set_log_level(opt_.lt_log_level);
+        cublas["why"] = explain_refusal([&] { mm.run(*handle_, h.results[i].algo, stream_); });
         FP8S_CUDA(cudaStreamSynchronize(stream_));
-        auto lines = take_log_lines();
-        if (lines.size() > 12) lines.erase(lines.begin(), lines.end() - 12);
-        cublas["rejection_trace"] = lines;
       }
       algos.push_back(aj);
       continue;
@@ -275,6 +290,7 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     for (auto& aj : algos) refused += aj["outcome"] == "run_rejected";
     r.reason = fmt::format("cublasLtMatmul: {} for the heuristic's first algorithm ({} of {} tried refused)",
                            first["run_status"].get<std::string>(), refused, algos.size());
+    if (cublas.contains("why") && !cublas["why"].empty()) r.reason += "; " + cublas["why"][0].get<std::string>();
   } else if (first.contains("reason")) {
     r.reason = first["reason"];
   }

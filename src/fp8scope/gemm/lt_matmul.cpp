@@ -172,6 +172,8 @@ nlohmann::json algo_json(const cublasLtMatmulHeuristicResult_t& r) {
 }
 
 void start_log_capture(int level) {
+  // The callback gets every line; the default logger's own output goes nowhere.
+  cublasLtLoggerOpenFile("/dev/null");
   cublasLtLoggerSetCallback(log_callback);
   set_log_level(level);
 }
