@@ -48,11 +48,11 @@ double gib(double bytes) { return bytes / double(1ull << 30); }
 // cuBLASLt gives the reason for a refusal only in its log at the info level (e.g. "The
 // matrix A must be 4-byte aligned"). Repeat the refused call once with that level on and keep
 // the error/info lines, without the API dumps.
-json explain_refusal(const std::function<void()>& repeat_call) {
+json explain_refusal(const std::function<void()>& repeat_call, int restore_level) {
   take_log_lines();
   set_log_level(4);
   repeat_call();
-  set_log_level(1);
+  set_log_level(restore_level);
   json why = json::array();
   for (const auto& line : take_log_lines())
     if ((line.rfind("[1]", 0) == 0 || line.rfind("[4]", 0) == 0) && line.find("Adesc=") == std::string::npos) {
@@ -207,7 +207,7 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     r.reason = *v == Outcome::no_algorithm ? "cublasLtMatmulAlgoGetHeuristic returned 0 algorithms"
                                            : "cublasLtMatmulAlgoGetHeuristic: " + status_name(h.status);
     if (opt_.lt_log_level > 0) {
-      cublas["why"] = explain_refusal([&] { mm.heuristic(*handle_, opt_.algorithms, opt_.alignment_hints); });
+      cublas["why"] = explain_refusal([&] { mm.heuristic(*handle_, opt_.algorithms, opt_.alignment_hints); }, opt_.lt_log_level);
       if (!cublas["why"].empty()) r.reason += "; " + cublas["why"][0].get<std::string>();
     }
     attach_log();
@@ -234,7 +234,7 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     if (auto v = run_verdict(st)) {
       aj["outcome"] = std::string(core::to_string(*v));
       if (i == 0 && opt_.lt_log_level > 0) {
-        cublas["why"] = explain_refusal([&] { mm.run(*handle_, h.results[i].algo, stream_); });
+        cublas["why"] = explain_refusal([&] { mm.run(*handle_, h.results[i].algo, stream_); }, opt_.lt_log_level);
         FP8S_CUDA(cudaStreamSynchronize(stream_));
       }
       algos.push_back(aj);
