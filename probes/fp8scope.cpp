@@ -1,6 +1,9 @@
 // fp8scope: the umbrella tool. Subcommands:
 //   env                 print the environment JSON (host, build, GPU, cuBLASLt, clocks)
 //   run SUITE.json      run every probe sweep of a suite, then report on them
+//   report FILE...      render result files as Markdown (+ JSON, figures)
+//   gate                compare a result with a baseline; exit 1 on regression
+#include "report_cmd.hpp"
 #include "suite.hpp"
 
 #include "fp8scope/core/env.hpp"
@@ -28,6 +31,23 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--resume", suite.resume, "continue unfinished sweeps");
   run_cmd->add_option("--only", suite.only, "run only these sweep names");
 
+  auto* rep_cmd = app.add_subcommand("report", "render result files (JSON, or the JSONL of an unfinished sweep)");
+  app::ReportArgs rep;
+  rep_cmd->add_option("inputs", rep.inputs, "result files")->required()->check(CLI::ExistingFile);
+  rep_cmd->add_option("--peer", rep.peers, "peer result files (e.g. the PyTorch peer), joined by point key")->check(CLI::ExistingFile);
+  rep_cmd->add_option("-o,--out", rep.out, "Markdown output (default: stdout)");
+  rep_cmd->add_option("--json", rep.json_out, "the same report as JSON");
+  rep_cmd->add_option("--format", rep.format, "markdown or github (job-summary friendly)")->check(CLI::IsMember({"markdown", "github"}));
+  rep_cmd->add_option("--figures", rep.figures, "directory for figures (SVG via matplotlib)");
+
+  auto* gate_cmd = app.add_subcommand("gate", "compare current results with a baseline; exit 1 on a regression");
+  app::GateArgs gate;
+  gate_cmd->add_option("--baseline", gate.baseline, "baseline result file")->required()->check(CLI::ExistingFile);
+  gate_cmd->add_option("--current", gate.current, "current result file")->required()->check(CLI::ExistingFile);
+  gate_cmd->add_option("--policy", gate.policy, "policy file (thresholds per metric and per key pattern)")->check(CLI::ExistingFile);
+  gate_cmd->add_flag("--force", gate.force, "compare even across GPUs or schema versions");
+  gate_cmd->add_option("--max-rows", gate.max_rows, "rows of the judgement table to print");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -42,8 +62,20 @@ int main(int argc, char** argv) {
     }
     if (*run_cmd) {
       std::vector<std::string> produced;
-      return app::run_suite(suite, produced);
+      const int rc = app::run_suite(suite, produced);
+      if (!produced.empty()) {
+        app::ReportArgs ra;
+        ra.inputs = produced;
+        const std::string dir = std::filesystem::path(produced.front()).parent_path().string();
+        ra.out = dir + "/report.md";
+        ra.json_out = dir + "/report.json";
+        ra.figures = dir + "/figures";
+        app::run_report(ra);
+      }
+      return rc;
     }
+    if (*rep_cmd) return app::run_report(rep);
+    if (*gate_cmd) return app::run_gate_cmd(gate);
   } catch (const core::InputError& e) {
     fmt::print(stderr, "fp8scope: {}\n", e.what());
     return core::kExitBadInput;

@@ -114,3 +114,42 @@ TEST(Cli, EnvPrintsJson) {
   if (e["gpu"].is_null()) EXPECT_FALSE(e["gpu_reason"].get<std::string>().empty());
   else EXPECT_GT(e["gpu"]["sm_count"].get<int>(), 0);
 }
+
+TEST(Cli, GateExitCodes) {
+  const std::string d = FP8SCOPE_TEST_DATA "/gate/";
+  Exec ok = run(kTool + " gate --baseline " + d + "baseline.json --current " + d + "baseline.json");
+  EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("gate: passed"), std::string::npos);
+  Exec slow = run(kTool + " gate --baseline " + d + "baseline.json --current " + d + "slower.json");
+  EXPECT_EQ(slow.code, 1);
+  EXPECT_NE(slow.out.find("FAIL     speed"), std::string::npos) << slow.out;
+  Exec gpu = run(kTool + " gate --baseline " + d + "baseline.json --current " + d + "other_gpu.json");
+  EXPECT_EQ(gpu.code, 2);
+  EXPECT_EQ(lines(gpu.err), 1) << gpu.err;
+  EXPECT_NE(gpu.err.find("different GPUs"), std::string::npos);
+  EXPECT_EQ(run(kTool + " gate --force --baseline " + d + "baseline.json --current " + d + "other_gpu.json").code, 0);
+  for (const std::string bad : {"truncated.json", "nonexistent.json"}) {
+    Exec b = run(kTool + " gate --baseline " + d + "baseline.json --current " + d + bad);
+    EXPECT_EQ(b.code, 2) << bad;
+    EXPECT_EQ(lines(b.err), 1) << b.err;
+  }
+  const std::string empty = write("empty.json", "");
+  Exec e = run(kTool + " gate --baseline " + d + "baseline.json --current " + empty);
+  EXPECT_EQ(e.code, 2);
+  EXPECT_NE(e.err.find("empty result file"), std::string::npos) << e.err;
+}
+
+TEST(Cli, ReportRendersWithoutFigures) {
+  const std::string d = FP8SCOPE_TEST_DATA "/gate/";
+  const std::string out = ::testing::TempDir() + "/rep/report.md";
+  Exec r = run("FP8SCOPE_PLOTTER=none " + kTool + " report " + d + "baseline.json -o " + out + " --figures " +
+               ::testing::TempDir() + "/rep/fig");
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::ifstream in(out);
+  std::string md((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(md.find("## Environment"), std::string::npos);
+  EXPECT_NE(md.find("NVIDIA H200"), std::string::npos);
+  Exec bad = run(kTool + " report " + d + "truncated.json");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(lines(bad.err), 1) << bad.err;
+}

@@ -114,8 +114,10 @@ json summarize_vocab(const std::vector<core::Record>& records, const json& env) 
                           ex["role"].get<std::string>(), ex["outcome"].get<std::string>(), ex["dimensions"].get<std::string>());
     }
     if (!p_min.is_null())
-      text += fmt::format(" Smallest power-of-two divisor of V that makes every role available: {}{}.", p_min.get<long long>(),
-                          exact ? " (and every tested V not divisible by it fails)" : "");
+      text += p_min.get<long long>() == 1
+                  ? std::string(" Every tested V works.")
+                  : fmt::format(" Smallest power-of-two divisor of V that makes every role available: {}{}.", p_min.get<long long>(),
+                                exact ? " (and every tested V not divisible by it fails)" : "");
     else
       text += " No power-of-two divisor makes every role available over the tested V.";
     text += fmt::format(" \"Vocab divisible by 32\" is {} here.", d32);

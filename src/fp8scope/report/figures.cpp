@@ -1,0 +1,51 @@
+#include "fp8scope/report/figures.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace fp8scope::report {
+namespace fs = std::filesystem;
+
+namespace {
+// Kept tiny on purpose: every number it draws is in the JSON beside the SVG.
+constexpr const char* kPlotScript = R"PY(
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+for path in sys.argv[1:]:
+    spec = json.load(open(path))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for s in spec["series"]:
+        ax.plot(s["x"], s["y"], marker=".", linewidth=1, label=s["label"])
+    ax.set_title(spec["title"]); ax.set_xlabel(spec["xlabel"]); ax.set_ylabel(spec["ylabel"])
+    ax.grid(True, alpha=0.3); ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout(); fig.savefig(path[:-5] + ".svg"); plt.close(fig)
+)PY";
+}  // namespace
+
+std::string draw_figures(const nlohmann::json& specs, const std::string& dir) {
+  if (specs.empty()) return "";
+  fs::create_directories(dir);
+  std::string args;
+  for (const auto& s : specs) {
+    const std::string path = (fs::path(dir) / (s["file"].get<std::string>() + ".json")).string();
+    std::ofstream(path) << s.dump();
+    args += " '" + path + "'";
+  }
+  const char* plotter = std::getenv("FP8SCOPE_PLOTTER");
+  if (plotter && std::string(plotter) == "none") return "figures disabled (FP8SCOPE_PLOTTER=none)";
+  const std::string python = "/usr/bin/python3";
+  if (!fs::exists(python)) return "no /usr/bin/python3 (apt-get install python3-matplotlib)";
+  if (std::system((python + " -c 'import matplotlib' >/dev/null 2>&1").c_str()) != 0)
+    return "matplotlib is not installed (apt-get install python3-matplotlib)";
+  const std::string script = (fs::path(dir) / "plot.py").string();
+  std::ofstream(script) << kPlotScript;
+  if (std::system((python + " '" + script + "'" + args + " >/dev/null 2>&1").c_str()) != 0) return "matplotlib failed to draw";
+  return "";
+}
+
+}  // namespace fp8scope::report

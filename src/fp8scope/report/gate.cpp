@@ -1,0 +1,254 @@
+#include "fp8scope/report/gate.hpp"
+
+#include "fp8scope/core/config.hpp"
+#include "fp8scope/core/error.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+namespace fp8scope::report {
+using core::InputError;
+using core::Outcome;
+using core::Record;
+
+namespace {
+
+GateThresholds parse_thresholds(const json& j, const GateThresholds& base, const std::string& where) {
+  GateThresholds t = base;
+  if (!j.is_object()) throw InputError(where + ": must be an object");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string k = it.key(), w = where + "." + k;
+    auto num = [&](double lo) {
+      if (!it.value().is_number() || it.value().get<double>() < lo)
+        throw InputError(fmt::format("{}: must be a number >= {}", w, lo));
+      return it.value().get<double>();
+    };
+    if (k == "throughput_pct") t.throughput_pct = num(0);
+    else if (k == "noise_multiplier") t.noise_multiplier = num(0);
+    else if (k == "accuracy_growth") t.accuracy_growth = num(0);
+    else if (k == "accuracy_floor") t.accuracy_floor = num(0);
+    else if (k == "ignore") {
+      if (!it.value().is_boolean()) throw InputError(w + ": must be true or false");
+      t.ignore = it.value().get<bool>();
+    } else if (k != "match") {
+      throw InputError(fmt::format("{}: unknown key; allowed: throughput_pct, noise_multiplier, accuracy_growth, "
+                                   "accuracy_floor, ignore{}",
+                                   w, where.rfind("rules", 0) == 0 ? ", match" : ""));
+    }
+  }
+  return t;
+}
+
+// The timing of a record: (median, relative noise, lower_is_better, unit) if it has one.
+struct Speed {
+  double value, noise;
+  bool lower_better;
+  std::string unit;
+};
+std::optional<Speed> speed_of(const Record& r) {
+  if (r.data.contains("metrics") && r.data["metrics"].contains("tokens_per_s") && r.data.contains("timing"))
+    return Speed{r.data["metrics"]["tokens_per_s"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), false, "tokens/s"};
+  if (r.data.contains("timing") && r.data["timing"].contains("median"))
+    return Speed{r.data["timing"]["median"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), true, "ms"};
+  if (r.data.contains("benchmark") && r.data["benchmark"].contains("real_time")) {
+    const json& b = r.data["benchmark"];
+    return Speed{b["real_time"].get<double>(), 0.0, true, b.value("time_unit", std::string("ns"))};
+  }
+  return std::nullopt;
+}
+
+std::optional<double> rel_error_of(const Record& r) {
+  if (r.data.contains("accuracy") && r.data["accuracy"].contains("rel_error") && r.data["accuracy"]["rel_error"].is_number())
+    return r.data["accuracy"]["rel_error"].get<double>();
+  return std::nullopt;
+}
+
+std::optional<json> nan_onset_of(const Record& r) {
+  if (r.data.contains("nan_onset") && r.data["nan_onset"].is_object()) return r.data["nan_onset"];
+  return std::nullopt;
+}
+
+std::string onset_text(const json& o) {
+  return fmt::format("step {} layer {} {} ({})", o.value("step", -1), o.value("layer", -1), o.value("tensor", std::string("?")),
+                     o.value("pass", std::string("?")));
+}
+
+std::string gpu_name(const core::ResultFile& f) {
+  if (f.env.contains("gpu") && f.env["gpu"].is_object()) return f.env["gpu"].value("name", std::string());
+  return {};
+}
+
+}  // namespace
+
+std::string to_string(Verdict v) {
+  switch (v) {
+    case Verdict::fail: return "FAIL";
+    case Verdict::improved: return "improved";
+    case Verdict::pass: return "pass";
+    case Verdict::info: return "info";
+  }
+  return "?";
+}
+
+const GateThresholds& GatePolicy::for_key(const std::string& key, std::string* rule_name) const {
+  for (auto& r : rules)
+    if (std::regex_search(key, r.re)) {
+      if (rule_name) *rule_name = r.pattern;
+      return r.t;
+    }
+  if (rule_name) *rule_name = "defaults";
+  return defaults;
+}
+
+json GatePolicy::to_json() const {
+  auto tj = [](const GateThresholds& t) {
+    return json{{"throughput_pct", t.throughput_pct}, {"noise_multiplier", t.noise_multiplier},
+                {"accuracy_growth", t.accuracy_growth}, {"accuracy_floor", t.accuracy_floor}, {"ignore", t.ignore}};
+  };
+  json rs = json::array();
+  for (auto& r : rules) {
+    json j = tj(r.t);
+    j["match"] = r.pattern;
+    rs.push_back(j);
+  }
+  return {{"defaults", tj(defaults)}, {"rules", rs}};
+}
+
+GatePolicy parse_policy(const json& doc) {
+  GatePolicy p;
+  if (!doc.is_object()) throw InputError("(top level): a gate policy must be a JSON object");
+  for (auto it = doc.begin(); it != doc.end(); ++it)
+    if (it.key() != "defaults" && it.key() != "rules" && it.key() != "description")
+      throw InputError(it.key() + ": unknown key; a policy has description, defaults, rules");
+  if (doc.contains("defaults")) p.defaults = parse_thresholds(doc["defaults"], p.defaults, "defaults");
+  if (doc.contains("rules")) {
+    if (!doc["rules"].is_array()) throw InputError("rules: must be a list");
+    for (std::size_t i = 0; i < doc["rules"].size(); ++i) {
+      const json& r = doc["rules"][i];
+      const std::string w = fmt::format("rules[{}]", i);
+      if (!r.is_object() || !r.contains("match") || !r["match"].is_string())
+        throw InputError(w + ": needs \"match\": a regular expression searched in the point key");
+      GatePolicy::Rule rule;
+      rule.pattern = r["match"].get<std::string>();
+      try {
+        rule.re = std::regex(rule.pattern);
+      } catch (const std::regex_error& e) {
+        throw InputError(fmt::format("{}.match: not a valid regular expression: {}", w, e.what()));
+      }
+      rule.t = parse_thresholds(r, p.defaults, w);
+      p.rules.push_back(std::move(rule));
+    }
+  }
+  return p;
+}
+
+GatePolicy load_policy(const std::string& path) {
+  try {
+    return parse_policy(core::read_json_file(path));
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    throw InputError(what.rfind(path, 0) == 0 ? what : path + ": " + what);
+  }
+}
+
+void check_comparable(const core::ResultFile& b, const core::ResultFile& c, bool force) {
+  if (b.records.empty()) throw InputError("baseline has no records");
+  if (c.records.empty()) throw InputError("current has no records");
+  if (force) return;
+  if (b.schema_version != c.schema_version)
+    throw InputError(fmt::format("schema versions differ (baseline {}, current {}); use --force to compare anyway",
+                                 b.schema_version, c.schema_version));
+  if (gpu_name(b) != gpu_name(c))
+    throw InputError(fmt::format("different GPUs (baseline '{}', current '{}'): timings are not comparable; use --force to "
+                                 "compare anyway",
+                                 gpu_name(b).empty() ? "none" : gpu_name(b), gpu_name(c).empty() ? "none" : gpu_name(c)));
+}
+
+GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, const GatePolicy& policy) {
+  GateResult res;
+  std::map<std::string, const Record*> now;
+  for (auto& r : cur.records) now[r.key] = &r;
+  std::map<std::string, bool> seen;
+  auto add = [&](Judgement j) {
+    (j.verdict == Verdict::fail ? res.failures : j.verdict == Verdict::improved ? res.improvements : res.passes) +=
+        j.verdict == Verdict::info ? 0 : 1;
+    res.judgements.push_back(std::move(j));
+  };
+  for (auto& b : base.records) {
+    std::string rule;
+    const GateThresholds& t = policy.for_key(b.key, &rule);
+    seen[b.key] = true;
+    if (t.ignore) continue;
+    auto it = now.find(b.key);
+    if (it == now.end()) {
+      add({b.key, "record", std::string(core::to_string(b.outcome)), "missing", "present", rule, 1e9, Verdict::fail});
+      continue;
+    }
+    const Record& c = *it->second;
+    // Availability.
+    if (b.outcome != c.outcome) {
+      const bool worse = b.outcome == Outcome::ok;
+      const bool better = c.outcome == Outcome::ok;
+      add({b.key, "outcome", std::string(core::to_string(b.outcome)), std::string(core::to_string(c.outcome)), "ok stays ok", rule,
+           worse ? 1e6 : 0, worse ? Verdict::fail : better ? Verdict::improved : Verdict::info});
+    }
+    // Speed, only where both ran.
+    auto sb = speed_of(b), sc = speed_of(c);
+    if (b.outcome == Outcome::ok && c.outcome == Outcome::ok && sb && sc && sb->value > 0 && sc->value > 0) {
+      const double worse_by = sb->lower_better ? sc->value / sb->value - 1 : sb->value / sc->value - 1;
+      const double allowed = std::max(t.throughput_pct / 100.0, t.noise_multiplier * (sb->noise + sc->noise));
+      const Verdict v = worse_by > allowed ? Verdict::fail : worse_by < -allowed ? Verdict::improved : Verdict::pass;
+      add({b.key, "speed", fmt::format("{:.4g} {}", sb->value, sb->unit), fmt::format("{:.4g} {}", sc->value, sc->unit),
+           fmt::format("{:.1f}% (threshold {:.1f}%, noise {:.1f}%)", 100 * allowed, t.throughput_pct,
+                       100 * t.noise_multiplier * (sb->noise + sc->noise)),
+           rule, worse_by, v});
+    }
+    // Accuracy.
+    auto eb = rel_error_of(b), ec = rel_error_of(c);
+    if (eb && ec) {
+      const double limit = *eb * (1 + t.accuracy_growth) + t.accuracy_floor;
+      const Verdict v = *ec > limit ? Verdict::fail : Verdict::pass;
+      add({b.key, "accuracy", fmt::format("{:.3g}", *eb), fmt::format("{:.3g}", *ec), fmt::format("<= {:.3g}", limit), rule,
+           *eb > 0 ? *ec / *eb - 1 : 0, v});
+    }
+    // Stability.
+    auto nb = nan_onset_of(b), nc = nan_onset_of(c);
+    if (nc && !nb)
+      add({b.key, "nan_onset", "none", onset_text(*nc), "no NaN", rule, 1e5, Verdict::fail});
+    else if (nb && nc && nc->value("step", 0) < nb->value("step", 0))
+      add({b.key, "nan_onset", onset_text(*nb), onset_text(*nc), "not earlier", rule, 1e4, Verdict::fail});
+    else if (nb && !nc)
+      add({b.key, "nan_onset", onset_text(*nb), "none", "", rule, -1, Verdict::improved});
+  }
+  for (auto& c : cur.records)
+    if (!seen.count(c.key)) add({c.key, "record", "absent", std::string(core::to_string(c.outcome)), "", "", 0, Verdict::info});
+  std::stable_sort(res.judgements.begin(), res.judgements.end(), [](const Judgement& a, const Judgement& b) {
+    auto rank = [](Verdict v) { return v == Verdict::fail ? 0 : v == Verdict::improved ? 1 : v == Verdict::info ? 2 : 3; };
+    if (rank(a.verdict) != rank(b.verdict)) return rank(a.verdict) < rank(b.verdict);
+    return a.verdict == Verdict::improved ? a.change < b.change : a.change > b.change;
+  });
+  return res;
+}
+
+std::string render_gate(const GateResult& r, const GatePolicy& policy, std::size_t max_rows) {
+  std::string out = fmt::format("gate: {} failed, {} improved, {} passed checks\n", r.failures, r.improvements, r.passes);
+  out += fmt::format("policy: {}\n", policy.to_json().dump());
+  out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<44} {}\n", "verdict", "check", "baseline", "current", "change",
+                     "allowed", "point");
+  std::size_t shown = 0;
+  for (auto& j : r.judgements) {
+    if (shown++ >= max_rows) {
+      out += fmt::format("... {} more (use --max-rows)\n", r.judgements.size() - max_rows);
+      break;
+    }
+    const std::string change = j.check == "speed" || j.check == "accuracy" ? fmt::format("{:+.1f}%", 100 * j.change) : "";
+    out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<44} {}\n", to_string(j.verdict), j.check, j.baseline, j.current,
+                       change, j.allowed, j.key);
+  }
+  return out;
+}
+
+}  // namespace fp8scope::report

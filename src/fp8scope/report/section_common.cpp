@@ -1,0 +1,75 @@
+#include "fp8scope/report/sections.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+
+namespace fp8scope::report {
+using core::Outcome;
+
+std::string outcome_cell(const core::Record& r) {
+  switch (r.outcome) {
+    case Outcome::ok: {
+      const json& m = r.data.contains("metrics") ? r.data["metrics"] : json::object();
+      return m.contains("tflops") ? fmt::format("ok {:.0f}", m["tflops"].get<double>()) : "ok";
+    }
+    case Outcome::heuristic_unsupported: return "✗ heuristic";
+    case Outcome::no_algorithm: return "✗ no algo";
+    case Outcome::run_rejected: return "✗ run";
+    case Outcome::incorrect: return "✗ wrong";
+    case Outcome::nonfinite: return "✗ NaN";
+    case Outcome::oom: return "oom";
+    case Outcome::crashed: return "crash";
+    case Outcome::skipped: return "skip";
+  }
+  return "?";
+}
+
+std::string outcome_tally(const std::vector<core::Record>& records) {
+  std::map<std::string, int> t;
+  for (auto& r : records) ++t[std::string(core::to_string(r.outcome))];
+  std::string s;
+  for (auto& [k, v] : t) s += fmt::format("{}{}={}", s.empty() ? "" : " ", k, v);
+  return s;
+}
+
+json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                 const json& series) {
+  return {{"kind", "line"}, {"file", file}, {"title", title}, {"xlabel", xlabel}, {"ylabel", ylabel}, {"series", series}};
+}
+
+json env_section(const std::vector<ReportInput>& inputs) {
+  Table t{"Where each result was measured",
+          {"file", "sweep", "probe", "GPU", "driver", "cuBLASLt", "git", "measured (UTC)", "points", "outcomes"},
+          {}};
+  for (auto& in : inputs) {
+    const json& e = in.file.env;
+    const json g = e.contains("gpu") && e["gpu"].is_object() ? e["gpu"] : json::object();
+    std::string gpu = g.empty() ? "none (" + e.value("gpu_reason", std::string("?")) + ")"
+                                : fmt::format("{} ({} SMs, max {} MHz)", g.value("name", "?"), g.value("sm_count", 0),
+                                              g.value("max_sm_clock_mhz", 0));
+    std::string sha = e.value("git_sha", std::string(in.file.meta.value("git_sha", "")));
+    if (sha.size() > 10) sha = sha.substr(0, 10);
+    const json dirty = e.value("git_dirty", json());
+    if (dirty.is_boolean() && dirty.get<bool>()) sha += " (dirty)";
+    const json cub = g.value("cublaslt_version", json());
+    t.rows.push_back({in.path, in.file.meta.value("sweep", std::string()), in.file.meta.value("probe", std::string()), gpu,
+                      g.value("driver", std::string("-")), cub.is_null() ? "-" : cub.dump(), sha,
+                      e.value("time_utc", std::string("-")), std::to_string(in.file.records.size()) + (in.file.complete ? "" : " (unfinished)"),
+                      outcome_tally(in.file.records)});
+  }
+  return {{"title", "Environment"}, {"text", json::array()}, {"tables", json::array({t.to_json()})}, {"figures", json::array()}};
+}
+
+json generic_section(const ReportInput& in) {
+  Table t{"Records", {"point", "outcome", "detail"}, {}};
+  for (auto& r : in.file.records)
+    t.rows.push_back({r.key, std::string(core::to_string(r.outcome)),
+                      r.data.contains("headline") ? r.data["headline"].get<std::string>() : r.reason});
+  return {{"title", fmt::format("{} ({})", in.file.meta.value("sweep", in.path), in.file.meta.value("probe", "?"))},
+          {"text", json::array()},
+          {"tables", json::array({t.to_json()})},
+          {"figures", json::array()}};
+}
+
+}  // namespace fp8scope::report

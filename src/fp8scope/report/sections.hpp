@@ -1,0 +1,21 @@
+#pragma once
+// One function per kind of report section; each returns {title, text, tables, figures}.
+#include "fp8scope/report/report.hpp"
+#include "fp8scope/report/tables.hpp"
+
+namespace fp8scope::report {
+
+json env_section(const std::vector<ReportInput>& inputs);
+json gemm_section(const ReportInput& in, const ReportInput* peer);
+json vocab_section(const ReportInput& in);
+json generic_section(const ReportInput& in);
+
+// Short cell text for an outcome ("ok", "heuristic_unsupported" -> "✗ heuristic", ...).
+std::string outcome_cell(const core::Record& r);
+// "ok=30 run_rejected=2"
+std::string outcome_tally(const std::vector<core::Record>& records);
+// A figure spec: a line chart, written as data; figures.cpp draws it.
+json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                 const json& series);
+
+}  // namespace fp8scope::report

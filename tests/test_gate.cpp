@@ -1,0 +1,159 @@
+// The regression gate: one fixture per rule, noise handling, comparability, bad input.
+#include "fp8scope/core/error.hpp"
+#include "fp8scope/core/result_store.hpp"
+#include "fp8scope/report/gate.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace fp8scope;
+using namespace fp8scope::report;
+using core::json;
+
+namespace {
+const std::string kData = FP8SCOPE_TEST_DATA "/gate/";
+core::ResultFile baseline() { return core::read_results(kData + "baseline.json"); }
+core::Record& rec(core::ResultFile& f, const std::string& key) {
+  for (auto& r : f.records)
+    if (r.key == key) return r;
+  throw std::runtime_error("no " + key);
+}
+std::vector<Judgement> failures(const GateResult& r) {
+  std::vector<Judgement> out;
+  for (auto& j : r.judgements)
+    if (j.verdict == Verdict::fail) out.push_back(j);
+  return out;
+}
+GatePolicy policy(double pct) {
+  GatePolicy p;
+  p.defaults.throughput_pct = pct;
+  return p;
+}
+}  // namespace
+
+TEST(Gate, IdenticalFilesPass) {
+  GateResult r = run_gate(baseline(), baseline(), GatePolicy{});
+  EXPECT_EQ(r.failures, 0u);
+  EXPECT_EQ(r.improvements, 0u);
+  EXPECT_GT(r.passes, 0u);
+}
+
+TEST(Gate, SmallChangeInsideNoisePasses) {
+  auto cur = baseline();
+  rec(cur, "gemm/a").data["timing"]["median"] = 1.03;  // 3% slower; both runs have 2.5% IQR
+  GateResult r = run_gate(baseline(), cur, policy(2.0));  // threshold below the change: noise decides
+  EXPECT_EQ(r.failures, 0u);
+}
+
+TEST(Gate, LargeDropOutsideNoiseFails) {
+  GateResult r = run_gate(baseline(), core::read_results(kData + "slower.json"), GatePolicy{});
+  auto f = failures(r);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].key, "gemm/b");
+  EXPECT_EQ(f[0].check, "speed");
+  EXPECT_NEAR(f[0].change, 0.15, 1e-9);
+}
+
+TEST(Gate, ThroughputMetricsHigherIsBetter) {
+  auto base = baseline(), cur = baseline();
+  rec(base, "train/y").data["metrics"] = {{"tokens_per_s", 100000.0}};
+  rec(cur, "train/y").data["metrics"] = {{"tokens_per_s", 80000.0}};
+  auto f = failures(run_gate(base, cur, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NEAR(f[0].change, 0.25, 1e-9);
+}
+
+TEST(Gate, NewRunRejectedFails) {
+  auto cur = baseline();
+  rec(cur, "gemm/c").outcome = core::Outcome::run_rejected;
+  auto f = failures(run_gate(baseline(), cur, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].check, "outcome");
+  EXPECT_EQ(f[0].current, "run_rejected");
+}
+
+TEST(Gate, EarlierOrNewNanOnsetFails) {
+  auto cur = baseline();
+  rec(cur, "train/x").data["nan_onset"]["step"] = 200;
+  rec(cur, "train/y").data["nan_onset"] = {{"step", 900}, {"layer", 2}, {"tensor", "fc1_out"}, {"pass", "forward"}};
+  auto f = failures(run_gate(baseline(), cur, GatePolicy{}));
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].check, "nan_onset");
+  EXPECT_EQ(f[1].check, "nan_onset");
+  // A later onset, or none, is no failure.
+  auto later = baseline();
+  rec(later, "train/x").data["nan_onset"]["step"] = 600;
+  EXPECT_EQ(run_gate(baseline(), later, GatePolicy{}).failures, 0u);
+}
+
+TEST(Gate, AccuracyGrowthFails) {
+  auto cur = baseline();
+  rec(cur, "gemm/a").data["accuracy"]["rel_error"] = 0.01;  // 5x the baseline's 0.002
+  auto f = failures(run_gate(baseline(), cur, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].check, "accuracy");
+}
+
+TEST(Gate, MissingRecordFails) {
+  auto cur = baseline();
+  cur.records.erase(cur.records.begin() + 2);
+  auto f = failures(run_gate(baseline(), cur, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].current, "missing");
+}
+
+TEST(Gate, ImprovementsNeverFail) {
+  auto cur = baseline();
+  rec(cur, "gemm/b").data["timing"]["median"] = 1.5;
+  rec(cur, "train/x").data.erase("nan_onset");
+  rec(cur, "gemm/a").data["accuracy"]["rel_error"] = 0.0001;
+  auto base = baseline();
+  rec(base, "gemm/c").outcome = core::Outcome::run_rejected;  // and c now runs
+  GateResult r = run_gate(base, cur, GatePolicy{});
+  EXPECT_EQ(r.failures, 0u);
+  EXPECT_EQ(r.improvements, 3u);
+  EXPECT_EQ(r.judgements.front().verdict, Verdict::improved);
+}
+
+TEST(Gate, WorstFirst) {
+  auto cur = core::read_results(kData + "slower.json");
+  rec(cur, "gemm/c").outcome = core::Outcome::oom;
+  GateResult r = run_gate(baseline(), cur, GatePolicy{});
+  ASSERT_GE(r.judgements.size(), 2u);
+  EXPECT_EQ(r.judgements[0].check, "outcome");
+  EXPECT_EQ(r.judgements[1].check, "speed");
+}
+
+TEST(Gate, PolicyRulesByKeyPattern) {
+  GatePolicy p = parse_policy(json::parse(R"({"defaults":{"throughput_pct":5},
+      "rules":[{"match":"^gemm/b$","throughput_pct":20},{"match":"train/","ignore":true}]})"));
+  EXPECT_EQ(run_gate(baseline(), core::read_results(kData + "slower.json"), p).failures, 0u);  // 15% < 20%
+  std::string rule;
+  EXPECT_EQ(p.for_key("gemm/a", &rule).throughput_pct, 5);
+  EXPECT_EQ(rule, "defaults");
+  EXPECT_TRUE(p.for_key("train/x").ignore);
+  auto err = [](const char* text) {
+    try {
+      parse_policy(json::parse(text));
+    } catch (const core::InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(err(R"({"defaults":{"throughput":5}})"),
+            "defaults.throughput: unknown key; allowed: throughput_pct, noise_multiplier, accuracy_growth, accuracy_floor, ignore");
+  EXPECT_EQ(err(R"({"rules":[{"throughput_pct":5}]})"), "rules[0]: needs \"match\": a regular expression searched in the point key");
+  EXPECT_EQ(err(R"({"rules":[{"match":"(","throughput_pct":5}]})").rfind("rules[0].match: not a valid regular expression: ", 0), 0u);
+  EXPECT_EQ(err(R"({"defaults":{"throughput_pct":-1}})"), "defaults.throughput_pct: must be a number >= 0");
+}
+
+TEST(Gate, DifferentGpuIsRefusedUnlessForced) {
+  auto other = core::read_results(kData + "other_gpu.json");
+  EXPECT_THROW(check_comparable(baseline(), other, false), core::InputError);
+  EXPECT_NO_THROW(check_comparable(baseline(), other, true));
+  auto v2 = baseline();
+  v2.schema_version = 2;
+  EXPECT_THROW(check_comparable(baseline(), v2, false), core::InputError);
+  core::ResultFile empty = baseline();
+  empty.records.clear();
+  EXPECT_THROW(check_comparable(baseline(), empty, true), core::InputError);
+}
