@@ -51,6 +51,10 @@ def time_fn(fn, settings, flush):
     start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     ms, t0 = [], datetime.datetime.now()
     while True:
+        # Keep the GPU busy while Python enqueues the flush and the GEMM, so the events time
+        # the GEMM and not the launch latency of the interpreter (tens of microseconds, as long
+        # as the small GEMMs themselves).
+        torch.cuda._sleep(200_000)
         flush.zero_()
         start.record()
         fn()

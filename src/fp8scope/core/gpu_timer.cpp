@@ -1,6 +1,7 @@
 #include "fp8scope/core/gpu_timer.hpp"
 
 #include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/core/gpu_spin.cuh"
 #include "fp8scope/core/nvml.hpp"
 
 #include <chrono>
@@ -31,7 +32,8 @@ Timing GpuTimer::time(const std::function<void()>& launch, const TimingOptions& 
   auto& nvml = Nvml::instance();
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
-    flush_l2();  // every sample starts cold, as a GEMM in a training step does
+    gpu_spin(stream_, 100'000);  // ~50 us: the launches below queue up behind it
+    flush_l2();                   // every sample starts cold, as a GEMM in a training step does
     FP8S_CUDA(cudaEventRecord(start_, stream_));
     launch();
     FP8S_CUDA(cudaEventRecord(stop_, stream_));
