@@ -53,6 +53,22 @@ TEST(Gate, LargeDropOutsideNoiseFails) {
   EXPECT_NEAR(f[0].change, 0.15, 1e-9);
 }
 
+TEST(Gate, ClockDifferenceCountsAsNoise) {
+  // Measured on an H200: the same build ran a power-throttled GEMM 5.6% slower at a 6.6% lower
+  // SM clock. That is not a regression; the same slowdown at equal clocks is.
+  auto base = baseline(), cur = baseline();
+  rec(base, "gemm/b").data["timing"]["mean_sm_clock_mhz"] = 1860.0;
+  rec(cur, "gemm/b").data["timing"]["median"] = 2.0 * 1.056;
+  rec(cur, "gemm/b").data["timing"]["mean_sm_clock_mhz"] = 1738.0;
+  EXPECT_EQ(run_gate(base, cur, GatePolicy{}).failures, 0u);
+  rec(cur, "gemm/b").data["timing"]["mean_sm_clock_mhz"] = 1860.0;
+  EXPECT_EQ(run_gate(base, cur, GatePolicy{}).failures, 1u);
+  GatePolicy strict;
+  strict.defaults.clock_multiplier = 0;
+  rec(cur, "gemm/b").data["timing"]["mean_sm_clock_mhz"] = 1738.0;
+  EXPECT_EQ(run_gate(base, cur, strict).failures, 1u);
+}
+
 TEST(Gate, ThroughputMetricsHigherIsBetter) {
   auto base = baseline(), cur = baseline();
   rec(base, "train/y").data["metrics"] = {{"tokens_per_s", 100000.0}};
@@ -140,7 +156,7 @@ TEST(Gate, PolicyRulesByKeyPattern) {
     return std::string("no error");
   };
   EXPECT_EQ(err(R"({"defaults":{"throughput":5}})"),
-            "defaults.throughput: unknown key; allowed: throughput_pct, noise_multiplier, accuracy_growth, accuracy_floor, ignore");
+            "defaults.throughput: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, accuracy_growth, accuracy_floor, ignore");
   EXPECT_EQ(err(R"({"rules":[{"throughput_pct":5}]})"), "rules[0]: needs \"match\": a regular expression searched in the point key");
   EXPECT_EQ(err(R"({"rules":[{"match":"(","throughput_pct":5}]})").rfind("rules[0].match: not a valid regular expression: ", 0), 0u);
   EXPECT_EQ(err(R"({"defaults":{"throughput_pct":-1}})"), "defaults.throughput_pct: must be a number >= 0");

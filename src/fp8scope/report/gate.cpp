@@ -28,14 +28,15 @@ GateThresholds parse_thresholds(const json& j, const GateThresholds& base, const
     };
     if (k == "throughput_pct") t.throughput_pct = num(0);
     else if (k == "noise_multiplier") t.noise_multiplier = num(0);
+    else if (k == "clock_multiplier") t.clock_multiplier = num(0);
     else if (k == "accuracy_growth") t.accuracy_growth = num(0);
     else if (k == "accuracy_floor") t.accuracy_floor = num(0);
     else if (k == "ignore") {
       if (!it.value().is_boolean()) throw InputError(w + ": must be true or false");
       t.ignore = it.value().get<bool>();
     } else if (k != "match") {
-      throw InputError(fmt::format("{}: unknown key; allowed: throughput_pct, noise_multiplier, accuracy_growth, "
-                                   "accuracy_floor, ignore{}",
+      throw InputError(fmt::format("{}: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, "
+                                   "accuracy_growth, accuracy_floor, ignore{}",
                                    w, where.rfind("rules", 0) == 0 ? ", match" : ""));
     }
   }
@@ -47,12 +48,15 @@ struct Speed {
   double value, noise;
   bool lower_better;
   std::string unit;
+  double clock_mhz = 0;  // mean SM clock while timed, 0 if unknown
 };
 std::optional<Speed> speed_of(const Record& r) {
   if (r.data.contains("metrics") && r.data["metrics"].contains("tokens_per_s") && r.data.contains("timing"))
-    return Speed{r.data["metrics"]["tokens_per_s"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), false, "tokens/s"};
+    return Speed{r.data["metrics"]["tokens_per_s"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), false, "tokens/s",
+                 r.data["timing"].value("mean_sm_clock_mhz", 0.0)};
   if (r.data.contains("timing") && r.data["timing"].contains("median"))
-    return Speed{r.data["timing"]["median"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), true, "ms"};
+    return Speed{r.data["timing"]["median"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), true, "ms",
+                 r.data["timing"].value("mean_sm_clock_mhz", 0.0)};
   if (r.data.contains("benchmark") && r.data["benchmark"].contains("real_time")) {
     const json& b = r.data["benchmark"];
     return Speed{b["real_time"].get<double>(), 0.0, true, b.value("time_unit", std::string("ns"))};
@@ -105,7 +109,7 @@ const GateThresholds& GatePolicy::for_key(const std::string& key, std::string* r
 
 json GatePolicy::to_json() const {
   auto tj = [](const GateThresholds& t) {
-    return json{{"throughput_pct", t.throughput_pct}, {"noise_multiplier", t.noise_multiplier},
+    return json{{"throughput_pct", t.throughput_pct}, {"noise_multiplier", t.noise_multiplier}, {"clock_multiplier", t.clock_multiplier},
                 {"accuracy_growth", t.accuracy_growth}, {"accuracy_floor", t.accuracy_floor}, {"ignore", t.ignore}};
   };
   json rs = json::array();
@@ -199,11 +203,13 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
     auto sb = speed_of(b), sc = speed_of(c);
     if (b.outcome == Outcome::ok && c.outcome == Outcome::ok && sb && sc && sb->value > 0 && sc->value > 0) {
       const double worse_by = sb->lower_better ? sc->value / sb->value - 1 : sb->value / sc->value - 1;
-      const double allowed = std::max(t.throughput_pct / 100.0, t.noise_multiplier * (sb->noise + sc->noise));
+      const double clock = sb->clock_mhz > 0 && sc->clock_mhz > 0 ? std::abs(sc->clock_mhz / sb->clock_mhz - 1) : 0.0;
+      const double noise = t.noise_multiplier * (sb->noise + sc->noise) + t.clock_multiplier * clock;
+      const double allowed = std::max(t.throughput_pct / 100.0, noise);
       const Verdict v = worse_by > allowed ? Verdict::fail : worse_by < -allowed ? Verdict::improved : Verdict::pass;
       add({b.key, "speed", fmt::format("{:.4g} {}", sb->value, sb->unit), fmt::format("{:.4g} {}", sc->value, sc->unit),
-           fmt::format("{:.1f}% (threshold {:.1f}%, noise {:.1f}%)", 100 * allowed, t.throughput_pct,
-                       100 * t.noise_multiplier * (sb->noise + sc->noise)),
+           fmt::format("{:.1f}% (threshold {:.1f}%, noise {:.1f}%, clocks {:.1f}%)", 100 * allowed, t.throughput_pct,
+                       100 * t.noise_multiplier * (sb->noise + sc->noise), 100 * clock),
            rule, worse_by, v});
     }
     // Accuracy.
@@ -236,7 +242,7 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
 std::string render_gate(const GateResult& r, const GatePolicy& policy, std::size_t max_rows) {
   std::string out = fmt::format("gate: {} failed, {} improved, {} passed checks\n", r.failures, r.improvements, r.passes);
   out += fmt::format("policy: {}\n", policy.to_json().dump());
-  out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<44} {}\n", "verdict", "check", "baseline", "current", "change",
+  out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<56} {}\n", "verdict", "check", "baseline", "current", "change",
                      "allowed", "point");
   std::size_t shown = 0;
   for (auto& j : r.judgements) {
@@ -245,7 +251,7 @@ std::string render_gate(const GateResult& r, const GatePolicy& policy, std::size
       break;
     }
     const std::string change = j.check == "speed" || j.check == "accuracy" ? fmt::format("{:+.1f}%", 100 * j.change) : "";
-    out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<44} {}\n", to_string(j.verdict), j.check, j.baseline, j.current,
+    out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<56} {}\n", to_string(j.verdict), j.check, j.baseline, j.current,
                        change, j.allowed, j.key);
   }
   return out;

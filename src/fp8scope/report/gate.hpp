@@ -1,6 +1,8 @@
 #pragma once
 // `fp8scope gate`: compares a current result file with a baseline, point by point (matched
-// by key), and fails on regressions: slower beyond max(threshold, noise of both runs), an
+// by key), and fails on regressions: slower beyond max(threshold, noise of both runs), where
+// noise is the spread inside each run plus the difference of the runs' SM clocks (a repeat of
+// the same build on an H200 differed by 5.6% on a power-throttled GEMM whose clock fell 6.6%), an
 // outcome that got worse than ok, accuracy error grown beyond its allowance, a NaN onset
 // that appeared or came earlier, or a point that disappeared. Improvements never fail.
 #include "fp8scope/core/result_store.hpp"
@@ -17,6 +19,7 @@ using core::json;
 struct GateThresholds {
   double throughput_pct = 5.0;    // slower by more than this (and more than the noise) fails
   double noise_multiplier = 1.0;  // noise = multiplier * (rel IQR of baseline + rel IQR of current)
+  double clock_multiplier = 1.0;  // + multiplier * relative difference of the runs' mean SM clocks
   double accuracy_growth = 0.5;   // rel_error may grow by this fraction ...
   double accuracy_floor = 1e-4;   // ... plus this absolute amount
   bool ignore = false;            // not judged at all
