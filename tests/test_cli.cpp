@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -19,8 +20,9 @@ struct Exec {
   std::string out, err;
 };
 Exec run(const std::string& args) {
-  const std::string dir = ::testing::TempDir();
-  const std::string errf = dir + "/cli_stderr.txt";
+  // ctest runs tests in parallel processes: every call gets its own stderr file.
+  static int calls = 0;
+  const std::string errf = ::testing::TempDir() + "/cli_stderr_" + std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".txt";
   const std::string cmd = args + " 2>" + errf;
   Exec r{};
   FILE* p = ::popen(cmd.c_str(), "r");

@@ -1,0 +1,287 @@
+#include "fp8scope/cpu/gpt_ref.hpp"
+
+#include <cmath>
+
+namespace fp8scope::cpu {
+namespace {
+
+using V = std::vector<double>;
+constexpr double kLnEps = 1e-5;
+
+// out[n][c] = (inp[n][c] - mean) * rstd * w[c] + b[c]
+void layernorm_fwd(double* out, double* mean, double* rstd, const double* inp, const double* w, const double* b, int N, int C) {
+  for (int n = 0; n < N; ++n) {
+    const double* x = inp + std::int64_t(n) * C;
+    double m = 0, v = 0;
+    for (int c = 0; c < C; ++c) m += x[c];
+    m /= C;
+    for (int c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
+    v /= C;
+    const double s = 1.0 / std::sqrt(v + kLnEps);
+    for (int c = 0; c < C; ++c) out[std::int64_t(n) * C + c] = (x[c] - m) * s * w[c] + b[c];
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+// Accumulates into dinp, dw, db.
+void layernorm_bwd(double* dinp, double* dw, double* db, const double* dout, const double* inp, const double* w,
+                   const double* mean, const double* rstd, int N, int C) {
+  for (int n = 0; n < N; ++n) {
+    const double* x = inp + std::int64_t(n) * C;
+    const double* dy = dout + std::int64_t(n) * C;
+    double* dx = dinp + std::int64_t(n) * C;
+    double dnorm_mean = 0, dnorm_norm_mean = 0;
+    for (int c = 0; c < C; ++c) {
+      const double norm = (x[c] - mean[n]) * rstd[n];
+      const double dnorm = w[c] * dy[c];
+      dnorm_mean += dnorm;
+      dnorm_norm_mean += dnorm * norm;
+    }
+    dnorm_mean /= C;
+    dnorm_norm_mean /= C;
+    for (int c = 0; c < C; ++c) {
+      const double norm = (x[c] - mean[n]) * rstd[n];
+      const double dnorm = w[c] * dy[c];
+      db[c] += dy[c];
+      dw[c] += norm * dy[c];
+      dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * rstd[n];
+    }
+  }
+}
+
+// out[n][o] = bias[o] + sum_i inp[n][i] * W[o][i]   (W is [OC][IC], as PyTorch's Linear)
+void matmul_fwd(double* out, const double* inp, const double* W, const double* bias, int N, int IC, int OC) {
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < OC; ++o) {
+      double acc = bias ? bias[o] : 0.0;
+      const double* x = inp + std::int64_t(n) * IC;
+      const double* w = W + std::int64_t(o) * IC;
+      for (int i = 0; i < IC; ++i) acc += x[i] * w[i];
+      out[std::int64_t(n) * OC + o] = acc;
+    }
+}
+
+// Accumulates dinp, dW, dbias.
+void matmul_bwd(double* dinp, double* dW, double* dbias, const double* dout, const double* inp, const double* W, int N, int IC,
+                int OC) {
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < OC; ++o) {
+      const double d = dout[std::int64_t(n) * OC + o];
+      if (d == 0.0) continue;
+      const double* x = inp + std::int64_t(n) * IC;
+      const double* w = W + std::int64_t(o) * IC;
+      double* dx = dinp + std::int64_t(n) * IC;
+      double* dw = dW + std::int64_t(o) * IC;
+      for (int i = 0; i < IC; ++i) {
+        dx[i] += d * w[i];
+        dw[i] += d * x[i];
+      }
+      if (dbias) dbias[o] += d;
+    }
+}
+
+// qkv [B][T][3C] holds q, k, v; head h uses channels h*hs..(h+1)*hs of each.
+// probs [B][NH][T][T] (causal, zero above the diagonal); out [B][T][C].
+void attention_fwd(double* out, double* probs, const double* qkv, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const double scale = 1.0 / std::sqrt(double(hs));
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int t = 0; t < T; ++t) {
+        const double* q = qkv + (std::int64_t(b) * T + t) * 3 * C + h * hs;
+        double* p = probs + ((std::int64_t(b) * NH + h) * T + t) * T;
+        double mx = -INFINITY;
+        for (int s = 0; s <= t; ++s) {
+          const double* k = qkv + (std::int64_t(b) * T + s) * 3 * C + C + h * hs;
+          double dot = 0;
+          for (int i = 0; i < hs; ++i) dot += q[i] * k[i];
+          p[s] = dot * scale;
+          mx = std::max(mx, p[s]);
+        }
+        double sum = 0;
+        for (int s = 0; s <= t; ++s) sum += (p[s] = std::exp(p[s] - mx));
+        for (int s = 0; s < T; ++s) p[s] = s <= t ? p[s] / sum : 0.0;
+        double* y = out + (std::int64_t(b) * T + t) * C + h * hs;
+        for (int i = 0; i < hs; ++i) y[i] = 0;
+        for (int s = 0; s <= t; ++s) {
+          const double* v = qkv + (std::int64_t(b) * T + s) * 3 * C + 2 * C + h * hs;
+          for (int i = 0; i < hs; ++i) y[i] += p[s] * v[i];
+        }
+      }
+}
+
+// Accumulates into dqkv.
+void attention_bwd(double* dqkv, const double* dout, const double* qkv, const double* probs, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const double scale = 1.0 / std::sqrt(double(hs));
+  std::vector<double> dp(static_cast<std::size_t>(T)), ds(static_cast<std::size_t>(T));
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int t = 0; t < T; ++t) {
+        const double* p = probs + ((std::int64_t(b) * NH + h) * T + t) * T;
+        const double* dy = dout + (std::int64_t(b) * T + t) * C + h * hs;
+        // y = sum_s p[s] v[s]  ->  dp[s] = dy . v[s], dv[s] += p[s] dy
+        for (int s = 0; s <= t; ++s) {
+          const double* v = qkv + (std::int64_t(b) * T + s) * 3 * C + 2 * C + h * hs;
+          double* dv = dqkv + (std::int64_t(b) * T + s) * 3 * C + 2 * C + h * hs;
+          double acc = 0;
+          for (int i = 0; i < hs; ++i) {
+            acc += dy[i] * v[i];
+            dv[i] += p[s] * dy[i];
+          }
+          dp[std::size_t(s)] = acc;
+        }
+        // softmax: ds[s] = p[s] (dp[s] - sum_r p[r] dp[r])
+        double dot = 0;
+        for (int s = 0; s <= t; ++s) dot += p[s] * dp[std::size_t(s)];
+        for (int s = 0; s <= t; ++s) ds[std::size_t(s)] = p[s] * (dp[std::size_t(s)] - dot) * scale;
+        const double* q = qkv + (std::int64_t(b) * T + t) * 3 * C + h * hs;
+        double* dq = dqkv + (std::int64_t(b) * T + t) * 3 * C + h * hs;
+        for (int s = 0; s <= t; ++s) {
+          const double* k = qkv + (std::int64_t(b) * T + s) * 3 * C + C + h * hs;
+          double* dk = dqkv + (std::int64_t(b) * T + s) * 3 * C + C + h * hs;
+          for (int i = 0; i < hs; ++i) {
+            dq[i] += ds[std::size_t(s)] * k[i];
+            dk[i] += ds[std::size_t(s)] * q[i];
+          }
+        }
+      }
+}
+
+constexpr double kGeluC = 0.7978845608028654;  // sqrt(2/pi)
+double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(kGeluC * (x + 0.044715 * x * x * x))); }
+double gelu_grad(double x) {
+  const double u = kGeluC * (x + 0.044715 * x * x * x);
+  const double th = std::tanh(u);
+  const double du = kGeluC * (1.0 + 3.0 * 0.044715 * x * x);
+  return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du;
+}
+
+}  // namespace
+
+CpuGpt::CpuGpt(const model::GptConfig& cfg) : cfg_(cfg) {
+  auto layout = model::param_layout(cfg);
+  auto at = [&](const std::string& name) -> std::int64_t {
+    for (auto& t : layout)
+      if (t.name == name) return t.offset;
+    return -1;
+  };
+  wte_ = at("wte");
+  wpe_ = at("wpe");
+  lnf_w_ = at("lnf_w");
+  lnf_b_ = at("lnf_b");
+  lm_head_ = cfg.tied ? wte_ : at("lm_head");
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const std::string h = "h" + std::to_string(l) + ".";
+    off_.push_back({at(h + "ln1_w"), at(h + "ln1_b"), at(h + "qkv_w"), at(h + "qkv_b"), at(h + "proj_w"), at(h + "proj_b"),
+                    at(h + "ln2_w"), at(h + "ln2_b"), at(h + "fc_w"), at(h + "fc_b"), at(h + "fcproj_w"), at(h + "fcproj_b")});
+  }
+}
+
+double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const int* targets, int B, int T) {
+  B_ = B;
+  T_ = T;
+  const int C = cfg_.d_model, NH = cfg_.n_head, N = B * T, Vp = cfg_.padded_vocab(), Vr = cfg_.vocab;
+  inputs_.assign(inputs, inputs + N);
+  targets_.assign(targets, targets + N);
+  layers_.assign(std::size_t(cfg_.n_layer), Layer{});
+  V x(std::size_t(N) * C);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      x[std::size_t(n) * C + c] = P[std::size_t(wte_ + std::int64_t(inputs[n]) * C + c)] + P[std::size_t(wpe_ + std::int64_t(n % T) * C + c)];
+  const double* p = P.data();
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    Layer& L = layers_[std::size_t(l)];
+    const Offsets& o = off_[std::size_t(l)];
+    L.x_in = x;
+    L.ln1.resize(std::size_t(N) * C);
+    L.ln1_mean.resize(std::size_t(N));
+    L.ln1_rstd.resize(std::size_t(N));
+    layernorm_fwd(L.ln1.data(), L.ln1_mean.data(), L.ln1_rstd.data(), x.data(), p + o.ln1_w, p + o.ln1_b, N, C);
+    L.qkv.resize(std::size_t(N) * 3 * C);
+    matmul_fwd(L.qkv.data(), L.ln1.data(), p + o.qkv_w, p + o.qkv_b, N, C, 3 * C);
+    L.probs.resize(std::size_t(B) * NH * T * T);
+    L.atty.resize(std::size_t(N) * C);
+    attention_fwd(L.atty.data(), L.probs.data(), L.qkv.data(), B, T, C, NH);
+    V proj(std::size_t(N) * C);
+    matmul_fwd(proj.data(), L.atty.data(), p + o.proj_w, p + o.proj_b, N, C, C);
+    L.x_mid.resize(std::size_t(N) * C);
+    for (std::size_t i = 0; i < L.x_mid.size(); ++i) L.x_mid[i] = x[i] + proj[i];
+    L.ln2.resize(std::size_t(N) * C);
+    L.ln2_mean.resize(std::size_t(N));
+    L.ln2_rstd.resize(std::size_t(N));
+    layernorm_fwd(L.ln2.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.x_mid.data(), p + o.ln2_w, p + o.ln2_b, N, C);
+    L.fc.resize(std::size_t(N) * 4 * C);
+    matmul_fwd(L.fc.data(), L.ln2.data(), p + o.fc_w, p + o.fc_b, N, C, 4 * C);
+    L.gelu.resize(L.fc.size());
+    for (std::size_t i = 0; i < L.fc.size(); ++i) L.gelu[i] = gelu(L.fc[i]);
+    V fcproj(std::size_t(N) * C);
+    matmul_fwd(fcproj.data(), L.gelu.data(), p + o.fcproj_w, p + o.fcproj_b, N, 4 * C, C);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = L.x_mid[i] + fcproj[i];
+  }
+  x_out_ = x;
+  lnf_.resize(std::size_t(N) * C);
+  lnf_mean_.resize(std::size_t(N));
+  lnf_rstd_.resize(std::size_t(N));
+  layernorm_fwd(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x.data(), p + lnf_w_, p + lnf_b_, N, C);
+  logits_.resize(std::size_t(N) * Vp);
+  matmul_fwd(logits_.data(), lnf_.data(), p + lm_head_, nullptr, N, C, Vp);
+  // Softmax and loss over the real vocabulary; padded logits take no part.
+  probs_.assign(std::size_t(N) * Vp, 0.0);
+  double loss = 0;
+  for (int n = 0; n < N; ++n) {
+    const double* z = logits_.data() + std::int64_t(n) * Vp;
+    double mx = -INFINITY, sum = 0;
+    for (int v = 0; v < Vr; ++v) mx = std::max(mx, z[v]);
+    for (int v = 0; v < Vr; ++v) sum += std::exp(z[v] - mx);
+    for (int v = 0; v < Vr; ++v) probs_[std::size_t(n) * Vp + v] = std::exp(z[v] - mx) / sum;
+    loss += -(z[targets[n]] - mx - std::log(sum));
+  }
+  return loss / N;
+}
+
+void CpuGpt::backward(const std::vector<double>& P, std::vector<double>& G) {
+  const int B = B_, T = T_, C = cfg_.d_model, NH = cfg_.n_head, N = B * T, Vp = cfg_.padded_vocab(), Vr = cfg_.vocab;
+  G.assign(P.size(), 0.0);
+  const double* p = P.data();
+  double* g = G.data();
+  V dlogits(std::size_t(N) * Vp, 0.0);
+  for (int n = 0; n < N; ++n)
+    for (int v = 0; v < Vr; ++v)
+      dlogits[std::size_t(n) * Vp + v] = (probs_[std::size_t(n) * Vp + v] - (v == targets_[std::size_t(n)] ? 1.0 : 0.0)) / N;
+  V dlnf(std::size_t(N) * C, 0.0);
+  matmul_bwd(dlnf.data(), g + lm_head_, nullptr, dlogits.data(), lnf_.data(), p + lm_head_, N, C, Vp);
+  V dx(std::size_t(N) * C, 0.0);
+  layernorm_bwd(dx.data(), g + lnf_w_, g + lnf_b_, dlnf.data(), x_out_.data(), p + lnf_w_, lnf_mean_.data(), lnf_rstd_.data(), N, C);
+  for (int l = cfg_.n_layer - 1; l >= 0; --l) {
+    const Layer& L = layers_[std::size_t(l)];
+    const Offsets& o = off_[std::size_t(l)];
+    // x_out = x_mid + fcproj(gelu(fc(ln2(x_mid))))
+    V dgelu(L.gelu.size(), 0.0);
+    matmul_bwd(dgelu.data(), g + o.fcproj_w, g + o.fcproj_b, dx.data(), L.gelu.data(), p + o.fcproj_w, N, 4 * C, C);
+    for (std::size_t i = 0; i < dgelu.size(); ++i) dgelu[i] *= gelu_grad(L.fc[i]);
+    V dln2(std::size_t(N) * C, 0.0);
+    matmul_bwd(dln2.data(), g + o.fc_w, g + o.fc_b, dgelu.data(), L.ln2.data(), p + o.fc_w, N, C, 4 * C);
+    V dx_mid = dx;  // the residual path
+    layernorm_bwd(dx_mid.data(), g + o.ln2_w, g + o.ln2_b, dln2.data(), L.x_mid.data(), p + o.ln2_w, L.ln2_mean.data(),
+                  L.ln2_rstd.data(), N, C);
+    // x_mid = x_in + proj(attention(qkv(ln1(x_in))))
+    V datty(std::size_t(N) * C, 0.0);
+    matmul_bwd(datty.data(), g + o.proj_w, g + o.proj_b, dx_mid.data(), L.atty.data(), p + o.proj_w, N, C, C);
+    V dqkv(std::size_t(N) * 3 * C, 0.0);
+    attention_bwd(dqkv.data(), datty.data(), L.qkv.data(), L.probs.data(), B, T, C, NH);
+    V dln1(std::size_t(N) * C, 0.0);
+    matmul_bwd(dln1.data(), g + o.qkv_w, g + o.qkv_b, dqkv.data(), L.ln1.data(), p + o.qkv_w, N, C, 3 * C);
+    dx = dx_mid;
+    layernorm_bwd(dx.data(), g + o.ln1_w, g + o.ln1_b, dln1.data(), L.x_in.data(), p + o.ln1_w, L.ln1_mean.data(),
+                  L.ln1_rstd.data(), N, C);
+  }
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c) {
+      g[wte_ + std::int64_t(inputs_[std::size_t(n)]) * C + c] += dx[std::size_t(n) * C + c];
+      g[wpe_ + std::int64_t(n % T) * C + c] += dx[std::size_t(n) * C + c];
+    }
+}
+
+}  // namespace fp8scope::cpu

@@ -1,0 +1,41 @@
+#pragma once
+// The CPU reference GPT: a deliberately plain double-precision implementation of the same
+// model the GPU trains (GPT-2: learned positions, pre-LayerNorm blocks, causal attention,
+// 4x GELU(tanh) MLP, final LayerNorm, tied or untied LM head, cross-entropy over the real
+// vocabulary only). It is the oracle of the GPU tests and the CPU backend of the probes.
+#include "fp8scope/model/gpt_config.hpp"
+
+#include <vector>
+
+namespace fp8scope::cpu {
+
+class CpuGpt {
+ public:
+  explicit CpuGpt(const model::GptConfig& cfg);
+
+  // Mean cross-entropy over the B*T positions. Activations are kept for backward().
+  double forward(const std::vector<double>& params, const int* inputs, const int* targets, int B, int T);
+  // Gradient of the last forward's loss with respect to every parameter (grads is resized
+  // and overwritten).
+  void backward(const std::vector<double>& params, std::vector<double>& grads);
+
+  const std::vector<double>& logits() const { return logits_; }  // [B][T][padded vocab]
+  const model::GptConfig& config() const { return cfg_; }
+
+ private:
+  struct Layer {
+    std::vector<double> x_in, ln1, ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu;
+  };
+  struct Offsets {
+    std::int64_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b;
+  };
+  model::GptConfig cfg_;
+  std::int64_t wte_, wpe_, lnf_w_, lnf_b_, lm_head_;
+  std::vector<Offsets> off_;
+  int B_ = 0, T_ = 0;
+  std::vector<int> inputs_, targets_;
+  std::vector<Layer> layers_;
+  std::vector<double> x_out_, lnf_, lnf_mean_, lnf_rstd_, logits_, probs_;
+};
+
+}  // namespace fp8scope::cpu

@@ -1,0 +1,33 @@
+#pragma once
+// Training on the CPU reference: the CPU backend of probe_train, for tiny configs. Records
+// what the GPU trainer records (per-step loss, grad norm, LR, step time).
+#include "fp8scope/cpu/adamw.hpp"
+#include "fp8scope/model/data.hpp"
+#include "fp8scope/model/gpt_config.hpp"
+#include "fp8scope/model/schedule.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace fp8scope::cpu {
+
+struct TrainConfig {
+  model::GptConfig model;
+  int batch = 4, seq_len = 32, steps = 10;
+  model::LrSchedule lr;
+  AdamWConfig adamw;
+  double grad_clip = 1.0;
+  std::uint64_t seed = 1;
+};
+
+struct StepLog {
+  int step;
+  double loss, grad_norm, lr, ms;
+};
+
+// Trains from GPT-2 initialisation (seeded) on the given data; one forward/backward/update
+// per step. Non-finite losses are recorded as they come (the caller decides).
+std::vector<StepLog> train_cpu(const TrainConfig& cfg, model::TokenSource& data);
+
+}  // namespace fp8scope::cpu

@@ -1,0 +1,83 @@
+#include "fp8scope/model/gpt_config.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <random>
+
+namespace fp8scope::model {
+
+std::string validate(const GptConfig& c, int seq_len, int batch) {
+  if (c.vocab < 2) return fmt::format("vocab={} must be at least 2", c.vocab);
+  if (c.pad_vocab_to < 1) return fmt::format("pad_vocab_to={} must be at least 1", c.pad_vocab_to);
+  if (c.d_model < 1 || c.n_layer < 1 || c.n_head < 1) return "d_model, n_layer and n_head must be positive";
+  if (c.d_model % c.n_head != 0)
+    return fmt::format("n_head={} does not divide d_model={}", c.n_head, c.d_model);
+  if (seq_len < 1 || batch < 1) return "seq_len and batch must be positive";
+  if (seq_len > c.max_seq)
+    return fmt::format("seq_len={} is larger than the position table (max_seq={})", seq_len, c.max_seq);
+  return {};
+}
+
+std::vector<ParamTensor> param_layout(const GptConfig& c) {
+  using I = ParamTensor::Init;
+  const std::int64_t C = c.d_model, V = c.padded_vocab();
+  std::vector<ParamTensor> t;
+  auto add = [&](std::string name, std::vector<std::int64_t> shape, I init, bool decay) {
+    ParamTensor p{std::move(name), std::move(shape), 0, 1, init, decay};
+    for (auto s : p.shape) p.size *= s;
+    p.offset = t.empty() ? 0 : t.back().offset + t.back().size;
+    t.push_back(std::move(p));
+  };
+  add("wte", {V, C}, I::normal, true);
+  add("wpe", {c.max_seq, C}, I::normal, true);
+  for (int l = 0; l < c.n_layer; ++l) {
+    const std::string h = fmt::format("h{}.", l);
+    add(h + "ln1_w", {C}, I::ones, false);
+    add(h + "ln1_b", {C}, I::zeros, false);
+    add(h + "qkv_w", {3 * C, C}, I::normal, true);
+    add(h + "qkv_b", {3 * C}, I::zeros, false);
+    add(h + "proj_w", {C, C}, I::residual_normal, true);
+    add(h + "proj_b", {C}, I::zeros, false);
+    add(h + "ln2_w", {C}, I::ones, false);
+    add(h + "ln2_b", {C}, I::zeros, false);
+    add(h + "fc_w", {4 * C, C}, I::normal, true);
+    add(h + "fc_b", {4 * C}, I::zeros, false);
+    add(h + "fcproj_w", {C, 4 * C}, I::residual_normal, true);
+    add(h + "fcproj_b", {C}, I::zeros, false);
+  }
+  add("lnf_w", {C}, I::ones, false);
+  add("lnf_b", {C}, I::zeros, false);
+  if (!c.tied) add("lm_head", {V, C}, I::normal, true);
+  return t;
+}
+
+std::int64_t param_count(const GptConfig& c) {
+  auto t = param_layout(c);
+  return t.back().offset + t.back().size;
+}
+
+std::vector<float> init_params(const GptConfig& c, std::uint64_t seed) {
+  std::vector<float> p(std::size_t(param_count(c)), 0.0f);
+  std::mt19937_64 rng(seed);
+  const double res_std = 0.02 / std::sqrt(2.0 * c.n_layer);
+  for (const auto& t : param_layout(c)) {
+    std::normal_distribution<double> normal(0.0, t.init == ParamTensor::Init::residual_normal ? res_std : 0.02);
+    for (std::int64_t i = 0; i < t.size; ++i) {
+      float v = 0.0f;
+      switch (t.init) {
+        case ParamTensor::Init::normal:
+        case ParamTensor::Init::residual_normal: v = float(normal(rng)); break;
+        case ParamTensor::Init::zeros: v = 0.0f; break;
+        case ParamTensor::Init::ones: v = 1.0f; break;
+      }
+      p[std::size_t(t.offset + i)] = v;
+    }
+    // Padded vocabulary rows stay zero: they never receive a gradient either.
+    if (t.name == "wte" || t.name == "lm_head")
+      for (std::int64_t i = std::int64_t(c.vocab) * c.d_model; i < t.size; ++i) p[std::size_t(t.offset + i)] = 0.0f;
+  }
+  return p;
+}
+
+}  // namespace fp8scope::model

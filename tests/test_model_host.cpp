@@ -1,0 +1,104 @@
+// Host-side model pieces: config validation, parameter layout and init, LR schedule, data.
+#include "fp8scope/core/error.hpp"
+#include "fp8scope/model/data.hpp"
+#include "fp8scope/model/gpt_config.hpp"
+#include "fp8scope/model/schedule.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+using namespace fp8scope;
+
+TEST(GptConfig, Gpt2SmallHas124MParameters) {
+  model::GptConfig c;  // defaults: GPT-2 small
+  c.vocab = 50257;
+  c.pad_vocab_to = 128;  // 50304, as llm.c
+  EXPECT_EQ(c.padded_vocab(), 50304);
+  EXPECT_EQ(model::param_count(c), 124475904);  // llm.c's count for the padded model
+}
+
+TEST(GptConfig, ValidationMessages) {
+  model::GptConfig c;
+  EXPECT_EQ(model::validate(c, 1024, 16), "");
+  c.n_head = 7;
+  EXPECT_EQ(model::validate(c, 1024, 16), "n_head=7 does not divide d_model=768");
+  c.n_head = 12;
+  EXPECT_EQ(model::validate(c, 2048, 16), "seq_len=2048 is larger than the position table (max_seq=1024)");
+  c.vocab = 1;
+  EXPECT_EQ(model::validate(c, 16, 1), "vocab=1 must be at least 2");
+}
+
+TEST(GptConfig, InitFollowsGpt2) {
+  model::GptConfig c;
+  c.vocab = 1000, c.pad_vocab_to = 64, c.d_model = 64, c.n_head = 4, c.n_layer = 8, c.max_seq = 64;
+  auto p = model::init_params(c, 1);
+  EXPECT_EQ(p, model::init_params(c, 1));
+  EXPECT_NE(p, model::init_params(c, 2));
+  for (const auto& t : model::param_layout(c)) {
+    double ss = 0;
+    std::int64_t n = t.size;
+    if (t.name == "wte") n = std::int64_t(c.vocab) * c.d_model;
+    for (std::int64_t i = 0; i < n; ++i) ss += double(p[std::size_t(t.offset + i)]) * p[std::size_t(t.offset + i)];
+    const double std = std::sqrt(ss / double(n));
+    switch (t.init) {
+      case model::ParamTensor::Init::normal: EXPECT_NEAR(std, 0.02, 0.002) << t.name; break;
+      case model::ParamTensor::Init::residual_normal: EXPECT_NEAR(std, 0.02 / 4.0, 0.0005) << t.name; break;
+      case model::ParamTensor::Init::zeros: EXPECT_EQ(std, 0.0) << t.name; break;
+      case model::ParamTensor::Init::ones: EXPECT_EQ(std, 1.0) << t.name; break;
+    }
+    if (t.name == "wte")
+      for (std::int64_t i = n; i < t.size; ++i) EXPECT_EQ(p[std::size_t(t.offset + i)], 0.0f);  // padded rows
+  }
+}
+
+TEST(LrSchedule, WarmupThenCosine) {
+  model::LrSchedule s{1.0, 0.1, 10, 110};
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(9), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);
+  EXPECT_NEAR(s.at(60), 0.55, 1e-12);  // half way: cos(pi/2) = 0
+  EXPECT_DOUBLE_EQ(s.at(110), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(500), 0.1);
+}
+
+TEST(Data, MarkovIsDeterministicAndShifted) {
+  model::MarkovTokens a(100, 3), b(100, 3);
+  std::vector<int> ia, ta, ib, tb;
+  a.next_batch(4, 16, ia, ta);
+  b.next_batch(4, 16, ib, tb);
+  EXPECT_EQ(ia, ib);
+  for (int bb = 0; bb < 4; ++bb)
+    for (int t = 0; t + 1 < 16; ++t) EXPECT_EQ(ta[std::size_t(bb * 16 + t)], ia[std::size_t(bb * 16 + t + 1)]);
+  for (int x : ia) EXPECT_LT(x, 100);
+  EXPECT_GT(a.entropy_rate(), 1.0);
+  EXPECT_LT(a.entropy_rate(), std::log(8.0));
+}
+
+TEST(Data, TokenFilesWithAndWithoutHeader) {
+  const std::string dir = ::testing::TempDir();
+  // llm.c header: 256 int32, magic 20240520, version 1 (uint16), token count.
+  {
+    std::ofstream f(dir + "/tok.bin", std::ios::binary);
+    std::int32_t header[256] = {20240520, 1, 6};
+    f.write(reinterpret_cast<char*>(header), sizeof header);
+    std::uint16_t toks[6] = {5, 6, 7, 8, 9, 10};
+    f.write(reinterpret_cast<char*>(toks), sizeof toks);
+  }
+  model::TokenFile tf(dir + "/tok.bin", 50257);
+  EXPECT_EQ(tf.size(), 6u);
+  std::vector<int> in, tg;
+  tf.next_batch(1, 4, in, tg);
+  EXPECT_EQ(in, (std::vector<int>{5, 6, 7, 8}));
+  EXPECT_EQ(tg, (std::vector<int>{6, 7, 8, 9}));
+  {
+    std::ofstream f(dir + "/flat32.bin", std::ios::binary);
+    std::uint32_t toks[3] = {1, 70000, 2};
+    f.write(reinterpret_cast<char*>(toks), sizeof toks);
+  }
+  EXPECT_EQ(model::TokenFile(dir + "/flat32.bin", 100000, "u32").size(), 3u);
+  EXPECT_THROW(model::TokenFile(dir + "/flat32.bin", 50000, "u32"), core::InputError);  // 70000 >= vocab
+  EXPECT_THROW(model::TokenFile(dir + "/missing.bin", 10), core::InputError);
+}
