@@ -68,6 +68,10 @@ int run(int argc, char** argv, const ProbeDef& def) {
   if (out.empty()) out = "results/" + (cfg.name.empty() ? def.schema.probe : cfg.name);
 
   const json env = capture_env(device, !no_isolate);
+  if (def.check_point)
+    for (std::size_t i = 0; i < points.size(); ++i)
+      if (auto problem = def.check_point(points[i], env); !problem.empty())
+        throw InputError(fmt::format("{}: point {} ({}): {}", config_path, i, keys[i], problem));
   json meta;
   meta["probe"] = def.schema.probe;
   meta["sweep"] = cfg.name;

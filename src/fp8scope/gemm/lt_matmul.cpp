@@ -63,7 +63,8 @@ LtHandle::LtHandle() {
 }
 LtHandle::~LtHandle() { cublasLtDestroy(h_); }
 
-LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs) : spec_(spec), p_(ptrs) {
+LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs)
+    : spec_(spec), p_(ptrs), alpha_(spec.alpha), beta_(spec.beta) {
   auto step = [&](cublasStatus_t st, const char* what) {
     if (setup_status_ == 0 && st != CUBLAS_STATUS_SUCCESS) {
       setup_status_ = int(st);
@@ -146,6 +147,12 @@ LtMatmul::Heuristic LtMatmul::heuristic(const LtHandle& h, int max_algorithms, b
   out.results.resize(out.status == 0 ? std::size_t(returned) : 0);
   cublasLtMatmulPreferenceDestroy(pref);
   return out;
+}
+
+int LtMatmul::run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b,
+                     void* d, void* workspace) const {
+  return int(cublasLtMatmul(h.get(), op_, &alpha_, a, a_, b, b_, &beta_, d, c_, d, d_, &algo, workspace, spec_.workspace_bytes,
+                            stream));
 }
 
 int LtMatmul::run(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) const {

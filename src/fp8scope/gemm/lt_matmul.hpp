@@ -62,11 +62,15 @@ class LtMatmul {
   // 256-byte aligned pointers, and a misaligned one is refused only by run()).
   Heuristic heuristic(const LtHandle& h, int max_algorithms, bool alignment_hints) const;
   int run(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) const;
+  // The same matmul on other operands of the same shapes and types (the descriptor's scale,
+  // bias and aux pointers stay as constructed). C is D.
+  int run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b,
+             void* d, void* workspace) const;
 
  private:
   GemmSpec spec_;
   LtPointers p_;
-  float alpha_ = 1.0f, beta_ = 0.0f;
+  float alpha_, beta_;
   cublasLtMatmulDesc_t op_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr, d_ = nullptr;
   int setup_status_ = 0;

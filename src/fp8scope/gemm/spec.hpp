@@ -31,6 +31,7 @@ struct GemmSpec {
   // pointer-alignment requirements (cuBLASLt checks them only at run time).
   std::int64_t a_offset = 0, b_offset = 0, d_offset = 0, scale_offset = 0;
   std::size_t workspace_bytes = 32u << 20;
+  float alpha = 1.0f, beta = 0.0f;  // D = alpha * op(A) op(B) + beta * C (C is D when types match)
 
   std::string layout() const { return std::string(trans_a ? "T" : "N") + (trans_b ? "T" : "N"); }
   // Stored shapes (rows x cols, column-major) of A, B and D.

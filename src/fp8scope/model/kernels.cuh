@@ -1,0 +1,57 @@
+#pragma once
+// The GPU GPT's kernels, one file per layer (encoder.cu, layernorm.cu, attention.cu, mlp.cu,
+// loss.cu, optimizer.cu), each with its forward and backward side by side. Activations are
+// BF16, statistics and gradients of parameters FP32. Row-major shapes: B batch, T tokens,
+// C channels, NH heads, HS = C / NH, N = B*T rows.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace fp8scope::model {
+
+using bf16 = __nv_bfloat16;
+
+// encoder.cu: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:]; backward scatters into FP32 grads.
+void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T, int C, cudaStream_t s);
+void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* tokens, int B, int T, int C, cudaStream_t s);
+
+// layernorm.cu: out = (x - mean) * rstd * w + b; backward adds into dinp, dw, db.
+void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
+                       cudaStream_t s);
+void layernorm_backward(bf16* dinp, float* dw, float* db, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
+                        const float* rstd, int N, int C, cudaStream_t s);
+
+// attention.cu: the pieces around the two batched GEMMs of attention.
+// qkv [B,T,3,NH,HS] -> q, k, v [B,NH,T,HS]; and back (for gradients, dq/dk/dv -> dqkv).
+void split_heads(bf16* q, bf16* k, bf16* v, const bf16* qkv, int B, int T, int NH, int HS, cudaStream_t s);
+void merge_qkv_grads(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, int B, int T, int NH, int HS, cudaStream_t s);
+// [B,NH,T,HS] <-> [B,T,NH*HS]
+void merge_heads(bf16* out, const bf16* y, int B, int T, int NH, int HS, cudaStream_t s);
+void split_heads_single(bf16* y, const bf16* inp, int B, int T, int NH, int HS, cudaStream_t s);
+// Causal softmax of scaled scores (FP32 [BH,T,T], already scaled) into probs (BF16, zero above the diagonal).
+void softmax_causal_forward(bf16* probs, const float* scores, int BH, int T, cudaStream_t s);
+// dscores = probs * (dprobs - sum(probs * dprobs)) * scale, causal.
+void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* probs, float scale, int BH, int T, cudaStream_t s);
+
+// mlp.cu
+void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s);
+void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, std::int64_t n, cudaStream_t s);
+void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, cudaStream_t s);
+void add_inplace(bf16* acc, const bf16* x, std::int64_t n, cudaStream_t s);
+// dbias[o] += sum_n dout[n, o]
+void bias_backward(float* dbias, const bf16* dout, int N, int OC, cudaStream_t s);
+
+// loss.cu: per-row cross-entropy over the first V of Vp logits; writes losses[N] and
+// dlogits = (softmax - onehot) / N (zero in the padded columns).
+void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
+                                    cudaStream_t s);
+
+// optimizer.cu
+void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s);
+// sum of squares into *out (zeroed by the caller)
+void sum_squares(float* out, const float* x, std::int64_t n, cudaStream_t s);
+void adamw_update(float* p, bf16* p_bf16, const float* g, float* m, float* v, std::int64_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, float grad_scale, int t, cudaStream_t s);
+
+}  // namespace fp8scope::model

@@ -1,0 +1,153 @@
+#include "fp8scope/model/train_point.hpp"
+
+#include "fp8scope/core/stats.hpp"
+#include "fp8scope/cpu/trainer.hpp"
+#include "fp8scope/model/data.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <memory>
+
+namespace fp8scope::model {
+using core::json;
+using K = core::ParamSpec::Kind;
+
+std::vector<core::ParamSpec> train_axes() {
+  return {
+      {"backend", K::string, "cpu", {"cpu", "gpu"}, 0, 0, "cpu: the double-precision reference; gpu: the CUDA model"},
+      {"vocab", K::integer, 97, {}, 2, 1e7, "real vocabulary"},
+      {"pad_vocab_to", K::integer, 1, {}, 1, 4096, "pad embedding/LM head to a multiple (padded logits excluded)"},
+      {"d_model", K::integer, 64, {}, 1, 65536, ""},
+      {"n_layer", K::integer, 2, {}, 1, 1024, ""},
+      {"n_head", K::integer, 4, {}, 1, 1024, ""},
+      {"max_seq", K::integer, 1024, {}, 1, 1 << 20, "rows of the position table"},
+      {"seq_len", K::integer, 32, {}, 1, 1 << 20, "T"},
+      {"batch", K::integer, 4, {}, 1, 1 << 20, "B"},
+      {"tied", K::boolean, true, {}, 0, 0, "LM head tied to the token embedding"},
+      {"steps", K::integer, 20, {}, 1, 1e7, ""},
+      {"lr", K::number, 6e-4, {}, 0, 10, "peak learning rate"},
+      {"min_lr", K::number, 6e-5, {}, 0, 10, "end of the cosine decay"},
+      {"warmup", K::integer, 10, {}, 0, 1e7, "linear warm-up steps"},
+      {"weight_decay", K::number, 0.1, {}, 0, 10, "AdamW, decoupled; matrices only"},
+      {"grad_clip", K::number, 1.0, {}, 0, 1e9, "global-norm clipping (0 = off)"},
+      {"seed", K::integer, 1, {}, 0, 1e9, "initialisation and synthetic data"},
+      {"data", K::string, "synthetic", {}, 0, 0, "'synthetic' (Markov chain) or a token file path"},
+  };
+}
+
+std::vector<core::ParamSpec> train_settings() {
+  return {{"timing_warmup", K::integer, 3, {}, 0, 1000, "steps left out of the step-time statistics"},
+          {"profile", K::boolean, true, {}, 0, 0, "one extra profiled step: GPU time per layer type"},
+          {"token_dtype", K::string, "auto", {"auto", "u16", "u32"}, 0, 0, "token file element type"}};
+}
+
+TrainPoint train_point_from(const json& p) {
+  TrainPoint t;
+  t.backend = p["backend"];
+  t.model.vocab = p["vocab"];
+  t.model.pad_vocab_to = p["pad_vocab_to"];
+  t.model.d_model = p["d_model"];
+  t.model.n_layer = p["n_layer"];
+  t.model.n_head = p["n_head"];
+  t.model.max_seq = p["max_seq"];
+  t.model.tied = p["tied"];
+  t.batch = p["batch"];
+  t.seq_len = p["seq_len"];
+  t.steps = p["steps"];
+  t.warmup = p["warmup"];
+  t.seed = p["seed"];
+  t.lr = p["lr"];
+  t.min_lr = p["min_lr"];
+  t.weight_decay = p["weight_decay"];
+  t.grad_clip = p["grad_clip"];
+  t.data = p["data"];
+  return t;
+}
+
+double train_flops_per_step(const GptConfig& c, int B, int T) {
+  const double n = double(param_count(c)) - double(c.max_seq) * c.d_model;  // position table: no matmul
+  return (6.0 * n + 12.0 * c.n_layer * c.d_model * T) * B * T;
+}
+
+std::string check_train_point(const TrainPoint& p, const json& env) {
+  if (auto e = validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (p.backend == "cpu") {
+    const double work = train_flops_per_step(p.model, p.batch, p.seq_len) * p.steps;
+    if (work > 5e12) return fmt::format("the CPU reference would need {:.1e} FLOPs; use backend gpu for this size", work);
+  }
+  return {};
+}
+
+void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<StepRow>& steps, int timing_warmup,
+                       double peak_flops) {
+  json loss = json::array(), norm = json::array(), lr = json::array(), ms = json::array();
+  for (auto& s : steps) {
+    loss.push_back(s.loss);
+    norm.push_back(s.grad_norm);
+    lr.push_back(s.lr);
+    ms.push_back(s.ms);
+  }
+  r.data["train"] = {{"loss", loss}, {"grad_norm", norm}, {"lr", lr}, {"step_ms", ms}};
+  std::vector<double> timed;
+  for (std::size_t i = std::size_t(std::min<int>(timing_warmup, int(steps.size()) - 1)); i < steps.size(); ++i)
+    timed.push_back(steps[i].ms);
+  const core::Stats st = core::compute_stats(timed);
+  const double tokens = double(p.batch) * p.seq_len;
+  json m;
+  m["ms_per_step"] = st.median;
+  m["tokens_per_s"] = tokens / (st.median * 1e-3);
+  m["params"] = param_count(p.model);
+  m["flops_per_step"] = train_flops_per_step(p.model, p.batch, p.seq_len);
+  if (peak_flops > 0) m["mfu"] = m["flops_per_step"].get<double>() / (st.median * 1e-3) / peak_flops;
+  m["loss_first"] = steps.front().loss;
+  m["loss_last"] = steps.back().loss;
+  r.data["metrics"] = m;
+  json timing = core::to_json(st);
+  timing["unit"] = "ms";
+  r.data["timing"] = timing;
+  // The untrained loss of a well-initialised model is ln(V): the logits are nearly uniform.
+  const double lnv = std::log(double(p.model.vocab));
+  const bool init_ok = std::abs(steps.front().loss - lnv) <= 0.1;
+  r.data["init_loss_check"] = {{"ln_vocab", lnv}, {"loss0", steps.front().loss}, {"within_0_1", init_ok}};
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    if (!std::isfinite(steps[i].loss)) {
+      r.outcome = core::Outcome::nonfinite;
+      r.reason = fmt::format("loss became non-finite at step {}", i);
+      r.data["nan_onset"] = {{"step", int(i)}, {"layer", -1}, {"tensor", "loss"}, {"pass", "forward"}};
+      break;
+    }
+  // Recorded, not an outcome: with a tied head the input token's own logit starts at about
+  // C sigma_wte^2 / sigma_x (0.9 at d=64, 11 at d=768 with GPT-2's init), so the untrained loss
+  // of a correct model can sit away from ln(V) depending on how often a token follows itself.
+  if (!init_ok)
+    r.data["init_loss_check"]["note"] = fmt::format("untrained loss {:.4f} is {:+.4f} from ln(V) = {:.4f}", steps.front().loss,
+                                                    steps.front().loss - lnv, lnv);
+  r.data["headline"] = fmt::format("loss {:.3f} -> {:.3f}, {:.0f} tokens/s, {:.2f} ms/step", steps.front().loss,
+                                   steps.back().loss, m["tokens_per_s"].get<double>(), st.median);
+}
+
+core::Record run_train_point(const TrainPoint& p, const json& settings, const json& env, int device, const std::string& key,
+                             const json& params) {
+  core::Record r = core::make_record(key, params, core::Outcome::ok);
+  if (p.backend == "gpu") {
+    train_on_gpu(p, settings, env, device, r);
+    return r;
+  }
+  std::unique_ptr<TokenSource> data;
+  if (p.data == "synthetic") data = std::make_unique<MarkovTokens>(p.model.vocab, std::uint64_t(p.seed));
+  else data = std::make_unique<TokenFile>(p.data, p.model.vocab, settings.value("token_dtype", std::string("auto")));
+  r.data["data"] = data->describe();
+  cpu::TrainConfig cfg;
+  cfg.model = p.model;
+  cfg.batch = p.batch, cfg.seq_len = p.seq_len, cfg.steps = p.steps, cfg.seed = std::uint64_t(p.seed);
+  cfg.lr = {p.lr, p.min_lr, p.warmup, p.steps};
+  cfg.adamw.weight_decay = p.weight_decay;
+  cfg.grad_clip = p.grad_clip;
+  std::vector<StepRow> rows;
+  for (auto& s : cpu::train_cpu(cfg, *data)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
+  fill_train_record(r, p, rows, settings.value("timing_warmup", 3), 0.0);
+  return r;
+}
+
+}  // namespace fp8scope::model
