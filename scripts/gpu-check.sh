@@ -3,7 +3,8 @@
 # pack everything into one archive. Usage:
 #   scripts/gpu-check.sh OUTDIR [CONFIG ...]
 # Each CONFIG is a sweep file; its results go to OUTDIR/<sweep name>.json. A probe_gemm
-# result is followed by the PyTorch peer on the same shapes (when torch is importable).
+# or probe_train result is followed by its PyTorch peer (when torch is importable;
+# TRAIN_PEER_ARGS passes options to scripts/peers/torch_gpt2.py).
 # Environment: FP8SCOPE_GIT_SHA / FP8SCOPE_GIT_DIRTY name the revision when the tree has no
 # .git; FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
 set -uo pipefail
@@ -23,7 +24,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_MAKE_PROGRAM="$ninja" -DCMAKE_BUILD_TYP
   cmake --build build-gpu -j"$(nproc)" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 
 echo "== gpu tests"
-ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | tail -25
+ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | grep -E "Failed|Passed|tests passed|Failure|Expected|Which is|rel_err|worst" | tail -40
 ./build-gpu/probes/fp8scope env >"$out/env.json"
 
 for cfg in "$@"; do
@@ -31,9 +32,13 @@ for cfg in "$@"; do
   probe=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['probe'])" "$cfg")
   echo "== $name (probe_$probe)"
   ./build-gpu/probes/probe_"$probe" --config "$cfg" --out "$out/$name" -q 2>&1 | tail -12
-  if [ "$probe" = gemm ] && [ -f "$out/$name.json" ] && "$python" -c "import torch" 2>/dev/null; then
-    echo "== $name: PyTorch peer"
-    "$python" scripts/peers/torch_scaled_mm.py "$out/$name.json" --out "$out/${name}.torch.json" | tail -3
+  if [ -f "$out/$name.json" ] && "$python" -c "import torch" 2>/dev/null; then
+    case "$probe" in
+      gemm) echo "== $name: PyTorch peer"
+            "$python" scripts/peers/torch_scaled_mm.py "$out/$name.json" --out "$out/${name}.torch.json" | tail -3 ;;
+      train) echo "== $name: PyTorch peer"
+             "$python" scripts/peers/torch_gpt2.py "$out/$name.json" --out "$out/${name}.torch.json" ${TRAIN_PEER_ARGS:-} | tail -8 ;;
+    esac
   fi
 done
 echo "== done"
