@@ -94,12 +94,12 @@ TEST(GpuGpt, TenStepsTrackTheCpuLossCurve) {
   }
 }
 
-TEST(GpuGpt, Gpt2SmallStepRunsAndStartsNearLnV) {
+TEST(GpuGpt, Gpt2SmallStepRunsAndStartsWhereTheInitPredicts) {
   FP8SCOPE_REQUIRE_GPU();
   model::GptConfig cfg;
   cfg.vocab = 50304;
   cfg.pad_vocab_to = 1;
-  cfg.tied = false;  // untied: no self-logit, so the untrained loss must be ln(V)
+  cfg.tied = false;  // untied: no self-logit, so the untrained loss follows from the init alone
   const int B = 4, T = 1024;
   model::GpuGpt gpu(cfg, B, T, nullptr);
   gpu.set_params(model::init_params(cfg, 1));
@@ -107,7 +107,11 @@ TEST(GpuGpt, Gpt2SmallStepRunsAndStartsNearLnV) {
   std::vector<int> in, tg;
   data.next_batch(B, T, in, tg);
   const float loss = gpu.forward(in.data(), tg.data());
-  EXPECT_NEAR(loss, std::log(50304.0), 0.1);
+  // LayerNorm gives unit-variance features, the head's weights are N(0, 0.02^2): the logits are
+  // N(0, s^2) with s^2 = C 0.02^2 = 0.31, and E[logsumexp] = ln V + s^2 / 2. (Measured on an
+  // H200: 10.966 against ln V = 10.826 and the expected 10.979.)
+  const double s2 = cfg.d_model * 0.02 * 0.02;
+  EXPECT_NEAR(loss, std::log(50304.0) + s2 / 2, 0.05);
   gpu.backward();
   EXPECT_TRUE(std::isfinite(gpu.step(6e-4f, 1.0f, {})));
 }

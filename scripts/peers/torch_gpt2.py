@@ -58,7 +58,7 @@ class GPT(nn.Module):
         for b in self.blocks:
             x = b(x)
         logits = self.head(self.lnf(x))[..., : self.vocab]  # padded logits excluded
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def run(p, compile_mode, steps, warmup):
@@ -100,15 +100,19 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=8)
-    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="eager only")
+    ap.add_argument("--compile-first", action="store_true", help="torch.compile only for the first record (compiling takes minutes)")
     args = ap.parse_args()
     ours = json.load(open(args.ours))
     records = []
+    first = True
     for rec in ours["records"]:
         p = rec["params"]
         if p.get("backend") != "gpu":
             continue
-        for mode in ([False] if args.no_compile else [False, True]):
+        compile_this = not args.no_compile and (first or not args.compile_first)
+        first = False
+        for mode in ([False, True] if compile_this else [False]):
             key = rec["key"] + (",peer=torch.compile" if mode else "")
             try:
                 data = run(p, mode, args.steps, args.warmup)

@@ -36,6 +36,7 @@ json build_report(const ReportOptions& opt) {
     const std::string probe = in.file.meta.value("probe", std::string());
     if (probe == "gemm") sections.push_back(gemm_section(in, find_peer(in, opt.peers)));
     else if (probe == "vocab") sections.push_back(vocab_section(in));
+    else if (probe == "train") sections.push_back(train_section(in, find_peer(in, opt.peers)));
     else sections.push_back(generic_section(in));
   }
   json specs = json::array();

@@ -1,0 +1,88 @@
+// The probe_train section: per run the loss curve's ends, speed, MFU, memory, the untrained
+// loss against ln(V), where the GPU time goes, and the peer (PyTorch) side by side.
+#include "fp8scope/report/sections.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+
+namespace fp8scope::report {
+using core::Outcome;
+
+namespace {
+std::string run_label(const json& p) {
+  std::string s = fmt::format("{} d={} L={} H={} T={} B={} V={}", p.value("backend", "?"), p.value("d_model", 0), p.value("n_layer", 0),
+                              p.value("n_head", 0), p.value("seq_len", 0), p.value("batch", 0), p.value("vocab", 0));
+  if (p.value("pad_vocab_to", 1) > 1) s += fmt::format(" (padded to x{})", p.value("pad_vocab_to", 1));
+  if (!p.value("tied", true)) s += " untied";
+  return s;
+}
+double m(const core::Record& r, const char* k) {
+  return r.data.contains("metrics") && r.data["metrics"].contains(k) ? r.data["metrics"][k].get<double>() : NAN;
+}
+}  // namespace
+
+json train_section(const ReportInput& in, const ReportInput* peer) {
+  json sec = {{"title", fmt::format("Training runs '{}'", in.file.meta.value("sweep", in.path))},
+              {"text", json::array()},
+              {"tables", json::array()},
+              {"figures", json::array()}};
+  if (!in.file.meta.value("description", std::string()).empty()) sec["text"].push_back(in.file.meta["description"]);
+  std::map<std::string, const core::Record*> peer_rec;
+  if (peer)
+    for (auto& r : peer->file.records) peer_rec[r.key] = &r;
+  Table t{"Runs (ms/step and tokens/s: median after warm-up)",
+          {"run", "outcome", "steps", "loss first", "loss last", "ms/step", "IQR", "tokens/s", "MFU", "device MiB", "loss0 - ln V"},
+          {}};
+  if (peer) t.columns.insert(t.columns.end(), {"peer tokens/s (eager)", "ours/eager", "peer tokens/s (compile)", "ours/compile"});
+  json series = json::array();
+  Table split{"GPU time per layer type in one profiled step (ms)", {"run"}, {}};
+  std::vector<std::string> phases;
+  for (auto& r : in.file.records) {
+    const std::string label = run_label(r.params);
+    const json chk = r.data.value("init_loss_check", json::object());
+    std::vector<std::string> row{label, std::string(core::to_string(r.outcome)),
+                                 r.data.contains("train") ? std::to_string(r.data["train"]["loss"].size()) : "-",
+                                 fmt_num(m(r, "loss_first"), 3), fmt_num(m(r, "loss_last"), 3), fmt_num(m(r, "ms_per_step"), 2),
+                                 r.data.contains("timing") ? fmt_pct(r.data["timing"].value("rel_iqr", NAN)) : "-",
+                                 fmt_num(m(r, "tokens_per_s"), 0), fmt_pct(m(r, "mfu")), fmt_num(m(r, "device_mib"), 0),
+                                 chk.empty() ? "-" : fmt::format("{:+.3f}", chk["loss0"].get<double>() - chk["ln_vocab"].get<double>())};
+    if (peer) {
+      for (const std::string suffix : {"", ",peer=torch.compile"}) {
+        auto it = peer_rec.find(r.key + suffix);
+        if (it != peer_rec.end() && it->second->outcome == Outcome::ok) {
+          const double pt = m(*it->second, "tokens_per_s");
+          row.push_back(fmt_num(pt, 0));
+          row.push_back(fmt_num(m(r, "tokens_per_s") / pt, 2));
+        } else {
+          row.insert(row.end(), {"-", ""});
+        }
+      }
+    }
+    t.rows.push_back(row);
+    if (r.data.contains("train")) {
+      json x = json::array();
+      for (std::size_t i = 0; i < r.data["train"]["loss"].size(); ++i) x.push_back(i);
+      series.push_back({{"label", label}, {"x", x}, {"y", r.data["train"]["loss"]}});
+    }
+    if (r.data.contains("time_split_ms"))
+      for (auto it = r.data["time_split_ms"].begin(); it != r.data["time_split_ms"].end(); ++it)
+        if (std::find(phases.begin(), phases.end(), it.key()) == phases.end()) phases.push_back(it.key());
+  }
+  sec["tables"].push_back(t.to_json());
+  if (!phases.empty()) {
+    for (auto& ph : phases) split.columns.push_back(ph);
+    for (auto& r : in.file.records) {
+      if (!r.data.contains("time_split_ms")) continue;
+      std::vector<std::string> row{run_label(r.params)};
+      for (auto& ph : phases) row.push_back(fmt_num(r.data["time_split_ms"].value(ph, NAN), 2));
+      split.rows.push_back(row);
+    }
+    sec["tables"].push_back(split.to_json());
+  }
+  if (!series.empty())
+    sec["figures"].push_back(line_figure(in.file.meta.value("sweep", std::string("train")) + "_loss", "Training loss", "step", "loss", series));
+  return sec;
+}
+
+}  // namespace fp8scope::report
