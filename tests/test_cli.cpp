@@ -155,3 +155,12 @@ TEST(Cli, ReportRendersWithoutFigures) {
   EXPECT_EQ(bad.code, 2);
   EXPECT_EQ(lines(bad.err), 1) << bad.err;
 }
+
+TEST(Cli, TrainConfigsRejectedBeforeAnyWork) {
+  const std::string cfg = write("badtrain.json", R"({"probe":"train","axes":{"n_head":[4,5]}})");
+  Exec r = run(std::string(PROBE_TRAIN) + " --config " + cfg + " --out " + ::testing::TempDir() + "/badtrain");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("n_head=5 does not divide d_model=64"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("[1/2]"), std::string::npos) << "no point may run: " << r.out;
+}

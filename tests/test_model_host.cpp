@@ -3,6 +3,7 @@
 #include "fp8scope/model/data.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/model/schedule.hpp"
+#include "fp8scope/model/train_point.hpp"
 
 #include <gtest/gtest.h>
 
@@ -101,4 +102,31 @@ TEST(Data, TokenFilesWithAndWithoutHeader) {
   EXPECT_EQ(model::TokenFile(dir + "/flat32.bin", 100000, "u32").size(), 3u);
   EXPECT_THROW(model::TokenFile(dir + "/flat32.bin", 50000, "u32"), core::InputError);  // 70000 >= vocab
   EXPECT_THROW(model::TokenFile(dir + "/missing.bin", 10), core::InputError);
+}
+
+TEST(TrainPoint, RejectedBeforeAnyGpuWork) {
+  core::json point = core::json::object();
+  for (const auto& a : model::train_axes()) point[a.name] = a.default_value;
+  const core::json h200 = {{"gpu", {{"name", "NVIDIA H200"}, {"memory_mib", 143155}}}};
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), h200), "");
+  point["n_head"] = 5;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), h200), "n_head=5 does not divide d_model=64");
+  point["n_head"] = 4;
+  point["seq_len"] = 2048;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), h200),
+            "seq_len=2048 is larger than the position table (max_seq=1024)");
+  // GPT-2 124M at B=512, T=1024 on the GPU: far beyond 140 GiB.
+  point = {{"backend", "gpu"}, {"vocab", 50304}, {"pad_vocab_to", 1}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12},
+           {"max_seq", 1024}, {"seq_len", 1024}, {"batch", 512}, {"tied", true}, {"steps", 1}, {"lr", 6e-4}, {"min_lr", 6e-5},
+           {"warmup", 0}, {"weight_decay", 0.1}, {"grad_clip", 1.0}, {"seed", 1}, {"data", "synthetic"}};
+  const std::string e = model::check_train_point(model::train_point_from(point), h200);
+  EXPECT_EQ(e.rfind("needs about ", 0), 0u) << e;
+  EXPECT_NE(e.find("the GPU (NVIDIA H200) has 139.8 GiB"), std::string::npos) << e;
+  // The measured B=16 run (17.7 GiB on the H200) fits, and the estimate is not below it.
+  point["batch"] = 16;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), h200), "");
+  EXPECT_GT(model::gpu_training_bytes(model::train_point_from(point).model, 16, 1024), 17.0 * (1 << 30));
+  // The CPU reference refuses sizes it cannot train in reasonable time.
+  point["backend"] = "cpu";
+  EXPECT_NE(model::check_train_point(model::train_point_from(point), h200).find("use backend gpu"), std::string::npos);
 }

@@ -23,6 +23,11 @@ struct GptConfig {
 // "" when valid, else one line naming the field; seq_len/batch are the run's.
 std::string validate(const GptConfig& c, int seq_len, int batch);
 
+// Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16
+// copy, gradients and AdamW state; the activations kept for backward; scratch; the LM head's
+// logits. Used to refuse a config before any GPU work starts.
+double gpu_training_bytes(const GptConfig& c, int B, int T);
+
 // One parameter tensor of the model, in the order of the flat parameter buffer.
 struct ParamTensor {
   std::string name;  // "wte", "h3.qkv_w", ...

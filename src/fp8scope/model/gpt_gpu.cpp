@@ -13,16 +13,6 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
-double GpuGpt::device_bytes(const GptConfig& c, int B, int T) {
-  const double P = double(param_count(c)), N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
-  const double att = double(B) * c.n_head * T * T;
-  const double params = P * (4 + 2 + 4 + 4 + 4);  // master, bf16 copy, grads, m, v
-  const double per_layer = N * C * 2 * (1 + 3 + 1 + 1 + 1 + 4 + 4 + 1) + att * 2 + N * 4 * 4;
-  const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * C * 4 * 2 * 2;
-  const double head = N * Vp * (4 + 2) + N * C * 2 * 2;
-  return params + L * per_layer + scratch + head + (32u << 20);
-}
-
 GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream)
     : cfg_(cfg), B_(B), T_(T), stream_(stream), gemms_(stream), layout_(param_layout(cfg)), n_params_(param_count(cfg)) {
   for (auto& t : layout_) off_[t.name] = t.offset;

@@ -20,8 +20,6 @@ struct AdamWSettings {
 class GpuGpt {
  public:
   GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream);
-  // Device memory this model needs for (cfg, B, T), to refuse configs that cannot fit.
-  static double device_bytes(const GptConfig& cfg, int B, int T);
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> params() const;

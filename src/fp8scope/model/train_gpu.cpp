@@ -28,7 +28,7 @@ void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, in
     FP8S_CUDA(cudaSetDevice(device));
     std::size_t free0 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
-    const double need = GpuGpt::device_bytes(p.model, p.batch, p.seq_len);
+    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len);
     if (need > 0.95 * double(free0)) {
       r.outcome = core::Outcome::oom;
       r.reason = fmt::format("needs about {:.1f} GiB, {:.1f} GiB free", need / (1 << 30), double(free0) / (1 << 30));

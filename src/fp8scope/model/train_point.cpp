@@ -72,6 +72,13 @@ double train_flops_per_step(const GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
+    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len);
+    const double have = double(env["gpu"].value("memory_mib", 0)) * (1 << 20);
+    if (need > 0.95 * have)
+      return fmt::format("needs about {:.1f} GiB of device memory; the GPU ({}) has {:.1f} GiB", need / (1 << 30),
+                         env["gpu"].value("name", std::string("?")), have / (1 << 30));
+  }
   if (p.backend == "cpu") {
     const double work = train_flops_per_step(p.model, p.batch, p.seq_len) * p.steps;
     if (work > 5e12) return fmt::format("the CPU reference would need {:.1e} FLOPs; use backend gpu for this size", work);
