@@ -8,14 +8,19 @@ namespace fp8scope::model {
 namespace {
 
 // qkv row (b,t) holds [3][NH][HS]; q/k/v are [B][NH][T][HS].
-__global__ void split_heads_kernel(bf16* q, bf16* k, bf16* v, const bf16* qkv, int B, int T, int NH, int HS) {
-  const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
-  const std::int64_t total = std::int64_t(B) * NH * T * HS;
-  if (i >= total) return;
+// Element i of a [B][NH][T][HS] tensor sits at row (b, t), channel h*HS + d of a [B][T][NH*HS]
+// one; with `parts` tensors side by side in a row (qkv: 3) this is the offset of the first.
+__device__ __forceinline__ std::int64_t row_offset(std::int64_t i, int T, int NH, int HS, int parts) {
   const int d = int(i % HS), t = int((i / HS) % T), h = int((i / (std::int64_t(HS) * T)) % NH);
   const std::int64_t b = i / (std::int64_t(HS) * T * NH);
+  return (b * T + t) * parts * std::int64_t(NH) * HS + std::int64_t(h) * HS + d;
+}
+
+__global__ void split_heads_kernel(bf16* q, bf16* k, bf16* v, const bf16* qkv, int B, int T, int NH, int HS) {
+  const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
+  if (i >= std::int64_t(B) * NH * T * HS) return;
   const std::int64_t C = std::int64_t(NH) * HS;
-  const std::int64_t src = (b * T + t) * 3 * C + std::int64_t(h) * HS + d;
+  const std::int64_t src = row_offset(i, T, NH, HS, 3);
   q[i] = qkv[src];
   k[i] = qkv[src + C];
   v[i] = qkv[src + 2 * C];
@@ -23,12 +28,9 @@ __global__ void split_heads_kernel(bf16* q, bf16* k, bf16* v, const bf16* qkv, i
 
 __global__ void merge_qkv_grads_kernel(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv, int B, int T, int NH, int HS) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
-  const std::int64_t total = std::int64_t(B) * NH * T * HS;
-  if (i >= total) return;
-  const int d = int(i % HS), t = int((i / HS) % T), h = int((i / (std::int64_t(HS) * T)) % NH);
-  const std::int64_t b = i / (std::int64_t(HS) * T * NH);
+  if (i >= std::int64_t(B) * NH * T * HS) return;
   const std::int64_t C = std::int64_t(NH) * HS;
-  const std::int64_t dst = (b * T + t) * 3 * C + std::int64_t(h) * HS + d;
+  const std::int64_t dst = row_offset(i, T, NH, HS, 3);
   dqkv[dst] = dq[i];
   dqkv[dst + C] = dk[i];
   dqkv[dst + 2 * C] = dv[i];
@@ -37,11 +39,8 @@ __global__ void merge_qkv_grads_kernel(bf16* dqkv, const bf16* dq, const bf16* d
 // to_heads: [B,T,NH*HS] -> [B,NH,T,HS]; otherwise the reverse.
 __global__ void permute_heads_kernel(bf16* out, const bf16* inp, int B, int T, int NH, int HS, bool to_heads) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
-  const std::int64_t total = std::int64_t(B) * NH * T * HS;
-  if (i >= total) return;
-  const int d = int(i % HS), t = int((i / HS) % T), h = int((i / (std::int64_t(HS) * T)) % NH);
-  const std::int64_t b = i / (std::int64_t(HS) * T * NH);
-  const std::int64_t flat = (b * T + t) * std::int64_t(NH) * HS + std::int64_t(h) * HS + d;
+  if (i >= std::int64_t(B) * NH * T * HS) return;
+  const std::int64_t flat = row_offset(i, T, NH, HS, 1);
   if (to_heads) out[i] = inp[flat];
   else out[flat] = inp[i];
 }
