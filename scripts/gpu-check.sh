@@ -4,7 +4,8 @@
 #   scripts/gpu-check.sh OUTDIR [CONFIG ...]
 # Each CONFIG is a sweep file; its results go to OUTDIR/<sweep name>.json. A probe_gemm
 # or probe_train result is followed by its PyTorch peer (when torch is importable;
-# TRAIN_PEER_ARGS passes options to scripts/peers/torch_gpt2.py).
+# TRAIN_PEER_ARGS passes options to scripts/peers/torch_gpt2.py). BENCH=1 also runs the
+# Google Benchmark executables (3 repetitions) into OUTDIR/bench_*.json.
 # Environment: FP8SCOPE_GIT_SHA / FP8SCOPE_GIT_DIRTY name the revision when the tree has no
 # .git; FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
 set -uo pipefail
@@ -41,4 +42,11 @@ for cfg in "$@"; do
     esac
   fi
 done
+if [ -n "${BENCH:-}" ]; then
+  for b in bench_gemm bench_kernels bench_step; do
+    echo "== $b"
+    ./build-gpu/bench/$b --benchmark_repetitions=3 --benchmark_min_time=0.2 --benchmark_out_format=json \
+      --benchmark_out="$out/$b.json" 2>&1 | grep -E "_median|ERROR" | cut -c1-150
+  done
+fi
 echo "== done"

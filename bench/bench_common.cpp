@@ -1,0 +1,85 @@
+#include "bench_common.hpp"
+
+#include "fp8scope/core/gpu_spin.cuh"
+
+#include <algorithm>
+#include <vector>
+
+namespace fp8scope::bench {
+
+const std::string& gpu_problem() {
+  static const std::string problem = [] {
+    const core::json g = core::gpu_env(0);
+    return g["gpu"].is_null() ? "no GPU: " + g.value("gpu_reason", std::string("?")) : std::string();
+  }();
+  return problem;
+}
+
+cudaStream_t stream() {
+  static cudaStream_t s = [] {
+    cudaStream_t st;
+    FP8S_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    return st;
+  }();
+  return s;
+}
+
+namespace {
+core::DeviceBuffer& flush_buffer() {
+  static core::DeviceBuffer b(256u << 20);  // well above the H200's 60 MiB L2
+  return b;
+}
+}  // namespace
+
+double run_timed(benchmark::State& state, const std::function<void()>& launch) {
+  cudaEvent_t start, stop;
+  FP8S_CUDA(cudaEventCreate(&start));
+  FP8S_CUDA(cudaEventCreate(&stop));
+  launch();  // warm-up (plans, first-touch)
+  FP8S_CUDA(cudaStreamSynchronize(stream()));
+  double total = 0;
+  for (auto _ : state) {
+    core::gpu_spin(stream(), 50'000);
+    FP8S_CUDA(cudaMemsetAsync(flush_buffer().get(), 0, flush_buffer().size(), stream()));
+    FP8S_CUDA(cudaEventRecord(start, stream()));
+    launch();
+    FP8S_CUDA(cudaEventRecord(stop, stream()));
+    FP8S_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    FP8S_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    state.SetIterationTime(ms * 1e-3);
+    total += ms * 1e-3;
+  }
+  FP8S_CUDA(cudaGetLastError());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return total;
+}
+
+double copy_bandwidth() {
+  static const double bw = [] {
+    const std::size_t bytes = 1u << 30;
+    core::DeviceBuffer a(bytes), b(bytes);
+    FP8S_CUDA(cudaMemsetAsync(a.get(), 1, bytes, stream()));
+    cudaEvent_t s, e;
+    cudaEventCreate(&s);
+    cudaEventCreate(&e);
+    std::vector<float> ms;
+    for (int i = 0; i < 12; ++i) {
+      cudaEventRecord(s, stream());
+      cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream());
+      cudaEventRecord(e, stream());
+      cudaEventSynchronize(e);
+      float t = 0;
+      cudaEventElapsedTime(&t, s, e);
+      if (i >= 2) ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    cudaEventDestroy(s);
+    cudaEventDestroy(e);
+    return 2.0 * double(bytes) / (ms[ms.size() / 2] * 1e-3);
+  }();
+  return bw;
+}
+
+}  // namespace fp8scope::bench

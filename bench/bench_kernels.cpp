@@ -1,0 +1,163 @@
+// Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
+// FP8 cast+amax and cast+transpose, LayerNorm, GELU, causal softmax, cross-entropy, AdamW.
+// Counters: GB/s of the fewest bytes each kernel must move, and its fraction of the device
+// copy bandwidth measured in the same process.
+#include "bench_common.hpp"
+
+#include "fp8scope/fp8/cast.cuh"
+#include "fp8scope/gemm/kernels.cuh"
+#include "fp8scope/model/kernels.cuh"
+
+#include <fmt/format.h>
+
+using namespace fp8scope;
+using model::bf16;
+
+namespace {
+
+constexpr int B = 16, T = 1024, C = 768, NH = 12, V = 50304;
+constexpr std::int64_t N = std::int64_t(B) * T;
+
+bool skip(benchmark::State& state) {
+  if (bench::gpu_problem().empty()) return false;
+  state.SkipWithError(bench::gpu_problem().c_str());
+  return true;
+}
+
+void report(benchmark::State& state, double secs, double bytes) {
+  const double gbs = bytes * double(state.iterations()) / secs / 1e9;
+  state.counters["GB/s"] = gbs;
+  state.counters["frac_copy"] = gbs * 1e9 / bench::copy_bandwidth();
+}
+
+core::DeviceBuffer random_bf16(std::int64_t n, float scale, std::uint64_t seed) {
+  core::DeviceBuffer b(std::size_t(n) * 2);
+  gemm::fill_normal(b.get(), gemm::DType::bf16, n, scale, seed, bench::stream());
+  return b;
+}
+core::DeviceBuffer random_f32(std::int64_t n, float scale, std::uint64_t seed) {
+  core::DeviceBuffer b(std::size_t(n) * 4);
+  gemm::fill_normal(b.get(), gemm::DType::fp32, n, scale, seed, bench::stream());
+  return b;
+}
+
+void bm_copy(benchmark::State& state) {
+  if (skip(state)) return;
+  const std::size_t bytes = 1u << 30;
+  core::DeviceBuffer a(bytes), b(bytes);
+  const double s = bench::run_timed(state, [&] { cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, bench::stream()); });
+  report(state, s, 2.0 * bytes);
+}
+
+void bm_cast(benchmark::State& state, std::int64_t cols, bool transpose) {
+  if (skip(state)) return;
+  const std::int64_t n = N * cols;
+  auto in = random_bf16(n, 1.0f, 1);
+  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n)), scale(4), stats(sizeof(fp8::CastStats));
+  const float sc = 100.0f;
+  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
+  const double s = bench::run_timed(state, [&] {
+    cudaMemsetAsync(stats.get(), 0, stats.size(), bench::stream());
+    if (transpose)
+      fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<bf16>(), int(N), int(cols), scale.as<float>(),
+                              fp8::Format::e4m3, fp8::Overflow::satfinite, stats.as<fp8::CastStats>(), bench::stream());
+    else
+      fp8::quantize(out.as<std::uint8_t>(), in.as<bf16>(), n, scale.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
+                    stats.as<fp8::CastStats>(), bench::stream());
+  });
+  report(state, s, double(n) * (2 + (transpose ? 2 : 1)));
+}
+
+void bm_layernorm(benchmark::State& state, bool backward) {
+  if (skip(state)) return;
+  auto x = random_bf16(N * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2), dx = random_bf16(N * C, 1.0f, 3);
+  auto w = random_bf16(C, 1.0f, 4), b = random_bf16(C, 1.0f, 5), out = random_bf16(N * C, 1.0f, 6);
+  core::DeviceBuffer mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
+  model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N), C,
+                           bench::stream());
+  const double s = bench::run_timed(state, [&] {
+    if (backward)
+      model::layernorm_backward(dx.as<bf16>(), dw.as<float>(), db.as<float>(), dy.as<bf16>(), x.as<bf16>(), w.as<bf16>(),
+                                mean.as<float>(), rstd.as<float>(), int(N), C, bench::stream());
+    else
+      model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N),
+                               C, bench::stream());
+  });
+  report(state, s, backward ? double(N) * C * 8 + double(N) * 8 : double(N) * C * 4 + double(N) * 8);
+}
+
+void bm_gelu(benchmark::State& state, bool backward) {
+  if (skip(state)) return;
+  const std::int64_t n = N * 4 * C;
+  auto x = random_bf16(n, 1.0f, 1), dy = random_bf16(n, 1.0f, 2), out = random_bf16(n, 1.0f, 3);
+  const double s = bench::run_timed(state, [&] {
+    if (backward) model::gelu_backward(out.as<bf16>(), x.as<bf16>(), dy.as<bf16>(), n, bench::stream());
+    else model::gelu_forward(out.as<bf16>(), x.as<bf16>(), n, bench::stream());
+  });
+  report(state, s, double(n) * (backward ? 6 : 4));
+}
+
+void bm_softmax(benchmark::State& state, bool backward) {
+  if (skip(state)) return;
+  const std::int64_t n = std::int64_t(B) * NH * T * T;
+  auto scores = random_f32(n, 1.0f, 1);
+  auto probs = random_bf16(n, 0.01f, 2), ds = random_bf16(n, 1.0f, 3);
+  const double s = bench::run_timed(state, [&] {
+    if (backward)
+      model::softmax_causal_backward(ds.as<bf16>(), scores.as<float>(), probs.as<bf16>(), 0.125f, B * NH, T, bench::stream());
+    else
+      model::softmax_causal_forward(probs.as<bf16>(), scores.as<float>(), B * NH, T, bench::stream());
+  });
+  // Causal: half of each row is read; every element is written.
+  report(state, s, backward ? double(n) * (1 + 2 + 2) : double(n) * (2 + 2));
+}
+
+void bm_cross_entropy(benchmark::State& state) {
+  if (skip(state)) return;
+  auto logits = random_f32(N * V, 1.0f, 1);
+  core::DeviceBuffer dl(std::size_t(N * V) * 2), losses(std::size_t(N) * 4), targets(std::size_t(N) * 4);
+  FP8S_CUDA(cudaMemset(targets.get(), 0, targets.size()));
+  const double s = bench::run_timed(state, [&] {
+    model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
+                                          bench::stream());
+  });
+  report(state, s, double(N) * V * (4 + 2));
+}
+
+void bm_adamw(benchmark::State& state) {
+  if (skip(state)) return;
+  const std::int64_t n = 124'475'904;
+  auto p = random_f32(n, 0.02f, 1), g = random_f32(n, 1e-3f, 2), m = random_f32(n, 1e-3f, 3), v = random_f32(n, 1e-6f, 4);
+  core::DeviceBuffer pb(std::size_t(n) * 2);
+  FP8S_CUDA(cudaMemset(v.get(), 0, v.size()));
+  const double s = bench::run_timed(state, [&] {
+    model::adamw_update(p.as<float>(), pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(), n, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                        1.0f, 10, bench::stream());
+  });
+  report(state, s, double(n) * 30);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto reg = [](const std::string& name, auto fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMicrosecond);
+  };
+  reg("copy/d2d_1GiB", bm_copy);
+  for (std::int64_t cols : {C, 4 * C}) {
+    reg(fmt::format("cast_amax/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, false); });
+    reg(fmt::format("cast_transpose/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, true); });
+  }
+  reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, false); });
+  reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, true); });
+  reg("gelu/forward", [](benchmark::State& s) { bm_gelu(s, false); });
+  reg("gelu/backward", [](benchmark::State& s) { bm_gelu(s, true); });
+  reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
+  reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
+  reg("cross_entropy/forward_backward", bm_cross_entropy);
+  reg("adamw/124M", bm_adamw);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

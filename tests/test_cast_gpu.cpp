@@ -1,0 +1,116 @@
+// FP8 casts on the GPU against the host codec, value by value, and their statistics against
+// counts made on the host; the transposing cast writes the exact transpose.
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/fp8/cast.cuh"
+#include "gpu_test_util.hpp"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace fp8scope;
+using fp8::Format;
+using fp8::Overflow;
+
+namespace {
+std::vector<__nv_bfloat16> test_values(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<__nv_bfloat16> v(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    float x = normal(rng) * std::ldexp(1.0f, int(i % 48) - 30);  // 2^-30 .. 2^17: underflow to overflow
+    if (i % 997 == 1) x = NAN;
+    if (i % 991 == 2) x = -INFINITY;
+    if (i % 983 == 3) x = 0.0f;
+    v[i] = __float2bfloat16(x);
+  }
+  return v;
+}
+struct HostStats {
+  float amax = 0;
+  unsigned long long nonfinite = 0, saturated = 0, underflow = 0;
+};
+HostStats host_stats(const std::vector<__nv_bfloat16>& v, float scale, Format f, Overflow o) {
+  HostStats s;
+  for (auto b : v) {
+    const float x = __bfloat162float(b);
+    if (!std::isfinite(x)) {
+      ++s.nonfinite;
+      continue;
+    }
+    s.amax = std::max(s.amax, std::fabs(x));
+    if (std::fabs(x * scale) > fp8::info(f).max) ++s.saturated;
+    if (x != 0 && (fp8::encode(x * scale, f, o) & 0x7F) == 0) ++s.underflow;
+  }
+  return s;
+}
+}  // namespace
+
+class CastGpu : public ::testing::TestWithParam<std::tuple<Format, Overflow>> {};
+
+TEST_P(CastGpu, QuantizeMatchesHostCodecAndCounts) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [f, o] = GetParam();
+  const std::size_t n = 1'000'003;  // not a multiple of 8: the tail path runs too
+  const auto host = test_values(n, 3);
+  const float scale = 3.0f;
+  core::DeviceBuffer in(n * 2), out(n), sc(sizeof(float)), st(sizeof(fp8::CastStats));
+  cudaMemcpy(in.get(), host.data(), n * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(sc.get(), &scale, sizeof scale, cudaMemcpyHostToDevice);
+  cudaMemset(st.get(), 0, st.size());
+  fp8::quantize(out.as<std::uint8_t>(), in.as<__nv_bfloat16>(), std::int64_t(n), sc.as<float>(), f, o, st.as<fp8::CastStats>(), nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<std::uint8_t> got(n);
+  fp8::CastStats gs{};
+  cudaMemcpy(got.data(), out.get(), n, cudaMemcpyDeviceToHost);
+  cudaMemcpy(&gs, st.get(), sizeof gs, cudaMemcpyDeviceToHost);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint8_t want = fp8::encode(__bfloat162float(host[i]) * scale, f, o);
+    const bool both_nan = std::isnan(fp8::decode(want, f)) && std::isnan(fp8::decode(got[i], f));
+    if (got[i] != want && !both_nan && bad++ < 5) ADD_FAILURE() << "i=" << i << " x=" << __bfloat162float(host[i]) << " got " << int(got[i]) << " want " << int(want);
+  }
+  EXPECT_EQ(bad, 0u);
+  const HostStats hs = host_stats(host, scale, f, o);
+  EXPECT_EQ(gs.amax, hs.amax);
+  EXPECT_EQ(gs.nonfinite, hs.nonfinite);
+  EXPECT_EQ(gs.saturated, hs.saturated);
+  EXPECT_EQ(gs.underflow, hs.underflow);
+  EXPECT_GT(hs.saturated, 0u);
+  EXPECT_GT(hs.underflow, 0u);
+}
+
+TEST_P(CastGpu, TransposeIsExact) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [f, o] = GetParam();
+  const int rows = 300, cols = 77;
+  const auto host = test_values(std::size_t(rows) * cols, 5);
+  const float scale = 0.5f;
+  core::DeviceBuffer in(host.size() * 2), out(host.size()), out_t(host.size()), sc(sizeof(float)), st(sizeof(fp8::CastStats));
+  cudaMemcpy(in.get(), host.data(), host.size() * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(sc.get(), &scale, sizeof scale, cudaMemcpyHostToDevice);
+  cudaMemset(st.get(), 0, st.size());
+  fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<__nv_bfloat16>(), rows, cols, sc.as<float>(), f, o,
+                          st.as<fp8::CastStats>(), nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<std::uint8_t> a(host.size()), t(host.size());
+  fp8::CastStats gs{};
+  cudaMemcpy(a.data(), out.get(), a.size(), cudaMemcpyDeviceToHost);
+  cudaMemcpy(t.data(), out_t.get(), t.size(), cudaMemcpyDeviceToHost);
+  cudaMemcpy(&gs, st.get(), sizeof gs, cudaMemcpyDeviceToHost);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t i = std::size_t(r) * cols + c;
+      ASSERT_EQ(a[i], t[std::size_t(c) * rows + r]) << r << "," << c;
+      const std::uint8_t want = fp8::encode(__bfloat162float(host[i]) * scale, f, o);
+      if (!(std::isnan(fp8::decode(want, f)) && std::isnan(fp8::decode(a[i], f)))) ASSERT_EQ(a[i], want) << r << "," << c;
+    }
+  const HostStats hs = host_stats(host, scale, f, o);
+  EXPECT_EQ(gs.amax, hs.amax);
+  EXPECT_EQ(gs.saturated, hs.saturated);
+  EXPECT_EQ(gs.underflow, hs.underflow);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, CastGpu,
+                         ::testing::Combine(::testing::Values(Format::e4m3, Format::e5m2),
+                                            ::testing::Values(Overflow::satfinite, Overflow::nosat)));
