@@ -37,6 +37,7 @@ json build_report(const ReportOptions& opt) {
     if (probe == "gemm") sections.push_back(gemm_section(in, find_peer(in, opt.peers)));
     else if (probe == "vocab") sections.push_back(vocab_section(in));
     else if (probe == "train") sections.push_back(train_section(in, find_peer(in, opt.peers)));
+    else if (probe == "benchmark") sections.push_back(bench_section(in));
     else sections.push_back(generic_section(in));
   }
   json specs = json::array();

@@ -9,6 +9,7 @@ json env_section(const std::vector<ReportInput>& inputs);
 json gemm_section(const ReportInput& in, const ReportInput* peer);
 json vocab_section(const ReportInput& in);
 json train_section(const ReportInput& in, const ReportInput* peer);
+json bench_section(const ReportInput& in);
 json generic_section(const ReportInput& in);
 
 // Short cell text for an outcome ("ok", "heuristic_unsupported" -> "✗ heuristic", ...).
