@@ -113,4 +113,7 @@ TEST_P(CastGpu, TransposeIsExact) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, CastGpu,
                          ::testing::Combine(::testing::Values(Format::e4m3, Format::e5m2),
-                                            ::testing::Values(Overflow::satfinite, Overflow::nosat)));
+                                            ::testing::Values(Overflow::satfinite, Overflow::nosat)),
+                         [](const auto& info) {
+                           return std::string(fp8::name(std::get<0>(info.param))) + "_" + std::string(fp8::name(std::get<1>(info.param)));
+                         });

@@ -158,7 +158,35 @@ double gelu_grad(double x) {
   return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du;
 }
 
+const char* const kLinearNames[] = {"qkv", "proj", "fc1", "fc2", "lm_head"};
+
 }  // namespace
+
+void CpuGpt::linear_fwd(int layer, int which, double* out, const double* x, const double* W, const double* b, int N, int IC, int OC,
+                        const double** xq, const double** wq) {
+  if (fp8_) {
+    const std::string name = kLinearNames[which];
+    x = fp8_->quantize(layer, name + ".input", "input", x, std::size_t(N) * IC);
+    W = fp8_->quantize(layer, name + ".weight", "weight", W, std::size_t(OC) * IC);
+  }
+  *xq = x;
+  *wq = W;
+  matmul_fwd(out, x, W, b, N, IC, OC);
+}
+
+void CpuGpt::linear_bwd(int layer, int which, double* dx, double* dW, double* db, const double* dy, const double* xq, const double* wq,
+                        int N, int IC, int OC) {
+  // The bias gradient comes from the high-precision gradient, as FP8 frameworks compute it.
+  if (db)
+    for (int n = 0; n < N; ++n)
+      for (int o = 0; o < OC; ++o) db[o] += dy[std::int64_t(n) * OC + o];
+  const double* g = fp8_ ? fp8_->quantize(layer, std::string(kLinearNames[which]) + ".grad", "grad", dy, std::size_t(N) * OC) : dy;
+  matmul_bwd(dx, dW, nullptr, g, xq, wq, N, IC, OC);
+}
+
+void CpuGpt::observe(int layer, const char* tensor, const char* pass, const std::vector<double>& v) {
+  if (fp8_) fp8_->observe(layer, tensor, pass, v.data(), v.size());
+}
 
 CpuGpt::CpuGpt(const model::GptConfig& cfg) : cfg_(cfg) {
   auto layout = model::param_layout(cfg);
@@ -200,24 +228,32 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
     L.ln1_rstd.resize(std::size_t(N));
     layernorm_fwd(L.ln1.data(), L.ln1_mean.data(), L.ln1_rstd.data(), x.data(), p + o.ln1_w, p + o.ln1_b, N, C);
     L.qkv.resize(std::size_t(N) * 3 * C);
-    matmul_fwd(L.qkv.data(), L.ln1.data(), p + o.qkv_w, p + o.qkv_b, N, C, 3 * C);
+    linear_fwd(l, 0, L.qkv.data(), L.ln1.data(), p + o.qkv_w, p + o.qkv_b, N, C, 3 * C, &L.xq[0], &L.wq[0]);
+    observe(l, "qkv", "forward", L.qkv);
     L.probs.resize(std::size_t(B) * NH * T * T);
     L.atty.resize(std::size_t(N) * C);
     attention_fwd(L.atty.data(), L.probs.data(), L.qkv.data(), B, T, C, NH);
+    observe(l, "probs", "forward", L.probs);
+    observe(l, "attention_out", "forward", L.atty);
     V proj(std::size_t(N) * C);
-    matmul_fwd(proj.data(), L.atty.data(), p + o.proj_w, p + o.proj_b, N, C, C);
+    linear_fwd(l, 1, proj.data(), L.atty.data(), p + o.proj_w, p + o.proj_b, N, C, C, &L.xq[1], &L.wq[1]);
+    observe(l, "proj_out", "forward", proj);
     L.x_mid.resize(std::size_t(N) * C);
     for (std::size_t i = 0; i < L.x_mid.size(); ++i) L.x_mid[i] = x[i] + proj[i];
+    observe(l, "residual", "forward", L.x_mid);
     L.ln2.resize(std::size_t(N) * C);
     L.ln2_mean.resize(std::size_t(N));
     L.ln2_rstd.resize(std::size_t(N));
     layernorm_fwd(L.ln2.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.x_mid.data(), p + o.ln2_w, p + o.ln2_b, N, C);
     L.fc.resize(std::size_t(N) * 4 * C);
-    matmul_fwd(L.fc.data(), L.ln2.data(), p + o.fc_w, p + o.fc_b, N, C, 4 * C);
+    linear_fwd(l, 2, L.fc.data(), L.ln2.data(), p + o.fc_w, p + o.fc_b, N, C, 4 * C, &L.xq[2], &L.wq[2]);
+    observe(l, "fc1_out", "forward", L.fc);
     L.gelu.resize(L.fc.size());
     for (std::size_t i = 0; i < L.fc.size(); ++i) L.gelu[i] = gelu(L.fc[i]);
     V fcproj(std::size_t(N) * C);
-    matmul_fwd(fcproj.data(), L.gelu.data(), p + o.fcproj_w, p + o.fcproj_b, N, 4 * C, C);
+    observe(l, "gelu_out", "forward", L.gelu);
+    linear_fwd(l, 3, fcproj.data(), L.gelu.data(), p + o.fcproj_w, p + o.fcproj_b, N, 4 * C, C, &L.xq[3], &L.wq[3]);
+    observe(l, "fc2_out", "forward", fcproj);
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = L.x_mid[i] + fcproj[i];
   }
   x_out_ = x;
@@ -226,7 +262,8 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
   lnf_rstd_.resize(std::size_t(N));
   layernorm_fwd(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x.data(), p + lnf_w_, p + lnf_b_, N, C);
   logits_.resize(std::size_t(N) * Vp);
-  matmul_fwd(logits_.data(), lnf_.data(), p + lm_head_, nullptr, N, C, Vp);
+  linear_fwd(-1, 4, logits_.data(), lnf_.data(), p + lm_head_, nullptr, N, C, Vp, &head_xq_, &head_wq_);
+  observe(-1, "logits", "forward", logits_);
   // Softmax and loss over the real vocabulary; padded logits take no part.
   probs_.assign(std::size_t(N) * Vp, 0.0);
   double loss = 0;
@@ -238,6 +275,7 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
     for (int v = 0; v < Vr; ++v) probs_[std::size_t(n) * Vp + v] = std::exp(z[v] - mx) / sum;
     loss += -(z[targets[n]] - mx - std::log(sum));
   }
+  observe(-1, "loss", "forward", V{loss / N});
   return loss / N;
 }
 
@@ -251,7 +289,7 @@ void CpuGpt::backward(const std::vector<double>& P, std::vector<double>& G) {
     for (int v = 0; v < Vr; ++v)
       dlogits[std::size_t(n) * Vp + v] = (probs_[std::size_t(n) * Vp + v] - (v == targets_[std::size_t(n)] ? 1.0 : 0.0)) / N;
   V dlnf(std::size_t(N) * C, 0.0);
-  matmul_bwd(dlnf.data(), g + lm_head_, nullptr, dlogits.data(), lnf_.data(), p + lm_head_, N, C, Vp);
+  linear_bwd(-1, 4, dlnf.data(), g + lm_head_, nullptr, dlogits.data(), head_xq_, head_wq_, N, C, Vp);
   V dx(std::size_t(N) * C, 0.0);
   layernorm_bwd(dx.data(), g + lnf_w_, g + lnf_b_, dlnf.data(), x_out_.data(), p + lnf_w_, lnf_mean_.data(), lnf_rstd_.data(), N, C);
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
@@ -259,20 +297,21 @@ void CpuGpt::backward(const std::vector<double>& P, std::vector<double>& G) {
     const Offsets& o = off_[std::size_t(l)];
     // x_out = x_mid + fcproj(gelu(fc(ln2(x_mid))))
     V dgelu(L.gelu.size(), 0.0);
-    matmul_bwd(dgelu.data(), g + o.fcproj_w, g + o.fcproj_b, dx.data(), L.gelu.data(), p + o.fcproj_w, N, 4 * C, C);
+    linear_bwd(l, 3, dgelu.data(), g + o.fcproj_w, g + o.fcproj_b, dx.data(), L.xq[3], L.wq[3], N, 4 * C, C);
     for (std::size_t i = 0; i < dgelu.size(); ++i) dgelu[i] *= gelu_grad(L.fc[i]);
     V dln2(std::size_t(N) * C, 0.0);
-    matmul_bwd(dln2.data(), g + o.fc_w, g + o.fc_b, dgelu.data(), L.ln2.data(), p + o.fc_w, N, C, 4 * C);
+    linear_bwd(l, 2, dln2.data(), g + o.fc_w, g + o.fc_b, dgelu.data(), L.xq[2], L.wq[2], N, C, 4 * C);
     V dx_mid = dx;  // the residual path
     layernorm_bwd(dx_mid.data(), g + o.ln2_w, g + o.ln2_b, dln2.data(), L.x_mid.data(), p + o.ln2_w, L.ln2_mean.data(),
                   L.ln2_rstd.data(), N, C);
     // x_mid = x_in + proj(attention(qkv(ln1(x_in))))
     V datty(std::size_t(N) * C, 0.0);
-    matmul_bwd(datty.data(), g + o.proj_w, g + o.proj_b, dx_mid.data(), L.atty.data(), p + o.proj_w, N, C, C);
+    observe(l, "residual_grad", "backward", dx_mid);
+    linear_bwd(l, 1, datty.data(), g + o.proj_w, g + o.proj_b, dx_mid.data(), L.xq[1], L.wq[1], N, C, C);
     V dqkv(std::size_t(N) * 3 * C, 0.0);
     attention_bwd(dqkv.data(), datty.data(), L.qkv.data(), L.probs.data(), B, T, C, NH);
     V dln1(std::size_t(N) * C, 0.0);
-    matmul_bwd(dln1.data(), g + o.qkv_w, g + o.qkv_b, dqkv.data(), L.ln1.data(), p + o.qkv_w, N, C, 3 * C);
+    linear_bwd(l, 0, dln1.data(), g + o.qkv_w, g + o.qkv_b, dqkv.data(), L.xq[0], L.wq[0], N, C, 3 * C);
     dx = dx_mid;
     layernorm_bwd(dx.data(), g + o.ln1_w, g + o.ln1_b, dln1.data(), L.x_in.data(), p + o.ln1_w, L.ln1_mean.data(),
                   L.ln1_rstd.data(), N, C);

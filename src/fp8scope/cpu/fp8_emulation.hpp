@@ -1,0 +1,61 @@
+#pragma once
+// FP8 training emulated on the CPU reference: the quantise-dequantise points an FP8 linear
+// has (its input and weight in the forward format, the output gradient in the backward
+// format, each with its own recipe-driven scale), taps of every tensor (amax, scale,
+// non-finite, saturated and underflow counts) and the NaN onset. The oracle the GPU FP8 model
+// is checked against; values are rounded exactly as the FP8 codecs round them.
+#include "fp8scope/fp8/recipe.hpp"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace fp8scope::cpu {
+
+struct Tap {
+  int step, layer;  // layer -1: outside the blocks (embedding, final LayerNorm, LM head, loss)
+  std::string tensor, pass;  // pass: "forward" or "backward"
+  double amax;
+  float scale;  // 0 for tensors that are not quantised
+  long long nonfinite, saturated, underflow;
+  long long elements;
+};
+
+struct Fp8Options {
+  fp8::RecipeConfig recipe;
+  fp8::Overflow overflow = fp8::Overflow::satfinite;
+  // Test hook: (layer, tensor) -> factor multiplying that tensor's scale, to plant overflows.
+  std::map<std::pair<int, std::string>, float> planted_scale;
+};
+
+class Fp8Emulation {
+ public:
+  explicit Fp8Emulation(Fp8Options opt);
+
+  // Quantise-dequantise an FP8 GEMM operand; records its tap. role: "input", "weight" (forward
+  // format) or "grad" (backward format). The returned buffer lives until the same
+  // (layer, tensor) is quantised again.
+  const double* quantize(int layer, const std::string& tensor, const std::string& role, const double* x, std::size_t n);
+  // A tensor that stays in high precision: only amax and non-finite count are tapped.
+  void observe(int layer, const std::string& tensor, const std::string& pass, const double* x, std::size_t n);
+  // Delayed scaling: every scaler takes this step's amax; the next step uses the new scales.
+  void end_step();
+
+  const std::vector<Tap>& taps() const { return taps_; }
+  // The first tap (in execution order) of the first step with a non-finite value.
+  std::optional<Tap> nan_onset() const;
+  int step() const { return step_; }
+  const fp8::TensorScaler* scaler(int layer, const std::string& tensor) const;
+
+ private:
+  Fp8Options opt_;
+  int step_ = 0;
+  std::map<std::pair<int, std::string>, fp8::TensorScaler> scalers_;
+  std::map<std::pair<int, std::string>, float> amax_this_step_;
+  std::map<std::pair<int, std::string>, std::vector<double>> buffers_;
+  std::vector<Tap> taps_;
+};
+
+}  // namespace fp8scope::cpu
