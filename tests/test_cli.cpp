@@ -164,3 +164,38 @@ TEST(Cli, TrainConfigsRejectedBeforeAnyWork) {
   EXPECT_NE(r.err.find("n_head=5 does not divide d_model=64"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("[1/2]"), std::string::npos) << "no point may run: " << r.out;
 }
+
+TEST(Cli, RecipeProbeFindsTheNanOnsetDeterministically) {
+  // Tiny model, a few steps: margin -8 without saturation overflows E4M3 at once; margin 2
+  // with saturation trains.
+  const std::string cfg = write("recipe_nan.json", R"({"probe":"recipe","name":"recipe_nan",
+    "axes":{"backend":["cpu"],"vocab":[31],"d_model":[16],"n_layer":[2],"n_head":[2],"max_seq":[8],"seq_len":[8],
+            "batch":[2],"steps":[6],"lr":[3e-3],"warmup":[1]},
+    "zip":[{"margin":[-8,2],"saturation":["nosat","satfinite"],"format":["e4m3","hybrid"]}]})");
+  std::vector<ResultFile> runs;
+  for (int i = 0; i < 2; ++i) {
+    const std::string out = ::testing::TempDir() + "/recipe_nan_" + std::to_string(i);
+    Exec r = run(std::string(PROBE_RECIPE) + " --config " + cfg + " --out " + out + " -q");
+    ASSERT_EQ(r.code, 0) << r.err;
+    runs.push_back(read_results(out + ".json"));
+  }
+  const auto& nan_run = runs[0].records[0];
+  EXPECT_EQ(nan_run.outcome, Outcome::nonfinite);
+  ASSERT_TRUE(nan_run.data.contains("nan_onset"));
+  const json& o = nan_run.data["nan_onset"];
+  EXPECT_EQ(o["step"], 1);  // step 0 quantises with the initial scale 1; step 1 with 448/amax*256
+  EXPECT_EQ(o["layer"], 0);
+  EXPECT_EQ(o["tensor"], "qkv.input");
+  EXPECT_EQ(o["pass"], "forward");
+  EXPECT_EQ(o["before"].size(), 1u);
+  EXPECT_EQ(runs[0].records[1].outcome, Outcome::ok);
+  EXPECT_TRUE(runs[0].records[1].data["metrics"]["loss_gap_final"].is_number());
+  // Same config and seed: the same onset and the same loss curve, to the bit.
+  EXPECT_EQ(runs[0].records[0].data["nan_onset"], runs[1].records[0].data["nan_onset"]);
+  EXPECT_EQ(runs[0].records[1].data["train"]["loss"], runs[1].records[1].data["train"]["loss"]);
+  // The report judges the seed claims from these records.
+  Exec rep = run(kTool + " report " + ::testing::TempDir() + "/recipe_nan_0.json");
+  EXPECT_EQ(rep.code, 0);
+  EXPECT_NE(rep.out.find("## Seed claims"), std::string::npos);
+  EXPECT_NE(rep.out.find("step 1, layer 0, qkv.input (forward)"), std::string::npos);
+}

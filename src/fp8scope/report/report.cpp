@@ -38,8 +38,10 @@ json build_report(const ReportOptions& opt) {
     else if (probe == "vocab") sections.push_back(vocab_section(in));
     else if (probe == "train") sections.push_back(train_section(in, find_peer(in, opt.peers)));
     else if (probe == "benchmark") sections.push_back(bench_section(in));
+    else if (probe == "recipe") sections.push_back(recipe_section(in));
     else sections.push_back(generic_section(in));
   }
+  if (json claims = seed_claims_section(opt.results); !claims.is_null()) sections.insert(sections.begin() + 1, claims);
   json specs = json::array();
   for (auto& s : sections)
     for (auto& f : s["figures"]) specs.push_back(f);

@@ -10,6 +10,9 @@ json gemm_section(const ReportInput& in, const ReportInput* peer);
 json vocab_section(const ReportInput& in);
 json train_section(const ReportInput& in, const ReportInput* peer);
 json bench_section(const ReportInput& in);
+json recipe_section(const ReportInput& in);
+// null when the inputs hold nothing a seed claim can be judged from.
+json seed_claims_section(const std::vector<ReportInput>& inputs);
 json generic_section(const ReportInput& in);
 
 // Short cell text for an outcome ("ok", "heuristic_unsupported" -> "✗ heuristic", ...).

@@ -1,0 +1,150 @@
+// probe_recipe results, and the "Seed claims" section: each claim of the seed summary judged
+// from the records (never by hand) as confirmed, refuted, not reproduced or not tested.
+#include "fp8scope/gemm/vocab_summary.hpp"
+#include "fp8scope/report/sections.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+
+namespace fp8scope::report {
+using core::Outcome;
+using core::Record;
+
+namespace {
+
+std::string recipe_label(const json& p) {
+  return fmt::format("{} m={} h={} {} {} {} {}", p.value("format", "?"), p.value("margin", 0), p.value("amax_history_len", 0),
+                     p.value("amax_compute_algo", "?"), p.value("scaling", "?"), p.value("saturation", "?"), p.value("variant", "?"));
+}
+
+std::string onset_text(const Record& r) {
+  if (!r.data.contains("nan_onset")) return "";
+  const json& o = r.data["nan_onset"];
+  return fmt::format("step {}, layer {}, {} ({})", o.value("step", -1), o.value("layer", -1), o.value("tensor", std::string("?")),
+                     o.value("pass", std::string("?")));
+}
+
+struct Tally {
+  int runs = 0, nan = 0;
+  const Record* earliest = nullptr;
+  std::map<std::string, std::pair<int, int>> by_saturation;  // saturation -> (nan, runs)
+  void add(const Record& r) {
+    ++runs;
+    auto& s = by_saturation[r.params.value("saturation", "?")];
+    ++s.second;
+    if (r.outcome != Outcome::nonfinite) return;
+    ++nan;
+    ++s.first;
+    if (!earliest || r.data["nan_onset"].value("step", 1 << 30) < earliest->data["nan_onset"].value("step", 1 << 30)) earliest = &r;
+  }
+  std::string text() const {
+    std::string t = fmt::format("{}/{} runs NaN", nan, runs);
+    std::string parts;
+    for (auto& [sat, c] : by_saturation) parts += fmt::format("{}{} {}/{}", parts.empty() ? "" : ", ", sat, c.first, c.second);
+    if (!parts.empty()) t += " (" + parts + ")";
+    if (earliest) t += fmt::format("; earliest at {}", onset_text(*earliest));
+    return t;
+  }
+};
+
+std::string where(const std::vector<ReportInput>& inputs) {
+  for (auto& in : inputs)
+    if (in.file.meta.value("probe", std::string()) == "recipe") {
+      const json& e = in.file.env;
+      const std::string backend = in.file.records.empty() ? "?" : in.file.records.front().params.value("backend", "?");
+      return backend == "cpu" ? "on the FP8-emulating CPU reference (tiny models)"
+                              : fmt::format("on {}", e.contains("gpu") && e["gpu"].is_object() ? e["gpu"].value("name", "?") : "?");
+    }
+  return "";
+}
+
+}  // namespace
+
+json recipe_section(const ReportInput& in) {
+  json sec = {{"title", fmt::format("Recipe sweep '{}'", in.file.meta.value("sweep", in.path))},
+              {"text", json::array()},
+              {"tables", json::array()},
+              {"figures", json::array()}};
+  if (!in.file.meta.value("description", std::string()).empty()) sec["text"].push_back(in.file.meta["description"]);
+  Table t{"Runs (loss gap = FP8 minus its high-precision twin, same seed and data)",
+          {"recipe", "seed", "outcome", "NaN onset", "steps run", "loss last", "twin loss last", "gap final", "gap max", "max saturated", "max underflow"},
+          {}};
+  for (auto& r : in.file.records) {
+    double sat = 0, under = 0;
+    if (r.data.contains("taps"))
+      for (auto it = r.data["taps"].begin(); it != r.data["taps"].end(); ++it) {
+        sat = std::max(sat, it.value().value("saturated_rate", 0.0));
+        under = std::max(under, it.value().value("underflow_rate", 0.0));
+      }
+    const json m = r.data.value("metrics", json::object());
+    auto num = [&](const char* k, int d) { return m.contains(k) && m[k].is_number() ? fmt_num(m[k].get<double>(), d) : "-"; };
+    t.rows.push_back({recipe_label(r.params), std::to_string(r.params.value("seed", 0)), std::string(core::to_string(r.outcome)),
+                      onset_text(r), r.data.contains("train") ? std::to_string(r.data["train"]["loss"].size()) : "-", num("loss_last", 3),
+                      num("twin_loss_last", 3), num("loss_gap_final", 3), num("loss_gap_max", 3), fmt_pct(sat), fmt_pct(under)});
+  }
+  sec["tables"].push_back(t.to_json());
+  return sec;
+}
+
+json seed_claims_section(const std::vector<ReportInput>& inputs) {
+  std::map<long long, Tally> e4m3_delayed_by_margin;
+  Tally hybrid, custom, attention;
+  bool any_recipe = false;
+  json vocab_verdict;
+  for (auto& in : inputs) {
+    const std::string probe = in.file.meta.value("probe", std::string());
+    if (probe == "vocab") vocab_verdict = gemm::summarize_vocab(in.file.records, in.file.env);
+    if (probe != "recipe") continue;
+    for (auto& r : in.file.records) {
+      if (r.outcome != Outcome::ok && r.outcome != Outcome::nonfinite) continue;
+      any_recipe = true;
+      const json& p = r.params;
+      if (p.value("format", "") == "e4m3" && p.value("scaling", "") == "delayed") e4m3_delayed_by_margin[p.value("margin", 0LL)].add(r);
+      if (p.value("format", "") == "hybrid") hybrid.add(r);
+      if (p.value("variant", "") == "fp8_attention") attention.add(r);
+      else custom.add(r);
+    }
+  }
+  Table t{"Seed claims, judged from the records above", {"claim", "verdict", "evidence"}, {}};
+  if (any_recipe) {
+    const std::string at = where(inputs);
+    // Claim 1: DelayedScaling(margin=1, E4M3) NaNs; margin 0 and 2 work.
+    auto rate = [&](long long m) { auto it = e4m3_delayed_by_margin.find(m); return it == e4m3_delayed_by_margin.end() || !it->second.runs ? -1.0 : double(it->second.nan) / it->second.runs; };
+    const double r0 = rate(0), r1 = rate(1), r2 = rate(2);
+    std::string v1;
+    if (r0 < 0 || r1 < 0 || r2 < 0) v1 = "not tested";
+    else if (r1 > 0 && r0 == 0 && r2 == 0) v1 = "confirmed";
+    else if (r1 == 0 && r0 == 0 && r2 == 0) v1 = "not reproduced";
+    else v1 = "refuted";
+    std::string ev1;
+    for (long long m : {0LL, 1LL, 2LL})
+      if (e4m3_delayed_by_margin.count(m)) ev1 += fmt::format("{}margin={}: {}", ev1.empty() ? "" : "; ", m, e4m3_delayed_by_margin[m].text());
+    t.rows.push_back({"DelayedScaling(margin=1, E4M3) gives NaN; margin=0 and margin=2 work", v1,
+                      (ev1.empty() ? std::string("no E4M3 delayed runs with margins 0, 1, 2") : "E4M3 delayed, " + ev1) + " (" + at + ")"});
+    // Claim 2: HYBRID works.
+    t.rows.push_back({"DelayedScaling(HYBRID) works", hybrid.runs == 0 ? "not tested" : hybrid.nan == 0 ? "confirmed" : "refuted",
+                      hybrid.runs ? "HYBRID: " + hybrid.text() + " (" + at + ")" : "no HYBRID runs"});
+    // Claim 3: FP8 attention (TransformerLayer) NaNs, custom attention with FP8 linears works.
+    std::string v3 = attention.runs == 0 ? "not tested"
+                     : (attention.nan > 0 && custom.nan == 0) ? "confirmed"
+                     : (attention.nan == 0 && custom.nan == 0) ? "not reproduced"
+                                                             : "refuted";
+    t.rows.push_back({"TransformerLayer-style FP8 attention gives NaN while custom attention with FP8 linears works", v3,
+                      attention.runs ? fmt::format("fp8_attention: {}; custom/fused: {}", attention.text(), custom.text())
+                                     : "no fp8_attention runs in these results (the variant needs the GPU FP8 model)"});
+  }
+  if (vocab_verdict.is_object() && vocab_verdict.contains("e4m3")) {
+    const std::string d32 = vocab_verdict["e4m3"].value("divisible_by_32", std::string("?"));
+    const std::string v = d32.rfind("required", 0) == 0 ? "confirmed" : d32.find("not required") != std::string::npos ? "refuted" : "not tested";
+    t.rows.push_back({"FP8 needs a vocab divisible by 32 (50264 fails with 'no algorithm', 50304 works)", v,
+                      vocab_verdict["e4m3"].value("verdict", std::string())});
+  }
+  if (t.rows.empty()) return json();
+  return {{"title", "Seed claims"}, {"text", json::array({"Each verdict is computed from the records in this report: confirmed "
+                                                             "(the runs show it), refuted (the runs contradict it), not reproduced "
+                                                             "(the runs could not make it happen), not tested (no runs for it)."})},
+          {"tables", json::array({t.to_json()})}, {"figures", json::array()}};
+}
+
+}  // namespace fp8scope::report
