@@ -42,21 +42,6 @@ std::string check_recipe_point(const json& p, const json& env) {
 
 namespace {
 
-cpu::TrainConfig train_config(const TrainPoint& p) {
-  cpu::TrainConfig cfg;
-  cfg.model = p.model;
-  cfg.batch = p.batch, cfg.seq_len = p.seq_len, cfg.steps = p.steps, cfg.seed = std::uint64_t(p.seed);
-  cfg.lr = {p.lr, p.min_lr, p.warmup, p.steps};
-  cfg.adamw.weight_decay = p.weight_decay;
-  cfg.grad_clip = p.grad_clip;
-  return cfg;
-}
-
-std::unique_ptr<TokenSource> data_for(const TrainPoint& p) {
-  if (p.data == "synthetic") return std::make_unique<MarkovTokens>(p.model.vocab, std::uint64_t(p.seed));
-  return std::make_unique<TokenFile>(p.data, p.model.vocab);
-}
-
 json downsample(const std::vector<double>& v, int points) {
   json out = json::array();
   const std::size_t stride = std::max<std::size_t>(1, (v.size() + std::size_t(points) - 1) / std::size_t(points));
@@ -71,7 +56,7 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
   return [settings, twins](const json& p, const std::string& key) {
     core::Record r = core::make_record(key, p, core::Outcome::ok);
     const TrainPoint tp = train_point_from(p);
-    const cpu::TrainConfig cfg = train_config(tp);
+    const cpu::TrainConfig cfg = cpu_train_config(tp);
     // The high-precision twin: once per model, data, schedule and seed.
     const std::string twin_key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", tp.model.vocab, tp.model.pad_vocab_to, tp.model.d_model,
                                              tp.model.n_layer, tp.model.n_head, tp.model.tied, tp.seq_len, tp.batch, tp.steps, tp.lr,

@@ -36,9 +36,7 @@ void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, in
     }
     cudaStream_t stream;
     FP8S_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    std::unique_ptr<TokenSource> data;
-    if (p.data == "synthetic") data = std::make_unique<MarkovTokens>(p.model.vocab, std::uint64_t(p.seed));
-    else data = std::make_unique<TokenFile>(p.data, p.model.vocab, settings.value("token_dtype", std::string("auto")));
+    auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
     r.data["data"] = data->describe();
     {
       GpuGpt gpt(p.model, p.batch, p.seq_len, stream);

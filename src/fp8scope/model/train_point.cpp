@@ -139,6 +139,21 @@ void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<S
                                    steps.back().loss, m["tokens_per_s"].get<double>(), st.median);
 }
 
+std::unique_ptr<TokenSource> data_for(const TrainPoint& p, const std::string& token_dtype) {
+  if (p.data == "synthetic") return std::make_unique<MarkovTokens>(p.model.vocab, std::uint64_t(p.seed));
+  return std::make_unique<TokenFile>(p.data, p.model.vocab, token_dtype);
+}
+
+cpu::TrainConfig cpu_train_config(const TrainPoint& p) {
+  cpu::TrainConfig cfg;
+  cfg.model = p.model;
+  cfg.batch = p.batch, cfg.seq_len = p.seq_len, cfg.steps = p.steps, cfg.seed = std::uint64_t(p.seed);
+  cfg.lr = {p.lr, p.min_lr, p.warmup, p.steps};
+  cfg.adamw.weight_decay = p.weight_decay;
+  cfg.grad_clip = p.grad_clip;
+  return cfg;
+}
+
 core::Record run_train_point(const TrainPoint& p, const json& settings, const json& env, int device, const std::string& key,
                              const json& params) {
   core::Record r = core::make_record(key, params, core::Outcome::ok);
@@ -146,18 +161,10 @@ core::Record run_train_point(const TrainPoint& p, const json& settings, const js
     train_on_gpu(p, settings, env, device, r);
     return r;
   }
-  std::unique_ptr<TokenSource> data;
-  if (p.data == "synthetic") data = std::make_unique<MarkovTokens>(p.model.vocab, std::uint64_t(p.seed));
-  else data = std::make_unique<TokenFile>(p.data, p.model.vocab, settings.value("token_dtype", std::string("auto")));
+  auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
   r.data["data"] = data->describe();
-  cpu::TrainConfig cfg;
-  cfg.model = p.model;
-  cfg.batch = p.batch, cfg.seq_len = p.seq_len, cfg.steps = p.steps, cfg.seed = std::uint64_t(p.seed);
-  cfg.lr = {p.lr, p.min_lr, p.warmup, p.steps};
-  cfg.adamw.weight_decay = p.weight_decay;
-  cfg.grad_clip = p.grad_clip;
   std::vector<StepRow> rows;
-  for (auto& s : cpu::train_cpu(cfg, *data)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
+  for (auto& s : cpu::train_cpu(cpu_train_config(p), *data)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
   fill_train_record(r, p, rows, settings.value("timing_warmup", 3), 0.0);
   return r;
 }

@@ -4,8 +4,11 @@
 // memory and the check that the untrained loss is ln(V).
 #include "fp8scope/core/config.hpp"
 #include "fp8scope/core/record.hpp"
+#include "fp8scope/cpu/trainer.hpp"
+#include "fp8scope/model/data.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
+#include <memory>
 #include <vector>
 
 namespace fp8scope::model {
@@ -21,6 +24,10 @@ struct TrainPoint {
   std::string data;
 };
 TrainPoint train_point_from(const core::json& point);
+
+// The point's data (synthetic or a token file) and its CPU training configuration.
+std::unique_ptr<TokenSource> data_for(const TrainPoint& p, const std::string& token_dtype = "auto");
+cpu::TrainConfig cpu_train_config(const TrainPoint& p);
 
 // "" or one line naming what is wrong (invalid shape, or too large for the GPU in env).
 std::string check_train_point(const TrainPoint& p, const core::json& env);
