@@ -3,6 +3,8 @@
 //   run SUITE.json      run every probe sweep of a suite, then report on them
 //   report FILE...      render result files as Markdown (+ JSON, figures)
 //   gate                compare a result with a baseline; exit 1 on regression
+//   merge SHARD...      fold the shards of a sweep (probe --shard I/N) into one result
+#include "merge_cmd.hpp"
 #include "report_cmd.hpp"
 #include "suite.hpp"
 
@@ -48,6 +50,12 @@ int main(int argc, char** argv) {
   gate_cmd->add_flag("--force", gate.force, "compare even across GPUs or schema versions");
   gate_cmd->add_option("--max-rows", gate.max_rows, "rows of the judgement table to print");
 
+  auto* merge_cmd = app.add_subcommand("merge", "fold the shards of one sweep into one result file");
+  app::MergeArgs merge;
+  merge_cmd->add_option("shards", merge.shards, "shard result files (.json)")->required()->check(CLI::ExistingFile);
+  merge_cmd->add_option("-o,--out", merge.out, "merged result file")->required();
+  merge_cmd->add_flag("--allow-partial", merge.allow_partial, "merge even if some shards are missing");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -76,6 +84,7 @@ int main(int argc, char** argv) {
     }
     if (*rep_cmd) return app::run_report(rep);
     if (*gate_cmd) return app::run_gate_cmd(gate);
+    if (*merge_cmd) return app::run_merge(merge);
   } catch (const core::InputError& e) {
     fmt::print(stderr, "fp8scope: {}\n", e.what());
     return core::kExitBadInput;

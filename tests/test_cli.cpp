@@ -199,3 +199,39 @@ TEST(Cli, RecipeProbeFindsTheNanOnsetDeterministically) {
   EXPECT_NE(rep.out.find("## Seed claims"), std::string::npos);
   EXPECT_NE(rep.out.find("step 1, layer 0, qkv.input (forward)"), std::string::npos);
 }
+
+TEST(Cli, ShardsMergeBackIntoTheWholeSweep) {
+  const std::string cfg = write("shardable.json", R"({"probe":"selftest","name":"shardable","axes":{"i":{"from":0,"to":9}}})");
+  const std::string d = ::testing::TempDir() + "/shards";
+  std::filesystem::remove_all(d);
+  ASSERT_EQ(run(kProbe + " --config " + cfg + " --out " + d + "/whole -q").code, 0);
+  for (int s = 0; s < 3; ++s)
+    ASSERT_EQ(run(kProbe + " --config " + cfg + " --shard " + std::to_string(s) + "/3 --out " + d + "/s" + std::to_string(s) + " -q").code, 0);
+  EXPECT_EQ(read_results(d + "/s0.json").records.size(), 4u);  // points 0, 3, 6, 9
+  EXPECT_EQ(read_results(d + "/s2.json").records.size(), 3u);
+  Exec m = run(kTool + " merge " + d + "/s2.json " + d + "/s0.json " + d + "/s1.json -o " + d + "/merged.json");
+  ASSERT_EQ(m.code, 0) << m.err;
+  ResultFile whole = read_results(d + "/whole.json"), merged = read_results(d + "/merged.json");
+  ASSERT_EQ(merged.records.size(), whole.records.size());
+  for (std::size_t i = 0; i < whole.records.size(); ++i) EXPECT_EQ(merged.records[i].key, whole.records[i].key);
+  // Refusals: a shard twice, a missing shard, another sweep, a bad --shard.
+  Exec twice = run(kTool + " merge " + d + "/s0.json " + d + "/s0.json " + d + "/s1.json " + d + "/s2.json -o " + d + "/x.json");
+  EXPECT_EQ(twice.code, 2);
+  EXPECT_NE(twice.err.find("given twice"), std::string::npos) << twice.err;
+  Exec missing = run(kTool + " merge " + d + "/s0.json " + d + "/s1.json -o " + d + "/x.json");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("shards missing: 2 of 3"), std::string::npos) << missing.err;
+  EXPECT_EQ(run(kTool + " merge --allow-partial " + d + "/s0.json " + d + "/s1.json -o " + d + "/x.json").code, 0);
+  const std::string other = write("other.json", R"({"probe":"selftest","name":"other","axes":{"i":[0,1]}})");
+  ASSERT_EQ(run(kProbe + " --config " + other + " --shard 1/3 --out " + d + "/o1 -q").code, 0);
+  Exec mixed = run(kTool + " merge " + d + "/s0.json " + d + "/o1.json " + d + "/s2.json -o " + d + "/x.json");
+  EXPECT_EQ(mixed.code, 2);
+  EXPECT_NE(mixed.err.find("a different sweep"), std::string::npos) << mixed.err;
+  Exec notshard = run(kTool + " merge " + d + "/whole.json -o " + d + "/x.json");
+  EXPECT_EQ(notshard.code, 0) << "an unsharded run is shard 0 of 1";
+  for (const std::string bad : {"3/3", "1-3", "a/b", "0/0"}) {
+    Exec b = run(kProbe + " --config " + cfg + " --shard " + bad + " --out " + d + "/bad");
+    EXPECT_EQ(b.code, 2) << bad;
+    EXPECT_NE(b.err.find("--shard"), std::string::npos) << b.err;
+  }
+}

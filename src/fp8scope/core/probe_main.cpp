@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <sstream>
 
 #ifndef FP8SCOPE_VERSION
 #define FP8SCOPE_VERSION "0.0.0"
@@ -46,6 +47,9 @@ int run(int argc, char** argv, const ProbeDef& def) {
   app.add_option("--point-timeout", timeout_s, "seconds before a silent point is killed and recorded as crashed")
       ->check(CLI::PositiveNumber);
   app.add_option("--device", device, "CUDA device index")->check(CLI::NonNegativeNumber);
+  std::string shard_arg;
+  app.add_option("--shard", shard_arg, "run only shard I of N (I/N, 0-based): points I, I+N, I+2N, ... "
+                                       "(merge the shards with `fp8scope merge`)");
   app.add_flag("--list", list, "print the points of the sweep and exit");
   app.add_flag("-q,--quiet", quiet, "no line per point");
   app.footer("Axes:\n" + describe_params(def.schema.axes) + "Settings:\n" + describe_params(def.schema.settings));
@@ -57,8 +61,19 @@ int run(int argc, char** argv, const ProbeDef& def) {
     return kExitBadInput;
   }
 
+  int shard_index = 0, shard_count = 1;
+  if (!shard_arg.empty()) {
+    char slash = 0;
+    std::istringstream in(shard_arg);
+    if (!(in >> shard_index >> slash >> shard_count) || slash != '/' || !in.eof() || shard_count < 1 || shard_index < 0 ||
+        shard_index >= shard_count)
+      throw InputError(fmt::format("--shard: '{}' is not I/N with 0 <= I < N", shard_arg));
+  }
   const SweepConfig cfg = load_sweep(config_path, def.schema);
-  const std::vector<json> points = expand(cfg, def.schema);
+  const std::vector<json> all_points = expand(cfg, def.schema);
+  // Round-robin: neighbouring points (often similar in cost) go to different shards.
+  std::vector<json> points;
+  for (std::size_t i = std::size_t(shard_index); i < all_points.size(); i += std::size_t(shard_count)) points.push_back(all_points[i]);
   std::vector<std::string> keys;
   for (auto& p : points) keys.push_back(point_key(p, def.schema));
   if (list) {
@@ -85,6 +100,8 @@ int run(int argc, char** argv, const ProbeDef& def) {
   meta["git_sha"] = env.value("git_sha", "");
   meta["git_dirty"] = env.value("git_dirty", json());
   meta["started_utc"] = utc_now_iso8601();
+  meta["device"] = device;
+  meta["shard"] = {{"index", shard_index}, {"count", shard_count}, {"total_points", all_points.size()}};
   JsonlWriter writer(out, resume, {{"schema_version", kSchemaVersion}, {"meta", meta}, {"env", env}});
 
   const bool have_gpu = env_has_gpu(env);
