@@ -130,3 +130,13 @@ TEST(TrainPoint, RejectedBeforeAnyGpuWork) {
   point["backend"] = "cpu";
   EXPECT_NE(model::check_train_point(model::train_point_from(point), h200).find("use backend gpu"), std::string::npos);
 }
+
+TEST(TrainPoint, GpuWidthLimit) {
+  core::json point = core::json::object();
+  for (const auto& a : model::train_axes()) point[a.name] = a.default_value;
+  point["backend"] = "gpu";
+  point["d_model"] = 2048;
+  point["n_head"] = 16;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), core::json::object()),
+            "d_model=2048 is above 1024, the widest the GPU LayerNorm backward supports");
+}

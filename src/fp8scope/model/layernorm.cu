@@ -1,6 +1,9 @@
 // LayerNorm over C channels, one warp per row; statistics in FP32.
 #include "fp8scope/model/kernels.cuh"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace fp8scope::model {
 namespace {
 
@@ -34,7 +37,11 @@ __global__ void layernorm_forward_kernel(bf16* out, float* mean, float* rstd, co
   }
 }
 
-// Each block takes a strip of rows; dw/db are summed in shared memory, then added once.
+// Each warp walks rows of the block's strip; every lane keeps its channels' dw/db partial sums
+// in registers (channels lane, lane+32, ...; C <= 32 * kMaxChunks), so shared memory sees one
+// add per channel and warp, and global memory one per channel and block.
+constexpr int kMaxChunks = 32;  // C <= 1024
+
 __global__ void layernorm_backward_kernel(bf16* dinp, float* dw, float* db, const bf16* dout, const bf16* inp, const bf16* w,
                                           const float* mean, const float* rstd, int N, int C, int rows_per_block) {
   extern __shared__ float shared[];
@@ -43,28 +50,48 @@ __global__ void layernorm_backward_kernel(bf16* dinp, float* dw, float* db, cons
   for (int c = threadIdx.x; c < C; c += blockDim.x) sdw[c] = sdb[c] = 0.0f;
   __syncthreads();
   const int warps = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int chunks = (C + 31) / 32;
+  float acc_w[kMaxChunks], acc_b[kMaxChunks];
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) acc_w[j] = acc_b[j] = 0.0f;
   const int first = blockIdx.x * rows_per_block;
   for (int row = first + warp; row < min(N, first + rows_per_block); row += warps) {
     const bf16* x = inp + std::int64_t(row) * C;
     const bf16* dy = dout + std::int64_t(row) * C;
     const float m = mean[row], r = rstd[row];
     float dnorm_mean = 0, dnorm_norm_mean = 0;
-    for (int c = lane; c < C; c += 32) {
-      const float norm = (__bfloat162float(x[c]) - m) * r;
-      const float dnorm = __bfloat162float(w[c]) * __bfloat162float(dy[c]);
-      dnorm_mean += dnorm;
-      dnorm_norm_mean += dnorm * norm;
+#pragma unroll
+    for (int j = 0; j < kMaxChunks; ++j) {
+      const int c = lane + 32 * j;
+      if (j < chunks && c < C) {
+        const float norm = (__bfloat162float(x[c]) - m) * r;
+        const float dnorm = __bfloat162float(w[c]) * __bfloat162float(dy[c]);
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += dnorm * norm;
+      }
     }
     dnorm_mean = warp_sum(dnorm_mean) / C;
     dnorm_norm_mean = warp_sum(dnorm_norm_mean) / C;
-    for (int c = lane; c < C; c += 32) {
-      const float norm = (__bfloat162float(x[c]) - m) * r;
-      const float g = __bfloat162float(dy[c]);
-      const float dnorm = __bfloat162float(w[c]) * g;
-      atomicAdd(&sdb[c], g);
-      atomicAdd(&sdw[c], norm * g);
-      const std::int64_t i = std::int64_t(row) * C + c;
-      dinp[i] = __float2bfloat16(__bfloat162float(dinp[i]) + (dnorm - dnorm_mean - norm * dnorm_norm_mean) * r);
+#pragma unroll
+    for (int j = 0; j < kMaxChunks; ++j) {
+      const int c = lane + 32 * j;
+      if (j < chunks && c < C) {
+        const float norm = (__bfloat162float(x[c]) - m) * r;
+        const float g = __bfloat162float(dy[c]);
+        const float dnorm = __bfloat162float(w[c]) * g;
+        acc_b[j] += g;
+        acc_w[j] += norm * g;
+        const std::int64_t i = std::int64_t(row) * C + c;
+        dinp[i] = __float2bfloat16(__bfloat162float(dinp[i]) + (dnorm - dnorm_mean - norm * dnorm_norm_mean) * r);
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) {
+    const int c = lane + 32 * j;
+    if (j < chunks && c < C) {
+      atomicAdd(&sdw[c], acc_w[j]);
+      atomicAdd(&sdb[c], acc_b[j]);
     }
   }
   __syncthreads();
@@ -83,7 +110,12 @@ void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, con
 
 void layernorm_backward(bf16* dinp, float* dw, float* db, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
                         const float* rstd, int N, int C, cudaStream_t s) {
-  const int rows_per_block = 64;
+  // The register partials cover C <= 1024 (GPT-2 up to d=1024); wider models need another split.
+  if (C > 32 * kMaxChunks) {
+    fprintf(stderr, "layernorm_backward: C=%d is above %d\n", C, 32 * kMaxChunks);
+    abort();
+  }
+  const int rows_per_block = 128;
   layernorm_backward_kernel<<<(N + rows_per_block - 1) / rows_per_block, 256, 2 * C * sizeof(float), s>>>(
       dinp, dw, db, dout, inp, w, mean, rstd, N, C, rows_per_block);
 }

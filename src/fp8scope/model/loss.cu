@@ -7,38 +7,45 @@
 namespace fp8scope::model {
 namespace {
 
-__device__ float block_reduce(float v, bool is_max) {
-  __shared__ float buf[32];
-  for (int o = 16; o > 0; o /= 2) {
-    const float other = __shfl_xor_sync(0xffffffffu, v, o);
-    v = is_max ? fmaxf(v, other) : v + other;
-  }
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
-  if (lane == 0) buf[warp] = v;
-  __syncthreads();
-  v = lane < blockDim.x / 32 ? buf[lane] : (is_max ? -FLT_MAX : 0.0f);
-  for (int o = 16; o > 0; o /= 2) {
-    const float other = __shfl_xor_sync(0xffffffffu, v, o);
-    v = is_max ? fmaxf(v, other) : v + other;
-  }
-  return v;
-}
-
+// One pass for the running max and the sum of exponentials (rescaled when the max moves),
+// combined across the block; a second pass writes the gradient.
 __global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp) {
+  __shared__ float sm[32], ss[32];
   const std::int64_t row = blockIdx.x;
   const float* z = logits + row * Vp;
-  float m = -FLT_MAX;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, z[v]);
-  m = block_reduce(m, true);
-  float s = 0;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(z[v] - m);
-  s = block_reduce(s, false);
+  float m = -FLT_MAX, s = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float x = z[v];
+    if (x > m) {
+      s = s * expf(m - x) + 1.0f;
+      m = x;
+    } else {
+      s += expf(x - m);
+    }
+  }
+  // (m, s) pairs combine as m = max, s = s_a e^(m_a - m) + s_b e^(m_b - m).
+  for (int o = 16; o > 0; o /= 2) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    const float mm = fmaxf(m, m2);
+    s = s * expf(m - mm) + s2 * expf(m2 - mm);
+    m = mm;
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) sm[warp] = m, ss[warp] = s;
+  __syncthreads();
+  m = lane < warps ? sm[lane] : -FLT_MAX;
+  s = lane < warps ? ss[lane] : 0.0f;
+  for (int o = 16; o > 0; o /= 2) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    const float mm = fmaxf(m, m2);
+    s = (s == 0.0f ? 0.0f : s * expf(m - mm)) + (s2 == 0.0f ? 0.0f : s2 * expf(m2 - mm));
+    m = mm;
+  }
   const int target = targets[row];
   if (threadIdx.x == 0) losses[row] = -(z[target] - m - logf(s));
-  const float inv_n = 1.0f / N;
+  const float inv_s = 1.0f / s, inv_n = 1.0f / N;
   for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
-    const float p = v < V ? expf(z[v] - m) / s : 0.0f;
+    const float p = v < V ? expf(z[v] - m) * inv_s : 0.0f;
     dlogits[row * Vp + v] = __float2bfloat16((p - (v == target ? 1.0f : 0.0f)) * inv_n);
   }
 }

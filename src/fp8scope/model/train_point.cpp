@@ -72,6 +72,8 @@ double train_flops_per_step(const GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (p.backend == "gpu" && p.model.d_model > 1024)
+    return fmt::format("d_model={} is above 1024, the widest the GPU LayerNorm backward supports", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
     const double need = gpu_training_bytes(p.model, p.batch, p.seq_len);
     const double have = double(env["gpu"].value("memory_mib", 0)) * (1 << 20);
