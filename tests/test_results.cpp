@@ -136,3 +136,20 @@ TEST(Results, GoogleBenchmarkJsonIsRead) {
   EXPECT_EQ(f.records[1].outcome, Outcome::skipped);
   EXPECT_EQ(f.records[1].reason, "no GPU");
 }
+
+TEST(Results, GoogleBenchmarkRepetitionsBecomeOneMedianRecord) {
+  const std::string path = ::testing::TempDir() + "/gbench_reps.json";
+  std::ofstream(path) << R"({"context":{},"benchmarks":[
+    {"name":"k","run_name":"k","run_type":"iteration","real_time":10.0,"time_unit":"us"},
+    {"name":"k","run_name":"k","run_type":"iteration","real_time":12.0,"time_unit":"us"},
+    {"name":"k_mean","run_name":"k","run_type":"aggregate","aggregate_name":"mean","real_time":11.0,"time_unit":"us"},
+    {"name":"k_median","run_name":"k","run_type":"aggregate","aggregate_name":"median","real_time":11.0,"time_unit":"us"},
+    {"name":"k_cv","run_name":"k","run_type":"aggregate","aggregate_name":"cv","real_time":0.09,"time_unit":"us"},
+    {"name":"solo","run_name":"solo","run_type":"iteration","real_time":3.0,"time_unit":"ms"}]})";
+  ResultFile f = read_results(path);
+  ASSERT_EQ(f.records.size(), 2u);
+  EXPECT_EQ(f.records[0].key, "k");
+  EXPECT_EQ(f.records[0].data["timing"]["median"], 11.0);
+  EXPECT_EQ(f.records[0].data["timing"]["rel_iqr"], 0.09);
+  EXPECT_EQ(f.records[1].key, "solo");
+}

@@ -63,18 +63,38 @@ ResultFile read_json(const std::string& path, const std::string& text) {
     throw InputError(fmt::format("{}: not valid JSON (truncated?): {}", path,
                                  pos == std::string::npos ? what : what.substr(pos)));
   }
-  // Google Benchmark's JSON is also accepted by the report and the gate.
+  // Google Benchmark's JSON is also accepted by the report and the gate. With repetitions, one
+  // record per benchmark: its median, with the coefficient of variation as the noise; without,
+  // one per run (repeated names get #2, #3, ...).
   if (j.is_object() && j.contains("benchmarks") && j.contains("context")) {
     ResultFile f;
     f.meta = {{"probe", "benchmark"}, {"source", "google-benchmark"}};
     f.env = j["context"];
+    std::map<std::string, json> median, cv;
     for (const auto& b : j["benchmarks"]) {
+      const std::string run = b.value("run_name", b.value("name", std::string("?")));
+      if (b.value("aggregate_name", std::string()) == "median") median[run] = b;
+      if (b.value("aggregate_name", std::string()) == "cv") cv[run] = b;
+    }
+    std::map<std::string, int> seen;
+    for (const auto& b : j["benchmarks"]) {
+      const std::string run = b.value("run_name", b.value("name", std::string("?")));
+      const bool is_aggregate = b.value("run_type", std::string()) == "aggregate";
+      const bool has_median = median.count(run) != 0;
+      if (has_median && !(is_aggregate && b.value("aggregate_name", std::string()) == "median")) continue;
+      if (!has_median && is_aggregate) continue;
       Record r;
-      r.key = b.value("name", "?");
-      r.params = {{"name", r.key}};
-      r.outcome = b.contains("error_occurred") && b["error_occurred"].get<bool>() ? Outcome::skipped : Outcome::ok;
-      if (r.outcome == Outcome::skipped) r.reason = b.value("error_message", "");
+      const int n = ++seen[run];
+      r.key = has_median || n == 1 ? run : fmt::format("{}#{}", run, n);
+      r.params = {{"name", run}};
+      const bool error = b.contains("error_occurred") && b["error_occurred"].get<bool>();
+      r.outcome = error ? Outcome::skipped : Outcome::ok;
+      if (error) r.reason = b.value("error_message", "");
       r.data["benchmark"] = b;
+      if (!error && b.contains("real_time")) {
+        r.data["timing"] = {{"median", b["real_time"]}, {"unit", b.value("time_unit", std::string("ns"))},
+                            {"rel_iqr", cv.count(run) ? cv[run].value("real_time", 0.0) : 0.0}};
+      }
       f.records.push_back(std::move(r));
     }
     return f;
