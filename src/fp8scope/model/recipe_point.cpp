@@ -96,7 +96,7 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
 
     // Per tensor: amax and scale histories (downsampled) and saturation/underflow rates.
     struct Hist {
-      std::vector<double> amax, scale;
+      std::vector<double> amax, scale, saturated;  // per step; saturated as a fraction
       long long sat = 0, under = 0, n = 0;
     };
     std::map<std::string, Hist> hist;
@@ -105,6 +105,7 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
       auto& h = hist[fmt::format("{}.{}", t.layer, t.tensor)];
       h.amax.push_back(t.amax);
       h.scale.push_back(t.scale);
+      h.saturated.push_back(t.elements ? double(t.saturated) / double(t.elements) : 0.0);
       h.sat += t.saturated, h.under += t.underflow, h.n += t.elements;
     }
     json taps = json::object();
@@ -112,6 +113,7 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
     for (auto& [name, h] : hist)
       taps[name] = {{"amax", downsample(h.amax, points)},
                     {"scale", downsample(h.scale, points)},
+                    {"saturated", downsample(h.saturated, points)},
                     {"saturated_rate", h.n ? double(h.sat) / double(h.n) : 0.0},
                     {"underflow_rate", h.n ? double(h.under) / double(h.n) : 0.0}};
     r.data["taps"] = taps;

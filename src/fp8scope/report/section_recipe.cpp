@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <set>
 
 namespace fp8scope::report {
 using core::Outcome;
@@ -84,6 +85,55 @@ json recipe_section(const ReportInput& in) {
                       num("twin_loss_last", 3), num("loss_gap_final", 3), num("loss_gap_max", 3), fmt_pct(sat), fmt_pct(under)});
   }
   sec["tables"].push_back(t.to_json());
+
+  // Loss curves of FP8 runs against their twins (the first runs, to stay readable).
+  json series = json::array();
+  std::set<std::string> twins_drawn;
+  int drawn = 0;
+  for (auto& r : in.file.records) {
+    if (!r.data.contains("train") || drawn >= 8) continue;
+    ++drawn;
+    json x = json::array();
+    for (std::size_t i = 0; i < r.data["train"]["loss"].size(); ++i) x.push_back(i);
+    series.push_back({{"label", recipe_label(r.params) + fmt::format(" s{}", r.params.value("seed", 0))}, {"x", x}, {"y", r.data["train"]["loss"]}});
+    const std::string twin = fmt::format("high precision s{}", r.params.value("seed", 0));
+    if (r.data.contains("twin_loss") && twins_drawn.insert(twin).second) {
+      json tx = json::array();
+      for (std::size_t i = 0; i < r.data["twin_loss"].size(); ++i) tx.push_back(i);
+      series.push_back({{"label", twin}, {"x", tx}, {"y", r.data["twin_loss"]}, {"style", "--"}});
+    }
+  }
+  const std::string sweep = in.file.meta.value("sweep", std::string("recipe"));
+  if (!series.empty())
+    sec["figures"].push_back(line_figure(sweep + "_loss", "Loss: FP8 recipes (solid) and their high-precision twins (dashed)", "step", "loss", series));
+
+  // For the run that went NaN latest (the most history before its onset): every quantised
+  // tensor's saturated fraction by step.
+  const Record* latest = nullptr;
+  for (auto& r : in.file.records)
+    if (r.outcome == Outcome::nonfinite && r.data.contains("taps") && r.data.contains("nan_onset") &&
+        (!latest || r.data["nan_onset"].value("step", 0) > latest->data["nan_onset"].value("step", 0)))
+      latest = &r;
+  if (latest) {
+    const Record& r = *latest;
+    json rows = json::array(), values = json::array();
+    std::size_t width = 0;
+    for (auto it = r.data["taps"].begin(); it != r.data["taps"].end(); ++it) {
+      if (!it.value().contains("saturated")) continue;
+      rows.push_back(it.key());
+      values.push_back(it.value()["saturated"]);
+      width = std::max(width, it.value()["saturated"].size());
+    }
+    for (auto& v : values)
+      while (v.size() < width) v.push_back(nullptr);  // a run that stopped at its onset has fewer steps
+    json cols = json::array();
+    for (std::size_t i = 0; i < width; ++i) cols.push_back(std::to_string(i));
+    if (!rows.empty())
+      sec["figures"].push_back({{"kind", "heatmap"}, {"file", sweep + "_saturation_heatmap"},
+                                {"title", "Saturated fraction per tensor and (downsampled) step: " + recipe_label(r.params) + " (" + onset_text(r) + ")"},
+                                {"xlabel", "step (downsampled)"}, {"ylabel", "layer.tensor"}, {"zlabel", "saturated fraction"},
+                                {"rows", rows}, {"columns", cols}, {"values", values}});
+  }
   return sec;
 }
 
