@@ -26,6 +26,9 @@ struct Tap {
 struct Fp8Options {
   fp8::RecipeConfig recipe;
   fp8::Overflow overflow = fp8::Overflow::satfinite;
+  // The fp8_attention variant: Q, K and V (inputs of QK^T and PV), the softmax probabilities
+  // and the attention output's gradient are FP8 too, each with its own scale.
+  bool attention = false;
   // Test hook: (layer, tensor) -> factor multiplying that tensor's scale, to plant overflows.
   std::map<std::pair<int, std::string>, float> planted_scale;
 };
@@ -47,6 +50,7 @@ class Fp8Emulation {
   // The first tap (in execution order) of the first step with a non-finite value.
   std::optional<Tap> nan_onset() const;
   int step() const { return step_; }
+  bool attention() const { return opt_.attention; }
   const fp8::TensorScaler* scaler(int layer, const std::string& tensor) const;
 
  private:

@@ -81,6 +81,22 @@ void matmul_bwd(double* dinp, double* dW, double* dbias, const double* dout, con
     }
 }
 
+// out[b, t, head h] = sum_s probs[b, h, t, s] v[b, s, head h]
+void attention_apply(double* out, const double* probs, const double* qkv, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int t = 0; t < T; ++t) {
+        const double* p = probs + ((std::int64_t(b) * NH + h) * T + t) * T;
+        double* y = out + (std::int64_t(b) * T + t) * C + h * hs;
+        for (int i = 0; i < hs; ++i) y[i] = 0;
+        for (int s = 0; s <= t; ++s) {
+          const double* v = qkv + (std::int64_t(b) * T + s) * 3 * C + 2 * C + h * hs;
+          for (int i = 0; i < hs; ++i) y[i] += p[s] * v[i];
+        }
+      }
+}
+
 // qkv [B][T][3C] holds q, k, v; head h uses channels h*hs..(h+1)*hs of each.
 // probs [B][NH][T][T] (causal, zero above the diagonal); out [B][T][C].
 void attention_fwd(double* out, double* probs, const double* qkv, int B, int T, int C, int NH) {
@@ -102,13 +118,8 @@ void attention_fwd(double* out, double* probs, const double* qkv, int B, int T, 
         double sum = 0;
         for (int s = 0; s <= t; ++s) sum += (p[s] = std::exp(p[s] - mx));
         for (int s = 0; s < T; ++s) p[s] = s <= t ? p[s] / sum : 0.0;
-        double* y = out + (std::int64_t(b) * T + t) * C + h * hs;
-        for (int i = 0; i < hs; ++i) y[i] = 0;
-        for (int s = 0; s <= t; ++s) {
-          const double* v = qkv + (std::int64_t(b) * T + s) * 3 * C + 2 * C + h * hs;
-          for (int i = 0; i < hs; ++i) y[i] += p[s] * v[i];
-        }
       }
+  attention_apply(out, probs, qkv, B, T, C, NH);
 }
 
 // Accumulates into dqkv.
@@ -232,7 +243,27 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
     observe(l, "qkv", "forward", L.qkv);
     L.probs.resize(std::size_t(B) * NH * T * T);
     L.atty.resize(std::size_t(N) * C);
-    attention_fwd(L.atty.data(), L.probs.data(), L.qkv.data(), B, T, C, NH);
+    if (fp8_ && fp8_->attention()) {
+      // FP8 attention: Q, K, V quantised (one scale each) feed QK^T; the probabilities are
+      // quantised before PV. Backward sees the same quantised operands (straight-through).
+      L.qkv_att.resize(L.qkv.size());
+      std::vector<double> part(std::size_t(N) * C);
+      const char* names[3] = {"q", "k", "v"};
+      for (int j = 0; j < 3; ++j) {
+        for (int n = 0; n < N; ++n)
+          for (int c = 0; c < C; ++c) part[std::size_t(n) * C + c] = L.qkv[std::size_t(n) * 3 * C + j * C + c];
+        const double* q = fp8_->quantize(l, names[j], "input", part.data(), part.size());
+        for (int n = 0; n < N; ++n)
+          for (int c = 0; c < C; ++c) L.qkv_att[std::size_t(n) * 3 * C + j * C + c] = q[std::size_t(n) * C + c];
+      }
+      attention_fwd(L.atty.data(), L.probs.data(), L.qkv_att.data(), B, T, C, NH);
+      const double* pq = fp8_->quantize(l, "probs", "input", L.probs.data(), L.probs.size());
+      std::copy(pq, pq + L.probs.size(), L.probs.begin());
+      attention_apply(L.atty.data(), L.probs.data(), L.qkv_att.data(), B, T, C, NH);
+    } else {
+      L.qkv_att.clear();
+      attention_fwd(L.atty.data(), L.probs.data(), L.qkv.data(), B, T, C, NH);
+    }
     observe(l, "probs", "forward", L.probs);
     observe(l, "attention_out", "forward", L.atty);
     V proj(std::size_t(N) * C);
@@ -309,7 +340,11 @@ void CpuGpt::backward(const std::vector<double>& P, std::vector<double>& G) {
     observe(l, "residual_grad", "backward", dx_mid);
     linear_bwd(l, 1, datty.data(), g + o.proj_w, g + o.proj_b, dx_mid.data(), L.xq[1], L.wq[1], N, C, C);
     V dqkv(std::size_t(N) * 3 * C, 0.0);
-    attention_bwd(dqkv.data(), datty.data(), L.qkv.data(), L.probs.data(), B, T, C, NH);
+    if (!L.qkv_att.empty()) {
+      const double* dq = fp8_->quantize(l, "attention_out.grad", "grad", datty.data(), datty.size());
+      std::copy(dq, dq + datty.size(), datty.begin());
+    }
+    attention_bwd(dqkv.data(), datty.data(), L.qkv_att.empty() ? L.qkv.data() : L.qkv_att.data(), L.probs.data(), B, T, C, NH);
     V dln1(std::size_t(N) * C, 0.0);
     linear_bwd(l, 0, dln1.data(), g + o.qkv_w, g + o.qkv_b, dqkv.data(), L.xq[0], L.wq[0], N, C, 3 * C);
     dx = dx_mid;

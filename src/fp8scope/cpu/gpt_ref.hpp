@@ -31,7 +31,7 @@ class CpuGpt {
 
  private:
   struct Layer {
-    std::vector<double> x_in, ln1, ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu;
+    std::vector<double> x_in, ln1, ln1_mean, ln1_rstd, qkv, qkv_att, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu;
     const double* xq[4];  // the GEMM operands as used (quantised in FP8 mode): qkv, proj, fc1, fc2
     const double* wq[4];
   };

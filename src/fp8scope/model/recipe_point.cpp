@@ -21,8 +21,9 @@ std::vector<core::ParamSpec> recipe_axes() {
       {"amax_compute_algo", K::string, "max", {"max", "most_recent"}, 0, 0, ""},
       {"scaling", K::string, "delayed", {"delayed", "current"}, 0, 0, ""},
       {"saturation", K::string, "satfinite", {"satfinite", "nosat"}, 0, 0, "overflow clamps, or becomes NaN/inf"},
-      {"variant", K::string, "custom", {"custom", "fused"}, 0, 0,
-       "custom: BF16 LayerNorm then FP8 linear; fused: LayerNorm/GELU write FP8 (same numerics on the CPU)"},
+      {"variant", K::string, "custom", {"custom", "fused", "fp8_attention"}, 0, 0,
+       "custom: BF16 LayerNorm then FP8 linear; fused: LayerNorm/GELU write FP8 (same numerics on the CPU); "
+       "fp8_attention: also Q, K, V, probabilities and the attention gradient in FP8"},
   };
   for (auto& a : train_axes()) axes.push_back(a);
   return axes;
@@ -73,6 +74,7 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
     opt.recipe.amax_algo = p["amax_compute_algo"] == "max" ? fp8::AmaxAlgo::max : fp8::AmaxAlgo::most_recent;
     opt.recipe.scaling = p["scaling"] == "delayed" ? fp8::Scaling::delayed : fp8::Scaling::current;
     opt.overflow = p["saturation"] == "satfinite" ? fp8::Overflow::satfinite : fp8::Overflow::nosat;
+    opt.attention = p["variant"] == "fp8_attention";
     cpu::Fp8Emulation fp8(opt);
     auto data = data_for(tp);
     const auto log = cpu::train_cpu(cfg, *data, &fp8, settings.value("stop_at_onset", true));

@@ -182,7 +182,7 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
                                                              : "refuted";
     t.rows.push_back({"TransformerLayer-style FP8 attention gives NaN while custom attention with FP8 linears works", v3,
                       attention.runs ? fmt::format("fp8_attention: {}; custom/fused: {}", attention.text(), custom.text())
-                                     : "no fp8_attention runs in these results (the variant needs the GPU FP8 model)"});
+                                     : "no fp8_attention runs in these results"});
   }
   if (vocab_verdict.is_object() && vocab_verdict.contains("e4m3")) {
     const std::string d32 = vocab_verdict["e4m3"].value("divisible_by_32", std::string("?"));
