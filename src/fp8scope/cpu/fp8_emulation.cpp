@@ -64,9 +64,4 @@ std::optional<Tap> Fp8Emulation::nan_onset() const {
   return std::nullopt;
 }
 
-const fp8::TensorScaler* Fp8Emulation::scaler(int layer, const std::string& tensor) const {
-  auto it = scalers_.find({layer, tensor});
-  return it == scalers_.end() ? nullptr : &it->second;
-}
-
 }  // namespace fp8scope::cpu

@@ -51,7 +51,6 @@ class Fp8Emulation {
   std::optional<Tap> nan_onset() const;
   int step() const { return step_; }
   bool attention() const { return opt_.attention; }
-  const fp8::TensorScaler* scaler(int layer, const std::string& tensor) const;
 
  private:
   Fp8Options opt_;

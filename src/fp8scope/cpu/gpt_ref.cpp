@@ -98,8 +98,8 @@ void attention_apply(double* out, const double* probs, const double* qkv, int B,
 }
 
 // qkv [B][T][3C] holds q, k, v; head h uses channels h*hs..(h+1)*hs of each.
-// probs [B][NH][T][T] (causal, zero above the diagonal); out [B][T][C].
-void attention_fwd(double* out, double* probs, const double* qkv, int B, int T, int C, int NH) {
+// probs [B][NH][T][T] (causal, zero above the diagonal); attention_apply then gives out [B][T][C].
+void attention_probs(double* probs, const double* qkv, int B, int T, int C, int NH) {
   const int hs = C / NH;
   const double scale = 1.0 / std::sqrt(double(hs));
   for (int b = 0; b < B; ++b)
@@ -119,7 +119,6 @@ void attention_fwd(double* out, double* probs, const double* qkv, int B, int T, 
         for (int s = 0; s <= t; ++s) sum += (p[s] = std::exp(p[s] - mx));
         for (int s = 0; s < T; ++s) p[s] = s <= t ? p[s] / sum : 0.0;
       }
-  attention_apply(out, probs, qkv, B, T, C, NH);
 }
 
 // Accumulates into dqkv.
@@ -256,13 +255,14 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
         for (int n = 0; n < N; ++n)
           for (int c = 0; c < C; ++c) L.qkv_att[std::size_t(n) * 3 * C + j * C + c] = q[std::size_t(n) * C + c];
       }
-      attention_fwd(L.atty.data(), L.probs.data(), L.qkv_att.data(), B, T, C, NH);
+      attention_probs(L.probs.data(), L.qkv_att.data(), B, T, C, NH);
       const double* pq = fp8_->quantize(l, "probs", "input", L.probs.data(), L.probs.size());
       std::copy(pq, pq + L.probs.size(), L.probs.begin());
       attention_apply(L.atty.data(), L.probs.data(), L.qkv_att.data(), B, T, C, NH);
     } else {
       L.qkv_att.clear();
-      attention_fwd(L.atty.data(), L.probs.data(), L.qkv.data(), B, T, C, NH);
+      attention_probs(L.probs.data(), L.qkv.data(), B, T, C, NH);
+      attention_apply(L.atty.data(), L.probs.data(), L.qkv.data(), B, T, C, NH);
     }
     observe(l, "probs", "forward", L.probs);
     observe(l, "attention_out", "forward", L.atty);

@@ -68,10 +68,7 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream)
   norm_ = core::DeviceBuffer(sizeof(float));
 }
 
-template <class T>
-T* GpuGpt::p(std::int64_t offset) const {
-  return weights_.as<bf16>() + offset;
-}
+bf16* GpuGpt::weight(std::int64_t offset) const { return weights_.as<bf16>() + offset; }
 float* GpuGpt::g(std::int64_t offset) const { return grads_.as<float>() + offset; }
 
 void GpuGpt::set_params(const std::vector<float>& params) {
@@ -80,11 +77,6 @@ void GpuGpt::set_params(const std::vector<float>& params) {
   FP8S_CUDA(cudaStreamSynchronize(stream_));
 }
 
-std::vector<float> GpuGpt::params() const {
-  std::vector<float> out(static_cast<std::size_t>(n_params_));
-  FP8S_CUDA(cudaMemcpy(out.data(), master_.get(), fl(n_params_), cudaMemcpyDeviceToHost));
-  return out;
-}
 std::vector<float> GpuGpt::grads() const {
   std::vector<float> out(static_cast<std::size_t>(n_params_));
   FP8S_CUDA(cudaMemcpy(out.data(), grads_.get(), fl(n_params_), cudaMemcpyDeviceToHost));
@@ -122,15 +114,15 @@ std::map<std::string, double> GpuGpt::last_profile() {
 // the IC x OC view) . x (IC x N): layout TN, m=OC, n=N, k=IC.
 void GpuGpt::linear_forward(bf16* out, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC) {
   GemmCall c{true, false, OC, N, IC, IC, IC, OC};
-  c.bias = b >= 0 ? p<bf16>(b) : nullptr;
-  gemms_.run(c, p<bf16>(w), inp, out);
+  c.bias = b >= 0 ? weight(b) : nullptr;
+  gemms_.run(c, weight(w), inp, out);
 }
 
 // dx[N, IC] = dy[N, OC] W:   NN, m=IC, n=N, k=OC   (W viewed as IC x OC)
 // dW[OC, IC] += dy^T x:       NT, m=IC, n=OC, k=N, FP32 output accumulated (beta 1)
 // db[OC] += sum_n dy[n, :]
 void GpuGpt::linear_backward(bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC) {
-  gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, p<bf16>(w), dout, dinp);
+  gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, weight(w), dout, dinp);
   GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
   dw.d = DType::fp32;
   dw.beta = 1.0f;
@@ -145,15 +137,15 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   mark("embedding");
   FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), inputs, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   FP8S_CUDA(cudaMemcpyAsync(targets_.get(), targets, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
-  encoder_forward(encoded_.as<bf16>(), tokens_.as<int>(), p<bf16>(off_["wte"]), p<bf16>(off_["wpe"]), B, T, C, stream_);
+  encoder_forward(encoded_.as<bf16>(), tokens_.as<int>(), weight(off_["wte"]), weight(off_["wpe"]), B, T, C, stream_);
   const bf16* x = encoded_.as<bf16>();
   for (int l = 0; l < cfg_.n_layer; ++l) {
     core::NvtxRange lr("layer forward");
     LayerActs& a = acts_[std::size_t(l)];
     const std::string h = fmt::format("h{}.", l);
     mark("layernorm");
-    layernorm_forward(a.ln1.as<bf16>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, p<bf16>(off_[h + "ln1_w"]),
-                      p<bf16>(off_[h + "ln1_b"]), N, C, stream_);
+    layernorm_forward(a.ln1.as<bf16>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
+                      weight(off_[h + "ln1_b"]), N, C, stream_);
     mark("matmul");
     linear_forward(a.qkv.as<bf16>(), a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
     mark("attention");
@@ -173,7 +165,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     residual_forward(a.x_mid.as<bf16>(), x, scratch_.as<bf16>(), std::int64_t(N) * C, stream_);
     mark("layernorm");
     layernorm_forward(a.ln2.as<bf16>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
-                      p<bf16>(off_[h + "ln2_w"]), p<bf16>(off_[h + "ln2_b"]), N, C, stream_);
+                      weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, stream_);
     mark("matmul");
     linear_forward(a.fc.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C);
     mark("gelu");
@@ -185,12 +177,12 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     x = a.x_out.as<bf16>();
   }
   mark("layernorm");
-  layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, p<bf16>(off_["lnf_w"]), p<bf16>(off_["lnf_b"]),
+  layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), weight(off_["lnf_b"]),
                     N, C, stream_);
   mark("lm_head");
   GemmCall head{true, false, Vp, N, C, C, C, Vp};
   head.d = DType::fp32;
-  gemms_.run(head, p<bf16>(off_["lm_head"]), lnf_.get(), logits_.get());
+  gemms_.run(head, weight(off_["lm_head"]), lnf_.get(), logits_.get());
   mark("loss");
   cross_entropy_forward_backward(losses_.as<float>(), dlogits_.as<bf16>(), logits_.as<float>(), targets_.as<int>(), N,
                                  cfg_.vocab, Vp, stream_);
@@ -210,7 +202,7 @@ void GpuGpt::backward() {
   FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
   mark("lm_head");
   // dlnf = dlogits W (NN, m=C, n=N, k=Vp); dW += lnf^T-side (NT, m=C, n=Vp, k=N)
-  gemms_.run(GemmCall{false, false, C, N, Vp, C, Vp, C}, p<bf16>(off_["lm_head"]), dlogits_.get(), dbuf_.get());
+  gemms_.run(GemmCall{false, false, C, N, Vp, C, Vp, C}, weight(off_["lm_head"]), dlogits_.get(), dbuf_.get());
   GemmCall dwh{false, true, C, Vp, N, C, Vp, C};
   dwh.d = DType::fp32;
   dwh.beta = 1.0f;
@@ -218,7 +210,7 @@ void GpuGpt::backward() {
   mark("layernorm");
   FP8S_CUDA(cudaMemsetAsync(dx_.get(), 0, dx_.size(), stream_));
   const bf16* last = acts_.back().x_out.as<bf16>();
-  layernorm_backward(dx_.as<bf16>(), g(off_["lnf_w"]), g(off_["lnf_b"]), dbuf_.as<bf16>(), last, p<bf16>(off_["lnf_w"]),
+  layernorm_backward(dx_.as<bf16>(), g(off_["lnf_w"]), g(off_["lnf_b"]), dbuf_.as<bf16>(), last, weight(off_["lnf_w"]),
                      lnf_mean_.as<float>(), lnf_rstd_.as<float>(), N, C, stream_);
   bf16* dx = dx_.as<bf16>();  // gradient of the residual stream, updated in place layer by layer
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
@@ -235,7 +227,7 @@ void GpuGpt::backward() {
     linear_backward(dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C);
     mark("layernorm");
     layernorm_backward(dx, g(off_[h + "ln2_w"]), g(off_[h + "ln2_b"]), dbuf_.as<bf16>(), a.x_mid.as<bf16>(),
-                       p<bf16>(off_[h + "ln2_w"]), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), N, C, stream_);
+                       weight(off_[h + "ln2_w"]), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), N, C, stream_);
     // Attention: x_mid = x_in + proj(attention(qkv(ln1(x_in))))
     mark("matmul");
     linear_backward(dbuf_.as<bf16>(), dx, a.atty.as<bf16>(), off_[h + "proj_w"], off_[h + "proj_b"], N, C, C);
@@ -253,7 +245,7 @@ void GpuGpt::backward() {
     mark("matmul");
     linear_backward(dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
     mark("layernorm");
-    layernorm_backward(dx, g(off_[h + "ln1_w"]), g(off_[h + "ln1_b"]), dbuf_.as<bf16>(), x_in, p<bf16>(off_[h + "ln1_w"]),
+    layernorm_backward(dx, g(off_[h + "ln1_w"]), g(off_[h + "ln1_b"]), dbuf_.as<bf16>(), x_in, weight(off_[h + "ln1_w"]),
                        a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), N, C, stream_);
   }
   mark("embedding");

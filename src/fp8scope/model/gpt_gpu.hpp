@@ -22,7 +22,6 @@ class GpuGpt {
   GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream);
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
-  std::vector<float> params() const;
   std::vector<float> grads() const;
   std::vector<float> logits() const;  // [B*T][padded vocab], FP32
 
@@ -40,7 +39,7 @@ class GpuGpt {
   struct LayerActs {
     core::DeviceBuffer ln1, ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu, x_out;
   };
-  template <class T> T* p(std::int64_t offset) const;  // BF16 weight at a layout offset
+  bf16* weight(std::int64_t offset) const;  // the BF16 weight copy at a layout offset
   float* g(std::int64_t offset) const;                  // its FP32 gradient
   void linear_forward(bf16* out, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC);
   void linear_backward(bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC);
