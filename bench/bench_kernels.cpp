@@ -68,22 +68,40 @@ void bm_cast(benchmark::State& state, std::int64_t cols, bool transpose) {
   report(state, s, double(n) * (2 + (transpose ? 2 : 1)));
 }
 
-void bm_layernorm(benchmark::State& state, bool backward) {
+enum class LnMode { forward, forward_fp8, backward };
+
+void bm_layernorm(benchmark::State& state, LnMode mode) {
   if (skip(state)) return;
   auto x = random_bf16(N * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2), dx = random_bf16(N * C, 1.0f, 3);
   auto w = random_bf16(C, 1.0f, 4), b = random_bf16(C, 1.0f, 5), out = random_bf16(N * C, 1.0f, 6);
   core::DeviceBuffer mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
+  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C)), scale(4),
+      stats(sizeof(fp8::CastStats));
+  const float sc = 100.0f;
+  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
   model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N), C,
                            bench::stream());
   const double s = bench::run_timed(state, [&] {
-    if (backward)
-      model::layernorm_backward(dx.as<bf16>(), dw.as<float>(), db.as<float>(), dy.as<bf16>(), x.as<bf16>(), w.as<bf16>(),
-                                mean.as<float>(), rstd.as<float>(), int(N), C, bench::stream());
-    else
-      model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N),
-                               C, bench::stream());
+    switch (mode) {
+      case LnMode::backward:
+        model::layernorm_backward(dx.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.as<bf16>(), x.as<bf16>(),
+                                  w.as<bf16>(), mean.as<float>(), rstd.as<float>(), int(N), C, bench::stream());
+        break;
+      case LnMode::forward:
+        model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N),
+                                 C, bench::stream());
+        break;
+      case LnMode::forward_fp8:
+        cudaMemsetAsync(stats.get(), 0, stats.size(), bench::stream());
+        model::layernorm_forward_fp8(out8.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(),
+                                     b.as<bf16>(), int(N), C, scale.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
+                                     stats.as<fp8::CastStats>(), bench::stream());
+        break;
+    }
   });
-  report(state, s, backward ? double(N) * C * 8 + double(N) * 8 : double(N) * C * 4 + double(N) * 8);
+  // Bytes: x (+ dy, and dx read and written, for backward), the output, mean and rstd.
+  const double rows = double(N) * 8;
+  report(state, s, mode == LnMode::backward ? double(N) * C * 8 + rows : double(N) * C * (mode == LnMode::forward ? 4 : 3) + rows);
 }
 
 void bm_gelu(benchmark::State& state, bool backward) {
@@ -148,8 +166,9 @@ int main(int argc, char** argv) {
     reg(fmt::format("cast_amax/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, false); });
     reg(fmt::format("cast_transpose/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, true); });
   }
-  reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, false); });
-  reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, true); });
+  reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });
+  reg("layernorm/forward_fp8", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward_fp8); });
+  reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });
   reg("gelu/forward", [](benchmark::State& s) { bm_gelu(s, false); });
   reg("gelu/backward", [](benchmark::State& s) { bm_gelu(s, true); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });

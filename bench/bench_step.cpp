@@ -1,14 +1,17 @@
-// One GPT-2 124M training step (B=16, T=1024, V=50304, BF16): forward, backward, AdamW.
+// One GPT-2 124M training step (B=16, T=1024, V=50304): forward, backward, AdamW, in BF16 and
+// in FP8 (HYBRID, delayed scaling, history 1024, each variant; taps every 100 steps).
 // Wall time per step (the step synchronises to read the loss and the gradient norm).
 #include "bench_common.hpp"
 
 #include "fp8scope/model/data.hpp"
 #include "fp8scope/model/gpt_gpu.hpp"
 
+#include <memory>
+
 using namespace fp8scope;
 
 namespace {
-void bm_step_bf16(benchmark::State& state) {
+void bm_step(benchmark::State& state, std::optional<model::Fp8Variant> variant) {
   if (!bench::gpu_problem().empty()) {
     state.SkipWithError(bench::gpu_problem().c_str());
     return;
@@ -16,7 +19,10 @@ void bm_step_bf16(benchmark::State& state) {
   model::GptConfig cfg;
   cfg.vocab = 50304;
   const int B = 16, T = 1024;
-  model::GpuGpt gpt(cfg, B, T, bench::stream());
+  model::Fp8ModelConfig f;
+  f.variant = variant.value_or(model::Fp8Variant::custom);
+  f.tap_interval = 100;
+  model::GpuGpt gpt(cfg, B, T, bench::stream(), variant ? &f : nullptr);
   gpt.set_params(model::init_params(cfg, 1));
   model::MarkovTokens data(cfg.vocab, 1);
   std::vector<int> in, tg;
@@ -36,5 +42,19 @@ void bm_step_bf16(benchmark::State& state) {
 }
 }  // namespace
 
-BENCHMARK(bm_step_bf16)->Name("step/gpt2_124m/bf16")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  auto reg = [](const char* name, std::optional<model::Fp8Variant> v) {
+    benchmark::RegisterBenchmark(name, [v](benchmark::State& s) { bm_step(s, v); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinTime(3.0);
+  };
+  reg("step/gpt2_124m/bf16", std::nullopt);
+  reg("step/gpt2_124m/fp8_custom", model::Fp8Variant::custom);
+  reg("step/gpt2_124m/fp8_fused", model::Fp8Variant::fused);
+  reg("step/gpt2_124m/fp8_attention", model::Fp8Variant::fp8_attention);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

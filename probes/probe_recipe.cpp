@@ -14,6 +14,6 @@ int main(int argc, char** argv) {
   def.schema.settings = model::recipe_settings();
   def.needs_gpu = false;
   def.check_point = model::check_recipe_point;
-  def.make_point_fn = [](const core::ProbeContext& ctx) { return model::make_recipe_point_fn(ctx.settings); };
+  def.make_point_fn = [](const core::ProbeContext& ctx) { return model::make_recipe_point_fn(ctx); };
   return core::probe_main(argc, argv, def);
 }

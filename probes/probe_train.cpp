@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   core::ProbeDef def;
   def.schema.probe = "train";
   def.summary = "train a hand-written GPT (CPU reference or CUDA) and record loss, speed and memory";
-  def.schema.axes = model::train_axes();
+  def.schema.axes = model::probe_train_axes();
   def.schema.settings = model::train_settings();
   def.needs_gpu = false;  // the cpu backend runs anywhere; gpu points skip themselves without a GPU
   def.check_point = [](const core::json& p, const core::json& env) { return model::check_train_point(model::train_point_from(p), env); };

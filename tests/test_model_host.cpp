@@ -138,5 +138,10 @@ TEST(TrainPoint, GpuWidthLimit) {
   point["d_model"] = 2048;
   point["n_head"] = 16;
   EXPECT_EQ(model::check_train_point(model::train_point_from(point), core::json::object()),
-            "d_model=2048 is above 1024, the widest the GPU LayerNorm backward supports");
+            "d_model=2048: the GPU LayerNorm backward needs a multiple of 8, at most 1024");
+  point["d_model"] = 100;  // not a multiple of 8 (16-byte vector loads)
+  point["n_head"] = 4;
+  EXPECT_NE(model::check_train_point(model::train_point_from(point), core::json::object()), "");
+  point["d_model"] = 96;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), core::json::object()), "");
 }

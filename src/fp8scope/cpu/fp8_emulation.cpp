@@ -58,10 +58,6 @@ void Fp8Emulation::end_step() {
   ++step_;
 }
 
-std::optional<Tap> Fp8Emulation::nan_onset() const {
-  for (const auto& t : taps_)
-    if (t.nonfinite > 0) return t;
-  return std::nullopt;
-}
+std::optional<Tap> Fp8Emulation::nan_onset() const { return fp8::nan_onset(taps_); }
 
 }  // namespace fp8scope::cpu

@@ -5,8 +5,10 @@
 // non-finite, saturated and underflow counts) and the NaN onset. The oracle the GPU FP8 model
 // is checked against; values are rounded exactly as the FP8 codecs round them.
 #include "fp8scope/fp8/recipe.hpp"
+#include "fp8scope/fp8/tap.hpp"
 
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -14,14 +16,7 @@
 
 namespace fp8scope::cpu {
 
-struct Tap {
-  int step, layer;  // layer -1: outside the blocks (embedding, final LayerNorm, LM head, loss)
-  std::string tensor, pass;  // pass: "forward" or "backward"
-  double amax;
-  float scale;  // 0 for tensors that are not quantised
-  long long nonfinite, saturated, underflow;
-  long long elements;
-};
+using fp8::Tap;
 
 struct Fp8Options {
   fp8::RecipeConfig recipe;
@@ -29,6 +24,8 @@ struct Fp8Options {
   // The fp8_attention variant: Q, K and V (inputs of QK^T and PV), the softmax probabilities
   // and the attention output's gradient are FP8 too, each with its own scale.
   bool attention = false;
+  // Which linears run in FP8 (qkv, proj, fc1, fc2, lm_head); the others stay in high precision.
+  std::set<std::string> linears = {"qkv", "proj", "fc1", "fc2", "lm_head"};
   // Test hook: (layer, tensor) -> factor multiplying that tensor's scale, to plant overflows.
   std::map<std::pair<int, std::string>, float> planted_scale;
 };
@@ -51,6 +48,7 @@ class Fp8Emulation {
   std::optional<Tap> nan_onset() const;
   int step() const { return step_; }
   bool attention() const { return opt_.attention; }
+  bool fp8_linear(const std::string& name) const { return opt_.linears.count(name) > 0; }
 
  private:
   Fp8Options opt_;

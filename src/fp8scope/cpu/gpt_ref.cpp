@@ -174,7 +174,7 @@ const char* const kLinearNames[] = {"qkv", "proj", "fc1", "fc2", "lm_head"};
 
 void CpuGpt::linear_fwd(int layer, int which, double* out, const double* x, const double* W, const double* b, int N, int IC, int OC,
                         const double** xq, const double** wq) {
-  if (fp8_) {
+  if (fp8_ && fp8_->fp8_linear(kLinearNames[which])) {
     const std::string name = kLinearNames[which];
     x = fp8_->quantize(layer, name + ".input", "input", x, std::size_t(N) * IC);
     W = fp8_->quantize(layer, name + ".weight", "weight", W, std::size_t(OC) * IC);
@@ -190,7 +190,7 @@ void CpuGpt::linear_bwd(int layer, int which, double* dx, double* dW, double* db
   if (db)
     for (int n = 0; n < N; ++n)
       for (int o = 0; o < OC; ++o) db[o] += dy[std::int64_t(n) * OC + o];
-  const double* g = fp8_ ? fp8_->quantize(layer, std::string(kLinearNames[which]) + ".grad", "grad", dy, std::size_t(N) * OC) : dy;
+  const double* g = fp8_ && fp8_->fp8_linear(kLinearNames[which]) ? fp8_->quantize(layer, std::string(kLinearNames[which]) + ".grad", "grad", dy, std::size_t(N) * OC) : dy;
   matmul_bwd(dx, dW, nullptr, g, xq, wq, N, IC, OC);
 }
 
@@ -247,7 +247,7 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
       // quantised before PV. Backward sees the same quantised operands (straight-through).
       L.qkv_att.resize(L.qkv.size());
       std::vector<double> part(std::size_t(N) * C);
-      const char* names[3] = {"q", "k", "v"};
+      const char* names[3] = {"q.input", "k.input", "v.input"};
       for (int j = 0; j < 3; ++j) {
         for (int n = 0; n < N; ++n)
           for (int c = 0; c < C; ++c) part[std::size_t(n) * C + c] = L.qkv[std::size_t(n) * 3 * C + j * C + c];
@@ -256,7 +256,7 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
           for (int c = 0; c < C; ++c) L.qkv_att[std::size_t(n) * 3 * C + j * C + c] = q[std::size_t(n) * C + c];
       }
       attention_probs(L.probs.data(), L.qkv_att.data(), B, T, C, NH);
-      const double* pq = fp8_->quantize(l, "probs", "input", L.probs.data(), L.probs.size());
+      const double* pq = fp8_->quantize(l, "probs.input", "input", L.probs.data(), L.probs.size());
       std::copy(pq, pq + L.probs.size(), L.probs.begin());
       attention_apply(L.atty.data(), L.probs.data(), L.qkv_att.data(), B, T, C, NH);
     } else {

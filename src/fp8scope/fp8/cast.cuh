@@ -1,9 +1,11 @@
 #pragma once
 // FP8 quantisation on the GPU, fused with the statistics a scaling recipe and the taps need:
 // one pass reads BF16, writes FP8 (x * scale, encoded with the chosen overflow mode) and
-// accumulates amax of the input, and the counts of non-finite inputs, saturated values
-// (|x * scale| above the format's max) and underflows (non-zero x that became zero).
+// accumulates amax of the finite inputs and the counts of non-finite inputs, saturated
+// values (|x * scale| above the format's max), underflows (non-zero x that became zero) and
+// non-finite FP8 outputs (non-finite inputs plus overflows without saturation).
 // The transposing variant also writes the FP8 transpose that dgrad/wgrad GEMMs need.
+// Statistics pointers may be null (no statistics).
 #include "fp8scope/fp8/format.hpp"
 
 #include <cuda_bf16.h>
@@ -15,15 +17,28 @@ namespace fp8scope::fp8 {
 
 struct CastStats {  // device-side, zeroed by the caller before the cast
   float amax;
-  unsigned long long nonfinite, saturated, underflow;
+  unsigned long long nonfinite, saturated, underflow, nonfinite_out;
 };
 
 // scale: device pointer to the quantisation scale (the recipe's current one).
 void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
               CastStats* stats, cudaStream_t s);
 
-// in: row-major [rows][cols]; out: the same layout; out_t: row-major [cols][rows].
+// in: `batch` row-major [rows][cols] matrices; out: the same layout; out_t: each transposed,
+// row-major [cols][rows]. out may be null (only the transpose is wanted).
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
-                        Format f, Overflow o, CastStats* stats, cudaStream_t s);
+                        Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch = 1);
+
+// Quantise-dequantise in BF16 (out may be in): what a tensor becomes when the next GEMM reads
+// it in FP8, for the backward pass of FP8 attention.
+void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
+                   CastStats* stats, cudaStream_t s);
+
+// Byte transpose of an FP8 matrix (row-major [rows][cols] -> [cols][rows]).
+void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s);
+
+// Statistics only: amax of the finite values and the non-finite count (also nonfinite_out).
+void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cudaStream_t s);
+void tensor_stats(const float* in, std::int64_t n, CastStats* stats, cudaStream_t s);
 
 }  // namespace fp8scope::fp8

@@ -45,23 +45,6 @@ std::vector<std::int64_t> sample_columns(std::int64_t n, std::int64_t want, std:
 
 double gib(double bytes) { return bytes / double(1ull << 30); }
 
-// cuBLASLt gives the reason for a refusal only in its log at the info level (e.g. "The
-// matrix A must be 4-byte aligned"). Repeat the refused call once with that level on and keep
-// the error/info lines, without the API dumps.
-json explain_refusal(const std::function<void()>& repeat_call, int restore_level) {
-  take_log_lines();
-  set_log_level(4);
-  repeat_call();
-  set_log_level(restore_level);
-  json why = json::array();
-  for (const auto& line : take_log_lines())
-    if ((line.rfind("[1]", 0) == 0 || line.rfind("[4]", 0) == 0) && line.find("Adesc=") == std::string::npos) {
-      const auto colon = line.find(": ");
-      why.push_back(colon == std::string::npos ? line : line.substr(colon + 2));
-    }
-  return why;
-}
-
 }  // namespace
 
 GemmRunner::GemmRunner(int device, GemmRunOptions opt) : opt_(std::move(opt)) {

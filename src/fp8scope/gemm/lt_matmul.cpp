@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 
@@ -192,6 +193,24 @@ std::vector<std::string> take_log_lines() {
   std::vector<std::string> out;
   out.swap(g_log);
   return out;
+}
+
+// cuBLASLt gives the reason for a refusal only in its log at the info level (e.g. "The
+// matrix A must be 4-byte aligned"). Repeat the refused call once with that level on and keep
+// the error/info lines, without the API dumps.
+nlohmann::json explain_refusal(const std::function<void()>& repeat_call, int restore_level) {
+  cublasLtLoggerSetCallback(log_callback);
+  take_log_lines();
+  set_log_level(4);
+  repeat_call();
+  set_log_level(restore_level);
+  nlohmann::json why = nlohmann::json::array();
+  for (const auto& line : take_log_lines())
+    if ((line.rfind("[1]", 0) == 0 || line.rfind("[4]", 0) == 0) && line.find("Adesc=") == std::string::npos) {
+      const auto colon = line.find(": ");
+      why.push_back(colon == std::string::npos ? line : line.substr(colon + 2));
+    }
+  return why;
 }
 
 }  // namespace fp8scope::gemm

@@ -7,6 +7,7 @@
 #include <cublasLt.h>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -85,5 +86,8 @@ nlohmann::json algo_json(const cublasLtMatmulHeuristicResult_t& r);
 void start_log_capture(int level);
 void set_log_level(int level);
 std::vector<std::string> take_log_lines();
+// Repeats a refused call once with the info log on and returns cuBLASLt's reasons
+// ("K must be divisible by 16. Got 50264"); the level is then set back to restore_level.
+nlohmann::json explain_refusal(const std::function<void()>& repeat_call, int restore_level);
 
 }  // namespace fp8scope::gemm

@@ -4,19 +4,27 @@
 
 #include <fmt/format.h>
 
-#include <stdexcept>
-
 namespace fp8scope::model {
 
 namespace {
 constexpr std::size_t kWorkspace = 32u << 20;
+
+std::string shape(const GemmCall& c) {
+  return fmt::format("{}{} m={} n={} k={} lda={} ldb={} ldd={} batch={} {}x{}->{}", c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.m, c.n, c.k,
+                     c.lda, c.ldb, c.ldd, c.batch, gemm::to_string(c.a), gemm::to_string(c.b), gemm::to_string(c.d));
 }
+
+std::string with_reason(std::string msg, const nlohmann::json& why) {
+  if (why.is_array() && !why.empty()) msg += "; " + why[0].get<std::string>();
+  return msg;
+}
+}  // namespace
 
 GemmCache::GemmCache(cudaStream_t stream) : stream_(stream), workspace_(kWorkspace) {}
 
-void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D) {
-  const std::string key = fmt::format("{}{} {} {} {} {} {} {} {} {} {} {} {} {} {}", c.ta, c.tb, c.m, c.n, c.k, c.lda, c.ldb, c.ldd,
-                                      c.batch, int(c.a), int(c.b), int(c.d), c.alpha, c.beta, c.bias);
+void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, const char* what) {
+  const std::string key = fmt::format("{} {} {} {} {} {} {}", shape(c), c.alpha, c.beta, c.bias, static_cast<const void*>(c.a_scale),
+                                      static_cast<const void*>(c.b_scale), c.fast_accum);
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     gemm::GemmSpec s;
@@ -24,22 +32,33 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D) {
     s.m = c.m, s.n = c.n, s.k = c.k, s.lda = c.lda, s.ldb = c.ldb, s.ldd = c.ldd, s.batch = c.batch;
     s.a = c.a, s.b = c.b, s.c = c.d, s.d = c.d;
     s.alpha = c.alpha, s.beta = c.beta;
+    s.fast_accum = c.fast_accum;
     s.epilogue = c.bias ? gemm::Epilogue::bias : gemm::Epilogue::none;
     s.workspace_bytes = kWorkspace;
     gemm::LtPointers p;
     p.bias = c.bias;
+    p.a_scale = c.a_scale;
+    p.b_scale = c.b_scale;
     Plan plan{std::make_unique<gemm::LtMatmul>(s, p), {}};
     if (plan.mm->setup_status())
-      throw std::runtime_error(fmt::format("cuBLASLt refused the GEMM description ({}): {}", plan.mm->setup_step(),
-                                           gemm::status_name(plan.mm->setup_status())));
+      throw GemmRefused(core::Outcome::heuristic_unsupported,
+                        fmt::format("{} GEMM ({}): cuBLASLt refused {}: {}", what, shape(c), plan.mm->setup_step(),
+                                    gemm::status_name(plan.mm->setup_status())));
     auto h = plan.mm->heuristic(handle_, 1, false);
-    if (h.status || h.results.empty())
-      throw std::runtime_error(fmt::format("no cuBLASLt algorithm for the GEMM {}: {}", key, gemm::status_name(h.status)));
+    if (auto v = gemm::heuristic_verdict(h.status, int(h.results.size()))) {
+      const auto why = gemm::explain_refusal([&] { plan.mm->heuristic(handle_, 1, false); }, 0);
+      throw GemmRefused(*v, with_reason(fmt::format("{} GEMM ({}): no cuBLASLt algorithm ({})", what, shape(c), gemm::status_name(h.status)), why));
+    }
     plan.algo = h.results[0].algo;
     it = plans_.emplace(key, std::move(plan)).first;
   }
   const int st = it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get());
-  if (st) throw std::runtime_error(fmt::format("cublasLtMatmul failed for {}: {}", key, gemm::status_name(st)));
+  if (st) {
+    const auto why = gemm::explain_refusal(
+        [&] { it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get()); }, 0);
+    throw GemmRefused(core::Outcome::run_rejected,
+                      with_reason(fmt::format("{} GEMM ({}): cublasLtMatmul refused: {}", what, shape(c), gemm::status_name(st)), why));
+  }
 }
 
 }  // namespace fp8scope::model

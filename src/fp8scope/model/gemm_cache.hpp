@@ -3,10 +3,12 @@
 // is made once per distinct problem and reused every step. Column-major, as cuBLASLt sees
 // it; gpt_gpu.cpp spells out how each row-major tensor maps onto it.
 #include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/core/record.hpp"
 #include "fp8scope/gemm/lt_matmul.hpp"
 
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 namespace fp8scope::model {
@@ -17,13 +19,28 @@ struct GemmCall {
   gemm::DType a = gemm::DType::bf16, b = gemm::DType::bf16, d = gemm::DType::bf16;
   float alpha = 1.0f, beta = 0.0f;
   const void* bias = nullptr;  // per row of D (BF16), or none
+  // FP8 operands: device pointers to their dequantisation scales (1 / the cast's scale), and
+  // Hopper's fast accumulation.
+  const float* a_scale = nullptr;
+  const float* b_scale = nullptr;
+  bool fast_accum = false;
+};
+
+// cuBLASLt refused a GEMM of the model: the availability outcome (heuristic_unsupported,
+// no_algorithm, run_rejected) and cuBLASLt's reason, so a training run records it instead of
+// crashing (e.g. an FP8 LM head whose vocabulary is not a multiple of 16).
+class GemmRefused : public std::runtime_error {
+ public:
+  GemmRefused(core::Outcome o, const std::string& what) : std::runtime_error(what), outcome(o) {}
+  core::Outcome outcome;
 };
 
 class GemmCache {
  public:
   explicit GemmCache(cudaStream_t stream);
-  // D = alpha op(A) op(B) (+ bias) + beta D. Throws std::runtime_error if cuBLASLt refuses.
-  void run(const GemmCall& c, const void* A, const void* B, void* D);
+  // D = alpha op(A) op(B) (+ bias) + beta D. Throws GemmRefused if cuBLASLt refuses; `what`
+  // names the GEMM in the message (e.g. "lm_head dgrad").
+  void run(const GemmCall& c, const void* A, const void* B, void* D, const char* what = "");
   std::size_t plans() const { return plans_.size(); }
 
  private:

@@ -1,8 +1,11 @@
 #include "fp8scope/model/gpt_gpu.hpp"
 
+#include "fp8scope/fp8/cast.cuh"
+
 #include <fmt/format.h>
 
 #include <cmath>
+#include <algorithm>
 #include <numeric>
 
 namespace fp8scope::model {
@@ -13,7 +16,7 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
-GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream)
+GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8)
     : cfg_(cfg), B_(B), T_(T), stream_(stream), gemms_(stream), layout_(param_layout(cfg)), n_params_(param_count(cfg)) {
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
@@ -66,7 +69,35 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream)
   dv_ = core::DeviceBuffer(bf(N * C));
   dscores_ = core::DeviceBuffer(bf(BH * T * T));
   norm_ = core::DeviceBuffer(sizeof(float));
+  partials_ = core::DeviceBuffer(
+      fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)), std::int64_t(1024)})));
+  bucket_token_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
+  bucket_start_ = core::DeviceBuffer(std::size_t(N + 1) * sizeof(int));
+  bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
+  if (fp8) {
+    fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_);
+    const std::int64_t widest = std::max<std::int64_t>(4 * C, Vp);
+    f8_x_ = core::DeviceBuffer(std::size_t(N * 4 * C));
+    f8_w_ = core::DeviceBuffer(std::size_t(widest * C));
+    f8_dy_ = core::DeviceBuffer(std::size_t(N * widest));
+    f8_dy_t_ = core::DeviceBuffer(std::size_t(N * widest));
+    if (fp8_->config().attention()) {
+      f8_q_ = core::DeviceBuffer(std::size_t(N * C));
+      f8_k_ = core::DeviceBuffer(std::size_t(N * C));
+      f8_vt_ = core::DeviceBuffer(std::size_t(N * C));
+      f8_p_ = core::DeviceBuffer(std::size_t(BH * T * T));
+    }
+    const std::int64_t in_c[4] = {C, C, C, 4 * C}, out_c[4] = {3 * C, C, 4 * C, C};
+    for (int l = -1; l < cfg.n_layer; ++l)
+      for (int w = 0; w < 5; ++w) {
+        if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
+        const std::int64_t IC = w == 4 ? C : in_c[w], OC = w == 4 ? Vp : out_c[w];
+        fp8_saved_[{l, w}] = Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC))};
+      }
+  }
 }
+
+GpuGpt::Fp8Saved& GpuGpt::saved(int layer, int which) { return fp8_saved_.at({layer, which}); }
 
 bf16* GpuGpt::weight(std::int64_t offset) const { return weights_.as<bf16>() + offset; }
 float* GpuGpt::g(std::int64_t offset) const { return grads_.as<float>() + offset; }
@@ -111,81 +142,231 @@ std::map<std::string, double> GpuGpt::last_profile() {
 }
 
 // y[N, OC] = x[N, IC] W^T + b with W [OC, IC] row-major: column-major D (OC x N) = W^T(op T of
-// the IC x OC view) . x (IC x N): layout TN, m=OC, n=N, k=IC.
-void GpuGpt::linear_forward(bf16* out, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC) {
+// the IC x OC view) . x (IC x N): layout TN, m=OC, n=N, k=IC. In FP8 the same TN GEMM reads
+// the FP8 copies of W and x with their dequantisation scales (TN is the layout Hopper's FP8
+// tensor cores take).
+void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N,
+                            int IC, int OC, bool x_ready) {
+  const std::string& name = linear_names()[std::size_t(which)];
   GemmCall c{true, false, OC, N, IC, IC, IC, OC};
   c.bias = b >= 0 ? weight(b) : nullptr;
-  gemms_.run(c, weight(w), inp, out);
+  c.d = out_fp32 ? DType::fp32 : DType::bf16;
+  if (!fp8_linear(which)) {
+    gemms_.run(c, weight(w), inp, out, name.c_str());
+    return;
+  }
+  Fp8Runtime& f = *fp8_;
+  Fp8Saved& sv = saved(layer, which);
+  const int si = f.slot(layer, name + ".input"), sw = f.slot(layer, name + ".weight");
+  if (!x_ready) {
+    f.prepare(si, inp, std::int64_t(N) * IC);
+    fp8::quantize_transpose(f8_x_.as<std::uint8_t>(), sv.x_t.as<std::uint8_t>(), inp, N, IC, f.scale(si), f.format(si), f.overflow(),
+                            f.stats(si), stream_);
+  }
+  f.prepare(sw, weight(w), std::int64_t(OC) * IC);
+  fp8::quantize_transpose(f8_w_.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), weight(w), OC, IC, f.scale(sw), f.format(sw),
+                          f.overflow(), f.stats(sw), stream_);
+  c.a = DType::e4m3;
+  c.b = f.format(si) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
+  c.a_scale = f.scale_inv(sw);
+  c.b_scale = f.scale_inv(si);
+  c.fast_accum = f.config().fast_accum_fprop;
+  gemms_.run(c, f8_w_.get(), f8_x_.get(), out, (name + " fprop").c_str());
 }
 
+// BF16:
 // dx[N, IC] = dy[N, OC] W:   NN, m=IC, n=N, k=OC   (W viewed as IC x OC)
 // dW[OC, IC] += dy^T x:       NT, m=IC, n=OC, k=N, FP32 output accumulated (beta 1)
-// db[OC] += sum_n dy[n, :]
-void GpuGpt::linear_backward(bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC) {
-  gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, weight(w), dout, dinp);
-  GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
-  dw.d = DType::fp32;
-  dw.beta = 1.0f;
-  gemms_.run(dw, inp, dout, g(w));
-  if (b >= 0) bias_backward(g(b), dout, N, OC, stream_);
+// FP8 (TN only, so the transposes saved in forward and made here):
+// dx = dgrad:  TN, m=IC, n=N, k=OC, A = W^T [IC][OC], B = dy [N][OC]
+// dW += wgrad: TN, m=IC, n=OC, k=N,  A = x^T [IC][N],  B = dy^T [OC][N]
+// db[OC] += sum_n dy[n, :] from the high-precision gradient, as FP8 frameworks do.
+void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
+                             int IC, int OC) {
+  const std::string& name = linear_names()[std::size_t(which)];
+  if (b >= 0) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
+  if (!fp8_linear(which)) {
+    gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, weight(w), dout, dinp, (name + " dgrad").c_str());
+    GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
+    dw.d = DType::fp32;
+    dw.beta = 1.0f;
+    gemms_.run(dw, inp, dout, g(w), (name + " wgrad").c_str());
+    return;
+  }
+  Fp8Runtime& f = *fp8_;
+  Fp8Saved& sv = saved(layer, which);
+  const int si = f.slot(layer, name + ".input"), sw = f.slot(layer, name + ".weight"), sg = f.slot(layer, name + ".grad");
+  f.prepare(sg, dout, std::int64_t(N) * OC);
+  fp8::quantize_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, N, OC, f.scale(sg), f.format(sg), f.overflow(),
+                          f.stats(sg), stream_);
+  const DType gt = f.format(sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
+  GemmCall dg{true, false, IC, N, OC, OC, OC, IC};
+  dg.a = DType::e4m3, dg.b = gt;
+  dg.a_scale = f.scale_inv(sw), dg.b_scale = f.scale_inv(sg);
+  dg.fast_accum = f.config().fast_accum_dgrad;
+  gemms_.run(dg, sv.w_t.get(), f8_dy_.get(), dinp, (name + " dgrad").c_str());
+  GemmCall wg{true, false, IC, OC, N, N, N, IC};
+  wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
+  wg.beta = 1.0f;
+  wg.a_scale = f.scale_inv(si), wg.b_scale = f.scale_inv(sg);
+  wg.fast_accum = f.config().fast_accum_wgrad;
+  gemms_.run(wg, sv.x_t.get(), f8_dy_t_.get(), g(w), (name + " wgrad").c_str());
+}
+
+// The token gradient sums the rows of each token in position order: group the positions by
+// token on the host (a sort of N keys) so the kernel needs no atomics.
+void GpuGpt::group_tokens(const int* inputs) {
+  const int N = B_ * T_;
+  std::vector<std::uint64_t> keys(static_cast<std::size_t>(N));
+  for (int i = 0; i < N; ++i) keys[std::size_t(i)] = (std::uint64_t(std::uint32_t(inputs[i])) << 32) | std::uint32_t(i);
+  std::sort(keys.begin(), keys.end());
+  h_bucket_token_.clear();
+  h_bucket_start_.clear();
+  h_bucket_position_.resize(std::size_t(N));
+  for (int i = 0; i < N; ++i) {
+    const int tok = int(keys[std::size_t(i)] >> 32);
+    if (h_bucket_token_.empty() || h_bucket_token_.back() != tok) {
+      h_bucket_token_.push_back(tok);
+      h_bucket_start_.push_back(i);
+    }
+    h_bucket_position_[std::size_t(i)] = int(keys[std::size_t(i)] & 0xffffffffu);
+  }
+  h_bucket_start_.push_back(N);
+  FP8S_CUDA(cudaMemcpyAsync(bucket_token_.get(), h_bucket_token_.data(), h_bucket_token_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  FP8S_CUDA(cudaMemcpyAsync(bucket_start_.get(), h_bucket_start_.data(), h_bucket_start_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  FP8S_CUDA(cudaMemcpyAsync(bucket_position_.get(), h_bucket_position_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+}
+
+// Attention of one layer: q k^T / sqrt(HS) -> causal softmax -> probs v. In FP8 attention Q, K
+// and V (transposed per head, as the TN layout wants it) and the probabilities are cast with
+// their own scales and both GEMMs run in FP8; backward then sees the quantised operands.
+void GpuGpt::attention_forward(int l, LayerActs& a) {
+  const int B = B_, T = T_, C = cfg_.d_model, NH = cfg_.n_head, HS = C / NH, N = B * T, BH = B * NH;
+  const std::int64_t nc = std::int64_t(N) * C, ntt = std::int64_t(BH) * T * T;
+  Fp8Runtime* f = fp8_ && fp8_->config().attention() ? fp8_.get() : nullptr;
+  split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
+  // scores (row-major [T_q][T_k]) = q k^T / sqrt(HS): TN, m=T_k, n=T_q, k=HS, one per (b, h)
+  GemmCall sc{true, false, T, T, HS, HS, HS, T, BH};
+  sc.d = DType::fp32;
+  sc.alpha = 1.0f / std::sqrt(float(HS));
+  // y (row-major [T_q][HS]) = probs v: NN, m=HS, n=T_q, k=T_k; in FP8 TN with A = v^T [HS][T_k]
+  GemmCall pv{false, false, HS, T, T, HS, T, HS, BH};
+  if (!f) {
+    gemms_.run(sc, k_.get(), q_.get(), scores_.get(), "attention scores");
+  } else {
+    const int sq = f->slot(l, "q.input"), sk = f->slot(l, "k.input"), svv = f->slot(l, "v.input");
+    f->prepare(sq, q_.as<bf16>(), nc);
+    fp8::quantize(f8_q_.as<std::uint8_t>(), q_.as<bf16>(), nc, f->scale(sq), f->format(sq), f->overflow(), f->stats(sq), stream_);
+    f->prepare(sk, k_.as<bf16>(), nc);
+    fp8::quantize(f8_k_.as<std::uint8_t>(), k_.as<bf16>(), nc, f->scale(sk), f->format(sk), f->overflow(), f->stats(sk), stream_);
+    f->prepare(svv, v_.as<bf16>(), nc);
+    fp8::quantize_transpose(nullptr, f8_vt_.as<std::uint8_t>(), v_.as<bf16>(), T, HS, f->scale(svv), f->format(svv), f->overflow(),
+                            f->stats(svv), stream_, BH);
+    sc.a = sc.b = DType::e4m3;
+    sc.a_scale = f->scale_inv(sk), sc.b_scale = f->scale_inv(sq);
+    sc.fast_accum = f->config().fast_accum_fprop;
+    gemms_.run(sc, f8_k_.get(), f8_q_.get(), scores_.get(), "attention scores fprop");
+  }
+  if (fp8_) fp8_->observe(l, "scores", scores_.as<float>(), ntt);
+  softmax_causal_forward(a.probs.as<bf16>(), scores_.as<float>(), BH, T, stream_);
+  if (!f) {
+    gemms_.run(pv, v_.get(), a.probs.get(), yh_.get(), "attention probs*v");
+  } else {
+    const int sp = f->slot(l, "probs.input"), svv = f->slot(l, "v.input");
+    f->prepare(sp, a.probs.as<bf16>(), ntt);
+    fp8::quantize(f8_p_.as<std::uint8_t>(), a.probs.as<bf16>(), ntt, f->scale(sp), f->format(sp), f->overflow(), f->stats(sp), stream_);
+    GemmCall q8{true, false, HS, T, T, T, T, HS, BH};
+    q8.a = q8.b = DType::e4m3;
+    q8.a_scale = f->scale_inv(svv), q8.b_scale = f->scale_inv(sp);
+    q8.fast_accum = f->config().fast_accum_fprop;
+    gemms_.run(q8, f8_vt_.get(), f8_p_.get(), yh_.get(), "attention probs*v fprop");
+    // Backward differentiates through what the GEMM read: the quantised probabilities.
+    fp8::fake_quantize(a.probs.as<bf16>(), a.probs.as<bf16>(), ntt, f->scale(sp), f->format(sp), f->overflow(), nullptr, stream_);
+  }
+  if (fp8_) fp8_->observe(l, "probs", a.probs.as<bf16>(), ntt);
+  merge_heads(a.atty.as<bf16>(), yh_.as<bf16>(), B, T, NH, HS, stream_);
+  if (fp8_) fp8_->observe(l, "attention_out", a.atty.as<bf16>(), nc);
 }
 
 float GpuGpt::forward(const int* inputs, const int* targets) {
-  const int B = B_, T = T_, C = cfg_.d_model, NH = cfg_.n_head, HS = C / NH, N = B * T, Vp = cfg_.padded_vocab();
-  const int BH = B * NH;
+  const int B = B_, T = T_, C = cfg_.d_model, N = B * T, Vp = cfg_.padded_vocab();
+  const std::int64_t nc = std::int64_t(N) * C;
   core::NvtxRange range("forward");
+  if (fp8_) fp8_->begin_step();
   mark("embedding");
   FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), inputs, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   FP8S_CUDA(cudaMemcpyAsync(targets_.get(), targets, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   encoder_forward(encoded_.as<bf16>(), tokens_.as<int>(), weight(off_["wte"]), weight(off_["wpe"]), B, T, C, stream_);
   const bf16* x = encoded_.as<bf16>();
+  const bool fuse_qkv = fp8_ && fp8_->config().fuse_into("qkv"), fuse_fc1 = fp8_ && fp8_->config().fuse_into("fc1"),
+             fuse_fc2 = fp8_ && fp8_->config().fuse_into("fc2");
   for (int l = 0; l < cfg_.n_layer; ++l) {
     core::NvtxRange lr("layer forward");
     LayerActs& a = acts_[std::size_t(l)];
     const std::string h = fmt::format("h{}.", l);
     mark("layernorm");
-    layernorm_forward(a.ln1.as<bf16>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
-                      weight(off_[h + "ln1_b"]), N, C, stream_);
+    if (fuse_qkv) {  // LayerNormLinear: the LayerNorm writes qkv's FP8 input and its transpose
+      const int si = fp8_->slot(l, "qkv.input");
+      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
+                            weight(off_[h + "ln1_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+      fp8::transpose_fp8(saved(l, 0).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
+    } else {
+      layernorm_forward(a.ln1.as<bf16>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
+                        weight(off_[h + "ln1_b"]), N, C, stream_);
+    }
     mark("matmul");
-    linear_forward(a.qkv.as<bf16>(), a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
+    linear_forward(l, 0, a.qkv.get(), false, a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C, fuse_qkv);
+    if (fp8_) fp8_->observe(l, "qkv", a.qkv.as<bf16>(), 3 * nc);
     mark("attention");
-    split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
-    // scores (row-major [T_q][T_k]) = q k^T / sqrt(HS): TN, m=T_k, n=T_q, k=HS, one per (b, h)
-    GemmCall sc{true, false, T, T, HS, HS, HS, T, BH};
-    sc.d = DType::fp32;
-    sc.alpha = 1.0f / std::sqrt(float(HS));
-    gemms_.run(sc, k_.get(), q_.get(), scores_.get());
-    softmax_causal_forward(a.probs.as<bf16>(), scores_.as<float>(), BH, T, stream_);
-    // y (row-major [T_q][HS]) = probs v: NN, m=HS, n=T_q, k=T_k
-    gemms_.run(GemmCall{false, false, HS, T, T, HS, T, HS, BH}, v_.get(), a.probs.get(), yh_.get());
-    merge_heads(a.atty.as<bf16>(), yh_.as<bf16>(), B, T, NH, HS, stream_);
+    attention_forward(l, a);
     mark("matmul");
-    linear_forward(scratch_.as<bf16>(), a.atty.as<bf16>(), off_[h + "proj_w"], off_[h + "proj_b"], N, C, C);
+    linear_forward(l, 1, scratch_.get(), false, a.atty.as<bf16>(), off_[h + "proj_w"], off_[h + "proj_b"], N, C, C);
+    if (fp8_) fp8_->observe(l, "proj_out", scratch_.as<bf16>(), nc);
     mark("residual");
-    residual_forward(a.x_mid.as<bf16>(), x, scratch_.as<bf16>(), std::int64_t(N) * C, stream_);
+    residual_forward(a.x_mid.as<bf16>(), x, scratch_.as<bf16>(), nc, stream_);
+    if (fp8_) fp8_->observe(l, "residual", a.x_mid.as<bf16>(), nc);
     mark("layernorm");
-    layernorm_forward(a.ln2.as<bf16>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
-                      weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, stream_);
+    if (fuse_fc1) {
+      const int si = fp8_->slot(l, "fc1.input");
+      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
+                            weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si),
+                            fp8_->overflow(), fp8_->stats(si), stream_);
+      fp8::transpose_fp8(saved(l, 2).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
+    } else {
+      layernorm_forward(a.ln2.as<bf16>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
+                        weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, stream_);
+    }
     mark("matmul");
-    linear_forward(a.fc.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C);
+    linear_forward(l, 2, a.fc.get(), false, a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C, fuse_fc1);
+    if (fp8_) fp8_->observe(l, "fc1_out", a.fc.as<bf16>(), 4 * nc);
     mark("gelu");
-    gelu_forward(a.gelu.as<bf16>(), a.fc.as<bf16>(), std::int64_t(N) * 4 * C, stream_);
+    if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
+      const int si = fp8_->slot(l, "fc2.input");
+      gelu_forward_fp8(f8_x_.as<std::uint8_t>(), a.fc.as<bf16>(), 4 * nc, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
+                       fp8_->stats(si), stream_);
+      fp8::transpose_fp8(saved(l, 3).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, 4 * C, stream_);
+    } else {
+      gelu_forward(a.gelu.as<bf16>(), a.fc.as<bf16>(), 4 * nc, stream_);
+      if (fp8_) fp8_->observe(l, "gelu_out", a.gelu.as<bf16>(), 4 * nc);
+    }
     mark("matmul");
-    linear_forward(scratch_.as<bf16>(), a.gelu.as<bf16>(), off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C);
+    linear_forward(l, 3, scratch_.get(), false, a.gelu.as<bf16>(), off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C, fuse_fc2);
+    if (fp8_) fp8_->observe(l, "fc2_out", scratch_.as<bf16>(), nc);
     mark("residual");
-    residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), std::int64_t(N) * C, stream_);
+    residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), nc, stream_);
     x = a.x_out.as<bf16>();
   }
   mark("layernorm");
   layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), weight(off_["lnf_b"]),
                     N, C, stream_);
   mark("lm_head");
-  GemmCall head{true, false, Vp, N, C, C, C, Vp};
-  head.d = DType::fp32;
-  gemms_.run(head, weight(off_["lm_head"]), lnf_.get(), logits_.get());
+  linear_forward(-1, 4, logits_.get(), true, lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp);
+  if (fp8_) fp8_->observe(-1, "logits", logits_.as<float>(), std::int64_t(N) * Vp);
   mark("loss");
   cross_entropy_forward_backward(losses_.as<float>(), dlogits_.as<bf16>(), logits_.as<float>(), targets_.as<int>(), N,
                                  cfg_.vocab, Vp, stream_);
+  if (fp8_) fp8_->observe(-1, "loss", losses_.as<float>(), N);
+  group_tokens(inputs);  // on the host while the GPU works
   std::vector<float> losses(static_cast<std::size_t>(N));
   FP8S_CUDA(cudaMemcpyAsync(losses.data(), losses_.get(), fl(N), cudaMemcpyDeviceToHost, stream_));
   FP8S_CUDA(cudaStreamSynchronize(stream_));
@@ -195,22 +376,46 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   return float(sum / N);
 }
 
+void GpuGpt::attention_backward(int l, LayerActs& a) {
+  const int B = B_, T = T_, C = cfg_.d_model, NH = cfg_.n_head, HS = C / NH, N = B * T, BH = B * NH;
+  const std::int64_t nc = std::int64_t(N) * C;
+  Fp8Runtime* f = fp8_ && fp8_->config().attention() ? fp8_.get() : nullptr;
+  if (f) {  // the attention output's gradient in FP8 (backward format), as FP8 attention reads it
+    const int sd = f->slot(l, "attention_out.grad");
+    f->prepare(sd, dbuf_.as<bf16>(), nc);
+    fp8::fake_quantize(dbuf_.as<bf16>(), dbuf_.as<bf16>(), nc, f->scale(sd), f->format(sd), f->overflow(), f->stats(sd), stream_);
+  }
+  split_heads_single(yh_.as<bf16>(), dbuf_.as<bf16>(), B, T, NH, HS, stream_);  // dy per head
+  split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
+  if (f) {  // the operands the forward GEMMs read (same scales: they change only between steps)
+    const char* names[3] = {"q.input", "k.input", "v.input"};
+    bf16* bufs[3] = {q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>()};
+    for (int j = 0; j < 3; ++j) {
+      const int si = f->slot(l, names[j]);
+      fp8::fake_quantize(bufs[j], bufs[j], nc, f->scale(si), f->format(si), f->overflow(), nullptr, stream_);
+    }
+  }
+  GemmCall dp{true, false, T, T, HS, HS, HS, T, BH};  // dprobs = dy v^T, as the scores
+  dp.d = DType::fp32;
+  gemms_.run(dp, v_.get(), yh_.get(), scores_.get(), "attention dprobs");
+  gemms_.run(GemmCall{false, true, HS, T, T, HS, T, HS, BH}, yh_.get(), a.probs.get(), dv_.get(), "attention dv");  // dv = probs^T dy
+  softmax_causal_backward(dscores_.as<bf16>(), scores_.as<float>(), a.probs.as<bf16>(), 1.0f / std::sqrt(float(HS)), BH, T, stream_);
+  gemms_.run(GemmCall{false, false, HS, T, T, HS, T, HS, BH}, k_.get(), dscores_.get(), dq_.get(), "attention dq");  // dq = dscores k
+  gemms_.run(GemmCall{false, true, HS, T, T, HS, T, HS, BH}, q_.get(), dscores_.get(), dk_.get(), "attention dk");   // dk = dscores^T q
+  merge_qkv_grads(dqkv_.as<bf16>(), dq_.as<bf16>(), dk_.as<bf16>(), dv_.as<bf16>(), B, T, NH, HS, stream_);
+}
+
 void GpuGpt::backward() {
-  const int B = B_, T = T_, C = cfg_.d_model, NH = cfg_.n_head, HS = C / NH, N = B * T, Vp = cfg_.padded_vocab();
-  const int BH = B * NH;
+  const int B = B_, T = T_, C = cfg_.d_model, N = B * T, Vp = cfg_.padded_vocab();
   core::NvtxRange range("backward");
   FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
+  float* partials = partials_.as<float>();
   mark("lm_head");
-  // dlnf = dlogits W (NN, m=C, n=N, k=Vp); dW += lnf^T-side (NT, m=C, n=Vp, k=N)
-  gemms_.run(GemmCall{false, false, C, N, Vp, C, Vp, C}, weight(off_["lm_head"]), dlogits_.get(), dbuf_.get());
-  GemmCall dwh{false, true, C, Vp, N, C, Vp, C};
-  dwh.d = DType::fp32;
-  dwh.beta = 1.0f;
-  gemms_.run(dwh, lnf_.get(), dlogits_.get(), g(off_["lm_head"]));
+  linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp);
   mark("layernorm");
   FP8S_CUDA(cudaMemsetAsync(dx_.get(), 0, dx_.size(), stream_));
   const bf16* last = acts_.back().x_out.as<bf16>();
-  layernorm_backward(dx_.as<bf16>(), g(off_["lnf_w"]), g(off_["lnf_b"]), dbuf_.as<bf16>(), last, weight(off_["lnf_w"]),
+  layernorm_backward(dx_.as<bf16>(), g(off_["lnf_w"]), g(off_["lnf_b"]), partials, dbuf_.as<bf16>(), last, weight(off_["lnf_w"]),
                      lnf_mean_.as<float>(), lnf_rstd_.as<float>(), N, C, stream_);
   bf16* dx = dx_.as<bf16>();  // gradient of the residual stream, updated in place layer by layer
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
@@ -220,44 +425,40 @@ void GpuGpt::backward() {
     const bf16* x_in = l == 0 ? encoded_.as<bf16>() : acts_[std::size_t(l - 1)].x_out.as<bf16>();
     // MLP: x_out = x_mid + fcproj(gelu(fc(ln2(x_mid))))
     mark("matmul");
-    linear_backward(dbuf4_.as<bf16>(), dx, a.gelu.as<bf16>(), off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C);
+    linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu.as<bf16>(), off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C);
     mark("gelu");
     gelu_backward(dbuf4_.as<bf16>(), a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * 4 * C, stream_);
     mark("matmul");
-    linear_backward(dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C);
+    linear_backward(l, 2, dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C);
     mark("layernorm");
-    layernorm_backward(dx, g(off_[h + "ln2_w"]), g(off_[h + "ln2_b"]), dbuf_.as<bf16>(), a.x_mid.as<bf16>(),
+    layernorm_backward(dx, g(off_[h + "ln2_w"]), g(off_[h + "ln2_b"]), partials, dbuf_.as<bf16>(), a.x_mid.as<bf16>(),
                        weight(off_[h + "ln2_w"]), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), N, C, stream_);
+    if (fp8_) fp8_->observe(l, "residual_grad", dx, std::int64_t(N) * C);
     // Attention: x_mid = x_in + proj(attention(qkv(ln1(x_in))))
     mark("matmul");
-    linear_backward(dbuf_.as<bf16>(), dx, a.atty.as<bf16>(), off_[h + "proj_w"], off_[h + "proj_b"], N, C, C);
+    linear_backward(l, 1, dbuf_.as<bf16>(), dx, a.atty.as<bf16>(), off_[h + "proj_w"], off_[h + "proj_b"], N, C, C);
     mark("attention");
-    split_heads_single(yh_.as<bf16>(), dbuf_.as<bf16>(), B, T, NH, HS, stream_);  // dy per head
-    split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
-    GemmCall dp{true, false, T, T, HS, HS, HS, T, BH};  // dprobs = dy v^T, as the scores
-    dp.d = DType::fp32;
-    gemms_.run(dp, v_.get(), yh_.get(), scores_.get());
-    gemms_.run(GemmCall{false, true, HS, T, T, HS, T, HS, BH}, yh_.get(), a.probs.get(), dv_.get());  // dv = probs^T dy
-    softmax_causal_backward(dscores_.as<bf16>(), scores_.as<float>(), a.probs.as<bf16>(), 1.0f / std::sqrt(float(HS)), BH, T, stream_);
-    gemms_.run(GemmCall{false, false, HS, T, T, HS, T, HS, BH}, k_.get(), dscores_.get(), dq_.get());  // dq = dscores k
-    gemms_.run(GemmCall{false, true, HS, T, T, HS, T, HS, BH}, q_.get(), dscores_.get(), dk_.get());   // dk = dscores^T q
-    merge_qkv_grads(dqkv_.as<bf16>(), dq_.as<bf16>(), dk_.as<bf16>(), dv_.as<bf16>(), B, T, NH, HS, stream_);
+    attention_backward(l, a);
     mark("matmul");
-    linear_backward(dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
+    linear_backward(l, 0, dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
     mark("layernorm");
-    layernorm_backward(dx, g(off_[h + "ln1_w"]), g(off_[h + "ln1_b"]), dbuf_.as<bf16>(), x_in, weight(off_[h + "ln1_w"]),
+    layernorm_backward(dx, g(off_[h + "ln1_w"]), g(off_[h + "ln1_b"]), partials, dbuf_.as<bf16>(), x_in, weight(off_[h + "ln1_w"]),
                        a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), N, C, stream_);
   }
   mark("embedding");
-  encoder_backward(g(off_["wte"]), g(off_["wpe"]), dx, tokens_.as<int>(), B, T, C, stream_);
+  encoder_backward(g(off_["wte"]), g(off_["wpe"]), dx, bucket_token_.as<int>(), bucket_start_.as<int>(), bucket_position_.as<int>(),
+                   int(h_bucket_token_.size()), B, T, C, stream_);
+  if (fp8_) {
+    mark("fp8_recipe");
+    fp8_->end_step();  // delayed scaling: next step's scales from this step's amaxes
+  }
   FP8S_CUDA(cudaGetLastError());
 }
 
 float GpuGpt::step(float lr, float grad_clip, const AdamWSettings& a) {
   core::NvtxRange range("optimizer");
   mark("optimizer");
-  FP8S_CUDA(cudaMemsetAsync(norm_.get(), 0, sizeof(float), stream_));
-  sum_squares(norm_.as<float>(), grads_.as<float>(), n_params_, stream_);
+  sum_squares(norm_.as<float>(), partials_.as<float>(), grads_.as<float>(), n_params_, stream_);
   float ss = 0;
   FP8S_CUDA(cudaMemcpyAsync(&ss, norm_.get(), sizeof ss, cudaMemcpyDeviceToHost, stream_));
   FP8S_CUDA(cudaStreamSynchronize(stream_));

@@ -1,13 +1,18 @@
 #pragma once
-// The GPU GPT in BF16: the same model as cpu::CpuGpt (same parameter layout), trained with
-// FP32 master weights, BF16 activations and weight copies, cuBLASLt GEMMs and our kernels.
-// CUDA builds only.
+// The GPU GPT: the same model as cpu::CpuGpt (same parameter layout), trained with FP32
+// master weights, BF16 activations and weight copies, cuBLASLt GEMMs and our kernels. With an
+// Fp8ModelConfig its linears (those it names) run in FP8 under a scaling recipe, in one of
+// the three variants, with every tensor tapped (Fp8Runtime). Deterministic: the same inputs
+// give the same bits on every run. CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/model/fp8_runtime.hpp"
 #include "fp8scope/model/gemm_cache.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/model/kernels.cuh"
 
+#include <array>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,7 +24,8 @@ struct AdamWSettings {
 
 class GpuGpt {
  public:
-  GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream);
+  // fp8: nullptr for the BF16 model.
+  GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8 = nullptr);
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> grads() const;
@@ -35,14 +41,35 @@ class GpuGpt {
   void set_profiling(bool on) { profiling_ = on; }
   std::map<std::string, double> last_profile();
 
+  // The FP8 state (taps, recipe), or nullptr for the BF16 model.
+  const Fp8Runtime* fp8() const { return fp8_.get(); }
+  void set_tap_interval(int k) {
+    if (fp8_) fp8_->set_tap_interval(k);
+  }
+
  private:
   struct LayerActs {
     core::DeviceBuffer ln1, ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu, x_out;
   };
   bf16* weight(std::int64_t offset) const;  // the BF16 weight copy at a layout offset
   float* g(std::int64_t offset) const;                  // its FP32 gradient
-  void linear_forward(bf16* out, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC);
-  void linear_backward(bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC, int OC);
+  // y[N, OC] = x[N, IC] W^T (+ b); `which` indexes linear_names() (qkv, proj, fc1, fc2,
+  // lm_head), layer -1 for the head. out is BF16, or FP32 when out_fp32. In FP8 the input is
+  // cast here, unless x_ready (a fused LayerNorm/GELU already wrote f8_x_ and the saved
+  // transpose).
+  void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
+                      int OC, bool x_ready = false);
+  void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
+                       int IC, int OC);
+  bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(linear_names()[std::size_t(which)]); }
+  // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for dgrad).
+  struct Fp8Saved {
+    core::DeviceBuffer x_t, w_t;
+  };
+  Fp8Saved& saved(int layer, int which);
+  void attention_forward(int l, LayerActs& a);
+  void attention_backward(int l, LayerActs& a);
+  void group_tokens(const int* inputs);
   void mark(const char* phase);
 
   GptConfig cfg_;
@@ -56,6 +83,15 @@ class GpuGpt {
   core::DeviceBuffer tokens_, targets_, encoded_, lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_;
   core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_, norm_;
   std::vector<LayerActs> acts_;
+  core::DeviceBuffer partials_;  // per-block partial sums of the deterministic reductions
+  // The token gradient's positions grouped by token (encoder_backward).
+  core::DeviceBuffer bucket_token_, bucket_start_, bucket_position_;
+  std::vector<int> h_bucket_token_, h_bucket_start_, h_bucket_position_;
+  std::unique_ptr<Fp8Runtime> fp8_;
+  std::map<std::pair<int, int>, Fp8Saved> fp8_saved_;
+  // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
+  // its transpose, Q, K and V^T and the probabilities of FP8 attention.
+  core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
   int t_ = 0;
   bool profiling_ = false;
   std::vector<std::pair<std::string, cudaEvent_t>> marks_;

@@ -3,6 +3,8 @@
 // loss.cu, optimizer.cu), each with its forward and backward side by side. Activations are
 // BF16, statistics and gradients of parameters FP32. Row-major shapes: B batch, T tokens,
 // C channels, NH heads, HS = C / NH, N = B*T rows.
+#include "fp8scope/fp8/cast.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -12,15 +14,28 @@ namespace fp8scope::model {
 
 using bf16 = __nv_bfloat16;
 
-// encoder.cu: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:]; backward scatters into FP32 grads.
-void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T, int C, cudaStream_t s);
-void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* tokens, int B, int T, int C, cudaStream_t s);
+// Every reduction is deterministic (no float atomics): the same inputs give the same bits on
+// every run, which probe_recipe's reruns rely on. Kernels that reduce over rows take a
+// scratch buffer for their per-block partials (sizes from the *_scratch_floats functions).
 
-// layernorm.cu: out = (x - mean) * rstd * w + b; backward adds into dinp, dw, db.
+// encoder.cu: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:]; backward adds into FP32 grads. The
+// token gradient takes the positions grouped by token (see TokenBuckets in gpt_gpu.cpp):
+// bucket u holds token bucket_token[u] at positions bucket_position[bucket_start[u] ..
+// bucket_start[u+1]).
+void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T, int C, cudaStream_t s);
+void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* bucket_token, const int* bucket_start,
+                      const int* bucket_position, int buckets, int B, int T, int C, cudaStream_t s);
+
+// layernorm.cu: out = (x - mean) * rstd * w + b; backward adds into dinp, dw, db
+// (C % 8 == 0, C <= 1024). The FP8 forward writes the output cast with *scale, and the cast's
+// statistics (the fused variant's LayerNormLinear).
 void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                        cudaStream_t s);
-void layernorm_backward(bf16* dinp, float* dw, float* db, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
-                        const float* rstd, int N, int C, cudaStream_t s);
+void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
+                           const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+std::int64_t layernorm_backward_scratch_floats(int N, int C);
+void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
+                        const float* mean, const float* rstd, int N, int C, cudaStream_t s);
 
 // attention.cu: the pieces around the two batched GEMMs of attention.
 // qkv [B,T,3,NH,HS] -> q, k, v [B,NH,T,HS]; and back (for gradients, dq/dk/dv -> dqkv).
@@ -36,11 +51,15 @@ void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* pro
 
 // mlp.cu
 void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s);
+// GELU cast straight to FP8 (the fused variant's LayerNormMLP), with the cast's statistics.
+void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
+                      fp8::CastStats* stats, cudaStream_t s);
 void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, std::int64_t n, cudaStream_t s);
 void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, cudaStream_t s);
 void add_inplace(bf16* acc, const bf16* x, std::int64_t n, cudaStream_t s);
 // dbias[o] += sum_n dout[n, o]
-void bias_backward(float* dbias, const bf16* dout, int N, int OC, cudaStream_t s);
+std::int64_t bias_backward_scratch_floats(int OC);
+void bias_backward(float* dbias, float* scratch, const bf16* dout, int N, int OC, cudaStream_t s);
 
 // loss.cu: per-row cross-entropy over the first V of Vp logits; writes losses[N] and
 // dlogits = (softmax - onehot) / N (zero in the padded columns).
@@ -49,9 +68,14 @@ void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* l
 
 // optimizer.cu
 void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s);
-// sum of squares into *out (zeroed by the caller)
-void sum_squares(float* out, const float* x, std::int64_t n, cudaStream_t s);
+// sum of squares into *out (scratch: 1024 floats)
+void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s);
 void adamw_update(float* p, bf16* p_bf16, const float* g, float* m, float* v, std::int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float grad_scale, int t, cudaStream_t s);
+
+// reduce.cu: dst[c] += sum over rows r of partial[r * ld + c], in row order; *out = sum of
+// partial[0..n) (one block, fixed tree).
+void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld, cudaStream_t s);
+void sum_all(float* out, const float* partial, int n, cudaStream_t s);
 
 }  // namespace fp8scope::model

@@ -1,4 +1,6 @@
-// LayerNorm over C channels, one warp per row; statistics in FP32.
+// LayerNorm over C channels, one warp per row; statistics in FP32. The forward pass writes
+// BF16, or FP8 with the cast's statistics (the fused variant's LayerNormLinear).
+#include "fp8scope/fp8/cast_device.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 #include <cstdio>
@@ -14,110 +16,164 @@ __device__ float warp_sum(float v) {
   return v;
 }
 
-__global__ void layernorm_forward_kernel(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C) {
+// kFp8: write out8 (x * scale in FP8) instead of out (BF16). Rows past N still run the
+// statistics flush, which needs every lane of the warp.
+template <bool kFp8>
+__global__ void layernorm_forward_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
+                                         const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
+                                         fp8::CastStats* stats) {
   const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  if (row >= N) return;
-  const bf16* x = inp + std::int64_t(row) * C;
-  float s = 0;
-  for (int c = lane; c < C; c += 32) s += __bfloat162float(x[c]);
-  const float m = warp_sum(s) / C;
-  float v = 0;
-  for (int c = lane; c < C; c += 32) {
-    const float d = __bfloat162float(x[c]) - m;
-    v += d * d;
+  fp8::LocalStats st;
+  if (row < N) {
+    const bf16* x = inp + std::int64_t(row) * C;
+    float s = 0;
+    for (int c = lane; c < C; c += 32) s += __bfloat162float(x[c]);
+    const float m = warp_sum(s) / C;
+    float v = 0;
+    for (int c = lane; c < C; c += 32) {
+      const float d = __bfloat162float(x[c]) - m;
+      v += d * d;
+    }
+    const float r = rsqrtf(warp_sum(v) / C + kEps);
+    const float scale = kFp8 ? *scale_ptr : 0.0f, fmax = fp8::info(f).max;
+    for (int c = lane; c < C; c += 32) {
+      const float y = (__bfloat162float(x[c]) - m) * r * __bfloat162float(w[c]) + __bfloat162float(b[c]);
+      if (kFp8) out8[std::int64_t(row) * C + c] = fp8::cast_one(y, scale, f, o, fmax, st);
+      else out[std::int64_t(row) * C + c] = __float2bfloat16(y);
+    }
+    if (lane == 0) {
+      mean[row] = m;
+      rstd[row] = r;
+    }
   }
-  const float r = rsqrtf(warp_sum(v) / C + kEps);
-  for (int c = lane; c < C; c += 32)
-    out[std::int64_t(row) * C + c] =
-        __float2bfloat16((__bfloat162float(x[c]) - m) * r * __bfloat162float(w[c]) + __bfloat162float(b[c]));
-  if (lane == 0) {
-    mean[row] = m;
-    rstd[row] = r;
-  }
+  if (kFp8) fp8::flush(st, stats);
 }
 
-// Each warp walks rows of the block's strip; every lane keeps its channels' dw/db partial sums
-// in registers (channels lane, lane+32, ...; C <= 32 * kMaxChunks), so shared memory sees one
-// add per channel and warp, and global memory one per channel and block.
-constexpr int kMaxChunks = 32;  // C <= 1024
+// Backward. Each lane owns 8 consecutive channels per 256 (16-byte loads; C % 8 == 0,
+// C <= 256 * kMaxVec) and keeps their dw/db partial sums in registers over the rows its warp
+// walks; the warps of a block then sum in shared memory in a fixed order and write one
+// partial per block, which column_sum_add reduces in a fixed order: no float atomics, so the
+// result is the same on every run.
+constexpr int kMaxVec = 4;  // C <= 1024
+constexpr int kWarps = 4;
+constexpr int kRowsPerBlock = 64;
 
-__global__ void layernorm_backward_kernel(bf16* dinp, float* dw, float* db, const bf16* dout, const bf16* inp, const bf16* w,
-                                          const float* mean, const float* rstd, int N, int C, int rows_per_block) {
-  extern __shared__ float shared[];
-  float* sdw = shared;
-  float* sdb = shared + C;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) sdw[c] = sdb[c] = 0.0f;
-  __syncthreads();
-  const int warps = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int chunks = (C + 31) / 32;
-  float acc_w[kMaxChunks], acc_b[kMaxChunks];
+__device__ __forceinline__ void load8(float* out, const bf16* p) {
+  uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const bf16* v = reinterpret_cast<const bf16*>(&raw);
 #pragma unroll
-  for (int j = 0; j < kMaxChunks; ++j) acc_w[j] = acc_b[j] = 0.0f;
-  const int first = blockIdx.x * rows_per_block;
-  for (int row = first + warp; row < min(N, first + rows_per_block); row += warps) {
-    const bf16* x = inp + std::int64_t(row) * C;
-    const bf16* dy = dout + std::int64_t(row) * C;
+  for (int j = 0; j < 8; ++j) out[j] = __bfloat162float(v[j]);
+}
+
+template <int kVecs>  // ceil(C / 256): the register arrays hold exactly what a lane needs
+__global__ void layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w,
+                                          const float* mean, const float* rstd, int N, int C) {
+  extern __shared__ float shared[];  // [kWarps][2C]: dw then db
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float acc_w[kVecs][8], acc_b[kVecs][8], wv[kVecs][8];
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int c0 = (lane + 32 * j) * 8;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc_w[j][e] = acc_b[j][e] = 0.0f;
+    if (c0 < C) load8(wv[j], w + c0);
+  }
+  const int first = blockIdx.x * kRowsPerBlock;
+  for (int row = first + warp; row < min(N, first + kRowsPerBlock); row += kWarps) {
+    const std::int64_t base = std::int64_t(row) * C;
     const float m = mean[row], r = rstd[row];
+    float xv[kVecs][8], gv[kVecs][8];
     float dnorm_mean = 0, dnorm_norm_mean = 0;
 #pragma unroll
-    for (int j = 0; j < kMaxChunks; ++j) {
-      const int c = lane + 32 * j;
-      if (j < chunks && c < C) {
-        const float norm = (__bfloat162float(x[c]) - m) * r;
-        const float dnorm = __bfloat162float(w[c]) * __bfloat162float(dy[c]);
-        dnorm_mean += dnorm;
-        dnorm_norm_mean += dnorm * norm;
+    for (int j = 0; j < kVecs; ++j) {
+      const int c0 = (lane + 32 * j) * 8;
+      if (c0 < C) {
+        load8(xv[j], inp + base + c0);
+        load8(gv[j], dout + base + c0);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          xv[j][e] = (xv[j][e] - m) * r;  // the normalised input
+          const float dnorm = wv[j][e] * gv[j][e];
+          dnorm_mean += dnorm;
+          dnorm_norm_mean += dnorm * xv[j][e];
+        }
       }
     }
     dnorm_mean = warp_sum(dnorm_mean) / C;
     dnorm_norm_mean = warp_sum(dnorm_norm_mean) / C;
 #pragma unroll
-    for (int j = 0; j < kMaxChunks; ++j) {
-      const int c = lane + 32 * j;
-      if (j < chunks && c < C) {
-        const float norm = (__bfloat162float(x[c]) - m) * r;
-        const float g = __bfloat162float(dy[c]);
-        const float dnorm = __bfloat162float(w[c]) * g;
-        acc_b[j] += g;
-        acc_w[j] += norm * g;
-        const std::int64_t i = std::int64_t(row) * C + c;
-        dinp[i] = __float2bfloat16(__bfloat162float(dinp[i]) + (dnorm - dnorm_mean - norm * dnorm_norm_mean) * r);
+    for (int j = 0; j < kVecs; ++j) {
+      const int c0 = (lane + 32 * j) * 8;
+      if (c0 < C) {
+        float dv[8];
+        load8(dv, dinp + base + c0);
+        uint4 res;
+        bf16* o = reinterpret_cast<bf16*>(&res);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          acc_b[j][e] += gv[j][e];
+          acc_w[j][e] += xv[j][e] * gv[j][e];
+          o[e] = __float2bfloat16(dv[e] + (wv[j][e] * gv[j][e] - dnorm_mean - xv[j][e] * dnorm_norm_mean) * r);
+        }
+        *reinterpret_cast<uint4*>(dinp + base + c0) = res;
       }
     }
   }
 #pragma unroll
-  for (int j = 0; j < kMaxChunks; ++j) {
-    const int c = lane + 32 * j;
-    if (j < chunks && c < C) {
-      atomicAdd(&sdw[c], acc_w[j]);
-      atomicAdd(&sdb[c], acc_b[j]);
-    }
+  for (int j = 0; j < kVecs; ++j) {
+    const int c0 = (lane + 32 * j) * 8;
+    if (c0 < C)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        shared[warp * 2 * C + c0 + e] = acc_w[j][e];
+        shared[warp * 2 * C + C + c0 + e] = acc_b[j][e];
+      }
   }
   __syncthreads();
-  for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    atomicAdd(&dw[c], sdw[c]);
-    atomicAdd(&db[c], sdb[c]);
+  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
+    float s = 0;
+    for (int k = 0; k < kWarps; ++k) s += shared[k * 2 * C + c];
+    partial[std::int64_t(blockIdx.x) * 2 * C + c] = s;
   }
 }
+
+int backward_blocks(int N) { return (N + kRowsPerBlock - 1) / kRowsPerBlock; }
 
 }  // namespace
 
 void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s) {
   const int rows_per_block = 8;
-  layernorm_forward_kernel<<<(N + rows_per_block - 1) / rows_per_block, 32 * rows_per_block, 0, s>>>(out, mean, rstd, inp, w, b, N, C);
+  layernorm_forward_kernel<false><<<(N + rows_per_block - 1) / rows_per_block, 32 * rows_per_block, 0, s>>>(
+      out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, fp8::Format::e4m3, fp8::Overflow::satfinite, nullptr);
 }
 
-void layernorm_backward(bf16* dinp, float* dw, float* db, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
-                        const float* rstd, int N, int C, cudaStream_t s) {
-  // The register partials cover C <= 1024 (GPT-2 up to d=1024); wider models need another split.
-  if (C > 32 * kMaxChunks) {
-    fprintf(stderr, "layernorm_backward: C=%d is above %d\n", C, 32 * kMaxChunks);
+void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
+                           const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+  const int rows_per_block = 8;
+  layernorm_forward_kernel<true><<<(N + rows_per_block - 1) / rows_per_block, 32 * rows_per_block, 0, s>>>(
+      nullptr, out, mean, rstd, inp, w, b, N, C, scale, f, o, stats);
+}
+
+std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64_t(backward_blocks(N)) * 2 * C; }
+
+void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
+                        const float* mean, const float* rstd, int N, int C, cudaStream_t s) {
+  // Checked before any GPU work by check_train_point; a direct caller that breaks it stops here.
+  if (C % 8 != 0 || C > 256 * kMaxVec) {
+    fprintf(stderr, "layernorm_backward: C=%d must be a multiple of 8 and at most %d\n", C, 256 * kMaxVec);
     abort();
   }
-  const int rows_per_block = 128;
-  layernorm_backward_kernel<<<(N + rows_per_block - 1) / rows_per_block, 256, 2 * C * sizeof(float), s>>>(
-      dinp, dw, db, dout, inp, w, mean, rstd, N, C, rows_per_block);
+  const int blocks = backward_blocks(N);
+  const std::size_t shared = kWarps * 2 * C * sizeof(float);
+  switch ((C + 255) / 256) {
+    case 1: layernorm_backward_kernel<1><<<blocks, 32 * kWarps, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C); break;
+    case 2: layernorm_backward_kernel<2><<<blocks, 32 * kWarps, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C); break;
+    case 3: layernorm_backward_kernel<3><<<blocks, 32 * kWarps, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C); break;
+    default: layernorm_backward_kernel<4><<<blocks, 32 * kWarps, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C); break;
+  }
+  column_sum_add(dw, scratch, blocks, C, 2 * C, s);
+  column_sum_add(db, scratch + C, blocks, C, 2 * C, s);
 }
 
 }  // namespace fp8scope::model

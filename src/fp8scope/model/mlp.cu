@@ -1,4 +1,5 @@
 // Elementwise pieces: GELU (tanh approximation) forward/backward, residual adds, bias gradient.
+#include "fp8scope/fp8/cast_device.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 namespace fp8scope::model {
@@ -54,8 +55,11 @@ __global__ void residual_kernel(bf16* out, const bf16* a, const bf16* b, std::in
 }
 
 // One thread per output channel column strip: 32 columns x 8 row groups per block, reduced
-// in shared memory, one atomic per column and block.
-__global__ void bias_backward_kernel(float* dbias, const bf16* dout, int N, int OC) {
+// in shared memory in a fixed order; one partial per column and block row (summed by
+// column_sum_add, so the result does not depend on scheduling).
+constexpr int kBiasRowBlocks = 64;
+
+__global__ void bias_backward_kernel(float* partial, const bf16* dout, int N, int OC) {
   __shared__ float part[8][32];
   const int col = blockIdx.x * 32 + threadIdx.x;
   float s = 0;
@@ -65,8 +69,31 @@ __global__ void bias_backward_kernel(float* dbias, const bf16* dout, int N, int 
   __syncthreads();
   if (threadIdx.y == 0 && col < OC) {
     for (int r = 1; r < 8; ++r) s += part[r][threadIdx.x];
-    atomicAdd(&dbias[col], s);
+    partial[std::int64_t(blockIdx.y) * OC + col] = s;
   }
+}
+
+// GELU written straight to FP8 for the next GEMM, with the cast's statistics (the fused
+// variant's LayerNormMLP).
+__global__ void gelu_forward_fp8_kernel(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale_ptr, fp8::Format f,
+                                        fp8::Overflow o, fp8::CastStats* stats) {
+  const float scale = *scale_ptr, fmax = fp8::info(f).max;
+  fp8::LocalStats st;
+  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x * 8;
+  for (std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8; base < n; base += stride) {
+    if (base + 8 <= n) {
+      uint4 raw = *reinterpret_cast<const uint4*>(inp + base);
+      const bf16* x = reinterpret_cast<const bf16*>(&raw);
+      uint2 packed;
+      std::uint8_t* q = reinterpret_cast<std::uint8_t*>(&packed);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) q[j] = fp8::cast_one(gelu_value(__bfloat162float(x[j])), scale, f, o, fmax, st);
+      *reinterpret_cast<uint2*>(out + base) = packed;
+    } else {
+      for (std::int64_t i = base; i < n; ++i) out[i] = fp8::cast_one(gelu_value(__bfloat162float(inp[i])), scale, f, o, fmax, st);
+    }
+  }
+  fp8::flush(st, stats);
 }
 
 unsigned blocks(std::int64_t n) { return unsigned((n + 255) / 256); }
@@ -85,9 +112,18 @@ void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, c
   residual_kernel<<<blocks(n), 256, 0, s>>>(out, a, b, n);
 }
 void add_inplace(bf16* acc, const bf16* x, std::int64_t n, cudaStream_t s) { residual_kernel<<<blocks(n), 256, 0, s>>>(acc, acc, x, n); }
-void bias_backward(float* dbias, const bf16* dout, int N, int OC, cudaStream_t s) {
-  dim3 grid(unsigned((OC + 31) / 32), unsigned(min(64, (N + 7) / 8)));
-  bias_backward_kernel<<<grid, dim3(32, 8), 0, s>>>(dbias, dout, N, OC);
+void bias_backward(float* dbias, float* scratch, const bf16* dout, int N, int OC, cudaStream_t s) {
+  const int rows = min(kBiasRowBlocks, (N + 7) / 8);
+  dim3 grid(unsigned((OC + 31) / 32), unsigned(rows));
+  bias_backward_kernel<<<grid, dim3(32, 8), 0, s>>>(scratch, dout, N, OC);
+  column_sum_add(dbias, scratch, rows, OC, OC, s);
+}
+std::int64_t bias_backward_scratch_floats(int OC) { return std::int64_t(kBiasRowBlocks) * OC; }
+
+void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
+                      fp8::CastStats* stats, cudaStream_t s) {
+  const std::int64_t b = ((n + 7) / 8 + 255) / 256;
+  gelu_forward_fp8_kernel<<<unsigned(b < 132 * 8 ? (b < 1 ? 1 : b) : 132 * 8), 256, 0, s>>>(out, inp, n, scale, f, o, stats);
 }
 
 }  // namespace fp8scope::model

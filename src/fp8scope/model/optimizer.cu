@@ -10,12 +10,22 @@ __global__ void cast_kernel(bf16* out, const float* in, std::int64_t n) {
   if (i < n) out[i] = __float2bfloat16(in[i]);
 }
 
-__global__ void sum_squares_kernel(float* out, const float* x, std::int64_t n) {
+// One partial per block (fixed grid, fixed order), summed by sum_all: deterministic.
+constexpr int kSumBlocks = 1024;
+
+__global__ void sum_squares_kernel(float* partial, const float* x, std::int64_t n) {
+  __shared__ float warp_sums[8];
   float s = 0;
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
     s += x[i] * x[i];
   for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
-  if (threadIdx.x % 32 == 0) atomicAdd(out, s);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0;
+    for (int w = 0; w < 8; ++w) t += warp_sums[w];
+    partial[blockIdx.x] = t;
+  }
 }
 
 __global__ void adamw_kernel(float* p, bf16* pb, const float* g, float* m, float* v, std::int64_t n, float lr, float b1, float b2,
@@ -39,9 +49,9 @@ void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s) {
   cast_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(out, in, n);
 }
 
-void sum_squares(float* out, const float* x, std::int64_t n, cudaStream_t s) {
-  const std::int64_t b = (n + 255) / 256;
-  sum_squares_kernel<<<unsigned(b < 132 * 16 ? b : 132 * 16), 256, 0, s>>>(out, x, n);
+void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s) {
+  sum_squares_kernel<<<kSumBlocks, 256, 0, s>>>(scratch, x, n);
+  sum_all(out, scratch, kSumBlocks, s);
 }
 
 void adamw_update(float* p, bf16* pb, const float* g, float* m, float* v, std::int64_t n, float lr, float beta1, float beta2,

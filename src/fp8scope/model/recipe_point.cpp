@@ -1,6 +1,8 @@
 #include "fp8scope/model/recipe_point.hpp"
 
 #include "fp8scope/cpu/trainer.hpp"
+#include "fp8scope/model/fp8_point.hpp"
+#include "fp8scope/model/tap_summary.hpp"
 #include "fp8scope/model/train_point.hpp"
 
 #include <fmt/format.h>
@@ -14,17 +16,7 @@ using core::json;
 using K = core::ParamSpec::Kind;
 
 std::vector<core::ParamSpec> recipe_axes() {
-  std::vector<core::ParamSpec> axes = {
-      {"format", K::string, "hybrid", {"e4m3", "hybrid"}, 0, 0, "hybrid: E4M3 forward, E5M2 gradients"},
-      {"margin", K::integer, 0, {}, -32, 32, "scale = fp8_max / amax / 2^margin"},
-      {"amax_history_len", K::integer, 16, {}, 1, 1 << 16, ""},
-      {"amax_compute_algo", K::string, "max", {"max", "most_recent"}, 0, 0, ""},
-      {"scaling", K::string, "delayed", {"delayed", "current"}, 0, 0, ""},
-      {"saturation", K::string, "satfinite", {"satfinite", "nosat"}, 0, 0, "overflow clamps, or becomes NaN/inf"},
-      {"variant", K::string, "custom", {"custom", "fused", "fp8_attention"}, 0, 0,
-       "custom: BF16 LayerNorm then FP8 linear; fused: LayerNorm/GELU write FP8 (same numerics on the CPU); "
-       "fp8_attention: also Q, K, V, probabilities and the attention gradient in FP8"},
-  };
+  std::vector<core::ParamSpec> axes = fp8_axes();
   for (auto& a : train_axes()) axes.push_back(a);
   return axes;
 }
@@ -32,108 +24,108 @@ std::vector<core::ParamSpec> recipe_axes() {
 std::vector<core::ParamSpec> recipe_settings() {
   return {{"tap_points", K::integer, 50, {}, 2, 100000, "steps kept in each tensor's amax/scale history"},
           {"stop_at_onset", K::boolean, true, {}, 0, 0, "end a run at its first non-finite loss"},
-          {"onset_history", K::integer, 5, {}, 0, 1000, "steps of amax/scale kept before the NaN onset"}};
-}
-
-std::string check_recipe_point(const json& p, const json& env) {
-  if (p["backend"] != "cpu")
-    return "backend gpu needs the GPU FP8 model, which is not built yet; use backend cpu (the FP8-emulating reference)";
-  return check_train_point(train_point_from(p), env);
+          {"onset_history", K::integer, 5, {}, 0, 1000, "steps of amax/scale kept before the NaN onset"},
+          {"timing_warmup", K::integer, 3, {}, 0, 1000, "GPU: steps left out of the tokens/s statistics"}};
 }
 
 namespace {
-
-json downsample(const std::vector<double>& v, int points) {
-  json out = json::array();
-  const std::size_t stride = std::max<std::size_t>(1, (v.size() + std::size_t(points) - 1) / std::size_t(points));
-  for (std::size_t i = 0; i < v.size(); i += stride) out.push_back(v[i]);
-  return out;
+TrainPoint recipe_train_point(const json& p) {
+  TrainPoint tp = train_point_from(p);
+  tp.fp8 = fp8_config_from(p);
+  tp.cpu_fp8 = cpu_fp8_options_from(p);
+  return tp;
 }
 
+struct Twin {
+  std::vector<double> loss;
+  double tokens_per_s = 0;
+  core::Record failure;  // the twin's own failure, if it had one
+  bool ok = false;
+};
 }  // namespace
 
-std::function<core::Record(const json&, const std::string&)> make_recipe_point_fn(const json& settings) {
-  auto twins = std::make_shared<std::map<std::string, std::vector<double>>>();
-  return [settings, twins](const json& p, const std::string& key) {
+std::string check_recipe_point(const json& p, const json& env) {
+  if (auto e = check_fp8_point(p); !e.empty()) return e;
+  return check_train_point(recipe_train_point(p), env);
+}
+
+std::function<core::Record(const json&, const std::string&)> make_recipe_point_fn(const core::ProbeContext& ctx) {
+  auto twins = std::make_shared<std::map<std::string, Twin>>();
+  return [ctx, twins](const json& p, const std::string& key) {
+    const json& settings = ctx.settings;
     core::Record r = core::make_record(key, p, core::Outcome::ok);
-    const TrainPoint tp = train_point_from(p);
-    const cpu::TrainConfig cfg = cpu_train_config(tp);
-    // The high-precision twin: once per model, data, schedule and seed.
-    const std::string twin_key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", tp.model.vocab, tp.model.pad_vocab_to, tp.model.d_model,
-                                             tp.model.n_layer, tp.model.n_head, tp.model.tied, tp.seq_len, tp.batch, tp.steps, tp.lr,
-                                             tp.seed, tp.data);
-    auto& twin = (*twins)[twin_key];
-    if (twin.empty()) {
-      auto data = data_for(tp);
-      for (auto& s : cpu::train_cpu(cfg, *data)) twin.push_back(s.loss);
+    const TrainPoint tp = recipe_train_point(p);
+    const bool gpu = tp.backend == "gpu";
+    if (gpu && !core::env_has_gpu(ctx.env))
+      return core::make_record(key, p, core::Outcome::skipped, "no GPU: " + ctx.env.value("gpu_reason", std::string("?")));
+    const int warm = settings.value("timing_warmup", 3);
+    // The high-precision twin: once per backend, model, data, schedule and seed.
+    const std::string twin_key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", tp.backend, tp.model.vocab, tp.model.pad_vocab_to,
+                                             tp.model.d_model, tp.model.n_layer, tp.model.n_head, tp.model.tied, tp.seq_len, tp.batch,
+                                             tp.steps, tp.lr, tp.seed, tp.data);
+    Twin& twin = (*twins)[twin_key];
+    if (twin.loss.empty() && !twin.ok) {
+      if (gpu) {
+        GpuRun run;
+        core::Record tr = core::make_record(key, p, core::Outcome::ok);
+        json quiet = settings;
+        quiet["profile"] = false;
+        if (train_gpu_run(tp, nullptr, quiet, ctx.device, false, run, tr)) {
+          for (auto& s : run.rows) twin.loss.push_back(s.loss);
+          fill_train_record(tr, tp, run.rows, warm, 0.0);
+          twin.tokens_per_s = tr.data["metrics"]["tokens_per_s"];
+        }
+        twin.failure = tr;
+      } else {
+        auto data = data_for(tp);
+        for (auto& s : cpu::train_cpu(cpu_train_config(tp), *data)) twin.loss.push_back(s.loss);
+      }
+      twin.ok = !twin.loss.empty();
     }
-    cpu::Fp8Options opt;
-    opt.recipe.format = p["format"] == "e4m3" ? fp8::RecipeFormat::e4m3 : fp8::RecipeFormat::hybrid;
-    opt.recipe.margin = p["margin"];
-    opt.recipe.amax_history_len = p["amax_history_len"];
-    opt.recipe.amax_algo = p["amax_compute_algo"] == "max" ? fp8::AmaxAlgo::max : fp8::AmaxAlgo::most_recent;
-    opt.recipe.scaling = p["scaling"] == "delayed" ? fp8::Scaling::delayed : fp8::Scaling::current;
-    opt.overflow = p["saturation"] == "satfinite" ? fp8::Overflow::satfinite : fp8::Overflow::nosat;
-    opt.attention = p["variant"] == "fp8_attention";
-    cpu::Fp8Emulation fp8(opt);
-    auto data = data_for(tp);
-    const auto log = cpu::train_cpu(cfg, *data, &fp8, settings.value("stop_at_onset", true));
+    if (!twin.ok) {  // without a twin there is nothing to compare against: the twin's failure is the point's
+      r.outcome = twin.failure.outcome;
+      r.reason = "BF16 twin: " + twin.failure.reason;
+      return r;
+    }
 
     std::vector<StepRow> rows;
-    for (auto& s : log) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
-    fill_train_record(r, tp, rows, 1, 0.0);
+    std::vector<fp8::Tap> taps;
+    const bool stop = settings.value("stop_at_onset", true);
+    if (gpu) {
+      GpuRun run;
+      json quiet = settings;
+      quiet["profile"] = false;
+      if (!train_gpu_run(tp, &*tp.fp8, quiet, ctx.device, stop, run, r)) return r;
+      rows = std::move(run.rows);
+      taps = std::move(run.taps);
+    } else {
+      cpu::Fp8Emulation fp8(*tp.cpu_fp8);
+      auto data = data_for(tp);
+      for (auto& s : cpu::train_cpu(cpu_train_config(tp), *data, &fp8, stop)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
+      taps = fp8.taps();
+    }
+    fill_train_record(r, tp, rows, gpu ? warm : 1, 0.0);
     r.data.erase("init_loss_check");
-    r.data["twin_loss"] = twin;
+    r.data["twin_loss"] = twin.loss;
+    if (gpu && twin.tokens_per_s > 0) {
+      r.data["metrics"]["twin_tokens_per_s"] = twin.tokens_per_s;
+      r.data["metrics"]["speedup_vs_twin"] = r.data["metrics"]["tokens_per_s"].get<double>() / twin.tokens_per_s;
+    }
     // Loss gap to the twin over the steps both have finite losses.
     double gap_max = 0, gap_final = NAN;
-    for (std::size_t i = 0; i < log.size() && i < twin.size(); ++i) {
-      if (!std::isfinite(log[i].loss)) break;
-      const double g = log[i].loss - twin[i];
+    for (std::size_t i = 0; i < rows.size() && i < twin.loss.size(); ++i) {
+      if (!std::isfinite(rows[i].loss)) break;
+      const double g = rows[i].loss - twin.loss[i];
       gap_final = g;
       if (std::abs(g) > std::abs(gap_max)) gap_max = g;
     }
     r.data["metrics"]["loss_gap_final"] = gap_final;
     r.data["metrics"]["loss_gap_max"] = gap_max;
-    r.data["metrics"]["twin_loss_last"] = twin.back();
-
-    // Per tensor: amax and scale histories (downsampled) and saturation/underflow rates.
-    struct Hist {
-      std::vector<double> amax, scale, saturated;  // per step; saturated as a fraction
-      long long sat = 0, under = 0, n = 0;
-    };
-    std::map<std::string, Hist> hist;
-    for (const auto& t : fp8.taps()) {
-      if (t.scale == 0.0f) continue;  // only the quantised tensors have a recipe
-      auto& h = hist[fmt::format("{}.{}", t.layer, t.tensor)];
-      h.amax.push_back(t.amax);
-      h.scale.push_back(t.scale);
-      h.saturated.push_back(t.elements ? double(t.saturated) / double(t.elements) : 0.0);
-      h.sat += t.saturated, h.under += t.underflow, h.n += t.elements;
-    }
-    json taps = json::object();
-    const int points = settings.value("tap_points", 50);
-    for (auto& [name, h] : hist)
-      taps[name] = {{"amax", downsample(h.amax, points)},
-                    {"scale", downsample(h.scale, points)},
-                    {"saturated", downsample(h.saturated, points)},
-                    {"saturated_rate", h.n ? double(h.sat) / double(h.n) : 0.0},
-                    {"underflow_rate", h.n ? double(h.under) / double(h.n) : 0.0}};
-    r.data["taps"] = taps;
-
-    if (auto onset = fp8.nan_onset()) {
-      r.outcome = core::Outcome::nonfinite;
-      json before = json::array();
-      const int keep = settings.value("onset_history", 5);
-      for (const auto& t : fp8.taps())
-        if (t.layer == onset->layer && t.tensor == onset->tensor && t.step < onset->step && t.step >= onset->step - keep)
-          before.push_back({{"step", t.step}, {"amax", t.amax}, {"scale", t.scale}});
-      r.data["nan_onset"] = {{"step", onset->step}, {"layer", onset->layer},   {"tensor", onset->tensor},
-                             {"pass", onset->pass}, {"amax", onset->amax},     {"scale", onset->scale},
-                             {"saturated", onset->saturated}, {"before", before}};
-      r.reason = fmt::format("NaN at step {}, layer {}, {} ({})", onset->step, onset->layer, onset->tensor, onset->pass);
-    } else if (r.outcome == core::Outcome::nonfinite) {
-      r.data.erase("nan_onset");  // a non-finite loss without a tapped origin cannot happen; keep the loss's word
-    }
+    r.data["metrics"]["twin_loss_last"] = twin.loss.back();
+    r.data["taps"] = summarize_taps(taps, settings.value("tap_points", 50));
+    // Without a tapped origin (a GPU step whose observed tensors were not copied), the onset
+    // stays the one the loss gave.
+    record_nan_onset(r, taps, settings.value("onset_history", 5));
     return r;
   };
 }

@@ -1,14 +1,18 @@
-// probe_train's GPU backend: the CUDA model on the same data and schedule as the CPU one.
+// probe_train's and probe_recipe's GPU backend: the CUDA model on the same data and schedule
+// as the CPU one, in BF16 or FP8.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/runner.hpp"
+#include "fp8scope/core/stats.hpp"
 #include "fp8scope/model/data.hpp"
 #include "fp8scope/model/gpt_gpu.hpp"
 #include "fp8scope/model/schedule.hpp"
+#include "fp8scope/model/tap_summary.hpp"
 #include "fp8scope/model/train_point.hpp"
 
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 namespace fp8scope::model {
@@ -21,66 +25,115 @@ double peak_bf16_flops(const json& env) {
   if (name.find("H200") != std::string::npos || name.find("H100") != std::string::npos) return 989.4e12;
   return 0.0;
 }
+
+struct Trainer {
+  GpuGpt& gpt;
+  TokenSource& data;
+  const TrainPoint& p;
+  cudaStream_t stream;
+  LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
+  AdamWSettings adam;
+  std::vector<int> in, tg;
+
+  StepRow step(int i) {
+    data.next_batch(p.batch, p.seq_len, in, tg);
+    const auto t0 = std::chrono::steady_clock::now();
+    const float loss = gpt.forward(in.data(), tg.data());
+    gpt.backward();
+    const float norm = gpt.step(float(lr.at(i)), float(p.grad_clip), adam);
+    FP8S_CUDA(cudaStreamSynchronize(stream));
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return {loss, norm, lr.at(i), ms};
+  }
+};
 }  // namespace
 
-void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, int device, core::Record& r) {
+bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& settings, int device, bool stop_at_nonfinite,
+                   GpuRun& out, core::Record& r) {
+  cudaStream_t stream = nullptr;
   try {
     FP8S_CUDA(cudaSetDevice(device));
     std::size_t free0 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
-    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len);
+    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len) +
+                        (fp8 ? gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, fp8->attention()) : 0.0);
     if (need > 0.95 * double(free0)) {
       r.outcome = core::Outcome::oom;
       r.reason = fmt::format("needs about {:.1f} GiB, {:.1f} GiB free", need / (1 << 30), double(free0) / (1 << 30));
-      return;
+      return false;
     }
-    cudaStream_t stream;
     FP8S_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
     r.data["data"] = data->describe();
     {
-      GpuGpt gpt(p.model, p.batch, p.seq_len, stream);
+      GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8);
       gpt.set_params(init_params(p.model, std::uint64_t(p.seed)));
       std::size_t free1 = 0;
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));
-      const LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
-      AdamWSettings adam;
-      adam.weight_decay = float(p.weight_decay);
-      std::vector<int> in, tg;
-      std::vector<StepRow> rows;
+      out.device_mib = double(free0 - free1) / (1 << 20);
+      Trainer tr{gpt, *data, p, stream};
+      tr.adam.weight_decay = float(p.weight_decay);
       for (int step = 0; step < p.steps; ++step) {
-        data->next_batch(p.batch, p.seq_len, in, tg);
-        const auto t0 = std::chrono::steady_clock::now();
-        const float loss = gpt.forward(in.data(), tg.data());
-        gpt.backward();
-        const float norm = gpt.step(float(lr.at(step)), float(p.grad_clip), adam);
-        FP8S_CUDA(cudaStreamSynchronize(stream));
-        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        rows.push_back({loss, norm, lr.at(step), ms});
+        out.rows.push_back(tr.step(step));
+        if (stop_at_nonfinite && !std::isfinite(out.rows.back().loss)) break;
       }
-      fill_train_record(r, p, rows, settings.value("timing_warmup", 3), peak_bf16_flops(env));
-      r.data["metrics"]["device_mib"] = double(free0 - free1) / (1 << 20);
-      if (settings.value("profile", true)) {
+      if (gpt.fp8()) out.taps = gpt.fp8()->taps();
+      const bool finished = std::isfinite(out.rows.back().loss);
+      if (finished && settings.value("profile", true)) {
         // One more step with events between the phases: where the time goes, per layer type.
         gpt.set_profiling(true);
-        data->next_batch(p.batch, p.seq_len, in, tg);
-        gpt.forward(in.data(), tg.data());
-        gpt.backward();
-        gpt.step(float(lr.at(p.steps)), float(p.grad_clip), adam);
-        json split = json::object();
-        for (auto& [phase, ms] : gpt.last_profile()) split[phase] = ms;
-        r.data["time_split_ms"] = split;
+        tr.step(p.steps - 1);
+        for (auto& [phase, ms] : gpt.last_profile()) out.time_split[phase] = ms;
+        gpt.set_profiling(false);
+      }
+      const int k = settings.value("taps_overhead_steps", 0);
+      if (fp8 && finished && k > 0) {
+        // Taps every step against taps off, alternating so that clocks and data drift alike.
+        std::vector<double> on, off;
+        for (int i = 0; i < 2 * k; ++i) {
+          gpt.set_tap_interval(i % 2 == 0 ? 1 : 0);
+          (i % 2 == 0 ? on : off).push_back(tr.step(p.steps - 1).ms);
+        }
+        const auto son = core::compute_stats(on), soff = core::compute_stats(off);
+        out.taps_overhead = {{"steps_each", k},
+                             {"ms_taps_every_step", son.median},
+                             {"ms_taps_off", soff.median},
+                             {"overhead", son.median / soff.median - 1.0},
+                             {"rel_iqr_on", son.rel_iqr},
+                             {"rel_iqr_off", soff.rel_iqr}};
       }
     }
     FP8S_CUDA(cudaStreamDestroy(stream));
+    return true;
   } catch (const core::CudaError& e) {
     r.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
     r.reason = e.what();
     if (!e.is_oom()) core::request_worker_restart();
+  } catch (const GemmRefused& e) {
+    // An availability finding, not a crash: e.g. the FP8 LM head's dgrad for a vocabulary
+    // that is not a multiple of 16.
+    r.outcome = e.outcome;
+    r.reason = e.what();
+    r.data["failed_at_step"] = int(out.rows.size());
   } catch (const std::runtime_error& e) {
     r.outcome = core::Outcome::crashed;
     r.reason = e.what();
     core::request_worker_restart();
+  }
+  if (stream) cudaStreamDestroy(stream);
+  return false;
+}
+
+void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, int device, core::Record& r) {
+  GpuRun run;
+  if (!train_gpu_run(p, p.fp8 ? &*p.fp8 : nullptr, settings, device, false, run, r)) return;
+  fill_train_record(r, p, run.rows, settings.value("timing_warmup", 3), peak_bf16_flops(env));
+  r.data["metrics"]["device_mib"] = run.device_mib;
+  if (!run.time_split.empty()) r.data["time_split_ms"] = run.time_split;
+  if (p.fp8) {
+    r.data["taps"] = summarize_taps(run.taps, settings.value("tap_points", 50));
+    record_nan_onset(r, run.taps, settings.value("onset_history", 5));
+    if (!run.taps_overhead.is_null()) r.data["taps_overhead"] = run.taps_overhead;
   }
 }
 

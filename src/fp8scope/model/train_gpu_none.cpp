@@ -3,9 +3,19 @@
 
 namespace fp8scope::model {
 
+namespace {
+constexpr const char* kNoCuda = "fp8scope was built without CUDA: the GPU backend is not available";
+}
+
+bool train_gpu_run(const TrainPoint&, const Fp8ModelConfig*, const core::json&, int, bool, GpuRun&, core::Record& r) {
+  r.outcome = core::Outcome::skipped;
+  r.reason = kNoCuda;
+  return false;
+}
+
 void train_on_gpu(const TrainPoint&, const core::json&, const core::json&, int, core::Record& r) {
   r.outcome = core::Outcome::skipped;
-  r.reason = "fp8scope was built without CUDA: the GPU backend is not available";
+  r.reason = kNoCuda;
 }
 
 }  // namespace fp8scope::model

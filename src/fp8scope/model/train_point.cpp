@@ -3,6 +3,8 @@
 #include "fp8scope/core/stats.hpp"
 #include "fp8scope/cpu/trainer.hpp"
 #include "fp8scope/model/data.hpp"
+#include "fp8scope/model/fp8_point.hpp"
+#include "fp8scope/model/tap_summary.hpp"
 
 #include <fmt/format.h>
 
@@ -36,10 +38,22 @@ std::vector<core::ParamSpec> train_axes() {
   };
 }
 
+std::vector<core::ParamSpec> probe_train_axes() {
+  auto axes = train_axes();
+  axes.push_back({"precision", K::string, "bf16", {"bf16", "fp8"}, 0, 0,
+                  "bf16; fp8: the linears (fp8_linears) in FP8 under the recipe fields below"});
+  for (auto& a : fp8_axes()) axes.push_back(a);
+  return axes;
+}
+
 std::vector<core::ParamSpec> train_settings() {
   return {{"timing_warmup", K::integer, 3, {}, 0, 1000, "steps left out of the step-time statistics"},
           {"profile", K::boolean, true, {}, 0, 0, "one extra profiled step: GPU time per layer type"},
-          {"token_dtype", K::string, "auto", {"auto", "u16", "u32"}, 0, 0, "token file element type"}};
+          {"token_dtype", K::string, "auto", {"auto", "u16", "u32"}, 0, 0, "token file element type"},
+          {"taps_overhead_steps", K::integer, 10, {}, 0, 10000,
+           "FP8 on the GPU: after the run, this many steps each with taps every step and with taps off, alternating"},
+          {"tap_points", K::integer, 50, {}, 2, 100000, "FP8: steps kept in each tensor's amax/scale history"},
+          {"onset_history", K::integer, 5, {}, 0, 1000, "FP8: steps of amax/scale kept before a NaN onset"}};
 }
 
 TrainPoint train_point_from(const json& p) {
@@ -62,6 +76,10 @@ TrainPoint train_point_from(const json& p) {
   t.weight_decay = p["weight_decay"];
   t.grad_clip = p["grad_clip"];
   t.data = p["data"];
+  if (p.value("precision", std::string()) == "fp8") {
+    t.fp8 = fp8_config_from(p);
+    t.cpu_fp8 = cpu_fp8_options_from(p);
+  }
   return t;
 }
 
@@ -72,10 +90,11 @@ double train_flops_per_step(const GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
-  if (p.backend == "gpu" && p.model.d_model > 1024)
-    return fmt::format("d_model={} is above 1024, the widest the GPU LayerNorm backward supports", p.model.d_model);
+  if (p.backend == "gpu" && (p.model.d_model > 1024 || p.model.d_model % 8 != 0))
+    return fmt::format("d_model={}: the GPU LayerNorm backward needs a multiple of 8, at most 1024", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
-    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len);
+    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len) +
+                        (p.fp8 ? gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, p.fp8->attention()) : 0.0);
     const double have = double(env["gpu"].value("memory_mib", 0)) * (1 << 20);
     if (need > 0.95 * have)
       return fmt::format("needs about {:.1f} GiB of device memory; the GPU ({}) has {:.1f} GiB", need / (1 << 30),
@@ -166,8 +185,14 @@ core::Record run_train_point(const TrainPoint& p, const json& settings, const js
   auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
   r.data["data"] = data->describe();
   std::vector<StepRow> rows;
-  for (auto& s : cpu::train_cpu(cpu_train_config(p), *data)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
+  std::optional<cpu::Fp8Emulation> fp8;
+  if (p.cpu_fp8) fp8.emplace(*p.cpu_fp8);
+  for (auto& s : cpu::train_cpu(cpu_train_config(p), *data, fp8 ? &*fp8 : nullptr)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
   fill_train_record(r, p, rows, settings.value("timing_warmup", 3), 0.0);
+  if (fp8) {
+    r.data["taps"] = summarize_taps(fp8->taps(), settings.value("tap_points", 50));
+    record_nan_onset(r, fp8->taps(), settings.value("onset_history", 5));
+  }
   return r;
 }
 

@@ -6,14 +6,20 @@
 #include "fp8scope/core/record.hpp"
 #include "fp8scope/cpu/trainer.hpp"
 #include "fp8scope/model/data.hpp"
+#include "fp8scope/fp8/tap.hpp"
+#include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace fp8scope::model {
 
+// The model, data and schedule axes (shared with probe_recipe).
 std::vector<core::ParamSpec> train_axes();
+// probe_train's: train_axes() plus precision (bf16 / fp8) and the FP8 fields.
+std::vector<core::ParamSpec> probe_train_axes();
 std::vector<core::ParamSpec> train_settings();
 
 struct TrainPoint {
@@ -22,6 +28,10 @@ struct TrainPoint {
   int batch, seq_len, steps, warmup, seed;
   double lr, min_lr, weight_decay, grad_clip;
   std::string data;
+  // FP8 training (probe_train with precision fp8, every probe_recipe run): the GPU model's
+  // settings and the CPU emulation's.
+  std::optional<Fp8ModelConfig> fp8;
+  std::optional<cpu::Fp8Options> cpu_fp8;
 };
 TrainPoint train_point_from(const core::json& point);
 
@@ -48,5 +58,19 @@ struct StepRow {
 };
 void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<StepRow>& steps, int timing_warmup,
                        double peak_flops);
+
+// One GPU training run (BF16 when fp8 is null): the step log, the taps, the profile.
+struct GpuRun {
+  std::vector<StepRow> rows;
+  std::vector<fp8::Tap> taps;
+  core::json time_split = core::json::object();
+  core::json taps_overhead;  // FP8 runs with settings.taps_overhead_steps > 0
+  double device_mib = 0;
+};
+// Trains p on the GPU; false when the run could not go on (out of memory, a GEMM cuBLASLt
+// refuses, a CUDA error), with r.outcome and r.reason set. Host-only builds: always false,
+// outcome skipped.
+bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
+                   GpuRun& out, core::Record& r);
 
 }  // namespace fp8scope::model

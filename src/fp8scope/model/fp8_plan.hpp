@@ -1,0 +1,73 @@
+#pragma once
+// What the GPU model does in FP8 and what it taps: the FP8 settings of a run and the list of
+// tapped tensors (slots) in execution order. Host-only, so the plan is tested without a GPU.
+#include "fp8scope/fp8/recipe.hpp"
+#include "fp8scope/model/gpt_config.hpp"
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace fp8scope::model {
+
+// The seed's three models: custom (BF16 LayerNorm, then an FP8 linear), fused (LayerNorm and
+// GELU write the FP8 tensor of the next GEMM), fp8_attention (fused, plus QK^T and
+// probabilities-times-V in FP8).
+enum class Fp8Variant { custom, fused, fp8_attention };
+std::optional<Fp8Variant> parse_variant(const std::string& s);
+std::string to_string(Fp8Variant v);
+
+inline const std::vector<std::string>& linear_names() {
+  static const std::vector<std::string> names = {"qkv", "proj", "fc1", "fc2", "lm_head"};
+  return names;
+}
+
+struct Fp8ModelConfig {
+  fp8::RecipeConfig recipe;
+  fp8::Overflow overflow = fp8::Overflow::satfinite;
+  Fp8Variant variant = Fp8Variant::custom;
+  std::set<std::string> linears = {"qkv", "proj", "fc1", "fc2", "lm_head"};  // which GEMMs run in FP8
+  // Hopper fast accumulation per GEMM role; TransformerEngine's default: fprop on, dgrad and
+  // wgrad off.
+  bool fast_accum_fprop = true, fast_accum_dgrad = false, fast_accum_wgrad = false;
+  // Taps are copied to the host every tap_interval steps (and at step 0); 0 = never. The
+  // quantised tensors' statistics feed the recipe every step regardless.
+  int tap_interval = 1;
+  // Test hook: (layer, tensor) -> factor on that tensor's scale, to plant overflows.
+  std::map<std::pair<int, std::string>, float> planted_scale;
+
+  bool fp8(const std::string& linear) const { return linears.count(linear) > 0; }
+  // The fused variants write FP8 from the LayerNorm/GELU only under delayed scaling: current
+  // scaling needs the tensor's amax before its cast, so it takes the unfused path.
+  bool fuse_into(const std::string& linear) const {
+    return variant != Fp8Variant::custom && recipe.scaling == fp8::Scaling::delayed && fp8(linear);
+  }
+  bool attention() const { return variant == Fp8Variant::fp8_attention; }
+};
+
+// "" or one line naming what is wrong with a list of FP8 linears ("qkv,fc1", "all", "none").
+std::string parse_linears(const std::string& s, std::set<std::string>& out);
+
+struct TapSlot {
+  int layer;  // -1: outside the blocks
+  std::string tensor, pass;
+  std::optional<fp8::Format> format;  // quantised tensors: the FP8 format; observed: none
+  std::int64_t elements;
+};
+
+class TapPlan {
+ public:
+  TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f);
+  const std::vector<TapSlot>& slots() const { return slots_; }
+  // The slot of (layer, tensor), or -1 when this run does not have it.
+  int index(int layer, const std::string& tensor) const;
+
+ private:
+  void add(int layer, const std::string& tensor, const std::string& pass, std::optional<fp8::Format> f, std::int64_t n);
+  std::vector<TapSlot> slots_;
+  std::map<std::pair<int, std::string>, int> index_;
+};
+
+}  // namespace fp8scope::model

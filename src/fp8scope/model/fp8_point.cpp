@@ -1,0 +1,65 @@
+#include "fp8scope/model/fp8_point.hpp"
+
+namespace fp8scope::model {
+using core::json;
+using K = core::ParamSpec::Kind;
+
+std::vector<core::ParamSpec> fp8_axes() {
+  return {
+      {"format", K::string, "hybrid", {"e4m3", "hybrid"}, 0, 0, "hybrid: E4M3 forward, E5M2 gradients"},
+      {"margin", K::integer, 0, {}, -32, 32, "scale = fp8_max / amax / 2^margin"},
+      {"amax_history_len", K::integer, 16, {}, 1, 1 << 16, ""},
+      {"amax_compute_algo", K::string, "max", {"max", "most_recent"}, 0, 0, ""},
+      {"scaling", K::string, "delayed", {"delayed", "current"}, 0, 0, ""},
+      {"saturation", K::string, "satfinite", {"satfinite", "nosat"}, 0, 0, "overflow clamps, or becomes NaN/inf"},
+      {"variant", K::string, "custom", {"custom", "fused", "fp8_attention"}, 0, 0,
+       "custom: BF16 LayerNorm then FP8 linear; fused: LayerNorm/GELU write FP8 (same numerics on the CPU); "
+       "fp8_attention: also Q, K, V, probabilities and the attention gradient in FP8"},
+      {"fp8_linears", K::string, "all", {}, 0, 0, "linears in FP8: all, none, or a list like qkv,proj,fc1,fc2,lm_head"},
+      {"fast_accum", K::string, "fprop", {"fprop", "all", "none"}, 0, 0,
+       "Hopper fast accumulation: fprop only (TransformerEngine's choice), every FP8 GEMM, or none"},
+      {"tap_interval", K::integer, 1, {}, 0, 1e7, "GPU: copy every tensor's taps each k-th step (0: quantised tensors only)"},
+  };
+}
+
+std::string check_fp8_point(const json& p) {
+  std::set<std::string> linears;
+  if (auto e = parse_linears(p.value("fp8_linears", std::string("all")), linears); !e.empty()) return "fp8_linears: " + e;
+  return "";
+}
+
+namespace {
+fp8::RecipeConfig recipe_from(const json& p) {
+  fp8::RecipeConfig r;
+  r.format = p["format"] == "e4m3" ? fp8::RecipeFormat::e4m3 : fp8::RecipeFormat::hybrid;
+  r.margin = p["margin"];
+  r.amax_history_len = p["amax_history_len"];
+  r.amax_algo = p["amax_compute_algo"] == "max" ? fp8::AmaxAlgo::max : fp8::AmaxAlgo::most_recent;
+  r.scaling = p["scaling"] == "delayed" ? fp8::Scaling::delayed : fp8::Scaling::current;
+  return r;
+}
+}  // namespace
+
+Fp8ModelConfig fp8_config_from(const json& p) {
+  Fp8ModelConfig f;
+  f.recipe = recipe_from(p);
+  f.overflow = p["saturation"] == "satfinite" ? fp8::Overflow::satfinite : fp8::Overflow::nosat;
+  f.variant = parse_variant(p["variant"]).value_or(Fp8Variant::custom);
+  parse_linears(p.value("fp8_linears", std::string("all")), f.linears);
+  const std::string fa = p.value("fast_accum", std::string("fprop"));
+  f.fast_accum_fprop = fa != "none";
+  f.fast_accum_dgrad = f.fast_accum_wgrad = fa == "all";
+  f.tap_interval = p.value("tap_interval", 1);
+  return f;
+}
+
+cpu::Fp8Options cpu_fp8_options_from(const json& p) {
+  cpu::Fp8Options o;
+  o.recipe = recipe_from(p);
+  o.overflow = p["saturation"] == "satfinite" ? fp8::Overflow::satfinite : fp8::Overflow::nosat;
+  o.attention = p["variant"] == "fp8_attention";
+  parse_linears(p.value("fp8_linears", std::string("all")), o.linears);
+  return o;
+}
+
+}  // namespace fp8scope::model

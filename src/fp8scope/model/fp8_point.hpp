@@ -1,0 +1,20 @@
+#pragma once
+// The FP8 fields of a sweep point (recipe, saturation, variant, which linears, fast
+// accumulation, tap interval), shared by probe_train (precision fp8) and probe_recipe, and
+// their translation into the GPU model's Fp8ModelConfig and the CPU emulation's Fp8Options.
+#include "fp8scope/core/config.hpp"
+#include "fp8scope/cpu/fp8_emulation.hpp"
+#include "fp8scope/model/fp8_plan.hpp"
+
+#include <vector>
+
+namespace fp8scope::model {
+
+std::vector<core::ParamSpec> fp8_axes();
+
+// "" or one line naming the bad field.
+std::string check_fp8_point(const core::json& p);
+Fp8ModelConfig fp8_config_from(const core::json& p);
+cpu::Fp8Options cpu_fp8_options_from(const core::json& p);
+
+}  // namespace fp8scope::model

@@ -1,0 +1,69 @@
+#include "fp8scope/model/fp8_runtime.hpp"
+
+namespace fp8scope::model {
+
+namespace {
+std::vector<std::optional<fp8::Format>> formats_of(const TapPlan& p) {
+  std::vector<std::optional<fp8::Format>> out;
+  for (const auto& s : p.slots()) out.push_back(s.format);
+  return out;
+}
+std::vector<float> planted_of(const TapPlan& p, const Fp8ModelConfig& f) {
+  std::vector<float> out(p.slots().size(), 1.0f);
+  for (const auto& [key, factor] : f.planted_scale)
+    if (int i = p.index(key.first, key.second); i >= 0) out[std::size_t(i)] = factor;
+  return out;
+}
+}  // namespace
+
+Fp8Runtime::Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s)
+    : cfg_(f),
+      plan_(cfg, B, T, f),
+      stream_(s),
+      stats_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(fp8::CastStats)),
+      tmp_(sizeof(fp8::CastStats)),
+      bank_(f.recipe, formats_of(plan_), planted_of(plan_, f), s),
+      host_stats_(plan_.slots().size()),
+      host_scales_(plan_.slots().size()) {}
+
+void Fp8Runtime::begin_step() {
+  recording_ = cfg_.tap_interval > 0 && step_ % cfg_.tap_interval == 0;
+  FP8S_CUDA(cudaMemsetAsync(stats_.get(), 0, stats_.size(), stream_));
+}
+
+void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) {
+  if (cfg_.recipe.scaling != fp8::Scaling::current) return;
+  FP8S_CUDA(cudaMemsetAsync(tmp_.get(), 0, tmp_.size(), stream_));
+  fp8::tensor_stats(x, n, tmp_.as<fp8::CastStats>(), stream_);
+  bank_.update_one(slot, tmp_.as<fp8::CastStats>(), stream_);
+}
+
+void Fp8Runtime::observe(int layer, const char* tensor, const __nv_bfloat16* x, std::int64_t n) {
+  if (!recording_) return;
+  if (int i = slot(layer, tensor); i >= 0) fp8::tensor_stats(x, n, stats(i), stream_);
+}
+void Fp8Runtime::observe(int layer, const char* tensor, const float* x, std::int64_t n) {
+  if (!recording_) return;
+  if (int i = slot(layer, tensor); i >= 0) fp8::tensor_stats(x, n, stats(i), stream_);
+}
+
+void Fp8Runtime::end_step() {
+  const std::size_t n = plan_.slots().size();
+  if (n) {
+    FP8S_CUDA(cudaMemcpyAsync(host_stats_.data(), stats_.get(), n * sizeof(fp8::CastStats), cudaMemcpyDeviceToHost, stream_));
+    FP8S_CUDA(cudaMemcpyAsync(host_scales_.data(), bank_.scales(), n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  }
+  if (cfg_.recipe.scaling == fp8::Scaling::delayed) bank_.update_all(stats_.as<fp8::CastStats>(), stream_);
+  FP8S_CUDA(cudaStreamSynchronize(stream_));
+  for (std::size_t i = 0; i < n; ++i) {
+    const TapSlot& s = plan_.slots()[i];
+    if (!s.format && !recording_) continue;
+    const fp8::CastStats& st = host_stats_[i];
+    taps_.push_back({step_, s.layer, s.tensor, s.pass, double(st.amax), s.format ? host_scales_[i] : 0.0f,
+                     (long long)(s.format ? st.nonfinite_out : st.nonfinite), (long long)st.saturated, (long long)st.underflow,
+                     (long long)s.elements});
+  }
+  ++step_;
+}
+
+}  // namespace fp8scope::model

@@ -1,0 +1,63 @@
+#pragma once
+// The GPU model's FP8 state for one run: the tap plan, the per-slot cast statistics (zeroed
+// each step, written by the casts and the observing kernels), the recipe (ScalerBank), and
+// the taps copied back to the host. CUDA builds only.
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/fp8/scaler_bank.cuh"
+#include "fp8scope/fp8/tap.hpp"
+#include "fp8scope/model/fp8_plan.hpp"
+
+#include <cuda_bf16.h>
+
+#include <memory>
+#include <vector>
+
+namespace fp8scope::model {
+
+class Fp8Runtime {
+ public:
+  Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s);
+
+  const Fp8ModelConfig& config() const { return cfg_; }
+  const TapPlan& plan() const { return plan_; }
+  int slot(int layer, const std::string& tensor) const { return plan_.index(layer, tensor); }
+
+  // Start of a step: statistics zeroed; the observing kernels run on recorded steps only.
+  void begin_step();
+  bool recording() const { return recording_; }
+  void set_tap_interval(int k) { cfg_.tap_interval = k; }
+
+  // Before the cast of a slot: under current scaling, measure the tensor and set the slot's
+  // scale from its own amax; under delayed scaling nothing (the scale is last step's).
+  void prepare(int slot, const __nv_bfloat16* x, std::int64_t n);
+  const float* scale(int slot) const { return bank_.scale(slot); }
+  const float* scale_inv(int slot) const { return bank_.scale_inv(slot); }
+  fp8::CastStats* stats(int slot) const { return stats_.as<fp8::CastStats>() + slot; }
+  fp8::Format format(int slot) const { return *plan_.slots()[std::size_t(slot)].format; }
+  fp8::Overflow overflow() const { return cfg_.overflow; }
+
+  // Taps of tensors that stay in high precision (no-ops when not recording or not planned).
+  void observe(int layer, const char* tensor, const __nv_bfloat16* x, std::int64_t n);
+  void observe(int layer, const char* tensor, const float* x, std::int64_t n);
+
+  // End of a step (after backward): copies the statistics and the scales the casts used to
+  // the host and appends this step's taps (quantised slots every step, observed slots on
+  // recorded steps), then, under delayed scaling, updates every scale for the next step.
+  void end_step();
+  int step() const { return step_; }
+  const std::vector<fp8::Tap>& taps() const { return taps_; }
+
+ private:
+  Fp8ModelConfig cfg_;
+  TapPlan plan_;
+  cudaStream_t stream_;
+  core::DeviceBuffer stats_, tmp_;
+  fp8::ScalerBank bank_;
+  std::vector<fp8::CastStats> host_stats_;
+  std::vector<float> host_scales_;
+  std::vector<fp8::Tap> taps_;
+  int step_ = 0;
+  bool recording_ = false;
+};
+
+}  // namespace fp8scope::model
