@@ -102,12 +102,14 @@ TEST_P(ScalerBankMirror, EqualsTensorScalerBitForBit) {
       host[i].update(st[i].nonfinite ? NAN : st[i].amax);
       want.push_back(formats[i] ? host[i].scale() * planted[i] : 1.0f);
     }
-    std::vector<float> got(formats.size()), inv(formats.size());
+    const std::size_t k = fp8::ScalerBank::kStride;
+    std::vector<float> got(formats.size() * k), inv(formats.size() * k);
     FP8S_CUDA(cudaMemcpy(got.data(), bank.scales(), got.size() * 4, cudaMemcpyDeviceToHost));
     FP8S_CUDA(cudaMemcpy(inv.data(), bank.scale_inv(0), inv.size() * 4, cudaMemcpyDeviceToHost));
     for (std::size_t i = 0; i < st.size(); ++i) {
-      ASSERT_EQ(bits(got[i]), bits(want[i])) << "step " << step << " slot " << i << ": " << got[i] << " vs " << want[i];
-      ASSERT_EQ(bits(inv[i]), bits(1.0f / want[i])) << "step " << step << " slot " << i;
+      ASSERT_EQ(std::uintptr_t(bank.scale_inv(int(i))) % 16, 0u);  // cuBLASLt's requirement
+      ASSERT_EQ(bits(got[i * k]), bits(want[i])) << "step " << step << " slot " << i << ": " << got[i] << " vs " << want[i];
+      ASSERT_EQ(bits(inv[i * k]), bits(1.0f / want[i])) << "step " << step << " slot " << i;
     }
   }
 }

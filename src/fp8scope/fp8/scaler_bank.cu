@@ -43,8 +43,8 @@ __device__ void update_slot(const BankView& v, int i, const CastStats& st) {
     if (isinf(s)) s = FLT_MAX;
     v.scale[i] = s;
   }
-  v.scale_use[i] = v.scale[i] * v.planted[i];
-  v.scale_inv[i] = 1.0f / v.scale_use[i];
+  v.scale_use[i * ScalerBank::kStride] = v.scale[i] * v.planted[i];
+  v.scale_inv[i * ScalerBank::kStride] = 1.0f / v.scale_use[i * ScalerBank::kStride];
 }
 
 __global__ void update_all_kernel(BankView v, const CastStats* stats, int n) {
@@ -62,24 +62,25 @@ ScalerBank::ScalerBank(const RecipeConfig& cfg, const std::vector<std::optional<
   if (cfg_.scaling == Scaling::current) cfg_.amax_history_len = 1;
   len_ = cfg_.amax_history_len < 1 ? 1 : cfg_.amax_history_len;
   const std::size_t n = formats.empty() ? 1 : formats.size();
-  std::vector<float> fmax(n, 0.0f), ones(n, 1.0f), plant(n, 1.0f), inv(n, 1.0f);
+  const std::size_t k = kStride;
+  std::vector<float> fmax(n, 0.0f), ones(n, 1.0f), plant(n, 1.0f), use(n * k, 1.0f), inv(n * k, 1.0f);
   for (std::size_t i = 0; i < formats.size(); ++i) {
     if (formats[i]) fmax[i] = info(*formats[i]).max;
-    if (i < planted.size()) plant[i] = planted[i], inv[i] = 1.0f / planted[i];
+    if (i < planted.size()) plant[i] = planted[i], use[i * k] = planted[i], inv[i * k] = 1.0f / planted[i];
   }
   history_ = core::DeviceBuffer(n * std::size_t(len_) * sizeof(float));
   count_ = core::DeviceBuffer(n * sizeof(int));
   fmax_ = core::DeviceBuffer(n * sizeof(float));
   scale_ = core::DeviceBuffer(n * sizeof(float));
-  scale_use_ = core::DeviceBuffer(n * sizeof(float));
-  scale_inv_ = core::DeviceBuffer(n * sizeof(float));
+  scale_use_ = core::DeviceBuffer(n * k * sizeof(float));
+  scale_inv_ = core::DeviceBuffer(n * k * sizeof(float));
   planted_ = core::DeviceBuffer(n * sizeof(float));
   FP8S_CUDA(cudaMemsetAsync(history_.get(), 0, history_.size(), s));
   FP8S_CUDA(cudaMemsetAsync(count_.get(), 0, count_.size(), s));
   FP8S_CUDA(cudaMemcpyAsync(fmax_.get(), fmax.data(), n * sizeof(float), cudaMemcpyHostToDevice, s));
   FP8S_CUDA(cudaMemcpyAsync(scale_.get(), ones.data(), n * sizeof(float), cudaMemcpyHostToDevice, s));
-  FP8S_CUDA(cudaMemcpyAsync(scale_use_.get(), plant.data(), n * sizeof(float), cudaMemcpyHostToDevice, s));
-  FP8S_CUDA(cudaMemcpyAsync(scale_inv_.get(), inv.data(), n * sizeof(float), cudaMemcpyHostToDevice, s));
+  FP8S_CUDA(cudaMemcpyAsync(scale_use_.get(), use.data(), n * k * sizeof(float), cudaMemcpyHostToDevice, s));
+  FP8S_CUDA(cudaMemcpyAsync(scale_inv_.get(), inv.data(), n * k * sizeof(float), cudaMemcpyHostToDevice, s));
   FP8S_CUDA(cudaMemcpyAsync(planted_.get(), plant.data(), n * sizeof(float), cudaMemcpyHostToDevice, s));
   FP8S_CUDA(cudaStreamSynchronize(s));  // the host vectors go out of scope
 }

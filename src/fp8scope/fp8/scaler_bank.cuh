@@ -28,9 +28,12 @@ class ScalerBank {
   // its cast).
   void update_one(int slot, const CastStats* stats, cudaStream_t s);
 
-  const float* scale(int slot) const { return scale_use_.as<float>() + slot; }
-  const float* scale_inv(int slot) const { return scale_inv_.as<float>() + slot; }
-  const float* scales() const { return scale_use_.as<float>(); }  // [slots], as the casts use them
+  // cuBLASLt reads the dequantisation scales through pointers that must be 16-byte aligned
+  // (it refuses the matmul otherwise), so every slot's scales are kStride floats apart.
+  static constexpr int kStride = 4;
+  const float* scale(int slot) const { return scale_use_.as<float>() + slot * kStride; }
+  const float* scale_inv(int slot) const { return scale_inv_.as<float>() + slot * kStride; }
+  const float* scales() const { return scale_use_.as<float>(); }  // [slots * kStride], as the casts use them
   int slots() const { return n_; }
   const RecipeConfig& config() const { return cfg_; }
 

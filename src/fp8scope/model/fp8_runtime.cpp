@@ -24,7 +24,7 @@ Fp8Runtime::Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig&
       tmp_(sizeof(fp8::CastStats)),
       bank_(f.recipe, formats_of(plan_), planted_of(plan_, f), s),
       host_stats_(plan_.slots().size()),
-      host_scales_(plan_.slots().size()) {}
+      host_scales_(plan_.slots().size() * fp8::ScalerBank::kStride) {}
 
 void Fp8Runtime::begin_step() {
   recording_ = cfg_.tap_interval > 0 && step_ % cfg_.tap_interval == 0;
@@ -51,7 +51,7 @@ void Fp8Runtime::end_step() {
   const std::size_t n = plan_.slots().size();
   if (n) {
     FP8S_CUDA(cudaMemcpyAsync(host_stats_.data(), stats_.get(), n * sizeof(fp8::CastStats), cudaMemcpyDeviceToHost, stream_));
-    FP8S_CUDA(cudaMemcpyAsync(host_scales_.data(), bank_.scales(), n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    FP8S_CUDA(cudaMemcpyAsync(host_scales_.data(), bank_.scales(), host_scales_.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   }
   if (cfg_.recipe.scaling == fp8::Scaling::delayed) bank_.update_all(stats_.as<fp8::CastStats>(), stream_);
   FP8S_CUDA(cudaStreamSynchronize(stream_));
@@ -59,7 +59,7 @@ void Fp8Runtime::end_step() {
     const TapSlot& s = plan_.slots()[i];
     if (!s.format && !recording_) continue;
     const fp8::CastStats& st = host_stats_[i];
-    taps_.push_back({step_, s.layer, s.tensor, s.pass, double(st.amax), s.format ? host_scales_[i] : 0.0f,
+    taps_.push_back({step_, s.layer, s.tensor, s.pass, double(st.amax), s.format ? host_scales_[i * fp8::ScalerBank::kStride] : 0.0f,
                      (long long)(s.format ? st.nonfinite_out : st.nonfinite), (long long)st.saturated, (long long)st.underflow,
                      (long long)s.elements});
   }
