@@ -108,8 +108,8 @@ def main():
     first = True
     for rec in ours["records"]:
         p = rec["params"]
-        if p.get("backend") != "gpu":
-            continue
+        if p.get("backend") != "gpu" or p.get("precision", "bf16") != "bf16":
+            continue  # the peer trains in BF16 only (an FP8 peer needs TransformerEngine)
         compile_this = not args.no_compile and (first or not args.compile_first)
         first = False
         for mode in ([False, True] if compile_this else [False]):
