@@ -80,35 +80,47 @@ TEST_P(CastGpu, QuantizeMatchesHostCodecAndCounts) {
   EXPECT_GT(hs.underflow, 0u);
 }
 
+// Shapes: one the generic kernel takes (77 columns), and the tiled fast path (multiples of 8)
+// with partial tiles and a batch of matrices; the plain FP8 transpose on the same shapes.
 TEST_P(CastGpu, TransposeIsExact) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  const int rows = 300, cols = 77;
-  const auto host = test_values(std::size_t(rows) * cols, 5);
-  const float scale = 0.5f;
-  core::DeviceBuffer in(host.size() * 2), out(host.size()), out_t(host.size()), sc(sizeof(float)), st(sizeof(fp8::CastStats));
-  cudaMemcpy(in.get(), host.data(), host.size() * 2, cudaMemcpyHostToDevice);
-  cudaMemcpy(sc.get(), &scale, sizeof scale, cudaMemcpyHostToDevice);
-  cudaMemset(st.get(), 0, st.size());
-  fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<__nv_bfloat16>(), rows, cols, sc.as<float>(), f, o,
-                          st.as<fp8::CastStats>(), nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<std::uint8_t> a(host.size()), t(host.size());
-  fp8::CastStats gs{};
-  cudaMemcpy(a.data(), out.get(), a.size(), cudaMemcpyDeviceToHost);
-  cudaMemcpy(t.data(), out_t.get(), t.size(), cudaMemcpyDeviceToHost);
-  cudaMemcpy(&gs, st.get(), sizeof gs, cudaMemcpyDeviceToHost);
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) {
-      const std::size_t i = std::size_t(r) * cols + c;
-      ASSERT_EQ(a[i], t[std::size_t(c) * rows + r]) << r << "," << c;
-      const std::uint8_t want = fp8::encode(__bfloat162float(host[i]) * scale, f, o);
-      if (!(std::isnan(fp8::decode(want, f)) && std::isnan(fp8::decode(a[i], f)))) ASSERT_EQ(a[i], want) << r << "," << c;
-    }
-  const HostStats hs = host_stats(host, scale, f, o);
-  EXPECT_EQ(gs.amax, hs.amax);
-  EXPECT_EQ(gs.saturated, hs.saturated);
-  EXPECT_EQ(gs.underflow, hs.underflow);
+  for (auto [rows, cols, batch] : {std::make_tuple(300, 77, 1), std::make_tuple(320, 136, 1), std::make_tuple(96, 64, 3)}) {
+    SCOPED_TRACE(::testing::Message() << rows << "x" << cols << " x" << batch);
+    const std::size_t per = std::size_t(rows) * cols, n = per * std::size_t(batch);
+    const auto host = test_values(n, 5);
+    const float scale = 0.5f;
+    core::DeviceBuffer in(n * 2), out(n), out_t(n), back(n), sc(sizeof(float)), st(sizeof(fp8::CastStats));
+    cudaMemcpy(in.get(), host.data(), n * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(sc.get(), &scale, sizeof scale, cudaMemcpyHostToDevice);
+    cudaMemset(st.get(), 0, st.size());
+    fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<__nv_bfloat16>(), rows, cols, sc.as<float>(), f, o,
+                            st.as<fp8::CastStats>(), nullptr, batch);
+    // Transposing the transpose (per matrix) gives the row-major cast back.
+    for (int b = 0; b < batch; ++b)
+      fp8::transpose_fp8(back.as<std::uint8_t>() + per * std::size_t(b), out_t.as<std::uint8_t>() + per * std::size_t(b), cols, rows, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<std::uint8_t> a(n), t(n), bk(n);
+    fp8::CastStats gs{};
+    cudaMemcpy(a.data(), out.get(), n, cudaMemcpyDeviceToHost);
+    cudaMemcpy(t.data(), out_t.get(), n, cudaMemcpyDeviceToHost);
+    cudaMemcpy(bk.data(), back.get(), n, cudaMemcpyDeviceToHost);
+    cudaMemcpy(&gs, st.get(), sizeof gs, cudaMemcpyDeviceToHost);
+    for (int b = 0; b < batch; ++b)
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) {
+          const std::size_t i = per * std::size_t(b) + std::size_t(r) * cols + c;
+          ASSERT_EQ(a[i], t[per * std::size_t(b) + std::size_t(c) * rows + r]) << b << ":" << r << "," << c;
+          ASSERT_EQ(a[i], bk[i]) << b << ":" << r << "," << c;
+          const std::uint8_t want = fp8::encode(__bfloat162float(host[i]) * scale, f, o);
+          if (!(std::isnan(fp8::decode(want, f)) && std::isnan(fp8::decode(a[i], f)))) ASSERT_EQ(a[i], want) << r << "," << c;
+        }
+    const HostStats hs = host_stats(host, scale, f, o);
+    EXPECT_EQ(gs.amax, hs.amax);
+    EXPECT_EQ(gs.nonfinite, hs.nonfinite);
+    EXPECT_EQ(gs.saturated, hs.saturated);
+    EXPECT_EQ(gs.underflow, hs.underflow);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CastGpu,
