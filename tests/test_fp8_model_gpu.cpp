@@ -5,6 +5,7 @@
 // onset at the right tensor with nosat; reruns are bit-identical; an FP8 LM head whose
 // vocabulary is not a multiple of 16 is recorded as cuBLASLt's refusal, not a crash.
 #include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/cpu/adamw.hpp"
 #include "fp8scope/cpu/gpt_ref.hpp"
 #include "fp8scope/fp8/scaler_bank.cuh"
 #include "fp8scope/model/data.hpp"
@@ -183,6 +184,46 @@ INSTANTIATE_TEST_SUITE_P(Variants, Fp8GpuVsCpu,
                          ::testing::Combine(::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused,
                                                               model::Fp8Variant::fp8_attention),
                                             ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)));
+
+// Delayed scaling runs the fused kernels (LayerNorm and GELU writing FP8): four steps of
+// training track the emulation's loss curve for each variant (AdamW in double on the CPU,
+// from the same BF16-rounded start).
+class Fp8DelayedVsCpu : public ::testing::TestWithParam<model::Fp8Variant> {};
+
+TEST_P(Fp8DelayedVsCpu, LossCurveTracksTheEmulation) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto cfg = tiny();
+  const int B = 4, T = 32;
+  const auto f = fp8_config(GetParam(), fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
+  const auto init = model::init_params(cfg, 5);
+  model::GpuGpt gpu(cfg, B, T, nullptr, &f);
+  gpu.set_params(init);
+  cpu::Fp8Emulation emu(cpu_options(f));
+  cpu::CpuGpt ref(cfg);
+  ref.attach_fp8(&emu);
+  auto P = bf16_rounded(init);
+  std::vector<double> G;
+  std::vector<bool> decay(P.size(), false);
+  for (const auto& t : model::param_layout(cfg))
+    for (std::int64_t i = 0; i < t.size; ++i) decay[std::size_t(t.offset + i)] = t.decay;
+  cpu::AdamW opt(P.size(), {}, decay);
+  model::MarkovTokens data(cfg.vocab, 9);
+  std::vector<int> in, tg;
+  for (int step = 0; step < 4; ++step) {
+    data.next_batch(B, T, in, tg);
+    const float gl = gpu.forward(in.data(), tg.data());
+    gpu.backward();
+    gpu.step(1e-3f, 1.0f, {});
+    const double cl = ref.forward(P, in.data(), tg.data(), B, T);
+    ref.backward(P, G);
+    emu.end_step();
+    opt.step(P, G, 1e-3, 1.0);
+    EXPECT_NEAR(gl, cl, 0.02 * cl) << "step " << step;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, Fp8DelayedVsCpu,
+                         ::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused, model::Fp8Variant::fp8_attention));
 
 // Five steps of delayed scaling: each quantised tensor's scale at step s is what the host
 // recipe computes from the amaxes the GPU measured at steps < s.

@@ -1,6 +1,8 @@
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
 
+#include <algorithm>
+
 namespace fp8scope::fp8 {
 namespace {
 
@@ -14,26 +16,42 @@ unsigned grid_for(std::int64_t items, int threads) {
 // 8 elements (16 bytes of BF16) per thread and iteration, written as 8 bytes of FP8 (and/or
 // 16 bytes of dequantised BF16 for fake_quantize).
 template <bool kDequant>
+__device__ __forceinline__ void cast8(const uint4& raw, std::uint8_t* out, __nv_bfloat16* dq, std::int64_t base, float scale, float inv,
+                                      Format f, Overflow o, float fmax, LocalStats& st) {
+  const __nv_bfloat16* v = reinterpret_cast<const __nv_bfloat16*>(&raw);
+  uint2 packed;
+  uint4 deq;
+  std::uint8_t* q = reinterpret_cast<std::uint8_t*>(&packed);
+  __nv_bfloat16* d = reinterpret_cast<__nv_bfloat16*>(&deq);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    q[j] = cast_one(__bfloat162float(v[j]), scale, f, o, fmax, st);
+    if (kDequant) d[j] = __float2bfloat16(decode(q[j], f) * inv);
+  }
+  if (kDequant) *reinterpret_cast<uint4*>(dq + base) = deq;
+  else *reinterpret_cast<uint2*>(out + base) = packed;
+}
+
+// 8 elements (16 bytes of BF16) per thread and chunk, written as 8 bytes of FP8 (or 16 bytes
+// of dequantised BF16 for fake_quantize); four chunks' loads in flight per thread, the tail
+// one by one.
+template <bool kDequant>
 __global__ void quantize_kernel(std::uint8_t* out, __nv_bfloat16* dq, const __nv_bfloat16* in, std::int64_t n, const float* scale_ptr,
                                 Format f, Overflow o, CastStats* stats) {
   const float scale = *scale_ptr, inv = 1.0f / scale, fmax = info(f).max;
   LocalStats st;
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x * 8;
-  for (std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8; base < n; base += stride) {
-    if (base + 8 <= n) {
-      uint4 raw = *reinterpret_cast<const uint4*>(in + base);
-      const __nv_bfloat16* v = reinterpret_cast<const __nv_bfloat16*>(&raw);
-      uint2 packed;
-      uint4 deq;
-      std::uint8_t* q = reinterpret_cast<std::uint8_t*>(&packed);
-      __nv_bfloat16* d = reinterpret_cast<__nv_bfloat16*>(&deq);
+  std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8;
+  for (; base + 3 * stride + 8 <= n; base += 4 * stride) {
+    uint4 raw[4];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        q[j] = cast_one(__bfloat162float(v[j]), scale, f, o, fmax, st);
-        if (kDequant) d[j] = __float2bfloat16(decode(q[j], f) * inv);
-      }
-      if (kDequant) *reinterpret_cast<uint4*>(dq + base) = deq;
-      else *reinterpret_cast<uint2*>(out + base) = packed;
+    for (int j = 0; j < 4; ++j) raw[j] = *reinterpret_cast<const uint4*>(in + base + j * stride);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) cast8<kDequant>(raw[j], out, dq, base + j * stride, scale, inv, f, o, fmax, st);
+  }
+  for (; base < n; base += stride) {
+    if (base + 8 <= n) {
+      cast8<kDequant>(*reinterpret_cast<const uint4*>(in + base), out, dq, base, scale, inv, f, o, fmax, st);
     } else {
       for (std::int64_t i = base; i < n; ++i) {
         const std::uint8_t q = cast_one(__bfloat162float(in[i]), scale, f, o, fmax, st);
@@ -42,7 +60,7 @@ __global__ void quantize_kernel(std::uint8_t* out, __nv_bfloat16* dq, const __nv
       }
     }
   }
-  flush(st, stats);
+  flush_block(st, stats);
 }
 
 // 32x32 tiles through shared memory so that both the row-major and the transposed writes are
@@ -70,7 +88,7 @@ __global__ void quantize_transpose_kernel(std::uint8_t* out, std::uint8_t* out_t
     const int c = c0 + dy, r = r0 + threadIdx.x;
     if (r < rows && c < cols) out_t[std::int64_t(c) * rows + r] = tile[threadIdx.x][dy];
   }
-  flush(st, stats);
+  flush_block(st, stats);
 }
 
 __global__ void transpose_fp8_kernel(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols) {
@@ -103,43 +121,54 @@ __global__ void tile_transpose_kernel(std::uint8_t* out, std::uint8_t* out_t, co
   if (out) out += mat;
   const float scale = kCast ? *scale_ptr : 0.0f, fmax = info(f).max;
   LocalStats st;
-  const int r0 = blockIdx.y * kTile, c0 = blockIdx.x * kTile;
-  for (int v = threadIdx.x; v < kTile * kTile / 8; v += kTileThreads) {
-    const int tr = v / 8, tc = (v % 8) * 8, r = r0 + tr, c = c0 + tc;
-    std::uint32_t lo = 0, hi = 0;
-    if (r < rows && c < cols) {
-      const std::int64_t i = mat + std::int64_t(r) * cols + c;
-      if constexpr (kCast) {
-        uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(in_) + i);
-        const __nv_bfloat16* x = reinterpret_cast<const __nv_bfloat16*>(&raw);
-        std::uint8_t q[8];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) q[j] = cast_one(__bfloat162float(x[j]), scale, f, o, fmax, st);
-        lo = q[0] | (q[1] << 8) | (q[2] << 16) | (std::uint32_t(q[3]) << 24);
-        hi = q[4] | (q[5] << 8) | (q[6] << 16) | (std::uint32_t(q[7]) << 24);
-        if (out) *reinterpret_cast<uint2*>(out + std::int64_t(r) * cols + c) = make_uint2(lo, hi);
-      } else {
-        const uint2 raw = *reinterpret_cast<const uint2*>(static_cast<const std::uint8_t*>(in_) + i);
-        lo = raw.x, hi = raw.y;
-      }
-    }
-    *reinterpret_cast<std::uint32_t*>(&tile[tr * kTileStride + tc]) = lo;
-    *reinterpret_cast<std::uint32_t*>(&tile[tr * kTileStride + tc + 4]) = hi;
-  }
-  __syncthreads();
-  for (int v = threadIdx.x; v < kTile * kTile / 8; v += kTileThreads) {
-    const int tc = v / 8, tr = (v % 8) * 8, c = c0 + tc, r = r0 + tr;
-    if (c < cols && r < rows) {
+  const int tiles_x = (cols + kTile - 1) / kTile, tiles = tiles_x * ((rows + kTile - 1) / kTile);
+  // A capped grid walks the tiles: one statistics flush per block, not per tile.
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int r0 = (t / tiles_x) * kTile, c0 = (t % tiles_x) * kTile;
+    for (int v = threadIdx.x; v < kTile * kTile / 8; v += kTileThreads) {
+      const int tr = v / 8, tc = (v % 8) * 8, r = r0 + tr, c = c0 + tc;
       std::uint32_t lo = 0, hi = 0;
+      if (r < rows && c < cols) {
+        const std::int64_t i = mat + std::int64_t(r) * cols + c;
+        if constexpr (kCast) {
+          uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(in_) + i);
+          const __nv_bfloat16* x = reinterpret_cast<const __nv_bfloat16*>(&raw);
+          std::uint8_t q[8];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        lo |= std::uint32_t(tile[(tr + j) * kTileStride + tc]) << (8 * j);
-        hi |= std::uint32_t(tile[(tr + 4 + j) * kTileStride + tc]) << (8 * j);
+          for (int j = 0; j < 8; ++j) q[j] = cast_one(__bfloat162float(x[j]), scale, f, o, fmax, st);
+          lo = q[0] | (q[1] << 8) | (q[2] << 16) | (std::uint32_t(q[3]) << 24);
+          hi = q[4] | (q[5] << 8) | (q[6] << 16) | (std::uint32_t(q[7]) << 24);
+          if (out) *reinterpret_cast<uint2*>(out + std::int64_t(r) * cols + c) = make_uint2(lo, hi);
+        } else {
+          const uint2 raw = *reinterpret_cast<const uint2*>(static_cast<const std::uint8_t*>(in_) + i);
+          lo = raw.x, hi = raw.y;
+        }
       }
-      *reinterpret_cast<uint2*>(out_t + std::int64_t(c) * rows + r) = make_uint2(lo, hi);
+      *reinterpret_cast<std::uint32_t*>(&tile[tr * kTileStride + tc]) = lo;
+      *reinterpret_cast<std::uint32_t*>(&tile[tr * kTileStride + tc + 4]) = hi;
     }
+    __syncthreads();
+    for (int v = threadIdx.x; v < kTile * kTile / 8; v += kTileThreads) {
+      const int tc = v / 8, tr = (v % 8) * 8, c = c0 + tc, r = r0 + tr;
+      if (c < cols && r < rows) {
+        std::uint32_t lo = 0, hi = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          lo |= std::uint32_t(tile[(tr + j) * kTileStride + tc]) << (8 * j);
+          hi |= std::uint32_t(tile[(tr + 4 + j) * kTileStride + tc]) << (8 * j);
+        }
+        *reinterpret_cast<uint2*>(out_t + std::int64_t(c) * rows + r) = make_uint2(lo, hi);
+      }
+    }
+    __syncthreads();  // the tile is refilled by the next iteration
   }
-  if (kCast) flush(st, stats);
+  if (kCast) flush_block(st, stats);
+}
+
+unsigned tile_grid(int rows, int cols, int batch) {
+  const std::int64_t tiles = std::int64_t((cols + kTile - 1) / kTile) * ((rows + kTile - 1) / kTile);
+  const std::int64_t cap = std::max<std::int64_t>(1, kMaxBlocks / batch);
+  return unsigned(tiles < cap ? tiles : cap);
 }
 
 bool tile_path(int rows, int cols) { return rows % 8 == 0 && cols % 8 == 0; }
@@ -152,7 +181,7 @@ __global__ void stats_kernel(const T* in, std::int64_t n, CastStats* stats) {
   LocalStats st;
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
     observe_one(to_float(in[i]), st);
-  flush(st, stats);
+  flush_block(st, stats);
 }
 
 }  // namespace
@@ -170,7 +199,7 @@ void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
                         Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch) {
   if (tile_path(rows, cols)) {
-    dim3 grid(unsigned((cols + kTile - 1) / kTile), unsigned((rows + kTile - 1) / kTile), unsigned(batch));
+    dim3 grid(tile_grid(rows, cols, batch), 1, unsigned(batch));
     tile_transpose_kernel<true><<<grid, kTileThreads, 0, s>>>(out, out_t, in, rows, cols, scale, f, o, stats);
     return;
   }
@@ -180,7 +209,7 @@ void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloa
 
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s) {
   if (tile_path(rows, cols)) {
-    dim3 grid(unsigned((cols + kTile - 1) / kTile), unsigned((rows + kTile - 1) / kTile), 1);
+    dim3 grid(tile_grid(rows, cols, 1), 1, 1);
     tile_transpose_kernel<false><<<grid, kTileThreads, 0, s>>>(nullptr, out_t, in, rows, cols, nullptr, Format::e4m3,
                                                                Overflow::satfinite, nullptr);
     return;

@@ -16,8 +16,8 @@ __device__ float warp_sum(float v) {
   return v;
 }
 
-// kFp8: write out8 (x * scale in FP8) instead of out (BF16). Rows past N still run the
-// statistics flush, which needs every lane of the warp.
+// The generic forward (any C). kFp8: write out8 (x * scale in FP8) instead of out (BF16).
+// Rows past N still run the statistics flush, which needs every thread of the block.
 template <bool kFp8>
 __global__ void layernorm_forward_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
                                          const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
@@ -47,7 +47,88 @@ __global__ void layernorm_forward_kernel(bf16* out, std::uint8_t* out8, float* m
       rstd[row] = r;
     }
   }
-  if (kFp8) fp8::flush(st, stats);
+  if (kFp8) fp8::flush_block(st, stats);
+}
+
+// The vectorised forward for the model's shapes (C % 8 == 0, C <= 256 * kVecs): one warp per
+// row, each lane owns 8 consecutive channels per 256 (16-byte loads), x read once into
+// registers.
+template <int kVecs, bool kFp8>
+__global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
+                                             const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
+                                             fp8::CastStats* stats) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  fp8::LocalStats st;
+  if (row < N) {
+    const std::int64_t base = std::int64_t(row) * C;
+    float xv[kVecs][8];
+    float s = 0;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int c0 = (lane + 32 * j) * 8;
+      if (c0 < C) {
+        uint4 raw = *reinterpret_cast<const uint4*>(inp + base + c0);
+        const bf16* v = reinterpret_cast<const bf16*>(&raw);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s += xv[j][e] = __bfloat162float(v[e]);
+      }
+    }
+    const float m = warp_sum(s) / C;
+    float var = 0;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j)
+      if ((lane + 32 * j) * 8 < C)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) var += (xv[j][e] - m) * (xv[j][e] - m);
+    const float r = rsqrtf(warp_sum(var) / C + kEps);
+    const float scale = kFp8 ? *scale_ptr : 0.0f, fmax = fp8::info(f).max;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int c0 = (lane + 32 * j) * 8;
+      if (c0 >= C) continue;
+      uint4 rw = *reinterpret_cast<const uint4*>(w + c0), rb = *reinterpret_cast<const uint4*>(b + c0);
+      const bf16* wv = reinterpret_cast<const bf16*>(&rw);
+      const bf16* bv = reinterpret_cast<const bf16*>(&rb);
+      float y[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) y[e] = (xv[j][e] - m) * r * __bfloat162float(wv[e]) + __bfloat162float(bv[e]);
+      if (kFp8) {
+        uint2 packed;
+        std::uint8_t* q = reinterpret_cast<std::uint8_t*>(&packed);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) q[e] = fp8::cast_one(y[e], scale, f, o, fmax, st);
+        *reinterpret_cast<uint2*>(out8 + base + c0) = packed;
+      } else {
+        uint4 res;
+        bf16* ov = reinterpret_cast<bf16*>(&res);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ov[e] = __float2bfloat16(y[e]);
+        *reinterpret_cast<uint4*>(out + base + c0) = res;
+      }
+    }
+    if (lane == 0) {
+      mean[row] = m;
+      rstd[row] = r;
+    }
+  }
+  if (kFp8) fp8::flush_block(st, stats);
+}
+
+template <bool kFp8>
+void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
+                    const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+  const int rows_per_block = 8;
+  const unsigned grid = unsigned((N + rows_per_block - 1) / rows_per_block), threads = 32 * rows_per_block;
+  if (C % 8 == 0 && C <= 1024) {
+    switch ((C + 255) / 256) {
+      case 1: layernorm_forward_vec_kernel<1, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+      case 2: layernorm_forward_vec_kernel<2, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+      case 3: layernorm_forward_vec_kernel<3, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+      default: layernorm_forward_vec_kernel<4, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+    }
+  }
+  layernorm_forward_kernel<kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats);
 }
 
 // Backward. Each lane owns 8 consecutive channels per 256 (16-byte loads; C % 8 == 0,
@@ -143,16 +224,12 @@ int backward_blocks(int N) { return (N + kRowsPerBlock - 1) / kRowsPerBlock; }
 }  // namespace
 
 void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s) {
-  const int rows_per_block = 8;
-  layernorm_forward_kernel<false><<<(N + rows_per_block - 1) / rows_per_block, 32 * rows_per_block, 0, s>>>(
-      out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, fp8::Format::e4m3, fp8::Overflow::satfinite, nullptr);
+  launch_forward<false>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, fp8::Format::e4m3, fp8::Overflow::satfinite, nullptr, s);
 }
 
 void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                            const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  const int rows_per_block = 8;
-  layernorm_forward_kernel<true><<<(N + rows_per_block - 1) / rows_per_block, 32 * rows_per_block, 0, s>>>(
-      nullptr, out, mean, rstd, inp, w, b, N, C, scale, f, o, stats);
+  launch_forward<true>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, f, o, stats, s);
 }
 
 std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64_t(backward_blocks(N)) * 2 * C; }

@@ -93,7 +93,7 @@ __global__ void gelu_forward_fp8_kernel(std::uint8_t* out, const bf16* inp, std:
       for (std::int64_t i = base; i < n; ++i) out[i] = fp8::cast_one(gelu_value(__bfloat162float(inp[i])), scale, f, o, fmax, st);
     }
   }
-  fp8::flush(st, stats);
+  fp8::flush_block(st, stats);
 }
 
 unsigned blocks(std::int64_t n) { return unsigned((n + 255) / 256); }
