@@ -165,6 +165,36 @@ TEST(Cli, TrainConfigsRejectedBeforeAnyWork) {
   EXPECT_EQ(r.out.find("[1/2]"), std::string::npos) << "no point may run: " << r.out;
 }
 
+TEST(Cli, TrainProbeInFp8OnTheCpuRecordsTapsAndGpuPointsSkipWithoutAGpu) {
+  // precision fp8 on the CPU backend trains through the FP8 emulation and records the taps;
+  // a gpu point on a machine without a GPU (or a build without CUDA) is recorded as skipped.
+  const std::string cfg = write("train_fp8.json", R"({"probe":"train","name":"train_fp8",
+    "axes":{"vocab":[31],"d_model":[16],"n_layer":[1],"n_head":[2],"max_seq":[8],"seq_len":[8],"batch":[2],"steps":[3],
+            "warmup":[1],"precision":["fp8"],"fp8_linears":["qkv,fc1"]},
+    "zip":[{"backend":["cpu","gpu"]}]})");
+  const std::string out = ::testing::TempDir() + "/train_fp8";
+  Exec r = run(std::string(PROBE_TRAIN) + " --config " + cfg + " --out " + out + " -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto res = read_results(out + ".json");
+  ASSERT_EQ(res.records.size(), 2u);
+  const auto& c = res.records[0];
+  EXPECT_EQ(c.outcome, Outcome::ok) << c.reason;
+  ASSERT_TRUE(c.data.contains("taps"));
+  EXPECT_TRUE(c.data["taps"].contains("0.qkv.input"));
+  EXPECT_TRUE(c.data["taps"].contains("0.fc1.grad"));
+  EXPECT_FALSE(c.data["taps"].contains("0.proj.input"));  // not in fp8_linears
+  EXPECT_FALSE(c.data["taps"].contains("-1.lm_head.input"));
+  EXPECT_NE(res.records[1].outcome, Outcome::crashed) << res.records[1].reason;
+  const bool has_gpu = run(kTool + " env").out.find("\"gpu\": null") == std::string::npos;
+  if (!has_gpu) EXPECT_EQ(res.records[1].outcome, Outcome::skipped) << res.records[1].reason;
+  // A bad linear name is bad input: one line, exit 2.
+  const std::string bad = write("train_fp8_bad.json", R"({"probe":"recipe","name":"bad",
+    "axes":{"backend":["cpu"],"fp8_linears":["qkv,attn"]}})");
+  Exec b = run(std::string(PROBE_RECIPE) + " --config " + bad + " --out " + ::testing::TempDir() + "/bad_fp8");
+  EXPECT_EQ(b.code, 2);
+  EXPECT_NE(b.err.find("unknown linear 'attn'"), std::string::npos) << b.err;
+}
+
 TEST(Cli, RecipeProbeFindsTheNanOnsetDeterministically) {
   // Tiny model, a few steps: margin -8 without saturation overflows E4M3 at once; margin 2
   // with saturation trains.

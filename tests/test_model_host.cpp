@@ -1,6 +1,8 @@
 // Host-side model pieces: config validation, parameter layout and init, LR schedule, data.
 #include "fp8scope/core/error.hpp"
 #include "fp8scope/model/data.hpp"
+#include "fp8scope/model/fp8_plan.hpp"
+#include "fp8scope/model/fp8_point.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/model/schedule.hpp"
 #include "fp8scope/model/train_point.hpp"
@@ -10,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <set>
 
 using namespace fp8scope;
 
@@ -144,4 +147,71 @@ TEST(TrainPoint, GpuWidthLimit) {
   EXPECT_NE(model::check_train_point(model::train_point_from(point), core::json::object()), "");
   point["d_model"] = 96;
   EXPECT_EQ(model::check_train_point(model::train_point_from(point), core::json::object()), "");
+}
+
+// The GPU model's tap plan: which tensors are tapped, in execution order, with which format.
+TEST(TapPlan, SlotsFollowVariantLinearsAndFormat) {
+  model::GptConfig cfg;
+  cfg.vocab = 96, cfg.pad_vocab_to = 1, cfg.max_seq = 32, cfg.d_model = 64, cfg.n_layer = 2, cfg.n_head = 4;
+  model::Fp8ModelConfig f;  // custom, all linears, hybrid, delayed
+  model::TapPlan custom(cfg, 4, 32, f);
+  ASSERT_FALSE(custom.slots().empty());
+  EXPECT_EQ(custom.slots().front().tensor, "qkv.input");  // the first cast of the step
+  EXPECT_EQ(custom.slots().front().layer, 0);
+  const auto& qkv_grad = custom.slots()[std::size_t(custom.index(0, "qkv.grad"))];
+  EXPECT_EQ(qkv_grad.format, fp8::Format::e5m2);  // HYBRID: gradients in E5M2
+  EXPECT_EQ(qkv_grad.pass, "backward");
+  EXPECT_EQ(qkv_grad.elements, 4 * 32 * 3 * 64);
+  EXPECT_EQ(custom.slots()[std::size_t(custom.index(1, "fc2.weight"))].format, fp8::Format::e4m3);
+  EXPECT_FALSE(custom.slots()[std::size_t(custom.index(1, "residual"))].format.has_value());  // observed only
+  EXPECT_GE(custom.index(1, "gelu_out"), 0);
+  EXPECT_LT(custom.index(0, "q.input"), 0);
+  EXPECT_LT(custom.index(0, "fc2.input"), custom.index(-1, "lm_head.input"));  // forward before the head
+  EXPECT_LT(custom.index(-1, "lm_head.grad"), custom.index(1, "fc2.grad"));  // backward runs from the head down
+  EXPECT_LT(custom.index(1, "qkv.grad"), custom.index(0, "fc2.grad"));
+  // fused: the GELU writes fc2's FP8 input, so there is no BF16 gelu_out to tap...
+  f.variant = model::Fp8Variant::fused;
+  EXPECT_LT(model::TapPlan(cfg, 4, 32, f).index(1, "gelu_out"), 0);
+  // ...unless current scaling takes the unfused path.
+  f.recipe.scaling = fp8::Scaling::current;
+  EXPECT_GE(model::TapPlan(cfg, 4, 32, f).index(1, "gelu_out"), 0);
+  // FP8 attention adds Q, K, V, the probabilities and the attention output's gradient.
+  f.variant = model::Fp8Variant::fp8_attention;
+  model::TapPlan att(cfg, 4, 32, f);
+  for (const char* t : {"q.input", "k.input", "v.input", "probs.input", "attention_out.grad"}) EXPECT_GE(att.index(1, t), 0) << t;
+  // Linears left in BF16 have no FP8 slots; E4M3 recipes keep gradients in E4M3.
+  f.linears = {"fc1", "fc2"};
+  f.recipe.format = fp8::RecipeFormat::e4m3;
+  model::TapPlan some(cfg, 4, 32, f);
+  EXPECT_LT(some.index(0, "qkv.input"), 0);
+  EXPECT_LT(some.index(-1, "lm_head.grad"), 0);
+  EXPECT_EQ(some.slots()[std::size_t(some.index(0, "fc1.grad"))].format, fp8::Format::e4m3);
+}
+
+TEST(Fp8Point, LinearsAndFastAccumulation) {
+  std::set<std::string> l;
+  EXPECT_EQ(model::parse_linears("all", l), "");
+  EXPECT_EQ(l.size(), 5u);
+  EXPECT_EQ(model::parse_linears("none", l), "");
+  EXPECT_TRUE(l.empty());
+  EXPECT_EQ(model::parse_linears("qkv,lm_head", l), "");
+  EXPECT_EQ(l, (std::set<std::string>{"qkv", "lm_head"}));
+  EXPECT_NE(model::parse_linears("qkv,mlp", l).find("unknown linear 'mlp'"), std::string::npos);
+  core::json p = core::json::object();
+  for (const auto& a : model::fp8_axes()) p[a.name] = a.default_value;
+  auto f = model::fp8_config_from(p);
+  EXPECT_TRUE(f.fast_accum_fprop);  // TransformerEngine's choice on Hopper
+  EXPECT_FALSE(f.fast_accum_dgrad);
+  EXPECT_FALSE(f.fast_accum_wgrad);
+  p["fast_accum"] = "all";
+  f = model::fp8_config_from(p);
+  EXPECT_TRUE(f.fast_accum_dgrad && f.fast_accum_wgrad);
+  p["variant"] = "fp8_attention";
+  p["saturation"] = "nosat";
+  p["format"] = "e4m3";
+  const auto c = model::cpu_fp8_options_from(p);
+  EXPECT_TRUE(c.attention);
+  EXPECT_EQ(c.overflow, fp8::Overflow::nosat);
+  EXPECT_EQ(c.recipe.format, fp8::RecipeFormat::e4m3);
+  EXPECT_TRUE(model::fp8_config_from(p).attention());
 }

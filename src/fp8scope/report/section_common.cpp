@@ -72,4 +72,28 @@ json generic_section(const ReportInput& in) {
           {"figures", json::array()}};
 }
 
+std::vector<std::string> varying_params(const std::vector<core::Record>& records, const std::set<std::string>& shown) {
+  std::vector<std::string> keys;
+  if (records.empty()) return keys;
+  for (auto it = records.front().params.begin(); it != records.front().params.end(); ++it) {
+    if (shown.count(it.key())) continue;
+    for (auto& r : records)
+      if (!r.params.contains(it.key()) || r.params[it.key()] != it.value()) {
+        keys.push_back(it.key());
+        break;
+      }
+  }
+  return keys;
+}
+
+std::string params_suffix(const json& params, const std::vector<std::string>& keys) {
+  std::string s;
+  for (auto& k : keys) {
+    if (!params.contains(k)) continue;
+    const json& v = params[k];
+    s += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return s;
+}
+
 }  // namespace fp8scope::report

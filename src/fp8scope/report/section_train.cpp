@@ -38,8 +38,22 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   json series = json::array();
   Table split{"GPU time per layer type in one profiled step (ms)", {"run"}, {}};
   std::vector<std::string> phases;
+  const auto extra = varying_params(in.file.records, {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to",
+                                                      "tied", "max_seq"});
+  auto label_of = [&](const json& p) { return run_label(p) + params_suffix(p, extra); };
+  // FP8 runs against the BF16 run of the same model in the same file (same run of the probe).
+  auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
+    if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
+    for (auto& o : in.file.records)
+      if (o.params.value("precision", std::string()) == "bf16" && o.outcome == Outcome::ok && run_label(o.params) == run_label(r.params))
+        return &o;
+    return nullptr;
+  };
+  bool any_fp8 = false;
+  for (auto& r : in.file.records) any_fp8 |= r.params.value("precision", std::string()) == "fp8";
+  if (any_fp8) t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
   for (auto& r : in.file.records) {
-    const std::string label = run_label(r.params);
+    const std::string label = label_of(r.params);
     const json chk = r.data.value("init_loss_check", json::object());
     std::vector<std::string> row{label, std::string(core::to_string(r.outcome)),
                                  r.data.contains("train") ? std::to_string(r.data["train"]["loss"].size()) : "-",
@@ -47,6 +61,17 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
                                  r.data.contains("timing") ? fmt_pct(r.data["timing"].value("rel_iqr", NAN)) : "-",
                                  fmt_num(m(r, "tokens_per_s"), 0), fmt_pct(m(r, "mfu")), fmt_num(m(r, "device_mib"), 0),
                                  chk.empty() ? "-" : fmt::format("{:+.3f}", chk["loss0"].get<double>() - chk["ln_vocab"].get<double>())};
+    if (any_fp8) {
+      const core::Record* b = bf16_twin(r);
+      std::string overhead = "-";
+      if (r.data.contains("taps_overhead")) {
+        const json& o = r.data["taps_overhead"];
+        overhead = fmt::format("{:+.1f}% every step", 100 * o.value("overhead_every_step", NAN));
+        if (o.contains("overhead_at_interval"))
+          overhead += fmt::format(", {:+.1f}% every {}", 100 * o["overhead_at_interval"].get<double>(), o.value("interval", 0));
+      }
+      row.insert(row.begin() + 8, {b ? fmt::format("{:.3f}x", m(r, "tokens_per_s") / m(*b, "tokens_per_s")) : "-", overhead});
+    }
     if (peer) {
       for (const std::string suffix : {"", ",peer=torch.compile"}) {
         auto it = peer_rec.find(r.key + suffix);
@@ -74,7 +99,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
     for (auto& ph : phases) split.columns.push_back(ph);
     for (auto& r : in.file.records) {
       if (!r.data.contains("time_split_ms")) continue;
-      std::vector<std::string> row{run_label(r.params)};
+      std::vector<std::string> row{label_of(r.params)};
       for (auto& ph : phases) row.push_back(fmt_num(r.data["time_split_ms"].value(ph, NAN), 2));
       split.rows.push_back(row);
     }

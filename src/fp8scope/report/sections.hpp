@@ -3,6 +3,10 @@
 #include "fp8scope/report/report.hpp"
 #include "fp8scope/report/tables.hpp"
 
+#include <set>
+#include <string>
+#include <vector>
+
 namespace fp8scope::report {
 
 json env_section(const std::vector<ReportInput>& inputs);
@@ -19,6 +23,10 @@ json generic_section(const ReportInput& in);
 std::string outcome_cell(const core::Record& r);
 // "ok=30 run_rejected=2"
 std::string outcome_tally(const std::vector<core::Record>& records);
+// Row labels must tell rows apart: the parameters whose values differ between the records
+// (other than those the label already shows), and " k=v ..." of them for one record.
+std::vector<std::string> varying_params(const std::vector<core::Record>& records, const std::set<std::string>& shown);
+std::string params_suffix(const json& params, const std::vector<std::string>& keys);
 // A figure spec: a line chart, written as data; figures.cpp draws it.
 json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
                  const json& series);
