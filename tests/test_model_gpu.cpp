@@ -5,29 +5,16 @@
 #include "fp8scope/model/data.hpp"
 #include "fp8scope/model/gpt_gpu.hpp"
 #include "gpu_test_util.hpp"
+#include "model_test_util.hpp"
 
 #include <cmath>
 
 using namespace fp8scope;
 
 namespace {
-model::GptConfig tiny(int vocab) {
-  model::GptConfig c;
-  c.vocab = vocab, c.pad_vocab_to = 1, c.max_seq = 32, c.d_model = 64, c.n_layer = 2, c.n_head = 4, c.tied = true;
-  return c;
-}
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-  double e = 0, n = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) e += (a[i] - b[i]) * (a[i] - b[i]), n += b[i] * b[i];
-  return n > 0 ? std::sqrt(e / n) : std::sqrt(e);
-}
-// The GPU computes with BF16 copies of the weights: give the CPU the same rounded values, so
-// that the comparison measures the activations' rounding only.
-std::vector<double> bf16_rounded(const std::vector<float>& p) {
-  std::vector<double> out;
-  for (float x : p) out.push_back(double(__bfloat162float(__float2bfloat16(x))));
-  return out;
-}
+model::GptConfig tiny(int vocab) { return test::tiny_gpt(vocab); }
+using test::bf16_rounded;
+using test::rel_err;
 }  // namespace
 
 class GpuVsCpu : public ::testing::TestWithParam<std::tuple<int, bool>> {};

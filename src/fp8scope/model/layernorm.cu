@@ -10,49 +10,17 @@ namespace fp8scope::model {
 namespace {
 
 constexpr float kEps = 1e-5f;
+constexpr int kMaxVec = 4;  // C <= 256 * kMaxVec = 1024
 
 __device__ float warp_sum(float v) {
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
-// The generic forward (any C). kFp8: write out8 (x * scale in FP8) instead of out (BF16).
-// Rows past N still run the statistics flush, which needs every thread of the block.
-template <bool kFp8>
-__global__ void layernorm_forward_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
-                                         const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
-                                         fp8::CastStats* stats) {
-  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  fp8::LocalStats st;
-  if (row < N) {
-    const bf16* x = inp + std::int64_t(row) * C;
-    float s = 0;
-    for (int c = lane; c < C; c += 32) s += __bfloat162float(x[c]);
-    const float m = warp_sum(s) / C;
-    float v = 0;
-    for (int c = lane; c < C; c += 32) {
-      const float d = __bfloat162float(x[c]) - m;
-      v += d * d;
-    }
-    const float r = rsqrtf(warp_sum(v) / C + kEps);
-    const float scale = kFp8 ? *scale_ptr : 0.0f, fmax = fp8::info(f).max;
-    for (int c = lane; c < C; c += 32) {
-      const float y = (__bfloat162float(x[c]) - m) * r * __bfloat162float(w[c]) + __bfloat162float(b[c]);
-      if (kFp8) out8[std::int64_t(row) * C + c] = fp8::cast_one(y, scale, f, o, fmax, st);
-      else out[std::int64_t(row) * C + c] = __float2bfloat16(y);
-    }
-    if (lane == 0) {
-      mean[row] = m;
-      rstd[row] = r;
-    }
-  }
-  if (kFp8) fp8::flush_block(st, stats);
-}
-
-// The vectorised forward for the model's shapes (C % 8 == 0, C <= 256 * kVecs): one warp per
-// row, each lane owns 8 consecutive channels per 256 (16-byte loads), x read once into
-// registers.
+// Forward: one warp per row, each lane owns 8 consecutive channels per 256 (16-byte loads;
+// C % 8 == 0, C <= 256 * kVecs), x read once into registers. kFp8: write out8 (y * scale in
+// FP8, with the cast's statistics) instead of out (BF16). Rows past N still run the
+// statistics flush, which needs every thread of the block.
 template <int kVecs, bool kFp8>
 __global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
                                              const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
@@ -115,20 +83,26 @@ __global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, floa
   if (kFp8) fp8::flush_block(st, stats);
 }
 
+// Checked before any GPU work by check_train_point; a direct caller that breaks it stops here.
+void check_width(int C) {
+  if (C % 8 != 0 || C > 256 * kMaxVec) {
+    fprintf(stderr, "layernorm: C=%d must be a multiple of 8 and at most %d\n", C, 256 * kMaxVec);
+    abort();
+  }
+}
+
 template <bool kFp8>
 void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                     const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
   const int rows_per_block = 8;
   const unsigned grid = unsigned((N + rows_per_block - 1) / rows_per_block), threads = 32 * rows_per_block;
-  if (C % 8 == 0 && C <= 1024) {
-    switch ((C + 255) / 256) {
-      case 1: layernorm_forward_vec_kernel<1, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
-      case 2: layernorm_forward_vec_kernel<2, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
-      case 3: layernorm_forward_vec_kernel<3, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
-      default: layernorm_forward_vec_kernel<4, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
-    }
+  check_width(C);
+  switch ((C + 255) / 256) {
+    case 1: layernorm_forward_vec_kernel<1, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+    case 2: layernorm_forward_vec_kernel<2, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+    case 3: layernorm_forward_vec_kernel<3, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+    default: layernorm_forward_vec_kernel<4, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
   }
-  layernorm_forward_kernel<kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats);
 }
 
 // Backward. Each lane owns 8 consecutive channels per 256 (16-byte loads; C % 8 == 0,
@@ -136,7 +110,6 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
 // walks; the warps of a block then sum in shared memory in a fixed order and write one
 // partial per block, which column_sum_add reduces in a fixed order: no float atomics, so the
 // result is the same on every run.
-constexpr int kMaxVec = 4;  // C <= 1024
 constexpr int kWarps = 4;
 constexpr int kRowsPerBlock = 64;
 
@@ -236,11 +209,7 @@ std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64
 
 void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
                         const float* mean, const float* rstd, int N, int C, cudaStream_t s) {
-  // Checked before any GPU work by check_train_point; a direct caller that breaks it stops here.
-  if (C % 8 != 0 || C > 256 * kMaxVec) {
-    fprintf(stderr, "layernorm_backward: C=%d must be a multiple of 8 and at most %d\n", C, 256 * kMaxVec);
-    abort();
-  }
+  check_width(C);
   const int blocks = backward_blocks(N);
   const std::size_t shared = kWarps * 2 * C * sizeof(float);
   switch ((C + 255) / 256) {

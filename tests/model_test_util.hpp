@@ -1,0 +1,33 @@
+#pragma once
+// Shared by the GPU model tests: the tiny GPT they run, the relative RMS error they judge by,
+// and BF16-rounded parameters (the GPU computes with BF16 weight copies; giving the CPU the
+// same rounded values makes the comparison measure the activations' rounding only).
+#include "fp8scope/model/gpt_config.hpp"
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <vector>
+
+namespace fp8scope::test {
+
+inline model::GptConfig tiny_gpt(int vocab) {
+  model::GptConfig c;
+  c.vocab = vocab, c.pad_vocab_to = 1, c.max_seq = 32, c.d_model = 64, c.n_layer = 2, c.n_head = 4, c.tied = true;
+  return c;
+}
+
+inline double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+  double e = 0, n = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) e += (a[i] - b[i]) * (a[i] - b[i]), n += b[i] * b[i];
+  return n > 0 ? std::sqrt(e / n) : std::sqrt(e);
+}
+
+inline std::vector<double> bf16_rounded(const std::vector<float>& p) {
+  std::vector<double> out;
+  out.reserve(p.size());
+  for (float x : p) out.push_back(double(__bfloat162float(__float2bfloat16(x))));
+  return out;
+}
+
+}  // namespace fp8scope::test
