@@ -38,4 +38,7 @@ if(FP8SCOPE_HAVE_CUDA)
   endforeach()
 endif()
 
+# Data-parallel training runs one thread per GPU.
+find_package(Threads REQUIRED)
+
 find_package(Git QUIET)

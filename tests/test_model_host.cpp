@@ -215,3 +215,24 @@ TEST(Fp8Point, LinearsAndFastAccumulation) {
   EXPECT_EQ(c.recipe.format, fp8::RecipeFormat::e4m3);
   EXPECT_TRUE(model::fp8_config_from(p).attention());
 }
+
+TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
+  core::json point = core::json::object();
+  for (const auto& a : model::probe_train_axes()) point[a.name] = a.default_value;
+  point["ranks"] = 2;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), core::json::object()),
+            "ranks=2 needs backend gpu (data parallelism runs on GPUs)");
+  point["backend"] = "gpu";
+  const core::json one_gpu = {{"gpu", {{"count", 1}, {"memory_mib", 143771}, {"name", "NVIDIA H200"}}}};
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), one_gpu), "ranks=2 needs 2 GPUs; this machine has 1");
+  point["ranks"] = 1;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), one_gpu), "");
+  // Tokens per step count every rank's batch; MFU stays per GPU.
+  point["ranks"] = 2;
+  const auto tp = model::train_point_from(point);
+  core::Record r = core::make_record("k", point, core::Outcome::ok);
+  model::fill_train_record(r, tp, {{4.0, 1.0, 1e-3, 10.0}, {3.9, 1.0, 1e-3, 10.0}}, 0, 1e15);
+  EXPECT_DOUBLE_EQ(r.data["metrics"]["tokens_per_s"].get<double>(), 2.0 * tp.batch * tp.seq_len / 0.010);
+  EXPECT_DOUBLE_EQ(r.data["metrics"]["tokens_per_s_per_gpu"].get<double>(), double(tp.batch) * tp.seq_len / 0.010);
+  EXPECT_NEAR(r.data["metrics"]["mfu"].get<double>(), model::train_flops_per_step(tp.model, tp.batch, tp.seq_len) / 0.010 / 1e15, 1e-12);
+}

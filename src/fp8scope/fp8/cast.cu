@@ -171,6 +171,16 @@ unsigned tile_grid(int rows, int cols, int batch) {
   return unsigned(tiles < cap ? tiles : cap);
 }
 
+__global__ void pack_amax_kernel(float* amax, unsigned long long* nonfinite, const CastStats* stats, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) amax[i] = stats[i].amax, nonfinite[i] = stats[i].nonfinite;
+}
+
+__global__ void unpack_amax_kernel(CastStats* stats, const float* amax, const unsigned long long* nonfinite, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) stats[i].amax = amax[i], stats[i].nonfinite = nonfinite[i];
+}
+
 bool tile_path(int rows, int cols) { return rows % 8 == 0 && cols % 8 == 0; }
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -223,6 +233,14 @@ void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cud
 }
 void tensor_stats(const float* in, std::int64_t n, CastStats* stats, cudaStream_t s) {
   stats_kernel<<<grid_for(n, 256), 256, 0, s>>>(in, n, stats);
+}
+
+void pack_amax(float* amax, unsigned long long* nonfinite, const CastStats* stats, int n, cudaStream_t s) {
+  if (n > 0) pack_amax_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(amax, nonfinite, stats, n);
+}
+
+void unpack_amax(CastStats* stats, const float* amax, const unsigned long long* nonfinite, int n, cudaStream_t s) {
+  if (n > 0) unpack_amax_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(stats, amax, nonfinite, n);
 }
 
 }  // namespace fp8scope::fp8

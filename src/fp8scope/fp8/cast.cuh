@@ -41,4 +41,9 @@ void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int co
 void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cudaStream_t s);
 void tensor_stats(const float* in, std::int64_t n, CastStats* stats, cudaStream_t s);
 
+// For reducing statistics across data-parallel ranks: amax (NaN where the slot saw a
+// non-finite input) and non-finite counts of n slots into plain arrays, and back.
+void pack_amax(float* amax, unsigned long long* nonfinite, const CastStats* stats, int n, cudaStream_t s);
+void unpack_amax(CastStats* stats, const float* amax, const unsigned long long* nonfinite, int n, cudaStream_t s);
+
 }  // namespace fp8scope::fp8

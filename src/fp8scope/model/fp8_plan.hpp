@@ -35,6 +35,9 @@ struct Fp8ModelConfig {
   // Taps are copied to the host every tap_interval steps (and at step 0); 0 = never. The
   // quantised tensors' statistics feed the recipe every step regardless.
   int tap_interval = 1;
+  // Data parallelism: reduce every amax across the ranks before the recipe uses it (as
+  // TransformerEngine's reduce_amax), so all ranks cast with the same scales.
+  bool reduce_amax = true;
   // Test hook: (layer, tensor) -> factor on that tensor's scale, to plant overflows.
   std::map<std::pair<int, std::string>, float> planted_scale;
 

@@ -19,6 +19,7 @@ std::vector<core::ParamSpec> fp8_axes() {
       {"fast_accum", K::string, "fprop", {"fprop", "all", "none"}, 0, 0,
        "Hopper fast accumulation: fprop only (TransformerEngine's choice), every FP8 GEMM, or none"},
       {"tap_interval", K::integer, 1, {}, 0, 1e7, "GPU: copy every tensor's taps each k-th step (0: quantised tensors only)"},
+      {"reduce_amax", K::boolean, true, {}, 0, 0, "data-parallel runs: amax max-reduced across ranks before the recipe update"},
   };
 }
 
@@ -50,6 +51,7 @@ Fp8ModelConfig fp8_config_from(const json& p) {
   f.fast_accum_fprop = fa != "none";
   f.fast_accum_dgrad = f.fast_accum_wgrad = fa == "all";
   f.tap_interval = p.value("tap_interval", 1);
+  f.reduce_amax = p.value("reduce_amax", true);
   return f;
 }
 

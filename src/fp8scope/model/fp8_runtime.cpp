@@ -24,7 +24,16 @@ Fp8Runtime::Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig&
       tmp_(sizeof(fp8::CastStats)),
       bank_(f.recipe, formats_of(plan_), planted_of(plan_, f), s),
       host_stats_(plan_.slots().size()),
-      host_scales_(plan_.slots().size() * fp8::ScalerBank::kStride) {}
+      host_scales_(plan_.slots().size() * fp8::ScalerBank::kStride),
+      red_amax_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(float)),
+      red_nonfinite_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(unsigned long long)) {}
+
+void Fp8Runtime::reduce(fp8::CastStats* stats, int n) {
+  if (!reducer_ || n == 0) return;
+  fp8::pack_amax(red_amax_.as<float>(), red_nonfinite_.as<unsigned long long>(), stats, n, stream_);
+  reducer_(red_amax_.as<float>(), red_nonfinite_.as<unsigned long long>(), n, stream_);
+  fp8::unpack_amax(stats, red_amax_.as<float>(), red_nonfinite_.as<unsigned long long>(), n, stream_);
+}
 
 void Fp8Runtime::begin_step() {
   recording_ = cfg_.tap_interval > 0 && step_ % cfg_.tap_interval == 0;
@@ -35,6 +44,7 @@ void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) {
   if (cfg_.recipe.scaling != fp8::Scaling::current) return;
   FP8S_CUDA(cudaMemsetAsync(tmp_.get(), 0, tmp_.size(), stream_));
   fp8::tensor_stats(x, n, tmp_.as<fp8::CastStats>(), stream_);
+  reduce(tmp_.as<fp8::CastStats>(), 1);  // every rank casts with the same scale
   bank_.update_one(slot, tmp_.as<fp8::CastStats>(), stream_);
 }
 
@@ -53,7 +63,10 @@ void Fp8Runtime::end_step() {
     FP8S_CUDA(cudaMemcpyAsync(host_stats_.data(), stats_.get(), n * sizeof(fp8::CastStats), cudaMemcpyDeviceToHost, stream_));
     FP8S_CUDA(cudaMemcpyAsync(host_scales_.data(), bank_.scales(), host_scales_.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   }
-  if (cfg_.recipe.scaling == fp8::Scaling::delayed) bank_.update_all(stats_.as<fp8::CastStats>(), stream_);
+  if (cfg_.recipe.scaling == fp8::Scaling::delayed) {
+    reduce(stats_.as<fp8::CastStats>(), int(n));  // after the copy: the taps stay per rank
+    bank_.update_all(stats_.as<fp8::CastStats>(), stream_);
+  }
   FP8S_CUDA(cudaStreamSynchronize(stream_));
   for (std::size_t i = 0; i < n; ++i) {
     const TapSlot& s = plan_.slots()[i];

@@ -9,6 +9,7 @@
 
 #include <cuda_bf16.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -26,6 +27,12 @@ class Fp8Runtime {
   void begin_step();
   bool recording() const { return recording_; }
   void set_tap_interval(int k) { cfg_.tap_interval = k; }
+
+  // Data parallelism: reduces n amaxes (max) and non-finite counts (sum) across the ranks
+  // in place, on the stream, before the recipe uses them (TransformerEngine's reduce_amax).
+  // The taps keep each rank's own statistics.
+  using AmaxReducer = std::function<void(float* amax, unsigned long long* nonfinite, int n, cudaStream_t s)>;
+  void set_amax_reducer(AmaxReducer r) { reducer_ = std::move(r); }
 
   // Before the cast of a slot: under current scaling, measure the tensor and set the slot's
   // scale from its own amax; under delayed scaling nothing (the scale is last step's).
@@ -51,7 +58,9 @@ class Fp8Runtime {
   Fp8ModelConfig cfg_;
   TapPlan plan_;
   cudaStream_t stream_;
-  core::DeviceBuffer stats_, tmp_;
+  void reduce(fp8::CastStats* stats, int n);
+  core::DeviceBuffer stats_, tmp_, red_amax_, red_nonfinite_;
+  AmaxReducer reducer_;
   fp8::ScalerBank bank_;
   std::vector<fp8::CastStats> host_stats_;
   std::vector<float> host_scales_;

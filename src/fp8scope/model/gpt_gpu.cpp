@@ -458,6 +458,7 @@ void GpuGpt::backward() {
 float GpuGpt::step(float lr, float grad_clip, const AdamWSettings& a) {
   core::NvtxRange range("optimizer");
   mark("optimizer");
+  if (grad_reducer_) grad_reducer_(grads_.as<float>(), n_params_, stream_);
   sum_squares(norm_.as<float>(), partials_.as<float>(), grads_.as<float>(), n_params_, stream_);
   float ss = 0;
   FP8S_CUDA(cudaMemcpyAsync(&ss, norm_.get(), sizeof ss, cudaMemcpyDeviceToHost, stream_));

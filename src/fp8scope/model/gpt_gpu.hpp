@@ -11,6 +11,7 @@
 #include "fp8scope/model/kernels.cuh"
 
 #include <array>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,6 +46,13 @@ class GpuGpt {
   const Fp8Runtime* fp8() const { return fp8_.get(); }
   void set_tap_interval(int k) {
     if (fp8_) fp8_->set_tap_interval(k);
+  }
+  // Data parallelism: averages the FP32 gradients across ranks in place before clipping and
+  // AdamW (so every rank takes the same step), and reduces the FP8 amaxes (see Fp8Runtime).
+  using GradReducer = std::function<void(float* grads, std::int64_t n, cudaStream_t s)>;
+  void set_grad_reducer(GradReducer r) { grad_reducer_ = std::move(r); }
+  void set_amax_reducer(Fp8Runtime::AmaxReducer r) {
+    if (fp8_) fp8_->set_amax_reducer(std::move(r));
   }
 
  private:
@@ -88,6 +96,7 @@ class GpuGpt {
   core::DeviceBuffer bucket_token_, bucket_start_, bucket_position_;
   std::vector<int> h_bucket_token_, h_bucket_start_, h_bucket_position_;
   std::unique_ptr<Fp8Runtime> fp8_;
+  GradReducer grad_reducer_;
   std::map<std::pair<int, int>, Fp8Saved> fp8_saved_;
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.

@@ -85,6 +85,7 @@ json measure_taps_overhead(GpuGpt& gpt, Trainer& tr, int interval, int k) {
 
 bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& settings, int device, bool stop_at_nonfinite,
                    GpuRun& out, core::Record& r) {
+  if (p.ranks > 1) return train_gpu_run_dp(p, fp8, settings, device, stop_at_nonfinite, out, r);
   cudaStream_t stream = nullptr;
   try {
     FP8S_CUDA(cudaSetDevice(device));
@@ -157,6 +158,21 @@ void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, in
     r.data["taps"] = summarize_taps(run.taps, settings.value("tap_points", 50));
     record_nan_onset(r, run.taps, settings.value("onset_history", 5));
     if (!run.taps_overhead.is_null()) r.data["taps_overhead"] = run.taps_overhead;
+  }
+  // Data-parallel FP8: every rank's own NaN onset and its scales' agreement with rank 0's
+  // (equal when the amaxes are reduced).
+  for (std::size_t k = 0; k < run.rank_taps.size() && r.data.contains("data_parallel"); ++k) {
+    core::Record rk = core::make_record(r.key, r.params, core::Outcome::ok);
+    json& pr = r.data["data_parallel"]["per_rank"][k];
+    if (record_nan_onset(rk, run.rank_taps[k], settings.value("onset_history", 5))) pr["nan_onset"] = rk.data["nan_onset"];
+    long long differ = 0, total = 0;
+    for (std::size_t i = 0; i < run.rank_taps[k].size() && i < run.rank_taps[0].size(); ++i)
+      if (run.rank_taps[k][i].scale != 0.0f) {
+        ++total;
+        differ += run.rank_taps[k][i].scale != run.rank_taps[0][i].scale;
+      }
+    pr["scales_differing_from_rank0"] = differ;
+    pr["scales_compared"] = total;
   }
 }
 

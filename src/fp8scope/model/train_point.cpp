@@ -35,6 +35,7 @@ std::vector<core::ParamSpec> train_axes() {
       {"grad_clip", K::number, 1.0, {}, 0, 1e9, "global-norm clipping (0 = off)"},
       {"seed", K::integer, 1, {}, 0, 1e9, "initialisation and synthetic data"},
       {"data", K::string, "synthetic", {}, 0, 0, "'synthetic' (Markov chain) or a token file path"},
+      {"ranks", K::integer, 1, {}, 1, 64, "data-parallel GPUs (gpu backend; NCCL, one rank per GPU; batch is per GPU)"},
   };
 }
 
@@ -76,6 +77,7 @@ TrainPoint train_point_from(const json& p) {
   t.weight_decay = p["weight_decay"];
   t.grad_clip = p["grad_clip"];
   t.data = p["data"];
+  t.ranks = p.value("ranks", 1);
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = fp8_config_from(p);
     t.cpu_fp8 = cpu_fp8_options_from(p);
@@ -90,6 +92,9 @@ double train_flops_per_step(const GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
+  if (p.ranks > 1 && env.contains("gpu") && env["gpu"].is_object() && env["gpu"].value("count", 1) < p.ranks)
+    return fmt::format("ranks={} needs {} GPUs; this machine has {}", p.ranks, p.ranks, env["gpu"].value("count", 1));
   if (p.backend == "gpu" && (p.model.d_model > 1024 || p.model.d_model % 8 != 0))
     return fmt::format("d_model={}: the GPU LayerNorm backward needs a multiple of 8, at most 1024", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
@@ -121,13 +126,14 @@ void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<S
   for (std::size_t i = std::size_t(std::min<int>(timing_warmup, int(steps.size()) - 1)); i < steps.size(); ++i)
     timed.push_back(steps[i].ms);
   const core::Stats st = core::compute_stats(timed);
-  const double tokens = double(p.batch) * p.seq_len;
+  const double tokens = double(p.batch) * p.seq_len * p.ranks;  // every rank's batch
   json m;
   m["ms_per_step"] = st.median;
   m["tokens_per_s"] = tokens / (st.median * 1e-3);
   m["params"] = param_count(p.model);
-  m["flops_per_step"] = train_flops_per_step(p.model, p.batch, p.seq_len);
-  if (peak_flops > 0) m["mfu"] = m["flops_per_step"].get<double>() / (st.median * 1e-3) / peak_flops;
+  m["flops_per_step"] = train_flops_per_step(p.model, p.batch, p.seq_len) * p.ranks;
+  if (peak_flops > 0) m["mfu"] = m["flops_per_step"].get<double>() / (st.median * 1e-3) / (peak_flops * p.ranks);
+  if (p.ranks > 1) m["tokens_per_s_per_gpu"] = tokens / (st.median * 1e-3) / p.ranks;
   m["loss_first"] = steps.front().loss;
   m["loss_last"] = steps.back().loss;
   r.data["metrics"] = m;

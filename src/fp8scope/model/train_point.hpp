@@ -28,6 +28,7 @@ struct TrainPoint {
   int batch, seq_len, steps, warmup, seed;
   double lr, min_lr, weight_decay, grad_clip;
   std::string data;
+  int ranks = 1;  // data-parallel GPUs (batch is per GPU)
   // FP8 training (probe_train with precision fp8, every probe_recipe run): the GPU model's
   // settings and the CPU emulation's.
   std::optional<Fp8ModelConfig> fp8;
@@ -66,11 +67,15 @@ struct GpuRun {
   core::json time_split = core::json::object();
   core::json taps_overhead;  // FP8 runs with settings.taps_overhead_steps > 0
   double device_mib = 0;
+  std::vector<std::vector<fp8::Tap>> rank_taps;  // data-parallel FP8 runs: every rank's own taps
 };
-// Trains p on the GPU; false when the run could not go on (out of memory, a GEMM cuBLASLt
+// Trains p on the GPU (on p.ranks GPUs from `device` with NCCL when p.ranks > 1); false when the run could not go on (out of memory, a GEMM cuBLASLt
 // refuses, a CUDA error), with r.outcome and r.reason set. Host-only builds: always false,
 // outcome skipped.
 bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
                    GpuRun& out, core::Record& r);
+// The data-parallel half: one thread and one NCCL rank per GPU (data_parallel.cpp).
+bool train_gpu_run_dp(const TrainPoint& p, const Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
+                      GpuRun& out, core::Record& r);
 
 }  // namespace fp8scope::model

@@ -49,9 +49,27 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
         return &o;
     return nullptr;
   };
-  bool any_fp8 = false;
-  for (auto& r : in.file.records) any_fp8 |= r.params.value("precision", std::string()) == "fp8";
+  bool any_fp8 = false, any_dp = false;
+  for (auto& r : in.file.records) {
+    any_fp8 |= r.params.value("precision", std::string()) == "fp8";
+    any_dp |= r.params.value("ranks", 1) > 1;
+  }
+  // Data parallelism: tokens/s on N GPUs against N x the 1-GPU run of the same point.
+  auto single_gpu = [&](const core::Record& r) -> const core::Record* {
+    json key = r.params;
+    key.erase("ranks");
+    key.erase("reduce_amax");
+    for (auto& o : in.file.records) {
+      if (o.params.value("ranks", 1) != 1 || o.outcome != Outcome::ok) continue;
+      json k = o.params;
+      k.erase("ranks");
+      k.erase("reduce_amax");
+      if (k == key) return &o;
+    }
+    return nullptr;
+  };
   if (any_fp8) t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
+  if (any_dp) t.columns.insert(t.columns.begin() + 8, "scaling");
   for (auto& r : in.file.records) {
     const std::string label = label_of(r.params);
     const json chk = r.data.value("init_loss_check", json::object());
@@ -71,6 +89,12 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
           overhead += fmt::format(", {:+.1f}% every {}", 100 * o["overhead_at_interval"].get<double>(), o.value("interval", 0));
       }
       row.insert(row.begin() + 8, {b ? fmt::format("{:.3f}x", m(r, "tokens_per_s") / m(*b, "tokens_per_s")) : "-", overhead});
+    }
+    if (any_dp) {
+      const int ranks = r.params.value("ranks", 1);
+      const core::Record* one = ranks > 1 ? single_gpu(r) : nullptr;
+      row.insert(row.begin() + 8, one ? fmt::format("{:.1f}% of {}x", 100 * m(r, "tokens_per_s") / (ranks * m(*one, "tokens_per_s")), ranks)
+                                      : "-");
     }
     if (peer) {
       for (const std::string suffix : {"", ",peer=torch.compile"}) {
