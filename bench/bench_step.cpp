@@ -1,5 +1,6 @@
 // One GPT-2 124M training step (B=16, T=1024, V=50304): forward, backward, AdamW, in BF16 and
-// in FP8 (HYBRID, delayed scaling, history 1024, each variant; taps every 100 steps).
+// in FP8 (HYBRID, delayed scaling, history 1024, each variant; taps every 100 steps), with the
+// materialised attention and with the fused (flash) kernels.
 // Wall time per step (the step synchronises to read the loss and the gradient norm).
 #include "bench_common.hpp"
 
@@ -11,7 +12,7 @@
 using namespace fp8scope;
 
 namespace {
-void bm_step(benchmark::State& state, std::optional<model::Fp8Variant> variant) {
+void bm_step(benchmark::State& state, std::optional<model::Fp8Variant> variant, bool flash) {
   if (!bench::gpu_problem().empty()) {
     state.SkipWithError(bench::gpu_problem().c_str());
     return;
@@ -22,7 +23,7 @@ void bm_step(benchmark::State& state, std::optional<model::Fp8Variant> variant) 
   model::Fp8ModelConfig f;
   f.variant = variant.value_or(model::Fp8Variant::custom);
   f.tap_interval = 100;
-  model::GpuGpt gpt(cfg, B, T, bench::stream(), variant ? &f : nullptr);
+  model::GpuGpt gpt(cfg, B, T, bench::stream(), variant ? &f : nullptr, flash);
   gpt.set_params(model::init_params(cfg, 1));
   model::MarkovTokens data(cfg.vocab, 1);
   std::vector<int> in, tg;
@@ -43,8 +44,8 @@ void bm_step(benchmark::State& state, std::optional<model::Fp8Variant> variant) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto reg = [](const char* name, std::optional<model::Fp8Variant> v) {
-    benchmark::RegisterBenchmark(name, [v](benchmark::State& s) { bm_step(s, v); })
+  auto reg = [](const char* name, std::optional<model::Fp8Variant> v, bool flash = false) {
+    benchmark::RegisterBenchmark(name, [v, flash](benchmark::State& s) { bm_step(s, v, flash); })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime()
         ->MinTime(3.0);
@@ -53,6 +54,8 @@ int main(int argc, char** argv) {
   reg("step/gpt2_124m/fp8_custom", model::Fp8Variant::custom);
   reg("step/gpt2_124m/fp8_fused", model::Fp8Variant::fused);
   reg("step/gpt2_124m/fp8_attention", model::Fp8Variant::fp8_attention);
+  reg("step/gpt2_124m/bf16_flash", std::nullopt, true);
+  reg("step/gpt2_124m/fp8_fused_flash", model::Fp8Variant::fused, true);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

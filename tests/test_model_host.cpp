@@ -165,6 +165,8 @@ TEST(TapPlan, SlotsFollowVariantLinearsAndFormat) {
   EXPECT_EQ(custom.slots()[std::size_t(custom.index(1, "fc2.weight"))].format, fp8::Format::e4m3);
   EXPECT_FALSE(custom.slots()[std::size_t(custom.index(1, "residual"))].format.has_value());  // observed only
   EXPECT_GE(custom.index(1, "gelu_out"), 0);
+  EXPECT_GE(custom.index(1, "scores"), 0);
+  EXPECT_LT(model::TapPlan(cfg, 4, 32, f, /*flash_attention=*/true).index(1, "scores"), 0);  // never in memory
   EXPECT_LT(custom.index(0, "q.input"), 0);
   EXPECT_LT(custom.index(0, "fc2.input"), custom.index(-1, "lm_head.input"));  // forward before the head
   EXPECT_LT(custom.index(-1, "lm_head.grad"), custom.index(1, "fc2.grad"));  // backward runs from the head down
@@ -235,4 +237,22 @@ TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
   EXPECT_DOUBLE_EQ(r.data["metrics"]["tokens_per_s"].get<double>(), 2.0 * tp.batch * tp.seq_len / 0.010);
   EXPECT_DOUBLE_EQ(r.data["metrics"]["tokens_per_s_per_gpu"].get<double>(), double(tp.batch) * tp.seq_len / 0.010);
   EXPECT_NEAR(r.data["metrics"]["mfu"].get<double>(), model::train_flops_per_step(tp.model, tp.batch, tp.seq_len) / 0.010 / 1e15, 1e-12);
+}
+
+TEST(TrainPoint, FlashAttentionNeedsHeadSize64AndFullTiles) {
+  core::json point = core::json::object();
+  for (const auto& a : model::probe_train_axes()) point[a.name] = a.default_value;
+  point["backend"] = "gpu";
+  point["attention"] = "flash";
+  point["d_model"] = 128, point["n_head"] = 2, point["seq_len"] = 128, point["max_seq"] = 128;
+  EXPECT_EQ(model::check_train_point(model::train_point_from(point), core::json::object()), "");
+  point["seq_len"] = 96;
+  EXPECT_NE(model::check_train_point(model::train_point_from(point), core::json::object()).find("multiple of 64"), std::string::npos);
+  point["seq_len"] = 128;
+  point["n_head"] = 4;  // head size 32
+  EXPECT_NE(model::check_train_point(model::train_point_from(point), core::json::object()).find("head size 64"), std::string::npos);
+  point["n_head"] = 2;
+  point["precision"] = "fp8";
+  point["variant"] = "fp8_attention";
+  EXPECT_NE(model::check_train_point(model::train_point_from(point), core::json::object()).find("fp8_attention"), std::string::npos);
 }

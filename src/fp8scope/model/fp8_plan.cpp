@@ -47,7 +47,7 @@ int TapPlan::index(int layer, const std::string& tensor) const {
 
 // The order is the order the model runs them, forward then backward, so the first slot with
 // a non-finite value is the NaN onset.
-TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f) {
+TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bool flash_attention) {
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
   const auto fwd = fp8::format_for(f.recipe.format, fp8::Pass::forward);
   const auto bwd = fp8::format_for(f.recipe.format, fp8::Pass::backward);
@@ -64,9 +64,9 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f) {
       add(l, "k.input", "forward", fwd, N * C);
       add(l, "v.input", "forward", fwd, N * C);
     }
-    add(l, "scores", "forward", std::nullopt, BH * T * T);
+    if (!flash_attention) add(l, "scores", "forward", std::nullopt, BH * T * T);
     if (f.attention()) add(l, "probs.input", "forward", fwd, BH * T * T);
-    add(l, "probs", "forward", std::nullopt, BH * T * T);
+    if (!flash_attention) add(l, "probs", "forward", std::nullopt, BH * T * T);
     add(l, "attention_out", "forward", std::nullopt, N * C);
     linear(l, "proj", C, C);
     add(l, "proj_out", "forward", std::nullopt, N * C);

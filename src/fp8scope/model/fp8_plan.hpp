@@ -62,7 +62,8 @@ struct TapSlot {
 
 class TapPlan {
  public:
-  TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f);
+  // flash_attention: the fused attention keeps no scores or probabilities to tap.
+  TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bool flash_attention = false);
   const std::vector<TapSlot>& slots() const { return slots_; }
   // The slot of (layer, tensor), or -1 when this run does not have it.
   int index(int layer, const std::string& tensor) const;

@@ -16,9 +16,9 @@ std::vector<float> planted_of(const TapPlan& p, const Fp8ModelConfig& f) {
 }
 }  // namespace
 
-Fp8Runtime::Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s)
+Fp8Runtime::Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s, bool flash_attention)
     : cfg_(f),
-      plan_(cfg, B, T, f),
+      plan_(cfg, B, T, f, flash_attention),
       stream_(s),
       stats_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(fp8::CastStats)),
       tmp_(sizeof(fp8::CastStats)),

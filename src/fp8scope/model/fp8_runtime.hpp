@@ -17,7 +17,7 @@ namespace fp8scope::model {
 
 class Fp8Runtime {
  public:
-  Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s);
+  Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s, bool flash_attention = false);
 
   const Fp8ModelConfig& config() const { return cfg_; }
   const TapPlan& plan() const { return plan_; }

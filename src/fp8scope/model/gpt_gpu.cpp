@@ -7,6 +7,7 @@
 #include <cmath>
 #include <algorithm>
 #include <numeric>
+#include <stdexcept>
 
 namespace fp8scope::model {
 using gemm::DType;
@@ -16,8 +17,10 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
-GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8)
-    : cfg_(cfg), B_(B), T_(T), stream_(stream), gemms_(stream), layout_(param_layout(cfg)), n_params_(param_count(cfg)) {
+GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8, bool flash_attention)
+    : cfg_(cfg), B_(B), T_(T), stream_(stream), gemms_(stream), layout_(param_layout(cfg)), n_params_(param_count(cfg)), flash_(flash_attention) {
+  if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
+    throw std::invalid_argument("flash attention needs head size 64, T a multiple of 64 and no fp8_attention");
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
@@ -37,7 +40,8 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
     a.ln1_mean = core::DeviceBuffer(fl(N));
     a.ln1_rstd = core::DeviceBuffer(fl(N));
     a.qkv = core::DeviceBuffer(bf(N * 3 * C));
-    a.probs = core::DeviceBuffer(bf(BH * T * T));
+    if (flash_) a.lse = core::DeviceBuffer(fl(BH * T));
+    else a.probs = core::DeviceBuffer(bf(BH * T * T));
     a.atty = core::DeviceBuffer(bf(N * C));
     a.x_mid = core::DeviceBuffer(bf(N * C));
     a.ln2 = core::DeviceBuffer(bf(N * C));
@@ -57,7 +61,8 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
   q_ = core::DeviceBuffer(bf(N * C));
   k_ = core::DeviceBuffer(bf(N * C));
   v_ = core::DeviceBuffer(bf(N * C));
-  scores_ = core::DeviceBuffer(fl(BH * T * T));
+  if (!flash_) scores_ = core::DeviceBuffer(fl(BH * T * T));
+  else dsum_ = core::DeviceBuffer(fl(BH * T));
   yh_ = core::DeviceBuffer(bf(N * C));
   scratch_ = core::DeviceBuffer(bf(N * C));
   dx_ = core::DeviceBuffer(bf(N * C));
@@ -67,7 +72,7 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
   dq_ = core::DeviceBuffer(bf(N * C));
   dk_ = core::DeviceBuffer(bf(N * C));
   dv_ = core::DeviceBuffer(bf(N * C));
-  dscores_ = core::DeviceBuffer(bf(BH * T * T));
+  if (!flash_) dscores_ = core::DeviceBuffer(bf(BH * T * T));
   norm_ = core::DeviceBuffer(sizeof(float));
   partials_ = core::DeviceBuffer(
       fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)), std::int64_t(1024)})));
@@ -75,7 +80,7 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
   bucket_start_ = core::DeviceBuffer(std::size_t(N + 1) * sizeof(int));
   bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   if (fp8) {
-    fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_);
+    fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_, flash_);
     const std::int64_t widest = std::max<std::int64_t>(4 * C, Vp);
     f8_x_ = core::DeviceBuffer(std::size_t(N * 4 * C));
     f8_w_ = core::DeviceBuffer(std::size_t(widest * C));
@@ -245,6 +250,13 @@ void GpuGpt::attention_forward(int l, LayerActs& a) {
   const std::int64_t nc = std::int64_t(N) * C, ntt = std::int64_t(BH) * T * T;
   Fp8Runtime* f = fp8_ && fp8_->config().attention() ? fp8_.get() : nullptr;
   split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
+  if (flash_) {  // fused: no scores or probabilities in memory (and none to tap)
+    flash_attention_forward(yh_.as<bf16>(), a.lse.as<float>(), q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), BH, T,
+                            1.0f / std::sqrt(float(HS)), stream_);
+    merge_heads(a.atty.as<bf16>(), yh_.as<bf16>(), B, T, NH, HS, stream_);
+    if (fp8_) fp8_->observe(l, "attention_out", a.atty.as<bf16>(), nc);
+    return;
+  }
   // scores (row-major [T_q][T_k]) = q k^T / sqrt(HS): TN, m=T_k, n=T_q, k=HS, one per (b, h)
   GemmCall sc{true, false, T, T, HS, HS, HS, T, BH};
   sc.d = DType::fp32;
@@ -387,6 +399,13 @@ void GpuGpt::attention_backward(int l, LayerActs& a) {
   }
   split_heads_single(yh_.as<bf16>(), dbuf_.as<bf16>(), B, T, NH, HS, stream_);  // dy per head
   split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
+  if (flash_) {
+    split_heads_single(scratch_.as<bf16>(), a.atty.as<bf16>(), B, T, NH, HS, stream_);  // the forward's output per head
+    flash_attention_backward(dq_.as<bf16>(), dk_.as<bf16>(), dv_.as<bf16>(), dsum_.as<float>(), yh_.as<bf16>(), scratch_.as<bf16>(),
+                             q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.lse.as<float>(), BH, T, 1.0f / std::sqrt(float(HS)), stream_);
+    merge_qkv_grads(dqkv_.as<bf16>(), dq_.as<bf16>(), dk_.as<bf16>(), dv_.as<bf16>(), B, T, NH, HS, stream_);
+    return;
+  }
   if (f) {  // the operands the forward GEMMs read (same scales: they change only between steps)
     const char* names[3] = {"q.input", "k.input", "v.input"};
     bf16* bufs[3] = {q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>()};

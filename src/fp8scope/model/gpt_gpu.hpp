@@ -25,8 +25,10 @@ struct AdamWSettings {
 
 class GpuGpt {
  public:
-  // fp8: nullptr for the BF16 model.
-  GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8 = nullptr);
+  // fp8: nullptr for the BF16 model. flash_attention: the fused attention kernels
+  // (flash_attention.cu: head size 64, T a multiple of 64, not with fp8_attention) instead of
+  // the materialised scores and probabilities; throws std::invalid_argument otherwise.
+  GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8 = nullptr, bool flash_attention = false);
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> grads() const;
@@ -58,6 +60,7 @@ class GpuGpt {
  private:
   struct LayerActs {
     core::DeviceBuffer ln1, ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu, x_out;
+    core::DeviceBuffer lse;  // flash attention: each row's log-sum-exp (instead of probs)
   };
   bf16* weight(std::int64_t offset) const;  // the BF16 weight copy at a layout offset
   float* g(std::int64_t offset) const;                  // its FP32 gradient
@@ -101,6 +104,8 @@ class GpuGpt {
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
+  bool flash_ = false;
+  core::DeviceBuffer dsum_;  // flash attention backward: rowsum(dO * O)
   int t_ = 0;
   bool profiling_ = false;
   std::vector<std::pair<std::string, cudaEvent_t>> marks_;

@@ -49,6 +49,15 @@ void softmax_causal_forward(bf16* probs, const float* scores, int BH, int T, cud
 // dscores = probs * (dprobs - sum(probs * dprobs)) * scale, causal.
 void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* probs, float scale, int BH, int T, cudaStream_t s);
 
+// flash_attention.cu: fused causal attention on tensor cores for head size 64 and T a
+// multiple of 64, q/k/v/out [BH][T][64]; the scores are scaled by `scale`. Forward writes the
+// output and each row's log-sum-exp (lse [BH][T]); backward recomputes the probabilities from
+// it (dsum: [BH][T] scratch) and writes dq, dk, dv without atomics.
+bool flash_attention_supported(int T, int HS);
+void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int BH, int T, float scale, cudaStream_t s);
+void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out, const bf16* q, const bf16* k,
+                              const bf16* v, const float* lse, int BH, int T, float scale, cudaStream_t s);
+
 // mlp.cu
 void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s);
 // GELU cast straight to FP8 (the fused variant's LayerNormMLP), with the cast's statistics.

@@ -102,7 +102,7 @@ bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& s
     auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
     r.data["data"] = data->describe();
     {
-      GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8);
+      GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.flash_attention);
       gpt.set_params(init_params(p.model, std::uint64_t(p.seed)));
       std::size_t free1 = 0;
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));

@@ -36,6 +36,8 @@ std::vector<core::ParamSpec> train_axes() {
       {"seed", K::integer, 1, {}, 0, 1e9, "initialisation and synthetic data"},
       {"data", K::string, "synthetic", {}, 0, 0, "'synthetic' (Markov chain) or a token file path"},
       {"ranks", K::integer, 1, {}, 1, 64, "data-parallel GPUs (gpu backend; NCCL, one rank per GPU; batch is per GPU)"},
+      {"attention", K::string, "materialized", {"materialized", "flash"}, 0, 0,
+       "GPU: scores/probabilities in memory with cuBLASLt GEMMs, or the fused tensor-core kernels (head size 64, T % 64 == 0)"},
   };
 }
 
@@ -78,6 +80,7 @@ TrainPoint train_point_from(const json& p) {
   t.grad_clip = p["grad_clip"];
   t.data = p["data"];
   t.ranks = p.value("ranks", 1);
+  t.flash_attention = p.value("attention", std::string("materialized")) == "flash";
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = fp8_config_from(p);
     t.cpu_fp8 = cpu_fp8_options_from(p);
@@ -92,6 +95,12 @@ double train_flops_per_step(const GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (p.backend == "gpu" && p.flash_attention) {
+    if (p.model.n_head <= 0 || p.model.d_model % p.model.n_head != 0 || p.model.d_model / p.model.n_head != 64 || p.seq_len % 64 != 0)
+      return fmt::format("attention flash needs head size 64 and seq_len a multiple of 64 (d_model={}, n_head={}, seq_len={})",
+                         p.model.d_model, p.model.n_head, p.seq_len);
+    if (p.fp8 && p.fp8->attention()) return "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)";
+  }
   if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
   if (p.ranks > 1 && env.contains("gpu") && env["gpu"].is_object() && env["gpu"].value("count", 1) < p.ranks)
     return fmt::format("ranks={} needs {} GPUs; this machine has {}", p.ranks, p.ranks, env["gpu"].value("count", 1));

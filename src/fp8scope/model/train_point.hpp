@@ -29,6 +29,7 @@ struct TrainPoint {
   double lr, min_lr, weight_decay, grad_clip;
   std::string data;
   int ranks = 1;  // data-parallel GPUs (batch is per GPU)
+  bool flash_attention = false;  // GPU: the fused attention kernels
   // FP8 training (probe_train with precision fp8, every probe_recipe run): the GPU model's
   // settings and the CPU emulation's.
   std::optional<Fp8ModelConfig> fp8;
