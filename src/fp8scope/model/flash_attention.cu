@@ -163,6 +163,26 @@ struct BwdSmem {
   float s[kWarps][16 * kLdf], dp[kWarps][16 * kLdf];
 };
 
+// Each query row's log-sum-exp and rowsum(dO * O) for a tile of 64 rows.
+__device__ __forceinline__ void load_row_stats(BwdSmem& sm, const float* lse, const float* dsum, std::int64_t first) {
+  for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
+    sm.lse[i] = lse[first + i];
+    sm.dsum[i] = dsum[first + i];
+  }
+}
+
+// Writes a warp's 16 x 64 accumulator as BF16 rows of `dst` (row stride kD; the lane pair of a
+// row writes its two halves), through the warp's FP32 scratch.
+__device__ __forceinline__ void store_rows(bf16* dst, const FragC* acc, float* scratch, int row, int half) {
+  __syncwarp();
+#pragma unroll
+  for (int n = 0; n < kD / 16; ++n) wmma::store_matrix_sync(scratch + n * 16, acc[n], kLdf, wmma::mem_row_major);
+  __syncwarp();
+  bf16* out = dst + std::int64_t(row) * kD + half * 32;
+#pragma unroll
+  for (int c = 0; c < 32; ++c) out[c] = __float2bfloat16(scratch[row * kLdf + half * 32 + c]);
+}
+
 // dK, dV for one key tile: the warp's 16 keys against every query tile at or after the
 // diagonal. Transposed quantities: s = K Q^T (keys x queries), dp = V dO^T.
 __global__ void __launch_bounds__(kWarps * 32) flash_backward_dkdv_kernel(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v,
@@ -183,10 +203,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_backward_dkdv_kernel(bf16* 
     __syncthreads();
     load_tile(sm.a, q + base + std::int64_t(qt) * kTile * kD);
     load_tile(sm.b, dout + base + std::int64_t(qt) * kTile * kD);
-    for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
-      sm.lse[i] = lse[std::int64_t(bh) * T + qt * kTile + i];
-      sm.dsum[i] = dsum[std::int64_t(bh) * T + qt * kTile + i];
-    }
+    load_row_stats(sm, lse, dsum, std::int64_t(bh) * T + qt * kTile);
     __syncthreads();
     mm_abt(sm.s[warp], sm.x + warp * 16 * kLd, sm.a);   // S^T = K_w Q^T
     mm_abt(sm.dp[warp], sm.y + warp * 16 * kLd, sm.b);  // dP^T = V_w dO^T
@@ -202,17 +219,9 @@ __global__ void __launch_bounds__(kWarps * 32) flash_backward_dkdv_kernel(bf16* 
     mm_ab_acc(acc_dv, sm.p[warp], sm.b);   // dV_w += P^T dO
     mm_ab_acc(acc_dk, sm.ds[warp], sm.a);  // dK_w += dS^T Q
   }
-  // Out through the warp's FP32 scratch.
-  float* st = sm.s[warp];
-  for (int which = 0; which < 2; ++which) {
-    __syncwarp();
-#pragma unroll
-    for (int n = 0; n < kD / 16; ++n) wmma::store_matrix_sync(st + n * 16, which ? acc_dv[n] : acc_dk[n], kLdf, wmma::mem_row_major);
-    __syncwarp();
-    bf16* dst = (which ? dv : dk) + base + std::int64_t(kj) * kD + half * 32;
-#pragma unroll
-    for (int c = 0; c < 32; ++c) dst[c] = __float2bfloat16(st[row * kLdf + half * 32 + c]);
-  }
+  const std::int64_t first = base + std::int64_t(kt * kTile + warp * 16) * kD;
+  store_rows(dk + first, acc_dk, sm.s[warp], row, half);
+  store_rows(dv + first, acc_dv, sm.s[warp], row, half);
 }
 
 // dQ for one query tile: the warp's 16 queries against every key tile up to the diagonal.
@@ -225,10 +234,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_backward_dq_kernel(bf16* dq
   const std::int64_t base = std::int64_t(bh) * T * kD;
   load_tile(sm.x, q + base + std::int64_t(qt) * kTile * kD);
   load_tile(sm.y, dout + base + std::int64_t(qt) * kTile * kD);
-  for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
-    sm.lse[i] = lse[std::int64_t(bh) * T + qt * kTile + i];
-    sm.dsum[i] = dsum[std::int64_t(bh) * T + qt * kTile + i];
-  }
+  load_row_stats(sm, lse, dsum, std::int64_t(bh) * T + qt * kTile);
   FragC acc[kD / 16];
 #pragma unroll
   for (int n = 0; n < kD / 16; ++n) wmma::fill_fragment(acc[n], 0.0f);
@@ -251,14 +257,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_backward_dq_kernel(bf16* dq
     __syncwarp();
     mm_ab_acc(acc, sm.ds[warp], sm.a);  // dQ_w += dS K
   }
-  float* st = sm.s[warp];
-  __syncwarp();
-#pragma unroll
-  for (int n = 0; n < kD / 16; ++n) wmma::store_matrix_sync(st + n * 16, acc[n], kLdf, wmma::mem_row_major);
-  __syncwarp();
-  bf16* dst = dq + base + std::int64_t(qi) * kD + half * 32;
-#pragma unroll
-  for (int c = 0; c < 32; ++c) dst[c] = __float2bfloat16(st[row * kLdf + half * 32 + c]);
+  store_rows(dq + base + std::int64_t(qt * kTile + warp * 16) * kD, acc, sm.s[warp], row, half);
 }
 
 template <class Kernel, class... Args>
