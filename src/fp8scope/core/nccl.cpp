@@ -14,9 +14,12 @@ const Nccl* Nccl::get(std::string* why) {
   static std::string error;
   static std::once_flag once;
   std::call_once(once, [] {
-    n.lib_ = ::dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    // The loader's path first, then the CUDA toolkit this was built with (its lib64 is often
+    // not on the loader's path).
+    for (const char* name : {"libnccl.so.2", FP8SCOPE_CUDA_LIBDIR "/libnccl.so.2"})
+      if ((n.lib_ = ::dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
     if (!n.lib_) {
-      error = "libnccl.so.2 not found (install NCCL or put it on LD_LIBRARY_PATH)";
+      error = "libnccl.so.2 not found on the loader's path or in " FP8SCOPE_CUDA_LIBDIR " (install NCCL or set LD_LIBRARY_PATH)";
       return;
     }
     auto sym = [](const char* name) { return ::dlsym(n.lib_, name); };
