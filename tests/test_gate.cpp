@@ -117,6 +117,27 @@ TEST(Gate, MissingRecordFails) {
   EXPECT_EQ(f[0].current, "missing");
 }
 
+TEST(Gate, PointsRecordedBeforeANewAxisMatchByParameters) {
+  // The probe gained an axis: every current key differs, every point is still found.
+  auto cur = baseline();
+  for (auto& r : cur.records) {
+    r.params["new_axis"] = "default";
+    r.key += ",new_axis=default";
+  }
+  const auto res = run_gate(baseline(), cur, GatePolicy{});
+  EXPECT_TRUE(failures(res).empty());
+  for (auto& j : res.judgements) EXPECT_NE(j.current, "missing") << j.key;
+  // Two current records that both carry the baseline's parameters: ambiguous, so missing.
+  auto two = cur;
+  auto extra = two.records.front();
+  extra.params["new_axis"] = "other";
+  extra.key += "x";
+  two.records.push_back(extra);
+  auto f = failures(run_gate(baseline(), two, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].current, "missing");
+}
+
 TEST(Gate, ImprovementsNeverFail) {
   auto cur = baseline();
   rec(cur, "gemm/b").data["timing"]["median"] = 1.5;

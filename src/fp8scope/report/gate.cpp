@@ -181,17 +181,33 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
         j.verdict == Verdict::info ? 0 : 1;
     res.judgements.push_back(std::move(j));
   };
+  // A point is found by its key; failing that, by its parameters: the one current record
+  // whose parameters include all of the baseline's with the same values (a sweep recorded
+  // before a probe gained an axis still gates against one recorded after).
+  auto find = [&](const Record& b) -> const Record* {
+    if (auto it = now.find(b.key); it != now.end()) return it->second;
+    const Record* found = nullptr;
+    for (auto& c : cur.records) {
+      bool all = b.params.is_object() && !b.params.empty();
+      for (auto p = b.params.begin(); all && p != b.params.end(); ++p) all = c.params.contains(p.key()) && c.params[p.key()] == p.value();
+      if (!all) continue;
+      if (found) return nullptr;  // ambiguous
+      found = &c;
+    }
+    return found;
+  };
   for (auto& b : base.records) {
     std::string rule;
     const GateThresholds& t = policy.for_key(b.key, &rule);
     seen[b.key] = true;
     if (t.ignore) continue;
-    auto it = now.find(b.key);
-    if (it == now.end()) {
+    const Record* match = find(b);
+    if (!match) {
       add({b.key, "record", std::string(core::to_string(b.outcome)), "missing", "present", rule, 1e9, Verdict::fail});
       continue;
     }
-    const Record& c = *it->second;
+    seen[match->key] = true;
+    const Record& c = *match;
     // Availability.
     if (b.outcome != c.outcome) {
       const bool worse = b.outcome == Outcome::ok;
