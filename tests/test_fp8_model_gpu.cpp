@@ -111,7 +111,13 @@ INSTANTIATE_TEST_SUITE_P(Recipes, ScalerBankMirror,
                                            std::make_tuple(fp8::Scaling::delayed, fp8::AmaxAlgo::most_recent, 16, 0),
                                            std::make_tuple(fp8::Scaling::delayed, fp8::AmaxAlgo::max, 4, -3),
                                            std::make_tuple(fp8::Scaling::current, fp8::AmaxAlgo::max, 1, 0),
-                                           std::make_tuple(fp8::Scaling::current, fp8::AmaxAlgo::max, 1, 3)));
+                                           std::make_tuple(fp8::Scaling::current, fp8::AmaxAlgo::max, 1, 3)),
+                         [](const auto& info) {
+                           const int margin = std::get<3>(info.param);
+                           return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)) + "_h" +
+                                  std::to_string(std::get<2>(info.param)) + "_m" +
+                                  (margin < 0 ? "minus" + std::to_string(-margin) : std::to_string(margin));
+                         });
 
 // --- The FP8 GPT against the FP8-emulating CPU reference --------------------------------------
 
@@ -172,7 +178,10 @@ TEST_P(Fp8GpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
 INSTANTIATE_TEST_SUITE_P(Variants, Fp8GpuVsCpu,
                          ::testing::Combine(::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused,
                                                               model::Fp8Variant::fp8_attention),
-                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)));
+                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)),
+                         [](const auto& info) {
+                           return model::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param));
+                         });
 
 // Delayed scaling runs the fused kernels (LayerNorm and GELU writing FP8): four steps of
 // training track the emulation's loss curve for each variant (AdamW in double on the CPU,
@@ -212,7 +221,8 @@ TEST_P(Fp8DelayedVsCpu, LossCurveTracksTheEmulation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, Fp8DelayedVsCpu,
-                         ::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused, model::Fp8Variant::fp8_attention));
+                         ::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused, model::Fp8Variant::fp8_attention),
+                         [](const auto& info) { return model::to_string(info.param); });
 
 // Five steps of delayed scaling: each quantised tensor's scale at step s is what the host
 // recipe computes from the amaxes the GPU measured at steps < s.
