@@ -97,13 +97,16 @@ json recipe_section(const ReportInput& in) {
   }
   sec["tables"].push_back(t.to_json());
 
-  // Loss curves of FP8 runs against their twins (the first runs, to stay readable).
+  // Loss curves of FP8 runs against their twins: to stay readable, one run per recipe setting
+  // other than variant and seed (the first such run), at most 10.
   json series = json::array();
-  std::set<std::string> twins_drawn;
-  int drawn = 0;
+  std::set<std::string> twins_drawn, settings_drawn;
   for (auto& r : in.file.records) {
-    if (!r.data.contains("train") || drawn >= 8) continue;
-    ++drawn;
+    if (!r.data.contains("train") || settings_drawn.size() >= 10) continue;
+    json setting = r.params;
+    setting.erase("variant");
+    setting.erase("seed");
+    if (!settings_drawn.insert(setting.dump()).second) continue;
     json x = json::array();
     for (std::size_t i = 0; i < r.data["train"]["loss"].size(); ++i) x.push_back(i);
     series.push_back({{"label", recipe_label(r.params) + params_suffix(r.params, extra) + fmt::format(" s{}", r.params.value("seed", 0))}, {"x", x}, {"y", r.data["train"]["loss"]}});
