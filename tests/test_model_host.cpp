@@ -6,7 +6,9 @@
 #include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/model/schedule.hpp"
 #include "fp8scope/model/train_point.hpp"
+#include "fp8scope/report/report.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -255,4 +257,29 @@ TEST(TrainPoint, FlashAttentionNeedsHeadSize64AndFullTiles) {
   point["precision"] = "fp8";
   point["variant"] = "fp8_attention";
   EXPECT_NE(model::check_train_point(model::train_point_from(point), core::json::object()).find("fp8_attention"), std::string::npos);
+}
+
+// The report of a data-parallel run: the scaling column against the 1-GPU run of the same
+// point and a table of the ranks.
+TEST(TrainReport, DataParallelScalingAndRanks) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "dp"}};
+  auto rec = [](int ranks, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16},
+                    {"vocab", 50304}, {"ranks", ranks}, {"precision", "fp8"}, {"reduce_amax", true}};
+    core::Record r = core::make_record(fmt::format("ranks={}", ranks), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    if (ranks > 1)
+      r.data["data_parallel"] = {{"ranks", ranks},
+                                 {"per_rank", core::json::array({{{"rank", 0}, {"device", 0}, {"loss_last", 2.1}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}},
+                                                                 {{"rank", 1}, {"device", 1}, {"loss_last", 2.2}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}}})}};
+    return r;
+  };
+  f.records = {rec(1, 100000.0), rec(2, 190000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"dp.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("95.0% of 2x"), std::string::npos) << md;
+  EXPECT_NE(md.find("Data-parallel ranks"), std::string::npos);
+  EXPECT_NE(md.find("0 of 40"), std::string::npos);
 }

@@ -129,6 +129,26 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
     }
     sec["tables"].push_back(split.to_json());
   }
+  // Data-parallel runs: each rank's own view (its loss, its NaN onset, whether its FP8 scales
+  // agreed with rank 0's, which they must with reduce_amax on).
+  Table ranks{"Data-parallel ranks", {"run", "rank", "device", "loss last (own shard)", "NaN onset", "FP8 scales differing from rank 0"}, {}};
+  for (auto& r : in.file.records) {
+    if (!r.data.contains("data_parallel")) continue;
+    for (auto& pr : r.data["data_parallel"].value("per_rank", json::array())) {
+      std::string onset = "-";
+      if (pr.contains("nan_onset")) {
+        const json& o = pr["nan_onset"];
+        onset = fmt::format("step {}, layer {}, {} ({})", o.value("step", -1), o.value("layer", -1), o.value("tensor", std::string("?")),
+                            o.value("pass", std::string("?")));
+      }
+      ranks.rows.push_back({label_of(r.params), std::to_string(pr.value("rank", -1)), std::to_string(pr.value("device", -1)),
+                            fmt_num(pr.value("loss_last", NAN), 3), onset,
+                            pr.contains("scales_compared") ? fmt::format("{} of {}", pr.value("scales_differing_from_rank0", 0LL),
+                                                                         pr.value("scales_compared", 0LL))
+                                                           : "-"});
+    }
+  }
+  if (!ranks.rows.empty()) sec["tables"].push_back(ranks.to_json());
   if (!series.empty())
     sec["figures"].push_back(line_figure(in.file.meta.value("sweep", std::string("train")) + "_loss", "Training loss", "step", "loss", series));
   return sec;
