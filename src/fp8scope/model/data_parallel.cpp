@@ -12,10 +12,10 @@
 #include "fp8scope/model/gpt_gpu.hpp"
 #include "fp8scope/model/schedule.hpp"
 #include "fp8scope/model/train_point.hpp"
+#include "fp8scope/model/train_step.hpp"
 
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <numeric>
@@ -56,19 +56,13 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
           nccl.all_reduce(nonfinite, nonfinite, std::size_t(n), Nccl::kUint64, Nccl::kSum, comm, s);
         });
       const LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
-      AdamWSettings adam;
-      adam.weight_decay = float(p.weight_decay);
-      const std::size_t shard = std::size_t(p.batch) * p.seq_len, offset = shard * std::size_t(rank);
+      const AdamWSettings adam = adamw_for(p);
+      const std::size_t offset = std::size_t(p.batch) * p.seq_len * std::size_t(rank);
       for (int step = 0; step < p.steps; ++step) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const float loss = gpt.forward(inputs[std::size_t(step)].data() + offset, targets[std::size_t(step)].data() + offset);
-        gpt.backward();
-        const float norm = gpt.step(float(lr.at(step)), float(p.grad_clip), adam);
-        FP8S_CUDA(cudaStreamSynchronize(stream));
-        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        out.rows.push_back({loss, norm, lr.at(step), ms});
+        out.rows.push_back(timed_step(gpt, inputs[std::size_t(step)].data() + offset, targets[std::size_t(step)].data() + offset, p, lr,
+                                      adam, step, stream));
         // The averaged gradient's norm is the same on every rank: all ranks stop together.
-        if (stop && !std::isfinite(norm)) break;
+        if (stop && !std::isfinite(out.rows.back().grad_norm)) break;
       }
       if (gpt.fp8()) out.taps = gpt.fp8()->taps();
     }

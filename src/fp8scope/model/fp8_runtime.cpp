@@ -48,15 +48,6 @@ void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) {
   bank_.update_one(slot, tmp_.as<fp8::CastStats>(), stream_);
 }
 
-void Fp8Runtime::observe(int layer, const char* tensor, const __nv_bfloat16* x, std::int64_t n) {
-  if (!recording_) return;
-  if (int i = slot(layer, tensor); i >= 0) fp8::tensor_stats(x, n, stats(i), stream_);
-}
-void Fp8Runtime::observe(int layer, const char* tensor, const float* x, std::int64_t n) {
-  if (!recording_) return;
-  if (int i = slot(layer, tensor); i >= 0) fp8::tensor_stats(x, n, stats(i), stream_);
-}
-
 void Fp8Runtime::end_step() {
   const std::size_t n = plan_.slots().size();
   if (n) {

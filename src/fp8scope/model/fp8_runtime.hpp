@@ -44,8 +44,12 @@ class Fp8Runtime {
   fp8::Overflow overflow() const { return cfg_.overflow; }
 
   // Taps of tensors that stay in high precision (no-ops when not recording or not planned).
-  void observe(int layer, const char* tensor, const __nv_bfloat16* x, std::int64_t n);
-  void observe(int layer, const char* tensor, const float* x, std::int64_t n);
+  // T: __nv_bfloat16 or float (the overloads of fp8::tensor_stats).
+  template <class T>
+  void observe(int layer, const char* tensor, const T* x, std::int64_t n) {
+    if (!recording_) return;
+    if (int i = slot(layer, tensor); i >= 0) fp8::tensor_stats(x, n, stats(i), stream_);
+  }
 
   // End of a step (after backward): copies the statistics and the scales the casts used to
   // the host and appends this step's taps (quantised slots every step, observed slots on

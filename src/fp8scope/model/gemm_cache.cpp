@@ -22,9 +22,12 @@ std::string with_reason(std::string msg, const nlohmann::json& why) {
 
 GemmCache::GemmCache(cudaStream_t stream) : stream_(stream), workspace_(kWorkspace) {}
 
+GemmCache::Key GemmCache::key_of(const GemmCall& c) {
+  return {c.ta, c.tb, c.m, c.n, c.k, c.lda, c.ldb, c.ldd, c.batch, c.a, c.b, c.d, c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.fast_accum};
+}
+
 void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, const char* what) {
-  const std::string key = fmt::format("{} {} {} {} {} {} {}", shape(c), c.alpha, c.beta, c.bias, static_cast<const void*>(c.a_scale),
-                                      static_cast<const void*>(c.b_scale), c.fast_accum);
+  const Key key = key_of(c);
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     gemm::GemmSpec s;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 namespace fp8scope::model {
 
@@ -48,10 +49,15 @@ class GemmCache {
     std::unique_ptr<gemm::LtMatmul> mm;
     cublasLtMatmulAlgo_t algo;
   };
+  // Every field of a GemmCall, compared as a tuple: the lookup runs for every GEMM of every
+  // step, so no string is built for it.
+  using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                         gemm::DType, gemm::DType, gemm::DType, float, float, const void*, const float*, const float*, bool>;
+  static Key key_of(const GemmCall& c);
   cudaStream_t stream_;
   gemm::LtHandle handle_;
   core::DeviceBuffer workspace_;
-  std::map<std::string, Plan> plans_;
+  std::map<Key, Plan> plans_;
 };
 
 }  // namespace fp8scope::model

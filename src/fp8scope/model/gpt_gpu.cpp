@@ -97,7 +97,9 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
       for (int w = 0; w < 5; ++w) {
         if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
         const std::int64_t IC = w == 4 ? C : in_c[w], OC = w == 4 ? Vp : out_c[w];
-        fp8_saved_[{l, w}] = Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC))};
+        const std::string& name = linear_names()[std::size_t(w)];
+        fp8_saved_[{l, w}] = Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC)),
+                                      fp8_->slot(l, name + ".input"), fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
       }
   }
 }
@@ -162,7 +164,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
   }
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
-  const int si = f.slot(layer, name + ".input"), sw = f.slot(layer, name + ".weight");
+  const int si = sv.si, sw = sv.sw;
   if (!x_ready) {
     f.prepare(si, inp, std::int64_t(N) * IC);
     fp8::quantize_transpose(f8_x_.as<std::uint8_t>(), sv.x_t.as<std::uint8_t>(), inp, N, IC, f.scale(si), f.format(si), f.overflow(),
@@ -200,7 +202,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   }
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
-  const int si = f.slot(layer, name + ".input"), sw = f.slot(layer, name + ".weight"), sg = f.slot(layer, name + ".grad");
+  const int si = sv.si, sw = sv.sw, sg = sv.sg;
   f.prepare(sg, dout, std::int64_t(N) * OC);
   fp8::quantize_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, N, OC, f.scale(sg), f.format(sg), f.overflow(),
                           f.stats(sg), stream_);
@@ -318,7 +320,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     const std::string h = fmt::format("h{}.", l);
     mark("layernorm");
     if (fuse_qkv) {  // LayerNormLinear: the LayerNorm writes qkv's FP8 input and its transpose
-      const int si = fp8_->slot(l, "qkv.input");
+      const int si = saved(l, 0).si;
       layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
                             weight(off_[h + "ln1_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
       fp8::transpose_fp8(saved(l, 0).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
@@ -339,7 +341,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     if (fp8_) fp8_->observe(l, "residual", a.x_mid.as<bf16>(), nc);
     mark("layernorm");
     if (fuse_fc1) {
-      const int si = fp8_->slot(l, "fc1.input");
+      const int si = saved(l, 2).si;
       layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
                             weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si),
                             fp8_->overflow(), fp8_->stats(si), stream_);
@@ -353,7 +355,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     if (fp8_) fp8_->observe(l, "fc1_out", a.fc.as<bf16>(), 4 * nc);
     mark("gelu");
     if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
-      const int si = fp8_->slot(l, "fc2.input");
+      const int si = saved(l, 3).si;
       gelu_forward_fp8(f8_x_.as<std::uint8_t>(), a.fc.as<bf16>(), 4 * nc, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
                        fp8_->stats(si), stream_);
       fp8::transpose_fp8(saved(l, 3).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, 4 * C, stream_);

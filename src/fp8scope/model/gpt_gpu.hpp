@@ -73,9 +73,11 @@ class GpuGpt {
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                        int IC, int OC);
   bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(linear_names()[std::size_t(which)]); }
-  // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for dgrad).
+  // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for
+  // dgrad), and its tap slots (input, weight, gradient), looked up once.
   struct Fp8Saved {
     core::DeviceBuffer x_t, w_t;
+    int si = -1, sw = -1, sg = -1;
   };
   Fp8Saved& saved(int layer, int which);
   void attention_forward(int l, LayerActs& a);

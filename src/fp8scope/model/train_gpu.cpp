@@ -8,10 +8,10 @@
 #include "fp8scope/model/schedule.hpp"
 #include "fp8scope/model/tap_summary.hpp"
 #include "fp8scope/model/train_point.hpp"
+#include "fp8scope/model/train_step.hpp"
 
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cmath>
 #include <memory>
 
@@ -32,18 +32,12 @@ struct Trainer {
   const TrainPoint& p;
   cudaStream_t stream;
   LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
-  AdamWSettings adam;
+  AdamWSettings adam = adamw_for(p);
   std::vector<int> in, tg;
 
   StepRow step(int i) {
     data.next_batch(p.batch, p.seq_len, in, tg);
-    const auto t0 = std::chrono::steady_clock::now();
-    const float loss = gpt.forward(in.data(), tg.data());
-    gpt.backward();
-    const float norm = gpt.step(float(lr.at(i)), float(p.grad_clip), adam);
-    FP8S_CUDA(cudaStreamSynchronize(stream));
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    return {loss, norm, lr.at(i), ms};
+    return timed_step(gpt, in.data(), tg.data(), p, lr, adam, i, stream);
   }
 };
 // Taps every step against taps off (alternating steps), and at the run's own interval against
@@ -108,7 +102,6 @@ bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& s
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));
       out.device_mib = double(free0 - free1) / (1 << 20);
       Trainer tr{gpt, *data, p, stream};
-      tr.adam.weight_decay = float(p.weight_decay);
       for (int step = 0; step < p.steps; ++step) {
         out.rows.push_back(tr.step(step));
         if (stop_at_nonfinite && !std::isfinite(out.rows.back().loss)) break;

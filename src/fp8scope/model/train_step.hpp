@@ -1,0 +1,31 @@
+#pragma once
+// One timed training step of the GPU model (forward, backward, clipping + AdamW at the
+// schedule's LR), shared by the single-GPU and the data-parallel trainers. CUDA builds only.
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/model/gpt_gpu.hpp"
+#include "fp8scope/model/schedule.hpp"
+#include "fp8scope/model/train_point.hpp"
+
+#include <chrono>
+
+namespace fp8scope::model {
+
+// inputs/targets: this GPU's B x T tokens. Wall time includes the step's synchronisation.
+inline StepRow timed_step(GpuGpt& gpt, const int* inputs, const int* targets, const TrainPoint& p, const LrSchedule& lr,
+                          const AdamWSettings& adam, int step, cudaStream_t stream) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const float loss = gpt.forward(inputs, targets);
+  gpt.backward();
+  const float norm = gpt.step(float(lr.at(step)), float(p.grad_clip), adam);
+  FP8S_CUDA(cudaStreamSynchronize(stream));
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return {loss, norm, lr.at(step), ms};
+}
+
+inline AdamWSettings adamw_for(const TrainPoint& p) {
+  AdamWSettings a;
+  a.weight_decay = float(p.weight_decay);
+  return a;
+}
+
+}  // namespace fp8scope::model
