@@ -7,7 +7,7 @@
 # TRAIN_PEER_ARGS passes options to scripts/peers/torch_gpt2.py). BENCH=1 also runs the
 # Google Benchmark executables (3 repetitions) into OUTDIR/bench_*.json.
 # Environment: FP8SCOPE_GIT_SHA / FP8SCOPE_GIT_DIRTY name the revision when the tree has no
-# .git; FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
+# .git; NO_PEER=1 skips the PyTorch peers; FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
 set -uo pipefail
 out=${1:?usage: gpu-check.sh OUTDIR [CONFIG ...]}
 shift
@@ -33,7 +33,7 @@ for cfg in "$@"; do
   probe=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['probe'])" "$cfg")
   echo "== $name (probe_$probe)"
   ./build-gpu/probes/probe_"$probe" --config "$cfg" --out "$out/$name" -q 2>&1 | tail -12
-  if [ -f "$out/$name.json" ] && "$python" -c "import torch" 2>/dev/null; then
+  if [ -z "${NO_PEER:-}" ] && [ -f "$out/$name.json" ] && "$python" -c "import torch" 2>/dev/null; then
     case "$probe" in
       gemm) echo "== $name: PyTorch peer"
             "$python" scripts/peers/torch_scaled_mm.py "$out/$name.json" --out "$out/${name}.torch.json" | tail -3 ;;
