@@ -1,147 +1,233 @@
-// Fused causal attention (FlashAttention-2 style) for head size 64 on tensor cores (WMMA,
-// BF16 in, FP32 accumulate): the T x T scores and probabilities are never written to memory.
+// Fused causal attention (FlashAttention-2 style) for head size 64 on tensor cores: BF16 in,
+// FP32 accumulate; the T x T scores and probabilities never reach memory.
 // Forward: per (b, h) and tile of 64 queries, one pass over the key tiles up to the diagonal
-// with an online softmax; it keeps the log-sum-exp of every row for backward. Backward, in two
-// passes so that nothing is accumulated with float atomics (the model is deterministic):
-// dK/dV per key tile looping over the query tiles, dQ per query tile looping over the key tiles;
-// both recompute the probabilities from the log-sum-exp.
+// with an online softmax; it keeps each row's log-sum-exp for backward. Backward, in two passes
+// so that nothing is accumulated with float atomics (the model is deterministic): dK/dV per key
+// tile looping over the query tiles, dQ per query tile looping over the key tiles; both
+// recompute the probabilities from the log-sum-exp.
 //
-// Tiles: 64 x 64, four warps per block, each warp owns 16 rows. WMMA fragments hide which
-// thread holds which element, so per-row work (softmax, rescaling) goes through shared memory.
+// Tiles are 64 x 64 with four warps per block; each warp owns 16 rows. The matrix products are
+// PTX mma.sync m16n8k16 fed by ldmatrix from shared memory, whose register layouts are
+// specified (unlike WMMA's): a thread holds rows g and g+8 (g = lane/4) and the column pairs
+// 8j + 2t (t = lane%4) of an accumulator, so the softmax runs in registers with quad shuffles,
+// and an accumulator of 16 x 64 probabilities is, repacked as BF16 pairs, the A operand of the
+// next product without a trip through shared memory. The next key/value (or query/dO) tile is
+// fetched with cp.async while the current one is multiplied.
 #include "fp8scope/model/kernels.cuh"
 
-#include <mma.h>
+#include <cuda_bf16.h>
 
-#include <cfloat>
+#include <cstdint>
 
 namespace fp8scope::model {
 namespace {
 
-using namespace nvcuda;
+constexpr int kD = 64;       // head size
+constexpr int kTile = 64;    // queries or keys per tile
+constexpr int kWarps = 4;    // 16 rows each
+constexpr int kLd = kD + 8;  // shared-memory row stride: 144 bytes puts ldmatrix's 8 rows in 8 different bank groups
+constexpr int kTileElems = kTile * kLd;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
 
-constexpr int kD = 64;         // head size
-constexpr int kTile = 64;      // queries or keys per tile
-constexpr int kWarps = 4;      // 16 rows each
-constexpr int kLd = kD + 8;    // BF16 row stride in shared memory (a multiple of 8, 16-byte rows)
-constexpr int kLdf = kD + 4;   // FP32 row stride (a multiple of 4)
+using Frag = std::uint32_t[4];  // an A operand: 16 x 16 BF16
+using Acc = float[8][4];        // a 16 x 64 FP32 accumulator: 8 column groups of 8
 
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
-using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
-using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+__device__ __forceinline__ std::uint32_t smem_addr(const void* p) { return static_cast<std::uint32_t>(__cvta_generic_to_shared(p)); }
 
-// Cooperative copy of a 64 x 64 BF16 tile (row stride kD in global memory) into shared memory.
-__device__ __forceinline__ void load_tile(bf16* dst, const bf16* src) {
+__device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// c (16 x 8) += a (16 x 16) . b (16 x 8)
+__device__ __forceinline__ void mma(float (&c)[4], const Frag& a, std::uint32_t b0, std::uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const std::uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void zero(Acc& c) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0.0f;
+}
+
+// The A operands of a warp's 16 rows x 64 columns held in shared memory (row stride kLd).
+__device__ __forceinline__ void load_a(Frag (&a)[4], const bf16* rows) {
+  const int lane = threadIdx.x % 32;
+  const bf16* p = rows + (lane % 16) * kLd + (lane / 16) * 8;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) ldsm_x4(a[kk], p + kk * 16);
+}
+
+// c = A . B^T with A the warp's 16 x 64 operand and B a 64 x 64 row-major tile whose rows are
+// c's columns: the "x y^T" of attention.
+__device__ __forceinline__ void mma_abt(Acc& c, const Frag (&a)[4], const bf16* b) {
+  const int lane = threadIdx.x % 32;
+  zero(c);
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      std::uint32_t r[4];  // k-steps 2*half and 2*half + 1 of column group j
+      ldsm_x4(r, b + (8 * j + lane % 8) * kLd + 32 * half + 8 * (lane / 8));
+      mma(c[j], a[2 * half], r[0], r[1]);
+      mma(c[j], a[2 * half + 1], r[2], r[3]);
+    }
+}
+
+// c += A . B with A the warp's 16 x 64 operand (from registers) and B a 64 x 64 row-major tile
+// (rows are the contraction index): the "p v" of attention.
+__device__ __forceinline__ void mma_ab(Acc& c, const Frag (&a)[4], const bf16* b) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      std::uint32_t r[4];  // column groups 2q and 2q+1 of k-step kk
+      ldsm_x4_trans(r, b + (16 * kk + lane % 16) * kLd + 16 * q + 8 * (lane / 16));
+      mma(c[2 * q], a[kk], r[0], r[1]);
+      mma(c[2 * q + 1], a[kk], r[2], r[3]);
+    }
+}
+
+// An accumulator of 16 x 64 as the BF16 A operand of the next product: the accumulator's
+// (row, column-pair) ownership is the A operand's, so this is a repacking in registers.
+__device__ __forceinline__ void to_a(Frag (&a)[4], const Acc& c) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    a[kk][0] = pack(c[2 * kk][0], c[2 * kk][1]);
+    a[kk][1] = pack(c[2 * kk][2], c[2 * kk][3]);
+    a[kk][2] = pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+    a[kk][3] = pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+  }
+}
+
+// Writes a warp's 16 x 64 accumulator (times `mul`) as BF16 rows of `dst` (row stride kD).
+__device__ __forceinline__ void store_rows(bf16* dst, const Acc& c, float mul0, float mul1) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    *reinterpret_cast<__nv_bfloat162*>(dst + g * kD + 8 * j + 2 * t) = __floats2bfloat162_rn(c[j][0] * mul0, c[j][1] * mul0);
+    *reinterpret_cast<__nv_bfloat162*>(dst + (g + 8) * kD + 8 * j + 2 * t) = __floats2bfloat162_rn(c[j][2] * mul1, c[j][3] * mul1);
+  }
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Starts copying a 64 x 64 BF16 tile (row stride kD in global memory) into shared memory.
+__device__ __forceinline__ void fetch_tile(bf16* dst, const bf16* src) {
   for (int v = threadIdx.x; v < kTile * kD / 8; v += blockDim.x) {
     const int r = v / (kD / 8), c = (v % (kD / 8)) * 8;
-    *reinterpret_cast<uint4*>(dst + r * kLd + c) = *reinterpret_cast<const uint4*>(src + std::int64_t(r) * kD + c);
+    cp_async16(dst + r * kLd + c, src + std::int64_t(r) * kD + c);
   }
 }
 
-// out (16 x 64, FP32, ld kLdf) = A (16 x 64, row-major) . B^T where B is 64 x 64 row-major
-// (rows are the output's columns): the "x y^T" of attention.
-__device__ __forceinline__ void mm_abt(float* out, const bf16* a, const bf16* b) {
-#pragma unroll
-  for (int n = 0; n < kTile / 16; ++n) {
-    FragC c;
-    wmma::fill_fragment(c, 0.0f);
-#pragma unroll
-    for (int k = 0; k < kD / 16; ++k) {
-      FragA fa;
-      FragBCol fb;
-      wmma::load_matrix_sync(fa, a + k * 16, kLd);
-      wmma::load_matrix_sync(fb, b + n * 16 * kLd + k * 16, kLd);
-      wmma::mma_sync(c, fa, fb, c);
-    }
-    wmma::store_matrix_sync(out + n * 16, c, kLdf, wmma::mem_row_major);
-  }
+// Starts copying 64 floats (lse or the row dots) into shared memory.
+__device__ __forceinline__ void fetch_row_floats(float* dst, const float* src, int first_thread) {
+  const int i = int(threadIdx.x) - first_thread;
+  if (i >= 0 && i < kTile / 4) cp_async16(dst + 4 * i, src + 4 * i);
 }
 
-// acc[n] += A (16 x 64, row-major) . B (64 x 64, row-major): the "p v" of attention.
-__device__ __forceinline__ void mm_ab_acc(FragC* acc, const bf16* a, const bf16* b) {
-#pragma unroll
-  for (int n = 0; n < kD / 16; ++n)
-#pragma unroll
-    for (int k = 0; k < kTile / 16; ++k) {
-      FragA fa;
-      FragBRow fb;
-      wmma::load_matrix_sync(fa, a + k * 16, kLd);
-      wmma::load_matrix_sync(fb, b + k * 16 * kLd + n * 16, kLd);
-      wmma::mma_sync(acc[n], fa, fb, acc[n]);
-    }
+// The largest of a row's values over the four threads of a quad.
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-// Shared memory of the forward kernel.
 struct FwdSmem {
-  bf16 q[kTile * kLd], k[kTile * kLd], v[kTile * kLd];
-  bf16 p[kWarps][16 * kLd];
-  float s[kWarps][16 * kLdf];
-  float o[kWarps][16 * kLdf];
+  bf16 q[kTileElems];
+  bf16 k[2][kTileElems], v[2][kTileElems];
 };
 
 __global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                                                                     int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   FwdSmem& sm = *reinterpret_cast<FwdSmem*>(smem_raw);
-  const int qt = blockIdx.x, bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // The longest rows (last query tiles) start first so the short ones fill the tail.
+  const int qt = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
   const std::int64_t base = std::int64_t(bh) * T * kD;
-  load_tile(sm.q, q + base + std::int64_t(qt) * kTile * kD);
-  float* s = sm.s[warp];
-  float* o = sm.o[warp];
-  bf16* p = sm.p[warp];
-  for (int i = lane; i < 16 * kLdf; i += 32) o[i] = 0.0f;
-  // Lane pair (2r, 2r+1) owns row r of the warp's 16: columns [0, 32) and [32, 64).
-  const int row = lane / 2, half = lane % 2;
-  const int qi = qt * kTile + warp * 16 + row;
-  float m = -INFINITY, l = 0.0f;
+  fetch_tile(sm.q, q + base + std::int64_t(qt) * kTile * kD);
+  fetch_tile(sm.k[0], k + base);
+  fetch_tile(sm.v[0], v + base);
+  cp_commit();
+  const float sl2 = scale * kLog2e;  // exponentials in base 2
+  const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  Frag qf[4];
+  Acc o;
+  zero(o);
   for (int kt = 0; kt <= qt; ++kt) {
-    __syncthreads();  // the previous tile's K, V are no longer read
-    load_tile(sm.k, k + base + std::int64_t(kt) * kTile * kD);
-    load_tile(sm.v, v + base + std::int64_t(kt) * kTile * kD);
+    const int buf = kt & 1;
+    if (kt < qt) {
+      fetch_tile(sm.k[buf ^ 1], k + base + std::int64_t(kt + 1) * kTile * kD);
+      fetch_tile(sm.v[buf ^ 1], v + base + std::int64_t(kt + 1) * kTile * kD);
+      cp_commit();
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
+    }
     __syncthreads();
-    mm_abt(s, sm.q + warp * 16 * kLd, sm.k);
-    __syncwarp();
-    float x[32], mt = -INFINITY;
+    if (kt == 0) load_a(qf, sm.q + warp * 16 * kLd);
+    Acc s;
+    mma_abt(s, qf, sm.k[buf]);
+    float mt0 = -INFINITY, mt1 = -INFINITY;
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c, kj = kt * kTile + col;
-      x[c] = kj <= qi ? s[row * kLdf + col] * scale : -INFINITY;
-      mt = fmaxf(mt, x[c]);
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = kt * kTile + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
+        s[j][e] = (kt == qt && col > row) ? -INFINITY : s[j][e] * sl2;
+        if (e < 2) mt0 = fmaxf(mt0, s[j][e]);
+        else mt1 = fmaxf(mt1, s[j][e]);
+      }
+    // Finite: every row sees its diagonal key in the first tile (key 0 <= row).
+    const float mn0 = fmaxf(m0, quad_max(mt0)), mn1 = fmaxf(m1, quad_max(mt1));
+    const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      s[j][0] = exp2f(s[j][0] - mn0), s[j][1] = exp2f(s[j][1] - mn0);
+      s[j][2] = exp2f(s[j][2] - mn1), s[j][3] = exp2f(s[j][3] - mn1);
+      sum0 += s[j][0] + s[j][1], sum1 += s[j][2] + s[j][3];
+      o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
     }
-    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-    const float m_new = fmaxf(m, mt);  // finite: the diagonal is in every row's first tile
-    const float alpha = __expf(m - m_new);
-    float sum = 0.0f;
-#pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const float e = __expf(x[c] - m_new);
-      sum += e;
-      p[row * kLd + half * 32 + c] = __float2bfloat16(e);
-      o[row * kLdf + half * 32 + c] *= alpha;
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    l = l * alpha + sum;
-    m = m_new;
-    __syncwarp();
-    FragC acc[kD / 16];
-#pragma unroll
-    for (int n = 0; n < kD / 16; ++n) wmma::load_matrix_sync(acc[n], o + n * 16, kLdf, wmma::mem_row_major);
-    mm_ab_acc(acc, p, sm.v);
-#pragma unroll
-    for (int n = 0; n < kD / 16; ++n) wmma::store_matrix_sync(o + n * 16, acc[n], kLdf, wmma::mem_row_major);
-    __syncwarp();
+    // The thread's partial row sums: the scaling by alpha is the same across the quad, so the
+    // quad is summed once at the end.
+    l0 = l0 * a0 + sum0, l1 = l1 * a1 + sum1;
+    m0 = mn0, m1 = mn1;
+    Frag pf[4];
+    to_a(pf, s);
+    mma_ab(o, pf, sm.v[buf]);
+    __syncthreads();  // the buffer is refilled by the next iteration's fetch
   }
-  const float inv = 1.0f / l;
-  bf16* dst = out + base + std::int64_t(qi) * kD + half * 32;
-#pragma unroll
-  for (int c = 0; c < 32; c += 8) {
-    uint4 packed;
-    bf16* pk = reinterpret_cast<bf16*>(&packed);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) pk[e] = __float2bfloat16(o[row * kLdf + half * 32 + c + e] * inv);
-    *reinterpret_cast<uint4*>(dst + c) = packed;
+  l0 = quad_sum(l0), l1 = quad_sum(l1);
+  store_rows(out + base + std::int64_t(qt * kTile + warp * 16) * kD, o, 1.0f / l0, 1.0f / l1);
+  if (t == 0) {
+    lse[std::int64_t(bh) * T + row0] = (m0 + __log2f(l0)) * kLn2;
+    lse[std::int64_t(bh) * T + row1] = (m1 + __log2f(l1)) * kLn2;
   }
-  if (half == 0) lse[std::int64_t(bh) * T + qi] = m + __logf(l);
 }
 
 // D[row] = sum_d dO[row][d] * O[row][d]: the softmax backward's row term, once per row.
@@ -150,114 +236,141 @@ __global__ void flash_backward_rowdot_kernel(float* dsum, const bf16* dout, cons
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const std::int64_t i = row * kD + lane * 2;
-  float acc = __bfloat162float(dout[i]) * __bfloat162float(out[i]) + __bfloat162float(dout[i + 1]) * __bfloat162float(out[i + 1]);
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dout + i));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(out + i));
+  float acc = a.x * b.x + a.y * b.y;
   for (int o = 16; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
   if (lane == 0) dsum[row] = acc;
 }
 
 struct BwdSmem {
-  bf16 a[kTile * kLd], b[kTile * kLd];   // the loop's two tiles (Q, dO for dK/dV; K, V for dQ)
-  bf16 x[kTile * kLd], y[kTile * kLd];   // the block's own two tiles (K, V for dK/dV; Q, dO for dQ)
-  float lse[kTile], dsum[kTile];
-  bf16 p[kWarps][16 * kLd], ds[kWarps][16 * kLd];
-  float s[kWarps][16 * kLdf], dp[kWarps][16 * kLdf];
+  bf16 x[kTileElems], y[kTileElems];        // the block's own tiles (K, V for dK/dV; Q, dO for dQ)
+  bf16 a[2][kTileElems], b[2][kTileElems];  // the loop's tiles (Q, dO for dK/dV; K, V for dQ)
+  float lse[2][kTile], dsum[2][kTile];      // per query row (the loop's rows in dK/dV, own in dQ)
 };
 
-// Each query row's log-sum-exp and rowsum(dO * O) for a tile of 64 rows.
-__device__ __forceinline__ void load_row_stats(BwdSmem& sm, const float* lse, const float* dsum, std::int64_t first) {
-  for (int i = threadIdx.x; i < kTile; i += blockDim.x) {
-    sm.lse[i] = lse[first + i];
-    sm.dsum[i] = dsum[first + i];
-  }
-}
-
-// Writes a warp's 16 x 64 accumulator as BF16 rows of `dst` (row stride kD; the lane pair of a
-// row writes its two halves), through the warp's FP32 scratch.
-__device__ __forceinline__ void store_rows(bf16* dst, const FragC* acc, float* scratch, int row, int half) {
-  __syncwarp();
-#pragma unroll
-  for (int n = 0; n < kD / 16; ++n) wmma::store_matrix_sync(scratch + n * 16, acc[n], kLdf, wmma::mem_row_major);
-  __syncwarp();
-  bf16* out = dst + std::int64_t(row) * kD + half * 32;
-#pragma unroll
-  for (int c = 0; c < 32; ++c) out[c] = __float2bfloat16(scratch[row * kLdf + half * 32 + c]);
-}
-
 // dK, dV for one key tile: the warp's 16 keys against every query tile at or after the
-// diagonal. Transposed quantities: s = K Q^T (keys x queries), dp = V dO^T.
+// diagonal, in transposed form: S^T = K Q^T (keys x queries), dP^T = V dO^T,
+// dV += P^T dO, dK += dS^T Q.
 __global__ void __launch_bounds__(kWarps * 32) flash_backward_dkdv_kernel(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v,
                                                                           const bf16* dout, const float* lse, const float* dsum, int T,
                                                                           float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem& sm = *reinterpret_cast<BwdSmem*>(smem_raw);
-  const int kt = blockIdx.x, bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const std::int64_t base = std::int64_t(bh) * T * kD;
-  load_tile(sm.x, k + base + std::int64_t(kt) * kTile * kD);
-  load_tile(sm.y, v + base + std::int64_t(kt) * kTile * kD);
-  FragC acc_dk[kD / 16], acc_dv[kD / 16];
-#pragma unroll
-  for (int n = 0; n < kD / 16; ++n) wmma::fill_fragment(acc_dk[n], 0.0f), wmma::fill_fragment(acc_dv[n], 0.0f);
-  const int row = lane / 2, half = lane % 2;
-  const int kj = kt * kTile + warp * 16 + row;
-  for (int qt = kt; qt < T / kTile; ++qt) {
-    __syncthreads();
-    load_tile(sm.a, q + base + std::int64_t(qt) * kTile * kD);
-    load_tile(sm.b, dout + base + std::int64_t(qt) * kTile * kD);
-    load_row_stats(sm, lse, dsum, std::int64_t(bh) * T + qt * kTile);
-    __syncthreads();
-    mm_abt(sm.s[warp], sm.x + warp * 16 * kLd, sm.a);   // S^T = K_w Q^T
-    mm_abt(sm.dp[warp], sm.y + warp * 16 * kLd, sm.b);  // dP^T = V_w dO^T
-    __syncwarp();
-#pragma unroll 8
-    for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c, qi = qt * kTile + col;
-      const float pr = kj <= qi ? __expf(sm.s[warp][row * kLdf + col] * scale - sm.lse[col]) : 0.0f;
-      sm.p[warp][row * kLd + col] = __float2bfloat16(pr);
-      sm.ds[warp][row * kLd + col] = __float2bfloat16(pr * (sm.dp[warp][row * kLdf + col] - sm.dsum[col]) * scale);
+  const int kt = blockIdx.x, bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;  // kt = 0 has the most work
+  const int g = lane / 4, t = lane % 4, nt = T / kTile;
+  const std::int64_t base = std::int64_t(bh) * T * kD, rows = std::int64_t(bh) * T;
+  auto fetch = [&](int qt, int buf) {
+    fetch_tile(sm.a[buf], q + base + std::int64_t(qt) * kTile * kD);
+    fetch_tile(sm.b[buf], dout + base + std::int64_t(qt) * kTile * kD);
+    fetch_row_floats(sm.lse[buf], lse + rows + qt * kTile, 0);
+    fetch_row_floats(sm.dsum[buf], dsum + rows + qt * kTile, 32);
+    cp_commit();
+  };
+  fetch_tile(sm.x, k + base + std::int64_t(kt) * kTile * kD);
+  fetch_tile(sm.y, v + base + std::int64_t(kt) * kTile * kD);
+  fetch(kt, 0);
+  const float sl2 = scale * kLog2e;
+  const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;
+  Acc dk_acc, dv_acc;
+  zero(dk_acc);
+  zero(dv_acc);
+  for (int qt = kt; qt < nt; ++qt) {
+    const int buf = (qt - kt) & 1;
+    if (qt + 1 < nt) {
+      fetch(qt + 1, buf ^ 1);
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
     }
-    __syncwarp();
-    mm_ab_acc(acc_dv, sm.p[warp], sm.b);   // dV_w += P^T dO
-    mm_ab_acc(acc_dk, sm.ds[warp], sm.a);  // dK_w += dS^T Q
+    __syncthreads();
+    Frag own[4];
+    Acc st, dpt;
+    load_a(own, sm.x + warp * 16 * kLd);
+    mma_abt(st, own, sm.a[buf]);
+    load_a(own, sm.y + warp * 16 * kLd);
+    mma_abt(dpt, own, sm.b[buf]);
+    const float* l = sm.lse[buf];
+    const float* d = sm.dsum[buf];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = 8 * j + 2 * t + (e & 1), key = e < 2 ? key0 : key1;
+        const float p = (qt == kt && key > qt * kTile + col) ? 0.0f : exp2f(st[j][e] * sl2 - l[col] * kLog2e);
+        st[j][e] = p;
+        dpt[j][e] = p * (dpt[j][e] - d[col]) * scale;
+      }
+    Frag f[4];
+    to_a(f, st);
+    mma_ab(dv_acc, f, sm.b[buf]);
+    to_a(f, dpt);
+    mma_ab(dk_acc, f, sm.a[buf]);
+    __syncthreads();
   }
   const std::int64_t first = base + std::int64_t(kt * kTile + warp * 16) * kD;
-  store_rows(dk + first, acc_dk, sm.s[warp], row, half);
-  store_rows(dv + first, acc_dv, sm.s[warp], row, half);
+  store_rows(dk + first, dk_acc, 1.0f, 1.0f);
+  store_rows(dv + first, dv_acc, 1.0f, 1.0f);
 }
 
-// dQ for one query tile: the warp's 16 queries against every key tile up to the diagonal.
+// dQ for one query tile: the warp's 16 queries against every key tile up to the diagonal:
+// S = Q K^T, dP = dO V^T, dQ += dS K.
 __global__ void __launch_bounds__(kWarps * 32) flash_backward_dq_kernel(bf16* dq, const bf16* q, const bf16* k, const bf16* v,
                                                                         const bf16* dout, const float* lse, const float* dsum, int T,
                                                                         float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem& sm = *reinterpret_cast<BwdSmem*>(smem_raw);
-  const int qt = blockIdx.x, bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const std::int64_t base = std::int64_t(bh) * T * kD;
-  load_tile(sm.x, q + base + std::int64_t(qt) * kTile * kD);
-  load_tile(sm.y, dout + base + std::int64_t(qt) * kTile * kD);
-  load_row_stats(sm, lse, dsum, std::int64_t(bh) * T + qt * kTile);
-  FragC acc[kD / 16];
-#pragma unroll
-  for (int n = 0; n < kD / 16; ++n) wmma::fill_fragment(acc[n], 0.0f);
-  const int row = lane / 2, half = lane % 2;
-  const int local = warp * 16 + row, qi = qt * kTile + local;
+  const int qt = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const std::int64_t base = std::int64_t(bh) * T * kD, rows = std::int64_t(bh) * T;
+  auto fetch = [&](int kt, int buf) {
+    fetch_tile(sm.a[buf], k + base + std::int64_t(kt) * kTile * kD);
+    fetch_tile(sm.b[buf], v + base + std::int64_t(kt) * kTile * kD);
+    cp_commit();
+  };
+  fetch_tile(sm.x, q + base + std::int64_t(qt) * kTile * kD);
+  fetch_tile(sm.y, dout + base + std::int64_t(qt) * kTile * kD);
+  fetch_row_floats(sm.lse[0], lse + rows + qt * kTile, 0);
+  fetch_row_floats(sm.dsum[0], dsum + rows + qt * kTile, 32);
+  fetch(0, 0);
+  const float sl2 = scale * kLog2e;
+  const int local0 = warp * 16 + g, row0 = qt * kTile + local0, row1 = row0 + 8;
+  float lse0 = 0, lse1 = 0, d0 = 0, d1 = 0;
+  Frag qf[4], dof[4];
+  Acc dq_acc;
+  zero(dq_acc);
   for (int kt = 0; kt <= qt; ++kt) {
-    __syncthreads();
-    load_tile(sm.a, k + base + std::int64_t(kt) * kTile * kD);
-    load_tile(sm.b, v + base + std::int64_t(kt) * kTile * kD);
-    __syncthreads();
-    mm_abt(sm.s[warp], sm.x + warp * 16 * kLd, sm.a);   // S = Q_w K^T
-    mm_abt(sm.dp[warp], sm.y + warp * 16 * kLd, sm.b);  // dP = dO_w V^T
-    __syncwarp();
-#pragma unroll 8
-    for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c, kj = kt * kTile + col;
-      const float pr = kj <= qi ? __expf(sm.s[warp][row * kLdf + col] * scale - sm.lse[local]) : 0.0f;
-      sm.ds[warp][row * kLd + col] = __float2bfloat16(pr * (sm.dp[warp][row * kLdf + col] - sm.dsum[local]) * scale);
+    const int buf = kt & 1;
+    if (kt < qt) {
+      fetch(kt + 1, buf ^ 1);
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
     }
-    __syncwarp();
-    mm_ab_acc(acc, sm.ds[warp], sm.a);  // dQ_w += dS K
+    __syncthreads();
+    if (kt == 0) {
+      load_a(qf, sm.x + warp * 16 * kLd);
+      load_a(dof, sm.y + warp * 16 * kLd);
+      lse0 = sm.lse[0][local0] * kLog2e, lse1 = sm.lse[0][local0 + 8] * kLog2e;
+      d0 = sm.dsum[0][local0], d1 = sm.dsum[0][local0 + 8];
+    }
+    Acc s, dp;
+    mma_abt(s, qf, sm.a[buf]);
+    mma_abt(dp, dof, sm.b[buf]);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = kt * kTile + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
+        const float p = (kt == qt && col > row) ? 0.0f : exp2f(s[j][e] * sl2 - (e < 2 ? lse0 : lse1));
+        dp[j][e] = p * (dp[j][e] - (e < 2 ? d0 : d1)) * scale;
+      }
+    Frag f[4];
+    to_a(f, dp);
+    mma_ab(dq_acc, f, sm.a[buf]);
+    __syncthreads();
   }
-  store_rows(dq + base + std::int64_t(qt * kTile + warp * 16) * kD, acc, sm.s[warp], row, half);
+  store_rows(dq + base + std::int64_t(qt * kTile + warp * 16) * kD, dq_acc, 1.0f, 1.0f);
 }
 
 template <class Kernel, class... Args>

@@ -1,0 +1,132 @@
+// The fused attention kernels on their own against a plain double-precision attention on the
+// host, on random BF16 data across several 64-row tiles (so the diagonal tile, the tiles below
+// it and the online softmax's rescaling all run): output, log-sum-exp, dQ, dK and dV.
+// Tolerance: the inputs are exact BF16 on both sides; the kernel rounds the probabilities and
+// dS to BF16 (relative 2^-9) before the second product and its outputs to BF16, so a relative
+// RMS error of 1e-2 is about five times what that rounding makes.
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/model/kernels.cuh"
+#include "gpu_test_util.hpp"
+#include "model_test_util.hpp"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace fp8scope;
+
+namespace {
+
+struct Attention {
+  std::vector<double> out, lse, dq, dk, dv;
+};
+
+// Causal softmax attention of each of BH heads ([T, 64] row-major), and its backward for `dout`.
+Attention reference(const std::vector<double>& q, const std::vector<double>& k, const std::vector<double>& v, const std::vector<double>& dout,
+                    int BH, int T, double scale) {
+  const int D = 64;
+  Attention r;
+  r.out.assign(q.size(), 0), r.lse.assign(std::size_t(BH) * T, 0), r.dq = r.out, r.dk = r.out, r.dv = r.out;
+  std::vector<double> p(T), dp(T);
+  for (int h = 0; h < BH; ++h) {
+    const std::size_t o = std::size_t(h) * T * D;
+    for (int i = 0; i < T; ++i) {
+      double m = -INFINITY;
+      for (int j = 0; j <= i; ++j) {
+        double s = 0;
+        for (int d = 0; d < D; ++d) s += q[o + i * D + d] * k[o + j * D + d];
+        p[j] = s * scale, m = std::max(m, p[j]);
+      }
+      double sum = 0;
+      for (int j = 0; j <= i; ++j) p[j] = std::exp(p[j] - m), sum += p[j];
+      r.lse[std::size_t(h) * T + i] = m + std::log(sum);
+      double rowdot = 0;
+      for (int j = 0; j <= i; ++j) {
+        p[j] /= sum;
+        for (int d = 0; d < D; ++d) r.out[o + i * D + d] += p[j] * v[o + j * D + d];
+      }
+      for (int d = 0; d < D; ++d) rowdot += r.out[o + i * D + d] * dout[o + i * D + d];
+      for (int j = 0; j <= i; ++j) {
+        dp[j] = 0;
+        for (int d = 0; d < D; ++d) dp[j] += dout[o + i * D + d] * v[o + j * D + d];
+        const double ds = p[j] * (dp[j] - rowdot) * scale;
+        for (int d = 0; d < D; ++d) {
+          r.dv[o + j * D + d] += p[j] * dout[o + i * D + d];
+          r.dq[o + i * D + d] += ds * k[o + j * D + d];
+          r.dk[o + j * D + d] += ds * q[o + i * D + d];
+        }
+      }
+    }
+  }
+  return r;
+}
+
+std::vector<double> random_bf16(std::size_t n, std::mt19937& rng, double std) {
+  std::normal_distribution<float> d(0.0f, float(std));
+  std::vector<double> x(n);
+  for (auto& v : x) v = double(__bfloat162float(__float2bfloat16(d(rng))));
+  return x;
+}
+
+core::DeviceBuffer upload(const std::vector<double>& x) {
+  std::vector<__nv_bfloat16> h(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) h[i] = __float2bfloat16(float(x[i]));
+  core::DeviceBuffer b(h.size() * sizeof(__nv_bfloat16));
+  FP8S_CUDA(cudaMemcpy(b.get(), h.data(), b.size(), cudaMemcpyHostToDevice));
+  return b;
+}
+
+std::vector<double> download_bf16(const core::DeviceBuffer& b) {
+  std::vector<__nv_bfloat16> h(b.size() / sizeof(__nv_bfloat16));
+  FP8S_CUDA(cudaMemcpy(h.data(), b.get(), b.size(), cudaMemcpyDeviceToHost));
+  std::vector<double> x(h.size());
+  for (std::size_t i = 0; i < h.size(); ++i) x[i] = double(__bfloat162float(h[i]));
+  return x;
+}
+
+std::vector<double> download_f32(const core::DeviceBuffer& b) {
+  std::vector<float> h(b.size() / sizeof(float));
+  FP8S_CUDA(cudaMemcpy(h.data(), b.get(), b.size(), cudaMemcpyDeviceToHost));
+  return {h.begin(), h.end()};
+}
+
+}  // namespace
+
+TEST(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
+  FP8SCOPE_REQUIRE_GPU();
+  const int BH = 3, T = 256, D = 64;
+  const double scale = 1.0 / std::sqrt(double(D));
+  std::mt19937 rng(11);
+  const std::size_t n = std::size_t(BH) * T * D;
+  // Scores of std ~2 after scaling: peaked enough that the running maximum moves between tiles.
+  const auto q = random_bf16(n, rng, 1.5), k = random_bf16(n, rng, 1.5), v = random_bf16(n, rng, 1.0), dout = random_bf16(n, rng, 1.0);
+  const Attention want = reference(q, k, v, dout, BH, T, scale);
+
+  auto dq_ = upload(q), dk_ = upload(k), dv_ = upload(v), ddout = upload(dout);
+  core::DeviceBuffer out(n * 2), lse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
+  auto run = [&] {
+    model::flash_attention_forward(out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
+                                   dv_.as<__nv_bfloat16>(), BH, T, float(scale), nullptr);
+    model::flash_attention_backward(gq.as<__nv_bfloat16>(), gk.as<__nv_bfloat16>(), gv.as<__nv_bfloat16>(), dsum.as<float>(),
+                                    ddout.as<__nv_bfloat16>(), out.as<__nv_bfloat16>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
+                                    dv_.as<__nv_bfloat16>(), lse.as<float>(), BH, T, float(scale), nullptr);
+    FP8S_CUDA(cudaDeviceSynchronize());
+  };
+  run();
+  const auto o = download_bf16(out), l = download_f32(lse), g_q = download_bf16(gq), g_k = download_bf16(gk), g_v = download_bf16(gv);
+  EXPECT_LT(test::rel_err(o, want.out), 1e-2);
+  double worst_lse = 0;
+  for (std::size_t i = 0; i < l.size(); ++i) worst_lse = std::max(worst_lse, std::abs(l[i] - want.lse[i]));
+  EXPECT_LT(worst_lse, 1e-3) << "log-sum-exp (FP32 accumulation)";
+  EXPECT_LT(test::rel_err(g_q, want.dq), 1e-2) << "dQ";
+  EXPECT_LT(test::rel_err(g_k, want.dk), 1e-2) << "dK";
+  EXPECT_LT(test::rel_err(g_v, want.dv), 1e-2) << "dV";
+  // No float atomics: the same inputs give the same bits.
+  run();
+  EXPECT_EQ(download_bf16(out), o);
+  EXPECT_EQ(download_bf16(gq), g_q);
+  EXPECT_EQ(download_bf16(gk), g_k);
+}
