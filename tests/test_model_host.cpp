@@ -283,3 +283,25 @@ TEST(TrainReport, DataParallelScalingAndRanks) {
   EXPECT_NE(md.find("Data-parallel ranks"), std::string::npos);
   EXPECT_NE(md.find("0 of 40"), std::string::npos);
 }
+
+// "vs BF16" divides by the BF16 run with the same GPU count and attention kernels, not by the
+// first BF16 run of the file.
+TEST(TrainReport, Fp8AgainstTheBf16RunOfTheSameSetup) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "twins"}};
+  auto rec = [](const char* precision, const char* attention, int ranks, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
+                    {"ranks", ranks}, {"precision", precision}, {"attention", attention}};
+    core::Record r = core::make_record(fmt::format("{}-{}-{}", precision, attention, ranks), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    return r;
+  };
+  f.records = {rec("bf16", "materialized", 1, 100000.0), rec("bf16", "flash", 1, 125000.0), rec("bf16", "flash", 2, 240000.0),
+               rec("fp8", "flash", 1, 150000.0), rec("fp8", "flash", 2, 264000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"twins.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 150000 / 125000
+  EXPECT_NE(md.find("1.100x"), std::string::npos) << md;  // 264000 / 240000
+  EXPECT_EQ(md.find("1.500x"), std::string::npos) << md;  // not against the materialised run
+}

@@ -41,12 +41,16 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   const auto extra = varying_params(in.file.records, {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to",
                                                       "tied", "max_seq"});
   auto label_of = [&](const json& p) { return run_label(p) + params_suffix(p, extra); };
-  // FP8 runs against the BF16 run of the same model in the same file (same run of the probe).
+  // FP8 runs against the BF16 run of the same model, attention kernels and GPU count in the same
+  // file (same run of the probe).
+  auto same_setup = [](const json& a, const json& b) {
+    return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
+           a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized"));
+  };
   auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
     if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
     for (auto& o : in.file.records)
-      if (o.params.value("precision", std::string()) == "bf16" && o.outcome == Outcome::ok && run_label(o.params) == run_label(r.params))
-        return &o;
+      if (o.params.value("precision", std::string()) == "bf16" && o.outcome == Outcome::ok && same_setup(o.params, r.params)) return &o;
     return nullptr;
   };
   bool any_fp8 = false, any_dp = false;
