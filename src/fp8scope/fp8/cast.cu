@@ -39,7 +39,13 @@ template <bool kDequant>
 __global__ void quantize_kernel(std::uint8_t* out, __nv_bfloat16* dq, const __nv_bfloat16* in, std::int64_t n, const float* scale_ptr,
                                 Format f, Overflow o, CastStats* stats) {
   const float scale = *scale_ptr, inv = 1.0f / scale, fmax = info(f).max;
+  const Bf16Thresholds th = bf16_thresholds(scale, f);
+  Bf16Stats fast;
   LocalStats st;
+  auto chunk = [&](const uint4& raw, std::int64_t at) {
+    if (kDequant) cast8<true>(raw, out, dq, at, scale, inv, f, o, fmax, st);
+    else *reinterpret_cast<uint2*>(out + at) = cast8_bf16(raw, scale, f, o, th, fast);
+  };
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x * 8;
   std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8;
   for (; base + 3 * stride + 8 <= n; base += 4 * stride) {
@@ -47,11 +53,11 @@ __global__ void quantize_kernel(std::uint8_t* out, __nv_bfloat16* dq, const __nv
 #pragma unroll
     for (int j = 0; j < 4; ++j) raw[j] = *reinterpret_cast<const uint4*>(in + base + j * stride);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) cast8<kDequant>(raw[j], out, dq, base + j * stride, scale, inv, f, o, fmax, st);
+    for (int j = 0; j < 4; ++j) chunk(raw[j], base + j * stride);
   }
   for (; base < n; base += stride) {
     if (base + 8 <= n) {
-      cast8<kDequant>(*reinterpret_cast<const uint4*>(in + base), out, dq, base, scale, inv, f, o, fmax, st);
+      chunk(*reinterpret_cast<const uint4*>(in + base), base);
     } else {
       for (std::int64_t i = base; i < n; ++i) {
         const std::uint8_t q = cast_one(__bfloat162float(in[i]), scale, f, o, fmax, st);
@@ -60,6 +66,9 @@ __global__ void quantize_kernel(std::uint8_t* out, __nv_bfloat16* dq, const __nv
       }
     }
   }
+  const LocalStats fs = fast.local();
+  st.amax = fmaxf(st.amax, fs.amax);
+  st.nonfinite += fs.nonfinite, st.saturated += fs.saturated, st.underflow += fs.underflow, st.nonfinite_out += fs.nonfinite_out;
   flush_block(st, stats);
 }
 
@@ -119,8 +128,9 @@ __global__ void tile_transpose_kernel(std::uint8_t* out, std::uint8_t* out_t, co
   const std::int64_t mat = std::int64_t(blockIdx.z) * rows * cols;
   out_t += mat;
   if (out) out += mat;
-  const float scale = kCast ? *scale_ptr : 0.0f, fmax = info(f).max;
-  LocalStats st;
+  const float scale = kCast ? *scale_ptr : 0.0f;
+  const Bf16Thresholds th = kCast ? bf16_thresholds(scale, f) : Bf16Thresholds{};
+  Bf16Stats st;
   const int tiles_x = (cols + kTile - 1) / kTile, tiles = tiles_x * ((rows + kTile - 1) / kTile);
   // A capped grid walks the tiles: one statistics flush per block, not per tile.
   for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
@@ -131,14 +141,9 @@ __global__ void tile_transpose_kernel(std::uint8_t* out, std::uint8_t* out_t, co
       if (r < rows && c < cols) {
         const std::int64_t i = mat + std::int64_t(r) * cols + c;
         if constexpr (kCast) {
-          uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(in_) + i);
-          const __nv_bfloat16* x = reinterpret_cast<const __nv_bfloat16*>(&raw);
-          std::uint8_t q[8];
-#pragma unroll
-          for (int j = 0; j < 8; ++j) q[j] = cast_one(__bfloat162float(x[j]), scale, f, o, fmax, st);
-          lo = q[0] | (q[1] << 8) | (q[2] << 16) | (std::uint32_t(q[3]) << 24);
-          hi = q[4] | (q[5] << 8) | (q[6] << 16) | (std::uint32_t(q[7]) << 24);
-          if (out) *reinterpret_cast<uint2*>(out + std::int64_t(r) * cols + c) = make_uint2(lo, hi);
+          const uint2 q = cast8_bf16(*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(in_) + i), scale, f, o, th, st);
+          lo = q.x, hi = q.y;
+          if (out) *reinterpret_cast<uint2*>(out + std::int64_t(r) * cols + c) = q;
         } else {
           const uint2 raw = *reinterpret_cast<const uint2*>(static_cast<const std::uint8_t*>(in_) + i);
           lo = raw.x, hi = raw.y;
@@ -162,7 +167,7 @@ __global__ void tile_transpose_kernel(std::uint8_t* out, std::uint8_t* out_t, co
     }
     __syncthreads();  // the tile is refilled by the next iteration
   }
-  if (kCast) flush_block(st, stats);
+  if (kCast) flush_block(st.local(), stats);
 }
 
 unsigned tile_grid(int rows, int cols, int batch) {

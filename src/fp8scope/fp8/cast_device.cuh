@@ -51,6 +51,69 @@ __device__ __forceinline__ std::uint8_t cast_one(float x, float scale, Format f,
   return q;
 }
 
+// The BF16-input fast path. For a fixed scale, fl(|x| * scale) does not decrease as |x| grows,
+// so cast_one's "saturated" and "underflow" tests are each one comparison of the BF16
+// magnitude's bit pattern with a threshold found once per thread; the statistics of two
+// values then take a few integer operations, and the conversion is the paired instruction.
+struct Bf16Thresholds {
+  unsigned sat;    // largest magnitude bits that do not saturate
+  unsigned under;  // largest magnitude bits that underflow to zero
+};
+
+// Largest finite BF16 magnitude b with fl(b * scale) <= limit: the BF16 value just below
+// limit / scale is within one BF16 step of it (the division's rounding is 2^16 times finer),
+// so a few checks finish it. A NaN scale (never produced by the recipes) compares false
+// everywhere, as in cast_one: nothing saturates, nothing underflows.
+__device__ inline unsigned bf16_bits_within(float limit, float scale) {
+  if (isnan(scale)) return limit >= 1.0f ? 0x7F7Fu : 0u;
+  auto ok = [&](unsigned b) { return __uint_as_float(b << 16) * scale <= limit; };
+  unsigned b = min(__float_as_uint(limit / scale) >> 16, 0x7F7Fu);
+  while (b > 0 && !ok(b)) --b;
+  while (b < 0x7F7Fu && ok(b + 1)) ++b;
+  return b;
+}
+
+__device__ inline Bf16Thresholds bf16_thresholds(float scale, Format f) {
+  return {bf16_bits_within(info(f).max, scale), bf16_bits_within(0.5f * info(f).min_sub, scale)};
+}
+
+struct Bf16Stats {  // a thread's counts on the fast path; amax as the largest finite magnitude bits
+  unsigned amax_bits = 0, nonfinite = 0, saturated = 0, underflow = 0, nonfinite_out = 0;
+  __device__ LocalStats local() const {
+    LocalStats st;
+    st.amax = __uint_as_float(amax_bits << 16);
+    st.nonfinite = nonfinite, st.saturated = saturated, st.underflow = underflow, st.nonfinite_out = nonfinite_out;
+    return st;
+  }
+};
+
+// Casts 8 BF16 values (16 bytes) to 8 FP8 codes (8 bytes) with the statistics of cast_one.
+__device__ __forceinline__ uint2 cast8_bf16(const uint4& raw, float scale, Format f, Overflow o, const Bf16Thresholds& th, Bf16Stats& st) {
+  const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+  const __nv_saturation_t sat = o == Overflow::satfinite ? __NV_SATFINITE : __NV_NOSAT;
+  const __nv_fp8_interpretation_t fmt = f == Format::e4m3 ? __NV_E4M3 : __NV_E5M2;
+  unsigned q[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned mag = (w[i] >> (16 * h)) & 0x7FFFu;
+      const bool finite = mag < 0x7F80u;
+      st.nonfinite += !finite;
+      st.amax_bits = finite ? max(st.amax_bits, mag) : st.amax_bits;
+      st.saturated += finite && mag > th.sat;
+      st.underflow += mag - 1u < th.under;  // 0 < mag <= under
+    }
+    const float2 x = make_float2(__uint_as_float(w[i] << 16) * scale, __uint_as_float(w[i] & 0xFFFF0000u) * scale);
+    q[i] = __nv_cvt_float2_to_fp8x2(x, sat, fmt);
+  }
+  const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
+  // Codes that decode to NaN or inf, four bytes at a time.
+  const unsigned mask = f == Format::e4m3 ? 0x7F7F7F7Fu : 0x7C7C7C7Cu;
+  st.nonfinite_out += __popc(__vcmpeq4(out.x & mask, mask)) / 8 + __popc(__vcmpeq4(out.y & mask, mask)) / 8;
+  return out;
+}
+
 // Block-reduces and adds to *out once per block: many blocks hitting one address with atomics
 // would serialise. Every thread of the block must call it (blockDim.x a multiple of 32, at
 // most 1024, 1-D or 2-D with blockDim.x == 32).

@@ -82,7 +82,7 @@ void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cud
 void adamw_update(float* p, bf16* p_bf16, const float* g, float* m, float* v, std::int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float grad_scale, int t, cudaStream_t s);
 
-// reduce.cu: dst[c] += sum over rows r of partial[r * ld + c], in row order; *out = sum of
+// reduce.cu: dst[c] += sum over rows r of partial[r * ld + c], in a fixed order; *out = sum of
 // partial[0..n) (one block, fixed tree).
 void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld, cudaStream_t s);
 void sum_all(float* out, const float* partial, int n, cudaStream_t s);

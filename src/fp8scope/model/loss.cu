@@ -1,5 +1,6 @@
 // Fused softmax cross-entropy over the real vocabulary (the padded columns take no part), with
-// its gradient: one block per row.
+// its gradient: one block per row. The log-sum-exp is formed with an online maximum, and the
+// gradient is exp(z - lse), so each logit takes one exponential per pass.
 #include "fp8scope/model/kernels.cuh"
 
 #include <cfloat>
@@ -7,54 +8,111 @@
 namespace fp8scope::model {
 namespace {
 
-// One pass for the running max and the sum of exponentials (rescaled when the max moves),
-// combined across the block; a second pass writes the gradient.
-__global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp) {
+// (m, s) pairs of running maximum and sum of exponentials combine as m = max,
+// s = s_a e^(m_a - m) + s_b e^(m_b - m); an empty side (s == 0) contributes nothing.
+__device__ __forceinline__ void combine(float& m, float& s, float m2, float s2) {
+  const float mm = fmaxf(m, m2);
+  s = (s == 0.0f ? 0.0f : s * __expf(m - mm)) + (s2 == 0.0f ? 0.0f : s2 * __expf(m2 - mm));
+  m = mm;
+}
+
+// Every thread of the block gets the block's (m, s).
+__device__ __forceinline__ void block_combine(float& m, float& s) {
   __shared__ float sm[32], ss[32];
-  const std::int64_t row = blockIdx.x;
-  const float* z = logits + row * Vp;
-  float m = -FLT_MAX, s = 0.0f;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) {
-    const float x = z[v];
-    if (x > m) {
-      s = s * expf(m - x) + 1.0f;
-      m = x;
-    } else {
-      s += expf(x - m);
-    }
-  }
-  // (m, s) pairs combine as m = max, s = s_a e^(m_a - m) + s_b e^(m_b - m).
-  for (int o = 16; o > 0; o /= 2) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-    const float mm = fmaxf(m, m2);
-    s = s * expf(m - mm) + s2 * expf(m2 - mm);
-    m = mm;
-  }
+  for (int o = 16; o > 0; o /= 2) combine(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   if (lane == 0) sm[warp] = m, ss[warp] = s;
   __syncthreads();
   m = lane < warps ? sm[lane] : -FLT_MAX;
   s = lane < warps ? ss[lane] : 0.0f;
-  for (int o = 16; o > 0; o /= 2) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-    const float mm = fmaxf(m, m2);
-    s = (s == 0.0f ? 0.0f : s * expf(m - mm)) + (s2 == 0.0f ? 0.0f : s2 * expf(m2 - mm));
-    m = mm;
+  for (int o = 16; o > 0; o /= 2) combine(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+}
+
+// The fast path (Vp a multiple of 4 and a row that fits in shared memory, as at V = 50304):
+// the row is read from memory once, 16 bytes per load, kept in shared memory for the
+// gradient pass; one block per row, one block per SM.
+constexpr int kRowThreads = 1024;
+
+__global__ void __launch_bounds__(kRowThreads) cross_entropy_row_in_smem_kernel(float* losses, bf16* dlogits, const float* logits,
+                                                                               const int* targets, int N, int V, int Vp) {
+  extern __shared__ float4 row4[];
+  const std::int64_t row = blockIdx.x;
+  const float4* z = reinterpret_cast<const float4*>(logits + row * Vp);
+  const int V4 = Vp / 4;
+  float m = -FLT_MAX, s = 0.0f;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < V4; i += kRowThreads) {
+    const float4 x = z[i];
+    row4[i] = x;
+    const int c = 4 * i;  // padded columns (c >= V) take no part
+    const float a = c < V ? x.x : -INFINITY, b = c + 1 < V ? x.y : -INFINITY, d = c + 2 < V ? x.z : -INFINITY,
+                e = c + 3 < V ? x.w : -INFINITY;
+    const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
+    if (mx > m) s *= __expf(m - mx), m = mx;
+    s += __expf(a - m) + __expf(b - m) + __expf(d - m) + __expf(e - m);
   }
+  block_combine(m, s);  // its __syncthreads also publishes the row in shared memory
+  const float lse = m + __logf(s), inv_n = 1.0f / N;
   const int target = targets[row];
-  if (threadIdx.x == 0) losses[row] = -(z[target] - m - logf(s));
-  const float inv_s = 1.0f / s, inv_n = 1.0f / N;
+  const float* zs = reinterpret_cast<const float*>(row4);
+  if (threadIdx.x == 0) losses[row] = lse - zs[target];
+  for (int i = threadIdx.x; i < V4; i += kRowThreads) {
+    const float4 x = row4[i];
+    const int c = 4 * i;
+    const float g[4] = {x.x, x.y, x.z, x.w};
+    uint2 packed;
+    bf16* out = reinterpret_cast<bf16*>(&packed);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float p = c + j < V ? __expf(g[j] - lse) : 0.0f;
+      out[j] = __float2bfloat16((p - (c + j == target ? 1.0f : 0.0f)) * inv_n);
+    }
+    *reinterpret_cast<uint2*>(dlogits + row * Vp + c) = packed;
+  }
+}
+
+// Any V and Vp: one pass for the running max and the sum of exponentials (rescaled when the
+// max moves), combined across the block; a second pass over memory writes the gradient.
+__global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp) {
+  const std::int64_t row = blockIdx.x;
+  const float* z = logits + row * Vp;
+  float m = -FLT_MAX, s = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float x = z[v];
+    if (x > m) s *= __expf(m - x), m = x;
+    s += __expf(x - m);
+  }
+  block_combine(m, s);
+  const int target = targets[row];
+  const float lse = m + __logf(s), inv_n = 1.0f / N;
+  if (threadIdx.x == 0) losses[row] = lse - z[target];
   for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
-    const float p = v < V ? expf(z[v] - m) * inv_s : 0.0f;
+    const float p = v < V ? __expf(z[v] - lse) : 0.0f;
     dlogits[row * Vp + v] = __float2bfloat16((p - (v == target ? 1.0f : 0.0f)) * inv_n);
   }
+}
+
+int max_smem_per_block() {
+  static const int bytes = [] {
+    int dev = 0, v = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    return v;
+  }();
+  return bytes;
 }
 
 }  // namespace
 
 void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
                                     cudaStream_t s) {
-  cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, N, V, Vp);
+  const std::size_t row_bytes = std::size_t(Vp) * sizeof(float);
+  if (Vp % 4 == 0 && row_bytes <= std::size_t(max_smem_per_block())) {
+    cudaFuncSetAttribute(cross_entropy_row_in_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(row_bytes));
+    cross_entropy_row_in_smem_kernel<<<N, kRowThreads, row_bytes, s>>>(losses, dlogits, logits, targets, N, V, Vp);
+  } else {
+    cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, N, V, Vp);
+  }
 }
 
 }  // namespace fp8scope::model

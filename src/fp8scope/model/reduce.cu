@@ -6,12 +6,21 @@
 namespace fp8scope::model {
 namespace {
 
+// 32 columns per block (coalesced rows of 128 bytes); the 32 threads of a column sum every
+// 32nd row, then one of them adds the 32 partial sums in a fixed order.
 __global__ void column_sum_add_kernel(float* dst, const float* partial, int rows, int cols, int ld) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
+  __shared__ float sh[32][33];
+  const int c = blockIdx.x * 32 + threadIdx.x;
   float s = 0;
-  for (int r = 0; r < rows; ++r) s += partial[std::int64_t(r) * ld + c];
-  dst[c] += s;
+  if (c < cols)
+    for (int r = threadIdx.y; r < rows; r += 32) s += partial[std::int64_t(r) * ld + c];
+  sh[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    float t = 0;
+    for (int k = 0; k < 32; ++k) t += sh[k][threadIdx.x];
+    dst[c] += t;
+  }
 }
 
 __global__ void sum_all_kernel(float* out, const float* partial, int n) {
@@ -30,7 +39,7 @@ __global__ void sum_all_kernel(float* out, const float* partial, int n) {
 }  // namespace
 
 void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld, cudaStream_t s) {
-  column_sum_add_kernel<<<unsigned((cols + 255) / 256), 256, 0, s>>>(dst, partial, rows, cols, ld);
+  column_sum_add_kernel<<<unsigned((cols + 31) / 32), dim3(32, 32), 0, s>>>(dst, partial, rows, cols, ld);
 }
 
 void sum_all(float* out, const float* partial, int n, cudaStream_t s) { sum_all_kernel<<<1, 1024, 0, s>>>(out, partial, n); }
