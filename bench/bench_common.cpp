@@ -3,6 +3,7 @@
 #include "fp8scope/core/gpu_spin.cuh"
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 namespace fp8scope::bench {
@@ -56,30 +57,45 @@ double run_timed(benchmark::State& state, const std::function<void()>& launch) {
   return total;
 }
 
+namespace {
+// Median read+write bytes per second of device-to-device copies of `bytes`, each after the
+// same spin and L2 flush as run_timed.
+double measure_copy(std::size_t bytes) {
+  core::DeviceBuffer a(bytes), b(bytes);
+  FP8S_CUDA(cudaMemsetAsync(a.get(), 1, bytes, stream()));
+  cudaEvent_t s, e;
+  cudaEventCreate(&s);
+  cudaEventCreate(&e);
+  std::vector<float> ms;
+  for (int i = 0; i < 12; ++i) {
+    core::gpu_spin(stream(), 50'000);
+    FP8S_CUDA(cudaMemsetAsync(flush_buffer().get(), 0, flush_buffer().size(), stream()));
+    cudaEventRecord(s, stream());
+    cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream());
+    cudaEventRecord(e, stream());
+    cudaEventSynchronize(e);
+    float t = 0;
+    cudaEventElapsedTime(&t, s, e);
+    if (i >= 2) ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  cudaEventDestroy(s);
+  cudaEventDestroy(e);
+  return 2.0 * double(bytes) / (ms[ms.size() / 2] * 1e-3);
+}
+}  // namespace
+
 double copy_bandwidth() {
-  static const double bw = [] {
-    const std::size_t bytes = 1u << 30;
-    core::DeviceBuffer a(bytes), b(bytes);
-    FP8S_CUDA(cudaMemsetAsync(a.get(), 1, bytes, stream()));
-    cudaEvent_t s, e;
-    cudaEventCreate(&s);
-    cudaEventCreate(&e);
-    std::vector<float> ms;
-    for (int i = 0; i < 12; ++i) {
-      cudaEventRecord(s, stream());
-      cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream());
-      cudaEventRecord(e, stream());
-      cudaEventSynchronize(e);
-      float t = 0;
-      cudaEventElapsedTime(&t, s, e);
-      if (i >= 2) ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    cudaEventDestroy(s);
-    cudaEventDestroy(e);
-    return 2.0 * double(bytes) / (ms[ms.size() / 2] * 1e-3);
-  }();
+  static const double bw = measure_copy(std::size_t(1) << 30);
   return bw;
+}
+
+double copy_bandwidth_moving(double bytes_moved) {
+  static std::map<std::size_t, double> cache;
+  const std::size_t copy_bytes = std::max<std::size_t>(256, std::size_t(bytes_moved / 2) / 256 * 256);
+  auto it = cache.find(copy_bytes);
+  if (it == cache.end()) it = cache.emplace(copy_bytes, measure_copy(copy_bytes)).first;
+  return it->second;
 }
 
 }  // namespace fp8scope::bench

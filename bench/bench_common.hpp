@@ -24,4 +24,8 @@ cudaStream_t stream();
 // once per process: the ceiling the memory-bound kernels are compared with.
 double copy_bandwidth();
 
+// The same for a copy that moves `bytes_moved` (read + write): small kernels also pay the
+// ramp-up and tail a 1 GiB copy hides, and a same-size copy shows how much of the gap that is.
+double copy_bandwidth_moving(double bytes_moved);
+
 }  // namespace fp8scope::bench

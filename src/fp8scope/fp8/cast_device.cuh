@@ -14,6 +14,13 @@ struct LocalStats {  // one thread's counts (32-bit: a thread sees far fewer tha
   unsigned nonfinite = 0, saturated = 0, underflow = 0, nonfinite_out = 0;
 };
 
+// The statistics of two sets of values together.
+__device__ __forceinline__ LocalStats merged(LocalStats a, const LocalStats& b) {
+  a.amax = fmaxf(a.amax, b.amax);
+  a.nonfinite += b.nonfinite, a.saturated += b.saturated, a.underflow += b.underflow, a.nonfinite_out += b.nonfinite_out;
+  return a;
+}
+
 // A code that decodes to NaN or inf.
 __device__ __forceinline__ bool nonfinite_code(std::uint8_t q, Format f) {
   return f == Format::e4m3 ? (q & 0x7F) == 0x7F : (q & 0x7C) == 0x7C;
@@ -51,66 +58,98 @@ __device__ __forceinline__ std::uint8_t cast_one(float x, float scale, Format f,
   return q;
 }
 
-// The BF16-input fast path. For a fixed scale, fl(|x| * scale) does not decrease as |x| grows,
-// so cast_one's "saturated" and "underflow" tests are each one comparison of the BF16
-// magnitude's bit pattern with a threshold found once per thread; the statistics of two
-// values then take a few integer operations, and the conversion is the paired instruction.
-struct Bf16Thresholds {
-  unsigned sat;    // largest magnitude bits that do not saturate
-  unsigned under;  // largest magnitude bits that underflow to zero
+// The fast path. For a fixed scale, fl(|x| * scale) does not decrease as |x| grows, so
+// cast_one's "saturated" and "underflow" tests are each one comparison of the magnitude's bit
+// pattern with a threshold found once per thread; the statistics of a value then take a few
+// integer operations, and the conversion is the paired instruction (two values at once).
+struct CastThresholds {  // FP32 magnitude bit patterns
+  unsigned sat;    // largest magnitude that does not saturate
+  unsigned under;  // largest magnitude that underflows to zero
 };
 
-// Largest finite BF16 magnitude b with fl(b * scale) <= limit: the BF16 value just below
-// limit / scale is within one BF16 step of it (the division's rounding is 2^16 times finer),
-// so a few checks finish it. A NaN scale (never produced by the recipes) compares false
-// everywhere, as in cast_one: nothing saturates, nothing underflows.
-__device__ inline unsigned bf16_bits_within(float limit, float scale) {
-  if (isnan(scale)) return limit >= 1.0f ? 0x7F7Fu : 0u;
-  auto ok = [&](unsigned b) { return __uint_as_float(b << 16) * scale <= limit; };
-  unsigned b = min(__float_as_uint(limit / scale) >> 16, 0x7F7Fu);
+// Largest finite FP32 magnitude b with fl(b * scale) <= limit: the quotient limit / scale is
+// within an ulp or two of it, so a few checks finish it.
+__device__ inline unsigned f32_bits_within(float limit, float scale) {
+  auto ok = [&](unsigned b) { return __uint_as_float(b) * scale <= limit; };
+  unsigned b = min(__float_as_uint(limit / scale), 0x7F7FFFFFu);
   while (b > 0 && !ok(b)) --b;
-  while (b < 0x7F7Fu && ok(b + 1)) ++b;
+  while (b < 0x7F7FFFFFu && ok(b + 1)) ++b;
   return b;
 }
 
-__device__ inline Bf16Thresholds bf16_thresholds(float scale, Format f) {
-  return {bf16_bits_within(info(f).max, scale), bf16_bits_within(0.5f * info(f).min_sub, scale)};
+// A NaN scale (never produced by the recipes) compares false everywhere, as in cast_one:
+// nothing saturates, nothing underflows.
+__device__ inline CastThresholds cast_thresholds(float scale, Format f) {
+  if (isnan(scale)) return {0x7F7FFFFFu, 0u};
+  return {f32_bits_within(info(f).max, scale), f32_bits_within(0.5f * info(f).min_sub, scale)};
 }
 
-struct Bf16Stats {  // a thread's counts on the fast path; amax as the largest finite magnitude bits
+// The same thresholds for BF16 magnitudes (the top 16 bits of the FP32 pattern): m << 16 <= t
+// exactly when m <= t >> 16.
+struct Bf16Thresholds {
+  unsigned sat, under;
+};
+__device__ inline Bf16Thresholds bf16_thresholds(float scale, Format f) {
+  const CastThresholds t = cast_thresholds(scale, f);
+  return {t.sat >> 16, t.under >> 16};
+}
+
+struct MagnitudeStats {  // a thread's counts on the fast path; amax as FP32 magnitude bits
   unsigned amax_bits = 0, nonfinite = 0, saturated = 0, underflow = 0, nonfinite_out = 0;
   __device__ LocalStats local() const {
     LocalStats st;
-    st.amax = __uint_as_float(amax_bits << 16);
+    st.amax = __uint_as_float(amax_bits);
     st.nonfinite = nonfinite, st.saturated = saturated, st.underflow = underflow, st.nonfinite_out = nonfinite_out;
     return st;
   }
+  // One value's statistics from its magnitude bits and the thresholds in the same units.
+  __device__ __forceinline__ void add(unsigned mag, unsigned inf_bits, unsigned shift, unsigned sat, unsigned under) {
+    const bool finite = mag < inf_bits;
+    nonfinite += !finite;
+    amax_bits = finite ? max(amax_bits, mag << shift) : amax_bits;
+    saturated += finite && mag > sat;
+    underflow += mag - 1u < under;  // 0 < mag <= under
+  }
+  // Codes that decode to NaN or inf, four bytes at a time.
+  __device__ __forceinline__ void add_codes(uint2 q, Format f) {
+    const unsigned mask = f == Format::e4m3 ? 0x7F7F7F7Fu : 0x7C7C7C7Cu;
+    nonfinite_out += __popc(__vcmpeq4(q.x & mask, mask)) / 8 + __popc(__vcmpeq4(q.y & mask, mask)) / 8;
+  }
 };
 
+__device__ __forceinline__ unsigned cvt2(float a, float b, Format f, Overflow o) {
+  return __nv_cvt_float2_to_fp8x2(make_float2(a, b), o == Overflow::satfinite ? __NV_SATFINITE : __NV_NOSAT,
+                                  f == Format::e4m3 ? __NV_E4M3 : __NV_E5M2);
+}
+
 // Casts 8 BF16 values (16 bytes) to 8 FP8 codes (8 bytes) with the statistics of cast_one.
-__device__ __forceinline__ uint2 cast8_bf16(const uint4& raw, float scale, Format f, Overflow o, const Bf16Thresholds& th, Bf16Stats& st) {
+__device__ __forceinline__ uint2 cast8_bf16(const uint4& raw, float scale, Format f, Overflow o, const Bf16Thresholds& th,
+                                            MagnitudeStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  const __nv_saturation_t sat = o == Overflow::satfinite ? __NV_SATFINITE : __NV_NOSAT;
-  const __nv_fp8_interpretation_t fmt = f == Format::e4m3 ? __NV_E4M3 : __NV_E5M2;
   unsigned q[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const unsigned mag = (w[i] >> (16 * h)) & 0x7FFFu;
-      const bool finite = mag < 0x7F80u;
-      st.nonfinite += !finite;
-      st.amax_bits = finite ? max(st.amax_bits, mag) : st.amax_bits;
-      st.saturated += finite && mag > th.sat;
-      st.underflow += mag - 1u < th.under;  // 0 < mag <= under
-    }
-    const float2 x = make_float2(__uint_as_float(w[i] << 16) * scale, __uint_as_float(w[i] & 0xFFFF0000u) * scale);
-    q[i] = __nv_cvt_float2_to_fp8x2(x, sat, fmt);
+    st.add(w[i] & 0x7FFFu, 0x7F80u, 16, th.sat, th.under);
+    st.add((w[i] >> 16) & 0x7FFFu, 0x7F80u, 16, th.sat, th.under);
+    q[i] = cvt2(__uint_as_float(w[i] << 16) * scale, __uint_as_float(w[i] & 0xFFFF0000u) * scale, f, o);
   }
   const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
-  // Codes that decode to NaN or inf, four bytes at a time.
-  const unsigned mask = f == Format::e4m3 ? 0x7F7F7F7Fu : 0x7C7C7C7Cu;
-  st.nonfinite_out += __popc(__vcmpeq4(out.x & mask, mask)) / 8 + __popc(__vcmpeq4(out.y & mask, mask)) / 8;
+  st.add_codes(out, f);
+  return out;
+}
+
+// Casts 8 FP32 values (computed in registers by a fused kernel) the same way.
+__device__ __forceinline__ uint2 cast8_f32(const float (&y)[8], float scale, Format f, Overflow o, const CastThresholds& th,
+                                           MagnitudeStats& st) {
+  unsigned q[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    st.add(__float_as_uint(y[2 * i]) & 0x7FFFFFFFu, 0x7F800000u, 0, th.sat, th.under);
+    st.add(__float_as_uint(y[2 * i + 1]) & 0x7FFFFFFFu, 0x7F800000u, 0, th.sat, th.under);
+    q[i] = cvt2(y[2 * i] * scale, y[2 * i + 1] * scale, f, o);
+  }
+  const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
+  st.add_codes(out, f);
   return out;
 }
 

@@ -3,6 +3,8 @@
 #include "fp8scope/fp8/cast_device.cuh"
 #include "fp8scope/model/kernels.cuh"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -19,16 +21,18 @@ __device__ float warp_sum(float v) {
 
 // Forward: one warp per row, each lane owns 8 consecutive channels per 256 (16-byte loads;
 // C % 8 == 0, C <= 256 * kVecs), x read once into registers. kFp8: write out8 (y * scale in
-// FP8, with the cast's statistics) instead of out (BF16). Rows past N still run the
-// statistics flush, which needs every thread of the block.
+// FP8, with the cast's statistics) instead of out (BF16). The rows are walked with a grid
+// stride, so the FP8 launch can use fewer blocks (fewer statistics flushes); every thread
+// reaches the flush, which needs the whole block.
 template <int kVecs, bool kFp8>
 __global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
                                              const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
                                              fp8::CastStats* stats) {
-  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  fp8::LocalStats st;
-  if (row < N) {
+  const int lane = threadIdx.x % 32, rows_per_block = blockDim.x / 32;
+  const float scale = kFp8 ? *scale_ptr : 0.0f;
+  const fp8::CastThresholds th = kFp8 ? fp8::cast_thresholds(scale, f) : fp8::CastThresholds{};
+  fp8::MagnitudeStats st;
+  for (int row = blockIdx.x * rows_per_block + threadIdx.x / 32; row < N; row += gridDim.x * rows_per_block) {
     const std::int64_t base = std::int64_t(row) * C;
     float xv[kVecs][8];
     float s = 0;
@@ -50,7 +54,6 @@ __global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, floa
 #pragma unroll
         for (int e = 0; e < 8; ++e) var += (xv[j][e] - m) * (xv[j][e] - m);
     const float r = rsqrtf(warp_sum(var) / C + kEps);
-    const float scale = kFp8 ? *scale_ptr : 0.0f, fmax = fp8::info(f).max;
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
@@ -62,11 +65,7 @@ __global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, floa
 #pragma unroll
       for (int e = 0; e < 8; ++e) y[e] = (xv[j][e] - m) * r * __bfloat162float(wv[e]) + __bfloat162float(bv[e]);
       if (kFp8) {
-        uint2 packed;
-        std::uint8_t* q = reinterpret_cast<std::uint8_t*>(&packed);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) q[e] = fp8::cast_one(y[e], scale, f, o, fmax, st);
-        *reinterpret_cast<uint2*>(out8 + base + c0) = packed;
+        *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32(y, scale, f, o, th, st);
       } else {
         uint4 res;
         bf16* ov = reinterpret_cast<bf16*>(&res);
@@ -80,7 +79,7 @@ __global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, floa
       rstd[row] = r;
     }
   }
-  if (kFp8) fp8::flush_block(st, stats);
+  if (kFp8) fp8::flush_block(st.local(), stats);
 }
 
 // Checked before any GPU work by check_train_point; a direct caller that breaks it stops here.
@@ -95,7 +94,9 @@ template <bool kFp8>
 void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                     const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
   const int rows_per_block = 8;
-  const unsigned grid = unsigned((N + rows_per_block - 1) / rows_per_block), threads = 32 * rows_per_block;
+  // FP8: at most 4 blocks per SM of an H200, each flushing its statistics once.
+  const int row_blocks = (N + rows_per_block - 1) / rows_per_block;
+  const unsigned grid = unsigned(kFp8 ? std::min(row_blocks, 132 * 4) : row_blocks), threads = 32 * rows_per_block;
   check_width(C);
   switch ((C + 255) / 256) {
     case 1: layernorm_forward_vec_kernel<1, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
@@ -121,34 +122,44 @@ __device__ __forceinline__ void load8(float* out, const bf16* p) {
 }
 
 template <int kVecs>  // ceil(C / 256): the register arrays hold exactly what a lane needs
-__global__ void layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w,
+__global__ void __launch_bounds__(kWarps * 32, kVecs <= 3 ? 4 : 3) layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w,
                                           const float* mean, const float* rstd, int N, int C) {
-  extern __shared__ float shared[];  // [kWarps][2C]: dw then db
+  extern __shared__ float shared[];  // [kWarps][2C]: dw then db; the weights first sit in [0, C)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float acc_w[kVecs][8], acc_b[kVecs][8], wv[kVecs][8];
+  // The weights live in shared memory, not registers: the registers go to loading a row's
+  // input, gradient and residual gradient at once (one memory round trip per row).
+  for (int c = threadIdx.x; c < C; c += blockDim.x) shared[kWarps * 2 * C + c] = __bfloat162float(w[c]);
+  const float* ws = shared + kWarps * 2 * C;
+  __syncthreads();
+  float acc_w[kVecs][8], acc_b[kVecs][8];
 #pragma unroll
-  for (int j = 0; j < kVecs; ++j) {
-    const int c0 = (lane + 32 * j) * 8;
+  for (int j = 0; j < kVecs; ++j)
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc_w[j][e] = acc_b[j][e] = 0.0f;
-    if (c0 < C) load8(wv[j], w + c0);
-  }
   const int first = blockIdx.x * kRowsPerBlock;
   for (int row = first + warp; row < min(N, first + kRowsPerBlock); row += kWarps) {
     const std::int64_t base = std::int64_t(row) * C;
     const float m = mean[row], r = rstd[row];
     float xv[kVecs][8], gv[kVecs][8];
-    float dnorm_mean = 0, dnorm_norm_mean = 0;
+    uint4 dv[kVecs];
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
       if (c0 < C) {
         load8(xv[j], inp + base + c0);
         load8(gv[j], dout + base + c0);
+        dv[j] = *reinterpret_cast<const uint4*>(dinp + base + c0);
+      }
+    }
+    float dnorm_mean = 0, dnorm_norm_mean = 0;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int c0 = (lane + 32 * j) * 8;
+      if (c0 < C) {
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           xv[j][e] = (xv[j][e] - m) * r;  // the normalised input
-          const float dnorm = wv[j][e] * gv[j][e];
+          const float dnorm = ws[c0 + e] * gv[j][e];
           dnorm_mean += dnorm;
           dnorm_norm_mean += dnorm * xv[j][e];
         }
@@ -160,15 +171,14 @@ __global__ void layernorm_backward_kernel(bf16* dinp, float* partial, const bf16
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
       if (c0 < C) {
-        float dv[8];
-        load8(dv, dinp + base + c0);
+        const bf16* d = reinterpret_cast<const bf16*>(&dv[j]);
         uint4 res;
         bf16* o = reinterpret_cast<bf16*>(&res);
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           acc_b[j][e] += gv[j][e];
           acc_w[j][e] += xv[j][e] * gv[j][e];
-          o[e] = __float2bfloat16(dv[e] + (wv[j][e] * gv[j][e] - dnorm_mean - xv[j][e] * dnorm_norm_mean) * r);
+          o[e] = __float2bfloat16(__bfloat162float(d[e]) + (ws[c0 + e] * gv[j][e] - dnorm_mean - xv[j][e] * dnorm_norm_mean) * r);
         }
         *reinterpret_cast<uint4*>(dinp + base + c0) = res;
       }
@@ -211,7 +221,7 @@ void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const 
                         const float* mean, const float* rstd, int N, int C, cudaStream_t s) {
   check_width(C);
   const int blocks = backward_blocks(N);
-  const std::size_t shared = kWarps * 2 * C * sizeof(float);
+  const std::size_t shared = (kWarps * 2 + 1) * C * sizeof(float);
   switch ((C + 255) / 256) {
     case 1: layernorm_backward_kernel<1><<<blocks, 32 * kWarps, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C); break;
     case 2: layernorm_backward_kernel<2><<<blocks, 32 * kWarps, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C); break;

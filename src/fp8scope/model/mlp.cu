@@ -78,22 +78,23 @@ __global__ void bias_backward_kernel(float* partial, const bf16* dout, int N, in
 __global__ void gelu_forward_fp8_kernel(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale_ptr, fp8::Format f,
                                         fp8::Overflow o, fp8::CastStats* stats) {
   const float scale = *scale_ptr, fmax = fp8::info(f).max;
+  const fp8::CastThresholds th = fp8::cast_thresholds(scale, f);
+  fp8::MagnitudeStats fast;
   fp8::LocalStats st;
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x * 8;
   for (std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8; base < n; base += stride) {
     if (base + 8 <= n) {
       uint4 raw = *reinterpret_cast<const uint4*>(inp + base);
       const bf16* x = reinterpret_cast<const bf16*>(&raw);
-      uint2 packed;
-      std::uint8_t* q = reinterpret_cast<std::uint8_t*>(&packed);
+      float y[8];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) q[j] = fp8::cast_one(gelu_value(__bfloat162float(x[j])), scale, f, o, fmax, st);
-      *reinterpret_cast<uint2*>(out + base) = packed;
+      for (int j = 0; j < 8; ++j) y[j] = gelu_value(__bfloat162float(x[j]));
+      *reinterpret_cast<uint2*>(out + base) = fp8::cast8_f32(y, scale, f, o, th, fast);
     } else {
       for (std::int64_t i = base; i < n; ++i) out[i] = fp8::cast_one(gelu_value(__bfloat162float(inp[i])), scale, f, o, fmax, st);
     }
   }
-  fp8::flush_block(st, stats);
+  fp8::flush_block(fp8::merged(st, fast.local()), stats);
 }
 
 unsigned blocks(std::int64_t n) { return unsigned((n + 255) / 256); }
@@ -123,7 +124,7 @@ std::int64_t bias_backward_scratch_floats(int OC) { return std::int64_t(kBiasRow
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
                       fp8::CastStats* stats, cudaStream_t s) {
   const std::int64_t b = ((n + 7) / 8 + 255) / 256;
-  gelu_forward_fp8_kernel<<<unsigned(b < 132 * 8 ? (b < 1 ? 1 : b) : 132 * 8), 256, 0, s>>>(out, inp, n, scale, f, o, stats);
+  gelu_forward_fp8_kernel<<<unsigned(b < 132 * 4 ? (b < 1 ? 1 : b) : 132 * 4), 256, 0, s>>>(out, inp, n, scale, f, o, stats);
 }
 
 }  // namespace fp8scope::model
