@@ -16,6 +16,8 @@ const std::string& gpu_problem() {
   return problem;
 }
 
+void add_env_context() { benchmark::AddCustomContext("fp8scope_env", core::capture_env(0, false).dump()); }
+
 cudaStream_t stream() {
   static cudaStream_t s = [] {
     cudaStream_t st;

@@ -20,6 +20,11 @@ double run_timed(benchmark::State& state, const std::function<void()>& launch);
 
 cudaStream_t stream();
 
+// Adds fp8scope's environment (GPU, driver, cuBLASLt, git revision; as probe results carry it)
+// to Google Benchmark's JSON context under "fp8scope_env", where the report and the gate read
+// it. Call before RunSpecifiedBenchmarks.
+void add_env_context();
+
 // Device-to-device copy bandwidth (read + write bytes per second) of a 1 GiB copy, measured
 // once per process: the ceiling the memory-bound kernels are compared with.
 double copy_bandwidth();

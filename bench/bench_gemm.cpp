@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
         ->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
   benchmark::Initialize(&argc, argv);
+  bench::add_env_context();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

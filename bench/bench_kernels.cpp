@@ -180,6 +180,7 @@ int main(int argc, char** argv) {
   reg("cross_entropy/forward_backward", bm_cross_entropy);
   reg("adamw/124M", bm_adamw);
   benchmark::Initialize(&argc, argv);
+  bench::add_env_context();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

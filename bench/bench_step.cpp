@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   reg("step/gpt2_124m/bf16_flash", std::nullopt, true);
   reg("step/gpt2_124m/fp8_fused_flash", model::Fp8Variant::fused, true);
   benchmark::Initialize(&argc, argv);
+  bench::add_env_context();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -298,10 +298,16 @@ TEST(TrainReport, Fp8AgainstTheBf16RunOfTheSameSetup) {
   };
   f.records = {rec("bf16", "materialized", 1, 100000.0), rec("bf16", "flash", 1, 125000.0), rec("bf16", "flash", 2, 240000.0),
                rec("fp8", "flash", 1, 150000.0), rec("fp8", "flash", 2, 264000.0)};
+  f.records[1].data["time_split_ms"] = {{"matmul", 15.0}, {"gelu", 1.5}};
+  f.records[3].data["time_split_ms"] = {{"matmul", 12.5}, {"gelu", 2.5}};
+  f.records[3].data["metrics"]["ms_per_step"] = 48.0;
   report::ReportOptions opt;
   opt.results.push_back({"twins.json", f});
   const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
   EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 150000 / 125000
   EXPECT_NE(md.find("1.100x"), std::string::npos) << md;  // 264000 / 240000
   EXPECT_EQ(md.find("1.500x"), std::string::npos) << md;  // not against the materialised run
+  // Per layer type: FP8 minus the same BF16 twin.
+  EXPECT_NE(md.find("FP8 minus its BF16 twin"), std::string::npos) << md;
+  EXPECT_NE(md.find("| +1.00 | -2.50 | -2.00 |"), std::string::npos) << md;  // gelu, matmul, step
 }

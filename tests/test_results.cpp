@@ -137,6 +137,21 @@ TEST(Results, GoogleBenchmarkJsonIsRead) {
   EXPECT_EQ(f.records[1].reason, "no GPU");
 }
 
+// The benchmarks put fp8scope's environment in the context as a JSON string; it is read back
+// as the file's environment (GPU, driver, git), like a probe result's.
+TEST(Results, GoogleBenchmarkContextCarriesTheEnvironment) {
+  const std::string path = ::testing::TempDir() + "/gbench_env.json";
+  std::ofstream(path) << R"({"context":{"host_name":"h","fp8scope_env":"{\"git_sha\":\"abc\",\"gpu\":{\"name\":\"NVIDIA H200\",\"driver\":\"580\"}}"},
+    "benchmarks":[{"name":"k","real_time":1.0,"time_unit":"us"}]})";
+  ResultFile f = read_results(path);
+  EXPECT_EQ(f.env["git_sha"], "abc");
+  EXPECT_EQ(f.env["gpu"]["name"], "NVIDIA H200");
+  EXPECT_EQ(f.env["host_name"], "h");
+  EXPECT_FALSE(f.env.contains("fp8scope_env"));
+  std::ofstream(path) << R"({"context":{"fp8scope_env":"{not json"},"benchmarks":[]})";
+  EXPECT_NE(read_error(path).find("context.fp8scope_env is not valid JSON"), std::string::npos);
+}
+
 TEST(Results, GoogleBenchmarkRepetitionsBecomeOneMedianRecord) {
   const std::string path = ::testing::TempDir() + "/gbench_reps.json";
   std::ofstream(path) << R"({"context":{},"benchmarks":[

@@ -70,6 +70,17 @@ ResultFile read_json(const std::string& path, const std::string& text) {
     ResultFile f;
     f.meta = {{"probe", "benchmark"}, {"source", "google-benchmark"}};
     f.env = j["context"];
+    // The benchmarks add fp8scope's own environment (GPU, driver, cuBLASLt, git) as a JSON
+    // string in the context: lift it to the top so the file reads like a probe result's.
+    if (f.env.contains("fp8scope_env") && f.env["fp8scope_env"].is_string()) {
+      try {
+        const json own = json::parse(f.env["fp8scope_env"].get<std::string>());
+        f.env.erase("fp8scope_env");
+        for (auto it = own.begin(); it != own.end(); ++it) f.env[it.key()] = it.value();
+      } catch (const json::parse_error&) {
+        throw InputError(fmt::format("{}: context.fp8scope_env is not valid JSON", path));
+      }
+    }
     std::map<std::string, json> median, cv;
     for (const auto& b : j["benchmarks"]) {
       const std::string run = b.value("run_name", b.value("name", std::string("?")));

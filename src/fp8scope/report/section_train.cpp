@@ -1,5 +1,6 @@
 // The probe_train section: per run the loss curve's ends, speed, MFU, memory, the untrained
 // loss against ln(V), where the GPU time goes, and the peer (PyTorch) side by side.
+#include "fp8scope/model/fp8_point.hpp"
 #include "fp8scope/report/sections.hpp"
 
 #include <fmt/format.h>
@@ -40,7 +41,14 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   std::vector<std::string> phases;
   const auto extra = varying_params(in.file.records, {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to",
                                                       "tied", "max_seq"});
-  auto label_of = [&](const json& p) { return run_label(p) + params_suffix(p, extra); };
+  // A BF16 run's label leaves out the FP8 settings: they vary between the FP8 runs of a file
+  // but say nothing about a BF16 run.
+  auto label_of = [&](const json& p) {
+    if (p.value("precision", std::string("bf16")) != "bf16") return run_label(p) + params_suffix(p, extra);
+    json q = p;
+    for (const auto& a : model::fp8_axes()) q.erase(a.name);
+    return run_label(p) + params_suffix(q, extra);
+  };
   // FP8 runs against the BF16 run of the same model, attention kernels and GPU count in the same
   // file (same run of the probe).
   auto same_setup = [](const json& a, const json& b) {
@@ -132,6 +140,21 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
       split.rows.push_back(row);
     }
     sec["tables"].push_back(split.to_json());
+    // FP8 against its BF16 twin, per layer type: where the faster GEMMs pay off and where the
+    // casts, transposes and scale bookkeeping take it back.
+    Table delta{"FP8 minus its BF16 twin per layer type (ms per step; negative: FP8 is faster)", {"run"}, {}};
+    for (auto& ph : phases) delta.columns.push_back(ph);
+    delta.columns.push_back("step (median)");
+    for (auto& r : in.file.records) {
+      const core::Record* b = bf16_twin(r);
+      if (!b || !r.data.contains("time_split_ms") || !b->data.contains("time_split_ms")) continue;
+      std::vector<std::string> row{label_of(r.params)};
+      for (auto& ph : phases)
+        row.push_back(fmt::format("{:+.2f}", r.data["time_split_ms"].value(ph, 0.0) - b->data["time_split_ms"].value(ph, 0.0)));
+      row.push_back(fmt::format("{:+.2f}", m(r, "ms_per_step") - m(*b, "ms_per_step")));
+      delta.rows.push_back(row);
+    }
+    if (!delta.rows.empty()) sec["tables"].push_back(delta.to_json());
   }
   // Data-parallel runs: each rank's own view (its loss, its NaN onset, whether its FP8 scales
   // agreed with rank 0's, which they must with reduce_amax on).
