@@ -4,6 +4,7 @@
 // accumulates LocalStats; flush_block() reduces them over the block and adds them to
 // CastStats.
 #include "fp8scope/fp8/cast.cuh"
+#include "fp8scope/fp8/cast_thresholds.hpp"
 
 #include <cuda_fp8.h>
 
@@ -58,42 +59,9 @@ __device__ __forceinline__ std::uint8_t cast_one(float x, float scale, Format f,
   return q;
 }
 
-// The fast path. For a fixed scale, fl(|x| * scale) does not decrease as |x| grows, so
-// cast_one's "saturated" and "underflow" tests are each one comparison of the magnitude's bit
-// pattern with a threshold found once per thread; the statistics of a value then take a few
-// integer operations, and the conversion is the paired instruction (two values at once).
-struct CastThresholds {  // FP32 magnitude bit patterns
-  unsigned sat;    // largest magnitude that does not saturate
-  unsigned under;  // largest magnitude that underflows to zero
-};
-
-// Largest finite FP32 magnitude b with fl(b * scale) <= limit: the quotient limit / scale is
-// within an ulp or two of it, so a few checks finish it.
-__device__ inline unsigned f32_bits_within(float limit, float scale) {
-  auto ok = [&](unsigned b) { return __uint_as_float(b) * scale <= limit; };
-  unsigned b = min(__float_as_uint(limit / scale), 0x7F7FFFFFu);
-  while (b > 0 && !ok(b)) --b;
-  while (b < 0x7F7FFFFFu && ok(b + 1)) ++b;
-  return b;
-}
-
-// A NaN scale (never produced by the recipes) compares false everywhere, as in cast_one:
-// nothing saturates, nothing underflows.
-__device__ inline CastThresholds cast_thresholds(float scale, Format f) {
-  if (isnan(scale)) return {0x7F7FFFFFu, 0u};
-  return {f32_bits_within(info(f).max, scale), f32_bits_within(0.5f * info(f).min_sub, scale)};
-}
-
-// The same thresholds for BF16 magnitudes (the top 16 bits of the FP32 pattern): m << 16 <= t
-// exactly when m <= t >> 16.
-struct Bf16Thresholds {
-  unsigned sat, under;
-};
-__device__ inline Bf16Thresholds bf16_thresholds(float scale, Format f) {
-  const CastThresholds t = cast_thresholds(scale, f);
-  return {t.sat >> 16, t.under >> 16};
-}
-
+// The fast path: cast_one's "saturated" and "underflow" tests as comparisons of the magnitude's
+// bits with thresholds found once per thread (cast_thresholds.hpp); the statistics of a value
+// then take a few integer operations, and the conversion is the paired instruction.
 struct MagnitudeStats {  // a thread's counts on the fast path; amax as FP32 magnitude bits
   unsigned amax_bits = 0, nonfinite = 0, saturated = 0, underflow = 0, nonfinite_out = 0;
   __device__ LocalStats local() const {
