@@ -32,60 +32,61 @@ core::DeviceBuffer& flush_buffer() {
   static core::DeviceBuffer b(256u << 20);  // well above the H200's 60 MiB L2
   return b;
 }
-}  // namespace
 
-double run_timed(benchmark::State& state, const std::function<void()>& launch) {
+// Start and stop events around one launch, which is queued behind a GPU spin (so the launch
+// overhead is hidden) and an L2 flush (so the launch reads from memory).
+struct EventTimer {
   cudaEvent_t start, stop;
-  FP8S_CUDA(cudaEventCreate(&start));
-  FP8S_CUDA(cudaEventCreate(&stop));
-  launch();  // warm-up (plans, first-touch)
-  FP8S_CUDA(cudaStreamSynchronize(stream()));
-  double total = 0;
-  for (auto _ : state) {
+  EventTimer() {
+    FP8S_CUDA(cudaEventCreate(&start));
+    FP8S_CUDA(cudaEventCreate(&stop));
+  }
+  ~EventTimer() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  float ms(const std::function<void()>& launch) {
     core::gpu_spin(stream(), 50'000);
     FP8S_CUDA(cudaMemsetAsync(flush_buffer().get(), 0, flush_buffer().size(), stream()));
     FP8S_CUDA(cudaEventRecord(start, stream()));
     launch();
     FP8S_CUDA(cudaEventRecord(stop, stream()));
     FP8S_CUDA(cudaEventSynchronize(stop));
-    float ms = 0;
-    FP8S_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(ms * 1e-3);
-    total += ms * 1e-3;
+    float t = 0;
+    FP8S_CUDA(cudaEventElapsedTime(&t, start, stop));
+    return t;
   }
-  FP8S_CUDA(cudaGetLastError());
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return total;
-}
+};
 
-namespace {
-// Median read+write bytes per second of device-to-device copies of `bytes`, each after the
-// same spin and L2 flush as run_timed.
+// Median read+write bytes per second of device-to-device copies of `bytes`, timed as the
+// benchmarks are.
 double measure_copy(std::size_t bytes) {
   core::DeviceBuffer a(bytes), b(bytes);
   FP8S_CUDA(cudaMemsetAsync(a.get(), 1, bytes, stream()));
-  cudaEvent_t s, e;
-  cudaEventCreate(&s);
-  cudaEventCreate(&e);
+  EventTimer timer;
   std::vector<float> ms;
   for (int i = 0; i < 12; ++i) {
-    core::gpu_spin(stream(), 50'000);
-    FP8S_CUDA(cudaMemsetAsync(flush_buffer().get(), 0, flush_buffer().size(), stream()));
-    cudaEventRecord(s, stream());
-    cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream());
-    cudaEventRecord(e, stream());
-    cudaEventSynchronize(e);
-    float t = 0;
-    cudaEventElapsedTime(&t, s, e);
+    const float t = timer.ms([&] { cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream()); });
     if (i >= 2) ms.push_back(t);
   }
   std::sort(ms.begin(), ms.end());
-  cudaEventDestroy(s);
-  cudaEventDestroy(e);
   return 2.0 * double(bytes) / (ms[ms.size() / 2] * 1e-3);
 }
 }  // namespace
+
+double run_timed(benchmark::State& state, const std::function<void()>& launch) {
+  EventTimer timer;
+  launch();  // warm-up (plans, first-touch)
+  FP8S_CUDA(cudaStreamSynchronize(stream()));
+  double total = 0;
+  for (auto _ : state) {
+    const double secs = timer.ms(launch) * 1e-3;
+    state.SetIterationTime(secs);
+    total += secs;
+  }
+  FP8S_CUDA(cudaGetLastError());
+  return total;
+}
 
 double copy_bandwidth() {
   static const double bw = measure_copy(std::size_t(1) << 30);

@@ -23,6 +23,13 @@ inline double rel_err(const std::vector<double>& a, const std::vector<double>& b
   return n > 0 ? std::sqrt(e / n) : std::sqrt(e);
 }
 
+// One parameter tensor's part of a flat parameter or gradient vector (t: an entry of
+// model::param_layout).
+template <class Values, class Tensor>
+std::vector<double> tensor_part(const Values& v, const Tensor& t) {
+  return std::vector<double>(v.begin() + t.offset, v.begin() + t.offset + t.size);
+}
+
 inline std::vector<double> bf16_rounded(const std::vector<float>& p) {
   std::vector<double> out;
   out.reserve(p.size());

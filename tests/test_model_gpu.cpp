@@ -15,6 +15,7 @@ namespace {
 model::GptConfig tiny(int vocab) { return test::tiny_gpt(vocab); }
 using test::bf16_rounded;
 using test::rel_err;
+using test::tensor_part;
 }  // namespace
 
 class GpuVsCpu : public ::testing::TestWithParam<std::tuple<int, bool>> {};
@@ -46,8 +47,7 @@ TEST_P(GpuVsCpu, LossLogitsAndEveryGradient) {
   EXPECT_NEAR(gl, cl, 5e-3);
   EXPECT_LT(rel_err(std::vector<double>(glog.begin(), glog.end()), ref.logits()), 2e-2);
   for (const auto& t : model::param_layout(cfg)) {
-    std::vector<double> a(gg.begin() + t.offset, gg.begin() + t.offset + t.size), b(cg.begin() + t.offset, cg.begin() + t.offset + t.size);
-    EXPECT_LT(rel_err(a, b), 5e-2) << t.name;
+    EXPECT_LT(rel_err(tensor_part(gg, t), tensor_part(cg, t)), 5e-2) << t.name;
   }
 }
 
@@ -129,8 +129,7 @@ TEST(GpuGpt, FlashAttentionMatchesTheReferenceAndTheMaterialisedAttention) {
   EXPECT_NEAR(fl, cl, 5e-3);
   EXPECT_NEAR(fl, pl, 5e-3);
   for (const auto& t : model::param_layout(cfg)) {
-    std::vector<double> a(fg.begin() + t.offset, fg.begin() + t.offset + t.size), b(cg.begin() + t.offset, cg.begin() + t.offset + t.size),
-        c(pg.begin() + t.offset, pg.begin() + t.offset + t.size);
+    const auto a = tensor_part(fg, t), b = tensor_part(cg, t), c = tensor_part(pg, t);
     EXPECT_LT(rel_err(a, b), 5e-2) << t.name << " (flash vs CPU)";
     EXPECT_LT(rel_err(a, c), 5e-2) << t.name << " (flash vs materialised)";
   }

@@ -6,33 +6,16 @@
 namespace fp8scope::fp8 {
 namespace {
 
-// Enough to fill an H100/H200 (4 blocks of 256 threads per SM); the loops stride. Each block
-// flushes its statistics with a few same-address atomics, so more blocks cost more than they
-// hide.
-constexpr int kMaxBlocks = 132 * 4;
-
-unsigned grid_for(std::int64_t items, int threads) {
-  const std::int64_t b = (items + threads - 1) / threads;
-  return unsigned(b < 1 ? 1 : (b < kMaxBlocks ? b : kMaxBlocks));
-}
-
-// 8 elements (16 bytes of BF16) per thread and iteration, written as 8 bytes of FP8 (and/or
-// 16 bytes of dequantised BF16 for fake_quantize).
-template <bool kDequant>
-__device__ __forceinline__ void cast8(const uint4& raw, std::uint8_t* out, __nv_bfloat16* dq, std::int64_t base, float scale, float inv,
-                                      Format f, Overflow o, float fmax, LocalStats& st) {
+// fake_quantize's 8 elements (16 bytes of BF16): cast to FP8 with statistics, written back
+// dequantised as 16 bytes of BF16.
+__device__ __forceinline__ void fake_cast8(const uint4& raw, __nv_bfloat16* dq, std::int64_t base, float scale, float inv, Format f,
+                                           Overflow o, float fmax, LocalStats& st) {
   const __nv_bfloat16* v = reinterpret_cast<const __nv_bfloat16*>(&raw);
-  uint2 packed;
   uint4 deq;
-  std::uint8_t* q = reinterpret_cast<std::uint8_t*>(&packed);
   __nv_bfloat16* d = reinterpret_cast<__nv_bfloat16*>(&deq);
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    q[j] = cast_one(__bfloat162float(v[j]), scale, f, o, fmax, st);
-    if (kDequant) d[j] = __float2bfloat16(decode(q[j], f) * inv);
-  }
-  if (kDequant) *reinterpret_cast<uint4*>(dq + base) = deq;
-  else *reinterpret_cast<uint2*>(out + base) = packed;
+  for (int j = 0; j < 8; ++j) d[j] = __float2bfloat16(decode(cast_one(__bfloat162float(v[j]), scale, f, o, fmax, st), f) * inv);
+  *reinterpret_cast<uint4*>(dq + base) = deq;
 }
 
 // 8 elements (16 bytes of BF16) per thread and chunk, written as 8 bytes of FP8 (or 16 bytes
@@ -46,7 +29,7 @@ __global__ void quantize_kernel(std::uint8_t* out, __nv_bfloat16* dq, const __nv
   MagnitudeStats fast;
   LocalStats st;
   auto chunk = [&](const uint4& raw, std::int64_t at) {
-    if (kDequant) cast8<true>(raw, out, dq, at, scale, inv, f, o, fmax, st);
+    if (kDequant) fake_cast8(raw, dq, at, scale, inv, f, o, fmax, st);
     else *reinterpret_cast<uint2*>(out + at) = cast8_bf16(raw, scale, f, o, th, fast);
   };
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x * 8;
@@ -172,7 +155,7 @@ __global__ void tile_transpose_kernel(std::uint8_t* out, std::uint8_t* out_t, co
 
 unsigned tile_grid(int rows, int cols, int batch) {
   const std::int64_t tiles = std::int64_t((cols + kTile - 1) / kTile) * ((rows + kTile - 1) / kTile);
-  const std::int64_t cap = std::max<std::int64_t>(1, kMaxBlocks / batch);
+  const std::int64_t cap = std::max<std::int64_t>(1, kMaxCastBlocks / batch);
   return unsigned(tiles < cap ? tiles : cap);
 }
 
@@ -203,12 +186,12 @@ __global__ void stats_kernel(const T* in, std::int64_t n, CastStats* stats) {
 
 void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
               CastStats* stats, cudaStream_t s) {
-  quantize_kernel<false><<<grid_for((n + 7) / 8, 256), 256, 0, s>>>(out, nullptr, in, n, scale, f, o, stats);
+  quantize_kernel<false><<<cast_blocks((n + 7) / 8, 256), 256, 0, s>>>(out, nullptr, in, n, scale, f, o, stats);
 }
 
 void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
                    CastStats* stats, cudaStream_t s) {
-  quantize_kernel<true><<<grid_for((n + 7) / 8, 256), 256, 0, s>>>(nullptr, out, in, n, scale, f, o, stats);
+  quantize_kernel<true><<<cast_blocks((n + 7) / 8, 256), 256, 0, s>>>(nullptr, out, in, n, scale, f, o, stats);
 }
 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
@@ -234,10 +217,10 @@ void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int co
 }
 
 void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cudaStream_t s) {
-  stats_kernel<<<grid_for(n, 256), 256, 0, s>>>(in, n, stats);
+  stats_kernel<<<cast_blocks(n, 256), 256, 0, s>>>(in, n, stats);
 }
 void tensor_stats(const float* in, std::int64_t n, CastStats* stats, cudaStream_t s) {
-  stats_kernel<<<grid_for(n, 256), 256, 0, s>>>(in, n, stats);
+  stats_kernel<<<cast_blocks(n, 256), 256, 0, s>>>(in, n, stats);
 }
 
 void pack_amax(float* amax, unsigned long long* nonfinite, const CastStats* stats, int n, cudaStream_t s) {

@@ -10,6 +10,17 @@
 
 namespace fp8scope::fp8 {
 
+// Most blocks a kernel that writes FP8 with statistics launches: enough to fill an H100/H200
+// (4 blocks of 256 threads per SM) with the loops striding; each block flushes its statistics
+// with a few same-address atomics, so more blocks cost more than they hide.
+constexpr int kMaxCastBlocks = 132 * 4;
+
+// Blocks for `items` units of work of `threads` threads each, at most kMaxCastBlocks.
+inline unsigned cast_blocks(std::int64_t items, int threads) {
+  const std::int64_t b = (items + threads - 1) / threads;
+  return unsigned(b < 1 ? 1 : (b < kMaxCastBlocks ? b : kMaxCastBlocks));
+}
+
 struct LocalStats {  // one thread's counts (32-bit: a thread sees far fewer than 2^32 values)
   float amax = 0.0f;
   unsigned nonfinite = 0, saturated = 0, underflow = 0, nonfinite_out = 0;

@@ -3,8 +3,6 @@
 #include "fp8scope/fp8/cast_device.cuh"
 #include "fp8scope/model/kernels.cuh"
 
-#include <algorithm>
-
 #include <cstdio>
 #include <cstdlib>
 
@@ -94,9 +92,10 @@ template <bool kFp8>
 void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                     const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
   const int rows_per_block = 8;
-  // FP8: at most 4 blocks per SM of an H200, each flushing its statistics once.
-  const int row_blocks = (N + rows_per_block - 1) / rows_per_block;
-  const unsigned grid = unsigned(kFp8 ? std::min(row_blocks, 132 * 4) : row_blocks), threads = 32 * rows_per_block;
+  // FP8: at most kMaxCastBlocks blocks (the rows are walked with a grid stride), each flushing
+  // its statistics once.
+  const unsigned grid = kFp8 ? fp8::cast_blocks(N, rows_per_block) : unsigned((N + rows_per_block - 1) / rows_per_block);
+  const unsigned threads = 32 * rows_per_block;
   check_width(C);
   switch ((C + 255) / 256) {
     case 1: layernorm_forward_vec_kernel<1, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;

@@ -123,8 +123,7 @@ std::int64_t bias_backward_scratch_floats(int OC) { return std::int64_t(kBiasRow
 
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
                       fp8::CastStats* stats, cudaStream_t s) {
-  const std::int64_t b = ((n + 7) / 8 + 255) / 256;
-  gelu_forward_fp8_kernel<<<unsigned(b < 132 * 4 ? (b < 1 ? 1 : b) : 132 * 4), 256, 0, s>>>(out, inp, n, scale, f, o, stats);
+  gelu_forward_fp8_kernel<<<fp8::cast_blocks((n + 7) / 8, 256), 256, 0, s>>>(out, inp, n, scale, f, o, stats);
 }
 
 }  // namespace fp8scope::model
