@@ -1,5 +1,6 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
-// FP8 cast+amax and cast+transpose, LayerNorm, GELU, causal softmax, cross-entropy, AdamW.
+// FP8 cast+amax, cast+transpose (also with the bias gradient), the MLP's fused GELU casts,
+// LayerNorm, GELU, causal softmax, cross-entropy, AdamW.
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
 // bandwidth measured in the same process (1 GiB copy: the target), and its fraction of a copy
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
@@ -51,25 +52,68 @@ void bm_copy(benchmark::State& state) {
   report(state, s, 2.0 * bytes);
 }
 
-void bm_cast(benchmark::State& state, std::int64_t cols, bool transpose) {
+enum class CastMode { plain, transpose, transpose_dbias };
+
+// dbias: the bias gradient comes out of the cast (per-tile column sums) and is reduced by
+// column_sum_add, both timed, as a linear's FP8 backward runs them.
+void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
   if (skip(state)) return;
   const std::int64_t n = N * cols;
   auto in = random_bf16(n, 1.0f, 1);
   core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n)), scale(4), stats(sizeof(fp8::CastStats));
+  core::DeviceBuffer partial(std::size_t(fp8::dbias_partial_floats(int(N), int(cols))) * 4), dbias(std::size_t(cols) * 4);
   const float sc = 100.0f;
   FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
   // The statistics accumulate over the iterations (amax is a max, the counts are 64-bit), so
   // they are zeroed once, outside the timed launches.
   FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  const auto f = fp8::Format::e4m3;
+  const auto o = fp8::Overflow::satfinite;
   const double s = bench::run_timed(state, [&] {
-    if (transpose)
-      fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<bf16>(), int(N), int(cols), scale.as<float>(),
-                              fp8::Format::e4m3, fp8::Overflow::satfinite, stats.as<fp8::CastStats>(), bench::stream());
-    else
-      fp8::quantize(out.as<std::uint8_t>(), in.as<bf16>(), n, scale.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
-                    stats.as<fp8::CastStats>(), bench::stream());
+    switch (mode) {
+      case CastMode::plain:
+        fp8::quantize(out.as<std::uint8_t>(), in.as<bf16>(), n, scale.as<float>(), f, o, stats.as<fp8::CastStats>(), bench::stream());
+        break;
+      case CastMode::transpose:
+        fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<bf16>(), int(N), int(cols), scale.as<float>(), f, o,
+                                stats.as<fp8::CastStats>(), bench::stream());
+        break;
+      case CastMode::transpose_dbias:
+        fp8::quantize_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), in.as<bf16>(), int(N),
+                                      int(cols), scale.as<float>(), f, o, stats.as<fp8::CastStats>(), bench::stream());
+        model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), int(cols), int(cols),
+                              bench::stream());
+        break;
+    }
   });
-  report(state, s, double(n) * (2 + (transpose ? 2 : 1)));
+  report(state, s, double(n) * (2 + (mode == CastMode::plain ? 1 : 2)));
+}
+
+// The MLP's fused FP8 casts at fc1's output size: forward GELU -> FP8 with its transpose
+// (reads the pre-activation, writes two FP8 copies); backward GELU gradient -> FP8 with its
+// transpose and the bias gradient (reads the gradient and the pre-activation).
+void bm_gelu_cast(benchmark::State& state, bool backward) {
+  if (skip(state)) return;
+  const int cols = 4 * C;
+  const std::int64_t n = N * cols;
+  auto x = random_bf16(n, 1.0f, 1), dy = random_bf16(n, 1e-3f, 2);
+  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n)), scale(4), stats(sizeof(fp8::CastStats));
+  core::DeviceBuffer partial(std::size_t(fp8::dbias_partial_floats(int(N), cols)) * 4), dbias(std::size_t(cols) * 4);
+  const float sc = backward ? 1e4f : 100.0f;
+  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  const double s = bench::run_timed(state, [&] {
+    if (backward) {
+      model::dgelu_cast_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), dy.as<bf16>(), x.as<bf16>(),
+                                        int(N), cols, scale.as<float>(), fp8::Format::e5m2, fp8::Overflow::satfinite,
+                                        stats.as<fp8::CastStats>(), bench::stream());
+      model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), cols, cols, bench::stream());
+    } else {
+      model::gelu_cast_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), x.as<bf16>(), int(N), cols, scale.as<float>(),
+                                 fp8::Format::e4m3, fp8::Overflow::satfinite, stats.as<fp8::CastStats>(), bench::stream());
+    }
+  });
+  report(state, s, double(n) * (backward ? 6 : 4));
 }
 
 enum class LnMode { forward, forward_fp8, backward };
@@ -167,9 +211,13 @@ int main(int argc, char** argv) {
   };
   reg("copy/d2d_1GiB", bm_copy);
   for (std::int64_t cols : {C, 4 * C}) {
-    reg(fmt::format("cast_amax/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, false); });
-    reg(fmt::format("cast_transpose/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, true); });
+    reg(fmt::format("cast_amax/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, CastMode::plain); });
+    reg(fmt::format("cast_transpose/e4m3/{}x{}", N, cols), [cols](benchmark::State& s) { bm_cast(s, cols, CastMode::transpose); });
+    reg(fmt::format("cast_transpose_dbias/e4m3/{}x{}", N, cols),
+        [cols](benchmark::State& s) { bm_cast(s, cols, CastMode::transpose_dbias); });
   }
+  reg("gelu_fp8/forward_cast_transpose", [](benchmark::State& s) { bm_gelu_cast(s, false); });
+  reg("gelu_fp8/backward_cast_transpose_dbias", [](benchmark::State& s) { bm_gelu_cast(s, true); });
   reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });
   reg("layernorm/forward_fp8", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward_fp8); });
   reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });

@@ -85,7 +85,7 @@ TEST_P(CastGpu, QuantizeMatchesHostCodecAndCounts) {
 TEST_P(CastGpu, TransposeIsExact) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  for (auto [rows, cols, batch] : {std::make_tuple(300, 77, 1), std::make_tuple(320, 136, 1), std::make_tuple(96, 64, 3)}) {
+  for (auto [rows, cols, batch] : {std::make_tuple(300, 77, 1), std::make_tuple(320, 136, 1), std::make_tuple(2056, 1096, 1), std::make_tuple(96, 64, 3)}) {
     SCOPED_TRACE(::testing::Message() << rows << "x" << cols << " x" << batch);
     const std::size_t per = std::size_t(rows) * cols, n = per * std::size_t(batch);
     const auto host = test_values(n, 5);

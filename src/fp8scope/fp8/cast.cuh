@@ -29,6 +29,16 @@ void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
                         Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch = 1);
 
+// quantize_transpose of one matrix that also sums each column of `in` over every 64-row tile
+// (the bias gradient of a linear whose output gradient is `in`, from the values before the
+// cast, as FP8 frameworks take it) into bias_partial[dbias_partial_rows(rows)][cols]; the
+// caller reduces those rows in a fixed order. Only where dbias_fuses(rows, cols) (rows and
+// columns multiples of 8).
+bool dbias_fuses(int rows, int cols);
+int dbias_partial_rows(int rows);
+std::int64_t dbias_partial_floats(int rows, int cols);
+void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const __nv_bfloat16* in, int rows, int cols,
+                              const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s);
 // Quantise-dequantise in BF16 (out may be in): what a tensor becomes when the next GEMM reads
 // it in FP8, for the backward pass of FP8 attention.
 void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,

@@ -75,7 +75,8 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
   if (!flash_) dscores_ = core::DeviceBuffer(bf(BH * T * T));
   norm_ = core::DeviceBuffer(sizeof(float));
   partials_ = core::DeviceBuffer(
-      fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)), std::int64_t(1024)})));
+      fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)),
+                   fp8::dbias_partial_floats(N, int(4 * C)), std::int64_t(1024)})));
   bucket_token_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   bucket_start_ = core::DeviceBuffer(std::size_t(N + 1) * sizeof(int));
   bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
@@ -188,10 +189,16 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
 // dx = dgrad:  TN, m=IC, n=N, k=OC, A = W^T [IC][OC], B = dy [N][OC]
 // dW += wgrad: TN, m=IC, n=OC, k=N,  A = x^T [IC][N],  B = dy^T [OC][N]
 // db[OC] += sum_n dy[n, :] from the high-precision gradient, as FP8 frameworks do.
+bool GpuGpt::fuses_dgelu() const {
+  return fp8_linear(2) && fp8_->config().recipe.scaling != fp8::Scaling::current && gelu_cast_transpose_fits(B_ * T_, 4 * cfg_.d_model);
+}
+
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                             int IC, int OC) {
+                             int IC, int OC, const bf16* gelu_pre) {
   const std::string& name = linear_names()[std::size_t(which)];
-  if (b >= 0) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
+  // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
+  const bool dbias_in_cast = fp8_linear(which) && b >= 0 && fp8::dbias_fuses(N, OC);
+  if (b >= 0 && !dbias_in_cast) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
   if (!fp8_linear(which)) {
     gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, weight(w), dout, dinp, (name + " dgrad").c_str());
     GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
@@ -203,9 +210,19 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const int si = sv.si, sw = sv.sw, sg = sv.sg;
-  f.prepare(sg, dout, std::int64_t(N) * OC);
-  fp8::quantize_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, N, OC, f.scale(sg), f.format(sg), f.overflow(),
-                          f.stats(sg), stream_);
+  if (gelu_pre) {  // fuses_dgelu(): delayed scaling, so no prepare
+    dgelu_cast_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, gelu_pre, N, OC,
+                               f.scale(sg), f.format(sg), f.overflow(), f.stats(sg), stream_);
+  } else {
+    f.prepare(sg, dout, std::int64_t(N) * OC);
+    if (dbias_in_cast)
+      fp8::quantize_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, N, OC, f.scale(sg),
+                                    f.format(sg), f.overflow(), f.stats(sg), stream_);
+    else
+      fp8::quantize_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, N, OC, f.scale(sg), f.format(sg),
+                              f.overflow(), f.stats(sg), stream_);
+  }
+  if (dbias_in_cast) column_sum_add(g(b), partials_.as<float>(), fp8::dbias_partial_rows(N), OC, OC, stream_);
   const DType gt = f.format(sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
   GemmCall dg{true, false, IC, N, OC, OC, OC, IC};
   dg.a = DType::e4m3, dg.b = gt;
@@ -356,9 +373,14 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     mark("gelu");
     if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
       const int si = saved(l, 3).si;
-      gelu_forward_fp8(f8_x_.as<std::uint8_t>(), a.fc.as<bf16>(), 4 * nc, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
-                       fp8_->stats(si), stream_);
-      fp8::transpose_fp8(saved(l, 3).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, 4 * C, stream_);
+      if (gelu_cast_transpose_fits(N, 4 * C)) {
+        gelu_cast_transpose(f8_x_.as<std::uint8_t>(), saved(l, 3).x_t.as<std::uint8_t>(), a.fc.as<bf16>(), N, 4 * C, fp8_->scale(si),
+                            fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+      } else {
+        gelu_forward_fp8(f8_x_.as<std::uint8_t>(), a.fc.as<bf16>(), 4 * nc, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
+                         fp8_->stats(si), stream_);
+        fp8::transpose_fp8(saved(l, 3).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, 4 * C, stream_);
+      }
     } else {
       gelu_forward(a.gelu.as<bf16>(), a.fc.as<bf16>(), 4 * nc, stream_);
       if (fp8_) fp8_->observe(l, "gelu_out", a.gelu.as<bf16>(), 4 * nc);
@@ -447,10 +469,14 @@ void GpuGpt::backward() {
     // MLP: x_out = x_mid + fcproj(gelu(fc(ln2(x_mid))))
     mark("matmul");
     linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu.as<bf16>(), off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C);
+    // In FP8 with delayed scaling the GELU backward is part of fc1's gradient cast (timed as
+    // matmul, where the casts are).
+    const bool fuse_dgelu = fuses_dgelu();
     mark("gelu");
-    gelu_backward(dbuf4_.as<bf16>(), a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * 4 * C, stream_);
+    if (!fuse_dgelu) gelu_backward(dbuf4_.as<bf16>(), a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * 4 * C, stream_);
     mark("matmul");
-    linear_backward(l, 2, dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C);
+    linear_backward(l, 2, dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C,
+                    fuse_dgelu ? a.fc.as<bf16>() : nullptr);
     mark("layernorm");
     layernorm_backward(dx, g(off_[h + "ln2_w"]), g(off_[h + "ln2_b"]), partials, dbuf_.as<bf16>(), a.x_mid.as<bf16>(),
                        weight(off_[h + "ln2_w"]), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), N, C, stream_);

@@ -70,8 +70,14 @@ class GpuGpt {
   // transpose).
   void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                       int OC, bool x_ready = false);
+  // gelu_pre (FP8 only, see fuses_dgelu): dout is the gradient of GELU(gelu_pre), and the
+  // GELU backward happens inside the gradient's cast.
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                       int IC, int OC);
+                       int IC, int OC, const bf16* gelu_pre = nullptr);
+  // Whether fc1's FP8 backward takes the GELU backward into its gradient cast: needs the
+  // scale before the cast (delayed scaling; current scaling measures the BF16 gradient
+  // first) and the tile loop's shapes.
+  bool fuses_dgelu() const;
   bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(linear_names()[std::size_t(which)]); }
   // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for
   // dgrad), and its tap slots (input, weight, gradient), looked up once.

@@ -64,6 +64,16 @@ void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s);
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
                       fp8::CastStats* stats, cudaStream_t s);
 void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, std::int64_t n, cudaStream_t s);
+// The same GELU cast to FP8 written row-major and transposed in one pass (fc2's fprop input
+// and its wgrad operand). Needs gelu_cast_transpose_fits(rows, cols): multiples of 8.
+bool gelu_cast_transpose_fits(int rows, int cols);
+void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
+                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+// fc1's output gradient in FP8 from fc2's input gradient in one pass: gelu_backward (rounded to
+// BF16), cast, transposed copy, and fc1's bias gradient as 64-row column sums (bias_partial,
+// fp8::dbias_partial_floats(rows, cols) floats). Same shape condition.
+void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const bf16* pre, int rows,
+                                int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
 void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, cudaStream_t s);
 void add_inplace(bf16* acc, const bf16* x, std::int64_t n, cudaStream_t s);
 // dbias[o] += sum_n dout[n, o]

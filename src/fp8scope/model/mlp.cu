@@ -1,5 +1,5 @@
 // Elementwise pieces: GELU (tanh approximation) forward/backward, residual adds, bias gradient.
-#include "fp8scope/fp8/cast_device.cuh"
+#include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 namespace fp8scope::model {
@@ -14,6 +14,72 @@ __device__ __forceinline__ float gelu_grad(float x) {
   const float du = kGeluC * (1.0f + 3.0f * 0.044715f * x * x);
   return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
 }
+
+// The GELU of BF16 pre-activations cast to FP8 from FP32 (no BF16 rounding in between), for
+// the vector and tile loops of cast_kernels.cuh.
+struct GeluCastOp {
+  using Raw = uint4;
+  static constexpr bool kStats = true;
+  const bf16* in;
+  const float* scale_ptr;
+  fp8::Format f;
+  fp8::Overflow o;
+  float scale = 0.0f;
+  fp8::CastThresholds th{};
+  __device__ void setup() {
+    scale = *scale_ptr;
+    th = fp8::cast_thresholds(scale, f);
+  }
+  __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
+  __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
+    float y[8];
+    fp8::unpack8(r, y);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) y[e] = gelu_value(y[e]);
+    if (hp)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) hp[e] = y[e];
+    return fp8::cast8_f32(y, scale, f, o, th, st);
+  }
+  __device__ std::uint8_t cast_one(std::int64_t i, fp8::LocalStats& st) const {
+    return fp8::cast_one(gelu_value(__bfloat162float(in[i])), scale, f, o, fp8::info(f).max, st);
+  }
+};
+
+// The GELU backward (dout * gelu'(pre)) rounded to BF16, as gelu_backward writes it, then
+// cast: the FP8 gradient and the bias sums are those of the unfused gelu_backward +
+// quantize_transpose + bias gradient, without the BF16 gradient ever reaching memory.
+struct DgeluCastOp {
+  struct Raw {
+    uint4 d, x;
+  };
+  static constexpr bool kStats = true;
+  const bf16* dout;
+  const bf16* pre;
+  const float* scale_ptr;
+  fp8::Format f;
+  fp8::Overflow o;
+  float scale = 0.0f;
+  fp8::Bf16Thresholds th{};
+  __device__ void setup() {
+    scale = *scale_ptr;
+    th = fp8::bf16_thresholds(scale, f);
+  }
+  __device__ Raw load(std::int64_t i) const {
+    return {*reinterpret_cast<const uint4*>(dout + i), *reinterpret_cast<const uint4*>(pre + i)};
+  }
+  __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
+    float d[8], x[8];
+    fp8::unpack8(r.d, d);
+    fp8::unpack8(r.x, x);
+    uint4 g;
+    bf16* gv = reinterpret_cast<bf16*>(&g);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) gv[e] = __float2bfloat16(gelu_grad(x[e]) * d[e]);
+    if (hp) fp8::unpack8(g, hp);
+    return fp8::cast8_bf16(g, scale, f, o, th, st);
+  }
+};
 
 // 8 BF16 values (16 bytes) per thread and load; the tail (n not a multiple of 8) one by one.
 __global__ void gelu_forward_kernel(bf16* out, const bf16* inp, std::int64_t n) {
@@ -73,30 +139,6 @@ __global__ void bias_backward_kernel(float* partial, const bf16* dout, int N, in
   }
 }
 
-// GELU written straight to FP8 for the next GEMM, with the cast's statistics (the fused
-// variant's LayerNormMLP).
-__global__ void gelu_forward_fp8_kernel(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale_ptr, fp8::Format f,
-                                        fp8::Overflow o, fp8::CastStats* stats) {
-  const float scale = *scale_ptr, fmax = fp8::info(f).max;
-  const fp8::CastThresholds th = fp8::cast_thresholds(scale, f);
-  fp8::MagnitudeStats fast;
-  fp8::LocalStats st;
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x * 8;
-  for (std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8; base < n; base += stride) {
-    if (base + 8 <= n) {
-      uint4 raw = *reinterpret_cast<const uint4*>(inp + base);
-      const bf16* x = reinterpret_cast<const bf16*>(&raw);
-      float y[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) y[j] = gelu_value(__bfloat162float(x[j]));
-      *reinterpret_cast<uint2*>(out + base) = fp8::cast8_f32(y, scale, f, o, th, fast);
-    } else {
-      for (std::int64_t i = base; i < n; ++i) out[i] = fp8::cast_one(gelu_value(__bfloat162float(inp[i])), scale, f, o, fmax, st);
-    }
-  }
-  fp8::flush_block(fp8::merged(st, fast.local()), stats);
-}
-
 unsigned blocks(std::int64_t n) { return unsigned((n + 255) / 256); }
 
 }  // namespace
@@ -123,7 +165,21 @@ std::int64_t bias_backward_scratch_floats(int OC) { return std::int64_t(kBiasRow
 
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
                       fp8::CastStats* stats, cudaStream_t s) {
-  gelu_forward_fp8_kernel<<<fp8::cast_blocks((n + 7) / 8, 256), 256, 0, s>>>(out, inp, n, scale, f, o, stats);
+  fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(GeluCastOp{inp, scale, f, o}, out, n, stats);
+}
+
+bool gelu_cast_transpose_fits(int rows, int cols) { return fp8::tile_cast_fits(rows, cols); }
+
+void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
+                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+  fp8::tile_cast_transpose_kernel<GeluCastOp, false><<<fp8::tile_cast_grid(rows, cols, 1), fp8::kTileThreads, 0, s>>>(
+      GeluCastOp{pre, scale, f, o}, out, out_t, nullptr, rows, cols, stats);
+}
+
+void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const bf16* pre, int rows,
+                                int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+  fp8::tile_cast_transpose_kernel<DgeluCastOp, true><<<fp8::tile_cast_grid(rows, cols, 1), fp8::kTileThreads, 0, s>>>(
+      DgeluCastOp{dout, pre, scale, f, o}, out, out_t, bias_partial, rows, cols, stats);
 }
 
 }  // namespace fp8scope::model

@@ -1,0 +1,183 @@
+#pragma once
+// The two loops every FP8-writing elementwise kernel is made of, templated on what happens to
+// one 8-element vector (an "op"), so that the plain casts (cast.cu) and the casts fused into
+// the MLP's GELU (mlp.cu) share one tuned memory pattern:
+//  - vector_cast_kernel: a flat tensor, 8 elements per thread and vector, four vectors' loads
+//    in flight per thread (also on the last pass), the n % 8 tail by one thread.
+//  - tile_cast_transpose_kernel: a row-major matrix and its transpose, 64x64 tiles through
+//    shared memory with 16-byte loads and 8-byte stores both ways; the next tile's loads are
+//    issued before the current tile's transposed stores, and the column sums of the values
+//    before the cast (a bias gradient) come out of the same pass when asked for.
+// An op provides
+//   using Raw = ...;                        what one vector's loads bring (registers)
+//   static constexpr bool kStats;           whether it produces cast statistics
+//   __device__ void setup();                reads the scale (a device pointer), per thread
+//   __device__ Raw load(std::int64_t i) const;                   the vector at element i
+//   __device__ uint2 cast(const Raw&, MagnitudeStats&, float* hp) const;
+//       the 8 FP8 codes; hp (may be null) receives the 8 values that were cast, unscaled
+//   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const;
+//       one element (the vector loop's tail; tile-only ops leave it out)
+#include "fp8scope/fp8/cast_device.cuh"
+
+namespace fp8scope::fp8 {
+
+// Unpacks 8 BF16 values (16 bytes) to floats.
+__device__ __forceinline__ void unpack8(const uint4& raw, float* out) {
+  const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    out[2 * i] = __uint_as_float(w[i] << 16);
+    out[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+  }
+}
+
+// The plain cast of a BF16 tensor.
+struct CastBf16Op {
+  using Raw = uint4;
+  static constexpr bool kStats = true;
+  const __nv_bfloat16* in;
+  const float* scale_ptr;
+  Format f;
+  Overflow o;
+  float scale = 0.0f;
+  Bf16Thresholds th{};
+  __device__ void setup() {
+    scale = *scale_ptr;
+    th = bf16_thresholds(scale, f);
+  }
+  __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
+  __device__ uint2 cast(const Raw& r, MagnitudeStats& st, float* hp) const {
+    if (hp) unpack8(r, hp);
+    return cast8_bf16(r, scale, f, o, th, st);
+  }
+  __device__ std::uint8_t cast_one(std::int64_t i, LocalStats& st) const {
+    return fp8::cast_one(__bfloat162float(in[i]), scale, f, o, info(f).max, st);
+  }
+};
+
+// FP8 bytes moved as they are (the transpose of an FP8 tensor another kernel wrote).
+struct CopyFp8Op {
+  using Raw = uint2;
+  static constexpr bool kStats = false;
+  const std::uint8_t* in;
+  __device__ void setup() {}
+  __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint2*>(in + i); }
+  __device__ uint2 cast(const Raw& r, MagnitudeStats&, float*) const { return r; }
+  __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const { return in[i]; }
+};
+
+// Most blocks a vector or tile loop launches (cast_blocks) walk the tensor with a stride.
+template <class Op>
+__global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t* out, std::int64_t n, CastStats* stats) {
+  op.setup();
+  MagnitudeStats fast;
+  LocalStats st;
+  const std::int64_t n8 = n / 8 * 8, stride = std::int64_t(gridDim.x) * blockDim.x * 8;
+  for (std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8; base < n8; base += 4 * stride) {
+    typename Op::Raw raw[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (base + j * stride < n8) raw[j] = op.load(base + j * stride);
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (base + j * stride < n8) *reinterpret_cast<uint2*>(out + base + j * stride) = op.cast(raw[j], fast, nullptr);
+  }
+  if (blockIdx.x == 0 && threadIdx.x == 0)
+    for (std::int64_t i = n8; i < n; ++i) out[i] = op.cast_one(i, st);
+  if (Op::kStats) flush_block(merged(st, fast.local()), stats);
+}
+
+constexpr int kTile = 64, kTileThreads = 256;
+constexpr int kTileStride = kTile + 4;  // 68-byte rows: 8 rows apart land in different banks
+
+// Rows and columns multiples of 8 (the vectors never straddle the matrix edge). blockIdx.z is
+// the matrix of a batch (bias_partial only with one matrix). bias_partial[row tile][column]:
+// the column sums of one 64-row tile, each written by exactly one block (reduce them with
+// column_sum_add in a fixed order: the bias gradient does not depend on scheduling).
+template <class Op, bool kBias>
+__global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t,
+                                                                           float* bias_partial, int rows, int cols, CastStats* stats) {
+  __shared__ __align__(16) std::uint8_t tile[kTile * kTileStride];
+  __shared__ float warp_sums[kBias ? kTileThreads / 32 : 1][kTile];
+  op.setup();
+  const std::int64_t mat = std::int64_t(blockIdx.z) * rows * cols;
+  out_t += mat;
+  if (out) out += mat;
+  MagnitudeStats st;
+  const int tiles_x = (cols + kTile - 1) / kTile, tiles = tiles_x * ((rows + kTile - 1) / kTile);
+  // Loading: a thread owns columns tc..tc+7 of rows tr and tr + 32 of a tile.
+  const int tr = threadIdx.x / 8, tc = (threadIdx.x % 8) * 8, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  typename Op::Raw raw[2];
+  auto load = [&](int t) {
+    const int r0 = (t / tiles_x) * kTile, c = (t % tiles_x) * kTile + tc;
+#pragma unroll
+    for (int k = 0; k < 2; ++k)
+      if (r0 + tr + 32 * k < rows && c < cols) raw[k] = op.load(mat + std::int64_t(r0 + tr + 32 * k) * cols + c);
+  };
+  if (int(blockIdx.x) < tiles) load(blockIdx.x);
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int r0 = (t / tiles_x) * kTile, c0 = (t % tiles_x) * kTile;
+    float colsum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int r = r0 + tr + 32 * k, c = c0 + tc;
+      uint2 q = make_uint2(0, 0);
+      if (r < rows && c < cols) {
+        float hp[8];
+        q = op.cast(raw[k], st, kBias ? hp : nullptr);
+        if (kBias)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) colsum[e] += hp[e];
+        if (out) *reinterpret_cast<uint2*>(out + std::int64_t(r) * cols + c) = q;
+      }
+      *reinterpret_cast<uint2*>(&tile[(tr + 32 * k) * kTileStride + tc]) = q;
+    }
+    if (kBias) {  // the 4 rows of this warp with the same columns: lanes 8 and 16 apart
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        colsum[e] += __shfl_xor_sync(0xffffffffu, colsum[e], 8);
+        colsum[e] += __shfl_xor_sync(0xffffffffu, colsum[e], 16);
+      }
+      if (lane < 8)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) warp_sums[kBias ? warp : 0][tc + e] = colsum[e];
+    }
+    __syncthreads();
+    if (t + int(gridDim.x) < tiles) load(t + gridDim.x);  // in flight during the stores below
+    for (int v = threadIdx.x; v < kTile * kTile / 8; v += kTileThreads) {
+      const int tcol = v / 8, trow = (v % 8) * 8, c = c0 + tcol, r = r0 + trow;
+      if (c < cols && r < rows) {
+        std::uint32_t lo = 0, hi = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          lo |= std::uint32_t(tile[(trow + j) * kTileStride + tcol]) << (8 * j);
+          hi |= std::uint32_t(tile[(trow + 4 + j) * kTileStride + tcol]) << (8 * j);
+        }
+        *reinterpret_cast<uint2*>(out_t + std::int64_t(c) * rows + r) = make_uint2(lo, hi);
+      }
+    }
+    if (kBias && threadIdx.x < kTile && c0 + int(threadIdx.x) < cols) {
+      float s = 0;
+#pragma unroll
+      for (int w = 0; w < kTileThreads / 32; ++w) s += warp_sums[w][threadIdx.x];
+      bias_partial[std::int64_t(r0 / kTile) * cols + c0 + threadIdx.x] = s;
+    }
+    __syncthreads();  // the tile and the sums are refilled by the next iteration
+  }
+  if (Op::kStats) flush_block(st.local(), stats);
+}
+
+// Blocks for the tile loop: every tile when there are few, else kMaxCastBlocks (over the batch).
+inline unsigned tile_cast_grid(int rows, int cols, int batch) {
+  const std::int64_t tiles = std::int64_t((cols + kTile - 1) / kTile) * ((rows + kTile - 1) / kTile);
+  const std::int64_t cap = kMaxCastBlocks / batch > 1 ? kMaxCastBlocks / batch : 1;
+  return unsigned(tiles < cap ? tiles : cap);
+}
+
+// Whether a matrix takes the tile loop (else a caller uses its element-wise fallback).
+inline bool tile_cast_fits(int rows, int cols) { return rows % 8 == 0 && cols % 8 == 0; }
+
+// Floats of bias_partial for a rows x cols tile loop.
+inline std::int64_t tile_bias_partial_floats(int rows, int cols) { return std::int64_t((rows + kTile - 1) / kTile) * cols; }
+
+}  // namespace fp8scope::fp8

@@ -1,0 +1,160 @@
+// The casts fused into their neighbours against the unfused kernels they replace, on shapes
+// with partial tiles and more tiles than the capped grid (so the tile loop's prefetch of the
+// next tile runs): FP8 codes (row-major and transposed) and statistics must be identical; the
+// bias gradient taken from the tile loop is an FP32 sum of BF16 values, checked against a
+// double sum with a bound of rows * 2^-24 times the sum of magnitudes (FP32 rounding per add).
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/fp8/cast.cuh"
+#include "fp8scope/model/kernels.cuh"
+#include "gpu_test_util.hpp"
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace fp8scope;
+using fp8::Format;
+using fp8::Overflow;
+
+namespace {
+constexpr int kRows = 2056, kCols = 1096;  // 33 x 18 tiles (594, above the 528-block cap), both edges partial
+
+std::vector<__nv_bfloat16> normal_bf16(std::size_t n, float sigma, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<__nv_bfloat16> v(n);
+  for (auto& x : v) x = __float2bfloat16(d(rng));
+  return v;
+}
+
+core::DeviceBuffer upload(const std::vector<__nv_bfloat16>& v) {
+  core::DeviceBuffer b(v.size() * 2);
+  cudaMemcpy(b.get(), v.data(), v.size() * 2, cudaMemcpyHostToDevice);
+  return b;
+}
+
+template <typename T>
+std::vector<T> download(const core::DeviceBuffer& b, std::size_t n) {
+  std::vector<T> v(n);
+  cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost);
+  return v;
+}
+
+struct Cast {  // one cast's outputs: codes, transposed codes, statistics
+  core::DeviceBuffer out, out_t, stats;
+  Cast() : out(std::size_t(kRows) * kCols), out_t(std::size_t(kRows) * kCols), stats(sizeof(fp8::CastStats)) {
+    cudaMemset(stats.get(), 0, stats.size());
+  }
+  std::uint8_t* o() { return out.as<std::uint8_t>(); }
+  std::uint8_t* t() { return out_t.as<std::uint8_t>(); }
+  fp8::CastStats* s() { return stats.as<fp8::CastStats>(); }
+};
+
+void expect_same(const Cast& got, const Cast& want) {
+  const std::size_t n = std::size_t(kRows) * kCols;
+  EXPECT_EQ(download<std::uint8_t>(got.out, n), download<std::uint8_t>(want.out, n)) << "row-major codes differ";
+  EXPECT_EQ(download<std::uint8_t>(got.out_t, n), download<std::uint8_t>(want.out_t, n)) << "transposed codes differ";
+  const auto a = download<fp8::CastStats>(got.stats, 1)[0], b = download<fp8::CastStats>(want.stats, 1)[0];
+  EXPECT_EQ(a.amax, b.amax);
+  EXPECT_EQ(a.nonfinite, b.nonfinite);
+  EXPECT_EQ(a.saturated, b.saturated);
+  EXPECT_EQ(a.underflow, b.underflow);
+  EXPECT_EQ(a.nonfinite_out, b.nonfinite_out);
+}
+
+// Column sums from the tile loop's per-tile partials against a double sum of the values.
+void expect_bias(const core::DeviceBuffer& partial, const std::vector<__nv_bfloat16>& values) {
+  const int prow = fp8::dbias_partial_rows(kRows);
+  const auto p = download<float>(partial, std::size_t(prow) * kCols);
+  for (int c = 0; c < kCols; ++c) {
+    double got = 0, want = 0, mag = 0;
+    for (int r = 0; r < prow; ++r) got += p[std::size_t(r) * kCols + c];
+    for (int r = 0; r < kRows; ++r) {
+      const double x = __bfloat162float(values[std::size_t(r) * kCols + c]);
+      want += x, mag += std::fabs(x);
+    }
+    ASSERT_LE(std::fabs(got - want), kRows * std::ldexp(1.0, -24) * mag + 1e-30) << "column " << c;
+  }
+}
+
+class CastFusedGpu : public ::testing::TestWithParam<Format> {};
+}  // namespace
+
+TEST_P(CastFusedGpu, QuantizeTransposeDbiasEqualsTheCastAndSumsTheColumns) {
+  FP8SCOPE_REQUIRE_GPU();
+  const Format f = GetParam();
+  const auto host = normal_bf16(std::size_t(kRows) * kCols, 1.0f, 7);
+  const float scale = 40.0f;  // some values saturate in E4M3
+  auto in = upload(host);
+  core::DeviceBuffer sc(4), partial(std::size_t(fp8::dbias_partial_floats(kRows, kCols)) * 4);
+  cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
+  Cast fused, plain;
+  ASSERT_TRUE(fp8::dbias_fuses(kRows, kCols));
+  fp8::quantize_transpose_dbias(fused.o(), fused.t(), partial.as<float>(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f,
+                                Overflow::satfinite, fused.s(), nullptr);
+  fp8::quantize_transpose(plain.o(), plain.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
+                          nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  expect_same(fused, plain);
+  expect_bias(partial, host);
+}
+
+// The GELU cast written with its transpose equals the GELU cast followed by the FP8 transpose.
+TEST_P(CastFusedGpu, GeluCastTransposeEqualsGeluCastThenTranspose) {
+  FP8SCOPE_REQUIRE_GPU();
+  const Format f = GetParam();
+  const auto host = normal_bf16(std::size_t(kRows) * kCols, 2.0f, 8);
+  const float scale = 100.0f;
+  auto in = upload(host);
+  core::DeviceBuffer sc(4);
+  cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
+  Cast fused, plain;
+  ASSERT_TRUE(model::gelu_cast_transpose_fits(kRows, kCols));
+  model::gelu_cast_transpose(fused.o(), fused.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(),
+                             nullptr);
+  model::gelu_forward_fp8(plain.o(), in.as<__nv_bfloat16>(), std::int64_t(kRows) * kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
+                          nullptr);
+  fp8::transpose_fp8(plain.t(), plain.o(), kRows, kCols, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  expect_same(fused, plain);
+  // And the codes are the GELU: within half an FP8 step (2^-4 relative in E4M3, 2^-3 in E5M2,
+  // plus FP32 tanh) of the host's GELU where the scaled value is normal and below the max.
+  const auto codes = download<std::uint8_t>(fused.out, host.size());
+  const double half_step = f == Format::e4m3 ? 1.0 / 16 : 1.0 / 8;
+  std::size_t checked = 0;
+  for (std::size_t i = 0; i < host.size(); i += 97) {
+    const double x = __bfloat162float(host[i]);
+    const double y = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) * scale;
+    if (std::fabs(y) < fp8::info(f).min_normal || std::fabs(y) > fp8::info(f).max) continue;
+    ASSERT_NEAR(fp8::decode(codes[i], f), y, std::fabs(y) * half_step * 1.01) << "x=" << x;
+    ++checked;
+  }
+  EXPECT_GT(checked, 10000u);
+}
+
+// fc1's fused gradient cast equals gelu_backward (BF16), then the cast with transpose, and its
+// bias sums are the column sums of that BF16 gradient.
+TEST_P(CastFusedGpu, DgeluCastTransposeDbiasEqualsGeluBackwardThenTheCast) {
+  FP8SCOPE_REQUIRE_GPU();
+  const Format f = GetParam();
+  const std::size_t n = std::size_t(kRows) * kCols;
+  const auto pre = normal_bf16(n, 2.0f, 9), dout = normal_bf16(n, 1e-3f, 10);
+  const float scale = 2.0e4f;
+  auto d_pre = upload(pre), d_dout = upload(dout);
+  core::DeviceBuffer sc(4), partial(std::size_t(fp8::dbias_partial_floats(kRows, kCols)) * 4), dgelu(n * 2);
+  cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
+  Cast fused, plain;
+  model::dgelu_cast_transpose_dbias(fused.o(), fused.t(), partial.as<float>(), d_dout.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), kRows,
+                                    kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(), nullptr);
+  model::gelu_backward(dgelu.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), d_dout.as<__nv_bfloat16>(), std::int64_t(n), nullptr);
+  fp8::quantize_transpose(plain.o(), plain.t(), dgelu.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
+                          nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  expect_same(fused, plain);
+  expect_bias(partial, download<__nv_bfloat16>(dgelu, n));
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, CastFusedGpu, ::testing::Values(Format::e4m3, Format::e5m2),
+                         [](const auto& info) { return std::string(fp8::name(info.param)); });
