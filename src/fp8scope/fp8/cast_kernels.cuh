@@ -130,7 +130,9 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
           for (int e = 0; e < 8; ++e) colsum[e] += hp[e];
         if (out) *reinterpret_cast<uint2*>(out + std::int64_t(r) * cols + c) = q;
       }
-      *reinterpret_cast<uint2*>(&tile[(tr + 32 * k) * kTileStride + tc]) = q;
+      // Two 4-byte stores: a 68-byte tile row is only 4-byte aligned.
+      *reinterpret_cast<std::uint32_t*>(&tile[(tr + 32 * k) * kTileStride + tc]) = q.x;
+      *reinterpret_cast<std::uint32_t*>(&tile[(tr + 32 * k) * kTileStride + tc + 4]) = q.y;
     }
     if (kBias) {  // the 4 rows of this warp with the same columns: lanes 8 and 16 apart
 #pragma unroll
