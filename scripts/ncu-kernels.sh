@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# On a GPU machine with Nsight Compute: per-kernel duration, DRAM bytes and occupancy of the
+# kernels behind the given bench_kernels benchmarks (a few launches each), for placing time
+# inside a benchmark that is slower than its bytes say. Usage:
+#   scripts/ncu-kernels.sh BUILD_DIR 'layernorm/backward' 'cast_transpose/e4m3/16384x768$' ...
+set -uo pipefail
+build=${1:?usage: ncu-kernels.sh BUILD_DIR FILTER ...}
+shift
+for f in "$@"; do
+  echo "== $f"
+  timeout 120 ncu --clock-control none -k regex:'layernorm|column_sum|cast|gelu|transpose|bias' -c 6 \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
+    "$build/bench/bench_kernels" --benchmark_filter="$f" --benchmark_min_time=0.001 2>&1 |
+    grep -E "^  [a-zA-Z_:<>]|gpu__time|dram__|warps_active|registers" | grep -v "^  bench\|^  copy" | cut -c1-150
+done
