@@ -74,3 +74,27 @@ TEST(CastThresholds, OrdinaryScaleHasTheExpectedCutoffs) {
   EXPECT_EQ(float_from_bits(t.sat), 448.0f);
   EXPECT_EQ(float_from_bits(t.under), std::ldexp(1.0f, -10));
 }
+
+// The fast path's bound: below `clean` every magnitude is finite, does not saturate and
+// encodes to a finite code in both overflow modes (checked over every BF16 magnitude and the
+// FP32 neighbours of the bound); scales that are not finite and positive turn it off.
+TEST(CastThresholds, CleanBoundOnlyAdmitsValuesWithFiniteCodes) {
+  for (Format f : {Format::e4m3, Format::e5m2})
+    for (float scale : scales()) {
+      const CastThresholds t = cast_thresholds(scale, f);
+      const Bf16Thresholds tb = bf16_thresholds(scale, f);
+      const bool ordinary = scale > 0.0f && std::isfinite(scale);
+      ASSERT_EQ(t.clean != 0, ordinary) << name(f) << " scale " << scale;
+      ASSERT_EQ(tb.clean != 0, ordinary) << name(f) << " scale " << scale;
+      if (!ordinary) continue;
+      EXPECT_EQ(t.clean, t.sat + 1);
+      int wrong = 0;
+      auto check = [&](float x) {
+        wrong += saturates(x, scale, f) || !std::isfinite(x);
+        for (Overflow o : {Overflow::satfinite, Overflow::nosat}) wrong += !std::isfinite(decode(encode(x * scale, f, o), f));
+      };
+      for (std::uint32_t mag = 0; mag < tb.clean; ++mag) check(float_from_bits(mag << 16));
+      for (std::uint32_t d = 1; d <= 4 && d <= t.clean; ++d) check(float_from_bits(t.clean - d));
+      EXPECT_EQ(wrong, 0) << name(f) << " scale " << scale;
+    }
+}

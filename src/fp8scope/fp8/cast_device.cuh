@@ -102,33 +102,51 @@ __device__ __forceinline__ unsigned cvt2(float a, float b, Format f, Overflow o)
 }
 
 // Casts 8 BF16 values (16 bytes) to 8 FP8 codes (8 bytes) with the statistics of cast_one.
+// Most vectors hold no non-finite, saturating or (hence) non-finite-encoding value: when the
+// vector's largest magnitude is below th.clean only amax and the underflows are counted.
 __device__ __forceinline__ uint2 cast8_bf16(const uint4& raw, float scale, Format f, Overflow o, const Bf16Thresholds& th,
                                             MagnitudeStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  unsigned q[4];
+  unsigned q[4], vmax = 0;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    st.add(w[i] & 0x7FFFu, 0x7F80u, 16, th.sat, th.under);
-    st.add((w[i] >> 16) & 0x7FFFu, 0x7F80u, 16, th.sat, th.under);
+    vmax = max(vmax, max(w[i] & 0x7FFFu, (w[i] >> 16) & 0x7FFFu));
     q[i] = cvt2(__uint_as_float(w[i] << 16) * scale, __uint_as_float(w[i] & 0xFFFF0000u) * scale, f, o);
   }
   const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
-  st.add_codes(out, f);
+  if (vmax < th.clean) {
+    st.amax_bits = max(st.amax_bits, vmax << 16);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) st.underflow += ((w[i] & 0x7FFFu) - 1u < th.under) + (((w[i] >> 16) & 0x7FFFu) - 1u < th.under);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      st.add(w[i] & 0x7FFFu, 0x7F80u, 16, th.sat, th.under);
+      st.add((w[i] >> 16) & 0x7FFFu, 0x7F80u, 16, th.sat, th.under);
+    }
+    st.add_codes(out, f);
+  }
   return out;
 }
 
 // Casts 8 FP32 values (computed in registers by a fused kernel) the same way.
 __device__ __forceinline__ uint2 cast8_f32(const float (&y)[8], float scale, Format f, Overflow o, const CastThresholds& th,
                                            MagnitudeStats& st) {
-  unsigned q[4];
+  unsigned q[4], mag[8], vmax = 0;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    st.add(__float_as_uint(y[2 * i]) & 0x7FFFFFFFu, 0x7F800000u, 0, th.sat, th.under);
-    st.add(__float_as_uint(y[2 * i + 1]) & 0x7FFFFFFFu, 0x7F800000u, 0, th.sat, th.under);
-    q[i] = cvt2(y[2 * i] * scale, y[2 * i + 1] * scale, f, o);
-  }
+  for (int i = 0; i < 8; ++i) vmax = max(vmax, mag[i] = __float_as_uint(y[i]) & 0x7FFFFFFFu);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) q[i] = cvt2(y[2 * i] * scale, y[2 * i + 1] * scale, f, o);
   const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
-  st.add_codes(out, f);
+  if (vmax < th.clean) {
+    st.amax_bits = max(st.amax_bits, vmax);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) st.underflow += mag[i] - 1u < th.under;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) st.add(mag[i], 0x7F800000u, 0, th.sat, th.under);
+    st.add_codes(out, f);
+  }
   return out;
 }
 

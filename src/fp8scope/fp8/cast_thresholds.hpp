@@ -15,6 +15,10 @@ namespace fp8scope::fp8 {
 struct CastThresholds {  // FP32 magnitude bit patterns
   std::uint32_t sat;     // largest magnitude that does not saturate
   std::uint32_t under;   // largest magnitude that underflows to zero
+  // sat + 1 when the scale is finite and positive, else 0: magnitudes below it are finite,
+  // do not saturate and cannot encode to a non-finite code, so a vector whose largest
+  // magnitude is below it needs only its amax and underflows counted (the kernels' fast path).
+  std::uint32_t clean = 0;
 };
 
 FP8S_HD float float_from_bits(std::uint32_t b) {
@@ -52,19 +56,21 @@ FP8S_HD std::uint32_t f32_bits_within(float limit, float scale) {
 // A NaN scale (never produced by the recipes) compares false everywhere, as in the plain
 // cast: nothing saturates, nothing underflows.
 FP8S_HD CastThresholds cast_thresholds(float scale, Format f) {
-  if (scale != scale) return {0x7F7FFFFFu, 0u};
-  return {f32_bits_within(info(f).max, scale), f32_bits_within(0.5f * info(f).min_sub, scale)};
+  if (scale != scale) return {0x7F7FFFFFu, 0u, 0u};
+  const std::uint32_t sat = f32_bits_within(info(f).max, scale);
+  const bool ordinary = scale > 0.0f && scale <= 3.4028234663852886e38f;
+  return {sat, f32_bits_within(0.5f * info(f).min_sub, scale), ordinary ? sat + 1 : 0u};
 }
 
 // The same thresholds for BF16 magnitudes (the top 16 bits of the FP32 pattern):
 // m << 16 <= t exactly when m <= t >> 16.
 struct Bf16Thresholds {
-  std::uint32_t sat, under;
+  std::uint32_t sat, under, clean = 0;
 };
 
 FP8S_HD Bf16Thresholds bf16_thresholds(float scale, Format f) {
   const CastThresholds t = cast_thresholds(scale, f);
-  return {t.sat >> 16, t.under >> 16};
+  return {t.sat >> 16, t.under >> 16, t.clean ? (t.sat >> 16) + 1 : 0u};
 }
 
 }  // namespace fp8scope::fp8

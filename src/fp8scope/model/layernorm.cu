@@ -1,6 +1,6 @@
 // LayerNorm over C channels, one warp per row; statistics in FP32. The forward pass writes
 // BF16, or FP8 with the cast's statistics (the fused variant's LayerNormLinear).
-#include "fp8scope/fp8/cast_device.cuh"
+#include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 #include <cstdio>
@@ -22,7 +22,7 @@ __device__ float warp_sum(float v) {
 // FP8, with the cast's statistics) instead of out (BF16). The loop over rows is a grid stride
 // so that every thread reaches the flush, which needs the whole block.
 template <int kVecs, bool kFp8>
-__global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
+__global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
                                              const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
                                              fp8::CastStats* stats) {
   const int lane = threadIdx.x % 32, rows_per_block = blockDim.x / 32;
@@ -31,36 +31,44 @@ __global__ void layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, floa
   fp8::MagnitudeStats st;
   for (int row = blockIdx.x * rows_per_block + threadIdx.x / 32; row < N; row += gridDim.x * rows_per_block) {
     const std::int64_t base = std::int64_t(row) * C;
-    float xv[kVecs][8];
+    // The row stays packed (BF16) in registers and is unpacked for each pass: half the
+    // registers of FP32 copies, so the FP8 variant keeps 4 blocks per SM without spilling.
+    uint4 xr[kVecs];
     float s = 0;
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
       if (c0 < C) {
-        uint4 raw = *reinterpret_cast<const uint4*>(inp + base + c0);
-        const bf16* v = reinterpret_cast<const bf16*>(&raw);
+        xr[j] = *reinterpret_cast<const uint4*>(inp + base + c0);
+        float v[8];
+        fp8::unpack8(xr[j], v);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) s += xv[j][e] = __bfloat162float(v[e]);
+        for (int e = 0; e < 8; ++e) s += v[e];
       }
     }
     const float m = warp_sum(s) / C;
     float var = 0;
 #pragma unroll
     for (int j = 0; j < kVecs; ++j)
-      if ((lane + 32 * j) * 8 < C)
+      if ((lane + 32 * j) * 8 < C) {
+        float v[8];
+        fp8::unpack8(xr[j], v);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) var += (xv[j][e] - m) * (xv[j][e] - m);
+        for (int e = 0; e < 8; ++e) var += (v[e] - m) * (v[e] - m);
+      }
     const float r = rsqrtf(warp_sum(var) / C + kEps);
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
       if (c0 >= C) continue;
       uint4 rw = *reinterpret_cast<const uint4*>(w + c0), rb = *reinterpret_cast<const uint4*>(b + c0);
-      const bf16* wv = reinterpret_cast<const bf16*>(&rw);
-      const bf16* bv = reinterpret_cast<const bf16*>(&rb);
+      float xv[8], wv[8], bv[8];
+      fp8::unpack8(xr[j], xv);
+      fp8::unpack8(rw, wv);
+      fp8::unpack8(rb, bv);
       float y[8];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) y[e] = (xv[j][e] - m) * r * __bfloat162float(wv[e]) + __bfloat162float(bv[e]);
+      for (int e = 0; e < 8; ++e) y[e] = (xv[e] - m) * r * wv[e] + bv[e];
       if (kFp8) {
         *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32(y, scale, f, o, th, st);
       } else {
