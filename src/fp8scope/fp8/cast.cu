@@ -95,9 +95,7 @@ void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
                         Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch) {
   if (tile_cast_fits(rows, cols)) {
-    const dim3 grid(tile_cast_grid(rows, cols, batch), 1, unsigned(batch));
-    tile_cast_transpose_kernel<CastBf16Op, false><<<grid, kTileThreads, 0, s>>>(CastBf16Op{in, scale, f, o}, out, out_t, nullptr, rows,
-                                                                                cols, stats);
+    launch_tile_cast_transpose<CastBf16Op, false>(CastBf16Op{in, scale, f, o}, out, out_t, nullptr, rows, cols, stats, s, batch);
     return;
   }
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), unsigned(batch));
@@ -110,14 +108,12 @@ std::int64_t dbias_partial_floats(int rows, int cols) { return tile_bias_partial
 
 void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const __nv_bfloat16* in, int rows, int cols,
                               const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s) {
-  tile_cast_transpose_kernel<CastBf16Op, true><<<tile_cast_grid(rows, cols, 1), kTileThreads, 0, s>>>(CastBf16Op{in, scale, f, o}, out,
-                                                                                                     out_t, bias_partial, rows, cols, stats);
+  launch_tile_cast_transpose<CastBf16Op, true>(CastBf16Op{in, scale, f, o}, out, out_t, bias_partial, rows, cols, stats, s);
 }
 
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s) {
   if (tile_cast_fits(rows, cols)) {
-    tile_cast_transpose_kernel<CopyFp8Op, false><<<tile_cast_grid(rows, cols, 1), kTileThreads, 0, s>>>(CopyFp8Op{in}, nullptr, out_t,
-                                                                                                      nullptr, rows, cols, nullptr);
+    launch_tile_cast_transpose<CopyFp8Op, false>(CopyFp8Op{in}, nullptr, out_t, nullptr, rows, cols, nullptr, s);
     return;
   }
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32));

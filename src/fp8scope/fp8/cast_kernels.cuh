@@ -5,19 +5,25 @@
 //  - vector_cast_kernel: a flat tensor, 8 elements per thread and vector, four vectors' loads
 //    in flight per thread (also on the last pass), the n % 8 tail by one thread.
 //  - tile_cast_transpose_kernel: a row-major matrix and its transpose, 64x64 tiles through
-//    shared memory with 16-byte loads and 8-byte stores both ways; the next tile's loads are
-//    issued before the current tile's transposed stores, and the column sums of the values
+//    shared memory with 16-byte loads and 8-byte stores both ways. The inputs of the next
+//    tiles are copied to shared memory with cp.async while the current one is cast and
+//    stored (two tiles ahead for one input, one for two), and the column sums of the values
 //    before the cast (a bias gradient) come out of the same pass when asked for.
 // An op provides
-//   using Raw = ...;                        what one vector's loads bring (registers)
+//   using Raw = ...;                        one vector's inputs: kStreams vectors of kVecBytes
+//   static constexpr int kStreams, kVecBytes;   (16: BF16 inputs, 8: FP8 bytes)
 //   static constexpr bool kStats;           whether it produces cast statistics
 //   __device__ void setup();                reads the scale (a device pointer), per thread
-//   __device__ Raw load(std::int64_t i) const;                   the vector at element i
+//   __device__ const void* stream(int s) const;     input s (element i at byte i * kVecBytes / 8)
 //   __device__ uint2 cast(const Raw&, MagnitudeStats&, float* hp) const;
 //       the 8 FP8 codes; hp (may be null) receives the 8 values that were cast, unscaled
-//   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const;
-//       one element (the vector loop's tail; tile-only ops leave it out)
+// and, for the vector loop,
+//   __device__ Raw load(std::int64_t i) const;                   the vector at element i
+//   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const;   one element (tail)
+#include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
+
+#include <type_traits>
 
 namespace fp8scope::fp8 {
 
@@ -34,6 +40,7 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float* out) {
 // The plain cast of a BF16 tensor.
 struct CastBf16Op {
   using Raw = uint4;
+  static constexpr int kStreams = 1, kVecBytes = 16;
   static constexpr bool kStats = true;
   const __nv_bfloat16* in;
   const float* scale_ptr;
@@ -45,6 +52,7 @@ struct CastBf16Op {
     scale = *scale_ptr;
     th = bf16_thresholds(scale, f);
   }
+  __device__ const void* stream(int) const { return in; }
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
   __device__ uint2 cast(const Raw& r, MagnitudeStats& st, float* hp) const {
     if (hp) unpack8(r, hp);
@@ -58,9 +66,11 @@ struct CastBf16Op {
 // FP8 bytes moved as they are (the transpose of an FP8 tensor another kernel wrote).
 struct CopyFp8Op {
   using Raw = uint2;
+  static constexpr int kStreams = 1, kVecBytes = 8;
   static constexpr bool kStats = false;
   const std::uint8_t* in;
   __device__ void setup() {}
+  __device__ const void* stream(int) const { return in; }
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint2*>(in + i); }
   __device__ uint2 cast(const Raw& r, MagnitudeStats&, float*) const { return r; }
   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const { return in[i]; }
@@ -90,13 +100,33 @@ __global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t
 constexpr int kTile = 64, kTileThreads = 256;
 constexpr int kTileStride = kTile + 4;  // 68-byte rows: 8 rows apart land in different banks
 
+// Stages of the tile loop's input copies, and the dynamic shared memory they take.
+template <class Op>
+__host__ __device__ constexpr int tile_stages() {
+  return Op::kStreams == 1 ? 3 : 2;
+}
+template <class Op>
+__host__ __device__ constexpr int tile_stage_bytes() {
+  return Op::kStreams * (kTile * kTile / 8) * Op::kVecBytes;
+}
+template <class Op>
+__host__ __device__ constexpr int tile_smem_bytes() {
+  return tile_stages<Op>() * tile_stage_bytes<Op>();
+}
+
 // Rows and columns multiples of 8 (the vectors never straddle the matrix edge). blockIdx.z is
 // the matrix of a batch (bias_partial only with one matrix). bias_partial[row tile][column]:
 // the column sums of one 64-row tile, each written by exactly one block (reduce them with
 // column_sum_add in a fixed order: the bias gradient does not depend on scheduling).
+// Launch with tile_smem_bytes<Op>() of dynamic shared memory.
 template <class Op, bool kBias>
 __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t,
-                                                                           float* bias_partial, int rows, int cols, CastStats* stats) {
+                                                                              float* bias_partial, int rows, int cols, CastStats* stats) {
+  constexpr int kStages = tile_stages<Op>(), kStageBytes = tile_stage_bytes<Op>(), kVB = Op::kVecBytes;
+  constexpr int kVecs = kTile * kTile / 8;  // vectors per tile
+  using Vec = std::conditional_t<kVB == 16, uint4, uint2>;
+  static_assert(sizeof(typename Op::Raw) == Op::kStreams * kVB, "Raw is the op's input vectors, stream after stream");
+  extern __shared__ __align__(16) unsigned char staged[];  // [kStages][kStreams][kVecs][kVB]
   __shared__ __align__(16) std::uint8_t tile[kTile * kTileStride];
   __shared__ float warp_sums[kBias ? kTileThreads / 32 : 1][kTile];
   op.setup();
@@ -105,26 +135,48 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
   if (out) out += mat;
   MagnitudeStats st;
   const int tiles_x = (cols + kTile - 1) / kTile, tiles = tiles_x * ((rows + kTile - 1) / kTile);
-  // Loading: a thread owns columns tc..tc+7 of rows tr and tr + 32 of a tile.
+  // A thread owns columns tc..tc+7 of rows tr and tr + 32 of a tile; it copies its own
+  // vectors into its own staging slots and reads only those, so a slot needs no barrier.
   const int tr = threadIdx.x / 8, tc = (threadIdx.x % 8) * 8, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  typename Op::Raw raw[2];
-  auto load = [&](int t) {
-    const int r0 = (t / tiles_x) * kTile, c = (t % tiles_x) * kTile + tc;
+  auto slot = [&](int stage, int s, int k) { return staged + stage * kStageBytes + (s * kVecs + threadIdx.x + kTileThreads * k) * kVB; };
+  // Starts copying tile t into `stage`; commits a group even when there is no tile, so that
+  // the group count (and the wait below) stays the same on every pass.
+  auto issue = [&](int t, int stage) {
+    if (t < tiles) {
+      const int r0 = (t / tiles_x) * kTile, c = (t % tiles_x) * kTile + tc;
 #pragma unroll
-    for (int k = 0; k < 2; ++k)
-      if (r0 + tr + 32 * k < rows && c < cols) raw[k] = op.load(mat + std::int64_t(r0 + tr + 32 * k) * cols + c);
+      for (int k = 0; k < 2; ++k) {
+        const int r = r0 + tr + 32 * k;
+        if (r < rows && c < cols) {
+          const std::int64_t byte = (mat + std::int64_t(r) * cols + c) * (kVB / 8);
+#pragma unroll
+          for (int s = 0; s < Op::kStreams; ++s) {
+            const void* src = static_cast<const unsigned char*>(op.stream(s)) + byte;
+            if constexpr (kVB == 16) core::cp_async16(slot(stage, s, k), src);
+            else core::cp_async8(slot(stage, s, k), src);
+          }
+        }
+      }
+    }
+    core::cp_commit();
   };
-  if (int(blockIdx.x) < tiles) load(blockIdx.x);
-  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const int r0 = (t / tiles_x) * kTile, c0 = (t % tiles_x) * kTile;
+#pragma unroll
+  for (int p = 0; p < kStages - 1; ++p) issue(blockIdx.x + p * gridDim.x, p);
+  int it = 0;
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x, ++it) {
+    const int r0 = (t / tiles_x) * kTile, c0 = (t % tiles_x) * kTile, cur = it % kStages;
+    core::cp_wait<kStages - 2>();  // this tile's group (issued kStages - 1 passes ago) has landed
     float colsum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
       const int r = r0 + tr + 32 * k, c = c0 + tc;
       uint2 q = make_uint2(0, 0);
       if (r < rows && c < cols) {
+        typename Op::Raw raw;
+#pragma unroll
+        for (int s = 0; s < Op::kStreams; ++s) reinterpret_cast<Vec*>(&raw)[s] = *reinterpret_cast<const Vec*>(slot(cur, s, k));
         float hp[8];
-        q = op.cast(raw[k], st, kBias ? hp : nullptr);
+        q = op.cast(raw, st, kBias ? hp : nullptr);
         if (kBias)
 #pragma unroll
           for (int e = 0; e < 8; ++e) colsum[e] += hp[e];
@@ -134,6 +186,8 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
       *reinterpret_cast<std::uint32_t*>(&tile[(tr + 32 * k) * kTileStride + tc]) = q.x;
       *reinterpret_cast<std::uint32_t*>(&tile[(tr + 32 * k) * kTileStride + tc + 4]) = q.y;
     }
+    // The slots just read are consumed (the cast used them): refill the stage read last pass.
+    issue(t + (kStages - 1) * int(gridDim.x), (it + kStages - 1) % kStages);
     if (kBias) {  // the 4 rows of this warp with the same columns: lanes 8 and 16 apart
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
@@ -145,8 +199,7 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
         for (int e = 0; e < 8; ++e) warp_sums[kBias ? warp : 0][tc + e] = colsum[e];
     }
     __syncthreads();
-    if (t + int(gridDim.x) < tiles) load(t + gridDim.x);  // in flight during the stores below
-    for (int v = threadIdx.x; v < kTile * kTile / 8; v += kTileThreads) {
+    for (int v = threadIdx.x; v < kVecs; v += kTileThreads) {
       const int tcol = v / 8, trow = (v % 8) * 8, c = c0 + tcol, r = r0 + trow;
       if (c < cols && r < rows) {
         std::uint32_t lo = 0, hi = 0;
@@ -159,13 +212,14 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
       }
     }
     if (kBias && threadIdx.x < kTile && c0 + int(threadIdx.x) < cols) {
-      float s = 0;
+      float sum = 0;
 #pragma unroll
-      for (int w = 0; w < kTileThreads / 32; ++w) s += warp_sums[w][threadIdx.x];
-      bias_partial[std::int64_t(r0 / kTile) * cols + c0 + threadIdx.x] = s;
+      for (int w = 0; w < kTileThreads / 32; ++w) sum += warp_sums[w][threadIdx.x];
+      bias_partial[std::int64_t(r0 / kTile) * cols + c0 + threadIdx.x] = sum;
     }
-    __syncthreads();  // the tile and the sums are refilled by the next iteration
+    __syncthreads();  // the tile and the sums are refilled by the next pass
   }
+  core::cp_wait<0>();  // no copy outlives the block
   if (Op::kStats) flush_block(st.local(), stats);
 }
 
@@ -174,6 +228,14 @@ inline unsigned tile_cast_grid(int rows, int cols, int batch) {
   const std::int64_t tiles = std::int64_t((cols + kTile - 1) / kTile) * ((rows + kTile - 1) / kTile);
   const std::int64_t cap = kMaxCastBlocks / batch > 1 ? kMaxCastBlocks / batch : 1;
   return unsigned(tiles < cap ? tiles : cap);
+}
+
+// Launches the tile loop over `batch` matrices (bias_partial only with one).
+template <class Op, bool kBias>
+void launch_tile_cast_transpose(const Op& op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows, int cols,
+                                CastStats* stats, cudaStream_t s, int batch = 1) {
+  const dim3 grid(tile_cast_grid(rows, cols, batch), 1, unsigned(batch));
+  tile_cast_transpose_kernel<Op, kBias><<<grid, kTileThreads, tile_smem_bytes<Op>(), s>>>(op, out, out_t, bias_partial, rows, cols, stats);
 }
 
 // Whether a matrix takes the tile loop (else a caller uses its element-wise fallback).

@@ -13,6 +13,7 @@
 // and an accumulator of 16 x 64 probabilities is, repacked as BF16 pairs, the A operand of the
 // next product without a trip through shared memory. The next key/value (or query/dO) tile is
 // fetched with cp.async while the current one is multiplied.
+#include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 #include <cuda_bf16.h>
@@ -33,7 +34,7 @@ constexpr float kLn2 = 0.6931471805599453f;
 using Frag = std::uint32_t[4];  // an A operand: 16 x 16 BF16
 using Acc = float[8][4];        // a 16 x 64 FP32 accumulator: 8 column groups of 8
 
-__device__ __forceinline__ std::uint32_t smem_addr(const void* p) { return static_cast<std::uint32_t>(__cvta_generic_to_shared(p)); }
+using core::smem_addr;
 
 __device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const bf16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -125,11 +126,9 @@ __device__ __forceinline__ void store_rows(bf16* dst, const Acc& c, float mul0, 
   }
 }
 
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+using core::cp_async16;
+using core::cp_commit;
+using core::cp_wait;
 
 // Starts copying a 64 x 64 BF16 tile (row stride kD in global memory) into shared memory.
 __device__ __forceinline__ void fetch_tile(bf16* dst, const bf16* src) {

@@ -29,17 +29,29 @@ __global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out
   const float scale = kFp8 ? *scale_ptr : 0.0f;
   const fp8::CastThresholds th = kFp8 ? fp8::cast_thresholds(scale, f) : fp8::CastThresholds{};
   fp8::MagnitudeStats st;
-  for (int row = blockIdx.x * rows_per_block + threadIdx.x / 32; row < N; row += gridDim.x * rows_per_block) {
+  // The row stays packed (BF16) in registers and is unpacked for each pass: half the registers
+  // of FP32 copies. A warp that walks several rows (the FP8 launch's capped grid) loads the
+  // next row while it normalises this one.
+  const int stride = gridDim.x * rows_per_block;
+  uint4 next[kVecs];
+  auto load_row = [&](int row) {
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j)
+      if ((lane + 32 * j) * 8 < C) next[j] = *reinterpret_cast<const uint4*>(inp + std::int64_t(row) * C + (lane + 32 * j) * 8);
+  };
+  int row = blockIdx.x * rows_per_block + threadIdx.x / 32;
+  if (row < N) load_row(row);
+  for (; row < N; row += stride) {
     const std::int64_t base = std::int64_t(row) * C;
-    // The row stays packed (BF16) in registers and is unpacked for each pass: half the
-    // registers of FP32 copies, so the FP8 variant keeps 4 blocks per SM without spilling.
     uint4 xr[kVecs];
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) xr[j] = next[j];
+    if (row + stride < N) load_row(row + stride);
     float s = 0;
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
       if (c0 < C) {
-        xr[j] = *reinterpret_cast<const uint4*>(inp + base + c0);
         float v[8];
         fp8::unpack8(xr[j], v);
 #pragma unroll
@@ -99,10 +111,10 @@ template <bool kFp8>
 void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                     const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
   const int rows_per_block = 8;
-  // One row per warp, also in FP8: with a capped grid each warp walked rows one after the
-  // other (a row's loads wait for the previous row's reductions), 1.6x slower than BF16 on an
-  // H200; a statistics flush per 8 rows costs less.
-  const unsigned grid = unsigned((N + rows_per_block - 1) / rows_per_block);
+  // BF16: a warp per row. FP8: at most kMaxCastBlocks blocks (one statistics flush each; a
+  // flush per 8 rows made the FP8 launch slower), the warps walking rows with the next row's
+  // loads in flight.
+  const unsigned grid = kFp8 ? fp8::cast_blocks(N, rows_per_block) : unsigned((N + rows_per_block - 1) / rows_per_block);
   const unsigned threads = 32 * rows_per_block;
   check_width(C);
   switch ((C + 255) / 256) {

@@ -19,6 +19,7 @@ __device__ __forceinline__ float gelu_grad(float x) {
 // the vector and tile loops of cast_kernels.cuh.
 struct GeluCastOp {
   using Raw = uint4;
+  static constexpr int kStreams = 1, kVecBytes = 16;
   static constexpr bool kStats = true;
   const bf16* in;
   const float* scale_ptr;
@@ -30,6 +31,7 @@ struct GeluCastOp {
     scale = *scale_ptr;
     th = fp8::cast_thresholds(scale, f);
   }
+  __device__ const void* stream(int) const { return in; }
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
   __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
     float y[8];
@@ -50,9 +52,10 @@ struct GeluCastOp {
 // cast: the FP8 gradient and the bias sums are those of the unfused gelu_backward +
 // quantize_transpose + bias gradient, without the BF16 gradient ever reaching memory.
 struct DgeluCastOp {
-  struct Raw {
+  struct Raw {  // stream 0: the gradient, stream 1: the pre-activation
     uint4 d, x;
   };
+  static constexpr int kStreams = 2, kVecBytes = 16;
   static constexpr bool kStats = true;
   const bf16* dout;
   const bf16* pre;
@@ -65,9 +68,7 @@ struct DgeluCastOp {
     scale = *scale_ptr;
     th = fp8::bf16_thresholds(scale, f);
   }
-  __device__ Raw load(std::int64_t i) const {
-    return {*reinterpret_cast<const uint4*>(dout + i), *reinterpret_cast<const uint4*>(pre + i)};
-  }
+  __device__ const void* stream(int s) const { return s == 0 ? static_cast<const void*>(dout) : static_cast<const void*>(pre); }
   __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
     float d[8], x[8];
     fp8::unpack8(r.d, d);
@@ -172,14 +173,12 @@ bool gelu_cast_transpose_fits(int rows, int cols) { return fp8::tile_cast_fits(r
 
 void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
                          fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::tile_cast_transpose_kernel<GeluCastOp, false><<<fp8::tile_cast_grid(rows, cols, 1), fp8::kTileThreads, 0, s>>>(
-      GeluCastOp{pre, scale, f, o}, out, out_t, nullptr, rows, cols, stats);
+  fp8::launch_tile_cast_transpose<GeluCastOp, false>(GeluCastOp{pre, scale, f, o}, out, out_t, nullptr, rows, cols, stats, s);
 }
 
 void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const bf16* pre, int rows,
                                 int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::tile_cast_transpose_kernel<DgeluCastOp, true><<<fp8::tile_cast_grid(rows, cols, 1), fp8::kTileThreads, 0, s>>>(
-      DgeluCastOp{dout, pre, scale, f, o}, out, out_t, bias_partial, rows, cols, stats);
+  fp8::launch_tile_cast_transpose<DgeluCastOp, true>(DgeluCastOp{dout, pre, scale, f, o}, out, out_t, bias_partial, rows, cols, stats, s);
 }
 
 }  // namespace fp8scope::model
