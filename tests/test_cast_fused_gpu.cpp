@@ -91,7 +91,7 @@ TEST_P(CastFusedGpu, QuantizeTransposeDbiasEqualsTheCastAndSumsTheColumns) {
   core::DeviceBuffer sc(4), partial(std::size_t(fp8::dbias_partial_floats(kRows, kCols)) * 4);
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   Cast fused, plain;
-  ASSERT_TRUE(fp8::dbias_fuses(kRows, kCols));
+  ASSERT_TRUE(fp8::tile_cast_fits(kRows, kCols));
   fp8::quantize_transpose_dbias(fused.o(), fused.t(), partial.as<float>(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f,
                                 Overflow::satfinite, fused.s(), nullptr);
   fp8::quantize_transpose(plain.o(), plain.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
@@ -111,7 +111,7 @@ TEST_P(CastFusedGpu, GeluCastTransposeEqualsGeluCastThenTranspose) {
   core::DeviceBuffer sc(4);
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   Cast fused, plain;
-  ASSERT_TRUE(model::gelu_cast_transpose_fits(kRows, kCols));
+  ASSERT_TRUE(fp8::tile_cast_fits(kRows, kCols));
   model::gelu_cast_transpose(fused.o(), fused.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(),
                              nullptr);
   model::gelu_forward_fp8(plain.o(), in.as<__nv_bfloat16>(), std::int64_t(kRows) * kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),

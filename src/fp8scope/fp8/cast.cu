@@ -102,10 +102,6 @@ void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloa
   small_tile_transpose_kernel<true><<<grid, dim3(32, 8), 0, s>>>(out, out_t, in, rows, cols, scale, f, o, stats);
 }
 
-bool dbias_fuses(int rows, int cols) { return tile_cast_fits(rows, cols); }
-int dbias_partial_rows(int rows) { return (rows + kTile - 1) / kTile; }
-std::int64_t dbias_partial_floats(int rows, int cols) { return tile_bias_partial_floats(rows, cols); }
-
 void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const __nv_bfloat16* in, int rows, int cols,
                               const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s) {
   launch_tile_cast_transpose<CastBf16Op, true>(CastBf16Op{in, scale, f, o}, out, out_t, bias_partial, rows, cols, stats, s);

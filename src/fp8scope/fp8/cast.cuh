@@ -29,14 +29,18 @@ void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
                         Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch = 1);
 
-// quantize_transpose of one matrix that also sums each column of `in` over every 64-row tile
+// The tile loop behind the transposing casts and the casts fused with them (here and in the
+// MLP) works on kCastTile x kCastTile tiles and takes matrices whose rows and columns are
+// multiples of 8; other shapes use element-wise fallbacks, or no fusion.
+constexpr int kCastTile = 64;
+inline bool tile_cast_fits(int rows, int cols) { return rows % 8 == 0 && cols % 8 == 0; }
+// Rows of a bias gradient's per-tile column sums (see quantize_transpose_dbias), and floats.
+inline int dbias_partial_rows(int rows) { return (rows + kCastTile - 1) / kCastTile; }
+inline std::int64_t dbias_partial_floats(int rows, int cols) { return std::int64_t(dbias_partial_rows(rows)) * cols; }
+// quantize_transpose of one matrix that also sums each column of `in` over every tile's rows
 // (the bias gradient of a linear whose output gradient is `in`, from the values before the
 // cast, as FP8 frameworks take it) into bias_partial[dbias_partial_rows(rows)][cols]; the
-// caller reduces those rows in a fixed order. Only where dbias_fuses(rows, cols) (rows and
-// columns multiples of 8).
-bool dbias_fuses(int rows, int cols);
-int dbias_partial_rows(int rows);
-std::int64_t dbias_partial_floats(int rows, int cols);
+// caller reduces those rows in a fixed order. Only where tile_cast_fits(rows, cols).
 void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const __nv_bfloat16* in, int rows, int cols,
                               const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s);
 // Quantise-dequantise in BF16 (out may be in): what a tensor becomes when the next GEMM reads

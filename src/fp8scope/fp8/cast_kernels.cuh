@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t
   if (Op::kStats) flush_block(merged(st, fast.local()), stats);
 }
 
-constexpr int kTile = 64, kTileThreads = 256;
+constexpr int kTile = kCastTile, kTileThreads = 256;
 constexpr int kTileStride = kTile + 4;  // 68-byte rows: 8 rows apart land in different banks
 
 // Stages of the tile loop's input copies, and the dynamic shared memory they take.
@@ -238,10 +238,5 @@ void launch_tile_cast_transpose(const Op& op, std::uint8_t* out, std::uint8_t* o
   tile_cast_transpose_kernel<Op, kBias><<<grid, kTileThreads, tile_smem_bytes<Op>(), s>>>(op, out, out_t, bias_partial, rows, cols, stats);
 }
 
-// Whether a matrix takes the tile loop (else a caller uses its element-wise fallback).
-inline bool tile_cast_fits(int rows, int cols) { return rows % 8 == 0 && cols % 8 == 0; }
-
-// Floats of bias_partial for a rows x cols tile loop.
-inline std::int64_t tile_bias_partial_floats(int rows, int cols) { return std::int64_t((rows + kTile - 1) / kTile) * cols; }
 
 }  // namespace fp8scope::fp8

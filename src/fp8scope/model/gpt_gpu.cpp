@@ -190,14 +190,14 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
 // dW += wgrad: TN, m=IC, n=OC, k=N,  A = x^T [IC][N],  B = dy^T [OC][N]
 // db[OC] += sum_n dy[n, :] from the high-precision gradient, as FP8 frameworks do.
 bool GpuGpt::fuses_dgelu() const {
-  return fp8_linear(2) && fp8_->config().recipe.scaling != fp8::Scaling::current && gelu_cast_transpose_fits(B_ * T_, 4 * cfg_.d_model);
+  return fp8_linear(2) && fp8_->config().recipe.scaling != fp8::Scaling::current && fp8::tile_cast_fits(B_ * T_, 4 * cfg_.d_model);
 }
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                              int IC, int OC, const bf16* gelu_pre) {
   const std::string& name = linear_names()[std::size_t(which)];
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
-  const bool dbias_in_cast = fp8_linear(which) && b >= 0 && fp8::dbias_fuses(N, OC);
+  const bool dbias_in_cast = fp8_linear(which) && b >= 0 && fp8::tile_cast_fits(N, OC);
   if (b >= 0 && !dbias_in_cast) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
   if (!fp8_linear(which)) {
     gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, weight(w), dout, dinp, (name + " dgrad").c_str());
@@ -373,7 +373,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     mark("gelu");
     if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
       const int si = saved(l, 3).si;
-      if (gelu_cast_transpose_fits(N, 4 * C)) {
+      if (fp8::tile_cast_fits(N, 4 * C)) {
         gelu_cast_transpose(f8_x_.as<std::uint8_t>(), saved(l, 3).x_t.as<std::uint8_t>(), a.fc.as<bf16>(), N, 4 * C, fp8_->scale(si),
                             fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
       } else {

@@ -65,8 +65,7 @@ void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const 
                       fp8::CastStats* stats, cudaStream_t s);
 void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, std::int64_t n, cudaStream_t s);
 // The same GELU cast to FP8 written row-major and transposed in one pass (fc2's fprop input
-// and its wgrad operand). Needs gelu_cast_transpose_fits(rows, cols): multiples of 8.
-bool gelu_cast_transpose_fits(int rows, int cols);
+// and its wgrad operand). Needs fp8::tile_cast_fits(rows, cols).
 void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
                          fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
 // fc1's output gradient in FP8 from fc2's input gradient in one pass: gelu_backward (rounded to

@@ -169,8 +169,6 @@ void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const 
   fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(GeluCastOp{inp, scale, f, o}, out, n, stats);
 }
 
-bool gelu_cast_transpose_fits(int rows, int cols) { return fp8::tile_cast_fits(rows, cols); }
-
 void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
                          fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
   fp8::launch_tile_cast_transpose<GeluCastOp, false>(GeluCastOp{pre, scale, f, o}, out, out_t, nullptr, rows, cols, stats, s);
