@@ -37,21 +37,29 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float* out) {
   }
 }
 
-// The plain cast of a BF16 tensor.
-struct CastBf16Op {
-  using Raw = uint4;
-  static constexpr int kStreams = 1, kVecBytes = 16;
-  static constexpr bool kStats = true;
-  const __nv_bfloat16* in;
+// What every casting op holds: the scale (a device pointer, read once per thread by setup),
+// the format and overflow mode, and the thresholds its statistics use (Bf16Thresholds for
+// BF16 values, CastThresholds for values computed in FP32).
+template <class Thresholds>
+struct ScaledCast {
   const float* scale_ptr;
   Format f;
   Overflow o;
   float scale = 0.0f;
-  Bf16Thresholds th{};
+  Thresholds th{};
   __device__ void setup() {
     scale = *scale_ptr;
-    th = bf16_thresholds(scale, f);
+    if constexpr (std::is_same_v<Thresholds, Bf16Thresholds>) th = bf16_thresholds(scale, f);
+    else th = cast_thresholds(scale, f);
   }
+};
+
+// The plain cast of a BF16 tensor: CastBf16Op{{scale, f, o}, in}.
+struct CastBf16Op : ScaledCast<Bf16Thresholds> {
+  using Raw = uint4;
+  static constexpr int kStreams = 1, kVecBytes = 16;
+  static constexpr bool kStats = true;
+  const __nv_bfloat16* in;
   __device__ const void* stream(int) const { return in; }
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
   __device__ uint2 cast(const Raw& r, MagnitudeStats& st, float* hp) const {

@@ -16,21 +16,12 @@ __device__ __forceinline__ float gelu_grad(float x) {
 }
 
 // The GELU of BF16 pre-activations cast to FP8 from FP32 (no BF16 rounding in between), for
-// the vector and tile loops of cast_kernels.cuh.
-struct GeluCastOp {
+// the vector and tile loops of cast_kernels.cuh: GeluCastOp{{scale, f, o}, pre}.
+struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds> {
   using Raw = uint4;
   static constexpr int kStreams = 1, kVecBytes = 16;
   static constexpr bool kStats = true;
   const bf16* in;
-  const float* scale_ptr;
-  fp8::Format f;
-  fp8::Overflow o;
-  float scale = 0.0f;
-  fp8::CastThresholds th{};
-  __device__ void setup() {
-    scale = *scale_ptr;
-    th = fp8::cast_thresholds(scale, f);
-  }
   __device__ const void* stream(int) const { return in; }
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
   __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
@@ -50,8 +41,9 @@ struct GeluCastOp {
 
 // The GELU backward (dout * gelu'(pre)) rounded to BF16, as gelu_backward writes it, then
 // cast: the FP8 gradient and the bias sums are those of the unfused gelu_backward +
-// quantize_transpose + bias gradient, without the BF16 gradient ever reaching memory.
-struct DgeluCastOp {
+// quantize_transpose + bias gradient, without the BF16 gradient ever reaching memory:
+// DgeluCastOp{{scale, f, o}, dout, pre}.
+struct DgeluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds> {
   struct Raw {  // stream 0: the gradient, stream 1: the pre-activation
     uint4 d, x;
   };
@@ -59,15 +51,6 @@ struct DgeluCastOp {
   static constexpr bool kStats = true;
   const bf16* dout;
   const bf16* pre;
-  const float* scale_ptr;
-  fp8::Format f;
-  fp8::Overflow o;
-  float scale = 0.0f;
-  fp8::Bf16Thresholds th{};
-  __device__ void setup() {
-    scale = *scale_ptr;
-    th = fp8::bf16_thresholds(scale, f);
-  }
   __device__ const void* stream(int s) const { return s == 0 ? static_cast<const void*>(dout) : static_cast<const void*>(pre); }
   __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
     float d[8], x[8];
@@ -166,17 +149,17 @@ std::int64_t bias_backward_scratch_floats(int OC) { return std::int64_t(kBiasRow
 
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
                       fp8::CastStats* stats, cudaStream_t s) {
-  fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(GeluCastOp{inp, scale, f, o}, out, n, stats);
+  fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(GeluCastOp{{scale, f, o}, inp}, out, n, stats);
 }
 
 void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
                          fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::launch_tile_cast_transpose<GeluCastOp, false>(GeluCastOp{pre, scale, f, o}, out, out_t, nullptr, rows, cols, stats, s);
+  fp8::launch_tile_cast_transpose<GeluCastOp, false>(GeluCastOp{{scale, f, o}, pre}, out, out_t, nullptr, rows, cols, stats, s);
 }
 
 void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const bf16* pre, int rows,
                                 int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::launch_tile_cast_transpose<DgeluCastOp, true>(DgeluCastOp{dout, pre, scale, f, o}, out, out_t, bias_partial, rows, cols, stats, s);
+  fp8::launch_tile_cast_transpose<DgeluCastOp, true>(DgeluCastOp{{scale, f, o}, dout, pre}, out, out_t, bias_partial, rows, cols, stats, s);
 }
 
 }  // namespace fp8scope::model
