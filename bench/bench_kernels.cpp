@@ -1,6 +1,7 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
 // FP8 cast+amax, cast+transpose (also with the bias gradient), the MLP's fused GELU casts,
-// LayerNorm, GELU, causal softmax, cross-entropy, AdamW.
+// LayerNorm, GELU, causal softmax, cross-entropy, AdamW; and the fused attention (compute-bound,
+// in TFLOP/s).
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
 // bandwidth measured in the same process (1 GiB copy: the target), and its fraction of a copy
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
@@ -203,6 +204,30 @@ void bm_adamw(benchmark::State& state) {
   report(state, s, double(n) * 30);
 }
 
+// The fused causal attention at GPT-2 124M's shape, reading q/k/v inside the qkv tensor as the
+// model does. Compute-bound, so its counter is TFLOP/s of the causal products' useful work (the
+// usual count: forward 2 products of B*NH*T^2/2*64 multiply-adds, backward 5; the backward's
+// recomputation of the scores for dQ is not counted).
+void bm_attention(benchmark::State& state, bool backward) {
+  if (skip(state)) return;
+  auto qkv = random_bf16(N * 3 * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2);
+  core::DeviceBuffer out(std::size_t(N * C) * 2), lse(std::size_t(B) * NH * T * 4), dsum(lse.size()), dqkv(std::size_t(N * 3 * C) * 2);
+  const model::AttentionHeads h{B, NH, T, 3 * C, C, 0.125f};
+  const bf16* p = qkv.as<bf16>();
+  bf16* g = dqkv.as<bf16>();
+  auto forward = [&] { model::flash_attention_forward(h, out.as<bf16>(), lse.as<float>(), p, p + C, p + 2 * C, bench::stream()); };
+  forward();  // backward reads the output and log-sum-exp
+  const double s = bench::run_timed(state, [&] {
+    if (backward)
+      model::flash_attention_backward(h, g, g + C, g + 2 * C, dsum.as<float>(), dy.as<bf16>(), out.as<bf16>(), p, p + C, p + 2 * C,
+                                      lse.as<float>(), bench::stream());
+    else
+      forward();
+  });
+  const double flops = (backward ? 5.0 : 2.0) * 2.0 * B * NH * (double(T) * T / 2) * 64;
+  state.counters["TFLOP/s"] = flops * double(state.iterations()) / s / 1e12;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -223,6 +248,8 @@ int main(int argc, char** argv) {
   reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });
   reg("gelu/forward", [](benchmark::State& s) { bm_gelu(s, false); });
   reg("gelu/backward", [](benchmark::State& s) { bm_gelu(s, true); });
+  reg("attention_flash/forward", [](benchmark::State& s) { bm_attention(s, false); });
+  reg("attention_flash/backward", [](benchmark::State& s) { bm_attention(s, true); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
   reg("cross_entropy/forward_backward", bm_cross_entropy);

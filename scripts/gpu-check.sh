@@ -8,7 +8,7 @@
 # Google Benchmark executables (3 repetitions) into OUTDIR/bench_*.json.
 # Environment: FP8SCOPE_GIT_SHA / FP8SCOPE_GIT_DIRTY name the revision when the tree has no
 # .git; NO_PEER=1 skips the PyTorch peers; GPU_TESTS=0 skips the tests; BENCH="bench_kernels"
-# runs only the named benchmarks; FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
+# runs only the named benchmarks (BENCH_FILTER: only the benchmarks matching that regex); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
 set -uo pipefail
 out=${1:?usage: gpu-check.sh OUTDIR [CONFIG ...]}
 shift
@@ -50,6 +50,7 @@ if [ -n "${BENCH:-}" ]; then
   for b in $BENCH; do
     echo "== $b"
     ./build-gpu/bench/$b --benchmark_repetitions=3 --benchmark_min_time=0.2 --benchmark_out_format=json \
+      ${BENCH_FILTER:+--benchmark_filter="$BENCH_FILTER"} \
       --benchmark_out="$out/$b.json" 2>&1 | grep -E "_median|ERROR" | cut -c1-150
   done
 fi

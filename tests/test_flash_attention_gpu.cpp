@@ -107,12 +107,13 @@ TEST(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
 
   auto dq_ = upload(q), dk_ = upload(k), dv_ = upload(v), ddout = upload(dout);
   core::DeviceBuffer out(n * 2), lse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
+  const model::AttentionHeads heads{BH, 1, T, D, D, float(scale)};  // [BH][T][64]
   auto run = [&] {
-    model::flash_attention_forward(out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
-                                   dv_.as<__nv_bfloat16>(), BH, T, float(scale), nullptr);
-    model::flash_attention_backward(gq.as<__nv_bfloat16>(), gk.as<__nv_bfloat16>(), gv.as<__nv_bfloat16>(), dsum.as<float>(),
+    model::flash_attention_forward(heads, out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
+                                   dv_.as<__nv_bfloat16>(), nullptr);
+    model::flash_attention_backward(heads, gq.as<__nv_bfloat16>(), gk.as<__nv_bfloat16>(), gv.as<__nv_bfloat16>(), dsum.as<float>(),
                                     ddout.as<__nv_bfloat16>(), out.as<__nv_bfloat16>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
-                                    dv_.as<__nv_bfloat16>(), lse.as<float>(), BH, T, float(scale), nullptr);
+                                    dv_.as<__nv_bfloat16>(), lse.as<float>(), nullptr);
     FP8S_CUDA(cudaDeviceSynchronize());
   };
   run();
@@ -129,4 +130,60 @@ TEST(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
   EXPECT_EQ(download_bf16(out), o);
   EXPECT_EQ(download_bf16(gq), g_q);
   EXPECT_EQ(download_bf16(gk), g_k);
+}
+
+// The model's layout (q, k, v inside one [B, T, 3C] qkv tensor, out and dout in [B, T, C], the
+// gradients into a [B, T, 3C] tensor) runs the same arithmetic as the plain per-head layout,
+// only addressed differently: the results must be the same bits.
+TEST(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
+  FP8SCOPE_REQUIRE_GPU();
+  const int B = 2, NH = 3, T = 128, D = 64, C = NH * D, BH = B * NH;
+  const float scale = 0.125f;
+  std::mt19937 rng(5);
+  const std::size_t n = std::size_t(BH) * T * D;
+  const auto q = random_bf16(n, rng, 1.5), k = random_bf16(n, rng, 1.5), v = random_bf16(n, rng, 1.0), dout = random_bf16(n, rng, 1.0);
+  // Per head [BH][T][64] -> rows of [B][T][ld] at column offset `col` + 64h.
+  auto pack = [&](std::vector<double>& dst, const std::vector<double>& src, int ld, int col) {
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < NH; ++h)
+        for (int t = 0; t < T; ++t)
+          for (int d = 0; d < D; ++d)
+            dst[(std::size_t(b) * T + t) * ld + col + h * D + d] = src[((std::size_t(b) * NH + h) * T + t) * D + d];
+  };
+  auto unpack = [&](const std::vector<double>& src, int ld, int col) {
+    std::vector<double> dst(n);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < NH; ++h)
+        for (int t = 0; t < T; ++t)
+          for (int d = 0; d < D; ++d)
+            dst[((std::size_t(b) * NH + h) * T + t) * D + d] = src[(std::size_t(b) * T + t) * ld + col + h * D + d];
+    return dst;
+  };
+  std::vector<double> qkv(n * 3), dy(n);
+  pack(qkv, q, 3 * C, 0), pack(qkv, k, 3 * C, C), pack(qkv, v, 3 * C, 2 * C), pack(dy, dout, C, 0);
+
+  using bf = __nv_bfloat16;
+  // Per-head layout.
+  auto hq = upload(q), hk = upload(k), hv = upload(v), hdy = upload(dout);
+  core::DeviceBuffer hout(n * 2), hlse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
+  const model::AttentionHeads plain{BH, 1, T, D, D, scale};
+  model::flash_attention_forward(plain, hout.as<bf>(), hlse.as<float>(), hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), nullptr);
+  model::flash_attention_backward(plain, gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), dsum.as<float>(), hdy.as<bf>(), hout.as<bf>(), hq.as<bf>(),
+                                  hk.as<bf>(), hv.as<bf>(), hlse.as<float>(), nullptr);
+  // Model layout.
+  auto mqkv = upload(qkv), mdy = upload(dy);
+  core::DeviceBuffer mout(n * 2), mlse(std::size_t(BH) * T * 4), mdqkv(n * 3 * 2);
+  const model::AttentionHeads packed{B, NH, T, 3 * C, C, scale};
+  const bf* p = mqkv.as<bf>();
+  bf* g = mdqkv.as<bf>();
+  model::flash_attention_forward(packed, mout.as<bf>(), mlse.as<float>(), p, p + C, p + 2 * C, nullptr);
+  model::flash_attention_backward(packed, g, g + C, g + 2 * C, dsum.as<float>(), mdy.as<bf>(), mout.as<bf>(), p, p + C, p + 2 * C,
+                                  mlse.as<float>(), nullptr);
+  FP8S_CUDA(cudaDeviceSynchronize());
+  EXPECT_EQ(unpack(download_bf16(mout), C, 0), download_bf16(hout)) << "output";
+  EXPECT_EQ(download_f32(mlse), download_f32(hlse)) << "log-sum-exp";
+  const auto grads = download_bf16(mdqkv);
+  EXPECT_EQ(unpack(grads, 3 * C, 0), download_bf16(gq)) << "dQ";
+  EXPECT_EQ(unpack(grads, 3 * C, C), download_bf16(gk)) << "dK";
+  EXPECT_EQ(unpack(grads, 3 * C, 2 * C), download_bf16(gv)) << "dV";
 }

@@ -13,6 +13,10 @@
 // and an accumulator of 16 x 64 probabilities is, repacked as BF16 pairs, the A operand of the
 // next product without a trip through shared memory. The next key/value (or query/dO) tile is
 // fetched with cp.async while the current one is multiplied.
+//
+// The kernels read and write heads where the model keeps them (row (b, t) of a [B, T, stride]
+// tensor holds head h at columns 64h .. 64h+63: q, k and v inside the fused qkv output, the
+// output and its gradient in [B, T, C]), so no kernel splits or merges heads around them.
 #include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/model/kernels.cuh"
 
@@ -116,25 +120,37 @@ __device__ __forceinline__ void to_a(Frag (&a)[4], const Acc& c) {
   }
 }
 
-// Writes a warp's 16 x 64 accumulator (times `mul`) as BF16 rows of `dst` (row stride kD).
-__device__ __forceinline__ void store_rows(bf16* dst, const Acc& c, float mul0, float mul1) {
+// Element (j, e) of an accumulator (as indexed in Acc) read back from its BF16 repacking by to_a.
+__device__ __forceinline__ float frag_value(const Frag (&a)[4], int j, int e) {
+  const std::uint32_t w = a[j / 2][(j % 2) * 2 + e / 2];
+  const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&w);
+  return e % 2 == 0 ? __low2float(v) : __high2float(v);
+}
+
+// Writes a warp's 16 x 64 accumulator (times `mul`) as BF16 rows of `dst` (row stride `ld`).
+__device__ __forceinline__ void store_rows(bf16* dst, std::int64_t ld, const Acc& c, float mul0, float mul1) {
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
-    *reinterpret_cast<__nv_bfloat162*>(dst + g * kD + 8 * j + 2 * t) = __floats2bfloat162_rn(c[j][0] * mul0, c[j][1] * mul0);
-    *reinterpret_cast<__nv_bfloat162*>(dst + (g + 8) * kD + 8 * j + 2 * t) = __floats2bfloat162_rn(c[j][2] * mul1, c[j][3] * mul1);
+    *reinterpret_cast<__nv_bfloat162*>(dst + g * ld + 8 * j + 2 * t) = __floats2bfloat162_rn(c[j][0] * mul0, c[j][1] * mul0);
+    *reinterpret_cast<__nv_bfloat162*>(dst + (g + 8) * ld + 8 * j + 2 * t) = __floats2bfloat162_rn(c[j][2] * mul1, c[j][3] * mul1);
   }
+}
+
+// Where head bh = b * NH + h starts in a [B, T, ld] tensor (its row t is `ld` further per t).
+__device__ __forceinline__ std::int64_t head_start(int bh, int NH, int T, std::int64_t ld) {
+  return std::int64_t(bh / NH) * T * ld + std::int64_t(bh % NH) * kD;
 }
 
 using core::cp_async16;
 using core::cp_commit;
 using core::cp_wait;
 
-// Starts copying a 64 x 64 BF16 tile (row stride kD in global memory) into shared memory.
-__device__ __forceinline__ void fetch_tile(bf16* dst, const bf16* src) {
+// Starts copying a 64 x 64 BF16 tile (row stride `ld` in global memory) into shared memory.
+__device__ __forceinline__ void fetch_tile(bf16* dst, const bf16* src, std::int64_t ld) {
   for (int v = threadIdx.x; v < kTile * kD / 8; v += blockDim.x) {
     const int r = v / (kD / 8), c = (v % (kD / 8)) * 8;
-    cp_async16(dst + r * kLd + c, src + std::int64_t(r) * kD + c);
+    cp_async16(dst + r * kLd + c, src + r * ld + c);
   }
 }
 
@@ -159,17 +175,17 @@ struct FwdSmem {
   bf16 k[2][kTileElems], v[2][kTileElems];
 };
 
-__global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                                                                    int T, float scale) {
+__global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, int ldo, float* lse, const bf16* q, const bf16* k,
+                                                                    const bf16* v, int ld, int NH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   FwdSmem& sm = *reinterpret_cast<FwdSmem*>(smem_raw);
   // The longest rows (last query tiles) start first so the short ones fill the tail.
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const std::int64_t base = std::int64_t(bh) * T * kD;
-  fetch_tile(sm.q, q + base + std::int64_t(qt) * kTile * kD);
-  fetch_tile(sm.k[0], k + base);
-  fetch_tile(sm.v[0], v + base);
+  const std::int64_t base = head_start(bh, NH, T, ld), step = std::int64_t(kTile) * ld;  // step: one tile of rows
+  fetch_tile(sm.q, q + base + qt * step, ld);
+  fetch_tile(sm.k[0], k + base, ld);
+  fetch_tile(sm.v[0], v + base, ld);
   cp_commit();
   const float sl2 = scale * kLog2e;  // exponentials in base 2
   const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;
@@ -180,8 +196,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, f
   for (int kt = 0; kt <= qt; ++kt) {
     const int buf = kt & 1;
     if (kt < qt) {
-      fetch_tile(sm.k[buf ^ 1], k + base + std::int64_t(kt + 1) * kTile * kD);
-      fetch_tile(sm.v[buf ^ 1], v + base + std::int64_t(kt + 1) * kTile * kD);
+      fetch_tile(sm.k[buf ^ 1], k + base + (kt + 1) * step, ld);
+      fetch_tile(sm.v[buf ^ 1], v + base + (kt + 1) * step, ld);
       cp_commit();
       cp_wait<1>();
     } else {
@@ -222,24 +238,32 @@ __global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, f
     __syncthreads();  // the buffer is refilled by the next iteration's fetch
   }
   l0 = quad_sum(l0), l1 = quad_sum(l1);
-  store_rows(out + base + std::int64_t(qt * kTile + warp * 16) * kD, o, 1.0f / l0, 1.0f / l1);
+  store_rows(out + head_start(bh, NH, T, ldo) + std::int64_t(qt * kTile + warp * 16) * ldo, ldo, o, 1.0f / l0, 1.0f / l1);
   if (t == 0) {
     lse[std::int64_t(bh) * T + row0] = (m0 + __log2f(l0)) * kLn2;
     lse[std::int64_t(bh) * T + row1] = (m1 + __log2f(l1)) * kLn2;
   }
 }
 
-// D[row] = sum_d dO[row][d] * O[row][d]: the softmax backward's row term, once per row.
-__global__ void flash_backward_rowdot_kernel(float* dsum, const bf16* dout, const bf16* out, std::int64_t rows) {
-  const std::int64_t row = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
+// D[row] = sum_d dO[row][d] * O[row][d]: the softmax backward's row term, once per row
+// (row = bh * T + t, as lse). Eight threads per row, eight elements each.
+__global__ void flash_backward_rowdot_kernel(float* dsum, const bf16* dout, const bf16* out, int ld, int NH, int T, std::int64_t rows) {
+  const std::int64_t row = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) / 8;
+  const int part = threadIdx.x % 8;
   if (row >= rows) return;
-  const std::int64_t i = row * kD + lane * 2;
-  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dout + i));
-  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(out + i));
-  float acc = a.x * b.x + a.y * b.y;
-  for (int o = 16; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0) dsum[row] = acc;
+  const int bh = int(row / T), t = int(row % T);
+  const std::int64_t i = head_start(bh, NH, T, ld) + std::int64_t(t) * ld + part * 8;
+  const uint4 a = *reinterpret_cast<const uint4*>(dout + i), b = *reinterpret_cast<const uint4*>(out + i);
+  const __nv_bfloat162* a2 = reinterpret_cast<const __nv_bfloat162*>(&a);
+  const __nv_bfloat162* b2 = reinterpret_cast<const __nv_bfloat162*>(&b);
+  float acc = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 x = __bfloat1622float2(a2[e]), y = __bfloat1622float2(b2[e]);
+    acc += x.x * y.x + x.y * y.y;
+  }
+  for (int o = 4; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (part == 0) dsum[row] = acc;
 }
 
 struct BwdSmem {
@@ -251,23 +275,23 @@ struct BwdSmem {
 // dK, dV for one key tile: the warp's 16 keys against every query tile at or after the
 // diagonal, in transposed form: S^T = K Q^T (keys x queries), dP^T = V dO^T,
 // dV += P^T dO, dK += dS^T Q.
-__global__ void __launch_bounds__(kWarps * 32) flash_backward_dkdv_kernel(bf16* dk, bf16* dv, const bf16* q, const bf16* k, const bf16* v,
-                                                                          const bf16* dout, const float* lse, const float* dsum, int T,
-                                                                          float scale) {
+__global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dkdv_kernel(bf16* dk, bf16* dv, int ldg, const bf16* q, const bf16* k,
+                                                                          const bf16* v, int ld, const bf16* dout, int ldo, const float* lse,
+                                                                          const float* dsum, int NH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem& sm = *reinterpret_cast<BwdSmem*>(smem_raw);
   const int kt = blockIdx.x, bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;  // kt = 0 has the most work
   const int g = lane / 4, t = lane % 4, nt = T / kTile;
-  const std::int64_t base = std::int64_t(bh) * T * kD, rows = std::int64_t(bh) * T;
+  const std::int64_t base = head_start(bh, NH, T, ld), obase = head_start(bh, NH, T, ldo), rows = std::int64_t(bh) * T;
   auto fetch = [&](int qt, int buf) {
-    fetch_tile(sm.a[buf], q + base + std::int64_t(qt) * kTile * kD);
-    fetch_tile(sm.b[buf], dout + base + std::int64_t(qt) * kTile * kD);
+    fetch_tile(sm.a[buf], q + base + std::int64_t(qt) * kTile * ld, ld);
+    fetch_tile(sm.b[buf], dout + obase + std::int64_t(qt) * kTile * ldo, ldo);
     fetch_row_floats(sm.lse[buf], lse + rows + qt * kTile, 0);
     fetch_row_floats(sm.dsum[buf], dsum + rows + qt * kTile, 32);
     cp_commit();
   };
-  fetch_tile(sm.x, k + base + std::int64_t(kt) * kTile * kD);
-  fetch_tile(sm.y, v + base + std::int64_t(kt) * kTile * kD);
+  fetch_tile(sm.x, k + base + std::int64_t(kt) * kTile * ld, ld);
+  fetch_tile(sm.y, v + base + std::int64_t(kt) * kTile * ld, ld);
   fetch(kt, 0);
   const float sl2 = scale * kLog2e;
   const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;
@@ -283,52 +307,61 @@ __global__ void __launch_bounds__(kWarps * 32) flash_backward_dkdv_kernel(bf16* 
       cp_wait<0>();
     }
     __syncthreads();
-    Frag own[4];
-    Acc st, dpt;
-    load_a(own, sm.x + warp * 16 * kLd);
-    mma_abt(st, own, sm.a[buf]);
+    // P^T first, kept only as the BF16 operand of dV (which it is rounded to anyway), so that
+    // S^T and dP^T are never live together: the kernel fits three blocks per SM.
+    Frag own[4], pf[4];
+    {
+      Acc st;
+      load_a(own, sm.x + warp * 16 * kLd);
+      mma_abt(st, own, sm.a[buf]);
+      const float* l = sm.lse[buf];
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = 8 * j + 2 * t + (e & 1), key = e < 2 ? key0 : key1;
+          st[j][e] = (qt == kt && key > qt * kTile + col) ? 0.0f : exp2f(st[j][e] * sl2 - l[col] * kLog2e);
+        }
+      to_a(pf, st);
+    }
+    mma_ab(dv_acc, pf, sm.b[buf]);
+    Acc dpt;
     load_a(own, sm.y + warp * 16 * kLd);
     mma_abt(dpt, own, sm.b[buf]);
-    const float* l = sm.lse[buf];
     const float* d = sm.dsum[buf];
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int col = 8 * j + 2 * t + (e & 1), key = e < 2 ? key0 : key1;
-        const float p = (qt == kt && key > qt * kTile + col) ? 0.0f : exp2f(st[j][e] * sl2 - l[col] * kLog2e);
-        st[j][e] = p;
-        dpt[j][e] = p * (dpt[j][e] - d[col]) * scale;
+        const int col = 8 * j + 2 * t + (e & 1);
+        dpt[j][e] = frag_value(pf, j, e) * (dpt[j][e] - d[col]) * scale;
       }
-    Frag f[4];
-    to_a(f, st);
-    mma_ab(dv_acc, f, sm.b[buf]);
-    to_a(f, dpt);
-    mma_ab(dk_acc, f, sm.a[buf]);
+    to_a(own, dpt);
+    mma_ab(dk_acc, own, sm.a[buf]);
     __syncthreads();
   }
-  const std::int64_t first = base + std::int64_t(kt * kTile + warp * 16) * kD;
-  store_rows(dk + first, dk_acc, 1.0f, 1.0f);
-  store_rows(dv + first, dv_acc, 1.0f, 1.0f);
+  const std::int64_t first = head_start(bh, NH, T, ldg) + std::int64_t(kt * kTile + warp * 16) * ldg;
+  store_rows(dk + first, ldg, dk_acc, 1.0f, 1.0f);
+  store_rows(dv + first, ldg, dv_acc, 1.0f, 1.0f);
 }
 
 // dQ for one query tile: the warp's 16 queries against every key tile up to the diagonal:
 // S = Q K^T, dP = dO V^T, dQ += dS K.
-__global__ void __launch_bounds__(kWarps * 32) flash_backward_dq_kernel(bf16* dq, const bf16* q, const bf16* k, const bf16* v,
-                                                                        const bf16* dout, const float* lse, const float* dsum, int T,
-                                                                        float scale) {
+__global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dq_kernel(bf16* dq, int ldg, const bf16* q, const bf16* k, const bf16* v,
+                                                                        int ld, const bf16* dout, int ldo, const float* lse,
+                                                                        const float* dsum, int NH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem& sm = *reinterpret_cast<BwdSmem*>(smem_raw);
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const std::int64_t base = std::int64_t(bh) * T * kD, rows = std::int64_t(bh) * T;
+  const std::int64_t base = head_start(bh, NH, T, ld), rows = std::int64_t(bh) * T;
   auto fetch = [&](int kt, int buf) {
-    fetch_tile(sm.a[buf], k + base + std::int64_t(kt) * kTile * kD);
-    fetch_tile(sm.b[buf], v + base + std::int64_t(kt) * kTile * kD);
+    fetch_tile(sm.a[buf], k + base + std::int64_t(kt) * kTile * ld, ld);
+    fetch_tile(sm.b[buf], v + base + std::int64_t(kt) * kTile * ld, ld);
     cp_commit();
   };
-  fetch_tile(sm.x, q + base + std::int64_t(qt) * kTile * kD);
-  fetch_tile(sm.y, dout + base + std::int64_t(qt) * kTile * kD);
+  fetch_tile(sm.x, q + base + std::int64_t(qt) * kTile * ld, ld);
+  fetch_tile(sm.y, dout + head_start(bh, NH, T, ldo) + std::int64_t(qt) * kTile * ldo, ldo);
   fetch_row_floats(sm.lse[0], lse + rows + qt * kTile, 0);
   fetch_row_floats(sm.dsum[0], dsum + rows + qt * kTile, 32);
   fetch(0, 0);
@@ -353,23 +386,31 @@ __global__ void __launch_bounds__(kWarps * 32) flash_backward_dq_kernel(bf16* dq
       lse0 = sm.lse[0][local0] * kLog2e, lse1 = sm.lse[0][local0 + 8] * kLog2e;
       d0 = sm.dsum[0][local0], d1 = sm.dsum[0][local0 + 8];
     }
-    Acc s, dp;
-    mma_abt(s, qf, sm.a[buf]);
+    // P kept as BF16 (as in the dK/dV kernel) while dP is computed: S and dP never live together.
+    Frag f[4];
+    {
+      Acc s;
+      mma_abt(s, qf, sm.a[buf]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = kt * kTile + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
+          s[j][e] = (kt == qt && col > row) ? 0.0f : exp2f(s[j][e] * sl2 - (e < 2 ? lse0 : lse1));
+        }
+      to_a(f, s);
+    }
+    Acc dp;
     mma_abt(dp, dof, sm.b[buf]);
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = kt * kTile + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
-        const float p = (kt == qt && col > row) ? 0.0f : exp2f(s[j][e] * sl2 - (e < 2 ? lse0 : lse1));
-        dp[j][e] = p * (dp[j][e] - (e < 2 ? d0 : d1)) * scale;
-      }
-    Frag f[4];
+      for (int e = 0; e < 4; ++e) dp[j][e] = frag_value(f, j, e) * (dp[j][e] - (e < 2 ? d0 : d1)) * scale;
     to_a(f, dp);
     mma_ab(dq_acc, f, sm.a[buf]);
     __syncthreads();
   }
-  store_rows(dq + base + std::int64_t(qt * kTile + warp * 16) * kD, dq_acc, 1.0f, 1.0f);
+  store_rows(dq + head_start(bh, NH, T, ldg) + std::int64_t(qt * kTile + warp * 16) * ldg, ldg, dq_acc, 1.0f, 1.0f);
 }
 
 template <class Kernel, class... Args>
@@ -383,19 +424,20 @@ void launch(Kernel kernel, std::size_t smem, dim3 grid, cudaStream_t s, Args... 
 
 bool flash_attention_supported(int T, int HS) { return HS == kD && T % kTile == 0; }
 
-void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int BH, int T, float scale, cudaStream_t s) {
-  launch(flash_forward_kernel, sizeof(FwdSmem), dim3(unsigned(T / kTile), unsigned(BH)), s, out, lse, q, k, v, T, scale);
+void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
+  launch(flash_forward_kernel, sizeof(FwdSmem), dim3(unsigned(h.T / kTile), unsigned(h.B * h.NH)), s, out, h.ld_out, lse, q, k, v, h.ld_qkv,
+         h.NH, h.T, h.scale);
 }
 
-void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out, const bf16* q, const bf16* k,
-                              const bf16* v, const float* lse, int BH, int T, float scale, cudaStream_t s) {
-  const std::int64_t rows = std::int64_t(BH) * T;
-  flash_backward_rowdot_kernel<<<unsigned((rows * 32 + 255) / 256), 256, 0, s>>>(dsum, dout, out, rows);
-  const dim3 grid(unsigned(T / kTile), unsigned(BH));
-  launch(flash_backward_dkdv_kernel, sizeof(BwdSmem), grid, s, dk, dv, q, k, v, dout, static_cast<const float*>(lse),
-         static_cast<const float*>(dsum), T, scale);
-  launch(flash_backward_dq_kernel, sizeof(BwdSmem), grid, s, dq, q, k, v, dout, static_cast<const float*>(lse),
-         static_cast<const float*>(dsum), T, scale);
+void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out,
+                              const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s) {
+  const std::int64_t rows = std::int64_t(h.B) * h.NH * h.T;
+  flash_backward_rowdot_kernel<<<unsigned((rows * 8 + 255) / 256), 256, 0, s>>>(dsum, dout, out, h.ld_out, h.NH, h.T, rows);
+  const dim3 grid(unsigned(h.T / kTile), unsigned(h.B * h.NH));
+  const float* cdsum = dsum;
+  launch(flash_backward_dkdv_kernel, sizeof(BwdSmem), grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH, h.T,
+         h.scale);
+  launch(flash_backward_dq_kernel, sizeof(BwdSmem), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH, h.T, h.scale);
 }
 
 }  // namespace fp8scope::model

@@ -58,21 +58,24 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
   logits_ = core::DeviceBuffer(fl(N * Vp));
   dlogits_ = core::DeviceBuffer(bf(N * Vp));
   losses_ = core::DeviceBuffer(fl(N));
-  q_ = core::DeviceBuffer(bf(N * C));
-  k_ = core::DeviceBuffer(bf(N * C));
-  v_ = core::DeviceBuffer(bf(N * C));
-  if (!flash_) scores_ = core::DeviceBuffer(fl(BH * T * T));
-  else dsum_ = core::DeviceBuffer(fl(BH * T));
-  yh_ = core::DeviceBuffer(bf(N * C));
+  if (!flash_) {  // per-head copies for the batched GEMMs (the fused kernels read heads in place)
+    q_ = core::DeviceBuffer(bf(N * C));
+    k_ = core::DeviceBuffer(bf(N * C));
+    v_ = core::DeviceBuffer(bf(N * C));
+    yh_ = core::DeviceBuffer(bf(N * C));
+    dq_ = core::DeviceBuffer(bf(N * C));
+    dk_ = core::DeviceBuffer(bf(N * C));
+    dv_ = core::DeviceBuffer(bf(N * C));
+    scores_ = core::DeviceBuffer(fl(BH * T * T));
+    dscores_ = core::DeviceBuffer(bf(BH * T * T));
+  } else {
+    dsum_ = core::DeviceBuffer(fl(BH * T));
+  }
   scratch_ = core::DeviceBuffer(bf(N * C));
   dx_ = core::DeviceBuffer(bf(N * C));
   dbuf_ = core::DeviceBuffer(bf(N * C));
   dbuf4_ = core::DeviceBuffer(bf(N * 4 * C));
   dqkv_ = core::DeviceBuffer(bf(N * 3 * C));
-  dq_ = core::DeviceBuffer(bf(N * C));
-  dk_ = core::DeviceBuffer(bf(N * C));
-  dv_ = core::DeviceBuffer(bf(N * C));
-  if (!flash_) dscores_ = core::DeviceBuffer(bf(BH * T * T));
   norm_ = core::DeviceBuffer(sizeof(float));
   partials_ = core::DeviceBuffer(
       fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)),
@@ -268,14 +271,13 @@ void GpuGpt::attention_forward(int l, LayerActs& a) {
   const int B = B_, T = T_, C = cfg_.d_model, NH = cfg_.n_head, HS = C / NH, N = B * T, BH = B * NH;
   const std::int64_t nc = std::int64_t(N) * C, ntt = std::int64_t(BH) * T * T;
   Fp8Runtime* f = fp8_ && fp8_->config().attention() ? fp8_.get() : nullptr;
-  split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
   if (flash_) {  // fused: no scores or probabilities in memory (and none to tap)
-    flash_attention_forward(yh_.as<bf16>(), a.lse.as<float>(), q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), BH, T,
-                            1.0f / std::sqrt(float(HS)), stream_);
-    merge_heads(a.atty.as<bf16>(), yh_.as<bf16>(), B, T, NH, HS, stream_);
+    const bf16* qkv = a.qkv.as<bf16>();
+    flash_attention_forward(flash_heads(), a.atty.as<bf16>(), a.lse.as<float>(), qkv, qkv + C, qkv + 2 * C, stream_);
     if (fp8_) fp8_->observe(l, "attention_out", a.atty.as<bf16>(), nc);
     return;
   }
+  split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
   // scores (row-major [T_q][T_k]) = q k^T / sqrt(HS): TN, m=T_k, n=T_q, k=HS, one per (b, h)
   GemmCall sc{true, false, T, T, HS, HS, HS, T, BH};
   sc.d = DType::fp32;
@@ -421,15 +423,15 @@ void GpuGpt::attention_backward(int l, LayerActs& a) {
     f->prepare(sd, dbuf_.as<bf16>(), nc);
     fp8::fake_quantize(dbuf_.as<bf16>(), dbuf_.as<bf16>(), nc, f->scale(sd), f->format(sd), f->overflow(), f->stats(sd), stream_);
   }
-  split_heads_single(yh_.as<bf16>(), dbuf_.as<bf16>(), B, T, NH, HS, stream_);  // dy per head
-  split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
-  if (flash_) {
-    split_heads_single(scratch_.as<bf16>(), a.atty.as<bf16>(), B, T, NH, HS, stream_);  // the forward's output per head
-    flash_attention_backward(dq_.as<bf16>(), dk_.as<bf16>(), dv_.as<bf16>(), dsum_.as<float>(), yh_.as<bf16>(), scratch_.as<bf16>(),
-                             q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.lse.as<float>(), BH, T, 1.0f / std::sqrt(float(HS)), stream_);
-    merge_qkv_grads(dqkv_.as<bf16>(), dq_.as<bf16>(), dk_.as<bf16>(), dv_.as<bf16>(), B, T, NH, HS, stream_);
+  if (flash_) {  // dy, the forward's output, q/k/v and their gradients all read and written in place
+    const bf16* qkv = a.qkv.as<bf16>();
+    bf16* dqkv = dqkv_.as<bf16>();
+    flash_attention_backward(flash_heads(), dqkv, dqkv + C, dqkv + 2 * C, dsum_.as<float>(), dbuf_.as<bf16>(), a.atty.as<bf16>(), qkv,
+                             qkv + C, qkv + 2 * C, a.lse.as<float>(), stream_);
     return;
   }
+  split_heads_single(yh_.as<bf16>(), dbuf_.as<bf16>(), B, T, NH, HS, stream_);  // dy per head
+  split_heads(q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>(), a.qkv.as<bf16>(), B, T, NH, HS, stream_);
   if (f) {  // the operands the forward GEMMs read (same scales: they change only between steps)
     const char* names[3] = {"q.input", "k.input", "v.input"};
     bf16* bufs[3] = {q_.as<bf16>(), k_.as<bf16>(), v_.as<bf16>()};

@@ -11,6 +11,7 @@
 #include "fp8scope/model/kernels.cuh"
 
 #include <array>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <memory>
@@ -87,6 +88,11 @@ class GpuGpt {
   };
   Fp8Saved& saved(int layer, int which);
   void attention_forward(int l, LayerActs& a);
+  // The fused attention's view of the heads: q/k/v inside qkv [N, 3C], out and dy in [N, C].
+  AttentionHeads flash_heads() const {
+    const int C = cfg_.d_model, NH = cfg_.n_head;
+    return {B_, NH, T_, 3 * C, C, 1.0f / std::sqrt(float(C / NH))};
+  }
   void attention_backward(int l, LayerActs& a);
   void group_tokens(const int* inputs);
   void mark(const char* phase);

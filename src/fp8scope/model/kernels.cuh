@@ -50,13 +50,21 @@ void softmax_causal_forward(bf16* probs, const float* scores, int BH, int T, cud
 void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* probs, float scale, int BH, int T, cudaStream_t s);
 
 // flash_attention.cu: fused causal attention on tensor cores for head size 64 and T a
-// multiple of 64, q/k/v/out [BH][T][64]; the scores are scaled by `scale`. Forward writes the
-// output and each row's log-sum-exp (lse [BH][T]); backward recomputes the probabilities from
-// it (dsum: [BH][T] scratch) and writes dq, dk, dv without atomics.
+// multiple of 64. Heads stay where the model keeps them: element (b, h, t, d) of q, k, v (and
+// dq, dk, dv) is at [(b*T + t) * ld_qkv + 64h + d] (inside the fused qkv: ld_qkv = 3C and the
+// pointers C apart), of out and dout at [(b*T + t) * ld_out + 64h + d]; with NH = 1 and ld = 64
+// that is the plain [B][T][64]. Forward writes the output and each row's log-sum-exp
+// (lse [B*NH][T]); backward recomputes the probabilities from it (dsum: [B*NH][T] scratch) and
+// writes dq, dk, dv without atomics. Pointers and strides must keep rows 16-byte aligned.
+struct AttentionHeads {
+  int B, NH, T;
+  int ld_qkv, ld_out;  // row strides, elements
+  float scale;         // of the scores, 1/sqrt(64) in the model
+};
 bool flash_attention_supported(int T, int HS);
-void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int BH, int T, float scale, cudaStream_t s);
-void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out, const bf16* q, const bf16* k,
-                              const bf16* v, const float* lse, int BH, int T, float scale, cudaStream_t s);
+void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s);
+void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out,
+                              const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s);
 
 // mlp.cu
 void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s);
