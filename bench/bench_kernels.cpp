@@ -1,7 +1,7 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
 // FP8 cast+amax, cast+transpose (also with the bias gradient), the MLP's fused GELU casts,
-// LayerNorm, GELU, causal softmax, cross-entropy, AdamW; and the fused attention (compute-bound,
-// in TFLOP/s).
+// LayerNorm, GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8 gradient),
+// AdamW; and the fused attention (compute-bound, in TFLOP/s).
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
 // bandwidth measured in the same process (1 GiB copy: the target), and its fraction of a copy
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
@@ -179,16 +179,34 @@ void bm_softmax(benchmark::State& state, bool backward) {
   report(state, s, backward ? double(n) * (1 + 2 + 2) : double(n) * (2 + 2));
 }
 
-void bm_cross_entropy(benchmark::State& state) {
+// fp8: the gradient written as E4M3 codes with the cast's statistics (the FP8 LM head's path).
+void bm_cross_entropy(benchmark::State& state, bool fp8_grad) {
   if (skip(state)) return;
   auto logits = random_f32(N * V, 1.0f, 1);
-  core::DeviceBuffer dl(std::size_t(N * V) * 2), losses(std::size_t(N) * 4), targets(std::size_t(N) * 4);
+  core::DeviceBuffer dl(std::size_t(N * V) * 2), losses(std::size_t(N) * 4), targets(std::size_t(N) * 4), scale(4),
+      stats(sizeof(fp8::CastStats));
   FP8S_CUDA(cudaMemset(targets.get(), 0, targets.size()));
+  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  const float sc = 1e6f;
+  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
   const double s = bench::run_timed(state, [&] {
-    model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
-                                          bench::stream());
+    if (fp8_grad)
+      model::cross_entropy_forward_backward_fp8(losses.as<float>(), dl.as<std::uint8_t>(), logits.as<float>(), targets.as<int>(), int(N),
+                                                V - 47, V, scale.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
+                                                stats.as<fp8::CastStats>(), bench::stream());
+    else
+      model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
+                                            bench::stream());
   });
-  report(state, s, double(N) * V * (4 + 2));
+  report(state, s, double(N) * V * (4 + (fp8_grad ? 1 : 2)));
+}
+
+void bm_residual(benchmark::State& state) {
+  if (skip(state)) return;
+  const std::int64_t n = N * C;
+  auto a = random_bf16(n, 1.0f, 1), b = random_bf16(n, 1.0f, 2), out = random_bf16(n, 1.0f, 3);
+  const double s = bench::run_timed(state, [&] { model::residual_forward(out.as<bf16>(), a.as<bf16>(), b.as<bf16>(), n, bench::stream()); });
+  report(state, s, double(n) * 6);
 }
 
 void bm_adamw(benchmark::State& state) {
@@ -252,7 +270,9 @@ int main(int argc, char** argv) {
   reg("attention_flash/backward", [](benchmark::State& s) { bm_attention(s, true); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
-  reg("cross_entropy/forward_backward", bm_cross_entropy);
+  reg("cross_entropy/forward_backward", [](benchmark::State& s) { bm_cross_entropy(s, false); });
+  reg("cross_entropy/forward_backward_fp8", [](benchmark::State& s) { bm_cross_entropy(s, true); });
+  reg("residual/forward", bm_residual);
   reg("adamw/124M", bm_adamw);
   benchmark::Initialize(&argc, argv);
   bench::add_env_context();

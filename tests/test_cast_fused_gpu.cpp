@@ -3,6 +3,7 @@
 // next tile runs): FP8 codes (row-major and transposed) and statistics must be identical; the
 // bias gradient taken from the tile loop is an FP32 sum of BF16 values, checked against a
 // double sum with a bound of rows * 2^-24 times the sum of magnitudes (FP32 rounding per add).
+// Also the loss kernel that writes the LM head's FP8 gradient.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/model/kernels.cuh"
@@ -154,6 +155,49 @@ TEST_P(CastFusedGpu, DgeluCastTransposeDbiasEqualsGeluBackwardThenTheCast) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   expect_same(fused, plain);
   expect_bias(partial, download<__nv_bfloat16>(dgelu, n));
+}
+
+// The FP8 LM head's gradient written by the loss kernel equals the BF16 gradient of the plain
+// loss kernel cast by fp8::quantize: codes (padded columns included) and statistics; the
+// losses are the same bits. The scale makes the target columns saturate in E4M3 and most of
+// the rest underflow, so every count is exercised.
+TEST_P(CastFusedGpu, CrossEntropyFp8EqualsTheLossThenTheCast) {
+  FP8SCOPE_REQUIRE_GPU();
+  const Format f = GetParam();
+  const int N = 256, V = 1000, Vp = 1024;
+  ASSERT_TRUE(model::cross_entropy_fp8_fits(Vp));
+  std::mt19937_64 rng(12);
+  std::normal_distribution<float> d(0.0f, 3.0f);
+  std::vector<float> logits(std::size_t(N) * Vp);
+  for (auto& x : logits) x = d(rng);
+  std::vector<int> targets(N);
+  for (auto& t : targets) t = int(rng() % V);
+  core::DeviceBuffer d_logits(logits.size() * 4), d_targets(targets.size() * 4), sc(4), loss_a(N * 4), loss_b(N * 4);
+  core::DeviceBuffer codes_a(logits.size()), codes_b(logits.size()), grad(logits.size() * 2), st_a(sizeof(fp8::CastStats)),
+      st_b(sizeof(fp8::CastStats));
+  cudaMemcpy(d_logits.get(), logits.data(), d_logits.size(), cudaMemcpyHostToDevice);
+  cudaMemcpy(d_targets.get(), targets.data(), d_targets.size(), cudaMemcpyHostToDevice);
+  const float scale = 131072.0f;  // |grad| up to 1/N = 2^-8 -> 512, above E4M3's 448
+  cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
+  cudaMemset(st_a.get(), 0, st_a.size());
+  cudaMemset(st_b.get(), 0, st_b.size());
+  model::cross_entropy_forward_backward_fp8(loss_a.as<float>(), codes_a.as<std::uint8_t>(), d_logits.as<float>(), d_targets.as<int>(), N, V,
+                                            Vp, sc.as<float>(), f, Overflow::satfinite, st_a.as<fp8::CastStats>(), nullptr);
+  model::cross_entropy_forward_backward(loss_b.as<float>(), grad.as<__nv_bfloat16>(), d_logits.as<float>(), d_targets.as<int>(), N, V, Vp,
+                                        nullptr);
+  fp8::quantize(codes_b.as<std::uint8_t>(), grad.as<__nv_bfloat16>(), std::int64_t(N) * Vp, sc.as<float>(), f, Overflow::satfinite,
+                st_b.as<fp8::CastStats>(), nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(download<float>(loss_a, N), download<float>(loss_b, N));
+  EXPECT_EQ(download<std::uint8_t>(codes_a, logits.size()), download<std::uint8_t>(codes_b, logits.size()));
+  const auto a = download<fp8::CastStats>(st_a, 1)[0], b = download<fp8::CastStats>(st_b, 1)[0];
+  EXPECT_EQ(a.amax, b.amax);
+  EXPECT_EQ(a.nonfinite, b.nonfinite);
+  EXPECT_EQ(a.saturated, b.saturated);
+  EXPECT_EQ(a.underflow, b.underflow);
+  EXPECT_EQ(a.nonfinite_out, b.nonfinite_out);
+  EXPECT_GT(a.underflow, 0u);
+  if (f == Format::e4m3) EXPECT_GT(a.saturated, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CastFusedGpu, ::testing::Values(Format::e4m3, Format::e5m2),

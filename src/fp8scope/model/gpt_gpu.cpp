@@ -56,7 +56,6 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
   lnf_mean_ = core::DeviceBuffer(fl(N));
   lnf_rstd_ = core::DeviceBuffer(fl(N));
   logits_ = core::DeviceBuffer(fl(N * Vp));
-  dlogits_ = core::DeviceBuffer(bf(N * Vp));
   losses_ = core::DeviceBuffer(fl(N));
   if (!flash_) {  // per-head copies for the batched GEMMs (the fused kernels read heads in place)
     q_ = core::DeviceBuffer(bf(N * C));
@@ -106,6 +105,7 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
                                       fp8_->slot(l, name + ".input"), fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
       }
   }
+  if (!fuses_loss_cast()) dlogits_ = core::DeviceBuffer(bf(N * Vp));  // else the loss writes FP8 into f8_dy_
 }
 
 GpuGpt::Fp8Saved& GpuGpt::saved(int layer, int which) { return fp8_saved_.at({layer, which}); }
@@ -192,13 +192,18 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
 // dx = dgrad:  TN, m=IC, n=N, k=OC, A = W^T [IC][OC], B = dy [N][OC]
 // dW += wgrad: TN, m=IC, n=OC, k=N,  A = x^T [IC][N],  B = dy^T [OC][N]
 // db[OC] += sum_n dy[n, :] from the high-precision gradient, as FP8 frameworks do.
+bool GpuGpt::fuses_loss_cast() const {
+  return fp8_linear(4) && fp8_->config().recipe.scaling != fp8::Scaling::current && cross_entropy_fp8_fits(cfg_.padded_vocab());
+}
+
 bool GpuGpt::fuses_dgelu() const {
   return fp8_linear(2) && fp8_->config().recipe.scaling != fp8::Scaling::current && fp8::tile_cast_fits(B_ * T_, 4 * cfg_.d_model);
 }
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                             int IC, int OC, const bf16* gelu_pre) {
+                             int IC, int OC, const bf16* gelu_pre, bool dy_ready) {
   const std::string& name = linear_names()[std::size_t(which)];
+  if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
   const bool dbias_in_cast = fp8_linear(which) && b >= 0 && fp8::tile_cast_fits(N, OC);
   if (b >= 0 && !dbias_in_cast) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
@@ -213,7 +218,9 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const int si = sv.si, sw = sv.sw, sg = sv.sg;
-  if (gelu_pre) {  // fuses_dgelu(): delayed scaling, so no prepare
+  if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
+    fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);
+  } else if (gelu_pre) {  // fuses_dgelu(): delayed scaling, so no prepare
     dgelu_cast_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, gelu_pre, N, OC,
                                f.scale(sg), f.format(sg), f.overflow(), f.stats(sg), stream_);
   } else {
@@ -401,8 +408,14 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   linear_forward(-1, 4, logits_.get(), true, lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp);
   if (fp8_) fp8_->observe(-1, "logits", logits_.as<float>(), std::int64_t(N) * Vp);
   mark("loss");
-  cross_entropy_forward_backward(losses_.as<float>(), dlogits_.as<bf16>(), logits_.as<float>(), targets_.as<int>(), N,
-                                 cfg_.vocab, Vp, stream_);
+  if (fuses_loss_cast()) {  // the FP8 head's gradient, cast in the loss kernel
+    const int sg = saved(-1, 4).sg;
+    cross_entropy_forward_backward_fp8(losses_.as<float>(), f8_dy_.as<std::uint8_t>(), logits_.as<float>(), targets_.as<int>(), N,
+                                       cfg_.vocab, Vp, fp8_->scale(sg), fp8_->format(sg), fp8_->overflow(), fp8_->stats(sg), stream_);
+  } else {
+    cross_entropy_forward_backward(losses_.as<float>(), dlogits_.as<bf16>(), logits_.as<float>(), targets_.as<int>(), N, cfg_.vocab, Vp,
+                                   stream_);
+  }
   if (fp8_) fp8_->observe(-1, "loss", losses_.as<float>(), N);
   group_tokens(inputs);  // on the host while the GPU works
   std::vector<float> losses(static_cast<std::size_t>(N));
@@ -456,7 +469,7 @@ void GpuGpt::backward() {
   FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
   float* partials = partials_.as<float>();
   mark("lm_head");
-  linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp);
+  linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp, nullptr, fuses_loss_cast());
   mark("layernorm");
   FP8S_CUDA(cudaMemsetAsync(dx_.get(), 0, dx_.size(), stream_));
   const bf16* last = acts_.back().x_out.as<bf16>();

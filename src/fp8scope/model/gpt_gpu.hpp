@@ -72,9 +72,13 @@ class GpuGpt {
   void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                       int OC, bool x_ready = false);
   // gelu_pre (FP8 only, see fuses_dgelu): dout is the gradient of GELU(gelu_pre), and the
-  // GELU backward happens inside the gradient's cast.
+  // GELU backward happens inside the gradient's cast. dy_ready (FP8 only, see
+  // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                       int IC, int OC, const bf16* gelu_pre = nullptr);
+                       int IC, int OC, const bf16* gelu_pre = nullptr, bool dy_ready = false);
+  // Whether the loss kernel writes the FP8 LM head's gradient directly (with its cast's
+  // statistics): needs the scale before the loss (not current scaling) and the loss's fast path.
+  bool fuses_loss_cast() const;
   // Whether fc1's FP8 backward takes the GELU backward into its gradient cast: needs the
   // scale before the cast (delayed scaling; current scaling measures the BF16 gradient
   // first) and the tile loop's shapes.
