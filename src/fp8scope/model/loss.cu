@@ -1,8 +1,10 @@
 // Fused softmax cross-entropy over the real vocabulary (the padded columns take no part), with
-// its gradient: one block per row. The log-sum-exp is formed with an online maximum, and the
-// gradient is exp(z - lse), so each logit takes one exponential per pass.
+// its gradient. The log-sum-exp is formed with an online maximum, and the gradient is
+// exp(z - lse), so each logit takes one exponential per pass.
 #include "fp8scope/fp8/cast_device.cuh"
 #include "fp8scope/model/kernels.cuh"
+
+#include <cooperative_groups.h>
 
 #include <cfloat>
 
@@ -67,44 +69,75 @@ struct Fp8Grad {
   __device__ void finish() { fp8::flush_block(st.local(), stats); }  // every thread of the block
 };
 
-// The fast path (Vp a multiple of 8 and a row that fits in shared memory, as at V = 50304):
-// the row is read from memory once, 16 bytes per load, kept in shared memory for the
-// gradient pass; one block per row, one block per SM.
-constexpr int kRowThreads = 1024;
+// The fast path (Hopper; Vp a multiple of 8 * kParts, as 50304): a row is split over a cluster
+// of kParts blocks, each keeping its part in shared memory (read from memory once, 16 bytes
+// per load) for the gradient pass; the parts' (max, sum) pairs are combined through
+// distributed shared memory, in part order, so every part has the same log-sum-exp. A whole
+// row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
+// left the memory idle; quarter rows fit four blocks per SM at different phases.
+constexpr int kParts = 4, kPartThreads = 256;
+
+// Every part's (max, sum) combined, in part order, through distributed shared memory. Hopper
+// clusters: the host launches the parts kernel only there.
+__device__ __forceinline__ void combine_parts(float& m, float& s) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __shared__ float2 part_ms;
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  if (threadIdx.x == 0) part_ms = make_float2(m, s);
+  cluster.sync();
+  m = -FLT_MAX, s = 0.0f;
+#pragma unroll
+  for (int p = 0; p < kParts; ++p) {
+    const float2 o = *cluster.map_shared_rank(&part_ms, p);
+    combine(m, s, o.x, o.y);
+  }
+  cluster.sync();  // no block leaves while another may still read its pair
+#else
+  __trap();
+#endif
+}
 
 template <class Grad>
-__global__ void __launch_bounds__(kRowThreads) cross_entropy_row_in_smem_kernel(float* losses, Grad grad, const float* logits,
-                                                                               const int* targets, int N, int V, int Vp) {
-  extern __shared__ float4 row4[];
-  const std::int64_t row = blockIdx.x;
-  const float4* z = reinterpret_cast<const float4*>(logits + row * Vp);
-  const int V4 = Vp / 4;
+__global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets,
+                                                                          int N, int V, int Vp) {
+  extern __shared__ float4 part4[];
+  const int part = int(blockIdx.x % kParts);  // the block's rank in its cluster
+  const std::int64_t row = blockIdx.x / kParts;
+  const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
+  const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
   grad.setup();
   float m = -FLT_MAX, s = 0.0f;
 #pragma unroll 4
-  for (int i = threadIdx.x; i < V4; i += kRowThreads) {
+  for (int i = threadIdx.x; i < P4; i += kPartThreads) {
     const float4 x = z[i];
-    row4[i] = x;
-    const int c = 4 * i;  // padded columns (c >= V) take no part
+    part4[i] = x;
+    const int c = c0 + 4 * i;  // padded columns (c >= V) take no part
     const float a = c < V ? x.x : -INFINITY, b = c + 1 < V ? x.y : -INFINITY, d = c + 2 < V ? x.z : -INFINITY,
                 e = c + 3 < V ? x.w : -INFINITY;
     const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
     if (mx > m) s *= __expf(m - mx), m = mx;
     s += __expf(a - m) + __expf(b - m) + __expf(d - m) + __expf(e - m);
   }
-  block_combine(m, s);  // its __syncthreads also publishes the row in shared memory
+  block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
+  combine_parts(m, s);
   const float lse = m + __logf(s), inv_n = 1.0f / N;
   const int target = targets[row];
-  const float* zs = reinterpret_cast<const float*>(row4);
-  if (threadIdx.x == 0) losses[row] = lse - zs[target];
-  for (int i = threadIdx.x; i < V4 / 2; i += kRowThreads) {
-    const float4 x0 = row4[2 * i], x1 = row4[2 * i + 1];
-    const int c = 8 * i;
+  const float* zs = reinterpret_cast<const float*>(part4);
+  if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
+  for (int i = threadIdx.x; i < P4 / 2; i += kPartThreads) {
+    const float4 x0 = part4[2 * i], x1 = part4[2 * i + 1];
+    const int c = c0 + 8 * i;
     float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float p = c + j < V ? __expf(g[j] - lse) : 0.0f;
-      g[j] = (p - (c + j == target ? 1.0f : 0.0f)) * inv_n;
+      for (int j = 0; j < 8; ++j) g[j] = __expf(g[j] - lse) * inv_n;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float p = c + j < V ? __expf(g[j] - lse) : 0.0f;
+        g[j] = (p - (c + j == target ? 1.0f : 0.0f)) * inv_n;
+      }
     }
     grad.store8(row * Vp + c, g);
   }
@@ -132,38 +165,47 @@ __global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* 
   }
 }
 
-int max_smem_per_block() {
-  static const int bytes = [] {
-    int dev = 0, v = 0;
+// The parts kernel's conditions: clusters (compute capability 9.0) and the shape.
+bool parts_fit(int Vp) {
+  static const bool hopper = [] {
+    int dev = 0, major = 0;
     cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    return v;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    return major >= 9;
   }();
-  return bytes;
+  return hopper && Vp % (8 * kParts) == 0 && Vp / kParts * 4 <= 200 * 1024;
 }
 
-bool row_fits(int Vp) { return Vp % 8 == 0 && std::size_t(Vp) * sizeof(float) <= std::size_t(max_smem_per_block()); }
-
 template <class Grad>
-void launch_row_in_smem(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp, cudaStream_t s) {
-  const int row_bytes = Vp * int(sizeof(float));
-  cudaFuncSetAttribute(cross_entropy_row_in_smem_kernel<Grad>, cudaFuncAttributeMaxDynamicSharedMemorySize, row_bytes);
-  cross_entropy_row_in_smem_kernel<Grad><<<N, kRowThreads, row_bytes, s>>>(losses, grad, logits, targets, N, V, Vp);
+void launch_parts(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp, cudaStream_t s) {
+  const int part_bytes = Vp / kParts * int(sizeof(float));
+  cudaFuncSetAttribute(cross_entropy_parts_kernel<Grad>, cudaFuncAttributeMaxDynamicSharedMemorySize, part_bytes);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(N * kParts));
+  cfg.blockDim = dim3(kPartThreads);
+  cfg.dynamicSmemBytes = std::size_t(part_bytes);
+  cfg.stream = s;
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = kParts, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
+  cfg.attrs = &cluster;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, cross_entropy_parts_kernel<Grad>, losses, grad, logits, targets, N, V, Vp);
 }
 
 }  // namespace
 
 void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
                                     cudaStream_t s) {
-  if (row_fits(Vp)) launch_row_in_smem(losses, Bf16Grad{dlogits}, logits, targets, N, V, Vp, s);
+  if (parts_fit(Vp)) launch_parts(losses, Bf16Grad{dlogits}, logits, targets, N, V, Vp, s);
   else cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, N, V, Vp);
 }
 
-bool cross_entropy_fp8_fits(int Vp) { return row_fits(Vp); }
+bool cross_entropy_fp8_fits(int Vp) { return parts_fit(Vp); }
 
 void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
                                         const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  launch_row_in_smem(losses, Fp8Grad{dlogits, scale, f, o, stats}, logits, targets, N, V, Vp, s);
+  launch_parts(losses, Fp8Grad{dlogits, scale, f, o, stats}, logits, targets, N, V, Vp, s);
 }
 
 }  // namespace fp8scope::model
