@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# On a GPU machine: where one training step's GPU time goes, kernel by kernel. Runs the
+# bench_step benchmarks matching each FILTER under Nsight Systems (or Nsight Compute, one
+# metric, when nsys is missing), sums each kernel's time by name and divides by the steps
+# (AdamW launches), largest first. Usage:
+#   scripts/profile-step.sh BUILD_DIR 'bf16_flash$' 'fp8_fused_flash$'
+set -uo pipefail
+build=${1:?usage: profile-step.sh BUILD_DIR FILTER ...}
+shift
+root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+tmp=$(mktemp -d)
+for f in "$@"; do
+  echo "== $f"
+  if command -v nsys >/dev/null; then
+    nsys profile -o "$tmp/p" --force-overwrite true -t cuda "$build/bench/bench_step" --benchmark_filter="$f" >/dev/null 2>&1
+    nsys stats -q --report cuda_gpu_kern_sum --format csv -o "$tmp/k" "$tmp/p.nsys-rep" >/dev/null 2>&1
+    "$python" "$root/scripts/kernel_table.py" nsys "$tmp"/k*.csv
+  else
+    timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw --launch-skip 1500 --launch-count 1500 \
+      "$build/bench/bench_step" --benchmark_filter="$f" --benchmark_min_time=0.01 >"$tmp/k.csv" 2>/dev/null
+    "$python" "$root/scripts/kernel_table.py" ncu "$tmp/k.csv"
+  fi
+done
+rm -rf "$tmp"
