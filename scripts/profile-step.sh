@@ -17,9 +17,9 @@ for f in "$@"; do
     nsys stats -q --report cuda_gpu_kern_sum --format csv -o "$tmp/k" "$tmp/p.nsys-rep" >/dev/null 2>&1
     "$python" "$root/scripts/kernel_table.py" nsys "$tmp"/k*.csv
   else
-    timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw --launch-skip 1500 --launch-count 1500 \
-      "$build/bench/bench_step" --benchmark_filter="$f" --benchmark_min_time=0.01 >"$tmp/k.csv" 2>/dev/null
-    "$python" "$root/scripts/kernel_table.py" ncu "$tmp/k.csv"
+    timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw --launch-skip 2500 --launch-count 2500 \
+      "$build/bench/bench_step" --benchmark_filter="$f" >"$tmp/k.csv" 2>"$tmp/err"
+    "$python" "$root/scripts/kernel_table.py" ncu "$tmp/k.csv" || { tail -5 "$tmp/err"; grep -v '^"' "$tmp/k.csv" | tail -5; }
   fi
 done
 rm -rf "$tmp"

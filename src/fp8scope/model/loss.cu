@@ -6,7 +6,6 @@
 
 #include <cooperative_groups.h>
 
-#include <algorithm>
 #include <cfloat>
 
 namespace fp8scope::model {
@@ -75,8 +74,8 @@ struct Fp8Grad {
 // per load) for the gradient pass; the parts' (max, sum) pairs are combined through
 // distributed shared memory, in part order, so every part has the same log-sum-exp. A whole
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
-// left the memory idle; quarter rows fit four blocks per SM at different phases.
-constexpr int kParts = 4, kPartThreads = 256;
+// left the memory idle; eighth rows fit up to eight blocks per SM at different phases.
+constexpr int kParts = 8, kPartThreads = 256;
 
 // Every part's (max, sum) combined, in part order, through distributed shared memory. Hopper
 // clusters: the host launches the parts kernel only there.
@@ -104,48 +103,43 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
                                                                           int N, int V, int Vp) {
   extern __shared__ float4 part4[];
   const int part = int(blockIdx.x % kParts);  // the block's rank in its cluster
+  const std::int64_t row = blockIdx.x / kParts;
   const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
-  const float inv_n = 1.0f / N;
-  const float* zs = reinterpret_cast<const float*>(part4);
+  const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
   grad.setup();
-  // A cluster per SM-load of rows, striding: the setup and the statistics' flush (atomics on
-  // one address) once per block, not once per row.
-  for (std::int64_t row = blockIdx.x / kParts; row < N; row += gridDim.x / kParts) {
-    const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
-    float m = -FLT_MAX, s = 0.0f;
+  float m = -FLT_MAX, s = 0.0f;
 #pragma unroll 4
-    for (int i = threadIdx.x; i < P4; i += kPartThreads) {
-      const float4 x = z[i];
-      part4[i] = x;
-      const int c = c0 + 4 * i;  // padded columns (c >= V) take no part
-      const float a = c < V ? x.x : -INFINITY, b = c + 1 < V ? x.y : -INFINITY, d = c + 2 < V ? x.z : -INFINITY,
-                  e = c + 3 < V ? x.w : -INFINITY;
-      const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-      if (mx > m) s *= __expf(m - mx), m = mx;
-      s += __expf(a - m) + __expf(b - m) + __expf(d - m) + __expf(e - m);
-    }
-    block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
-    combine_parts(m, s);
-    const float lse = m + __logf(s);
-    const int target = targets[row];
-    if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
-    for (int i = threadIdx.x; i < P4 / 2; i += kPartThreads) {
-      const float4 x0 = part4[2 * i], x1 = part4[2 * i + 1];
-      const int c = c0 + 8 * i;
-      float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-      if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
+  for (int i = threadIdx.x; i < P4; i += kPartThreads) {
+    const float4 x = z[i];
+    part4[i] = x;
+    const int c = c0 + 4 * i;  // padded columns (c >= V) take no part
+    const float a = c < V ? x.x : -INFINITY, b = c + 1 < V ? x.y : -INFINITY, d = c + 2 < V ? x.z : -INFINITY,
+                e = c + 3 < V ? x.w : -INFINITY;
+    const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
+    if (mx > m) s *= __expf(m - mx), m = mx;
+    s += __expf(a - m) + __expf(b - m) + __expf(d - m) + __expf(e - m);
+  }
+  block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
+  combine_parts(m, s);
+  const float lse = m + __logf(s), inv_n = 1.0f / N;
+  const int target = targets[row];
+  const float* zs = reinterpret_cast<const float*>(part4);
+  if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
+  for (int i = threadIdx.x; i < P4 / 2; i += kPartThreads) {
+    const float4 x0 = part4[2 * i], x1 = part4[2 * i + 1];
+    const int c = c0 + 8 * i;
+    float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
 #pragma unroll
-        for (int j = 0; j < 8; ++j) g[j] = __expf(g[j] - lse) * inv_n;
-      } else {
+      for (int j = 0; j < 8; ++j) g[j] = __expf(g[j] - lse) * inv_n;
+    } else {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const float p = c + j < V ? __expf(g[j] - lse) : 0.0f;
-          g[j] = (p - (c + j == target ? 1.0f : 0.0f)) * inv_n;
-        }
+      for (int j = 0; j < 8; ++j) {
+        const float p = c + j < V ? __expf(g[j] - lse) : 0.0f;
+        g[j] = (p - (c + j == target ? 1.0f : 0.0f)) * inv_n;
       }
-      grad.store8(row * Vp + c, g);
     }
-    __syncthreads();  // the next row overwrites the part
+    grad.store8(row * Vp + c, g);
   }
   grad.finish();
 }
@@ -186,14 +180,8 @@ template <class Grad>
 void launch_parts(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp, cudaStream_t s) {
   const int part_bytes = Vp / kParts * int(sizeof(float));
   cudaFuncSetAttribute(cross_entropy_parts_kernel<Grad>, cudaFuncAttributeMaxDynamicSharedMemorySize, part_bytes);
-  // As many clusters as fit on the GPU at once (the rows stride over them).
-  int dev = 0, sms = 0, per_sm = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cross_entropy_parts_kernel<Grad>, kPartThreads, std::size_t(part_bytes));
-  const int clusters = std::max(1, std::min(N, sms * std::max(per_sm, 1) / kParts));
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(clusters * kParts));
+  cfg.gridDim = dim3(unsigned(N * kParts));
   cfg.blockDim = dim3(kPartThreads);
   cfg.dynamicSmemBytes = std::size_t(part_bytes);
   cfg.stream = s;
