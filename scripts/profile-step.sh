@@ -3,7 +3,7 @@
 # bench_step benchmarks matching each FILTER under Nsight Systems (or Nsight Compute, one
 # metric, when nsys is missing), sums each kernel's time by name and divides by the steps
 # (AdamW launches), largest first. Usage:
-#   scripts/profile-step.sh BUILD_DIR 'bf16_flash$' 'fp8_fused_flash$'
+#   scripts/profile-step.sh BUILD_DIR 'bf16_flash/' 'fp8_fused_flash/'
 set -uo pipefail
 build=${1:?usage: profile-step.sh BUILD_DIR FILTER ...}
 shift
@@ -17,7 +17,7 @@ for f in "$@"; do
     nsys stats -q --report cuda_gpu_kern_sum --format csv -o "$tmp/k" "$tmp/p.nsys-rep" >/dev/null 2>&1
     "$python" "$root/scripts/kernel_table.py" nsys "$tmp"/k*.csv
   else
-    timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw --launch-skip 2500 --launch-count 2500 \
+    timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw --launch-skip 2100 --launch-count 1400 \
       "$build/bench/bench_step" --benchmark_filter="$f" >"$tmp/k.csv" 2>"$tmp/err"
     "$python" "$root/scripts/kernel_table.py" ncu "$tmp/k.csv" || { tail -5 "$tmp/err"; grep -v '^"' "$tmp/k.csv" | tail -5; }
   fi

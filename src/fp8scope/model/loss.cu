@@ -74,8 +74,8 @@ struct Fp8Grad {
 // per load) for the gradient pass; the parts' (max, sum) pairs are combined through
 // distributed shared memory, in part order, so every part has the same log-sum-exp. A whole
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
-// left the memory idle; eighth rows fit up to eight blocks per SM at different phases.
-constexpr int kParts = 8, kPartThreads = 256;
+// left the memory idle; quarter rows fit four blocks per SM at different phases (eighths: slower).
+constexpr int kParts = 4, kPartThreads = 256;
 
 // Every part's (max, sum) combined, in part order, through distributed shared memory. Hopper
 // clusters: the host launches the parts kernel only there.
