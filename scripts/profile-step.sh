@@ -2,7 +2,7 @@
 # On a GPU machine: where one training step's GPU time goes, kernel by kernel. Runs the
 # bench_step benchmarks matching each FILTER under Nsight Systems (or Nsight Compute, one
 # metric, when nsys is missing), sums each kernel's time by name and divides by the steps
-# (AdamW launches), largest first. Usage:
+# (cross-entropy launches), largest first. Usage:
 #   scripts/profile-step.sh BUILD_DIR 'bf16_flash/' 'fp8_fused_flash/'
 set -uo pipefail
 build=${1:?usage: profile-step.sh BUILD_DIR FILTER ...}
