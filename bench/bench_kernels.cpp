@@ -117,15 +117,15 @@ void bm_gelu_cast(benchmark::State& state, bool backward) {
   report(state, s, double(n) * (backward ? 6 : 4));
 }
 
-enum class LnMode { forward, forward_fp8, forward_fp8_transpose, backward };
+enum class LnMode { forward, forward_fp8, backward };
 
 void bm_layernorm(benchmark::State& state, LnMode mode) {
   if (skip(state)) return;
   auto x = random_bf16(N * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2), dx = random_bf16(N * C, 1.0f, 3);
   auto w = random_bf16(C, 1.0f, 4), b = random_bf16(C, 1.0f, 5), out = random_bf16(N * C, 1.0f, 6);
   core::DeviceBuffer mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
-  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C)),
-      out8_t(std::size_t(N * C)), scale(4), stats(sizeof(fp8::CastStats));
+  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C)), scale(4),
+      stats(sizeof(fp8::CastStats));
   const float sc = 100.0f;
   FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
@@ -142,17 +142,15 @@ void bm_layernorm(benchmark::State& state, LnMode mode) {
                                  C, bench::stream());
         break;
       case LnMode::forward_fp8:  // statistics zeroed once, outside the timed launches
-      case LnMode::forward_fp8_transpose:
-        model::layernorm_forward_fp8(out8.as<std::uint8_t>(), mode == LnMode::forward_fp8 ? nullptr : out8_t.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(),
+        model::layernorm_forward_fp8(out8.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(),
                                      b.as<bf16>(), int(N), C, scale.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
                                      stats.as<fp8::CastStats>(), bench::stream());
         break;
     }
   });
-  // Bytes: x (+ dy, and dx read and written, for backward), the output(s), mean and rstd.
+  // Bytes: x (+ dy, and dx read and written, for backward), the output, mean and rstd.
   const double rows = double(N) * 8;
-  const double per_elem = mode == LnMode::backward ? 8 : mode == LnMode::forward ? 4 : mode == LnMode::forward_fp8 ? 3 : 4;
-  report(state, s, double(N) * C * per_elem + rows);
+  report(state, s, mode == LnMode::backward ? double(N) * C * 8 + rows : double(N) * C * (mode == LnMode::forward ? 4 : 3) + rows);
 }
 
 void bm_gelu(benchmark::State& state, bool backward) {
@@ -265,7 +263,6 @@ int main(int argc, char** argv) {
   reg("gelu_fp8/backward_cast_transpose_dbias", [](benchmark::State& s) { bm_gelu_cast(s, true); });
   reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });
   reg("layernorm/forward_fp8", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward_fp8); });
-  reg("layernorm/forward_fp8_transpose", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward_fp8_transpose); });
   reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });
   reg("gelu/forward", [](benchmark::State& s) { bm_gelu(s, false); });
   reg("gelu/backward", [](benchmark::State& s) { bm_gelu(s, true); });

@@ -3,8 +3,7 @@
 // next tile runs): FP8 codes (row-major and transposed) and statistics must be identical; the
 // bias gradient taken from the tile loop is an FP32 sum of BF16 values, checked against a
 // double sum with a bound of rows * 2^-24 times the sum of magnitudes (FP32 rounding per add).
-// Also the loss kernel that writes the LM head's FP8 gradient, and the FP8 LayerNorm that
-// writes its transpose.
+// Also the loss kernel that writes the LM head's FP8 gradient.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/model/kernels.cuh"
@@ -199,41 +198,6 @@ TEST_P(CastFusedGpu, CrossEntropyFp8EqualsTheLossThenTheCast) {
   EXPECT_EQ(a.nonfinite_out, b.nonfinite_out);
   EXPECT_GT(a.underflow, 0u);
   if (f == Format::e4m3) EXPECT_GT(a.saturated, 0u);
-}
-
-// LayerNorm to FP8 with the transpose written in the same pass equals the plain FP8 LayerNorm
-// followed by the byte transpose: codes, transposed codes, statistics, mean and rstd. 17008
-// rows are 532 tiles of 32 (more than the capped grid, so blocks stride; the last tile holds 16
-// rows) and 776 channels leave the last lane group of each 256 partly empty.
-TEST_P(CastFusedGpu, LayerNormFp8TransposeEqualsLayerNormThenTranspose) {
-  FP8SCOPE_REQUIRE_GPU();
-  const Format f = GetParam();
-  const int N = 17008, C = 776;
-  const std::size_t n = std::size_t(N) * C;
-  auto x = upload(normal_bf16(n, 3.0f, 21)), w = upload(normal_bf16(C, 1.0f, 22)), b = upload(normal_bf16(C, 1.0f, 23));
-  const float scale = 120.0f;  // values beyond ~3.7 saturate in E4M3
-  core::DeviceBuffer sc(4), o1(n), t1(n), o2(n), t2(n), m1(N * 4), r1(N * 4), m2(N * 4), r2(N * 4), s1(sizeof(fp8::CastStats)),
-      s2(sizeof(fp8::CastStats));
-  cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
-  cudaMemset(s1.get(), 0, s1.size());
-  cudaMemset(s2.get(), 0, s2.size());
-  using bf = __nv_bfloat16;
-  model::layernorm_forward_fp8(o1.as<std::uint8_t>(), t1.as<std::uint8_t>(), m1.as<float>(), r1.as<float>(), x.as<bf>(), w.as<bf>(),
-                               b.as<bf>(), N, C, sc.as<float>(), f, Overflow::satfinite, s1.as<fp8::CastStats>(), nullptr);
-  model::layernorm_forward_fp8(o2.as<std::uint8_t>(), nullptr, m2.as<float>(), r2.as<float>(), x.as<bf>(), w.as<bf>(), b.as<bf>(), N, C,
-                               sc.as<float>(), f, Overflow::satfinite, s2.as<fp8::CastStats>(), nullptr);
-  fp8::transpose_fp8(t2.as<std::uint8_t>(), o2.as<std::uint8_t>(), N, C, nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  EXPECT_EQ(download<std::uint8_t>(o1, n), download<std::uint8_t>(o2, n)) << "row-major codes differ";
-  EXPECT_EQ(download<std::uint8_t>(t1, n), download<std::uint8_t>(t2, n)) << "transposed codes differ";
-  EXPECT_EQ(download<float>(m1, N), download<float>(m2, N));
-  EXPECT_EQ(download<float>(r1, N), download<float>(r2, N));
-  const auto a1 = download<fp8::CastStats>(s1, 1)[0], a2 = download<fp8::CastStats>(s2, 1)[0];
-  EXPECT_EQ(a1.amax, a2.amax);
-  EXPECT_EQ(a1.saturated, a2.saturated);
-  EXPECT_EQ(a1.underflow, a2.underflow);
-  EXPECT_EQ(a1.nonfinite_out, a2.nonfinite_out);
-  if (f == Format::e4m3) EXPECT_GT(a1.saturated, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CastFusedGpu, ::testing::Values(Format::e4m3, Format::e5m2),

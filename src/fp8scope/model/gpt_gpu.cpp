@@ -347,9 +347,9 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     mark("layernorm");
     if (fuse_qkv) {  // LayerNormLinear: the LayerNorm writes qkv's FP8 input and its transpose
       const int si = saved(l, 0).si;
-      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), saved(l, 0).x_t.as<std::uint8_t>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x,
-                            weight(off_[h + "ln1_w"]), weight(off_[h + "ln1_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
-                            fp8_->stats(si), stream_);
+      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
+                            weight(off_[h + "ln1_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+      fp8::transpose_fp8(saved(l, 0).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
     } else {
       layernorm_forward(a.ln1.as<bf16>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
                         weight(off_[h + "ln1_b"]), N, C, stream_);
@@ -368,9 +368,10 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     mark("layernorm");
     if (fuse_fc1) {
       const int si = saved(l, 2).si;
-      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), saved(l, 2).x_t.as<std::uint8_t>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(),
-                            a.x_mid.as<bf16>(), weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si),
+      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
+                            weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si),
                             fp8_->overflow(), fp8_->stats(si), stream_);
+      fp8::transpose_fp8(saved(l, 2).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
     } else {
       layernorm_forward(a.ln2.as<bf16>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
                         weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, stream_);

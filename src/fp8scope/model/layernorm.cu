@@ -17,61 +17,10 @@ __device__ float warp_sum(float v) {
   return v;
 }
 
-// A row's mean and 1/std from its values (one warp per row, each lane owning 8 consecutive
-// channels per 256, kept packed as BF16: half the registers of FP32 copies), then
-// emit(c0, y) for each of the lane's groups with y = (x - mean) * rstd * w + b.
-template <int kVecs, class Emit>
-__device__ __forceinline__ void normalize_row(const uint4 (&xr)[kVecs], const bf16* w, const bf16* b, int C, float& m, float& r, Emit&& emit) {
-  const int lane = threadIdx.x % 32;
-  float s = 0;
-#pragma unroll
-  for (int j = 0; j < kVecs; ++j)
-    if ((lane + 32 * j) * 8 < C) {
-      float v[8];
-      fp8::unpack8(xr[j], v);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) s += v[e];
-    }
-  m = warp_sum(s) / C;
-  float var = 0;
-#pragma unroll
-  for (int j = 0; j < kVecs; ++j)
-    if ((lane + 32 * j) * 8 < C) {
-      float v[8];
-      fp8::unpack8(xr[j], v);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) var += (v[e] - m) * (v[e] - m);
-    }
-  r = rsqrtf(warp_sum(var) / C + kEps);
-#pragma unroll
-  for (int j = 0; j < kVecs; ++j) {
-    const int c0 = (lane + 32 * j) * 8;
-    if (c0 >= C) continue;
-    uint4 rw = *reinterpret_cast<const uint4*>(w + c0), rb = *reinterpret_cast<const uint4*>(b + c0);
-    float xv[8], wv[8], bv[8];
-    fp8::unpack8(xr[j], xv);
-    fp8::unpack8(rw, wv);
-    fp8::unpack8(rb, bv);
-    float y[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) y[e] = (xv[e] - m) * r * wv[e] + bv[e];
-    emit(c0, y);
-  }
-}
-
-// Starts loading a row's lane groups (C % 8 == 0, C <= 256 * kVecs; 16-byte loads).
-template <int kVecs>
-__device__ __forceinline__ void load_row(uint4 (&x)[kVecs], const bf16* inp, std::int64_t row, int C) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int j = 0; j < kVecs; ++j)
-    if ((lane + 32 * j) * 8 < C) x[j] = *reinterpret_cast<const uint4*>(inp + row * C + (lane + 32 * j) * 8);
-}
-
-// Forward, one warp per row. kFp8: write out8 (y * scale in FP8, with the cast's statistics)
-// instead of out (BF16). The loop over rows is a grid stride so that every thread reaches the
-// flush, which needs the whole block; a warp that walks several rows (the FP8 launch's capped
-// grid) loads the next row while it normalises this one.
+// Forward: one warp per row, each lane owns 8 consecutive channels per 256 (16-byte loads;
+// C % 8 == 0, C <= 256 * kVecs), x read once into registers. kFp8: write out8 (y * scale in
+// FP8, with the cast's statistics) instead of out (BF16). The loop over rows is a grid stride
+// so that every thread reaches the flush, which needs the whole block.
 template <int kVecs, bool kFp8>
 __global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
                                              const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
@@ -80,19 +29,59 @@ __global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out
   const float scale = kFp8 ? *scale_ptr : 0.0f;
   const fp8::CastThresholds th = kFp8 ? fp8::cast_thresholds(scale, f) : fp8::CastThresholds{};
   fp8::MagnitudeStats st;
+  // The row stays packed (BF16) in registers and is unpacked for each pass: half the registers
+  // of FP32 copies. A warp that walks several rows (the FP8 launch's capped grid) loads the
+  // next row while it normalises this one.
   const int stride = gridDim.x * rows_per_block;
   uint4 next[kVecs];
+  auto load_row = [&](int row) {
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j)
+      if ((lane + 32 * j) * 8 < C) next[j] = *reinterpret_cast<const uint4*>(inp + std::int64_t(row) * C + (lane + 32 * j) * 8);
+  };
   int row = blockIdx.x * rows_per_block + threadIdx.x / 32;
-  if (row < N) load_row(next, inp, row, C);
+  if (row < N) load_row(row);
   for (; row < N; row += stride) {
     const std::int64_t base = std::int64_t(row) * C;
     uint4 xr[kVecs];
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) xr[j] = next[j];
-    if (row + stride < N) load_row(next, inp, row + stride, C);
-    float m, r;
-    normalize_row(xr, w, b, C, m, r, [&](int c0, const float (&y)[8]) {
-      if constexpr (kFp8) {
+    if (row + stride < N) load_row(row + stride);
+    float s = 0;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int c0 = (lane + 32 * j) * 8;
+      if (c0 < C) {
+        float v[8];
+        fp8::unpack8(xr[j], v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s += v[e];
+      }
+    }
+    const float m = warp_sum(s) / C;
+    float var = 0;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j)
+      if ((lane + 32 * j) * 8 < C) {
+        float v[8];
+        fp8::unpack8(xr[j], v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) var += (v[e] - m) * (v[e] - m);
+      }
+    const float r = rsqrtf(warp_sum(var) / C + kEps);
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int c0 = (lane + 32 * j) * 8;
+      if (c0 >= C) continue;
+      uint4 rw = *reinterpret_cast<const uint4*>(w + c0), rb = *reinterpret_cast<const uint4*>(b + c0);
+      float xv[8], wv[8], bv[8];
+      fp8::unpack8(xr[j], xv);
+      fp8::unpack8(rw, wv);
+      fp8::unpack8(rb, bv);
+      float y[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) y[e] = (xv[e] - m) * r * wv[e] + bv[e];
+      if (kFp8) {
         *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32(y, scale, f, o, th, st);
       } else {
         uint4 res;
@@ -101,86 +90,13 @@ __global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out
         for (int e = 0; e < 8; ++e) ov[e] = __float2bfloat16(y[e]);
         *reinterpret_cast<uint4*>(out + base + c0) = res;
       }
-    });
+    }
     if (lane == 0) {
       mean[row] = m;
       rstd[row] = r;
     }
   }
   if (kFp8) fp8::flush_block(st.local(), stats);
-}
-
-// Forward to FP8 that also writes the transpose out_t [C][N] (the linear's wgrad operand), so
-// no separate transpose reads the FP8 output back. A block takes tiles of kTRows rows (capped
-// grid, striding), each of its kTWarps warps normalising kTRows / kTWarps rows with the next
-// row's loads in flight (four warps: with about 80 registers the 512 tiles of GPT-2 124M fit
-// the GPU in one wave); the codes also go to a shared-memory tile (row stride C + 4 bytes: a column's bytes
-// fall in different banks), which is then written column by column, 8 rows (8 bytes) per store,
-// after a 4 x 4 byte transpose in registers. Needs N % 8 == 0 and C % 8 == 0.
-constexpr int kTRows = 32, kTWarps = 4;
-
-template <int kVecs>
-__global__ void __launch_bounds__(kTWarps * 32) layernorm_forward_fp8_transpose_kernel(std::uint8_t* out8, std::uint8_t* out_t, float* mean, float* rstd,
-                                                                             const bf16* inp, const bf16* w, const bf16* b, int N, int C,
-                                                                             const float* scale_ptr, fp8::Format f, fp8::Overflow o,
-                                                                             fp8::CastStats* stats) {
-  extern __shared__ std::uint32_t tile[];  // [kTRows][(C + 4) / 4] words
-  constexpr int kRowsPerWarp = kTRows / kTWarps;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, ldw = C / 4 + 1;
-  const float scale = *scale_ptr;
-  const fp8::CastThresholds th = fp8::cast_thresholds(scale, f);
-  fp8::MagnitudeStats st;
-  const int tiles = (N + kTRows - 1) / kTRows;
-  auto first_row = [&](int t) { return t * kTRows + warp * kRowsPerWarp; };
-  uint4 next[kVecs];
-  int t = blockIdx.x;
-  if (t < tiles && first_row(t) < N) load_row(next, inp, first_row(t), C);
-  for (; t < tiles; t += gridDim.x) {
-    for (int k = 0; k < kRowsPerWarp; ++k) {
-      const int row = first_row(t) + k;
-      if (row >= N) break;
-      uint4 xr[kVecs];
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) xr[j] = next[j];
-      const int after = k + 1 < kRowsPerWarp ? row + 1 : first_row(t + int(gridDim.x));
-      if (after < N && (k + 1 < kRowsPerWarp || t + int(gridDim.x) < tiles)) load_row(next, inp, after, C);
-      const std::int64_t base = std::int64_t(row) * C;
-      std::uint32_t* trow = tile + (warp * kRowsPerWarp + k) * ldw;
-      float m, r;
-      normalize_row(xr, w, b, C, m, r, [&](int c0, const float (&y)[8]) {
-        const uint2 q = fp8::cast8_f32(y, scale, f, o, th, st);
-        *reinterpret_cast<uint2*>(out8 + base + c0) = q;
-        trow[c0 / 4] = q.x, trow[c0 / 4 + 1] = q.y;
-      });
-      if (lane == 0) {
-        mean[row] = m;
-        rstd[row] = r;
-      }
-    }
-    __syncthreads();
-    // Column groups of 4 x row groups of 8: 8 words in, 4 columns of 8 bytes out.
-    const int row0 = t * kTRows, groups = C / 4;
-    for (int item = threadIdx.x; item < groups * (kTRows / 8); item += blockDim.x) {
-      const int g = item % groups, r8 = (item / groups) * 8;
-      if (row0 + r8 >= N) continue;  // N % 8 == 0: a row group is whole or absent
-      std::uint32_t wd[8];
-#pragma unroll
-      for (int k = 0; k < 8; ++k) wd[k] = tile[(r8 + k) * ldw + g];
-      std::uint32_t col[2][4];  // [rows 0-3 | 4-7][column]
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const std::uint32_t t0 = __byte_perm(wd[4 * h], wd[4 * h + 1], 0x5140), t1 = __byte_perm(wd[4 * h], wd[4 * h + 1], 0x7362);
-        const std::uint32_t t2 = __byte_perm(wd[4 * h + 2], wd[4 * h + 3], 0x5140), t3 = __byte_perm(wd[4 * h + 2], wd[4 * h + 3], 0x7362);
-        col[h][0] = __byte_perm(t0, t2, 0x5410), col[h][1] = __byte_perm(t0, t2, 0x7632);
-        col[h][2] = __byte_perm(t1, t3, 0x5410), col[h][3] = __byte_perm(t1, t3, 0x7632);
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        *reinterpret_cast<uint2*>(out_t + std::int64_t(4 * g + i) * N + row0 + r8) = make_uint2(col[0][i], col[1][i]);
-    }
-    __syncthreads();  // the next tile overwrites the shared tile
-  }
-  fp8::flush_block(st.local(), stats);
 }
 
 // Checked before any GPU work by check_train_point; a direct caller that breaks it stops here.
@@ -313,30 +229,9 @@ void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, con
   launch_forward<false>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, fp8::Format::e4m3, fp8::Overflow::satfinite, nullptr, s);
 }
 
-void layernorm_forward_fp8(std::uint8_t* out, std::uint8_t* out_t, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b,
-                           int N, int C, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  if (!out_t) {
-    launch_forward<true>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, f, o, stats, s);
-    return;
-  }
-  if (!fp8::tile_cast_fits(N, C)) {  // any other shape: the plain kernel, then the byte transpose
-    launch_forward<true>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, f, o, stats, s);
-    fp8::transpose_fp8(out_t, out, N, C, s);
-    return;
-  }
-  check_width(C);
-  const std::size_t smem = std::size_t(kTRows) * (C + 4);
-  const unsigned grid = fp8::cast_blocks((N + kTRows - 1) / kTRows, 1);
-  auto run = [&](auto kernel) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    kernel<<<grid, kTWarps * 32, smem, s>>>(out, out_t, mean, rstd, inp, w, b, N, C, scale, f, o, stats);
-  };
-  switch ((C + 255) / 256) {
-    case 1: run(layernorm_forward_fp8_transpose_kernel<1>); return;
-    case 2: run(layernorm_forward_fp8_transpose_kernel<2>); return;
-    case 3: run(layernorm_forward_fp8_transpose_kernel<3>); return;
-    default: run(layernorm_forward_fp8_transpose_kernel<4>); return;
-  }
+void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
+                           const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+  launch_forward<true>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, f, o, stats, s);
 }
 
 std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64_t(backward_blocks(N)) * 2 * C; }
