@@ -17,7 +17,7 @@ for f in "$@"; do
     nsys stats -q --report cuda_gpu_kern_sum --format csv -o "$tmp/k" "$tmp/p.nsys-rep" >/dev/null 2>&1
     "$python" "$root/scripts/kernel_table.py" nsys "$tmp"/k*.csv
   else
-    timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw --launch-skip 2100 --launch-count 1400 \
+    timeout 400 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw --launch-count 12000 \
       "$build/bench/bench_step" --benchmark_filter="$f" >"$tmp/k.csv" 2>"$tmp/err"
     "$python" "$root/scripts/kernel_table.py" ncu "$tmp/k.csv" || { tail -5 "$tmp/err"; grep -v '^"' "$tmp/k.csv" | tail -5; }
   fi
