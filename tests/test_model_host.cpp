@@ -311,3 +311,22 @@ TEST(TrainReport, Fp8AgainstTheBf16RunOfTheSameSetup) {
   EXPECT_NE(md.find("FP8 minus its BF16 twin"), std::string::npos) << md;
   EXPECT_NE(md.find("| +1.00 | -2.50 | -2.00 |"), std::string::npos) << md;  // gelu, matmul, step
 }
+
+// With step-time quartiles on both sides, "vs BF16" also gives the range they allow.
+TEST(TrainReport, Fp8RatioCarriesTheQuartileRange) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "spread"}};
+  auto rec = [](const char* precision, double tps, double q1, double q3) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
+                    {"precision", precision}, {"attention", "flash"}};
+    core::Record r = core::make_record(precision, p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 16384e3 / tps}};
+    r.data["timing"] = {{"q1", q1}, {"q3", q3}, {"rel_iqr", (q3 - q1) / (16384e3 / tps)}};
+    return r;
+  };
+  f.records = {rec("bf16", 442109.0, 36.66, 37.50), rec("fp8", 525734.0, 30.88, 31.46)};
+  report::ReportOptions opt;
+  opt.results.push_back({"spread.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.189x (1.165-1.214)"), std::string::npos) << md;  // 36.66 / 31.46, 37.50 / 30.88
+}

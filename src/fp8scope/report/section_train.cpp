@@ -21,6 +21,15 @@ std::string run_label(const json& p) {
 double m(const core::Record& r, const char* k) {
   return r.data.contains("metrics") && r.data["metrics"].contains(k) ? r.data["metrics"][k].get<double>() : NAN;
 }
+// An FP8 run's tokens/s over its BF16 twin's (the ratio of the median steps), and in brackets
+// the range the steps' quartiles allow: BF16 q1 / FP8 q3 to BF16 q3 / FP8 q1.
+std::string vs_bf16(const core::Record& fp8, const core::Record& bf16) {
+  std::string s = fmt::format("{:.3f}x", m(fp8, "tokens_per_s") / m(bf16, "tokens_per_s"));
+  const json f = fp8.data.value("timing", json::object()), b = bf16.data.value("timing", json::object());
+  const double fq1 = f.value("q1", NAN), fq3 = f.value("q3", NAN), bq1 = b.value("q1", NAN), bq3 = b.value("q3", NAN);
+  if (fq1 > 0 && fq3 > 0 && bq1 > 0 && bq3 > 0) s += fmt::format(" ({:.3f}-{:.3f})", bq1 / fq3, bq3 / fq1);
+  return s;
+}
 }  // namespace
 
 json train_section(const ReportInput& in, const ReportInput* peer) {
@@ -80,7 +89,12 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
     }
     return nullptr;
   };
-  if (any_fp8) t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
+  if (any_fp8) {
+    t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
+    sec["text"].push_back(
+        "vs BF16: an FP8 run's tokens/s over the BF16 run of the same model, attention kernels and GPU count in this file (the same "
+        "run of the probe); in brackets the range its step-time quartiles allow (BF16 q1 / FP8 q3 to BF16 q3 / FP8 q1).");
+  }
   if (any_dp) t.columns.insert(t.columns.begin() + 8, "scaling");
   for (auto& r : in.file.records) {
     const std::string label = label_of(r.params);
@@ -100,7 +114,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
         if (o.contains("overhead_at_interval"))
           overhead += fmt::format(", {:+.1f}% every {}", 100 * o["overhead_at_interval"].get<double>(), o.value("interval", 0));
       }
-      row.insert(row.begin() + 8, {b ? fmt::format("{:.3f}x", m(r, "tokens_per_s") / m(*b, "tokens_per_s")) : "-", overhead});
+      row.insert(row.begin() + 8, {b ? vs_bf16(r, *b) : "-", overhead});
     }
     if (any_dp) {
       const int ranks = r.params.value("ranks", 1);
