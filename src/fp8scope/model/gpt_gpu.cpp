@@ -192,13 +192,11 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
 // dx = dgrad:  TN, m=IC, n=N, k=OC, A = W^T [IC][OC], B = dy [N][OC]
 // dW += wgrad: TN, m=IC, n=OC, k=N,  A = x^T [IC][N],  B = dy^T [OC][N]
 // db[OC] += sum_n dy[n, :] from the high-precision gradient, as FP8 frameworks do.
-bool GpuGpt::fuses_loss_cast() const {
-  return fp8_linear(4) && fp8_->config().recipe.scaling != fp8::Scaling::current && cross_entropy_fp8_fits(cfg_.padded_vocab());
-}
+bool GpuGpt::scale_before_cast() const { return fp8_ && fp8_->config().recipe.scaling != fp8::Scaling::current; }
 
-bool GpuGpt::fuses_dgelu() const {
-  return fp8_linear(2) && fp8_->config().recipe.scaling != fp8::Scaling::current && fp8::tile_cast_fits(B_ * T_, 4 * cfg_.d_model);
-}
+bool GpuGpt::fuses_loss_cast() const { return fp8_linear(4) && scale_before_cast() && cross_entropy_fp8_fits(cfg_.padded_vocab()); }
+
+bool GpuGpt::fuses_dgelu() const { return fp8_linear(2) && scale_before_cast() && fp8::tile_cast_fits(B_ * T_, 4 * cfg_.d_model); }
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                              int IC, int OC, const bf16* gelu_pre, bool dy_ready) {

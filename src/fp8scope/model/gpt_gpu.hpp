@@ -76,12 +76,14 @@ class GpuGpt {
   // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                        int IC, int OC, const bf16* gelu_pre = nullptr, bool dy_ready = false);
+  // Whether a gradient's scale is known before its BF16 values exist (not current scaling,
+  // which measures them first): what casting inside the kernel that computes them needs.
+  bool scale_before_cast() const;
   // Whether the loss kernel writes the FP8 LM head's gradient directly (with its cast's
-  // statistics): needs the scale before the loss (not current scaling) and the loss's fast path.
+  // statistics): scale_before_cast() and the loss's fast path.
   bool fuses_loss_cast() const;
-  // Whether fc1's FP8 backward takes the GELU backward into its gradient cast: needs the
-  // scale before the cast (delayed scaling; current scaling measures the BF16 gradient
-  // first) and the tile loop's shapes.
+  // Whether fc1's FP8 backward takes the GELU backward into its gradient cast:
+  // scale_before_cast() and the tile loop's shapes.
   bool fuses_dgelu() const;
   bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(linear_names()[std::size_t(which)]); }
   // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for
