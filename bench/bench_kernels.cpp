@@ -45,6 +45,19 @@ core::DeviceBuffer random_f32(std::int64_t n, float scale, std::uint64_t seed) {
   return b;
 }
 
+// A cast's device-side scale (set once) and statistics. The statistics accumulate over the
+// iterations (amax is a max, the counts are 64-bit), so they are zeroed once, outside the
+// timed launches.
+struct CastTarget {
+  core::DeviceBuffer scale{4}, stats{sizeof(fp8::CastStats)};
+  explicit CastTarget(float sc) {
+    FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
+    FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  }
+  const float* s() const { return scale.as<float>(); }
+  fp8::CastStats* st() const { return stats.as<fp8::CastStats>(); }
+};
+
 void bm_copy(benchmark::State& state) {
   if (skip(state)) return;
   const std::size_t bytes = 1u << 30;
@@ -61,27 +74,23 @@ void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
   if (skip(state)) return;
   const std::int64_t n = N * cols;
   auto in = random_bf16(n, 1.0f, 1);
-  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n)), scale(4), stats(sizeof(fp8::CastStats));
+  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n));
   core::DeviceBuffer partial(std::size_t(fp8::dbias_partial_floats(int(N), int(cols))) * 4), dbias(std::size_t(cols) * 4);
-  const float sc = 100.0f;
-  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
-  // The statistics accumulate over the iterations (amax is a max, the counts are 64-bit), so
-  // they are zeroed once, outside the timed launches.
-  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  const CastTarget c(100.0f);
   const auto f = fp8::Format::e4m3;
   const auto o = fp8::Overflow::satfinite;
   const double s = bench::run_timed(state, [&] {
     switch (mode) {
       case CastMode::plain:
-        fp8::quantize(out.as<std::uint8_t>(), in.as<bf16>(), n, scale.as<float>(), f, o, stats.as<fp8::CastStats>(), bench::stream());
+        fp8::quantize(out.as<std::uint8_t>(), in.as<bf16>(), n, c.s(), f, o, c.st(), bench::stream());
         break;
       case CastMode::transpose:
-        fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<bf16>(), int(N), int(cols), scale.as<float>(), f, o,
-                                stats.as<fp8::CastStats>(), bench::stream());
+        fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<bf16>(), int(N), int(cols), c.s(), f, o, c.st(),
+                                bench::stream());
         break;
       case CastMode::transpose_dbias:
         fp8::quantize_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), in.as<bf16>(), int(N),
-                                      int(cols), scale.as<float>(), f, o, stats.as<fp8::CastStats>(), bench::stream());
+                                      int(cols), c.s(), f, o, c.st(), bench::stream());
         model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), int(cols), int(cols),
                               bench::stream());
         break;
@@ -98,20 +107,17 @@ void bm_gelu_cast(benchmark::State& state, bool backward) {
   const int cols = 4 * C;
   const std::int64_t n = N * cols;
   auto x = random_bf16(n, 1.0f, 1), dy = random_bf16(n, 1e-3f, 2);
-  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n)), scale(4), stats(sizeof(fp8::CastStats));
+  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n));
   core::DeviceBuffer partial(std::size_t(fp8::dbias_partial_floats(int(N), cols)) * 4), dbias(std::size_t(cols) * 4);
-  const float sc = backward ? 1e4f : 100.0f;
-  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  const CastTarget c(backward ? 1e4f : 100.0f);
   const double s = bench::run_timed(state, [&] {
     if (backward) {
       model::dgelu_cast_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), dy.as<bf16>(), x.as<bf16>(),
-                                        int(N), cols, scale.as<float>(), fp8::Format::e5m2, fp8::Overflow::satfinite,
-                                        stats.as<fp8::CastStats>(), bench::stream());
+                                        int(N), cols, c.s(), fp8::Format::e5m2, fp8::Overflow::satfinite, c.st(), bench::stream());
       model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), cols, cols, bench::stream());
     } else {
-      model::gelu_cast_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), x.as<bf16>(), int(N), cols, scale.as<float>(),
-                                 fp8::Format::e4m3, fp8::Overflow::satfinite, stats.as<fp8::CastStats>(), bench::stream());
+      model::gelu_cast_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), x.as<bf16>(), int(N), cols, c.s(), fp8::Format::e4m3,
+                                 fp8::Overflow::satfinite, c.st(), bench::stream());
     }
   });
   report(state, s, double(n) * (backward ? 6 : 4));
@@ -124,11 +130,8 @@ void bm_layernorm(benchmark::State& state, LnMode mode) {
   auto x = random_bf16(N * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2), dx = random_bf16(N * C, 1.0f, 3);
   auto w = random_bf16(C, 1.0f, 4), b = random_bf16(C, 1.0f, 5), out = random_bf16(N * C, 1.0f, 6);
   core::DeviceBuffer mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
-  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C)), scale(4),
-      stats(sizeof(fp8::CastStats));
-  const float sc = 100.0f;
-  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C));
+  const CastTarget c(100.0f);
   model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N), C,
                            bench::stream());
   const double s = bench::run_timed(state, [&] {
@@ -141,10 +144,9 @@ void bm_layernorm(benchmark::State& state, LnMode mode) {
         model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N),
                                  C, bench::stream());
         break;
-      case LnMode::forward_fp8:  // statistics zeroed once, outside the timed launches
+      case LnMode::forward_fp8:
         model::layernorm_forward_fp8(out8.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(),
-                                     b.as<bf16>(), int(N), C, scale.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
-                                     stats.as<fp8::CastStats>(), bench::stream());
+                                     b.as<bf16>(), int(N), C, c.s(), fp8::Format::e4m3, fp8::Overflow::satfinite, c.st(), bench::stream());
         break;
     }
   });
@@ -183,17 +185,13 @@ void bm_softmax(benchmark::State& state, bool backward) {
 void bm_cross_entropy(benchmark::State& state, bool fp8_grad) {
   if (skip(state)) return;
   auto logits = random_f32(N * V, 1.0f, 1);
-  core::DeviceBuffer dl(std::size_t(N * V) * 2), losses(std::size_t(N) * 4), targets(std::size_t(N) * 4), scale(4),
-      stats(sizeof(fp8::CastStats));
+  core::DeviceBuffer dl(std::size_t(N * V) * 2), losses(std::size_t(N) * 4), targets(std::size_t(N) * 4);
   FP8S_CUDA(cudaMemset(targets.get(), 0, targets.size()));
-  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
-  const float sc = 1e6f;
-  FP8S_CUDA(cudaMemcpy(scale.get(), &sc, 4, cudaMemcpyHostToDevice));
+  const CastTarget c(1e6f);
   const double s = bench::run_timed(state, [&] {
     if (fp8_grad)
       model::cross_entropy_forward_backward_fp8(losses.as<float>(), dl.as<std::uint8_t>(), logits.as<float>(), targets.as<int>(), int(N),
-                                                V - 47, V, scale.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
-                                                stats.as<fp8::CastStats>(), bench::stream());
+                                                V - 47, V, c.s(), fp8::Format::e4m3, fp8::Overflow::satfinite, c.st(), bench::stream());
     else
       model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
                                             bench::stream());
