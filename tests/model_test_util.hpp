@@ -2,6 +2,7 @@
 // Shared by the GPU model tests: the tiny GPT they run, the relative RMS error they judge by,
 // and BF16-rounded parameters (the GPU computes with BF16 weight copies; giving the CPU the
 // same rounded values makes the comparison measure the activations' rounding only).
+#include "fp8scope/cpu/gpt_ref.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
 #include <cuda_bf16.h>
@@ -35,6 +36,23 @@ inline std::vector<double> bf16_rounded(const std::vector<float>& p) {
   out.reserve(p.size());
   for (float x : p) out.push_back(double(__bfloat162float(__float2bfloat16(x))));
   return out;
+}
+
+// The CPU reference's loss, gradients and logits for one batch, from the BF16-rounded
+// parameters (what the GPU model is compared with).
+struct CpuStep {
+  double loss;
+  std::vector<double> grads, logits;
+};
+inline CpuStep cpu_step(const model::GptConfig& cfg, const std::vector<float>& params, const std::vector<int>& in, const std::vector<int>& tg,
+                        int B, int T) {
+  cpu::CpuGpt ref(cfg);
+  const auto P = bf16_rounded(params);
+  CpuStep r;
+  r.loss = ref.forward(P, in.data(), tg.data(), B, T);
+  ref.backward(P, r.grads);
+  r.logits = ref.logits();
+  return r;
 }
 
 }  // namespace fp8scope::test

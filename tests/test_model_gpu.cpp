@@ -13,7 +13,6 @@ using namespace fp8scope;
 
 namespace {
 model::GptConfig tiny(int vocab) { return test::tiny_gpt(vocab); }
-using test::bf16_rounded;
 using test::rel_err;
 using test::tensor_part;
 }  // namespace
@@ -38,14 +37,12 @@ TEST_P(GpuVsCpu, LossLogitsAndEveryGradient) {
   const auto gg = gpu.grads();
   const auto glog = gpu.logits();
 
-  cpu::CpuGpt ref(cfg);
-  const auto P = bf16_rounded(init);
-  const double cl = ref.forward(P, in.data(), tg.data(), B, T);
-  std::vector<double> cg;
-  ref.backward(P, cg);
+  const auto ref = test::cpu_step(cfg, init, in, tg, B, T);
+  const double cl = ref.loss;
+  const auto& cg = ref.grads;
 
   EXPECT_NEAR(gl, cl, 5e-3);
-  EXPECT_LT(rel_err(std::vector<double>(glog.begin(), glog.end()), ref.logits()), 2e-2);
+  EXPECT_LT(rel_err(std::vector<double>(glog.begin(), glog.end()), ref.logits), 2e-2);
   for (const auto& t : model::param_layout(cfg)) {
     EXPECT_LT(rel_err(tensor_part(gg, t), tensor_part(cg, t)), 5e-2) << t.name;
   }
@@ -121,11 +118,9 @@ TEST(GpuGpt, FlashAttentionMatchesTheReferenceAndTheMaterialisedAttention) {
   flash.backward();
   plain.backward();
   const auto fg = flash.grads(), pg = plain.grads();
-  cpu::CpuGpt ref(cfg);
-  const auto P = bf16_rounded(init);
-  const double cl = ref.forward(P, in.data(), tg.data(), B, T);
-  std::vector<double> cg;
-  ref.backward(P, cg);
+  const auto ref = test::cpu_step(cfg, init, in, tg, B, T);
+  const double cl = ref.loss;
+  const auto& cg = ref.grads;
   EXPECT_NEAR(fl, cl, 5e-3);
   EXPECT_NEAR(fl, pl, 5e-3);
   for (const auto& t : model::param_layout(cfg)) {
