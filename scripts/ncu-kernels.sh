@@ -5,12 +5,19 @@
 #   scripts/ncu-kernels.sh BUILD_DIR 'layernorm/backward' 'cast_transpose/e4m3/16384x768$' ...
 # KERNELS='regex' picks other kernels (default: the casts, LayerNorm, GELU, transposes and
 # bias sums), e.g. KERNELS=flash for 'attention_flash/backward'; tensor-pipe and shared-memory
-# utilisation are shown for the compute-bound ones.
+# utilisation are shown for the compute-bound ones. SECTIONS='SpeedOfLight WarpStateStats ...'
+# prints those Nsight Compute sections in full (stall reasons, issue use) instead.
 set -uo pipefail
 build=${1:?usage: ncu-kernels.sh BUILD_DIR FILTER ...}
 shift
 for f in "$@"; do
   echo "== $f"
+  if [ -n "${SECTIONS:-}" ]; then
+    timeout 120 ncu --clock-control none -k regex:"${KERNELS:-layernorm|column_sum|cast|gelu|transpose|bias}" -c 2 \
+      $(printf -- '--section %s ' $SECTIONS) "$build/bench/bench_kernels" --benchmark_filter="$f" --benchmark_min_time=0.001 2>&1 |
+      grep -vE "^(bench|copy|Run on|CPU|  L[12] |Load Average|---|Benchmark|\*\*\*)" | grep -vE "^\s*$" | cut -c1-150
+    continue
+  fi
   timeout 120 ncu --clock-control none -k regex:"${KERNELS:-layernorm|column_sum|cast|gelu|transpose|bias}" -c 6 \
     --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active \
     "$build/bench/bench_kernels" --benchmark_filter="$f" --benchmark_min_time=0.001 2>&1 |
