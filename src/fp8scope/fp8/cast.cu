@@ -84,7 +84,9 @@ __global__ void stats_kernel(const T* in, std::int64_t n, CastStats* stats) {
 
 void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
               CastStats* stats, cudaStream_t s) {
-  vector_cast_kernel<<<cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(CastBf16Op{{scale, f, o}, in}, out, n, stats);
+  with_kind(f, o, [&](auto k) {
+    vector_cast_kernel<<<cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(CastBf16Op<decltype(k)>{{scale}, in}, out, n, stats);
+  });
 }
 
 void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
@@ -95,7 +97,10 @@ void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
                         Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch) {
   if (tile_cast_fits(rows, cols)) {
-    launch_tile_cast_transpose<CastBf16Op, false>(CastBf16Op{{scale, f, o}, in}, out, out_t, nullptr, rows, cols, stats, s, batch);
+    with_kind(f, o, [&](auto k) {
+      using Op = CastBf16Op<decltype(k)>;
+      launch_tile_cast_transpose<Op, false>(Op{{scale}, in}, out, out_t, nullptr, rows, cols, stats, s, batch);
+    });
     return;
   }
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), unsigned(batch));
@@ -104,7 +109,10 @@ void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloa
 
 void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const __nv_bfloat16* in, int rows, int cols,
                               const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s) {
-  launch_tile_cast_transpose<CastBf16Op, true>(CastBf16Op{{scale, f, o}, in}, out, out_t, bias_partial, rows, cols, stats, s);
+  with_kind(f, o, [&](auto k) {
+    using Op = CastBf16Op<decltype(k)>;
+    launch_tile_cast_transpose<Op, true>(Op{{scale}, in}, out, out_t, bias_partial, rows, cols, stats, s);
+  });
 }
 
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s) {

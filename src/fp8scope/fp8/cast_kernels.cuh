@@ -38,24 +38,28 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float* out) {
 }
 
 // What every casting op holds: the scale (a device pointer, read once per thread by setup),
-// the format and overflow mode, and the thresholds its statistics use (Bf16Thresholds for
-// BF16 values, CastThresholds for values computed in FP32).
-template <class Thresholds>
+// the format and overflow mode as a compile-time Kind (with_kind picks the instance), and the
+// thresholds its statistics use (Bf16Thresholds for BF16 values, CastThresholds for values
+// computed in FP32).
+template <class Thresholds, class K>
 struct ScaledCast {
   const float* scale_ptr;
-  Format f;
-  Overflow o;
   float scale = 0.0f;
   Thresholds th{};
   __device__ void setup() {
     scale = *scale_ptr;
-    if constexpr (std::is_same_v<Thresholds, Bf16Thresholds>) th = bf16_thresholds(scale, f);
-    else th = cast_thresholds(scale, f);
+    if constexpr (std::is_same_v<Thresholds, Bf16Thresholds>) th = bf16_thresholds(scale, K::format);
+    else th = cast_thresholds(scale, K::format);
+  }
+  // One value the slow way (a tensor's tail).
+  __device__ std::uint8_t cast_value(float x, LocalStats& st) const {
+    return fp8::cast_one(x, scale, K::format, K::overflow, info(K::format).max, st);
   }
 };
 
-// The plain cast of a BF16 tensor: CastBf16Op{{scale, f, o}, in}.
-struct CastBf16Op : ScaledCast<Bf16Thresholds> {
+// The plain cast of a BF16 tensor: CastBf16Op<K>{{scale}, in}.
+template <class K>
+struct CastBf16Op : ScaledCast<Bf16Thresholds, K> {
   using Raw = uint4;
   static constexpr int kStreams = 1, kVecBytes = 16;
   static constexpr bool kStats = true;
@@ -64,11 +68,9 @@ struct CastBf16Op : ScaledCast<Bf16Thresholds> {
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
   __device__ uint2 cast(const Raw& r, MagnitudeStats& st, float* hp) const {
     if (hp) unpack8(r, hp);
-    return cast8_bf16(r, scale, f, o, th, st);
+    return cast8_bf16<K>(r, this->scale, this->th, st);
   }
-  __device__ std::uint8_t cast_one(std::int64_t i, LocalStats& st) const {
-    return fp8::cast_one(__bfloat162float(in[i]), scale, f, o, info(f).max, st);
-  }
+  __device__ std::uint8_t cast_one(std::int64_t i, LocalStats& st) const { return this->cast_value(__bfloat162float(in[i]), st); }
 };
 
 // FP8 bytes moved as they are (the transpose of an FP8 tensor another kernel wrote).

@@ -19,15 +19,15 @@ __device__ float warp_sum(float v) {
 
 // Forward: one warp per row, each lane owns 8 consecutive channels per 256 (16-byte loads;
 // C % 8 == 0, C <= 256 * kVecs), x read once into registers. kFp8: write out8 (y * scale in
-// FP8, with the cast's statistics) instead of out (BF16). The loop over rows is a grid stride
-// so that every thread reaches the flush, which needs the whole block.
-template <int kVecs, bool kFp8>
+// FP8 of format and overflow mode K, with the cast's statistics) instead of out (BF16). The
+// loop over rows is a grid stride so that every thread reaches the flush, which needs the
+// whole block.
+template <int kVecs, bool kFp8, class K>
 __global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
-                                             const bf16* b, int N, int C, const float* scale_ptr, fp8::Format f, fp8::Overflow o,
-                                             fp8::CastStats* stats) {
+                                             const bf16* b, int N, int C, const float* scale_ptr, fp8::CastStats* stats) {
   const int lane = threadIdx.x % 32, rows_per_block = blockDim.x / 32;
   const float scale = kFp8 ? *scale_ptr : 0.0f;
-  const fp8::CastThresholds th = kFp8 ? fp8::cast_thresholds(scale, f) : fp8::CastThresholds{};
+  const fp8::CastThresholds th = kFp8 ? fp8::cast_thresholds(scale, K::format) : fp8::CastThresholds{};
   fp8::MagnitudeStats st;
   // The row stays packed (BF16) in registers and is unpacked for each pass: half the registers
   // of FP32 copies. A warp that walks several rows (the FP8 launch's capped grid) loads the
@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out
 #pragma unroll
       for (int e = 0; e < 8; ++e) y[e] = (xv[e] - m) * r * wv[e] + bv[e];
       if (kFp8) {
-        *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32(y, scale, f, o, th, st);
+        *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32<K>(y, scale, th, st);
       } else {
         uint4 res;
         bf16* ov = reinterpret_cast<bf16*>(&res);
@@ -107,9 +107,9 @@ void check_width(int C) {
   }
 }
 
-template <bool kFp8>
+template <bool kFp8, class K>
 void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
-                    const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+                    const float* scale, fp8::CastStats* stats, cudaStream_t s) {
   const int rows_per_block = 8;
   // BF16: a warp per row. FP8: at most kMaxCastBlocks blocks (one statistics flush each; a
   // flush per 8 rows made the FP8 launch slower), the warps walking rows with the next row's
@@ -118,10 +118,10 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
   const unsigned threads = 32 * rows_per_block;
   check_width(C);
   switch ((C + 255) / 256) {
-    case 1: layernorm_forward_vec_kernel<1, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
-    case 2: layernorm_forward_vec_kernel<2, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
-    case 3: layernorm_forward_vec_kernel<3, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
-    default: layernorm_forward_vec_kernel<4, kFp8><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, f, o, stats); return;
+    case 1: layernorm_forward_vec_kernel<1, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
+    case 2: layernorm_forward_vec_kernel<2, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
+    case 3: layernorm_forward_vec_kernel<3, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
+    default: layernorm_forward_vec_kernel<4, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
   }
 }
 
@@ -226,12 +226,13 @@ int backward_blocks(int N) { return (N + kRowsPerBlock - 1) / kRowsPerBlock; }
 }  // namespace
 
 void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s) {
-  launch_forward<false>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, fp8::Format::e4m3, fp8::Overflow::satfinite, nullptr, s);
+  using Unused = fp8::Kind<fp8::Format::e4m3, fp8::Overflow::satfinite>;  // no cast
+  launch_forward<false, Unused>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, nullptr, s);
 }
 
 void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                            const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  launch_forward<true>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, f, o, stats, s);
+  fp8::with_kind(f, o, [&](auto k) { launch_forward<true, decltype(k)>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, stats, s); });
 }
 
 std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64_t(backward_blocks(N)) * 2 * C; }

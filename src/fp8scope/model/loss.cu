@@ -47,24 +47,23 @@ struct Bf16Grad {
   __device__ void finish() {}
 };
 
+template <class K>  // the format and overflow mode (fp8::with_kind)
 struct Fp8Grad {
   std::uint8_t* out;
   const float* scale_ptr;
-  fp8::Format f;
-  fp8::Overflow o;
   fp8::CastStats* stats;
   float scale = 0.0f;
   fp8::CastThresholds th{};
   fp8::MagnitudeStats st{};
   __device__ void setup() {
     scale = *scale_ptr;
-    th = fp8::cast_thresholds(scale, f);
+    th = fp8::cast_thresholds(scale, K::format);
   }
   __device__ void store8(std::int64_t i, const float (&g)[8]) {
     float y[8];  // the BF16 gradient's values: the codes and counts of casting the BF16 tensor
 #pragma unroll
     for (int j = 0; j < 8; ++j) y[j] = __bfloat162float(__float2bfloat16(g[j]));
-    *reinterpret_cast<uint2*>(out + i) = fp8::cast8_f32(y, scale, f, o, th, st);
+    *reinterpret_cast<uint2*>(out + i) = fp8::cast8_f32<K>(y, scale, th, st);
   }
   __device__ void finish() { fp8::flush_block(st.local(), stats); }  // every thread of the block
 };
@@ -205,7 +204,7 @@ bool cross_entropy_fp8_fits(int Vp) { return parts_fit(Vp); }
 
 void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
                                         const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  launch_parts(losses, Fp8Grad{dlogits, scale, f, o, stats}, logits, targets, N, V, Vp, s);
+  fp8::with_kind(f, o, [&](auto k) { launch_parts(losses, Fp8Grad<decltype(k)>{dlogits, scale, stats}, logits, targets, N, V, Vp, s); });
 }
 
 }  // namespace fp8scope::model

@@ -6,18 +6,37 @@ namespace fp8scope::model {
 namespace {
 
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluA = 0.044715f;
+constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ float gelu_value(float x) { return 0.5f * x * (1.0f + tanhf(kGeluC * (x + 0.044715f * x * x * x))); }
+// 0.5 (1 + tanh(u)) is the logistic function of 2u, 1 / (1 + e) with e = exp(-2u): one
+// hardware exponential and one reciprocal instead of tanhf's software sequence (which made
+// the fused GELU casts issue-bound), and accurate in relative terms over the whole range,
+// where 1 + tanh(u) with an approximate tanh loses all digits in the negative tail. The
+// exponent is capped at 2^126 (u < -43.7, where tanhf already gives exactly -1) so that
+// e * s stays finite: s is then 0, as 1 + tanhf(u) was.
+struct GeluParts {
+  float s, e, du;  // s = 0.5 (1 + tanh(u)), e * s = 1 - s, du = u'(x)
+};
+__device__ __forceinline__ GeluParts gelu_parts(float x) {
+  const float x2 = x * x;
+  const float e = exp2f(fminf(-2.0f * kLog2e * kGeluC * x * fmaf(kGeluA, x2, 1.0f), 126.0f));
+  const float s = __fdividef(1.0f, 1.0f + e);
+  return {s, e, kGeluC * fmaf(3.0f * kGeluA, x2, 1.0f)};
+}
 
+__device__ __forceinline__ float gelu_value(float x) { return x * gelu_parts(x).s; }
+
+// d/dx [x s(u)] = s + x * 2 s (1 - s) u'.
 __device__ __forceinline__ float gelu_grad(float x) {
-  const float th = tanhf(kGeluC * (x + 0.044715f * x * x * x));
-  const float du = kGeluC * (1.0f + 3.0f * 0.044715f * x * x);
-  return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+  const GeluParts p = gelu_parts(x);
+  return fmaf(2.0f * x * p.s * (p.e * p.s), p.du, p.s);
 }
 
 // The GELU of BF16 pre-activations cast to FP8 from FP32 (no BF16 rounding in between), for
-// the vector and tile loops of cast_kernels.cuh: GeluCastOp{{scale, f, o}, pre}.
-struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds> {
+// the vector and tile loops of cast_kernels.cuh: GeluCastOp<K>{{scale}, pre}.
+template <class K>
+struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds, K> {
   using Raw = uint4;
   static constexpr int kStreams = 1, kVecBytes = 16;
   static constexpr bool kStats = true;
@@ -32,18 +51,19 @@ struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds> {
     if (hp)
 #pragma unroll
       for (int e = 0; e < 8; ++e) hp[e] = y[e];
-    return fp8::cast8_f32(y, scale, f, o, th, st);
+    return fp8::cast8_f32<K>(y, this->scale, this->th, st);
   }
   __device__ std::uint8_t cast_one(std::int64_t i, fp8::LocalStats& st) const {
-    return fp8::cast_one(gelu_value(__bfloat162float(in[i])), scale, f, o, fp8::info(f).max, st);
+    return this->cast_value(gelu_value(__bfloat162float(in[i])), st);
   }
 };
 
 // The GELU backward (dout * gelu'(pre)) rounded to BF16, as gelu_backward writes it, then
 // cast: the FP8 gradient and the bias sums are those of the unfused gelu_backward +
 // quantize_transpose + bias gradient, without the BF16 gradient ever reaching memory:
-// DgeluCastOp{{scale, f, o}, dout, pre}.
-struct DgeluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds> {
+// DgeluCastOp<K>{{scale}, dout, pre}.
+template <class K>
+struct DgeluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds, K> {
   struct Raw {  // stream 0: the gradient, stream 1: the pre-activation
     uint4 d, x;
   };
@@ -61,7 +81,7 @@ struct DgeluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds> {
 #pragma unroll
     for (int e = 0; e < 8; ++e) gv[e] = __float2bfloat16(gelu_grad(x[e]) * d[e]);
     if (hp) fp8::unpack8(g, hp);
-    return fp8::cast8_bf16(g, scale, f, o, th, st);
+    return fp8::cast8_bf16<K>(g, this->scale, this->th, st);
   }
 };
 
@@ -163,17 +183,26 @@ std::int64_t bias_backward_scratch_floats(int OC) { return std::int64_t(kBiasRow
 
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
                       fp8::CastStats* stats, cudaStream_t s) {
-  fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(GeluCastOp{{scale, f, o}, inp}, out, n, stats);
+  fp8::with_kind(f, o, [&](auto k) {
+    using Op = GeluCastOp<decltype(k)>;
+    fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(Op{{scale}, inp}, out, n, stats);
+  });
 }
 
 void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
                          fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::launch_tile_cast_transpose<GeluCastOp, false>(GeluCastOp{{scale, f, o}, pre}, out, out_t, nullptr, rows, cols, stats, s);
+  fp8::with_kind(f, o, [&](auto k) {
+    using Op = GeluCastOp<decltype(k)>;
+    fp8::launch_tile_cast_transpose<Op, false>(Op{{scale}, pre}, out, out_t, nullptr, rows, cols, stats, s);
+  });
 }
 
 void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const bf16* pre, int rows,
                                 int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::launch_tile_cast_transpose<DgeluCastOp, true>(DgeluCastOp{{scale, f, o}, dout, pre}, out, out_t, bias_partial, rows, cols, stats, s);
+  fp8::with_kind(f, o, [&](auto k) {
+    using Op = DgeluCastOp<decltype(k)>;
+    fp8::launch_tile_cast_transpose<Op, true>(Op{{scale}, dout, pre}, out, out_t, bias_partial, rows, cols, stats, s);
+  });
 }
 
 }  // namespace fp8scope::model
