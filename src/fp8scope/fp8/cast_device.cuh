@@ -125,23 +125,33 @@ __device__ __forceinline__ unsigned cvt2(float a, float b) {
                                   K::format == Format::e4m3 ? __NV_E4M3 : __NV_E5M2);
 }
 
+// Whether none of 8 codes is a zero (+0 or -0): per byte, (b & 0x7F) + 0x7F sets bit 7 unless
+// b & 0x7F is 0, and cannot carry into the next byte. A value underflows exactly when it is
+// nonzero and its code is zero, so a vector without a zero code has no underflow to count.
+__device__ __forceinline__ bool no_zero_code(uint2 q) {
+  const unsigned nz = ((q.x & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) & ((q.y & 0x7F7F7F7Fu) + 0x7F7F7F7Fu);
+  return (nz & 0x80808080u) == 0x80808080u;
+}
+
 // Casts 8 BF16 values (16 bytes) to 8 FP8 codes (8 bytes) with the statistics of cast_one.
 // Most vectors hold no non-finite, saturating or (hence) non-finite-encoding value: when the
-// vector's largest magnitude is below th.clean only amax and the underflows are counted.
+// vector's largest magnitude is below th.clean only amax and the underflows are counted, and
+// the underflows only when a code is zero. The largest magnitude is taken two BF16 halves at a
+// time (16-bit SIMD maximum).
 template <class K>
 __device__ __forceinline__ uint2 cast8_bf16(const uint4& raw, float scale, const Bf16Thresholds& th, MagnitudeStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  unsigned q[4], vmax = 0;
+  unsigned q[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    vmax = max(vmax, max(w[i] & 0x7FFFu, (w[i] >> 16) & 0x7FFFu));
-    q[i] = cvt2<K>(__uint_as_float(w[i] << 16) * scale, __uint_as_float(w[i] & 0xFFFF0000u) * scale);
-  }
+  for (int i = 0; i < 4; ++i) q[i] = cvt2<K>(__uint_as_float(w[i] << 16) * scale, __uint_as_float(w[i] & 0xFFFF0000u) * scale);
+  const unsigned m2 = __vmaxu2(__vimax3_u16x2(w[0] & 0x7FFF7FFFu, w[1] & 0x7FFF7FFFu, w[2] & 0x7FFF7FFFu), w[3] & 0x7FFF7FFFu);
+  const unsigned vmax = max(m2 & 0xFFFFu, m2 >> 16);
   const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
   if (vmax < th.clean) {
     st.amax_bits = max(st.amax_bits, vmax << 16);
+    if (!no_zero_code(out))
 #pragma unroll
-    for (int i = 0; i < 4; ++i) st.underflow += ((w[i] & 0x7FFFu) - 1u < th.under) + (((w[i] >> 16) & 0x7FFFu) - 1u < th.under);
+      for (int i = 0; i < 4; ++i) st.underflow += ((w[i] & 0x7FFFu) - 1u < th.under) + (((w[i] >> 16) & 0x7FFFu) - 1u < th.under);
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -164,8 +174,9 @@ __device__ __forceinline__ uint2 cast8_f32(const float (&y)[8], float scale, con
   const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
   if (vmax < th.clean) {
     st.amax_bits = max(st.amax_bits, vmax);
+    if (!no_zero_code(out))
 #pragma unroll
-    for (int i = 0; i < 8; ++i) st.underflow += mag[i] - 1u < th.under;
+      for (int i = 0; i < 8; ++i) st.underflow += mag[i] - 1u < th.under;
   } else {
 #pragma unroll
     for (int i = 0; i < 8; ++i) st.add(mag[i], 0x7F800000u, 0, th.sat, th.under);

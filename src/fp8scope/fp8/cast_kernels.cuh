@@ -5,7 +5,8 @@
 //  - vector_cast_kernel: a flat tensor, 8 elements per thread and vector, four vectors' loads
 //    in flight per thread (also on the last pass), the n % 8 tail by one thread.
 //  - tile_cast_transpose_kernel: a row-major matrix and its transpose, 64x64 tiles through
-//    shared memory with 16-byte loads and 8-byte stores both ways. The inputs of the next
+//    shared memory with 16-byte loads, 8-byte stores of the matrix and 4-byte stores of the
+//    transpose (each thread transposes a 4x4 block of codes in registers). The inputs of the next
 //    tiles are copied to shared memory with cp.async while the current one is cast and
 //    stored (two tiles ahead for one input, one for two), and the column sums of the values
 //    before the cast (a bias gradient) come out of the same pass when asked for.
@@ -124,6 +125,27 @@ __host__ __device__ constexpr int tile_smem_bytes() {
   return tile_stages<Op>() * tile_stage_bytes<Op>();
 }
 
+// The tile coordinates of t, t + step, t + 2 step, ... (row-major tiles, tiles_x per row),
+// one division at the start instead of one per tile.
+struct TileWalk {
+  int row, col, drow, dcol, tiles_x;
+  __device__ TileWalk(int t, int step, int tiles_x_)
+      : row(t / tiles_x_), col(t % tiles_x_), drow(step / tiles_x_), dcol(step % tiles_x_), tiles_x(tiles_x_) {}
+  __device__ void next() {
+    col += dcol, row += drow;
+    if (col >= tiles_x) col -= tiles_x, ++row;
+  }
+};
+
+// Transposes a 4x4 block of bytes: a[j] holds row j (byte k = column k); a[k] becomes column
+// k (byte j = row j). Eight byte permutes.
+__device__ __forceinline__ void transpose4x4(unsigned (&a)[4]) {
+  const unsigned t0 = __byte_perm(a[0], a[1], 0x5140), t1 = __byte_perm(a[0], a[1], 0x7362);
+  const unsigned t2 = __byte_perm(a[2], a[3], 0x5140), t3 = __byte_perm(a[2], a[3], 0x7362);
+  a[0] = __byte_perm(t0, t2, 0x5410), a[1] = __byte_perm(t0, t2, 0x7632);
+  a[2] = __byte_perm(t1, t3, 0x5410), a[3] = __byte_perm(t1, t3, 0x7632);
+}
+
 // Rows and columns multiples of 8 (the vectors never straddle the matrix edge). blockIdx.z is
 // the matrix of a batch (bias_partial only with one matrix). bias_partial[row tile][column]:
 // the column sums of one 64-row tile, each written by exactly one block (reduce them with
@@ -136,6 +158,7 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
   constexpr int kVecs = kTile * kTile / 8;  // vectors per tile
   using Vec = std::conditional_t<kVB == 16, uint4, uint2>;
   static_assert(sizeof(typename Op::Raw) == Op::kStreams * kVB, "Raw is the op's input vectors, stream after stream");
+  static_assert(kTileThreads == (kTile / 4) * (kTile / 4), "the transposed store gives each thread one 4x4 block");
   extern __shared__ __align__(16) unsigned char staged[];  // [kStages][kStreams][kVecs][kVB]
   __shared__ __align__(16) std::uint8_t tile[kTile * kTileStride];
   __shared__ float warp_sums[kBias ? kTileThreads / 32 : 1][kTile];
@@ -144,16 +167,19 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
   out_t += mat;
   if (out) out += mat;
   MagnitudeStats st;
-  const int tiles_x = (cols + kTile - 1) / kTile, tiles = tiles_x * ((rows + kTile - 1) / kTile);
+  const int tiles_x = (cols + kTile - 1) / kTile, tiles_y = (rows + kTile - 1) / kTile, tiles = tiles_x * tiles_y;
   // A thread owns columns tc..tc+7 of rows tr and tr + 32 of a tile; it copies its own
   // vectors into its own staging slots and reads only those, so a slot needs no barrier.
   const int tr = threadIdx.x / 8, tc = (threadIdx.x % 8) * 8, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // For the transposed store it owns the 4x4 block at rows 4 * br, columns 4 * bc: the 16
+  // lanes with one bc write 64 consecutive bytes of a transposed row.
+  const int br = threadIdx.x % 16, bc = threadIdx.x / 16;
   auto slot = [&](int stage, int s, int k) { return staged + stage * kStageBytes + (s * kVecs + threadIdx.x + kTileThreads * k) * kVB; };
-  // Starts copying tile t into `stage`; commits a group even when there is no tile, so that
-  // the group count (and the wait below) stays the same on every pass.
-  auto issue = [&](int t, int stage) {
-    if (t < tiles) {
-      const int r0 = (t / tiles_x) * kTile, c = (t % tiles_x) * kTile + tc;
+  // Starts copying the tile at `w` into `stage`; commits a group even when there is no tile,
+  // so that the group count (and the wait below) stays the same on every pass.
+  auto issue = [&](const TileWalk& w, int stage) {
+    if (w.row < tiles_y) {
+      const int r0 = w.row * kTile, c = w.col * kTile + tc;
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
         const int r = r0 + tr + 32 * k;
@@ -170,11 +196,12 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
     }
     core::cp_commit();
   };
+  TileWalk ahead(blockIdx.x, gridDim.x, tiles_x), cur(blockIdx.x, gridDim.x, tiles_x);
 #pragma unroll
-  for (int p = 0; p < kStages - 1; ++p) issue(blockIdx.x + p * gridDim.x, p);
-  int it = 0;
-  for (int t = blockIdx.x; t < tiles; t += gridDim.x, ++it) {
-    const int r0 = (t / tiles_x) * kTile, c0 = (t % tiles_x) * kTile, cur = it % kStages;
+  for (int p = 0; p < kStages - 1; ++p) issue(ahead, p), ahead.next();
+  int stage = 0, refill = kStages - 1;  // the stage read this pass, the stage the next copy goes to
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x, cur.next()) {
+    const int r0 = cur.row * kTile, c0 = cur.col * kTile;
     core::cp_wait<kStages - 2>();  // this tile's group (issued kStages - 1 passes ago) has landed
     float colsum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
@@ -184,7 +211,7 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
       if (r < rows && c < cols) {
         typename Op::Raw raw;
 #pragma unroll
-        for (int s = 0; s < Op::kStreams; ++s) reinterpret_cast<Vec*>(&raw)[s] = *reinterpret_cast<const Vec*>(slot(cur, s, k));
+        for (int s = 0; s < Op::kStreams; ++s) reinterpret_cast<Vec*>(&raw)[s] = *reinterpret_cast<const Vec*>(slot(stage, s, k));
         float hp[8];
         q = op.cast(raw, st, kBias ? hp : nullptr);
         if (kBias)
@@ -197,7 +224,10 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
       *reinterpret_cast<std::uint32_t*>(&tile[(tr + 32 * k) * kTileStride + tc + 4]) = q.y;
     }
     // The slots just read are consumed (the cast used them): refill the stage read last pass.
-    issue(t + (kStages - 1) * int(gridDim.x), (it + kStages - 1) % kStages);
+    issue(ahead, refill);
+    ahead.next();
+    stage = stage + 1 == kStages ? 0 : stage + 1;
+    refill = refill + 1 == kStages ? 0 : refill + 1;
     if (kBias) {  // the 4 rows of this warp with the same columns: lanes 8 and 16 apart
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
@@ -209,17 +239,16 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
         for (int e = 0; e < 8; ++e) warp_sums[kBias ? warp : 0][tc + e] = colsum[e];
     }
     __syncthreads();
-    for (int v = threadIdx.x; v < kVecs; v += kTileThreads) {
-      const int tcol = v / 8, trow = (v % 8) * 8, c = c0 + tcol, r = r0 + trow;
-      if (c < cols && r < rows) {
-        std::uint32_t lo = 0, hi = 0;
+    {  // four 4-byte rows of the tile in, four 4-byte rows of the transpose out
+      const int r = r0 + 4 * br, c = c0 + 4 * bc;
+      unsigned a[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          lo |= std::uint32_t(tile[(trow + j) * kTileStride + tcol]) << (8 * j);
-          hi |= std::uint32_t(tile[(trow + 4 + j) * kTileStride + tcol]) << (8 * j);
-        }
-        *reinterpret_cast<uint2*>(out_t + std::int64_t(c) * rows + r) = make_uint2(lo, hi);
-      }
+      for (int j = 0; j < 4; ++j) a[j] = *reinterpret_cast<const unsigned*>(&tile[(4 * br + j) * kTileStride + 4 * bc]);
+      transpose4x4(a);
+      if (r < rows)
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          if (c + k < cols) *reinterpret_cast<unsigned*>(out_t + std::int64_t(c + k) * rows + r) = a[k];
     }
     if (kBias && threadIdx.x < kTile && c0 + int(threadIdx.x) < cols) {
       float sum = 0;
