@@ -1,7 +1,7 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
-// FP8 cast+amax, cast+transpose (also with the bias gradient), the MLP's fused GELU casts,
-// LayerNorm, GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8 gradient),
-// AdamW; and the fused attention (compute-bound, in TFLOP/s).
+// FP8 cast+amax, cast+transpose (also with the bias gradient), FP8 transpose, the MLP's fused
+// GELU casts, LayerNorm, GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8
+// gradient), AdamW; and the fused attention (compute-bound, in TFLOP/s).
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
 // bandwidth measured in the same process (1 GiB copy: the target), and its fraction of a copy
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
@@ -121,6 +121,19 @@ void bm_gelu_cast(benchmark::State& state, bool backward) {
     }
   });
   report(state, s, double(n) * (backward ? 6 : 4));
+}
+
+// The FP8 transpose an FP8 tensor written by another kernel needs for its wgrad GEMM: the
+// LayerNorm output's (N x C) and the FP8 LM head gradient's (N x V, 824 MB each way).
+void bm_transpose_fp8(benchmark::State& state, std::int64_t cols) {
+  if (skip(state)) return;
+  const std::int64_t n = N * cols;
+  core::DeviceBuffer in(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n));
+  FP8S_CUDA(cudaMemset(in.get(), 0x3C, in.size()));
+  const double s = bench::run_timed(state, [&] {
+    fp8::transpose_fp8(out_t.as<std::uint8_t>(), in.as<std::uint8_t>(), int(N), int(cols), bench::stream());
+  });
+  report(state, s, 2.0 * double(n));
 }
 
 enum class LnMode { forward, forward_fp8, backward };
@@ -257,6 +270,8 @@ int main(int argc, char** argv) {
     reg(fmt::format("cast_transpose_dbias/e4m3/{}x{}", N, cols),
         [cols](benchmark::State& s) { bm_cast(s, cols, CastMode::transpose_dbias); });
   }
+  for (std::int64_t cols : {std::int64_t(C), std::int64_t(V)})
+    reg(fmt::format("transpose_fp8/{}x{}", N, cols), [cols](benchmark::State& s) { bm_transpose_fp8(s, cols); });
   reg("gelu_fp8/forward_cast_transpose", [](benchmark::State& s) { bm_gelu_cast(s, false); });
   reg("gelu_fp8/backward_cast_transpose_dbias", [](benchmark::State& s) { bm_gelu_cast(s, true); });
   reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });

@@ -38,6 +38,15 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float* out) {
   }
 }
 
+// Rounds 8 floats to BF16 (nearest even) and packs them into 16 bytes, two per instruction.
+__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
+  uint4 out;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+  return out;
+}
+
 // What every casting op holds: the scale (a device pointer, read once per thread by setup),
 // the format and overflow mode as a compile-time Kind (with_kind picks the instance), and the
 // thresholds its statistics use (Bf16Thresholds for BF16 values, CastThresholds for values

@@ -76,6 +76,14 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
   dbuf4_ = core::DeviceBuffer(bf(N * 4 * C));
   dqkv_ = core::DeviceBuffer(bf(N * 3 * C));
   norm_ = core::DeviceBuffer(sizeof(float));
+  {
+    std::vector<std::tuple<std::int64_t, std::int64_t, bool>> tensors;
+    for (const auto& t : layout_) tensors.emplace_back(t.offset, t.size, t.decay);
+    const std::vector<AdamwChunk> chunks = adamw_chunks(tensors);
+    n_adam_chunks_ = int(chunks.size());
+    adam_chunks_ = core::DeviceBuffer(chunks.size() * sizeof(AdamwChunk));
+    FP8S_CUDA(cudaMemcpy(adam_chunks_.get(), chunks.data(), adam_chunks_.size(), cudaMemcpyHostToDevice));
+  }
   partials_ = core::DeviceBuffer(
       fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)),
                    fp8::dbias_partial_floats(N, int(4 * C)), std::int64_t(1024)})));
@@ -526,10 +534,8 @@ float GpuGpt::step(float lr, float grad_clip, const AdamWSettings& a) {
   const float norm = std::sqrt(ss);
   const float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
   ++t_;
-  for (const auto& t : layout_)
-    adamw_update(master_.as<float>() + t.offset, weights_.as<bf16>() + t.offset, grads_.as<float>() + t.offset,
-                 adam_m_.as<float>() + t.offset, adam_v_.as<float>() + t.offset, t.size, lr, a.beta1, a.beta2, a.eps,
-                 t.decay ? a.weight_decay : 0.0f, scale, t_, stream_);
+  adamw_update_chunks(master_.as<float>(), weights_.as<bf16>(), grads_.as<float>(), adam_m_.as<float>(), adam_v_.as<float>(),
+                      adam_chunks_.as<AdamwChunk>(), n_adam_chunks_, lr, a.beta1, a.beta2, a.eps, a.weight_decay, scale, t_, stream_);
   mark("end");
   FP8S_CUDA(cudaGetLastError());
   return norm;

@@ -115,6 +115,8 @@ class GpuGpt {
   core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_, norm_;
   std::vector<LayerActs> acts_;
   core::DeviceBuffer partials_;  // per-block partial sums of the deterministic reductions
+  core::DeviceBuffer adam_chunks_;  // the parameter tensors as AdamW chunks (one launch per step)
+  int n_adam_chunks_ = 0;
   // The token gradient's positions grouped by token (encoder_backward).
   core::DeviceBuffer bucket_token_, bucket_start_, bucket_position_;
   std::vector<int> h_bucket_token_, h_bucket_start_, h_bucket_position_;

@@ -1,7 +1,7 @@
 // Fused softmax cross-entropy over the real vocabulary (the padded columns take no part), with
 // its gradient. The log-sum-exp is formed with an online maximum, and the gradient is
 // exp(z - lse), so each logit takes one exponential per pass.
-#include "fp8scope/fp8/cast_device.cuh"
+#include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 #include <cooperative_groups.h>
@@ -37,13 +37,7 @@ __device__ __forceinline__ void block_combine(float& m, float& s) {
 struct Bf16Grad {
   bf16* out;
   __device__ void setup() {}
-  __device__ void store8(std::int64_t i, const float (&g)[8]) {
-    uint4 packed;
-    bf16* h = reinterpret_cast<bf16*>(&packed);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) h[j] = __float2bfloat16(g[j]);
-    *reinterpret_cast<uint4*>(out + i) = packed;
-  }
+  __device__ void store8(std::int64_t i, const float (&g)[8]) { *reinterpret_cast<uint4*>(out + i) = fp8::pack8(g); }
   __device__ void finish() {}
 };
 
@@ -53,17 +47,15 @@ struct Fp8Grad {
   const float* scale_ptr;
   fp8::CastStats* stats;
   float scale = 0.0f;
-  fp8::CastThresholds th{};
+  fp8::Bf16Thresholds th{};
   fp8::MagnitudeStats st{};
   __device__ void setup() {
     scale = *scale_ptr;
-    th = fp8::cast_thresholds(scale, K::format);
+    th = fp8::bf16_thresholds(scale, K::format);
   }
+  // The BF16 gradient in registers, cast as fp8::quantize casts the BF16 tensor.
   __device__ void store8(std::int64_t i, const float (&g)[8]) {
-    float y[8];  // the BF16 gradient's values: the codes and counts of casting the BF16 tensor
-#pragma unroll
-    for (int j = 0; j < 8; ++j) y[j] = __bfloat162float(__float2bfloat16(g[j]));
-    *reinterpret_cast<uint2*>(out + i) = fp8::cast8_f32<K>(y, scale, th, st);
+    *reinterpret_cast<uint2*>(out + i) = fp8::cast8_bf16<K>(fp8::pack8(g), scale, th, st);
   }
   __device__ void finish() { fp8::flush_block(st.local(), stats); }  // every thread of the block
 };
@@ -75,6 +67,7 @@ struct Fp8Grad {
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
 // left the memory idle; quarter rows fit four blocks per SM at different phases (eighths: slower).
 constexpr int kParts = 4, kPartThreads = 256;
+constexpr float kLog2e = 1.4426950408889634f;
 
 // Every part's (max, sum) combined, in part order, through distributed shared memory. Hopper
 // clusters: the host launches the parts kernel only there.
@@ -106,21 +99,28 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
   const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
   const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
   grad.setup();
-  float m = -FLT_MAX, s = 0.0f;
+  // Exponentials as exp2 of one fused multiply-add: exp(x - m) = 2^(x log2 e - m log2 e). m
+  // starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf then gives 0).
+  float m = -FLT_MAX / 2, s = 0.0f;
 #pragma unroll 4
   for (int i = threadIdx.x; i < P4; i += kPartThreads) {
     const float4 x = z[i];
     part4[i] = x;
-    const int c = c0 + 4 * i;  // padded columns (c >= V) take no part
-    const float a = c < V ? x.x : -INFINITY, b = c + 1 < V ? x.y : -INFINITY, d = c + 2 < V ? x.z : -INFINITY,
-                e = c + 3 < V ? x.w : -INFINITY;
+    const int c = c0 + 4 * i;
+    float a = x.x, b = x.y, d = x.z, e = x.w;
+    if (c + 4 > V) {  // padded columns (c >= V) take no part
+      a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
+    }
     const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-    if (mx > m) s *= __expf(m - mx), m = mx;
-    s += __expf(a - m) + __expf(b - m) + __expf(d - m) + __expf(e - m);
+    if (mx > m) s *= exp2f((m - mx) * kLog2e), m = mx;
+    const float ml = m * kLog2e;
+    s += exp2f(fmaf(a, kLog2e, -ml)) + exp2f(fmaf(b, kLog2e, -ml)) + exp2f(fmaf(d, kLog2e, -ml)) + exp2f(fmaf(e, kLog2e, -ml));
   }
   block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
   combine_parts(m, s);
   const float lse = m + __logf(s), inv_n = 1.0f / N;
+  // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
+  const float shift = fmaf(lse, kLog2e, log2f(float(N)));
   const int target = targets[row];
   const float* zs = reinterpret_cast<const float*>(part4);
   if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
@@ -130,12 +130,12 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
     float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
     if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
 #pragma unroll
-      for (int j = 0; j < 8; ++j) g[j] = __expf(g[j] - lse) * inv_n;
+      for (int j = 0; j < 8; ++j) g[j] = exp2f(fmaf(g[j], kLog2e, -shift));
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const float p = c + j < V ? __expf(g[j] - lse) : 0.0f;
-        g[j] = (p - (c + j == target ? 1.0f : 0.0f)) * inv_n;
+        const float p = c + j < V ? exp2f(fmaf(g[j], kLog2e, -shift)) : 0.0f;
+        g[j] = p - (c + j == target ? inv_n : 0.0f);
       }
     }
     grad.store8(row * Vp + c, g);

@@ -28,19 +28,36 @@ __global__ void sum_squares_kernel(float* partial, const float* x, std::int64_t 
   }
 }
 
-__global__ void adamw_kernel(float* p, bf16* pb, const float* g, float* m, float* v, std::int64_t n, float lr, float b1, float b2,
-                             float eps, float wd, float grad_scale, float c1, float c2) {
-  const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  const float gi = g[i] * grad_scale;
-  const float mi = b1 * m[i] + (1.0f - b1) * gi;
-  const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
-  const float update = (mi / c1) / (sqrtf(vi / c2) + eps);
-  const float pi = p[i] - lr * (update + wd * p[i]);
-  p[i] = pi;
-  pb[i] = __float2bfloat16(pi);
+// One block per chunk of at most kAdamwChunk elements: chunks[blockIdx.x], or (chunks null)
+// the blockIdx.x-th chunk of one tensor of n elements with weight decay. __restrict__ and the
+// unrolled loop let a thread's loads of four elements be in flight together.
+__global__ void __launch_bounds__(256) adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g,
+                                                     float* __restrict__ m, float* __restrict__ v, const AdamwChunk* chunks,
+                                                     std::int64_t n, float lr, float b1, float b2, float eps, float wd,
+                                                     float grad_scale, float c1, float c2) {
+  std::int64_t offset;
+  int size;
+  float decay = wd;
+  if (chunks) {
+    const AdamwChunk ch = chunks[blockIdx.x];
+    offset = ch.offset, size = ch.size, decay = ch.decay ? wd : 0.0f;
+  } else {
+    offset = std::int64_t(blockIdx.x) * kAdamwChunk;
+    size = int(n - offset < kAdamwChunk ? n - offset : kAdamwChunk);
+  }
+#pragma unroll 4
+  for (int j = threadIdx.x; j < size; j += blockDim.x) {
+    const std::int64_t i = offset + j;
+    const float gi = g[i] * grad_scale;
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float update = (mi / c1) / (sqrtf(vi / c2) + eps);
+    const float pi = p[i] - lr * (update + decay * p[i]);
+    p[i] = pi;
+    pb[i] = __float2bfloat16(pi);
+  }
 }
 
 }  // namespace
@@ -57,7 +74,23 @@ void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cud
 void adamw_update(float* p, bf16* pb, const float* g, float* m, float* v, std::int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float grad_scale, int t, cudaStream_t s) {
   const float c1 = 1.0f - powf(beta1, float(t)), c2 = 1.0f - powf(beta2, float(t));
-  adamw_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(p, pb, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
+  const unsigned blocks = unsigned((n + kAdamwChunk - 1) / kAdamwChunk);
+  if (blocks) adamw_kernel<<<blocks, 256, 0, s>>>(p, pb, g, m, v, nullptr, n, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
+}
+
+void adamw_update_chunks(float* p, bf16* pb, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, cudaStream_t s) {
+  const float c1 = 1.0f - powf(beta1, float(t)), c2 = 1.0f - powf(beta2, float(t));
+  if (n_chunks > 0)
+    adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, 0, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
+}
+
+std::vector<AdamwChunk> adamw_chunks(const std::vector<std::tuple<std::int64_t, std::int64_t, bool>>& tensors) {
+  std::vector<AdamwChunk> out;
+  for (const auto& [offset, size, decay] : tensors)
+    for (std::int64_t at = 0; at < size; at += kAdamwChunk)
+      out.push_back({offset + at, std::int32_t(size - at < kAdamwChunk ? size - at : kAdamwChunk), std::int32_t(decay)});
+  return out;
 }
 
 }  // namespace fp8scope::model
