@@ -113,7 +113,7 @@ struct AdamwChunk {
   std::int64_t offset;
   std::int32_t size, decay;
 };
-constexpr int kAdamwChunk = 16384;
+constexpr int kAdamwChunk = 2048;  // 256 threads x 8
 std::vector<AdamwChunk> adamw_chunks(const std::vector<std::tuple<std::int64_t, std::int64_t, bool>>& tensors);
 void adamw_update_chunks(float* p, bf16* p_bf16, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks, float lr,
                          float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, cudaStream_t s);

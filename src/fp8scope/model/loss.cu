@@ -1,6 +1,7 @@
 // Fused softmax cross-entropy over the real vocabulary (the padded columns take no part), with
 // its gradient. The log-sum-exp is formed with an online maximum, and the gradient is
 // exp(z - lse), so each logit takes one exponential per pass.
+#include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
 
@@ -112,9 +113,10 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
     }
     const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-    if (mx > m) s *= exp2f((m - mx) * kLog2e), m = mx;
+    if (mx > m) s *= core::exp2_fast((m - mx) * kLog2e), m = mx;
     const float ml = m * kLog2e;
-    s += exp2f(fmaf(a, kLog2e, -ml)) + exp2f(fmaf(b, kLog2e, -ml)) + exp2f(fmaf(d, kLog2e, -ml)) + exp2f(fmaf(e, kLog2e, -ml));
+    s += core::exp2_fast(fmaf(a, kLog2e, -ml)) + core::exp2_fast(fmaf(b, kLog2e, -ml)) + core::exp2_fast(fmaf(d, kLog2e, -ml)) +
+         core::exp2_fast(fmaf(e, kLog2e, -ml));
   }
   block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
   combine_parts(m, s);
@@ -130,11 +132,11 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
     float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
     if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
 #pragma unroll
-      for (int j = 0; j < 8; ++j) g[j] = exp2f(fmaf(g[j], kLog2e, -shift));
+      for (int j = 0; j < 8; ++j) g[j] = core::exp2_fast(fmaf(g[j], kLog2e, -shift));
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const float p = c + j < V ? exp2f(fmaf(g[j], kLog2e, -shift)) : 0.0f;
+        const float p = c + j < V ? core::exp2_fast(fmaf(g[j], kLog2e, -shift)) : 0.0f;
         g[j] = p - (c + j == target ? inv_n : 0.0f);
       }
     }

@@ -1,4 +1,5 @@
 // Elementwise pieces: GELU (tanh approximation) forward/backward, residual adds, bias gradient.
+#include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
 
@@ -20,7 +21,7 @@ struct GeluParts {
 };
 __device__ __forceinline__ GeluParts gelu_parts(float x) {
   const float x2 = x * x;
-  const float e = exp2f(fminf(-2.0f * kLog2e * kGeluC * x * fmaf(kGeluA, x2, 1.0f), 126.0f));
+  const float e = core::exp2_fast(fminf(-2.0f * kLog2e * kGeluC * x * fmaf(kGeluA, x2, 1.0f), 126.0f));
   const float s = __fdividef(1.0f, 1.0f + e);
   return {s, e, kGeluC * fmaf(3.0f * kGeluA, x2, 1.0f)};
 }

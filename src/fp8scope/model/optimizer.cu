@@ -28,9 +28,19 @@ __global__ void sum_squares_kernel(float* partial, const float* x, std::int64_t 
   }
 }
 
-// One block per chunk of at most kAdamwChunk elements: chunks[blockIdx.x], or (chunks null)
-// the blockIdx.x-th chunk of one tensor of n elements with weight decay. __restrict__ and the
-// unrolled loop let a thread's loads of four elements be in flight together.
+// One parameter's AdamW step; writes its BF16 copy.
+__device__ __forceinline__ float adamw_one(float p, float g, float& m, float& v, float lr, float b1, float b2, float eps, float decay,
+                                           float grad_scale, float c1, float c2) {
+  const float gi = g * grad_scale;
+  m = b1 * m + (1.0f - b1) * gi;
+  v = b2 * v + (1.0f - b2) * gi * gi;
+  const float update = (m / c1) / (sqrtf(v / c2) + eps);
+  return p - lr * (update + decay * p);
+}
+
+// One block per chunk of at most kAdamwChunk elements (8 per thread): chunks[blockIdx.x], or
+// (chunks null) the blockIdx.x-th chunk of one tensor of n elements with weight decay. A chunk
+// whose offset and size are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
 __global__ void __launch_bounds__(256) adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g,
                                                      float* __restrict__ m, float* __restrict__ v, const AdamwChunk* chunks,
                                                      std::int64_t n, float lr, float b1, float b2, float eps, float wd,
@@ -45,18 +55,33 @@ __global__ void __launch_bounds__(256) adamw_kernel(float* __restrict__ p, bf16*
     offset = std::int64_t(blockIdx.x) * kAdamwChunk;
     size = int(n - offset < kAdamwChunk ? n - offset : kAdamwChunk);
   }
-#pragma unroll 4
+  if (offset % 4 == 0 && size % 4 == 0) {
+#pragma unroll
+    for (int k = 0; k < kAdamwChunk / 1024; ++k) {
+      const int j = 4 * (threadIdx.x + 256 * k);
+      if (j >= size) break;
+      const std::int64_t i = offset + j;
+      const float4 pi = *reinterpret_cast<const float4*>(p + i), gi = *reinterpret_cast<const float4*>(g + i);
+      float4 mi = *reinterpret_cast<const float4*>(m + i), vi = *reinterpret_cast<const float4*>(v + i);
+      float4 po;
+      po.x = adamw_one(pi.x, gi.x, mi.x, vi.x, lr, b1, b2, eps, decay, grad_scale, c1, c2);
+      po.y = adamw_one(pi.y, gi.y, mi.y, vi.y, lr, b1, b2, eps, decay, grad_scale, c1, c2);
+      po.z = adamw_one(pi.z, gi.z, mi.z, vi.z, lr, b1, b2, eps, decay, grad_scale, c1, c2);
+      po.w = adamw_one(pi.w, gi.w, mi.w, vi.w, lr, b1, b2, eps, decay, grad_scale, c1, c2);
+      *reinterpret_cast<float4*>(p + i) = po;
+      *reinterpret_cast<float4*>(m + i) = mi;
+      *reinterpret_cast<float4*>(v + i) = vi;
+      __nv_bfloat162 h[2] = {__floats2bfloat162_rn(po.x, po.y), __floats2bfloat162_rn(po.z, po.w)};
+      *reinterpret_cast<uint2*>(pb + i) = *reinterpret_cast<const uint2*>(h);
+    }
+    return;
+  }
   for (int j = threadIdx.x; j < size; j += blockDim.x) {
     const std::int64_t i = offset + j;
-    const float gi = g[i] * grad_scale;
-    const float mi = b1 * m[i] + (1.0f - b1) * gi;
-    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    const float update = (mi / c1) / (sqrtf(vi / c2) + eps);
-    const float pi = p[i] - lr * (update + decay * p[i]);
-    p[i] = pi;
-    pb[i] = __float2bfloat16(pi);
+    float mi = m[i], vi = v[i];
+    const float po = adamw_one(p[i], g[i], mi, vi, lr, b1, b2, eps, decay, grad_scale, c1, c2);
+    m[i] = mi, v[i] = vi, p[i] = po;
+    pb[i] = __float2bfloat16(po);
   }
 }
 
