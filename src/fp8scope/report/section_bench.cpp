@@ -1,12 +1,40 @@
 // Google Benchmark results (bench_gemm, bench_kernels, bench_step): one row per benchmark,
-// the median of the repetitions when there are several, with its counters.
+// the median of the repetitions when there are several, with its counters. Where the file
+// measures copy fractions (bench_kernels), each kernel is marked against the 80 % target and
+// the text counts them; where it measures FP8 steps next to BF16 ones (bench_step), each FP8
+// step gets its tokens/s over its BF16 twin's.
 #include "fp8scope/report/sections.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <map>
+#include <regex>
 #include <set>
 
 namespace fp8scope::report {
+namespace {
+
+constexpr double kCopyTarget = 0.8;  // the memory-bound kernels' target: 80 % of the 1 GiB copy
+
+// The BF16 twin of an FP8 step benchmark: "step/gpt2_124m/fp8_fused_flash/..." ->
+// "step/gpt2_124m/bf16_flash/..." (the variant dropped, the attention suffix kept); empty when
+// the name has no FP8 variant component.
+std::string bf16_twin(const std::string& name) {
+  static const std::regex fp8_component(R"((^|/)fp8_(custom|fused|attention)(_[a-z0-9]+)?(/|$))");
+  std::smatch m;
+  if (!std::regex_search(name, m, fp8_component)) return "";
+  return m.prefix().str() + m[1].str() + "bf16" + m[3].str() + m[4].str() + m.suffix().str();
+}
+
+// A benchmark's name without Google Benchmark's timing suffixes ("/manual_time", "/real_time",
+// "/min_time:3.000").
+std::string bare_name(const std::string& name) {
+  static const std::regex suffixes(R"(/(manual_time|real_time|min_time:[0-9.]+))");
+  return std::regex_replace(name, suffixes, "");
+}
+
+}  // namespace
 
 json bench_section(const ReportInput& in) {
   json sec = {{"title", fmt::format("Benchmarks '{}'", in.path)},
@@ -28,19 +56,51 @@ json bench_section(const ReportInput& in) {
                                           .count(it.key()))
         counters.insert(it.key());
   }
-  Table t{any_median ? "Median of the repetitions" : "Results", {"benchmark", "time", "unit"}, {}};
-  for (auto& c : counters) t.columns.push_back(c);
-  t.columns.push_back("note");
+  const bool has_frac = counters.count("frac_copy") > 0, has_tokens = counters.count("tokens/s") > 0;
+  std::map<std::string, double> tokens_by_name;
   for (auto* r : rows) {
     const json& b = r->data["benchmark"];
-    std::vector<std::string> row{b.value("run_name", r->key), fmt_num(b.value("real_time", NAN), 2), b.value("time_unit", std::string())};
+    if (b.contains("tokens/s") && b["tokens/s"].is_number()) tokens_by_name[b.value("run_name", r->key)] = b["tokens/s"].get<double>();
+  }
+  bool any_twin = false;
+  for (auto& [name, tps] : tokens_by_name) any_twin = any_twin || tokens_by_name.count(bf16_twin(name)) > 0;
+
+  Table t{any_median ? "Median of the repetitions" : "Results", {"benchmark", "time", "unit"}, {}};
+  for (auto& c : counters) t.columns.push_back(c);
+  if (has_frac) t.columns.push_back("80 % of copy");
+  if (has_tokens && any_twin) t.columns.push_back("vs BF16");
+  t.columns.push_back("note");
+  std::vector<std::string> met, below;
+  for (auto* r : rows) {
+    const json& b = r->data["benchmark"];
+    const std::string name = b.value("run_name", r->key);
+    std::vector<std::string> row{name, fmt_num(b.value("real_time", NAN), 2), b.value("time_unit", std::string())};
     for (auto& c : counters) {
       const double v = b.value(c, NAN);
       row.push_back(std::abs(v) >= 100 ? fmt_num(v, 0) : fmt_num(v, 3));
     }
+    if (has_frac) {
+      const double f = b.value("frac_copy", NAN);
+      const bool kernel = !std::isnan(f) && name.rfind("copy/", 0) != 0;  // the copy is the yardstick
+      row.push_back(kernel ? (f >= kCopyTarget ? "met" : "below") : "-");
+      if (kernel) (f >= kCopyTarget ? met : below).push_back(fmt::format("{} ({:.0f} %)", bare_name(name), 100 * f));
+    }
+    if (has_tokens && any_twin) {
+      const auto twin = tokens_by_name.find(bf16_twin(name));
+      const double tps = b.value("tokens/s", NAN);
+      row.push_back(twin != tokens_by_name.end() && twin->second > 0 ? fmt::format("{:.3f}x", tps / twin->second) : "-");
+    }
     row.push_back(r->outcome == core::Outcome::skipped ? r->reason : "");
     t.rows.push_back(row);
   }
+  if (has_frac && !(met.empty() && below.empty()))
+    sec["text"].push_back(fmt::format("Memory-bound kernels at or above {:.0f} % of the 1 GiB copy bandwidth measured in the same "
+                                      "run (the target): {} of {}.{}{}",
+                                      100 * kCopyTarget, met.size(), met.size() + below.size(),
+                                      met.empty() ? "" : fmt::format(" Met: {}.", fmt::join(met, ", ")),
+                                      below.empty() ? "" : fmt::format(" Below: {}.", fmt::join(below, ", "))));
+  if (has_tokens && any_twin)
+    sec["text"].push_back("vs BF16: an FP8 step's tokens/s over the BF16 step with the same attention kernels in this file.");
   sec["tables"].push_back(t.to_json());
   return sec;
 }

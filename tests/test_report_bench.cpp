@@ -1,0 +1,49 @@
+// The report's benchmark section: bench_kernels' copy fractions marked against the 80 % target
+// and counted in the text; bench_step's FP8 steps against their BF16 twins.
+#include "fp8scope/core/result_store.hpp"
+#include "fp8scope/report/report.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+using namespace fp8scope;
+
+namespace {
+
+std::string report_of(const std::string& file, const std::string& json_text) {
+  const std::string path = ::testing::TempDir() + "/" + file;
+  std::ofstream(path) << json_text;
+  report::ReportOptions opt;
+  opt.results.push_back({path, core::read_results(path)});
+  return report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+}
+
+}  // namespace
+
+TEST(BenchReport, KernelsMarkedAgainstTheCopyTarget) {
+  const std::string md = report_of("kernels.json", R"({"context":{},"benchmarks":[
+    {"name":"copy/d2d_1GiB/manual_time","run_name":"copy/d2d_1GiB/manual_time","real_time":505.0,"time_unit":"us","frac_copy":1.0},
+    {"name":"adamw/124M/manual_time","run_name":"adamw/124M/manual_time","real_time":901.0,"time_unit":"us","frac_copy":0.972},
+    {"name":"layernorm/forward_fp8/manual_time","run_name":"layernorm/forward_fp8/manual_time","real_time":24.8,"time_unit":"us","frac_copy":0.359},
+    {"name":"attention_flash/forward/manual_time","run_name":"attention_flash/forward/manual_time","real_time":162.0,"time_unit":"us","TFLOP/s":159.0}]})");
+  EXPECT_NE(md.find("(the target): 1 of 2. Met: adamw/124M (97 %). Below: layernorm/forward_fp8 (36 %)."), std::string::npos) << md;
+  EXPECT_NE(md.find("| 80 % of copy |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| - | 0.972 | met |"), std::string::npos) << md;  // TFLOP/s, frac_copy, target
+  EXPECT_NE(md.find("| - | 0.359 | below |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| - | 1.000 | - |"), std::string::npos) << md;     // the copy is the yardstick
+  EXPECT_EQ(md.find("vs BF16"), std::string::npos) << md;  // no steps in this file
+}
+
+TEST(BenchReport, Fp8StepsAgainstTheirBf16Twin) {
+  const std::string md = report_of("steps.json", R"({"context":{},"benchmarks":[
+    {"name":"a","run_name":"step/gpt2_124m/bf16/min_time:3.000/real_time","real_time":54.0,"time_unit":"ms","tokens/s":300000.0},
+    {"name":"b","run_name":"step/gpt2_124m/fp8_fused/min_time:3.000/real_time","real_time":47.0,"time_unit":"ms","tokens/s":345000.0},
+    {"name":"c","run_name":"step/gpt2_124m/bf16_flash/min_time:3.000/real_time","real_time":37.0,"time_unit":"ms","tokens/s":440000.0},
+    {"name":"d","run_name":"step/gpt2_124m/fp8_fused_flash/min_time:3.000/real_time","real_time":30.0,"time_unit":"ms","tokens/s":550000.0}]})");
+  EXPECT_NE(md.find("fp8_fused/min_time:3.000/real_time | 47.00 | ms | 345000 | 1.150x |"), std::string::npos) << md;
+  EXPECT_NE(md.find("fp8_fused_flash/min_time:3.000/real_time | 30.00 | ms | 550000 | 1.250x |"), std::string::npos) << md;
+  EXPECT_NE(md.find("bf16_flash/min_time:3.000/real_time | 37.00 | ms | 440000 | - |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("80 % of copy"), std::string::npos) << md;
+}
