@@ -18,6 +18,7 @@
 // tensor holds head h at columns 64h .. 64h+63: q, k and v inside the fused qkv output, the
 // output and its gradient in [B, T, C]), so no kernel splits or merges heads around them.
 #include "fp8scope/core/cp_async.cuh"
+#include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 #include <cuda_bf16.h>
@@ -32,7 +33,6 @@ constexpr int kTile = 64;    // queries or keys per tile
 constexpr int kWarps = 4;    // 16 rows each
 constexpr int kLd = kD + 8;  // shared-memory row stride: 144 bytes puts ldmatrix's 8 rows in 8 different bank groups
 constexpr int kTileElems = kTile * kLd;
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 using Frag = std::uint32_t[4];  // an A operand: 16 x 16 BF16
@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, i
   fetch_tile(sm.k[0], k + base, ld);
   fetch_tile(sm.v[0], v + base, ld);
   cp_commit();
-  const float sl2 = scale * kLog2e;  // exponentials in base 2
+  const float sl2 = scale * core::kLog2e;  // exponentials in base 2
   const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
   Frag qf[4];
@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dkdv_kernel(bf1
   fetch_tile(sm.x, k + base + std::int64_t(kt) * kTile * ld, ld);
   fetch_tile(sm.y, v + base + std::int64_t(kt) * kTile * ld, ld);
   fetch(kt, 0);
-  const float sl2 = scale * kLog2e;
+  const float sl2 = scale * core::kLog2e;
   const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;
   Acc dk_acc, dv_acc;
   zero(dk_acc);
@@ -320,7 +320,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dkdv_kernel(bf1
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int col = 8 * j + 2 * t + (e & 1), key = e < 2 ? key0 : key1;
-          st[j][e] = (qt == kt && key > qt * kTile + col) ? 0.0f : exp2f(st[j][e] * sl2 - l[col] * kLog2e);
+          st[j][e] = (qt == kt && key > qt * kTile + col) ? 0.0f : exp2f(st[j][e] * sl2 - l[col] * core::kLog2e);
         }
       to_a(pf, st);
     }
@@ -365,7 +365,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dq_kernel(bf16*
   fetch_row_floats(sm.lse[0], lse + rows + qt * kTile, 0);
   fetch_row_floats(sm.dsum[0], dsum + rows + qt * kTile, 32);
   fetch(0, 0);
-  const float sl2 = scale * kLog2e;
+  const float sl2 = scale * core::kLog2e;
   const int local0 = warp * 16 + g, row0 = qt * kTile + local0, row1 = row0 + 8;
   float lse0 = 0, lse1 = 0, d0 = 0, d1 = 0;
   Frag qf[4], dof[4];
@@ -383,7 +383,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dq_kernel(bf16*
     if (kt == 0) {
       load_a(qf, sm.x + warp * 16 * kLd);
       load_a(dof, sm.y + warp * 16 * kLd);
-      lse0 = sm.lse[0][local0] * kLog2e, lse1 = sm.lse[0][local0 + 8] * kLog2e;
+      lse0 = sm.lse[0][local0] * core::kLog2e, lse1 = sm.lse[0][local0 + 8] * core::kLog2e;
       d0 = sm.dsum[0][local0], d1 = sm.dsum[0][local0 + 8];
     }
     // P kept as BF16 (as in the dK/dV kernel) while dP is computed: S and dP never live together.

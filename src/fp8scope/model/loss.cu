@@ -68,7 +68,6 @@ struct Fp8Grad {
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
 // left the memory idle; quarter rows fit four blocks per SM at different phases (eighths: slower).
 constexpr int kParts = 4, kPartThreads = 256;
-constexpr float kLog2e = 1.4426950408889634f;
 
 // Every part's (max, sum) combined, in part order, through distributed shared memory. Hopper
 // clusters: the host launches the parts kernel only there.
@@ -113,16 +112,16 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
     }
     const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-    if (mx > m) s *= core::exp2_fast((m - mx) * kLog2e), m = mx;
-    const float ml = m * kLog2e;
-    s += core::exp2_fast(fmaf(a, kLog2e, -ml)) + core::exp2_fast(fmaf(b, kLog2e, -ml)) + core::exp2_fast(fmaf(d, kLog2e, -ml)) +
-         core::exp2_fast(fmaf(e, kLog2e, -ml));
+    if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
+    const float ml = m * core::kLog2e;
+    s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
+         core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
   }
   block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
   combine_parts(m, s);
   const float lse = m + __logf(s), inv_n = 1.0f / N;
   // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
-  const float shift = fmaf(lse, kLog2e, log2f(float(N)));
+  const float shift = fmaf(lse, core::kLog2e, log2f(float(N)));
   const int target = targets[row];
   const float* zs = reinterpret_cast<const float*>(part4);
   if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
@@ -132,11 +131,11 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
     float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
     if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
 #pragma unroll
-      for (int j = 0; j < 8; ++j) g[j] = core::exp2_fast(fmaf(g[j], kLog2e, -shift));
+      for (int j = 0; j < 8; ++j) g[j] = core::exp2_fast(fmaf(g[j], core::kLog2e, -shift));
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const float p = c + j < V ? core::exp2_fast(fmaf(g[j], kLog2e, -shift)) : 0.0f;
+        const float p = c + j < V ? core::exp2_fast(fmaf(g[j], core::kLog2e, -shift)) : 0.0f;
         g[j] = p - (c + j == target ? inv_n : 0.0f);
       }
     }

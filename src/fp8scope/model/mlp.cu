@@ -8,7 +8,6 @@ namespace {
 
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluA = 0.044715f;
-constexpr float kLog2e = 1.4426950408889634f;
 
 // 0.5 (1 + tanh(u)) is the logistic function of 2u, 1 / (1 + e) with e = exp(-2u): one
 // hardware exponential and one reciprocal instead of tanhf's software sequence (which made
@@ -21,7 +20,7 @@ struct GeluParts {
 };
 __device__ __forceinline__ GeluParts gelu_parts(float x) {
   const float x2 = x * x;
-  const float e = core::exp2_fast(fminf(-2.0f * kLog2e * kGeluC * x * fmaf(kGeluA, x2, 1.0f), 126.0f));
+  const float e = core::exp2_fast(fminf(-2.0f * core::kLog2e * kGeluC * x * fmaf(kGeluA, x2, 1.0f), 126.0f));
   const float s = __fdividef(1.0f, 1.0f + e);
   return {s, e, kGeluC * fmaf(3.0f * kGeluA, x2, 1.0f)};
 }
