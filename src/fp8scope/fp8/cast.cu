@@ -85,7 +85,7 @@ __global__ void stats_kernel(const T* in, std::int64_t n, CastStats* stats) {
 void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
               CastStats* stats, cudaStream_t s) {
   with_kind(f, o, [&](auto k) {
-    vector_cast_kernel<<<cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(CastBf16Op<decltype(k)>{{scale}, in}, out, n, stats);
+    vector_cast_kernel<<<cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(CastBf16Op<decltype(k)>{{scale}, {in}}, out, n, stats);
   });
 }
 
@@ -99,7 +99,7 @@ void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloa
   if (tile_cast_fits(rows, cols)) {
     with_kind(f, o, [&](auto k) {
       using Op = CastBf16Op<decltype(k)>;
-      launch_tile_cast_transpose<Op, false>(Op{{scale}, in}, out, out_t, nullptr, rows, cols, stats, s, batch);
+      launch_tile_cast_transpose<Op, false>(Op{{scale}, {in}}, out, out_t, nullptr, rows, cols, stats, s, batch);
     });
     return;
   }
@@ -111,7 +111,7 @@ void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bia
                               const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s) {
   with_kind(f, o, [&](auto k) {
     using Op = CastBf16Op<decltype(k)>;
-    launch_tile_cast_transpose<Op, true>(Op{{scale}, in}, out, out_t, bias_partial, rows, cols, stats, s);
+    launch_tile_cast_transpose<Op, true>(Op{{scale}, {in}}, out, out_t, bias_partial, rows, cols, stats, s);
   });
 }
 

@@ -67,15 +67,19 @@ struct ScaledCast {
   }
 };
 
-// The plain cast of a BF16 tensor: CastBf16Op<K>{{scale}, in}.
-template <class K>
-struct CastBf16Op : ScaledCast<Bf16Thresholds, K> {
+// The input side of an op that reads one BF16 tensor, 8 elements (16 bytes) per vector.
+struct Bf16Input {
   using Raw = uint4;
   static constexpr int kStreams = 1, kVecBytes = 16;
-  static constexpr bool kStats = true;
   const __nv_bfloat16* in;
   __device__ const void* stream(int) const { return in; }
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
+};
+
+// The plain cast of a BF16 tensor: CastBf16Op<K>{{scale}, {in}}.
+template <class K>
+struct CastBf16Op : ScaledCast<Bf16Thresholds, K>, Bf16Input {
+  static constexpr bool kStats = true;
   __device__ uint2 cast(const Raw& r, MagnitudeStats& st, float* hp) const {
     if (hp) unpack8(r, hp);
     return cast8_bf16<K>(r, this->scale, this->th, st);

@@ -34,15 +34,10 @@ __device__ __forceinline__ float gelu_grad(float x) {
 }
 
 // The GELU of BF16 pre-activations cast to FP8 from FP32 (no BF16 rounding in between), for
-// the vector and tile loops of cast_kernels.cuh: GeluCastOp<K>{{scale}, pre}.
+// the vector and tile loops of cast_kernels.cuh: GeluCastOp<K>{{scale}, {pre}}.
 template <class K>
-struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds, K> {
-  using Raw = uint4;
-  static constexpr int kStreams = 1, kVecBytes = 16;
+struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds, K>, fp8::Bf16Input {
   static constexpr bool kStats = true;
-  const bf16* in;
-  __device__ const void* stream(int) const { return in; }
-  __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint4*>(in + i); }
   __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
     float y[8];
     fp8::unpack8(r, y);
@@ -185,7 +180,7 @@ void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const 
                       fp8::CastStats* stats, cudaStream_t s) {
   fp8::with_kind(f, o, [&](auto k) {
     using Op = GeluCastOp<decltype(k)>;
-    fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(Op{{scale}, inp}, out, n, stats);
+    fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(Op{{scale}, {inp}}, out, n, stats);
   });
 }
 
@@ -193,7 +188,7 @@ void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre
                          fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
   fp8::with_kind(f, o, [&](auto k) {
     using Op = GeluCastOp<decltype(k)>;
-    fp8::launch_tile_cast_transpose<Op, false>(Op{{scale}, pre}, out, out_t, nullptr, rows, cols, stats, s);
+    fp8::launch_tile_cast_transpose<Op, false>(Op{{scale}, {pre}}, out, out_t, nullptr, rows, cols, stats, s);
   });
 }
 
