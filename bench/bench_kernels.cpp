@@ -226,9 +226,12 @@ void bm_adamw(benchmark::State& state) {
   auto p = random_f32(n, 0.02f, 1), g = random_f32(n, 1e-3f, 2), m = random_f32(n, 1e-3f, 3), v = random_f32(n, 1e-6f, 4);
   core::DeviceBuffer pb(std::size_t(n) * 2);
   FP8S_CUDA(cudaMemset(v.get(), 0, v.size()));
+  const std::vector<model::AdamwChunk> chunks = model::adamw_chunks({{0, n, true}});  // one tensor, as the model's one launch
+  core::DeviceBuffer d_chunks(chunks.size() * sizeof(model::AdamwChunk));
+  FP8S_CUDA(cudaMemcpy(d_chunks.get(), chunks.data(), d_chunks.size(), cudaMemcpyHostToDevice));
   const double s = bench::run_timed(state, [&] {
-    model::adamw_update(p.as<float>(), pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(), n, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
-                        1.0f, 10, bench::stream());
+    model::adamw_update_chunks(p.as<float>(), pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(), d_chunks.as<model::AdamwChunk>(),
+                               int(chunks.size()), 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 10, bench::stream());
   });
   report(state, s, double(n) * 30);
 }

@@ -103,12 +103,10 @@ void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, co
 void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s);
 // sum of squares into *out (scratch: 1024 floats)
 void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s);
-// AdamW over one tensor (with weight decay), or over many tensors of one flat buffer in one
-// launch: the tensors cut into chunks of at most kAdamwChunk elements, one block each, weight
-// decay per tensor (a launch per tensor left the GPU waiting for the host between the small
-// ones). adamw_chunks lists the chunks of (offset, size, decay) tensors, for a device copy.
-void adamw_update(float* p, bf16* p_bf16, const float* g, float* m, float* v, std::int64_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, float grad_scale, int t, cudaStream_t s);
+// AdamW over many tensors of one flat buffer in one launch: the tensors cut into chunks of at
+// most kAdamwChunk elements, one block each, weight decay per tensor (a launch per tensor left
+// the GPU waiting for the host between the small ones). adamw_chunks lists the chunks of
+// (offset, size, decay) tensors, for a device copy.
 struct AdamwChunk {
   std::int64_t offset;
   std::int32_t size, decay;

@@ -28,7 +28,7 @@ __global__ void sum_squares_kernel(float* partial, const float* x, std::int64_t 
   }
 }
 
-// One parameter's AdamW step; writes its BF16 copy.
+// One parameter's AdamW step: updates m and v, returns the new parameter.
 __device__ __forceinline__ float adamw_one(float p, float g, float& m, float& v, float lr, float b1, float b2, float eps, float decay,
                                            float grad_scale, float c1, float c2) {
   const float gi = g * grad_scale;
@@ -38,23 +38,15 @@ __device__ __forceinline__ float adamw_one(float p, float g, float& m, float& v,
   return p - lr * (update + decay * p);
 }
 
-// One block per chunk of at most kAdamwChunk elements (8 per thread): chunks[blockIdx.x], or
-// (chunks null) the blockIdx.x-th chunk of one tensor of n elements with weight decay. A chunk
-// whose offset and size are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
+// One block per chunk of at most kAdamwChunk elements (8 per thread). A chunk whose offset
+// and size are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
 __global__ void __launch_bounds__(256) adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g,
-                                                     float* __restrict__ m, float* __restrict__ v, const AdamwChunk* chunks,
-                                                     std::int64_t n, float lr, float b1, float b2, float eps, float wd,
-                                                     float grad_scale, float c1, float c2) {
-  std::int64_t offset;
-  int size;
-  float decay = wd;
-  if (chunks) {
-    const AdamwChunk ch = chunks[blockIdx.x];
-    offset = ch.offset, size = ch.size, decay = ch.decay ? wd : 0.0f;
-  } else {
-    offset = std::int64_t(blockIdx.x) * kAdamwChunk;
-    size = int(n - offset < kAdamwChunk ? n - offset : kAdamwChunk);
-  }
+                                                     float* __restrict__ m, float* __restrict__ v, const AdamwChunk* chunks, float lr,
+                                                     float b1, float b2, float eps, float wd, float grad_scale, float c1, float c2) {
+  const AdamwChunk ch = chunks[blockIdx.x];
+  const std::int64_t offset = ch.offset;
+  const int size = ch.size;
+  const float decay = ch.decay ? wd : 0.0f;
   if (offset % 4 == 0 && size % 4 == 0) {
 #pragma unroll
     for (int k = 0; k < kAdamwChunk / 1024; ++k) {
@@ -96,18 +88,11 @@ void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cud
   sum_all(out, scratch, kSumBlocks, s);
 }
 
-void adamw_update(float* p, bf16* pb, const float* g, float* m, float* v, std::int64_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, float grad_scale, int t, cudaStream_t s) {
-  const float c1 = 1.0f - powf(beta1, float(t)), c2 = 1.0f - powf(beta2, float(t));
-  const unsigned blocks = unsigned((n + kAdamwChunk - 1) / kAdamwChunk);
-  if (blocks) adamw_kernel<<<blocks, 256, 0, s>>>(p, pb, g, m, v, nullptr, n, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
-}
-
 void adamw_update_chunks(float* p, bf16* pb, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks, float lr,
                          float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, cudaStream_t s) {
   const float c1 = 1.0f - powf(beta1, float(t)), c2 = 1.0f - powf(beta2, float(t));
   if (n_chunks > 0)
-    adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, 0, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
+    adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
 }
 
 std::vector<AdamwChunk> adamw_chunks(const std::vector<std::tuple<std::int64_t, std::int64_t, bool>>& tensors) {
