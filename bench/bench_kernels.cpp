@@ -1,7 +1,7 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
 // FP8 cast+amax, cast+transpose (also with the bias gradient), FP8 transpose, the MLP's fused
-// GELU casts, LayerNorm, GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8
-// gradient), AdamW; and the fused attention (compute-bound, in TFLOP/s).
+// GELU casts, the BF16 bias gradient, LayerNorm, GELU, the residual add, causal softmax,
+// cross-entropy (BF16 or FP8 gradient), AdamW; and the fused attention (compute-bound, in TFLOP/s).
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
 // bandwidth measured in the same process (1 GiB copy: the target), and its fraction of a copy
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
@@ -134,6 +134,18 @@ void bm_transpose_fp8(benchmark::State& state, std::int64_t cols) {
     fp8::transpose_fp8(out_t.as<std::uint8_t>(), in.as<std::uint8_t>(), int(N), int(cols), bench::stream());
   });
   report(state, s, 2.0 * double(n));
+}
+
+// The BF16 linear's bias gradient (column sums of its output gradient, partials then
+// column_sum_add, both timed): reads N x cols BF16 once.
+void bm_bias_backward(benchmark::State& state, std::int64_t cols) {
+  if (skip(state)) return;
+  auto dy = random_bf16(N * cols, 1.0f, 3);
+  core::DeviceBuffer db(std::size_t(cols) * 4), scratch(std::size_t(model::bias_backward_scratch_floats(int(cols))) * 4);
+  const double s = bench::run_timed(state, [&] {
+    model::bias_backward(db.as<float>(), scratch.as<float>(), dy.as<bf16>(), int(N), int(cols), bench::stream());
+  });
+  report(state, s, 2.0 * double(N * cols));
 }
 
 enum class LnMode { forward, forward_fp8, backward };
@@ -275,6 +287,8 @@ int main(int argc, char** argv) {
   }
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(V)})
     reg(fmt::format("transpose_fp8/{}x{}", N, cols), [cols](benchmark::State& s) { bm_transpose_fp8(s, cols); });
+  for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C)})
+    reg(fmt::format("bias_backward/{}x{}", N, cols), [cols](benchmark::State& s) { bm_bias_backward(s, cols); });
   reg("gelu_fp8/forward_cast_transpose", [](benchmark::State& s) { bm_gelu_cast(s, false); });
   reg("gelu_fp8/backward_cast_transpose_dbias", [](benchmark::State& s) { bm_gelu_cast(s, true); });
   reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });
