@@ -6,11 +6,10 @@
 //    in flight per thread (also on the last pass), the n % 8 tail by one thread.
 //  - tile_cast_transpose_kernel: a row-major matrix and its transpose, 64x64 tiles through
 //    shared memory with 16-byte loads, 8-byte stores of the matrix and 4-byte stores of the
-//    transpose (each thread transposes a 4x4 block of codes in registers). The inputs of the
-//    next tiles are copied to shared memory with cp.async while the current one is cast and
-//    stored (two tiles ahead for one BF16 input, one for two, four for FP8 bytes), and the
-//    column sums of the values before the cast (a bias gradient) come out of the same pass
-//    when asked for.
+//    transpose (each thread transposes a 4x4 block of codes in registers). The inputs of the next
+//    tiles are copied to shared memory with cp.async while the current one is cast and
+//    stored (two tiles ahead for one input, one for two), and the column sums of the values
+//    before the cast (a bias gradient) come out of the same pass when asked for.
 // An op provides
 //   using Raw = ...;                        one vector's inputs: kStreams vectors of kVecBytes
 //   static constexpr int kStreams, kVecBytes;   (16: BF16 inputs, 8: FP8 bytes)
@@ -125,13 +124,10 @@ __global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t
 constexpr int kTile = kCastTile, kTileThreads = 256;
 constexpr int kTileStride = kTile + 4;  // 68-byte rows: 8 rows apart land in different banks
 
-// Stages of the tile loop's input copies, and the dynamic shared memory they take. A stage
-// of FP8 bytes (the transpose of an FP8 tensor) is half a BF16 stage: with three, a block had
-// 8 KB of loads in flight and the 824 MB LM-head gradient transpose reached 60 % of the copy
-// bandwidth; five keep as many bytes in flight as the BF16 casts.
+// Stages of the tile loop's input copies, and the dynamic shared memory they take.
 template <class Op>
 __host__ __device__ constexpr int tile_stages() {
-  return Op::kVecBytes == 8 ? 5 : Op::kStreams == 1 ? 3 : 2;
+  return Op::kStreams == 1 ? 3 : 2;
 }
 template <class Op>
 __host__ __device__ constexpr int tile_stage_bytes() {
