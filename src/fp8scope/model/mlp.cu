@@ -3,6 +3,8 @@
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
 
+#include <algorithm>
+
 namespace fp8scope::model {
 namespace {
 
@@ -139,19 +141,38 @@ __global__ void residual_kernel(bf16* out, const bf16* a, const bf16* b, std::in
 // scheduling). Where OC % 8 == 0 a thread sums 8 columns with 16-byte loads (a block: 256
 // columns x 8 row phases); the 2-byte loads of one column per thread took 50 us for a
 // 16384 x 3072 gradient that moves 100 MB. Other widths: one column per thread.
-constexpr int kBiasRowBlocks = 128;
+// Row blocks: enough blocks for about two waves of 8 per SM on an H100/H200 (132 SMs), so a
+// narrow gradient keeps as many loads in flight as a wide one (128 row blocks gave a 768-wide
+// one 384 blocks: 1.2 TB/s); at most kBiasRowBlocks (the scratch holds that many partial rows).
+constexpr int kBiasRowBlocks = 512, kBiasBlocksWanted = 132 * 8 * 2;
+
+int bias_row_blocks(int N, int col_blocks) {
+  const int want = (kBiasBlocksWanted + col_blocks - 1) / col_blocks;
+  return std::max(1, std::min({want, kBiasRowBlocks, (N + 7) / 8}));
+}
 
 __global__ void bias_backward_vec_kernel(float* partial, const bf16* dout, int N, int OC) {
   __shared__ float part[8][256];
   const int c = (blockIdx.x * 32 + threadIdx.x) * 8;
   float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   if (c < OC) {
-#pragma unroll 4
-    for (int n = blockIdx.y * 8 + threadIdx.y; n < N; n += 8 * gridDim.y) {
-      float v[8];
-      fp8::unpack8(*reinterpret_cast<const uint4*>(dout + std::int64_t(n) * OC + c), v);
+    // Four rows' loads issued before any is summed (a missing row reads as +0), so each thread
+    // keeps 64 bytes in flight; a plain unrolled loop issued them one at a time.
+    const int stride = 8 * int(gridDim.y);
+    for (int n0 = blockIdx.y * 8 + threadIdx.y; n0 < N; n0 += 4 * stride) {
+      uint4 raw[4];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) s[e] += v[e];
+      for (int u = 0; u < 4; ++u) {
+        const int n = n0 + u * stride;
+        raw[u] = n < N ? *reinterpret_cast<const uint4*>(dout + std::int64_t(n) * OC + c) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        float v[8];
+        fp8::unpack8(raw[u], v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s[e] += v[e];
+      }
     }
   }
 #pragma unroll
@@ -196,8 +217,9 @@ void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, c
   residual_kernel<<<blocks((n + 7) / 8), 256, 0, s>>>(out, a, b, n);
 }
 void bias_backward(float* dbias, float* scratch, const bf16* dout, int N, int OC, cudaStream_t s) {
-  const int rows = min(kBiasRowBlocks, (N + 7) / 8);
-  if (OC % 8 == 0) {
+  const bool vec = OC % 8 == 0;
+  const int rows = bias_row_blocks(N, vec ? (OC + 255) / 256 : (OC + 31) / 32);
+  if (vec) {
     bias_backward_vec_kernel<<<dim3(unsigned((OC + 255) / 256), unsigned(rows)), dim3(32, 8), 0, s>>>(scratch, dout, N, OC);
   } else {
     bias_backward_kernel<<<dim3(unsigned((OC + 31) / 32), unsigned(rows)), dim3(32, 8), 0, s>>>(scratch, dout, N, OC);
