@@ -1,6 +1,6 @@
 #pragma once
 // CUDA runtime helpers for host code: checked calls that throw with context, RAII device
-// memory, and NVTX ranges. CUDA builds only.
+// and pinned host memory, events, and NVTX ranges. CUDA builds only.
 #include <cuda_runtime.h>
 #include <nvtx3/nvToolsExt.h>
 
@@ -55,6 +55,42 @@ class DeviceBuffer {
  private:
   void* ptr_ = nullptr;
   std::size_t bytes_ = 0;
+};
+
+// Page-locked host memory: a device-to-host copy into it is asynchronous (into pageable
+// memory the copy returns only when it is done, a synchronisation of its own).
+template <class T>
+class PinnedBuffer {
+ public:
+  explicit PinnedBuffer(std::size_t n) : n_(n) {
+    if (n) FP8S_CUDA(cudaMallocHost(reinterpret_cast<void**>(&ptr_), n * sizeof(T)));
+  }
+  ~PinnedBuffer() {
+    if (ptr_) cudaFreeHost(ptr_);
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  T* data() const { return ptr_; }
+  std::size_t size() const { return n_; }
+  T& operator[](std::size_t i) const { return ptr_[i]; }
+
+ private:
+  T* ptr_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+// An event without timing (the cheapest kind), for the host to wait on work of a stream.
+class Event {
+ public:
+  Event() { FP8S_CUDA(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
+  ~Event() { cudaEventDestroy(e_); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  void record(cudaStream_t s) { FP8S_CUDA(cudaEventRecord(e_, s)); }
+  void wait() const { FP8S_CUDA(cudaEventSynchronize(e_)); }
+
+ private:
+  cudaEvent_t e_{};
 };
 
 class NvtxRange {

@@ -49,25 +49,33 @@ void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) {
 }
 
 void Fp8Runtime::end_step() {
+  collect();  // the pinned buffers are about to be written again
   const std::size_t n = plan_.slots().size();
   if (n) {
     FP8S_CUDA(cudaMemcpyAsync(host_stats_.data(), stats_.get(), n * sizeof(fp8::CastStats), cudaMemcpyDeviceToHost, stream_));
     FP8S_CUDA(cudaMemcpyAsync(host_scales_.data(), bank_.scales(), host_scales_.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    copied_.record(stream_);
+    pending_ = true, pending_step_ = step_, pending_recording_ = recording_;
   }
   if (cfg_.recipe.scaling == fp8::Scaling::delayed) {
     reduce(stats_.as<fp8::CastStats>(), int(n));  // after the copy: the taps stay per rank
     bank_.update_all(stats_.as<fp8::CastStats>(), stream_);
   }
-  FP8S_CUDA(cudaStreamSynchronize(stream_));
-  for (std::size_t i = 0; i < n; ++i) {
+  ++step_;
+}
+
+void Fp8Runtime::collect() const {
+  if (!pending_) return;
+  copied_.wait();
+  pending_ = false;
+  for (std::size_t i = 0; i < plan_.slots().size(); ++i) {
     const TapSlot& s = plan_.slots()[i];
-    if (!s.format && !recording_) continue;
+    if (!s.format && !pending_recording_) continue;
     const fp8::CastStats& st = host_stats_[i];
-    taps_.push_back({step_, s.layer, s.tensor, s.pass, double(st.amax), s.format ? host_scales_[i * fp8::ScalerBank::kStride] : 0.0f,
+    taps_.push_back({pending_step_, s.layer, s.tensor, s.pass, double(st.amax), s.format ? host_scales_[i * fp8::ScalerBank::kStride] : 0.0f,
                      (long long)(s.format ? st.nonfinite_out : st.nonfinite), (long long)st.saturated, (long long)st.underflow,
                      (long long)s.elements});
   }
-  ++step_;
 }
 
 }  // namespace fp8scope::model

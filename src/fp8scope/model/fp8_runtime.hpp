@@ -51,12 +51,17 @@ class Fp8Runtime {
     if (int i = slot(layer, tensor); i >= 0) fp8::tensor_stats(x, n, stats(i), stream_);
   }
 
-  // End of a step (after backward): copies the statistics and the scales the casts used to
-  // the host and appends this step's taps (quantised slots every step, observed slots on
-  // recorded steps), then, under delayed scaling, updates every scale for the next step.
+  // End of a step (after backward): starts the copy of the statistics and the scales the
+  // casts used to the host, then, under delayed scaling, updates every scale for the next
+  // step. It does not wait: the step's taps (quantised slots every step, observed slots on
+  // recorded steps) are appended when the next step ends or taps() is read, by when the copy
+  // has long finished (the FP8 step used to stall the GPU here once per step).
   void end_step();
   int step() const { return step_; }
-  const std::vector<fp8::Tap>& taps() const { return taps_; }
+  const std::vector<fp8::Tap>& taps() const {
+    collect();
+    return taps_;
+  }
 
  private:
   Fp8ModelConfig cfg_;
@@ -66,9 +71,15 @@ class Fp8Runtime {
   core::DeviceBuffer stats_, tmp_, red_amax_, red_nonfinite_;
   AmaxReducer reducer_;
   fp8::ScalerBank bank_;
-  std::vector<fp8::CastStats> host_stats_;
-  std::vector<float> host_scales_;
-  std::vector<fp8::Tap> taps_;
+  core::PinnedBuffer<fp8::CastStats> host_stats_;
+  core::PinnedBuffer<float> host_scales_;
+  core::Event copied_;  // the last end_step's copies are done
+  // The taps of the step whose copies are in flight (pending_: not yet appended).
+  void collect() const;
+  mutable std::vector<fp8::Tap> taps_;
+  mutable bool pending_ = false;
+  int pending_step_ = 0;
+  bool pending_recording_ = false;
   int step_ = 0;
   bool recording_ = false;
 };
