@@ -1,7 +1,7 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
-// FP8 cast+amax, cast+transpose (also with the bias gradient), FP8 transpose, the MLP's fused
-// GELU casts, the BF16 bias gradient, LayerNorm, GELU, the residual add, causal softmax,
-// cross-entropy (BF16 or FP8 gradient), AdamW; and the fused attention (compute-bound, in TFLOP/s).
+// FP8 cast+amax, cast+transpose (also with the bias gradient; the block weights in one launch
+// or one each), FP8 transpose, the MLP's fused GELU casts, the BF16 bias gradient, LayerNorm,
+// GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8 gradient), AdamW; and the fused attention (compute-bound, in TFLOP/s).
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
 // bandwidth measured in the same process (1 GiB copy: the target), and its fraction of a copy
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
@@ -12,6 +12,9 @@
 #include "fp8scope/model/kernels.cuh"
 
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <vector>
 
 using namespace fp8scope;
 using model::bf16;
@@ -146,6 +149,49 @@ void bm_bias_backward(benchmark::State& state, std::int64_t cols) {
     model::bias_backward(db.as<float>(), scratch.as<float>(), dy.as<bf16>(), int(N), int(cols), bench::stream());
   });
   report(state, s, 2.0 * double(N * cols));
+}
+
+// The 48 block weights of GPT-2 124M (qkv, proj, fc1, fc2 of 12 layers; 85M parameters) cast
+// to FP8 with their transposes, each with its own scale and statistics: in one launch
+// (quantize_transpose_many, as the model's FP8 step does) or one launch per weight.
+void bm_cast_weights(benchmark::State& state, bool one_launch) {
+  if (skip(state)) return;
+  const int shapes[4][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}};
+  std::vector<core::DeviceBuffer> in, out, out_t;
+  std::vector<fp8::CastTransposeJob> jobs;
+  core::DeviceBuffer scales(48 * 4), stats(48 * sizeof(fp8::CastStats));
+  const std::vector<float> sc(48, 100.0f);
+  FP8S_CUDA(cudaMemcpy(scales.get(), sc.data(), scales.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  double params = 0;
+  int max_tiles = 0;
+  for (int l = 0; l < 12; ++l)
+    for (const auto& sh : shapes) {
+      const std::int64_t n = std::int64_t(sh[0]) * sh[1];
+      const int i = int(jobs.size());
+      in.push_back(random_bf16(n, 0.02f, std::uint64_t(10 + i)));
+      out.emplace_back(std::size_t(n)), out_t.emplace_back(std::size_t(n));
+      jobs.push_back({in.back().as<bf16>(), out.back().as<std::uint8_t>(), out_t.back().as<std::uint8_t>(), scales.as<float>() + i,
+                      stats.as<fp8::CastStats>() + i, sh[0], sh[1]});
+      params += double(n);
+      max_tiles = std::max(max_tiles, fp8::cast_tiles(sh[0], sh[1]));
+    }
+  core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastTransposeJob));
+  FP8S_CUDA(cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice));
+  const auto f = fp8::Format::e4m3;
+  const auto o = fp8::Overflow::satfinite;
+  const double s = bench::run_timed(state, [&] {
+    if (one_launch) {
+      fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), int(jobs.size()), max_tiles, f, o, bench::stream());
+    } else {
+      for (const auto& j : jobs) fp8::quantize_transpose(j.out, j.out_t, j.in, j.rows, j.cols, j.scale, f, o, j.stats, bench::stream());
+    }
+  });
+  report(state, s, params * 4);
+  if (!one_launch) {  // the launch pattern the step replaced, kept for comparison: no target
+    state.counters.erase("frac_copy");
+    state.counters.erase("frac_copy_same_bytes");
+  }
 }
 
 enum class LnMode { forward, forward_fp8, backward };
@@ -285,6 +331,8 @@ int main(int argc, char** argv) {
     reg(fmt::format("cast_transpose_dbias/e4m3/{}x{}", N, cols),
         [cols](benchmark::State& s) { bm_cast(s, cols, CastMode::transpose_dbias); });
   }
+  reg("cast_transpose_weights/gpt2_124m/one_launch", [](benchmark::State& s) { bm_cast_weights(s, true); });
+  reg("cast_transpose_weights/gpt2_124m/per_weight", [](benchmark::State& s) { bm_cast_weights(s, false); });
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(V)})
     reg(fmt::format("transpose_fp8/{}x{}", N, cols), [cols](benchmark::State& s) { bm_transpose_fp8(s, cols); });
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C)})

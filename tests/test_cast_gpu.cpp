@@ -4,7 +4,9 @@
 #include "fp8scope/fp8/cast.cuh"
 #include "gpu_test_util.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <random>
 #include <vector>
 
@@ -120,6 +122,57 @@ TEST_P(CastGpu, TransposeIsExact) {
     EXPECT_EQ(gs.nonfinite, hs.nonfinite);
     EXPECT_EQ(gs.saturated, hs.saturated);
     EXPECT_EQ(gs.underflow, hs.underflow);
+  }
+}
+
+// Several matrices in one launch (the model's block weights) give, matrix by matrix, the codes,
+// transposes and statistics of quantize_transpose, each with its own scale.
+TEST_P(CastGpu, ManyMatricesInOneLaunchMatchOneByOne) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [f, o] = GetParam();
+  const std::vector<std::tuple<int, int, float>> shapes = {{2304, 768, 0.5f}, {136, 320, 3.0f}, {64, 8, 1.0f}, {1000, 3072, 0.25f}};
+  const int n = int(shapes.size());
+  std::vector<core::DeviceBuffer> in, out, out_t, ref, ref_t;
+  core::DeviceBuffer scales(n * sizeof(float)), st(n * sizeof(fp8::CastStats)), ref_st(n * sizeof(fp8::CastStats));
+  cudaMemset(st.get(), 0, st.size());
+  cudaMemset(ref_st.get(), 0, ref_st.size());
+  std::vector<fp8::CastTransposeJob> jobs;
+  int max_tiles = 0;
+  for (int i = 0; i < n; ++i) {
+    const auto [rows, cols, scale] = shapes[std::size_t(i)];
+    const std::size_t e = std::size_t(rows) * cols;
+    const auto host = test_values(e, 11 + std::uint64_t(i));
+    in.emplace_back(e * 2), out.emplace_back(e), out_t.emplace_back(e), ref.emplace_back(e), ref_t.emplace_back(e);
+    cudaMemcpy(in.back().get(), host.data(), e * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(scales.as<float>() + i, &scale, sizeof scale, cudaMemcpyHostToDevice);
+    jobs.push_back({in.back().as<__nv_bfloat16>(), out.back().as<std::uint8_t>(), out_t.back().as<std::uint8_t>(), scales.as<float>() + i,
+                    st.as<fp8::CastStats>() + i, rows, cols});
+    max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols));
+    fp8::quantize_transpose(ref.back().as<std::uint8_t>(), ref_t.back().as<std::uint8_t>(), in.back().as<__nv_bfloat16>(), rows, cols,
+                            scales.as<float>() + i, f, o, ref_st.as<fp8::CastStats>() + i, nullptr);
+  }
+  core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastTransposeJob));
+  cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice);
+  fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), n, max_tiles, f, o, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<fp8::CastStats> gs(static_cast<std::size_t>(n)), rs(static_cast<std::size_t>(n));
+  cudaMemcpy(gs.data(), st.get(), st.size(), cudaMemcpyDeviceToHost);
+  cudaMemcpy(rs.data(), ref_st.get(), ref_st.size(), cudaMemcpyDeviceToHost);
+  for (int i = 0; i < n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "matrix " << i);
+    const std::size_t e = std::size_t(std::get<0>(shapes[std::size_t(i)])) * std::size_t(std::get<1>(shapes[std::size_t(i)]));
+    std::vector<std::uint8_t> a(e), b(e), at(e), bt(e);
+    cudaMemcpy(a.data(), out[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+    cudaMemcpy(b.data(), ref[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+    cudaMemcpy(at.data(), out_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+    cudaMemcpy(bt.data(), ref_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(at, bt);
+    EXPECT_EQ(gs[std::size_t(i)].amax, rs[std::size_t(i)].amax);
+    EXPECT_EQ(gs[std::size_t(i)].nonfinite, rs[std::size_t(i)].nonfinite);
+    EXPECT_EQ(gs[std::size_t(i)].saturated, rs[std::size_t(i)].saturated);
+    EXPECT_EQ(gs[std::size_t(i)].underflow, rs[std::size_t(i)].underflow);
+    EXPECT_EQ(gs[std::size_t(i)].nonfinite_out, rs[std::size_t(i)].nonfinite_out);
   }
 }
 

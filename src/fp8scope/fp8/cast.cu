@@ -107,6 +107,27 @@ void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloa
   small_tile_transpose_kernel<true><<<grid, dim3(32, 8), 0, s>>>(out, out_t, in, rows, cols, scale, f, o, stats);
 }
 
+namespace {
+// Tiles per block of quantize_transpose_many's largest matrix: enough for the copy pipeline to
+// overlap, few enough that the matrices' blocks interleave across the GPU.
+constexpr int kTilesPerManyBlock = 8;
+
+template <class K>
+__global__ void __launch_bounds__(kTileThreads, 4) cast_transpose_many_kernel(const CastTransposeJob* jobs) {
+  const CastTransposeJob j = jobs[blockIdx.z];
+  using Op = CastBf16Op<K>;
+  tile_cast_transpose_tiles<Op, false>(Op{{j.scale}, {j.in}}, j.out, j.out_t, nullptr, j.rows, j.cols, j.stats, 0);
+}
+}  // namespace
+
+void quantize_transpose_many(const CastTransposeJob* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s) {
+  if (n <= 0) return;
+  const dim3 grid(unsigned((max_tiles + kTilesPerManyBlock - 1) / kTilesPerManyBlock), 1, unsigned(n));
+  with_kind(f, o, [&](auto k) {
+    cast_transpose_many_kernel<decltype(k)><<<grid, kTileThreads, tile_smem_bytes<CastBf16Op<decltype(k)>>(), s>>>(jobs);
+  });
+}
+
 void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const __nv_bfloat16* in, int rows, int cols,
                               const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s) {
   with_kind(f, o, [&](auto k) {

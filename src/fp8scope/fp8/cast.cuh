@@ -29,11 +29,28 @@ void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
                         Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch = 1);
 
+// One matrix of quantize_transpose_many: in [rows][cols] to out (the same layout) and out_t
+// ([cols][rows]), with its own scale and statistics.
+struct CastTransposeJob {
+  const __nv_bfloat16* in;
+  std::uint8_t* out;
+  std::uint8_t* out_t;
+  const float* scale;
+  CastStats* stats;
+  int rows, cols;
+};
+// quantize_transpose of n matrices of one format in one launch: a model's weights, which
+// cast one launch each left most of the GPU idle (a few microseconds apiece). jobs: a device
+// array of n jobs, each tile_cast_fits; max_tiles: the most kCastTile x kCastTile tiles of
+// any of them (it sizes the grid).
+void quantize_transpose_many(const CastTransposeJob* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s);
+
 // The tile loop behind the transposing casts and the casts fused with them (here and in the
 // MLP) works on kCastTile x kCastTile tiles and takes matrices whose rows and columns are
 // multiples of 8; other shapes use element-wise fallbacks, or no fusion.
 constexpr int kCastTile = 64;
 inline bool tile_cast_fits(int rows, int cols) { return rows % 8 == 0 && cols % 8 == 0; }
+inline int cast_tiles(int rows, int cols) { return ((rows + kCastTile - 1) / kCastTile) * ((cols + kCastTile - 1) / kCastTile); }
 // Rows of a bias gradient's per-tile column sums (see quantize_transpose_dbias), and floats.
 inline int dbias_partial_rows(int rows) { return (rows + kCastTile - 1) / kCastTile; }
 inline std::int64_t dbias_partial_floats(int rows, int cols) { return std::int64_t(dbias_partial_rows(rows)) * cols; }

@@ -159,14 +159,15 @@ __device__ __forceinline__ void transpose4x4(unsigned (&a)[4]) {
   a[2] = __byte_perm(t1, t3, 0x5410), a[3] = __byte_perm(t1, t3, 0x7632);
 }
 
-// Rows and columns multiples of 8 (the vectors never straddle the matrix edge). blockIdx.z is
-// the matrix of a batch (bias_partial only with one matrix). bias_partial[row tile][column]:
-// the column sums of one 64-row tile, each written by exactly one block (reduce them with
-// column_sum_add in a fixed order: the bias gradient does not depend on scheduling).
-// Launch with tile_smem_bytes<Op>() of dynamic shared memory.
+// The tile loop of one matrix, walked by the blocks of the launch's x dimension: the body of
+// the kernels below. Rows and columns multiples of 8 (the vectors never straddle the matrix
+// edge); `mat` is the matrix's first element in in, out and out_t (a batch of matrices).
+// bias_partial[row tile][column]: the column sums of one 64-row tile, each written by exactly
+// one block (reduce them with column_sum_add in a fixed order: the bias gradient does not
+// depend on scheduling). Launch with tile_smem_bytes<Op>() of dynamic shared memory.
 template <class Op, bool kBias>
-__global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t,
-                                                                              float* bias_partial, int rows, int cols, CastStats* stats) {
+__device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows,
+                                                          int cols, CastStats* stats, std::int64_t mat) {
   constexpr int kStages = tile_stages<Op>(), kStageBytes = tile_stage_bytes<Op>(), kVB = Op::kVecBytes;
   constexpr int kVecs = kTile * kTile / 8;  // vectors per tile
   using Vec = std::conditional_t<kVB == 16, uint4, uint2>;
@@ -176,7 +177,6 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
   __shared__ __align__(16) std::uint8_t tile[kTile * kTileStride];
   __shared__ float warp_sums[kBias ? kTileThreads / 32 : 1][kTile];
   op.setup();
-  const std::int64_t mat = std::int64_t(blockIdx.z) * rows * cols;
   out_t += mat;
   if (out) out += mat;
   MagnitudeStats st;
@@ -273,6 +273,13 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
   }
   core::cp_wait<0>();  // no copy outlives the block
   if (Op::kStats) flush_block(st.local(), stats);
+}
+
+// blockIdx.z is the matrix of a batch (bias_partial only with one matrix).
+template <class Op, bool kBias>
+__global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t,
+                                                                              float* bias_partial, int rows, int cols, CastStats* stats) {
+  tile_cast_transpose_tiles<Op, kBias>(op, out, out_t, bias_partial, rows, cols, stats, std::int64_t(blockIdx.z) * rows * cols);
 }
 
 // Blocks for the tile loop: every tile when there are few, else kMaxCastBlocks (over the batch).

@@ -114,6 +114,40 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
       }
   }
   if (!fuses_loss_cast()) dlogits_ = core::DeviceBuffer(bf(N * Vp));  // else the loss writes FP8 into f8_dy_
+  if (fp8) plan_layer_weight_casts();
+}
+
+void GpuGpt::plan_layer_weight_casts() {
+  if (!scale_before_cast()) return;  // current scaling measures each weight right before its cast
+  const int C = cfg_.d_model;
+  const int in_c[4] = {C, C, C, 4 * C}, out_c[4] = {3 * C, C, 4 * C, C};
+  const char* w_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
+  std::vector<std::pair<int, int>> cast;  // (layer, linear)
+  for (int l = 0; l < cfg_.n_layer; ++l)
+    for (int w = 0; w < 4; ++w)
+      if (fp8_linear(w) && fp8::tile_cast_fits(out_c[w], in_c[w])) cast.emplace_back(l, w);
+  if (cast.empty()) return;
+  weight_format_ = fp8_->format(saved(cast[0].first, cast[0].second).sw);
+  for (auto [l, w] : cast)
+    if (fp8_->format(saved(l, w).sw) != weight_format_) return;  // one format per launch
+  std::vector<fp8::CastTransposeJob> jobs;
+  for (auto [l, w] : cast) {
+    Fp8Saved& sv = saved(l, w);
+    sv.w = core::DeviceBuffer(std::size_t(out_c[w]) * std::size_t(in_c[w]));
+    jobs.push_back({weight(off_[fmt::format("h{}.{}", l, w_names[w])]), sv.w.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), fp8_->scale(sv.sw),
+                    fp8_->stats(sv.sw), out_c[w], in_c[w]});
+    weight_job_tiles_ = std::max(weight_job_tiles_, fp8::cast_tiles(out_c[w], in_c[w]));
+  }
+  n_weight_jobs_ = int(jobs.size());
+  weight_jobs_ = core::DeviceBuffer(jobs.size() * sizeof(fp8::CastTransposeJob));
+  FP8S_CUDA(cudaMemcpy(weight_jobs_.get(), jobs.data(), weight_jobs_.size(), cudaMemcpyHostToDevice));
+}
+
+void GpuGpt::cast_layer_weights() {
+  if (n_weight_jobs_ == 0) return;
+  mark("matmul");  // where the per-GEMM weight casts were timed
+  fp8::quantize_transpose_many(weight_jobs_.as<fp8::CastTransposeJob>(), n_weight_jobs_, weight_job_tiles_, weight_format_,
+                               fp8_->overflow(), stream_);
 }
 
 GpuGpt::Fp8Saved& GpuGpt::saved(int layer, int which) { return fp8_saved_.at({layer, which}); }
@@ -182,15 +216,18 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
     fp8::quantize_transpose(f8_x_.as<std::uint8_t>(), sv.x_t.as<std::uint8_t>(), inp, N, IC, f.scale(si), f.format(si), f.overflow(),
                             f.stats(si), stream_);
   }
-  f.prepare(sw, weight(w), std::int64_t(OC) * IC);
-  fp8::quantize_transpose(f8_w_.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), weight(w), OC, IC, f.scale(sw), f.format(sw),
-                          f.overflow(), f.stats(sw), stream_);
+  const bool w_ready = sv.w.size() > 0;  // cast with the other block weights (cast_layer_weights)
+  if (!w_ready) {
+    f.prepare(sw, weight(w), std::int64_t(OC) * IC);
+    fp8::quantize_transpose(f8_w_.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), weight(w), OC, IC, f.scale(sw), f.format(sw),
+                            f.overflow(), f.stats(sw), stream_);
+  }
   c.a = DType::e4m3;
   c.b = f.format(si) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
   c.a_scale = f.scale_inv(sw);
   c.b_scale = f.scale_inv(si);
   c.fast_accum = f.config().fast_accum_fprop;
-  gemms_.run(c, f8_w_.get(), f8_x_.get(), out, (name + " fprop").c_str());
+  gemms_.run(c, w_ready ? sv.w.get() : f8_w_.get(), f8_x_.get(), out, (name + " fprop").c_str());
 }
 
 // BF16:
@@ -339,6 +376,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   const std::int64_t nc = std::int64_t(N) * C;
   core::NvtxRange range("forward");
   if (fp8_) fp8_->begin_step();
+  cast_layer_weights();
   mark("embedding");
   FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), inputs, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   FP8S_CUDA(cudaMemcpyAsync(targets_.get(), targets, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
