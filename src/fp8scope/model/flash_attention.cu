@@ -219,12 +219,12 @@ __global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, i
       }
     // Finite: every row sees its diagonal key in the first tile (key 0 <= row).
     const float mn0 = fmaxf(m0, quad_max(mt0)), mn1 = fmaxf(m1, quad_max(mt1));
-    const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
+    const float a0 = core::exp2_fast(m0 - mn0), a1 = core::exp2_fast(m1 - mn1);
     float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      s[j][0] = exp2f(s[j][0] - mn0), s[j][1] = exp2f(s[j][1] - mn0);
-      s[j][2] = exp2f(s[j][2] - mn1), s[j][3] = exp2f(s[j][3] - mn1);
+      s[j][0] = core::exp2_fast(s[j][0] - mn0), s[j][1] = core::exp2_fast(s[j][1] - mn0);
+      s[j][2] = core::exp2_fast(s[j][2] - mn1), s[j][3] = core::exp2_fast(s[j][3] - mn1);
       sum0 += s[j][0] + s[j][1], sum1 += s[j][2] + s[j][3];
       o[j][0] *= a0, o[j][1] *= a0, o[j][2] *= a1, o[j][3] *= a1;
     }
@@ -320,7 +320,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dkdv_kernel(bf1
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int col = 8 * j + 2 * t + (e & 1), key = e < 2 ? key0 : key1;
-          st[j][e] = (qt == kt && key > qt * kTile + col) ? 0.0f : exp2f(st[j][e] * sl2 - l[col] * core::kLog2e);
+          st[j][e] = (qt == kt && key > qt * kTile + col) ? 0.0f : core::exp2_fast(st[j][e] * sl2 - l[col] * core::kLog2e);
         }
       to_a(pf, st);
     }
@@ -396,7 +396,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dq_kernel(bf16*
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int col = kt * kTile + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
-          s[j][e] = (kt == qt && col > row) ? 0.0f : exp2f(s[j][e] * sl2 - (e < 2 ? lse0 : lse1));
+          s[j][e] = (kt == qt && col > row) ? 0.0f : core::exp2_fast(s[j][e] * sl2 - (e < 2 ? lse0 : lse1));
         }
       to_a(f, s);
     }
