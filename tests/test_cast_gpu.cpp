@@ -83,11 +83,13 @@ TEST_P(CastGpu, QuantizeMatchesHostCodecAndCounts) {
 }
 
 // Shapes: one the generic kernel takes (77 columns), and the tiled fast path (multiples of 8)
-// with partial tiles and a batch of matrices; the plain FP8 transpose on the same shapes.
+// with partial tiles and a batch of matrices; the plain FP8 transpose on the same shapes (its
+// 128 x 128 path where both sides are multiples of 16: 96 x 64 and 1040 x 2064, partial tiles).
 TEST_P(CastGpu, TransposeIsExact) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  for (auto [rows, cols, batch] : {std::make_tuple(300, 77, 1), std::make_tuple(320, 136, 1), std::make_tuple(2056, 1096, 1), std::make_tuple(96, 64, 3)}) {
+  for (auto [rows, cols, batch] : {std::make_tuple(300, 77, 1), std::make_tuple(320, 136, 1), std::make_tuple(2056, 1096, 1), std::make_tuple(96, 64, 3),
+                                    std::make_tuple(1040, 2064, 1)}) {
     SCOPED_TRACE(::testing::Message() << rows << "x" << cols << " x" << batch);
     const std::size_t per = std::size_t(rows) * cols, n = per * std::size_t(batch);
     const auto host = test_values(n, 5);
