@@ -104,50 +104,39 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
       f8_p_ = core::DeviceBuffer(std::size_t(BH * T * T));
     }
     const std::int64_t in_c[4] = {C, C, C, 4 * C}, out_c[4] = {3 * C, C, 4 * C, C};
+    const char* weight_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
+    // Delayed scaling: the block weights are cast together at the start of forward (current
+    // scaling measures each weight right before its own cast).
+    std::vector<fp8::CastTransposeJob> weight_jobs;
     for (int l = -1; l < cfg.n_layer; ++l)
       for (int w = 0; w < 5; ++w) {
         if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
         const std::int64_t IC = w == 4 ? C : in_c[w], OC = w == 4 ? Vp : out_c[w];
         const std::string& name = linear_names()[std::size_t(w)];
-        fp8_saved_[{l, w}] = Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC)),
-                                      fp8_->slot(l, name + ".input"), fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
+        Fp8Saved& sv = fp8_saved_[{l, w}] =
+            Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC)), fp8_->slot(l, name + ".input"),
+                     fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
+        if (w == 4 || !scale_before_cast() || !fp8::tile_cast_fits(int(OC), int(IC))) continue;
+        sv.w = core::DeviceBuffer(std::size_t(OC * IC));
+        weight_jobs.push_back({weight(off_[fmt::format("h{}.{}", l, weight_names[w])]), sv.w.as<std::uint8_t>(),
+                               sv.w_t.as<std::uint8_t>(), fp8_->scale(sv.sw), fp8_->stats(sv.sw), int(OC), int(IC)});
+        weight_job_tiles_ = std::max(weight_job_tiles_, fp8::cast_tiles(int(OC), int(IC)));
       }
+    n_weight_jobs_ = int(weight_jobs.size());
+    if (n_weight_jobs_) {
+      weight_jobs_ = core::DeviceBuffer(weight_jobs.size() * sizeof(fp8::CastTransposeJob));
+      FP8S_CUDA(cudaMemcpy(weight_jobs_.get(), weight_jobs.data(), weight_jobs_.size(), cudaMemcpyHostToDevice));
+    }
   }
   if (!fuses_loss_cast()) dlogits_ = core::DeviceBuffer(bf(N * Vp));  // else the loss writes FP8 into f8_dy_
-  if (fp8) plan_layer_weight_casts();
-}
-
-void GpuGpt::plan_layer_weight_casts() {
-  if (!scale_before_cast()) return;  // current scaling measures each weight right before its cast
-  const int C = cfg_.d_model;
-  const int in_c[4] = {C, C, C, 4 * C}, out_c[4] = {3 * C, C, 4 * C, C};
-  const char* w_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
-  std::vector<std::pair<int, int>> cast;  // (layer, linear)
-  for (int l = 0; l < cfg_.n_layer; ++l)
-    for (int w = 0; w < 4; ++w)
-      if (fp8_linear(w) && fp8::tile_cast_fits(out_c[w], in_c[w])) cast.emplace_back(l, w);
-  if (cast.empty()) return;
-  weight_format_ = fp8_->format(saved(cast[0].first, cast[0].second).sw);
-  for (auto [l, w] : cast)
-    if (fp8_->format(saved(l, w).sw) != weight_format_) return;  // one format per launch
-  std::vector<fp8::CastTransposeJob> jobs;
-  for (auto [l, w] : cast) {
-    Fp8Saved& sv = saved(l, w);
-    sv.w = core::DeviceBuffer(std::size_t(out_c[w]) * std::size_t(in_c[w]));
-    jobs.push_back({weight(off_[fmt::format("h{}.{}", l, w_names[w])]), sv.w.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), fp8_->scale(sv.sw),
-                    fp8_->stats(sv.sw), out_c[w], in_c[w]});
-    weight_job_tiles_ = std::max(weight_job_tiles_, fp8::cast_tiles(out_c[w], in_c[w]));
-  }
-  n_weight_jobs_ = int(jobs.size());
-  weight_jobs_ = core::DeviceBuffer(jobs.size() * sizeof(fp8::CastTransposeJob));
-  FP8S_CUDA(cudaMemcpy(weight_jobs_.get(), jobs.data(), weight_jobs_.size(), cudaMemcpyHostToDevice));
 }
 
 void GpuGpt::cast_layer_weights() {
   if (n_weight_jobs_ == 0) return;
   mark("matmul");  // where the per-GEMM weight casts were timed
-  fp8::quantize_transpose_many(weight_jobs_.as<fp8::CastTransposeJob>(), n_weight_jobs_, weight_job_tiles_, weight_format_,
-                               fp8_->overflow(), stream_);
+  // Every weight slot has the forward format (the plan gives all forward casts one).
+  fp8::quantize_transpose_many(weight_jobs_.as<fp8::CastTransposeJob>(), n_weight_jobs_, weight_job_tiles_,
+                               fp8::format_for(fp8_->config().recipe.format, fp8::Pass::forward), fp8_->overflow(), stream_);
 }
 
 GpuGpt::Fp8Saved& GpuGpt::saved(int layer, int which) { return fp8_saved_.at({layer, which}); }

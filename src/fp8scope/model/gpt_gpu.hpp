@@ -95,9 +95,8 @@ class GpuGpt {
   };
   Fp8Saved& saved(int layer, int which);
   // Delayed scaling: the blocks' FP8 weights (and their transposes) in one launch at the start
-  // of forward, each with the scale its slot has for the step; the LM head's weight, one large
-  // matrix, is cast where it is used.
-  void plan_layer_weight_casts();
+  // of forward, each with the scale its slot has for the step (the jobs are made with the
+  // saved buffers); the LM head's weight, one large matrix, is cast where it is used.
   void cast_layer_weights();
   void attention_forward(int l, LayerActs& a);
   // The fused attention's view of the heads: q/k/v inside qkv [N, 3C], out and dy in [N, C].
@@ -131,7 +130,6 @@ class GpuGpt {
   std::map<std::pair<int, int>, Fp8Saved> fp8_saved_;
   core::DeviceBuffer weight_jobs_;  // fp8::CastTransposeJob for each block weight cast together
   int n_weight_jobs_ = 0, weight_job_tiles_ = 0;
-  fp8::Format weight_format_ = fp8::Format::e4m3;
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
