@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op
 
 // Blocks for the tile loop: every tile when there are few, else kMaxCastBlocks (over the batch).
 inline unsigned tile_cast_grid(int rows, int cols, int batch) {
-  const std::int64_t tiles = std::int64_t((cols + kTile - 1) / kTile) * ((rows + kTile - 1) / kTile);
+  const std::int64_t tiles = cast_tiles(rows, cols);
   const std::int64_t cap = kMaxCastBlocks / batch > 1 ? kMaxCastBlocks / batch : 1;
   return unsigned(tiles < cap ? tiles : cap);
 }
