@@ -119,6 +119,8 @@ void adamw_update_chunks(float* p, bf16* p_bf16, const float* g, float* m, float
 // reduce.cu: dst[c] += sum over rows r of partial[r * ld + c], in a fixed order; *out = sum of
 // partial[0..n) (one block, fixed tree).
 void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld, cudaStream_t s);
+// The same with columns [0, split) added into lo and [split, cols) into hi, in one launch.
+void column_sum_add_split(float* lo, float* hi, int split, const float* partial, int rows, int cols, int ld, cudaStream_t s);
 void sum_all(float* out, const float* partial, int n, cudaStream_t s);
 
 }  // namespace fp8scope::model

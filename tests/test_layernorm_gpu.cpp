@@ -1,0 +1,128 @@
+// The LayerNorm kernels against double-precision arithmetic on the host, at widths that use
+// one to four 256-channel groups (also widths that leave lanes idle) and row counts that are
+// not multiples of the blocks' rows, one of them larger than the backward grid covers in one
+// pass (so its warps walk several rows).
+// Tolerances: BF16 outputs carry their rounding (2^-9 relative, 2^-8 allowed) on top of FP32
+// arithmetic (1e-4 of the magnitudes of the terms, far above FP32's 2^-24 per operation);
+// the FP32 parameter-gradient sums of at most a few thousand terms get 1e-5 of their terms'
+// magnitudes.
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/model/kernels.cuh"
+#include "gpu_test_util.hpp"
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using namespace fp8scope;
+using model::bf16;
+
+namespace {
+
+struct Tensor {
+  std::vector<bf16> host;
+  core::DeviceBuffer dev;
+  explicit Tensor(std::size_t n, std::mt19937& rng, float sd) : host(n), dev(n * sizeof(bf16)) {
+    std::normal_distribution<float> d(0.0f, sd);
+    for (auto& x : host) x = __float2bfloat16(d(rng));
+    FP8S_CUDA(cudaMemcpy(dev.get(), host.data(), dev.size(), cudaMemcpyHostToDevice));
+  }
+  double at(std::size_t i) const { return double(__bfloat162float(host[i])); }
+  std::vector<bf16> read() const {
+    std::vector<bf16> out(host.size());
+    FP8S_CUDA(cudaMemcpy(out.data(), dev.get(), dev.size(), cudaMemcpyDeviceToHost));
+    return out;
+  }
+};
+
+std::vector<float> read_floats(const core::DeviceBuffer& b) {
+  std::vector<float> out(b.size() / 4);
+  FP8S_CUDA(cudaMemcpy(out.data(), b.get(), b.size(), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+}  // namespace
+
+class LayerNormGpu : public ::testing::TestWithParam<std::pair<int, int>> {};
+
+TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [N, C] = GetParam();
+  const std::size_t n = std::size_t(N) * C;
+  std::mt19937 rng(11);
+  // An offset mean in the input, as in a residual stream, so the mean subtraction matters.
+  Tensor x(n, rng, 1.0f), dy(n, rng, 1.0f), dx(n, rng, 0.5f), w(std::size_t(C), rng, 1.0f), b(std::size_t(C), rng, 0.3f);
+  for (auto& v : x.host) v = __float2bfloat16(__bfloat162float(v) + 0.75f);
+  FP8S_CUDA(cudaMemcpy(x.dev.get(), x.host.data(), x.dev.size(), cudaMemcpyHostToDevice));
+  core::DeviceBuffer out(n * sizeof(bf16)), mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4);
+  core::DeviceBuffer dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
+  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(N, C)) * 4);
+  const std::vector<float> dw0(std::size_t(C), 0.5f), db0(std::size_t(C), -0.25f);  // the backward adds to what is there
+  FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
+
+  model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(), N, C,
+                           nullptr);
+  model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
+                            w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+  FP8S_CUDA(cudaDeviceSynchronize());
+  std::vector<bf16> y(n);
+  FP8S_CUDA(cudaMemcpy(y.data(), out.get(), out.size(), cudaMemcpyDeviceToHost));
+  const std::vector<float> m_gpu = read_floats(mean), r_gpu = read_floats(rstd), dw_gpu = read_floats(dw), db_gpu = read_floats(db);
+  const std::vector<bf16> dx_gpu = dx.read();
+
+  std::vector<double> dw_want(dw0.begin(), dw0.end()), db_want(db0.begin(), db0.end()), dw_mag(dw0.size()), db_mag(dw0.size());
+  for (int row = 0; row < N; ++row) {
+    const std::size_t base = std::size_t(row) * C;
+    double m = 0, var = 0;
+    for (int c = 0; c < C; ++c) m += x.at(base + c);
+    m /= C;
+    for (int c = 0; c < C; ++c) var += (x.at(base + c) - m) * (x.at(base + c) - m);
+    const double r = 1.0 / std::sqrt(var / C + 1e-5);
+    ASSERT_NEAR(m_gpu[std::size_t(row)], m, 1e-5 * (std::fabs(m) + 1)) << "mean of row " << row;
+    ASSERT_NEAR(r_gpu[std::size_t(row)], r, 1e-5 * r) << "rstd of row " << row;
+    double g_mean = 0, gn_mean = 0;
+    for (int c = 0; c < C; ++c) {
+      const double norm = (x.at(base + c) - m) * r, g = w.at(std::size_t(c)) * dy.at(base + c);
+      const double want = norm * w.at(std::size_t(c)) + b.at(std::size_t(c));
+      const double tol = std::ldexp(std::fabs(want), -8) + 1e-4 * (std::fabs(norm * w.at(std::size_t(c))) + std::fabs(b.at(std::size_t(c))));
+      ASSERT_NEAR(__bfloat162float(y[base + c]), want, tol) << "forward row " << row << " channel " << c;
+      g_mean += g, gn_mean += g * norm;
+      dw_want[std::size_t(c)] += norm * dy.at(base + c), dw_mag[std::size_t(c)] += std::fabs(norm * dy.at(base + c));
+      db_want[std::size_t(c)] += dy.at(base + c), db_mag[std::size_t(c)] += std::fabs(dy.at(base + c));
+    }
+    g_mean /= C, gn_mean /= C;
+    for (int c = 0; c < C; ++c) {
+      const double norm = (x.at(base + c) - m) * r, g = w.at(std::size_t(c)) * dy.at(base + c);
+      const double want = dx.at(base + c) + (g - g_mean - norm * gn_mean) * r;
+      const double terms = std::fabs(dx.at(base + c)) + (std::fabs(g) + std::fabs(g_mean) + std::fabs(norm * gn_mean)) * r;
+      ASSERT_NEAR(__bfloat162float(dx_gpu[base + c]), want, std::ldexp(std::fabs(want), -8) + 1e-4 * terms)
+          << "input gradient row " << row << " channel " << c;
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    ASSERT_NEAR(dw_gpu[std::size_t(c)], dw_want[std::size_t(c)], 1e-5 * dw_mag[std::size_t(c)] + 1e-6) << "dw channel " << c;
+    ASSERT_NEAR(db_gpu[std::size_t(c)], db_want[std::size_t(c)], 1e-5 * db_mag[std::size_t(c)] + 1e-6) << "db channel " << c;
+  }
+
+  // The same inputs again give the same bits (no float atomics in the reductions).
+  FP8S_CUDA(cudaMemcpy(dx.dev.get(), dx.host.data(), dx.dev.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
+  model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
+                            w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+  FP8S_CUDA(cudaDeviceSynchronize());
+  const std::vector<float> dw_again = read_floats(dw), db_again = read_floats(db);
+  const std::vector<bf16> dx_again = dx.read();
+  EXPECT_EQ(std::memcmp(dw_again.data(), dw_gpu.data(), dw_gpu.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(db_again.data(), db_gpu.data(), db_gpu.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(dx_again.data(), dx_gpu.data(), dx_gpu.size() * sizeof(bf16)), 0);
+}
+
+// 4100 rows: more than the backward grid's warps (264 x 8), so warps walk two rows.
+INSTANTIATE_TEST_SUITE_P(Shapes, LayerNormGpu,
+                         ::testing::Values(std::make_pair(4100, 768), std::make_pair(37, 64), std::make_pair(300, 1016),
+                                           std::make_pair(1001, 200), std::make_pair(64, 520)));
