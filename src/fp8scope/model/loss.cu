@@ -7,6 +7,7 @@
 
 #include <cooperative_groups.h>
 
+#include <algorithm>
 #include <cfloat>
 
 namespace fp8scope::model {
@@ -67,24 +68,49 @@ struct Fp8Grad {
 // distributed shared memory, in part order, so every part has the same log-sum-exp. A whole
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
 // left the memory idle; quarter rows fit four blocks per SM at different phases (eighths: slower).
-constexpr int kParts = 4, kPartThreads = 256;
+// The clusters stay resident and walk the rows (a cluster per row made every quarter row pay
+// the gradient cast's setup and statistics flush: half the kernel's instructions were such
+// per-row costs).
+constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
 
-// Every part's (max, sum) combined, in part order, through distributed shared memory. Hopper
-// clusters: the host launches the parts kernel only there.
-__device__ __forceinline__ void combine_parts(float& m, float& s) {
+// The row's (max, sum of exp(x - max)) over the whole cluster from each thread's (m, s):
+// maxima first, then each sum rescaled once to the larger maximum (a pairwise combine at every
+// step of a tree costs two exponentials a step). Fixed order at every level, so every part
+// gets the same bits, on every run. Exponentials of (x - max) as exp2 of x log2 e - max log2 e
+// (an empty side has m = -FLT_MAX / 2 and s = 0: it adds 0).
+__device__ __forceinline__ float rescale(float s, float m, float to) { return s * core::exp2_fast((m - to) * core::kLog2e); }
+
+__device__ __forceinline__ void row_max_sum(float& m, float& s) {
+  // Each warp's (max, sum); then slot 0 holds the part's, which the other parts read.
+  __shared__ float2 warp_ms[kPartWarps];
+  float wm = m;
+  for (int o = 16; o > 0; o /= 2) wm = fmaxf(wm, __shfl_xor_sync(0xffffffffu, wm, o));
+  float ws = rescale(s, m, wm);
+  for (int o = 16; o > 0; o /= 2) ws += __shfl_xor_sync(0xffffffffu, ws, o);
+  if (threadIdx.x % 32 == 0) warp_ms[threadIdx.x / 32] = make_float2(wm, ws);
+  __syncthreads();  // also publishes the part in shared memory for the gradient pass
+  if (threadIdx.x == 0) {
+    float bm = warp_ms[0].x, bs = 0.0f;
+#pragma unroll
+    for (int w = 1; w < kPartWarps; ++w) bm = fmaxf(bm, warp_ms[w].x);
+#pragma unroll
+    for (int w = 0; w < kPartWarps; ++w) bs += rescale(warp_ms[w].y, warp_ms[w].x, bm);
+    warp_ms[0] = make_float2(bm, bs);
+  }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  __shared__ float2 part_ms;
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
-  if (threadIdx.x == 0) part_ms = make_float2(m, s);
   cluster.sync();
-  m = -FLT_MAX, s = 0.0f;
+  float2 p[kParts];
 #pragma unroll
-  for (int p = 0; p < kParts; ++p) {
-    const float2 o = *cluster.map_shared_rank(&part_ms, p);
-    combine(m, s, o.x, o.y);
-  }
-  cluster.sync();  // no block leaves while another may still read its pair
+  for (int k = 0; k < kParts; ++k) p[k] = *cluster.map_shared_rank(&warp_ms[0], k);
+  m = p[0].x;
+#pragma unroll
+  for (int k = 1; k < kParts; ++k) m = fmaxf(m, p[k].x);
+  s = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kParts; ++k) s += rescale(p[k].y, p[k].x, m);
+  cluster.sync();  // no block writes its pair (next row) while another may still read it
 #else
   __trap();
 #endif
@@ -95,51 +121,53 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
                                                                           int N, int V, int Vp) {
   extern __shared__ float4 part4[];
   const int part = int(blockIdx.x % kParts);  // the block's rank in its cluster
-  const std::int64_t row = blockIdx.x / kParts;
+  const int clusters = int(gridDim.x / kParts);
   const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
-  const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
-  grad.setup();
-  // Exponentials as exp2 of one fused multiply-add: exp(x - m) = 2^(x log2 e - m log2 e). m
-  // starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf then gives 0).
-  float m = -FLT_MAX / 2, s = 0.0f;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < P4; i += kPartThreads) {
-    const float4 x = z[i];
-    part4[i] = x;
-    const int c = c0 + 4 * i;
-    float a = x.x, b = x.y, d = x.z, e = x.w;
-    if (c + 4 > V) {  // padded columns (c >= V) take no part
-      a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
-    }
-    const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-    if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
-    const float ml = m * core::kLog2e;
-    s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
-         core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
-  }
-  block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
-  combine_parts(m, s);
-  const float lse = m + __logf(s), inv_n = 1.0f / N;
-  // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
-  const float shift = fmaf(lse, core::kLog2e, log2f(float(N)));
-  const int target = targets[row];
+  const float inv_n = 1.0f / N, log2_n = log2f(float(N));
   const float* zs = reinterpret_cast<const float*>(part4);
-  if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
-  for (int i = threadIdx.x; i < P4 / 2; i += kPartThreads) {
-    const float4 x0 = part4[2 * i], x1 = part4[2 * i + 1];
-    const int c = c0 + 8 * i;
-    float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-    if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
-#pragma unroll
-      for (int j = 0; j < 8; ++j) g[j] = core::exp2_fast(fmaf(g[j], core::kLog2e, -shift));
-    } else {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float p = c + j < V ? core::exp2_fast(fmaf(g[j], core::kLog2e, -shift)) : 0.0f;
-        g[j] = p - (c + j == target ? inv_n : 0.0f);
+  grad.setup();
+  for (std::int64_t row = blockIdx.x / kParts; row < N; row += clusters) {
+    const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
+    // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
+    float m = -FLT_MAX / 2, s = 0.0f;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < P4; i += kPartThreads) {
+      const float4 x = z[i];
+      part4[i] = x;
+      const int c = c0 + 4 * i;
+      float a = x.x, b = x.y, d = x.z, e = x.w;
+      if (c + 4 > V) {  // padded columns (c >= V) take no part
+        a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
       }
+      const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
+      if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
+      const float ml = m * core::kLog2e;
+      s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
+           core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
     }
-    grad.store8(row * Vp + c, g);
+    row_max_sum(m, s);
+    const float lse = m + __logf(s);
+    // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
+    const float shift = fmaf(lse, core::kLog2e, log2_n);
+    const int target = targets[row];
+    if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
+    for (int i = threadIdx.x; i < P4 / 2; i += kPartThreads) {
+      const float4 x0 = part4[2 * i], x1 = part4[2 * i + 1];
+      const int c = c0 + 8 * i;
+      float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+      if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
+#pragma unroll
+        for (int j = 0; j < 8; ++j) g[j] = core::exp2_fast(fmaf(g[j], core::kLog2e, -shift));
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const float p = c + j < V ? core::exp2_fast(fmaf(g[j], core::kLog2e, -shift)) : 0.0f;
+          g[j] = p - (c + j == target ? inv_n : 0.0f);
+        }
+      }
+      grad.store8(row * Vp + c, g);
+    }
+    __syncthreads();  // the next row overwrites the part
   }
   grad.finish();
 }
@@ -181,7 +209,6 @@ void launch_parts(float* losses, Grad grad, const float* logits, const int* targ
   const int part_bytes = Vp / kParts * int(sizeof(float));
   cudaFuncSetAttribute(cross_entropy_parts_kernel<Grad>, cudaFuncAttributeMaxDynamicSharedMemorySize, part_bytes);
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(N * kParts));
   cfg.blockDim = dim3(kPartThreads);
   cfg.dynamicSmemBytes = std::size_t(part_bytes);
   cfg.stream = s;
@@ -190,6 +217,18 @@ void launch_parts(float* losses, Grad grad, const float* logits, const int* targ
   cluster.val.clusterDim.x = kParts, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
   cfg.attrs = &cluster;
   cfg.numAttrs = 1;
+  // As many clusters as fit on the GPU at once (each walks rows), never more than rows. Asked
+  // once per part size (per thread: a data-parallel run drives a GPU per thread).
+  thread_local int asked_bytes = -1, resident = 0;
+  if (asked_bytes != part_bytes) {
+    cfg.gridDim = dim3(unsigned(N * kParts));
+    if (cudaOccupancyMaxActiveClusters(&resident, cross_entropy_parts_kernel<Grad>, &cfg) != cudaSuccess || resident <= 0) {
+      cudaGetLastError();
+      resident = 1 << 20;  // unknown: a cluster per row
+    }
+    asked_bytes = part_bytes;
+  }
+  cfg.gridDim = dim3(unsigned(std::min(N, resident) * kParts));
   cudaLaunchKernelEx(&cfg, cross_entropy_parts_kernel<Grad>, losses, grad, logits, targets, N, V, Vp);
 }
 
