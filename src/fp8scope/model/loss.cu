@@ -68,10 +68,18 @@ struct Fp8Grad {
 // distributed shared memory, in part order, so every part has the same log-sum-exp. A whole
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
 // left the memory idle; quarter rows fit four blocks per SM at different phases (eighths: slower).
-// The clusters stay resident and walk the rows (a cluster per row made every quarter row pay
-// the gradient cast's setup and statistics flush: half the kernel's instructions were such
-// per-row costs).
+// The clusters stay resident and take rows from a counter (a cluster per row made every
+// quarter row pay the gradient cast's setup and statistics flush: half the kernel's
+// instructions were such per-row costs; a fixed share of rows per cluster left the clusters on
+// SMs with three blocks idle while those on SMs with four finished). Which cluster takes a row
+// changes nothing in its results.
 constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
+
+// The row counter (rows past the first `clusters`, taken one at a time by each cluster's rank
+// 0) and the count of clusters that found it exhausted; the last of them sets both back to 0
+// for the next launch. One per GPU (a module's globals are per device): the kernel runs one at
+// a time on a GPU, as the model and the benchmarks launch it.
+__device__ unsigned ce_rows_taken = 0, ce_clusters_done = 0;
 
 // The row's (max, sum of exp(x - max)) over the whole cluster from each thread's (m, s):
 // maxima first, then each sum rescaled once to the larger maximum (a pairwise combine at every
@@ -80,7 +88,8 @@ constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
 // (an empty side has m = -FLT_MAX / 2 and s = 0: it adds 0).
 __device__ __forceinline__ float rescale(float s, float m, float to) { return s * core::exp2_fast((m - to) * core::kLog2e); }
 
-__device__ __forceinline__ void row_max_sum(float& m, float& s) {
+// Also returns the cluster's next row, which rank 0 put in *next_row before the call.
+__device__ __forceinline__ int row_max_sum(float& m, float& s, const int* next_row) {
   // Each warp's (max, sum); then slot 0 holds the part's, which the other parts read.
   __shared__ float2 warp_ms[kPartWarps];
   float wm = m;
@@ -110,9 +119,12 @@ __device__ __forceinline__ void row_max_sum(float& m, float& s) {
   s = 0.0f;
 #pragma unroll
   for (int k = 0; k < kParts; ++k) s += rescale(p[k].y, p[k].x, m);
-  cluster.sync();  // no block writes its pair (next row) while another may still read it
+  const int next = *cluster.map_shared_rank(next_row, 0);
+  cluster.sync();  // no block writes its pair or next row (next row) while another may still read them
+  return next;
 #else
   __trap();
+  return 0;
 #endif
 }
 
@@ -126,7 +138,9 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
   const float inv_n = 1.0f / N, log2_n = log2f(float(N));
   const float* zs = reinterpret_cast<const float*>(part4);
   grad.setup();
-  for (std::int64_t row = blockIdx.x / kParts; row < N; row += clusters) {
+  __shared__ int next_row;
+  for (std::int64_t row = blockIdx.x / kParts; row < N;) {
+    if (part == 0 && threadIdx.x == 0) next_row = int(atomicAdd(&ce_rows_taken, 1u)) + clusters;  // its latency hides behind pass 1
     const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
     // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
     float m = -FLT_MAX / 2, s = 0.0f;
@@ -145,7 +159,7 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
            core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
     }
-    row_max_sum(m, s);
+    const int next = row_max_sum(m, s, &next_row);
     const float lse = m + __logf(s);
     // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
     const float shift = fmaf(lse, core::kLog2e, log2_n);
@@ -168,8 +182,14 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       grad.store8(row * Vp + c, g);
     }
     __syncthreads();  // the next row overwrites the part
+    row = next;
   }
   grad.finish();
+  // Every cluster takes rows until the counter passes N; the last to see that resets it.
+  if (part == 0 && threadIdx.x == 0 && atomicAdd(&ce_clusters_done, 1u) == unsigned(clusters) - 1) {
+    atomicExch(&ce_rows_taken, 0u);
+    atomicExch(&ce_clusters_done, 0u);
+  }
 }
 
 // Any V and Vp: one pass for the running max and the sum of exponentials (rescaled when the
