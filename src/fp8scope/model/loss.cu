@@ -139,8 +139,12 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
   const float* zs = reinterpret_cast<const float*>(part4);
   grad.setup();
   __shared__ int next_row;
+  const bool taker = part == 0 && threadIdx.x == 0;
   for (std::int64_t row = blockIdx.x / kParts; row < N;) {
-    if (part == 0 && threadIdx.x == 0) next_row = int(atomicAdd(&ce_rows_taken, 1u)) + clusters;  // its latency hides behind pass 1
+    // Taken now, stored only after pass 1: the store waits for the atomic's answer, and a store
+    // right here stalled the taking warp (and so the block at its barrier) for its round trip.
+    unsigned taken = 0;
+    if (taker) taken = atomicAdd(&ce_rows_taken, 1u);
     const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
     // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
     float m = -FLT_MAX / 2, s = 0.0f;
@@ -159,6 +163,7 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
            core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
     }
+    if (taker) next_row = int(taken) + clusters;
     const int next = row_max_sum(m, s, &next_row);
     const float lse = m + __logf(s);
     // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
@@ -186,7 +191,7 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
   }
   grad.finish();
   // Every cluster takes rows until the counter passes N; the last to see that resets it.
-  if (part == 0 && threadIdx.x == 0 && atomicAdd(&ce_clusters_done, 1u) == unsigned(clusters) - 1) {
+  if (taker && atomicAdd(&ce_clusters_done, 1u) == unsigned(clusters) - 1) {
     atomicExch(&ce_rows_taken, 0u);
     atomicExch(&ce_clusters_done, 0u);
   }
