@@ -16,9 +16,7 @@
 
 using namespace fp8scope;
 
-// (V, Vp, N): N = 700 is more rows than the clusters resident on an H200 (124), so clusters
-// take further rows from the kernel's counter; the second launch checks that the counter was
-// reset for it.
+// (V, Vp, N). Every case is launched twice and must give the same bits.
 class CrossEntropyGpu : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
 
 TEST_P(CrossEntropyGpu, LossAndGradientMatchADoubleSoftmax) {

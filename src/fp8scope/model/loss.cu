@@ -37,6 +37,7 @@ __device__ __forceinline__ void block_combine(float& m, float& s) {
 // with delayed scaling) the FP8 codes of that BF16 gradient, with the cast's statistics, so the
 // BF16 gradient never reaches memory and the head's backward only transposes the codes.
 struct Bf16Grad {
+  static constexpr bool kResident = false;  // see launch_parts
   bf16* out;
   __device__ void setup() {}
   __device__ void store8(std::int64_t i, const float (&g)[8]) { *reinterpret_cast<uint4*>(out + i) = fp8::pack8(g); }
@@ -45,6 +46,7 @@ struct Bf16Grad {
 
 template <class K>  // the format and overflow mode (fp8::with_kind)
 struct Fp8Grad {
+  static constexpr bool kResident = true;
   std::uint8_t* out;
   const float* scale_ptr;
   fp8::CastStats* stats;
@@ -68,18 +70,12 @@ struct Fp8Grad {
 // distributed shared memory, in part order, so every part has the same log-sum-exp. A whole
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
 // left the memory idle; quarter rows fit four blocks per SM at different phases (eighths: slower).
-// The clusters stay resident and take rows from a counter (a cluster per row made every
-// quarter row pay the gradient cast's setup and statistics flush: half the kernel's
-// instructions were such per-row costs; a fixed share of rows per cluster left the clusters on
-// SMs with three blocks idle while those on SMs with four finished). Which cluster takes a row
-// changes nothing in its results.
+// With an FP8 gradient the clusters stay resident and walk the rows (a cluster per row made
+// every quarter row pay the cast's setup and statistics flush: half the kernel's instructions
+// were such per-row costs). With a BF16 gradient a cluster per row measured faster (the block
+// scheduler balances SMs holding three and four blocks; a fixed share of rows per cluster does
+// not, and rows taken from an atomic counter were slower still).
 constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
-
-// The row counter (rows past the first `clusters`, taken one at a time by each cluster's rank
-// 0) and the count of clusters that found it exhausted; the last of them sets both back to 0
-// for the next launch. One per GPU (a module's globals are per device): the kernel runs one at
-// a time on a GPU, as the model and the benchmarks launch it.
-__device__ unsigned ce_rows_taken = 0, ce_clusters_done = 0;
 
 // The row's (max, sum of exp(x - max)) over the whole cluster from each thread's (m, s):
 // maxima first, then each sum rescaled once to the larger maximum (a pairwise combine at every
@@ -88,8 +84,7 @@ __device__ unsigned ce_rows_taken = 0, ce_clusters_done = 0;
 // (an empty side has m = -FLT_MAX / 2 and s = 0: it adds 0).
 __device__ __forceinline__ float rescale(float s, float m, float to) { return s * core::exp2_fast((m - to) * core::kLog2e); }
 
-// Also returns the cluster's next row, which rank 0 put in *next_row before the call.
-__device__ __forceinline__ int row_max_sum(float& m, float& s, const int* next_row) {
+__device__ __forceinline__ void row_max_sum(float& m, float& s) {
   // Each warp's (max, sum); then slot 0 holds the part's, which the other parts read.
   __shared__ float2 warp_ms[kPartWarps];
   float wm = m;
@@ -119,12 +114,9 @@ __device__ __forceinline__ int row_max_sum(float& m, float& s, const int* next_r
   s = 0.0f;
 #pragma unroll
   for (int k = 0; k < kParts; ++k) s += rescale(p[k].y, p[k].x, m);
-  const int next = *cluster.map_shared_rank(next_row, 0);
-  cluster.sync();  // no block writes its pair or next row (next row) while another may still read them
-  return next;
+  cluster.sync();  // no block writes its pair (next row) while another may still read it
 #else
   __trap();
-  return 0;
 #endif
 }
 
@@ -138,13 +130,7 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
   const float inv_n = 1.0f / N, log2_n = log2f(float(N));
   const float* zs = reinterpret_cast<const float*>(part4);
   grad.setup();
-  __shared__ int next_row;
-  const bool taker = part == 0 && threadIdx.x == 0;
-  for (std::int64_t row = blockIdx.x / kParts; row < N;) {
-    // Taken now, stored only after pass 1: the store waits for the atomic's answer, and a store
-    // right here stalled the taking warp (and so the block at its barrier) for its round trip.
-    unsigned taken = 0;
-    if (taker) taken = atomicAdd(&ce_rows_taken, 1u);
+  for (std::int64_t row = blockIdx.x / kParts; row < N; row += clusters) {
     const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
     // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
     float m = -FLT_MAX / 2, s = 0.0f;
@@ -163,8 +149,7 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
            core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
     }
-    if (taker) next_row = int(taken) + clusters;
-    const int next = row_max_sum(m, s, &next_row);
+    row_max_sum(m, s);
     const float lse = m + __logf(s);
     // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
     const float shift = fmaf(lse, core::kLog2e, log2_n);
@@ -187,14 +172,8 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       grad.store8(row * Vp + c, g);
     }
     __syncthreads();  // the next row overwrites the part
-    row = next;
   }
   grad.finish();
-  // Every cluster takes rows until the counter passes N; the last to see that resets it.
-  if (taker && atomicAdd(&ce_clusters_done, 1u) == unsigned(clusters) - 1) {
-    atomicExch(&ce_rows_taken, 0u);
-    atomicExch(&ce_clusters_done, 0u);
-  }
 }
 
 // Any V and Vp: one pass for the running max and the sum of exponentials (rescaled when the
@@ -242,10 +221,11 @@ void launch_parts(float* losses, Grad grad, const float* logits, const int* targ
   cluster.val.clusterDim.x = kParts, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
   cfg.attrs = &cluster;
   cfg.numAttrs = 1;
-  // As many clusters as fit on the GPU at once (each walks rows), never more than rows. Asked
-  // once per part size (per thread: a data-parallel run drives a GPU per thread).
+  // Resident: as many clusters as fit on the GPU at once (each walks rows), never more than
+  // rows; asked once per part size (per thread: a data-parallel run drives a GPU per thread).
+  // Otherwise a cluster per row.
   thread_local int asked_bytes = -1, resident = 0;
-  if (asked_bytes != part_bytes) {
+  if (Grad::kResident && asked_bytes != part_bytes) {
     cfg.gridDim = dim3(unsigned(N * kParts));
     if (cudaOccupancyMaxActiveClusters(&resident, cross_entropy_parts_kernel<Grad>, &cfg) != cudaSuccess || resident <= 0) {
       cudaGetLastError();
@@ -253,7 +233,7 @@ void launch_parts(float* losses, Grad grad, const float* logits, const int* targ
     }
     asked_bytes = part_bytes;
   }
-  cfg.gridDim = dim3(unsigned(std::min(N, resident) * kParts));
+  cfg.gridDim = dim3(unsigned((Grad::kResident ? std::min(N, resident) : N) * kParts));
   cudaLaunchKernelEx(&cfg, cross_entropy_parts_kernel<Grad>, losses, grad, logits, targets, N, V, Vp);
 }
 
