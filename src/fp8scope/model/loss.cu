@@ -70,32 +70,51 @@ struct Fp8Grad {
 // distributed shared memory, in part order, so every part has the same log-sum-exp. A whole
 // row (201 KB at V = 50304) in one block allowed one block per SM, whose gradient pass then
 // left the memory idle; quarter rows fit four blocks per SM at different phases (eighths: slower).
-// With an FP8 gradient the clusters stay resident and walk the rows: a cluster per row made
-// every quarter row pay the cast's setup (its thresholds) and statistics flush (shuffles, a
-// barrier, atomics). With a BF16 gradient, which has neither, resident clusters measured
-// slower than a cluster per row on an H200 (a fixed share of rows each, or rows taken from an
-// atomic counter), likely as the block scheduler keeps SMs with three and with four blocks
-// equally busy and a fixed share does not.
-constexpr int kParts = 4, kPartThreads = 256;
+// With an FP8 gradient the clusters stay resident and walk the rows (a cluster per row made
+// every quarter row pay the cast's setup and statistics flush: half the kernel's instructions
+// were such per-row costs). With a BF16 gradient a cluster per row measured faster (the block
+// scheduler balances SMs holding three and four blocks; a fixed share of rows per cluster does
+// not, and rows taken from an atomic counter were slower still).
+constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
 
-// Every part's (max, sum) combined, in part order, through distributed shared memory. Hopper
-// clusters: the host launches the parts kernel only there. (Maxima first, then sums rescaled
-// once, with one thread combining the block's warps, measured slower with a cluster per row:
-// 1412 -> 1552 us at GPT-2 124M sizes.)
-__device__ __forceinline__ void combine_parts(float& m, float& s) {
+// The row's (max, sum of exp(x - max)) over the whole cluster from each thread's (m, s):
+// maxima first, then each sum rescaled once to the larger maximum (a pairwise combine at every
+// step of a tree costs two exponentials a step). Fixed order at every level, so every part
+// gets the same bits, on every run. Exponentials of (x - max) as exp2 of x log2 e - max log2 e
+// (an empty side has m = -FLT_MAX / 2 and s = 0: it adds 0).
+__device__ __forceinline__ float rescale(float s, float m, float to) { return s * core::exp2_fast((m - to) * core::kLog2e); }
+
+__device__ __forceinline__ void row_max_sum(float& m, float& s) {
+  // Each warp's (max, sum); then slot 0 holds the part's, which the other parts read.
+  __shared__ float2 warp_ms[kPartWarps];
+  float wm = m;
+  for (int o = 16; o > 0; o /= 2) wm = fmaxf(wm, __shfl_xor_sync(0xffffffffu, wm, o));
+  float ws = rescale(s, m, wm);
+  for (int o = 16; o > 0; o /= 2) ws += __shfl_xor_sync(0xffffffffu, ws, o);
+  if (threadIdx.x % 32 == 0) warp_ms[threadIdx.x / 32] = make_float2(wm, ws);
+  __syncthreads();  // also publishes the part in shared memory for the gradient pass
+  if (threadIdx.x == 0) {
+    float bm = warp_ms[0].x, bs = 0.0f;
+#pragma unroll
+    for (int w = 1; w < kPartWarps; ++w) bm = fmaxf(bm, warp_ms[w].x);
+#pragma unroll
+    for (int w = 0; w < kPartWarps; ++w) bs += rescale(warp_ms[w].y, warp_ms[w].x, bm);
+    warp_ms[0] = make_float2(bm, bs);
+  }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  __shared__ float2 part_ms;
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
-  if (threadIdx.x == 0) part_ms = make_float2(m, s);
   cluster.sync();
-  m = -FLT_MAX, s = 0.0f;
+  float2 p[kParts];
 #pragma unroll
-  for (int p = 0; p < kParts; ++p) {
-    const float2 o = *cluster.map_shared_rank(&part_ms, p);
-    combine(m, s, o.x, o.y);
-  }
-  cluster.sync();  // no block leaves while another may still read its pair
+  for (int k = 0; k < kParts; ++k) p[k] = *cluster.map_shared_rank(&warp_ms[0], k);
+  m = p[0].x;
+#pragma unroll
+  for (int k = 1; k < kParts; ++k) m = fmaxf(m, p[k].x);
+  s = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kParts; ++k) s += rescale(p[k].y, p[k].x, m);
+  cluster.sync();  // no block writes its pair (next row) while another may still read it
 #else
   __trap();
 #endif
@@ -130,10 +149,7 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
            core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
     }
-    // The same reduction for both gradients: the FP8 loss and gradient stay the bits of the
-    // BF16 ones (then cast).
-    block_combine(m, s);  // its __syncthreads also publishes the part in shared memory
-    combine_parts(m, s);
+    row_max_sum(m, s);
     const float lse = m + __logf(s);
     // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
     const float shift = fmaf(lse, core::kLog2e, log2_n);
@@ -155,7 +171,7 @@ __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float
       }
       grad.store8(row * Vp + c, g);
     }
-    if constexpr (Grad::kResident) __syncthreads();  // the next row overwrites the part
+    __syncthreads();  // the next row overwrites the part
   }
   grad.finish();
 }
