@@ -330,3 +330,58 @@ TEST(TrainReport, Fp8RatioCarriesTheQuartileRange) {
   const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
   EXPECT_NE(md.find("1.189x (1.165-1.214)"), std::string::npos) << md;  // 36.66 / 31.46, 37.50 / 30.88
 }
+
+// Two results of one sweep (a rerun, another build) in one report: each keeps its own loss
+// figure instead of both drawing to the sweep's file name.
+TEST(TrainReport, TwoResultsOfOneSweepDrawTwoFigures) {
+  auto result = [](double loss) {
+    core::ResultFile f;
+    f.meta = {{"probe", "train"}, {"sweep", "again"}};
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
+                    {"precision", "bf16"}, {"attention", "flash"}};
+    core::Record r = core::make_record("bf16", p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
+    r.data["train"] = {{"loss", core::json::array({loss, loss / 2})}};
+    f.records = {r};
+    return f;
+  };
+  report::ReportOptions opt;
+  opt.results.push_back({"a.json", result(10.0)});
+  opt.results.push_back({"b.json", result(11.0)});
+  const core::json rep = report::build_report(opt);
+  std::vector<std::string> files;
+  for (const auto& s : rep["sections"])
+    for (const auto& f : s["figures"]) files.push_back(f["file"].get<std::string>());
+  EXPECT_EQ(files, (std::vector<std::string>{"again_loss", "again_loss_2"}));
+}
+
+// A peer joins the result it was measured beside (meta.peer_of), not a rerun of the same sweep
+// from another build; with the named file absent (renamed on commit) it joins its sweep.
+TEST(TrainReport, PeerJoinsTheRunItWasMeasuredBeside) {
+  auto result = [](const char* sweep) {
+    core::ResultFile f;
+    f.meta = {{"probe", "train"}, {"sweep", sweep}};
+    core::json p = {{"backend", "gpu"}, {"precision", "bf16"}, {"attention", "flash"}};
+    core::Record r = core::make_record("bf16", p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
+    f.records = {r};
+    return f;
+  };
+  core::ResultFile peer = result("s");
+  peer.meta["peer_of"] = "s.json";
+  auto has_peer_columns = [](const core::json& section) {
+    for (const auto& t : section["tables"])
+      for (const auto& c : t["columns"])
+        if (c.get<std::string>().rfind("peer tokens/s", 0) == 0) return true;
+    return false;
+  };
+  report::ReportOptions opt;
+  opt.results = {{"results/s.json", result("s")}, {"results/s_rerun.json", result("s")}};
+  opt.peers = {{"results/s_torch_peer.json", peer}};
+  core::json rep = report::build_report(opt);
+  EXPECT_TRUE(has_peer_columns(rep["sections"][1]));
+  EXPECT_FALSE(has_peer_columns(rep["sections"][2]));
+  opt.results = {{"results/s_renamed.json", result("s")}};
+  rep = report::build_report(opt);
+  EXPECT_TRUE(has_peer_columns(rep["sections"][1]));
+}

@@ -5,20 +5,27 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 
 namespace fp8scope::report {
 
 namespace {
 
-const ReportInput* find_peer(const ReportInput& in, const std::vector<ReportInput>& peers) {
-  // A peer belongs to the result whose file name it names (meta.peer_of) or, failing that,
-  // to the first result of the same sweep.
-  const std::string base = std::filesystem::path(in.path).filename().string();
+// A peer belongs to the result whose file name it names (meta.peer_of) or, failing that, to a
+// result of the same sweep when the file it names is not in the report (a result renamed when
+// it was committed). A peer never joins a rerun of the run it was measured beside.
+const ReportInput* find_peer(const ReportInput& in, const std::vector<ReportInput>& peers, const std::vector<ReportInput>& results) {
+  auto base_of = [](const std::string& path) { return std::filesystem::path(path).filename().string(); };
+  const std::string base = base_of(in.path);
   for (auto& p : peers)
     if (p.file.meta.value("peer_of", std::string()) == base) return &p;
-  for (auto& p : peers)
-    if (p.file.meta.value("sweep", std::string()) == in.file.meta.value("sweep", std::string("?"))) return &p;
+  for (auto& p : peers) {
+    const std::string named = p.file.meta.value("peer_of", std::string());
+    const bool named_present = std::any_of(results.begin(), results.end(), [&](const ReportInput& r) { return base_of(r.path) == named; });
+    if (!named_present && p.file.meta.value("sweep", std::string()) == in.file.meta.value("sweep", std::string("?"))) return &p;
+  }
   return nullptr;
 }
 
@@ -34,14 +41,22 @@ json build_report(const ReportOptions& opt) {
   sections.push_back(env_section(opt.results));
   for (auto& in : opt.results) {
     const std::string probe = in.file.meta.value("probe", std::string());
-    if (probe == "gemm") sections.push_back(gemm_section(in, find_peer(in, opt.peers)));
+    if (probe == "gemm") sections.push_back(gemm_section(in, find_peer(in, opt.peers, opt.results)));
     else if (probe == "vocab") sections.push_back(vocab_section(in));
-    else if (probe == "train") sections.push_back(train_section(in, find_peer(in, opt.peers)));
+    else if (probe == "train") sections.push_back(train_section(in, find_peer(in, opt.peers, opt.results)));
     else if (probe == "benchmark") sections.push_back(bench_section(in));
     else if (probe == "recipe") sections.push_back(recipe_section(in));
     else sections.push_back(generic_section(in));
   }
   if (json claims = seed_claims_section(opt.results); !claims.is_null()) sections.insert(sections.begin() + 1, claims);
+  // Figures are named after their sweep; two results of one sweep (a rerun, another build)
+  // would draw to the same file, the later over the earlier: number the repeats.
+  std::map<std::string, int> figure_names;
+  for (auto& s : sections)
+    for (auto& f : s["figures"]) {
+      const std::string name = f["file"].get<std::string>();
+      if (const int n = ++figure_names[name]; n > 1) f["file"] = fmt::format("{}_{}", name, n);
+    }
   json specs = json::array();
   for (auto& s : sections)
     for (auto& f : s["figures"]) specs.push_back(f);
