@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 using namespace fp8scope;
 using namespace fp8scope::report;
 using core::json;
@@ -193,4 +195,21 @@ TEST(Gate, DifferentGpuIsRefusedUnlessForced) {
   core::ResultFile empty = baseline();
   empty.records.clear();
   EXPECT_THROW(check_comparable(baseline(), empty, true), core::InputError);
+}
+
+// Google Benchmark results gate in their own time unit (bench_kernels reports microseconds).
+TEST(Gate, BenchmarkTimesKeepTheirUnit) {
+  const std::string dir = ::testing::TempDir();
+  auto write = [&](const std::string& name, double us) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path) << R"({"context":{},"benchmarks":[{"name":"k/manual_time","run_name":"k/manual_time","real_time":)" << us
+                        << R"(,"time_unit":"us"}]})";
+    return core::read_results(path);
+  };
+  const GateResult r = run_gate(write("base_us.json", 100.0), write("cur_us.json", 120.0), GatePolicy{});
+  ASSERT_EQ(failures(r).size(), 1u);
+  const std::string text = render_gate(r, GatePolicy{}, 10);
+  EXPECT_NE(text.find("100 us"), std::string::npos) << text;
+  EXPECT_NE(text.find("120 us"), std::string::npos) << text;
+  EXPECT_EQ(text.find(" ms "), std::string::npos) << text;
 }

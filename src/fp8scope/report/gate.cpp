@@ -55,7 +55,8 @@ std::optional<Speed> speed_of(const Record& r) {
     return Speed{r.data["metrics"]["tokens_per_s"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), false, "tokens/s",
                  r.data["timing"].value("mean_sm_clock_mhz", 0.0)};
   if (r.data.contains("timing") && r.data["timing"].contains("median"))
-    return Speed{r.data["timing"]["median"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), true, "ms",
+    return Speed{r.data["timing"]["median"].get<double>(), r.data["timing"].value("rel_iqr", 0.0), true,
+                 r.data["timing"].value("unit", std::string("ms")),  // a benchmark's own unit (bench_kernels: us)
                  r.data["timing"].value("mean_sm_clock_mhz", 0.0)};
   if (r.data.contains("benchmark") && r.data["benchmark"].contains("real_time")) {
     const json& b = r.data["benchmark"];
