@@ -8,7 +8,8 @@
 # Google Benchmark executables (3 repetitions) into OUTDIR/bench_*.json.
 # Environment: FP8SCOPE_GIT_SHA / FP8SCOPE_GIT_DIRTY name the revision when the tree has no
 # .git; NO_PEER=1 skips the PyTorch peers; GPU_TESTS=0 skips the tests; BENCH="bench_kernels"
-# runs only the named benchmarks (BENCH_FILTER: only the benchmarks matching that regex); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
+# runs only the named benchmarks (BENCH_FILTER: only the benchmarks matching that regex, against
+# full names: bench_kernels' end in /manual_time, bench_step's in /min_time:3.000/real_time); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
 set -uo pipefail
 out=${1:?usage: gpu-check.sh OUTDIR [CONFIG ...]}
 shift
