@@ -1,7 +1,8 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
 // FP8 cast+amax, cast+transpose (also with the bias gradient; the block weights in one launch
 // or one each), FP8 transpose, the MLP's fused GELU casts, the BF16 bias gradient, LayerNorm,
-// GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8 gradient), AdamW; and the fused attention (compute-bound, in TFLOP/s).
+// GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8 gradient), AdamW; and the
+// fused attention (compute-bound, in TFLOP/s).
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
 // bandwidth measured in the same process (1 GiB copy: the target), and its fraction of a copy
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
@@ -14,7 +15,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 using namespace fp8scope;
@@ -49,12 +49,15 @@ core::DeviceBuffer random_f32(std::int64_t n, float scale, std::uint64_t seed) {
   return b;
 }
 
+// The largest finite magnitude of n BF16 values, on the device (fp8::tensor_stats).
 float bf16_amax(const core::DeviceBuffer& b, std::int64_t n) {
-  std::vector<bf16> h(std::size_t(n), bf16{});
-  FP8S_CUDA(cudaMemcpy(h.data(), b.get(), std::size_t(n) * 2, cudaMemcpyDeviceToHost));
-  float amax = 0;
-  for (const bf16 v : h) amax = std::max(amax, std::fabs(__bfloat162float(v)));
-  return amax;
+  core::DeviceBuffer stats(sizeof(fp8::CastStats));
+  FP8S_CUDA(cudaMemsetAsync(stats.get(), 0, stats.size(), bench::stream()));
+  fp8::tensor_stats(b.as<bf16>(), n, stats.as<fp8::CastStats>(), bench::stream());
+  fp8::CastStats h{};
+  FP8S_CUDA(cudaMemcpyAsync(&h, stats.get(), sizeof h, cudaMemcpyDeviceToHost, bench::stream()));
+  FP8S_CUDA(cudaStreamSynchronize(bench::stream()));
+  return h.amax;
 }
 
 // A cast's device-side scale (set once) and statistics. The statistics accumulate over the
