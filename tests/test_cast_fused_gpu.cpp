@@ -36,13 +36,6 @@ core::DeviceBuffer upload(const std::vector<__nv_bfloat16>& v) {
   return b;
 }
 
-template <typename T>
-std::vector<T> download(const core::DeviceBuffer& b, std::size_t n) {
-  std::vector<T> v(n);
-  cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost);
-  return v;
-}
-
 struct Cast {  // one cast's outputs: codes, transposed codes, statistics
   core::DeviceBuffer out, out_t, stats;
   Cast() : out(std::size_t(kRows) * kCols), out_t(std::size_t(kRows) * kCols), stats(sizeof(fp8::CastStats)) {

@@ -31,18 +31,9 @@ struct Tensor {
     FP8S_CUDA(cudaMemcpy(dev.get(), host.data(), dev.size(), cudaMemcpyHostToDevice));
   }
   double at(std::size_t i) const { return double(__bfloat162float(host[i])); }
-  std::vector<bf16> read() const {
-    std::vector<bf16> out(host.size());
-    FP8S_CUDA(cudaMemcpy(out.data(), dev.get(), dev.size(), cudaMemcpyDeviceToHost));
-    return out;
-  }
 };
 
-std::vector<float> read_floats(const core::DeviceBuffer& b) {
-  std::vector<float> out(b.size() / 4);
-  FP8S_CUDA(cudaMemcpy(out.data(), b.get(), b.size(), cudaMemcpyDeviceToHost));
-  return out;
-}
+std::vector<float> read_floats(const core::DeviceBuffer& b) { return download<float>(b, b.size() / 4); }
 
 }  // namespace
 
@@ -69,10 +60,9 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
                             w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
-  std::vector<bf16> y(n);
-  FP8S_CUDA(cudaMemcpy(y.data(), out.get(), out.size(), cudaMemcpyDeviceToHost));
+  const std::vector<bf16> y = download<bf16>(out, n);
   const std::vector<float> m_gpu = read_floats(mean), r_gpu = read_floats(rstd), dw_gpu = read_floats(dw), db_gpu = read_floats(db);
-  const std::vector<bf16> dx_gpu = dx.read();
+  const std::vector<bf16> dx_gpu = download<bf16>(dx.dev, n);
 
   std::vector<double> dw_want(dw0.begin(), dw0.end()), db_want(db0.begin(), db0.end()), dw_mag(dw0.size()), db_mag(dw0.size());
   for (int row = 0; row < N; ++row) {
@@ -116,7 +106,7 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
                             w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<float> dw_again = read_floats(dw), db_again = read_floats(db);
-  const std::vector<bf16> dx_again = dx.read();
+  const std::vector<bf16> dx_again = download<bf16>(dx.dev, n);
   EXPECT_EQ(std::memcmp(dw_again.data(), dw_gpu.data(), dw_gpu.size() * 4), 0);
   EXPECT_EQ(std::memcmp(db_again.data(), db_gpu.data(), db_gpu.size() * 4), 0);
   EXPECT_EQ(std::memcmp(dx_again.data(), dx_gpu.data(), dx_gpu.size() * sizeof(bf16)), 0);
