@@ -147,7 +147,7 @@ __device__ __forceinline__ int group_offset(int c) { return c % 8 / 4 * 128 + c 
 __device__ __forceinline__ int weight_slot(int c) { return c / 256 * 256 + group_offset(c); }
 __device__ __forceinline__ int sum_slot(int c, int part) { return (c / 256 * 2 + part) * 256 + group_offset(c); }
 
-__device__ __forceinline__ void unpack8_pair(const float* p, float* out) {
+__device__ __forceinline__ void load8_halves(const float* p, float* out) {
   const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 128);
   out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
 }
@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2) layernorm_backward_kernel(b
       float xv[8], gv[8], wv[8];
       fp8::unpack8(x[j], xv);
       fp8::unpack8(g[j], gv);
-      unpack8_pair(ws + j * 256 + 4 * lane, wv);
+      load8_halves(ws + j * 256 + 4 * lane, wv);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
         const float dnorm = wv[e] * gv[e];
@@ -218,11 +218,11 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2) layernorm_backward_kernel(b
       fp8::unpack8(x[j], xv);
       fp8::unpack8(g[j], gv);
       fp8::unpack8(d[j], dv);
-      unpack8_pair(ws + j * 256 + 4 * lane, wv);
+      load8_halves(ws + j * 256 + 4 * lane, wv);
       float* pw = my + (j * 2) * 256 + 4 * lane;
       float* pb = my + (j * 2 + 1) * 256 + 4 * lane;
-      unpack8_pair(pw, sw);
-      unpack8_pair(pb, sb);
+      load8_halves(pw, sw);
+      load8_halves(pb, sb);
       uint4 res;
       bf16* o = reinterpret_cast<bf16*>(&res);
 #pragma unroll
@@ -255,9 +255,11 @@ template <int kVecs>
 void launch_backward(bf16* dinp, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* mean, const float* rstd,
                      int N, int C, cudaStream_t s) {
   const int shared = (kVecs * 256 + kBwdWarps * kVecs * 512) * int(sizeof(float));  // 52 KB at C = 768: above the default 48
-  static const bool sized = cudaFuncSetAttribute(layernorm_backward_kernel<kVecs>, cudaFuncAttributeMaxDynamicSharedMemorySize, shared) ==
-                            cudaSuccess;
-  (void)sized;  // a failure shows as the launch's error
+  // The attribute is per device: set once per thread (a data-parallel run drives a GPU per
+  // thread; a once-per-process flag left the other GPUs at the default). A failure shows as the
+  // launch's error.
+  thread_local bool sized = false;
+  if (!sized) sized = cudaFuncSetAttribute(layernorm_backward_kernel<kVecs>, cudaFuncAttributeMaxDynamicSharedMemorySize, shared) == cudaSuccess;
   layernorm_backward_kernel<kVecs><<<backward_blocks(N), kBwdWarps * 32, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
 }
 
