@@ -40,9 +40,10 @@ struct Bf16Grad {
   static constexpr bool kResident = false;  // see launch_parts
   bf16* out;
   __device__ void setup() {}
-  // Known cost: inside the kernel's row loop the compiler splits this 16-byte store into four
-  // 4-byte stores (PTX st.global.u32 x4), the likely reason the BF16 launch went 1412 -> 1552 us.
-  __device__ void store8(std::int64_t i, const float (&g)[8]) { *reinterpret_cast<uint4*>(out + i) = fp8::pack8(g); }
+  // One 16-byte store, spelled out: inside the kernel's row loop the compiler split the plain
+  // uint4 assignment into four 4-byte stores (PTX st.global.u32 x4), the likely reason the BF16
+  // launch went 1412 -> 1552 us.
+  __device__ void store8(std::int64_t i, const float (&g)[8]) { __stwb(reinterpret_cast<uint4*>(out + i), fp8::pack8(g)); }
   __device__ void finish() {}
 };
 
@@ -76,7 +77,7 @@ struct Fp8Grad {
 // every quarter row paid the cast's setup (its thresholds) and statistics flush (with the
 // maxima-first reduction below, 1.03 G -> 0.45 G instructions at GPT-2 124M sizes). The BF16
 // gradient keeps a cluster per row: resident clusters measured slower for it (1573 against
-// 1552 us, both builds with its store split, see Bf16Grad), and rows taken from an atomic
+// 1552 us, both builds with its store split, see Bf16Grad; to be measured again), and rows taken from an atomic
 // counter were slower for both gradients.
 constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
 
