@@ -40,10 +40,7 @@ struct Bf16Grad {
   static constexpr bool kResident = false;  // see launch_parts
   bf16* out;
   __device__ void setup() {}
-  // One 16-byte store, spelled out: inside the kernel's row loop the compiler split the plain
-  // uint4 assignment into four 4-byte stores (PTX st.global.u32 x4), the likely reason the BF16
-  // launch went 1412 -> 1552 us.
-  __device__ void store8(std::int64_t i, const float (&g)[8]) { __stwb(reinterpret_cast<uint4*>(out + i), fp8::pack8(g)); }
+  __device__ void store8(std::int64_t i, const float (&g)[8]) { *reinterpret_cast<uint4*>(out + i) = fp8::pack8(g); }
   __device__ void finish() {}
 };
 
@@ -77,8 +74,7 @@ struct Fp8Grad {
 // every quarter row paid the cast's setup (its thresholds) and statistics flush (with the
 // maxima-first reduction below, 1.03 G -> 0.45 G instructions at GPT-2 124M sizes). The BF16
 // gradient keeps a cluster per row: resident clusters measured slower for it (1573 against
-// 1552 us, both builds with its store split, see Bf16Grad; to be measured again), and rows taken from an atomic
-// counter were slower for both gradients.
+// 1552 us), and rows taken from an atomic counter were slower for both gradients.
 constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
 
 // The row's (max, sum of exp(x - max)) over the whole cluster from each thread's (m, s):
@@ -124,58 +120,71 @@ __device__ __forceinline__ void row_max_sum(float& m, float& s) {
 #endif
 }
 
+// One row's part: its logits into shared memory (part4) with the running (max, sum), the row's
+// log-sum-exp from the cluster, then the loss and the gradient of the part.
+template <class Grad>
+__device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64_t row, float* losses, Grad& grad, const float* logits,
+                                                       const int* targets, int N, int V, int Vp) {
+  const int part = int(blockIdx.x % kParts);  // the block's rank in its cluster
+  const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
+  const float inv_n = 1.0f / N, log2_n = log2f(float(N));
+  const float* zs = reinterpret_cast<const float*>(part4);
+  const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
+  // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
+  float m = -FLT_MAX / 2, s = 0.0f;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < P4; i += kPartThreads) {
+    const float4 x = z[i];
+    part4[i] = x;
+    const int c = c0 + 4 * i;
+    float a = x.x, b = x.y, d = x.z, e = x.w;
+    if (c + 4 > V) {  // padded columns (c >= V) take no part
+      a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
+    }
+    const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
+    if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
+    const float ml = m * core::kLog2e;
+    s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
+         core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
+  }
+  row_max_sum(m, s);
+  const float lse = m + __logf(s);
+  // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
+  const float shift = fmaf(lse, core::kLog2e, log2_n);
+  const int target = targets[row];
+  if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
+  for (int i = threadIdx.x; i < P4 / 2; i += kPartThreads) {
+    const float4 x0 = part4[2 * i], x1 = part4[2 * i + 1];
+    const int c = c0 + 8 * i;
+    float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
+#pragma unroll
+      for (int j = 0; j < 8; ++j) g[j] = core::exp2_fast(fmaf(g[j], core::kLog2e, -shift));
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float p = c + j < V ? core::exp2_fast(fmaf(g[j], core::kLog2e, -shift)) : 0.0f;
+        g[j] = p - (c + j == target ? inv_n : 0.0f);
+      }
+    }
+    grad.store8(row * Vp + c, g);
+  }
+}
+
+// Resident clusters walk the rows; otherwise a cluster per row, with no loop around it (the
+// BF16 gradient's launch measured 1412 us so and 1552 us inside a one-pass row loop).
 template <class Grad>
 __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets,
                                                                           int N, int V, int Vp) {
   extern __shared__ float4 part4[];
-  const int part = int(blockIdx.x % kParts);  // the block's rank in its cluster
-  const int clusters = int(gridDim.x / kParts);
-  const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
-  const float inv_n = 1.0f / N, log2_n = log2f(float(N));
-  const float* zs = reinterpret_cast<const float*>(part4);
   grad.setup();
-  for (std::int64_t row = blockIdx.x / kParts; row < N; row += clusters) {
-    const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
-    // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
-    float m = -FLT_MAX / 2, s = 0.0f;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < P4; i += kPartThreads) {
-      const float4 x = z[i];
-      part4[i] = x;
-      const int c = c0 + 4 * i;
-      float a = x.x, b = x.y, d = x.z, e = x.w;
-      if (c + 4 > V) {  // padded columns (c >= V) take no part
-        a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
-      }
-      const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-      if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
-      const float ml = m * core::kLog2e;
-      s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
-           core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
+  if constexpr (Grad::kResident) {
+    for (std::int64_t row = blockIdx.x / kParts; row < N; row += gridDim.x / kParts) {
+      cross_entropy_part_row(part4, row, losses, grad, logits, targets, N, V, Vp);
+      __syncthreads();  // the next row overwrites the part
     }
-    row_max_sum(m, s);
-    const float lse = m + __logf(s);
-    // exp(z - lse) / N = 2^(z log2 e - (lse log2 e + log2 N)).
-    const float shift = fmaf(lse, core::kLog2e, log2_n);
-    const int target = targets[row];
-    if (threadIdx.x == 0 && target >= c0 && target < c0 + 4 * P4) losses[row] = lse - zs[target - c0];
-    for (int i = threadIdx.x; i < P4 / 2; i += kPartThreads) {
-      const float4 x0 = part4[2 * i], x1 = part4[2 * i + 1];
-      const int c = c0 + 8 * i;
-      float g[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-      if (c + 8 <= V && (target < c || target >= c + 8)) {  // most chunks: no padding, no target
-#pragma unroll
-        for (int j = 0; j < 8; ++j) g[j] = core::exp2_fast(fmaf(g[j], core::kLog2e, -shift));
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const float p = c + j < V ? core::exp2_fast(fmaf(g[j], core::kLog2e, -shift)) : 0.0f;
-          g[j] = p - (c + j == target ? inv_n : 0.0f);
-        }
-      }
-      grad.store8(row * Vp + c, g);
-    }
-    __syncthreads();  // the next row overwrites the part
+  } else {
+    cross_entropy_part_row(part4, blockIdx.x / kParts, losses, grad, logits, targets, N, V, Vp);
   }
   grad.finish();
 }
