@@ -75,7 +75,7 @@ struct Fp8Grad {
 // maxima-first reduction below, 1.03 G -> 0.45 G instructions at GPT-2 124M sizes). The BF16
 // gradient keeps a cluster per row: resident clusters measured slower for it (1573 against
 // 1552 us), and rows taken from an atomic counter were slower for both gradients.
-constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32;
+constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32, kLoadBatch = 4;
 
 // The row's (max, sum of exp(x - max)) over the whole cluster from each thread's (m, s):
 // maxima first, then each sum rescaled once to the larger maximum (a pairwise combine at every
@@ -132,20 +132,33 @@ __device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64
   const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
   // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
   float m = -FLT_MAX / 2, s = 0.0f;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < P4; i += kPartThreads) {
-    const float4 x = z[i];
-    part4[i] = x;
-    const int c = c0 + 4 * i;
-    float a = x.x, b = x.y, d = x.z, e = x.w;
-    if (c + 4 > V) {  // padded columns (c >= V) take no part
-      a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
+  // kLoadBatch loads issued before any is used, so each thread keeps 64 bytes in flight (the
+  // plain loop's branches left one 16-byte load in flight per thread); the elements are then
+  // taken in the same order as before, so the sums round the same.
+  for (int i0 = threadIdx.x; i0 < P4; i0 += kLoadBatch * kPartThreads) {
+    float4 xs[kLoadBatch];
+#pragma unroll
+    for (int u = 0; u < kLoadBatch; ++u) {
+      const int i = i0 + u * kPartThreads;
+      xs[u] = i < P4 ? z[i] : make_float4(0, 0, 0, 0);
     }
-    const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-    if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
-    const float ml = m * core::kLog2e;
-    s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
-         core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
+#pragma unroll
+    for (int u = 0; u < kLoadBatch; ++u) {
+      const int i = i0 + u * kPartThreads;
+      if (i >= P4) break;
+      const float4 x = xs[u];
+      part4[i] = x;
+      const int c = c0 + 4 * i;
+      float a = x.x, b = x.y, d = x.z, e = x.w;
+      if (c + 4 > V) {  // padded columns (c >= V) take no part
+        a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
+      }
+      const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
+      if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
+      const float ml = m * core::kLog2e;
+      s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
+           core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
+    }
   }
   row_max_sum(m, s);
   const float lse = m + __logf(s);
