@@ -144,7 +144,7 @@ __global__ void residual_kernel(bf16* out, const bf16* a, const bf16* b, std::in
 // Row blocks: enough blocks for about two waves of 8 per SM on an H100/H200 (132 SMs), so a
 // narrow gradient keeps as many loads in flight as a wide one (128 row blocks gave a 768-wide
 // one 384 blocks: 1.2 TB/s); at most kBiasRowBlocks (the scratch holds that many partial rows).
-constexpr int kBiasRowBlocks = 512, kBiasBlocksWanted = 132 * 8 * 2;
+constexpr int kBiasRowBlocks = 512, kBiasBlocksWanted = 132 * 8, kBiasLoads = 8;
 
 int bias_row_blocks(int N, int col_blocks) {
   const int want = (kBiasBlocksWanted + col_blocks - 1) / col_blocks;
@@ -157,18 +157,18 @@ __global__ void bias_backward_vec_kernel(float* partial, const bf16* dout, int N
   const int c = (blockIdx.x * 32 + threadIdx.x) * 8;
   float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   if (c < OC) {
-    // Four rows' loads issued before any is summed (a missing row reads as +0), so each thread
-    // keeps 64 bytes in flight; a plain unrolled loop issued them one at a time.
+    // kBiasLoads rows' loads issued before any is summed (a missing row reads as +0), so each
+    // thread keeps up to 128 bytes in flight; a plain unrolled loop issued them one at a time.
     const int stride = 8 * int(gridDim.y);
-    for (int n0 = blockIdx.y * 8 + threadIdx.y; n0 < N; n0 += 4 * stride) {
-      uint4 raw[4];
+    for (int n0 = blockIdx.y * 8 + threadIdx.y; n0 < N; n0 += kBiasLoads * stride) {
+      uint4 raw[kBiasLoads];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
+      for (int u = 0; u < kBiasLoads; ++u) {
         const int n = n0 + u * stride;
         raw[u] = n < N ? *reinterpret_cast<const uint4*>(dout + std::int64_t(n) * OC + c) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
+      for (int u = 0; u < kBiasLoads; ++u) {
         float v[8];
         fp8::unpack8(raw[u], v);
 #pragma unroll
