@@ -73,8 +73,8 @@ struct Fp8Grad {
 // With an FP8 gradient the clusters stay resident and walk the rows: with a cluster per row
 // every quarter row paid the cast's setup (its thresholds) and statistics flush (with the
 // maxima-first reduction below, 1.03 G -> 0.45 G instructions at GPT-2 124M sizes). The BF16
-// gradient keeps a cluster per row: resident clusters measured slower for it (1573 against
-// 1552 us), and rows taken from an atomic counter were slower for both gradients.
+// gradient keeps a cluster per row: resident clusters measured slower for it (see the kernel),
+// and rows taken from an atomic counter were slower for both gradients.
 constexpr int kParts = 4, kPartThreads = 256, kPartWarps = kPartThreads / 32, kLoadBatch = 4;
 
 // The row's (max, sum of exp(x - max)) over the whole cluster from each thread's (m, s):
@@ -184,8 +184,9 @@ __device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64
   }
 }
 
-// Resident clusters walk the rows; otherwise a cluster per row, with no loop around it (the
-// BF16 gradient's launch measured 1412 us so and 1552 us inside a one-pass row loop).
+// Resident clusters walk the rows; otherwise a cluster per row, with no loop around it (with
+// the batched loads, the BF16 launch measured 1395 us so, 1487 us inside a one-pass row loop and
+// 1534 us as resident clusters, side by side on an H200; 8 loads per batch: slower for both).
 template <class Grad>
 __global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets,
                                                                           int N, int V, int Vp) {
