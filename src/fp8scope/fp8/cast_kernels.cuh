@@ -22,6 +22,7 @@
 //   __device__ Raw load(std::int64_t i) const;                   the vector at element i
 //   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const;   one element (tail)
 #include "fp8scope/core/cp_async.cuh"
+#include "fp8scope/core/dependent_launch.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
 
 #include <type_traits>
@@ -279,6 +280,7 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
 template <class Op, bool kBias>
 __global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t,
                                                                               float* bias_partial, int rows, int cols, CastStats* stats) {
+  if constexpr (kBias) core::allow_dependent_launch();  // column_sum_add's blocks may start and wait
   tile_cast_transpose_tiles<Op, kBias>(op, out, out_t, bias_partial, rows, cols, stats, std::int64_t(blockIdx.z) * rows * cols);
 }
 

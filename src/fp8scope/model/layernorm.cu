@@ -156,6 +156,7 @@ template <int kVecs>  // ceil(C / 256): the register arrays hold exactly what a 
 __global__ void __launch_bounds__(kBwdWarps * 32, 2) layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp,
                                                                             const bf16* w, const float* mean, const float* rstd, int N, int C) {
   // [kVecs * 256] weights (part 0 of the layout), then [kBwdWarps][kVecs * 512] dw and db sums.
+  core::allow_dependent_launch();  // column_sum_add_split's blocks may start and wait
   extern __shared__ float shared[];
   float* ws = shared;
   float* sums = shared + kVecs * 256;

@@ -155,6 +155,7 @@ int bias_row_blocks(int N, int col_blocks) {
 
 __global__ void bias_backward_vec_kernel(float* partial, const bf16* dout, int N, int OC) {
   __shared__ float part[8][256];
+  core::allow_dependent_launch();  // column_sum_add's blocks may start and wait
   const int c = (blockIdx.x * 32 + threadIdx.x) * 8;
   float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   if (c < OC) {
@@ -191,6 +192,7 @@ __global__ void bias_backward_vec_kernel(float* partial, const bf16* dout, int N
 
 __global__ void bias_backward_kernel(float* partial, const bf16* dout, int N, int OC) {
   __shared__ float part[8][32];
+  core::allow_dependent_launch();
   const int col = blockIdx.x * 32 + threadIdx.x;
   float s = 0;
   if (col < OC)

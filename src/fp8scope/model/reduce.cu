@@ -1,6 +1,7 @@
 // Deterministic reductions: kernels that sum over rows write one partial per block, and
 // these kernels add the partials up in a fixed order. Float atomics would make every run
 // round differently; probe_recipe promises bit-identical reruns.
+#include "fp8scope/core/dependent_launch.cuh"
 #include "fp8scope/model/kernels.cuh"
 
 namespace fp8scope::model {
@@ -13,8 +14,10 @@ namespace {
 constexpr int kSumCols = 8, kSumRowThreads = 32;
 
 // Columns [0, split) add into lo, [split, cols) into hi (a LayerNorm's dw and db in one launch).
+// A dependent launch: the partials' kernel may still be running when its blocks start.
 __global__ void column_sum_add_kernel(float* lo, float* hi, int split, const float* partial, int rows, int cols, int ld) {
   __shared__ float sh[kSumRowThreads][kSumCols];
+  core::wait_for_prerequisite_grid();
   const int c = blockIdx.x * kSumCols + threadIdx.x;
   float s = 0;
   if (c < cols) {
@@ -46,8 +49,8 @@ __global__ void sum_all_kernel(float* out, const float* partial, int n) {
 }  // namespace
 
 void column_sum_add_split(float* lo, float* hi, int split, const float* partial, int rows, int cols, int ld, cudaStream_t s) {
-  column_sum_add_kernel<<<unsigned((cols + kSumCols - 1) / kSumCols), dim3(kSumCols, kSumRowThreads), 0, s>>>(lo, hi, split, partial, rows,
-                                                                                                            cols, ld);
+  core::launch_dependent(column_sum_add_kernel, dim3(unsigned((cols + kSumCols - 1) / kSumCols)), dim3(kSumCols, kSumRowThreads), s, lo, hi,
+                         split, partial, rows, cols, ld);
 }
 
 void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld, cudaStream_t s) {
