@@ -357,31 +357,53 @@ TEST(TrainReport, TwoResultsOfOneSweepDrawTwoFigures) {
 
 // A peer joins the result it was measured beside (meta.peer_of), not a rerun of the same sweep
 // from another build; with the named file absent (renamed on commit) it joins its sweep.
+// A one-record GPU training result of sweep `sweep` (started at `started`, when given), and
+// whether a report section shows a PyTorch peer's columns.
+namespace {
+core::ResultFile train_result(const char* sweep, const char* started = nullptr) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", sweep}};
+  if (started) f.meta["started_utc"] = started;
+  core::json p = {{"backend", "gpu"}, {"precision", "bf16"}, {"attention", "flash"}};
+  core::Record r = core::make_record("bf16", p, core::Outcome::ok);
+  r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
+  f.records = {r};
+  return f;
+}
+bool has_peer_columns(const core::json& section) {
+  for (const auto& t : section["tables"])
+    for (const auto& c : t["columns"])
+      if (c.get<std::string>().rfind("peer tokens/s", 0) == 0) return true;
+  return false;
+}
+}  // namespace
+
 TEST(TrainReport, PeerJoinsTheRunItWasMeasuredBeside) {
-  auto result = [](const char* sweep) {
-    core::ResultFile f;
-    f.meta = {{"probe", "train"}, {"sweep", sweep}};
-    core::json p = {{"backend", "gpu"}, {"precision", "bf16"}, {"attention", "flash"}};
-    core::Record r = core::make_record("bf16", p, core::Outcome::ok);
-    r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
-    f.records = {r};
-    return f;
-  };
-  core::ResultFile peer = result("s");
+  core::ResultFile peer = train_result("s");
   peer.meta["peer_of"] = "s.json";
-  auto has_peer_columns = [](const core::json& section) {
-    for (const auto& t : section["tables"])
-      for (const auto& c : t["columns"])
-        if (c.get<std::string>().rfind("peer tokens/s", 0) == 0) return true;
-    return false;
-  };
   report::ReportOptions opt;
-  opt.results = {{"results/s.json", result("s")}, {"results/s_rerun.json", result("s")}};
+  opt.results = {{"results/s.json", train_result("s")}, {"results/s_rerun.json", train_result("s")}};
   opt.peers = {{"results/s_torch_peer.json", peer}};
   core::json rep = report::build_report(opt);
   EXPECT_TRUE(has_peer_columns(rep["sections"][1]));
   EXPECT_FALSE(has_peer_columns(rep["sections"][2]));
-  opt.results = {{"results/s_renamed.json", result("s")}};
+  opt.results = {{"results/s_renamed.json", train_result("s")}};
   rep = report::build_report(opt);
   EXPECT_TRUE(has_peer_columns(rep["sections"][1]));
+}
+
+// A peer that names the start of its run (meta.peer_of_started_utc) joins that run under any
+// file name, and not another run whose file carries the name it was measured under.
+TEST(TrainReport, PeerNamingItsRunsStartFollowsARename) {
+  core::ResultFile peer = train_result("s");
+  peer.meta["peer_of"] = "s.json";
+  peer.meta["peer_of_started_utc"] = "2026-01-02T00:00:00Z";
+  report::ReportOptions opt;
+  // An older run committed as s.json; the peer's run renamed s_abc1234.json.
+  opt.results = {{"results/s.json", train_result("s", "2026-01-01T00:00:00Z")},
+                 {"results/s_abc1234.json", train_result("s", "2026-01-02T00:00:00Z")}};
+  opt.peers = {{"results/s_abc1234_torch_peer.json", peer}};
+  core::json rep = report::build_report(opt);
+  EXPECT_FALSE(has_peer_columns(rep["sections"][1]));
+  EXPECT_TRUE(has_peer_columns(rep["sections"][2]));
 }

@@ -127,7 +127,7 @@ def main():
            "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "gpu": {"name": pr.name, "sm_count": pr.multi_processor_count, "memory_mib": pr.total_memory >> 20}}
     meta = {"probe": "train", "sweep": ours["meta"].get("sweep", ""), "peer": "PyTorch GPT-2 (BF16 autocast, SDPA, fused AdamW)",
-            "peer_of": args.ours.split("/")[-1], "argv": sys.argv}
+            "peer_of": args.ours.split("/")[-1], "peer_of_started_utc": ours["meta"].get("started_utc", ""), "argv": sys.argv}
     json.dump({"schema_version": 1, "meta": meta, "env": env, "records": records}, open(args.out, "w"), indent=1)
     print(f"wrote {args.out}")
 

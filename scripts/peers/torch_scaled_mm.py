@@ -156,7 +156,8 @@ def main():
         print(f"[{len(records)}/{len(ours['records'])}] {out['outcome']:<12} {rec['key']}  {out.get('headline', out.get('reason', ''))}",
               flush=True)
     meta = {"probe": ours.get("meta", {}).get("probe", "gemm"), "sweep": ours.get("meta", {}).get("sweep", ""),
-            "peer": "torch._scaled_mm / torch.mm", "peer_of": os.path.basename(args.ours), "argv": sys.argv,
+            "peer": "torch._scaled_mm / torch.mm", "peer_of": os.path.basename(args.ours),
+            "peer_of_started_utc": ours.get("meta", {}).get("started_utc", ""), "argv": sys.argv,
             "settings": settings}
     with open(args.out, "w") as f:
         json.dump({"schema_version": SCHEMA_VERSION, "meta": meta, "env": env_block(), "records": records}, f, indent=1)

@@ -13,18 +13,27 @@ namespace fp8scope::report {
 
 namespace {
 
-// A peer belongs to the result whose file name it names (meta.peer_of) or, failing that, to a
-// result of the same sweep when the file it names is not in the report (a result renamed when
-// it was committed). A peer never joins a rerun of the run it was measured beside.
+// A peer belongs to the run it was measured beside. Newer peers name that run by the time it
+// started (meta.peer_of_started_utc, which survives renaming the result when it is committed);
+// otherwise by the result's file name (meta.peer_of) or, failing that, a result of the same
+// sweep when the file it names is not in the report. A peer never joins a rerun of its run.
 const ReportInput* find_peer(const ReportInput& in, const std::vector<ReportInput>& peers, const std::vector<ReportInput>& results) {
   auto base_of = [](const std::string& path) { return std::filesystem::path(path).filename().string(); };
-  const std::string base = base_of(in.path);
+  auto str = [](const core::json& meta, const char* k) { return meta.value(k, std::string()); };
+  const std::string base = base_of(in.path), started = str(in.file.meta, "started_utc"), sweep = str(in.file.meta, "sweep");
+  // A peer that names its run's start belongs to that run only.
+  auto names_other_run = [&](const ReportInput& p) {
+    const std::string s = str(p.file.meta, "peer_of_started_utc");
+    return !s.empty() && s != started;
+  };
   for (auto& p : peers)
-    if (p.file.meta.value("peer_of", std::string()) == base) return &p;
+    if (!started.empty() && str(p.file.meta, "peer_of_started_utc") == started && str(p.file.meta, "sweep") == sweep) return &p;
+  for (auto& p : peers)
+    if (!names_other_run(p) && str(p.file.meta, "peer_of") == base) return &p;
   for (auto& p : peers) {
-    const std::string named = p.file.meta.value("peer_of", std::string());
+    const std::string named = str(p.file.meta, "peer_of");
     const bool named_present = std::any_of(results.begin(), results.end(), [&](const ReportInput& r) { return base_of(r.path) == named; });
-    if (!named_present && p.file.meta.value("sweep", std::string()) == in.file.meta.value("sweep", std::string("?"))) return &p;
+    if (!names_other_run(p) && !named_present && str(p.file.meta, "sweep") == sweep) return &p;
   }
   return nullptr;
 }
