@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 namespace fp8scope::core {
 
@@ -92,6 +93,17 @@ class Event {
  private:
   cudaEvent_t e_{};
 };
+
+// Lets `kernel` launch with `bytes` of dynamic shared memory (above the default 48 KB a kernel
+// must opt in). The attribute is per device and a data-parallel run drives a GPU per thread, so
+// it is set once per thread for each kernel (again only for a larger size), not at every launch;
+// a failure shows as the launch's error.
+template <class Kernel>
+void allow_dynamic_smem(Kernel* kernel, int bytes) {
+  thread_local std::unordered_map<const void*, int> allowed;
+  int& b = allowed[reinterpret_cast<const void*>(kernel)];
+  if (b < bytes && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess) b = bytes;
+}
 
 class NvtxRange {
  public:

@@ -18,6 +18,7 @@
 // tensor holds head h at columns 64h .. 64h+63: q, k and v inside the fused qkv output, the
 // output and its gradient in [B, T, C]), so no kernel splits or merges heads around them.
 #include "fp8scope/core/cp_async.cuh"
+#include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/model/kernels.cuh"
 
@@ -415,8 +416,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dq_kernel(bf16*
 
 template <class Kernel, class... Args>
 void launch(Kernel kernel, std::size_t smem, dim3 grid, cudaStream_t s, Args... args) {
-  // More than the default 48 KiB of shared memory needs the kernel's opt-in.
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  core::allow_dynamic_smem(kernel, int(smem));
   kernel<<<grid, kWarps * 32, smem, s>>>(args...);
 }
 

@@ -1,5 +1,6 @@
 // LayerNorm over C channels, one warp per row; statistics in FP32. The forward pass writes
 // BF16, or FP8 with the cast's statistics (the fused variant's LayerNormLinear).
+#include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
 
@@ -256,11 +257,7 @@ template <int kVecs>
 void launch_backward(bf16* dinp, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* mean, const float* rstd,
                      int N, int C, cudaStream_t s) {
   const int shared = (kVecs * 256 + kBwdWarps * kVecs * 512) * int(sizeof(float));  // 52 KB at C = 768: above the default 48
-  // The attribute is per device: set once per thread (a data-parallel run drives a GPU per
-  // thread; a once-per-process flag left the other GPUs at the default). A failure shows as the
-  // launch's error.
-  thread_local bool sized = false;
-  if (!sized) sized = cudaFuncSetAttribute(layernorm_backward_kernel<kVecs>, cudaFuncAttributeMaxDynamicSharedMemorySize, shared) == cudaSuccess;
+  core::allow_dynamic_smem(layernorm_backward_kernel<kVecs>, shared);
   layernorm_backward_kernel<kVecs><<<backward_blocks(N), kBwdWarps * 32, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
 }
 

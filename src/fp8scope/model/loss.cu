@@ -1,6 +1,7 @@
 // Fused softmax cross-entropy over the real vocabulary (the padded columns take no part), with
 // its gradient. The log-sum-exp is formed with an online maximum, and the gradient is
 // exp(z - lse), so each logit takes one exponential per pass.
+#include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/model/kernels.cuh"
@@ -238,7 +239,7 @@ bool parts_fit(int Vp) {
 template <class Grad>
 void launch_parts(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp, cudaStream_t s) {
   const int part_bytes = Vp / kParts * int(sizeof(float));
-  cudaFuncSetAttribute(cross_entropy_parts_kernel<Grad>, cudaFuncAttributeMaxDynamicSharedMemorySize, part_bytes);
+  core::allow_dynamic_smem(cross_entropy_parts_kernel<Grad>, part_bytes);
   cudaLaunchConfig_t cfg{};
   cfg.blockDim = dim3(kPartThreads);
   cfg.dynamicSmemBytes = std::size_t(part_bytes);
