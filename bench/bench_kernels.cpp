@@ -10,7 +10,7 @@
 
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/gemm/kernels.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
 #include <fmt/format.h>
 
@@ -18,7 +18,7 @@
 #include <vector>
 
 using namespace fp8scope;
-using model::bf16;
+using gpu_model::bf16;
 
 namespace {
 
@@ -106,7 +106,7 @@ void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
       case CastMode::transpose_dbias:
         fp8::quantize_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), in.as<bf16>(), int(N),
                                       int(cols), c.s(), f, o, c.st(), bench::stream());
-        model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), int(cols), int(cols),
+        gpu_model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), int(cols), int(cols),
                               bench::stream());
         break;
     }
@@ -127,11 +127,11 @@ void bm_gelu_cast(benchmark::State& state, bool backward) {
   const CastTarget c(backward ? 1e4f : 100.0f);
   const double s = bench::run_timed(state, [&] {
     if (backward) {
-      model::dgelu_cast_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), dy.as<bf16>(), x.as<bf16>(),
+      gpu_model::dgelu_cast_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), dy.as<bf16>(), x.as<bf16>(),
                                         int(N), cols, c.s(), fp8::Format::e5m2, fp8::Overflow::satfinite, c.st(), bench::stream());
-      model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), cols, cols, bench::stream());
+      gpu_model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), cols, cols, bench::stream());
     } else {
-      model::gelu_cast_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), x.as<bf16>(), int(N), cols, c.s(), fp8::Format::e4m3,
+      gpu_model::gelu_cast_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), x.as<bf16>(), int(N), cols, c.s(), fp8::Format::e4m3,
                                  fp8::Overflow::satfinite, c.st(), bench::stream());
     }
   });
@@ -156,9 +156,9 @@ void bm_transpose_fp8(benchmark::State& state, std::int64_t cols) {
 void bm_bias_backward(benchmark::State& state, std::int64_t cols) {
   if (skip(state)) return;
   auto dy = random_bf16(N * cols, 1.0f, 3);
-  core::DeviceBuffer db(std::size_t(cols) * 4), scratch(std::size_t(model::bias_backward_scratch_floats(int(cols))) * 4);
+  core::DeviceBuffer db(std::size_t(cols) * 4), scratch(std::size_t(gpu_model::bias_backward_scratch_floats(int(cols))) * 4);
   const double s = bench::run_timed(state, [&] {
-    model::bias_backward(db.as<float>(), scratch.as<float>(), dy.as<bf16>(), int(N), int(cols), bench::stream());
+    gpu_model::bias_backward(db.as<float>(), scratch.as<float>(), dy.as<bf16>(), int(N), int(cols), bench::stream());
   });
   report(state, s, 2.0 * double(N * cols));
 }
@@ -213,8 +213,8 @@ void bm_layernorm(benchmark::State& state, LnMode mode) {
   auto x = random_bf16(N * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2), dx = random_bf16(N * C, 1.0f, 3);
   auto w = random_bf16(C, 1.0f, 4), b = random_bf16(C, 1.0f, 5), out = random_bf16(N * C, 1.0f, 6);
   core::DeviceBuffer mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
-  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C));
-  model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N), C,
+  core::DeviceBuffer scratch(std::size_t(gpu_model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C));
+  gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N), C,
                            bench::stream());
   // The FP8 output's scale as delayed scaling would set it from this output's amax (margin 0):
   // a fixed scale would saturate a share of the values that depends on the random weights, and
@@ -223,15 +223,15 @@ void bm_layernorm(benchmark::State& state, LnMode mode) {
   const double s = bench::run_timed(state, [&] {
     switch (mode) {
       case LnMode::backward:
-        model::layernorm_backward(dx.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.as<bf16>(), x.as<bf16>(),
+        gpu_model::layernorm_backward(dx.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.as<bf16>(), x.as<bf16>(),
                                   w.as<bf16>(), mean.as<float>(), rstd.as<float>(), int(N), C, bench::stream());
         break;
       case LnMode::forward:
-        model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N),
+        gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N),
                                  C, bench::stream());
         break;
       case LnMode::forward_fp8:
-        model::layernorm_forward_fp8(out8.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(),
+        gpu_model::layernorm_forward_fp8(out8.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(),
                                      b.as<bf16>(), int(N), C, c.s(), fp8::Format::e4m3, fp8::Overflow::satfinite, c.st(), bench::stream());
         break;
     }
@@ -246,8 +246,8 @@ void bm_gelu(benchmark::State& state, bool backward) {
   const std::int64_t n = N * 4 * C;
   auto x = random_bf16(n, 1.0f, 1), dy = random_bf16(n, 1.0f, 2), out = random_bf16(n, 1.0f, 3);
   const double s = bench::run_timed(state, [&] {
-    if (backward) model::gelu_backward(out.as<bf16>(), x.as<bf16>(), dy.as<bf16>(), n, bench::stream());
-    else model::gelu_forward(out.as<bf16>(), x.as<bf16>(), n, bench::stream());
+    if (backward) gpu_model::gelu_backward(out.as<bf16>(), x.as<bf16>(), dy.as<bf16>(), n, bench::stream());
+    else gpu_model::gelu_forward(out.as<bf16>(), x.as<bf16>(), n, bench::stream());
   });
   report(state, s, double(n) * (backward ? 6 : 4));
 }
@@ -259,9 +259,9 @@ void bm_softmax(benchmark::State& state, bool backward) {
   auto probs = random_bf16(n, 0.01f, 2), ds = random_bf16(n, 1.0f, 3);
   const double s = bench::run_timed(state, [&] {
     if (backward)
-      model::softmax_causal_backward(ds.as<bf16>(), scores.as<float>(), probs.as<bf16>(), 0.125f, B * NH, T, bench::stream());
+      gpu_model::softmax_causal_backward(ds.as<bf16>(), scores.as<float>(), probs.as<bf16>(), 0.125f, B * NH, T, bench::stream());
     else
-      model::softmax_causal_forward(probs.as<bf16>(), scores.as<float>(), B * NH, T, bench::stream());
+      gpu_model::softmax_causal_forward(probs.as<bf16>(), scores.as<float>(), B * NH, T, bench::stream());
   });
   // Causal: half of each row is read; every element is written.
   report(state, s, backward ? double(n) * (1 + 2 + 2) : double(n) * (2 + 2));
@@ -275,16 +275,16 @@ void bm_cross_entropy(benchmark::State& state, bool fp8_grad) {
   FP8S_CUDA(cudaMemset(targets.get(), 0, targets.size()));
   // The FP8 gradient as the step casts it: E5M2 (HYBRID's backward format) with the scale
   // delayed scaling sets from the gradient's amax (margin 0), taken from a BF16 gradient.
-  model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
+  gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
                                         bench::stream());
   const auto f = fp8::Format::e5m2;
   const CastTarget c(fp8::info(f).max / bf16_amax(dl, N * V));
   const double s = bench::run_timed(state, [&] {
     if (fp8_grad)
-      model::cross_entropy_forward_backward_fp8(losses.as<float>(), dl.as<std::uint8_t>(), logits.as<float>(), targets.as<int>(), int(N),
+      gpu_model::cross_entropy_forward_backward_fp8(losses.as<float>(), dl.as<std::uint8_t>(), logits.as<float>(), targets.as<int>(), int(N),
                                                 V - 47, V, c.s(), f, fp8::Overflow::satfinite, c.st(), bench::stream());
     else
-      model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
+      gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
                                             bench::stream());
   });
   report(state, s, double(N) * V * (4 + (fp8_grad ? 1 : 2)));
@@ -294,7 +294,7 @@ void bm_residual(benchmark::State& state) {
   if (skip(state)) return;
   const std::int64_t n = N * C;
   auto a = random_bf16(n, 1.0f, 1), b = random_bf16(n, 1.0f, 2), out = random_bf16(n, 1.0f, 3);
-  const double s = bench::run_timed(state, [&] { model::residual_forward(out.as<bf16>(), a.as<bf16>(), b.as<bf16>(), n, bench::stream()); });
+  const double s = bench::run_timed(state, [&] { gpu_model::residual_forward(out.as<bf16>(), a.as<bf16>(), b.as<bf16>(), n, bench::stream()); });
   report(state, s, double(n) * 6);
 }
 
@@ -304,11 +304,11 @@ void bm_adamw(benchmark::State& state) {
   auto p = random_f32(n, 0.02f, 1), g = random_f32(n, 1e-3f, 2), m = random_f32(n, 1e-3f, 3), v = random_f32(n, 1e-6f, 4);
   core::DeviceBuffer pb(std::size_t(n) * 2);
   FP8S_CUDA(cudaMemset(v.get(), 0, v.size()));
-  const std::vector<model::AdamwChunk> chunks = model::adamw_chunks({{0, n, true}});  // one tensor, as the model's one launch
-  core::DeviceBuffer d_chunks(chunks.size() * sizeof(model::AdamwChunk));
+  const std::vector<gpu_model::AdamwChunk> chunks = gpu_model::adamw_chunks({{0, n, true}});  // one tensor, as the model's one launch
+  core::DeviceBuffer d_chunks(chunks.size() * sizeof(gpu_model::AdamwChunk));
   FP8S_CUDA(cudaMemcpy(d_chunks.get(), chunks.data(), d_chunks.size(), cudaMemcpyHostToDevice));
   const double s = bench::run_timed(state, [&] {
-    model::adamw_update_chunks(p.as<float>(), pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(), d_chunks.as<model::AdamwChunk>(),
+    gpu_model::adamw_update_chunks(p.as<float>(), pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(), d_chunks.as<gpu_model::AdamwChunk>(),
                                int(chunks.size()), 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 10, bench::stream());
   });
   report(state, s, double(n) * 30);
@@ -322,14 +322,14 @@ void bm_attention(benchmark::State& state, bool backward) {
   if (skip(state)) return;
   auto qkv = random_bf16(N * 3 * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2);
   core::DeviceBuffer out(std::size_t(N * C) * 2), lse(std::size_t(B) * NH * T * 4), dsum(lse.size()), dqkv(std::size_t(N * 3 * C) * 2);
-  const model::AttentionHeads h{B, NH, T, 3 * C, C, 0.125f};
+  const gpu_model::AttentionHeads h{B, NH, T, 3 * C, C, 0.125f};
   const bf16* p = qkv.as<bf16>();
   bf16* g = dqkv.as<bf16>();
-  auto forward = [&] { model::flash_attention_forward(h, out.as<bf16>(), lse.as<float>(), p, p + C, p + 2 * C, bench::stream()); };
+  auto forward = [&] { gpu_model::flash_attention_forward(h, out.as<bf16>(), lse.as<float>(), p, p + C, p + 2 * C, bench::stream()); };
   forward();  // backward reads the output and log-sum-exp
   const double s = bench::run_timed(state, [&] {
     if (backward)
-      model::flash_attention_backward(h, g, g + C, g + 2 * C, dsum.as<float>(), dy.as<bf16>(), out.as<bf16>(), p, p + C, p + 2 * C,
+      gpu_model::flash_attention_backward(h, g, g + C, g + 2 * C, dsum.as<float>(), dy.as<bf16>(), out.as<bf16>(), p, p + C, p + 2 * C,
                                       lse.as<float>(), bench::stream());
     else
       forward();

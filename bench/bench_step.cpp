@@ -5,7 +5,7 @@
 #include "bench_common.hpp"
 
 #include "fp8scope/model/data.hpp"
-#include "fp8scope/model/gpt_gpu.hpp"
+#include "fp8scope/gpu_model/gpt_gpu.hpp"
 
 #include <memory>
 
@@ -23,7 +23,7 @@ void bm_step(benchmark::State& state, std::optional<model::Fp8Variant> variant, 
   model::Fp8ModelConfig f;
   f.variant = variant.value_or(model::Fp8Variant::custom);
   f.tap_interval = 100;
-  model::GpuGpt gpt(cfg, B, T, bench::stream(), variant ? &f : nullptr, flash);
+  gpu_model::GpuGpt gpt(cfg, B, T, bench::stream(), variant ? &f : nullptr, flash);
   gpt.set_params(model::init_params(cfg, 1));
   model::MarkovTokens data(cfg.vocab, 1);
   std::vector<int> in, tg;

@@ -3,7 +3,7 @@
 // time per layer type, and whether the untrained loss was ln(V).
 #include "fp8scope/core/error.hpp"
 #include "fp8scope/core/probe_main.hpp"
-#include "fp8scope/model/train_point.hpp"
+#include "train/train_point.hpp"
 
 #include <fmt/format.h>
 
@@ -13,16 +13,16 @@ int main(int argc, char** argv) {
   core::ProbeDef def;
   def.schema.probe = "train";
   def.summary = "train a hand-written GPT (CPU reference or CUDA) and record loss, speed and memory";
-  def.schema.axes = model::probe_train_axes();
-  def.schema.settings = model::train_settings();
+  def.schema.axes = train::probe_train_axes();
+  def.schema.settings = train::train_settings();
   def.needs_gpu = false;  // the cpu backend runs anywhere; gpu points skip themselves without a GPU
-  def.check_point = [](const core::json& p, const core::json& env) { return model::check_train_point(model::train_point_from(p), env); };
+  def.check_point = [](const core::json& p, const core::json& env) { return train::check_train_point(train::train_point_from(p), env); };
   def.make_point_fn = [](const core::ProbeContext& ctx) {
     return [ctx](const core::json& p, const std::string& key) {
-      const auto tp = model::train_point_from(p);
+      const auto tp = train::train_point_from(p);
       if (tp.backend == "gpu" && !core::env_has_gpu(ctx.env))
         return core::make_record(key, p, core::Outcome::skipped, "no GPU: " + ctx.env.value("gpu_reason", std::string("?")));
-      return model::run_train_point(tp, ctx.settings, ctx.env, ctx.device, key, p);
+      return train::run_train_point(tp, ctx.settings, ctx.env, ctx.device, key, p);
     };
   };
   return core::probe_main(argc, argv, def);

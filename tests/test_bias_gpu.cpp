@@ -3,7 +3,7 @@
 // its 256-column blocks) and the one-column-per-thread path, with N not a multiple of the row
 // blocks. Tolerance: FP32 sums of at most 16K terms, relative to the sum of magnitudes (1e-5).
 #include "fp8scope/core/cuda_util.hpp"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 #include "gpu_test_util.hpp"
 
 #include <cuda_bf16.h>
@@ -25,10 +25,10 @@ TEST_P(BiasBackwardGpu, ColumnSumsMatchDoubleSums) {
   for (auto& x : dy) x = __float2bfloat16(d(rng));
   std::vector<float> db(std::size_t(OC), 0.25f);  // the kernel adds to what is there
 
-  core::DeviceBuffer d_dy(dy.size() * 2), d_db(db.size() * 4), scratch(std::size_t(model::bias_backward_scratch_floats(OC)) * 4);
+  core::DeviceBuffer d_dy(dy.size() * 2), d_db(db.size() * 4), scratch(std::size_t(gpu_model::bias_backward_scratch_floats(OC)) * 4);
   FP8S_CUDA(cudaMemcpy(d_dy.get(), dy.data(), d_dy.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(d_db.get(), db.data(), d_db.size(), cudaMemcpyHostToDevice));
-  model::bias_backward(d_db.as<float>(), scratch.as<float>(), d_dy.as<__nv_bfloat16>(), N, OC, nullptr);
+  gpu_model::bias_backward(d_db.as<float>(), scratch.as<float>(), d_dy.as<__nv_bfloat16>(), N, OC, nullptr);
   FP8S_CUDA(cudaMemcpy(db.data(), d_db.get(), d_db.size(), cudaMemcpyDeviceToHost));
 
   for (int c = 0; c < OC; ++c) {

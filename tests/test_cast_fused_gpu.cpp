@@ -6,7 +6,7 @@
 // Also the loss kernel that writes the LM head's FP8 gradient.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 #include "gpu_test_util.hpp"
 
 #include <cuda_bf16.h>
@@ -106,9 +106,9 @@ TEST_P(CastFusedGpu, GeluCastTransposeEqualsGeluCastThenTranspose) {
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   Cast fused, plain;
   ASSERT_TRUE(fp8::tile_cast_fits(kRows, kCols));
-  model::gelu_cast_transpose(fused.o(), fused.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(),
+  gpu_model::gelu_cast_transpose(fused.o(), fused.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(),
                              nullptr);
-  model::gelu_forward_fp8(plain.o(), in.as<__nv_bfloat16>(), std::int64_t(kRows) * kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
+  gpu_model::gelu_forward_fp8(plain.o(), in.as<__nv_bfloat16>(), std::int64_t(kRows) * kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
                           nullptr);
   fp8::transpose_fp8(plain.t(), plain.o(), kRows, kCols, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -140,9 +140,9 @@ TEST_P(CastFusedGpu, DgeluCastTransposeDbiasEqualsGeluBackwardThenTheCast) {
   core::DeviceBuffer sc(4), partial(std::size_t(fp8::dbias_partial_floats(kRows, kCols)) * 4), dgelu(n * 2);
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   Cast fused, plain;
-  model::dgelu_cast_transpose_dbias(fused.o(), fused.t(), partial.as<float>(), d_dout.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), kRows,
+  gpu_model::dgelu_cast_transpose_dbias(fused.o(), fused.t(), partial.as<float>(), d_dout.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), kRows,
                                     kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(), nullptr);
-  model::gelu_backward(dgelu.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), d_dout.as<__nv_bfloat16>(), std::int64_t(n), nullptr);
+  gpu_model::gelu_backward(dgelu.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), d_dout.as<__nv_bfloat16>(), std::int64_t(n), nullptr);
   fp8::quantize_transpose(plain.o(), plain.t(), dgelu.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
                           nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -159,7 +159,7 @@ TEST_P(CastFusedGpu, CrossEntropyFp8EqualsTheLossThenTheCast) {
   const Format f = GetParam();
   // More rows than the clusters that fit on an H200 at once: they walk several rows each.
   const int N = 4096, V = 1000, Vp = 1024;
-  ASSERT_TRUE(model::cross_entropy_fp8_fits(Vp));
+  ASSERT_TRUE(gpu_model::cross_entropy_fp8_fits(Vp));
   std::mt19937_64 rng(12);
   std::normal_distribution<float> d(0.0f, 3.0f);
   std::vector<float> logits(std::size_t(N) * Vp);
@@ -175,9 +175,9 @@ TEST_P(CastFusedGpu, CrossEntropyFp8EqualsTheLossThenTheCast) {
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   cudaMemset(st_a.get(), 0, st_a.size());
   cudaMemset(st_b.get(), 0, st_b.size());
-  model::cross_entropy_forward_backward_fp8(loss_a.as<float>(), codes_a.as<std::uint8_t>(), d_logits.as<float>(), d_targets.as<int>(), N, V,
+  gpu_model::cross_entropy_forward_backward_fp8(loss_a.as<float>(), codes_a.as<std::uint8_t>(), d_logits.as<float>(), d_targets.as<int>(), N, V,
                                             Vp, sc.as<float>(), f, Overflow::satfinite, st_a.as<fp8::CastStats>(), nullptr);
-  model::cross_entropy_forward_backward(loss_b.as<float>(), grad.as<__nv_bfloat16>(), d_logits.as<float>(), d_targets.as<int>(), N, V, Vp,
+  gpu_model::cross_entropy_forward_backward(loss_b.as<float>(), grad.as<__nv_bfloat16>(), d_logits.as<float>(), d_targets.as<int>(), N, V, Vp,
                                         nullptr);
   fp8::quantize(codes_b.as<std::uint8_t>(), grad.as<__nv_bfloat16>(), std::int64_t(N) * Vp, sc.as<float>(), f, Overflow::satfinite,
                 st_b.as<fp8::CastStats>(), nullptr);

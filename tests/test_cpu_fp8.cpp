@@ -43,8 +43,8 @@ std::vector<double> train(cpu::Fp8Emulation* fp8, int steps, std::vector<double>
   if (final_params) *final_params = P;
   return losses;
 }
-cpu::Fp8Options hybrid(int history, fp8::AmaxAlgo algo, fp8::Overflow ov = fp8::Overflow::satfinite) {
-  cpu::Fp8Options o;
+model::Fp8ModelConfig hybrid(int history, fp8::AmaxAlgo algo, fp8::Overflow ov = fp8::Overflow::satfinite) {
+  model::Fp8ModelConfig o;
   o.recipe = {fp8::Scaling::delayed, fp8::RecipeFormat::hybrid, 0, history, algo};
   o.overflow = ov;
   return o;
@@ -110,7 +110,7 @@ TEST(CpuFp8, PlantedOverflowIsTheNanOnsetWithNosat) {
 
 TEST(CpuFp8, Fp8AttentionQuantisesQkvProbsAndTheirGradient) {
   auto opt = hybrid(1, fp8::AmaxAlgo::max);
-  opt.attention = true;
+  opt.variant = model::Fp8Variant::fp8_attention;
   cpu::Fp8Emulation fp8(opt);
   const auto losses = train(&fp8, 3);
   const auto ref = train(nullptr, 3);

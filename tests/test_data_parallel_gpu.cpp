@@ -2,7 +2,7 @@
 // of batch 2B, and with reduce_amax every rank casts with the same FP8 scales (without it
 // they drift apart). Skips on machines with fewer than two GPUs.
 #include "fp8scope/core/nccl.hpp"
-#include "fp8scope/model/train_point.hpp"
+#include "train/train_point.hpp"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
 
@@ -20,8 +20,8 @@ bool two_gpus_and_nccl(std::string& why) {
   }
   return core::Nccl::get(&why) != nullptr;
 }
-model::TrainPoint point(int ranks, int batch) {
-  model::TrainPoint p;
+train::TrainPoint point(int ranks, int batch) {
+  train::TrainPoint p;
   p.backend = "gpu";
   p.model = test::tiny_gpt(96);
   p.model.n_layer = 2;
@@ -36,10 +36,10 @@ TEST(DataParallel, TwoRanksFollowTheSingleGpuRunOfTheGlobalBatch) {
   FP8SCOPE_REQUIRE_GPU();
   std::string why;
   if (!two_gpus_and_nccl(why)) GTEST_SKIP() << "SKIPPED: " << why;
-  model::GpuRun one, two;
+  train::GpuRun one, two;
   core::Record r1 = core::make_record("a", core::json::object(), core::Outcome::ok), r2 = r1;
-  ASSERT_TRUE(model::train_gpu_run(point(1, 8), nullptr, core::json::object(), 0, false, one, r1)) << r1.reason;
-  ASSERT_TRUE(model::train_gpu_run(point(2, 4), nullptr, core::json::object(), 0, false, two, r2)) << r2.reason;
+  ASSERT_TRUE(train::train_gpu_run(point(1, 8), nullptr, core::json::object(), 0, false, one, r1)) << r1.reason;
+  ASSERT_TRUE(train::train_gpu_run(point(2, 4), nullptr, core::json::object(), 0, false, two, r2)) << r2.reason;
   ASSERT_EQ(one.rows.size(), two.rows.size());
   for (std::size_t s = 0; s < one.rows.size(); ++s) {
     // The same mathematics; BF16 activations and a different reduction order.
@@ -56,9 +56,9 @@ TEST(DataParallel, ReducedAmaxGivesEveryRankTheSameScales) {
     model::Fp8ModelConfig f;
     f.recipe.amax_history_len = 4;
     f.reduce_amax = reduce;
-    model::GpuRun run;
+    train::GpuRun run;
     core::Record r = core::make_record("a", core::json::object(), core::Outcome::ok);
-    ASSERT_TRUE(model::train_gpu_run(point(2, 4), &f, core::json::object(), 0, false, run, r)) << r.reason;
+    ASSERT_TRUE(train::train_gpu_run(point(2, 4), &f, core::json::object(), 0, false, run, r)) << r.reason;
     ASSERT_EQ(run.rank_taps.size(), 2u);
     long long differ = 0, compared = 0;
     for (std::size_t i = 0; i < run.rank_taps[1].size(); ++i)

@@ -5,7 +5,7 @@
 // dS to BF16 (relative 2^-9) before the second product and its outputs to BF16, so a relative
 // RMS error of 1e-2 is about five times what that rounding makes.
 #include "fp8scope/core/cuda_util.hpp"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
 
@@ -107,11 +107,11 @@ TEST(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
 
   auto dq_ = upload(q), dk_ = upload(k), dv_ = upload(v), ddout = upload(dout);
   core::DeviceBuffer out(n * 2), lse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
-  const model::AttentionHeads heads{BH, 1, T, D, D, float(scale)};  // [BH][T][64]
+  const gpu_model::AttentionHeads heads{BH, 1, T, D, D, float(scale)};  // [BH][T][64]
   auto run = [&] {
-    model::flash_attention_forward(heads, out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
+    gpu_model::flash_attention_forward(heads, out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
                                    dv_.as<__nv_bfloat16>(), nullptr);
-    model::flash_attention_backward(heads, gq.as<__nv_bfloat16>(), gk.as<__nv_bfloat16>(), gv.as<__nv_bfloat16>(), dsum.as<float>(),
+    gpu_model::flash_attention_backward(heads, gq.as<__nv_bfloat16>(), gk.as<__nv_bfloat16>(), gv.as<__nv_bfloat16>(), dsum.as<float>(),
                                     ddout.as<__nv_bfloat16>(), out.as<__nv_bfloat16>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
                                     dv_.as<__nv_bfloat16>(), lse.as<float>(), nullptr);
     FP8S_CUDA(cudaDeviceSynchronize());
@@ -166,18 +166,18 @@ TEST(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   // Per-head layout.
   auto hq = upload(q), hk = upload(k), hv = upload(v), hdy = upload(dout);
   core::DeviceBuffer hout(n * 2), hlse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
-  const model::AttentionHeads plain{BH, 1, T, D, D, scale};
-  model::flash_attention_forward(plain, hout.as<bf>(), hlse.as<float>(), hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), nullptr);
-  model::flash_attention_backward(plain, gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), dsum.as<float>(), hdy.as<bf>(), hout.as<bf>(), hq.as<bf>(),
+  const gpu_model::AttentionHeads plain{BH, 1, T, D, D, scale};
+  gpu_model::flash_attention_forward(plain, hout.as<bf>(), hlse.as<float>(), hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), nullptr);
+  gpu_model::flash_attention_backward(plain, gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), dsum.as<float>(), hdy.as<bf>(), hout.as<bf>(), hq.as<bf>(),
                                   hk.as<bf>(), hv.as<bf>(), hlse.as<float>(), nullptr);
   // Model layout.
   auto mqkv = upload(qkv), mdy = upload(dy);
   core::DeviceBuffer mout(n * 2), mlse(std::size_t(BH) * T * 4), mdqkv(n * 3 * 2);
-  const model::AttentionHeads packed{B, NH, T, 3 * C, C, scale};
+  const gpu_model::AttentionHeads packed{B, NH, T, 3 * C, C, scale};
   const bf* p = mqkv.as<bf>();
   bf* g = mdqkv.as<bf>();
-  model::flash_attention_forward(packed, mout.as<bf>(), mlse.as<float>(), p, p + C, p + 2 * C, nullptr);
-  model::flash_attention_backward(packed, g, g + C, g + 2 * C, dsum.as<float>(), mdy.as<bf>(), mout.as<bf>(), p, p + C, p + 2 * C,
+  gpu_model::flash_attention_forward(packed, mout.as<bf>(), mlse.as<float>(), p, p + C, p + 2 * C, nullptr);
+  gpu_model::flash_attention_backward(packed, g, g + C, g + 2 * C, dsum.as<float>(), mdy.as<bf>(), mout.as<bf>(), p, p + C, p + 2 * C,
                                   mlse.as<float>(), nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   EXPECT_EQ(unpack(download_bf16(mout), C, 0), download_bf16(hout)) << "output";

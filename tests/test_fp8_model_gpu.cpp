@@ -9,8 +9,8 @@
 #include "fp8scope/cpu/gpt_ref.hpp"
 #include "fp8scope/fp8/scaler_bank.cuh"
 #include "fp8scope/model/data.hpp"
-#include "fp8scope/model/gpt_gpu.hpp"
-#include "fp8scope/model/train_point.hpp"
+#include "fp8scope/gpu_model/gpt_gpu.hpp"
+#include "train/train_point.hpp"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
 
@@ -39,15 +39,6 @@ model::Fp8ModelConfig fp8_config(model::Fp8Variant v, fp8::RecipeFormat f, fp8::
   c.recipe.scaling = s;
   c.recipe.amax_history_len = 4;
   return c;
-}
-cpu::Fp8Options cpu_options(const model::Fp8ModelConfig& c) {
-  cpu::Fp8Options o;
-  o.recipe = c.recipe;
-  o.overflow = c.overflow;
-  o.attention = c.attention();
-  o.linears = c.linears;
-  o.planted_scale = c.planted_scale;
-  return o;
 }
 }  // namespace
 
@@ -140,13 +131,13 @@ TEST_P(Fp8GpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
   std::vector<int> in, tg;
   data.next_batch(B, T, in, tg);
 
-  model::GpuGpt gpu(cfg, B, T, nullptr, &f);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f);
   gpu.set_params(init);
   const float gl = gpu.forward(in.data(), tg.data());
   gpu.backward();
   const auto gg = gpu.grads();
 
-  cpu::Fp8Emulation emu(cpu_options(f));
+  cpu::Fp8Emulation emu(f);
   cpu::CpuGpt ref(cfg);
   ref.attach_fp8(&emu);
   const auto P = bf16_rounded(init);
@@ -193,9 +184,9 @@ TEST_P(Fp8DelayedVsCpu, LossCurveTracksTheEmulation) {
   const int B = 4, T = 32;
   const auto f = fp8_config(GetParam(), fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
   const auto init = model::init_params(cfg, 5);
-  model::GpuGpt gpu(cfg, B, T, nullptr, &f);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f);
   gpu.set_params(init);
-  cpu::Fp8Emulation emu(cpu_options(f));
+  cpu::Fp8Emulation emu(f);
   cpu::CpuGpt ref(cfg);
   ref.attach_fp8(&emu);
   auto P = bf16_rounded(init);
@@ -231,7 +222,7 @@ TEST(Fp8Gpu, ScalesOverFiveStepsAreTheHostRecipes) {
     const auto cfg = tiny();
     auto f = fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, scaling);
     f.recipe.margin = 1;
-    model::GpuGpt gpu(cfg, 4, 32, nullptr, &f);
+    gpu_model::GpuGpt gpu(cfg, 4, 32, nullptr, &f);
     gpu.set_params(model::init_params(cfg, 3));
     model::MarkovTokens data(cfg.vocab, 2);
     std::vector<int> in, tg;
@@ -266,7 +257,7 @@ TEST(Fp8Gpu, PlantedOverflowIsSaturationOrTheNanOnset) {
     auto f = fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
     f.overflow = ov;
     f.planted_scale[{1, "fc2.input"}] = 1e6f;
-    model::GpuGpt gpu(cfg, 4, 32, nullptr, &f);
+    gpu_model::GpuGpt gpu(cfg, 4, 32, nullptr, &f);
     gpu.set_params(model::init_params(cfg, 3));
     model::MarkovTokens data(cfg.vocab, 2);
     std::vector<int> in, tg;
@@ -303,7 +294,7 @@ struct RunBits {
 RunBits run_bits(const model::Fp8ModelConfig* f, int B, int T, int d, int steps) {
   auto cfg = tiny(256);
   cfg.d_model = d, cfg.max_seq = T;
-  model::GpuGpt gpu(cfg, B, T, nullptr, f);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, f);
   gpu.set_params(model::init_params(cfg, 11));
   model::MarkovTokens data(cfg.vocab, 4);
   std::vector<int> in, tg;
@@ -336,16 +327,16 @@ TEST(Fp8Gpu, RerunsAreBitIdentical) {
 
 TEST(Fp8Gpu, LmHeadWithVocabNotMultipleOf16IsRecordedNotCrashed) {
   FP8SCOPE_REQUIRE_GPU();
-  model::TrainPoint p;
+  train::TrainPoint p;
   p.backend = "gpu";
   p.model = tiny(100);  // even, not a multiple of 16: fprop runs, dgrad is refused
   p.batch = 4, p.seq_len = 32, p.steps = 2, p.warmup = 1, p.seed = 1;
   p.lr = 1e-3, p.min_lr = 1e-4, p.weight_decay = 0.1, p.grad_clip = 1.0;
   p.data = "synthetic";
   const auto f = fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
-  model::GpuRun run;
+  train::GpuRun run;
   core::Record r = core::make_record("k", core::json::object(), core::Outcome::ok);
-  EXPECT_FALSE(model::train_gpu_run(p, &f, core::json::object(), 0, false, run, r));
+  EXPECT_FALSE(train::train_gpu_run(p, &f, core::json::object(), 0, false, run, r));
   EXPECT_NE(r.outcome, core::Outcome::crashed) << r.reason;
   EXPECT_NE(r.outcome, core::Outcome::ok);
   EXPECT_NE(r.reason.find("lm_head dgrad"), std::string::npos) << r.reason;
@@ -353,7 +344,7 @@ TEST(Fp8Gpu, LmHeadWithVocabNotMultipleOf16IsRecordedNotCrashed) {
   // Without the head in FP8 the same model trains.
   auto f2 = f;
   f2.linears.erase("lm_head");
-  model::GpuRun run2;
+  train::GpuRun run2;
   core::Record r2 = core::make_record("k", core::json::object(), core::Outcome::ok);
-  EXPECT_TRUE(model::train_gpu_run(p, &f2, core::json::object(), 0, false, run2, r2)) << r2.reason;
+  EXPECT_TRUE(train::train_gpu_run(p, &f2, core::json::object(), 0, false, run2, r2)) << r2.reason;
 }

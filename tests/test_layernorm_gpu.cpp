@@ -7,7 +7,7 @@
 // the FP32 parameter-gradient sums of at most a few thousand terms get 1e-5 of their terms'
 // magnitudes.
 #include "fp8scope/core/cuda_util.hpp"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 #include "gpu_test_util.hpp"
 
 #include <cuda_bf16.h>
@@ -18,7 +18,7 @@
 #include <vector>
 
 using namespace fp8scope;
-using model::bf16;
+using gpu_model::bf16;
 
 namespace {
 
@@ -50,14 +50,14 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8S_CUDA(cudaMemcpy(x.dev.get(), x.host.data(), x.dev.size(), cudaMemcpyHostToDevice));
   core::DeviceBuffer out(n * sizeof(bf16)), mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4);
   core::DeviceBuffer dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
-  core::DeviceBuffer scratch(std::size_t(model::layernorm_backward_scratch_floats(N, C)) * 4);
+  core::DeviceBuffer scratch(std::size_t(gpu_model::layernorm_backward_scratch_floats(N, C)) * 4);
   const std::vector<float> dw0(std::size_t(C), 0.5f), db0(std::size_t(C), -0.25f);  // the backward adds to what is there
   FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
 
-  model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(), N, C,
+  gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(), N, C,
                            nullptr);
-  model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
+  gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
                             w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<bf16> y = download<bf16>(out, n);
@@ -102,7 +102,7 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8S_CUDA(cudaMemcpy(dx.dev.get(), dx.host.data(), dx.dev.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
-  model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
+  gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
                             w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<float> dw_again = read_floats(dw), db_again = read_floats(db);

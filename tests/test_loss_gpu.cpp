@@ -3,7 +3,7 @@
 // length that is not a multiple of 4). Tolerances: the loss is an FP32 log-sum-exp of up to
 // 50K terms (relative error ~1e-6 of ~11); the gradient is rounded to BF16 (relative 2^-9).
 #include "fp8scope/core/cuda_util.hpp"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
 
@@ -33,14 +33,14 @@ TEST_P(CrossEntropyGpu, LossAndGradientMatchADoubleSoftmax) {
   core::DeviceBuffer dz(z.size() * 4), dt(std::size_t(N) * 4), dl(std::size_t(N) * 4), dg(z.size() * 2);
   FP8S_CUDA(cudaMemcpy(dz.get(), z.data(), dz.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(dt.get(), targets.data(), dt.size(), cudaMemcpyHostToDevice));
-  model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, V, Vp, nullptr);
+  gpu_model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, V, Vp, nullptr);
   std::vector<float> loss(targets.size()), loss2(targets.size());
   std::vector<__nv_bfloat16> g(z.size()), g2(z.size());
   FP8S_CUDA(cudaMemcpy(loss.data(), dl.get(), dl.size(), cudaMemcpyDeviceToHost));
   FP8S_CUDA(cudaMemcpy(g.data(), dg.get(), dg.size(), cudaMemcpyDeviceToHost));
   FP8S_CUDA(cudaMemset(dl.get(), 0xFF, dl.size()));
   FP8S_CUDA(cudaMemset(dg.get(), 0xFF, dg.size()));
-  model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, V, Vp, nullptr);
+  gpu_model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, V, Vp, nullptr);
   FP8S_CUDA(cudaMemcpy(loss2.data(), dl.get(), dl.size(), cudaMemcpyDeviceToHost));
   FP8S_CUDA(cudaMemcpy(g2.data(), dg.get(), dg.size(), cudaMemcpyDeviceToHost));
   EXPECT_EQ(std::memcmp(loss.data(), loss2.data(), loss.size() * 4), 0) << "a second launch differs";

@@ -3,7 +3,7 @@
 #include "fp8scope/cpu/adamw.hpp"
 #include "fp8scope/cpu/gpt_ref.hpp"
 #include "fp8scope/model/data.hpp"
-#include "fp8scope/model/gpt_gpu.hpp"
+#include "fp8scope/gpu_model/gpt_gpu.hpp"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
 
@@ -30,7 +30,7 @@ TEST_P(GpuVsCpu, LossLogitsAndEveryGradient) {
   std::vector<int> in, tg;
   data.next_batch(B, T, in, tg);
 
-  model::GpuGpt gpu(cfg, B, T, nullptr);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr);
   gpu.set_params(init);
   const float gl = gpu.forward(in.data(), tg.data());
   gpu.backward();
@@ -55,7 +55,7 @@ TEST(GpuGpt, TenStepsTrackTheCpuLossCurve) {
   model::GptConfig cfg = tiny(97);
   const int B = 4, T = 32;
   const auto init = model::init_params(cfg, 5);
-  model::GpuGpt gpu(cfg, B, T, nullptr);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr);
   gpu.set_params(init);
   cpu::CpuGpt ref(cfg);
   std::vector<double> P(init.begin(), init.end()), G;
@@ -69,7 +69,7 @@ TEST(GpuGpt, TenStepsTrackTheCpuLossCurve) {
     data.next_batch(B, T, in, tg);
     const float gl = gpu.forward(in.data(), tg.data());
     gpu.backward();
-    const float gn = gpu.step(1e-3f, 1.0f, model::AdamWSettings{});
+    const float gn = gpu.step(1e-3f, 1.0f, gpu_model::AdamWSettings{});
     const double cl = ref.forward(P, in.data(), tg.data(), B, T);
     ref.backward(P, G);
     const double cn = opt.step(P, G, 1e-3, 1.0);
@@ -85,7 +85,7 @@ TEST(GpuGpt, Gpt2SmallStepRunsAndStartsWhereTheInitPredicts) {
   cfg.pad_vocab_to = 1;
   cfg.tied = false;  // untied: no self-logit, so the untrained loss follows from the init alone
   const int B = 4, T = 1024;
-  model::GpuGpt gpu(cfg, B, T, nullptr);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr);
   gpu.set_params(model::init_params(cfg, 1));
   model::MarkovTokens data(cfg.vocab, 1);
   std::vector<int> in, tg;
@@ -111,7 +111,7 @@ TEST(GpuGpt, FlashAttentionMatchesTheReferenceAndTheMaterialisedAttention) {
   model::MarkovTokens data(cfg.vocab, 5);
   std::vector<int> in, tg;
   data.next_batch(B, T, in, tg);
-  model::GpuGpt flash(cfg, B, T, nullptr, nullptr, true), plain(cfg, B, T, nullptr);
+  gpu_model::GpuGpt flash(cfg, B, T, nullptr, nullptr, true), plain(cfg, B, T, nullptr);
   flash.set_params(init);
   plain.set_params(init);
   const float fl = flash.forward(in.data(), tg.data()), pl = plain.forward(in.data(), tg.data());
@@ -129,11 +129,11 @@ TEST(GpuGpt, FlashAttentionMatchesTheReferenceAndTheMaterialisedAttention) {
     EXPECT_LT(rel_err(a, c), 5e-2) << t.name << " (flash vs materialised)";
   }
   // No atomics: a second run gives the same bits.
-  model::GpuGpt again(cfg, B, T, nullptr, nullptr, true);
+  gpu_model::GpuGpt again(cfg, B, T, nullptr, nullptr, true);
   again.set_params(init);
   EXPECT_EQ(again.forward(in.data(), tg.data()), fl);
   again.backward();
   EXPECT_EQ(again.grads(), fg);
   // Shapes it cannot run are refused, not miscomputed.
-  EXPECT_THROW(model::GpuGpt(tiny(96), 4, 32, nullptr, nullptr, true), std::invalid_argument);
+  EXPECT_THROW(gpu_model::GpuGpt(tiny(96), 4, 32, nullptr, nullptr, true), std::invalid_argument);
 }

@@ -6,7 +6,7 @@
 // of at most 1024 terms (the softmax's denominator, the backward's dot product) get 1e-5 of
 // their terms' magnitudes, far above FP32's 2^-24 per operation.
 #include "fp8scope/core/cuda_util.hpp"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 #include "gpu_test_util.hpp"
 
 #include <cuda_bf16.h>
@@ -16,7 +16,7 @@
 #include <vector>
 
 using namespace fp8scope;
-using model::bf16;
+using gpu_model::bf16;
 
 class SoftmaxGpu : public ::testing::TestWithParam<int> {};
 
@@ -33,8 +33,8 @@ TEST_P(SoftmaxGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8S_CUDA(cudaMemcpy(d_scores.get(), scores.data(), n * 4, cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(d_dprobs.get(), dprobs.data(), n * 4, cudaMemcpyHostToDevice));
   const float scale = 0.125f;
-  model::softmax_causal_forward(d_probs.as<bf16>(), d_scores.as<float>(), BH, T, nullptr);
-  model::softmax_causal_backward(d_ds.as<bf16>(), d_dprobs.as<float>(), d_probs.as<bf16>(), scale, BH, T, nullptr);
+  gpu_model::softmax_causal_forward(d_probs.as<bf16>(), d_scores.as<float>(), BH, T, nullptr);
+  gpu_model::softmax_causal_backward(d_ds.as<bf16>(), d_dprobs.as<float>(), d_probs.as<bf16>(), scale, BH, T, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const auto probs = download<bf16>(d_probs, n), ds = download<bf16>(d_ds, n);
 

@@ -4,7 +4,7 @@
 
 namespace fp8scope::cpu {
 
-Fp8Emulation::Fp8Emulation(Fp8Options opt) : opt_(std::move(opt)) {}
+Fp8Emulation::Fp8Emulation(model::Fp8ModelConfig opt) : opt_(std::move(opt)) {}
 
 const double* Fp8Emulation::quantize(int layer, const std::string& tensor, const std::string& role, const double* x, std::size_t n) {
   const auto key = std::make_pair(layer, tensor);

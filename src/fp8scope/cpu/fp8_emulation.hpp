@@ -6,6 +6,7 @@
 // is checked against; values are rounded exactly as the FP8 codecs round them.
 #include "fp8scope/fp8/recipe.hpp"
 #include "fp8scope/fp8/tap.hpp"
+#include "fp8scope/model/fp8_plan.hpp"
 
 #include <map>
 #include <set>
@@ -18,21 +19,12 @@ namespace fp8scope::cpu {
 
 using fp8::Tap;
 
-struct Fp8Options {
-  fp8::RecipeConfig recipe;
-  fp8::Overflow overflow = fp8::Overflow::satfinite;
-  // The fp8_attention variant: Q, K and V (inputs of QK^T and PV), the softmax probabilities
-  // and the attention output's gradient are FP8 too, each with its own scale.
-  bool attention = false;
-  // Which linears run in FP8 (qkv, proj, fc1, fc2, lm_head); the others stay in high precision.
-  std::set<std::string> linears = {"qkv", "proj", "fc1", "fc2", "lm_head"};
-  // Test hook: (layer, tensor) -> factor multiplying that tensor's scale, to plant overflows.
-  std::map<std::pair<int, std::string>, float> planted_scale;
-};
-
 class Fp8Emulation {
  public:
-  explicit Fp8Emulation(Fp8Options opt);
+  // What runs in FP8 and how (recipe, overflow mode, which linears, FP8 attention, planted
+  // scales) is the model spec's Fp8ModelConfig, the description the GPU model takes too; its
+  // GPU-only fields (fused variants, fast accumulation, tap interval) change no numerics here.
+  explicit Fp8Emulation(model::Fp8ModelConfig opt);
 
   // Quantise-dequantise an FP8 GEMM operand; records its tap. role: "input", "weight" (forward
   // format) or "grad" (backward format). The returned buffer lives until the same
@@ -47,11 +39,11 @@ class Fp8Emulation {
   // The first tap (in execution order) of the first step with a non-finite value.
   std::optional<Tap> nan_onset() const;
   int step() const { return step_; }
-  bool attention() const { return opt_.attention; }
-  bool fp8_linear(const std::string& name) const { return opt_.linears.count(name) > 0; }
+  bool attention() const { return opt_.attention(); }
+  bool fp8_linear(const std::string& name) const { return opt_.fp8(name); }
 
  private:
-  Fp8Options opt_;
+  model::Fp8ModelConfig opt_;
   int step_ = 0;
   std::map<std::pair<int, std::string>, fp8::TensorScaler> scalers_;
   std::map<std::pair<int, std::string>, float> amax_this_step_;

@@ -1,6 +1,6 @@
 // The probe_train section: per run the loss curve's ends, speed, MFU, memory, the untrained
 // loss against ln(V), where the GPU time goes, and the peer (PyTorch) side by side.
-#include "fp8scope/model/fp8_point.hpp"
+#include "fp8scope/model/fp8_fields.hpp"
 #include "fp8scope/report/sections.hpp"
 
 #include <fmt/format.h>

@@ -7,7 +7,7 @@
 
 #include <vector>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 
 // {"<layer>.<tensor>": {amax: [...], scale: [...], saturated: [...], saturated_rate, underflow_rate}}
 // for the quantised tensors; `points`: most values kept per history.
@@ -17,4 +17,4 @@ core::json summarize_taps(const std::vector<fp8::Tap>& taps, int points);
 // whether it did. keep: steps of history before the onset.
 bool record_nan_onset(core::Record& r, const std::vector<fp8::Tap>& taps, int keep);
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

@@ -1,8 +1,8 @@
 // AdamW (decoupled weight decay) on FP32 master weights, writing the BF16 copy the forward
 // pass reads; the gradient norm for clipping; FP32 -> BF16 casts.
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 __global__ void cast_kernel(bf16* out, const float* in, std::int64_t n) {
@@ -103,4 +103,4 @@ std::vector<AdamwChunk> adamw_chunks(const std::vector<std::tuple<std::int64_t, 
   return out;
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

@@ -2,17 +2,17 @@
 // One timed training step of the GPU model (forward, backward, clipping + AdamW at the
 // schedule's LR), shared by the single-GPU and the data-parallel trainers. CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
-#include "fp8scope/model/gpt_gpu.hpp"
+#include "fp8scope/gpu_model/gpt_gpu.hpp"
 #include "fp8scope/model/schedule.hpp"
-#include "fp8scope/model/train_point.hpp"
+#include "train/train_point.hpp"
 
 #include <chrono>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 
 // inputs/targets: this GPU's B x T tokens. Wall time includes the step's synchronisation.
-inline StepRow timed_step(GpuGpt& gpt, const int* inputs, const int* targets, const TrainPoint& p, const LrSchedule& lr,
-                          const AdamWSettings& adam, int step, cudaStream_t stream) {
+inline StepRow timed_step(gpu_model::GpuGpt& gpt, const int* inputs, const int* targets, const TrainPoint& p, const model::LrSchedule& lr,
+                          const gpu_model::AdamWSettings& adam, int step, cudaStream_t stream) {
   const auto t0 = std::chrono::steady_clock::now();
   const float loss = gpt.forward(inputs, targets);
   gpt.backward();
@@ -22,10 +22,10 @@ inline StepRow timed_step(GpuGpt& gpt, const int* inputs, const int* targets, co
   return {loss, norm, lr.at(step), ms};
 }
 
-inline AdamWSettings adamw_for(const TrainPoint& p) {
-  AdamWSettings a;
+inline gpu_model::AdamWSettings adamw_for(const TrainPoint& p) {
+  gpu_model::AdamWSettings a;
   a.weight_decay = float(p.weight_decay);
   return a;
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

@@ -4,14 +4,14 @@
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
 #include <cooperative_groups.h>
 
 #include <algorithm>
 #include <cfloat>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 // (m, s) pairs of running maximum and sum of exponentials combine as m = max,
@@ -280,4 +280,4 @@ void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, co
   fp8::with_kind(f, o, [&](auto k) { launch_parts(losses, Fp8Grad<decltype(k)>{dlogits, scale, stats}, logits, targets, N, V, Vp, s); });
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

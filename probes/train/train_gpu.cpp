@@ -4,18 +4,18 @@
 #include "fp8scope/core/runner.hpp"
 #include "fp8scope/core/stats.hpp"
 #include "fp8scope/model/data.hpp"
-#include "fp8scope/model/gpt_gpu.hpp"
+#include "fp8scope/gpu_model/gpt_gpu.hpp"
 #include "fp8scope/model/schedule.hpp"
-#include "fp8scope/model/tap_summary.hpp"
-#include "fp8scope/model/train_point.hpp"
-#include "fp8scope/model/train_step.hpp"
+#include "train/tap_summary.hpp"
+#include "train/train_point.hpp"
+#include "train/train_step.hpp"
 
 #include <fmt/format.h>
 
 #include <cmath>
 #include <memory>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 using core::json;
 
 namespace {
@@ -27,12 +27,13 @@ double peak_bf16_flops(const json& env) {
 }
 
 struct Trainer {
-  GpuGpt& gpt;
-  TokenSource& data;
+  Trainer(gpu_model::GpuGpt& g, model::TokenSource& d, const TrainPoint& pt, cudaStream_t s) : gpt(g), data(d), p(pt), stream(s) {}
+  gpu_model::GpuGpt& gpt;
+  model::TokenSource& data;
   const TrainPoint& p;
   cudaStream_t stream;
-  LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
-  AdamWSettings adam = adamw_for(p);
+  model::LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
+  gpu_model::AdamWSettings adam = adamw_for(p);
   std::vector<int> in, tg;
 
   StepRow step(int i) {
@@ -43,7 +44,7 @@ struct Trainer {
 // Taps every step against taps off (alternating steps), and at the run's own interval against
 // off (alternating blocks of `interval` steps, each block holding one recorded step), so that
 // clocks and data drift alike on both sides.
-json measure_taps_overhead(GpuGpt& gpt, Trainer& tr, int interval, int k) {
+json measure_taps_overhead(gpu_model::GpuGpt& gpt, Trainer& tr, int interval, int k) {
   std::vector<double> on, off;
   for (int i = 0; i < 2 * k; ++i) {
     gpt.set_tap_interval(i % 2 == 0 ? 1 : 0);
@@ -77,7 +78,7 @@ json measure_taps_overhead(GpuGpt& gpt, Trainer& tr, int interval, int k) {
 }
 }  // namespace
 
-bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& settings, int device, bool stop_at_nonfinite,
+bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const json& settings, int device, bool stop_at_nonfinite,
                    GpuRun& out, core::Record& r) {
   if (p.ranks > 1) return train_gpu_run_dp(p, fp8, settings, device, stop_at_nonfinite, out, r);
   cudaStream_t stream = nullptr;
@@ -85,8 +86,8 @@ bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& s
     FP8S_CUDA(cudaSetDevice(device));
     std::size_t free0 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
-    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len) +
-                        (fp8 ? gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, fp8->attention()) : 0.0);
+    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len) +
+                        (fp8 ? model::gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, fp8->attention()) : 0.0);
     if (need > 0.95 * double(free0)) {
       r.outcome = core::Outcome::oom;
       r.reason = fmt::format("needs about {:.1f} GiB, {:.1f} GiB free", need / (1 << 30), double(free0) / (1 << 30));
@@ -96,8 +97,8 @@ bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& s
     auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
     r.data["data"] = data->describe();
     {
-      GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.flash_attention);
-      gpt.set_params(init_params(p.model, std::uint64_t(p.seed)));
+      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.flash_attention);
+      gpt.set_params(model::init_params(p.model, std::uint64_t(p.seed)));
       std::size_t free1 = 0;
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));
       out.device_mib = double(free0 - free1) / (1 << 20);
@@ -126,7 +127,7 @@ bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& s
     r.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
     r.reason = e.what();
     if (!e.is_oom()) core::request_worker_restart();
-  } catch (const GemmRefused& e) {
+  } catch (const gpu_model::GemmRefused& e) {
     // An availability finding, not a crash: e.g. the FP8 LM head's dgrad for a vocabulary
     // that is not a multiple of 16.
     r.outcome = e.outcome;
@@ -169,4 +170,4 @@ void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, in
   }
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

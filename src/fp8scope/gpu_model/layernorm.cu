@@ -2,13 +2,13 @@
 // BF16, or FP8 with the cast's statistics (the fused variant's LayerNormLinear).
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast_kernels.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 constexpr float kEps = 1e-5f;
@@ -287,4 +287,4 @@ void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const 
   column_sum_add_split(dw, db, C, scratch, backward_blocks(N), 2 * C, 2 * C, s);
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

@@ -1,10 +1,10 @@
-#include "fp8scope/model/gemm_cache.hpp"
+#include "fp8scope/gpu_model/gemm_cache.hpp"
 
 #include "fp8scope/gemm/verdict.hpp"
 
 #include <fmt/format.h>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 
 namespace {
 constexpr std::size_t kWorkspace = 32u << 20;
@@ -64,4 +64,4 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
   }
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

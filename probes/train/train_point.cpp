@@ -1,17 +1,17 @@
-#include "fp8scope/model/train_point.hpp"
+#include "train/train_point.hpp"
 
 #include "fp8scope/core/stats.hpp"
 #include "fp8scope/cpu/trainer.hpp"
 #include "fp8scope/model/data.hpp"
-#include "fp8scope/model/fp8_point.hpp"
-#include "fp8scope/model/tap_summary.hpp"
+#include "fp8scope/model/fp8_fields.hpp"
+#include "train/tap_summary.hpp"
 
 #include <fmt/format.h>
 
 #include <cmath>
 #include <memory>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 using core::json;
 using K = core::ParamSpec::Kind;
 
@@ -45,7 +45,7 @@ std::vector<core::ParamSpec> probe_train_axes() {
   auto axes = train_axes();
   axes.push_back({"precision", K::string, "bf16", {"bf16", "fp8"}, 0, 0,
                   "bf16; fp8: the linears (fp8_linears) in FP8 under the recipe fields below"});
-  for (auto& a : fp8_axes()) axes.push_back(a);
+  for (auto& a : model::fp8_axes()) axes.push_back(a);
   return axes;
 }
 
@@ -82,19 +82,18 @@ TrainPoint train_point_from(const json& p) {
   t.ranks = p.value("ranks", 1);
   t.flash_attention = p.value("attention", std::string("materialized")) == "flash";
   if (p.value("precision", std::string()) == "fp8") {
-    t.fp8 = fp8_config_from(p);
-    t.cpu_fp8 = cpu_fp8_options_from(p);
+    t.fp8 = model::fp8_config_from(p);
   }
   return t;
 }
 
-double train_flops_per_step(const GptConfig& c, int B, int T) {
-  const double n = double(param_count(c)) - double(c.max_seq) * c.d_model;  // position table: no matmul
+double train_flops_per_step(const model::GptConfig& c, int B, int T) {
+  const double n = double(model::param_count(c)) - double(c.max_seq) * c.d_model;  // position table: no matmul
   return (6.0 * n + 12.0 * c.n_layer * c.d_model * T) * B * T;
 }
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
-  if (auto e = validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
   if (p.backend == "gpu" && p.flash_attention) {
     if (p.model.n_head <= 0 || p.model.d_model % p.model.n_head != 0 || p.model.d_model / p.model.n_head != 64 || p.seq_len % 64 != 0)
       return fmt::format("attention flash needs head size 64 and seq_len a multiple of 64 (d_model={}, n_head={}, seq_len={})",
@@ -107,8 +106,8 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   if (p.backend == "gpu" && (p.model.d_model > 1024 || p.model.d_model % 8 != 0))
     return fmt::format("d_model={}: the GPU LayerNorm backward needs a multiple of 8, at most 1024", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
-    const double need = gpu_training_bytes(p.model, p.batch, p.seq_len) +
-                        (p.fp8 ? gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, p.fp8->attention()) : 0.0);
+    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len) +
+                        (p.fp8 ? model::gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, p.fp8->attention()) : 0.0);
     const double have = double(env["gpu"].value("memory_mib", 0)) * (1 << 20);
     if (need > 0.95 * have)
       return fmt::format("needs about {:.1f} GiB of device memory; the GPU ({}) has {:.1f} GiB", need / (1 << 30),
@@ -139,7 +138,7 @@ void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<S
   json m;
   m["ms_per_step"] = st.median;
   m["tokens_per_s"] = tokens / (st.median * 1e-3);
-  m["params"] = param_count(p.model);
+  m["params"] = model::param_count(p.model);
   m["flops_per_step"] = train_flops_per_step(p.model, p.batch, p.seq_len) * p.ranks;
   if (peak_flops > 0) m["mfu"] = m["flops_per_step"].get<double>() / (st.median * 1e-3) / (peak_flops * p.ranks);
   if (p.ranks > 1) m["tokens_per_s_per_gpu"] = tokens / (st.median * 1e-3) / p.ranks;
@@ -175,9 +174,9 @@ void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<S
                                    steps.back().loss, m["tokens_per_s"].get<double>(), st.median);
 }
 
-std::unique_ptr<TokenSource> data_for(const TrainPoint& p, const std::string& token_dtype) {
-  if (p.data == "synthetic") return std::make_unique<MarkovTokens>(p.model.vocab, std::uint64_t(p.seed));
-  return std::make_unique<TokenFile>(p.data, p.model.vocab, token_dtype);
+std::unique_ptr<model::TokenSource> data_for(const TrainPoint& p, const std::string& token_dtype) {
+  if (p.data == "synthetic") return std::make_unique<model::MarkovTokens>(p.model.vocab, std::uint64_t(p.seed));
+  return std::make_unique<model::TokenFile>(p.data, p.model.vocab, token_dtype);
 }
 
 cpu::TrainConfig cpu_train_config(const TrainPoint& p) {
@@ -201,7 +200,7 @@ core::Record run_train_point(const TrainPoint& p, const json& settings, const js
   r.data["data"] = data->describe();
   std::vector<StepRow> rows;
   std::optional<cpu::Fp8Emulation> fp8;
-  if (p.cpu_fp8) fp8.emplace(*p.cpu_fp8);
+  if (p.fp8) fp8.emplace(*p.fp8);
   for (auto& s : cpu::train_cpu(cpu_train_config(p), *data, fp8 ? &*fp8 : nullptr)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
   fill_train_record(r, p, rows, settings.value("timing_warmup", 3), 0.0);
   if (fp8) {
@@ -211,4 +210,4 @@ core::Record run_train_point(const TrainPoint& p, const json& settings, const js
   return r;
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

@@ -9,7 +9,7 @@
 
 #include <vector>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 
 std::vector<core::ParamSpec> recipe_axes();
 std::vector<core::ParamSpec> recipe_settings();
@@ -18,4 +18,4 @@ std::string check_recipe_point(const core::json& point, const core::json& env);
 // Builds the per-worker function (it keeps the twins it has trained).
 std::function<core::Record(const core::json&, const std::string&)> make_recipe_point_fn(const core::ProbeContext& ctx);
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

@@ -2,9 +2,9 @@
 // these kernels add the partials up in a fixed order. Float atomics would make every run
 // round differently; probe_recipe promises bit-identical reruns.
 #include "fp8scope/core/dependent_launch.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 // 8 columns per block (one 32-byte sector per row), 32 threads per column each summing every
@@ -59,4 +59,4 @@ void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld
 
 void sum_all(float* out, const float* partial, int n, cudaStream_t s) { sum_all_kernel<<<1, 1024, 0, s>>>(out, partial, n); }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

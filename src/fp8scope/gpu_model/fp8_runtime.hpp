@@ -13,14 +13,14 @@
 #include <memory>
 #include <vector>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 
 class Fp8Runtime {
  public:
-  Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s, bool flash_attention = false);
+  Fp8Runtime(const model::GptConfig& cfg, int B, int T, const model::Fp8ModelConfig& f, cudaStream_t s, bool flash_attention = false);
 
-  const Fp8ModelConfig& config() const { return cfg_; }
-  const TapPlan& plan() const { return plan_; }
+  const model::Fp8ModelConfig& config() const { return cfg_; }
+  const model::TapPlan& plan() const { return plan_; }
   int slot(int layer, const std::string& tensor) const { return plan_.index(layer, tensor); }
 
   // Start of a step: statistics zeroed; the observing kernels run on recorded steps only.
@@ -64,8 +64,8 @@ class Fp8Runtime {
   }
 
  private:
-  Fp8ModelConfig cfg_;
-  TapPlan plan_;
+  model::Fp8ModelConfig cfg_;
+  model::TapPlan plan_;
   cudaStream_t stream_;
   void reduce(fp8::CastStats* stats, int n);
   core::DeviceBuffer stats_, tmp_, red_amax_, red_nonfinite_;
@@ -84,4 +84,4 @@ class Fp8Runtime {
   bool recording_ = false;
 };
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

@@ -1,4 +1,4 @@
-#include "fp8scope/model/fp8_point.hpp"
+#include "fp8scope/model/fp8_fields.hpp"
 
 namespace fp8scope::model {
 using core::json;
@@ -53,15 +53,6 @@ Fp8ModelConfig fp8_config_from(const json& p) {
   f.tap_interval = p.value("tap_interval", 1);
   f.reduce_amax = p.value("reduce_amax", true);
   return f;
-}
-
-cpu::Fp8Options cpu_fp8_options_from(const json& p) {
-  cpu::Fp8Options o;
-  o.recipe = recipe_from(p);
-  o.overflow = p["saturation"] == "satfinite" ? fp8::Overflow::satfinite : fp8::Overflow::nosat;
-  o.attention = p["variant"] == "fp8_attention";
-  parse_linears(p.value("fp8_linears", std::string("all")), o.linears);
-  return o;
 }
 
 }  // namespace fp8scope::model

@@ -1,14 +1,14 @@
 #pragma once
 // The GPU GPT: the same model as cpu::CpuGpt (same parameter layout), trained with FP32
 // master weights, BF16 activations and weight copies, cuBLASLt GEMMs and our kernels. With an
-// Fp8ModelConfig its linears (those it names) run in FP8 under a scaling recipe, in one of
+// model::Fp8ModelConfig its linears (those it names) run in FP8 under a scaling recipe, in one of
 // the three variants, with every tensor tapped (Fp8Runtime). Deterministic: the same inputs
 // give the same bits on every run. CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
-#include "fp8scope/model/fp8_runtime.hpp"
-#include "fp8scope/model/gemm_cache.hpp"
+#include "fp8scope/gpu_model/fp8_runtime.hpp"
+#include "fp8scope/gpu_model/gemm_cache.hpp"
 #include "fp8scope/model/gpt_config.hpp"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
 #include <array>
 #include <cmath>
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 
 struct AdamWSettings {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
@@ -29,7 +29,7 @@ class GpuGpt {
   // fp8: nullptr for the BF16 model. flash_attention: the fused attention kernels
   // (flash_attention.cu: head size 64, T a multiple of 64, not with fp8_attention) instead of
   // the materialised scores and probabilities; throws std::invalid_argument otherwise.
-  GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8 = nullptr, bool flash_attention = false);
+  GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8 = nullptr, bool flash_attention = false);
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> grads() const;
@@ -65,7 +65,7 @@ class GpuGpt {
   };
   bf16* weight(std::int64_t offset) const;  // the BF16 weight copy at a layout offset
   float* g(std::int64_t offset) const;                  // its FP32 gradient
-  // y[N, OC] = x[N, IC] W^T (+ b); `which` indexes linear_names() (qkv, proj, fc1, fc2,
+  // y[N, OC] = x[N, IC] W^T (+ b); `which` indexes model::linear_names() (qkv, proj, fc1, fc2,
   // lm_head), layer -1 for the head. out is BF16, or FP32 when out_fp32. In FP8 the input is
   // cast here, unless x_ready (a fused LayerNorm/GELU already wrote f8_x_ and the saved
   // transpose).
@@ -85,7 +85,7 @@ class GpuGpt {
   // Whether fc1's FP8 backward takes the GELU backward into its gradient cast:
   // scale_before_cast() and the tile loop's shapes.
   bool fuses_dgelu() const;
-  bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(linear_names()[std::size_t(which)]); }
+  bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(model::linear_names()[std::size_t(which)]); }
   // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for
   // dgrad), and its tap slots (input, weight, gradient), looked up once.
   struct Fp8Saved {
@@ -108,11 +108,11 @@ class GpuGpt {
   void group_tokens(const int* inputs);
   void mark(const char* phase);
 
-  GptConfig cfg_;
+  model::GptConfig cfg_;
   int B_, T_;
   cudaStream_t stream_;
   GemmCache gemms_;
-  std::vector<ParamTensor> layout_;
+  std::vector<model::ParamTensor> layout_;
   std::int64_t n_params_;
   std::map<std::string, std::int64_t> off_;
   core::DeviceBuffer master_, weights_, grads_, adam_m_, adam_v_;
@@ -140,4 +140,4 @@ class GpuGpt {
   std::vector<std::pair<std::string, cudaEvent_t>> marks_;
 };
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

@@ -12,7 +12,7 @@
 #include <string>
 #include <tuple>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 
 struct GemmCall {
   bool ta = false, tb = false;
@@ -60,4 +60,4 @@ class GemmCache {
   std::map<Key, Plan> plans_;
 };
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

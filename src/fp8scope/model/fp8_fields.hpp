@@ -1,9 +1,8 @@
 #pragma once
 // The FP8 fields of a sweep point (recipe, saturation, variant, which linears, fast
 // accumulation, tap interval), shared by probe_train (precision fp8) and probe_recipe, and
-// their translation into the GPU model's Fp8ModelConfig and the CPU emulation's Fp8Options.
+// their translation into the Fp8ModelConfig that both the GPU model and the CPU emulation take.
 #include "fp8scope/core/config.hpp"
-#include "fp8scope/cpu/fp8_emulation.hpp"
 #include "fp8scope/model/fp8_plan.hpp"
 
 #include <vector>
@@ -15,6 +14,5 @@ std::vector<core::ParamSpec> fp8_axes();
 // "" or one line naming the bad field.
 std::string check_fp8_point(const core::json& p);
 Fp8ModelConfig fp8_config_from(const core::json& p);
-cpu::Fp8Options cpu_fp8_options_from(const core::json& p);
 
 }  // namespace fp8scope::model

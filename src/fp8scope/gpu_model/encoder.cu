@@ -1,6 +1,6 @@
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 __global__ void encoder_forward_kernel(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int T, int C, std::int64_t total) {
@@ -47,4 +47,4 @@ void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* buc
                                                                                                     bucket_position, C);
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

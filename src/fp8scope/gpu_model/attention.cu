@@ -2,11 +2,11 @@
 // moving heads in and out of [B, NH, T, HS], and the causal softmax forward and backward.
 #include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
 #include <cfloat>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 // qkv row (b,t) holds [3][NH][HS]; q/k/v are [B][NH][T][HS].
@@ -194,4 +194,4 @@ void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* pro
   else softmax_causal_backward_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(dscores, dprobs, probs, scale, BH, T);
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

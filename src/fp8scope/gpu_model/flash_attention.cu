@@ -20,13 +20,13 @@
 #include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/fast_math.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 constexpr int kD = 64;       // head size
@@ -440,4 +440,4 @@ void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16*
   launch(flash_backward_dq_kernel, sizeof(BwdSmem), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH, h.T, h.scale);
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

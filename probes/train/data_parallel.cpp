@@ -9,10 +9,10 @@
 #include "fp8scope/core/nccl.hpp"
 #include "fp8scope/core/runner.hpp"
 #include "fp8scope/model/data.hpp"
-#include "fp8scope/model/gpt_gpu.hpp"
+#include "fp8scope/gpu_model/gpt_gpu.hpp"
 #include "fp8scope/model/schedule.hpp"
-#include "fp8scope/model/train_point.hpp"
-#include "fp8scope/model/train_step.hpp"
+#include "train/train_point.hpp"
+#include "train/train_step.hpp"
 
 #include <fmt/format.h>
 
@@ -21,7 +21,7 @@
 #include <numeric>
 #include <thread>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 using core::json;
 using core::Nccl;
 
@@ -34,7 +34,7 @@ struct RankResult {
   double device_mib = 0;
 };
 
-void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const Fp8ModelConfig* fp8,
+void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const model::Fp8ModelConfig* fp8,
                 const std::vector<std::vector<int>>& inputs, const std::vector<std::vector<int>>& targets, bool stop, RankResult& out) {
   cudaStream_t stream = nullptr;
   try {
@@ -43,8 +43,8 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
     std::size_t free0 = 0, free1 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
     {
-      GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.flash_attention);
-      gpt.set_params(init_params(p.model, std::uint64_t(p.seed)));
+      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.flash_attention);
+      gpt.set_params(model::init_params(p.model, std::uint64_t(p.seed)));
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));
       out.device_mib = double(free0 - free1) / (1 << 20);
       gpt.set_grad_reducer([&](float* g, std::int64_t n, cudaStream_t s) {
@@ -55,8 +55,8 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
           nccl.all_reduce(amax, amax, std::size_t(n), Nccl::kFloat32, Nccl::kMax, comm, s);
           nccl.all_reduce(nonfinite, nonfinite, std::size_t(n), Nccl::kUint64, Nccl::kSum, comm, s);
         });
-      const LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
-      const AdamWSettings adam = adamw_for(p);
+      const model::LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
+      const gpu_model::AdamWSettings adam = adamw_for(p);
       const std::size_t offset = std::size_t(p.batch) * p.seq_len * std::size_t(rank);
       for (int step = 0; step < p.steps; ++step) {
         out.rows.push_back(timed_step(gpt, inputs[std::size_t(step)].data() + offset, targets[std::size_t(step)].data() + offset, p, lr,
@@ -69,7 +69,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
   } catch (const core::CudaError& e) {
     out.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
     out.reason = e.what();
-  } catch (const GemmRefused& e) {
+  } catch (const gpu_model::GemmRefused& e) {
     out.outcome = e.outcome;
     out.reason = e.what();
   } catch (const std::exception& e) {
@@ -80,7 +80,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
 }
 }  // namespace
 
-bool train_gpu_run_dp(const TrainPoint& p, const Fp8ModelConfig* fp8, const json& settings, int device, bool stop, GpuRun& out,
+bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const json& settings, int device, bool stop, GpuRun& out,
                       core::Record& r) {
   const int R = p.ranks;
   std::string why;
@@ -155,4 +155,4 @@ bool train_gpu_run_dp(const TrainPoint& p, const Fp8ModelConfig* fp8, const json
   return true;
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

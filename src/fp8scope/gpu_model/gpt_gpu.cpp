@@ -1,4 +1,4 @@
-#include "fp8scope/model/gpt_gpu.hpp"
+#include "fp8scope/gpu_model/gpt_gpu.hpp"
 
 #include "fp8scope/fp8/cast.cuh"
 
@@ -9,7 +9,7 @@
 #include <numeric>
 #include <stdexcept>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 using gemm::DType;
 
 namespace {
@@ -17,8 +17,8 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
-GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp8ModelConfig* fp8, bool flash_attention)
-    : cfg_(cfg), B_(B), T_(T), stream_(stream), gemms_(stream), layout_(param_layout(cfg)), n_params_(param_count(cfg)), flash_(flash_attention) {
+GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8, bool flash_attention)
+    : cfg_(cfg), B_(B), T_(T), stream_(stream), gemms_(stream), layout_(model::param_layout(cfg)), n_params_(model::param_count(cfg)), flash_(flash_attention) {
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64, T a multiple of 64 and no fp8_attention");
   for (auto& t : layout_) off_[t.name] = t.offset;
@@ -112,7 +112,7 @@ GpuGpt::GpuGpt(const GptConfig& cfg, int B, int T, cudaStream_t stream, const Fp
       for (int w = 0; w < 5; ++w) {
         if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
         const std::int64_t IC = w == 4 ? C : in_c[w], OC = w == 4 ? Vp : out_c[w];
-        const std::string& name = linear_names()[std::size_t(w)];
+        const std::string& name = model::linear_names()[std::size_t(w)];
         Fp8Saved& sv = fp8_saved_[{l, w}] =
             Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC)), fp8_->slot(l, name + ".input"),
                      fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
@@ -189,7 +189,7 @@ std::map<std::string, double> GpuGpt::last_profile() {
 // tensor cores take).
 void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                             int IC, int OC, bool x_ready) {
-  const std::string& name = linear_names()[std::size_t(which)];
+  const std::string& name = model::linear_names()[std::size_t(which)];
   GemmCall c{true, false, OC, N, IC, IC, IC, OC};
   c.bias = b >= 0 ? weight(b) : nullptr;
   c.d = out_fp32 ? DType::fp32 : DType::bf16;
@@ -234,7 +234,7 @@ bool GpuGpt::fuses_dgelu() const { return fp8_linear(2) && scale_before_cast() &
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                              int IC, int OC, const bf16* gelu_pre, bool dy_ready) {
-  const std::string& name = linear_names()[std::size_t(which)];
+  const std::string& name = model::linear_names()[std::size_t(which)];
   if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
   const bool dbias_in_cast = fp8_linear(which) && b >= 0 && fp8::tile_cast_fits(N, OC);
@@ -568,4 +568,4 @@ float GpuGpt::step(float lr, float grad_clip, const AdamWSettings& a) {
   return norm;
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

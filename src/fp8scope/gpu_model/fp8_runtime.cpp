@@ -1,14 +1,14 @@
-#include "fp8scope/model/fp8_runtime.hpp"
+#include "fp8scope/gpu_model/fp8_runtime.hpp"
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 
 namespace {
-std::vector<std::optional<fp8::Format>> formats_of(const TapPlan& p) {
+std::vector<std::optional<fp8::Format>> formats_of(const model::TapPlan& p) {
   std::vector<std::optional<fp8::Format>> out;
   for (const auto& s : p.slots()) out.push_back(s.format);
   return out;
 }
-std::vector<float> planted_of(const TapPlan& p, const Fp8ModelConfig& f) {
+std::vector<float> planted_of(const model::TapPlan& p, const model::Fp8ModelConfig& f) {
   std::vector<float> out(p.slots().size(), 1.0f);
   for (const auto& [key, factor] : f.planted_scale)
     if (int i = p.index(key.first, key.second); i >= 0) out[std::size_t(i)] = factor;
@@ -16,7 +16,7 @@ std::vector<float> planted_of(const TapPlan& p, const Fp8ModelConfig& f) {
 }
 }  // namespace
 
-Fp8Runtime::Fp8Runtime(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, cudaStream_t s, bool flash_attention)
+Fp8Runtime::Fp8Runtime(const model::GptConfig& cfg, int B, int T, const model::Fp8ModelConfig& f, cudaStream_t s, bool flash_attention)
     : cfg_(f),
       plan_(cfg, B, T, f, flash_attention),
       stream_(s),
@@ -69,7 +69,7 @@ void Fp8Runtime::collect() const {
   copied_.wait();
   pending_ = false;
   for (std::size_t i = 0; i < plan_.slots().size(); ++i) {
-    const TapSlot& s = plan_.slots()[i];
+    const model::TapSlot& s = plan_.slots()[i];
     if (!s.format && !pending_recording_) continue;
     const fp8::CastStats& st = host_stats_[i];
     taps_.push_back({pending_step_, s.layer, s.tensor, s.pass, double(st.amax), s.format ? host_scales_[i * fp8::ScalerBank::kStride] : 0.0f,
@@ -78,4 +78,4 @@ void Fp8Runtime::collect() const {
   }
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

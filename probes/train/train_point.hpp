@@ -14,7 +14,7 @@
 #include <optional>
 #include <vector>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 
 // The model, data and schedule axes (shared with probe_recipe).
 std::vector<core::ParamSpec> train_axes();
@@ -24,21 +24,20 @@ std::vector<core::ParamSpec> train_settings();
 
 struct TrainPoint {
   std::string backend;
-  GptConfig model;
+  model::GptConfig model;
   int batch, seq_len, steps, warmup, seed;
   double lr, min_lr, weight_decay, grad_clip;
   std::string data;
   int ranks = 1;  // data-parallel GPUs (batch is per GPU)
   bool flash_attention = false;  // GPU: the fused attention kernels
-  // FP8 training (probe_train with precision fp8, every probe_recipe run): the GPU model's
-  // settings and the CPU emulation's.
-  std::optional<Fp8ModelConfig> fp8;
-  std::optional<cpu::Fp8Options> cpu_fp8;
+  // FP8 training (probe_train with precision fp8, every probe_recipe run): what runs in FP8 and
+  // how, for the GPU model and the CPU emulation alike.
+  std::optional<model::Fp8ModelConfig> fp8;
 };
 TrainPoint train_point_from(const core::json& point);
 
 // The point's data (synthetic or a token file) and its CPU training configuration.
-std::unique_ptr<TokenSource> data_for(const TrainPoint& p, const std::string& token_dtype = "auto");
+std::unique_ptr<model::TokenSource> data_for(const TrainPoint& p, const std::string& token_dtype = "auto");
 cpu::TrainConfig cpu_train_config(const TrainPoint& p);
 
 // "" or one line naming what is wrong (invalid shape, or too large for the GPU in env).
@@ -46,7 +45,7 @@ std::string check_train_point(const TrainPoint& p, const core::json& env);
 
 // Model FLOPs of one training step (6 N per token for the matmuls with weights, plus
 // attention), as MFU counts them.
-double train_flops_per_step(const GptConfig& c, int B, int T);
+double train_flops_per_step(const model::GptConfig& c, int B, int T);
 
 core::Record run_train_point(const TrainPoint& p, const core::json& settings, const core::json& env, int device,
                              const std::string& key, const core::json& params);
@@ -73,10 +72,10 @@ struct GpuRun {
 // Trains p on the GPU (on p.ranks GPUs from `device` with NCCL when p.ranks > 1); false when the run could not go on (out of memory, a GEMM cuBLASLt
 // refuses, a CUDA error), with r.outcome and r.reason set. Host-only builds: always false,
 // outcome skipped.
-bool train_gpu_run(const TrainPoint& p, const Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
+bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
                    GpuRun& out, core::Record& r);
 // The data-parallel half: one thread and one NCCL rank per GPU (data_parallel.cpp).
-bool train_gpu_run_dp(const TrainPoint& p, const Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
+bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
                       GpuRun& out, core::Record& r);
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

@@ -1,11 +1,11 @@
 // Elementwise pieces: GELU (tanh approximation) forward/backward, residual adds, bias gradient.
 #include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
-#include "fp8scope/model/kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
 
 #include <algorithm>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 namespace {
 
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
@@ -256,4 +256,4 @@ void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* b
   });
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

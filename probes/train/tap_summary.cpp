@@ -1,10 +1,10 @@
-#include "fp8scope/model/tap_summary.hpp"
+#include "train/tap_summary.hpp"
 
 #include <fmt/format.h>
 
 #include <map>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 using core::json;
 
 namespace {
@@ -55,4 +55,4 @@ bool record_nan_onset(core::Record& r, const std::vector<fp8::Tap>& taps, int ke
   return true;
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

@@ -12,7 +12,7 @@
 #include <tuple>
 #include <vector>
 
-namespace fp8scope::model {
+namespace fp8scope::gpu_model {
 
 using bf16 = __nv_bfloat16;
 
@@ -123,4 +123,4 @@ void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld
 void column_sum_add_split(float* lo, float* hi, int split, const float* partial, int rows, int cols, int ld, cudaStream_t s);
 void sum_all(float* out, const float* partial, int n, cudaStream_t s);
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::gpu_model

@@ -1,9 +1,9 @@
-#include "fp8scope/model/recipe_point.hpp"
+#include "train/recipe_point.hpp"
 
 #include "fp8scope/cpu/trainer.hpp"
-#include "fp8scope/model/fp8_point.hpp"
-#include "fp8scope/model/tap_summary.hpp"
-#include "fp8scope/model/train_point.hpp"
+#include "fp8scope/model/fp8_fields.hpp"
+#include "train/tap_summary.hpp"
+#include "train/train_point.hpp"
 
 #include <fmt/format.h>
 
@@ -11,12 +11,12 @@
 #include <map>
 #include <memory>
 
-namespace fp8scope::model {
+namespace fp8scope::train {
 using core::json;
 using K = core::ParamSpec::Kind;
 
 std::vector<core::ParamSpec> recipe_axes() {
-  std::vector<core::ParamSpec> axes = fp8_axes();
+  std::vector<core::ParamSpec> axes = model::fp8_axes();
   for (auto& a : train_axes()) axes.push_back(a);
   return axes;
 }
@@ -31,8 +31,7 @@ std::vector<core::ParamSpec> recipe_settings() {
 namespace {
 TrainPoint recipe_train_point(const json& p) {
   TrainPoint tp = train_point_from(p);
-  tp.fp8 = fp8_config_from(p);
-  tp.cpu_fp8 = cpu_fp8_options_from(p);
+  tp.fp8 = model::fp8_config_from(p);
   return tp;
 }
 
@@ -45,7 +44,7 @@ struct Twin {
 }  // namespace
 
 std::string check_recipe_point(const json& p, const json& env) {
-  if (auto e = check_fp8_point(p); !e.empty()) return e;
+  if (auto e = model::check_fp8_point(p); !e.empty()) return e;
   return check_train_point(recipe_train_point(p), env);
 }
 
@@ -99,7 +98,7 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
       rows = std::move(run.rows);
       taps = std::move(run.taps);
     } else {
-      cpu::Fp8Emulation fp8(*tp.cpu_fp8);
+      cpu::Fp8Emulation fp8(*tp.fp8);
       auto data = data_for(tp);
       for (auto& s : cpu::train_cpu(cpu_train_config(tp), *data, &fp8, stop)) rows.push_back({s.loss, s.grad_norm, s.lr, s.ms});
       taps = fp8.taps();
@@ -130,4 +129,4 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
   };
 }
 
-}  // namespace fp8scope::model
+}  // namespace fp8scope::train

@@ -1,0 +1,177 @@
+// The host-only model spec: config validation, parameter layout and init, LR schedule, data,
+// the FP8 tap plan and the FP8 fields of a sweep point.
+#include "fp8scope/core/error.hpp"
+#include "fp8scope/model/data.hpp"
+#include "fp8scope/model/fp8_fields.hpp"
+#include "fp8scope/model/fp8_plan.hpp"
+#include "fp8scope/model/gpt_config.hpp"
+#include "fp8scope/model/schedule.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+using namespace fp8scope;
+
+
+TEST(GptConfig, Gpt2SmallHas124MParameters) {
+  model::GptConfig c;  // defaults: GPT-2 small
+  c.vocab = 50257;
+  c.pad_vocab_to = 128;  // 50304, as llm.c
+  EXPECT_EQ(c.padded_vocab(), 50304);
+  EXPECT_EQ(model::param_count(c), 124475904);  // llm.c's count for the padded model
+}
+
+TEST(GptConfig, ValidationMessages) {
+  model::GptConfig c;
+  EXPECT_EQ(model::validate(c, 1024, 16), "");
+  c.n_head = 7;
+  EXPECT_EQ(model::validate(c, 1024, 16), "n_head=7 does not divide d_model=768");
+  c.n_head = 12;
+  EXPECT_EQ(model::validate(c, 2048, 16), "seq_len=2048 is larger than the position table (max_seq=1024)");
+  c.vocab = 1;
+  EXPECT_EQ(model::validate(c, 16, 1), "vocab=1 must be at least 2");
+}
+
+TEST(GptConfig, InitFollowsGpt2) {
+  model::GptConfig c;
+  c.vocab = 1000, c.pad_vocab_to = 64, c.d_model = 64, c.n_head = 4, c.n_layer = 8, c.max_seq = 64;
+  auto p = model::init_params(c, 1);
+  EXPECT_EQ(p, model::init_params(c, 1));
+  EXPECT_NE(p, model::init_params(c, 2));
+  for (const auto& t : model::param_layout(c)) {
+    double ss = 0;
+    std::int64_t n = t.size;
+    if (t.name == "wte") n = std::int64_t(c.vocab) * c.d_model;
+    for (std::int64_t i = 0; i < n; ++i) ss += double(p[std::size_t(t.offset + i)]) * p[std::size_t(t.offset + i)];
+    const double std = std::sqrt(ss / double(n));
+    switch (t.init) {
+      case model::ParamTensor::Init::normal: EXPECT_NEAR(std, 0.02, 0.002) << t.name; break;
+      case model::ParamTensor::Init::residual_normal: EXPECT_NEAR(std, 0.02 / 4.0, 0.0005) << t.name; break;
+      case model::ParamTensor::Init::zeros: EXPECT_EQ(std, 0.0) << t.name; break;
+      case model::ParamTensor::Init::ones: EXPECT_EQ(std, 1.0) << t.name; break;
+    }
+    if (t.name == "wte")
+      for (std::int64_t i = n; i < t.size; ++i) EXPECT_EQ(p[std::size_t(t.offset + i)], 0.0f);  // padded rows
+  }
+}
+
+TEST(LrSchedule, WarmupThenCosine) {
+  model::LrSchedule s{1.0, 0.1, 10, 110};
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(9), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);
+  EXPECT_NEAR(s.at(60), 0.55, 1e-12);  // half way: cos(pi/2) = 0
+  EXPECT_DOUBLE_EQ(s.at(110), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(500), 0.1);
+}
+
+TEST(Data, MarkovIsDeterministicAndShifted) {
+  model::MarkovTokens a(100, 3), b(100, 3);
+  std::vector<int> ia, ta, ib, tb;
+  a.next_batch(4, 16, ia, ta);
+  b.next_batch(4, 16, ib, tb);
+  EXPECT_EQ(ia, ib);
+  for (int bb = 0; bb < 4; ++bb)
+    for (int t = 0; t + 1 < 16; ++t) EXPECT_EQ(ta[std::size_t(bb * 16 + t)], ia[std::size_t(bb * 16 + t + 1)]);
+  for (int x : ia) EXPECT_LT(x, 100);
+  EXPECT_GT(a.entropy_rate(), 1.0);
+  EXPECT_LT(a.entropy_rate(), std::log(8.0));
+}
+
+TEST(Data, TokenFilesWithAndWithoutHeader) {
+  const std::string dir = ::testing::TempDir();
+  // llm.c header: 256 int32, magic 20240520, version 1 (uint16), token count.
+  {
+    std::ofstream f(dir + "/tok.bin", std::ios::binary);
+    std::int32_t header[256] = {20240520, 1, 6};
+    f.write(reinterpret_cast<char*>(header), sizeof header);
+    std::uint16_t toks[6] = {5, 6, 7, 8, 9, 10};
+    f.write(reinterpret_cast<char*>(toks), sizeof toks);
+  }
+  model::TokenFile tf(dir + "/tok.bin", 50257);
+  EXPECT_EQ(tf.size(), 6u);
+  std::vector<int> in, tg;
+  tf.next_batch(1, 4, in, tg);
+  EXPECT_EQ(in, (std::vector<int>{5, 6, 7, 8}));
+  EXPECT_EQ(tg, (std::vector<int>{6, 7, 8, 9}));
+  {
+    std::ofstream f(dir + "/flat32.bin", std::ios::binary);
+    std::uint32_t toks[3] = {1, 70000, 2};
+    f.write(reinterpret_cast<char*>(toks), sizeof toks);
+  }
+  EXPECT_EQ(model::TokenFile(dir + "/flat32.bin", 100000, "u32").size(), 3u);
+  EXPECT_THROW(model::TokenFile(dir + "/flat32.bin", 50000, "u32"), core::InputError);  // 70000 >= vocab
+  EXPECT_THROW(model::TokenFile(dir + "/missing.bin", 10), core::InputError);
+}
+
+TEST(TapPlan, SlotsFollowVariantLinearsAndFormat) {
+  model::GptConfig cfg;
+  cfg.vocab = 96, cfg.pad_vocab_to = 1, cfg.max_seq = 32, cfg.d_model = 64, cfg.n_layer = 2, cfg.n_head = 4;
+  model::Fp8ModelConfig f;  // custom, all linears, hybrid, delayed
+  model::TapPlan custom(cfg, 4, 32, f);
+  ASSERT_FALSE(custom.slots().empty());
+  EXPECT_EQ(custom.slots().front().tensor, "qkv.input");  // the first cast of the step
+  EXPECT_EQ(custom.slots().front().layer, 0);
+  const auto& qkv_grad = custom.slots()[std::size_t(custom.index(0, "qkv.grad"))];
+  EXPECT_EQ(qkv_grad.format, fp8::Format::e5m2);  // HYBRID: gradients in E5M2
+  EXPECT_EQ(qkv_grad.pass, "backward");
+  EXPECT_EQ(qkv_grad.elements, 4 * 32 * 3 * 64);
+  EXPECT_EQ(custom.slots()[std::size_t(custom.index(1, "fc2.weight"))].format, fp8::Format::e4m3);
+  EXPECT_FALSE(custom.slots()[std::size_t(custom.index(1, "residual"))].format.has_value());  // observed only
+  EXPECT_GE(custom.index(1, "gelu_out"), 0);
+  EXPECT_GE(custom.index(1, "scores"), 0);
+  EXPECT_LT(model::TapPlan(cfg, 4, 32, f, /*flash_attention=*/true).index(1, "scores"), 0);  // never in memory
+  EXPECT_LT(custom.index(0, "q.input"), 0);
+  EXPECT_LT(custom.index(0, "fc2.input"), custom.index(-1, "lm_head.input"));  // forward before the head
+  EXPECT_LT(custom.index(-1, "lm_head.grad"), custom.index(1, "fc2.grad"));  // backward runs from the head down
+  EXPECT_LT(custom.index(1, "qkv.grad"), custom.index(0, "fc2.grad"));
+  // fused: the GELU writes fc2's FP8 input, so there is no BF16 gelu_out to tap...
+  f.variant = model::Fp8Variant::fused;
+  EXPECT_LT(model::TapPlan(cfg, 4, 32, f).index(1, "gelu_out"), 0);
+  // ...unless current scaling takes the unfused path.
+  f.recipe.scaling = fp8::Scaling::current;
+  EXPECT_GE(model::TapPlan(cfg, 4, 32, f).index(1, "gelu_out"), 0);
+  // FP8 attention adds Q, K, V, the probabilities and the attention output's gradient.
+  f.variant = model::Fp8Variant::fp8_attention;
+  model::TapPlan att(cfg, 4, 32, f);
+  for (const char* t : {"q.input", "k.input", "v.input", "probs.input", "attention_out.grad"}) EXPECT_GE(att.index(1, t), 0) << t;
+  // Linears left in BF16 have no FP8 slots; E4M3 recipes keep gradients in E4M3.
+  f.linears = {"fc1", "fc2"};
+  f.recipe.format = fp8::RecipeFormat::e4m3;
+  model::TapPlan some(cfg, 4, 32, f);
+  EXPECT_LT(some.index(0, "qkv.input"), 0);
+  EXPECT_LT(some.index(-1, "lm_head.grad"), 0);
+  EXPECT_EQ(some.slots()[std::size_t(some.index(0, "fc1.grad"))].format, fp8::Format::e4m3);
+}
+
+TEST(Fp8Fields, LinearsAndFastAccumulation) {
+  std::set<std::string> l;
+  EXPECT_EQ(model::parse_linears("all", l), "");
+  EXPECT_EQ(l.size(), 5u);
+  EXPECT_EQ(model::parse_linears("none", l), "");
+  EXPECT_TRUE(l.empty());
+  EXPECT_EQ(model::parse_linears("qkv,lm_head", l), "");
+  EXPECT_EQ(l, (std::set<std::string>{"qkv", "lm_head"}));
+  EXPECT_NE(model::parse_linears("qkv,mlp", l).find("unknown linear 'mlp'"), std::string::npos);
+  core::json p = core::json::object();
+  for (const auto& a : model::fp8_axes()) p[a.name] = a.default_value;
+  auto f = model::fp8_config_from(p);
+  EXPECT_TRUE(f.fast_accum_fprop);  // TransformerEngine's choice on Hopper
+  EXPECT_FALSE(f.fast_accum_dgrad);
+  EXPECT_FALSE(f.fast_accum_wgrad);
+  p["fast_accum"] = "all";
+  f = model::fp8_config_from(p);
+  EXPECT_TRUE(f.fast_accum_dgrad && f.fast_accum_wgrad);
+  p["variant"] = "fp8_attention";
+  p["saturation"] = "nosat";
+  p["format"] = "e4m3";
+  const auto c = model::fp8_config_from(p);
+  EXPECT_TRUE(c.attention());
+  EXPECT_EQ(c.overflow, fp8::Overflow::nosat);
+  EXPECT_EQ(c.recipe.format, fp8::RecipeFormat::e4m3);
+}

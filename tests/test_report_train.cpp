@@ -1,0 +1,162 @@
+// The report of training runs: FP8 against its BF16 twin, data-parallel scaling, figures, and
+// how a PyTorch peer joins the run it was measured beside.
+#include "fp8scope/core/record.hpp"
+#include "fp8scope/report/report.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+using namespace fp8scope;
+// The report of a data-parallel run: the scaling column against the 1-GPU run of the same
+// point and a table of the ranks.
+TEST(TrainReport, DataParallelScalingAndRanks) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "dp"}};
+  auto rec = [](int ranks, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16},
+                    {"vocab", 50304}, {"ranks", ranks}, {"precision", "fp8"}, {"reduce_amax", true}};
+    core::Record r = core::make_record(fmt::format("ranks={}", ranks), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    if (ranks > 1)
+      r.data["data_parallel"] = {{"ranks", ranks},
+                                 {"per_rank", core::json::array({{{"rank", 0}, {"device", 0}, {"loss_last", 2.1}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}},
+                                                                 {{"rank", 1}, {"device", 1}, {"loss_last", 2.2}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}}})}};
+    return r;
+  };
+  f.records = {rec(1, 100000.0), rec(2, 190000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"dp.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("95.0% of 2x"), std::string::npos) << md;
+  EXPECT_NE(md.find("Data-parallel ranks"), std::string::npos);
+  EXPECT_NE(md.find("0 of 40"), std::string::npos);
+}
+
+// "vs BF16" divides by the BF16 run with the same GPU count and attention kernels, not by the
+// first BF16 run of the file.
+TEST(TrainReport, Fp8AgainstTheBf16RunOfTheSameSetup) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "twins"}};
+  auto rec = [](const char* precision, const char* attention, int ranks, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
+                    {"ranks", ranks}, {"precision", precision}, {"attention", attention}};
+    core::Record r = core::make_record(fmt::format("{}-{}-{}", precision, attention, ranks), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    return r;
+  };
+  f.records = {rec("bf16", "materialized", 1, 100000.0), rec("bf16", "flash", 1, 125000.0), rec("bf16", "flash", 2, 240000.0),
+               rec("fp8", "flash", 1, 150000.0), rec("fp8", "flash", 2, 264000.0)};
+  f.records[1].data["time_split_ms"] = {{"matmul", 15.0}, {"gelu", 1.5}};
+  f.records[3].data["time_split_ms"] = {{"matmul", 12.5}, {"gelu", 2.5}};
+  f.records[3].data["metrics"]["ms_per_step"] = 48.0;
+  report::ReportOptions opt;
+  opt.results.push_back({"twins.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 150000 / 125000
+  EXPECT_NE(md.find("1.100x"), std::string::npos) << md;  // 264000 / 240000
+  EXPECT_EQ(md.find("1.500x"), std::string::npos) << md;  // not against the materialised run
+  // Per layer type: FP8 minus the same BF16 twin.
+  EXPECT_NE(md.find("FP8 minus its BF16 twin"), std::string::npos) << md;
+  EXPECT_NE(md.find("| +1.00 | -2.50 | -2.00 |"), std::string::npos) << md;  // gelu, matmul, step
+}
+
+// With step-time quartiles on both sides, "vs BF16" also gives the range they allow.
+TEST(TrainReport, Fp8RatioCarriesTheQuartileRange) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "spread"}};
+  auto rec = [](const char* precision, double tps, double q1, double q3) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
+                    {"precision", precision}, {"attention", "flash"}};
+    core::Record r = core::make_record(precision, p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 16384e3 / tps}};
+    r.data["timing"] = {{"q1", q1}, {"q3", q3}, {"rel_iqr", (q3 - q1) / (16384e3 / tps)}};
+    return r;
+  };
+  f.records = {rec("bf16", 442109.0, 36.66, 37.50), rec("fp8", 525734.0, 30.88, 31.46)};
+  report::ReportOptions opt;
+  opt.results.push_back({"spread.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.189x (1.165-1.214)"), std::string::npos) << md;  // 36.66 / 31.46, 37.50 / 30.88
+}
+
+// Two results of one sweep (a rerun, another build) in one report: each keeps its own loss
+// figure instead of both drawing to the sweep's file name.
+TEST(TrainReport, TwoResultsOfOneSweepDrawTwoFigures) {
+  auto result = [](double loss) {
+    core::ResultFile f;
+    f.meta = {{"probe", "train"}, {"sweep", "again"}};
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
+                    {"precision", "bf16"}, {"attention", "flash"}};
+    core::Record r = core::make_record("bf16", p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
+    r.data["train"] = {{"loss", core::json::array({loss, loss / 2})}};
+    f.records = {r};
+    return f;
+  };
+  report::ReportOptions opt;
+  opt.results.push_back({"a.json", result(10.0)});
+  opt.results.push_back({"b.json", result(11.0)});
+  const core::json rep = report::build_report(opt);
+  std::vector<std::string> files;
+  for (const auto& s : rep["sections"])
+    for (const auto& f : s["figures"]) files.push_back(f["file"].get<std::string>());
+  EXPECT_EQ(files, (std::vector<std::string>{"again_loss", "again_loss_2"}));
+}
+
+// A peer joins the result it was measured beside (meta.peer_of), not a rerun of the same sweep
+// from another build; with the named file absent (renamed on commit) it joins its sweep.
+// A one-record GPU training result of sweep `sweep` (started at `started`, when given), and
+// whether a report section shows a PyTorch peer's columns.
+namespace {
+core::ResultFile train_result(const char* sweep, const char* started = nullptr) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", sweep}};
+  if (started) f.meta["started_utc"] = started;
+  core::json p = {{"backend", "gpu"}, {"precision", "bf16"}, {"attention", "flash"}};
+  core::Record r = core::make_record("bf16", p, core::Outcome::ok);
+  r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
+  f.records = {r};
+  return f;
+}
+bool has_peer_columns(const core::json& section) {
+  for (const auto& t : section["tables"])
+    for (const auto& c : t["columns"])
+      if (c.get<std::string>().rfind("peer tokens/s", 0) == 0) return true;
+  return false;
+}
+}  // namespace
+
+TEST(TrainReport, PeerJoinsTheRunItWasMeasuredBeside) {
+  core::ResultFile peer = train_result("s");
+  peer.meta["peer_of"] = "s.json";
+  report::ReportOptions opt;
+  opt.results = {{"results/s.json", train_result("s")}, {"results/s_rerun.json", train_result("s")}};
+  opt.peers = {{"results/s_torch_peer.json", peer}};
+  core::json rep = report::build_report(opt);
+  EXPECT_TRUE(has_peer_columns(rep["sections"][1]));
+  EXPECT_FALSE(has_peer_columns(rep["sections"][2]));
+  opt.results = {{"results/s_renamed.json", train_result("s")}};
+  rep = report::build_report(opt);
+  EXPECT_TRUE(has_peer_columns(rep["sections"][1]));
+}
+
+// A peer that names the start of its run (meta.peer_of_started_utc) joins that run under any
+// file name, and not another run whose file carries the name it was measured under.
+TEST(TrainReport, PeerNamingItsRunsStartFollowsARename) {
+  core::ResultFile peer = train_result("s");
+  peer.meta["peer_of"] = "s.json";
+  peer.meta["peer_of_started_utc"] = "2026-01-02T00:00:00Z";
+  report::ReportOptions opt;
+  // An older run committed as s.json; the peer's run renamed s_abc1234.json.
+  opt.results = {{"results/s.json", train_result("s", "2026-01-01T00:00:00Z")},
+                 {"results/s_abc1234.json", train_result("s", "2026-01-02T00:00:00Z")}};
+  opt.peers = {{"results/s_abc1234_torch_peer.json", peer}};
+  core::json rep = report::build_report(opt);
+  EXPECT_FALSE(has_peer_columns(rep["sections"][1]));
+  EXPECT_TRUE(has_peer_columns(rep["sections"][2]));
+}

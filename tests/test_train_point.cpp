@@ -1,0 +1,94 @@
+// probe_train's and probe_recipe's points: what is refused before any GPU work starts.
+#include "fp8scope/core/error.hpp"
+#include "train/train_point.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+using namespace fp8scope;
+TEST(TrainPoint, RejectedBeforeAnyGpuWork) {
+  core::json point = core::json::object();
+  for (const auto& a : train::train_axes()) point[a.name] = a.default_value;
+  const core::json h200 = {{"gpu", {{"name", "NVIDIA H200"}, {"memory_mib", 143155}}}};
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200), "");
+  point["n_head"] = 5;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200), "n_head=5 does not divide d_model=64");
+  point["n_head"] = 4;
+  point["seq_len"] = 2048;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200),
+            "seq_len=2048 is larger than the position table (max_seq=1024)");
+  // GPT-2 124M at B=512, T=1024 on the GPU: far beyond 140 GiB.
+  point = {{"backend", "gpu"}, {"vocab", 50304}, {"pad_vocab_to", 1}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12},
+           {"max_seq", 1024}, {"seq_len", 1024}, {"batch", 512}, {"tied", true}, {"steps", 1}, {"lr", 6e-4}, {"min_lr", 6e-5},
+           {"warmup", 0}, {"weight_decay", 0.1}, {"grad_clip", 1.0}, {"seed", 1}, {"data", "synthetic"}};
+  const std::string e = train::check_train_point(train::train_point_from(point), h200);
+  EXPECT_EQ(e.rfind("needs about ", 0), 0u) << e;
+  EXPECT_NE(e.find("the GPU (NVIDIA H200) has 139.8 GiB"), std::string::npos) << e;
+  // The measured B=16 run (17.7 GiB on the H200) fits, and the estimate is not below it.
+  point["batch"] = 16;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200), "");
+  EXPECT_GT(model::gpu_training_bytes(train::train_point_from(point).model, 16, 1024), 17.0 * (1 << 30));
+  // The CPU reference refuses sizes it cannot train in reasonable time.
+  point["backend"] = "cpu";
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), h200).find("use backend gpu"), std::string::npos);
+}
+
+TEST(TrainPoint, GpuWidthLimit) {
+  core::json point = core::json::object();
+  for (const auto& a : train::train_axes()) point[a.name] = a.default_value;
+  point["backend"] = "gpu";
+  point["d_model"] = 2048;
+  point["n_head"] = 16;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
+            "d_model=2048: the GPU LayerNorm backward needs a multiple of 8, at most 1024");
+  point["d_model"] = 100;  // not a multiple of 8 (16-byte vector loads)
+  point["n_head"] = 4;
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+  point["d_model"] = 96;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+}
+
+// The GPU model's tap plan: which tensors are tapped, in execution order, with which format.
+TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  point["ranks"] = 2;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
+            "ranks=2 needs backend gpu (data parallelism runs on GPUs)");
+  point["backend"] = "gpu";
+  const core::json one_gpu = {{"gpu", {{"count", 1}, {"memory_mib", 143771}, {"name", "NVIDIA H200"}}}};
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), one_gpu), "ranks=2 needs 2 GPUs; this machine has 1");
+  point["ranks"] = 1;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), one_gpu), "");
+  // Tokens per step count every rank's batch; MFU stays per GPU.
+  point["ranks"] = 2;
+  const auto tp = train::train_point_from(point);
+  core::Record r = core::make_record("k", point, core::Outcome::ok);
+  train::fill_train_record(r, tp, {{4.0, 1.0, 1e-3, 10.0}, {3.9, 1.0, 1e-3, 10.0}}, 0, 1e15);
+  EXPECT_DOUBLE_EQ(r.data["metrics"]["tokens_per_s"].get<double>(), 2.0 * tp.batch * tp.seq_len / 0.010);
+  EXPECT_DOUBLE_EQ(r.data["metrics"]["tokens_per_s_per_gpu"].get<double>(), double(tp.batch) * tp.seq_len / 0.010);
+  EXPECT_NEAR(r.data["metrics"]["mfu"].get<double>(), train::train_flops_per_step(tp.model, tp.batch, tp.seq_len) / 0.010 / 1e15, 1e-12);
+}
+
+TEST(TrainPoint, FlashAttentionNeedsHeadSize64AndFullTiles) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  point["backend"] = "gpu";
+  point["attention"] = "flash";
+  point["d_model"] = 128, point["n_head"] = 2, point["seq_len"] = 128, point["max_seq"] = 128;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+  point["seq_len"] = 96;
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("multiple of 64"), std::string::npos);
+  point["seq_len"] = 128;
+  point["n_head"] = 4;  // head size 32
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("head size 64"), std::string::npos);
+  point["n_head"] = 2;
+  point["precision"] = "fp8";
+  point["variant"] = "fp8_attention";
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("fp8_attention"), std::string::npos);
+}
