@@ -74,14 +74,17 @@ int main(int argc, char** argv) {
     const DType b8 = sh.grad ? DType::e5m2 : DType::e4m3;
     benchmark::RegisterBenchmark(fmt::format("gemm/fp8_e4m3x{}/{}", gemm::to_string(b8), sh.name).c_str(),
                                  [sh, b8](benchmark::State& st) { bm_gemm(st, sh, DType::e4m3, b8); })
-        ->UseManualTime()->Unit(benchmark::kMicrosecond);
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
     if (sh.name.rfind("square", 0) == 0)
       benchmark::RegisterBenchmark(fmt::format("gemm/fp8_e4m3xe5m2/{}", sh.name).c_str(),
                                    [sh](benchmark::State& st) { bm_gemm(st, sh, DType::e4m3, DType::e5m2); })
-          ->UseManualTime()->Unit(benchmark::kMicrosecond);
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(fmt::format("gemm/bf16/{}", sh.name).c_str(),
                                  [sh](benchmark::State& st) { bm_gemm(st, sh, DType::bf16, DType::bf16); })
-        ->UseManualTime()->Unit(benchmark::kMicrosecond);
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
   }
   benchmark::Initialize(&argc, argv);
   bench::add_env_context();

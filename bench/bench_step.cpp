@@ -4,8 +4,8 @@
 // Wall time per step (the step synchronises to read the loss and the gradient norm).
 #include "bench_common.hpp"
 
-#include "fp8scope/model/data.hpp"
 #include "fp8scope/gpu_model/gpt_gpu.hpp"
+#include "fp8scope/model/data.hpp"
 
 #include <memory>
 

@@ -11,8 +11,8 @@
 #include "fp8scope/core/env.hpp"
 #include "fp8scope/core/error.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 

@@ -35,7 +35,8 @@ int run_merge(const MergeArgs& a) {
       throw InputError(fmt::format("{}: split into {} shards, {} into {}", path, m["shard"].value("count", 0), a.shards.front(), count));
     if (files[i].schema_version != files.front().schema_version) throw InputError(path + ": another schema version");
     if (gpu_name(files[i]) != gpu_name(files.front()))
-      throw InputError(fmt::format("{}: measured on '{}', {} on '{}'", path, gpu_name(files[i]), a.shards.front(), gpu_name(files.front())));
+      throw InputError(
+          fmt::format("{}: measured on '{}', {} on '{}'", path, gpu_name(files[i]), a.shards.front(), gpu_name(files.front())));
     const int index = m["shard"].value("index", -1);
     if (!by_index.emplace(index, i).second)
       throw InputError(fmt::format("{}: shard {} given twice (also {})", path, index, a.shards[by_index[index]]));
@@ -59,14 +60,17 @@ int run_merge(const MergeArgs& a) {
         if (!seen.insert(r.key).second) throw InputError(fmt::format("{}: point '{}' is in more than one shard", a.shards[i], r.key));
         out.records.push_back(r);
       }
-  out.meta["shard"] = {{"merged_from", count}, {"present", by_index.size()}, {"missing", missing},
-                       {"total_points", m0["shard"].value("total_points", 0)}};
+  out.meta["shard"] = {
+      {"merged_from", count}, {"present", by_index.size()}, {"missing", missing}, {"total_points", m0["shard"].value("total_points", 0)}};
   json shard_envs = json::array();
   for (auto& [index, i] : by_index)
-    shard_envs.push_back({{"index", index}, {"file", a.shards[i]}, {"host", files[i].env.value("host", "")},
-                          {"device", files[i].meta.value("device", 0)},
-                          {"gpu_pci_bus_id", files[i].env.contains("gpu") && files[i].env["gpu"].is_object()
-                                                 ? files[i].env["gpu"].value("pci_bus_id", "") : ""}});
+    shard_envs.push_back(
+        {{"index", index},
+         {"file", a.shards[i]},
+         {"host", files[i].env.value("host", "")},
+         {"device", files[i].meta.value("device", 0)},
+         {"gpu_pci_bus_id",
+          files[i].env.contains("gpu") && files[i].env["gpu"].is_object() ? files[i].env["gpu"].value("pci_bus_id", "") : ""}});
   out.meta["shards"] = shard_envs;
   core::write_json_file(a.out, core::to_json(out));
   fmt::print("fp8scope merge: {} shards, {} points -> {}\n", by_index.size(), out.records.size(), a.out);

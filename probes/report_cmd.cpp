@@ -32,7 +32,8 @@ int run_report(const ReportArgs& a) {
     fmt::print(stderr, "fp8scope report: wrote {}\n", a.out);
   }
   if (!a.json_out.empty()) core::write_json_file(a.json_out, rep);
-  if (!rep.value("figures_note", std::string()).empty()) fmt::print(stderr, "fp8scope report: {}\n", rep["figures_note"].get<std::string>());
+  if (!rep.value("figures_note", std::string()).empty())
+    fmt::print(stderr, "fp8scope report: {}\n", rep["figures_note"].get<std::string>());
   return 0;
 }
 

@@ -53,7 +53,9 @@ int run_suite(const SuiteOptions& opt, std::vector<std::string>& produced) {
   if (out_dir.empty()) out_dir = suite.value("out_dir", std::string("out/") + suite.value("suite", std::string("suite")));
   const fs::path base = fs::path(opt.suite_path).parent_path();
 
-  struct Run { std::string name, probe, config, out; };
+  struct Run {
+    std::string name, probe, config, out;
+  };
   std::vector<Run> runs;
   for (std::size_t i = 0; i < suite["runs"].size(); ++i) {
     const json& r = suite["runs"][i];

@@ -7,13 +7,13 @@
 
 #include <vector>
 
-#define FP8SCOPE_REQUIRE_GPU()                                                               \
-  do {                                                                                       \
-    int count_ = 0;                                                                          \
-    if (cudaGetDeviceCount(&count_) != cudaSuccess || count_ == 0) {                         \
-      cudaGetLastError();                                                                    \
-      GTEST_SKIP() << "SKIPPED: no CUDA device on this machine (gpu test)";                  \
-    }                                                                                        \
+#define FP8SCOPE_REQUIRE_GPU()                                              \
+  do {                                                                      \
+    int count_ = 0;                                                         \
+    if (cudaGetDeviceCount(&count_) != cudaSuccess || count_ == 0) {        \
+      cudaGetLastError();                                                   \
+      GTEST_SKIP() << "SKIPPED: no CUDA device on this machine (gpu test)"; \
+    }                                                                       \
   } while (0)
 
 // The first n values of a device buffer, copied to the host.

@@ -44,8 +44,8 @@ struct CpuStep {
   double loss;
   std::vector<double> grads, logits;
 };
-inline CpuStep cpu_step(const model::GptConfig& cfg, const std::vector<float>& params, const std::vector<int>& in, const std::vector<int>& tg,
-                        int B, int T) {
+inline CpuStep cpu_step(const model::GptConfig& cfg, const std::vector<float>& params, const std::vector<int>& in,
+                        const std::vector<int>& tg, int B, int T) {
   cpu::CpuGpt ref(cfg);
   const auto P = bf16_rounded(params);
   CpuStep r;

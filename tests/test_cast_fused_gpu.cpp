@@ -106,10 +106,10 @@ TEST_P(CastFusedGpu, GeluCastTransposeEqualsGeluCastThenTranspose) {
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   Cast fused, plain;
   ASSERT_TRUE(fp8::tile_cast_fits(kRows, kCols));
-  gpu_model::gelu_cast_transpose(fused.o(), fused.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(),
-                             nullptr);
-  gpu_model::gelu_forward_fp8(plain.o(), in.as<__nv_bfloat16>(), std::int64_t(kRows) * kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
-                          nullptr);
+  gpu_model::gelu_cast_transpose(fused.o(), fused.t(), in.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite,
+                                 fused.s(), nullptr);
+  gpu_model::gelu_forward_fp8(plain.o(), in.as<__nv_bfloat16>(), std::int64_t(kRows) * kCols, sc.as<float>(), f, Overflow::satfinite,
+                              plain.s(), nullptr);
   fp8::transpose_fp8(plain.t(), plain.o(), kRows, kCols, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   expect_same(fused, plain);
@@ -140,8 +140,8 @@ TEST_P(CastFusedGpu, DgeluCastTransposeDbiasEqualsGeluBackwardThenTheCast) {
   core::DeviceBuffer sc(4), partial(std::size_t(fp8::dbias_partial_floats(kRows, kCols)) * 4), dgelu(n * 2);
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   Cast fused, plain;
-  gpu_model::dgelu_cast_transpose_dbias(fused.o(), fused.t(), partial.as<float>(), d_dout.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), kRows,
-                                    kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(), nullptr);
+  gpu_model::dgelu_cast_transpose_dbias(fused.o(), fused.t(), partial.as<float>(), d_dout.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(),
+                                        kRows, kCols, sc.as<float>(), f, Overflow::satfinite, fused.s(), nullptr);
   gpu_model::gelu_backward(dgelu.as<__nv_bfloat16>(), d_pre.as<__nv_bfloat16>(), d_dout.as<__nv_bfloat16>(), std::int64_t(n), nullptr);
   fp8::quantize_transpose(plain.o(), plain.t(), dgelu.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, plain.s(),
                           nullptr);
@@ -175,10 +175,10 @@ TEST_P(CastFusedGpu, CrossEntropyFp8EqualsTheLossThenTheCast) {
   cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
   cudaMemset(st_a.get(), 0, st_a.size());
   cudaMemset(st_b.get(), 0, st_b.size());
-  gpu_model::cross_entropy_forward_backward_fp8(loss_a.as<float>(), codes_a.as<std::uint8_t>(), d_logits.as<float>(), d_targets.as<int>(), N, V,
-                                            Vp, sc.as<float>(), f, Overflow::satfinite, st_a.as<fp8::CastStats>(), nullptr);
-  gpu_model::cross_entropy_forward_backward(loss_b.as<float>(), grad.as<__nv_bfloat16>(), d_logits.as<float>(), d_targets.as<int>(), N, V, Vp,
-                                        nullptr);
+  gpu_model::cross_entropy_forward_backward_fp8(loss_a.as<float>(), codes_a.as<std::uint8_t>(), d_logits.as<float>(), d_targets.as<int>(),
+                                                N, V, Vp, sc.as<float>(), f, Overflow::satfinite, st_a.as<fp8::CastStats>(), nullptr);
+  gpu_model::cross_entropy_forward_backward(loss_b.as<float>(), grad.as<__nv_bfloat16>(), d_logits.as<float>(), d_targets.as<int>(), N, V,
+                                            Vp, nullptr);
   fp8::quantize(codes_b.as<std::uint8_t>(), grad.as<__nv_bfloat16>(), std::int64_t(N) * Vp, sc.as<float>(), f, Overflow::satfinite,
                 st_b.as<fp8::CastStats>(), nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <tuple>
 #include <random>
+#include <tuple>
 #include <vector>
 
 using namespace fp8scope;
@@ -70,7 +70,8 @@ TEST_P(CastGpu, QuantizeMatchesHostCodecAndCounts) {
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint8_t want = fp8::encode(__bfloat162float(host[i]) * scale, f, o);
     const bool both_nan = std::isnan(fp8::decode(want, f)) && std::isnan(fp8::decode(got[i], f));
-    if (got[i] != want && !both_nan && bad++ < 5) ADD_FAILURE() << "i=" << i << " x=" << __bfloat162float(host[i]) << " got " << int(got[i]) << " want " << int(want);
+    if (got[i] != want && !both_nan && bad++ < 5)
+      ADD_FAILURE() << "i=" << i << " x=" << __bfloat162float(host[i]) << " got " << int(got[i]) << " want " << int(want);
   }
   EXPECT_EQ(bad, 0u);
   const HostStats hs = host_stats(host, scale, f, o);
@@ -88,8 +89,8 @@ TEST_P(CastGpu, QuantizeMatchesHostCodecAndCounts) {
 TEST_P(CastGpu, TransposeIsExact) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  for (auto [rows, cols, batch] : {std::make_tuple(300, 77, 1), std::make_tuple(320, 136, 1), std::make_tuple(2056, 1096, 1), std::make_tuple(96, 64, 3),
-                                    std::make_tuple(1040, 2064, 1)}) {
+  for (auto [rows, cols, batch] : {std::make_tuple(300, 77, 1), std::make_tuple(320, 136, 1), std::make_tuple(2056, 1096, 1),
+                                   std::make_tuple(96, 64, 3), std::make_tuple(1040, 2064, 1)}) {
     SCOPED_TRACE(::testing::Message() << rows << "x" << cols << " x" << batch);
     const std::size_t per = std::size_t(rows) * cols, n = per * std::size_t(batch);
     const auto host = test_values(n, 5);
@@ -102,7 +103,8 @@ TEST_P(CastGpu, TransposeIsExact) {
                             st.as<fp8::CastStats>(), nullptr, batch);
     // Transposing the transpose (per matrix) gives the row-major cast back.
     for (int b = 0; b < batch; ++b)
-      fp8::transpose_fp8(back.as<std::uint8_t>() + per * std::size_t(b), out_t.as<std::uint8_t>() + per * std::size_t(b), cols, rows, nullptr);
+      fp8::transpose_fp8(back.as<std::uint8_t>() + per * std::size_t(b), out_t.as<std::uint8_t>() + per * std::size_t(b), cols, rows,
+                         nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     std::vector<std::uint8_t> a(n), t(n), bk(n);
     fp8::CastStats gs{};

@@ -21,9 +21,22 @@ bool saturates(float x, float scale, Format f) { return std::isfinite(x) && std:
 bool underflows(float x, float scale, Format f) { return std::fabs(x) != 0.0f && std::fabs(x) * scale <= 0.5f * info(f).min_sub; }
 
 std::vector<float> scales() {
-  std::vector<float> s = {1.0f, 100.0f, 448.0f / 3.7f, 57344.0f / 1e-3f, std::ldexp(1.0f, -10), std::ldexp(1.0f, 20), 1e-30f, 1e30f,
-                          FLT_MAX, std::numeric_limits<float>::denorm_min(), FLT_MIN, 0.0f, std::numeric_limits<float>::infinity(),
-                          std::numeric_limits<float>::quiet_NaN(), -2.0f, 3.0e-5f};
+  std::vector<float> s = {1.0f,
+                          100.0f,
+                          448.0f / 3.7f,
+                          57344.0f / 1e-3f,
+                          std::ldexp(1.0f, -10),
+                          std::ldexp(1.0f, 20),
+                          1e-30f,
+                          1e30f,
+                          FLT_MAX,
+                          std::numeric_limits<float>::denorm_min(),
+                          FLT_MIN,
+                          0.0f,
+                          std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(),
+                          -2.0f,
+                          3.0e-5f};
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> e(-40.0f, 40.0f);
   for (int i = 0; i < 40; ++i) s.push_back(std::exp2(e(rng)));  // the scales a recipe produces

@@ -61,7 +61,8 @@ TEST(Cli, BadInputIsOneLineAndExitTwo) {
       {"--config " + write("notjson.json", "probe: selftest"), "not valid JSON"},
       {"--config " + write("type.json", R"({"probe":"selftest","axes":{"i":["one"]}})"), "axes.i[0]: 'one' is not an integer"},
       {"--config " + write("unknown.json", R"({"probe":"selftest","axis":{}})"), "axis: unknown key"},
-      {"--config " + write("range.json", R"({"probe":"selftest","settings":{"value":1000}})"), "settings.value: 1000 is out of range [0, 100]"},
+      {"--config " + write("range.json", R"({"probe":"selftest","settings":{"value":1000}})"),
+       "settings.value: 1000 is out of range [0, 100]"},
       {"--config " + write("choice.json", R"({"probe":"selftest","axes":{"action":["explode"]}})"),
        "axes.action[0]: 'explode' is not one of ok, abort, segv, hang"},
       {"--config x.json --bogus-flag", "bogus"},
@@ -113,8 +114,10 @@ TEST(Cli, EnvPrintsJson) {
   EXPECT_TRUE(e.contains("host"));
   EXPECT_TRUE(e.contains("git_sha"));
   EXPECT_TRUE(e.contains("gpu"));
-  if (e["gpu"].is_null()) EXPECT_FALSE(e["gpu_reason"].get<std::string>().empty());
-  else EXPECT_GT(e["gpu"]["sm_count"].get<int>(), 0);
+  if (e["gpu"].is_null())
+    EXPECT_FALSE(e["gpu_reason"].get<std::string>().empty());
+  else
+    EXPECT_GT(e["gpu"]["sm_count"].get<int>(), 0);
 }
 
 TEST(Cli, GateExitCodes) {
@@ -144,8 +147,8 @@ TEST(Cli, GateExitCodes) {
 TEST(Cli, ReportRendersWithoutFigures) {
   const std::string d = FP8SCOPE_TEST_DATA "/gate/";
   const std::string out = ::testing::TempDir() + "/rep/report.md";
-  Exec r = run("FP8SCOPE_PLOTTER=none " + kTool + " report " + d + "baseline.json -o " + out + " --figures " +
-               ::testing::TempDir() + "/rep/fig");
+  Exec r = run("FP8SCOPE_PLOTTER=none " + kTool + " report " + d + "baseline.json -o " + out + " --figures " + ::testing::TempDir() +
+               "/rep/fig");
   EXPECT_EQ(r.code, 0) << r.err;
   std::ifstream in(out);
   std::string md((std::istreambuf_iterator<char>(in)), {});
@@ -236,7 +239,8 @@ TEST(Cli, ShardsMergeBackIntoTheWholeSweep) {
   std::filesystem::remove_all(d);
   ASSERT_EQ(run(kProbe + " --config " + cfg + " --out " + d + "/whole -q").code, 0);
   for (int s = 0; s < 3; ++s)
-    ASSERT_EQ(run(kProbe + " --config " + cfg + " --shard " + std::to_string(s) + "/3 --out " + d + "/s" + std::to_string(s) + " -q").code, 0);
+    ASSERT_EQ(run(kProbe + " --config " + cfg + " --shard " + std::to_string(s) + "/3 --out " + d + "/s" + std::to_string(s) + " -q").code,
+              0);
   EXPECT_EQ(read_results(d + "/s0.json").records.size(), 4u);  // points 0, 3, 6, 9
   EXPECT_EQ(read_results(d + "/s2.json").records.size(), 3u);
   Exec m = run(kTool + " merge " + d + "/s2.json " + d + "/s0.json " + d + "/s1.json -o " + d + "/merged.json");

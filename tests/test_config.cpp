@@ -19,8 +19,7 @@ ProbeSchema schema() {
       {"dtype", ParamSpec::Kind::string, "e4m3", {"e4m3", "e5m2", "bf16", "fp16", "fp32"}, 0, 0, ""},
       {"fast_accum", ParamSpec::Kind::boolean, true, {}, 0, 0, ""},
   };
-  s.settings = {{"warmup", ParamSpec::Kind::integer, 5, {}, 0, 1000, ""},
-                {"rel_noise", ParamSpec::Kind::number, 0.02, {}, 0, 1, ""}};
+  s.settings = {{"warmup", ParamSpec::Kind::integer, 5, {}, 0, 1000, ""}, {"rel_noise", ParamSpec::Kind::number, 0.02, {}, 0, 1, ""}};
   return s;
 }
 std::string error_of(const json& doc) {
@@ -70,8 +69,7 @@ TEST(Config, SettingsAreValidated) {
   EXPECT_EQ(cfg.settings["rel_noise"], 0.02);
   EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","settings":{"warmpu":2}})")),
             "settings.warmpu: unknown setting for probe 'gemm'; known: warmup, rel_noise");
-  EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","settings":{"warmup":-1}})")),
-            "settings.warmup: -1 is out of range [0, 1000]");
+  EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","settings":{"warmup":-1}})")), "settings.warmup: -1 is out of range [0, 1000]");
 }
 
 TEST(Config, ErrorsNameThePathAndTheAllowedValues) {
@@ -82,8 +80,7 @@ TEST(Config, ErrorsNameThePathAndTheAllowedValues) {
   EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","axes":{"m":[0]}})")), "axes.m[0]: 0 is out of range [1, 1000000000]");
   EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","axes":{"mm":[1]}})")),
             "axes.mm: unknown axis for probe 'gemm'; known: m, n, k, dtype, fast_accum");
-  EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","axes":{"fast_accum":["yes"]}})")),
-            "axes.fast_accum[0]: 'yes' is not true or false");
+  EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","axes":{"fast_accum":["yes"]}})")), "axes.fast_accum[0]: 'yes' is not true or false");
   EXPECT_EQ(error_of(json::parse(R"({"probe":"gemm","extra":1})")),
             "extra: unknown key; a sweep has probe, name, description, settings, axes, zip");
   EXPECT_EQ(error_of(json::parse(R"({"probe":"vocab"})")), "probe: 'vocab' is not this probe; this is 'gemm'");

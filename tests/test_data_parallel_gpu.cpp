@@ -2,9 +2,9 @@
 // of batch 2B, and with reduce_amax every rank casts with the same FP8 scales (without it
 // they drift apart). Skips on machines with fewer than two GPUs.
 #include "fp8scope/core/nccl.hpp"
-#include "train/train_point.hpp"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
+#include "train/train_point.hpp"
 
 #include <cmath>
 
@@ -67,7 +67,9 @@ TEST(DataParallel, ReducedAmaxGivesEveryRankTheSameScales) {
         differ += run.rank_taps[1][i].scale != run.rank_taps[0][i].scale;
       }
     EXPECT_GT(compared, 0);
-    if (reduce) EXPECT_EQ(differ, 0) << "reduce_amax on: every rank casts with the same scales";
-    else EXPECT_GT(differ, 0) << "reduce_amax off: each rank's scales follow its own data";
+    if (reduce)
+      EXPECT_EQ(differ, 0) << "reduce_amax on: every rank casts with the same scales";
+    else
+      EXPECT_GT(differ, 0) << "reduce_amax off: each rank's scales follow its own data";
   }
 }

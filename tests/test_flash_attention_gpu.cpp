@@ -25,8 +25,8 @@ struct Attention {
 };
 
 // Causal softmax attention of each of BH heads ([T, 64] row-major), and its backward for `dout`.
-Attention reference(const std::vector<double>& q, const std::vector<double>& k, const std::vector<double>& v, const std::vector<double>& dout,
-                    int BH, int T, double scale) {
+Attention reference(const std::vector<double>& q, const std::vector<double>& k, const std::vector<double>& v,
+                    const std::vector<double>& dout, int BH, int T, double scale) {
   const int D = 64;
   Attention r;
   r.out.assign(q.size(), 0), r.lse.assign(std::size_t(BH) * T, 0), r.dq = r.out, r.dk = r.out, r.dv = r.out;
@@ -110,10 +110,10 @@ TEST(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
   const gpu_model::AttentionHeads heads{BH, 1, T, D, D, float(scale)};  // [BH][T][64]
   auto run = [&] {
     gpu_model::flash_attention_forward(heads, out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
-                                   dv_.as<__nv_bfloat16>(), nullptr);
+                                       dv_.as<__nv_bfloat16>(), nullptr);
     gpu_model::flash_attention_backward(heads, gq.as<__nv_bfloat16>(), gk.as<__nv_bfloat16>(), gv.as<__nv_bfloat16>(), dsum.as<float>(),
-                                    ddout.as<__nv_bfloat16>(), out.as<__nv_bfloat16>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
-                                    dv_.as<__nv_bfloat16>(), lse.as<float>(), nullptr);
+                                        ddout.as<__nv_bfloat16>(), out.as<__nv_bfloat16>(), dq_.as<__nv_bfloat16>(),
+                                        dk_.as<__nv_bfloat16>(), dv_.as<__nv_bfloat16>(), lse.as<float>(), nullptr);
     FP8S_CUDA(cudaDeviceSynchronize());
   };
   run();
@@ -168,8 +168,8 @@ TEST(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   core::DeviceBuffer hout(n * 2), hlse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
   const gpu_model::AttentionHeads plain{BH, 1, T, D, D, scale};
   gpu_model::flash_attention_forward(plain, hout.as<bf>(), hlse.as<float>(), hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), nullptr);
-  gpu_model::flash_attention_backward(plain, gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), dsum.as<float>(), hdy.as<bf>(), hout.as<bf>(), hq.as<bf>(),
-                                  hk.as<bf>(), hv.as<bf>(), hlse.as<float>(), nullptr);
+  gpu_model::flash_attention_backward(plain, gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), dsum.as<float>(), hdy.as<bf>(), hout.as<bf>(),
+                                      hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), hlse.as<float>(), nullptr);
   // Model layout.
   auto mqkv = upload(qkv), mdy = upload(dy);
   core::DeviceBuffer mout(n * 2), mlse(std::size_t(BH) * T * 4), mdqkv(n * 3 * 2);
@@ -178,7 +178,7 @@ TEST(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   bf* g = mdqkv.as<bf>();
   gpu_model::flash_attention_forward(packed, mout.as<bf>(), mlse.as<float>(), p, p + C, p + 2 * C, nullptr);
   gpu_model::flash_attention_backward(packed, g, g + C, g + 2 * C, dsum.as<float>(), mdy.as<bf>(), mout.as<bf>(), p, p + C, p + 2 * C,
-                                  mlse.as<float>(), nullptr);
+                                      mlse.as<float>(), nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   EXPECT_EQ(unpack(download_bf16(mout), C, 0), download_bf16(hout)) << "output";
   EXPECT_EQ(download_f32(mlse), download_f32(hlse)) << "log-sum-exp";

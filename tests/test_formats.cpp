@@ -27,9 +27,12 @@ float from_bits(std::uint32_t u) {
 float half_to_float(std::uint16_t h) {
   const int s = h >> 15, e = (h >> 10) & 0x1F, m = h & 0x3FF;
   float v;
-  if (e == 0) v = std::ldexp(float(m), -24);
-  else if (e == 31) v = m ? NAN : INFINITY;
-  else v = std::ldexp(float(m + 1024), e - 25);
+  if (e == 0)
+    v = std::ldexp(float(m), -24);
+  else if (e == 31)
+    v = m ? NAN : INFINITY;
+  else
+    v = std::ldexp(float(m + 1024), e - 25);
   return s ? -v : v;
 }
 
@@ -41,18 +44,37 @@ double decode_by_definition(std::uint8_t c, Format f) {
   double v;
   if (e4 && e == 15 && m == 7) return NAN;
   if (!e4 && e == 31) return m ? NAN : (s ? -INFINITY : INFINITY);
-  if (e == 0) v = m * std::pow(2.0, 1 - bias - mb);
-  else v = (1.0 + m / double(1 << mb)) * std::pow(2.0, e - bias);
+  if (e == 0)
+    v = m * std::pow(2.0, 1 - bias - mb);
+  else
+    v = (1.0 + m / double(1 << mb)) * std::pow(2.0, e - bias);
   return s ? -v : v;
 }
 
 std::vector<float> edge_cases(Format f) {
   const FormatInfo fi = info(f);
-  std::vector<float> v = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, fi.max, -fi.max, fi.min_normal, fi.min_sub,
-                          fi.min_sub / 2, fi.min_sub * 0.5000001f, fi.min_sub * 0.4999999f, fi.min_sub * 1.5f,
-                          std::nextafter(fi.max, INFINITY), fi.max * (1 + 1.0f / (1 << (fi.man_bits + 1))),
-                          fi.max * (1 + 1.0f / (1 << (fi.man_bits + 1))) * 1.0001f, 1e30f, -1e30f, 1e-30f,
-                          from_bits(1), from_bits(0x007FFFFF), 3.4e38f};
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          INFINITY,
+                          -INFINITY,
+                          NAN,
+                          fi.max,
+                          -fi.max,
+                          fi.min_normal,
+                          fi.min_sub,
+                          fi.min_sub / 2,
+                          fi.min_sub * 0.5000001f,
+                          fi.min_sub * 0.4999999f,
+                          fi.min_sub * 1.5f,
+                          std::nextafter(fi.max, INFINITY),
+                          fi.max * (1 + 1.0f / (1 << (fi.man_bits + 1))),
+                          fi.max * (1 + 1.0f / (1 << (fi.man_bits + 1))) * 1.0001f,
+                          1e30f,
+                          -1e30f,
+                          1e-30f,
+                          from_bits(1),
+                          from_bits(0x007FFFFF),
+                          3.4e38f};
   // Every halfway point between neighbouring positive codes (ties go to even).
   for (int c = 0; c < 0x7E; ++c) {
     const float a = decode(std::uint8_t(c), f), b = decode(std::uint8_t(c + 1), f);
@@ -73,8 +95,10 @@ TEST(Fp8Format, DecodeEveryCodeMatchesDefinition) {
     for (int c = 0; c < 256; ++c) {
       const double want = decode_by_definition(std::uint8_t(c), f);
       const float got = decode(std::uint8_t(c), f);
-      if (std::isnan(want)) EXPECT_TRUE(std::isnan(got)) << name(f) << " code " << c;
-      else EXPECT_EQ(double(got), want) << name(f) << " code " << c;
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(got)) << name(f) << " code " << c;
+      else
+        EXPECT_EQ(double(got), want) << name(f) << " code " << c;
     }
 }
 
@@ -112,14 +136,15 @@ TEST(Fp8Format, RoundTripOfEveryFiniteCode) {
 #if FP8SCOPE_HAVE_CUDA_FP8_H
 namespace {
 std::uint8_t cuda_encode(float x, Format f, Overflow o) {
-  return __nv_cvt_float_to_fp8(x, o == Overflow::satfinite ? __NV_SATFINITE : __NV_NOSAT,
-                               f == Format::e4m3 ? __NV_E4M3 : __NV_E5M2);
+  return __nv_cvt_float_to_fp8(x, o == Overflow::satfinite ? __NV_SATFINITE : __NV_NOSAT, f == Format::e4m3 ? __NV_E4M3 : __NV_E5M2);
 }
 void expect_same_as_cuda(float x, Format f, Overflow o) {
   const std::uint8_t got = encode(x, f, o), want = cuda_encode(x, f, o);
   // NaN payloads/signs may differ; both must be NaN.
-  if (std::isnan(decode(want, f))) EXPECT_TRUE(std::isnan(decode(got, f))) << x;
-  else EXPECT_EQ(int(got), int(want)) << name(f) << " " << name(o) << " x=" << x;
+  if (std::isnan(decode(want, f)))
+    EXPECT_TRUE(std::isnan(decode(got, f))) << x;
+  else
+    EXPECT_EQ(int(got), int(want)) << name(f) << " " << name(o) << " x=" << x;
 }
 }  // namespace
 
@@ -129,8 +154,10 @@ TEST(Fp8FormatVsCuda, DecodeEveryCode) {
       __half_raw h = __nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(c), f == Format::e4m3 ? __NV_E4M3 : __NV_E5M2);
       const float want = half_to_float(h.x);
       const float got = decode(std::uint8_t(c), f);
-      if (std::isnan(want)) EXPECT_TRUE(std::isnan(got));
-      else EXPECT_EQ(got, want) << name(f) << " code " << c;
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(got));
+      else
+        EXPECT_EQ(got, want) << name(f) << " code " << c;
     }
 }
 
@@ -153,7 +180,7 @@ TEST(Fp8FormatVsCuda, EncodeRandomFloats) {
   for (Format f : {Format::e4m3, Format::e5m2})
     for (Overflow o : {Overflow::satfinite, Overflow::nosat})
       for (int i = 0; i < 300000; ++i) {
-        expect_same_as_cuda(from_bits(bits(rng)), f, o);                          // any bit pattern
+        expect_same_as_cuda(from_bits(bits(rng)), f, o);                         // any bit pattern
         expect_same_as_cuda(normal(rng) * std::ldexp(1.0f, i % 40 - 20), f, o);  // realistic data
       }
 }

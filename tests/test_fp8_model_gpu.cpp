@@ -8,11 +8,11 @@
 #include "fp8scope/cpu/adamw.hpp"
 #include "fp8scope/cpu/gpt_ref.hpp"
 #include "fp8scope/fp8/scaler_bank.cuh"
-#include "fp8scope/model/data.hpp"
 #include "fp8scope/gpu_model/gpt_gpu.hpp"
-#include "train/train_point.hpp"
+#include "fp8scope/model/data.hpp"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
+#include "train/train_point.hpp"
 
 #include <cfloat>
 #include <cmath>
@@ -165,13 +165,11 @@ TEST_P(Fp8GpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
   EXPECT_EQ(gpu_q, cpu_q);
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, Fp8GpuVsCpu,
-                         ::testing::Combine(::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused,
-                                                              model::Fp8Variant::fp8_attention),
-                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)),
-                         [](const auto& info) {
-                           return model::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Variants, Fp8GpuVsCpu,
+    ::testing::Combine(::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused, model::Fp8Variant::fp8_attention),
+                       ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)),
+    [](const auto& info) { return model::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)); });
 
 // Delayed scaling runs the fused kernels (LayerNorm and GELU writing FP8): four steps of
 // training track the emulation's loss curve for each variant (AdamW in double on the CPU,

@@ -41,7 +41,7 @@ TEST(Gate, IdenticalFilesPass) {
 
 TEST(Gate, SmallChangeInsideNoisePasses) {
   auto cur = baseline();
-  rec(cur, "gemm/a").data["timing"]["median"] = 1.03;  // 3% slower; both runs have 2.5% IQR
+  rec(cur, "gemm/a").data["timing"]["median"] = 1.03;     // 3% slower; both runs have 2.5% IQR
   GateResult r = run_gate(baseline(), cur, policy(2.0));  // threshold below the change: noise decides
   EXPECT_EQ(r.failures, 0u);
 }
@@ -179,7 +179,8 @@ TEST(Gate, PolicyRulesByKeyPattern) {
     return std::string("no error");
   };
   EXPECT_EQ(err(R"({"defaults":{"throughput":5}})"),
-            "defaults.throughput: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, accuracy_growth, accuracy_floor, ignore");
+            "defaults.throughput: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, accuracy_growth, "
+            "accuracy_floor, ignore");
   EXPECT_EQ(err(R"({"rules":[{"throughput_pct":5}]})"), "rules[0]: needs \"match\": a regular expression searched in the point key");
   EXPECT_EQ(err(R"({"rules":[{"match":"(","throughput_pct":5}]})").rfind("rules[0].match: not a valid regular expression: ", 0), 0u);
   EXPECT_EQ(err(R"({"defaults":{"throughput_pct":-1}})"), "defaults.throughput_pct: must be a number >= 0");

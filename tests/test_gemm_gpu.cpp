@@ -114,8 +114,27 @@ TEST(GemmGpu, ReferenceKernelMatchesCpu) {
       std::vector<std::int64_t> c(static_cast<std::size_t>(n), 0);
       for (std::int64_t j = 0; j < n; ++j) c[std::size_t(j)] = j;
       cudaMemcpy(cols.get(), c.data(), cols.size(), cudaMemcpyHostToDevice);
-      ReferenceArgs ra{a.get(), b.get(), t, t, s.trans_a, s.trans_b, m, k, s.lda_eff(), s.ldb_eff(), na, nb, 1, 0.5f, 0.25f,
-                       cols.as<std::int64_t>(), n, Epilogue::bias, bias.get(), DType::bf16, out.as<float>()};
+      ReferenceArgs ra{a.get(),
+                       b.get(),
+                       t,
+                       t,
+                       s.trans_a,
+                       s.trans_b,
+                       m,
+                       k,
+                       s.lda_eff(),
+                       s.ldb_eff(),
+                       na,
+                       nb,
+                       1,
+                       0.5f,
+                       0.25f,
+                       cols.as<std::int64_t>(),
+                       n,
+                       Epilogue::bias,
+                       bias.get(),
+                       DType::bf16,
+                       out.as<float>()};
       reference_gemm(ra, nullptr);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       std::vector<std::uint8_t> ha(a.size()), hb(b.size()), hbias(bias.size());

@@ -116,11 +116,9 @@ TEST(VocabSummary, DivisibleBy16Pattern) {
 
 TEST(VocabSummary, RequiredAndSufficientAndUnmeasured) {
   std::vector<core::Record> recs;
-  for (long long v : {50272LL, 50304LL, 50288LL})
-    recs.push_back(vrec(v, "dgrad", v % 32 ? Outcome::heuristic_unsupported : Outcome::ok));
+  for (long long v : {50272LL, 50304LL, 50288LL}) recs.push_back(vrec(v, "dgrad", v % 32 ? Outcome::heuristic_unsupported : Outcome::ok));
   EXPECT_EQ(summarize_vocab(recs, {})["e4m3"]["divisible_by_32"], "required and sufficient");
   EXPECT_EQ(summarize_vocab(recs, {})["e4m3"]["smallest_pow2_divisor"], 32);
   std::vector<core::Record> skipped{vrec(50304, "dgrad", Outcome::skipped)};
-  EXPECT_NE(summarize_vocab(skipped, {{"gpu", nullptr}})["e4m3"]["verdict"].get<std::string>().find("not measured"),
-            std::string::npos);
+  EXPECT_NE(summarize_vocab(skipped, {{"gpu", nullptr}})["e4m3"]["verdict"].get<std::string>().find("not measured"), std::string::npos);
 }

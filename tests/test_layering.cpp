@@ -60,8 +60,8 @@ TEST(Layering, LibraryFoldersIncludeOnlyTheLayersBelowThem) {
       const std::string rest = inc.target.substr(9);
       const std::string to = rest.substr(0, rest.find('/'));
       if (to == folder) continue;
-      EXPECT_TRUE(allowed.count(to)) << inc.file << ":" << inc.line << ": '" << folder << "' may not include '" << inc.target
-                                     << "' (" << to << " is not below it)";
+      EXPECT_TRUE(allowed.count(to)) << inc.file << ":" << inc.line << ": '" << folder << "' may not include '" << inc.target << "' (" << to
+                                     << " is not below it)";
     }
   }
   EXPECT_GT(checked, 100);  // the walk found the tree

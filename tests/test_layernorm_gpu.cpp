@@ -55,10 +55,10 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
 
-  gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(), N, C,
-                           nullptr);
+  gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(), N,
+                               C, nullptr);
   gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
-                            w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+                                w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<bf16> y = download<bf16>(out, n);
   const std::vector<float> m_gpu = read_floats(mean), r_gpu = read_floats(rstd), dw_gpu = read_floats(dw), db_gpu = read_floats(db);
@@ -78,7 +78,8 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
     for (int c = 0; c < C; ++c) {
       const double norm = (x.at(base + c) - m) * r, g = w.at(std::size_t(c)) * dy.at(base + c);
       const double want = norm * w.at(std::size_t(c)) + b.at(std::size_t(c));
-      const double tol = std::ldexp(std::fabs(want), -8) + 1e-4 * (std::fabs(norm * w.at(std::size_t(c))) + std::fabs(b.at(std::size_t(c))));
+      const double tol =
+          std::ldexp(std::fabs(want), -8) + 1e-4 * (std::fabs(norm * w.at(std::size_t(c))) + std::fabs(b.at(std::size_t(c))));
       ASSERT_NEAR(__bfloat162float(y[base + c]), want, tol) << "forward row " << row << " channel " << c;
       g_mean += g, gn_mean += g * norm;
       dw_want[std::size_t(c)] += norm * dy.at(base + c), dw_mag[std::size_t(c)] += std::fabs(norm * dy.at(base + c));
@@ -103,7 +104,7 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
   gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
-                            w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+                                w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<float> dw_again = read_floats(dw), db_again = read_floats(db);
   const std::vector<bf16> dx_again = download<bf16>(dx.dev, n);

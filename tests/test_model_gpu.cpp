@@ -2,8 +2,8 @@
 // gradient within BF16 tolerance, and ten AdamW steps that track the CPU loss curve.
 #include "fp8scope/cpu/adamw.hpp"
 #include "fp8scope/cpu/gpt_ref.hpp"
-#include "fp8scope/model/data.hpp"
 #include "fp8scope/gpu_model/gpt_gpu.hpp"
+#include "fp8scope/model/data.hpp"
 #include "gpu_test_util.hpp"
 #include "model_test_util.hpp"
 
@@ -48,7 +48,8 @@ TEST_P(GpuVsCpu, LossLogitsAndEveryGradient) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Vocab, GpuVsCpu, ::testing::Values(std::make_tuple(97, true), std::make_tuple(96, true), std::make_tuple(97, false)));
+INSTANTIATE_TEST_SUITE_P(Vocab, GpuVsCpu,
+                         ::testing::Values(std::make_tuple(97, true), std::make_tuple(96, true), std::make_tuple(97, false)));
 
 TEST(GpuGpt, TenStepsTrackTheCpuLossCurve) {
   FP8SCOPE_REQUIRE_GPU();

@@ -17,7 +17,6 @@
 
 using namespace fp8scope;
 
-
 TEST(GptConfig, Gpt2SmallHas124MParameters) {
   model::GptConfig c;  // defaults: GPT-2 small
   c.vocab = 50257;
@@ -128,7 +127,7 @@ TEST(TapPlan, SlotsFollowVariantLinearsAndFormat) {
   EXPECT_LT(model::TapPlan(cfg, 4, 32, f, /*flash_attention=*/true).index(1, "scores"), 0);  // never in memory
   EXPECT_LT(custom.index(0, "q.input"), 0);
   EXPECT_LT(custom.index(0, "fc2.input"), custom.index(-1, "lm_head.input"));  // forward before the head
-  EXPECT_LT(custom.index(-1, "lm_head.grad"), custom.index(1, "fc2.grad"));  // backward runs from the head down
+  EXPECT_LT(custom.index(-1, "lm_head.grad"), custom.index(1, "fc2.grad"));    // backward runs from the head down
   EXPECT_LT(custom.index(1, "qkv.grad"), custom.index(0, "fc2.grad"));
   // fused: the GELU writes fc2's FP8 input, so there is no BF16 gelu_out to tap...
   f.variant = model::Fp8Variant::fused;

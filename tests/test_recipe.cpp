@@ -32,13 +32,11 @@ TEST(Recipe, InitialScaleIsOne) {
 
 TEST(Recipe, HistoryMaxRollsOut) {
   // history 3: [2] [4,2] [1,4,2] [.5,1,4] [.5,.5,1] -> amax 2,4,4,4,1
-  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::max), Format::e4m3, {2, 4, 1, 0.5f, 0.5f}),
-            (std::vector<float>{224, 112, 112, 112, 448}));
+  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::max), Format::e4m3, {2, 4, 1, 0.5f, 0.5f}), (std::vector<float>{224, 112, 112, 112, 448}));
 }
 
 TEST(Recipe, MostRecentIgnoresHistory) {
-  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::most_recent), Format::e4m3, {2, 4, 1, 0.5f, 0.5f}),
-            (std::vector<float>{224, 112, 448, 896, 896}));
+  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::most_recent), Format::e4m3, {2, 4, 1, 0.5f, 0.5f}), (std::vector<float>{224, 112, 448, 896, 896}));
 }
 
 TEST(Recipe, MarginDividesByPowerOfTwo) {
@@ -59,11 +57,9 @@ TEST(Recipe, BadAmaxKeepsPreviousScale) {
 
 TEST(Recipe, NanInHistoryFreezesScaleUntilItRollsOut) {
   // history 3 with max: [2] [NaN,2] [1,NaN,2] [1,1,NaN] [1,1,1]
-  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::max), Format::e4m3, {2, NAN, 1, 1, 1}),
-            (std::vector<float>{224, 224, 224, 224, 448}));
+  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::max), Format::e4m3, {2, NAN, 1, 1, 1}), (std::vector<float>{224, 224, 224, 224, 448}));
   // most_recent forgets it at once.
-  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::most_recent), Format::e4m3, {2, NAN, 1}),
-            (std::vector<float>{224, 224, 448}));
+  EXPECT_EQ(run(delayed(0, 3, AmaxAlgo::most_recent), Format::e4m3, {2, NAN, 1}), (std::vector<float>{224, 224, 448}));
 }
 
 TEST(Recipe, InfiniteScaleClampsToFltMax) {

@@ -18,14 +18,17 @@ TEST(TrainReport, DataParallelScalingAndRanks) {
   core::ResultFile f;
   f.meta = {{"probe", "train"}, {"sweep", "dp"}};
   auto rec = [](int ranks, double tps) {
-    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16},
-                    {"vocab", 50304}, {"ranks", ranks}, {"precision", "fp8"}, {"reduce_amax", true}};
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},  {"n_head", 12},       {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"ranks", ranks}, {"precision", "fp8"}, {"reduce_amax", true}};
     core::Record r = core::make_record(fmt::format("ranks={}", ranks), p, core::Outcome::ok);
     r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
     if (ranks > 1)
-      r.data["data_parallel"] = {{"ranks", ranks},
-                                 {"per_rank", core::json::array({{{"rank", 0}, {"device", 0}, {"loss_last", 2.1}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}},
-                                                                 {{"rank", 1}, {"device", 1}, {"loss_last", 2.2}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}}})}};
+      r.data["data_parallel"] = {
+          {"ranks", ranks},
+          {"per_rank",
+           core::json::array(
+               {{{"rank", 0}, {"device", 0}, {"loss_last", 2.1}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}},
+                {{"rank", 1}, {"device", 1}, {"loss_last", 2.2}, {"scales_differing_from_rank0", 0}, {"scales_compared", 40}}})}};
     return r;
   };
   f.records = {rec(1, 100000.0), rec(2, 190000.0)};
@@ -43,8 +46,8 @@ TEST(TrainReport, Fp8AgainstTheBf16RunOfTheSameSetup) {
   core::ResultFile f;
   f.meta = {{"probe", "train"}, {"sweep", "twins"}};
   auto rec = [](const char* precision, const char* attention, int ranks, double tps) {
-    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
-                    {"ranks", ranks}, {"precision", precision}, {"attention", attention}};
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},  {"n_head", 12},           {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"ranks", ranks}, {"precision", precision}, {"attention", attention}};
     core::Record r = core::make_record(fmt::format("{}-{}-{}", precision, attention, ranks), p, core::Outcome::ok);
     r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
     return r;
@@ -70,8 +73,8 @@ TEST(TrainReport, Fp8RatioCarriesTheQuartileRange) {
   core::ResultFile f;
   f.meta = {{"probe", "train"}, {"sweep", "spread"}};
   auto rec = [](const char* precision, double tps, double q1, double q3) {
-    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
-                    {"precision", precision}, {"attention", "flash"}};
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},          {"n_head", 12},        {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"precision", precision}, {"attention", "flash"}};
     core::Record r = core::make_record(precision, p, core::Outcome::ok);
     r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 16384e3 / tps}};
     r.data["timing"] = {{"q1", q1}, {"q3", q3}, {"rel_iqr", (q3 - q1) / (16384e3 / tps)}};
@@ -90,8 +93,8 @@ TEST(TrainReport, TwoResultsOfOneSweepDrawTwoFigures) {
   auto result = [](double loss) {
     core::ResultFile f;
     f.meta = {{"probe", "train"}, {"sweep", "again"}};
-    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"seq_len", 1024}, {"batch", 16}, {"vocab", 50304},
-                    {"precision", "bf16"}, {"attention", "flash"}};
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},       {"n_head", 12},        {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"precision", "bf16"}, {"attention", "flash"}};
     core::Record r = core::make_record("bf16", p, core::Outcome::ok);
     r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
     r.data["train"] = {{"loss", core::json::array({loss, loss / 2})}};

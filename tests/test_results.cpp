@@ -141,7 +141,8 @@ TEST(Results, GoogleBenchmarkJsonIsRead) {
 // as the file's environment (GPU, driver, git), like a probe result's.
 TEST(Results, GoogleBenchmarkContextCarriesTheEnvironment) {
   const std::string path = ::testing::TempDir() + "/gbench_env.json";
-  std::ofstream(path) << R"({"context":{"host_name":"h","fp8scope_env":"{\"git_sha\":\"abc\",\"gpu\":{\"name\":\"NVIDIA H200\",\"driver\":\"580\"}}"},
+  std::ofstream(path)
+      << R"({"context":{"host_name":"h","fp8scope_env":"{\"git_sha\":\"abc\",\"gpu\":{\"name\":\"NVIDIA H200\",\"driver\":\"580\"}}"},
     "benchmarks":[{"name":"k","real_time":1.0,"time_unit":"us"}]})";
   ResultFile f = read_results(path);
   EXPECT_EQ(f.env["git_sha"], "abc");

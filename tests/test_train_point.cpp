@@ -23,9 +23,9 @@ TEST(TrainPoint, RejectedBeforeAnyGpuWork) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200),
             "seq_len=2048 is larger than the position table (max_seq=1024)");
   // GPT-2 124M at B=512, T=1024 on the GPU: far beyond 140 GiB.
-  point = {{"backend", "gpu"}, {"vocab", 50304}, {"pad_vocab_to", 1}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12},
-           {"max_seq", 1024}, {"seq_len", 1024}, {"batch", 512}, {"tied", true}, {"steps", 1}, {"lr", 6e-4}, {"min_lr", 6e-5},
-           {"warmup", 0}, {"weight_decay", 0.1}, {"grad_clip", 1.0}, {"seed", 1}, {"data", "synthetic"}};
+  point = {{"backend", "gpu"}, {"vocab", 50304},  {"pad_vocab_to", 1},   {"d_model", 768},   {"n_layer", 12}, {"n_head", 12},
+           {"max_seq", 1024},  {"seq_len", 1024}, {"batch", 512},        {"tied", true},     {"steps", 1},    {"lr", 6e-4},
+           {"min_lr", 6e-5},   {"warmup", 0},     {"weight_decay", 0.1}, {"grad_clip", 1.0}, {"seed", 1},     {"data", "synthetic"}};
   const std::string e = train::check_train_point(train::train_point_from(point), h200);
   EXPECT_EQ(e.rfind("needs about ", 0), 0u) << e;
   EXPECT_NE(e.find("the GPU (NVIDIA H200) has 139.8 GiB"), std::string::npos) << e;

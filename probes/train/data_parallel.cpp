@@ -8,8 +8,8 @@
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/nccl.hpp"
 #include "fp8scope/core/runner.hpp"
-#include "fp8scope/model/data.hpp"
 #include "fp8scope/gpu_model/gpt_gpu.hpp"
+#include "fp8scope/model/data.hpp"
 #include "fp8scope/model/schedule.hpp"
 #include "train/train_point.hpp"
 #include "train/train_step.hpp"
@@ -47,9 +47,8 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
       gpt.set_params(model::init_params(p.model, std::uint64_t(p.seed)));
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));
       out.device_mib = double(free0 - free1) / (1 << 20);
-      gpt.set_grad_reducer([&](float* g, std::int64_t n, cudaStream_t s) {
-        nccl.all_reduce(g, g, std::size_t(n), Nccl::kFloat32, Nccl::kAvg, comm, s);
-      });
+      gpt.set_grad_reducer(
+          [&](float* g, std::int64_t n, cudaStream_t s) { nccl.all_reduce(g, g, std::size_t(n), Nccl::kFloat32, Nccl::kAvg, comm, s); });
       if (fp8 && fp8->reduce_amax)
         gpt.set_amax_reducer([&](float* amax, unsigned long long* nonfinite, int n, cudaStream_t s) {
           nccl.all_reduce(amax, amax, std::size_t(n), Nccl::kFloat32, Nccl::kMax, comm, s);
@@ -148,10 +147,12 @@ bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, con
   out.device_mib = results[0].device_mib;
   json ranks = json::array();
   for (int k = 0; k < R; ++k)
-    ranks.push_back({{"rank", k}, {"device", devices[std::size_t(k)]}, {"loss_last", results[std::size_t(k)].rows.back().loss},
+    ranks.push_back({{"rank", k},
+                     {"device", devices[std::size_t(k)]},
+                     {"loss_last", results[std::size_t(k)].rows.back().loss},
                      {"device_mib", results[std::size_t(k)].device_mib}});
-  r.data["data_parallel"] = {{"ranks", R}, {"nccl_version", nccl->version()}, {"reduce_amax", fp8 ? json(fp8->reduce_amax) : json()},
-                             {"per_rank", ranks}};
+  r.data["data_parallel"] = {
+      {"ranks", R}, {"nccl_version", nccl->version()}, {"reduce_amax", fp8 ? json(fp8->reduce_amax) : json()}, {"per_rank", ranks}};
   return true;
 }
 

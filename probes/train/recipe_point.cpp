@@ -59,9 +59,9 @@ std::function<core::Record(const json&, const std::string&)> make_recipe_point_f
       return core::make_record(key, p, core::Outcome::skipped, "no GPU: " + ctx.env.value("gpu_reason", std::string("?")));
     const int warm = settings.value("timing_warmup", 3);
     // The high-precision twin: once per backend, model, data, schedule and seed.
-    const std::string twin_key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", tp.backend, tp.model.vocab, tp.model.pad_vocab_to,
-                                             tp.model.d_model, tp.model.n_layer, tp.model.n_head, tp.model.tied, tp.seq_len, tp.batch,
-                                             tp.steps, tp.lr, tp.seed, tp.data);
+    const std::string twin_key =
+        fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", tp.backend, tp.model.vocab, tp.model.pad_vocab_to, tp.model.d_model,
+                    tp.model.n_layer, tp.model.n_head, tp.model.tied, tp.seq_len, tp.batch, tp.steps, tp.lr, tp.seed, tp.data);
     Twin& twin = (*twins)[twin_key];
     if (twin.loss.empty() && !twin.ok) {
       if (gpu) {

@@ -48,8 +48,8 @@ bool record_nan_onset(core::Record& r, const std::vector<fp8::Tap>& taps, int ke
   for (const auto& t : taps)
     if (t.layer == onset->layer && t.tensor == onset->tensor && t.step < onset->step && t.step >= onset->step - keep)
       before.push_back({{"step", t.step}, {"amax", t.amax}, {"scale", t.scale}});
-  r.data["nan_onset"] = {{"step", onset->step},   {"layer", onset->layer},           {"tensor", onset->tensor},
-                         {"pass", onset->pass},   {"amax", onset->amax},             {"scale", onset->scale},
+  r.data["nan_onset"] = {{"step", onset->step},           {"layer", onset->layer},         {"tensor", onset->tensor},
+                         {"pass", onset->pass},           {"amax", onset->amax},           {"scale", onset->scale},
                          {"saturated", onset->saturated}, {"nonfinite", onset->nonfinite}, {"before", before}};
   r.reason = fmt::format("NaN at step {}, layer {}, {} ({})", onset->step, onset->layer, onset->tensor, onset->pass);
   return true;

@@ -36,15 +36,20 @@ std::vector<core::ParamSpec> train_axes() {
       {"seed", K::integer, 1, {}, 0, 1e9, "initialisation and synthetic data"},
       {"data", K::string, "synthetic", {}, 0, 0, "'synthetic' (Markov chain) or a token file path"},
       {"ranks", K::integer, 1, {}, 1, 64, "data-parallel GPUs (gpu backend; NCCL, one rank per GPU; batch is per GPU)"},
-      {"attention", K::string, "materialized", {"materialized", "flash"}, 0, 0,
+      {"attention",
+       K::string,
+       "materialized",
+       {"materialized", "flash"},
+       0,
+       0,
        "GPU: scores/probabilities in memory with cuBLASLt GEMMs, or the fused tensor-core kernels (head size 64, T % 64 == 0)"},
   };
 }
 
 std::vector<core::ParamSpec> probe_train_axes() {
   auto axes = train_axes();
-  axes.push_back({"precision", K::string, "bf16", {"bf16", "fp8"}, 0, 0,
-                  "bf16; fp8: the linears (fp8_linears) in FP8 under the recipe fields below"});
+  axes.push_back(
+      {"precision", K::string, "bf16", {"bf16", "fp8"}, 0, 0, "bf16; fp8: the linears (fp8_linears) in FP8 under the recipe fields below"});
   for (auto& a : model::fp8_axes()) axes.push_back(a);
   return axes;
 }
@@ -53,7 +58,12 @@ std::vector<core::ParamSpec> train_settings() {
   return {{"timing_warmup", K::integer, 3, {}, 0, 1000, "steps left out of the step-time statistics"},
           {"profile", K::boolean, true, {}, 0, 0, "one extra profiled step: GPU time per layer type"},
           {"token_dtype", K::string, "auto", {"auto", "u16", "u32"}, 0, 0, "token file element type"},
-          {"taps_overhead_steps", K::integer, 10, {}, 0, 10000,
+          {"taps_overhead_steps",
+           K::integer,
+           10,
+           {},
+           0,
+           10000,
            "FP8 on the GPU: after the run, this many steps each with taps every step and with taps off, alternating"},
           {"tap_points", K::integer, 50, {}, 2, 100000, "FP8: steps kept in each tensor's amax/scale history"},
           {"onset_history", K::integer, 5, {}, 0, 1000, "FP8: steps of amax/scale kept before a NaN onset"}};
@@ -98,7 +108,8 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
     if (p.model.n_head <= 0 || p.model.d_model % p.model.n_head != 0 || p.model.d_model / p.model.n_head != 64 || p.seq_len % 64 != 0)
       return fmt::format("attention flash needs head size 64 and seq_len a multiple of 64 (d_model={}, n_head={}, seq_len={})",
                          p.model.d_model, p.model.n_head, p.seq_len);
-    if (p.fp8 && p.fp8->attention()) return "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)";
+    if (p.fp8 && p.fp8->attention())
+      return "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)";
   }
   if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
   if (p.ranks > 1 && env.contains("gpu") && env["gpu"].is_object() && env["gpu"].value("count", 1) < p.ranks)
@@ -120,8 +131,7 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   return {};
 }
 
-void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<StepRow>& steps, int timing_warmup,
-                       double peak_flops) {
+void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<StepRow>& steps, int timing_warmup, double peak_flops) {
   json loss = json::array(), norm = json::array(), lr = json::array(), ms = json::array();
   for (auto& s : steps) {
     loss.push_back(s.loss);
@@ -155,8 +165,7 @@ void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<S
   // times N(0, 0.02^2) weights), so the expected untrained loss is ln(V) + C 0.02^2 / 2 for an
   // untied head: 10.98 rather than 10.83 at d=768.
   const double expected = lnv + p.model.d_model * 0.02 * 0.02 / 2;
-  r.data["init_loss_check"] = {{"ln_vocab", lnv}, {"loss0", steps.front().loss}, {"within_0_1", init_ok},
-                               {"expected_untied", expected}};
+  r.data["init_loss_check"] = {{"ln_vocab", lnv}, {"loss0", steps.front().loss}, {"within_0_1", init_ok}, {"expected_untied", expected}};
   for (std::size_t i = 0; i < steps.size(); ++i)
     if (!std::isfinite(steps[i].loss)) {
       r.outcome = core::Outcome::nonfinite;
@@ -168,10 +177,10 @@ void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<S
   // C sigma_wte^2 / sigma_x (0.9 at d=64, 11 at d=768 with GPT-2's init), so the untrained loss
   // of a correct model can sit away from ln(V) depending on how often a token follows itself.
   if (!init_ok)
-    r.data["init_loss_check"]["note"] = fmt::format("untrained loss {:.4f} is {:+.4f} from ln(V) = {:.4f}", steps.front().loss,
-                                                    steps.front().loss - lnv, lnv);
-  r.data["headline"] = fmt::format("loss {:.3f} -> {:.3f}, {:.0f} tokens/s, {:.2f} ms/step", steps.front().loss,
-                                   steps.back().loss, m["tokens_per_s"].get<double>(), st.median);
+    r.data["init_loss_check"]["note"] =
+        fmt::format("untrained loss {:.4f} is {:+.4f} from ln(V) = {:.4f}", steps.front().loss, steps.front().loss - lnv, lnv);
+  r.data["headline"] = fmt::format("loss {:.3f} -> {:.3f}, {:.0f} tokens/s, {:.2f} ms/step", steps.front().loss, steps.back().loss,
+                                   m["tokens_per_s"].get<double>(), st.median);
 }
 
 std::unique_ptr<model::TokenSource> data_for(const TrainPoint& p, const std::string& token_dtype) {

@@ -5,8 +5,8 @@
 #include "fp8scope/core/config.hpp"
 #include "fp8scope/core/record.hpp"
 #include "fp8scope/cpu/trainer.hpp"
-#include "fp8scope/model/data.hpp"
 #include "fp8scope/fp8/tap.hpp"
+#include "fp8scope/model/data.hpp"
 #include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
@@ -28,7 +28,7 @@ struct TrainPoint {
   int batch, seq_len, steps, warmup, seed;
   double lr, min_lr, weight_decay, grad_clip;
   std::string data;
-  int ranks = 1;  // data-parallel GPUs (batch is per GPU)
+  int ranks = 1;                 // data-parallel GPUs (batch is per GPU)
   bool flash_attention = false;  // GPU: the fused attention kernels
   // FP8 training (probe_train with precision fp8, every probe_recipe run): what runs in FP8 and
   // how, for the GPU model and the CPU emulation alike.
@@ -47,8 +47,8 @@ std::string check_train_point(const TrainPoint& p, const core::json& env);
 // attention), as MFU counts them.
 double train_flops_per_step(const model::GptConfig& c, int B, int T);
 
-core::Record run_train_point(const TrainPoint& p, const core::json& settings, const core::json& env, int device,
-                             const std::string& key, const core::json& params);
+core::Record run_train_point(const TrainPoint& p, const core::json& settings, const core::json& env, int device, const std::string& key,
+                             const core::json& params);
 
 // The GPU half (gpt_gpu builds); fills r.data from the run.
 void train_on_gpu(const TrainPoint& p, const core::json& settings, const core::json& env, int device, core::Record& r);
@@ -57,8 +57,7 @@ void train_on_gpu(const TrainPoint& p, const core::json& settings, const core::j
 struct StepRow {
   double loss, grad_norm, lr, ms;
 };
-void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<StepRow>& steps, int timing_warmup,
-                       double peak_flops);
+void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<StepRow>& steps, int timing_warmup, double peak_flops);
 
 // One GPU training run (BF16 when fp8 is null): the step log, the taps, the profile.
 struct GpuRun {
@@ -69,9 +68,8 @@ struct GpuRun {
   double device_mib = 0;
   std::vector<std::vector<fp8::Tap>> rank_taps;  // data-parallel FP8 runs: every rank's own taps
 };
-// Trains p on the GPU (on p.ranks GPUs from `device` with NCCL when p.ranks > 1); false when the run could not go on (out of memory, a GEMM cuBLASLt
-// refuses, a CUDA error), with r.outcome and r.reason set. Host-only builds: always false,
-// outcome skipped.
+// Trains p on the GPU (on p.ranks GPUs from `device` with NCCL when p.ranks > 1); false when the run could not go on (out of memory, a GEMM
+// cuBLASLt refuses, a CUDA error), with r.outcome and r.reason set. Host-only builds: always false, outcome skipped.
 bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const core::json& settings, int device, bool stop_at_nonfinite,
                    GpuRun& out, core::Record& r);
 // The data-parallel half: one thread and one NCCL rank per GPU (data_parallel.cpp).

@@ -31,9 +31,7 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
-std::string shown(const json& v) {
-  return v.is_string() ? "'" + v.get<std::string>() + "'" : v.dump();
-}
+std::string shown(const json& v) { return v.is_string() ? "'" + v.get<std::string>() + "'" : v.dump(); }
 
 const ParamSpec* find(const std::vector<ParamSpec>& specs, const std::string& name) {
   for (const auto& s : specs)
@@ -47,17 +45,14 @@ std::vector<std::string> names(const std::vector<ParamSpec>& specs) {
   return out;
 }
 
-[[noreturn]] void fail(const std::string& where, const std::string& what) {
-  throw InputError(fmt::format("{}: {}", where, what));
-}
+[[noreturn]] void fail(const std::string& where, const std::string& what) { throw InputError(fmt::format("{}: {}", where, what)); }
 
 // A list of values for one axis: [v, ...], a bare scalar, or {"from":a,"to":b,"step":s}.
 std::vector<json> axis_values(const json& v, const ParamSpec& spec, const std::string& where) {
   std::vector<json> out;
   if (v.is_array()) {
     if (v.empty()) fail(where, "an axis needs at least one value");
-    for (std::size_t i = 0; i < v.size(); ++i)
-      out.push_back(check_value(v[i], spec, fmt::format("{}[{}]", where, i)));
+    for (std::size_t i = 0; i < v.size(); ++i) out.push_back(check_value(v[i], spec, fmt::format("{}[{}]", where, i)));
     return out;
   }
   if (v.is_object()) {
@@ -75,8 +70,7 @@ std::vector<json> axis_values(const json& v, const ParamSpec& spec, const std::s
     const double a = from.get<double>(), b = to.get<double>(), s = step.get<double>();
     if (b < a) fail(where, "'to' is below 'from'");
     if ((b - a) / s > double(kMaxPoints)) fail(where, "range has too many values");
-    if (spec.kind == ParamSpec::Kind::integer && std::floor(s) != s)
-      fail(where + ".step", "must be an integer for an integer parameter");
+    if (spec.kind == ParamSpec::Kind::integer && std::floor(s) != s) fail(where + ".step", "must be an integer for an integer parameter");
     for (double x = a; x <= b + 1e-9 * std::abs(s); x += s)
       out.push_back(spec.kind == ParamSpec::Kind::integer ? json(std::llround(x)) : json(x));
     return out;
@@ -94,8 +88,7 @@ json settings_with_defaults(const json& doc, const ProbeSchema& schema) {
   for (auto it = given.begin(); it != given.end(); ++it) {
     const ParamSpec* spec = find(schema.settings, it.key());
     if (!spec)
-      fail("settings." + it.key(), fmt::format("unknown setting for probe '{}'; known: {}",
-                                               schema.probe, join(names(schema.settings))));
+      fail("settings." + it.key(), fmt::format("unknown setting for probe '{}'; known: {}", schema.probe, join(names(schema.settings))));
     out[it.key()] = check_value(it.value(), *spec, "settings." + it.key());
   }
   return out;
@@ -109,8 +102,7 @@ json check_value(const json& v, const ParamSpec& spec, const std::string& where)
       if (!v.is_number() || (v.is_number_float() && std::floor(v.get<double>()) != v.get<double>()))
         fail(where, fmt::format("{} is not {}", shown(v), kind_name(spec.kind)));
       const double x = v.get<double>();
-      if (x < spec.min || x > spec.max)
-        fail(where, fmt::format("{} is out of range [{}, {}]", shown(v), spec.min, spec.max));
+      if (x < spec.min || x > spec.max) fail(where, fmt::format("{} is out of range [{}, {}]", shown(v), spec.min, spec.max));
       return json(static_cast<long long>(x));
     }
     case ParamSpec::Kind::number: {
@@ -147,8 +139,7 @@ json read_json_file(const std::string& path) {
     // nlohmann's message already says where ("at line 3, column 5").
     std::string what = e.what();
     const auto pos = what.find("parse error");
-    throw InputError(fmt::format("{}: not valid JSON: {}", path,
-                                 pos == std::string::npos ? what : what.substr(pos)));
+    throw InputError(fmt::format("{}: not valid JSON: {}", path, pos == std::string::npos ? what : what.substr(pos)));
   }
 }
 
@@ -156,15 +147,13 @@ SweepConfig parse_sweep(const json& doc, const ProbeSchema& schema) {
   if (!doc.is_object()) fail("(top level)", "a sweep file must be a JSON object");
   static const std::set<std::string> top = {"probe", "name", "description", "settings", "axes", "zip"};
   for (auto it = doc.begin(); it != doc.end(); ++it)
-    if (!top.count(it.key()))
-      fail(it.key(), "unknown key; a sweep has probe, name, description, settings, axes, zip");
+    if (!top.count(it.key())) fail(it.key(), "unknown key; a sweep has probe, name, description, settings, axes, zip");
 
   SweepConfig cfg;
   cfg.source = doc;
   if (!doc.contains("probe") || !doc["probe"].is_string()) fail("probe", "missing (a string naming the probe)");
   cfg.probe = doc["probe"].get<std::string>();
-  if (cfg.probe != schema.probe)
-    fail("probe", fmt::format("'{}' is not this probe; this is '{}'", cfg.probe, schema.probe));
+  if (cfg.probe != schema.probe) fail("probe", fmt::format("'{}' is not this probe; this is '{}'", cfg.probe, schema.probe));
   if (doc.contains("name")) {
     if (!doc["name"].is_string()) fail("name", "must be a string");
     cfg.name = doc["name"].get<std::string>();
@@ -211,8 +200,8 @@ SweepConfig parse_sweep(const json& doc, const ProbeSchema& schema) {
         d.names.push_back(it.key());
         cols.push_back(axis_values(it.value(), *find(schema.axes, it.key()), where));
         if (cols.back().size() != cols.front().size())
-          fail(where, fmt::format("has {} values but {}.{} has {}; zipped lists must be equally long",
-                                  cols.back().size(), gw, d.names.front(), cols.front().size()));
+          fail(where, fmt::format("has {} values but {}.{} has {}; zipped lists must be equally long", cols.back().size(), gw,
+                                  d.names.front(), cols.front().size()));
       }
       for (std::size_t r = 0; r < cols.front().size(); ++r) {
         std::vector<json> row;

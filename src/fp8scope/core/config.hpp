@@ -15,21 +15,21 @@ struct ParamSpec {
   enum class Kind { integer, number, string, boolean };
   std::string name;
   Kind kind = Kind::integer;
-  json default_value;                 // used when a sweep does not mention the parameter
-  std::vector<std::string> choices;   // strings: the allowed values (empty = any)
-  double min = -1e300, max = 1e300;   // numbers: inclusive bounds
+  json default_value;                // used when a sweep does not mention the parameter
+  std::vector<std::string> choices;  // strings: the allowed values (empty = any)
+  double min = -1e300, max = 1e300;  // numbers: inclusive bounds
   std::string help;
 };
 
 struct ProbeSchema {
-  std::string probe;                  // "gemm", "vocab", ...
-  std::vector<ParamSpec> axes;        // may vary per point; order = order in the point key
-  std::vector<ParamSpec> settings;    // one value per sweep
+  std::string probe;                // "gemm", "vocab", ...
+  std::vector<ParamSpec> axes;      // may vary per point; order = order in the point key
+  std::vector<ParamSpec> settings;  // one value per sweep
 };
 
 struct SweepConfig {
   std::string probe, name, description;
-  json settings = json::object();     // every setting of the schema, defaults filled in
+  json settings = json::object();  // every setting of the schema, defaults filled in
   // Each dimension of the product is one or more axes that move together: a plain axis is a
   // dimension of one name, a zip group a dimension of several.
   struct Dimension {
@@ -37,7 +37,7 @@ struct SweepConfig {
     std::vector<std::vector<json>> rows;  // rows[i][j] = value of names[j] in the i-th entry
   };
   std::vector<Dimension> dims;
-  json source;                        // the file as read, stored in the result's meta
+  json source;  // the file as read, stored in the result's meta
 };
 
 // Parses and validates; throws InputError("<path>: <problem>").

@@ -33,7 +33,7 @@ Timing GpuTimer::time(const std::function<void()>& launch, const TimingOptions& 
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
     gpu_spin(stream_, 100'000);  // ~50 us: the launches below queue up behind it
-    flush_l2();                   // every sample starts cold, as a GEMM in a training step does
+    flush_l2();                  // every sample starts cold, as a GEMM in a training step does
     FP8S_CUDA(cudaEventRecord(start_, stream_));
     launch();
     FP8S_CUDA(cudaEventRecord(stop_, stream_));

@@ -3,8 +3,8 @@
 #include "fp8scope/core/error.hpp"
 #include "fp8scope/core/runner.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <sstream>
@@ -40,16 +40,18 @@ int run(int argc, char** argv, const ProbeDef& def) {
   double timeout_s = 900;
   int device = 0;
   app.add_option("-c,--config", config_path, "sweep file (JSON)")->required();
-  app.add_option("-o,--out", out, "output prefix: writes PREFIX.jsonl while running, PREFIX.json at the end "
-                                  "(default: results/<sweep name>)");
+  app.add_option("-o,--out", out,
+                 "output prefix: writes PREFIX.jsonl while running, PREFIX.json at the end "
+                 "(default: results/<sweep name>)");
   app.add_flag("--resume", resume, "skip points already in PREFIX.jsonl");
   app.add_flag("--no-isolate", no_isolate, "run points in this process (a crash then ends the sweep)");
   app.add_option("--point-timeout", timeout_s, "seconds before a silent point is killed and recorded as crashed")
       ->check(CLI::PositiveNumber);
   app.add_option("--device", device, "CUDA device index")->check(CLI::NonNegativeNumber);
   std::string shard_arg;
-  app.add_option("--shard", shard_arg, "run only shard I of N (I/N, 0-based): points I, I+N, I+2N, ... "
-                                       "(merge the shards with `fp8scope merge`)");
+  app.add_option("--shard", shard_arg,
+                 "run only shard I of N (I/N, 0-based): points I, I+N, I+2N, ... "
+                 "(merge the shards with `fp8scope merge`)");
   app.add_flag("--list", list, "print the points of the sweep and exit");
   app.add_flag("-q,--quiet", quiet, "no line per point");
   app.footer("Axes:\n" + describe_params(def.schema.axes) + "Settings:\n" + describe_params(def.schema.settings));
@@ -145,8 +147,8 @@ int run(int argc, char** argv, const ProbeDef& def) {
   for (auto& r : folded.records) ++totals[std::string(to_string(r.outcome))];
   std::string tally;
   for (auto& [k, v] : totals) tally += fmt::format(" {}={}", k, v);
-  fmt::print("{}: done: {} points ({} run now, {} resumed, {} worker processes);{}\n", exe, s.total, s.ran, s.resumed,
-             s.workers_started, tally);
+  fmt::print("{}: done: {} points ({} run now, {} resumed, {} worker processes);{}\n", exe, s.total, s.ran, s.resumed, s.workers_started,
+             tally);
   fmt::print("{}: wrote {}.json\n", exe, out);
   return 0;
 }

@@ -20,8 +20,8 @@ struct ProbeContext {
 
 struct ProbeDef {
   ProbeSchema schema;
-  std::string summary;      // one line for --help
-  bool needs_gpu = true;    // without a GPU every point is recorded as skipped
+  std::string summary;    // one line for --help
+  bool needs_gpu = true;  // without a GPU every point is recorded as skipped
   // Called once per process that measures (the worker), returns the per-point function.
   std::function<std::function<Record(const json&, const std::string&)>(const ProbeContext&)> make_point_fn;
   // Optional: checks each point before anything runs ("" = fine); a problem is bad input

@@ -53,8 +53,7 @@ Record record_from_json(const json& j) {
   Record r;
   if (!j.contains("key") || !j["key"].is_string()) throw InputError("record without a string 'key'");
   r.key = j["key"].get<std::string>();
-  if (!j.contains("outcome") || !j["outcome"].is_string())
-    throw InputError("record '" + r.key + "' has no 'outcome'");
+  if (!j.contains("outcome") || !j["outcome"].is_string()) throw InputError("record '" + r.key + "' has no 'outcome'");
   auto o = parse_outcome(j["outcome"].get<std::string>());
   if (!o) throw InputError("record '" + r.key + "': unknown outcome '" + j["outcome"].get<std::string>() + "'");
   r.outcome = *o;

@@ -29,9 +29,8 @@ std::string_view to_string(Outcome o);
 std::optional<Outcome> parse_outcome(std::string_view s);
 const std::vector<std::string>& outcome_names();
 
-
 struct Record {
-  std::string key;             // stable point key
+  std::string key;  // stable point key
   json params = json::object();
   Outcome outcome = Outcome::ok;
   std::string reason;          // for every outcome but ok: why

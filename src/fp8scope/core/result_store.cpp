@@ -35,8 +35,7 @@ ResultFile read_jsonl(const std::string& path, std::istream& in) {
       throw InputError(fmt::format("{}:{}: not valid JSON", path, i + 1));
     }
     if (i == 0) {
-      if (!j.is_object() || !j.contains("header"))
-        throw InputError(fmt::format("{}:1: not an fp8scope JSONL (no header line)", path));
+      if (!j.is_object() || !j.contains("header")) throw InputError(fmt::format("{}:1: not an fp8scope JSONL (no header line)", path));
       const json& h = j["header"];
       f.schema_version = h.value("schema_version", 0);
       f.meta = h.value("meta", json::object());
@@ -60,8 +59,7 @@ ResultFile read_json(const std::string& path, const std::string& text) {
   } catch (const json::parse_error& e) {
     std::string what = e.what();
     auto pos = what.find("parse error");
-    throw InputError(fmt::format("{}: not valid JSON (truncated?): {}", path,
-                                 pos == std::string::npos ? what : what.substr(pos)));
+    throw InputError(fmt::format("{}: not valid JSON (truncated?): {}", path, pos == std::string::npos ? what : what.substr(pos)));
   }
   // Google Benchmark's JSON is also accepted by the report and the gate. With repetitions, one
   // record per benchmark: its median, with the coefficient of variation as the noise; without,
@@ -103,7 +101,8 @@ ResultFile read_json(const std::string& path, const std::string& text) {
       if (error) r.reason = b.value("error_message", "");
       r.data["benchmark"] = b;
       if (!error && b.contains("real_time")) {
-        r.data["timing"] = {{"median", b["real_time"]}, {"unit", b.value("time_unit", std::string("ns"))},
+        r.data["timing"] = {{"median", b["real_time"]},
+                            {"unit", b.value("time_unit", std::string("ns"))},
                             {"rel_iqr", cv.count(run) ? cv[run].value("real_time", 0.0) : 0.0}};
       }
       f.records.push_back(std::move(r));
@@ -113,8 +112,7 @@ ResultFile read_json(const std::string& path, const std::string& text) {
   if (!j.is_object()) throw InputError(fmt::format("{}: a result file must be a JSON object", path));
   for (const char* k : {"schema_version", "records"})
     if (!j.contains(k)) throw InputError(fmt::format("{}: not an fp8scope result file (no '{}')", path, k));
-  if (!j["schema_version"].is_number_integer())
-    throw InputError(fmt::format("{}: schema_version must be an integer", path));
+  if (!j["schema_version"].is_number_integer()) throw InputError(fmt::format("{}: schema_version must be an integer", path));
   if (!j["records"].is_array()) throw InputError(fmt::format("{}: 'records' must be a list", path));
   ResultFile f;
   f.schema_version = j["schema_version"].get<int>();
@@ -132,8 +130,7 @@ ResultFile read_json(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-JsonlWriter::JsonlWriter(const std::string& out_prefix, bool resume, const json& header)
-    : path_(out_prefix + ".jsonl") {
+JsonlWriter::JsonlWriter(const std::string& out_prefix, bool resume, const json& header) : path_(out_prefix + ".jsonl") {
   if (auto dir = fs::path(path_).parent_path(); !dir.empty()) fs::create_directories(dir);
   const bool existing = fs::exists(path_) && fs::file_size(path_) > 0;
   if (resume && existing) {
@@ -171,8 +168,7 @@ ResultFile read_results(const std::string& path) {
   if (ends_with(path, ".jsonl")) return read_jsonl(path, in);
   std::stringstream ss;
   ss << in.rdbuf();
-  if (ss.str().find_first_not_of(" \t\r\n") == std::string::npos)
-    throw InputError(fmt::format("{}: empty result file", path));
+  if (ss.str().find_first_not_of(" \t\r\n") == std::string::npos) throw InputError(fmt::format("{}: empty result file", path));
   return read_json(path, ss.str());
 }
 
@@ -199,8 +195,10 @@ ResultFile fold_results(const std::string& out_prefix, const json& meta_override
   std::vector<Record> unique;
   for (auto& r : f.records) {
     auto [it, fresh] = index.emplace(r.key, unique.size());
-    if (fresh) unique.push_back(r);
-    else unique[it->second] = r;
+    if (fresh)
+      unique.push_back(r);
+    else
+      unique[it->second] = r;
   }
   f.records = std::move(unique);
   f.complete = true;

@@ -63,8 +63,7 @@ bool read_line(int fd, std::string& buf, std::string& line, double timeout_s, bo
 }
 
 std::string describe_exit(int status) {
-  if (WIFSIGNALED(status))
-    return fmt::format("worker killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  if (WIFSIGNALED(status)) return fmt::format("worker killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
   if (WIFEXITED(status)) return fmt::format("worker exited with code {}", WEXITSTATUS(status));
   return "worker ended";
 }
@@ -112,8 +111,8 @@ class Worker {
   }
 
  private:
-  [[noreturn]] static void serve(int in, int out, const std::vector<json>& points,
-                                 const std::vector<std::string>& keys, const PointFn& fn) {
+  [[noreturn]] static void serve(int in, int out, const std::vector<json>& points, const std::vector<std::string>& keys,
+                                 const PointFn& fn) {
     std::string buf, line;
     bool timed_out;
     while (read_line(in, buf, line, 1e9, timed_out)) {
@@ -153,7 +152,8 @@ class Worker {
 
 void print_progress(const Record& r, std::size_t i, std::size_t n) {
   std::string extra = r.reason;
-  if (r.data.contains("headline") && r.data["headline"].is_string()) extra = r.data["headline"].get<std::string>() + (extra.empty() ? "" : "; " + extra);
+  if (r.data.contains("headline") && r.data["headline"].is_string())
+    extra = r.data["headline"].get<std::string>() + (extra.empty() ? "" : "; " + extra);
   fmt::print("[{}/{}] {:<21} {}{}\n", i, n, to_string(r.outcome), r.key, extra.empty() ? "" : "  (" + extra + ")");
   std::fflush(stdout);
 }
@@ -162,8 +162,8 @@ void print_progress(const Record& r, std::size_t i, std::size_t n) {
 
 void request_worker_restart() { g_restart_requested = true; }
 
-SweepSummary run_sweep(const std::vector<json>& points, const std::vector<std::string>& keys,
-                       const PointFn& fn, JsonlWriter& writer, const RunnerOptions& opt) {
+SweepSummary run_sweep(const std::vector<json>& points, const std::vector<std::string>& keys, const PointFn& fn, JsonlWriter& writer,
+                       const RunnerOptions& opt) {
   ::signal(SIGPIPE, SIG_IGN);  // a dead worker must not take the parent with it
   SweepSummary s;
   s.total = points.size();

@@ -26,8 +26,8 @@ struct SweepSummary {
   std::map<std::string, std::size_t> by_outcome;  // of the points run now and resumed
 };
 
-SweepSummary run_sweep(const std::vector<json>& points, const std::vector<std::string>& keys,
-                       const PointFn& fn, JsonlWriter& writer, const RunnerOptions& opt);
+SweepSummary run_sweep(const std::vector<json>& points, const std::vector<std::string>& keys, const PointFn& fn, JsonlWriter& writer,
+                       const RunnerOptions& opt);
 
 // Called by a point function that left the process unusable (a sticky CUDA error): the
 // record it returns is kept, then the worker exits and the next point gets a fresh one.

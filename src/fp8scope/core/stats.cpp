@@ -36,9 +36,8 @@ Stats compute_stats(std::vector<double> v) {
 }
 
 nlohmann::json to_json(const Stats& s) {
-  return {{"n", s.n},         {"min", s.min}, {"max", s.max}, {"mean", s.mean},
-          {"median", s.median}, {"q1", s.q1},   {"q3", s.q3},   {"iqr", s.iqr},
-          {"rel_stdev", s.rel_stdev}, {"rel_iqr", s.rel_iqr}};
+  return {{"n", s.n},   {"min", s.min}, {"max", s.max}, {"mean", s.mean},           {"median", s.median},
+          {"q1", s.q1}, {"q3", s.q3},   {"iqr", s.iqr}, {"rel_stdev", s.rel_stdev}, {"rel_iqr", s.rel_iqr}};
 }
 
 }  // namespace fp8scope::core

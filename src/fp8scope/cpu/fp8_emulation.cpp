@@ -14,8 +14,10 @@ const double* Fp8Emulation::quantize(int layer, const std::string& tensor, const
   double amax = 0;
   long long nonfinite = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i])) ++nonfinite;
-    else amax = std::max(amax, std::abs(x[i]));
+    if (!std::isfinite(x[i]))
+      ++nonfinite;
+    else
+      amax = std::max(amax, std::abs(x[i]));
   }
   // Current scaling measures first and quantises with the scale of this very tensor.
   if (opt_.recipe.scaling == fp8::Scaling::current) it->second.update(nonfinite ? NAN : float(amax));
@@ -37,7 +39,8 @@ const double* Fp8Emulation::quantize(int layer, const std::string& tensor, const
   }
   const float prev = amax_this_step_.count(key) ? amax_this_step_[key] : 0.0f;
   amax_this_step_[key] = nonfinite ? NAN : std::max(prev, float(amax));
-  taps_.push_back({step_, layer, tensor, role == "grad" ? "backward" : "forward", amax, scale, nonfinite_out, saturated, underflow, (long long)n});
+  taps_.push_back(
+      {step_, layer, tensor, role == "grad" ? "backward" : "forward", amax, scale, nonfinite_out, saturated, underflow, (long long)n});
   return buf.data();
 }
 
@@ -45,8 +48,10 @@ void Fp8Emulation::observe(int layer, const std::string& tensor, const std::stri
   double amax = 0;
   long long nonfinite = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i])) ++nonfinite;
-    else amax = std::max(amax, std::abs(x[i]));
+    if (!std::isfinite(x[i]))
+      ++nonfinite;
+    else
+      amax = std::max(amax, std::abs(x[i]));
   }
   taps_.push_back({step_, layer, tensor, pass, amax, 0.0f, nonfinite, 0, 0, (long long)n});
 }

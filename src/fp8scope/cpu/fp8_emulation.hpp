@@ -9,8 +9,8 @@
 #include "fp8scope/model/fp8_plan.hpp"
 
 #include <map>
-#include <set>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>

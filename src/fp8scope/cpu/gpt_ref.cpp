@@ -25,8 +25,8 @@ void layernorm_fwd(double* out, double* mean, double* rstd, const double* inp, c
 }
 
 // Accumulates into dinp, dw, db.
-void layernorm_bwd(double* dinp, double* dw, double* db, const double* dout, const double* inp, const double* w,
-                   const double* mean, const double* rstd, int N, int C) {
+void layernorm_bwd(double* dinp, double* dw, double* db, const double* dout, const double* inp, const double* w, const double* mean,
+                   const double* rstd, int N, int C) {
   for (int n = 0; n < N; ++n) {
     const double* x = inp + std::int64_t(n) * C;
     const double* dy = dout + std::int64_t(n) * C;
@@ -63,8 +63,7 @@ void matmul_fwd(double* out, const double* inp, const double* W, const double* b
 }
 
 // Accumulates dinp, dW, dbias.
-void matmul_bwd(double* dinp, double* dW, double* dbias, const double* dout, const double* inp, const double* W, int N, int IC,
-                int OC) {
+void matmul_bwd(double* dinp, double* dW, double* dbias, const double* dout, const double* inp, const double* W, int N, int IC, int OC) {
   for (int n = 0; n < N; ++n)
     for (int o = 0; o < OC; ++o) {
       const double d = dout[std::int64_t(n) * OC + o];
@@ -190,7 +189,9 @@ void CpuGpt::linear_bwd(int layer, int which, double* dx, double* dW, double* db
   if (db)
     for (int n = 0; n < N; ++n)
       for (int o = 0; o < OC; ++o) db[o] += dy[std::int64_t(n) * OC + o];
-  const double* g = fp8_ && fp8_->fp8_linear(kLinearNames[which]) ? fp8_->quantize(layer, std::string(kLinearNames[which]) + ".grad", "grad", dy, std::size_t(N) * OC) : dy;
+  const double* g = fp8_ && fp8_->fp8_linear(kLinearNames[which])
+                        ? fp8_->quantize(layer, std::string(kLinearNames[which]) + ".grad", "grad", dy, std::size_t(N) * OC)
+                        : dy;
   matmul_bwd(dx, dW, nullptr, g, xq, wq, N, IC, OC);
 }
 
@@ -212,8 +213,8 @@ CpuGpt::CpuGpt(const model::GptConfig& cfg) : cfg_(cfg) {
   lm_head_ = cfg.tied ? wte_ : at("lm_head");
   for (int l = 0; l < cfg.n_layer; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
-    off_.push_back({at(h + "ln1_w"), at(h + "ln1_b"), at(h + "qkv_w"), at(h + "qkv_b"), at(h + "proj_w"), at(h + "proj_b"),
-                    at(h + "ln2_w"), at(h + "ln2_b"), at(h + "fc_w"), at(h + "fc_b"), at(h + "fcproj_w"), at(h + "fcproj_b")});
+    off_.push_back({at(h + "ln1_w"), at(h + "ln1_b"), at(h + "qkv_w"), at(h + "qkv_b"), at(h + "proj_w"), at(h + "proj_b"), at(h + "ln2_w"),
+                    at(h + "ln2_b"), at(h + "fc_w"), at(h + "fc_b"), at(h + "fcproj_w"), at(h + "fcproj_b")});
   }
 }
 
@@ -227,7 +228,8 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
   V x(std::size_t(N) * C);
   for (int n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c)
-      x[std::size_t(n) * C + c] = P[std::size_t(wte_ + std::int64_t(inputs[n]) * C + c)] + P[std::size_t(wpe_ + std::int64_t(n % T) * C + c)];
+      x[std::size_t(n) * C + c] =
+          P[std::size_t(wte_ + std::int64_t(inputs[n]) * C + c)] + P[std::size_t(wpe_ + std::int64_t(n % T) * C + c)];
   const double* p = P.data();
   for (int l = 0; l < cfg_.n_layer; ++l) {
     Layer& L = layers_[std::size_t(l)];
@@ -333,8 +335,8 @@ void CpuGpt::backward(const std::vector<double>& P, std::vector<double>& G) {
     V dln2(std::size_t(N) * C, 0.0);
     linear_bwd(l, 2, dln2.data(), g + o.fc_w, g + o.fc_b, dgelu.data(), L.xq[2], L.wq[2], N, C, 4 * C);
     V dx_mid = dx;  // the residual path
-    layernorm_bwd(dx_mid.data(), g + o.ln2_w, g + o.ln2_b, dln2.data(), L.x_mid.data(), p + o.ln2_w, L.ln2_mean.data(),
-                  L.ln2_rstd.data(), N, C);
+    layernorm_bwd(dx_mid.data(), g + o.ln2_w, g + o.ln2_b, dln2.data(), L.x_mid.data(), p + o.ln2_w, L.ln2_mean.data(), L.ln2_rstd.data(),
+                  N, C);
     // x_mid = x_in + proj(attention(qkv(ln1(x_in))))
     V datty(std::size_t(N) * C, 0.0);
     observe(l, "residual_grad", "backward", dx_mid);
@@ -348,8 +350,7 @@ void CpuGpt::backward(const std::vector<double>& P, std::vector<double>& G) {
     V dln1(std::size_t(N) * C, 0.0);
     linear_bwd(l, 0, dln1.data(), g + o.qkv_w, g + o.qkv_b, dqkv.data(), L.xq[0], L.wq[0], N, C, 3 * C);
     dx = dx_mid;
-    layernorm_bwd(dx.data(), g + o.ln1_w, g + o.ln1_b, dln1.data(), L.x_in.data(), p + o.ln1_w, L.ln1_mean.data(),
-                  L.ln1_rstd.data(), N, C);
+    layernorm_bwd(dx.data(), g + o.ln1_w, g + o.ln1_b, dln1.data(), L.x_in.data(), p + o.ln1_w, L.ln1_mean.data(), L.ln1_rstd.data(), N, C);
   }
   for (int n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c) {

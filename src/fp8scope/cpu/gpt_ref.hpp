@@ -38,8 +38,8 @@ class CpuGpt {
   // y = x W^T + b through the FP8 points when attached; remembers the operands for backward.
   void linear_fwd(int layer, int which, double* out, const double* x, const double* W, const double* b, int N, int IC, int OC,
                   const double** xq, const double** wq);
-  void linear_bwd(int layer, int which, double* dx, double* dW, double* db, const double* dy, const double* xq, const double* wq,
-                  int N, int IC, int OC);
+  void linear_bwd(int layer, int which, double* dx, double* dW, double* db, const double* dy, const double* xq, const double* wq, int N,
+                  int IC, int OC);
   void observe(int layer, const char* tensor, const char* pass, const std::vector<double>& v);
   Fp8Emulation* fp8_ = nullptr;
   const double* head_xq_ = nullptr;

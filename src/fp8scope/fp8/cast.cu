@@ -23,7 +23,8 @@ __global__ void fake_quantize_kernel(__nv_bfloat16* dq, const __nv_bfloat16* in,
     *reinterpret_cast<uint4*>(dq + base) = deq;
   }
   if (blockIdx.x == 0 && threadIdx.x == 0)
-    for (std::int64_t i = n8; i < n; ++i) dq[i] = __float2bfloat16(decode(cast_one(__bfloat162float(in[i]), scale, f, o, fmax, st), f) * inv);
+    for (std::int64_t i = n8; i < n; ++i)
+      dq[i] = __float2bfloat16(decode(cast_one(__bfloat162float(in[i]), scale, f, o, fmax, st), f) * inv);
   flush_block(st, stats);
 }
 
@@ -82,20 +83,20 @@ __global__ void stats_kernel(const T* in, std::int64_t n, CastStats* stats) {
 
 }  // namespace
 
-void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
-              CastStats* stats, cudaStream_t s) {
+void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o, CastStats* stats,
+              cudaStream_t s) {
   with_kind(f, o, [&](auto k) {
     vector_cast_kernel<<<cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(CastBf16Op<decltype(k)>{{scale}, {in}}, out, n, stats);
   });
 }
 
-void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
-                   CastStats* stats, cudaStream_t s) {
+void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o, CastStats* stats,
+                   cudaStream_t s) {
   fake_quantize_kernel<<<cast_blocks((n + 7) / 8, 256), 256, 0, s>>>(out, in, n, scale, f, o, stats);
 }
 
-void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
-                        Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch) {
+void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale, Format f,
+                        Overflow o, CastStats* stats, cudaStream_t s, int batch) {
   if (tile_cast_fits(rows, cols)) {
     with_kind(f, o, [&](auto k) {
       using Op = CastBf16Op<decltype(k)>;
@@ -202,8 +203,8 @@ void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int co
     return;
   }
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32));
-  small_tile_transpose_kernel<false><<<grid, dim3(32, 8), 0, s>>>(nullptr, out_t, in, rows, cols, nullptr, Format::e4m3,
-                                                                  Overflow::satfinite, nullptr);
+  small_tile_transpose_kernel<false>
+      <<<grid, dim3(32, 8), 0, s>>>(nullptr, out_t, in, rows, cols, nullptr, Format::e4m3, Overflow::satfinite, nullptr);
 }
 
 void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cudaStream_t s) {

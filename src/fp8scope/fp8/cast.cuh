@@ -21,13 +21,13 @@ struct CastStats {  // device-side, zeroed by the caller before the cast
 };
 
 // scale: device pointer to the quantisation scale (the recipe's current one).
-void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
-              CastStats* stats, cudaStream_t s);
+void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o, CastStats* stats,
+              cudaStream_t s);
 
 // in: `batch` row-major [rows][cols] matrices; out: the same layout; out_t: each transposed,
 // row-major [cols][rows]. out may be null (only the transpose is wanted).
-void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale,
-                        Format f, Overflow o, CastStats* stats, cudaStream_t s, int batch = 1);
+void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale, Format f,
+                        Overflow o, CastStats* stats, cudaStream_t s, int batch = 1);
 
 // One matrix of quantize_transpose_many: in [rows][cols] to out (the same layout) and out_t
 // ([cols][rows]), with its own scale and statistics.
@@ -62,8 +62,8 @@ void quantize_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bia
                               const float* scale, Format f, Overflow o, CastStats* stats, cudaStream_t s);
 // Quantise-dequantise in BF16 (out may be in): what a tensor becomes when the next GEMM reads
 // it in FP8, for the backward pass of FP8 attention.
-void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o,
-                   CastStats* stats, cudaStream_t s);
+void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, const float* scale, Format f, Overflow o, CastStats* stats,
+                   cudaStream_t s);
 
 // Byte transpose of an FP8 matrix (row-major [rows][cols] -> [cols][rows]).
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s);

@@ -111,11 +111,15 @@ template <class Fn>
 inline void with_kind(Format f, Overflow o, Fn&& fn) {
   const bool sat = o == Overflow::satfinite;
   if (f == Format::e4m3) {
-    if (sat) fn(Kind<Format::e4m3, Overflow::satfinite>{});
-    else fn(Kind<Format::e4m3, Overflow::nosat>{});
+    if (sat)
+      fn(Kind<Format::e4m3, Overflow::satfinite>{});
+    else
+      fn(Kind<Format::e4m3, Overflow::nosat>{});
   } else {
-    if (sat) fn(Kind<Format::e5m2, Overflow::satfinite>{});
-    else fn(Kind<Format::e5m2, Overflow::nosat>{});
+    if (sat)
+      fn(Kind<Format::e5m2, Overflow::satfinite>{});
+    else
+      fn(Kind<Format::e5m2, Overflow::nosat>{});
   }
 }
 

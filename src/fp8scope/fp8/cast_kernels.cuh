@@ -59,8 +59,10 @@ struct ScaledCast {
   Thresholds th{};
   __device__ void setup() {
     scale = *scale_ptr;
-    if constexpr (std::is_same_v<Thresholds, Bf16Thresholds>) th = bf16_thresholds(scale, K::format);
-    else th = cast_thresholds(scale, K::format);
+    if constexpr (std::is_same_v<Thresholds, Bf16Thresholds>)
+      th = bf16_thresholds(scale, K::format);
+    else
+      th = cast_thresholds(scale, K::format);
   }
   // One value the slow way (a tensor's tail).
   __device__ std::uint8_t cast_value(float x, LocalStats& st) const {
@@ -202,8 +204,10 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
 #pragma unroll
           for (int s = 0; s < Op::kStreams; ++s) {
             const void* src = static_cast<const unsigned char*>(op.stream(s)) + byte;
-            if constexpr (kVB == 16) core::cp_async16(slot(stage, s, k), src);
-            else core::cp_async8(slot(stage, s, k), src);
+            if constexpr (kVB == 16)
+              core::cp_async16(slot(stage, s, k), src);
+            else
+              core::cp_async8(slot(stage, s, k), src);
           }
         }
       }
@@ -278,8 +282,8 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
 
 // blockIdx.z is the matrix of a batch (bias_partial only with one matrix).
 template <class Op, bool kBias>
-__global__ void __launch_bounds__(kTileThreads, 4) tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t,
-                                                                              float* bias_partial, int rows, int cols, CastStats* stats) {
+__global__ void __launch_bounds__(kTileThreads, 4)
+    tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows, int cols, CastStats* stats) {
   if constexpr (kBias) core::allow_dependent_launch();  // column_sum_add's blocks may start and wait
   tile_cast_transpose_tiles<Op, kBias>(op, out, out_t, bias_partial, rows, cols, stats, std::int64_t(blockIdx.z) * rows * cols);
 }
@@ -298,6 +302,5 @@ void launch_tile_cast_transpose(const Op& op, std::uint8_t* out, std::uint8_t* o
   const dim3 grid(tile_cast_grid(rows, cols, batch), 1, unsigned(batch));
   tile_cast_transpose_kernel<Op, kBias><<<grid, kTileThreads, tile_smem_bytes<Op>(), s>>>(op, out, out_t, bias_partial, rows, cols, stats);
 }
-
 
 }  // namespace fp8scope::fp8

@@ -5,9 +5,7 @@
 
 namespace fp8scope::fp8 {
 
-Format format_for(RecipeFormat rf, Pass pass) {
-  return rf == RecipeFormat::hybrid && pass == Pass::backward ? Format::e5m2 : Format::e4m3;
-}
+Format format_for(RecipeFormat rf, Pass pass) { return rf == RecipeFormat::hybrid && pass == Pass::backward ? Format::e5m2 : Format::e4m3; }
 
 std::optional<float> scale_from_amax(float amax, float fp8_max, int margin) {
   if (!(amax > 0.0f) || !std::isfinite(amax)) return std::nullopt;  // also catches NaN

@@ -88,8 +88,11 @@ ScalerBank::ScalerBank(const RecipeConfig& cfg, const std::vector<std::optional<
 namespace {
 BankView view(const RecipeConfig& cfg, int len, core::DeviceBuffer& history, core::DeviceBuffer& count, core::DeviceBuffer& fmax,
               core::DeviceBuffer& scale, core::DeviceBuffer& use, core::DeviceBuffer& inv, core::DeviceBuffer& planted) {
-  return BankView{history.as<float>(), count.as<int>(), fmax.as<float>(), scale.as<float>(), use.as<float>(), inv.as<float>(),
-                  planted.as<float>(), len, cfg.margin, cfg.scaling == Scaling::delayed && cfg.amax_algo == AmaxAlgo::max};
+  return BankView{history.as<float>(), count.as<int>(),
+                  fmax.as<float>(),    scale.as<float>(),
+                  use.as<float>(),     inv.as<float>(),
+                  planted.as<float>(), len,
+                  cfg.margin,          cfg.scaling == Scaling::delayed && cfg.amax_algo == AmaxAlgo::max};
 }
 }  // namespace
 

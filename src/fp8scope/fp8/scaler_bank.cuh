@@ -18,8 +18,7 @@ class ScalerBank {
  public:
   // formats[i]: the FP8 format of slot i, or nullopt for a slot without a recipe.
   // planted[i]: factor applied to slot i's scale at use (1 = none); empty = all 1.
-  ScalerBank(const RecipeConfig& cfg, const std::vector<std::optional<Format>>& formats, const std::vector<float>& planted,
-             cudaStream_t s);
+  ScalerBank(const RecipeConfig& cfg, const std::vector<std::optional<Format>>& formats, const std::vector<float>& planted, cudaStream_t s);
 
   // Delayed scaling: slot i takes stats[i] as this step's amax (NaN when it saw a
   // non-finite input) and computes the scale of the next step.

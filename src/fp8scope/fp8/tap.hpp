@@ -9,7 +9,7 @@
 namespace fp8scope::fp8 {
 
 struct Tap {
-  int step, layer;  // layer -1: outside the blocks (embedding, final LayerNorm, LM head, loss)
+  int step, layer;           // layer -1: outside the blocks (embedding, final LayerNorm, LM head, loss)
   std::string tensor, pass;  // pass: "forward" or "backward"
   double amax;               // of the finite values
   float scale;               // 0 for tensors that are not quantised

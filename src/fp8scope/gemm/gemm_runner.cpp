@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <functional>
+#include <numeric>
 #include <random>
 
 namespace fp8scope::gemm {
@@ -129,9 +129,27 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   core::DeviceBuffer cols_buf(cols.size() * sizeof(std::int64_t));
   core::DeviceBuffer ref_buf(std::size_t(spec.batch * nc * spec.m) * sizeof(float));
   FP8S_CUDA(cudaMemcpyAsync(cols_buf.get(), cols.data(), cols_buf.size(), cudaMemcpyHostToDevice, stream_));
-  ReferenceArgs ra{a, b, spec.a, spec.b, spec.trans_a, spec.trans_b, spec.m, spec.k, spec.lda_eff(), spec.ldb_eff(),
-                   spec.lda_eff() * spec.a_cols(), spec.ldb_eff() * spec.b_cols(), spec.batch, 1.0f / qa, 1.0f / qb,
-                   cols_buf.as<std::int64_t>(), nc, spec.epilogue, bias_buf.get(), et, ref_buf.as<float>()};
+  ReferenceArgs ra{a,
+                   b,
+                   spec.a,
+                   spec.b,
+                   spec.trans_a,
+                   spec.trans_b,
+                   spec.m,
+                   spec.k,
+                   spec.lda_eff(),
+                   spec.ldb_eff(),
+                   spec.lda_eff() * spec.a_cols(),
+                   spec.ldb_eff() * spec.b_cols(),
+                   spec.batch,
+                   1.0f / qa,
+                   1.0f / qb,
+                   cols_buf.as<std::int64_t>(),
+                   nc,
+                   spec.epilogue,
+                   bias_buf.get(),
+                   et,
+                   ref_buf.as<float>()};
   reference_gemm(ra, stream_);
   auto* res = results.as<CompareResult>();
   FP8S_CUDA(cudaMemsetAsync(res, 0, sizeof(CompareResult), stream_));
@@ -203,8 +221,17 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   int best = -1;
   double best_ms = 0;
   std::optional<core::Timing> first_timing, best_timing;
-  const CompareArgs ca{d, spec.d, spec.m, spec.n, spec.ldd_eff(), spec.ldd_eff() * spec.n, spec.batch,
-                       1.0f / d_scale, ref_buf.as<float>(), cols_buf.as<std::int64_t>(), nc};
+  const CompareArgs ca{d,
+                       spec.d,
+                       spec.m,
+                       spec.n,
+                       spec.ldd_eff(),
+                       spec.ldd_eff() * spec.n,
+                       spec.batch,
+                       1.0f / d_scale,
+                       ref_buf.as<float>(),
+                       cols_buf.as<std::int64_t>(),
+                       nc};
   for (std::size_t i = 0; i < tries; ++i) {
     json aj = algo_json(h.results[i]);
     aj["index"] = i;

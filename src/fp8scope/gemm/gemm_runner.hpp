@@ -24,7 +24,6 @@ class GemmRunner {
   // the process unusable is recorded as `crashed` and asks the runner for a fresh worker.
   core::Record run(const GemmSpec& spec, const std::string& key, const core::json& params);
 
-
  private:
   core::Record measure(const GemmSpec& spec, core::Record r);
   GemmRunOptions opt_;

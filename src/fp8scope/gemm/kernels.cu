@@ -49,9 +49,7 @@ __global__ void fill_normal_kernel(void* p, DType t, std::int64_t count, float s
     store(p, t, i, normal_at(seed, i) * scale);
 }
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-}
+__device__ __forceinline__ float gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
 
 // One thread per output (row i, sampled column jj); 16x16 tiles of op(A) and op(B) staged in
 // shared memory. Plain on purpose: it is the oracle, not a competitor.
@@ -129,8 +127,10 @@ __global__ void scan_output_kernel(CompareArgs c, CompareResult* res) {
   for (std::int64_t t = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; t < total; t += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t i = t % c.m, j = (t / c.m) % c.n, bb = t / (c.m * c.n);
     const float d = load(c.d, c.d_type, bb * c.stride_d + j * c.ldd + i) * c.d_dequant;
-    if (!isfinite(d)) ++bad;
-    else mx = fmaxf(mx, fabsf(d));
+    if (!isfinite(d))
+      ++bad;
+    else
+      mx = fmaxf(mx, fabsf(d));
   }
   for (int o = 16; o > 0; o /= 2) {
     bad += __shfl_xor_sync(0xffffffffu, bad, o);
@@ -159,9 +159,7 @@ void reference_gemm(const ReferenceArgs& args, cudaStream_t s) {
   reference_kernel<<<grid, block, 0, s>>>(args);
 }
 
-void abs_max(const float* x, std::int64_t n, float* amax, cudaStream_t s) {
-  abs_max_kernel<<<grid_for(n, 256), 256, 0, s>>>(x, n, amax);
-}
+void abs_max(const float* x, std::int64_t n, float* amax, cudaStream_t s) { abs_max_kernel<<<grid_for(n, 256), 256, 0, s>>>(x, n, amax); }
 
 void compare(const CompareArgs& args, CompareResult* result, cudaStream_t s) {
   compare_sampled_kernel<<<grid_for(args.batch * args.ncols * args.m, 256), 256, 0, s>>>(args, result);

@@ -19,13 +19,13 @@ struct ReferenceArgs {
   DType a_type, b_type;
   bool trans_a, trans_b;
   std::int64_t m, k, lda, ldb, stride_a, stride_b, batch;
-  float a_dequant, b_dequant;   // multiplies the stored values (1 for non-FP8)
-  const std::int64_t* cols;     // sampled output columns (device), ncols of them
+  float a_dequant, b_dequant;  // multiplies the stored values (1 for non-FP8)
+  const std::int64_t* cols;    // sampled output columns (device), ncols of them
   std::int64_t ncols;
   Epilogue epilogue;
-  const void* bias;             // length m, of bias_type
+  const void* bias;  // length m, of bias_type
   DType bias_type;
-  float* out;                   // [batch][ncols][m] float
+  float* out;  // [batch][ncols][m] float
 };
 void reference_gemm(const ReferenceArgs& args, cudaStream_t s);
 
@@ -36,12 +36,12 @@ struct CompareArgs {
   const void* d;
   DType d_type;
   std::int64_t m, n, ldd, stride_d, batch;
-  float d_dequant;              // 1 / scale_d for FP8 outputs, else 1
-  const float* ref;             // as reference_gemm wrote it
+  float d_dequant;   // 1 / scale_d for FP8 outputs, else 1
+  const float* ref;  // as reference_gemm wrote it
   const std::int64_t* cols;
   std::int64_t ncols;
 };
-struct CompareResult {          // device-side accumulators, zero before compare()
+struct CompareResult {  // device-side accumulators, zero before compare()
   double err_sq, ref_sq;
   unsigned long long nonfinite;  // over every element of D (rows < m): catches unwritten output
   float max_abs_d;

@@ -12,7 +12,8 @@
 namespace fp8scope::gemm {
 
 static_assert(CUBLAS_STATUS_SUCCESS == kStatusSuccess && CUBLAS_STATUS_NOT_SUPPORTED == kStatusNotSupported &&
-              CUBLAS_STATUS_INVALID_VALUE == kStatusInvalidValue, "verdict.hpp's status numbers must match cuBLAS");
+                  CUBLAS_STATUS_INVALID_VALUE == kStatusInvalidValue,
+              "verdict.hpp's status numbers must match cuBLAS");
 
 namespace {
 
@@ -64,8 +65,7 @@ LtHandle::LtHandle() {
 }
 LtHandle::~LtHandle() { cublasLtDestroy(h_); }
 
-LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs)
-    : spec_(spec), p_(ptrs), alpha_(spec.alpha), beta_(spec.beta) {
+LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs) : spec_(spec), p_(ptrs), alpha_(spec.alpha), beta_(spec.beta) {
   auto step = [&](cublasStatus_t st, const char* what) {
     if (setup_status_ == 0 && st != CUBLAS_STATUS_SUCCESS) {
       setup_status_ = int(st);
@@ -143,17 +143,16 @@ LtMatmul::Heuristic LtMatmul::heuristic(const LtHandle& h, int max_algorithms, b
   }
   out.results.resize(std::size_t(std::max(1, max_algorithms)));
   int returned = 0;
-  out.status = int(cublasLtMatmulAlgoGetHeuristic(h.get(), op_, a_, b_, c_, d_, pref, int(out.results.size()),
-                                                  out.results.data(), &returned));
+  out.status =
+      int(cublasLtMatmulAlgoGetHeuristic(h.get(), op_, a_, b_, c_, d_, pref, int(out.results.size()), out.results.data(), &returned));
   out.results.resize(out.status == 0 ? std::size_t(returned) : 0);
   cublasLtMatmulPreferenceDestroy(pref);
   return out;
 }
 
-int LtMatmul::run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b,
-                     void* d, void* workspace) const {
-  return int(cublasLtMatmul(h.get(), op_, &alpha_, a, a_, b, b_, &beta_, d, c_, d, d_, &algo, workspace, spec_.workspace_bytes,
-                            stream));
+int LtMatmul::run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b, void* d,
+                     void* workspace) const {
+  return int(cublasLtMatmul(h.get(), op_, &alpha_, a, a_, b, b_, &beta_, d, c_, d, d_, &algo, workspace, spec_.workspace_bytes, stream));
 }
 
 int LtMatmul::run(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) const {

@@ -65,8 +65,8 @@ class LtMatmul {
   int run(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) const;
   // The same matmul on other operands of the same shapes and types (the descriptor's scale,
   // bias and aux pointers stay as constructed). C is D.
-  int run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b,
-             void* d, void* workspace) const;
+  int run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b, void* d,
+             void* workspace) const;
 
  private:
   GemmSpec spec_;

@@ -12,7 +12,7 @@
 namespace fp8scope::gemm {
 
 std::function<core::Record(const core::json&, const std::string&)> make_gemm_point_fn(const core::ProbeContext& ctx,
-                                                                                       SpecFromPoint to_spec) {
+                                                                                      SpecFromPoint to_spec) {
 #if FP8SCOPE_HAVE_CUDA
   auto runner = std::make_shared<GemmRunner>(ctx.device, options_from_settings(ctx.settings));
   return [runner, to_spec](const core::json& p, const std::string& key) { return runner->run(to_spec(p), key, p); };

@@ -11,7 +11,6 @@ namespace fp8scope::gemm {
 
 using SpecFromPoint = std::function<GemmSpec(const core::json& point)>;
 
-std::function<core::Record(const core::json&, const std::string&)> make_gemm_point_fn(const core::ProbeContext& ctx,
-                                                                                       SpecFromPoint to_spec);
+std::function<core::Record(const core::json&, const std::string&)> make_gemm_point_fn(const core::ProbeContext& ctx, SpecFromPoint to_spec);
 
 }  // namespace fp8scope::gemm

@@ -12,7 +12,6 @@
 
 namespace fp8scope::gemm {
 
-
 std::string to_string(DType t);
 std::string to_string(Epilogue e);
 std::optional<DType> parse_dtype(const std::string& s);

@@ -1,7 +1,7 @@
 #include "fp8scope/gemm/verdict.hpp"
 
-#include <cmath>
 #include <fmt/format.h>
+#include <cmath>
 
 namespace fp8scope::gemm {
 

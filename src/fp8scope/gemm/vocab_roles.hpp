@@ -16,8 +16,7 @@ namespace fp8scope::gemm {
 enum class HeadRole { fprop, dgrad, wgrad };
 
 // format: "e4m3" (every operand E4M3), "hybrid" (gradients E5M2) or "bf16".
-GemmSpec lm_head_spec(HeadRole role, std::int64_t vocab, std::int64_t d_model, std::int64_t tokens,
-                      const std::string& format);
+GemmSpec lm_head_spec(HeadRole role, std::int64_t vocab, std::int64_t d_model, std::int64_t tokens, const std::string& format);
 
 std::optional<HeadRole> parse_role(const std::string& s);
 std::string to_string(HeadRole r);

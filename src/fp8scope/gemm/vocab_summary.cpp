@@ -94,24 +94,31 @@ json summarize_vocab(const std::vector<core::Record>& records, const json& env) 
     bool any32 = false, any_not32 = false, required = true, sufficient = true;
     for (long long v : tested) {
       const bool ok_v = std::find(ok.begin(), ok.end(), v) != ok.end();
-      if (v % 32 == 0) any32 = true, sufficient = sufficient && ok_v;
-      else any_not32 = true, required = required && !ok_v;
+      if (v % 32 == 0)
+        any32 = true, sufficient = sufficient && ok_v;
+      else
+        any_not32 = true, required = required && !ok_v;
     }
     std::string d32;
-    if (!any32 || !any_not32) d32 = "cannot be judged (the sweep needs V both divisible and not divisible by 32)";
-    else if (required && sufficient) d32 = "required and sufficient";
-    else if (sufficient) d32 = "sufficient but not required";
-    else if (required) d32 = "required but not sufficient";
-    else d32 = "neither required nor sufficient";
+    if (!any32 || !any_not32)
+      d32 = "cannot be judged (the sweep needs V both divisible and not divisible by 32)";
+    else if (required && sufficient)
+      d32 = "required and sufficient";
+    else if (sufficient)
+      d32 = "sufficient but not required";
+    else if (required)
+      d32 = "required but not sufficient";
+    else
+      d32 = "neither required nor sufficient";
     f["divisible_by_32"] = d32;
     std::string roles;
     for (auto& r : failing_roles) roles += (roles.empty() ? "" : ", ") + r;
-    std::string text = fmt::format("{} on {}: every LM-head role ran for {} of {} vocab sizes.", format, where_measured(env),
-                                   ok.size(), tested.size());
+    std::string text =
+        fmt::format("{} on {}: every LM-head role ran for {} of {} vocab sizes.", format, where_measured(env), ok.size(), tested.size());
     if (!failing.empty()) {
       const json& ex = failures[0];
-      text += fmt::format(" Failing roles: {} (e.g. V={} {}: {}; {}).", roles, ex["vocab"].get<long long>(),
-                          ex["role"].get<std::string>(), ex["outcome"].get<std::string>(), ex["dimensions"].get<std::string>());
+      text += fmt::format(" Failing roles: {} (e.g. V={} {}: {}; {}).", roles, ex["vocab"].get<long long>(), ex["role"].get<std::string>(),
+                          ex["outcome"].get<std::string>(), ex["dimensions"].get<std::string>());
     }
     if (!p_min.is_null())
       text += p_min.get<long long>() == 1

@@ -43,8 +43,10 @@ __global__ void permute_heads_kernel(bf16* out, const bf16* inp, int B, int T, i
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= std::int64_t(B) * NH * T * HS) return;
   const std::int64_t flat = row_offset(i, T, NH, HS, 1);
-  if (to_heads) out[i] = inp[flat];
-  else out[flat] = inp[i];
+  if (to_heads)
+    out[i] = inp[flat];
+  else
+    out[flat] = inp[i];
 }
 
 __device__ float warp_max(float v) {
@@ -185,13 +187,16 @@ void split_heads_single(bf16* y, const bf16* inp, int B, int T, int NH, int HS, 
 // Eight rows (a warp each) per block; 16-byte accesses where rows start 16-byte aligned
 // (T % 8 == 0, cudaMalloc'd tensors).
 void softmax_causal_forward(bf16* probs, const float* scores, int BH, int T, cudaStream_t s) {
-  if (T % kVec == 0) softmax_causal_forward_vec_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(probs, scores, BH, T);
-  else softmax_causal_forward_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(probs, scores, BH, T);
+  if (T % kVec == 0)
+    softmax_causal_forward_vec_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(probs, scores, BH, T);
+  else
+    softmax_causal_forward_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(probs, scores, BH, T);
 }
 void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* probs, float scale, int BH, int T, cudaStream_t s) {
   if (T % kVec == 0)
     softmax_causal_backward_vec_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(dscores, dprobs, probs, scale, BH, T);
-  else softmax_causal_backward_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(dscores, dprobs, probs, scale, BH, T);
+  else
+    softmax_causal_backward_kernel<<<blocks(std::int64_t(BH) * T, 8), 256, 0, s>>>(dscores, dprobs, probs, scale, BH, T);
 }
 
 }  // namespace fp8scope::gpu_model

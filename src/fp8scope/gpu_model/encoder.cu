@@ -44,7 +44,7 @@ void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* buc
   encoder_backward_wpe_kernel<<<unsigned((tc + 255) / 256), 256, 0, s>>>(dwpe, dout, B, T, C);
   if (buckets > 0)
     encoder_backward_wte_kernel<<<dim3(unsigned(buckets), unsigned((C + 127) / 128)), 128, 0, s>>>(dwte, dout, bucket_token, bucket_start,
-                                                                                                    bucket_position, C);
+                                                                                                   bucket_position, C);
 }
 
 }  // namespace fp8scope::gpu_model

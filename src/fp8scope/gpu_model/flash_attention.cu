@@ -56,8 +56,8 @@ __device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const bf16*
 // c (16 x 8) += a (16 x 16) . b (16 x 8)
 __device__ __forceinline__ void mma(float (&c)[4], const Frag& a, std::uint32_t b0, std::uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
@@ -176,8 +176,8 @@ struct FwdSmem {
   bf16 k[2][kTileElems], v[2][kTileElems];
 };
 
-__global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, int ldo, float* lse, const bf16* q, const bf16* k,
-                                                                    const bf16* v, int ld, int NH, int T, float scale) {
+__global__ void __launch_bounds__(kWarps * 32)
+    flash_forward_kernel(bf16* out, int ldo, float* lse, const bf16* q, const bf16* k, const bf16* v, int ld, int NH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   FwdSmem& sm = *reinterpret_cast<FwdSmem*>(smem_raw);
   // The longest rows (last query tiles) start first so the short ones fill the tail.
@@ -215,8 +215,10 @@ __global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, i
       for (int e = 0; e < 4; ++e) {
         const int col = kt * kTile + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
         s[j][e] = (kt == qt && col > row) ? -INFINITY : s[j][e] * sl2;
-        if (e < 2) mt0 = fmaxf(mt0, s[j][e]);
-        else mt1 = fmaxf(mt1, s[j][e]);
+        if (e < 2)
+          mt0 = fmaxf(mt0, s[j][e]);
+        else
+          mt1 = fmaxf(mt1, s[j][e]);
       }
     // Finite: every row sees its diagonal key in the first tile (key 0 <= row).
     const float mn0 = fmaxf(m0, quad_max(mt0)), mn1 = fmaxf(m1, quad_max(mt1));
@@ -276,9 +278,9 @@ struct BwdSmem {
 // dK, dV for one key tile: the warp's 16 keys against every query tile at or after the
 // diagonal, in transposed form: S^T = K Q^T (keys x queries), dP^T = V dO^T,
 // dV += P^T dO, dK += dS^T Q.
-__global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dkdv_kernel(bf16* dk, bf16* dv, int ldg, const bf16* q, const bf16* k,
-                                                                          const bf16* v, int ld, const bf16* dout, int ldo, const float* lse,
-                                                                          const float* dsum, int NH, int T, float scale) {
+__global__ void __launch_bounds__(kWarps * 32, 3)
+    flash_backward_dkdv_kernel(bf16* dk, bf16* dv, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout, int ldo,
+                               const float* lse, const float* dsum, int NH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem& sm = *reinterpret_cast<BwdSmem*>(smem_raw);
   const int kt = blockIdx.x, bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;  // kt = 0 has the most work
@@ -348,9 +350,9 @@ __global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dkdv_kernel(bf1
 
 // dQ for one query tile: the warp's 16 queries against every key tile up to the diagonal:
 // S = Q K^T, dP = dO V^T, dQ += dS K.
-__global__ void __launch_bounds__(kWarps * 32, 3) flash_backward_dq_kernel(bf16* dq, int ldg, const bf16* q, const bf16* k, const bf16* v,
-                                                                        int ld, const bf16* dout, int ldo, const float* lse,
-                                                                        const float* dsum, int NH, int T, float scale) {
+__global__ void __launch_bounds__(kWarps * 32, 3)
+    flash_backward_dq_kernel(bf16* dq, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout, int ldo,
+                             const float* lse, const float* dsum, int NH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem& sm = *reinterpret_cast<BwdSmem*>(smem_raw);
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -437,7 +439,8 @@ void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16*
   const float* cdsum = dsum;
   launch(flash_backward_dkdv_kernel, sizeof(BwdSmem), grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH, h.T,
          h.scale);
-  launch(flash_backward_dq_kernel, sizeof(BwdSmem), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH, h.T, h.scale);
+  launch(flash_backward_dq_kernel, sizeof(BwdSmem), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH, h.T,
+         h.scale);
 }
 
 }  // namespace fp8scope::gpu_model

@@ -72,9 +72,9 @@ void Fp8Runtime::collect() const {
     const model::TapSlot& s = plan_.slots()[i];
     if (!s.format && !pending_recording_) continue;
     const fp8::CastStats& st = host_stats_[i];
-    taps_.push_back({pending_step_, s.layer, s.tensor, s.pass, double(st.amax), s.format ? host_scales_[i * fp8::ScalerBank::kStride] : 0.0f,
-                     (long long)(s.format ? st.nonfinite_out : st.nonfinite), (long long)st.saturated, (long long)st.underflow,
-                     (long long)s.elements});
+    taps_.push_back({pending_step_, s.layer, s.tensor, s.pass, double(st.amax),
+                     s.format ? host_scales_[i * fp8::ScalerBank::kStride] : 0.0f, (long long)(s.format ? st.nonfinite_out : st.nonfinite),
+                     (long long)st.saturated, (long long)st.underflow, (long long)s.elements});
   }
 }
 

@@ -23,7 +23,8 @@ std::string with_reason(std::string msg, const nlohmann::json& why) {
 GemmCache::GemmCache(cudaStream_t stream) : stream_(stream), workspace_(kWorkspace) {}
 
 GemmCache::Key GemmCache::key_of(const GemmCall& c) {
-  return {c.ta, c.tb, c.m, c.n, c.k, c.lda, c.ldb, c.ldd, c.batch, c.a, c.b, c.d, c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.fast_accum};
+  return {c.ta, c.tb, c.m, c.n,     c.k,    c.lda,  c.ldb,     c.ldd,     c.batch,
+          c.a,  c.b,  c.d, c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.fast_accum};
 }
 
 void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, const char* what) {
@@ -50,15 +51,15 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     auto h = plan.mm->heuristic(handle_, 1, false);
     if (auto v = gemm::heuristic_verdict(h.status, int(h.results.size()))) {
       const auto why = gemm::explain_refusal([&] { plan.mm->heuristic(handle_, 1, false); }, 0);
-      throw GemmRefused(*v, with_reason(fmt::format("{} GEMM ({}): no cuBLASLt algorithm ({})", what, shape(c), gemm::status_name(h.status)), why));
+      throw GemmRefused(
+          *v, with_reason(fmt::format("{} GEMM ({}): no cuBLASLt algorithm ({})", what, shape(c), gemm::status_name(h.status)), why));
     }
     plan.algo = h.results[0].algo;
     it = plans_.emplace(key, std::move(plan)).first;
   }
   const int st = it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get());
   if (st) {
-    const auto why = gemm::explain_refusal(
-        [&] { it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get()); }, 0);
+    const auto why = gemm::explain_refusal([&] { it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get()); }, 0);
     throw GemmRefused(core::Outcome::run_rejected,
                       with_reason(fmt::format("{} GEMM ({}): cublasLtMatmul refused: {}", what, shape(c), gemm::status_name(st)), why));
   }

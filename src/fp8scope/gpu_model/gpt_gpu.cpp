@@ -4,8 +4,8 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <stdexcept>
 
@@ -18,7 +18,14 @@ std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
 GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8, bool flash_attention)
-    : cfg_(cfg), B_(B), T_(T), stream_(stream), gemms_(stream), layout_(model::param_layout(cfg)), n_params_(model::param_count(cfg)), flash_(flash_attention) {
+    : cfg_(cfg),
+      B_(B),
+      T_(T),
+      stream_(stream),
+      gemms_(stream),
+      layout_(model::param_layout(cfg)),
+      n_params_(model::param_count(cfg)),
+      flash_(flash_attention) {
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64, T a multiple of 64 and no fp8_attention");
   for (auto& t : layout_) off_[t.name] = t.offset;
@@ -40,8 +47,10 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     a.ln1_mean = core::DeviceBuffer(fl(N));
     a.ln1_rstd = core::DeviceBuffer(fl(N));
     a.qkv = core::DeviceBuffer(bf(N * 3 * C));
-    if (flash_) a.lse = core::DeviceBuffer(fl(BH * T));
-    else a.probs = core::DeviceBuffer(bf(BH * T * T));
+    if (flash_)
+      a.lse = core::DeviceBuffer(fl(BH * T));
+    else
+      a.probs = core::DeviceBuffer(bf(BH * T * T));
     a.atty = core::DeviceBuffer(bf(N * C));
     a.x_mid = core::DeviceBuffer(bf(N * C));
     a.ln2 = core::DeviceBuffer(bf(N * C));
@@ -84,9 +93,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     adam_chunks_ = core::DeviceBuffer(chunks.size() * sizeof(AdamwChunk));
     FP8S_CUDA(cudaMemcpy(adam_chunks_.get(), chunks.data(), adam_chunks_.size(), cudaMemcpyHostToDevice));
   }
-  partials_ = core::DeviceBuffer(
-      fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)),
-                   fp8::dbias_partial_floats(N, int(4 * C)), std::int64_t(1024)})));
+  partials_ = core::DeviceBuffer(fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)),
+                                              fp8::dbias_partial_floats(N, int(4 * C)), std::int64_t(1024)})));
   bucket_token_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   bucket_start_ = core::DeviceBuffer(std::size_t(N + 1) * sizeof(int));
   bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
@@ -118,8 +126,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
                      fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
         if (w == 4 || !scale_before_cast() || !fp8::tile_cast_fits(int(OC), int(IC))) continue;
         sv.w = core::DeviceBuffer(std::size_t(OC * IC));
-        weight_jobs.push_back({weight(off_[fmt::format("h{}.{}", l, weight_names[w])]), sv.w.as<std::uint8_t>(),
-                               sv.w_t.as<std::uint8_t>(), fp8_->scale(sv.sw), fp8_->stats(sv.sw), int(OC), int(IC)});
+        weight_jobs.push_back({weight(off_[fmt::format("h{}.{}", l, weight_names[w])]), sv.w.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(),
+                               fp8_->scale(sv.sw), fp8_->stats(sv.sw), int(OC), int(IC)});
         weight_job_tiles_ = std::max(weight_job_tiles_, fp8::cast_tiles(int(OC), int(IC)));
       }
     n_weight_jobs_ = int(weight_jobs.size());
@@ -187,8 +195,8 @@ std::map<std::string, double> GpuGpt::last_profile() {
 // the IC x OC view) . x (IC x N): layout TN, m=OC, n=N, k=IC. In FP8 the same TN GEMM reads
 // the FP8 copies of W and x with their dequantisation scales (TN is the layout Hopper's FP8
 // tensor cores take).
-void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                            int IC, int OC, bool x_ready) {
+void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
+                            int OC, bool x_ready) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   GemmCall c{true, false, OC, N, IC, IC, IC, OC};
   c.bias = b >= 0 ? weight(b) : nullptr;
@@ -208,8 +216,8 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
   const bool w_ready = sv.w.size() > 0;  // cast with the other block weights (cast_layer_weights)
   if (!w_ready) {
     f.prepare(sw, weight(w), std::int64_t(OC) * IC);
-    fp8::quantize_transpose(f8_w_.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), weight(w), OC, IC, f.scale(sw), f.format(sw),
-                            f.overflow(), f.stats(sw), stream_);
+    fp8::quantize_transpose(f8_w_.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), weight(w), OC, IC, f.scale(sw), f.format(sw), f.overflow(),
+                            f.stats(sw), stream_);
   }
   c.a = DType::e4m3;
   c.b = f.format(si) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
@@ -261,8 +269,8 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
       fp8::quantize_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, N, OC, f.scale(sg),
                                     f.format(sg), f.overflow(), f.stats(sg), stream_);
     else
-      fp8::quantize_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, N, OC, f.scale(sg), f.format(sg),
-                              f.overflow(), f.stats(sg), stream_);
+      fp8::quantize_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, N, OC, f.scale(sg), f.format(sg), f.overflow(),
+                              f.stats(sg), stream_);
   }
   if (dbias_in_cast) column_sum_add(g(b), partials_.as<float>(), fp8::dbias_partial_rows(N), OC, OC, stream_);
   const DType gt = f.format(sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
@@ -298,9 +306,12 @@ void GpuGpt::group_tokens(const int* inputs) {
     h_bucket_position_[std::size_t(i)] = int(keys[std::size_t(i)] & 0xffffffffu);
   }
   h_bucket_start_.push_back(N);
-  FP8S_CUDA(cudaMemcpyAsync(bucket_token_.get(), h_bucket_token_.data(), h_bucket_token_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
-  FP8S_CUDA(cudaMemcpyAsync(bucket_start_.get(), h_bucket_start_.data(), h_bucket_start_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
-  FP8S_CUDA(cudaMemcpyAsync(bucket_position_.get(), h_bucket_position_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  FP8S_CUDA(
+      cudaMemcpyAsync(bucket_token_.get(), h_bucket_token_.data(), h_bucket_token_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  FP8S_CUDA(
+      cudaMemcpyAsync(bucket_start_.get(), h_bucket_start_.data(), h_bucket_start_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  FP8S_CUDA(
+      cudaMemcpyAsync(bucket_position_.get(), h_bucket_position_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
 }
 
 // Attention of one layer: q k^T / sqrt(HS) -> causal softmax -> probs v. In FP8 attention Q, K
@@ -402,12 +413,12 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     if (fuse_fc1) {
       const int si = saved(l, 2).si;
       layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
-                            weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si),
-                            fp8_->overflow(), fp8_->stats(si), stream_);
+                            weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
+                            fp8_->stats(si), stream_);
       fp8::transpose_fp8(saved(l, 2).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
     } else {
-      layernorm_forward(a.ln2.as<bf16>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
-                        weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, stream_);
+      layernorm_forward(a.ln2.as<bf16>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(), weight(off_[h + "ln2_w"]),
+                        weight(off_[h + "ln2_b"]), N, C, stream_);
     }
     mark("matmul");
     linear_forward(l, 2, a.fc.get(), false, a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C, fuse_fc1);
@@ -435,8 +446,8 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     x = a.x_out.as<bf16>();
   }
   mark("layernorm");
-  layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), weight(off_["lnf_b"]),
-                    N, C, stream_);
+  layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), weight(off_["lnf_b"]), N, C,
+                    stream_);
   mark("lm_head");
   linear_forward(-1, 4, logits_.get(), true, lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp);
   if (fp8_) fp8_->observe(-1, "logits", logits_.as<float>(), std::int64_t(N) * Vp);

@@ -7,8 +7,8 @@
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/gpu_model/fp8_runtime.hpp"
 #include "fp8scope/gpu_model/gemm_cache.hpp"
-#include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/gpu_model/kernels.cuh"
+#include "fp8scope/model/gpt_config.hpp"
 
 #include <array>
 #include <cmath>
@@ -29,7 +29,8 @@ class GpuGpt {
   // fp8: nullptr for the BF16 model. flash_attention: the fused attention kernels
   // (flash_attention.cu: head size 64, T a multiple of 64, not with fp8_attention) instead of
   // the materialised scores and probabilities; throws std::invalid_argument otherwise.
-  GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8 = nullptr, bool flash_attention = false);
+  GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8 = nullptr,
+         bool flash_attention = false);
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> grads() const;
@@ -64,7 +65,7 @@ class GpuGpt {
     core::DeviceBuffer lse;  // flash attention: each row's log-sum-exp (instead of probs)
   };
   bf16* weight(std::int64_t offset) const;  // the BF16 weight copy at a layout offset
-  float* g(std::int64_t offset) const;                  // its FP32 gradient
+  float* g(std::int64_t offset) const;      // its FP32 gradient
   // y[N, OC] = x[N, IC] W^T (+ b); `which` indexes model::linear_names() (qkv, proj, fc1, fc2,
   // lm_head), layer -1 for the head. out is BF16, or FP32 when out_fp32. In FP8 the input is
   // cast here, unless x_ready (a fused LayerNorm/GELU already wrote f8_x_ and the saved
@@ -74,8 +75,8 @@ class GpuGpt {
   // gelu_pre (FP8 only, see fuses_dgelu): dout is the gradient of GELU(gelu_pre), and the
   // GELU backward happens inside the gradient's cast. dy_ready (FP8 only, see
   // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
-  void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                       int IC, int OC, const bf16* gelu_pre = nullptr, bool dy_ready = false);
+  void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
+                       int OC, const bf16* gelu_pre = nullptr, bool dy_ready = false);
   // Whether a gradient's scale is known before its BF16 values exist (not current scaling,
   // which measures them first): what casting inside the kernel that computes them needs.
   bool scale_before_cast() const;
@@ -119,7 +120,7 @@ class GpuGpt {
   core::DeviceBuffer tokens_, targets_, encoded_, lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_;
   core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_, norm_;
   std::vector<LayerActs> acts_;
-  core::DeviceBuffer partials_;  // per-block partial sums of the deterministic reductions
+  core::DeviceBuffer partials_;     // per-block partial sums of the deterministic reductions
   core::DeviceBuffer adam_chunks_;  // the parameter tensors as AdamW chunks (one launch per step)
   int n_adam_chunks_ = 0;
   // The token gradient's positions grouped by token (encoder_backward).

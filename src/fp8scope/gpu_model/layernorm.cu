@@ -25,8 +25,9 @@ __device__ float warp_sum(float v) {
 // loop over rows is a grid stride so that every thread reaches the flush, which needs the
 // whole block.
 template <int kVecs, bool kFp8, class K>
-__global__ void __launch_bounds__(256, 4) layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w,
-                                             const bf16* b, int N, int C, const float* scale_ptr, fp8::CastStats* stats) {
+__global__ void __launch_bounds__(256, 4)
+    layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b,
+                                 int N, int C, const float* scale_ptr, fp8::CastStats* stats) {
   const int lane = threadIdx.x % 32, rows_per_block = blockDim.x / 32;
   const float scale = kFp8 ? *scale_ptr : 0.0f;
   const fp8::CastThresholds th = kFp8 ? fp8::cast_thresholds(scale, K::format) : fp8::CastThresholds{};
@@ -123,7 +124,9 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
     case 1: layernorm_forward_vec_kernel<1, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
     case 2: layernorm_forward_vec_kernel<2, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
     case 3: layernorm_forward_vec_kernel<3, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
-    default: layernorm_forward_vec_kernel<4, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
+    default:
+      layernorm_forward_vec_kernel<4, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
+      return;
   }
 }
 
@@ -154,8 +157,9 @@ __device__ __forceinline__ void load8_halves(const float* p, float* out) {
 }
 
 template <int kVecs>  // ceil(C / 256): the register arrays hold exactly what a lane needs
-__global__ void __launch_bounds__(kBwdWarps * 32, 2) layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp,
-                                                                            const bf16* w, const float* mean, const float* rstd, int N, int C) {
+__global__ void __launch_bounds__(kBwdWarps * 32, 2)
+    layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
+                              const float* rstd, int N, int C) {
   // [kVecs * 256] weights (part 0 of the layout), then [kBwdWarps][kVecs * 512] dw and db sums.
   core::allow_dependent_launch();  // column_sum_add_split's blocks may start and wait
   extern __shared__ float shared[];

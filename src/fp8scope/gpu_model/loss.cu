@@ -126,7 +126,7 @@ __device__ __forceinline__ void row_max_sum(float& m, float& s) {
 template <class Grad>
 __device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64_t row, float* losses, Grad& grad, const float* logits,
                                                        const int* targets, int N, int V, int Vp) {
-  const int part = int(blockIdx.x % kParts);  // the block's rank in its cluster
+  const int part = int(blockIdx.x % kParts);           // the block's rank in its cluster
   const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
   const float inv_n = 1.0f / N, log2_n = log2f(float(N));
   const float* zs = reinterpret_cast<const float*>(part4);
@@ -189,8 +189,8 @@ __device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64
 // the batched loads, the BF16 launch measured 1395 us so, 1487 us inside a one-pass row loop and
 // 1534 us as resident clusters, side by side on an H200; 8 loads per batch: slower for both).
 template <class Grad>
-__global__ void __launch_bounds__(kPartThreads) cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets,
-                                                                          int N, int V, int Vp) {
+__global__ void __launch_bounds__(kPartThreads)
+    cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp) {
   extern __shared__ float4 part4[];
   grad.setup();
   if constexpr (Grad::kResident) {
@@ -269,8 +269,10 @@ void launch_parts(float* losses, Grad grad, const float* logits, const int* targ
 
 void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
                                     cudaStream_t s) {
-  if (parts_fit(Vp)) launch_parts(losses, Bf16Grad{dlogits}, logits, targets, N, V, Vp, s);
-  else cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, N, V, Vp);
+  if (parts_fit(Vp))
+    launch_parts(losses, Bf16Grad{dlogits}, logits, targets, N, V, Vp, s);
+  else
+    cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, N, V, Vp);
 }
 
 bool cross_entropy_fp8_fits(int Vp) { return parts_fit(Vp); }

@@ -111,8 +111,7 @@ __global__ void gelu_backward_kernel(bf16* dinp, const bf16* inp, const bf16* do
     for (int j = 0; j < 8; ++j) g[j] = __float2bfloat16(gelu_grad(__bfloat162float(x[j])) * __bfloat162float(d[j]));
     *reinterpret_cast<uint4*>(dinp + base) = res;
   } else {
-    for (std::int64_t i = base; i < n; ++i)
-      dinp[i] = __float2bfloat16(gelu_grad(__bfloat162float(inp[i])) * __bfloat162float(dout[i]));
+    for (std::int64_t i = base; i < n; ++i) dinp[i] = __float2bfloat16(gelu_grad(__bfloat162float(inp[i])) * __bfloat162float(dout[i]));
   }
 }
 

@@ -40,9 +40,9 @@ __device__ __forceinline__ float adamw_one(float p, float g, float& m, float& v,
 
 // One block per chunk of at most kAdamwChunk elements (8 per thread). A chunk whose offset
 // and size are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
-__global__ void __launch_bounds__(256) adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g,
-                                                     float* __restrict__ m, float* __restrict__ v, const AdamwChunk* chunks, float lr,
-                                                     float b1, float b2, float eps, float wd, float grad_scale, float c1, float c2) {
+__global__ void __launch_bounds__(256)
+    adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
+                 const AdamwChunk* chunks, float lr, float b1, float b2, float eps, float wd, float grad_scale, float c1, float c2) {
   const AdamwChunk ch = chunks[blockIdx.x];
   const std::int64_t offset = ch.offset;
   const int size = ch.size;

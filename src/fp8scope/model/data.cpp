@@ -52,8 +52,7 @@ void MarkovTokens::next_batch(int B, int T, std::vector<int>& in, std::vector<in
 }
 
 std::string MarkovTokens::describe() const {
-  return fmt::format("synthetic Markov chain (vocab {}, {} successors per token, entropy rate {:.3f} nats)", vocab_,
-                     branching_, entropy_);
+  return fmt::format("synthetic Markov chain (vocab {}, {} successors per token, entropy rate {:.3f} nats)", vocab_, branching_, entropy_);
 }
 
 TokenFile::TokenFile(const std::string& path, int vocab, const std::string& dtype) : path_(path) {

@@ -13,9 +13,7 @@ std::optional<Fp8Variant> parse_variant(const std::string& s) {
   return std::nullopt;
 }
 
-std::string to_string(Fp8Variant v) {
-  return v == Fp8Variant::custom ? "custom" : v == Fp8Variant::fused ? "fused" : "fp8_attention";
-}
+std::string to_string(Fp8Variant v) { return v == Fp8Variant::custom ? "custom" : v == Fp8Variant::fused ? "fused" : "fp8_attention"; }
 
 std::string parse_linears(const std::string& s, std::set<std::string>& out) {
   out.clear();

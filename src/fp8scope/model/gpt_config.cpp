@@ -13,18 +13,16 @@ std::string validate(const GptConfig& c, int seq_len, int batch) {
   if (c.vocab < 2) return fmt::format("vocab={} must be at least 2", c.vocab);
   if (c.pad_vocab_to < 1) return fmt::format("pad_vocab_to={} must be at least 1", c.pad_vocab_to);
   if (c.d_model < 1 || c.n_layer < 1 || c.n_head < 1) return "d_model, n_layer and n_head must be positive";
-  if (c.d_model % c.n_head != 0)
-    return fmt::format("n_head={} does not divide d_model={}", c.n_head, c.d_model);
+  if (c.d_model % c.n_head != 0) return fmt::format("n_head={} does not divide d_model={}", c.n_head, c.d_model);
   if (seq_len < 1 || batch < 1) return "seq_len and batch must be positive";
-  if (seq_len > c.max_seq)
-    return fmt::format("seq_len={} is larger than the position table (max_seq={})", seq_len, c.max_seq);
+  if (seq_len > c.max_seq) return fmt::format("seq_len={} is larger than the position table (max_seq={})", seq_len, c.max_seq);
   return {};
 }
 
 double gpu_training_bytes(const GptConfig& c, int B, int T) {
   const double P = double(param_count(c)), N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
   const double att = double(B) * c.n_head * T * T;
-  const double params = P * (4 + 2 + 4 + 4 + 4);                                   // master, bf16, grad, m, v
+  const double params = P * (4 + 2 + 4 + 4 + 4);                                               // master, bf16, grad, m, v
   const double per_layer = N * C * 2 * (1 + 3 + 1 + 1 + 1 + 4 + 4 + 1) + att * 2 + N * 4 * 4;  // kept activations
   const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * 4 * C * 2;
   const double head = N * Vp * (4 + 2) + N * C * 2 * 2;
@@ -34,9 +32,9 @@ double gpu_training_bytes(const GptConfig& c, int B, int T) {
 double gpu_fp8_extra_bytes(const GptConfig& c, int B, int T, bool fp8_attention) {
   const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
   const double widest = std::max(4 * C, Vp);
-  const double scratch = N * 4 * C + widest * C + 2 * N * widest;        // cast input, weight, gradient and its transpose
-  const double saved = L * (N * 7 * C + 12 * C * C) + N * C + Vp * C;   // transposes kept for backward
-  const double weights = L * 12 * C * C;                                  // the block weights cast at the step's start
+  const double scratch = N * 4 * C + widest * C + 2 * N * widest;      // cast input, weight, gradient and its transpose
+  const double saved = L * (N * 7 * C + 12 * C * C) + N * C + Vp * C;  // transposes kept for backward
+  const double weights = L * 12 * C * C;                               // the block weights cast at the step's start
   const double att = fp8_attention ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
   return scratch + saved + weights + att;
 }

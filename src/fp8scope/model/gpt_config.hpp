@@ -8,13 +8,13 @@
 namespace fp8scope::model {
 
 struct GptConfig {
-  int vocab = 50257;        // real vocabulary
-  int pad_vocab_to = 1;     // pad the embedding/LM head to a multiple of this (1 = no padding)
-  int max_seq = 1024;       // rows of the position table
+  int vocab = 50257;     // real vocabulary
+  int pad_vocab_to = 1;  // pad the embedding/LM head to a multiple of this (1 = no padding)
+  int max_seq = 1024;    // rows of the position table
   int d_model = 768;
   int n_layer = 12;
   int n_head = 12;
-  bool tied = true;         // LM head shares the token embedding
+  bool tied = true;  // LM head shares the token embedding
 
   int padded_vocab() const { return (vocab + pad_vocab_to - 1) / pad_vocab_to * pad_vocab_to; }
   int head_dim() const { return d_model / n_head; }

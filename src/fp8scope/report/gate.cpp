@@ -22,22 +22,27 @@ GateThresholds parse_thresholds(const json& j, const GateThresholds& base, const
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string k = it.key(), w = where + "." + k;
     auto num = [&](double lo) {
-      if (!it.value().is_number() || it.value().get<double>() < lo)
-        throw InputError(fmt::format("{}: must be a number >= {}", w, lo));
+      if (!it.value().is_number() || it.value().get<double>() < lo) throw InputError(fmt::format("{}: must be a number >= {}", w, lo));
       return it.value().get<double>();
     };
-    if (k == "throughput_pct") t.throughput_pct = num(0);
-    else if (k == "noise_multiplier") t.noise_multiplier = num(0);
-    else if (k == "clock_multiplier") t.clock_multiplier = num(0);
-    else if (k == "accuracy_growth") t.accuracy_growth = num(0);
-    else if (k == "accuracy_floor") t.accuracy_floor = num(0);
+    if (k == "throughput_pct")
+      t.throughput_pct = num(0);
+    else if (k == "noise_multiplier")
+      t.noise_multiplier = num(0);
+    else if (k == "clock_multiplier")
+      t.clock_multiplier = num(0);
+    else if (k == "accuracy_growth")
+      t.accuracy_growth = num(0);
+    else if (k == "accuracy_floor")
+      t.accuracy_floor = num(0);
     else if (k == "ignore") {
       if (!it.value().is_boolean()) throw InputError(w + ": must be true or false");
       t.ignore = it.value().get<bool>();
     } else if (k != "match") {
-      throw InputError(fmt::format("{}: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, "
-                                   "accuracy_growth, accuracy_floor, ignore{}",
-                                   w, where.rfind("rules", 0) == 0 ? ", match" : ""));
+      throw InputError(
+          fmt::format("{}: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, "
+                      "accuracy_growth, accuracy_floor, ignore{}",
+                      w, where.rfind("rules", 0) == 0 ? ", match" : ""));
     }
   }
   return t;
@@ -110,8 +115,8 @@ const GateThresholds& GatePolicy::for_key(const std::string& key, std::string* r
 
 json GatePolicy::to_json() const {
   auto tj = [](const GateThresholds& t) {
-    return json{{"throughput_pct", t.throughput_pct}, {"noise_multiplier", t.noise_multiplier}, {"clock_multiplier", t.clock_multiplier},
-                {"accuracy_growth", t.accuracy_growth}, {"accuracy_floor", t.accuracy_floor}, {"ignore", t.ignore}};
+    return json{{"throughput_pct", t.throughput_pct},   {"noise_multiplier", t.noise_multiplier}, {"clock_multiplier", t.clock_multiplier},
+                {"accuracy_growth", t.accuracy_growth}, {"accuracy_floor", t.accuracy_floor},     {"ignore", t.ignore}};
   };
   json rs = json::array();
   for (auto& r : rules) {
@@ -164,12 +169,13 @@ void check_comparable(const core::ResultFile& b, const core::ResultFile& c, bool
   if (c.records.empty()) throw InputError("current has no records");
   if (force) return;
   if (b.schema_version != c.schema_version)
-    throw InputError(fmt::format("schema versions differ (baseline {}, current {}); use --force to compare anyway",
-                                 b.schema_version, c.schema_version));
+    throw InputError(
+        fmt::format("schema versions differ (baseline {}, current {}); use --force to compare anyway", b.schema_version, c.schema_version));
   if (gpu_name(b) != gpu_name(c))
-    throw InputError(fmt::format("different GPUs (baseline '{}', current '{}'): timings are not comparable; use --force to "
-                                 "compare anyway",
-                                 gpu_name(b).empty() ? "none" : gpu_name(b), gpu_name(c).empty() ? "none" : gpu_name(c)));
+    throw InputError(
+        fmt::format("different GPUs (baseline '{}', current '{}'): timings are not comparable; use --force to "
+                    "compare anyway",
+                    gpu_name(b).empty() ? "none" : gpu_name(b), gpu_name(c).empty() ? "none" : gpu_name(c)));
 }
 
 GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, const GatePolicy& policy) {
@@ -178,8 +184,9 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
   for (auto& r : cur.records) now[r.key] = &r;
   std::map<std::string, bool> seen;
   auto add = [&](Judgement j) {
-    (j.verdict == Verdict::fail ? res.failures : j.verdict == Verdict::improved ? res.improvements : res.passes) +=
-        j.verdict == Verdict::info ? 0 : 1;
+    (j.verdict == Verdict::fail       ? res.failures
+     : j.verdict == Verdict::improved ? res.improvements
+                                      : res.passes) += j.verdict == Verdict::info ? 0 : 1;
     res.judgements.push_back(std::move(j));
   };
   // A point is found by its key; failing that, by its parameters: the one current record
@@ -214,7 +221,10 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
       const bool worse = b.outcome == Outcome::ok;
       const bool better = c.outcome == Outcome::ok;
       add({b.key, "outcome", std::string(core::to_string(b.outcome)), std::string(core::to_string(c.outcome)), "ok stays ok", rule,
-           worse ? 1e6 : 0, worse ? Verdict::fail : better ? Verdict::improved : Verdict::info});
+           worse ? 1e6 : 0,
+           worse    ? Verdict::fail
+           : better ? Verdict::improved
+                    : Verdict::info});
     }
     // Speed, only where both ran.
     auto sb = speed_of(b), sc = speed_of(c);
@@ -259,8 +269,8 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
 std::string render_gate(const GateResult& r, const GatePolicy& policy, std::size_t max_rows) {
   std::string out = fmt::format("gate: {} failed, {} improved, {} passed checks\n", r.failures, r.improvements, r.passes);
   out += fmt::format("policy: {}\n", policy.to_json().dump());
-  out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<56} {}\n", "verdict", "check", "baseline", "current", "change",
-                     "allowed", "point");
+  out +=
+      fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<56} {}\n", "verdict", "check", "baseline", "current", "change", "allowed", "point");
   std::size_t shown = 0;
   for (auto& j : r.judgements) {
     if (shown++ >= max_rows) {
@@ -268,8 +278,8 @@ std::string render_gate(const GateResult& r, const GatePolicy& policy, std::size
       break;
     }
     const std::string change = j.check == "speed" || j.check == "accuracy" ? fmt::format("{:+.1f}%", 100 * j.change) : "";
-    out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<56} {}\n", to_string(j.verdict), j.check, j.baseline, j.current,
-                       change, j.allowed, j.key);
+    out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<56} {}\n", to_string(j.verdict), j.check, j.baseline, j.current, change,
+                       j.allowed, j.key);
   }
   return out;
 }

@@ -50,12 +50,18 @@ json build_report(const ReportOptions& opt) {
   sections.push_back(env_section(opt.results));
   for (auto& in : opt.results) {
     const std::string probe = in.file.meta.value("probe", std::string());
-    if (probe == "gemm") sections.push_back(gemm_section(in, find_peer(in, opt.peers, opt.results)));
-    else if (probe == "vocab") sections.push_back(vocab_section(in));
-    else if (probe == "train") sections.push_back(train_section(in, find_peer(in, opt.peers, opt.results)));
-    else if (probe == "benchmark") sections.push_back(bench_section(in));
-    else if (probe == "recipe") sections.push_back(recipe_section(in));
-    else sections.push_back(generic_section(in));
+    if (probe == "gemm")
+      sections.push_back(gemm_section(in, find_peer(in, opt.peers, opt.results)));
+    else if (probe == "vocab")
+      sections.push_back(vocab_section(in));
+    else if (probe == "train")
+      sections.push_back(train_section(in, find_peer(in, opt.peers, opt.results)));
+    else if (probe == "benchmark")
+      sections.push_back(bench_section(in));
+    else if (probe == "recipe")
+      sections.push_back(recipe_section(in));
+    else
+      sections.push_back(generic_section(in));
   }
   if (json claims = seed_claims_section(opt.results); !claims.is_null()) sections.insert(sections.begin() + 1, claims);
   // Figures are named after their sweep; two results of one sweep (a rerun, another build)
@@ -92,9 +98,12 @@ namespace {
 std::string escape_cell(std::string s) {
   std::string out;
   for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n') out += ' ';
-    else out += c;
+    if (c == '|')
+      out += "\\|";
+    else if (c == '\n')
+      out += ' ';
+    else
+      out += c;
   }
   return out;
 }
@@ -104,8 +113,10 @@ void render_table(std::string& md, const json& t, Flavor flavor) {
   const auto& rows = t["rows"];
   if (rows.empty()) return;
   const bool fold = flavor == Flavor::github && rows.size() > 20;
-  if (fold) md += fmt::format("<details><summary>{} ({} rows)</summary>\n\n", t.value("title", std::string()), rows.size());
-  else if (!t.value("title", std::string()).empty()) md += "**" + t["title"].get<std::string>() + "**\n\n";
+  if (fold)
+    md += fmt::format("<details><summary>{} ({} rows)</summary>\n\n", t.value("title", std::string()), rows.size());
+  else if (!t.value("title", std::string()).empty())
+    md += "**" + t["title"].get<std::string>() + "**\n\n";
   md += "|";
   for (auto& c : cols) md += " " + escape_cell(c.get<std::string>()) + " |";
   md += "\n|";

@@ -18,9 +18,9 @@ struct ReportInput {
 
 struct ReportOptions {
   std::vector<ReportInput> results;
-  std::vector<ReportInput> peers;  // e.g. the PyTorch peer: joined to results by point key
-  std::string figures_dir;         // empty: no figures
-  std::string figures_link_prefix; // how the Markdown links to figures_dir
+  std::vector<ReportInput> peers;   // e.g. the PyTorch peer: joined to results by point key
+  std::string figures_dir;          // empty: no figures
+  std::string figures_link_prefix;  // how the Markdown links to figures_dir
 };
 
 // {title, inputs:[...], sections:[{title, text:[...], tables:[{title, columns, rows}], figures:[...]}]}

@@ -37,13 +37,10 @@ std::string bare_name(const std::string& name) {
 }  // namespace
 
 json bench_section(const ReportInput& in) {
-  json sec = {{"title", fmt::format("Benchmarks '{}'", in.path)},
-              {"text", json::array()},
-              {"tables", json::array()},
-              {"figures", json::array()}};
+  json sec = {
+      {"title", fmt::format("Benchmarks '{}'", in.path)}, {"text", json::array()}, {"tables", json::array()}, {"figures", json::array()}};
   bool any_median = false;
-  for (auto& r : in.file.records)
-    any_median = any_median || r.data["benchmark"].value("aggregate_name", std::string()) == "median";
+  for (auto& r : in.file.records) any_median = any_median || r.data["benchmark"].value("aggregate_name", std::string()) == "median";
   std::set<std::string> counters;
   std::vector<const core::Record*> rows;
   for (auto& r : in.file.records) {
@@ -52,8 +49,8 @@ json bench_section(const ReportInput& in) {
     rows.push_back(&r);
     for (auto it = b.begin(); it != b.end(); ++it)
       if (it.value().is_number() && !std::set<std::string>{"real_time", "cpu_time", "iterations", "repetitions", "repetition_index",
-                                                          "threads", "family_index", "per_family_instance_index"}
-                                          .count(it.key()))
+                                                           "threads", "family_index", "per_family_instance_index"}
+                                         .count(it.key()))
         counters.insert(it.key());
   }
   const bool has_frac = counters.count("frac_copy") > 0, has_tokens = counters.count("tokens/s") > 0;
@@ -94,11 +91,11 @@ json bench_section(const ReportInput& in) {
     t.rows.push_back(row);
   }
   if (has_frac && !(met.empty() && below.empty()))
-    sec["text"].push_back(fmt::format("Memory-bound kernels at or above {:.0f} % of the 1 GiB copy bandwidth measured in the same "
-                                      "run (the target): {} of {}.{}{}",
-                                      100 * kCopyTarget, met.size(), met.size() + below.size(),
-                                      met.empty() ? "" : fmt::format(" Met: {}.", fmt::join(met, ", ")),
-                                      below.empty() ? "" : fmt::format(" Below: {}.", fmt::join(below, ", "))));
+    sec["text"].push_back(fmt::format(
+        "Memory-bound kernels at or above {:.0f} % of the 1 GiB copy bandwidth measured in the same "
+        "run (the target): {} of {}.{}{}",
+        100 * kCopyTarget, met.size(), met.size() + below.size(), met.empty() ? "" : fmt::format(" Met: {}.", fmt::join(met, ", ")),
+        below.empty() ? "" : fmt::format(" Below: {}.", fmt::join(below, ", "))));
   if (has_tokens && any_twin)
     sec["text"].push_back("vs BF16: an FP8 step's tokens/s over the BF16 step with the same attention kernels in this file.");
   sec["tables"].push_back(t.to_json());

@@ -45,18 +45,17 @@ json env_section(const std::vector<ReportInput>& inputs) {
   for (auto& in : inputs) {
     const json& e = in.file.env;
     const json g = e.contains("gpu") && e["gpu"].is_object() ? e["gpu"] : json::object();
-    std::string gpu = g.empty() ? "none (" + e.value("gpu_reason", std::string("?")) + ")"
-                                : fmt::format("{} ({} SMs, max {} MHz)", g.value("name", "?"), g.value("sm_count", 0),
-                                              g.value("max_sm_clock_mhz", 0));
+    std::string gpu =
+        g.empty() ? "none (" + e.value("gpu_reason", std::string("?")) + ")"
+                  : fmt::format("{} ({} SMs, max {} MHz)", g.value("name", "?"), g.value("sm_count", 0), g.value("max_sm_clock_mhz", 0));
     std::string sha = e.value("git_sha", std::string(in.file.meta.value("git_sha", "")));
     if (sha.size() > 10) sha = sha.substr(0, 10);
     const json dirty = e.value("git_dirty", json());
     if (dirty.is_boolean() && dirty.get<bool>()) sha += " (dirty)";
     const json cub = g.value("cublaslt_version", json());
     t.rows.push_back({in.path, in.file.meta.value("sweep", std::string()), in.file.meta.value("probe", std::string()), gpu,
-                      g.value("driver", std::string("-")), cub.is_null() ? "-" : cub.dump(), sha,
-                      e.value("time_utc", std::string("-")), std::to_string(in.file.records.size()) + (in.file.complete ? "" : " (unfinished)"),
-                      outcome_tally(in.file.records)});
+                      g.value("driver", std::string("-")), cub.is_null() ? "-" : cub.dump(), sha, e.value("time_utc", std::string("-")),
+                      std::to_string(in.file.records.size()) + (in.file.complete ? "" : " (unfinished)"), outcome_tally(in.file.records)});
   }
   return {{"title", "Environment"}, {"text", json::array()}, {"tables", json::array({t.to_json()})}, {"figures", json::array()}};
 }
@@ -64,8 +63,8 @@ json env_section(const std::vector<ReportInput>& inputs) {
 json generic_section(const ReportInput& in) {
   Table t{"Records", {"point", "outcome", "detail"}, {}};
   for (auto& r : in.file.records)
-    t.rows.push_back({r.key, std::string(core::to_string(r.outcome)),
-                      r.data.contains("headline") ? r.data["headline"].get<std::string>() : r.reason});
+    t.rows.push_back(
+        {r.key, std::string(core::to_string(r.outcome)), r.data.contains("headline") ? r.data["headline"].get<std::string>() : r.reason});
   return {{"title", fmt::format("{} ({})", in.file.meta.value("sweep", in.path), in.file.meta.value("probe", "?"))},
           {"text", json::array()},
           {"tables", json::array({t.to_json()})},

@@ -106,8 +106,12 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
   for (auto& r : recs) {
     if (r.outcome != Outcome::ok || !r.data.contains("metrics")) continue;
     const json& tm = r.data["timing"];
-    std::vector<std::string> row{row_label(r.params), config_label(r.params), fmt_num(metric(r, "tflops")),
-                                 fmt_num(metric(r, "best_tflops")), fmt_num(metric(r, "ms"), 3), fmt_pct(tm.value("rel_iqr", NAN)),
+    std::vector<std::string> row{row_label(r.params),
+                                 config_label(r.params),
+                                 fmt_num(metric(r, "tflops")),
+                                 fmt_num(metric(r, "best_tflops")),
+                                 fmt_num(metric(r, "ms"), 3),
+                                 fmt_pct(tm.value("rel_iqr", NAN)),
                                  fmt_num(tm.value("mean_sm_clock_mhz", NAN), 0),
                                  fmt_sci(r.data["accuracy"].value("rel_error", NAN))};
     const bool fp8 = is_fp8(r.params.value("a", ""));
@@ -139,19 +143,21 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
   }
   if (!t.rows.empty()) sec["tables"].push_back(t.to_json());
   if (!speedups.empty())
-    sec["text"].push_back(fmt::format("FP8 vs BF16 (same GEMM, heuristic's first algorithm, same run): geometric-mean speedup "
-                                      "{:.2f}x over {} GEMMs (min {:.2f}x, max {:.2f}x).",
-                                      geomean(speedups), speedups.size(), *std::min_element(speedups.begin(), speedups.end()),
-                                      *std::max_element(speedups.begin(), speedups.end())));
+    sec["text"].push_back(
+        fmt::format("FP8 vs BF16 (same GEMM, heuristic's first algorithm, same run): geometric-mean speedup "
+                    "{:.2f}x over {} GEMMs (min {:.2f}x, max {:.2f}x).",
+                    geomean(speedups), speedups.size(), *std::min_element(speedups.begin(), speedups.end()),
+                    *std::max_element(speedups.begin(), speedups.end())));
   if (peer && (!peer_fp8.empty() || !peer_bf16.empty())) {
     const std::string who = peer->file.meta.value("peer", peer->path);
     if (!peer_fp8.empty())
-      sec["text"].push_back(fmt::format("Ours vs {} on FP8 GEMMs ({} shapes): geometric-mean ratio {:.3f} with the heuristic's "
-                                        "first algorithm, {:.3f} autotuned (>1 means we are faster).",
-                                        who, peer_fp8.size(), geomean(peer_fp8), geomean(peer_fp8_best)));
+      sec["text"].push_back(
+          fmt::format("Ours vs {} on FP8 GEMMs ({} shapes): geometric-mean ratio {:.3f} with the heuristic's "
+                      "first algorithm, {:.3f} autotuned (>1 means we are faster).",
+                      who, peer_fp8.size(), geomean(peer_fp8), geomean(peer_fp8_best)));
     if (!peer_bf16.empty())
-      sec["text"].push_back(fmt::format("Ours vs {} on BF16 GEMMs ({} shapes): {:.3f} heuristic, {:.3f} autotuned.", who,
-                                        peer_bf16.size(), geomean(peer_bf16), geomean(peer_bf16_best)));
+      sec["text"].push_back(fmt::format("Ours vs {} on BF16 GEMMs ({} shapes): {:.3f} heuristic, {:.3f} autotuned.", who, peer_bf16.size(),
+                                        geomean(peer_bf16), geomean(peer_bf16_best)));
   }
   return sec;
 }

@@ -75,11 +75,11 @@ json recipe_section(const ReportInput& in) {
               {"figures", json::array()}};
   if (!in.file.meta.value("description", std::string()).empty()) sec["text"].push_back(in.file.meta["description"]);
   Table t{"Runs (loss gap = FP8 minus its high-precision twin, same seed and data)",
-          {"recipe", "seed", "outcome", "NaN onset (or why it did not run)", "steps run", "loss last", "twin loss last", "gap final", "gap max",
-           "max saturated", "max underflow", "tokens/s vs twin"},
+          {"recipe", "seed", "outcome", "NaN onset (or why it did not run)", "steps run", "loss last", "twin loss last", "gap final",
+           "gap max", "max saturated", "max underflow", "tokens/s vs twin"},
           {}};
-  const auto extra = varying_params(in.file.records, {"format", "margin", "amax_history_len", "amax_compute_algo", "scaling", "saturation",
-                                                      "variant", "seed"});
+  const auto extra = varying_params(
+      in.file.records, {"format", "margin", "amax_history_len", "amax_compute_algo", "scaling", "saturation", "variant", "seed"});
   for (auto& r : in.file.records) {
     double sat = 0, under = 0;
     if (r.data.contains("taps"))
@@ -91,7 +91,8 @@ json recipe_section(const ReportInput& in) {
     auto num = [&](const char* k, int d) { return m.contains(k) && m[k].is_number() ? fmt_num(m[k].get<double>(), d) : "-"; };
     const bool trained = r.outcome == Outcome::ok || r.outcome == Outcome::nonfinite;
     t.rows.push_back({recipe_label(r.params) + params_suffix(r.params, extra), std::to_string(r.params.value("seed", 0)),
-                      std::string(core::to_string(r.outcome)), trained ? onset_text(r) : r.reason, r.data.contains("train") ? std::to_string(r.data["train"]["loss"].size()) : "-", num("loss_last", 3),
+                      std::string(core::to_string(r.outcome)), trained ? onset_text(r) : r.reason,
+                      r.data.contains("train") ? std::to_string(r.data["train"]["loss"].size()) : "-", num("loss_last", 3),
                       num("twin_loss_last", 3), num("loss_gap_final", 3), num("loss_gap_max", 3), fmt_pct(sat), fmt_pct(under),
                       m.contains("speedup_vs_twin") ? fmt::format("{:.2f}x", m["speedup_vs_twin"].get<double>()) : "-"});
   }
@@ -109,7 +110,9 @@ json recipe_section(const ReportInput& in) {
     if (!settings_drawn.insert(setting.dump()).second) continue;
     json x = json::array();
     for (std::size_t i = 0; i < r.data["train"]["loss"].size(); ++i) x.push_back(i);
-    series.push_back({{"label", recipe_label(r.params) + params_suffix(r.params, extra) + fmt::format(" s{}", r.params.value("seed", 0))}, {"x", x}, {"y", r.data["train"]["loss"]}});
+    series.push_back({{"label", recipe_label(r.params) + params_suffix(r.params, extra) + fmt::format(" s{}", r.params.value("seed", 0))},
+                      {"x", x},
+                      {"y", r.data["train"]["loss"]}});
     const std::string twin = fmt::format("high precision s{}", r.params.value("seed", 0));
     if (r.data.contains("twin_loss") && twins_drawn.insert(twin).second) {
       json tx = json::array();
@@ -119,7 +122,8 @@ json recipe_section(const ReportInput& in) {
   }
   const std::string sweep = in.file.meta.value("sweep", std::string("recipe"));
   if (!series.empty())
-    sec["figures"].push_back(line_figure(sweep + "_loss", "Loss: FP8 recipes (solid) and their high-precision twins (dashed)", "step", "loss", series));
+    sec["figures"].push_back(
+        line_figure(sweep + "_loss", "Loss: FP8 recipes (solid) and their high-precision twins (dashed)", "step", "loss", series));
 
   // For the run that went NaN latest (the most history before its onset): every quantised
   // tensor's saturated fraction by step.
@@ -143,10 +147,16 @@ json recipe_section(const ReportInput& in) {
     json cols = json::array();
     for (std::size_t i = 0; i < width; ++i) cols.push_back(std::to_string(i));
     if (!rows.empty())
-      sec["figures"].push_back({{"kind", "heatmap"}, {"file", sweep + "_saturation_heatmap"},
-                                {"title", "Saturated fraction per tensor and (downsampled) step: " + recipe_label(r.params) + " (" + onset_text(r) + ")"},
-                                {"xlabel", "step (downsampled)"}, {"ylabel", "layer.tensor"}, {"zlabel", "saturated fraction"},
-                                {"rows", rows}, {"columns", cols}, {"values", values}});
+      sec["figures"].push_back(
+          {{"kind", "heatmap"},
+           {"file", sweep + "_saturation_heatmap"},
+           {"title", "Saturated fraction per tensor and (downsampled) step: " + recipe_label(r.params) + " (" + onset_text(r) + ")"},
+           {"xlabel", "step (downsampled)"},
+           {"ylabel", "layer.tensor"},
+           {"zlabel", "saturated fraction"},
+           {"rows", rows},
+           {"columns", cols},
+           {"values", values}});
   }
   return sec;
 }
@@ -166,8 +176,10 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
       const json& p = r.params;
       if (p.value("format", "") == "e4m3" && p.value("scaling", "") == "delayed") e4m3_delayed_by_margin[p.value("margin", 0LL)].add(r);
       if (p.value("format", "") == "hybrid") hybrid.add(r);
-      if (p.value("variant", "") == "fp8_attention") attention.add(r);
-      else custom.add(r);
+      if (p.value("variant", "") == "fp8_attention")
+        attention.add(r);
+      else
+        custom.add(r);
     }
   }
   Table t{"Seed claims, judged from the records above", {"claim", "verdict", "evidence"}, {}};
@@ -182,22 +194,30 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
     };
     const double r0 = rate(0), r1 = rate(1), r2 = rate(2);
     std::string v1;
-    if (r0 < 0 || r1 < 0 || r2 < 0) v1 = "not tested";
-    else if (r1 > 0 && r0 == 0 && r2 == 0) v1 = "confirmed";
-    else if (r1 == 0 && r0 == 0 && r2 == 0) v1 = "not reproduced";
-    else v1 = "refuted";
+    if (r0 < 0 || r1 < 0 || r2 < 0)
+      v1 = "not tested";
+    else if (r1 > 0 && r0 == 0 && r2 == 0)
+      v1 = "confirmed";
+    else if (r1 == 0 && r0 == 0 && r2 == 0)
+      v1 = "not reproduced";
+    else
+      v1 = "refuted";
     std::string ev1;
     for (long long m : {0LL, 1LL, 2LL})
-      if (e4m3_delayed_by_margin.count(m)) ev1 += fmt::format("{}margin={}: {}", ev1.empty() ? "" : "; ", m, e4m3_delayed_by_margin[m].text());
+      if (e4m3_delayed_by_margin.count(m))
+        ev1 += fmt::format("{}margin={}: {}", ev1.empty() ? "" : "; ", m, e4m3_delayed_by_margin[m].text());
     t.rows.push_back({"DelayedScaling(margin=1, E4M3) gives NaN; margin=0 and margin=2 work", v1,
                       (ev1.empty() ? std::string("no E4M3 delayed runs with margins 0, 1, 2") : "E4M3 delayed, " + ev1) + " (" + at + ")"});
     // Claim 2: HYBRID works.
-    t.rows.push_back({"DelayedScaling(HYBRID) works", hybrid.runs == 0 ? "not tested" : hybrid.judged().first == 0 ? "confirmed" : "refuted",
+    t.rows.push_back({"DelayedScaling(HYBRID) works",
+                      hybrid.runs == 0             ? "not tested"
+                      : hybrid.judged().first == 0 ? "confirmed"
+                                                   : "refuted",
                       hybrid.runs ? "HYBRID: " + hybrid.text() + " (" + at + ")" : "no HYBRID runs"});
     // Claim 3: FP8 attention (TransformerLayer) NaNs, custom attention with FP8 linears works.
     const int att_nan = attention.judged().first, custom_nan = custom.judged().first;
-    std::string v3 = attention.runs == 0 ? "not tested"
-                     : (att_nan > 0 && custom_nan == 0) ? "confirmed"
+    std::string v3 = attention.runs == 0                 ? "not tested"
+                     : (att_nan > 0 && custom_nan == 0)  ? "confirmed"
                      : (att_nan == 0 && custom_nan == 0) ? "not reproduced"
                                                          : "refuted";
     t.rows.push_back({"TransformerLayer-style FP8 attention gives NaN while custom attention with FP8 linears works", v3,
@@ -206,18 +226,22 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
   }
   if (vocab_verdict.is_object() && vocab_verdict.contains("e4m3")) {
     const std::string d32 = vocab_verdict["e4m3"].value("divisible_by_32", std::string("?"));
-    const std::string v = d32.rfind("required", 0) == 0 ? "confirmed" : d32.find("not required") != std::string::npos ? "refuted" : "not tested";
+    const std::string v = d32.rfind("required", 0) == 0                   ? "confirmed"
+                          : d32.find("not required") != std::string::npos ? "refuted"
+                                                                          : "not tested";
     t.rows.push_back({"FP8 needs a vocab divisible by 32 (50264 fails with 'no algorithm', 50304 works)", v,
                       vocab_verdict["e4m3"].value("verdict", std::string())});
   }
   if (t.rows.empty()) return json();
-  return {{"title", "Seed claims"}, {"text", json::array({"Each verdict is computed from the records in this report: confirmed "
-                                                             "(the runs show it), refuted (the runs contradict it), not reproduced "
-                                                             "(the runs could not make it happen), not tested (no runs for it). "
-                                                             "Recipe verdicts are judged on the runs whose casts saturate (satfinite, "
-                                                             "as TransformerEngine casts) when there are any; the runs without "
-                                                             "saturation (nosat) are listed in the evidence as the counterfactual."})},
-          {"tables", json::array({t.to_json()})}, {"figures", json::array()}};
+  return {{"title", "Seed claims"},
+          {"text", json::array({"Each verdict is computed from the records in this report: confirmed "
+                                "(the runs show it), refuted (the runs contradict it), not reproduced "
+                                "(the runs could not make it happen), not tested (no runs for it). "
+                                "Recipe verdicts are judged on the runs whose casts saturate (satfinite, "
+                                "as TransformerEngine casts) when there are any; the runs without "
+                                "saturation (nosat) are listed in the evidence as the counterfactual."})},
+          {"tables", json::array({t.to_json()})},
+          {"figures", json::array()}};
 }
 
 }  // namespace fp8scope::report

@@ -48,8 +48,8 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   json series = json::array();
   Table split{"GPU time per layer type in one profiled step (ms)", {"run"}, {}};
   std::vector<std::string> phases;
-  const auto extra = varying_params(in.file.records, {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to",
-                                                      "tied", "max_seq"});
+  const auto extra = varying_params(
+      in.file.records, {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to", "tied", "max_seq"});
   // A BF16 run's label leaves out the FP8 settings: they vary between the FP8 runs of a file
   // but say nothing about a BF16 run.
   auto label_of = [&](const json& p) {
@@ -99,11 +99,16 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   for (auto& r : in.file.records) {
     const std::string label = label_of(r.params);
     const json chk = r.data.value("init_loss_check", json::object());
-    std::vector<std::string> row{label, std::string(core::to_string(r.outcome)),
+    std::vector<std::string> row{label,
+                                 std::string(core::to_string(r.outcome)),
                                  r.data.contains("train") ? std::to_string(r.data["train"]["loss"].size()) : "-",
-                                 fmt_num(m(r, "loss_first"), 3), fmt_num(m(r, "loss_last"), 3), fmt_num(m(r, "ms_per_step"), 2),
+                                 fmt_num(m(r, "loss_first"), 3),
+                                 fmt_num(m(r, "loss_last"), 3),
+                                 fmt_num(m(r, "ms_per_step"), 2),
                                  r.data.contains("timing") ? fmt_pct(r.data["timing"].value("rel_iqr", NAN)) : "-",
-                                 fmt_num(m(r, "tokens_per_s"), 0), fmt_pct(m(r, "mfu")), fmt_num(m(r, "device_mib"), 0),
+                                 fmt_num(m(r, "tokens_per_s"), 0),
+                                 fmt_pct(m(r, "mfu")),
+                                 fmt_num(m(r, "device_mib"), 0),
                                  chk.empty() ? "-" : fmt::format("{:+.3f}", chk["loss0"].get<double>() - chk["ln_vocab"].get<double>())};
     if (any_fp8) {
       const core::Record* b = bf16_twin(r);
@@ -119,8 +124,8 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
     if (any_dp) {
       const int ranks = r.params.value("ranks", 1);
       const core::Record* one = ranks > 1 ? single_gpu(r) : nullptr;
-      row.insert(row.begin() + 8, one ? fmt::format("{:.1f}% of {}x", 100 * m(r, "tokens_per_s") / (ranks * m(*one, "tokens_per_s")), ranks)
-                                      : "-");
+      row.insert(row.begin() + 8,
+                 one ? fmt::format("{:.1f}% of {}x", 100 * m(r, "tokens_per_s") / (ranks * m(*one, "tokens_per_s")), ranks) : "-");
     }
     if (peer) {
       for (const std::string suffix : {"", ",peer=torch.compile"}) {
@@ -172,7 +177,8 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   }
   // Data-parallel runs: each rank's own view (its loss, its NaN onset, whether its FP8 scales
   // agreed with rank 0's, which they must with reduce_amax on).
-  Table ranks{"Data-parallel ranks", {"run", "rank", "device", "loss last (own shard)", "NaN onset", "FP8 scales differing from rank 0"}, {}};
+  Table ranks{
+      "Data-parallel ranks", {"run", "rank", "device", "loss last (own shard)", "NaN onset", "FP8 scales differing from rank 0"}, {}};
   for (auto& r : in.file.records) {
     if (!r.data.contains("data_parallel")) continue;
     for (auto& pr : r.data["data_parallel"].value("per_rank", json::array())) {
@@ -184,14 +190,15 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
       }
       ranks.rows.push_back({label_of(r.params), std::to_string(pr.value("rank", -1)), std::to_string(pr.value("device", -1)),
                             fmt_num(pr.value("loss_last", NAN), 3), onset,
-                            pr.contains("scales_compared") ? fmt::format("{} of {}", pr.value("scales_differing_from_rank0", 0LL),
-                                                                         pr.value("scales_compared", 0LL))
-                                                           : "-"});
+                            pr.contains("scales_compared")
+                                ? fmt::format("{} of {}", pr.value("scales_differing_from_rank0", 0LL), pr.value("scales_compared", 0LL))
+                                : "-"});
     }
   }
   if (!ranks.rows.empty()) sec["tables"].push_back(ranks.to_json());
   if (!series.empty())
-    sec["figures"].push_back(line_figure(in.file.meta.value("sweep", std::string("train")) + "_loss", "Training loss", "step", "loss", series));
+    sec["figures"].push_back(
+        line_figure(in.file.meta.value("sweep", std::string("train")) + "_loss", "Training loss", "step", "loss", series));
   return sec;
 }
 

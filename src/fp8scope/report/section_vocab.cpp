@@ -41,7 +41,9 @@ json vocab_section(const ReportInput& in) {
   }
   sec["tables"].push_back(m.to_json());
 
-  Table why{"Why the failing points fail (first V of each role and outcome)", {"format", "role", "outcome", "V", "dimensions carrying V", "cuBLASLt says"}, {}};
+  Table why{"Why the failing points fail (first V of each role and outcome)",
+            {"format", "role", "outcome", "V", "dimensions carrying V", "cuBLASLt says"},
+            {}};
   std::set<std::string> seen;
   for (auto& r : recs) {
     if (r.outcome == Outcome::ok || r.outcome == Outcome::skipped) continue;
@@ -84,10 +86,11 @@ json vocab_section(const ReportInput& in) {
 
   // Available is not the same as fast: TFLOP/s by the largest power of two dividing V.
   const std::vector<long long> pows = {1, 2, 4, 8, 16};
-  Table dv{"Speed by divisibility of V (geometric-mean TFLOP/s of the points that ran; column = largest power of two "
-           "dividing V, 16 = 16 or more)",
-           {"format", "role"},
-           {}};
+  Table dv{
+      "Speed by divisibility of V (geometric-mean TFLOP/s of the points that ran; column = largest power of two "
+      "dividing V, 16 = 16 or more)",
+      {"format", "role"},
+      {}};
   for (long long p : pows) dv.columns.push_back(p == 16 ? "16+" : std::to_string(p));
   for (auto& c : combos) {
     std::vector<std::string> row{c.substr(0, c.find(' ')), c.substr(c.find(' ') + 1)};

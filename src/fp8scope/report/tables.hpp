@@ -9,9 +9,9 @@ namespace fp8scope::report {
 
 using json = nlohmann::json;
 
-std::string fmt_num(double v, int digits = 1);   // fixed digits, "-" for NaN
-std::string fmt_sci(double v);                   // 2 significant digits, scientific
-std::string fmt_pct(double fraction);            // 0.034 -> "3.4%"
+std::string fmt_num(double v, int digits = 1);  // fixed digits, "-" for NaN
+std::string fmt_sci(double v);                  // 2 significant digits, scientific
+std::string fmt_pct(double fraction);           // 0.034 -> "3.4%"
 double geomean(const std::vector<double>& v);
 
 struct Table {
