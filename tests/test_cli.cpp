@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 using namespace fp8scope::core;
 namespace fs = std::filesystem;
@@ -105,6 +106,25 @@ TEST(Cli, CrashIsolationAndResumeEndToEnd) {
   ASSERT_EQ(again.code, 0);
   EXPECT_NE(again.out.find("resuming: 5 already recorded"), std::string::npos) << again.out;
   EXPECT_EQ(read_results(out + ".jsonl").records.size(), 5u);
+}
+
+// A point's line names only the axes that vary and fits 120 columns; -v prints full keys.
+// (ctest's stdout is a pipe, so no status line is drawn.)
+TEST(Cli, PointLinesAreShortUnlessVerbose) {
+  const std::string out = ::testing::TempDir() + "/cli_lines/out";
+  fs::remove_all(fs::path(out).parent_path());
+  const std::string cfg = write("lines.json", R"({"probe":"selftest","name":"lines","axes":{"i":[0,1,2],"action":["ok","abort"]}})");
+  Exec r = run(kProbe + " --config " + cfg + " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("[1/6] ok         i=0,ok\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[2/6] crashed    i=0,abort  worker killed by signal 6"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("elapsed"), std::string::npos);  // not a terminal: plain lines
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) EXPECT_LE(line.size(), 120u) << line;
+  fs::remove_all(fs::path(out).parent_path());
+  Exec v = run(kProbe + " --config " + cfg + " --out " + out + " -v");
+  ASSERT_EQ(v.code, 0) << v.err;
+  EXPECT_NE(v.out.find("[1/6] ok         i=0,action=ok\n"), std::string::npos) << v.out;
 }
 
 TEST(Cli, EnvPrintsJson) {

@@ -1,10 +1,13 @@
 #include "fp8scope/core/probe_main.hpp"
 
 #include "fp8scope/core/error.hpp"
+#include "fp8scope/core/progress.hpp"
 #include "fp8scope/core/runner.hpp"
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
+
+#include <unistd.h>
 
 #include <filesystem>
 #include <sstream>
@@ -36,7 +39,7 @@ int run(int argc, char** argv, const ProbeDef& def) {
   CLI::App app{fmt::format("{}: {}", exe, def.summary), exe};
   app.set_version_flag("--version", std::string("fp8scope ") + FP8SCOPE_VERSION);
   std::string config_path, out;
-  bool resume = false, no_isolate = false, list = false, quiet = false;
+  bool resume = false, no_isolate = false, list = false, quiet = false, verbose = false;
   double timeout_s = 900;
   int device = 0;
   app.add_option("-c,--config", config_path, "sweep file (JSON)")->required();
@@ -54,6 +57,7 @@ int run(int argc, char** argv, const ProbeDef& def) {
                  "(merge the shards with `fp8scope merge`)");
   app.add_flag("--list", list, "print the points of the sweep and exit");
   app.add_flag("-q,--quiet", quiet, "no line per point");
+  app.add_flag("-v,--verbose", verbose, "print each point's full key (default: only the axes that vary in the sweep, 120 columns)");
   app.footer("Axes:\n" + describe_params(def.schema.axes) + "Settings:\n" + describe_params(def.schema.settings));
   try {
     app.parse(argc, argv);
@@ -117,6 +121,12 @@ int run(int argc, char** argv, const ProbeDef& def) {
   opt.isolate = !no_isolate;
   opt.point_timeout_s = timeout_s;
   opt.quiet = quiet;
+  opt.tty = ::isatty(STDOUT_FILENO) != 0;
+  if (!verbose) {
+    // Labelled by the axes that vary over the whole sweep, so every shard labels a point alike.
+    const std::vector<std::string> all = varying_labels(all_points, def.schema);
+    for (std::size_t i = std::size_t(shard_index); i < all.size(); i += std::size_t(shard_count)) opt.labels.push_back(all[i]);
+  }
   PointFn fn;
   if (def.needs_gpu && !have_gpu) {
     const std::string why = "no GPU: " + env.value("gpu_reason", std::string("unknown"));

@@ -1,5 +1,7 @@
 #include "fp8scope/core/runner.hpp"
 
+#include "fp8scope/core/progress.hpp"
+
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
@@ -150,12 +152,13 @@ class Worker {
   std::string buf_;
 };
 
-void print_progress(const Record& r, std::size_t i, std::size_t n) {
-  std::string extra = r.reason;
-  if (r.data.contains("headline") && r.data["headline"].is_string())
-    extra = r.data["headline"].get<std::string>() + (extra.empty() ? "" : "; " + extra);
-  fmt::print("[{}/{}] {:<21} {}{}\n", i, n, to_string(r.outcome), r.key, extra.empty() ? "" : "  (" + extra + ")");
-  std::fflush(stdout);
+// What a point's line says after its label: for `ok` the headline figure (its probe's
+// "headline"), otherwise first the reason of the outcome (where the NaN started, what
+// cuBLASLt said), which a cut to the line's width must not drop.
+std::string point_detail(const Record& r) {
+  const std::string headline = r.data.contains("headline") && r.data["headline"].is_string() ? r.data["headline"].get<std::string>() : "";
+  if (headline.empty() || r.reason.empty()) return headline + r.reason;
+  return r.outcome == Outcome::ok ? headline + "; " + r.reason : r.reason + "; " + headline;
 }
 
 }  // namespace
@@ -167,12 +170,15 @@ SweepSummary run_sweep(const std::vector<json>& points, const std::vector<std::s
   ::signal(SIGPIPE, SIG_IGN);  // a dead worker must not take the parent with it
   SweepSummary s;
   s.total = points.size();
+  Progress progress(opt.labels.size() == points.size() ? opt.labels : keys, opt.tty, opt.quiet);
   std::unique_ptr<Worker> worker;
   for (std::size_t i = 0; i < points.size(); ++i) {
     if (writer.done(keys[i])) {
       ++s.resumed;
+      progress.resumed();
       continue;
     }
+    progress.starting(i, s.ran + s.resumed);
     Record r;
     if (!opt.isolate) {
       r = run_guarded(fn, points[i], keys[i]);
@@ -194,7 +200,7 @@ SweepSummary run_sweep(const std::vector<json>& points, const std::vector<std::s
     writer.append(r);
     ++s.ran;
     ++s.by_outcome[std::string(to_string(r.outcome))];
-    if (!opt.quiet) print_progress(r, i + 1, points.size());
+    progress.finished(i, to_string(r.outcome), point_detail(r));
   }
   return s;
 }

@@ -19,6 +19,10 @@ struct RunnerOptions {
   bool isolate = true;
   double point_timeout_s = 900;  // a worker silent this long is killed; the point is `crashed`
   bool quiet = false;            // no per-point progress line
+  // What the progress lines call each point (one per point; empty: the point keys), and
+  // whether stdout is a terminal (then a status line with elapsed time and ETA is drawn).
+  std::vector<std::string> labels;
+  bool tty = false;
 };
 
 struct SweepSummary {
