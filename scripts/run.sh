@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-scripts/setup.sh build python3-matplotlib
+scripts/setup.sh build --figures
 ./build/probes/fp8scope env | head -c 2000
 echo
 ./build/probes/fp8scope run configs/default.json "$@"

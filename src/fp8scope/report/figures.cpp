@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 namespace fp8scope::report {
 namespace fs = std::filesystem;
@@ -46,13 +47,21 @@ std::string draw_figures(const nlohmann::json& specs, const std::string& dir) {
   }
   const char* plotter = std::getenv("FP8SCOPE_PLOTTER");
   if (plotter && std::string(plotter) == "none") return "figures disabled (FP8SCOPE_PLOTTER=none)";
-  const std::string python = "/usr/bin/python3";
-  if (!fs::exists(python)) return "no /usr/bin/python3 (apt-get install python3-matplotlib)";
-  if (std::system((python + " -c 'import matplotlib' >/dev/null 2>&1").c_str()) != 0)
-    return "matplotlib is not installed (apt-get install python3-matplotlib)";
+  // The first Python that has matplotlib: FP8SCOPE_PYTHON, python3 on PATH (a GPU image's
+  // framework environment), then the system's.
+  std::string python;
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("FP8SCOPE_PYTHON")) candidates.emplace_back(env);
+  candidates.insert(candidates.end(), {"python3", "/usr/bin/python3"});
+  for (const auto& c : candidates)
+    if (std::system(("'" + c + "' -c 'import matplotlib' >/dev/null 2>&1").c_str()) == 0) {
+      python = c;
+      break;
+    }
+  if (python.empty()) return "no Python with matplotlib (apt-get install python3-matplotlib, or set FP8SCOPE_PYTHON)";
   const std::string script = (fs::path(dir) / "plot.py").string();
   std::ofstream(script) << kPlotScript;
-  if (std::system((python + " '" + script + "'" + args + " >/dev/null 2>&1").c_str()) != 0) return "matplotlib failed to draw";
+  if (std::system(("'" + python + "' '" + script + "'" + args + " >/dev/null 2>&1").c_str()) != 0) return "matplotlib failed to draw";
   return "";
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Draws the report's figure specs to SVG with matplotlib from Debian's /usr/bin/python3.
+// Draws the report's figure specs to SVG with matplotlib (the first Python that has it).
 // Without it (or with FP8SCOPE_PLOTTER=none) nothing is drawn and the reason is returned, so
 // the report still renders and says why it has no figures.
 #include <nlohmann/json.hpp>
