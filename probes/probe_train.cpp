@@ -16,7 +16,11 @@ int main(int argc, char** argv) {
   def.schema.axes = train::probe_train_axes();
   def.schema.settings = train::train_settings();
   def.needs_gpu = false;  // the cpu backend runs anywhere; gpu points skip themselves without a GPU
-  def.check_point = [](const core::json& p, const core::json& env) { return train::check_train_point(train::train_point_from(p), env); };
+  def.check_point = [](const core::json& p, const core::json& settings, const core::json& env) {
+    const auto tp = train::train_point_from(p);
+    if (auto e = train::check_train_point(tp, env); !e.empty()) return e;
+    return train::check_train_data(tp, settings);
+  };
   def.make_point_fn = [](const core::ProbeContext& ctx) {
     return [ctx](const core::json& p, const std::string& key) {
       const auto tp = train::train_point_from(p);

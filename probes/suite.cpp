@@ -49,6 +49,10 @@ int run_suite(const SuiteOptions& opt, std::vector<std::string>& produced) {
       throw InputError(fmt::format("{}: {}: unknown key; a suite has suite, description, out_dir, runs", where, it.key()));
   if (!suite.contains("runs") || !suite["runs"].is_array() || suite["runs"].empty())
     throw InputError(where + ": runs: a non-empty list of {\"config\": FILE} is required");
+  if (suite.contains("suite")) {
+    if (!suite["suite"].is_string()) throw InputError(where + ": suite: must be a string");
+    core::check_plain_name(suite["suite"].get<std::string>(), where + ": suite");
+  }
   std::string out_dir = opt.out_dir;
   if (out_dir.empty()) out_dir = suite.value("out_dir", std::string("out/") + suite.value("suite", std::string("suite")));
   const fs::path base = fs::path(opt.suite_path).parent_path();
@@ -68,7 +72,10 @@ int run_suite(const SuiteOptions& opt, std::vector<std::string>& produced) {
     const json cfg = core::read_json_file(cfg_path);
     if (!cfg.is_object() || !cfg.contains("probe") || !cfg["probe"].is_string())
       throw InputError(cfg_path + ": probe: missing (a string naming the probe)");
+    if (cfg.contains("name") && !cfg["name"].is_string()) throw InputError(cfg_path + ": name: must be a string");
     Run run{cfg.value("name", fs::path(cfg_path).stem().string()), cfg["probe"].get<std::string>(), cfg_path, ""};
+    core::check_plain_name(run.name, cfg_path + ": name");
+    core::check_plain_name(run.probe, cfg_path + ": probe");
     run.out = (fs::path(out_dir) / run.name).string();
     if (!opt.only.empty() && std::find(opt.only.begin(), opt.only.end(), run.name) == opt.only.end()) continue;
     if (!fs::exists(self_dir() / ("probe_" + run.probe)))

@@ -1,7 +1,9 @@
 // The executables as a user meets them: --help/--version, one clear line and exit code 2 for
 // every kind of bad input, crash isolation and resume end to end.
+#include "cli_test_util.hpp"
 #include "fp8scope/core/result_store.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,35 +17,7 @@
 using namespace fp8scope::core;
 namespace fs = std::filesystem;
 
-namespace {
-struct Exec {
-  int code;
-  std::string out, err;
-};
-Exec run(const std::string& args) {
-  // ctest runs tests in parallel processes: every call gets its own stderr file.
-  static int calls = 0;
-  const std::string errf = ::testing::TempDir() + "/cli_stderr_" + std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".txt";
-  const std::string cmd = args + " 2>" + errf;
-  Exec r{};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), int(buf.size()), p)) r.out += buf.data();
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(errf);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
-std::string write(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-int lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
-const std::string kProbe = PROBE_SELFTEST;
-const std::string kTool = FP8SCOPE_EXE;
-}  // namespace
+using namespace fp8scope::test;
 
 TEST(Cli, HelpAndVersion) {
   for (const auto& exe : {kProbe, kTool}) {
@@ -69,6 +43,18 @@ TEST(Cli, BadInputIsOneLineAndExitTwo) {
       {"--config x.json --bogus-flag", "bogus"},
       {"", "--config is required"},
       {"--config x.json --point-timeout -3", "point-timeout"},
+      // Names become file names: nothing that climbs out of the output folder or hides.
+      {"--config " + write("up.json", R"({"probe":"selftest","name":"../../x"})"), "name: '../../x' is not a plain file name"},
+      {"--config " + write("slash.json", R"({"probe":"selftest","name":"a/b"})"), "name: 'a/b' is not a plain file name"},
+      {"--config " + write("dot.json", R"({"probe":"selftest","name":".hidden"})"), "is not a plain file name"},
+      {"--config " + write("emptyname.json", R"({"probe":"selftest","name":""})"), "name: '' is not a plain file name"},
+      // Strict JSON: repeated keys and bytes after the document, with line and column.
+      {"--config " + write("dupkey.json", "{\"probe\":\"selftest\",\n \"axes\":{\"i\":[1]},\n \"axes\":{\"i\":[2]}}"),
+       "duplicate key \"axes\" at line 3, column 2 (first at line 2, column 2)"},
+      {"--config " + write("nul.json", std::string(R"({"probe":"selftest"})") + std::string(1, '\0') + "garbage"),
+       "a NUL byte at line 1, column 21"},
+      {"--config " + write("trailing.json", R"({"probe":"selftest"} {"probe":"selftest"})"), "expected end of input"},
+      {"--config x.json --shard 3/3", "--shard: '3/3' is not I/N with 0 <= I < N"},
   };
   for (auto& [args, want] : cases) {
     Exec r = run(kProbe + " " + args);
@@ -82,6 +68,15 @@ TEST(Cli, BadInputIsOneLineAndExitTwo) {
   r = run(kTool + " run " + write("suite.json", R"({"runs":[{"config":"x.json","extra":1}]})"));
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("extra: unknown key"), std::string::npos) << r.err;
+  // A suite's own name and its sweeps' names become folders and files too.
+  r = run(kTool + " run " + write("suite_up.json", R"({"suite":"../up","runs":[{"config":"x.json"}]})"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("suite: '../up' is not a plain file name"), std::string::npos) << r.err;
+  write("sweep_up.json", R"({"probe":"selftest","name":"../../escaped"})");
+  r = run(kTool + " run " + write("suite_sweep_up.json", R"({"runs":[{"config":"sweep_up.json"}]})"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("sweep_up.json: name: '../../escaped' is not a plain file name"), std::string::npos) << r.err;
 }
 
 TEST(Cli, CrashIsolationAndResumeEndToEnd) {
@@ -186,6 +181,30 @@ TEST(Cli, TrainConfigsRejectedBeforeAnyWork) {
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("n_head=5 does not divide d_model=64"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("[1/2]"), std::string::npos) << "no point may run: " << r.out;
+}
+
+// A token file that cannot be used is bad input, named before any point runs: not a
+// `crashed` point as if the tool had failed. Also for probe_recipe, which trains the same way.
+TEST(Cli, TokenFileProblemsStopTheSweepBeforeItStarts) {
+  const std::string missing = ::testing::TempDir() + "/no_such_tokens.bin";
+  std::uint16_t toks[8] = {1, 2, 3, 4, 5, 6, 7, 96};  // 96 >= vocab 64
+  const std::string bad = ::testing::TempDir() + "/tokens_bad.bin";
+  std::ofstream(bad, std::ios::binary).write(reinterpret_cast<const char*>(toks), sizeof toks);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {missing, missing + ": token file does not exist"},
+      {bad, bad + ": token 96 at position 7 is not below vocab 64"},
+  };
+  for (const auto& [path, want] : cases)
+    for (const std::string probe : {"train", "recipe"}) {
+      const std::string cfg = write("tok_" + probe + ".json", R"({"probe":")" + probe + R"(","name":"tok","axes":{"vocab":[64],"data":[")" +
+                                                                  path + R"("],"seq_len":[2],"batch":[1],"steps":[2]}})");
+      Exec r = run(std::string(probe == "train" ? PROBE_TRAIN : PROBE_RECIPE) + " --config " + cfg + " --out " + ::testing::TempDir() +
+                   "/tok_" + probe);
+      EXPECT_EQ(r.code, 2) << probe << " " << path << "\n" << r.out;
+      EXPECT_EQ(lines(r.err), 1) << r.err;
+      EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+      EXPECT_EQ(r.out.find("[1/1]"), std::string::npos) << "no point may run: " << r.out;
+    }
 }
 
 TEST(Cli, TrainProbeInFp8OnTheCpuRecordsTapsAndGpuPointsSkipWithoutAGpu) {

@@ -10,8 +10,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -106,6 +109,37 @@ TEST(Data, TokenFilesWithAndWithoutHeader) {
   EXPECT_EQ(model::TokenFile(dir + "/flat32.bin", 100000, "u32").size(), 3u);
   EXPECT_THROW(model::TokenFile(dir + "/flat32.bin", 50000, "u32"), core::InputError);  // 70000 >= vocab
   EXPECT_THROW(model::TokenFile(dir + "/missing.bin", 10), core::InputError);
+}
+
+// What check_token_file says before a sweep starts, one line per class of bad file.
+TEST(Data, TokenFileProblemsAreNamedBeforeTheSweep) {
+  const std::string dir = ::testing::TempDir() + "/tokcheck";
+  std::filesystem::create_directories(dir);
+  auto file = [&](const std::string& name, const void* data, std::size_t n) {
+    std::ofstream(dir + "/" + name, std::ios::binary).write(static_cast<const char*>(data), std::streamsize(n));
+    return dir + "/" + name;
+  };
+  std::vector<std::uint16_t> ok(100);
+  for (std::size_t i = 0; i < ok.size(); ++i) ok[i] = std::uint16_t(i % 50);
+  const std::string good = file("good.bin", ok.data(), ok.size() * 2);
+  EXPECT_EQ(model::check_token_file(good, 50, "auto", 65), "");
+  EXPECT_EQ(model::check_token_file(good, 50, "auto", 101), good + ": 100 tokens, fewer than one batch needs (101 = batch x seq_len + 1)");
+  EXPECT_EQ(model::check_token_file(good, 40, "auto", 2), good + ": token 40 at position 40 is not below vocab 40");
+  EXPECT_EQ(model::check_token_file(dir + "/none.bin", 50, "auto", 2), dir + "/none.bin: token file does not exist");
+  EXPECT_EQ(model::check_token_file(dir, 50, "auto", 2), dir + ": is a directory, not a token file");
+  const std::string odd = file("odd.bin", ok.data(), 7);
+  EXPECT_EQ(model::check_token_file(odd, 50, "auto", 2), odd + ": size is not a whole number of 2-byte tokens");
+  std::int32_t header[256] = {20240520, 7, 3};
+  const std::string badver = file("badver.bin", header, sizeof header);
+  EXPECT_EQ(model::check_token_file(badver, 50, "auto", 2), badver + ": llm.c header version 7 is not 1 (uint16) or 2 (uint32)");
+  header[1] = 1, header[2] = 1000;
+  const std::string shorter = file("short.bin", header, sizeof header);
+  EXPECT_EQ(model::check_token_file(shorter, 50, "auto", 2), shorter + ": header says 1000 tokens but the file is shorter");
+  if (::geteuid() != 0) {  // root reads any file
+    const std::string locked = file("locked.bin", ok.data(), ok.size() * 2);
+    std::filesystem::permissions(locked, std::filesystem::perms::none);
+    EXPECT_EQ(model::check_token_file(locked, 50, "auto", 2), locked + ": cannot read token file (Permission denied)");
+  }
 }
 
 TEST(TapPlan, SlotsFollowVariantLinearsAndFormat) {

@@ -109,6 +109,16 @@ TEST(TrainReport, TwoResultsOfOneSweepDrawTwoFigures) {
   for (const auto& s : rep["sections"])
     for (const auto& f : s["figures"]) files.push_back(f["file"].get<std::string>());
   EXPECT_EQ(files, (std::vector<std::string>{"again_loss", "again_loss_2"}));
+  // A result whose sweep name is a path (written elsewhere, or by hand) draws inside the
+  // figures folder all the same.
+  opt.results.clear();
+  opt.results.push_back({"c.json", result(9.0)});
+  opt.results[0].file.meta["sweep"] = "../../escape/x";
+  files.clear();
+  const core::json rep2 = report::build_report(opt);
+  for (const auto& s : rep2["sections"])
+    for (const auto& f : s["figures"]) files.push_back(f["file"].get<std::string>());
+  EXPECT_EQ(files, (std::vector<std::string>{"f.._.._escape_x_loss"}));
 }
 
 // A peer joins the result it was measured beside (meta.peer_of), not a rerun of the same sweep

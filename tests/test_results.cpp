@@ -120,8 +120,18 @@ TEST(Results, MalformedFilesGiveOneClearError) {
   EXPECT_EQ(read_error(write("empty.jsonl", "")), dir + "/empty.jsonl: empty result file");
   EXPECT_EQ(read_error(write("nohdr.jsonl", "{\"key\":\"a\",\"outcome\":\"ok\"}\n")),
             dir + "/nohdr.jsonl:1: not an fp8scope JSONL (no header line)");
-  EXPECT_EQ(read_error(write("mid.jsonl", "{\"header\":{}}\n{bad\n{\"key\":\"a\",\"outcome\":\"ok\"}\n")),
-            dir + "/mid.jsonl:2: not valid JSON");
+  EXPECT_EQ(read_error(write("mid.jsonl", "{\"header\":{}}\n{bad\n{\"key\":\"a\",\"outcome\":\"ok\"}\n"))
+                .rfind(dir + "/mid.jsonl:2: not valid JSON: parse error at line 1, column 2", 0),
+            0u);
+  // Strict JSON: bytes after the document (a NUL and garbage too), and repeated keys.
+  EXPECT_EQ(read_error(write("nul.json", std::string(R"({"schema_version":1,"records":[]})") + std::string(1, '\0') + "garbage")),
+            dir + "/nul.json: not valid JSON: a NUL byte at line 1, column 34");
+  EXPECT_NE(read_error(write("trail.json", R"({"schema_version":1,"records":[]} x)")).find("line 1, column 35"), std::string::npos);
+  EXPECT_EQ(read_error(write("dup.json", "{\"schema_version\":1,\n \"records\":[],\n \"records\":[]}")),
+            dir + "/dup.json: duplicate key \"records\" at line 3, column 2 (first at line 2, column 2)");
+  EXPECT_EQ(read_error(write("dup.jsonl",
+                             "{\"header\":{}}\n{\"key\":\"a\",\"key\":\"b\",\"outcome\":\"ok\"}\n{\"key\":\"c\",\"outcome\":\"ok\"}\n")),
+            dir + "/dup.jsonl:2: duplicate key \"key\" at line 1, column 12 (first at line 1, column 2)");
 }
 
 TEST(Results, GoogleBenchmarkJsonIsRead) {

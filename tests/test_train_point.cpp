@@ -53,7 +53,6 @@ TEST(TrainPoint, GpuWidthLimit) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
-// The GPU model's tap plan: which tensors are tapped, in execution order, with which format.
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
@@ -62,9 +61,15 @@ TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
             "ranks=2 needs backend gpu (data parallelism runs on GPUs)");
   point["backend"] = "gpu";
   const core::json one_gpu = {{"gpu", {{"count", 1}, {"memory_mib", 143771}, {"name", "NVIDIA H200"}}}};
-  EXPECT_EQ(train::check_train_point(train::train_point_from(point), one_gpu), "ranks=2 needs 2 GPUs; this machine has 1");
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), one_gpu),
+            "ranks=2 from --device 0 needs GPUs 0..1; this machine has 1 (0..0)");
   point["ranks"] = 1;
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), one_gpu), "");
+  // The ranks start at --device: two GPUs from device 1 of a two-GPU machine do not exist.
+  point["ranks"] = 2;
+  const core::json second_of_two = {{"gpu", {{"count", 2}, {"index", 1}, {"memory_mib", 143771}, {"name", "NVIDIA H200"}}}};
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), second_of_two),
+            "ranks=2 from --device 1 needs GPUs 1..2; this machine has 2 (0..1)");
   // Tokens per step count every rank's batch; MFU stays per GPU.
   point["ranks"] = 2;
   const auto tp = train::train_point_from(point);

@@ -43,9 +43,11 @@ struct Twin {
 };
 }  // namespace
 
-std::string check_recipe_point(const json& p, const json& env) {
+std::string check_recipe_point(const json& p, const json& settings, const json& env) {
   if (auto e = model::check_fp8_point(p); !e.empty()) return e;
-  return check_train_point(recipe_train_point(p), env);
+  const TrainPoint tp = recipe_train_point(p);
+  if (auto e = check_train_point(tp, env); !e.empty()) return e;
+  return check_train_data(tp, settings);
 }
 
 std::function<core::Record(const json&, const std::string&)> make_recipe_point_fn(const core::ProbeContext& ctx) {

@@ -13,7 +13,7 @@ namespace fp8scope::train {
 
 std::vector<core::ParamSpec> recipe_axes();
 std::vector<core::ParamSpec> recipe_settings();
-std::string check_recipe_point(const core::json& point, const core::json& env);
+std::string check_recipe_point(const core::json& point, const core::json& settings, const core::json& env);
 
 // Builds the per-worker function (it keeps the twins it has trained).
 std::function<core::Record(const core::json&, const std::string&)> make_recipe_point_fn(const core::ProbeContext& ctx);

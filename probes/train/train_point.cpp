@@ -1,5 +1,6 @@
 #include "train/train_point.hpp"
 
+#include "fp8scope/core/env.hpp"
 #include "fp8scope/core/stats.hpp"
 #include "fp8scope/cpu/trainer.hpp"
 #include "fp8scope/model/data.hpp"
@@ -112,8 +113,13 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
       return "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)";
   }
   if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
-  if (p.ranks > 1 && env.contains("gpu") && env["gpu"].is_object() && env["gpu"].value("count", 1) < p.ranks)
-    return fmt::format("ranks={} needs {} GPUs; this machine has {}", p.ranks, p.ranks, env["gpu"].value("count", 1));
+  // Ranks take the GPUs from --device on: device + ranks of them must exist.
+  if (p.ranks > 1 && core::env_has_gpu(env)) {
+    const int count = env["gpu"].value("count", 1), first = env["gpu"].value("index", 0);
+    if (first + p.ranks > count)
+      return fmt::format("ranks={} from --device {} needs GPUs {}..{}; this machine has {} (0..{})", p.ranks, first, first,
+                         first + p.ranks - 1, count, count - 1);
+  }
   if (p.backend == "gpu" && (p.model.d_model > 1024 || p.model.d_model % 8 != 0))
     return fmt::format("d_model={}: the GPU LayerNorm backward needs a multiple of 8, at most 1024", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
@@ -129,6 +135,13 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
     if (work > 5e12) return fmt::format("the CPU reference would need {:.1e} FLOPs; use backend gpu for this size", work);
   }
   return {};
+}
+
+std::string check_train_data(const TrainPoint& p, const json& settings) {
+  if (p.data == "synthetic") return {};
+  // One batch reads B*T + 1 tokens (the targets are the inputs shifted by one).
+  return model::check_token_file(p.data, p.model.vocab, settings.value("token_dtype", std::string("auto")),
+                                 std::int64_t(p.batch) * p.seq_len + 1);
 }
 
 void fill_train_record(core::Record& r, const TrainPoint& p, const std::vector<StepRow>& steps, int timing_warmup, double peak_flops) {

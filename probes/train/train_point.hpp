@@ -42,6 +42,10 @@ cpu::TrainConfig cpu_train_config(const TrainPoint& p);
 
 // "" or one line naming what is wrong (invalid shape, or too large for the GPU in env).
 std::string check_train_point(const TrainPoint& p, const core::json& env);
+// "" or one line naming the token file and what is wrong with it (missing, unreadable, a bad
+// header, tokens >= vocab, fewer tokens than one batch needs), read with the sweep's
+// token_dtype; each file is read once however many points name it.
+std::string check_train_data(const TrainPoint& p, const core::json& settings);
 
 // Model FLOPs of one training step (6 N per token for the matmuls with weights, plus
 // attention), as MFU counts them.

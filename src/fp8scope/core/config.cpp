@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -96,6 +97,16 @@ json settings_with_defaults(const json& doc, const ProbeSchema& schema) {
 
 }  // namespace
 
+void check_plain_name(const std::string& name, const std::string& where) {
+  const bool chars_ok = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' || c == '+';
+  });
+  if (name.empty() || name.size() > 200 || !chars_ok || name[0] == '.' || name[0] == '-')
+    fail(where, fmt::format("{} is not a plain file name (letters, digits, '.', '_', '-', '+'; not starting with '.' or '-'; "
+                            "at most 200 characters): it names the result files",
+                            shown(json(name))));
+}
+
 json check_value(const json& v, const ParamSpec& spec, const std::string& where) {
   switch (spec.kind) {
     case ParamSpec::Kind::integer: {
@@ -128,21 +139,6 @@ json check_value(const json& v, const ParamSpec& spec, const std::string& where)
   return v;
 }
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(fmt::format("{}: cannot open file", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    // nlohmann's message already says where ("at line 3, column 5").
-    std::string what = e.what();
-    const auto pos = what.find("parse error");
-    throw InputError(fmt::format("{}: not valid JSON: {}", path, pos == std::string::npos ? what : what.substr(pos)));
-  }
-}
-
 SweepConfig parse_sweep(const json& doc, const ProbeSchema& schema) {
   if (!doc.is_object()) fail("(top level)", "a sweep file must be a JSON object");
   static const std::set<std::string> top = {"probe", "name", "description", "settings", "axes", "zip"};
@@ -157,6 +153,7 @@ SweepConfig parse_sweep(const json& doc, const ProbeSchema& schema) {
   if (doc.contains("name")) {
     if (!doc["name"].is_string()) fail("name", "must be a string");
     cfg.name = doc["name"].get<std::string>();
+    check_plain_name(cfg.name, "name");
   }
   if (doc.contains("description")) {
     if (!doc["description"].is_string()) fail("description", "must be a string");

@@ -2,6 +2,8 @@
 // Sweep files: a probe declares the parameters it understands (ProbeSchema); a JSON file
 // names values for them. Axes combine as a cartesian product, `zip` groups tie lists
 // element-wise. Everything is validated up front with the JSON path of the offending field.
+#include "fp8scope/core/json_input.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <string>
@@ -50,10 +52,12 @@ std::vector<json> expand(const SweepConfig& cfg, const ProbeSchema& schema);
 // A stable identity of a point: "name=value,name=value" in schema order.
 std::string point_key(const json& point, const ProbeSchema& schema);
 
+// A name that becomes a file name (a sweep's or suite's name): letters, digits, '.', '_', '-'
+// and '+', not starting with '.' or '-', at most 200 characters; so it cannot climb out of
+// the folder it is written to ("..", "/") or hide itself. InputError "<where>: ..." otherwise.
+void check_plain_name(const std::string& name, const std::string& where);
+
 // Validates a single value against a spec; `where` is the JSON path for the message.
 json check_value(const json& v, const ParamSpec& spec, const std::string& where);
-
-// Reads a JSON file; InputError for a missing file or invalid JSON (with line/column).
-json read_json_file(const std::string& path);
 
 }  // namespace fp8scope::core

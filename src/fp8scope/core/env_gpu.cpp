@@ -19,7 +19,9 @@ json gpu_env(int device) {
     return {{"gpu", nullptr}, {"gpu_reason", why}};
   }
   if (device < 0 || device >= count)
-    return {{"gpu", nullptr}, {"gpu_reason", fmt::format("device {} requested but {} present", device, count)}};
+    return {{"gpu", nullptr},
+            {"gpu_count", count},
+            {"gpu_reason", fmt::format("--device {}: this machine has {} GPU{} (0..{})", device, count, count == 1 ? "" : "s", count - 1)}};
   cudaDeviceProp p{};
   cudaGetDeviceProperties(&p, device);
   char pci[32] = {};
@@ -49,7 +51,7 @@ json gpu_env(int device) {
   } else {
     g["nvml"] = nvml.error();
   }
-  return {{"gpu", g}};
+  return {{"gpu", g}, {"gpu_count", count}};
 }
 
 }  // namespace fp8scope::core

@@ -89,9 +89,12 @@ int run(int argc, char** argv, const ProbeDef& def) {
   if (out.empty()) out = "results/" + (cfg.name.empty() ? def.schema.probe : cfg.name);
 
   const json env = capture_env(device, !no_isolate);
+  // A machine with GPUs and an index it does not have is a usage error, not a sweep of
+  // skipped points (without any GPU every point is skipped, with the reason).
+  if (env.value("gpu_count", 0) > 0 && !env_has_gpu(env)) throw InputError(env.value("gpu_reason", std::string("--device: no such GPU")));
   if (def.check_point)
     for (std::size_t i = 0; i < points.size(); ++i)
-      if (auto problem = def.check_point(points[i], env); !problem.empty())
+      if (auto problem = def.check_point(points[i], cfg.settings, env); !problem.empty())
         throw InputError(fmt::format("{}: point {} ({}): {}", config_path, i, keys[i], problem));
   json meta;
   meta["probe"] = def.schema.probe;

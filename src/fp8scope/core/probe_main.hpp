@@ -25,8 +25,9 @@ struct ProbeDef {
   // Called once per process that measures (the worker), returns the per-point function.
   std::function<std::function<Record(const json&, const std::string&)>(const ProbeContext&)> make_point_fn;
   // Optional: checks each point before anything runs ("" = fine); a problem is bad input
-  // (one line, exit 2), e.g. a model that cannot be built or cannot fit.
-  std::function<std::string(const json& point, const json& env)> check_point;
+  // (one line, exit 2), e.g. a model that cannot be built or cannot fit, or a file it names
+  // that cannot be used. settings: the sweep's validated settings.
+  std::function<std::string(const json& point, const json& settings, const json& env)> check_point;
   // Optional: after folding, e.g. to print a verdict; may add to the result's meta.
   std::function<void(ResultFile&)> on_finished;
 };

@@ -1,6 +1,7 @@
 #include "fp8scope/core/result_store.hpp"
 
 #include "fp8scope/core/error.hpp"
+#include "fp8scope/core/json_input.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -29,10 +30,11 @@ ResultFile read_jsonl(const std::string& path, std::istream& in) {
   for (std::size_t i = 0; i < lines.size(); ++i) {
     json j;
     try {
-      j = json::parse(lines[i]);
-    } catch (const json::parse_error&) {
-      if (i + 1 == lines.size() && i > 0) break;  // torn final line: the writer died mid-line
-      throw InputError(fmt::format("{}:{}: not valid JSON", path, i + 1));
+      j = parse_json_strict(lines[i], fmt::format("{}:{}", path, i + 1));
+    } catch (const InputError&) {
+      // A torn final line (the writer died mid-line) is what a crash leaves; anything else is bad input.
+      if (i + 1 == lines.size() && i > 0 && !json::accept(lines[i])) break;
+      throw;
     }
     if (i == 0) {
       if (!j.is_object() || !j.contains("header")) throw InputError(fmt::format("{}:1: not an fp8scope JSONL (no header line)", path));
@@ -53,14 +55,7 @@ ResultFile read_jsonl(const std::string& path, std::istream& in) {
 }
 
 ResultFile read_json(const std::string& path, const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    auto pos = what.find("parse error");
-    throw InputError(fmt::format("{}: not valid JSON (truncated?): {}", path, pos == std::string::npos ? what : what.substr(pos)));
-  }
+  const json j = parse_json_strict(text, path);
   // Google Benchmark's JSON is also accepted by the report and the gate. With repetitions, one
   // record per benchmark: its median, with the coefficient of variation as the noise; without,
   // one per run (repeated names get #2, #3, ...).

@@ -5,9 +5,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <tuple>
 
 namespace fp8scope::model {
 
@@ -56,8 +60,11 @@ std::string MarkovTokens::describe() const {
 }
 
 TokenFile::TokenFile(const std::string& path, int vocab, const std::string& dtype) : path_(path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw core::InputError(fmt::format("{}: token file does not exist", path));
+  if (std::filesystem::is_directory(path, ec)) throw core::InputError(fmt::format("{}: is a directory, not a token file", path));
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw core::InputError(fmt::format("{}: cannot open token file", path));
+  if (!in) throw core::InputError(fmt::format("{}: cannot read token file ({})", path, std::strerror(errno)));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
   std::size_t start = 0;
   int width = dtype == "u32" ? 4 : 2;
@@ -87,6 +94,25 @@ TokenFile::TokenFile(const std::string& path, int vocab, const std::string& dtyp
     tokens_[i] = v;
   }
   if (tokens_.size() < 2) throw core::InputError(fmt::format("{}: fewer than 2 tokens", path));
+}
+
+std::string check_token_file(const std::string& path, int vocab, const std::string& dtype, std::int64_t min_tokens) {
+  static std::map<std::tuple<std::string, int, std::string>, std::pair<std::string, std::size_t>> seen;
+  auto key = std::make_tuple(path, vocab, dtype);
+  auto it = seen.find(key);
+  if (it == seen.end()) {
+    std::pair<std::string, std::size_t> answer{"", 0};
+    try {
+      answer.second = TokenFile(path, vocab, dtype).size();
+    } catch (const core::InputError& e) {
+      answer.first = e.what();
+    }
+    it = seen.emplace(key, answer).first;
+  }
+  if (!it->second.first.empty()) return it->second.first;
+  if (std::int64_t(it->second.second) < min_tokens)
+    return fmt::format("{}: {} tokens, fewer than one batch needs ({} = batch x seq_len + 1)", path, it->second.second, min_tokens);
+  return {};
 }
 
 void TokenFile::next_batch(int B, int T, std::vector<int>& in, std::vector<int>& tg) {

@@ -36,6 +36,11 @@ class MarkovTokens final : public TokenSource {
   double entropy_ = 0;
 };
 
+// "" when `path` is a token file TokenFile reads (see below) with at least min_tokens tokens
+// all below vocab; else one line "<path>: <problem>". The answer for a (path, vocab, dtype)
+// is kept, so a sweep of many points over one file reads it once.
+std::string check_token_file(const std::string& path, int vocab, const std::string& dtype, std::int64_t min_tokens);
+
 class TokenFile final : public TokenSource {
  public:
   // dtype "u16", "u32" or "auto" (llm.c header: magic 20240520, version 1 = uint16, 2 = uint32;

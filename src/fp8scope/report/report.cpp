@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
 
@@ -64,12 +65,18 @@ json build_report(const ReportOptions& opt) {
       sections.push_back(generic_section(in));
   }
   if (json claims = seed_claims_section(opt.results); !claims.is_null()) sections.insert(sections.begin() + 1, claims);
-  // Figures are named after their sweep; two results of one sweep (a rerun, another build)
+  // Figures are named after their sweep, as the result file says it: only letters, digits,
+  // '.', '_', '-' and '+' are kept (a result from elsewhere whose sweep is "../x" must not
+  // draw outside the figures folder). Two results of one sweep (a rerun, another build)
   // would draw to the same file, the later over the earlier: number the repeats.
   std::map<std::string, int> figure_names;
   for (auto& s : sections)
     for (auto& f : s["figures"]) {
-      const std::string name = f["file"].get<std::string>();
+      std::string name = f["file"].get<std::string>();
+      for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' && c != '+') c = '_';
+      if (name.empty() || name[0] == '.' || name[0] == '-') name = "f" + name;
+      f["file"] = name;
       if (const int n = ++figure_names[name]; n > 1) f["file"] = fmt::format("{}_{}", name, n);
     }
   json specs = json::array();
