@@ -35,4 +35,3 @@ TEST(Cli, DeviceTheMachineLacksIsAUsageError) {
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(fmt::format("--device {}: this machine has {} GPU", n, n)), std::string::npos) << r.err;
 }
-

@@ -89,36 +89,3 @@ TEST(VocabRoles, TnLayoutsOfTheLmHead) {
   EXPECT_EQ(w.a, DType::bf16);
   EXPECT_EQ(vocab_dimensions(HeadRole::dgrad, d, 50264), "k=V, lda=V (50264 B of e4m3), ldb=V (50264 B of e5m2)");
 }
-
-namespace {
-core::Record vrec(long long v, const std::string& role, Outcome o) {
-  return core::make_record(std::to_string(v) + role, {{"vocab", v}, {"role", role}, {"format", "e4m3"}}, o,
-                           o == Outcome::ok ? "" : "refused");
-}
-}  // namespace
-
-TEST(VocabSummary, DivisibleBy16Pattern) {
-  // dgrad fails whenever V % 16 != 0.
-  std::vector<core::Record> recs;
-  for (long long v = 50257; v <= 50320; ++v)
-    for (std::string role : {"fprop", "dgrad", "wgrad"})
-      recs.push_back(vrec(v, role, role == "dgrad" && v % 16 ? Outcome::run_rejected : Outcome::ok));
-  core::json env = {{"gpu", {{"name", "NVIDIA H200"}, {"cublaslt_version", 130100}}}};
-  core::json s = summarize_vocab(recs, env)["e4m3"];
-  EXPECT_EQ(s["smallest_pow2_divisor"], 16);
-  EXPECT_TRUE(s["divisor_is_exact"].get<bool>());
-  EXPECT_EQ(s["divisible_by_32"], "sufficient but not required");
-  EXPECT_EQ(s["failing_roles"], core::json::array({"dgrad"}));
-  EXPECT_EQ(s["tested"], 64);
-  EXPECT_EQ(s["all_roles_ok"].size(), 4u);  // 50272, 50288, 50304, 50320
-  EXPECT_NE(s["verdict"].get<std::string>().find("NVIDIA H200 (cuBLASLt 130100)"), std::string::npos);
-}
-
-TEST(VocabSummary, RequiredAndSufficientAndUnmeasured) {
-  std::vector<core::Record> recs;
-  for (long long v : {50272LL, 50304LL, 50288LL}) recs.push_back(vrec(v, "dgrad", v % 32 ? Outcome::heuristic_unsupported : Outcome::ok));
-  EXPECT_EQ(summarize_vocab(recs, {})["e4m3"]["divisible_by_32"], "required and sufficient");
-  EXPECT_EQ(summarize_vocab(recs, {})["e4m3"]["smallest_pow2_divisor"], 32);
-  std::vector<core::Record> skipped{vrec(50304, "dgrad", Outcome::skipped)};
-  EXPECT_NE(summarize_vocab(skipped, {{"gpu", nullptr}})["e4m3"]["verdict"].get<std::string>().find("not measured"), std::string::npos);
-}

@@ -15,8 +15,10 @@ using json = nlohmann::json;
 std::pair<std::size_t, std::size_t> line_column(std::string_view text, std::size_t offset) {
   std::size_t line = 1, col = 1;
   for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') ++line, col = 1;
-    else ++col;
+    if (text[i] == '\n')
+      ++line, col = 1;
+    else
+      ++col;
   }
   return {line, col};
 }
@@ -26,8 +28,10 @@ namespace {
 // Offset just past the string literal that starts at text[i] == '"' (the text is valid JSON).
 std::size_t string_end(std::string_view text, std::size_t i) {
   for (++i; i < text.size(); ++i) {
-    if (text[i] == '\\') ++i;
-    else if (text[i] == '"') return i + 1;
+    if (text[i] == '\\')
+      ++i;
+    else if (text[i] == '"')
+      return i + 1;
   }
   return text.size();
 }
@@ -52,18 +56,22 @@ void check_duplicate_keys(std::string_view text, const std::string& what) {
         if (!fresh) {
           const auto [l, c2] = line_column(text, i);
           const auto [l0, c0] = line_column(text, it->second);
-          throw InputError(fmt::format("{}: duplicate key \"{}\" at line {}, column {} (first at line {}, column {})", what, key, l, c2,
-                                       l0, c0));
+          throw InputError(
+              fmt::format("{}: duplicate key \"{}\" at line {}, column {} (first at line {}, column {})", what, key, l, c2, l0, c0));
         }
         stack.back().expect_key = false;
       }
       i = end;
       continue;
     }
-    if (c == '{') stack.push_back({true, true, {}});
-    else if (c == '[') stack.push_back({false, false, {}});
-    else if (c == '}' || c == ']') stack.pop_back();
-    else if (c == ',' && !stack.empty() && stack.back().object) stack.back().expect_key = true;
+    if (c == '{')
+      stack.push_back({true, true, {}});
+    else if (c == '[')
+      stack.push_back({false, false, {}});
+    else if (c == '}' || c == ']')
+      stack.pop_back();
+    else if (c == ',' && !stack.empty() && stack.back().object)
+      stack.back().expect_key = true;
     ++i;
   }
 }
@@ -84,8 +92,8 @@ json parse_json_strict(std::string_view text, const std::string& what) {
     const std::string msg = e.what();
     const auto pos = msg.find("parse error");
     const bool ends_early = msg.find("unexpected end of input") != std::string::npos;
-    throw InputError(fmt::format("{}: not valid JSON{}: {}", what, ends_early ? " (truncated?)" : "",
-                                 pos == std::string::npos ? msg : msg.substr(pos)));
+    throw InputError(
+        fmt::format("{}: not valid JSON{}: {}", what, ends_early ? " (truncated?)" : "", pos == std::string::npos ? msg : msg.substr(pos)));
   }
   check_duplicate_keys(text, what);
   return j;

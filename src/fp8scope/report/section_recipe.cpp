@@ -49,10 +49,11 @@ struct Tally {
   }
   // What a verdict is judged on: the runs with saturating casts when there are any (as
   // TransformerEngine casts), otherwise all runs. nosat runs stay in the evidence text.
-  std::pair<int, int> judged() const {
+  bool judged_on_satfinite() const {
     auto it = by_saturation.find("satfinite");
-    return it != by_saturation.end() && it->second.second > 0 ? it->second : std::make_pair(nan, runs);
+    return it != by_saturation.end() && it->second.second > 0;
   }
+  std::pair<int, int> judged() const { return judged_on_satfinite() ? by_saturation.at("satfinite") : std::make_pair(nan, runs); }
 };
 
 std::string where(const std::vector<ReportInput>& inputs) {
@@ -186,29 +187,36 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
   if (any_recipe) {
     const std::string at = where(inputs);
     // Claim 1: DelayedScaling(margin=1, E4M3) NaNs; margin 0 and 2 work.
-    auto rate = [&](long long m) {
+    std::string ev1, absent, judged_on;
+    for (long long m : {0LL, 1LL, 2LL}) {
       auto it = e4m3_delayed_by_margin.find(m);
-      if (it == e4m3_delayed_by_margin.end() || !it->second.runs) return -1.0;
-      const auto [n, runs] = it->second.judged();
+      if (it == e4m3_delayed_by_margin.end() || it->second.runs == 0) {
+        absent += fmt::format("{}margin={}", absent.empty() ? "" : ", ", m);
+        continue;
+      }
+      ev1 += fmt::format("{}margin={}: {}", ev1.empty() ? "" : "; ", m, it->second.text());
+      if (!it->second.judged_on_satfinite())
+        judged_on += fmt::format("; margin={} has no runs with saturating casts and is judged on its runs without", m);
+    }
+    auto rate = [&](long long m) {
+      const auto [n, runs] = e4m3_delayed_by_margin[m].judged();
       return double(n) / runs;
     };
-    const double r0 = rate(0), r1 = rate(1), r2 = rate(2);
     std::string v1;
-    if (r0 < 0 || r1 < 0 || r2 < 0)
+    if (absent.size() == std::string("margin=0, margin=1, margin=2").size())
       v1 = "not tested";
-    else if (r1 > 0 && r0 == 0 && r2 == 0)
+    else if (!absent.empty())
+      v1 = "undecided";
+    else if (rate(1) > 0 && rate(0) == 0 && rate(2) == 0)
       v1 = "confirmed";
-    else if (r1 == 0 && r0 == 0 && r2 == 0)
+    else if (rate(1) == 0 && rate(0) == 0 && rate(2) == 0)
       v1 = "not reproduced";
     else
       v1 = "refuted";
-    std::string ev1;
-    for (long long m : {0LL, 1LL, 2LL})
-      if (e4m3_delayed_by_margin.count(m))
-        ev1 += fmt::format("{}margin={}: {}", ev1.empty() ? "" : "; ", m, e4m3_delayed_by_margin[m].text());
-    t.rows.push_back({"DelayedScaling(margin=1, E4M3) gives NaN; margin=0 and margin=2 work", v1,
-                      (ev1.empty() ? std::string("no E4M3 delayed runs with margins 0, 1, 2") : "E4M3 delayed, " + ev1) + " (" + at + ")"});
-    // Claim 2: HYBRID works.
+    std::string e1 = ev1.empty() ? std::string("no E4M3 delayed runs with margins 0, 1, 2") : "E4M3 delayed, " + ev1 + " (" + at + ")";
+    if (!absent.empty() && v1 == "undecided") e1 += "; no E4M3 delayed runs with " + absent + ", which the claim compares";
+    t.rows.push_back({"DelayedScaling(margin=1, E4M3) gives NaN; margin=0 and margin=2 work", v1, e1 + judged_on});
+    // Claim 2: HYBRID works (observed: no NaN in the runs; the count says how much was seen).
     t.rows.push_back({"DelayedScaling(HYBRID) works",
                       hybrid.runs == 0             ? "not tested"
                       : hybrid.judged().first == 0 ? "confirmed"
@@ -217,26 +225,28 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
     // Claim 3: FP8 attention (TransformerLayer) NaNs, custom attention with FP8 linears works.
     const int att_nan = attention.judged().first, custom_nan = custom.judged().first;
     std::string v3 = attention.runs == 0                 ? "not tested"
+                     : custom.runs == 0                  ? "undecided"
                      : (att_nan > 0 && custom_nan == 0)  ? "confirmed"
                      : (att_nan == 0 && custom_nan == 0) ? "not reproduced"
                                                          : "refuted";
     t.rows.push_back({"TransformerLayer-style FP8 attention gives NaN while custom attention with FP8 linears works", v3,
-                      attention.runs ? fmt::format("fp8_attention: {}; custom/fused: {}", attention.text(), custom.text())
+                      attention.runs ? fmt::format("fp8_attention: {}; custom/fused: {}", attention.text(),
+                                                   custom.runs ? custom.text() : std::string("no runs to compare with"))
                                      : "no fp8_attention runs in these results"});
   }
   if (vocab_verdict.is_object() && vocab_verdict.contains("e4m3")) {
-    const std::string d32 = vocab_verdict["e4m3"].value("divisible_by_32", std::string("?"));
-    const std::string v = d32.rfind("required", 0) == 0                   ? "confirmed"
-                          : d32.find("not required") != std::string::npos ? "refuted"
-                                                                          : "not tested";
-    t.rows.push_back({"FP8 needs a vocab divisible by 32 (50264 fails with 'no algorithm', 50304 works)", v,
-                      vocab_verdict["e4m3"].value("verdict", std::string())});
+    const json& c = vocab_verdict["e4m3"].value("divisible_by_32", json::object());
+    t.rows.push_back({"FP8 needs a vocab divisible by 32 (50264 fails with 'no algorithm', 50304 works)",
+                      c.value("verdict", std::string("not tested")),
+                      c.value("because", std::string()) + ". " + vocab_verdict["e4m3"].value("verdict", std::string())});
   }
   if (t.rows.empty()) return json();
   return {{"title", "Seed claims"},
           {"text", json::array({"Each verdict is computed from the records in this report: confirmed "
                                 "(the runs show it), refuted (the runs contradict it), not reproduced "
-                                "(the runs could not make it happen), not tested (no runs for it). "
+                                "(the runs could not make it happen), undecided (the runs fit the claim "
+                                "and an alternative alike; the evidence says which runs would decide), "
+                                "not tested (no runs for it). "
                                 "Recipe verdicts are judged on the runs whose casts saturate (satfinite, "
                                 "as TransformerEngine casts) when there are any; the runs without "
                                 "saturation (nosat) are listed in the evidence as the counterfactual."})},
