@@ -35,3 +35,35 @@ TEST(Cli, DeviceTheMachineLacksIsAUsageError) {
   EXPECT_EQ(lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(fmt::format("--device {}: this machine has {} GPU", n, n)), std::string::npos) << r.err;
 }
+
+// A point that faults the device (trap, illegal address) or hangs past --point-timeout is
+// recorded as crashed with the reason; the next point runs in a fresh worker and succeeds;
+// nothing recorded before is lost, and --resume reruns nothing.
+TEST(Cli, DeviceFaultsAreCrashedPointsAndTheSweepGoesOn) {
+  std::string why;
+  if (gpu_count(why) == 0) GTEST_SKIP() << "needs a GPU: " << why;
+  const std::string dir = ::testing::TempDir() + "/faults";
+  fs::remove_all(dir);
+  const std::string out = dir + "/faults";
+  const std::string cmd = std::string(PROBE_GEMM) + " --config " + FP8SCOPE_SOURCE_DIR "/configs/fault_injection.json --out " + out +
+                          " --point-timeout 20";
+  Exec r = run(cmd);
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  const auto f = fp8scope::core::read_results(out + ".json");
+  ASSERT_EQ(f.records.size(), 7u);
+  using fp8scope::core::Outcome;
+  const std::vector<Outcome> want = {Outcome::ok, Outcome::crashed, Outcome::ok, Outcome::crashed, Outcome::ok, Outcome::crashed, Outcome::ok};
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(f.records[i].outcome, want[i]) << i << ": " << f.records[i].reason;
+  EXPECT_NE(f.records[1].reason.find("injected device fault (trap): cuda"), std::string::npos) << f.records[1].reason;
+  EXPECT_EQ(f.records[1].reason.find("cudaSuccess"), std::string::npos) << f.records[1].reason;
+  EXPECT_NE(f.records[3].reason.find("injected device fault (illegal_address): cudaErrorIllegalAddress"), std::string::npos)
+      << f.records[3].reason;
+  EXPECT_NE(f.records[5].reason.find("timed out after 20 s"), std::string::npos) << f.records[5].reason;
+  // Each fault retired its worker: at least four workers for seven points.
+  EXPECT_NE(r.out.find("worker processes"), std::string::npos);
+  const auto before = fp8scope::core::read_results(out + ".jsonl").records.size();
+  Exec again = run(cmd + " --resume");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find("resuming: 7 already recorded"), std::string::npos) << again.out;
+  EXPECT_EQ(fp8scope::core::read_results(out + ".jsonl").records.size(), before);
+}

@@ -1,6 +1,7 @@
 #include "fp8scope/core/probe_main.hpp"
 
 #include "fp8scope/core/error.hpp"
+#include "fp8scope/core/fault_injection.hpp"
 #include "fp8scope/core/progress.hpp"
 #include "fp8scope/core/runner.hpp"
 
@@ -36,6 +37,10 @@ std::string describe_params(const std::vector<ParamSpec>& specs) {
 
 int run(int argc, char** argv, const ProbeDef& def) {
   const std::string exe = "probe_" + def.schema.probe;
+  // Every probe takes the test-only fault injection (fault_injection.hpp).
+  ProbeSchema schema = def.schema;
+  schema.settings.push_back({"inject_faults", ParamSpec::Kind::string, "", {}, 0, 0,
+                             "test only: INDEX:KIND,... makes point INDEX of the sweep fault the GPU (trap, illegal_address) or hang"});
   CLI::App app{fmt::format("{}: {}", exe, def.summary), exe};
   app.set_version_flag("--version", std::string("fp8scope ") + FP8SCOPE_VERSION);
   std::string config_path, out;
@@ -58,7 +63,7 @@ int run(int argc, char** argv, const ProbeDef& def) {
   app.add_flag("--list", list, "print the points of the sweep and exit");
   app.add_flag("-q,--quiet", quiet, "no line per point");
   app.add_flag("-v,--verbose", verbose, "print each point's full key (default: only the axes that vary in the sweep, 120 columns)");
-  app.footer("Axes:\n" + describe_params(def.schema.axes) + "Settings:\n" + describe_params(def.schema.settings));
+  app.footer("Axes:\n" + describe_params(schema.axes) + "Settings:\n" + describe_params(schema.settings));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -75,13 +80,14 @@ int run(int argc, char** argv, const ProbeDef& def) {
         shard_index >= shard_count)
       throw InputError(fmt::format("--shard: '{}' is not I/N with 0 <= I < N", shard_arg));
   }
-  const SweepConfig cfg = load_sweep(config_path, def.schema);
-  const std::vector<json> all_points = expand(cfg, def.schema);
+  const SweepConfig cfg = load_sweep(config_path, schema);
+  const std::vector<json> all_points = expand(cfg, schema);
+  const auto faults = parse_fault_plan(cfg.settings["inject_faults"].get<std::string>(), all_points.size());
   // Round-robin: neighbouring points (often similar in cost) go to different shards.
   std::vector<json> points;
   for (std::size_t i = std::size_t(shard_index); i < all_points.size(); i += std::size_t(shard_count)) points.push_back(all_points[i]);
   std::vector<std::string> keys;
-  for (auto& p : points) keys.push_back(point_key(p, def.schema));
+  for (auto& p : points) keys.push_back(point_key(p, schema));
   if (list) {
     for (auto& k : keys) fmt::print("{}\n", k);
     return 0;
@@ -127,7 +133,7 @@ int run(int argc, char** argv, const ProbeDef& def) {
   opt.tty = ::isatty(STDOUT_FILENO) != 0;
   if (!verbose) {
     // Labelled by the axes that vary over the whole sweep, so every shard labels a point alike.
-    const std::vector<std::string> all = varying_labels(all_points, def.schema);
+    const std::vector<std::string> all = varying_labels(all_points, schema);
     for (std::size_t i = std::size_t(shard_index); i < all.size(); i += std::size_t(shard_count)) opt.labels.push_back(all[i]);
   }
   PointFn fn;
@@ -143,7 +149,15 @@ int run(int argc, char** argv, const ProbeDef& def) {
     ProbeContext ctx{cfg.settings, env, device};
     auto maker = def.make_point_fn;
     auto impl = std::make_shared<std::function<Record(const json&, const std::string&)>>();
-    fn = [ctx, maker, impl](const json& p, const std::string& k) {
+    std::map<std::string, DeviceFault> fault_at;  // by point key
+    for (auto& [i, f] : faults) fault_at[point_key(all_points[i], schema)] = f;
+    fn = [ctx, maker, impl, fault_at](const json& p, const std::string& k) {
+      if (auto it = fault_at.find(k); it != fault_at.end()) {
+        // The fault leaves the context unusable: the point is crashed, the worker retires.
+        const std::string error = inject_device_fault(it->second, ctx.device);
+        request_worker_restart();
+        return make_record(k, p, Outcome::crashed, fmt::format("injected device fault ({}): {}", to_string(it->second), error));
+      }
       if (!*impl) *impl = maker(ctx);
       return (*impl)(p, k);
     };

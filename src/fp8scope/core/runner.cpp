@@ -18,10 +18,14 @@ namespace {
 
 bool g_restart_requested = false;
 
+// An exception that escapes a point function leaves the worker in a state nobody checked (a
+// CUDA context with a sticky error, half-built objects): the point is `crashed` and the next
+// point gets a fresh worker.
 Record run_guarded(const PointFn& fn, const json& point, const std::string& key) {
   try {
     return fn(point, key);
   } catch (const std::exception& e) {
+    g_restart_requested = true;
     return make_record(key, point, Outcome::crashed, fmt::format("exception: {}", e.what()));
   }
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every test case of every `gpu` test binary under compute-sanitizer's memcheck (with
+# leak check), racecheck, synccheck and initcheck, each case in a run of its own (so one slow
+# case under racecheck costs only itself), and writes a summary: per tool and binary, how many
+# cases ran clean, had findings (the first ones quoted below the table) or ran out of time.
+# Usage: scripts/sanitize.sh BUILD_DIR OUT.txt
+# Environment: SANITIZE_TOOLS (default "memcheck racecheck synccheck initcheck"),
+# SANITIZE_TESTS (regex over binary names, default every test_*_gpu), SANITIZE_CASES (regex
+# over case names), SANITIZE_TIMEOUT (seconds per run, default 300), SANITIZE_JOBS (runs at a
+# time on the one GPU, default 8).
+# test_cli_gpu is left out: it makes child processes fault the GPU on purpose.
+set -uo pipefail
+build=${1:?usage: sanitize.sh BUILD_DIR OUT.txt}
+out=${2:?usage: sanitize.sh BUILD_DIR OUT.txt}
+tools=${SANITIZE_TOOLS:-memcheck racecheck synccheck initcheck}
+jobs=${SANITIZE_JOBS:-8}
+limit=${SANITIZE_TIMEOUT:-300}
+cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+[ -x "$cs" ] || { echo "sanitize: compute-sanitizer not found (part of the CUDA toolkit)" >&2; exit 2; }
+logs=$(mktemp -d)
+
+mapfile -t bins < <(ls "$build"/tests/test_*_gpu 2>/dev/null | grep -vE '/test_cli_gpu$' | grep -E "${SANITIZE_TESTS:-.}")
+[ ${#bins[@]} -gt 0 ] || { echo "sanitize: no gpu test binaries under $build/tests" >&2; exit 2; }
+
+# The cases of a gtest binary, as Suite.Name (parameterised ones too).
+cases_of() {
+  "$1" --gtest_list_tests | awk '/^[^ ]/ {suite=$1; next} /^  / {print suite $1}' | grep -E "${SANITIZE_CASES:-.}"
+}
+run_one() {  # tool binary case -> $logs/<tool>/<binary>/<case>.{log,rc,s}
+  local tool=$1 bin=$2 case=$3 dir extra=()
+  dir="$logs/$tool/$(basename "$bin")"
+  mkdir -p "$dir"
+  [ "$tool" = memcheck ] && extra=(--leak-check full)
+  local t0=$SECONDS f="$dir/${case//\//_}"
+  timeout "$limit" "$cs" --tool "$tool" "${extra[@]}" --error-exitcode 99 --print-limit 20 "$bin" --gtest_filter="$case" >"$f.log" 2>&1
+  echo $? >"$f.rc"
+  echo $((SECONDS - t0)) >"$f.s"
+}
+export -f run_one
+export cs limit logs
+for b in "${bins[@]}"; do cases_of "$b" | sed "s|^|$b |"; done >"$logs/cases"
+echo "sanitize: $(wc -l <"$logs/cases") test cases x $(echo $tools | wc -w) tools, $jobs at a time, ${limit}s each at most"
+for tool in $tools; do sed "s|^|$tool |" "$logs/cases"; done | xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2"'
+
+{
+  echo "# compute-sanitizer over the gpu tests"
+  echo "# $("$cs" --version | tail -1); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+  echo "# build: $build ($(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null))  tools: $tools  timeout: ${limit}s per run"
+  echo
+  printf '%-10s %-28s %6s %6s %8s %8s %8s\n' tool binary cases clean findings timeout seconds
+  all=0 all_clean=0
+  for tool in $tools; do
+    for b in "${bins[@]}"; do
+      dir="$logs/$tool/$(basename "$b")"
+      n=0 clean=0 bad=0 slow=0 secs=0
+      for rcf in "$dir"/*.rc; do
+        [ -e "$rcf" ] || continue
+        f=${rcf%.rc} rc=$(cat "$rcf")
+        n=$((n + 1)) secs=$((secs + $(cat "$f.s")))
+        errors=$(grep -oE "ERROR SUMMARY: [0-9]+ error" "$f.log" | grep -oE "[0-9]+" | tail -1)
+        if [ "$rc" = 124 ]; then slow=$((slow + 1))
+        elif [ "$rc" = 0 ] && [ "${errors:-0}" = 0 ] && ! grep -q "Leaked [0-9]* bytes" "$f.log"; then clean=$((clean + 1))
+        else bad=$((bad + 1)); fi
+      done
+      all=$((all + n)) all_clean=$((all_clean + clean))
+      printf '%-10s %-28s %6s %6s %8s %8s %8s\n' "$tool" "$(basename "$b")" "$n" "$clean" "$bad" "$slow" "$secs"
+    done
+  done
+  echo
+  echo "clean: $all_clean of $all runs"
+  for rcf in "$logs"/*/*/*.rc; do
+    f=${rcf%.rc} rc=$(cat "$rcf")
+    rel=${f#"$logs"/}
+    if [ "$rc" = 124 ]; then echo "timeout: $rel (over ${limit}s)"; continue; fi
+    errors=$(grep -oE "ERROR SUMMARY: [0-9]+ error" "$f.log" | grep -oE "[0-9]+" | tail -1)
+    if [ "$rc" != 0 ] || [ "${errors:-0}" != 0 ] || grep -q "Leaked [0-9]* bytes" "$f.log"; then
+      echo
+      echo "## $rel: exit $rc, ${errors:-?} errors"
+      grep -E "^========= |FAILED|Failure" "$f.log" | head -24
+    fi
+  done
+} | tee "$out"
+rm -rf "$logs"
