@@ -45,14 +45,15 @@ TEST(Cli, DeviceFaultsAreCrashedPointsAndTheSweepGoesOn) {
   const std::string dir = ::testing::TempDir() + "/faults";
   fs::remove_all(dir);
   const std::string out = dir + "/faults";
-  const std::string cmd = std::string(PROBE_GEMM) + " --config " + FP8SCOPE_SOURCE_DIR "/configs/fault_injection.json --out " + out +
-                          " --point-timeout 20";
+  const std::string cmd =
+      std::string(PROBE_GEMM) + " --config " + FP8SCOPE_SOURCE_DIR "/configs/fault_injection.json --out " + out + " --point-timeout 20";
   Exec r = run(cmd);
   ASSERT_EQ(r.code, 0) << r.err << r.out;
   const auto f = fp8scope::core::read_results(out + ".json");
   ASSERT_EQ(f.records.size(), 7u);
   using fp8scope::core::Outcome;
-  const std::vector<Outcome> want = {Outcome::ok, Outcome::crashed, Outcome::ok, Outcome::crashed, Outcome::ok, Outcome::crashed, Outcome::ok};
+  const std::vector<Outcome> want = {Outcome::ok, Outcome::crashed, Outcome::ok, Outcome::crashed,
+                                     Outcome::ok, Outcome::crashed, Outcome::ok};
   for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(f.records[i].outcome, want[i]) << i << ": " << f.records[i].reason;
   EXPECT_NE(f.records[1].reason.find("injected device fault (trap): cuda"), std::string::npos) << f.records[1].reason;
   EXPECT_EQ(f.records[1].reason.find("cudaSuccess"), std::string::npos) << f.records[1].reason;

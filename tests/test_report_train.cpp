@@ -108,7 +108,7 @@ TEST(TrainReport, TwoResultsOfOneSweepDrawTwoFigures) {
   std::vector<std::string> files;
   for (const auto& s : rep["sections"])
     for (const auto& f : s["figures"]) files.push_back(f["file"].get<std::string>());
-  EXPECT_EQ(files, (std::vector<std::string>{"again_loss", "again_loss_2"}));
+  EXPECT_EQ(files, (std::vector<std::string>{"again_tokens_per_s", "again_loss", "again_tokens_per_s_2", "again_loss_2"}));
   // A result whose sweep name is a path (written elsewhere, or by hand) draws inside the
   // figures folder all the same.
   opt.results.clear();
@@ -118,7 +118,7 @@ TEST(TrainReport, TwoResultsOfOneSweepDrawTwoFigures) {
   const core::json rep2 = report::build_report(opt);
   for (const auto& s : rep2["sections"])
     for (const auto& f : s["figures"]) files.push_back(f["file"].get<std::string>());
-  EXPECT_EQ(files, (std::vector<std::string>{"f.._.._escape_x_loss"}));
+  EXPECT_EQ(files, (std::vector<std::string>{"f.._.._escape_x_tokens_per_s", "f.._.._escape_x_loss"}));
 }
 
 // A peer joins the result it was measured beside (meta.peer_of), not a rerun of the same sweep

@@ -76,7 +76,7 @@ TEST(VocabVerdict, TokenizerSizesCannotDecide) {
 TEST(VocabVerdict, ThirtyTwoConfirmedOnlyWhenSeparated) {
   const std::vector<long long> vs = {50257, 50264, 50272, 50288, 50304, 50336};
   EXPECT_EQ(judge_divisibility_claim(vs, ok_of(vs, 32), 32).verdict, "confirmed");  // 50288 = 16 mod 32 fails, 50272 = 32 mod 64 works
-  const std::vector<long long> no16 = {50257, 50264, 50304, 50336};                   // no V = 16 mod 32
+  const std::vector<long long> no16 = {50257, 50264, 50304, 50336};                 // no V = 16 mod 32
   const auto c = judge_divisibility_claim(no16, ok_of(no16, 32), 32);
   EXPECT_EQ(c.verdict, "undecided");
   EXPECT_EQ(c.because, "the records fit V % p == 0 for p = 16 or 32: this sweep has no V with V % 32 == 16");
@@ -111,15 +111,17 @@ TEST(VocabVerdict, OneSidedSweepsAndNothingMeasured) {
   EXPECT_TRUE(b.consistent.empty());
   EXPECT_EQ(b.smallest_sufficient.value_or(0), 64);
   const auto recs = vocab_records(four, [](long long v) { return v == 50257 || v == 50304; });
-  EXPECT_NE(summarize_vocab(recs, kH200)["e4m3"]["verdict"].get<std::string>().find("No power-of-two divisor of V matches"), std::string::npos);
+  EXPECT_NE(summarize_vocab(recs, kH200)["e4m3"]["verdict"].get<std::string>().find("No power-of-two divisor of V matches"),
+            std::string::npos);
 }
 
 // --- The recipe claims ---------------------------------------------------------------------
 
 namespace {
-core::Record rrec(const std::string& format, int margin, const std::string& saturation, const std::string& variant, bool nan, int seed = 1) {
-  core::json p = {{"format", format}, {"margin", margin}, {"scaling", "delayed"}, {"saturation", saturation},
-                  {"variant", variant}, {"seed", seed},   {"backend", "gpu"}};
+core::Record rrec(const std::string& format, int margin, const std::string& saturation, const std::string& variant, bool nan,
+                  int seed = 1) {
+  core::json p = {{"format", format},   {"margin", margin}, {"scaling", "delayed"}, {"saturation", saturation},
+                  {"variant", variant}, {"seed", seed},     {"backend", "gpu"}};
   core::Record r = core::make_record(fmt::format("{}-{}-{}-{}-{}", format, margin, saturation, variant, seed), p,
                                      nan ? Outcome::nonfinite : Outcome::ok);
   if (nan) r.data["nan_onset"] = {{"step", 3}, {"layer", 0}, {"tensor", "qkv.grad"}, {"pass", "backward"}};
@@ -146,7 +148,8 @@ std::map<std::string, std::string> verdicts(const std::vector<core::Record>& rec
   for (const auto& row : sec["tables"][0]["rows"]) out[row[0].get<std::string>().substr(0, 20)] = row[1];
   return out;
 }
-const std::string kMargin = "DelayedScaling(margi", kHybrid = "DelayedScaling(HYBRI", kAttention = "TransformerLayer-sty", kVocab = "FP8 needs a vocab di";
+const std::string kMargin = "DelayedScaling(margi", kHybrid = "DelayedScaling(HYBRI", kAttention = "TransformerLayer-sty",
+                  kVocab = "FP8 needs a vocab di";
 }  // namespace
 
 TEST(RecipeVerdicts, MarginClaimEveryWay) {
@@ -187,6 +190,7 @@ TEST(RecipeVerdicts, VocabClaimInTheTableFollowsTheAnalysis) {
   EXPECT_EQ(verdicts({rrec("hybrid", 0, "satfinite", "custom", false)}, recs)[kVocab], "undecided");
   std::vector<long long> gpt2;
   for (long long v = 50257; v <= 50320; ++v) gpt2.push_back(v);
-  EXPECT_EQ(verdicts({rrec("hybrid", 0, "satfinite", "custom", false)}, vocab_records(gpt2, [](long long v) { return v % 16 == 0; }))[kVocab],
-            "refuted");
+  EXPECT_EQ(
+      verdicts({rrec("hybrid", 0, "satfinite", "custom", false)}, vocab_records(gpt2, [](long long v) { return v % 16 == 0; }))[kVocab],
+      "refuted");
 }

@@ -33,10 +33,14 @@ std::map<std::size_t, DeviceFault> parse_fault_plan(const std::string& spec, std
     if (used == 0 || used != colon) throw InputError(where + ": the index is not a whole number");
     if (index >= points) throw InputError(fmt::format("{}: the sweep has {} points (0..{})", where, points, points - 1));
     const std::string kind = entry.substr(colon + 1);
-    if (kind == "trap") plan[index] = DeviceFault::trap;
-    else if (kind == "illegal_address") plan[index] = DeviceFault::illegal_address;
-    else if (kind == "hang") plan[index] = DeviceFault::hang;
-    else throw InputError(where + ": kind must be trap, illegal_address or hang");
+    if (kind == "trap")
+      plan[index] = DeviceFault::trap;
+    else if (kind == "illegal_address")
+      plan[index] = DeviceFault::illegal_address;
+    else if (kind == "hang")
+      plan[index] = DeviceFault::hang;
+    else
+      throw InputError(where + ": kind must be trap, illegal_address or hang");
   }
   return plan;
 }

@@ -39,7 +39,12 @@ int run(int argc, char** argv, const ProbeDef& def) {
   const std::string exe = "probe_" + def.schema.probe;
   // Every probe takes the test-only fault injection (fault_injection.hpp).
   ProbeSchema schema = def.schema;
-  schema.settings.push_back({"inject_faults", ParamSpec::Kind::string, "", {}, 0, 0,
+  schema.settings.push_back({"inject_faults",
+                             ParamSpec::Kind::string,
+                             "",
+                             {},
+                             0,
+                             0,
                              "test only: INDEX:KIND,... makes point INDEX of the sweep fault the GPU (trap, illegal_address) or hang"});
   CLI::App app{fmt::format("{}: {}", exe, def.summary), exe};
   app.set_version_flag("--version", std::string("fp8scope ") + FP8SCOPE_VERSION);

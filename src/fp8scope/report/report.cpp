@@ -65,6 +65,15 @@ json build_report(const ReportOptions& opt) {
       sections.push_back(generic_section(in));
   }
   if (json claims = seed_claims_section(opt.results); !claims.is_null()) sections.insert(sections.begin() + 1, claims);
+  // The one-screen summary first: each section's own headline lines (seed verdicts,
+  // availability, FP8/BF16 and peer ratios with their spread), in the sections' order.
+  json summary = json::array();
+  for (auto& s : sections)
+    for (auto& line : s.value("summary", json::array())) summary.push_back(line);
+  if (!summary.empty())
+    sections.insert(
+        sections.begin(),
+        json{{"title", "Summary"}, {"text", json::array()}, {"bullets", summary}, {"tables", json::array()}, {"figures", json::array()}});
   // Figures are named after their sweep, as the result file says it: only letters, digits,
   // '.', '_', '-' and '+' are kept (a result from elsewhere whose sweep is "../x" must not
   // draw outside the figures folder). Two results of one sweep (a rerun, another build)
@@ -115,11 +124,13 @@ std::string escape_cell(std::string s) {
   return out;
 }
 
+// Long tables are folded (<details>, which GitHub renders in Markdown files too) so that a
+// report reads section by section: at 20 rows for a CI job summary, 40 otherwise.
 void render_table(std::string& md, const json& t, Flavor flavor) {
   const auto& cols = t["columns"];
   const auto& rows = t["rows"];
   if (rows.empty()) return;
-  const bool fold = flavor == Flavor::github && rows.size() > 20;
+  const bool fold = rows.size() > (flavor == Flavor::github ? 20u : 40u);
   if (fold)
     md += fmt::format("<details><summary>{} ({} rows)</summary>\n\n", t.value("title", std::string()), rows.size());
   else if (!t.value("title", std::string()).empty())
@@ -148,9 +159,19 @@ std::string render_markdown(const json& rep, Flavor flavor) {
   for (auto& s : rep["sections"]) {
     md += "## " + s["title"].get<std::string>() + "\n\n";
     for (auto& t : s["text"]) md += t.get<std::string>() + "\n\n";
-    for (auto& f : s["figures"])
-      if (f.value("drawn", false)) md += fmt::format("![{}]({})\n\n", f["title"].get<std::string>(), f["link"].get<std::string>());
-    for (auto& t : s["tables"]) render_table(md, t, flavor);
+    for (auto& b : s.value("bullets", json::array())) md += "- " + b.get<std::string>() + "\n";
+    if (s.contains("bullets")) md += "\n";
+    // A figure follows the table whose numbers it draws (after_table), else it opens the tables.
+    auto figures_at = [&](long long table) {
+      for (auto& f : s["figures"])
+        if (f.value("drawn", false) && f.value("after_table", -1LL) == table)
+          md += fmt::format("![{}]({})\n\n", f["title"].get<std::string>(), f["link"].get<std::string>());
+    };
+    figures_at(-1);
+    for (std::size_t i = 0; i < s["tables"].size(); ++i) {
+      render_table(md, s["tables"][i], flavor);
+      figures_at((long long)i);
+    }
   }
   return md;
 }

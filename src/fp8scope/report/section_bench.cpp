@@ -6,7 +6,9 @@
 #include "fp8scope/report/sections.hpp"
 
 #include <fmt/format.h>
+
 #include <fmt/ranges.h>
+#include <filesystem>
 
 #include <map>
 #include <regex>
@@ -37,8 +39,11 @@ std::string bare_name(const std::string& name) {
 }  // namespace
 
 json bench_section(const ReportInput& in) {
-  json sec = {
-      {"title", fmt::format("Benchmarks '{}'", in.path)}, {"text", json::array()}, {"tables", json::array()}, {"figures", json::array()}};
+  json sec = {{"title", fmt::format("Benchmarks '{}'", in.path)},
+              {"text", json::array()},
+              {"summary", json::array()},
+              {"tables", json::array()},
+              {"figures", json::array()}};
   bool any_median = false;
   for (auto& r : in.file.records) any_median = any_median || r.data["benchmark"].value("aggregate_name", std::string()) == "median";
   std::set<std::string> counters;
@@ -99,6 +104,10 @@ json bench_section(const ReportInput& in) {
   if (has_tokens && any_twin)
     sec["text"].push_back("vs BF16: an FP8 step's tokens/s over the BF16 step with the same attention kernels in this file.");
   sec["tables"].push_back(t.to_json());
+  const std::string file = std::filesystem::path(in.path).filename().string();
+  if (has_frac && !(met.empty() && below.empty()))
+    sec["summary"].push_back(fmt::format("Benchmarks '{}': {} of {} memory-bound kernels at {:.0f} % of copy bandwidth or more.", file,
+                                         met.size(), met.size() + below.size(), 100 * kCopyTarget));
   return sec;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <map>
 
 namespace fp8scope::report {
@@ -36,6 +37,57 @@ std::string outcome_tally(const std::vector<core::Record>& records) {
 json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
                  const json& series) {
   return {{"kind", "line"}, {"file", file}, {"title", title}, {"xlabel", xlabel}, {"ylabel", ylabel}, {"series", series}};
+}
+
+json bars_figure(const std::string& file, const std::string& title, const std::string& ylabel, const std::vector<std::string>& groups,
+                 const json& series, double reference) {
+  json f = {{"kind", "bars"}, {"file", file}, {"title", title}, {"ylabel", ylabel}, {"groups", groups}, {"series", series}};
+  if (std::isfinite(reference)) f["reference"] = reference;
+  return f;
+}
+
+json curves_gap_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                       const std::string& gap_label, const json& series, const json& gaps) {
+  return {{"kind", "curves_gap"}, {"file", file},           {"title", title},   {"xlabel", xlabel},
+          {"ylabel", ylabel},     {"gap_label", gap_label}, {"series", series}, {"gaps", gaps}};
+}
+
+json grid_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                 const std::vector<std::string>& rows, const std::vector<std::string>& columns, const json& cells, const json& categories) {
+  return {{"kind", "grid"}, {"file", file},       {"title", title}, {"xlabel", xlabel},        {"ylabel", ylabel},
+          {"rows", rows},   {"columns", columns}, {"cells", cells}, {"categories", categories}};
+}
+
+json outcome_categories() {
+  return json::array({{{"name", "ok"}, {"colour", "#66bb6a"}},
+                      {{"name", "refused by the heuristic"}, {"colour", "#ef5350"}},
+                      {{"name", "no algorithm"}, {"colour", "#ffa726"}},
+                      {{"name", "refused at run time"}, {"colour", "#ab47bc"}},
+                      {{"name", "wrong result"}, {"colour", "#8d6e63"}},
+                      {{"name", "NaN/Inf"}, {"colour", "#424242"}},
+                      {{"name", "out of memory"}, {"colour", "#42a5f5"}},
+                      {{"name", "crashed"}, {"colour", "#000000"}},
+                      {{"name", "skipped"}, {"colour", "#e0e0e0"}}});
+}
+
+std::string outcome_category(const core::Record& r) {
+  switch (r.outcome) {
+    case Outcome::ok: return "ok";
+    case Outcome::heuristic_unsupported: return "refused by the heuristic";
+    case Outcome::no_algorithm: return "no algorithm";
+    case Outcome::run_rejected: return "refused at run time";
+    case Outcome::incorrect: return "wrong result";
+    case Outcome::nonfinite: return "NaN/Inf";
+    case Outcome::oom: return "out of memory";
+    case Outcome::crashed: return "crashed";
+    case Outcome::skipped: return "skipped";
+  }
+  return "skipped";
+}
+
+void place_after(json& section, json figure, std::size_t table_index) {
+  figure["after_table"] = table_index;
+  section["figures"].push_back(std::move(figure));
 }
 
 json env_section(const std::vector<ReportInput>& inputs) {

@@ -53,6 +53,7 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
   const auto& recs = in.file.records;
   json sec = {{"title", fmt::format("GEMM sweep '{}'", in.file.meta.value("sweep", in.path))},
               {"text", json::array()},
+              {"summary", json::array()},
               {"tables", json::array()},
               {"figures", json::array()}};
   if (!in.file.meta.value("description", std::string()).empty()) sec["text"].push_back(in.file.meta["description"]);
@@ -142,6 +143,67 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
     t.rows.push_back(row);
   }
   if (!t.rows.empty()) sec["tables"].push_back(t.to_json());
+  const std::string sweep = in.file.meta.value("sweep", std::string("gemm"));
+  // TFLOP/s per GEMM and configuration (and the peer's), with the spread of the samples'
+  // quartiles, after the throughput table: when the sweep pairs FP8 GEMMs with BF16 twins.
+  if (have_twins && !t.rows.empty()) {
+    std::vector<std::string> groups, configs;
+    std::map<std::pair<std::string, std::string>, const Record*> ran;
+    for (auto& r : recs) {
+      if (r.outcome != Outcome::ok || !r.data.contains("metrics")) continue;
+      const std::string g = row_label(r.params), c = config_label(r.params);
+      if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
+      if (std::find(configs.begin(), configs.end(), c) == configs.end()) configs.push_back(c);
+      ran[{g, c}] = &r;
+    }
+    if (groups.size() <= 40) {
+      json series = json::array();
+      auto add_series = [&](const std::string& label, auto value_of) {
+        json sr = {{"label", label}, {"values", json::array()}, {"low", json::array()}, {"high", json::array()}};
+        bool any = false;
+        for (auto& g : groups) {
+          const auto [v, lo, hi] = value_of(g);
+          sr["values"].push_back(std::isfinite(v) ? json(v) : json(nullptr));
+          sr["low"].push_back(std::isfinite(lo) ? json(lo) : json(nullptr));
+          sr["high"].push_back(std::isfinite(hi) ? json(hi) : json(nullptr));
+          any = any || std::isfinite(v);
+        }
+        if (any) series.push_back(sr);
+      };
+      // TFLOP/s at the median and at the samples' third and first quartile of time.
+      using Spread = std::tuple<double, double, double>;
+      const Spread none{NAN, NAN, NAN};
+      auto spread = [](const Record& r) -> Spread {
+        const double tf = metric(r, "tflops"), med = r.data["timing"].value("median", NAN);
+        return std::make_tuple(tf, tf * med / r.data["timing"].value("q3", NAN), tf * med / r.data["timing"].value("q1", NAN));
+      };
+      for (auto& c : configs)
+        add_series("ours " + c, [&](const std::string& g) {
+          auto it = ran.find({g, c});
+          return it == ran.end() ? none : spread(*it->second);
+        });
+      if (peer)
+        for (auto& c : configs)
+          add_series(peer->file.meta.value("peer", std::string("peer")) + " " + c, [&](const std::string& g) {
+            auto it = ran.find({g, c});
+            if (it == ran.end()) return none;
+            auto pt = peer_rec.find(it->second->key);
+            return pt == peer_rec.end() || pt->second->outcome != Outcome::ok ? none : spread(*pt->second);
+          });
+      place_after(sec,
+                  bars_figure(sweep + "_tflops", "TFLOP/s per GEMM (heuristic's first algorithm; whiskers: the samples' quartiles)",
+                              "TFLOP/s", groups, series),
+                  sec["tables"].size() - 1);
+    }
+  }
+  std::string line = fmt::format("GEMMs '{}': {} points, {}", sweep, recs.size(), outcome_tally(recs));
+  if (!speedups.empty())
+    line += fmt::format("; FP8 {:.2f}x BF16 (geometric mean of {} GEMMs, {:.2f}-{:.2f}x)", geomean(speedups), speedups.size(),
+                        *std::min_element(speedups.begin(), speedups.end()), *std::max_element(speedups.begin(), speedups.end()));
+  if (!peer_fp8.empty())
+    line += fmt::format("; ours/{} on FP8 {:.2f}x ({:.2f}x autotuned)", peer->file.meta.value("peer", std::string("peer")),
+                        geomean(peer_fp8), geomean(peer_fp8_best));
+  sec["summary"].push_back(line + ".");
   if (!speedups.empty())
     sec["text"].push_back(
         fmt::format("FP8 vs BF16 (same GEMM, heuristic's first algorithm, same run): geometric-mean speedup "

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -72,6 +74,7 @@ std::string where(const std::vector<ReportInput>& inputs) {
 json recipe_section(const ReportInput& in) {
   json sec = {{"title", fmt::format("Recipe sweep '{}'", in.file.meta.value("sweep", in.path))},
               {"text", json::array()},
+              {"summary", json::array()},
               {"tables", json::array()},
               {"figures", json::array()}};
   if (!in.file.meta.value("description", std::string()).empty()) sec["text"].push_back(in.file.meta["description"]);
@@ -99,66 +102,121 @@ json recipe_section(const ReportInput& in) {
   }
   sec["tables"].push_back(t.to_json());
 
-  // Loss curves of FP8 runs against their twins: to stay readable, one run per recipe setting
-  // other than variant and seed (the first such run), at most 10.
-  json series = json::array();
+  const std::string sweep = in.file.meta.value("sweep", std::string("recipe"));
+
+  // Where NaNs start: each NaN run's first non-finite FP8 tensor, by tensor and layer, with the
+  // earliest step it happened at and how many runs started there.
+  std::map<std::pair<std::string, int>, std::pair<int, int>> onsets;  // (tensor (pass), layer) -> (earliest step, runs)
+  int nan_runs = 0, trained_runs = 0;
+  std::map<std::string, std::pair<int, int>> by_saturation;  // saturation -> (NaN, runs)
+  for (auto& r : in.file.records) {
+    if (r.outcome != Outcome::ok && r.outcome != Outcome::nonfinite) continue;
+    ++trained_runs;
+    auto& bs = by_saturation[r.params.value("saturation", "?")];
+    ++bs.second;
+    if (!r.data.contains("nan_onset")) continue;
+    ++nan_runs, ++bs.first;
+    const json& o = r.data["nan_onset"];
+    const auto key =
+        std::make_pair(o.value("tensor", std::string("?")) + " (" + o.value("pass", std::string("?")) + ")", o.value("layer", -1));
+    auto [it, fresh] = onsets.emplace(key, std::make_pair(o.value("step", 0), 0));
+    it->second.first = std::min(it->second.first, o.value("step", 0));
+    ++it->second.second;
+  }
+  if (!onsets.empty()) {
+    std::vector<std::string> rows;
+    std::vector<int> layers;
+    for (auto& [k, v] : onsets) {
+      if (std::find(rows.begin(), rows.end(), k.first) == rows.end()) rows.push_back(k.first);
+      if (std::find(layers.begin(), layers.end(), k.second) == layers.end()) layers.push_back(k.second);
+    }
+    std::sort(layers.begin(), layers.end());
+    std::vector<std::string> cols;
+    for (int l : layers) cols.push_back(l < 0 ? "head / loss" : fmt::format("layer {}", l));
+    json cells = json::array();
+    for (auto& row : rows) {
+      json cr = json::array();
+      for (int l : layers) {
+        auto it = onsets.find({row, l});
+        cr.push_back(it == onsets.end() ? json(nullptr) : json{{"step", it->second.first}, {"runs", it->second.second}});
+      }
+      cells.push_back(cr);
+    }
+    std::string sat;
+    for (auto& [k, v] : by_saturation) sat += fmt::format("{}{} {} of {}", sat.empty() ? "" : ", ", k, v.first, v.second);
+    place_after(sec,
+                {{"kind", "onset"},
+                 {"file", sweep + "_nan_onset"},
+                 {"title", fmt::format("Where NaNs start: the first non-finite FP8 tensor of each of the {} NaN runs of {} ({}); sN = "
+                                       "earliest step, colour likewise",
+                                       nan_runs, trained_runs, sat)},
+                 {"xlabel", "layer"},
+                 {"ylabel", "tensor (pass)"},
+                 {"rows", rows},
+                 {"columns", cols},
+                 {"cells", cells}},
+                0);
+  }
+  {
+    std::string sat;
+    for (auto& [k, v] : by_saturation) sat += fmt::format("{}{} {}/{}", sat.empty() ? "" : ", ", k, v.first, v.second);
+    std::string line =
+        fmt::format("Recipes '{}': {} of {} runs went NaN{}", sweep, nan_runs, trained_runs, sat.empty() ? "" : " (" + sat + ")");
+    const core::Record* first = nullptr;
+    for (auto& r : in.file.records)
+      if (r.data.contains("nan_onset") &&
+          (!first || r.data["nan_onset"].value("step", 1 << 30) < first->data["nan_onset"].value("step", 1 << 30)))
+        first = &r;
+    if (first) line += "; earliest at " + onset_text(*first);
+    double gap = 0;
+    std::string gap_run;
+    for (auto& r : in.file.records)
+      if (r.outcome == Outcome::ok && r.data.contains("metrics") && r.data["metrics"].contains("loss_gap_final") &&
+          std::abs(r.data["metrics"]["loss_gap_final"].get<double>()) > std::abs(gap)) {
+        gap = r.data["metrics"]["loss_gap_final"].get<double>();
+        gap_run = recipe_label(r.params);
+      }
+    if (!gap_run.empty()) line += fmt::format("; largest final loss gap to the twin among runs that finished: {:+.3f} ({})", gap, gap_run);
+    sec["summary"].push_back(line + ".");
+  }
+
+  // Loss curves of FP8 runs and their twins, and below them each run's gap to its twin: to stay
+  // readable, one run per recipe setting other than variant and seed (the first), at most 6.
+  json series = json::array(), gaps = json::array();
   std::set<std::string> twins_drawn, settings_drawn;
   for (auto& r : in.file.records) {
-    if (!r.data.contains("train") || settings_drawn.size() >= 10) continue;
+    if (!r.data.contains("train") || settings_drawn.size() >= 6) continue;
     json setting = r.params;
     setting.erase("variant");
     setting.erase("seed");
     if (!settings_drawn.insert(setting.dump()).second) continue;
+    const json& loss = r.data["train"]["loss"];
+    const std::string label = recipe_label(r.params) + params_suffix(r.params, extra) + fmt::format(" s{}", r.params.value("seed", 0));
     json x = json::array();
-    for (std::size_t i = 0; i < r.data["train"]["loss"].size(); ++i) x.push_back(i);
-    series.push_back({{"label", recipe_label(r.params) + params_suffix(r.params, extra) + fmt::format(" s{}", r.params.value("seed", 0))},
-                      {"x", x},
-                      {"y", r.data["train"]["loss"]}});
-    const std::string twin = fmt::format("high precision s{}", r.params.value("seed", 0));
-    if (r.data.contains("twin_loss") && twins_drawn.insert(twin).second) {
+    for (std::size_t k = 0; k < loss.size(); ++k) x.push_back(k);
+    series.push_back({{"label", label}, {"x", x}, {"y", loss}});
+    if (!r.data.contains("twin_loss")) continue;
+    const json& twin = r.data["twin_loss"];
+    json gy = json::array(), gx = json::array();
+    for (std::size_t k = 0; k < loss.size() && k < twin.size(); ++k) {
+      if (!loss[k].is_number() || !twin[k].is_number() || !std::isfinite(loss[k].get<double>())) continue;
+      gx.push_back(k);
+      gy.push_back(loss[k].get<double>() - twin[k].get<double>());
+    }
+    gaps.push_back({{"label", label}, {"x", gx}, {"y", gy}});
+    const std::string twin_label = fmt::format("high-precision twin s{}", r.params.value("seed", 0));
+    if (twins_drawn.insert(twin_label).second) {
       json tx = json::array();
-      for (std::size_t i = 0; i < r.data["twin_loss"].size(); ++i) tx.push_back(i);
-      series.push_back({{"label", twin}, {"x", tx}, {"y", r.data["twin_loss"]}, {"style", "--"}});
+      for (std::size_t k = 0; k < twin.size(); ++k) tx.push_back(k);
+      series.push_back({{"label", twin_label}, {"x", tx}, {"y", twin}, {"style", "--"}});
     }
   }
-  const std::string sweep = in.file.meta.value("sweep", std::string("recipe"));
   if (!series.empty())
-    sec["figures"].push_back(
-        line_figure(sweep + "_loss", "Loss: FP8 recipes (solid) and their high-precision twins (dashed)", "step", "loss", series));
-
-  // For the run that went NaN latest (the most history before its onset): every quantised
-  // tensor's saturated fraction by step.
-  const Record* latest = nullptr;
-  for (auto& r : in.file.records)
-    if (r.outcome == Outcome::nonfinite && r.data.contains("taps") && r.data.contains("nan_onset") &&
-        (!latest || r.data["nan_onset"].value("step", 0) > latest->data["nan_onset"].value("step", 0)))
-      latest = &r;
-  if (latest) {
-    const Record& r = *latest;
-    json rows = json::array(), values = json::array();
-    std::size_t width = 0;
-    for (auto it = r.data["taps"].begin(); it != r.data["taps"].end(); ++it) {
-      if (!it.value().contains("saturated")) continue;
-      rows.push_back(it.key());
-      values.push_back(it.value()["saturated"]);
-      width = std::max(width, it.value()["saturated"].size());
-    }
-    for (auto& v : values)
-      while (v.size() < width) v.push_back(nullptr);  // a run that stopped at its onset has fewer steps
-    json cols = json::array();
-    for (std::size_t i = 0; i < width; ++i) cols.push_back(std::to_string(i));
-    if (!rows.empty())
-      sec["figures"].push_back(
-          {{"kind", "heatmap"},
-           {"file", sweep + "_saturation_heatmap"},
-           {"title", "Saturated fraction per tensor and (downsampled) step: " + recipe_label(r.params) + " (" + onset_text(r) + ")"},
-           {"xlabel", "step (downsampled)"},
-           {"ylabel", "layer.tensor"},
-           {"zlabel", "saturated fraction"},
-           {"rows", rows},
-           {"columns", cols},
-           {"values", values}});
-  }
+    place_after(
+        sec,
+        curves_gap_figure(sweep + "_loss", "Loss of FP8 recipes (solid) and their high-precision twins (dashed); below, FP8 minus twin",
+                          "step", "loss", "FP8 - twin", series, gaps),
+        0);
   return sec;
 }
 
@@ -241,6 +299,8 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
                       c.value("because", std::string()) + ". " + vocab_verdict["e4m3"].value("verdict", std::string())});
   }
   if (t.rows.empty()) return json();
+  json summary = json::array();
+  for (auto& row : t.rows) summary.push_back(fmt::format("Seed claim \"{}\": **{}**.", row[0], row[1]));
   return {{"title", "Seed claims"},
           {"text", json::array({"Each verdict is computed from the records in this report: confirmed "
                                 "(the runs show it), refuted (the runs contradict it), not reproduced "
@@ -251,6 +311,7 @@ json seed_claims_section(const std::vector<ReportInput>& inputs) {
                                 "as TransformerEngine casts) when there are any; the runs without "
                                 "saturation (nosat) are listed in the evidence as the counterfactual."})},
           {"tables", json::array({t.to_json()})},
+          {"summary", summary},
           {"figures", json::array()}};
 }
 

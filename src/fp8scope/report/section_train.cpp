@@ -5,7 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <map>
+#include <set>
+#include <tuple>
 
 namespace fp8scope::report {
 using core::Outcome;
@@ -35,6 +38,7 @@ std::string vs_bf16(const core::Record& fp8, const core::Record& bf16) {
 json train_section(const ReportInput& in, const ReportInput* peer) {
   json sec = {{"title", fmt::format("Training runs '{}'", in.file.meta.value("sweep", in.path))},
               {"text", json::array()},
+              {"summary", json::array()},
               {"tables", json::array()},
               {"figures", json::array()}};
   if (!in.file.meta.value("description", std::string()).empty()) sec["text"].push_back(in.file.meta["description"]);
@@ -196,9 +200,127 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
     }
   }
   if (!ranks.rows.empty()) sec["tables"].push_back(ranks.to_json());
-  if (!series.empty())
-    sec["figures"].push_back(
-        line_figure(in.file.meta.value("sweep", std::string("train")) + "_loss", "Training loss", "step", "loss", series));
+  const std::string sweep = in.file.meta.value("sweep", std::string("train"));
+  // A run's setup (model, attention kernels, GPU count) names its group in the figures.
+  auto setup_of = [&](const json& p) {
+    std::string s = run_label(p) + " " + p.value("attention", std::string("materialized"));
+    if (p.value("ranks", 1) > 1) s += fmt::format(" x{} GPUs", p.value("ranks", 1));
+    return s;
+  };
+  std::vector<std::string> setups;
+  for (auto& r : in.file.records)
+    if (r.outcome == Outcome::ok && r.params.value("backend", std::string()) == "gpu") {
+      const std::string su = setup_of(r.params);
+      if (std::find(setups.begin(), setups.end(), su) == setups.end()) setups.push_back(su);
+    }
+  // tokens/s at the median step and at the steps' third and first quartiles.
+  auto tps = [&](const core::Record& r) {
+    const double v = m(r, "tokens_per_s"), med = r.data.value("timing", json::object()).value("median", NAN);
+    const double q1 = r.data.value("timing", json::object()).value("q1", NAN), q3 = r.data.value("timing", json::object()).value("q3", NAN);
+    return std::make_tuple(v, v * med / q3, v * med / q1);
+  };
+  if (!setups.empty() && setups.size() <= 12) {
+    // Series: our runs by precision and what varies between them, then the peers of the BF16 runs.
+    std::vector<std::string> names;
+    std::map<std::pair<std::string, std::string>, std::tuple<double, double, double>> value;
+    for (auto& r : in.file.records) {
+      if (r.outcome != Outcome::ok || r.params.value("backend", std::string()) != "gpu") continue;
+      const std::string prec = r.params.value("precision", std::string("bf16"));
+      std::string name = "ours " + (prec == "fp8" ? std::string("FP8") : std::string("BF16"));
+      if (prec == "fp8") {
+        json q = r.params;
+        for (const char* k : {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to", "tied", "max_seq",
+                              "attention", "ranks", "precision"})
+          q.erase(k);
+        name += params_suffix(q, extra);
+      }
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      value[{name, setup_of(r.params)}] = tps(r);
+      for (const auto& [suffix, peer_name] :
+           {std::pair<std::string, std::string>{"", "PyTorch eager"}, {",peer=torch.compile", "torch.compile"}}) {
+        auto it = peer_rec.find(r.key + suffix);
+        if (it == peer_rec.end() || it->second->outcome != Outcome::ok) continue;
+        if (std::find(names.begin(), names.end(), peer_name) == names.end()) names.push_back(peer_name);
+        value[{peer_name, setup_of(r.params)}] = tps(*it->second);
+      }
+    }
+    json bars = json::array();
+    for (auto& n : names) {
+      json sr = {{"label", n}, {"values", json::array()}, {"low", json::array()}, {"high", json::array()}};
+      for (auto& su : setups) {
+        auto it = value.find({n, su});
+        const auto [v, lo, hi] = it == value.end() ? std::tuple<double, double, double>{NAN, NAN, NAN} : it->second;
+        sr["values"].push_back(std::isfinite(v) ? json(v / 1e3) : json(nullptr));
+        sr["low"].push_back(std::isfinite(lo) ? json(lo / 1e3) : json(nullptr));
+        sr["high"].push_back(std::isfinite(hi) ? json(hi / 1e3) : json(nullptr));
+      }
+      bars.push_back(sr);
+    }
+    place_after(sec,
+                bars_figure(sweep + "_tokens_per_s", "Training throughput, ours and the PyTorch peer (whiskers: the step times' quartiles)",
+                            "thousand tokens/s", setups, bars),
+                0);
+  }
+  // Summary: per setup, its fastest FP8 run against the BF16 twin, and both against the peer.
+  for (auto& su : setups) {
+    const core::Record* best = nullptr;
+    for (auto& r : in.file.records)
+      if (r.outcome == Outcome::ok && setup_of(r.params) == su && bf16_twin(r) &&
+          (!best || m(r, "tokens_per_s") > m(*best, "tokens_per_s")))
+        best = &r;
+    const core::Record* b = best ? bf16_twin(*best) : nullptr;
+    if (!best) continue;
+    std::string line = fmt::format("Training '{}' ({}): FP8 {:.2f} ms/step, {} its BF16 twin ({:.2f} ms)", sweep, su,
+                                   m(*best, "ms_per_step"), vs_bf16(*best, *b), m(*b, "ms_per_step"));
+    auto compiled = peer_rec.find(b->key + ",peer=torch.compile");
+    if (compiled != peer_rec.end() && compiled->second->outcome == Outcome::ok) {
+      const double pt = m(*compiled->second, "tokens_per_s");
+      line += fmt::format("; against torch.compile BF16 ({:.2f} ms): our BF16 {:.2f}x, our FP8 {:.2f}x",
+                          m(*compiled->second, "ms_per_step"), m(*b, "tokens_per_s") / pt, m(*best, "tokens_per_s") / pt);
+    }
+    sec["summary"].push_back(line + ".");
+  }
+  // Loss: FP8 runs and their BF16 twins, and below each FP8 run's gap to its twin.
+  json curves = json::array(), gaps = json::array();
+  std::set<const core::Record*> twins_drawn;
+  // Curve labels: the setup only when the file has several, then what varies between runs.
+  auto curve_label = [&](const json& p) {
+    json q = p;
+    for (const char* k :
+         {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to", "tied", "max_seq", "attention", "ranks"})
+      q.erase(k);
+    if (q.value("precision", std::string("bf16")) == "bf16")
+      for (const auto& a : model::fp8_axes()) q.erase(a.name);
+    std::string l =
+        (setups.size() > 1 ? setup_of(p) + " " : std::string()) + (p.value("precision", std::string("bf16")) == "fp8" ? "FP8" : "BF16");
+    q.erase("precision");
+    return l + params_suffix(q, extra);
+  };
+  for (auto& r : in.file.records) {
+    const core::Record* b = bf16_twin(r);
+    if (!b || !r.data.contains("train") || !b->data.contains("train") || curves.size() >= 10) continue;
+    const json &loss = r.data["train"]["loss"], &tl = b->data["train"]["loss"];
+    json x = json::array(), gx = json::array(), gy = json::array();
+    for (std::size_t k = 0; k < loss.size(); ++k) {
+      x.push_back(k);
+      if (k < tl.size() && loss[k].is_number() && tl[k].is_number())
+        gx.push_back(k), gy.push_back(loss[k].get<double>() - tl[k].get<double>());
+    }
+    curves.push_back({{"label", curve_label(r.params)}, {"x", x}, {"y", loss}});
+    gaps.push_back({{"label", curve_label(r.params)}, {"x", gx}, {"y", gy}});
+    if (twins_drawn.insert(b).second) {
+      json tx = json::array();
+      for (std::size_t k = 0; k < tl.size(); ++k) tx.push_back(k);
+      curves.push_back({{"label", curve_label(b->params)}, {"x", tx}, {"y", tl}, {"style", "--"}});
+    }
+  }
+  if (!curves.empty())
+    place_after(sec,
+                curves_gap_figure(sweep + "_loss", "Training loss: FP8 runs (solid) and their BF16 twins (dashed); below, FP8 minus BF16",
+                                  "step", "loss", "FP8 - BF16", curves, gaps),
+                0);
+  else if (!series.empty())
+    sec["figures"].push_back(line_figure(sweep + "_loss", "Training loss", "step", "loss", series));
   return sec;
 }
 

@@ -1,5 +1,5 @@
 // The probe_vocab section: the computed verdict, the V x (format, role) availability matrix,
-// throughput per V with the FP8/BF16 ratio, and a figure of TFLOP/s against V.
+// throughput per V with the FP8/BF16 ratio, and the availability matrix drawn as a grid.
 #include "fp8scope/gemm/vocab_summary.hpp"
 #include "fp8scope/report/sections.hpp"
 
@@ -15,11 +15,29 @@ json vocab_section(const ReportInput& in) {
   const auto& recs = in.file.records;
   json sec = {{"title", fmt::format("Vocab sweep '{}'", in.file.meta.value("sweep", in.path))},
               {"text", json::array()},
+              {"summary", json::array()},
               {"tables", json::array()},
               {"figures", json::array()}};
   const json summary = gemm::summarize_vocab(recs, in.file.env);
-  for (const char* f : {"e4m3", "hybrid", "bf16"})
-    if (summary.contains(f)) sec["text"].push_back("**Verdict** " + summary[f]["verdict"].get<std::string>());
+  const std::string sweep = in.file.meta.value("sweep", std::string("vocab"));
+  for (const char* f : {"e4m3", "hybrid", "bf16"}) {
+    if (!summary.contains(f)) continue;
+    const json& s = summary[f];
+    sec["text"].push_back("**Verdict** " + s["verdict"].get<std::string>());
+    if (std::string(f) == "bf16" || !s.contains("consistent_divisors")) continue;
+    // One line for the report's summary: where the FP8 LM head runs, and the seed claim.
+    std::string where_ok;
+    const auto& cd = s["consistent_divisors"];
+    if (cd.size() == 1)
+      where_ok = fmt::format("exactly when V % {} == 0", cd[0].get<long long>());
+    else if (!cd.empty())
+      where_ok = fmt::format("when V % p == 0 for p in {} (undecided: {})", cd.dump(), s["undecided_without"].dump());
+    else
+      where_ok = "for no power-of-two divisor of V exactly";
+    sec["summary"].push_back(fmt::format("Vocab '{}' ({}): the FP8 LM head runs every role for {} of {} V, {}; \"divisible by 32\" {}.",
+                                         sweep, f, s["all_roles_ok"].size(), s["tested"].get<int>(), where_ok,
+                                         s["divisible_by_32"].value("verdict", std::string("?"))));
+  }
 
   std::set<long long> vs;
   std::vector<std::string> combos;
@@ -40,6 +58,32 @@ json vocab_section(const ReportInput& in) {
     m.rows.push_back(row);
   }
   sec["tables"].push_back(m.to_json());
+  // The same matrix as a picture: V down, format and role across, colour = outcome, the
+  // heuristic's TFLOP/s in the cells that ran.
+  {
+    std::vector<std::string> row_names, col_names(combos.begin(), combos.end());
+    json cells = json::array();
+    for (long long v : vs) {
+      row_names.push_back(fmt::format("{} (mod 16 = {})", v, v % 16));
+      json row = json::array();
+      for (auto& c : combos) {
+        auto it = cell.find({v, c});
+        if (it == cell.end()) {
+          row.push_back(nullptr);
+          continue;
+        }
+        const core::Record& r = *it->second;
+        const bool ran = r.outcome == Outcome::ok && r.data.contains("metrics");
+        row.push_back({{"category", outcome_category(r)},
+                       {"text", ran ? fmt::format("{:.0f}", r.data["metrics"].value("tflops", 0.0)) : std::string()}});
+      }
+      cells.push_back(row);
+    }
+    place_after(sec,
+                grid_figure(sweep + "_availability", "LM-head GEMMs per vocab size V: outcome (colour) and TFLOP/s (in the cells that ran)",
+                            "format and role", "V", row_names, col_names, cells, outcome_categories()),
+                0);
+  }
 
   Table why{"Why the failing points fail (first V of each role and outcome)",
             {"format", "role", "outcome", "V", "dimensions carrying V", "cuBLASLt says"},
@@ -58,19 +102,8 @@ json vocab_section(const ReportInput& in) {
   Table sp{"FP8 vs BF16 per role (same V, same run; geometric mean over the V where both ran)",
            {"role", "format", "V where both ran", "FP8 TFLOP/s (geomean)", "BF16 TFLOP/s (geomean)", "speedup"},
            {}};
-  json series = json::array();
   for (const char* role : {"fprop", "dgrad", "wgrad"})
-    for (const char* fmt8 : {"e4m3", "hybrid", "bf16"}) {
-      json s = {{"label", fmt::format("{} {}", fmt8, role)}, {"x", json::array()}, {"y", json::array()}};
-      for (long long v : vs) {
-        auto it = cell.find({v, std::string(fmt8) + " " + role});
-        if (it != cell.end() && it->second->outcome == Outcome::ok && it->second->data.contains("metrics")) {
-          s["x"].push_back(v);
-          s["y"].push_back(it->second->data["metrics"]["tflops"]);
-        }
-      }
-      if (!s["x"].empty()) series.push_back(s);
-      if (std::string(fmt8) == "bf16") continue;
+    for (const char* fmt8 : {"e4m3", "hybrid"}) {
       std::vector<double> f8, b16;
       for (long long v : vs) {
         auto a = cell.find({v, std::string(fmt8) + " " + role}), b = cell.find({v, std::string("bf16 ") + role});
@@ -110,10 +143,6 @@ json vocab_section(const ReportInput& in) {
     if (any) dv.rows.push_back(row);
   }
   if (!dv.rows.empty()) sec["tables"].push_back(dv.to_json());
-  if (!series.empty())
-    sec["figures"].push_back(line_figure(in.file.meta.value("sweep", std::string("vocab")) + "_tflops_vs_vocab",
-                                         "LM-head GEMM throughput against vocab size", "vocab size V",
-                                         "TFLOP/s (heuristic's first algorithm)", series));
   return sec;
 }
 

@@ -3,6 +3,7 @@
 #include "fp8scope/report/report.hpp"
 #include "fp8scope/report/tables.hpp"
 
+#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,8 +28,23 @@ std::string outcome_tally(const std::vector<core::Record>& records);
 // (other than those the label already shows), and " k=v ..." of them for one record.
 std::vector<std::string> varying_params(const std::vector<core::Record>& records, const std::set<std::string>& shown);
 std::string params_suffix(const json& params, const std::vector<std::string>& keys);
-// A figure spec: a line chart, written as data; figures.cpp draws it.
+// Figure specs, written as data (plot_figures.py draws them; every number is in the spec).
+// A section places a figure after the table whose numbers it shows with place_after().
 json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
                  const json& series);
+// groups x series ({label, values, low?, high?}); reference: a dashed line (e.g. 1.0 for ratios).
+json bars_figure(const std::string& file, const std::string& title, const std::string& ylabel, const std::vector<std::string>& groups,
+                 const json& series, double reference = NAN);
+// Curves ({label, x, y, style?}) and, below, their gaps to a reference curve ({label, x, y}).
+json curves_gap_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                       const std::string& gap_label, const json& series, const json& gaps);
+// rows x columns of cells {category, text} (null: empty), coloured by category ({name, colour}).
+json grid_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                 const std::vector<std::string>& rows, const std::vector<std::string>& columns, const json& cells, const json& categories);
+// The categories of an outcome grid, in legend order, and the category of a record.
+json outcome_categories();
+std::string outcome_category(const core::Record& r);
+// Marks a figure to follow table `table_index` of `section` and adds it.
+void place_after(json& section, json figure, std::size_t table_index);
 
 }  // namespace fp8scope::report
