@@ -1,17 +1,20 @@
 // The LayerNorm kernels against double-precision arithmetic on the host, at widths that use
-// one to four 256-channel groups (also widths that leave lanes idle) and row counts that are
-// not multiples of the blocks' rows, one of them larger than the backward grid covers in one
-// pass (so its warps walk several rows).
+// one to four 256-channel groups of the warp-per-row kernels and one to four 2048-channel
+// groups of the block-per-row kernels (also widths that leave lanes idle), and row counts that
+// are not multiples of the blocks' rows, some larger than the backward grid covers in one pass.
 // Tolerances: BF16 outputs carry their rounding (2^-9 relative, 2^-8 allowed) on top of FP32
 // arithmetic (1e-4 of the magnitudes of the terms, far above FP32's 2^-24 per operation);
 // the FP32 parameter-gradient sums of at most a few thousand terms get 1e-5 of their terms'
 // magnitudes.
 #include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/fp8/cast.cuh"
+#include "fp8scope/fp8/format.hpp"
 #include "fp8scope/gpu_model/kernels.cuh"
 #include "gpu_test_util.hpp"
 
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -113,7 +116,51 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   EXPECT_EQ(std::memcmp(dx_again.data(), dx_gpu.data(), dx_gpu.size() * sizeof(bf16)), 0);
 }
 
+// The FP8 forward (the fused variant's LayerNormLinear) writes the same normalised values cast
+// to E4M3 with the given scale: each code decodes to y * scale within E4M3's rounding (half a
+// step, 2^-4 relative, over FP32's own rounding of y), and its statistics carry y's amax.
+TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [N, C] = GetParam();
+  const std::size_t n = std::size_t(N) * C;
+  std::mt19937 rng(5);
+  Tensor x(n, rng, 1.0f), w(std::size_t(C), rng, 1.0f), b(std::size_t(C), rng, 0.3f);
+  const float scale = 40.0f;  // |y| up to ~5: codes up to ~200, well inside E4M3's 448
+  core::DeviceBuffer out(n), mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), sc(sizeof(float)), st(sizeof(fp8::CastStats));
+  FP8S_CUDA(cudaMemcpy(sc.get(), &scale, sizeof scale, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemset(st.get(), 0, st.size()));
+  gpu_model::layernorm_forward_fp8(out.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(),
+                                   b.dev.as<bf16>(), N, C, sc.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
+                                   st.as<fp8::CastStats>(), nullptr);
+  FP8S_CUDA(cudaDeviceSynchronize());
+  const std::vector<std::uint8_t> codes = download<std::uint8_t>(out, n);
+  const fp8::CastStats stats = download<fp8::CastStats>(st, 1)[0];
+  double amax = 0;
+  for (int row = 0; row < N; ++row) {
+    const std::size_t base = std::size_t(row) * C;
+    double m = 0, var = 0;
+    for (int c = 0; c < C; ++c) m += x.at(base + c);
+    m /= C;
+    for (int c = 0; c < C; ++c) var += (x.at(base + c) - m) * (x.at(base + c) - m);
+    const double r = 1.0 / std::sqrt(var / C + 1e-5);
+    for (int c = 0; c < C; ++c) {
+      const double y = (x.at(base + c) - m) * r * w.at(std::size_t(c)) + b.at(std::size_t(c));
+      amax = std::max(amax, std::fabs(y));
+      const double got = fp8::decode(codes[base + c], fp8::Format::e4m3) / scale;
+      ASSERT_NEAR(got, y, std::ldexp(std::fabs(y), -4) + 1e-4 * (std::fabs(y) + 1) + std::ldexp(1.0, -9) / scale)
+          << "row " << row << " channel " << c;
+    }
+  }
+  EXPECT_NEAR(stats.amax, amax, 1e-4 * amax);
+  EXPECT_EQ(stats.nonfinite, 0u);
+}
+
 // 4100 rows: more than the backward grid's warps (264 x 8), so warps walk two rows.
 INSTANTIATE_TEST_SUITE_P(Shapes, LayerNormGpu,
                          ::testing::Values(std::make_pair(4100, 768), std::make_pair(37, 64), std::make_pair(300, 1016),
-                                           std::make_pair(1001, 200), std::make_pair(64, 520)));
+                                           std::make_pair(1001, 200), std::make_pair(64, 520),
+                                           // Wider than a warp's 1024 channels: a block per row, one to four
+                                           // 2048-channel groups, idle threads (1280, 1600, 4160), rows past one
+                                           // backward grid pass (600 > 264 blocks).
+                                           std::make_pair(300, 1280), std::make_pair(97, 1600), std::make_pair(600, 2048),
+                                           std::make_pair(40, 4160), std::make_pair(24, 8192)));

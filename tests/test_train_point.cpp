@@ -42,10 +42,13 @@ TEST(TrainPoint, GpuWidthLimit) {
   core::json point = core::json::object();
   for (const auto& a : train::train_axes()) point[a.name] = a.default_value;
   point["backend"] = "gpu";
-  point["d_model"] = 2048;
-  point["n_head"] = 16;
+  point["d_model"] = 16384;
+  point["n_head"] = 128;
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
-            "d_model=2048: the GPU LayerNorm backward needs a multiple of 8, at most 1024");
+            "d_model=16384: the GPU model's kernels need a multiple of 8, at most 8192");
+  point["d_model"] = 1600;  // GPT-2 XL
+  point["n_head"] = 25;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
   point["d_model"] = 100;  // not a multiple of 8 (16-byte vector loads)
   point["n_head"] = 4;
   EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()), "");

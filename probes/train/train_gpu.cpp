@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -87,13 +88,20 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
     std::size_t free0 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
     const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len) +
-                        (fp8 ? model::gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, fp8->attention()) : 0.0);
+                        (fp8 ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *fp8) : 0.0);
     if (need > 0.95 * double(free0)) {
       r.outcome = core::Outcome::oom;
       r.reason = fmt::format("needs about {:.1f} GiB, {:.1f} GiB free", need / (1 << 30), double(free0) / (1 << 30));
       return false;
     }
     FP8S_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    core::DeviceBytes::reset_peak();
+    const std::size_t held_before = core::DeviceBytes::now.load();
+    auto device_in_use = [&] {
+      std::size_t f = 0, t = 0;
+      FP8S_CUDA(cudaMemGetInfo(&f, &t));
+      return double(t - f) / (1 << 20);
+    };
     auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
     r.data["data"] = data->describe();
     {
@@ -105,8 +113,11 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
       Trainer tr{gpt, *data, p, stream};
       for (int step = 0; step < p.steps; ++step) {
         out.rows.push_back(tr.step(step));
+        // Every buffer exists after the first step; later steps allocate nothing new.
+        if (step < 2) out.peak_device_mib = std::max(out.peak_device_mib, device_in_use());
         if (stop_at_nonfinite && !std::isfinite(out.rows.back().loss)) break;
       }
+      out.peak_alloc_mib = double(core::DeviceBytes::peak.load() - held_before) / (1 << 20);
       if (gpt.fp8()) out.taps = gpt.fp8()->taps();
       const bool finished = std::isfinite(out.rows.back().loss);
       if (finished && settings.value("profile", true)) {
@@ -147,6 +158,8 @@ void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, in
   if (!train_gpu_run(p, p.fp8 ? &*p.fp8 : nullptr, settings, device, false, run, r)) return;
   fill_train_record(r, p, run.rows, settings.value("timing_warmup", 3), peak_bf16_flops(env));
   r.data["metrics"]["device_mib"] = run.device_mib;
+  if (run.peak_alloc_mib > 0) r.data["metrics"]["peak_alloc_mib"] = run.peak_alloc_mib;
+  if (run.peak_device_mib > 0) r.data["metrics"]["peak_device_mib"] = run.peak_device_mib;
   if (!run.time_split.empty()) r.data["time_split_ms"] = run.time_split;
   if (p.fp8) {
     r.data["taps"] = summarize_taps(run.taps, settings.value("tap_points", 50));

@@ -120,11 +120,11 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
       return fmt::format("ranks={} from --device {} needs GPUs {}..{}; this machine has {} (0..{})", p.ranks, first, first,
                          first + p.ranks - 1, count, count - 1);
   }
-  if (p.backend == "gpu" && (p.model.d_model > 1024 || p.model.d_model % 8 != 0))
-    return fmt::format("d_model={}: the GPU LayerNorm backward needs a multiple of 8, at most 1024", p.model.d_model);
+  if (p.backend == "gpu" && (p.model.d_model > 8192 || p.model.d_model % 8 != 0))
+    return fmt::format("d_model={}: the GPU model's kernels need a multiple of 8, at most 8192", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
     const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len) +
-                        (p.fp8 ? model::gpu_fp8_extra_bytes(p.model, p.batch, p.seq_len, p.fp8->attention()) : 0.0);
+                        (p.fp8 ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *p.fp8) : 0.0);
     const double have = double(env["gpu"].value("memory_mib", 0)) * (1 << 20);
     if (need > 0.95 * have)
       return fmt::format("needs about {:.1f} GiB of device memory; the GPU ({}) has {:.1f} GiB", need / (1 << 30),

@@ -68,8 +68,10 @@ struct GpuRun {
   std::vector<StepRow> rows;
   std::vector<fp8::Tap> taps;
   core::json time_split = core::json::object();
-  core::json taps_overhead;  // FP8 runs with settings.taps_overhead_steps > 0
-  double device_mib = 0;
+  core::json taps_overhead;    // FP8 runs with settings.taps_overhead_steps > 0
+  double device_mib = 0;       // cudaMemGetInfo: memory the model took when built
+  double peak_alloc_mib = 0;   // the allocations' high-water mark over the run (DeviceBytes)
+  double peak_device_mib = 0;  // cudaMemGetInfo: the most the device had in use after a step (context and cuBLASLt included)
   std::vector<std::vector<fp8::Tap>> rank_taps;  // data-parallel FP8 runs: every rank's own taps
 };
 // Trains p on the GPU (on p.ranks GPUs from `device` with NCCL when p.ranks > 1); false when the run could not go on (out of memory, a GEMM

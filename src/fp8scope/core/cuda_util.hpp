@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <nvtx3/nvToolsExt.h>
 
+#include <atomic>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -31,14 +32,33 @@ inline void cuda_check(cudaError_t e, const char* what) {
 }
 #define FP8S_CUDA(call) ::fp8scope::core::cuda_check((call), #call)
 
+// The bytes this process holds in DeviceBuffers, and their high-water mark since the last
+// reset: a training run's peak device memory as its allocations make it (cuBLASLt's own and
+// the CUDA context's memory aside; cudaMemGetInfo sees those).
+struct DeviceBytes {
+  static inline std::atomic<std::size_t> now{0}, peak{0};
+  static void reset_peak() { peak.store(now.load()); }
+  static void add(std::size_t b) {
+    const std::size_t n = now.fetch_add(b) + b;
+    for (std::size_t p = peak.load(); n > p && !peak.compare_exchange_weak(p, n);) {
+    }
+  }
+};
+
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
-    if (bytes) FP8S_CUDA(cudaMalloc(&ptr_, bytes));
+    if (bytes) {
+      FP8S_CUDA(cudaMalloc(&ptr_, bytes));
+      DeviceBytes::add(bytes);
+    }
   }
   ~DeviceBuffer() {
-    if (ptr_) cudaFree(ptr_);
+    if (ptr_) {
+      cudaFree(ptr_);
+      DeviceBytes::now.fetch_sub(bytes_);
+    }
   }
   DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
     o.ptr_ = nullptr;

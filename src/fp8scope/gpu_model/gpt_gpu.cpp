@@ -41,9 +41,18 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   tokens_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   targets_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   encoded_ = core::DeviceBuffer(bf(N * C));
+  const bool fp8_qkv = fp8 && fp8->fp8("qkv"), fp8_fc1 = fp8 && fp8->fp8("fc1"), fp8_fc2 = fp8 && fp8->fp8("fc2");
+  if (fp8_qkv || fp8_fc1) shared_ln_ = core::DeviceBuffer(bf(N * C));  // ln1 and ln2 are each cast right away
+  if (fp8_fc2) shared_gelu_ = core::DeviceBuffer(bf(N * 4 * C));
   for (int l = 0; l < cfg.n_layer; ++l) {
     LayerActs a;
-    a.ln1 = core::DeviceBuffer(bf(N * C));
+    auto keep = [](core::DeviceBuffer& own, std::size_t bytes, bool fp8_consumer, const core::DeviceBuffer& shared) {
+      if (!fp8_consumer) own = core::DeviceBuffer(bytes);
+      return fp8_consumer ? shared.as<bf16>() : own.as<bf16>();
+    };
+    a.ln1 = keep(a.own_ln1, bf(N * C), fp8_qkv, shared_ln_);
+    a.ln2 = keep(a.own_ln2, bf(N * C), fp8_fc1, shared_ln_);
+    a.gelu = keep(a.own_gelu, bf(N * 4 * C), fp8_fc2, shared_gelu_);
     a.ln1_mean = core::DeviceBuffer(fl(N));
     a.ln1_rstd = core::DeviceBuffer(fl(N));
     a.qkv = core::DeviceBuffer(bf(N * 3 * C));
@@ -53,11 +62,9 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       a.probs = core::DeviceBuffer(bf(BH * T * T));
     a.atty = core::DeviceBuffer(bf(N * C));
     a.x_mid = core::DeviceBuffer(bf(N * C));
-    a.ln2 = core::DeviceBuffer(bf(N * C));
     a.ln2_mean = core::DeviceBuffer(fl(N));
     a.ln2_rstd = core::DeviceBuffer(fl(N));
     a.fc = core::DeviceBuffer(bf(N * 4 * C));
-    a.gelu = core::DeviceBuffer(bf(N * 4 * C));
     a.x_out = core::DeviceBuffer(bf(N * C));
     acts_.push_back(std::move(a));
   }
@@ -395,11 +402,11 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
                             weight(off_[h + "ln1_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
       fp8::transpose_fp8(saved(l, 0).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
     } else {
-      layernorm_forward(a.ln1.as<bf16>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
-                        weight(off_[h + "ln1_b"]), N, C, stream_);
+      layernorm_forward(a.ln1, a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]), weight(off_[h + "ln1_b"]), N,
+                        C, stream_);
     }
     mark("matmul");
-    linear_forward(l, 0, a.qkv.get(), false, a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C, fuse_qkv);
+    linear_forward(l, 0, a.qkv.get(), false, a.ln1, off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C, fuse_qkv);
     if (fp8_) fp8_->observe(l, "qkv", a.qkv.as<bf16>(), 3 * nc);
     mark("attention");
     attention_forward(l, a);
@@ -417,11 +424,11 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
                             fp8_->stats(si), stream_);
       fp8::transpose_fp8(saved(l, 2).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
     } else {
-      layernorm_forward(a.ln2.as<bf16>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(), weight(off_[h + "ln2_w"]),
+      layernorm_forward(a.ln2, a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(), weight(off_[h + "ln2_w"]),
                         weight(off_[h + "ln2_b"]), N, C, stream_);
     }
     mark("matmul");
-    linear_forward(l, 2, a.fc.get(), false, a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C, fuse_fc1);
+    linear_forward(l, 2, a.fc.get(), false, a.ln2, off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C, fuse_fc1);
     if (fp8_) fp8_->observe(l, "fc1_out", a.fc.as<bf16>(), 4 * nc);
     mark("gelu");
     if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
@@ -435,11 +442,11 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
         fp8::transpose_fp8(saved(l, 3).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, 4 * C, stream_);
       }
     } else {
-      gelu_forward(a.gelu.as<bf16>(), a.fc.as<bf16>(), 4 * nc, stream_);
-      if (fp8_) fp8_->observe(l, "gelu_out", a.gelu.as<bf16>(), 4 * nc);
+      gelu_forward(a.gelu, a.fc.as<bf16>(), 4 * nc, stream_);
+      if (fp8_) fp8_->observe(l, "gelu_out", a.gelu, 4 * nc);
     }
     mark("matmul");
-    linear_forward(l, 3, scratch_.get(), false, a.gelu.as<bf16>(), off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C, fuse_fc2);
+    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C, fuse_fc2);
     if (fp8_) fp8_->observe(l, "fc2_out", scratch_.as<bf16>(), nc);
     mark("residual");
     residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), nc, stream_);
@@ -527,14 +534,14 @@ void GpuGpt::backward() {
     const bf16* x_in = l == 0 ? encoded_.as<bf16>() : acts_[std::size_t(l - 1)].x_out.as<bf16>();
     // MLP: x_out = x_mid + fcproj(gelu(fc(ln2(x_mid))))
     mark("matmul");
-    linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu.as<bf16>(), off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C);
+    linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C);
     // In FP8 with delayed scaling the GELU backward is part of fc1's gradient cast (timed as
     // matmul, where the casts are).
     const bool fuse_dgelu = fuses_dgelu();
     mark("gelu");
     if (!fuse_dgelu) gelu_backward(dbuf4_.as<bf16>(), a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * 4 * C, stream_);
     mark("matmul");
-    linear_backward(l, 2, dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2.as<bf16>(), off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C,
+    linear_backward(l, 2, dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2, off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C,
                     fuse_dgelu ? a.fc.as<bf16>() : nullptr);
     mark("layernorm");
     layernorm_backward(dx, g(off_[h + "ln2_w"]), g(off_[h + "ln2_b"]), partials, dbuf_.as<bf16>(), a.x_mid.as<bf16>(),
@@ -546,7 +553,7 @@ void GpuGpt::backward() {
     mark("attention");
     attention_backward(l, a);
     mark("matmul");
-    linear_backward(l, 0, dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1.as<bf16>(), off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
+    linear_backward(l, 0, dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1, off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
     mark("layernorm");
     layernorm_backward(dx, g(off_[h + "ln1_w"]), g(off_[h + "ln1_b"]), partials, dbuf_.as<bf16>(), x_in, weight(off_[h + "ln1_w"]),
                        a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), N, C, stream_);

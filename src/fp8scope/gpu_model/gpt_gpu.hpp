@@ -61,8 +61,14 @@ class GpuGpt {
 
  private:
   struct LayerActs {
-    core::DeviceBuffer ln1, ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu, x_out;
+    core::DeviceBuffer ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2_mean, ln2_rstd, fc, x_out;
     core::DeviceBuffer lse;  // flash attention: each row's log-sum-exp (instead of probs)
+    // The inputs of qkv, fc1 and fc2. A BF16 linear's wgrad reads its input in backward, so
+    // the layer keeps it (own_*); an FP8 linear's backward reads the FP8 transpose saved in
+    // forward instead, so its input lives only until its cast, in a scratch all layers share:
+    // FP8 keeps 1-byte copies where BF16 keeps 2-byte ones.
+    core::DeviceBuffer own_ln1, own_ln2, own_gelu;
+    bf16 *ln1 = nullptr, *ln2 = nullptr, *gelu = nullptr;
   };
   bf16* weight(std::int64_t offset) const;  // the BF16 weight copy at a layout offset
   float* g(std::int64_t offset) const;      // its FP32 gradient
@@ -119,6 +125,7 @@ class GpuGpt {
   core::DeviceBuffer master_, weights_, grads_, adam_m_, adam_v_;
   core::DeviceBuffer tokens_, targets_, encoded_, lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_;
   core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_, norm_;
+  core::DeviceBuffer shared_ln_, shared_gelu_;  // the FP8 linears' inputs (LayerActs)
   std::vector<LayerActs> acts_;
   core::DeviceBuffer partials_;     // per-block partial sums of the deterministic reductions
   core::DeviceBuffer adam_chunks_;  // the parameter tensors as AdamW chunks (one launch per step)

@@ -29,7 +29,7 @@ void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* buc
                       const int* bucket_position, int buckets, int B, int T, int C, cudaStream_t s);
 
 // layernorm.cu: out = (x - mean) * rstd * w + b; backward adds into dinp, dw, db
-// (C % 8 == 0, C <= 1024). The FP8 forward writes the output cast with *scale, and the cast's
+// (C % 8 == 0, C <= 8192). The FP8 forward writes the output cast with *scale, and the cast's
 // statistics (the fused variant's LayerNormLinear).
 void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s);
 void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,

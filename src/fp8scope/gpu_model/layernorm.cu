@@ -1,5 +1,6 @@
-// LayerNorm over C channels, one warp per row; statistics in FP32. The forward pass writes
-// BF16, or FP8 with the cast's statistics (the fused variant's LayerNormLinear).
+// LayerNorm over C channels (C % 8 == 0, C <= 8192): a warp per row up to C = 1024, a block per
+// row above; statistics in FP32. The forward pass writes BF16, or FP8 with the cast's
+// statistics (the fused variant's LayerNormLinear).
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/gpu_model/kernels.cuh"
@@ -7,12 +8,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 
 namespace fp8scope::gpu_model {
 namespace {
 
 constexpr float kEps = 1e-5f;
-constexpr int kMaxVec = 4;  // C <= 256 * kMaxVec = 1024
+constexpr int kMaxVec = 4;          // a warp per row for C <= 256 * kMaxVec = 1024
+constexpr int kMaxRowWidth = 8192;  // a block per row above that: 256 threads of up to 4 x 8 channels
 
 __device__ float warp_sum(float v) {
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -104,9 +107,104 @@ __global__ void __launch_bounds__(256, 4)
 
 // Checked before any GPU work by check_train_point; a direct caller that breaks it stops here.
 void check_width(int C) {
-  if (C % 8 != 0 || C > 256 * kMaxVec) {
-    fprintf(stderr, "layernorm: C=%d must be a multiple of 8 and at most %d\n", C, 256 * kMaxVec);
+  if (C % 8 != 0 || C > kMaxRowWidth) {
+    fprintf(stderr, "layernorm: C=%d must be a multiple of 8 and at most %d\n", C, kMaxRowWidth);
     abort();
+  }
+}
+
+// Wider rows (C > 256 * kMaxVec): a block of 256 threads per row, each thread owning kV
+// 8-channel vectors (16-byte loads) at channels 8 (t + 256 j), so C <= 2048 kV (kV <= 4: 8192).
+// The row's mean and variance are block sums: warp shuffles, then the warps' partials in shared
+// memory summed by every thread in the same order (deterministic). A block walks rows with a
+// grid stride so that the FP8 launch flushes its statistics once.
+constexpr int kRowThreads = 256;
+
+__device__ float block_sum(float v, float* partials) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  v = warp_sum(v);
+  __syncthreads();  // the previous call's partials have been read by every thread
+  if (lane == 0) partials[warp] = v;
+  __syncthreads();
+  float total = 0;
+#pragma unroll
+  for (int k = 0; k < kRowThreads / 32; ++k) total += partials[k];
+  return total;
+}
+
+template <int kV, bool kFp8, class K>
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_forward_row_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b,
+                                 int N, int C, const float* scale_ptr, fp8::CastStats* stats) {
+  __shared__ float partials[kRowThreads / 32];
+  const float scale = kFp8 ? *scale_ptr : 0.0f;
+  const fp8::CastThresholds th = kFp8 ? fp8::cast_thresholds(scale, K::format) : fp8::CastThresholds{};
+  fp8::MagnitudeStats st;
+  for (int row = blockIdx.x; row < N; row += gridDim.x) {
+    const std::int64_t base = std::int64_t(row) * C;
+    uint4 xr[kV];
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      const int c0 = (threadIdx.x + kRowThreads * j) * 8;
+      xr[j] = c0 < C ? *reinterpret_cast<const uint4*>(inp + base + c0) : make_uint4(0, 0, 0, 0);  // zeros: BF16 0.0
+    }
+    float s = 0;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      float v[8];
+      fp8::unpack8(xr[j], v);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) s += v[e];
+    }
+    const float m = block_sum(s, partials) / C;
+    float var = 0;
+#pragma unroll
+    for (int j = 0; j < kV; ++j)
+      if ((threadIdx.x + kRowThreads * j) * 8 < C) {
+        float v[8];
+        fp8::unpack8(xr[j], v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) var += (v[e] - m) * (v[e] - m);
+      }
+    const float r = rsqrtf(block_sum(var, partials) / C + kEps);
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      const int c0 = (threadIdx.x + kRowThreads * j) * 8;
+      if (c0 >= C) continue;
+      float v[8], wv[8], bv[8], y[8];
+      fp8::unpack8(xr[j], v);
+      fp8::unpack8(*reinterpret_cast<const uint4*>(w + c0), wv);
+      fp8::unpack8(*reinterpret_cast<const uint4*>(b + c0), bv);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) y[e] = (v[e] - m) * r * wv[e] + bv[e];
+      if (kFp8) {
+        *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32<K>(y, scale, th, st);
+      } else {
+        uint4 res;
+        bf16* ov = reinterpret_cast<bf16*>(&res);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ov[e] = __float2bfloat16(y[e]);
+        *reinterpret_cast<uint4*>(out + base + c0) = res;
+      }
+    }
+    if (threadIdx.x == 0) {
+      mean[row] = m;
+      rstd[row] = r;
+    }
+  }
+  if (kFp8) fp8::flush_block(st.local(), stats);
+}
+
+// kV for a wide row: ceil(C / 2048).
+int row_vectors(int C) { return (C + kRowThreads * 8 - 1) / (kRowThreads * 8); }
+
+template <class Fn>
+void with_row_vectors(int C, Fn fn) {
+  switch (row_vectors(C)) {
+    case 1: fn(std::integral_constant<int, 1>{}); return;
+    case 2: fn(std::integral_constant<int, 2>{}); return;
+    case 3: fn(std::integral_constant<int, 3>{}); return;
+    default: fn(std::integral_constant<int, 4>{}); return;
   }
 }
 
@@ -120,6 +218,14 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
   const unsigned grid = kFp8 ? fp8::cast_blocks(N, rows_per_block) : unsigned((N + rows_per_block - 1) / rows_per_block);
   const unsigned threads = 32 * rows_per_block;
   check_width(C);
+  if (C > 256 * kMaxVec) {
+    const unsigned row_grid = kFp8 ? fp8::cast_blocks(N, 1) : unsigned(std::min(N, 64 * 1024));
+    with_row_vectors(C, [&](auto kv) {
+      layernorm_forward_row_kernel<decltype(kv)::value, kFp8, K>
+          <<<row_grid, kRowThreads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
+    });
+    return;
+  }
   switch ((C + 255) / 256) {
     case 1: layernorm_forward_vec_kernel<1, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
     case 2: layernorm_forward_vec_kernel<2, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
@@ -257,6 +363,72 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2)
 
 int backward_blocks(int N) { return std::min(kBwdMaxBlocks, (N + kBwdWarps - 1) / kBwdWarps); }
 
+// Backward for wide rows (C > 256 * kMaxVec): the same fixed grid of blocks walks the rows, a
+// block of 256 threads per row, each thread owning kV 8-channel vectors as in the forward. A
+// thread keeps its channels' dw and db sums in registers over the rows it walks and writes
+// them as the block's partial (the layout layernorm_backward_kernel writes), which
+// column_sum_add_split reduces in a fixed order.
+template <int kV>
+__global__ void __launch_bounds__(kRowThreads)
+    layernorm_backward_row_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
+                                  const float* rstd, int N, int C) {
+  core::allow_dependent_launch();
+  __shared__ float partials[kRowThreads / 32];
+  float sw[kV][8] = {}, sb[kV][8] = {};
+  for (int row = blockIdx.x; row < N; row += gridDim.x) {
+    const std::int64_t base = std::int64_t(row) * C;
+    const float m = mean[row], r = rstd[row];
+    uint4 x[kV], g[kV];
+    float dnorm_sum = 0, dnorm_norm_sum = 0;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      const int c0 = (threadIdx.x + kRowThreads * j) * 8;
+      if (c0 >= C) continue;
+      x[j] = *reinterpret_cast<const uint4*>(inp + base + c0);
+      g[j] = *reinterpret_cast<const uint4*>(dout + base + c0);
+      float xv[8], gv[8], wv[8];
+      fp8::unpack8(x[j], xv);
+      fp8::unpack8(g[j], gv);
+      fp8::unpack8(*reinterpret_cast<const uint4*>(w + c0), wv);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float dnorm = wv[e] * gv[e];
+        dnorm_sum += dnorm;
+        dnorm_norm_sum += dnorm * (xv[e] - m) * r;
+      }
+    }
+    const float dnorm_mean = block_sum(dnorm_sum, partials) / C, dnorm_norm_mean = block_sum(dnorm_norm_sum, partials) / C;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      const int c0 = (threadIdx.x + kRowThreads * j) * 8;
+      if (c0 >= C) continue;
+      float xv[8], gv[8], dv[8], wv[8];
+      fp8::unpack8(x[j], xv);
+      fp8::unpack8(g[j], gv);
+      fp8::unpack8(*reinterpret_cast<const uint4*>(dinp + base + c0), dv);
+      fp8::unpack8(*reinterpret_cast<const uint4*>(w + c0), wv);
+      uint4 res;
+      bf16* o = reinterpret_cast<bf16*>(&res);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float norm = (xv[e] - m) * r;
+        sw[j][e] += norm * gv[e];
+        sb[j][e] += gv[e];
+        o[e] = __float2bfloat16(dv[e] + (wv[e] * gv[e] - dnorm_mean - norm * dnorm_norm_mean) * r);
+      }
+      *reinterpret_cast<uint4*>(dinp + base + c0) = res;
+    }
+  }
+  float* p = partial + std::int64_t(blockIdx.x) * 2 * C;
+#pragma unroll
+  for (int j = 0; j < kV; ++j) {
+    const int c0 = (threadIdx.x + kRowThreads * j) * 8;
+    if (c0 >= C) continue;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) p[c0 + e] = sw[j][e], p[C + c0 + e] = sb[j][e];
+  }
+}
+
 template <int kVecs>
 void launch_backward(bf16* dinp, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* mean, const float* rstd,
                      int N, int C, cudaStream_t s) {
@@ -282,6 +454,14 @@ std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64
 void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
                         const float* mean, const float* rstd, int N, int C, cudaStream_t s) {
   check_width(C);
+  if (C > 256 * kMaxVec) {
+    with_row_vectors(C, [&](auto kv) {
+      layernorm_backward_row_kernel<decltype(kv)::value>
+          <<<backward_blocks(N), kRowThreads, 0, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
+    });
+    column_sum_add_split(dw, db, C, scratch, backward_blocks(N), 2 * C, 2 * C, s);
+    return;
+  }
   switch ((C + 255) / 256) {
     case 1: launch_backward<1>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
     case 2: launch_backward<2>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;

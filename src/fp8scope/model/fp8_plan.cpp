@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <sstream>
 
 namespace fp8scope::model {
@@ -14,6 +16,30 @@ std::optional<Fp8Variant> parse_variant(const std::string& s) {
 }
 
 std::string to_string(Fp8Variant v) { return v == Fp8Variant::custom ? "custom" : v == Fp8Variant::fused ? "fused" : "fp8_attention"; }
+
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
+  const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
+  const double widest = std::max(4 * C, Vp);
+  const double scratch = N * 4 * C + widest * C + 2 * N * widest;  // cast input, weight, gradient and its transpose
+  // Per linear, the input's FP8 transpose kept for wgrad, the FP8 weight and its transpose.
+  const double in_c[4] = {C, C, C, 4 * C}, out_c[4] = {3 * C, C, 4 * C, C};
+  double saved = 0, weights = 0, bf16_inputs = 0, shared = 0;
+  const char* names[4] = {"qkv", "proj", "fc1", "fc2"};
+  for (int w = 0; w < 4; ++w) {
+    if (!f.fp8(names[w])) continue;
+    saved += L * N * in_c[w];
+    weights += L * 2 * in_c[w] * out_c[w];
+  }
+  if (f.fp8("lm_head")) saved += N * C + Vp * C;
+  // LayerActs: an FP8 linear's BF16 input lives in one shared scratch instead of per layer.
+  if (f.fp8("qkv")) bf16_inputs += L * N * C * 2;
+  if (f.fp8("fc1")) bf16_inputs += L * N * C * 2;
+  if (f.fp8("fc2")) bf16_inputs += L * N * 4 * C * 2;
+  if (f.fp8("qkv") || f.fp8("fc1")) shared += N * C * 2;
+  if (f.fp8("fc2")) shared += N * 4 * C * 2;
+  const double att = f.attention() ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
+  return scratch + saved + weights + att + shared - bf16_inputs;
+}
 
 std::string parse_linears(const std::string& s, std::set<std::string>& out) {
   out.clear();

@@ -50,6 +50,12 @@ struct Fp8ModelConfig {
   bool attention() const { return variant == Fp8Variant::fp8_attention; }
 };
 
+// Device memory FP8 adds to gpu_training_bytes (negative where it saves): the FP8 copies and
+// transposes of the GEMM operands (the transposes kept for backward, the block weights cast
+// at the start of a step, the scratch of the current GEMM) against the BF16 inputs of the
+// FP8 linears that then need not be kept per layer.
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
+
 // "" or one line naming what is wrong with a list of FP8 linears ("qkv,fc1", "all", "none").
 std::string parse_linears(const std::string& s, std::set<std::string>& out);
 

@@ -29,16 +29,6 @@ double gpu_training_bytes(const GptConfig& c, int B, int T) {
   return params + L * per_layer + scratch + head + double(32u << 20);
 }
 
-double gpu_fp8_extra_bytes(const GptConfig& c, int B, int T, bool fp8_attention) {
-  const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
-  const double widest = std::max(4 * C, Vp);
-  const double scratch = N * 4 * C + widest * C + 2 * N * widest;      // cast input, weight, gradient and its transpose
-  const double saved = L * (N * 7 * C + 12 * C * C) + N * C + Vp * C;  // transposes kept for backward
-  const double weights = L * 12 * C * C;                               // the block weights cast at the step's start
-  const double att = fp8_attention ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
-  return scratch + saved + weights + att;
-}
-
 std::vector<ParamTensor> param_layout(const GptConfig& c) {
   using I = ParamTensor::Init;
   const std::int64_t C = c.d_model, V = c.padded_vocab();

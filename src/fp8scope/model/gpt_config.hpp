@@ -27,8 +27,6 @@ std::string validate(const GptConfig& c, int seq_len, int batch);
 // copy, gradients and AdamW state; the activations kept for backward; scratch; the LM head's
 // logits. Used to refuse a config before any GPU work starts.
 double gpu_training_bytes(const GptConfig& c, int B, int T);
-// What FP8 adds on top (the FP8 copies and transposes of GEMM operands).
-double gpu_fp8_extra_bytes(const GptConfig& c, int B, int T, bool fp8_attention);
 
 // One parameter tensor of the model, in the order of the flat parameter buffer.
 struct ParamTensor {

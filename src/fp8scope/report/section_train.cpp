@@ -33,6 +33,17 @@ std::string vs_bf16(const core::Record& fp8, const core::Record& bf16) {
   if (fq1 > 0 && fq3 > 0 && bq1 > 0 && bq3 > 0) s += fmt::format(" ({:.3f}-{:.3f})", bq1 / fq3, bq3 / fq1);
   return s;
 }
+// A run's peak device memory: its allocations' high-water mark (older results: what the model
+// took when built; the PyTorch peer: torch.cuda.max_memory_allocated).
+double peak_mib(const core::Record& r) {
+  for (const char* k : {"peak_alloc_mib", "peak_memory_mib", "device_mib"})
+    if (double v = m(r, k); std::isfinite(v)) return v;
+  return NAN;
+}
+std::string memory_vs(const core::Record& fp8, const core::Record& bf16) {
+  const double a = peak_mib(fp8), b = peak_mib(bf16);
+  return std::isfinite(a) && std::isfinite(b) && b > 0 ? fmt::format("; peak memory {:.2f}x", a / b) : "";
+}
 }  // namespace
 
 json train_section(const ReportInput& in, const ReportInput* peer) {
@@ -46,7 +57,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   if (peer)
     for (auto& r : peer->file.records) peer_rec[r.key] = &r;
   Table t{"Runs (ms/step and tokens/s: median after warm-up)",
-          {"run", "outcome", "steps", "loss first", "loss last", "ms/step", "IQR", "tokens/s", "MFU", "device MiB", "loss0 - ln V"},
+          {"run", "outcome", "steps", "loss first", "loss last", "ms/step", "IQR", "tokens/s", "MFU", "peak MiB", "loss0 - ln V"},
           {}};
   if (peer) t.columns.insert(t.columns.end(), {"peer tokens/s (eager)", "ours/eager", "peer tokens/s (compile)", "ours/compile"});
   json series = json::array();
@@ -112,7 +123,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
                                  r.data.contains("timing") ? fmt_pct(r.data["timing"].value("rel_iqr", NAN)) : "-",
                                  fmt_num(m(r, "tokens_per_s"), 0),
                                  fmt_pct(m(r, "mfu")),
-                                 fmt_num(m(r, "device_mib"), 0),
+                                 fmt_num(peak_mib(r), 0),
                                  chk.empty() ? "-" : fmt::format("{:+.3f}", chk["loss0"].get<double>() - chk["ln_vocab"].get<double>())};
     if (any_fp8) {
       const core::Record* b = bf16_twin(r);
@@ -123,7 +134,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
         if (o.contains("overhead_at_interval"))
           overhead += fmt::format(", {:+.1f}% every {}", 100 * o["overhead_at_interval"].get<double>(), o.value("interval", 0));
       }
-      row.insert(row.begin() + 8, {b ? vs_bf16(r, *b) : "-", overhead});
+      row.insert(row.begin() + 8, {b ? vs_bf16(r, *b) + memory_vs(r, *b) : "-", overhead});
     }
     if (any_dp) {
       const int ranks = r.params.value("ranks", 1);
@@ -271,7 +282,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
     const core::Record* b = best ? bf16_twin(*best) : nullptr;
     if (!best) continue;
     std::string line = fmt::format("Training '{}' ({}): FP8 {:.2f} ms/step, {} its BF16 twin ({:.2f} ms)", sweep, su,
-                                   m(*best, "ms_per_step"), vs_bf16(*best, *b), m(*b, "ms_per_step"));
+                                   m(*best, "ms_per_step"), vs_bf16(*best, *b) + memory_vs(*best, *b), m(*b, "ms_per_step"));
     auto compiled = peer_rec.find(b->key + ",peer=torch.compile");
     if (compiled != peer_rec.end() && compiled->second->outcome == Outcome::ok) {
       const double pt = m(*compiled->second, "tokens_per_s");
