@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 using namespace fp8scope;
@@ -316,15 +317,17 @@ void bm_adamw(benchmark::State& state) {
   report(state, s, double(n) * 30);
 }
 
-// The fused causal attention at GPT-2 124M's shape, reading q/k/v inside the qkv tensor as the
-// model does. Compute-bound, so its counter is TFLOP/s of the causal products' useful work (the
-// usual count: forward 2 products of B*NH*T^2/2*64 multiply-adds, backward 5; the backward's
-// recomputation of the scores for dQ is not counted).
-void bm_attention(benchmark::State& state, bool backward) {
+// The fused causal attention at GPT-2 124M's shape (12 heads of 64) or with heads of 128 (6 at
+// C = 768), reading q/k/v inside the qkv tensor as the model does. Compute-bound, so its
+// counter is TFLOP/s of the causal products' useful work (the usual count: forward 2 products
+// of B*NH*T^2/2*HS multiply-adds, backward 5; the backward's recomputation of the scores for dQ
+// is not counted).
+void bm_attention(benchmark::State& state, bool backward, int hs) {
   if (skip(state)) return;
+  const int nh = C / hs;
   auto qkv = random_bf16(N * 3 * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2);
-  core::DeviceBuffer out(std::size_t(N * C) * 2), lse(std::size_t(B) * NH * T * 4), dsum(lse.size()), dqkv(std::size_t(N * 3 * C) * 2);
-  const gpu_model::AttentionHeads h{B, NH, T, 3 * C, C, 0.125f};
+  core::DeviceBuffer out(std::size_t(N * C) * 2), lse(std::size_t(B) * nh * T * 4), dsum(lse.size()), dqkv(std::size_t(N * 3 * C) * 2);
+  const gpu_model::AttentionHeads h{B, nh, T, 3 * C, C, 1.0f / std::sqrt(float(hs)), hs};
   const bf16* p = qkv.as<bf16>();
   bf16* g = dqkv.as<bf16>();
   auto forward = [&] { gpu_model::flash_attention_forward(h, out.as<bf16>(), lse.as<float>(), p, p + C, p + 2 * C, bench::stream()); };
@@ -336,7 +339,7 @@ void bm_attention(benchmark::State& state, bool backward) {
     else
       forward();
   });
-  const double flops = (backward ? 5.0 : 2.0) * 2.0 * B * NH * (double(T) * T / 2) * 64;
+  const double flops = (backward ? 5.0 : 2.0) * 2.0 * B * nh * (double(T) * T / 2) * hs;
   state.counters["TFLOP/s"] = flops * double(state.iterations()) / s / 1e12;
 }
 
@@ -366,8 +369,10 @@ int main(int argc, char** argv) {
   reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });
   reg("gelu/forward", [](benchmark::State& s) { bm_gelu(s, false); });
   reg("gelu/backward", [](benchmark::State& s) { bm_gelu(s, true); });
-  reg("attention_flash/forward", [](benchmark::State& s) { bm_attention(s, false); });
-  reg("attention_flash/backward", [](benchmark::State& s) { bm_attention(s, true); });
+  reg("attention_flash/forward", [](benchmark::State& s) { bm_attention(s, false, 64); });
+  reg("attention_flash/backward", [](benchmark::State& s) { bm_attention(s, true, 64); });
+  reg("attention_flash/forward/hs128", [](benchmark::State& s) { bm_attention(s, false, 128); });
+  reg("attention_flash/backward/hs128", [](benchmark::State& s) { bm_attention(s, true, 128); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
   reg("cross_entropy/forward_backward", [](benchmark::State& s) { bm_cross_entropy(s, false); });

@@ -1,6 +1,7 @@
 // The fused attention kernels on their own against a plain double-precision attention on the
 // host, on random BF16 data across several 64-row tiles (so the diagonal tile, the tiles below
-// it and the online softmax's rescaling all run): output, log-sum-exp, dQ, dK and dV.
+// it and the online softmax's rescaling all run), at head sizes 64 and 128: output,
+// log-sum-exp, dQ, dK and dV.
 // Tolerance: the inputs are exact BF16 on both sides; the kernel rounds the probabilities and
 // dS to BF16 (relative 2^-9) before the second product and its outputs to BF16, so a relative
 // RMS error of 1e-2 is about five times what that rounding makes.
@@ -24,10 +25,9 @@ struct Attention {
   std::vector<double> out, lse, dq, dk, dv;
 };
 
-// Causal softmax attention of each of BH heads ([T, 64] row-major), and its backward for `dout`.
+// Causal softmax attention of each of BH heads ([T, D] row-major), and its backward for `dout`.
 Attention reference(const std::vector<double>& q, const std::vector<double>& k, const std::vector<double>& v,
-                    const std::vector<double>& dout, int BH, int T, double scale) {
-  const int D = 64;
+                    const std::vector<double>& dout, int BH, int T, int D, double scale) {
   Attention r;
   r.out.assign(q.size(), 0), r.lse.assign(std::size_t(BH) * T, 0), r.dq = r.out, r.dk = r.out, r.dv = r.out;
   std::vector<double> p(T), dp(T);
@@ -95,19 +95,22 @@ std::vector<double> download_f32(const core::DeviceBuffer& b) {
 
 }  // namespace
 
-TEST(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
+// Head sizes 64 and 128 (GPT-2's and Llama's).
+class FlashAttentionGpu : public ::testing::TestWithParam<int> {};
+
+TEST_P(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
   FP8SCOPE_REQUIRE_GPU();
-  const int BH = 3, T = 256, D = 64;
+  const int BH = 3, T = 256, D = GetParam();
   const double scale = 1.0 / std::sqrt(double(D));
   std::mt19937 rng(11);
   const std::size_t n = std::size_t(BH) * T * D;
   // Scores of std ~2 after scaling: peaked enough that the running maximum moves between tiles.
   const auto q = random_bf16(n, rng, 1.5), k = random_bf16(n, rng, 1.5), v = random_bf16(n, rng, 1.0), dout = random_bf16(n, rng, 1.0);
-  const Attention want = reference(q, k, v, dout, BH, T, scale);
+  const Attention want = reference(q, k, v, dout, BH, T, D, scale);
 
   auto dq_ = upload(q), dk_ = upload(k), dv_ = upload(v), ddout = upload(dout);
   core::DeviceBuffer out(n * 2), lse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
-  const gpu_model::AttentionHeads heads{BH, 1, T, D, D, float(scale)};  // [BH][T][64]
+  const gpu_model::AttentionHeads heads{BH, 1, T, D, D, float(scale), D};  // [BH][T][D]
   auto run = [&] {
     gpu_model::flash_attention_forward(heads, out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
                                        dv_.as<__nv_bfloat16>(), nullptr);
@@ -135,14 +138,14 @@ TEST(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
 // The model's layout (q, k, v inside one [B, T, 3C] qkv tensor, out and dout in [B, T, C], the
 // gradients into a [B, T, 3C] tensor) runs the same arithmetic as the plain per-head layout,
 // only addressed differently: the results must be the same bits.
-TEST(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
+TEST_P(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   FP8SCOPE_REQUIRE_GPU();
-  const int B = 2, NH = 3, T = 128, D = 64, C = NH * D, BH = B * NH;
+  const int B = 2, NH = 3, T = 128, D = GetParam(), C = NH * D, BH = B * NH;
   const float scale = 0.125f;
   std::mt19937 rng(5);
   const std::size_t n = std::size_t(BH) * T * D;
   const auto q = random_bf16(n, rng, 1.5), k = random_bf16(n, rng, 1.5), v = random_bf16(n, rng, 1.0), dout = random_bf16(n, rng, 1.0);
-  // Per head [BH][T][64] -> rows of [B][T][ld] at column offset `col` + 64h.
+  // Per head [BH][T][D] -> rows of [B][T][ld] at column offset `col` + D h.
   auto pack = [&](std::vector<double>& dst, const std::vector<double>& src, int ld, int col) {
     for (int b = 0; b < B; ++b)
       for (int h = 0; h < NH; ++h)
@@ -166,14 +169,14 @@ TEST(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   // Per-head layout.
   auto hq = upload(q), hk = upload(k), hv = upload(v), hdy = upload(dout);
   core::DeviceBuffer hout(n * 2), hlse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
-  const gpu_model::AttentionHeads plain{BH, 1, T, D, D, scale};
+  const gpu_model::AttentionHeads plain{BH, 1, T, D, D, scale, D};
   gpu_model::flash_attention_forward(plain, hout.as<bf>(), hlse.as<float>(), hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), nullptr);
   gpu_model::flash_attention_backward(plain, gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), dsum.as<float>(), hdy.as<bf>(), hout.as<bf>(),
                                       hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), hlse.as<float>(), nullptr);
   // Model layout.
   auto mqkv = upload(qkv), mdy = upload(dy);
   core::DeviceBuffer mout(n * 2), mlse(std::size_t(BH) * T * 4), mdqkv(n * 3 * 2);
-  const gpu_model::AttentionHeads packed{B, NH, T, 3 * C, C, scale};
+  const gpu_model::AttentionHeads packed{B, NH, T, 3 * C, C, scale, D};
   const bf* p = mqkv.as<bf>();
   bf* g = mdqkv.as<bf>();
   gpu_model::flash_attention_forward(packed, mout.as<bf>(), mlse.as<float>(), p, p + C, p + 2 * C, nullptr);
@@ -187,3 +190,6 @@ TEST(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   EXPECT_EQ(unpack(grads, 3 * C, C), download_bf16(gk)) << "dK";
   EXPECT_EQ(unpack(grads, 3 * C, 2 * C), download_bf16(gv)) << "dV";
 }
+
+INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionGpu, ::testing::Values(64, 128),
+                         [](const auto& info) { return "D" + std::to_string(info.param); });

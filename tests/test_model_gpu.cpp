@@ -102,11 +102,14 @@ TEST(GpuGpt, Gpt2SmallStepRunsAndStartsWhereTheInitPredicts) {
 }
 
 // The fused (flash) attention against the CPU reference and against the materialised GPU
-// attention: head size 64, two query/key tiles (T = 128), causal.
-TEST(GpuGpt, FlashAttentionMatchesTheReferenceAndTheMaterialisedAttention) {
+// attention, two query/key tiles (T = 128), causal: 2 heads of 64, 5 heads of 64 (d = 320, not
+// a power of two), 2 heads of 128.
+class GpuGptFlash : public ::testing::TestWithParam<std::pair<int, int>> {};
+
+TEST_P(GpuGptFlash, MatchesTheReferenceAndTheMaterialisedAttention) {
   FP8SCOPE_REQUIRE_GPU();
   model::GptConfig cfg = tiny(96);
-  cfg.d_model = 128, cfg.n_head = 2, cfg.max_seq = 128;  // head size 64
+  cfg.d_model = GetParam().first, cfg.n_head = GetParam().second, cfg.max_seq = 128;
   const int B = 2, T = 128;
   const auto init = model::init_params(cfg, 7);
   model::MarkovTokens data(cfg.vocab, 5);
@@ -138,3 +141,8 @@ TEST(GpuGpt, FlashAttentionMatchesTheReferenceAndTheMaterialisedAttention) {
   // Shapes it cannot run are refused, not miscomputed.
   EXPECT_THROW(gpu_model::GpuGpt(tiny(96), 4, 32, nullptr, nullptr, true), std::invalid_argument);
 }
+
+INSTANTIATE_TEST_SUITE_P(HeadShapes, GpuGptFlash, ::testing::Values(std::make_pair(128, 2), std::make_pair(320, 5), std::make_pair(256, 2)),
+                         [](const auto& info) {
+                           return "d" + std::to_string(info.param.first) + "_h" + std::to_string(info.param.second);
+                         });

@@ -83,7 +83,7 @@ TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
   EXPECT_NEAR(r.data["metrics"]["mfu"].get<double>(), train::train_flops_per_step(tp.model, tp.batch, tp.seq_len) / 0.010 / 1e15, 1e-12);
 }
 
-TEST(TrainPoint, FlashAttentionNeedsHeadSize64AndFullTiles) {
+TEST(TrainPoint, FlashAttentionNeedsHeadSize64Or128AndFullTiles) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
   point["backend"] = "gpu";
@@ -94,8 +94,12 @@ TEST(TrainPoint, FlashAttentionNeedsHeadSize64AndFullTiles) {
   EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("multiple of 64"), std::string::npos);
   point["seq_len"] = 128;
   point["n_head"] = 4;  // head size 32
-  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("head size 64"), std::string::npos);
-  point["n_head"] = 2;
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("head size 64 or 128"), std::string::npos);
+  point["n_head"] = 1;  // head size 128
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+  point["d_model"] = 192, point["n_head"] = 2;  // head size 96
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("head size 96"), std::string::npos);
+  point["d_model"] = 128, point["n_head"] = 2;
   point["precision"] = "fp8";
   point["variant"] = "fp8_attention";
   EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("fp8_attention"), std::string::npos);

@@ -87,7 +87,7 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
     FP8S_CUDA(cudaSetDevice(device));
     std::size_t free0 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
-    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len) +
+    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.flash_attention) +
                         (fp8 ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *fp8) : 0.0);
     if (need > 0.95 * double(free0)) {
       r.outcome = core::Outcome::oom;

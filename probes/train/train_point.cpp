@@ -43,7 +43,7 @@ std::vector<core::ParamSpec> train_axes() {
        {"materialized", "flash"},
        0,
        0,
-       "GPU: scores/probabilities in memory with cuBLASLt GEMMs, or the fused tensor-core kernels (head size 64, T % 64 == 0)"},
+       "GPU: scores/probabilities in memory with cuBLASLt GEMMs, or the fused tensor-core kernels (head size 64 or 128, T % 64 == 0)"},
   };
 }
 
@@ -106,9 +106,11 @@ double train_flops_per_step(const model::GptConfig& c, int B, int T) {
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
   if (p.backend == "gpu" && p.flash_attention) {
-    if (p.model.n_head <= 0 || p.model.d_model % p.model.n_head != 0 || p.model.d_model / p.model.n_head != 64 || p.seq_len % 64 != 0)
-      return fmt::format("attention flash needs head size 64 and seq_len a multiple of 64 (d_model={}, n_head={}, seq_len={})",
-                         p.model.d_model, p.model.n_head, p.seq_len);
+    const int hs = p.model.n_head > 0 && p.model.d_model % p.model.n_head == 0 ? p.model.d_model / p.model.n_head : 0;
+    if ((hs != 64 && hs != 128) || p.seq_len % 64 != 0)
+      return fmt::format(
+          "attention flash needs head size 64 or 128 and seq_len a multiple of 64 (d_model={}, n_head={}: head size {}, seq_len={})",
+          p.model.d_model, p.model.n_head, hs, p.seq_len);
     if (p.fp8 && p.fp8->attention())
       return "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)";
   }
@@ -123,7 +125,7 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   if (p.backend == "gpu" && (p.model.d_model > 8192 || p.model.d_model % 8 != 0))
     return fmt::format("d_model={}: the GPU model's kernels need a multiple of 8, at most 8192", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
-    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len) +
+    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.flash_attention) +
                         (p.fp8 ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *p.fp8) : 0.0);
     const double have = double(env["gpu"].value("memory_mib", 0)) * (1 << 20);
     if (need > 0.95 * have)

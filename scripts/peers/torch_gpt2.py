@@ -2,7 +2,12 @@
 """PyTorch peer for probe_train: trains the same GPT-2 shape as each GPU record of an
 fp8scope probe_train result (BF16 autocast, SDPA causal attention, fused AdamW, tied or untied
 head, the same B, T, V) in eager mode and with torch.compile, and writes our result schema.
-The eager record carries the same point key as ours, so the report puts them side by side.
+For an FP8 record it trains the FP8 model a PyTorch user without TransformerEngine would
+write: the same linears in FP8 through torch._scaled_mm with tensorwise dynamic scaling (each
+operand's own amax at every step), E4M3 forward and E5M2 gradients, saturating casts, the FP8
+copies (not the BF16 inputs) saved for backward, the whole step under torch.compile.
+The eager record carries the same point key as ours (the compiled one adds
+",peer=torch.compile"), so the report puts them side by side.
 Timing: wall clock per step after a device synchronize, median after warm-up, as ours."""
 import argparse
 import datetime
@@ -17,13 +22,59 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+E4M3_MAX, E5M2_MAX = 448.0, 57344.0
+
+
+def quantize(x, dtype, fmax):
+    """Tensorwise dynamic scaling: scale by this tensor's own amax, saturate, cast."""
+    amax = x.abs().amax().float().clamp(min=1e-12)
+    scale = fmax / amax
+    return (x.float() * scale).clamp(-fmax, fmax).to(dtype), scale.reciprocal()
+
+
+class Fp8Matmul(torch.autograd.Function):
+    """y = x w^T (+ b) with x, w in E4M3 and the gradient in E5M2, every GEMM on
+    torch._scaled_mm (row-major A, column-major B); backward reads the FP8 copies saved here."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        x2 = x.reshape(-1, x.shape[-1])
+        xq, sx = quantize(x2, torch.float8_e4m3fn, E4M3_MAX)
+        wq, sw = quantize(w, torch.float8_e4m3fn, E4M3_MAX)
+        y = torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw, bias=b, out_dtype=torch.bfloat16)
+        ctx.save_for_backward(xq, wq, sx, sw)
+        ctx.has_bias = b is not None
+        return y.reshape(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, gy):
+        xq, wq, sx, sw = ctx.saved_tensors
+        g2 = gy.reshape(-1, gy.shape[-1])
+        gq, sg = quantize(g2, torch.float8_e5m2, E5M2_MAX)
+        dx = torch._scaled_mm(gq, wq.t().contiguous().t(), scale_a=sg, scale_b=sw, out_dtype=torch.bfloat16)
+        dw = torch._scaled_mm(gq.t().contiguous(), xq.t().contiguous().t(), scale_a=sg, scale_b=sx, out_dtype=torch.float32)
+        db = g2.float().sum(0) if ctx.has_bias else None
+        return dx.reshape(*gy.shape[:-1], wq.shape[1]), dw, db
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose matmul runs in FP8 when fp8 is set (the bias stays high precision)."""
+
+    fp8 = False
+
+    def forward(self, x):
+        if not self.fp8:
+            return super().forward(x)
+        return Fp8Matmul.apply(x.to(torch.bfloat16), self.weight, None if self.bias is None else self.bias.to(torch.bfloat16))
+
+
 class Block(nn.Module):
     def __init__(self, d, nh):
         super().__init__()
         self.nh = nh
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.fc, self.fcproj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.qkv, self.proj = Linear(d, 3 * d), Linear(d, d)
+        self.fc, self.fcproj = Linear(d, 4 * d), Linear(4 * d, d)
 
     def forward(self, x):
         B, T, C = x.shape
@@ -43,7 +94,7 @@ class GPT(nn.Module):
         self.wte, self.wpe = nn.Embedding(V, d), nn.Embedding(p["max_seq"], d)
         self.blocks = nn.ModuleList(Block(d, p["n_head"]) for _ in range(p["n_layer"]))
         self.lnf = nn.LayerNorm(d)
-        self.head = nn.Linear(d, V, bias=False)
+        self.head = Linear(d, V, bias=False)
         if p["tied"]:
             self.head.weight = self.wte.weight
         for name, w in self.named_parameters():
@@ -61,9 +112,20 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def run(p, compile_mode, steps, warmup):
+def set_fp8(model, p):
+    """The linears our FP8 record runs in FP8 (its fp8_linears), as ours."""
+    names = p.get("fp8_linears", "all")
+    wanted = {"qkv", "proj", "fc1", "fc2", "lm_head"} if names == "all" else set() if names == "none" else set(names.split(","))
+    for b in model.blocks:
+        b.qkv.fp8, b.proj.fp8, b.fc.fp8, b.fcproj.fp8 = "qkv" in wanted, "proj" in wanted, "fc1" in wanted, "fc2" in wanted
+    model.head.fp8 = "lm_head" in wanted  # a tied head casts the shared weight like any other
+
+
+def run(p, compile_mode, steps, warmup, fp8=False):
     torch.manual_seed(p["seed"])
     model = GPT(p).cuda()
+    if fp8:
+        set_fp8(model, p)
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=p["weight_decay"], fused=True)
     fwd = torch.compile(model) if compile_mode else model
@@ -102,31 +164,45 @@ def main():
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--no-compile", action="store_true", help="eager only")
     ap.add_argument("--compile-first", action="store_true", help="torch.compile only for the first record (compiling takes minutes)")
+    ap.add_argument("--compile-only", action="store_true", help="BF16 records: torch.compile only, no eager run")
+    ap.add_argument("--no-fp8", action="store_true", help="no FP8 peer for the FP8 records")
     args = ap.parse_args()
     ours = json.load(open(args.ours))
     records = []
     first = True
     for rec in ours["records"]:
         p = rec["params"]
-        if p.get("backend") != "gpu" or p.get("precision", "bf16") != "bf16":
-            continue  # the peer trains in BF16 only (an FP8 peer needs TransformerEngine)
+        if p.get("backend") != "gpu" or rec.get("outcome") != "ok":
+            continue
+        fp8 = p.get("precision", "bf16") == "fp8"
+        if fp8 and args.no_fp8:
+            continue
         compile_this = not args.no_compile and (first or not args.compile_first)
         first = False
-        for mode in ([False, True] if compile_this else [False]):
+        # FP8 is measured compiled only: eager runs every cast as its own kernels.
+        modes = ([True] if compile_this else []) if fp8 else ([False, True] if compile_this else [False])
+        if args.compile_only and not fp8:
+            modes = [True] if compile_this else []
+        for mode in modes:
             key = rec["key"] + (",peer=torch.compile" if mode else "")
+            what = ("torch.compile" if mode else "torch eager") + (" FP8 tensorwise" if fp8 else "")
             try:
-                data = run(p, mode, args.steps, args.warmup)
-                out = {"key": key, "params": dict(p, peer="torch.compile" if mode else "torch eager"), "outcome": "ok", **data}
+                data = run(p, mode, args.steps, args.warmup, fp8)
+                out = {"key": key, "params": dict(p, peer=what), "outcome": "ok", **data}
             except torch.OutOfMemoryError as e:
                 out = {"key": key, "params": p, "outcome": "oom", "reason": str(e).splitlines()[0]}
+            except Exception as e:  # noqa: BLE001 - a peer that cannot run is recorded, the others still run
+                out = {"key": key, "params": dict(p, peer=what), "outcome": "crashed", "reason": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
             records.append(out)
-            print(f"{out['outcome']:<6} {'compile' if mode else 'eager  '} {out.get('headline', out.get('reason', ''))}", flush=True)
+            print(f"{out['outcome']:<6} {what:<30} {out.get('headline', out.get('reason', ''))}", flush=True)
             torch.cuda.empty_cache()
+            torch._dynamo.reset()
     pr = torch.cuda.get_device_properties(0)
     env = {"host": socket.gethostname(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
            "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "gpu": {"name": pr.name, "sm_count": pr.multi_processor_count, "memory_mib": pr.total_memory >> 20}}
-    meta = {"probe": "train", "sweep": ours["meta"].get("sweep", ""), "peer": "PyTorch GPT-2 (BF16 autocast, SDPA, fused AdamW)",
+    meta = {"probe": "train", "sweep": ours["meta"].get("sweep", ""),
+            "peer": "PyTorch GPT-2 (BF16 autocast, SDPA, fused AdamW; FP8 records: torch._scaled_mm tensorwise, compiled)",
             "peer_of": args.ours.split("/")[-1], "peer_of_started_utc": ours["meta"].get("started_utc", ""), "argv": sys.argv}
     json.dump({"schema_version": 1, "meta": meta, "env": env, "records": records}, open(args.out, "w"), indent=1)
     print(f"wrote {args.out}")

@@ -27,7 +27,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       n_params_(model::param_count(cfg)),
       flash_(flash_attention) {
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
-    throw std::invalid_argument("flash attention needs head size 64, T a multiple of 64 and no fp8_attention");
+    throw std::invalid_argument("flash attention needs head size 64 or 128, T a multiple of 64 and no fp8_attention");
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;

@@ -109,7 +109,7 @@ class GpuGpt {
   // The fused attention's view of the heads: q/k/v inside qkv [N, 3C], out and dy in [N, C].
   AttentionHeads flash_heads() const {
     const int C = cfg_.d_model, NH = cfg_.n_head;
-    return {B_, NH, T_, 3 * C, C, 1.0f / std::sqrt(float(C / NH))};
+    return {B_, NH, T_, 3 * C, C, 1.0f / std::sqrt(float(C / NH)), C / NH};
   }
   void attention_backward(int l, LayerActs& a);
   void group_tokens(const int* inputs);

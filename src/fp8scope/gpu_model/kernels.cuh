@@ -50,17 +50,18 @@ void softmax_causal_forward(bf16* probs, const float* scores, int BH, int T, cud
 // dscores = probs * (dprobs - sum(probs * dprobs)) * scale, causal.
 void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* probs, float scale, int BH, int T, cudaStream_t s);
 
-// flash_attention.cu: fused causal attention on tensor cores for head size 64 and T a
-// multiple of 64. Heads stay where the model keeps them: element (b, h, t, d) of q, k, v (and
-// dq, dk, dv) is at [(b*T + t) * ld_qkv + 64h + d] (inside the fused qkv: ld_qkv = 3C and the
-// pointers C apart), of out and dout at [(b*T + t) * ld_out + 64h + d]; with NH = 1 and ld = 64
-// that is the plain [B][T][64]. Forward writes the output and each row's log-sum-exp
+// flash_attention.cu: fused causal attention on tensor cores for head sizes HS = 64 and 128 and
+// T a multiple of 64. Heads stay where the model keeps them: element (b, h, t, d) of q, k, v
+// (and dq, dk, dv) is at [(b*T + t) * ld_qkv + HS h + d] (inside the fused qkv: ld_qkv = 3C and
+// the pointers C apart), of out and dout at [(b*T + t) * ld_out + HS h + d]; with NH = 1 and
+// ld = HS that is the plain [B][T][HS]. Forward writes the output and each row's log-sum-exp
 // (lse [B*NH][T]); backward recomputes the probabilities from it (dsum: [B*NH][T] scratch) and
 // writes dq, dk, dv without atomics. Pointers and strides must keep rows 16-byte aligned.
 struct AttentionHeads {
   int B, NH, T;
   int ld_qkv, ld_out;  // row strides, elements
-  float scale;         // of the scores, 1/sqrt(64) in the model
+  float scale;         // of the scores, 1/sqrt(HS) in the model
+  int HS = 64;         // head size: 64 or 128
 };
 bool flash_attention_supported(int T, int HS);
 void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s);

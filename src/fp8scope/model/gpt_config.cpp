@@ -19,12 +19,13 @@ std::string validate(const GptConfig& c, int seq_len, int batch) {
   return {};
 }
 
-double gpu_training_bytes(const GptConfig& c, int B, int T) {
+double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention) {
   const double P = double(param_count(c)), N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
-  const double att = double(B) * c.n_head * T * T;
-  const double params = P * (4 + 2 + 4 + 4 + 4);                                               // master, bf16, grad, m, v
-  const double per_layer = N * C * 2 * (1 + 3 + 1 + 1 + 1 + 4 + 4 + 1) + att * 2 + N * 4 * 4;  // kept activations
-  const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * 4 * C * 2;
+  const double att = flash_attention ? 0.0 : double(B) * c.n_head * T * T;
+  const double lse = flash_attention ? double(B) * c.n_head * T * 4 : 0.0;
+  const double params = P * (4 + 2 + 4 + 4 + 4);                                                     // master, bf16, grad, m, v
+  const double per_layer = N * C * 2 * (1 + 3 + 1 + 1 + 1 + 4 + 4 + 1) + att * 2 + N * 4 * 4 + lse;  // kept activations
+  const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * 4 * C * 2 + lse;
   const double head = N * Vp * (4 + 2) + N * C * 2 * 2;
   return params + L * per_layer + scratch + head + double(32u << 20);
 }

@@ -25,8 +25,9 @@ std::string validate(const GptConfig& c, int seq_len, int batch);
 
 // Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16
 // copy, gradients and AdamW state; the activations kept for backward; scratch; the LM head's
-// logits. Used to refuse a config before any GPU work starts.
-double gpu_training_bytes(const GptConfig& c, int B, int T);
+// logits. Used to refuse a config before any GPU work starts. flash_attention: the fused
+// attention keeps a log-sum-exp per row instead of the T x T scores and probabilities.
+double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention = false);
 
 // One parameter tensor of the model, in the order of the flat parameter buffer.
 struct ParamTensor {

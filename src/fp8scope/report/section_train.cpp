@@ -247,10 +247,11 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
       }
       if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
       value[{name, setup_of(r.params)}] = tps(r);
-      for (const auto& [suffix, peer_name] :
+      for (const auto& [suffix, mode] :
            {std::pair<std::string, std::string>{"", "PyTorch eager"}, {",peer=torch.compile", "torch.compile"}}) {
         auto it = peer_rec.find(r.key + suffix);
         if (it == peer_rec.end() || it->second->outcome != Outcome::ok) continue;
+        const std::string peer_name = mode + (prec == "fp8" ? " FP8" : " BF16");
         if (std::find(names.begin(), names.end(), peer_name) == names.end()) names.push_back(peer_name);
         value[{peer_name, setup_of(r.params)}] = tps(*it->second);
       }
@@ -289,6 +290,11 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
       line += fmt::format("; against torch.compile BF16 ({:.2f} ms): our BF16 {:.2f}x, our FP8 {:.2f}x",
                           m(*compiled->second, "ms_per_step"), m(*b, "tokens_per_s") / pt, m(*best, "tokens_per_s") / pt);
     }
+    auto fp8_peer = peer_rec.find(best->key + ",peer=torch.compile");
+    if (fp8_peer != peer_rec.end() && fp8_peer->second->outcome == Outcome::ok)
+      line += fmt::format("; the compiled PyTorch FP8 peer {:.2f} ms (ours {:.2f}x; peak memory {:.0f} MiB, ours {:.0f})",
+                          m(*fp8_peer->second, "ms_per_step"), m(*best, "tokens_per_s") / m(*fp8_peer->second, "tokens_per_s"),
+                          peak_mib(*fp8_peer->second), peak_mib(*best));
     sec["summary"].push_back(line + ".");
   }
   // Loss: FP8 runs and their BF16 twins, and below each FP8 run's gap to its twin.
