@@ -7,7 +7,8 @@
 # Environment: SANITIZE_TOOLS (default "memcheck racecheck synccheck initcheck"),
 # SANITIZE_TESTS (regex over binary names, default every test_*_gpu), SANITIZE_CASES (regex
 # over case names), SANITIZE_TIMEOUT (seconds per run, default 300), SANITIZE_JOBS (runs at a
-# time on the one GPU, default 8).
+# time on the one GPU, default 8), SANITIZE_BUDGET (seconds for all runs; the cases not started
+# by then are listed as not run, and the summary is written all the same).
 # test_cli_gpu is left out: it makes child processes fault the GPU on purpose.
 set -uo pipefail
 build=${1:?usage: sanitize.sh BUILD_DIR OUT.txt}
@@ -40,7 +41,8 @@ export -f run_one
 export cs limit logs
 for b in "${bins[@]}"; do cases_of "$b" | sed "s|^|$b |"; done >"$logs/cases"
 echo "sanitize: $(wc -l <"$logs/cases") test cases x $(echo $tools | wc -w) tools, $jobs at a time, ${limit}s each at most"
-for tool in $tools; do sed "s|^|$tool |" "$logs/cases"; done | xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2"'
+for tool in $tools; do sed "s|^|$tool |" "$logs/cases"; done >"$logs/runs"
+timeout "${SANITIZE_BUDGET:-86400}" xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2"' <"$logs/runs"
 
 {
   echo "# compute-sanitizer over the gpu tests"
@@ -67,7 +69,10 @@ for tool in $tools; do sed "s|^|$tool |" "$logs/cases"; done | xargs -P "$jobs" 
     done
   done
   echo
-  echo "clean: $all_clean of $all runs"
+  echo "clean: $all_clean of $all runs ($(wc -l <"$logs/runs") planned)"
+  while read -r tool bin case; do
+    [ -e "$logs/$tool/$(basename "$bin")/${case//\//_}.rc" ] || echo "not run (budget): $tool $(basename "$bin") $case"
+  done <"$logs/runs"
   for rcf in "$logs"/*/*/*.rc; do
     f=${rcf%.rc} rc=$(cat "$rcf")
     rel=${f#"$logs"/}

@@ -170,6 +170,18 @@ def main():
     ours = json.load(open(args.ours))
     records = []
     first = True
+
+    def save(recs):
+        pr = torch.cuda.get_device_properties(0)
+        env = {"host": socket.gethostname(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+               "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "gpu": {"name": pr.name, "sm_count": pr.multi_processor_count, "memory_mib": pr.total_memory >> 20}}
+        meta = {"probe": "train", "sweep": ours["meta"].get("sweep", ""),
+                "peer": "PyTorch GPT-2 (BF16 autocast, SDPA, fused AdamW; FP8 records: torch._scaled_mm tensorwise, compiled)",
+                "peer_of": args.ours.split("/")[-1], "peer_of_started_utc": ours["meta"].get("started_utc", ""), "argv": sys.argv}
+        json.dump({"schema_version": 1, "meta": meta, "env": env, "records": recs}, open(args.out, "w"), indent=1)
+
+    save(records)
     for rec in ours["records"]:
         p = rec["params"]
         if p.get("backend") != "gpu" or rec.get("outcome") != "ok":
@@ -194,17 +206,10 @@ def main():
             except Exception as e:  # noqa: BLE001 - a peer that cannot run is recorded, the others still run
                 out = {"key": key, "params": dict(p, peer=what), "outcome": "crashed", "reason": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
             records.append(out)
+            save(records)  # after every record: a time limit loses nothing measured
             print(f"{out['outcome']:<6} {what:<30} {out.get('headline', out.get('reason', ''))}", flush=True)
             torch.cuda.empty_cache()
             torch._dynamo.reset()
-    pr = torch.cuda.get_device_properties(0)
-    env = {"host": socket.gethostname(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-           "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "gpu": {"name": pr.name, "sm_count": pr.multi_processor_count, "memory_mib": pr.total_memory >> 20}}
-    meta = {"probe": "train", "sweep": ours["meta"].get("sweep", ""),
-            "peer": "PyTorch GPT-2 (BF16 autocast, SDPA, fused AdamW; FP8 records: torch._scaled_mm tensorwise, compiled)",
-            "peer_of": args.ours.split("/")[-1], "peer_of_started_utc": ours["meta"].get("started_utc", ""), "argv": sys.argv}
-    json.dump({"schema_version": 1, "meta": meta, "env": env, "records": records}, open(args.out, "w"), indent=1)
     print(f"wrote {args.out}")
 
 
