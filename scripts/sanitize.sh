@@ -33,7 +33,7 @@ run_one() {  # tool binary case -> $logs/<tool>/<binary>/<case>.{log,rc,s}
   mkdir -p "$dir"
   [ "$tool" = memcheck ] && extra=(--leak-check full)
   local t0=$SECONDS f="$dir/${case//\//_}"
-  timeout "$limit" "$cs" --tool "$tool" "${extra[@]}" --error-exitcode 99 --print-limit 20 "$bin" --gtest_filter="$case" >"$f.log" 2>&1
+  FP8SCOPE_UNDER_SANITIZER=1 timeout "$limit" "$cs" --tool "$tool" "${extra[@]}" --error-exitcode 99 --print-limit 20 "$bin" --gtest_filter="$case" >"$f.log" 2>&1
   echo $? >"$f.rc"
   echo $((SECONDS - t0)) >"$f.s"
 }

@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 using namespace fp8scope;
@@ -43,7 +44,9 @@ TEST(GemmGpu, Fp8TnRunsAndMatchesReference) {
     core::Record r = run(square(1024, DType::e4m3, b, DType::bf16));
     ASSERT_EQ(r.outcome, Outcome::ok) << r.reason;
     EXPECT_LT(r.data["accuracy"]["rel_error"].get<double>(), r.data["accuracy"]["tolerance"].get<double>());
-    EXPECT_GT(r.data["metrics"]["tflops"].get<double>(), 1.0);
+    // A sanity check of the timing (the GEMM ran on tensor cores), meaningless under an
+    // instrumenting tool (scripts/sanitize.sh sets FP8SCOPE_UNDER_SANITIZER).
+    if (!std::getenv("FP8SCOPE_UNDER_SANITIZER")) EXPECT_GT(r.data["metrics"]["tflops"].get<double>(), 1.0);
   }
 }
 

@@ -33,10 +33,11 @@ std::string vs_bf16(const core::Record& fp8, const core::Record& bf16) {
   if (fq1 > 0 && fq3 > 0 && bq1 > 0 && bq3 > 0) s += fmt::format(" ({:.3f}-{:.3f})", bq1 / fq3, bq3 / fq1);
   return s;
 }
-// A run's peak device memory: its allocations' high-water mark (older results: what the model
-// took when built; the PyTorch peer: torch.cuda.max_memory_allocated).
+// A run's peak device memory: its allocations' high-water mark (the PyTorch peer's:
+// torch.cuda.max_memory_allocated). Results from before it was recorded have none ("-"); what
+// their model took when built (device_mib) is not a peak and is not shown as one.
 double peak_mib(const core::Record& r) {
-  for (const char* k : {"peak_alloc_mib", "peak_memory_mib", "device_mib"})
+  for (const char* k : {"peak_alloc_mib", "peak_memory_mib"})
     if (double v = m(r, k); std::isfinite(v)) return v;
   return NAN;
 }
@@ -272,6 +273,64 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
                 bars_figure(sweep + "_tokens_per_s", "Training throughput, ours and the PyTorch peer (whiskers: the step times' quartiles)",
                             "thousand tokens/s", setups, bars),
                 0);
+  }
+  // Several model sizes, each with BF16 and FP8: where FP8 pays off, one row per size, and the
+  // throughputs relative to our BF16 step of the same size as bars.
+  std::vector<std::pair<const core::Record*, const core::Record*>> pairs;  // (fastest FP8, its BF16 twin) per setup
+  for (auto& su : setups) {
+    const core::Record* best = nullptr;
+    for (auto& r : in.file.records)
+      if (r.outcome == Outcome::ok && setup_of(r.params) == su && bf16_twin(r) &&
+          (!best || m(r, "tokens_per_s") > m(*best, "tokens_per_s")))
+        best = &r;
+    if (best) pairs.push_back({best, bf16_twin(*best)});
+  }
+  if (pairs.size() >= 3) {
+    Table pays{"Where FP8 pays off (per model size: our FP8 step against our BF16 step and the PyTorch peers, same run and GPU)",
+               {"model", "params", "BF16 ms", "FP8 ms", "FP8/BF16", "MFU BF16", "MFU FP8", "torch.compile BF16 ms", "our BF16/compile",
+                "our FP8/compile BF16", "PyTorch FP8 ms", "our FP8/PyTorch FP8", "peak MiB BF16", "peak MiB FP8", "FP8/BF16 memory",
+                "PyTorch FP8 peak MiB"},
+               {}};
+    json rel = json::array();
+    std::vector<std::string> groups;
+    json s_fp8 = {{"label", "our FP8"}, {"values", json::array()}, {"low", json::array()}, {"high", json::array()}};
+    json s_cb = {{"label", "torch.compile BF16"}, {"values", json::array()}, {"low", json::array()}, {"high", json::array()}};
+    json s_cf = {{"label", "torch.compile FP8 (tensorwise)"}, {"values", json::array()}, {"low", json::array()}, {"high", json::array()}};
+    auto push = [&](json& sr, const core::Record* r, double base) {
+      if (!r) {
+        sr["values"].push_back(nullptr), sr["low"].push_back(nullptr), sr["high"].push_back(nullptr);
+        return;
+      }
+      const auto [v, lo, hi] = tps(*r);
+      sr["values"].push_back(v / base), sr["low"].push_back(std::isfinite(lo) ? json(lo / base) : json(nullptr)),
+          sr["high"].push_back(std::isfinite(hi) ? json(hi / base) : json(nullptr));
+    };
+    auto ok_peer = [&](const core::Record* r) -> const core::Record* {
+      auto it = peer_rec.find(r->key + ",peer=torch.compile");
+      return it != peer_rec.end() && it->second->outcome == Outcome::ok ? it->second : nullptr;
+    };
+    auto ratio = [&](const core::Record* a, const core::Record* b) {
+      return a && b ? fmt::format("{:.2f}x", m(*a, "tokens_per_s") / m(*b, "tokens_per_s")) : std::string("-");
+    };
+    for (auto& [f, b] : pairs) {
+      const core::Record *cb = ok_peer(b), *cf = ok_peer(f);
+      const double pf = peak_mib(*f), pb = peak_mib(*b);
+      pays.rows.push_back(
+          {fmt::format("d={} L={} H={}", f->params.value("d_model", 0), f->params.value("n_layer", 0), f->params.value("n_head", 0)),
+           fmt::format("{:.0f}M", m(*f, "params") / 1e6), fmt_num(m(*b, "ms_per_step"), 2), fmt_num(m(*f, "ms_per_step"), 2),
+           vs_bf16(*f, *b), fmt_pct(m(*b, "mfu")), fmt_pct(m(*f, "mfu")), cb ? fmt_num(m(*cb, "ms_per_step"), 2) : "-", ratio(b, cb),
+           ratio(f, cb), cf ? fmt_num(m(*cf, "ms_per_step"), 2) : "-", ratio(f, cf), fmt_num(pb, 0), fmt_num(pf, 0),
+           std::isfinite(pf / pb) ? fmt::format("{:.2f}x", pf / pb) : "-", cf ? fmt_num(peak_mib(*cf), 0) : "-"});
+      groups.push_back(fmt::format("{:.0f}M (d={})", m(*f, "params") / 1e6, f->params.value("d_model", 0)));
+      const double base = m(*b, "tokens_per_s");
+      push(s_fp8, f, base), push(s_cb, cb, base), push(s_cf, cf, base);
+    }
+    sec["tables"].push_back(pays.to_json());
+    place_after(
+        sec,
+        bars_figure(sweep + "_vs_bf16", "Throughput relative to our BF16 step of the same model (whiskers: the step times' quartiles)",
+                    "x our BF16 tokens/s", groups, json::array({s_fp8, s_cb, s_cf}), 1.0),
+        sec["tables"].size() - 1);
   }
   // Summary: per setup, its fastest FP8 run against the BF16 twin, and both against the peer.
   for (auto& su : setups) {
