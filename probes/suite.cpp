@@ -2,6 +2,7 @@
 
 #include "fp8scope/core/config.hpp"
 #include "fp8scope/core/error.hpp"
+#include "fp8scope/core/progress.hpp"
 #include "fp8scope/core/result_store.hpp"
 
 #include <fmt/format.h>
@@ -105,8 +106,8 @@ int run_suite(const SuiteOptions& opt, std::vector<std::string>& produced) {
     }
     std::string t;
     for (auto& [k, v] : tally) t += fmt::format(" {}={}", k, v);
-    lines.push_back(fmt::format("  {:<22} {} points:{}", run.name, f.records.size(), t));
-    for (auto& [why, n] : skip_reasons) lines.push_back(fmt::format("  {:<22}   SKIPPED {} points: {}", "", n, why));
+    lines.push_back(core::fit_width(fmt::format("  {:<22} {} points:{}", run.name, f.records.size(), t)));
+    for (auto& [why, n] : skip_reasons) lines.push_back(core::fit_width(fmt::format("  {:<22}   SKIPPED {} points: {}", "", n, why)));
   }
   fmt::print("\n== summary of suite {} ==\n", opt.suite_path);
   for (auto& l : lines) fmt::print("{}\n", l);

@@ -74,6 +74,8 @@ std::string point_line(std::size_t index, std::size_t total, std::string_view ou
   return line;
 }
 
+std::string fit_width(std::string_view s, std::size_t width) { return cut(s, width); }
+
 std::string format_duration(double seconds) {
   const long long s = seconds > 0 ? (long long)(seconds + 0.5) : 0;
   if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);

@@ -26,6 +26,9 @@ std::vector<std::string> varying_labels(const std::vector<json>& points, const P
 std::string point_line(std::size_t index, std::size_t total, std::string_view outcome, std::string_view label, std::string_view detail,
                        std::size_t width = kLineWidth);
 
+// s cut to at most `width` columns, a cut marked "...".
+std::string fit_width(std::string_view s, std::size_t width = kLineWidth);
+
 // "1:05", "12:03", "1:02:03".
 std::string format_duration(double seconds);
 
