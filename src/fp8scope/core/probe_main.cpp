@@ -144,7 +144,8 @@ int run(int argc, char** argv, const ProbeDef& def) {
   PointFn fn;
   if (def.needs_gpu && !have_gpu) {
     const std::string why = "no GPU: " + env.value("gpu_reason", std::string("unknown"));
-    fmt::print("{}: SKIPPED all points, {}\n", exe, why);
+    // The whole reason is in every record; the terminal gets it within the line width.
+    fmt::print("{}\n", fit_width(fmt::format("{}: SKIPPED all points, {}", exe, why)));
     opt.isolate = false;
     opt.quiet = true;
     fn = [why](const json& p, const std::string& k) { return make_record(k, p, Outcome::skipped, why); };
