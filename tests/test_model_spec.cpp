@@ -62,6 +62,34 @@ TEST(GptConfig, InitFollowsGpt2) {
   }
 }
 
+// The Llama block's layout: no position table, no biases, q/k/v of the grouped heads fused, gate
+// and up fused, RMSNorm weights only; the parameter count follows by hand.
+TEST(GptConfig, LlamaLayoutAndChecks) {
+  model::GptConfig c;
+  c.arch = model::Arch::llama;
+  c.vocab = 32000, c.d_model = 2048, c.n_layer = 16, c.n_head = 32, c.n_kv_head = 8, c.ffn = 5632, c.tied = false, c.max_seq = 2048;
+  EXPECT_EQ(c.head_dim(), 64);
+  EXPECT_EQ(c.qkv_width(), 2048 + 2 * 8 * 64);
+  const std::int64_t C = 2048, F = 5632, V = 32000, QW = 3072;
+  const std::int64_t per_layer = C + QW * C + C * C + C + 2 * F * C + C * F;
+  EXPECT_EQ(model::param_count(c), V * C + 16 * per_layer + C + V * C);  // about 1.1B, the 1B Llama shape
+  EXPECT_EQ(model::validate(c, 2048, 1), "");
+  model::GptConfig d = c;
+  d.ffn = 0;
+  EXPECT_EQ(d.ffn_width(), 5504);  // 8 d / 3 = 5461, up to a multiple of 64
+  d.n_kv_head = 3;
+  EXPECT_EQ(model::validate(d, 16, 1), "n_kv_head=3 does not divide n_head=32");
+  d.n_kv_head = 8, d.d_model = 32 * 3;  // head size 3
+  EXPECT_EQ(model::validate(d, 16, 1), "head size 3 is odd: rotary positions rotate pairs of channels");
+  model::GptConfig g;  // GPT-2
+  g.n_kv_head = 4;
+  EXPECT_NE(model::validate(g, 16, 1).find("grouped-query attention is for arch llama"), std::string::npos);
+  g.n_kv_head = 0, g.ffn = 1000;
+  EXPECT_NE(model::validate(g, 16, 1).find("GPT-2's MLP is 4 d_model"), std::string::npos);
+  EXPECT_EQ(model::parse_arch("llama"), model::Arch::llama);
+  EXPECT_FALSE(model::parse_arch("mistral").has_value());
+}
+
 TEST(LrSchedule, WarmupThenCosine) {
   model::LrSchedule s{1.0, 0.1, 10, 110};
   EXPECT_DOUBLE_EQ(s.at(0), 0.1);

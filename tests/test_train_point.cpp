@@ -56,6 +56,19 @@ TEST(TrainPoint, GpuWidthLimit) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
+// The Llama block runs on the CPU reference; the GPU model refuses it before anything runs.
+TEST(TrainPoint, LlamaRunsOnTheCpuReferenceOnly) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  point["arch"] = "llama", point["n_kv_head"] = 2, point["tied"] = false;
+  const auto tp = train::train_point_from(point);
+  EXPECT_TRUE(tp.model.llama());
+  EXPECT_EQ(tp.model.kv_heads(), 2);
+  EXPECT_EQ(train::check_train_point(tp, core::json::object()), "");
+  point["backend"] = "gpu";
+  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("CPU reference only"), std::string::npos);
+}
+
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;

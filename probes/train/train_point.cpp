@@ -19,11 +19,21 @@ using K = core::ParamSpec::Kind;
 std::vector<core::ParamSpec> train_axes() {
   return {
       {"backend", K::string, "cpu", {"cpu", "gpu"}, 0, 0, "cpu: the double-precision reference; gpu: the CUDA model"},
+      {"arch",
+       K::string,
+       "gpt2",
+       {"gpt2", "llama"},
+       0,
+       0,
+       "gpt2: learned positions, LayerNorm, GELU MLP, biases; llama: rotary positions, RMSNorm, SwiGLU, grouped-query "
+       "attention, no biases (CPU reference only so far)"},
       {"vocab", K::integer, 97, {}, 2, 1e7, "real vocabulary"},
       {"pad_vocab_to", K::integer, 1, {}, 1, 4096, "pad embedding/LM head to a multiple (padded logits excluded)"},
       {"d_model", K::integer, 64, {}, 1, 65536, ""},
       {"n_layer", K::integer, 2, {}, 1, 1024, ""},
       {"n_head", K::integer, 4, {}, 1, 1024, ""},
+      {"n_kv_head", K::integer, 0, {}, 0, 1024, "llama: key/value heads (grouped-query attention; 0 = n_head)"},
+      {"ffn", K::integer, 0, {}, 0, 1 << 20, "MLP hidden width (0: 4 d_model for gpt2, 8 d_model / 3 rounded up to 64 for llama)"},
       {"max_seq", K::integer, 1024, {}, 1, 1 << 20, "rows of the position table"},
       {"seq_len", K::integer, 32, {}, 1, 1 << 20, "T"},
       {"batch", K::integer, 4, {}, 1, 1 << 20, "B"},
@@ -78,6 +88,9 @@ TrainPoint train_point_from(const json& p) {
   t.model.d_model = p["d_model"];
   t.model.n_layer = p["n_layer"];
   t.model.n_head = p["n_head"];
+  t.model.arch = model::parse_arch(p.value("arch", std::string("gpt2"))).value_or(model::Arch::gpt2);
+  t.model.n_kv_head = p.value("n_kv_head", 0);
+  t.model.ffn = p.value("ffn", 0);
   t.model.max_seq = p["max_seq"];
   t.model.tied = p["tied"];
   t.batch = p["batch"];
@@ -99,12 +112,14 @@ TrainPoint train_point_from(const json& p) {
 }
 
 double train_flops_per_step(const model::GptConfig& c, int B, int T) {
-  const double n = double(model::param_count(c)) - double(c.max_seq) * c.d_model;  // position table: no matmul
+  const double n = double(model::param_count(c)) - (c.llama() ? 0.0 : double(c.max_seq) * c.d_model);  // position table: no matmul
   return (6.0 * n + 12.0 * c.n_layer * c.d_model * T) * B * T;
 }
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (p.backend == "gpu" && p.model.llama())
+    return "arch llama runs on the CPU reference only: the GPU model has no RMSNorm, SwiGLU or rotary kernels yet";
   if (p.backend == "gpu" && p.flash_attention) {
     const int hs = p.model.n_head > 0 && p.model.d_model % p.model.n_head == 0 ? p.model.d_model / p.model.n_head : 0;
     if ((hs != 64 && hs != 128) || p.seq_len % 64 != 0)

@@ -2,7 +2,9 @@
 // The CPU reference GPT: a deliberately plain double-precision implementation of the same
 // model the GPU trains (GPT-2: learned positions, pre-LayerNorm blocks, causal attention,
 // 4x GELU(tanh) MLP, final LayerNorm, tied or untied LM head, cross-entropy over the real
-// vocabulary only). It is the oracle of the GPU tests and the CPU backend of the probes.
+// vocabulary only), and of the Llama block (arch llama: rotary positions on q and k, RMSNorm,
+// SwiGLU MLP, grouped-query attention, no biases). It is the oracle of the GPU tests and the
+// CPU backend of the probes.
 #include "fp8scope/cpu/fp8_emulation.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
@@ -31,6 +33,8 @@ class CpuGpt {
 
  private:
   struct Layer {
+    // qkv: after the rotation (Llama), as attention read it; gelu: the MLP activation's output
+    // (GELU, or SwiGLU's silu(gate) * up).
     std::vector<double> x_in, ln1, ln1_mean, ln1_rstd, qkv, qkv_att, probs, atty, x_mid, ln2, ln2_mean, ln2_rstd, fc, gelu;
     const double* xq[4];  // the GEMM operands as used (quantised in FP8 mode): qkv, proj, fc1, fc2
     const double* wq[4];
@@ -41,6 +45,10 @@ class CpuGpt {
   void linear_bwd(int layer, int which, double* dx, double* dW, double* db, const double* dy, const double* xq, const double* wq, int N,
                   int IC, int OC);
   void observe(int layer, const char* tensor, const char* pass, const std::vector<double>& v);
+  // LayerNorm (GPT-2; mean and rstd kept) or RMSNorm (Llama; rstd kept, no bias).
+  void norm_fwd(double* out, double* mean, double* rstd, const double* x, const double* w, const double* b, int N) const;
+  void norm_bwd(double* dx, double* dw, double* db, const double* dy, const double* x, const double* w, const double* mean,
+                const double* rstd, int N) const;
   Fp8Emulation* fp8_ = nullptr;
   const double* head_xq_ = nullptr;
   const double* head_wq_ = nullptr;

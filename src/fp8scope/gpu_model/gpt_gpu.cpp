@@ -26,6 +26,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       layout_(model::param_layout(cfg)),
       n_params_(model::param_count(cfg)),
       flash_(flash_attention) {
+  if (cfg.llama()) throw std::invalid_argument("the GPU model is GPT-2 only: arch llama runs on the CPU reference");
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64 or 128, T a multiple of 64 and no fp8_attention");
   for (auto& t : layout_) off_[t.name] = t.offset;

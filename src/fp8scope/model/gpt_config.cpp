@@ -9,11 +9,28 @@
 
 namespace fp8scope::model {
 
+std::optional<Arch> parse_arch(const std::string& s) {
+  if (s == "gpt2") return Arch::gpt2;
+  if (s == "llama") return Arch::llama;
+  return std::nullopt;
+}
+
+const char* to_string(Arch a) { return a == Arch::llama ? "llama" : "gpt2"; }
+
 std::string validate(const GptConfig& c, int seq_len, int batch) {
   if (c.vocab < 2) return fmt::format("vocab={} must be at least 2", c.vocab);
   if (c.pad_vocab_to < 1) return fmt::format("pad_vocab_to={} must be at least 1", c.pad_vocab_to);
   if (c.d_model < 1 || c.n_layer < 1 || c.n_head < 1) return "d_model, n_layer and n_head must be positive";
   if (c.d_model % c.n_head != 0) return fmt::format("n_head={} does not divide d_model={}", c.n_head, c.d_model);
+  if (c.n_kv_head < 0 || c.kv_heads() > c.n_head || c.n_head % c.kv_heads() != 0)
+    return fmt::format("n_kv_head={} does not divide n_head={}", c.n_kv_head, c.n_head);
+  if (c.arch == Arch::gpt2 && c.n_kv_head != 0 && c.n_kv_head != c.n_head)
+    return fmt::format("n_kv_head={}: grouped-query attention is for arch llama (gpt2 has n_kv_head = n_head)", c.n_kv_head);
+  if (c.llama() && c.head_dim() % 2 != 0)
+    return fmt::format("head size {} is odd: rotary positions rotate pairs of channels", c.head_dim());
+  if (c.ffn < 0) return fmt::format("ffn={} must be positive (0: the architecture's default)", c.ffn);
+  if (!c.llama() && c.ffn != 0 && c.ffn != 4 * c.d_model)
+    return fmt::format("ffn={}: GPT-2's MLP is 4 d_model = {} wide (other widths are for arch llama)", c.ffn, 4 * c.d_model);
   if (seq_len < 1 || batch < 1) return "seq_len and batch must be positive";
   if (seq_len > c.max_seq) return fmt::format("seq_len={} is larger than the position table (max_seq={})", seq_len, c.max_seq);
   return {};
@@ -41,6 +58,23 @@ std::vector<ParamTensor> param_layout(const GptConfig& c) {
     t.push_back(std::move(p));
   };
   add("wte", {V, C}, I::normal, true);
+  if (c.llama()) {
+    // Llama: no position table (rotary), RMSNorm weights only, q/k/v fused (k and v of the
+    // kv heads), gate and up fused into fc (2 ffn rows: gate first), no biases, own head.
+    const std::int64_t F = c.ffn_width();
+    for (int l = 0; l < c.n_layer; ++l) {
+      const std::string h = fmt::format("h{}.", l);
+      add(h + "ln1_w", {C}, I::ones, false);
+      add(h + "qkv_w", {c.qkv_width(), C}, I::normal, true);
+      add(h + "proj_w", {C, C}, I::residual_normal, true);
+      add(h + "ln2_w", {C}, I::ones, false);
+      add(h + "fc_w", {2 * F, C}, I::normal, true);
+      add(h + "fcproj_w", {C, F}, I::residual_normal, true);
+    }
+    add("lnf_w", {C}, I::ones, false);
+    if (!c.tied) add("lm_head", {V, C}, I::normal, true);
+    return t;
+  }
   add("wpe", {c.max_seq, C}, I::normal, true);
   for (int l = 0; l < c.n_layer; ++l) {
     const std::string h = fmt::format("h{}.", l);

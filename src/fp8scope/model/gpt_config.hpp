@@ -1,24 +1,44 @@
 #pragma once
-// The shape of a GPT-2 style model, shared by the CPU reference and the GPU model, and the
-// checks that reject a config before any work starts.
+// The shape of the transformer, shared by the CPU reference and the GPU model, and the checks
+// that reject a config before any work starts. Two architectures are data here, not copies of
+// the model: GPT-2 (learned positions, LayerNorm with bias, GELU MLP of 4 d, biases, tied head)
+// and Llama (rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention, no biases).
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace fp8scope::model {
 
+enum class Arch { gpt2, llama };
+
 struct GptConfig {
+  Arch arch = Arch::gpt2;
   int vocab = 50257;     // real vocabulary
   int pad_vocab_to = 1;  // pad the embedding/LM head to a multiple of this (1 = no padding)
-  int max_seq = 1024;    // rows of the position table
+  int max_seq = 1024;    // rows of the position table (GPT-2), the longest T (both)
   int d_model = 768;
   int n_layer = 12;
   int n_head = 12;
   bool tied = true;  // LM head shares the token embedding
+  // Llama: key/value heads (grouped-query attention; 0 = n_head), the MLP's hidden width
+  // (0 = 4 d for GPT-2, 8 d / 3 rounded up to a multiple of 64 for Llama) and the rotary base.
+  int n_kv_head = 0;
+  int ffn = 0;
+  double rope_theta = 10000.0;
 
   int padded_vocab() const { return (vocab + pad_vocab_to - 1) / pad_vocab_to * pad_vocab_to; }
   int head_dim() const { return d_model / n_head; }
+  int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
+  int ffn_width() const { return ffn > 0 ? ffn : arch == Arch::gpt2 ? 4 * d_model : (8 * d_model / 3 + 63) / 64 * 64; }
+  // The fused qkv linear's output: q (d), then k and v (kv_heads() x head_dim() each).
+  int qkv_width() const { return d_model + 2 * kv_heads() * head_dim(); }
+  bool llama() const { return arch == Arch::llama; }
 };
+
+// "gpt2" / "llama"; nullopt for anything else.
+std::optional<Arch> parse_arch(const std::string& s);
+const char* to_string(Arch a);
 
 // "" when valid, else one line naming the field; seq_len/batch are the run's.
 std::string validate(const GptConfig& c, int seq_len, int batch);

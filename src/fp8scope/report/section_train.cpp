@@ -15,8 +15,12 @@ using core::Outcome;
 
 namespace {
 std::string run_label(const json& p) {
-  std::string s = fmt::format("{} d={} L={} H={} T={} B={} V={}", p.value("backend", "?"), p.value("d_model", 0), p.value("n_layer", 0),
-                              p.value("n_head", 0), p.value("seq_len", 0), p.value("batch", 0), p.value("vocab", 0));
+  std::string s =
+      fmt::format("{}{} d={} L={} H={}", p.value("backend", "?"), p.value("arch", std::string("gpt2")) == "llama" ? " llama" : "",
+                  p.value("d_model", 0), p.value("n_layer", 0), p.value("n_head", 0));
+  if (p.value("n_kv_head", 0) > 0 && p.value("n_kv_head", 0) != p.value("n_head", 0)) s += fmt::format(" KV={}", p.value("n_kv_head", 0));
+  if (p.value("ffn", 0) > 0) s += fmt::format(" ffn={}", p.value("ffn", 0));
+  s += fmt::format(" T={} B={} V={}", p.value("seq_len", 0), p.value("batch", 0), p.value("vocab", 0));
   if (p.value("pad_vocab_to", 1) > 1) s += fmt::format(" (padded to x{})", p.value("pad_vocab_to", 1));
   if (!p.value("tied", true)) s += " untied";
   return s;
@@ -64,8 +68,8 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   json series = json::array();
   Table split{"GPU time per layer type in one profiled step (ms)", {"run"}, {}};
   std::vector<std::string> phases;
-  const auto extra = varying_params(
-      in.file.records, {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to", "tied", "max_seq"});
+  const auto extra = varying_params(in.file.records, {"backend", "arch", "d_model", "n_layer", "n_head", "n_kv_head", "ffn", "seq_len",
+                                                      "batch", "vocab", "pad_vocab_to", "tied", "max_seq"});
   // A BF16 run's label leaves out the FP8 settings: they vary between the FP8 runs of a file
   // but say nothing about a BF16 run.
   auto label_of = [&](const json& p) {
@@ -241,8 +245,8 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
       std::string name = "ours " + (prec == "fp8" ? std::string("FP8") : std::string("BF16"));
       if (prec == "fp8") {
         json q = r.params;
-        for (const char* k : {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to", "tied", "max_seq",
-                              "attention", "ranks", "precision"})
+        for (const char* k : {"backend", "arch", "d_model", "n_layer", "n_head", "n_kv_head", "ffn", "seq_len", "batch", "vocab",
+                              "pad_vocab_to", "tied", "max_seq", "attention", "ranks", "precision"})
           q.erase(k);
         name += params_suffix(q, extra);
       }
@@ -362,8 +366,8 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   // Curve labels: the setup only when the file has several, then what varies between runs.
   auto curve_label = [&](const json& p) {
     json q = p;
-    for (const char* k :
-         {"backend", "d_model", "n_layer", "n_head", "seq_len", "batch", "vocab", "pad_vocab_to", "tied", "max_seq", "attention", "ranks"})
+    for (const char* k : {"backend", "arch", "d_model", "n_layer", "n_head", "n_kv_head", "ffn", "seq_len", "batch", "vocab",
+                          "pad_vocab_to", "tied", "max_seq", "attention", "ranks"})
       q.erase(k);
     if (q.value("precision", std::string("bf16")) == "bf16")
       for (const auto& a : model::fp8_axes()) q.erase(a.name);
