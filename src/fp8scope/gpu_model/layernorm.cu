@@ -22,6 +22,29 @@ __device__ float warp_sum(float v) {
   return v;
 }
 
+// Eight channels of a row normalised, (x - m) * r * w + b, written at element i of out (BF16)
+// or of out8 (FP8 of kind K times scale, the cast's statistics into st): the last step of both
+// forward kernels.
+template <bool kFp8, class K>
+__device__ __forceinline__ void normalise8(bf16* out, std::uint8_t* out8, std::int64_t i, const uint4& x, const bf16* w, const bf16* b,
+                                           float m, float r, float scale, const fp8::CastThresholds& th, fp8::MagnitudeStats& st) {
+  float xv[8], wv[8], bv[8], y[8];
+  fp8::unpack8(x, xv);
+  fp8::unpack8(*reinterpret_cast<const uint4*>(w), wv);
+  fp8::unpack8(*reinterpret_cast<const uint4*>(b), bv);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) y[e] = (xv[e] - m) * r * wv[e] + bv[e];
+  if (kFp8) {
+    *reinterpret_cast<uint2*>(out8 + i) = fp8::cast8_f32<K>(y, scale, th, st);
+  } else {
+    uint4 res;
+    bf16* ov = reinterpret_cast<bf16*>(&res);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ov[e] = __float2bfloat16(y[e]);
+    *reinterpret_cast<uint4*>(out + i) = res;
+  }
+}
+
 // Forward: one warp per row, each lane owns 8 consecutive channels per 256 (16-byte loads;
 // C % 8 == 0, C <= 256 * kVecs), x read once into registers. kFp8: write out8 (y * scale in
 // FP8 of format and overflow mode K, with the cast's statistics) instead of out (BF16). The
@@ -79,23 +102,7 @@ __global__ void __launch_bounds__(256, 4)
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
       if (c0 >= C) continue;
-      uint4 rw = *reinterpret_cast<const uint4*>(w + c0), rb = *reinterpret_cast<const uint4*>(b + c0);
-      float xv[8], wv[8], bv[8];
-      fp8::unpack8(xr[j], xv);
-      fp8::unpack8(rw, wv);
-      fp8::unpack8(rb, bv);
-      float y[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) y[e] = (xv[e] - m) * r * wv[e] + bv[e];
-      if (kFp8) {
-        *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32<K>(y, scale, th, st);
-      } else {
-        uint4 res;
-        bf16* ov = reinterpret_cast<bf16*>(&res);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) ov[e] = __float2bfloat16(y[e]);
-        *reinterpret_cast<uint4*>(out + base + c0) = res;
-      }
+      normalise8<kFp8, K>(out, out8, base + c0, xr[j], w + c0, b + c0, m, r, scale, th, st);
     }
     if (lane == 0) {
       mean[row] = m;
@@ -171,21 +178,7 @@ __global__ void __launch_bounds__(kRowThreads)
     for (int j = 0; j < kV; ++j) {
       const int c0 = (threadIdx.x + kRowThreads * j) * 8;
       if (c0 >= C) continue;
-      float v[8], wv[8], bv[8], y[8];
-      fp8::unpack8(xr[j], v);
-      fp8::unpack8(*reinterpret_cast<const uint4*>(w + c0), wv);
-      fp8::unpack8(*reinterpret_cast<const uint4*>(b + c0), bv);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) y[e] = (v[e] - m) * r * wv[e] + bv[e];
-      if (kFp8) {
-        *reinterpret_cast<uint2*>(out8 + base + c0) = fp8::cast8_f32<K>(y, scale, th, st);
-      } else {
-        uint4 res;
-        bf16* ov = reinterpret_cast<bf16*>(&res);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) ov[e] = __float2bfloat16(y[e]);
-        *reinterpret_cast<uint4*>(out + base + c0) = res;
-      }
+      normalise8<kFp8, K>(out, out8, base + c0, xr[j], w + c0, b + c0, m, r, scale, th, st);
     }
     if (threadIdx.x == 0) {
       mean[row] = m;
