@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 using namespace fp8scope;
@@ -37,6 +38,15 @@ struct Tensor {
 };
 
 std::vector<float> read_floats(const core::DeviceBuffer& b) { return download<float>(b, b.size() / 4); }
+
+// Mean and 1 / sqrt(variance + 1e-5) of the C values of x from base, in double, two-pass.
+std::pair<double, double> row_mean_rstd(const Tensor& x, std::size_t base, int C) {
+  double m = 0, var = 0;
+  for (int c = 0; c < C; ++c) m += x.at(base + c);
+  m /= C;
+  for (int c = 0; c < C; ++c) var += (x.at(base + c) - m) * (x.at(base + c) - m);
+  return {m, 1.0 / std::sqrt(var / C + 1e-5)};
+}
 
 }  // namespace
 
@@ -70,11 +80,7 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   std::vector<double> dw_want(dw0.begin(), dw0.end()), db_want(db0.begin(), db0.end()), dw_mag(dw0.size()), db_mag(dw0.size());
   for (int row = 0; row < N; ++row) {
     const std::size_t base = std::size_t(row) * C;
-    double m = 0, var = 0;
-    for (int c = 0; c < C; ++c) m += x.at(base + c);
-    m /= C;
-    for (int c = 0; c < C; ++c) var += (x.at(base + c) - m) * (x.at(base + c) - m);
-    const double r = 1.0 / std::sqrt(var / C + 1e-5);
+    const auto [m, r] = row_mean_rstd(x, base, C);
     ASSERT_NEAR(m_gpu[std::size_t(row)], m, 1e-5 * (std::fabs(m) + 1)) << "mean of row " << row;
     ASSERT_NEAR(r_gpu[std::size_t(row)], r, 1e-5 * r) << "rstd of row " << row;
     double g_mean = 0, gn_mean = 0;
@@ -141,11 +147,7 @@ TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
   long long saturated = 0;
   for (int row = 0; row < N; ++row) {
     const std::size_t base = std::size_t(row) * C;
-    double m = 0, var = 0;
-    for (int c = 0; c < C; ++c) m += x.at(base + c);
-    m /= C;
-    for (int c = 0; c < C; ++c) var += (x.at(base + c) - m) * (x.at(base + c) - m);
-    const double r = 1.0 / std::sqrt(var / C + 1e-5);
+    const auto [m, r] = row_mean_rstd(x, base, C);
     for (int c = 0; c < C; ++c) {
       const double y = (x.at(base + c) - m) * r * w.at(std::size_t(c)) + b.at(std::size_t(c));
       amax = std::max(amax, std::fabs(y));
