@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <tuple>
@@ -14,6 +15,16 @@ namespace fp8scope::report {
 using core::Outcome;
 
 namespace {
+// The parameters run_label names (the model and its data): what the other labels, legends and
+// series names leave out of the settings they list.
+const std::set<std::string> kModelKeys = {"backend", "arch",  "d_model", "n_layer",      "n_head", "n_kv_head", "ffn",
+                                          "seq_len", "batch", "vocab",   "pad_vocab_to", "tied",   "max_seq"};
+// A run's parameters less the model's and the others named.
+json without_model(json p, std::initializer_list<const char*> others) {
+  for (const auto& k : kModelKeys) p.erase(k);
+  for (const char* k : others) p.erase(k);
+  return p;
+}
 std::string run_label(const json& p) {
   std::string s =
       fmt::format("{}{} d={} L={} H={}", p.value("backend", "?"), p.value("arch", std::string("gpt2")) == "llama" ? " llama" : "",
@@ -68,8 +79,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   json series = json::array();
   Table split{"GPU time per layer type in one profiled step (ms)", {"run"}, {}};
   std::vector<std::string> phases;
-  const auto extra = varying_params(in.file.records, {"backend", "arch", "d_model", "n_layer", "n_head", "n_kv_head", "ffn", "seq_len",
-                                                      "batch", "vocab", "pad_vocab_to", "tied", "max_seq"});
+  const auto extra = varying_params(in.file.records, kModelKeys);
   // A BF16 run's label leaves out the FP8 settings: they vary between the FP8 runs of a file
   // but say nothing about a BF16 run.
   auto label_of = [&](const json& p) {
@@ -243,13 +253,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
       if (r.outcome != Outcome::ok || r.params.value("backend", std::string()) != "gpu") continue;
       const std::string prec = r.params.value("precision", std::string("bf16"));
       std::string name = "ours " + (prec == "fp8" ? std::string("FP8") : std::string("BF16"));
-      if (prec == "fp8") {
-        json q = r.params;
-        for (const char* k : {"backend", "arch", "d_model", "n_layer", "n_head", "n_kv_head", "ffn", "seq_len", "batch", "vocab",
-                              "pad_vocab_to", "tied", "max_seq", "attention", "ranks", "precision"})
-          q.erase(k);
-        name += params_suffix(q, extra);
-      }
+      if (prec == "fp8") name += params_suffix(without_model(r.params, {"attention", "ranks", "precision"}), extra);
       if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
       value[{name, setup_of(r.params)}] = tps(r);
       for (const auto& [suffix, mode] :
@@ -278,17 +282,23 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
                             "thousand tokens/s", setups, bars),
                 0);
   }
-  // Several model sizes, each with BF16 and FP8: where FP8 pays off, one row per size, and the
-  // throughputs relative to our BF16 step of the same size as bars.
-  std::vector<std::pair<const core::Record*, const core::Record*>> pairs;  // (fastest FP8, its BF16 twin) per setup
+  // Per setup (in file order) its fastest FP8 run and that run's BF16 twin, for the table and the
+  // summary below.
+  struct BestPair {
+    std::string setup;
+    const core::Record *fp8, *bf16;
+  };
+  std::vector<BestPair> pairs;
   for (auto& su : setups) {
     const core::Record* best = nullptr;
     for (auto& r : in.file.records)
       if (r.outcome == Outcome::ok && setup_of(r.params) == su && bf16_twin(r) &&
           (!best || m(r, "tokens_per_s") > m(*best, "tokens_per_s")))
         best = &r;
-    if (best) pairs.push_back({best, bf16_twin(*best)});
+    if (best) pairs.push_back({su, best, bf16_twin(*best)});
   }
+  // Several model sizes, each with BF16 and FP8: where FP8 pays off, one row per size, and the
+  // throughputs relative to our BF16 step of the same size as bars.
   if (pairs.size() >= 3) {
     Table pays{"Where FP8 pays off (per model size: our FP8 step against our BF16 step and the PyTorch peers, same run and GPU)",
                {"model", "params", "BF16 ms", "FP8 ms", "FP8/BF16", "MFU BF16", "MFU FP8", "torch.compile BF16 ms", "our BF16/compile",
@@ -316,7 +326,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
     auto ratio = [&](const core::Record* a, const core::Record* b) {
       return a && b ? fmt::format("{:.2f}x", m(*a, "tokens_per_s") / m(*b, "tokens_per_s")) : std::string("-");
     };
-    for (auto& [f, b] : pairs) {
+    for (const auto& [su, f, b] : pairs) {
       const core::Record *cb = ok_peer(b), *cf = ok_peer(f);
       const double pf = peak_mib(*f), pb = peak_mib(*b);
       pays.rows.push_back(
@@ -337,14 +347,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
         sec["tables"].size() - 1);
   }
   // Summary: per setup, its fastest FP8 run against the BF16 twin, and both against the peer.
-  for (auto& su : setups) {
-    const core::Record* best = nullptr;
-    for (auto& r : in.file.records)
-      if (r.outcome == Outcome::ok && setup_of(r.params) == su && bf16_twin(r) &&
-          (!best || m(r, "tokens_per_s") > m(*best, "tokens_per_s")))
-        best = &r;
-    const core::Record* b = best ? bf16_twin(*best) : nullptr;
-    if (!best) continue;
+  for (const auto& [su, best, b] : pairs) {
     std::string line = fmt::format("Training '{}' ({}): FP8 {:.2f} ms/step, {} its BF16 twin ({:.2f} ms)", sweep, su,
                                    m(*best, "ms_per_step"), vs_bf16(*best, *b) + memory_vs(*best, *b), m(*b, "ms_per_step"));
     auto compiled = peer_rec.find(b->key + ",peer=torch.compile");
@@ -365,10 +368,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
   std::set<const core::Record*> twins_drawn;
   // Curve labels: the setup only when the file has several, then what varies between runs.
   auto curve_label = [&](const json& p) {
-    json q = p;
-    for (const char* k : {"backend", "arch", "d_model", "n_layer", "n_head", "n_kv_head", "ffn", "seq_len", "batch", "vocab",
-                          "pad_vocab_to", "tied", "max_seq", "attention", "ranks"})
-      q.erase(k);
+    json q = without_model(p, {"attention", "ranks"});
     if (q.value("precision", std::string("bf16")) == "bf16")
       for (const auto& a : model::fp8_axes()) q.erase(a.name);
     std::string l =
