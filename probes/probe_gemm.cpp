@@ -35,6 +35,9 @@ gemm::GemmSpec spec_from_point(const json& p) {
   s.b_offset = p["b_offset"];
   s.d_offset = p["d_offset"];
   s.scale_offset = p["scale_offset"];
+  s.a_scale = *gemm::parse_scale_mode(p["a_scale"]);
+  s.b_scale = *gemm::parse_scale_mode(p["b_scale"]);
+  s.inputs = *gemm::parse_input_pattern(p["inputs"]);
   return s;
 }
 
@@ -43,7 +46,8 @@ gemm::GemmSpec spec_from_point(const json& p) {
 int main(int argc, char** argv) {
   core::ProbeDef def;
   def.schema.probe = "gemm";
-  def.summary = "cuBLASLt GEMM availability, accuracy and throughput over any shapes, types, layouts, epilogues and alignments";
+  def.summary =
+      "cuBLASLt GEMM availability, accuracy and throughput over any shapes, types, layouts, epilogues, alignments and scale modes";
   std::vector<std::string> c_types = kTypes;
   c_types.insert(c_types.begin(), "auto");
   def.schema.axes = {
@@ -66,6 +70,15 @@ int main(int argc, char** argv) {
       {"b_offset", K::integer, 0, {}, 0, 4096, "bytes added to B's pointer"},
       {"d_offset", K::integer, 0, {}, 0, 4096, "bytes added to D's pointer"},
       {"scale_offset", K::integer, 0, {}, 0, 4096, "bytes added to the scale/amax pointers"},
+      {"a_scale", K::string, "tensor", gemm::scale_mode_names(), 0, 0, "A's scales: per tensor, row, 1x128 or 128x128 block, MX"},
+      {"b_scale", K::string, "tensor", gemm::scale_mode_names(), 0, 0, "B's scales (as a_scale)"},
+      {"inputs",
+       K::string,
+       "fp8_exact",
+       {"fp8_exact", "normal", "outliers"},
+       0,
+       0,
+       "codes drawn directly, or FP32 N(0,1) / outlier-structured values quantised by the scale modes"},
   };
   def.schema.settings = gemm::gemm_settings();
   def.make_point_fn = [](const core::ProbeContext& ctx) { return gemm::make_gemm_point_fn(ctx, spec_from_point); };

@@ -9,12 +9,14 @@
 # Environment: FP8SCOPE_GIT_SHA / FP8SCOPE_GIT_DIRTY name the revision when the tree has no
 # .git; NO_PEER=1 skips the PyTorch peers; GPU_TESTS=0 skips the tests; BENCH="bench_kernels"
 # runs only the named benchmarks (BENCH_FILTER: only the benchmarks matching that regex, against
-# full names: bench_kernels' end in /manual_time, bench_step's in /min_time:3.000/real_time); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a.
+# full names: bench_kernels' end in /manual_time, bench_step's in /min_time:3.000/real_time); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a;
+# PEER_TIMEOUT (seconds) bounds each peer run; BUILD_DIR (default build-gpu) reuses a build, e.g. the `build` that scripts/test.sh made.
 set -uo pipefail
 out=${1:?usage: gpu-check.sh OUTDIR [CONFIG ...]}
 shift
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-build-gpu}
 cd "$root"
 ninja=$(command -v ninja || echo /opt/torch/.venv/bin/ninja)
 prefix=${FP8SCOPE_PREFIX:-$root/.deps}
@@ -22,27 +24,27 @@ python=${PYTHON:-$(command -v python3)}
 [ -x /opt/torch/.venv/bin/python ] && python=${PYTHON:-/opt/torch/.venv/bin/python}
 
 echo "== build ($(nproc) cores)"
-cmake -S . -B build-gpu -G Ninja -DCMAKE_MAKE_PROGRAM="$ninja" -DCMAKE_BUILD_TYPE=Release \
+cmake -S . -B "$build" -G Ninja -DCMAKE_MAKE_PROGRAM="$ninja" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" -DCMAKE_PREFIX_PATH="$prefix" -DFP8SCOPE_CUDA=ON >"$out/build.log" 2>&1 &&
-  cmake --build build-gpu -j"$(nproc)" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+  cmake --build "$build" -j"$(nproc)" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 
 if [ "${GPU_TESTS:-1}" != 0 ]; then
   echo "== gpu tests"
-  ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | grep -E "Failed|Passed|tests passed|Failure|Expected|Which is|rel_err|worst" | tail -40
+  ctest --test-dir "$build" -L gpu --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | grep -E "Failed|Passed|tests passed|Failure|Expected|Which is|rel_err|worst" | tail -40
 fi
-./build-gpu/probes/fp8scope env >"$out/env.json"
+./"$build"/probes/fp8scope env >"$out/env.json"
 
 for cfg in "$@"; do
   name=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['name'])" "$cfg")
   probe=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['probe'])" "$cfg")
   echo "== $name (probe_$probe)"
-  ./build-gpu/probes/probe_"$probe" --config "$cfg" --out "$out/$name" -q 2>&1 | tail -12
+  ./"$build"/probes/probe_"$probe" --config "$cfg" --out "$out/$name" -q 2>&1 | tail -12
   if [ -z "${NO_PEER:-}" ] && [ -f "$out/$name.json" ] && "$python" -c "import torch" 2>/dev/null; then
     case "$probe" in
       gemm) echo "== $name: PyTorch peer"
-            "$python" scripts/peers/torch_scaled_mm.py "$out/$name.json" --out "$out/${name}.torch.json" | tail -3 ;;
+            timeout "${PEER_TIMEOUT:-0}" "$python" scripts/peers/torch_scaled_mm.py "$out/$name.json" --out "$out/${name}.torch.json" | tail -3 ;;
       train) echo "== $name: PyTorch peer"
-             "$python" scripts/peers/torch_gpt2.py "$out/$name.json" --out "$out/${name}.torch.json" ${TRAIN_PEER_ARGS:-} | tail -8 ;;
+             timeout "${PEER_TIMEOUT:-0}" "$python" scripts/peers/torch_gpt2.py "$out/$name.json" --out "$out/${name}.torch.json" ${TRAIN_PEER_ARGS:-} | tail -8 ;;
     esac
   fi
 done
@@ -50,7 +52,7 @@ if [ -n "${BENCH:-}" ]; then
   [ "$BENCH" = 1 ] && BENCH="bench_gemm bench_kernels bench_step"
   for b in $BENCH; do
     echo "== $b"
-    ./build-gpu/bench/$b --benchmark_repetitions=3 --benchmark_min_time=0.2 --benchmark_out_format=json \
+    ./"$build"/bench/$b --benchmark_repetitions=3 --benchmark_min_time=0.2 --benchmark_out_format=json \
       ${BENCH_FILTER:+--benchmark_filter="$BENCH_FILTER"} \
       --benchmark_out="$out/$b.json" 2>&1 | grep -E "_median|ERROR" | cut -c1-150
   done

@@ -3,6 +3,7 @@
 #include "fp8scope/fp8/format.hpp"
 #include "fp8scope/gemm/gemm_runner.hpp"
 #include "fp8scope/gemm/kernels.cuh"
+#include "gemm_test_util.hpp"
 #include "gpu_test_util.hpp"
 
 #include <cuda_bf16.h>
@@ -16,14 +17,7 @@ using namespace fp8scope::gemm;
 using core::Outcome;
 
 namespace {
-GemmRunOptions quick() {
-  GemmRunOptions o;
-  o.timing.min_samples = 3;
-  o.timing.max_samples = 5;
-  o.timing.warmup = 1;
-  o.algorithms = 2;
-  return o;
-}
+GemmRunOptions quick() { return quick_gemm_options(); }
 GemmSpec square(int n, DType a, DType b, DType d, const std::string& layout = "TN") {
   GemmSpec s;
   s.m = s.n = s.k = n;

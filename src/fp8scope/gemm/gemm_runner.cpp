@@ -4,6 +4,7 @@
 #include "fp8scope/core/runner.hpp"
 #include "fp8scope/fp8/format.hpp"
 #include "fp8scope/gemm/kernels.cuh"
+#include "fp8scope/gemm/scaled_operand.hpp"
 #include "fp8scope/gemm/verdict.hpp"
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <functional>
 #include <numeric>
+#include <optional>
 #include <random>
 
 namespace fp8scope::gemm {
@@ -118,8 +120,20 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   void* d = d_buf.bytes_at(std::size_t(spec.d_offset));
   float* scale_base = reinterpret_cast<float*>(scales.bytes_at(std::size_t(spec.scale_offset)));
   const float qa = quant_scale(spec.a), qb = quant_scale(spec.b);
-  fill_normal(a, spec.a, a_count, qa, opt_.seed * 3 + 1, stream_);
-  fill_normal(b, spec.b, b_count, qb, opt_.seed * 3 + 2, stream_);
+  // Scale modes and FP32-sourced inputs: each operand quantised block by block (the reference
+  // applies the same block scales); otherwise codes drawn directly at one scale.
+  std::optional<ScaledOperand> sa, sb;
+  if (spec.from_sources()) {
+    sa.emplace(OperandRequest{a, spec.a, spec.a_geometry(), OperandIndex{spec.trans_a, spec.lda_eff()}, a_count, spec.inputs, qa,
+                              opt_.seed * 3 + 1, spec.scale_offset},
+               stream_);
+    sb.emplace(OperandRequest{b, spec.b, spec.b_geometry(), OperandIndex{!spec.trans_b, spec.ldb_eff()}, b_count, spec.inputs, qb,
+                              opt_.seed * 3 + 2, spec.scale_offset},
+               stream_);
+  } else {
+    fill_normal(a, spec.a, a_count, qa, opt_.seed * 3 + 1, stream_);
+    fill_normal(b, spec.b, b_count, qb, opt_.seed * 3 + 2, stream_);
+  }
   if (with_bias) fill_normal(bias_buf.get(), et, spec.m, 1.0f, opt_.seed * 3 + 3, stream_);
   FP8S_CUDA(cudaGetLastError());
 
@@ -142,15 +156,34 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
                    spec.lda_eff() * spec.a_cols(),
                    spec.ldb_eff() * spec.b_cols(),
                    spec.batch,
-                   1.0f / qa,
-                   1.0f / qb,
+                   sa ? 1.0f : 1.0f / qa,
+                   sb ? 1.0f : 1.0f / qb,
                    cols_buf.as<std::int64_t>(),
                    nc,
                    spec.epilogue,
                    bias_buf.get(),
                    et,
                    ref_buf.as<float>()};
+  if (sa) {
+    ra.a_block_dequant = sa->block_dequant();
+    ra.b_block_dequant = sb->block_dequant();
+    ra.a_geo = spec.a_geometry();
+    ra.b_geo = spec.b_geometry();
+  }
   reference_gemm(ra, stream_);
+  // With FP32 sources, a second reference: the product of the unquantised sources. The GEMM's
+  // error against it is what the scale modes cost (or save) in accuracy.
+  core::DeviceBuffer ref_src_buf;
+  if (sa && sa->source()) {
+    ref_src_buf = core::DeviceBuffer(ref_buf.size());
+    ReferenceArgs rs = ra;
+    rs.a = sa->source(), rs.b = sb->source();
+    rs.a_type = rs.b_type = DType::fp32;
+    rs.a_dequant = rs.b_dequant = 1.0f;
+    rs.a_block_dequant = rs.b_block_dequant = nullptr;
+    rs.out = ref_src_buf.as<float>();
+    reference_gemm(rs, stream_);
+  }
   auto* res = results.as<CompareResult>();
   FP8S_CUDA(cudaMemsetAsync(res, 0, sizeof(CompareResult), stream_));
   abs_max(ref_buf.as<float>(), spec.batch * nc * spec.m, &res->max_abs_d, stream_);
@@ -171,8 +204,8 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   ptrs.c = spec.c == spec.d ? d : c_buf.get();
   // Each scale/amax pointer sits on its own 16-byte boundary (plus the probed offset):
   // cuBLASLt's Hopper FP8 kernels refuse scale pointers that are only 4-byte aligned.
-  ptrs.a_scale = scale_base;
-  ptrs.b_scale = scale_base + 4;
+  ptrs.a_scale = sa ? sa->lt_scales() : scale_base;
+  ptrs.b_scale = sb ? sb->lt_scales() : scale_base + 4;
   ptrs.d_scale = scale_base + 8;
   ptrs.amax_d = scale_base + 12;
   ptrs.bias = bias_buf.get();
@@ -182,6 +215,15 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
 
   const double tol = tolerance(spec) * opt_.tolerance_scale;
   r.data["accuracy"] = {{"tolerance", tol}, {"ref_columns", nc}, {"ref_amax", ref_amax}};
+  if (sa && sa->source()) {
+    // Fraction of each operand's non-zero source values that quantised to zero.
+    unsigned long long lost[2] = {0, 0};
+    FP8S_CUDA(cudaMemcpyAsync(&lost[0], sa->underflow(), sizeof lost[0], cudaMemcpyDeviceToHost, stream_));
+    FP8S_CUDA(cudaMemcpyAsync(&lost[1], sb->underflow(), sizeof lost[1], cudaMemcpyDeviceToHost, stream_));
+    FP8S_CUDA(cudaStreamSynchronize(stream_));
+    r.data["accuracy"]["a_underflow"] = double(lost[0]) / double(spec.m * spec.k);
+    r.data["accuracy"]["b_underflow"] = double(lost[1]) / double(spec.n * spec.k);
+  }
   json cublas = json::object();
   auto attach_log = [&] {
     auto lines = take_log_lines();
@@ -260,6 +302,16 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     const double rel = host.ref_sq > 0 ? std::sqrt(host.err_sq / host.ref_sq) : 0.0;
     Outcome o = accuracy_verdict(rel, tol, std::int64_t(host.nonfinite));
     aj["rel_error"] = rel;
+    if (ref_src_buf.get()) {
+      CompareArgs cs = ca;
+      cs.ref = ref_src_buf.as<float>();
+      CompareResult h2{};
+      FP8S_CUDA(cudaMemsetAsync(res, 0, sizeof(CompareResult), stream_));
+      compare(cs, res, stream_);
+      FP8S_CUDA(cudaMemcpyAsync(&h2, res, sizeof h2, cudaMemcpyDeviceToHost, stream_));
+      FP8S_CUDA(cudaStreamSynchronize(stream_));
+      aj["quant_rel_error"] = h2.ref_sq > 0 ? std::sqrt(h2.err_sq / h2.ref_sq) : 0.0;
+    }
     aj["nonfinite_outputs"] = host.nonfinite;
     std::string why;
     if (is_fp8(spec.d)) {
@@ -309,6 +361,7 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   if (first.contains("rel_error")) {
     r.data["accuracy"]["rel_error"] = first["rel_error"];
     r.data["accuracy"]["nonfinite_outputs"] = first["nonfinite_outputs"];
+    if (first.contains("quant_rel_error")) r.data["accuracy"]["quant_rel_error"] = first["quant_rel_error"];
     if (first.contains("amax_d")) r.data["accuracy"]["amax_d"] = first["amax_d"];
   }
   if (first_timing) {
@@ -327,6 +380,8 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
     r.data["metrics"] = metrics;
     r.data["headline"] = fmt::format("{:.1f} TFLOP/s, autotuned {:.1f}, err {:.2g}", metrics["tflops"].get<double>(),
                                      metrics.value("best_tflops", 0.0), first["rel_error"].get<double>());
+    if (first.contains("quant_rel_error"))
+      r.data["headline"] = r.data["headline"].get<std::string>() + fmt::format(", vs FP32 {:.2g}", first["quant_rel_error"].get<double>());
   }
   attach_log();
   return r;

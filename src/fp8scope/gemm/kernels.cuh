@@ -2,6 +2,7 @@
 // Device helpers of the GEMM probe: random typed inputs, the FP32 reference GEMM on sampled
 // output columns, and the comparison of cuBLASLt's output with it. Thin launchers only.
 #include "fp8scope/gemm/dtype.hpp"
+#include "fp8scope/gemm/scale_mode.hpp"
 
 #include <cuda_runtime.h>
 
@@ -26,6 +27,11 @@ struct ReferenceArgs {
   const void* bias;  // length m, of bias_type
   DType bias_type;
   float* out;  // [batch][ncols][m] float
+  // Per-block dequantisation scales ([n_ob][n_kb] of the geometry) multiplying the stored
+  // values on top of a_dequant / b_dequant; null: none.
+  const float* a_block_dequant = nullptr;
+  const float* b_block_dequant = nullptr;
+  ScaleGeometry a_geo{}, b_geo{};
 };
 void reference_gemm(const ReferenceArgs& args, cudaStream_t s);
 

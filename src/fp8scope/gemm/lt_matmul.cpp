@@ -39,6 +39,18 @@ cublasLtEpilogue_t lt_epilogue(Epilogue e) {
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
 
+std::int32_t lt_scale_mode(ScaleMode m) {
+  switch (m) {
+    case ScaleMode::tensor: return CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
+    case ScaleMode::outer_vec: return CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    case ScaleMode::vec128: return CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    case ScaleMode::blk128: return CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+    case ScaleMode::vec32_ue8m0: return CUBLASLT_MATMUL_MATRIX_SCALE_VEC32_UE8M0;
+    case ScaleMode::vec16_ue4m3: return CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3;
+  }
+  return CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
+}
+
 int alignment_of(const void* p) {
   const auto v = reinterpret_cast<std::uintptr_t>(p);
   int a = 1;
@@ -85,6 +97,16 @@ LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs) : spec_(spec), 
     attr(CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast, "FAST_ACCUM");
     attr(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p_.a_scale, sizeof p_.a_scale, "A_SCALE_POINTER");
     attr(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &p_.b_scale, sizeof p_.b_scale, "B_SCALE_POINTER");
+    // Per-tensor is cuBLASLt's default; anything else is set, so a library that does not know
+    // the attribute refuses it here (recorded as the setup step that failed).
+    if (spec.a_scale != ScaleMode::tensor) {
+      const std::int32_t mode = lt_scale_mode(spec.a_scale);
+      attr(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode, "A_SCALE_MODE");
+    }
+    if (spec.b_scale != ScaleMode::tensor) {
+      const std::int32_t mode = lt_scale_mode(spec.b_scale);
+      attr(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode, "B_SCALE_MODE");
+    }
   }
   if (is_fp8(spec.d)) {
     attr(CUBLASLT_MATMUL_DESC_D_SCALE_POINTER, &p_.d_scale, sizeof p_.d_scale, "D_SCALE_POINTER");

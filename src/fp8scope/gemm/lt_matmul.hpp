@@ -31,8 +31,10 @@ struct LtPointers {
   const void* b = nullptr;
   const void* c = nullptr;
   void* d = nullptr;
-  const float* a_scale = nullptr;  // dequantisation scales of the FP8 inputs
-  const float* b_scale = nullptr;
+  // Dequantisation scales of the FP8 inputs: one float, or the scale tensor of the operand's
+  // scale mode (FP32 or one byte per block, laid out as ScaleGeometry::lt_offset says).
+  const void* a_scale = nullptr;
+  const void* b_scale = nullptr;
   const float* d_scale = nullptr;  // quantisation scale of an FP8 output
   float* amax_d = nullptr;         // amax of D, written by cuBLASLt for FP8 outputs
   const void* bias = nullptr;

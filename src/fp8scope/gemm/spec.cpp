@@ -70,7 +70,15 @@ double GemmSpec::device_bytes(std::int64_t ref_cols) const {
   const double c_bytes = c == d ? 0.0 : nb * double(m) * double(n) * double(size_of(c));
   const double ref = nb * double(m) * double(std::min<std::int64_t>(n, ref_cols)) * 4.0;
   const double aux = epilogue == Epilogue::gelu_aux ? nb * double(m) * double(n) * 2.0 : 0.0;
-  return a_bytes + b_bytes + d_bytes + c_bytes + ref + aux + double(workspace_bytes);
+  // FP32 sources of both operands, their block scales and a second reference (the product of
+  // the unquantised sources).
+  double sources = 0;
+  if (from_sources()) {
+    const ScaleGeometry ga = a_geometry(), gb = b_geometry();
+    sources = (a_bytes / double(size_of(a)) + b_bytes / double(size_of(b))) * 4.0 + ref +
+              8.0 * double(ga.blocks() + ga.lt_elements() + gb.blocks() + gb.lt_elements());
+  }
+  return a_bytes + b_bytes + d_bytes + c_bytes + ref + aux + sources + double(workspace_bytes);
 }
 
 std::string structural_error(const GemmSpec& s) {
@@ -79,6 +87,12 @@ std::string structural_error(const GemmSpec& s) {
   if (s.ldb && s.ldb < s.b_rows()) return fmt::format("ldb={} is below B's {} rows", s.ldb, s.b_rows());
   if (s.ldd && s.ldd < s.m) return fmt::format("ldd={} is below D's {} rows", s.ldd, s.m);
   if (s.a_offset < 0 || s.b_offset < 0 || s.d_offset < 0 || s.scale_offset < 0) return "offsets must be >= 0";
+  if (s.a_scale != ScaleMode::tensor && !is_fp8(s.a))
+    return fmt::format("a_scale={} scales an FP8 A; A is {}", to_string(s.a_scale), to_string(s.a));
+  if (s.b_scale != ScaleMode::tensor && !is_fp8(s.b))
+    return fmt::format("b_scale={} scales an FP8 B; B is {}", to_string(s.b_scale), to_string(s.b));
+  if ((s.a_scale != ScaleMode::tensor || s.b_scale != ScaleMode::tensor) && s.batch != 1)
+    return "scale modes other than tensor are probed with batch 1";
   return {};
 }
 
@@ -113,6 +127,9 @@ nlohmann::json to_json(const GemmSpec& s) {
           {"b_offset", s.b_offset},
           {"d_offset", s.d_offset},
           {"scale_offset", s.scale_offset},
+          {"a_scale", to_string(s.a_scale)},
+          {"b_scale", to_string(s.b_scale)},
+          {"inputs", to_string(s.inputs)},
           {"workspace_bytes", s.workspace_bytes}};
 }
 

@@ -3,6 +3,7 @@
 // (times scale_d when D is FP8), column-major as cuBLASLt sees it. Host-only: probes build
 // specs from sweep points, tests check them without a GPU.
 #include "fp8scope/gemm/dtype.hpp"
+#include "fp8scope/gemm/scale_mode.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,9 @@ struct GemmSpec {
   std::int64_t a_offset = 0, b_offset = 0, d_offset = 0, scale_offset = 0;
   std::size_t workspace_bytes = 32u << 20;
   float alpha = 1.0f, beta = 0.0f;  // D = alpha * op(A) op(B) + beta * C (C is D when types match)
+  // How A and B are scaled (per tensor, per row, per block) and what the inputs are.
+  ScaleMode a_scale = ScaleMode::tensor, b_scale = ScaleMode::tensor;
+  InputPattern inputs = InputPattern::fp8_exact;
 
   std::string layout() const { return std::string(trans_a ? "T" : "N") + (trans_b ? "T" : "N"); }
   // Stored shapes (rows x cols, column-major) of A, B and D.
@@ -41,6 +45,11 @@ struct GemmSpec {
   std::int64_t lda_eff() const { return lda ? lda : a_rows(); }
   std::int64_t ldb_eff() const { return ldb ? ldb : b_rows(); }
   std::int64_t ldd_eff() const { return ldd ? ldd : m; }
+  // The scale blocks of A (outer m) and B (outer n), both along K.
+  ScaleGeometry a_geometry() const { return scale_geometry(a_scale, m, k); }
+  ScaleGeometry b_geometry() const { return scale_geometry(b_scale, n, k); }
+  // Inputs built from FP32 values (quantised by the scale modes), or codes drawn directly.
+  bool from_sources() const { return inputs != InputPattern::fp8_exact || a_scale != ScaleMode::tensor || b_scale != ScaleMode::tensor; }
   double flops() const { return 2.0 * double(m) * double(n) * double(k) * double(batch); }
   // Bytes the GEMM must at least move (each operand once): the bandwidth floor.
   double min_bytes() const;
@@ -52,7 +61,8 @@ struct GemmSpec {
 bool parse_layout(const std::string& s, bool& trans_a, bool& trans_b);
 
 // Structural problems (not cuBLASLt's to judge): non-positive sizes, a leading dimension
-// smaller than its matrix. Empty when fine.
+// smaller than its matrix, a scale mode on an operand that is not FP8, a block scale mode with
+// a batch. Empty when fine.
 std::string structural_error(const GemmSpec& s);
 
 // Relative-error tolerance ||D - ref|| / ||ref|| for a correct GEMM. The inputs are exactly

@@ -26,6 +26,9 @@ std::string config_label(const json& p) {
   std::string s = fmt::format("{} {}x{}->{}", p.value("layout", "?"), p.value("a", "?"), p.value("b", "?"), p.value("d", "?"));
   if (p.value("epilogue", "none") != "none") s += " +" + p.value("epilogue", std::string());
   if (is_fp8(p.value("a", "")) && !p.value("fast_accum", true)) s += " noFA";
+  if (p.value("a_scale", std::string("tensor")) != "tensor" || p.value("b_scale", std::string("tensor")) != "tensor")
+    s += fmt::format(" scales {}x{}", p.value("a_scale", std::string("tensor")), p.value("b_scale", std::string("tensor")));
+  if (const std::string in = p.value("inputs", std::string("fp8_exact")); in != "fp8_exact") s += fmt::format(" {}", in);
   for (const char* o : {"a_offset", "b_offset", "d_offset", "scale_offset"})
     if (p.value(o, 0LL)) s += fmt::format(" {}+{}", std::string(o).substr(0, std::string(o).find('_')), p.value(o, 0LL));
   return s;
@@ -67,7 +70,8 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
     if (std::find(cols.begin(), cols.end(), cl) == cols.end()) cols.push_back(cl);
     cell[{rl, cl}] = &r;
   }
-  if (rows.size() >= 2 && cols.size() >= 2 && rows.size() * cols.size() <= 4 * recs.size()) {
+  const bool scaling = is_scaling_sweep(recs);  // has its own availability table, by mode pair
+  if (!scaling && rows.size() >= 2 && cols.size() >= 2 && rows.size() * cols.size() <= 4 * recs.size()) {
     Table m{"Availability (cell: outcome, TFLOP/s of the heuristic's first algorithm)", {"GEMM"}, {}};
     for (auto& c : cols) m.columns.push_back(c);
     for (auto& rl : rows) {
@@ -85,6 +89,7 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
                             config_label(r.params), std::string(core::to_string(r.outcome)), why});
     }
   if (!fails.rows.empty()) sec["tables"].push_back(fails.to_json());
+  if (scaling) add_scaling_tables(recs, sec);
 
   // --- throughput -----------------------------------------------------------------------------
   std::map<std::string, const Record*> bf16_twin;

@@ -1,0 +1,89 @@
+// The report's scale-mode tables, from records as probe_gemm writes them: the divisibility each
+// dimension needs per mode pair (with the candidates the records cannot separate), speed against
+// per-tensor scaling on the same shapes, accuracy against the FP32 product on the same data.
+#include "fp8scope/report/report.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+using namespace fp8scope;
+using core::Outcome;
+
+namespace {
+core::Record point(const std::string& am, const std::string& bm, long long m, long long n, long long k, const std::string& inputs,
+                   bool ok, double ms, double quant_err, double under) {
+  const core::json p = {{"m", m},       {"n", n},       {"k", k},           {"a", "e4m3"},        {"b", "e4m3"},
+                        {"d", "bf16"},  {"layout", "TN"}, {"fast_accum", false}, {"a_scale", am}, {"b_scale", bm},
+                        {"inputs", inputs}};
+  core::Record r = core::make_record(fmt::format("{}{}{}{}{}{}", am, bm, m, n, k, inputs), p, ok ? Outcome::ok : Outcome::heuristic_unsupported,
+                                     ok ? "" : "cublasLtMatmulAlgoGetHeuristic: CUBLAS_STATUS_NOT_SUPPORTED");
+  if (ok) {
+    r.data["metrics"] = {{"ms", ms}, {"tflops", 2.0 * m * n * k / (ms * 1e-3) / 1e12}};
+    r.data["timing"] = {{"median", ms}, {"q1", ms * 0.99}, {"q3", ms * 1.01}, {"rel_iqr", 0.02}};
+    r.data["accuracy"] = {{"rel_error", 1e-3}, {"quant_rel_error", quant_err}, {"a_underflow", under}, {"b_underflow", under}};
+  }
+  return r;
+}
+
+report::ReportInput scaling_input() {
+  core::ResultFile f;
+  f.meta = {{"probe", "gemm"}, {"sweep", "gemm_scaling"}};
+  f.env = {{"gpu", {{"name", "NVIDIA H200"}, {"cublaslt_version", 130100}}}};
+  // Per-tensor runs everywhere; 1x128 x 1x128 runs when k % 128 == 0 at 0.8x the speed; 128x128
+  // on both is refused everywhere. m and n are stepped by 16 and 64 only: the rule for k is
+  // decided (4112 and 4160 fail, 4224 runs), none is needed for m and n.
+  for (auto [m, n, k] : {std::tuple{4096LL, 4096LL, 4096LL}, {4112LL, 4096LL, 4096LL}, {4160LL, 4096LL, 4096LL},
+                         {4096LL, 4112LL, 4096LL}, {4096LL, 4096LL, 4112LL}, {4096LL, 4096LL, 4160LL}, {4096LL, 4096LL, 4224LL}})
+    for (const char* inputs : {"normal", "outliers"}) {
+      const bool outl = std::string(inputs) == "outliers";
+      f.records.push_back(point("tensor", "tensor", m, n, k, inputs, true, 1.0, outl ? 0.3 : 0.03, outl ? 0.2 : 0.0));
+      f.records.push_back(point("vec128", "vec128", m, n, k, inputs, k % 128 == 0, 1.25, outl ? 0.03 : 0.03, 0.0));
+      f.records.push_back(point("blk128", "blk128", m, n, k, inputs, false, 0, 0, 0));
+    }
+  return {"gemm_scaling.json", f};
+}
+
+const core::json& table(const core::json& rep, const std::string& title_start) {
+  for (auto& s : rep["sections"])
+    if (s.contains("tables"))
+      for (auto& t : s["tables"])
+        if (t["title"].get<std::string>().rfind(title_start, 0) == 0) return t;
+  static const core::json none;
+  ADD_FAILURE() << "no table '" << title_start << "'";
+  return none;
+}
+}  // namespace
+
+TEST(ReportScaling, DivisibilitySpeedAndAccuracyPerModePair) {
+  report::ReportOptions opt;
+  opt.results.push_back(scaling_input());
+  const core::json rep = report::build_report(opt);
+  const auto& avail = table(rep, "Scale modes (A x B)");
+  ASSERT_EQ(avail["rows"].size(), 3u);
+  const auto& vec = avail["rows"][1];
+  EXPECT_EQ(vec[0], "vec128 x vec128 noFA");
+  EXPECT_EQ(vec[1], "10 of 14");
+  EXPECT_EQ(vec[2], "any tested");
+  EXPECT_EQ(vec[3], "any tested");
+  EXPECT_EQ(vec[4], "multiple of 128");  // 4112 and 4160 refused, 4224 and 4096 ran
+  EXPECT_EQ(vec[5].get<std::string>().substr(0, 5), "0.80x");
+  const auto& blk = avail["rows"][2];
+  EXPECT_EQ(blk[1], "0 of 14");
+  EXPECT_EQ(blk[4], "none ran");
+  EXPECT_NE(blk[8].get<std::string>().find("NOT_SUPPORTED"), std::string::npos);
+
+  const auto& acc = table(rep, "Scale modes: accuracy");
+  // normal: tensor, vec128; outliers: tensor, vec128 (blk128 never ran).
+  ASSERT_EQ(acc["rows"].size(), 4u);
+  EXPECT_EQ(acc["rows"][3][0], "outliers");
+  EXPECT_EQ(acc["rows"][3][1], "vec128 x vec128 noFA");
+  EXPECT_EQ(acc["rows"][3][3], "0.10x");  // a tenth of per-tensor scaling's error on the same data
+  EXPECT_EQ(acc["rows"][2][4], "20.0%");  // per-tensor scaling flushed a fifth of the inputs
+
+  // The generic availability matrix (a column per configuration) gives way to the table above,
+  // and the summary names each pair's speed.
+  const std::string md = report::render_markdown(rep, report::Flavor::markdown);
+  EXPECT_EQ(md.find("Availability (cell:"), std::string::npos);
+  EXPECT_NE(md.find("vec128 x vec128 noFA 0.80x"), std::string::npos);
+  EXPECT_NE(md.find("blk128 x blk128 noFA refused"), std::string::npos);
+}
