@@ -47,7 +47,7 @@ timeout "${SANITIZE_BUDGET:-86400}" xargs -P "$jobs" -L 1 bash -c 'run_one "$0" 
 {
   echo "# compute-sanitizer over the gpu tests"
   echo "# $("$cs" --version | tail -1); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
-  echo "# build: $build ($(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null))  tools: $tools  timeout: ${limit}s per run"
+  echo "# build: $build ($(sha=${FP8SCOPE_GIT_SHA:-$(git -C "$(dirname "$0")/.." rev-parse HEAD 2>/dev/null)}; echo "${sha:0:7}"))  tools: $tools  timeout: ${limit}s per run"
   echo
   printf '%-10s %-28s %6s %6s %8s %8s %8s\n' tool binary cases clean findings timeout seconds
   all=0 all_clean=0

@@ -19,8 +19,8 @@ using namespace fp8scope::gemm;
 using core::Outcome;
 
 namespace {
-const ScaleMode kAll[] = {ScaleMode::tensor, ScaleMode::outer_vec, ScaleMode::vec128, ScaleMode::blk128, ScaleMode::vec32_ue8m0,
-                          ScaleMode::vec16_ue4m3};
+const ScaleMode kAll[] = {ScaleMode::tensor, ScaleMode::outer_vec,   ScaleMode::vec128,
+                          ScaleMode::blk128, ScaleMode::vec32_ue8m0, ScaleMode::vec16_ue4m3};
 
 GemmRunOptions quick() {
   GemmRunOptions o = quick_gemm_options();
@@ -74,26 +74,31 @@ TEST(GemmScalingGpu, EveryAcceptedScaleModePairMatchesTheReference) {
   GemmRunner runner(0, quick());
   int ran = 0;
   std::string seen;
-  for (ScaleMode am : kAll)
-    for (ScaleMode bm : kAll) {
-      GemmSpec s;
-      s.m = 512, s.n = 384, s.k = 640;
-      s.a_scale = am, s.b_scale = bm;
-      for (bool fast : {true, false}) {
-        s.fast_accum = fast;
-        const core::Record r = runner.run(s, "t", core::json::object());
-        const std::string what = to_string(am) + " x " + to_string(bm) + (fast ? "" : " noFA");
-        seen += what + ": " + std::string(core::to_string(r.outcome)) + "\n";
-        // Random power-of-two block scales: a scale read from the wrong slot is a factor of up
-        // to 64 on a block, far outside the tolerance.
-        if (r.outcome == Outcome::ok) {
-          ++ran;
-          EXPECT_LT(r.data["accuracy"]["rel_error"].get<double>(), r.data["accuracy"]["tolerance"].get<double>()) << what;
-        } else {
-          EXPECT_TRUE(refused(r.outcome)) << what << ": " << core::to_string(r.outcome) << " " << r.reason;
-        }
+  // The pairs cuBLASLt documents (the same mode on both, and 1x128 with 128x128 either way);
+  // mixed per-tensor / per-row / block pairs are left to the isolated workers of probe_gemm,
+  // where a library that misreads a scale tensor cannot take the test process down.
+  std::vector<std::pair<ScaleMode, ScaleMode>> pairs = {{ScaleMode::vec128, ScaleMode::blk128}, {ScaleMode::blk128, ScaleMode::vec128}};
+  for (ScaleMode m : kAll) pairs.push_back({m, m});
+  for (auto [am, bm] : pairs) {
+    GemmSpec s;
+    s.m = 512, s.n = 384, s.k = 640;
+    s.a_scale = am, s.b_scale = bm;
+    for (bool fast : {true, false}) {
+      s.fast_accum = fast;
+      const core::Record r = runner.run(s, "t", core::json::object());
+      const std::string what = to_string(am) + " x " + to_string(bm) + (fast ? "" : " noFA");
+      std::cout << what << std::endl;  // named before it runs, should it take the process down
+      seen += what + ": " + std::string(core::to_string(r.outcome)) + "\n";
+      // Random power-of-two block scales: a scale read from the wrong slot is a factor of up
+      // to 64 on a block, far outside the tolerance.
+      if (r.outcome == Outcome::ok) {
+        ++ran;
+        EXPECT_LT(r.data["accuracy"]["rel_error"].get<double>(), r.data["accuracy"]["tolerance"].get<double>()) << what;
+      } else {
+        EXPECT_TRUE(refused(r.outcome)) << what << ": " << core::to_string(r.outcome) << " " << r.reason;
       }
     }
+  }
   EXPECT_GT(ran, 0) << seen;
   std::cout << seen;
 }
@@ -121,5 +126,8 @@ TEST(GemmScalingGpu, FinerScalesAreMoreAccurateOnOutliers) {
     }
     EXPECT_LT(r.data["accuracy"]["quant_rel_error"].get<double>(), t.data["accuracy"]["quant_rel_error"].get<double>()) << finer;
     EXPECT_LT(r.data["accuracy"]["a_underflow"].get<double>(), t.data["accuracy"]["a_underflow"].get<double>()) << finer;
+    // Per-tensor scaling loses whole small rows: their own error is large even when the
+    // whole-matrix error, dominated by the largest rows, is not.
+    EXPECT_LT(r.data["accuracy"]["row_error_p90"].get<double>(), t.data["accuracy"]["row_error_p90"].get<double>()) << finer;
   }
 }

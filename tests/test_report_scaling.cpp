@@ -10,17 +10,20 @@ using namespace fp8scope;
 using core::Outcome;
 
 namespace {
-core::Record point(const std::string& am, const std::string& bm, long long m, long long n, long long k, const std::string& inputs,
-                   bool ok, double ms, double quant_err, double under) {
-  const core::json p = {{"m", m},       {"n", n},       {"k", k},           {"a", "e4m3"},        {"b", "e4m3"},
-                        {"d", "bf16"},  {"layout", "TN"}, {"fast_accum", false}, {"a_scale", am}, {"b_scale", bm},
-                        {"inputs", inputs}};
-  core::Record r = core::make_record(fmt::format("{}{}{}{}{}{}", am, bm, m, n, k, inputs), p, ok ? Outcome::ok : Outcome::heuristic_unsupported,
-                                     ok ? "" : "cublasLtMatmulAlgoGetHeuristic: CUBLAS_STATUS_NOT_SUPPORTED");
+core::Record point(const std::string& am, const std::string& bm, long long m, long long n, long long k, const std::string& inputs, bool ok,
+                   double ms, double quant_err, double under) {
+  const core::json p = {{"m", m},        {"n", n},        {"k", k},          {"a", "e4m3"},
+                        {"b", "e4m3"},   {"d", "bf16"},   {"layout", "TN"},  {"fast_accum", false},
+                        {"a_scale", am}, {"b_scale", bm}, {"inputs", inputs}};
+  core::Record r =
+      core::make_record(fmt::format("{}{}{}{}{}{}", am, bm, m, n, k, inputs), p, ok ? Outcome::ok : Outcome::heuristic_unsupported,
+                        ok ? "" : "cublasLtMatmulAlgoGetHeuristic: CUBLAS_STATUS_NOT_SUPPORTED");
   if (ok) {
     r.data["metrics"] = {{"ms", ms}, {"tflops", 2.0 * m * n * k / (ms * 1e-3) / 1e12}};
     r.data["timing"] = {{"median", ms}, {"q1", ms * 0.99}, {"q3", ms * 1.01}, {"rel_iqr", 0.02}};
-    r.data["accuracy"] = {{"rel_error", 1e-3}, {"quant_rel_error", quant_err}, {"a_underflow", under}, {"b_underflow", under}};
+    r.data["accuracy"] = {{"rel_error", 1e-3},          {"quant_rel_error", quant_err}, {"a_underflow", under},
+                          {"b_underflow", under},       {"row_error_p50", quant_err},   {"row_error_p90", under > 0 ? 1.0 : quant_err},
+                          {"col_error_p50", quant_err}, {"col_error_p90", quant_err}};
   }
   return r;
 }
@@ -32,8 +35,13 @@ report::ReportInput scaling_input() {
   // Per-tensor runs everywhere; 1x128 x 1x128 runs when k % 128 == 0 at 0.8x the speed; 128x128
   // on both is refused everywhere. m and n are stepped by 16 and 64 only: the rule for k is
   // decided (4112 and 4160 fail, 4224 runs), none is needed for m and n.
-  for (auto [m, n, k] : {std::tuple{4096LL, 4096LL, 4096LL}, {4112LL, 4096LL, 4096LL}, {4160LL, 4096LL, 4096LL},
-                         {4096LL, 4112LL, 4096LL}, {4096LL, 4096LL, 4112LL}, {4096LL, 4096LL, 4160LL}, {4096LL, 4096LL, 4224LL}})
+  for (auto [m, n, k] : {std::tuple{4096LL, 4096LL, 4096LL},
+                         {4112LL, 4096LL, 4096LL},
+                         {4160LL, 4096LL, 4096LL},
+                         {4096LL, 4112LL, 4096LL},
+                         {4096LL, 4096LL, 4112LL},
+                         {4096LL, 4096LL, 4160LL},
+                         {4096LL, 4096LL, 4224LL}})
     for (const char* inputs : {"normal", "outliers"}) {
       const bool outl = std::string(inputs) == "outliers";
       f.records.push_back(point("tensor", "tensor", m, n, k, inputs, true, 1.0, outl ? 0.3 : 0.03, outl ? 0.2 : 0.0));
@@ -77,8 +85,9 @@ TEST(ReportScaling, DivisibilitySpeedAndAccuracyPerModePair) {
   ASSERT_EQ(acc["rows"].size(), 4u);
   EXPECT_EQ(acc["rows"][3][0], "outliers");
   EXPECT_EQ(acc["rows"][3][1], "vec128 x vec128 noFA");
-  EXPECT_EQ(acc["rows"][3][3], "0.10x");  // a tenth of per-tensor scaling's error on the same data
-  EXPECT_EQ(acc["rows"][2][4], "20.0%");  // per-tensor scaling flushed a fifth of the inputs
+  EXPECT_EQ(acc["rows"][3][3], "0.10x");              // a tenth of per-tensor scaling's error on the same data
+  EXPECT_EQ(acc["rows"][2][6], "20.0%");              // per-tensor scaling flushed a fifth of the inputs
+  EXPECT_EQ(acc["rows"][2][4], "0.3 / 1");  // whole rows lost
 
   // The generic availability matrix (a column per configuration) gives way to the table above,
   // and the summary names each pair's speed.

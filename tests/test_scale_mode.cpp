@@ -8,16 +8,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <cstring>
+#include <random>
 #include <set>
 
 using namespace fp8scope;
 using namespace fp8scope::gemm;
 
 namespace {
-const ScaleMode kAll[] = {ScaleMode::tensor, ScaleMode::outer_vec, ScaleMode::vec128, ScaleMode::blk128, ScaleMode::vec32_ue8m0,
-                          ScaleMode::vec16_ue4m3};
+const ScaleMode kAll[] = {ScaleMode::tensor, ScaleMode::outer_vec,   ScaleMode::vec128,
+                          ScaleMode::blk128, ScaleMode::vec32_ue8m0, ScaleMode::vec16_ue4m3};
 
 // Values whose magnitude varies by row and by 128-block along the inner dimension.
 std::vector<float> structured(std::int64_t outer, std::int64_t inner, std::uint64_t seed) {
@@ -30,8 +30,7 @@ std::vector<float> structured(std::int64_t outer, std::int64_t inner, std::uint6
   std::vector<float> x(std::size_t(outer * inner));
   for (std::int64_t o = 0; o < outer; ++o)
     for (std::int64_t k = 0; k < inner; ++k)
-      x[std::size_t(o * inner + k)] =
-          std::ldexp(n01(rng), row[std::size_t(o)] + blk[std::size_t(o * ((inner + 127) / 128) + k / 128)]);
+      x[std::size_t(o * inner + k)] = std::ldexp(n01(rng), row[std::size_t(o)] + blk[std::size_t(o * ((inner + 127) / 128) + k / 128)]);
   return x;
 }
 
@@ -61,9 +60,9 @@ TEST(ScaleMode, BlockGeometryPerMode) {
     std::int64_t bo, bk, n_ob, n_kb;
   };
   // An operand of 300 outer rows and 520 inner (K) columns: partial blocks on both sides.
-  for (auto c : {Case{ScaleMode::tensor, 300, 520, 1, 1}, Case{ScaleMode::outer_vec, 1, 520, 300, 1}, Case{ScaleMode::vec128, 1, 128, 300, 5},
-                 Case{ScaleMode::blk128, 128, 128, 3, 5}, Case{ScaleMode::vec32_ue8m0, 1, 32, 300, 17},
-                 Case{ScaleMode::vec16_ue4m3, 1, 16, 300, 33}}) {
+  for (auto c : {Case{ScaleMode::tensor, 300, 520, 1, 1}, Case{ScaleMode::outer_vec, 1, 520, 300, 1},
+                 Case{ScaleMode::vec128, 1, 128, 300, 5}, Case{ScaleMode::blk128, 128, 128, 3, 5},
+                 Case{ScaleMode::vec32_ue8m0, 1, 32, 300, 17}, Case{ScaleMode::vec16_ue4m3, 1, 16, 300, 33}}) {
     const ScaleGeometry g = scale_geometry(c.m, 300, 520);
     EXPECT_EQ(g.bo, c.bo) << to_string(c.m);
     EXPECT_EQ(g.bk, c.bk) << to_string(c.m);
@@ -107,8 +106,8 @@ TEST(ScaleMode, LayoutsFollowCublasLtsDocumentation) {
   ScaleGeometry mx = scale_geometry(ScaleMode::vec32_ue8m0, 256, 256);
   EXPECT_EQ(mx.lt_elements(), 256 * 8);
   EXPECT_EQ(mx.lt_offset(33, 2), 16 + 4 + 2);
-  EXPECT_EQ(mx.lt_offset(0, 4), 512);         // next tile along K
-  EXPECT_EQ(mx.lt_offset(128, 0), 2 * 512);   // next tile along the outer dimension
+  EXPECT_EQ(mx.lt_offset(0, 4), 512);        // next tile along K
+  EXPECT_EQ(mx.lt_offset(128, 0), 2 * 512);  // next tile along the outer dimension
   EXPECT_EQ(scale_geometry(ScaleMode::tensor, 7, 9).lt_elements(), 1);
   EXPECT_EQ(scale_geometry(ScaleMode::outer_vec, 7, 9).lt_elements(), 7);
 }

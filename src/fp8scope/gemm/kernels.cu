@@ -83,6 +83,19 @@ __global__ void compare_sampled_kernel(CompareArgs c, CompareResult* res) {
   }
 }
 
+__global__ void line_errors_kernel(CompareArgs c, LineErrors out) {
+  const std::int64_t total = c.batch * c.ncols * c.m;
+  for (std::int64_t t = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; t < total; t += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t i = t % c.m, jj = (t / c.m) % c.ncols, bb = t / (c.m * c.ncols);
+    const float d = load(c.d, c.d_type, bb * c.stride_d + c.cols[jj] * c.ldd + i) * c.d_dequant;
+    const double ref = c.ref[t], e = isfinite(d) ? double(d) - ref : ref;
+    atomicAdd(out.row_err2 + i, e * e);
+    atomicAdd(out.row_ref2 + i, ref * ref);
+    atomicAdd(out.col_err2 + jj, e * e);
+    atomicAdd(out.col_ref2 + jj, ref * ref);
+  }
+}
+
 __global__ void scan_output_kernel(CompareArgs c, CompareResult* res) {
   unsigned long long bad = 0;
   float mx = 0.0f;
@@ -122,6 +135,10 @@ void abs_max(const float* x, std::int64_t n, float* amax, cudaStream_t s) { abs_
 void compare(const CompareArgs& args, CompareResult* result, cudaStream_t s) {
   compare_sampled_kernel<<<grid_for(args.batch * args.ncols * args.m, 256), 256, 0, s>>>(args, result);
   scan_output_kernel<<<grid_for(args.batch * args.n * args.m, 256), 256, 0, s>>>(args, result);
+}
+
+void line_errors(const CompareArgs& args, const LineErrors& out, cudaStream_t s) {
+  line_errors_kernel<<<grid_for(args.batch * args.ncols * args.m, 256), 256, 0, s>>>(args, out);
 }
 
 }  // namespace fp8scope::gemm

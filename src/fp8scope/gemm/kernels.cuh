@@ -54,4 +54,12 @@ struct CompareResult {  // device-side accumulators, zero before compare()
 };
 void compare(const CompareArgs& args, CompareResult* result, cudaStream_t s);
 
+// Per output row (m of them) and per sampled column (ncols): sums of squared error against
+// the reference and of the squared reference (all four zeroed before), for the relative error
+// of each row and column -- what a whole-matrix norm hides when magnitudes differ by row.
+struct LineErrors {
+  double *row_err2, *row_ref2, *col_err2, *col_ref2;
+};
+void line_errors(const CompareArgs& args, const LineErrors& out, cudaStream_t s);
+
 }  // namespace fp8scope::gemm

@@ -137,10 +137,10 @@ void random_block_scales(const ScaleGeometry& geo, float base, std::uint64_t see
   random_block_scales_kernel<<<grid_for(geo.blocks(), 256), 256, 0, s>>>(geo, base, seed, dequant, lt);
 }
 
-void quantize_operand(const float* src, const OperandIndex& idx, const ScaleGeometry& geo, const float* dequant, void* codes,
-                      DType type, unsigned long long* underflow, cudaStream_t s) {
+void quantize_operand(const float* src, const OperandIndex& idx, const ScaleGeometry& geo, const float* dequant, void* codes, DType type,
+                      unsigned long long* underflow, cudaStream_t s) {
   quantize_kernel<<<grid_for(geo.outer * ((geo.inner + kRun - 1) / kRun), 256), 256, 0, s>>>(src, idx, geo, dequant, codes, type,
-                                                                                              underflow);
+                                                                                             underflow);
 }
 
 }  // namespace fp8scope::gemm

@@ -37,7 +37,7 @@ void random_block_scales(const ScaleGeometry& geo, float base, std::uint64_t see
 
 // codes[at(o, k)] = saturating round(src / dequant[block]); counts non-zero sources that
 // became zero into *underflow (zeroed before). Non-FP8 types are rounded to the type.
-void quantize_operand(const float* src, const OperandIndex& idx, const ScaleGeometry& geo, const float* dequant, void* codes,
-                      DType type, unsigned long long* underflow, cudaStream_t s);
+void quantize_operand(const float* src, const OperandIndex& idx, const ScaleGeometry& geo, const float* dequant, void* codes, DType type,
+                      unsigned long long* underflow, cudaStream_t s);
 
 }  // namespace fp8scope::gemm

@@ -83,11 +83,12 @@ void add_scaling_tables(const std::vector<Record>& recs, json& sec) {
   }
 
   // --- where each pair runs, and how fast against per-tensor scaling --------------------------
-  Table avail{"Scale modes (A x B): where they run and their speed against per-tensor scaling on the same shapes (heuristic's first "
-              "algorithm; geometric mean, range)",
-              {"scale modes", "ran", "m must be", "n must be", "k must be", "vs tensor (same accum)", "vs tensor + fast accum",
-               "median TFLOP/s", "refused because"},
-              {}};
+  Table avail{
+      "Scale modes (A x B): where they run and their speed against per-tensor scaling on the same shapes (heuristic's first "
+      "algorithm; geometric mean, range)",
+      {"scale modes", "ran", "m must be", "n must be", "k must be", "vs tensor (same accum)", "vs tensor + fast accum", "median TFLOP/s",
+       "refused because"},
+      {}};
   std::vector<std::string> summary_bits;
   for (auto& pr : pairs) {
     const auto& rs = by_pair[pr];
@@ -140,31 +141,38 @@ void add_scaling_tables(const std::vector<Record>& recs, json& sec) {
   sec["tables"].push_back(avail.to_json());
 
   // --- accuracy on the same data ---------------------------------------------------------------
-  Table acc{"Scale modes: accuracy against the unquantised FP32 product on the same data (median over shapes; underflow = "
-            "non-zero inputs quantised to zero)",
-            {"inputs", "scale modes", "rel. error vs FP32", "vs tensor", "A underflow", "B underflow", "GEMM error (vs its own inputs)"},
-            {}};
+  Table acc{
+      "Scale modes: accuracy against the unquantised FP32 product on the same data (median over shapes; the error of each "
+      "output row and column shows the rows a coarse scale flushed, which the whole-matrix error hides; underflow = non-zero "
+      "inputs quantised to zero)",
+      {"inputs", "scale modes", "rel. error vs FP32", "vs tensor", "row error p50 / p90", "column error p50 / p90", "A underflow",
+       "B underflow", "GEMM error (vs its own inputs)"},
+      {}};
   std::map<std::string, double> tensor_error;  // inputs -> median error of tensor x tensor
   for (const char* inputs : {"normal", "outliers"})
     for (auto& pr : pairs) {
-      std::vector<double> err, ua, ub, gemm_err;
+      std::vector<double> err, ua, ub, gemm_err, r50, r90, c50, c90;
       for (auto* r : by_pair[pr])
         if (r->outcome == Outcome::ok && r->params.value("inputs", std::string("fp8_exact")) == inputs) {
           err.push_back(acc_of(*r, "quant_rel_error"));
           ua.push_back(acc_of(*r, "a_underflow"));
           ub.push_back(acc_of(*r, "b_underflow"));
           gemm_err.push_back(acc_of(*r, "rel_error"));
+          r50.push_back(acc_of(*r, "row_error_p50")), r90.push_back(acc_of(*r, "row_error_p90"));
+          c50.push_back(acc_of(*r, "col_error_p50")), c90.push_back(acc_of(*r, "col_error_p90"));
         }
       if (err.empty()) continue;
       const double e = median(err);
       if (pr.rfind("tensor x tensor", 0) == 0 && !tensor_error.count(inputs)) tensor_error[inputs] = e;
       const double te = tensor_error.count(inputs) ? tensor_error[inputs] : NAN;
-      acc.rows.push_back({inputs, pr, fmt_sci(e), std::isfinite(te) ? fmt_num(e / te, 2) + "x" : "-", fmt_pct(median(ua)),
-                          fmt_pct(median(ub)), fmt_sci(median(gemm_err))});
+      acc.rows.push_back({inputs, pr, fmt_sci(e), std::isfinite(te) ? fmt_num(e / te, 2) + "x" : "-",
+                          fmt_sci(median(r50)) + " / " + fmt_sci(median(r90)), fmt_sci(median(c50)) + " / " + fmt_sci(median(c90)),
+                          fmt_pct(median(ua)), fmt_pct(median(ub)), fmt_sci(median(gemm_err))});
     }
   if (!acc.rows.empty()) sec["tables"].push_back(acc.to_json());
   if (!summary_bits.empty())
-    sec["summary"].push_back(fmt::format("Scale modes, speed against per-tensor scaling (same accumulation): {}.", fmt::join(summary_bits, "; ")));
+    sec["summary"].push_back(
+        fmt::format("Scale modes, speed against per-tensor scaling (same accumulation): {}.", fmt::join(summary_bits, "; ")));
 }
 
 }  // namespace fp8scope::report
