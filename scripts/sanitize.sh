@@ -84,5 +84,6 @@ timeout "${SANITIZE_BUDGET:-86400}" xargs -P "$jobs" -L 1 bash -c 'run_one "$0" 
       grep -E "^========= |FAILED|Failure" "$f.log" | head -24
     fi
   done
-} | tee "$out"
+} >"$out"  # written whole before it is shown, so a reader that stops early cannot cut it
 rm -rf "$logs"
+cat "$out"

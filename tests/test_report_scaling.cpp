@@ -85,9 +85,21 @@ TEST(ReportScaling, DivisibilitySpeedAndAccuracyPerModePair) {
   ASSERT_EQ(acc["rows"].size(), 4u);
   EXPECT_EQ(acc["rows"][3][0], "outliers");
   EXPECT_EQ(acc["rows"][3][1], "vec128 x vec128 noFA");
-  EXPECT_EQ(acc["rows"][3][3], "0.10x");              // a tenth of per-tensor scaling's error on the same data
-  EXPECT_EQ(acc["rows"][2][6], "20.0%");              // per-tensor scaling flushed a fifth of the inputs
+  EXPECT_EQ(acc["rows"][3][3], "0.10x");    // a tenth of per-tensor scaling's error on the same data
+  EXPECT_EQ(acc["rows"][2][6], "20.0%");    // per-tensor scaling flushed a fifth of the inputs
   EXPECT_EQ(acc["rows"][2][4], "0.3 / 1");  // whole rows lost
+
+  // Refusals are one row per configuration and reason (14 points each here), and the speed
+  // ratios are drawn after the table that lists them.
+  const auto& fails = table(rep, "Points that did not run");
+  ASSERT_EQ(fails["rows"].size(), 2u);  // blk128 x blk128 everywhere, vec128 x vec128 at k % 128 != 0
+  EXPECT_EQ(fails["rows"][0][3], "14");
+  EXPECT_EQ(fails["rows"][1][3], "4");
+  for (auto& s : rep["sections"])
+    if (s["title"] == "GEMM sweep 'gemm_scaling'") {
+      ASSERT_EQ(s["figures"].size(), 1u);
+      EXPECT_EQ(s["figures"][0]["groups"], core::json::array({"vec128 x vec128 noFA"}));
+    }
 
   // The generic availability matrix (a column per configuration) gives way to the table above,
   // and the summary names each pair's speed.

@@ -82,14 +82,35 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
     sec["tables"].push_back(m.to_json());
   }
   Table fails{"Points that did not run (or ran wrong), with cuBLASLt's reason", {"GEMM", "configuration", "outcome", "reason"}, {}};
+  if (scaling) {
+    // A scale-mode sweep refuses whole configurations: one row per configuration and reason.
+    fails.columns = {"configuration", "outcome", "reason", "points"};
+    std::vector<std::string> order;
+    std::map<std::string, std::pair<std::vector<std::string>, int>> groups;
+    for (auto& r : recs)
+      if (r.outcome != Outcome::ok && r.outcome != Outcome::skipped) {
+        std::string cfg = config_label(r.params);
+        if (const auto in = cfg.rfind(" normal"); in != std::string::npos) cfg.erase(in);
+        if (const auto in = cfg.rfind(" outliers"); in != std::string::npos) cfg.erase(in);
+        const std::string why = r.reason.size() > 220 ? r.reason.substr(0, 217) + "..." : r.reason;
+        const std::string key = cfg + "|" + why;
+        if (!groups.count(key)) order.push_back(key), groups[key].first = {cfg, std::string(core::to_string(r.outcome)), why};
+        ++groups[key].second;
+      }
+    for (auto& k : order) {
+      auto row = groups[k].first;
+      row.push_back(std::to_string(groups[k].second));
+      fails.rows.push_back(row);
+    }
+  }
   for (auto& r : recs)
-    if (r.outcome != Outcome::ok) {
+    if (!scaling && r.outcome != Outcome::ok) {
       std::string why = r.reason.size() > 220 ? r.reason.substr(0, 217) + "..." : r.reason;
       fails.rows.push_back({row_label(r.params) + (r.params.value("role", "").empty() ? "" : " " + shape_label(r.params)),
                             config_label(r.params), std::string(core::to_string(r.outcome)), why});
     }
   if (!fails.rows.empty()) sec["tables"].push_back(fails.to_json());
-  if (scaling) add_scaling_tables(recs, sec);
+  if (scaling) add_scaling_tables(recs, in.file.meta.value("sweep", std::string("gemm")), sec);
 
   // --- throughput -----------------------------------------------------------------------------
   std::map<std::string, const Record*> bf16_twin;

@@ -68,7 +68,7 @@ bool is_scaling_sweep(const std::vector<Record>& recs) {
   });
 }
 
-void add_scaling_tables(const std::vector<Record>& recs, json& sec) {
+void add_scaling_tables(const std::vector<Record>& recs, const std::string& sweep_name, json& sec) {
   std::vector<std::string> pairs;
   std::map<std::string, std::vector<const Record*>> by_pair;
   std::map<std::string, const Record*> tensor_rec;
@@ -89,7 +89,8 @@ void add_scaling_tables(const std::vector<Record>& recs, json& sec) {
       {"scale modes", "ran", "m must be", "n must be", "k must be", "vs tensor (same accum)", "vs tensor + fast accum", "median TFLOP/s",
        "refused because"},
       {}};
-  std::vector<std::string> summary_bits;
+  std::vector<std::string> summary_bits, speed_groups;
+  std::vector<double> speed_mean, speed_low, speed_high;
   for (auto& pr : pairs) {
     const auto& rs = by_pair[pr];
     std::size_t ok = 0;
@@ -133,12 +134,28 @@ void add_scaling_tables(const std::vector<Record>& recs, json& sec) {
     }
     avail.rows.push_back({pr, fmt::format("{} of {}", ok, rs.size()), rule[0], rule[1], rule[2], ratio_cell(same), ratio_cell(fa),
                           fmt_num(median(tflops)), why});
+    if (!same.empty() && pr.rfind("tensor x tensor", 0) != 0) {
+      speed_groups.push_back(pr);
+      speed_mean.push_back(geomean(same));
+      speed_low.push_back(*std::min_element(same.begin(), same.end()));
+      speed_high.push_back(*std::max_element(same.begin(), same.end()));
+    }
     if (ok == 0)
       summary_bits.push_back(pr + " refused");
     else if (!same.empty())
       summary_bits.push_back(fmt::format("{} {:.2f}x", pr, geomean(same)));
   }
   sec["tables"].push_back(avail.to_json());
+  if (!speed_groups.empty()) {
+    json series = json::array({{{"label", "geometric mean over shapes (whiskers: slowest and fastest shape)"},
+                                {"values", speed_mean},
+                                {"low", speed_low},
+                                {"high", speed_high}}});
+    place_after(sec,
+                bars_figure(sweep_name + "_scale_modes", "Speed against per-tensor scaling with the same accumulation (1 = as fast)",
+                            "time(tensor) / time(mode)", speed_groups, series, 1.0),
+                sec["tables"].size() - 1);
+  }
 
   // --- accuracy on the same data ---------------------------------------------------------------
   Table acc{

@@ -15,7 +15,7 @@ json gemm_section(const ReportInput& in, const ReportInput* peer);
 // A GEMM sweep over scale modes (probe_gemm's a_scale / b_scale axes), and its tables: per
 // mode pair the divisibility each dimension needs, speed and accuracy against per-tensor scaling.
 bool is_scaling_sweep(const std::vector<core::Record>& records);
-void add_scaling_tables(const std::vector<core::Record>& records, json& section);
+void add_scaling_tables(const std::vector<core::Record>& records, const std::string& sweep_name, json& section);
 json vocab_section(const ReportInput& in);
 json train_section(const ReportInput& in, const ReportInput* peer);
 json bench_section(const ReportInput& in);
