@@ -120,6 +120,13 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
   if (p.backend == "gpu" && p.model.llama())
     return "arch llama runs on the CPU reference only: the GPU model has no RMSNorm, SwiGLU or rotary kernels yet";
+  if (p.fp8 && fp8::per_block(p.fp8->recipe.scaling)) {
+    const std::string sc = fp8::to_string(p.fp8->recipe.scaling);
+    if (p.backend == "gpu")
+      return fmt::format("scaling {} runs on the CPU reference only: the GPU model has no per-row or per-block quantisation kernels yet",
+                         sc);
+    if (p.fp8->attention()) return fmt::format("scaling {} scales the linears; variant fp8_attention needs delayed or current", sc);
+  }
   if (p.backend == "gpu" && p.flash_attention) {
     const int hs = p.model.n_head > 0 && p.model.d_model % p.model.n_head == 0 ? p.model.d_model / p.model.n_head : 0;
     if ((hs != 64 && hs != 128) || p.seq_len % 64 != 0)

@@ -1,5 +1,8 @@
 #include "fp8scope/cpu/fp8_emulation.hpp"
 
+#include "fp8scope/fp8/block_scale.hpp"
+
+#include <algorithm>
 #include <cmath>
 
 namespace fp8scope::cpu {
@@ -41,6 +44,60 @@ const double* Fp8Emulation::quantize(int layer, const std::string& tensor, const
   amax_this_step_[key] = nonfinite ? NAN : std::max(prev, float(amax));
   taps_.push_back(
       {step_, layer, tensor, role == "grad" ? "backward" : "forward", amax, scale, nonfinite_out, saturated, underflow, (long long)n});
+  return buf.data();
+}
+
+const double* Fp8Emulation::quantize_operand(int layer, const std::string& tensor, const std::string& role, const double* x, int rows,
+                                             int cols, bool k_along_cols) {
+  const fp8::Format f = fp8::format_for(opt_.recipe.format, role == "grad" ? fp8::Pass::backward : fp8::Pass::forward);
+  const fp8::ScaleMode mode = opt_.recipe.scaling == fp8::Scaling::rowwise ? fp8::ScaleMode::outer_vec
+                              : role == "weight"                           ? fp8::ScaleMode::blk128
+                                                                           : fp8::ScaleMode::vec128;
+  // Logical (outer o, inner k) with k the reduction dimension.
+  const std::int64_t outer = k_along_cols ? rows : cols, inner = k_along_cols ? cols : rows;
+  auto at = [&](std::int64_t o, std::int64_t k) { return k_along_cols ? o * cols + k : k * cols + o; };
+  const fp8::ScaleGeometry g = fp8::scale_geometry(mode, outer, inner);
+  std::vector<float> amax(std::size_t(g.blocks()), 0.0f);
+  long long nonfinite = 0;
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t k = 0; k < inner; ++k) {
+      const double v = x[at(o, k)];
+      float& a = amax[std::size_t(g.block_of(o, k))];
+      if (!std::isfinite(v))
+        ++nonfinite, a = NAN;
+      else if (!std::isnan(a))
+        a = std::max(a, std::fabs(float(v)));
+    }
+  // Each block's dequantisation scale (a power-of-two margin on top), from its own amax; a
+  // block holding a non-finite value keeps scale 1, so the value reaches the cast.
+  std::vector<float> dq(amax.size());
+  for (std::size_t b = 0; b < amax.size(); ++b) {
+    std::uint8_t code = 0;
+    dq[b] = std::isnan(amax[b]) ? 1.0f : std::ldexp(fp8::block_dequant(mode, amax[b], f, &code), opt_.recipe.margin);
+  }
+  auto& buf = buffers_[{layer, tensor}];
+  buf.resize(std::size_t(outer * inner));
+  const float fmax = fp8::info(f).max;
+  long long saturated = 0, underflow = 0, nonfinite_out = 0;
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t k = 0; k < inner; ++k) {
+      const std::int64_t i = at(o, k);
+      const float d = dq[std::size_t(g.block_of(o, k))], y = float(x[i]) / d;
+      if (std::isfinite(x[i]) && std::abs(y) > fmax) ++saturated;
+      const std::uint8_t q = fp8::encode(y, f, opt_.overflow);
+      if (x[i] != 0 && std::isfinite(x[i]) && (q & 0x7F) == 0) ++underflow;
+      buf[std::size_t(i)] = double(fp8::decode(q, f)) * double(d);
+      if (!std::isfinite(buf[std::size_t(i)])) ++nonfinite_out;
+    }
+  double amax_all = 0;
+  float min_scale = 0;
+  for (std::size_t b = 0; b < amax.size(); ++b) {
+    if (!std::isnan(amax[b])) amax_all = std::max(amax_all, double(amax[b]));
+    min_scale = b == 0 ? 1.0f / dq[b] : std::min(min_scale, 1.0f / dq[b]);
+  }
+  (void)nonfinite;
+  taps_.push_back({step_, layer, tensor, role == "grad" ? "backward" : "forward", amax_all, min_scale, nonfinite_out, saturated, underflow,
+                   (long long)(outer * inner)});
   return buf.data();
 }
 

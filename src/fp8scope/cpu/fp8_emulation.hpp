@@ -30,6 +30,17 @@ class Fp8Emulation {
   // format) or "grad" (backward format). The returned buffer lives until the same
   // (layer, tensor) is quantised again.
   const double* quantize(int layer, const std::string& tensor, const std::string& role, const double* x, std::size_t n);
+  // Rowwise and block scaling: quantise-dequantise one GEMM operand, row-major [rows x cols],
+  // whose reduction dimension is its columns (k_along_cols) or its rows, with a scale per row
+  // along it (rowwise) or per block (block: 128x128 for role "weight", else 1x128 along the
+  // reduction). The tap's amax is the largest block amax, its scale the smallest block scale
+  // (1 / dequantisation). The buffer lives until the same (layer, tensor) is quantised again.
+  const double* quantize_operand(int layer, const std::string& tensor, const std::string& role, const double* x, int rows, int cols,
+                                 bool k_along_cols);
+  // The buffer the last quantize / quantize_operand of (layer, tensor) returned.
+  const double* quantized(int layer, const std::string& tensor) const { return buffers_.at({layer, tensor}).data(); }
+  bool per_block() const { return fp8::per_block(opt_.recipe.scaling); }
+  fp8::Scaling scaling() const { return opt_.recipe.scaling; }
   // A tensor that stays in high precision: only amax and non-finite count are tapped.
   void observe(int layer, const std::string& tensor, const std::string& pass, const double* x, std::size_t n);
   // Delayed scaling: every scaler takes this step's amax; the next step uses the new scales.

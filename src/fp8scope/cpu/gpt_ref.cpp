@@ -91,19 +91,21 @@ void matmul_fwd(double* out, const double* inp, const double* W, const double* b
     }
 }
 
-// Accumulates dinp, dW, dbias.
+// Accumulates dinp, dW, dbias (each may be null: that gradient is not wanted).
 void matmul_bwd(double* dinp, double* dW, double* dbias, const double* dout, const double* inp, const double* W, int N, int IC, int OC) {
   for (int n = 0; n < N; ++n)
     for (int o = 0; o < OC; ++o) {
       const double d = dout[std::int64_t(n) * OC + o];
       if (d == 0.0) continue;
-      const double* x = inp + std::int64_t(n) * IC;
-      const double* w = W + std::int64_t(o) * IC;
-      double* dx = dinp + std::int64_t(n) * IC;
-      double* dw = dW + std::int64_t(o) * IC;
-      for (int i = 0; i < IC; ++i) {
-        dx[i] += d * w[i];
-        dw[i] += d * x[i];
+      if (dinp) {
+        const double* w = W + std::int64_t(o) * IC;
+        double* dx = dinp + std::int64_t(n) * IC;
+        for (int i = 0; i < IC; ++i) dx[i] += d * w[i];
+      }
+      if (dW) {
+        const double* x = inp + std::int64_t(n) * IC;
+        double* dw = dW + std::int64_t(o) * IC;
+        for (int i = 0; i < IC; ++i) dw[i] += d * x[i];
       }
       if (dbias) dbias[o] += d;
     }
@@ -235,6 +237,16 @@ const char* const kLinearNames[] = {"qkv", "proj", "fc1", "fc2", "lm_head"};
 
 void CpuGpt::linear_fwd(int layer, int which, double* out, const double* x, const double* W, const double* b, int N, int IC, int OC,
                         const double** xq, const double** wq) {
+  if (fp8_ && fp8_->fp8_linear(kLinearNames[which]) && fp8_->per_block()) {
+    // Scales per row or block belong to one GEMM's reduction dimension: backward quantises
+    // its own copies, so it keeps the high-precision operands.
+    const std::string name = kLinearNames[which];
+    *xq = x;
+    *wq = W;
+    matmul_fwd(out, fp8_->quantize_operand(layer, name + ".input", "input", x, N, IC, true),
+               fp8_->quantize_operand(layer, name + ".weight", "weight", W, OC, IC, true), b, N, IC, OC);
+    return;
+  }
   if (fp8_ && fp8_->fp8_linear(kLinearNames[which])) {
     const std::string name = kLinearNames[which];
     x = fp8_->quantize(layer, name + ".input", "input", x, std::size_t(N) * IC);
@@ -251,6 +263,20 @@ void CpuGpt::linear_bwd(int layer, int which, double* dx, double* dW, double* db
   if (db)
     for (int n = 0; n < N; ++n)
       for (int o = 0; o < OC; ++o) db[o] += dy[std::int64_t(n) * OC + o];
+  if (fp8_ && fp8_->fp8_linear(kLinearNames[which]) && fp8_->per_block()) {
+    // dgrad (dx = dy W) reduces over the output features: dy by its rows, W by its columns
+    // (128x128 blocks serve both directions, so block scaling reuses the forward copy). wgrad
+    // (dW = dy^T x) reduces over the tokens: dy and x each quantised along them, as
+    // TransformerEngine's columnwise copies.
+    const std::string name = kLinearNames[which];
+    const double* w_dgrad = fp8_->scaling() == fp8::Scaling::block
+                                ? fp8_->quantized(layer, name + ".weight")
+                                : fp8_->quantize_operand(layer, name + ".weight_t", "weight", wq, OC, IC, false);
+    matmul_bwd(dx, nullptr, nullptr, fp8_->quantize_operand(layer, name + ".grad", "grad", dy, N, OC, true), nullptr, w_dgrad, N, IC, OC);
+    matmul_bwd(nullptr, dW, nullptr, fp8_->quantize_operand(layer, name + ".grad_t", "grad", dy, N, OC, false),
+               fp8_->quantize_operand(layer, name + ".input_t", "input", xq, N, IC, false), nullptr, N, IC, OC);
+    return;
+  }
   const double* g = fp8_ && fp8_->fp8_linear(kLinearNames[which])
                         ? fp8_->quantize(layer, std::string(kLinearNames[which]) + ".grad", "grad", dy, std::size_t(N) * OC)
                         : dy;

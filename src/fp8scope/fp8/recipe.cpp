@@ -38,6 +38,14 @@ void TensorScaler::update(float amax) {
 
 std::string to_string(RecipeFormat f) { return f == RecipeFormat::e4m3 ? "e4m3" : "hybrid"; }
 std::string to_string(AmaxAlgo a) { return a == AmaxAlgo::max ? "max" : "most_recent"; }
-std::string to_string(Scaling s) { return s == Scaling::delayed ? "delayed" : "current"; }
+std::string to_string(Scaling s) {
+  switch (s) {
+    case Scaling::delayed: return "delayed";
+    case Scaling::current: return "current";
+    case Scaling::rowwise: return "rowwise";
+    case Scaling::block: return "block";
+  }
+  return "?";
+}
 
 }  // namespace fp8scope::fp8

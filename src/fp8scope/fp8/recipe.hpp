@@ -12,6 +12,13 @@
 //   a scale that overflows to inf becomes FLT_MAX. The initial scale is 1.
 // CurrentScaling: the same formula with the tensor's own amax of this step (history 1); the
 // caller measures amax, calls update(), then quantises the same tensor with scale().
+// Rowwise and block scaling (no history, no delay): each GEMM operand gets scales of its own,
+// from this step's amax of each row (rowwise: one per row along the GEMM's reduction
+// dimension, torchao's row-wise recipe) or of each block (block: TransformerEngine's
+// Float8BlockScaling, 1x128 blocks along the reduction dimension for activations and
+// gradients, 128x128 blocks for weights; the wgrad GEMM's operands are blocked along the
+// tokens). A block's scale is amax / fp8_max (times 2^margin) dividing its values, as
+// fp8/block_scale.hpp computes it; the TensorScaler below is not used for them.
 // HYBRID uses E4M3 for forward tensors and E5M2 for gradients; E4M3 uses E4M3 for both.
 #include "fp8scope/fp8/format.hpp"
 
@@ -23,7 +30,9 @@ namespace fp8scope::fp8 {
 
 enum class RecipeFormat : std::uint8_t { e4m3, hybrid };
 enum class AmaxAlgo : std::uint8_t { max, most_recent };
-enum class Scaling : std::uint8_t { delayed, current };
+enum class Scaling : std::uint8_t { delayed, current, rowwise, block };
+// Scales per row or block of each GEMM operand (the CPU emulation only, so far).
+inline bool per_block(Scaling s) { return s == Scaling::rowwise || s == Scaling::block; }
 enum class Pass : std::uint8_t { forward, backward };
 
 struct RecipeConfig {

@@ -1,5 +1,7 @@
 #include "fp8scope/gemm/spec.hpp"
 
+#include "fp8scope/core/enum_names.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -16,26 +18,10 @@ constexpr std::pair<Epilogue, const char*> kEpilogues[] = {{Epilogue::none, "non
                                                            {Epilogue::bias_gelu, "bias_gelu"}};
 }  // namespace
 
-std::string to_string(DType t) {
-  for (auto& [v, n] : kTypes)
-    if (v == t) return n;
-  return "?";
-}
-std::string to_string(Epilogue e) {
-  for (auto& [v, n] : kEpilogues)
-    if (v == e) return n;
-  return "?";
-}
-std::optional<DType> parse_dtype(const std::string& s) {
-  for (auto& [v, n] : kTypes)
-    if (s == n) return v;
-  return std::nullopt;
-}
-std::optional<Epilogue> parse_epilogue(const std::string& s) {
-  for (auto& [v, n] : kEpilogues)
-    if (s == n) return v;
-  return std::nullopt;
-}
+std::string to_string(DType t) { return core::name_of(kTypes, t); }
+std::string to_string(Epilogue e) { return core::name_of(kEpilogues, e); }
+std::optional<DType> parse_dtype(const std::string& s) { return core::value_of(kTypes, s); }
+std::optional<Epilogue> parse_epilogue(const std::string& s) { return core::value_of(kEpilogues, s); }
 std::size_t size_of(DType t) {
   switch (t) {
     case DType::e4m3:

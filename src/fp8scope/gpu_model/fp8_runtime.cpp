@@ -1,5 +1,7 @@
 #include "fp8scope/gpu_model/fp8_runtime.hpp"
 
+#include <stdexcept>
+
 namespace fp8scope::gpu_model {
 
 namespace {
@@ -9,6 +11,9 @@ std::vector<std::optional<fp8::Format>> formats_of(const model::TapPlan& p) {
   return out;
 }
 std::vector<float> planted_of(const model::TapPlan& p, const model::Fp8ModelConfig& f) {
+  // The first use of the config: refuse what the GPU cannot do (the probes say so earlier).
+  if (fp8::per_block(f.recipe.scaling))
+    throw std::invalid_argument("scaling " + fp8::to_string(f.recipe.scaling) + " has no GPU quantisation kernels yet");
   std::vector<float> out(p.slots().size(), 1.0f);
   for (const auto& [key, factor] : f.planted_scale)
     if (int i = p.index(key.first, key.second); i >= 0) out[std::size_t(i)] = factor;

@@ -10,7 +10,15 @@ std::vector<core::ParamSpec> fp8_axes() {
       {"margin", K::integer, 0, {}, -32, 32, "scale = fp8_max / amax / 2^margin"},
       {"amax_history_len", K::integer, 16, {}, 1, 1 << 16, ""},
       {"amax_compute_algo", K::string, "max", {"max", "most_recent"}, 0, 0, ""},
-      {"scaling", K::string, "delayed", {"delayed", "current"}, 0, 0, ""},
+      {"scaling",
+       K::string,
+       "delayed",
+       {"delayed", "current", "rowwise", "block"},
+       0,
+       0,
+       "delayed: per-tensor scale from the amax history; current: per tensor from this step's amax; rowwise: one scale per row "
+       "of each GEMM operand; block: 1x128 blocks (activations, gradients), 128x128 (weights) -- rowwise and block on the "
+       "CPU reference only"},
       {"saturation", K::string, "satfinite", {"satfinite", "nosat"}, 0, 0, "overflow clamps, or becomes NaN/inf"},
       {"variant",
        K::string,
@@ -46,7 +54,11 @@ fp8::RecipeConfig recipe_from(const json& p) {
   r.margin = p["margin"];
   r.amax_history_len = p["amax_history_len"];
   r.amax_algo = p["amax_compute_algo"] == "max" ? fp8::AmaxAlgo::max : fp8::AmaxAlgo::most_recent;
-  r.scaling = p["scaling"] == "delayed" ? fp8::Scaling::delayed : fp8::Scaling::current;
+  const std::string sc = p["scaling"];
+  r.scaling = sc == "delayed"   ? fp8::Scaling::delayed
+              : sc == "current" ? fp8::Scaling::current
+              : sc == "rowwise" ? fp8::Scaling::rowwise
+                                : fp8::Scaling::block;
   return r;
 }
 }  // namespace
