@@ -108,3 +108,31 @@ TEST(ReportScaling, DivisibilitySpeedAndAccuracyPerModePair) {
   EXPECT_NE(md.find("vec128 x vec128 noFA 0.80x"), std::string::npos);
   EXPECT_NE(md.find("blk128 x blk128 noFA refused"), std::string::npos);
 }
+
+// A recipe sweep's underflow by tensor class, and the worst tensor under block scaling against
+// delayed per-tensor E4M3.
+TEST(ReportScaling, RecipeUnderflowByTensorClass) {
+  core::ResultFile f;
+  f.meta = {{"probe", "recipe"}, {"sweep", "r"}};
+  auto run = [](const std::string& scaling, const core::json& taps) {
+    core::Record r = core::make_record(scaling, {{"backend", "cpu"}, {"format", "e4m3"}, {"scaling", scaling}, {"seed", 1}}, Outcome::ok);
+    r.data["taps"] = taps;
+    return r;
+  };
+  f.records.push_back(run("delayed", {{"0.fc1.input", {{"underflow_rate", 0.01}}}, {"1.qkv.grad", {{"underflow_rate", 0.20}}}}));
+  f.records.push_back(run("block", {{"0.fc1.input", {{"underflow_rate", 0.001}}},
+                                    {"1.qkv.grad", {{"underflow_rate", 0.005}}},
+                                    {"1.qkv.grad_t", {{"underflow_rate", 0.08}}}}));
+  report::ReportOptions opt;
+  opt.results.push_back({"r.json", f});
+  const core::json rep = report::build_report(opt);
+  const auto& t = table(rep, "Underflow by tensor class");
+  ASSERT_EQ(t["columns"], core::json::array({"recipe", "seed", "grad", "grad_t", "input", "worst tensor"}));
+  EXPECT_EQ(t["rows"][0][2], "20.0%");
+  EXPECT_EQ(t["rows"][0][3], "-");
+  EXPECT_EQ(t["rows"][1][5], "1.qkv.grad_t 8.0%");
+  const std::string md = report::render_markdown(rep, report::Flavor::markdown);
+  EXPECT_NE(md.find("Worst tensor's underflow: 8.0% under block scaling (1.qkv.grad_t) against 20.0% under delayed per-tensor E4M3 "
+                    "(0.40 of it)."),
+            std::string::npos);
+}

@@ -8,8 +8,8 @@
 
 namespace fp8scope::gemm {
 
-using fp8::BlockQuantized;
 using fp8::block_dequant;
+using fp8::BlockQuantized;
 using fp8::parse_scale_mode;
 using fp8::quantize_blocks;
 using fp8::scale_geometry;

@@ -69,6 +69,54 @@ std::string where(const std::vector<ReportInput>& inputs) {
   return "";
 }
 
+// The class of a quantised tensor from its tap name ("0.fc1.grad_t" -> "grad_t"): what it is
+// (input, weight, gradient) and, for per-row and per-block scaling, which GEMM's copy (_t: the
+// one wgrad or dgrad reads along the other dimension).
+std::string tensor_class(const std::string& tap) { return tap.substr(tap.rfind('.') + 1); }
+
+// Per run, the worst underflow (values quantised to zero) of each tensor class, and for a sweep
+// holding both, the worst tensor under block scaling against delayed per-tensor E4M3.
+void add_underflow_table(const std::vector<Record>& recs, const std::vector<std::string>& extra, json& sec) {
+  std::vector<std::string> classes;
+  for (auto& r : recs)
+    if (r.data.contains("taps"))
+      for (auto it = r.data["taps"].begin(); it != r.data["taps"].end(); ++it)
+        if (const std::string c = tensor_class(it.key()); std::find(classes.begin(), classes.end(), c) == classes.end())
+          classes.push_back(c);
+  if (classes.empty()) return;
+  std::sort(classes.begin(), classes.end());
+  Table t{"Underflow by tensor class (the worst tensor of each class over the run: share of its non-zero values quantised to zero)",
+          {"recipe", "seed"},
+          {}};
+  for (auto& c : classes) t.columns.push_back(c);
+  t.columns.push_back("worst tensor");
+  double worst_delayed_e4m3 = -1, worst_block = -1;
+  std::string worst_block_name;
+  for (auto& r : recs) {
+    if (!r.data.contains("taps") || r.data["taps"].empty()) continue;
+    std::map<std::string, double> by_class;
+    std::string worst_name;
+    double worst = -1;
+    for (auto it = r.data["taps"].begin(); it != r.data["taps"].end(); ++it) {
+      const double u = it.value().value("underflow_rate", 0.0);
+      by_class[tensor_class(it.key())] = std::max(by_class[tensor_class(it.key())], u);
+      if (u > worst) worst = u, worst_name = it.key();
+    }
+    std::vector<std::string> row{recipe_label(r.params) + params_suffix(r.params, extra), std::to_string(r.params.value("seed", 0))};
+    for (auto& c : classes) row.push_back(by_class.count(c) ? fmt_pct(by_class[c]) : "-");
+    row.push_back(fmt::format("{} {}", worst_name, fmt_pct(worst)));
+    t.rows.push_back(row);
+    const std::string sc = r.params.value("scaling", ""), f = r.params.value("format", "");
+    if (sc == "delayed" && f == "e4m3") worst_delayed_e4m3 = std::max(worst_delayed_e4m3, worst);
+    if (sc == "block" && worst > worst_block) worst_block = worst, worst_block_name = worst_name;
+  }
+  sec["tables"].push_back(t.to_json());
+  if (worst_delayed_e4m3 > 0 && worst_block >= 0)
+    sec["summary"].push_back(
+        fmt::format("Worst tensor's underflow: {} under block scaling ({}) against {} under delayed per-tensor E4M3 ({:.2f} of it).",
+                    fmt_pct(worst_block), worst_block_name, fmt_pct(worst_delayed_e4m3), worst_block / worst_delayed_e4m3));
+}
+
 }  // namespace
 
 json recipe_section(const ReportInput& in) {
@@ -101,6 +149,7 @@ json recipe_section(const ReportInput& in) {
                       m.contains("speedup_vs_twin") ? fmt::format("{:.2f}x", m["speedup_vs_twin"].get<double>()) : "-"});
   }
   sec["tables"].push_back(t.to_json());
+  add_underflow_table(in.file.records, extra, sec);
 
   const std::string sweep = in.file.meta.value("sweep", std::string("recipe"));
 
