@@ -6,6 +6,7 @@
 #include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/model/schedule.hpp"
+#include "fp8scope/model/step_cost.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -235,4 +236,37 @@ TEST(Fp8Fields, LinearsAndFastAccumulation) {
   EXPECT_TRUE(c.attention());
   EXPECT_EQ(c.overflow, fp8::Overflow::nosat);
   EXPECT_EQ(c.recipe.format, fp8::RecipeFormat::e4m3);
+}
+
+// The step cost model: its GEMMs are the 6 N P FLOPs of the linears (fprop, dgrad, wgrad), in
+// probe_gemm's shapes, FP8 exactly where the run asks for it.
+TEST(StepCost, GemmsOfAGpt2StepAndTheirPrecision) {
+  model::StepShape s;
+  s.model.vocab = 50304, s.model.d_model = 768, s.model.n_layer = 12, s.model.n_head = 12;
+  s.batch = 16, s.seq_len = 1024, s.fp8 = true, s.fp8_linears = {"qkv", "proj", "fc1", "fc2"};
+  const auto costs = model::step_costs(s);
+  ASSERT_EQ(costs.size(), 9u);
+  EXPECT_EQ(costs[0].phase, "matmul");
+  double flops = 0;
+  for (auto& g : costs[0].gemms) {
+    flops += g.flops();
+    EXPECT_TRUE(g.fp8) << g.role;
+  }
+  const double N = 16.0 * 1024, linear_params = 12.0 * (768 * 2304 + 768 * 768 + 2 * 768 * 3072);
+  EXPECT_DOUBLE_EQ(flops, 6.0 * N * linear_params);
+  const auto& head = costs[1];
+  EXPECT_EQ(head.phase, "lm_head");
+  EXPECT_EQ(head.gemms[0].role, "lm_head.fprop");
+  EXPECT_EQ(head.gemms[0].m, 50304);  // probe_gemm's gemm_gpt2 shapes: m = out, n = tokens, k = in
+  EXPECT_EQ(head.gemms[0].n, 16384);
+  EXPECT_EQ(head.gemms[0].k, 768);
+  EXPECT_EQ(head.gemms[2].role, "lm_head.wgrad");
+  EXPECT_EQ(head.gemms[2].m, 768);
+  EXPECT_EQ(head.gemms[2].n, 50304);
+  EXPECT_EQ(head.gemms[2].k, 16384);
+  EXPECT_FALSE(head.gemms[0].fp8);  // the head stays BF16 unless listed
+  // Causal attention: (4 + 10) / 2 B NH T^2 hs per layer.
+  EXPECT_DOUBLE_EQ(costs[2].tensor_flops, 7.0 * 16 * 12 * 1024.0 * 1024 * 64 * 12);
+  s.model.arch = model::Arch::llama;
+  EXPECT_TRUE(model::step_costs(s).empty());
 }

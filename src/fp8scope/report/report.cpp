@@ -2,6 +2,7 @@
 
 #include "fp8scope/report/figures.hpp"
 #include "fp8scope/report/sections.hpp"
+#include "fp8scope/report/step_limits.hpp"
 
 #include <fmt/format.h>
 
@@ -49,6 +50,7 @@ json build_report(const ReportOptions& opt) {
   rep["inputs"] = inputs;
   json sections = json::array();
   sections.push_back(env_section(opt.results));
+  const MeasuredRates rates = measured_rates(opt.results);
   for (auto& in : opt.results) {
     const std::string probe = in.file.meta.value("probe", std::string());
     if (probe == "gemm")
@@ -56,7 +58,7 @@ json build_report(const ReportOptions& opt) {
     else if (probe == "vocab")
       sections.push_back(vocab_section(in));
     else if (probe == "train")
-      sections.push_back(train_section(in, find_peer(in, opt.peers, opt.results)));
+      sections.push_back(train_section(in, find_peer(in, opt.peers, opt.results), &rates));
     else if (probe == "benchmark")
       sections.push_back(bench_section(in));
     else if (probe == "recipe")

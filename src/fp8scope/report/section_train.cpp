@@ -2,6 +2,7 @@
 // loss against ln(V), where the GPU time goes, and the peer (PyTorch) side by side.
 #include "fp8scope/model/fp8_fields.hpp"
 #include "fp8scope/report/sections.hpp"
+#include "fp8scope/report/step_limits.hpp"
 
 #include <fmt/format.h>
 
@@ -62,7 +63,7 @@ std::string memory_vs(const core::Record& fp8, const core::Record& bf16) {
 }
 }  // namespace
 
-json train_section(const ReportInput& in, const ReportInput* peer) {
+json train_section(const ReportInput& in, const ReportInput* peer, const MeasuredRates* rates) {
   json sec = {{"title", fmt::format("Training runs '{}'", in.file.meta.value("sweep", in.path))},
               {"text", json::array()},
               {"summary", json::array()},
@@ -204,6 +205,7 @@ json train_section(const ReportInput& in, const ReportInput* peer) {
       delta.rows.push_back(row);
     }
     if (!delta.rows.empty()) sec["tables"].push_back(delta.to_json());
+    if (rates) add_limit_table(in.file.records, *rates, sec);
   }
   // Data-parallel runs: each rank's own view (its loss, its NaN onset, whether its FP8 scales
   // agreed with rank 0's, which they must with reduce_amax on).

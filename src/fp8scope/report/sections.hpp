@@ -10,6 +10,8 @@
 
 namespace fp8scope::report {
 
+struct MeasuredRates;  // step_limits.hpp
+
 json env_section(const std::vector<ReportInput>& inputs);
 json gemm_section(const ReportInput& in, const ReportInput* peer);
 // A GEMM sweep over scale modes (probe_gemm's a_scale / b_scale axes), and its tables: per
@@ -17,7 +19,8 @@ json gemm_section(const ReportInput& in, const ReportInput* peer);
 bool is_scaling_sweep(const std::vector<core::Record>& records);
 void add_scaling_tables(const std::vector<core::Record>& records, const std::string& sweep_name, json& section);
 json vocab_section(const ReportInput& in);
-json train_section(const ReportInput& in, const ReportInput* peer);
+// rates: what the report's GEMM and benchmark files measured, for the limit table (may be null).
+json train_section(const ReportInput& in, const ReportInput* peer, const MeasuredRates* rates = nullptr);
 json bench_section(const ReportInput& in);
 json recipe_section(const ReportInput& in);
 // null when the inputs hold nothing a seed claim can be judged from.

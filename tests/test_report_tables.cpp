@@ -1,6 +1,7 @@
-// The report's scale-mode tables, from records as probe_gemm writes them: the divisibility each
-// dimension needs per mode pair (with the candidates the records cannot separate), speed against
-// per-tensor scaling on the same shapes, accuracy against the FP32 product on the same data.
+// Report tables built from records as the probes write them: a GEMM sweep's scale modes (the
+// divisibility each dimension needs per mode pair, speed against per-tensor scaling on the same
+// shapes, accuracy against the FP32 product on the same data), a recipe sweep's underflow by
+// tensor class, and a training run's limit table (each phase beside its bound).
 #include "fp8scope/report/report.hpp"
 
 #include <fmt/format.h>
@@ -135,4 +136,52 @@ TEST(ReportScaling, RecipeUnderflowByTensorClass) {
   EXPECT_NE(md.find("Worst tensor's underflow: 8.0% under block scaling (1.qkv.grad_t) against 20.0% under delayed per-tensor E4M3 "
                     "(0.40 of it)."),
             std::string::npos);
+}
+
+// The limit table of a training run: each phase beside its bound from the rates the report's
+// GEMM and benchmark files measured.
+TEST(ReportLimits, EachPhaseBesideItsBound) {
+  core::ResultFile gemm;
+  gemm.meta = {{"probe", "gemm"}, {"sweep", "g"}};
+  // qkv.fprop of GPT-2 124M at 1000 TFLOP/s; every other GEMM falls back to the fastest rate.
+  core::Record g = core::make_record("g", {{"m", 2304}, {"n", 16384}, {"k", 768}, {"a", "e4m3"}, {"layout", "TN"}}, Outcome::ok);
+  g.data["metrics"] = {{"tflops", 900.0}, {"best_tflops", 1000.0}, {"ms", 0.1}};
+  g.data["timing"] = {{"median", 0.1}, {"q1", 0.1}, {"q3", 0.1}, {"rel_iqr", 0.0}};
+  g.data["accuracy"] = {{"rel_error", 1e-3}};
+  gemm.records.push_back(g);
+  core::ResultFile bench;
+  bench.meta = {{"probe", "benchmark"}};
+  core::Record b = core::make_record("copy", core::json::object(), Outcome::ok);
+  b.data["benchmark"] = {{"name", "copy/d2d_1GiB/manual_time_median"}, {"aggregate_name", "median"}, {"GB/s", 4000.0}};
+  bench.records.push_back(b);
+  core::ResultFile train;
+  train.meta = {{"probe", "train"}, {"sweep", "t"}};
+  core::Record r = core::make_record("run",
+                                     {{"vocab", 50304},
+                                      {"d_model", 768},
+                                      {"n_layer", 12},
+                                      {"n_head", 12},
+                                      {"batch", 16},
+                                      {"seq_len", 1024},
+                                      {"precision", "fp8"},
+                                      {"fp8_linears", "qkv,proj,fc1,fc2"},
+                                      {"attention", "flash"}},
+                                     Outcome::ok);
+  r.data["time_split_ms"] = {{"matmul", 20.0}, {"layernorm", 1.6}, {"fp8_recipe", 0.04}};
+  train.records.push_back(r);
+  report::ReportOptions opt;
+  opt.results = {{"g.json", gemm}, {"b.json", bench}, {"t.json", train}};
+  const core::json rep = report::build_report(opt);
+  const auto& t = table(rep, "Limits:");
+  ASSERT_EQ(t["rows"].size(), 4u);  // the three phases (in name order) and the step
+  // 12 layers x 12 GEMMs at 1000 TFLOP/s (the measured shape and the fastest rate alike):
+  // 6 N P FLOPs = 6 x 16384 x 84.9M = 8.35 TFLOP -> 8.35 ms; marked * (shapes not measured).
+  EXPECT_EQ(t["rows"][0][1], "0.04");  // fp8_recipe: no model for the recipe update, measured only
+  EXPECT_EQ(t["rows"][2][0], "matmul");
+  EXPECT_EQ(t["rows"][2][1], "20.00 / 8.35* (2.4x)");
+  // 24 layer LayerNorms x N x C x 2 bytes x 6 accesses (forward 2, backward 4 with the
+  // residual gradient) and the final one with 5, at 4000 GB/s.
+  const double ln_ms = (24 * 6 + 5) * 16384.0 * 768 * 2 / 4e12 * 1e3;
+  EXPECT_EQ(t["rows"][1][0], "layernorm");
+  EXPECT_EQ(t["rows"][1][1], fmt::format("1.60 / {:.2f} ({:.1f}x)", ln_ms, 1.6 / ln_ms));
 }

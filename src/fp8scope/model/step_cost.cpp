@@ -1,0 +1,62 @@
+#include "fp8scope/model/step_cost.hpp"
+
+#include <tuple>
+
+namespace fp8scope::model {
+
+std::vector<PhaseCost> step_costs(const StepShape& s) {
+  const GptConfig& c = s.model;
+  if (c.llama()) return {};
+  const double N = double(s.batch) * s.seq_len, C = c.d_model, F = c.ffn_width(), V = c.padded_vocab(), L = c.n_layer, T = s.seq_len;
+  const double P = double(param_count(c));
+  auto fp8 = [&](const std::string& linear) { return s.fp8 && s.fp8_linears.count(linear) > 0; };
+  auto linear = [&](const std::string& name, double in, double out, int count) {
+    const auto n = std::int64_t(N), i = std::int64_t(in), o = std::int64_t(out);
+    return std::vector<GemmCost>{{name + ".fprop", o, n, i, fp8(name), count},
+                                 {name + ".dgrad", i, n, o, fp8(name), count},
+                                 {name + ".wgrad", i, o, n, fp8(name), count}};
+  };
+  std::vector<PhaseCost> out;
+  PhaseCost mm{"matmul"};
+  for (auto [name, in, o] : {std::tuple<const char*, double, double>{"qkv", C, double(c.qkv_width())},
+                             {"proj", C, C},
+                             {"fc1", C, F},
+                             {"fc2", F, C}})
+    for (auto& g : linear(name, in, o, c.n_layer)) mm.gemms.push_back(g);
+  out.push_back(mm);
+  PhaseCost head{"lm_head"};
+  head.gemms = linear("lm_head", C, V, 1);
+  out.push_back(head);
+  // Causal attention: QK^T and PV forward (4 B NH T^2 hs FLOPs without the mask), backward 2.5x
+  // forward (five products), half of each under the causal mask.
+  PhaseCost att{"attention"};
+  att.tensor_flops = 0.5 * (4.0 + 10.0) * double(s.batch) * c.n_head * T * T * c.head_dim() * L;
+  // q, k, v, out, dout, dq, dk, dv in BF16 (plus the materialised scores and probabilities:
+  // FP32 scores written and read, BF16 probabilities written and read twice, their gradients).
+  att.bytes = L * (8.0 * N * C * 2);
+  if (!s.flash) att.bytes += L * double(s.batch) * c.n_head * T * T * (4 + 4 + 2 + 2 + 2 + 4 + 2);
+  out.push_back(att);
+  // Cross-entropy: the FP32 logits read, their gradient written (in FP8 when the loss casts
+  // the FP8 head's gradient itself, under delayed scaling).
+  out.push_back({"loss", {}, 0, N * V * (4 + (fp8("lm_head") && s.delayed ? 1 : 2))});
+  // LayerNorms: forward reads x and writes y; backward reads x and dy and adds into the
+  // residual stream's gradient (read and written), which is where the residual additions'
+  // backward happens; the final LayerNorm's backward starts that gradient (no read).
+  out.push_back({"layernorm", {}, 0, 2 * L * N * C * 2 * (2 + 4) + N * C * 2 * (2 + 3)});
+  // GELU: forward reads the pre-activation and writes the activation; backward reads the
+  // pre-activation and the gradient and writes the gradient, unless fc1's FP8 gradient cast
+  // does it (delayed scaling).
+  out.push_back({"gelu", {}, 0, L * N * F * 2 * (2 + (fp8("fc1") && s.delayed ? 0 : 3))});
+  // Two residual additions per layer in the forward: two read, one written (their backward
+  // is the LayerNorm backward's accumulation).
+  out.push_back({"residual", {}, 0, L * 2 * N * C * 2 * 3});
+  // AdamW on FP32 masters: parameter, gradient, two moments read; parameter, moments and the
+  // BF16 copy written; the gradient read once more for the norm.
+  out.push_back({"optimizer", {}, 0, P * (4 * 4 + 3 * 4 + 2 + 4)});
+  // Token and position rows gathered and summed (forward), the gradient scattered into both
+  // tables (backward, FP32 read-modify-write).
+  out.push_back({"embedding", {}, 0, N * C * (2 + 2 + 2) + N * C * (2 + 2 * 4 * 2)});
+  return out;
+}
+
+}  // namespace fp8scope::model

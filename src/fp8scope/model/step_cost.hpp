@@ -1,0 +1,48 @@
+#pragma once
+// What one GPT-2 training step of the hand-written model must at least do, phase by phase (the
+// phases of the step's profile: matmul, lm_head, attention, loss, layernorm, gelu, residual,
+// optimizer, embedding): its GEMMs with their shapes and precision, its other FLOPs (the fused
+// attention), and the bytes its memory-bound kernels move (each kernel's inputs read and outputs
+// written once, in the step's own order). The report divides them by measured rates to put a
+// bound beside each phase's measured time.
+#include "fp8scope/model/gpt_config.hpp"
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace fp8scope::model {
+
+// One GEMM as probe_gemm names it: D[m x n] = op(A)[m x k] op(B)[k x n], TN. fprop m = out
+// features, n = tokens, k = in features; dgrad m = in, n = tokens, k = out; wgrad m = in,
+// n = out, k = tokens.
+struct GemmCost {
+  std::string role;  // "qkv.fprop", ...
+  std::int64_t m = 0, n = 0, k = 0;
+  bool fp8 = false;
+  int count = 1;  // how many per step (one per layer)
+  double flops() const { return 2.0 * double(m) * double(n) * double(k) * count; }
+};
+
+struct PhaseCost {
+  std::string phase;
+  std::vector<GemmCost> gemms;
+  double tensor_flops = 0;  // tensor-core work outside cuBLASLt (the fused attention)
+  double bytes = 0;         // bytes read and written by the phase's memory-bound kernels
+};
+
+struct StepShape {
+  GptConfig model;
+  int batch = 0, seq_len = 0;
+  bool fp8 = false;
+  std::set<std::string> fp8_linears;  // qkv, proj, fc1, fc2, lm_head
+  bool flash = true;
+  bool delayed = true;  // FP8 delayed scaling: the loss writes the FP8 head's gradient and fc1's
+                        // gradient cast applies the GELU backward (no separate kernels)
+};
+
+// Empty for architectures the cost model does not describe (Llama so far).
+std::vector<PhaseCost> step_costs(const StepShape& s);
+
+}  // namespace fp8scope::model

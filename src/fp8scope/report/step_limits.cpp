@@ -1,0 +1,151 @@
+#include "fp8scope/report/step_limits.hpp"
+
+#include "fp8scope/model/step_cost.hpp"
+#include "fp8scope/report/sections.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace fp8scope::report {
+using core::Outcome;
+using core::Record;
+
+namespace {
+
+bool fp8_type(const std::string& t) { return t == "e4m3" || t == "e5m2"; }
+
+std::string gemm_key(bool fp8, long long m, long long n, long long k) { return fmt::format("{}|{}|{}|{}", fp8 ? "fp8" : "bf16", m, n, k); }
+
+// The step a training record ran, as the cost model needs it; false for what it cannot read.
+bool step_shape_of(const json& p, model::StepShape& s) {
+  if (p.value("arch", std::string("gpt2")) != "gpt2") return false;
+  s.model.vocab = p.value("vocab", 0);
+  s.model.pad_vocab_to = p.value("pad_vocab_to", 1);
+  s.model.max_seq = p.value("max_seq", 1024);
+  s.model.d_model = p.value("d_model", 0);
+  s.model.n_layer = p.value("n_layer", 0);
+  s.model.n_head = p.value("n_head", 1);
+  s.batch = p.value("batch", 0);
+  s.seq_len = p.value("seq_len", 0);
+  s.fp8 = p.value("precision", std::string("bf16")) == "fp8";
+  s.flash = p.value("attention", std::string("materialized")) == "flash";
+  s.delayed = p.value("scaling", std::string("delayed")) == "delayed";
+  std::string list = p.value("fp8_linears", std::string("all"));
+  if (list == "all") list = "qkv,proj,fc1,fc2,lm_head";
+  if (list == "none") list.clear();
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) s.fp8_linears.insert(item);
+  return s.model.vocab > 0 && s.model.d_model > 0 && s.model.n_layer > 0 && s.batch > 0 && s.seq_len > 0;
+}
+
+}  // namespace
+
+MeasuredRates measured_rates(const std::vector<ReportInput>& inputs) {
+  MeasuredRates m;
+  for (auto& in : inputs) {
+    const std::string probe = in.file.meta.value("probe", std::string());
+    if (probe == "gemm")
+      for (auto& r : in.file.records) {
+        const json& p = r.params;
+        if (r.outcome != Outcome::ok || !r.data.contains("metrics") || p.value("layout", "TN") != "TN" || p.value("batch", 1LL) != 1 ||
+            p.value("a_scale", std::string("tensor")) != "tensor" || p.value("b_scale", std::string("tensor")) != "tensor")
+          continue;
+        const bool fp8 = fp8_type(p.value("a", "")), bf16 = p.value("a", "") == "bf16";
+        if (!fp8 && !bf16) continue;
+        const json& mt = r.data["metrics"];
+        const double tf = mt.value("best_tflops", mt.value("tflops", 0.0));
+        double& slot = m.gemm_tflops[gemm_key(fp8, p.value("m", 0LL), p.value("n", 0LL), p.value("k", 0LL))];
+        slot = std::max(slot, tf);
+        (fp8 ? m.fastest_fp8 : m.fastest_bf16) = std::max(fp8 ? m.fastest_fp8 : m.fastest_bf16, tf);
+        if (m.gemm_from.find(in.path) == std::string::npos) m.gemm_from += (m.gemm_from.empty() ? "" : ", ") + in.path;
+      }
+    if (probe == "benchmark")
+      for (auto& r : in.file.records) {
+        const json& b = r.data.value("benchmark", json::object());
+        if (b.value("name", std::string()).rfind("copy/d2d_1GiB", 0) != 0) continue;
+        if (b.contains("aggregate_name") && b.value("aggregate_name", std::string()) != "median") continue;
+        if (b.contains("GB/s")) m.copy_gbs = b["GB/s"].get<double>(), m.copy_from = in.path;
+      }
+  }
+  return m;
+}
+
+void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates, json& sec) {
+  if (!rates.any()) return;
+  std::vector<const Record*> runs;
+  for (auto& r : recs)
+    if (r.data.contains("time_split_ms") && !r.data["time_split_ms"].empty()) runs.push_back(&r);
+  if (runs.empty()) return;
+  const auto extra = varying_params(recs, {});
+  Table t{fmt::format("Limits: each phase's measured time against its bound, ms (measured / bound, and their ratio). Bounds: GEMMs at "
+                      "the fastest algorithm probe_gemm measured for the shape ({}; * = shape not measured, the fastest rate measured "
+                      "for the precision instead), the fused attention's FLOPs at the fastest BF16 GEMM rate ({:.0f} TFLOP/s), bytes "
+                      "at the copy bandwidth ({:.0f} GB/s, {})",
+                      rates.gemm_from.empty() ? "none" : rates.gemm_from, rates.fastest_bf16, rates.copy_gbs,
+                      rates.copy_from.empty() ? "none" : rates.copy_from),
+          {"phase"},
+          {}};
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> phases;
+  std::vector<std::map<std::string, std::string>> cells(runs.size());
+  std::vector<double> total_measured(runs.size(), 0), total_bound(runs.size(), 0);
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const Record& r = *runs[i];
+    t.columns.push_back(params_suffix(r.params, extra).empty() ? r.key : params_suffix(r.params, extra).substr(1));
+    model::StepShape shape;
+    const bool modelled = step_shape_of(r.params, shape);
+    const auto costs = modelled ? model::step_costs(shape) : std::vector<model::PhaseCost>{};
+    for (auto it = r.data["time_split_ms"].begin(); it != r.data["time_split_ms"].end(); ++it) {
+      const std::string ph = it.key();
+      if (std::find(phases.begin(), phases.end(), ph) == phases.end()) phases.push_back(ph);
+      const double measured = it.value().get<double>();
+      total_measured[i] += measured;
+      auto c = std::find_if(costs.begin(), costs.end(), [&](const model::PhaseCost& pc) { return pc.phase == ph; });
+      if (c == costs.end()) {
+        cells[i][ph] = fmt_num(measured, 2);
+        continue;
+      }
+      double gemm_ms = 0, flop_ms = 0;
+      bool guessed = false, missing = false;
+      for (auto& g : c->gemms) {
+        auto rate = rates.gemm_tflops.find(gemm_key(g.fp8, g.m, g.n, g.k));
+        double tf = rate != rates.gemm_tflops.end() ? rate->second : (g.fp8 ? rates.fastest_fp8 : rates.fastest_bf16);
+        if (rate == rates.gemm_tflops.end()) guessed = true;
+        if (!(tf > 0)) missing = true;
+        gemm_ms += tf > 0 ? g.flops() / (tf * 1e12) * 1e3 : 0;
+      }
+      if (c->tensor_flops > 0) {
+        if (rates.fastest_bf16 > 0)
+          flop_ms = c->tensor_flops / (rates.fastest_bf16 * 1e12) * 1e3;
+        else
+          missing = true;
+      }
+      const double byte_ms = rates.copy_gbs > 0 ? c->bytes / (rates.copy_gbs * 1e9) * 1e3 : 0;
+      if (c->bytes > 0 && !(rates.copy_gbs > 0)) missing = true;
+      const double bound = std::max(gemm_ms + flop_ms, byte_ms);
+      if (missing || !(bound > 0)) {
+        cells[i][ph] = fmt_num(measured, 2) + " / -";
+        continue;
+      }
+      total_bound[i] += bound;
+      cells[i][ph] = fmt::format("{:.2f} / {:.2f}{} ({:.1f}x)", measured, bound, guessed ? "*" : "", measured / bound);
+    }
+  }
+  for (auto& ph : phases) {
+    std::vector<std::string> row{ph};
+    for (std::size_t i = 0; i < runs.size(); ++i) row.push_back(cells[i].count(ph) ? cells[i][ph] : "");
+    t.rows.push_back(row);
+  }
+  std::vector<std::string> total{"step (phases summed)"};
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    total.push_back(total_bound[i] > 0 ? fmt::format("{:.2f} / {:.2f} ({:.1f}x)", total_measured[i], total_bound[i],
+                                                     total_measured[i] / total_bound[i])
+                                       : fmt_num(total_measured[i], 2));
+  t.rows.push_back(total);
+  sec["tables"].push_back(t.to_json());
+}
+
+}  // namespace fp8scope::report
