@@ -69,6 +69,20 @@ TEST(VocabVerdict, TokenizerSizesCannotDecide) {
   EXPECT_NE(because.find("p = 2, 4, 8, 16, 32, 64, 128 or 256"), std::string::npos) << because;
   EXPECT_NE(because.find("V % 32 == 16"), std::string::npos) << because;
   EXPECT_NE(s["verdict"].get<std::string>().find("cannot tell them apart"), std::string::npos);
+  // The padding advice takes the largest divisor the records allow: 32256 for 32001, not run.
+  EXPECT_EQ(s["padding"][0]["vocab"], 32001);
+  EXPECT_EQ(s["padding"][0]["pad_to"], 32256);
+  EXPECT_NE(s["verdict"].get<std::string>().find("Padding: 32001 -> 32256 (untested)"), std::string::npos);
+}
+
+// A sweep that ran the padded size names it as the padding that works.
+TEST(VocabVerdict, PaddingNamesTheMultipleThatRan) {
+  const std::vector<long long> vs = {32000, 32001, 32008, 32016};
+  const core::json s = summarize_vocab(vocab_records(vs, [](long long v) { return v % 16 == 0; }), kH200)["e4m3"];
+  ASSERT_EQ(s["padding"].size(), 2u);
+  EXPECT_EQ(s["padding"][0]["pad_to"], 32016);
+  EXPECT_EQ(s["padding"][0]["evidence"], "the next multiple of 16; ran every role");
+  EXPECT_NE(s["verdict"].get<std::string>().find("Padding: 32001 -> 32016, 32008 -> 32016."), std::string::npos) << s["verdict"];
 }
 
 // Only with a V divisible by 16 but not 32 failing (and one divisible by 32 but not 64

@@ -20,7 +20,8 @@ struct GemmRunOptions {
   std::uint64_t seed = 1;
   std::size_t workspace_bytes = 32u << 20;
   // Test hook: the A scale handed to cuBLASLt is multiplied by this while the reference uses
-  // the true one, so a correct GEMM must be reported `incorrect`.
+  // the true one, so a correct GEMM must be reported `incorrect` (points whose codes are drawn
+  // directly with per-tensor scales; scale-mode points hand cuBLASLt their scale tensors).
   float planted_scale_error = 1.0f;
 };
 

@@ -157,6 +157,33 @@ json summarize_vocab(const std::vector<core::Record>& records, const json& env) 
       text += a.smallest_sufficient ? fmt::format("; every tested multiple of {} works.", *a.smallest_sufficient) : ".";
     }
     text += fmt::format(" \"Vocab divisible by 32\": {} ({}).", c32.verdict, c32.because);
+    // What to pad a failing V to: the next multiple of a divisor the records allow, the
+    // largest of them (safe while the records cannot tell the candidates apart) unless the
+    // sweep ran a smaller candidate's multiple and saw it work.
+    json padding = json::array();
+    std::vector<std::string> pads;
+    std::vector<long long> divisors = a.consistent;
+    if (divisors.empty() && a.smallest_sufficient) divisors.push_back(*a.smallest_sufficient);
+    for (long long v : failing) {
+      if (divisors.empty()) break;
+      json e = {{"vocab", v}};
+      const long long safe = (v + divisors.back() - 1) / divisors.back() * divisors.back();
+      e["pad_to"] = safe, e["evidence"] = fmt::format("the next multiple of {}; not run in this sweep", divisors.back());
+      std::string text_pad = fmt::format("{} -> {} (untested)", v, safe);
+      for (auto d = divisors.rbegin(); d != divisors.rend(); ++d)
+        if (const long long to = (v + *d - 1) / *d * *d; ok.count(to)) {
+          e["pad_to"] = to, e["evidence"] = fmt::format("the next multiple of {}; ran every role", *d);
+          text_pad = fmt::format("{} -> {}", v, to);
+          break;
+        }
+      pads.push_back(text_pad);
+      padding.push_back(e);
+    }
+    f["padding"] = padding;
+    if (!pads.empty()) {
+      if (pads.size() > 6) pads.resize(6), pads.push_back("...");
+      text += fmt::format(" Padding: {}.", join(pads, ", "));
+    }
     f["verdict"] = text;
     out[format] = f;
   }

@@ -18,10 +18,8 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   };
   std::vector<PhaseCost> out;
   PhaseCost mm{"matmul"};
-  for (auto [name, in, o] : {std::tuple<const char*, double, double>{"qkv", C, double(c.qkv_width())},
-                             {"proj", C, C},
-                             {"fc1", C, F},
-                             {"fc2", F, C}})
+  for (auto [name, in, o] :
+       {std::tuple<const char*, double, double>{"qkv", C, double(c.qkv_width())}, {"proj", C, C}, {"fc1", C, F}, {"fc2", F, C}})
     for (auto& g : linear(name, in, o, c.n_layer)) mm.gemms.push_back(g);
   out.push_back(mm);
   PhaseCost head{"lm_head"};

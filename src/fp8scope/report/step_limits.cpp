@@ -141,9 +141,9 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
   }
   std::vector<std::string> total{"step (phases summed)"};
   for (std::size_t i = 0; i < runs.size(); ++i)
-    total.push_back(total_bound[i] > 0 ? fmt::format("{:.2f} / {:.2f} ({:.1f}x)", total_measured[i], total_bound[i],
-                                                     total_measured[i] / total_bound[i])
-                                       : fmt_num(total_measured[i], 2));
+    total.push_back(total_bound[i] > 0
+                        ? fmt::format("{:.2f} / {:.2f} ({:.1f}x)", total_measured[i], total_bound[i], total_measured[i] / total_bound[i])
+                        : fmt_num(total_measured[i], 2));
   t.rows.push_back(total);
   sec["tables"].push_back(t.to_json());
 }
