@@ -192,6 +192,13 @@ TEST(CpuFp8, RowwiseAndBlockScalingTrainAndLoseLessToUnderflowThanDelayedScaling
     for (const auto& t : fp8.taps()) names.insert(t.tensor);
     for (const char* n : {"fc1.input", "fc1.input_t", "fc1.weight", "fc1.grad", "fc1.grad_t"}) EXPECT_TRUE(names.count(n)) << n;
     EXPECT_EQ(names.count("fc1.weight_t"), s == fp8::Scaling::rowwise ? 1u : 0u);
+    // Each copy's tap carries its blocks' amax spread.
+    for (const auto& t : fp8.taps())
+      if (t.scale != 0.0f) {
+        ASSERT_GT(t.blocks, 0) << t.tensor;
+        EXPECT_LE(t.block_amax_min, t.block_amax_median) << t.tensor;
+        EXPECT_LE(t.block_amax_median, t.amax) << t.tensor;
+      }
     // E4M3 gradients: delayed per-tensor scaling flushes a large part of them to zero.
     EXPECT_LT(underflow(fp8.taps(), ".grad"), underflow(delayed.taps(), ".grad") / 5) << to_string(s);
   }

@@ -18,8 +18,9 @@ json downsample(const std::vector<double>& v, int points) {
 
 json summarize_taps(const std::vector<fp8::Tap>& taps, int points) {
   struct Hist {
-    std::vector<double> amax, scale, saturated;  // per step; saturated as a fraction
-    long long sat = 0, under = 0, n = 0;
+    std::vector<double> amax, scale, saturated;   // per step; saturated as a fraction
+    std::vector<double> block_min, block_median;  // per step, per-row/per-block scaling only
+    long long sat = 0, under = 0, n = 0, blocks = 0;
   };
   std::map<std::string, Hist> hist;
   for (const auto& t : taps) {
@@ -29,14 +30,19 @@ json summarize_taps(const std::vector<fp8::Tap>& taps, int points) {
     h.scale.push_back(t.scale);
     h.saturated.push_back(t.elements ? double(t.saturated) / double(t.elements) : 0.0);
     h.sat += t.saturated, h.under += t.underflow, h.n += t.elements;
+    if (t.blocks > 0) h.blocks = t.blocks, h.block_min.push_back(t.block_amax_min), h.block_median.push_back(t.block_amax_median);
   }
   json out = json::object();
-  for (auto& [name, h] : hist)
+  for (auto& [name, h] : hist) {
     out[name] = {{"amax", downsample(h.amax, points)},
                  {"scale", downsample(h.scale, points)},
                  {"saturated", downsample(h.saturated, points)},
                  {"saturated_rate", h.n ? double(h.sat) / double(h.n) : 0.0},
                  {"underflow_rate", h.n ? double(h.under) / double(h.n) : 0.0}};
+    if (h.blocks > 0)
+      out[name]["blocks"] = {
+          {"count", h.blocks}, {"amax_min", downsample(h.block_min, points)}, {"amax_median", downsample(h.block_median, points)}};
+  }
   return out;
 }
 

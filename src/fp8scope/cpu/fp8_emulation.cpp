@@ -96,8 +96,14 @@ const double* Fp8Emulation::quantize_operand(int layer, const std::string& tenso
     min_scale = b == 0 ? 1.0f / dq[b] : std::min(min_scale, 1.0f / dq[b]);
   }
   (void)nonfinite;
+  std::vector<float> finite;
+  for (float a : amax)
+    if (!std::isnan(a)) finite.push_back(a);
+  std::sort(finite.begin(), finite.end());
+  const auto nonzero = std::upper_bound(finite.begin(), finite.end(), 0.0f);
   taps_.push_back({step_, layer, tensor, role == "grad" ? "backward" : "forward", amax_all, min_scale, nonfinite_out, saturated, underflow,
-                   (long long)(outer * inner)});
+                   (long long)(outer * inner), (long long)amax.size(), nonzero == finite.end() ? 0.0 : double(*nonzero),
+                   finite.empty() ? 0.0 : double(finite[finite.size() / 2])});
   return buf.data();
 }
 

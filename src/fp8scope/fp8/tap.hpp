@@ -16,6 +16,10 @@ struct Tap {
   long long nonfinite;       // quantised tensors: non-finite FP8 values (incl. overflow without saturation)
   long long saturated, underflow;
   long long elements;
+  // Per-row and per-block scaling: the tensor's blocks and their smallest (non-zero) and median
+  // amax (amax above is the largest): the spread one per-tensor scale would have to cover.
+  long long blocks = 0;
+  double block_amax_min = 0, block_amax_median = 0;
 };
 
 // The first tap (in execution order) of the first step with a non-finite value: where a NaN
