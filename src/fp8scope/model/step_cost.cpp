@@ -21,9 +21,23 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   for (auto [name, in, o] :
        {std::tuple<const char*, double, double>{"qkv", C, double(c.qkv_width())}, {"proj", C, C}, {"fc1", C, F}, {"fc2", F, C}})
     for (auto& g : linear(name, in, o, c.n_layer)) mm.gemms.push_back(g);
+  // FP8 casts: each one reads BF16 and writes the FP8 tensor and its transpose (4 bytes an
+  // element): the inputs the LayerNorm or GELU does not write in FP8 already, every output
+  // gradient (fc1's also reads the pre-activation when it applies the GELU backward), and the
+  // weights once a step.
+  const bool fuses = s.fp8 && s.fused && s.delayed;
+  auto cast = [&](const std::string& name, double in, double out_w, bool input_fused) {
+    if (!fp8(name)) return 0.0;
+    const double dgelu = name == "fc1" && s.delayed ? 2.0 : 0.0;
+    return (input_fused ? 0.0 : N * in * 4) + N * out_w * (4 + dgelu) + in * out_w * 4;
+  };
+  mm.serial_bytes =
+      L * (cast("qkv", C, c.qkv_width(), fuses) + cast("proj", C, C, false) + cast("fc1", C, F, fuses) + cast("fc2", F, C, fuses));
   out.push_back(mm);
   PhaseCost head{"lm_head"};
   head.gemms = linear("lm_head", C, V, 1);
+  // The head's gradient is cast by the loss under delayed scaling (counted there).
+  if (fp8("lm_head")) head.serial_bytes = N * C * 4 + V * C * 4 + (s.delayed ? 0.0 : N * V * 4);
   out.push_back(head);
   // Causal attention: QK^T and PV forward (4 B NH T^2 hs FLOPs without the mask), backward 2.5x
   // forward (five products), half of each under the causal mask.

@@ -30,6 +30,9 @@ struct PhaseCost {
   std::vector<GemmCost> gemms;
   double tensor_flops = 0;  // tensor-core work outside cuBLASLt (the fused attention)
   double bytes = 0;         // bytes read and written by the phase's memory-bound kernels
+  // Bytes of kernels that run between the phase's GEMMs and add to their time (the FP8 casts
+  // and transposes of the matmul and LM-head phases).
+  double serial_bytes = 0;
 };
 
 struct StepShape {
@@ -40,6 +43,8 @@ struct StepShape {
   bool flash = true;
   bool delayed = true;  // FP8 delayed scaling: the loss writes the FP8 head's gradient and fc1's
                         // gradient cast applies the GELU backward (no separate kernels)
+  bool fused = false;   // the fused variants: under delayed scaling the LayerNorms and the GELU
+                        // write the FP8 inputs of qkv, fc1 and fc2 themselves
 };
 
 // Empty for architectures the cost model does not describe (Llama so far).

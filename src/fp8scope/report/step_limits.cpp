@@ -33,6 +33,7 @@ bool step_shape_of(const json& p, model::StepShape& s) {
   s.fp8 = p.value("precision", std::string("bf16")) == "fp8";
   s.flash = p.value("attention", std::string("materialized")) == "flash";
   s.delayed = p.value("scaling", std::string("delayed")) == "delayed";
+  s.fused = p.value("variant", std::string("custom")) != "custom";
   std::string list = p.value("fp8_linears", std::string("all"));
   if (list == "all") list = "qkv,proj,fc1,fc2,lm_head";
   if (list == "none") list.clear();
@@ -82,7 +83,8 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
   const auto extra = varying_params(recs, {});
   Table t{fmt::format("Limits: each phase's measured time against its bound, ms (measured / bound, and their ratio). Bounds: GEMMs at "
                       "the fastest algorithm probe_gemm measured for the shape ({}; * = shape not measured, the fastest rate measured "
-                      "for the precision instead), the fused attention's FLOPs at the fastest BF16 GEMM rate ({:.0f} TFLOP/s), bytes "
+                      "for the precision instead) plus the FP8 casts between them, the fused attention's FLOPs at the fastest BF16 GEMM "
+                      "rate ({:.0f} TFLOP/s), bytes "
                       "at the copy bandwidth ({:.0f} GB/s, {})",
                       rates.gemm_from.empty() ? "none" : rates.gemm_from, rates.fastest_bf16, rates.copy_gbs,
                       rates.copy_from.empty() ? "none" : rates.copy_from),
@@ -124,8 +126,9 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
           missing = true;
       }
       const double byte_ms = rates.copy_gbs > 0 ? c->bytes / (rates.copy_gbs * 1e9) * 1e3 : 0;
-      if (c->bytes > 0 && !(rates.copy_gbs > 0)) missing = true;
-      const double bound = std::max(gemm_ms + flop_ms, byte_ms);
+      const double serial_ms = rates.copy_gbs > 0 ? c->serial_bytes / (rates.copy_gbs * 1e9) * 1e3 : 0;
+      if ((c->bytes > 0 || c->serial_bytes > 0) && !(rates.copy_gbs > 0)) missing = true;
+      const double bound = std::max(gemm_ms + flop_ms, byte_ms) + serial_ms;
       if (missing || !(bound > 0)) {
         cells[i][ph] = fmt_num(measured, 2) + " / -";
         continue;
