@@ -111,6 +111,20 @@ TEST(Gate, AccuracyGrowthFails) {
   EXPECT_EQ(f[0].check, "accuracy");
 }
 
+// A scale-mode point's error against the FP32 product is gated on its own: a library whose
+// block-scaled GEMM loses accuracy fails even when its error against its own inputs holds.
+TEST(Gate, ErrorAgainstTheFp32ProductGrowthFails) {
+  auto base = baseline(), cur = baseline();
+  rec(base, "gemm/a").data["accuracy"]["quant_rel_error"] = 0.036;
+  rec(base, "gemm/a").data["accuracy"]["row_error_p90"] = 0.062;
+  rec(cur, "gemm/a").data["accuracy"]["quant_rel_error"] = 0.037;  // within growth
+  rec(cur, "gemm/a").data["accuracy"]["row_error_p90"] = 0.13;     // the rows per-tensor scaling loses
+  auto f = failures(run_gate(base, cur, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].check, "rows p90");
+  EXPECT_EQ(f[0].key, "gemm/a");
+}
+
 TEST(Gate, MissingRecordFails) {
   auto cur = baseline();
   cur.records.erase(cur.records.begin() + 2);

@@ -70,11 +70,17 @@ std::optional<Speed> speed_of(const Record& r) {
   return std::nullopt;
 }
 
-std::optional<double> rel_error_of(const Record& r) {
-  if (r.data.contains("accuracy") && r.data["accuracy"].contains("rel_error") && r.data["accuracy"]["rel_error"].is_number())
-    return r.data["accuracy"]["rel_error"].get<double>();
+std::optional<double> accuracy_of(const Record& r, const char* key) {
+  if (r.data.contains("accuracy") && r.data["accuracy"].contains(key) && r.data["accuracy"][key].is_number())
+    return r.data["accuracy"][key].get<double>();
   return std::nullopt;
 }
+
+// The errors a record may carry, each gated on its own: against the reference of the values the
+// GEMM read, and (scale-mode points with FP32 inputs) against the unquantised product, whole and
+// for the worst rows (where a coarser scale shows first): "err fp32", "rows p90".
+constexpr std::pair<const char*, const char*> kErrors[] = {
+    {"rel_error", "accuracy"}, {"quant_rel_error", "err fp32"}, {"row_error_p90", "rows p90"}};
 
 std::optional<json> nan_onset_of(const Record& r) {
   if (r.data.contains("nan_onset") && r.data["nan_onset"].is_object()) return r.data["nan_onset"];
@@ -240,11 +246,12 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
            rule, worse_by, v});
     }
     // Accuracy.
-    auto eb = rel_error_of(b), ec = rel_error_of(c);
-    if (eb && ec) {
+    for (auto [key, check] : kErrors) {
+      auto eb = accuracy_of(b, key), ec = accuracy_of(c, key);
+      if (!eb || !ec) continue;
       const double limit = *eb * (1 + t.accuracy_growth) + t.accuracy_floor;
       const Verdict v = *ec > limit ? Verdict::fail : Verdict::pass;
-      add({b.key, "accuracy", fmt::format("{:.3g}", *eb), fmt::format("{:.3g}", *ec), fmt::format("<= {:.3g}", limit), rule,
+      add({b.key, check, fmt::format("{:.3g}", *eb), fmt::format("{:.3g}", *ec), fmt::format("<= {:.3g}", limit), rule,
            *eb > 0 ? *ec / *eb - 1 : 0, v});
     }
     // Stability.
