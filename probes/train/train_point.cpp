@@ -83,16 +83,7 @@ std::vector<core::ParamSpec> train_settings() {
 TrainPoint train_point_from(const json& p) {
   TrainPoint t;
   t.backend = p["backend"];
-  t.model.vocab = p["vocab"];
-  t.model.pad_vocab_to = p["pad_vocab_to"];
-  t.model.d_model = p["d_model"];
-  t.model.n_layer = p["n_layer"];
-  t.model.n_head = p["n_head"];
-  t.model.arch = model::parse_arch(p.value("arch", std::string("gpt2"))).value_or(model::Arch::gpt2);
-  t.model.n_kv_head = p.value("n_kv_head", 0);
-  t.model.ffn = p.value("ffn", 0);
-  t.model.max_seq = p["max_seq"];
-  t.model.tied = p["tied"];
+  t.model = model::gpt_config_from(p);
   t.batch = p["batch"];
   t.seq_len = p["seq_len"];
   t.steps = p["steps"];

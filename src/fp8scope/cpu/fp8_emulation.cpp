@@ -58,13 +58,12 @@ const double* Fp8Emulation::quantize_operand(int layer, const std::string& tenso
   auto at = [&](std::int64_t o, std::int64_t k) { return k_along_cols ? o * cols + k : k * cols + o; };
   const fp8::ScaleGeometry g = fp8::scale_geometry(mode, outer, inner);
   std::vector<float> amax(std::size_t(g.blocks()), 0.0f);
-  long long nonfinite = 0;
   for (std::int64_t o = 0; o < outer; ++o)
     for (std::int64_t k = 0; k < inner; ++k) {
       const double v = x[at(o, k)];
       float& a = amax[std::size_t(g.block_of(o, k))];
       if (!std::isfinite(v))
-        ++nonfinite, a = NAN;
+        a = NAN;
       else if (!std::isnan(a))
         a = std::max(a, std::fabs(float(v)));
     }
@@ -95,7 +94,6 @@ const double* Fp8Emulation::quantize_operand(int layer, const std::string& tenso
     if (!std::isnan(amax[b])) amax_all = std::max(amax_all, double(amax[b]));
     min_scale = b == 0 ? 1.0f / dq[b] : std::min(min_scale, 1.0f / dq[b]);
   }
-  (void)nonfinite;
   std::vector<float> finite;
   for (float a : amax)
     if (!std::isnan(a)) finite.push_back(a);

@@ -39,7 +39,6 @@ class Fp8Emulation {
                                  bool k_along_cols);
   // The buffer the last quantize / quantize_operand of (layer, tensor) returned.
   const double* quantized(int layer, const std::string& tensor) const { return buffers_.at({layer, tensor}).data(); }
-  bool per_block() const { return fp8::per_block(opt_.recipe.scaling); }
   fp8::Scaling scaling() const { return opt_.recipe.scaling; }
   // A tensor that stays in high precision: only amax and non-finite count are tapped.
   void observe(int layer, const std::string& tensor, const std::string& pass, const double* x, std::size_t n);

@@ -237,7 +237,7 @@ const char* const kLinearNames[] = {"qkv", "proj", "fc1", "fc2", "lm_head"};
 
 void CpuGpt::linear_fwd(int layer, int which, double* out, const double* x, const double* W, const double* b, int N, int IC, int OC,
                         const double** xq, const double** wq) {
-  if (fp8_ && fp8_->fp8_linear(kLinearNames[which]) && fp8_->per_block()) {
+  if (fp8_ && fp8_->fp8_linear(kLinearNames[which]) && fp8::per_block(fp8_->scaling())) {
     // Scales per row or block belong to one GEMM's reduction dimension: backward quantises
     // its own copies, so it keeps the high-precision operands.
     const std::string name = kLinearNames[which];
@@ -263,7 +263,7 @@ void CpuGpt::linear_bwd(int layer, int which, double* dx, double* dW, double* db
   if (db)
     for (int n = 0; n < N; ++n)
       for (int o = 0; o < OC; ++o) db[o] += dy[std::int64_t(n) * OC + o];
-  if (fp8_ && fp8_->fp8_linear(kLinearNames[which]) && fp8_->per_block()) {
+  if (fp8_ && fp8_->fp8_linear(kLinearNames[which]) && fp8::per_block(fp8_->scaling())) {
     // dgrad (dx = dy W) reduces over the output features: dy by its rows, W by its columns
     // (128x128 blocks serve both directions, so block scaling reuses the forward copy). wgrad
     // (dW = dy^T x) reduces over the tokens: dy and x each quantised along them, as

@@ -10,10 +10,14 @@ std::vector<std::optional<fp8::Format>> formats_of(const model::TapPlan& p) {
   for (const auto& s : p.slots()) out.push_back(s.format);
   return out;
 }
-std::vector<float> planted_of(const model::TapPlan& p, const model::Fp8ModelConfig& f) {
-  // The first use of the config: refuse what the GPU cannot do (the probes say so earlier).
+// The config, once it is one the GPU model can run (the probes refuse the others earlier, with
+// a line of their own).
+const model::Fp8ModelConfig& runnable(const model::Fp8ModelConfig& f) {
   if (fp8::per_block(f.recipe.scaling))
     throw std::invalid_argument("scaling " + fp8::to_string(f.recipe.scaling) + " has no GPU quantisation kernels yet");
+  return f;
+}
+std::vector<float> planted_of(const model::TapPlan& p, const model::Fp8ModelConfig& f) {
   std::vector<float> out(p.slots().size(), 1.0f);
   for (const auto& [key, factor] : f.planted_scale)
     if (int i = p.index(key.first, key.second); i >= 0) out[std::size_t(i)] = factor;
@@ -22,7 +26,7 @@ std::vector<float> planted_of(const model::TapPlan& p, const model::Fp8ModelConf
 }  // namespace
 
 Fp8Runtime::Fp8Runtime(const model::GptConfig& cfg, int B, int T, const model::Fp8ModelConfig& f, cudaStream_t s, bool flash_attention)
-    : cfg_(f),
+    : cfg_(runnable(f)),
       plan_(cfg, B, T, f, flash_attention),
       stream_(s),
       stats_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(fp8::CastStats)),

@@ -17,6 +17,21 @@ std::optional<Arch> parse_arch(const std::string& s) {
 
 const char* to_string(Arch a) { return a == Arch::llama ? "llama" : "gpt2"; }
 
+GptConfig gpt_config_from(const nlohmann::json& p) {
+  GptConfig c;
+  c.vocab = p.value("vocab", c.vocab);
+  c.pad_vocab_to = p.value("pad_vocab_to", c.pad_vocab_to);
+  c.d_model = p.value("d_model", c.d_model);
+  c.n_layer = p.value("n_layer", c.n_layer);
+  c.n_head = p.value("n_head", c.n_head);
+  c.arch = parse_arch(p.value("arch", std::string(to_string(c.arch)))).value_or(Arch::gpt2);
+  c.n_kv_head = p.value("n_kv_head", c.n_kv_head);
+  c.ffn = p.value("ffn", c.ffn);
+  c.max_seq = p.value("max_seq", c.max_seq);
+  c.tied = p.value("tied", c.tied);
+  return c;
+}
+
 std::string validate(const GptConfig& c, int seq_len, int batch) {
   if (c.vocab < 2) return fmt::format("vocab={} must be at least 2", c.vocab);
   if (c.pad_vocab_to < 1) return fmt::format("pad_vocab_to={} must be at least 1", c.pad_vocab_to);

@@ -3,6 +3,8 @@
 // that reject a config before any work starts. Two architectures are data here, not copies of
 // the model: GPT-2 (learned positions, LayerNorm with bias, GELU MLP of 4 d, biases, tied head)
 // and Llama (rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention, no biases).
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,6 +41,10 @@ struct GptConfig {
 // "gpt2" / "llama"; nullopt for anything else.
 std::optional<Arch> parse_arch(const std::string& s);
 const char* to_string(Arch a);
+
+// The model fields of a sweep point or of a record's params (vocab, pad_vocab_to, d_model,
+// n_layer, n_head, arch, n_kv_head, ffn, max_seq, tied); an absent field keeps its default.
+GptConfig gpt_config_from(const nlohmann::json& params);
 
 // "" when valid, else one line naming the field; seq_len/batch are the run's.
 std::string validate(const GptConfig& c, int seq_len, int batch);

@@ -22,13 +22,14 @@ std::string shape_label(const json& p) {
   return s;
 }
 
-std::string config_label(const json& p) {
+// with_inputs: name the scale-mode points' data pattern (their refusals do not depend on it).
+std::string config_label(const json& p, bool with_inputs = true) {
   std::string s = fmt::format("{} {}x{}->{}", p.value("layout", "?"), p.value("a", "?"), p.value("b", "?"), p.value("d", "?"));
   if (p.value("epilogue", "none") != "none") s += " +" + p.value("epilogue", std::string());
   if (is_fp8(p.value("a", "")) && !p.value("fast_accum", true)) s += " noFA";
   if (p.value("a_scale", std::string("tensor")) != "tensor" || p.value("b_scale", std::string("tensor")) != "tensor")
     s += fmt::format(" scales {}x{}", p.value("a_scale", std::string("tensor")), p.value("b_scale", std::string("tensor")));
-  if (const std::string in = p.value("inputs", std::string("fp8_exact")); in != "fp8_exact") s += fmt::format(" {}", in);
+  if (const std::string in = p.value("inputs", std::string("fp8_exact")); with_inputs && in != "fp8_exact") s += fmt::format(" {}", in);
   for (const char* o : {"a_offset", "b_offset", "d_offset", "scale_offset"})
     if (p.value(o, 0LL)) s += fmt::format(" {}+{}", std::string(o).substr(0, std::string(o).find('_')), p.value(o, 0LL));
   return s;
@@ -89,9 +90,7 @@ json gemm_section(const ReportInput& in, const ReportInput* peer) {
     std::map<std::string, std::pair<std::vector<std::string>, int>> groups;
     for (auto& r : recs)
       if (r.outcome != Outcome::ok && r.outcome != Outcome::skipped) {
-        std::string cfg = config_label(r.params);
-        if (const auto in = cfg.rfind(" normal"); in != std::string::npos) cfg.erase(in);
-        if (const auto in = cfg.rfind(" outliers"); in != std::string::npos) cfg.erase(in);
+        const std::string cfg = config_label(r.params, false);
         const std::string why = r.reason.size() > 220 ? r.reason.substr(0, 217) + "..." : r.reason;
         const std::string key = cfg + "|" + why;
         if (!groups.count(key)) order.push_back(key), groups[key].first = {cfg, std::string(core::to_string(r.outcome)), why};

@@ -2,6 +2,7 @@
 // pair of scale modes, where it runs (the power-of-two multiples each of m, n, k must be, from
 // the records), its speed against per-tensor scaling on the same shapes in the same run, and its
 // accuracy against the unquantised FP32 product on the same data.
+#include "fp8scope/core/stats.hpp"
 #include "fp8scope/gemm/vocab_summary.hpp"
 #include "fp8scope/report/sections.hpp"
 
@@ -35,11 +36,10 @@ std::string tensor_twin(const json& p, bool fast_accum) {
 double ms_of(const Record& r) { return r.data.contains("metrics") ? r.data["metrics"].value("ms", NAN) : NAN; }
 double acc_of(const Record& r, const char* k) { return r.data.contains("accuracy") ? r.data["accuracy"].value(k, NAN) : NAN; }
 
+// The median of the finite values (NaN when there are none).
 double median(std::vector<double> v) {
   v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return !std::isfinite(x); }), v.end());
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  return v.empty() ? NAN : core::compute_stats(std::move(v)).median;
 }
 
 std::string ratio_cell(const std::vector<double>& r) {

@@ -1,5 +1,6 @@
 #include "fp8scope/report/step_limits.hpp"
 
+#include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/model/step_cost.hpp"
 #include "fp8scope/report/sections.hpp"
 
@@ -7,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 
 namespace fp8scope::report {
 using core::Outcome;
@@ -21,25 +21,17 @@ std::string gemm_key(bool fp8, long long m, long long n, long long k) { return f
 
 // The step a training record ran, as the cost model needs it; false for what it cannot read.
 bool step_shape_of(const json& p, model::StepShape& s) {
-  if (p.value("arch", std::string("gpt2")) != "gpt2") return false;
-  s.model.vocab = p.value("vocab", 0);
-  s.model.pad_vocab_to = p.value("pad_vocab_to", 1);
-  s.model.max_seq = p.value("max_seq", 1024);
-  s.model.d_model = p.value("d_model", 0);
-  s.model.n_layer = p.value("n_layer", 0);
-  s.model.n_head = p.value("n_head", 1);
+  for (const char* k : {"vocab", "d_model", "n_layer"})
+    if (!p.contains(k)) return false;
+  s.model = model::gpt_config_from(p);
   s.batch = p.value("batch", 0);
   s.seq_len = p.value("seq_len", 0);
   s.fp8 = p.value("precision", std::string("bf16")) == "fp8";
   s.flash = p.value("attention", std::string("materialized")) == "flash";
   s.delayed = p.value("scaling", std::string("delayed")) == "delayed";
   s.fused = p.value("variant", std::string("custom")) != "custom";
-  std::string list = p.value("fp8_linears", std::string("all"));
-  if (list == "all") list = "qkv,proj,fc1,fc2,lm_head";
-  if (list == "none") list.clear();
-  std::stringstream ss(list);
-  for (std::string item; std::getline(ss, item, ',');) s.fp8_linears.insert(item);
-  return s.model.vocab > 0 && s.model.d_model > 0 && s.model.n_layer > 0 && s.batch > 0 && s.seq_len > 0;
+  model::parse_linears(p.value("fp8_linears", std::string("all")), s.fp8_linears);
+  return !s.model.llama() && s.model.vocab > 0 && s.model.d_model > 0 && s.model.n_layer > 0 && s.batch > 0 && s.seq_len > 0;
 }
 
 }  // namespace
@@ -96,7 +88,8 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
   std::vector<double> total_measured(runs.size(), 0), total_bound(runs.size(), 0);
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const Record& r = *runs[i];
-    t.columns.push_back(params_suffix(r.params, extra).empty() ? r.key : params_suffix(r.params, extra).substr(1));
+    const std::string suffix = params_suffix(r.params, extra);
+    t.columns.push_back(suffix.empty() ? r.key : suffix.substr(1));
     model::StepShape shape;
     const bool modelled = step_shape_of(r.params, shape);
     const auto costs = modelled ? model::step_costs(shape) : std::vector<model::PhaseCost>{};
