@@ -9,7 +9,8 @@
 # over case names), SANITIZE_TIMEOUT (seconds per run, default 300), SANITIZE_JOBS (runs at a
 # time on the one GPU, default 8), SANITIZE_BUDGET (seconds for all runs; the cases not started
 # by then are listed as not run, and the summary is written all the same), SANITIZE_LAST (regex
-# over case names run after all others; default: the GPT-2-size cases).
+# over case names run after all others; default: the GPT-2-size cases), SANITIZE_ARGS (more
+# compute-sanitizer arguments for every run, e.g. "--check-bulk-copy yes").
 # test_cli_gpu is left out: it makes child processes fault the GPU on purpose.
 set -uo pipefail
 build=${1:?usage: sanitize.sh BUILD_DIR OUT.txt}
@@ -33,6 +34,8 @@ run_one() {  # tool binary case -> $logs/<tool>/<binary>/<case>.{log,rc,s}
   dir="$logs/$tool/$(basename "$bin")"
   mkdir -p "$dir"
   [ "$tool" = memcheck ] && extra=(--leak-check full)
+  read -r -a more <<<"${SANITIZE_ARGS:-}"
+  extra+=("${more[@]}")
   local t0=$SECONDS f="$dir/${case//\//_}"
   FP8SCOPE_UNDER_SANITIZER=1 timeout "$limit" "$cs" --tool "$tool" "${extra[@]}" --error-exitcode 99 --print-limit 20 "$bin" --gtest_filter="$case" >"$f.log" 2>&1
   echo $? >"$f.rc"
@@ -53,7 +56,7 @@ timeout "${SANITIZE_BUDGET:-86400}" xargs -P "$jobs" -L 1 bash -c 'run_one "$0" 
 {
   echo "# compute-sanitizer over the gpu tests"
   echo "# $("$cs" --version | tail -1); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
-  echo "# build: $build ($(sha=${FP8SCOPE_GIT_SHA:-$(git -C "$(dirname "$0")/.." rev-parse HEAD 2>/dev/null)}; echo "${sha:0:7}"))  tools: $tools  timeout: ${limit}s per run"
+  echo "# build: $build ($(sha=${FP8SCOPE_GIT_SHA:-$(git -C "$(dirname "$0")/.." rev-parse HEAD 2>/dev/null)}; echo "${sha:0:7}"))  tools: $tools  timeout: ${limit}s per run${SANITIZE_ARGS:+  arguments: $SANITIZE_ARGS}"
   echo
   printf '%-10s %-28s %6s %6s %8s %8s %8s\n' tool binary cases clean findings timeout seconds
   all=0 all_clean=0

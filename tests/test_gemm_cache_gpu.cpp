@@ -1,0 +1,115 @@
+// The model's GEMM path (GemmCache over cuBLASLt) writes an output that is never written
+// before, and the next kernel (the tap statistics) reads it: D must equal a double-precision
+// product of the same operands, and the statistics must see exactly the bytes cuBLASLt wrote.
+// Beside the correctness check this is the control case for compute-sanitizer's initcheck: the
+// output buffer is fresh from cudaMalloc, so a report here is about how the tool sees
+// cuBLASLt's stores, not about the model (docs/development.md, "Sanitizers").
+#include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/fp8/cast.cuh"
+#include "fp8scope/fp8/format.hpp"
+#include "fp8scope/gpu_model/gemm_cache.hpp"
+#include "gpu_test_util.hpp"
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using namespace fp8scope;
+
+namespace {
+
+struct Shape {
+  std::int64_t m, n, k;
+  bool fp8;
+};
+
+class GemmCacheOutput : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(GemmCacheOutput, EqualsTheReferenceAndIsWhatTheNextKernelReads) {
+  FP8SCOPE_REQUIRE_GPU();
+  const Shape sh = GetParam();
+  // TN, as the model's fprop: A is [m][k] row-major (k x m column-major, transposed), B is
+  // [n][k], D is [n][m] row-major (m x n column-major).
+  std::mt19937_64 rng(sh.m * 131 + sh.n * 7 + sh.k);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<double> a(std::size_t(sh.m * sh.k)), b(std::size_t(sh.n * sh.k));
+  const std::size_t elem = sh.fp8 ? 1 : 2;
+  std::vector<std::uint8_t> ha(a.size() * elem), hb(b.size() * elem);
+  auto fill = [&](std::vector<double>& v, std::vector<std::uint8_t>& bytes) {
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const float x = nd(rng);
+      if (sh.fp8) {
+        bytes[i] = fp8::encode(x, fp8::Format::e4m3, fp8::Overflow::satfinite);
+        v[i] = fp8::decode(bytes[i], fp8::Format::e4m3);
+      } else {
+        const __nv_bfloat16 h = __float2bfloat16(x);
+        std::memcpy(&bytes[2 * i], &h, 2);
+        v[i] = __bfloat162float(h);
+      }
+    }
+  };
+  fill(a, ha);
+  fill(b, hb);
+  // Dequantisation scales that are not 1, so a scale read from the wrong place shows.
+  const float scales[2] = {0.5f, 0.25f};
+  const double scale = sh.fp8 ? double(scales[0]) * scales[1] : 1.0;
+
+  core::DeviceBuffer da(ha.size()), db(hb.size()), dd(std::size_t(sh.m * sh.n) * 2), dscale(sizeof scales),
+      dstats(sizeof(fp8::CastStats));
+  FP8S_CUDA(cudaMemcpy(da.get(), ha.data(), ha.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(db.get(), hb.data(), hb.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dscale.get(), scales, sizeof scales, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemset(dstats.get(), 0, sizeof(fp8::CastStats)));
+
+  gpu_model::GemmCache cache(nullptr);
+  gpu_model::GemmCall c;
+  c.ta = true, c.tb = false;
+  c.m = sh.m, c.n = sh.n, c.k = sh.k, c.lda = sh.k, c.ldb = sh.k, c.ldd = sh.m;
+  if (sh.fp8) {
+    c.a = c.b = gemm::DType::e4m3;
+    c.a_scale = dscale.as<float>();
+    c.b_scale = dscale.as<float>() + 1;
+  }
+  cache.run(c, da.get(), db.get(), dd.get(), "test");
+  fp8::tensor_stats(dd.as<__nv_bfloat16>(), sh.m * sh.n, dstats.as<fp8::CastStats>(), nullptr);
+  FP8S_CUDA(cudaDeviceSynchronize());
+
+  const auto d = download<__nv_bfloat16>(dd, std::size_t(sh.m * sh.n));
+  fp8::CastStats st{};
+  FP8S_CUDA(cudaMemcpy(&st, dstats.get(), sizeof st, cudaMemcpyDeviceToHost));
+  float amax = 0.0f;
+  int bad = 0;
+  for (std::int64_t j = 0; j < sh.n; ++j)
+    for (std::int64_t i = 0; i < sh.m; ++i) {
+      double ref = 0.0, mag = 0.0;
+      for (std::int64_t p = 0; p < sh.k; ++p) {
+        ref += a[std::size_t(i * sh.k + p)] * b[std::size_t(j * sh.k + p)];
+        mag += std::fabs(a[std::size_t(i * sh.k + p)] * b[std::size_t(j * sh.k + p)]);
+      }
+      const float got = __bfloat162float(d[std::size_t(j * sh.m + i)]);
+      amax = std::fmax(amax, std::fabs(got));
+      // BF16 output: half a unit in the last place (2^-9 relative) of the result, plus FP32
+      // accumulation error bounded by k * 2^-24 of the sum of magnitudes.
+      const double tol = std::ldexp(std::fabs(ref * scale), -8) + double(sh.k) * std::ldexp(mag * scale, -23) + 1e-6;
+      if (!(std::fabs(got - ref * scale) <= tol) && ++bad <= 5)
+        ADD_FAILURE() << "D[" << i << "," << j << "] = " << got << ", reference " << ref * scale;
+    }
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(st.amax, amax);  // the statistics kernel read every byte cuBLASLt wrote
+  EXPECT_EQ(st.nonfinite, 0u);
+}
+
+// The tiny model's shapes (B*T = 128 tokens, C = 64) and one of GPT-2 124M's.
+INSTANTIATE_TEST_SUITE_P(Shapes, GemmCacheOutput,
+                         ::testing::Values(Shape{192, 128, 64, false}, Shape{192, 128, 64, true}, Shape{64, 128, 256, true},
+                                           Shape{768, 1024, 768, true}),
+                         [](const auto& i) {
+                           const Shape& s = i.param;
+                           return (s.fp8 ? "e4m3_" : "bf16_") + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+                         });
+
+}  // namespace
