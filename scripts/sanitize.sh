@@ -34,6 +34,8 @@ run_one() {  # tool binary case -> $logs/<tool>/<binary>/<case>.{log,rc,s}
   dir="$logs/$tool/$(basename "$bin")"
   mkdir -p "$dir"
   [ "$tool" = memcheck ] && extra=(--leak-check full)
+  # Our GEMM path marks cuBLASLt's outputs initialised (core/initialized_mark.hpp) through NVTX.
+  [ "$tool" = initcheck ] && extra=(--nvtx yes)
   read -r -a more <<<"${SANITIZE_ARGS:-}"
   extra+=("${more[@]}")
   local t0=$SECONDS f="$dir/${case//\//_}"

@@ -171,6 +171,65 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)),
     [](const auto& info) { return model::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)); });
 
+// Per-row and per-block scaling: the GPU's casts (fp8/block_cast.cuh) and scaled GEMMs against
+// the emulation, at d_model 256 so a row holds two 1x128 blocks, N = 128 tokens one token
+// block, and the head's 96 x 256 weight partial 128x128 blocks. The same tolerances as per-tensor
+// current scaling (the operands differ by the same BF16 rounding), the same taps on both sides,
+// and each tap's block count.
+class Fp8BlockGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat>> {};
+
+TEST_P(Fp8BlockGpuVsCpu, LossEveryGradientAndTheBlockTapsMatchTheEmulation) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [scaling, format] = GetParam();
+  auto cfg = tiny(96);
+  cfg.d_model = 256;
+  const int B = 4, T = 32;
+  const auto f = fp8_config(model::Fp8Variant::custom, format, scaling);
+  const auto init = model::init_params(cfg, 5);
+  model::MarkovTokens data(cfg.vocab, 9);
+  std::vector<int> in, tg;
+  data.next_batch(B, T, in, tg);
+
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f);
+  gpu.set_params(init);
+  const float gl = gpu.forward(in.data(), tg.data());
+  gpu.backward();
+  const auto gg = gpu.grads();
+
+  cpu::Fp8Emulation emu(f);
+  cpu::CpuGpt ref(cfg);
+  ref.attach_fp8(&emu);
+  const auto P = bf16_rounded(init);
+  const double cl = ref.forward(P, in.data(), tg.data(), B, T);
+  std::vector<double> cg;
+  ref.backward(P, cg);
+  emu.end_step();
+
+  EXPECT_NEAR(gl, cl, 0.02 * cl);
+  const double tol = format == fp8::RecipeFormat::e4m3 ? 0.10 : 0.15;
+  double worst = 0;
+  for (const auto& t : model::param_layout(cfg)) {
+    const double e = rel_err(test::tensor_part(gg, t), test::tensor_part(cg, t));
+    worst = std::max(worst, e);
+    EXPECT_LT(e, tol) << t.name;
+  }
+  std::printf("scaling %s format %s: loss gpu %.5f cpu %.5f, worst gradient rel_err %.4f\n", fp8::to_string(scaling).c_str(),
+              fp8::to_string(format).c_str(), gl, cl, worst);
+  std::map<std::string, long long> gpu_blocks, cpu_blocks;
+  for (const auto& t : gpu.fp8()->taps())
+    if (t.scale != 0.0f) gpu_blocks[std::to_string(t.layer) + "." + t.tensor] = t.blocks;
+  for (const auto& t : emu.taps())
+    if (t.scale != 0.0f) cpu_blocks[std::to_string(t.layer) + "." + t.tensor] = t.blocks;
+  EXPECT_EQ(gpu_blocks, cpu_blocks);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recipes, Fp8BlockGpuVsCpu,
+                         ::testing::Combine(::testing::Values(fp8::Scaling::rowwise, fp8::Scaling::block),
+                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)),
+                         [](const auto& info) {
+                           return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param));
+                         });
+
 // Delayed scaling runs the fused kernels (LayerNorm and GELU writing FP8): four steps of
 // training track the emulation's loss curve for each variant (AdamW in double on the CPU,
 // from the same BF16-rounded start).

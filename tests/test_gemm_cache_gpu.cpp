@@ -54,12 +54,12 @@ TEST_P(GemmCacheOutput, EqualsTheReferenceAndIsWhatTheNextKernelReads) {
   };
   fill(a, ha);
   fill(b, hb);
-  // Dequantisation scales that are not 1, so a scale read from the wrong place shows.
-  const float scales[2] = {0.5f, 0.25f};
-  const double scale = sh.fp8 ? double(scales[0]) * scales[1] : 1.0;
+  // Dequantisation scales that are not 1, so a scale read from the wrong place shows; 16 bytes
+  // apart, as cuBLASLt wants scale pointers (fp8::ScalerBank::kStride).
+  const float scales[8] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0};
+  const double scale = sh.fp8 ? double(scales[0]) * scales[4] : 1.0;
 
-  core::DeviceBuffer da(ha.size()), db(hb.size()), dd(std::size_t(sh.m * sh.n) * 2), dscale(sizeof scales),
-      dstats(sizeof(fp8::CastStats));
+  core::DeviceBuffer da(ha.size()), db(hb.size()), dd(std::size_t(sh.m * sh.n) * 2), dscale(sizeof scales), dstats(sizeof(fp8::CastStats));
   FP8S_CUDA(cudaMemcpy(da.get(), ha.data(), ha.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(db.get(), hb.data(), hb.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(dscale.get(), scales, sizeof scales, cudaMemcpyHostToDevice));
@@ -72,7 +72,7 @@ TEST_P(GemmCacheOutput, EqualsTheReferenceAndIsWhatTheNextKernelReads) {
   if (sh.fp8) {
     c.a = c.b = gemm::DType::e4m3;
     c.a_scale = dscale.as<float>();
-    c.b_scale = dscale.as<float>() + 1;
+    c.b_scale = dscale.as<float>() + 4;
   }
   cache.run(c, da.get(), db.get(), dd.get(), "test");
   fp8::tensor_stats(dd.as<__nv_bfloat16>(), sh.m * sh.n, dstats.as<fp8::CastStats>(), nullptr);

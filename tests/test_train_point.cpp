@@ -118,9 +118,8 @@ TEST(TrainPoint, FlashAttentionNeedsHeadSize64Or128AndFullTiles) {
   EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("fp8_attention"), std::string::npos);
 }
 
-// Rowwise and block scaling exist in the CPU emulation only; FP8 attention keeps per-tensor
-// scales.
-TEST(TrainPoint, RowwiseAndBlockScalingRunOnTheCpuReferenceOnly) {
+// Rowwise and block scaling run on both backends; FP8 attention keeps per-tensor scales.
+TEST(TrainPoint, RowwiseAndBlockScalingScaleTheLinearsOnBothBackends) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
   point["precision"] = "fp8";
@@ -133,9 +132,7 @@ TEST(TrainPoint, RowwiseAndBlockScalingRunOnTheCpuReferenceOnly) {
     EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
               fmt::format("scaling {} scales the linears; variant fp8_attention needs delayed or current", s));
     point["variant"] = "custom";
-    point["backend"] = "gpu";
-    EXPECT_EQ(
-        train::check_train_point(train::train_point_from(point), core::json::object()),
-        fmt::format("scaling {} runs on the CPU reference only: the GPU model has no per-row or per-block quantisation kernels yet", s));
+    point["backend"] = "gpu";  // the GPU model has the per-row / per-block casts too
+    EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
   }
 }

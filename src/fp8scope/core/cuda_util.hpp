@@ -89,6 +89,7 @@ class DeviceBuffer {
 template <class T>
 class PinnedBuffer {
  public:
+  PinnedBuffer() = default;
   explicit PinnedBuffer(std::size_t n) : n_(n) {
     if (n) FP8S_CUDA(cudaMallocHost(reinterpret_cast<void**>(&ptr_), n * sizeof(T)));
   }
@@ -97,6 +98,11 @@ class PinnedBuffer {
   }
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
   T* data() const { return ptr_; }
   std::size_t size() const { return n_; }
   T& operator[](std::size_t i) const { return ptr_[i]; }

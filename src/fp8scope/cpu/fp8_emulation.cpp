@@ -67,13 +67,9 @@ const double* Fp8Emulation::quantize_operand(int layer, const std::string& tenso
       else if (!std::isnan(a))
         a = std::max(a, std::fabs(float(v)));
     }
-  // Each block's dequantisation scale (a power-of-two margin on top), from its own amax; a
-  // block holding a non-finite value keeps scale 1, so the value reaches the cast.
+  // Each block's dequantisation scale, from its own amax (NaN for a block with a non-finite value).
   std::vector<float> dq(amax.size());
-  for (std::size_t b = 0; b < amax.size(); ++b) {
-    std::uint8_t code = 0;
-    dq[b] = std::isnan(amax[b]) ? 1.0f : std::ldexp(fp8::block_dequant(mode, amax[b], f, &code), opt_.recipe.margin);
-  }
+  for (std::size_t b = 0; b < amax.size(); ++b) dq[b] = fp8::model_block_dequant(mode, amax[b], f, opt_.recipe.margin);
   auto& buf = buffers_[{layer, tensor}];
   buf.resize(std::size_t(outer * inner));
   const float fmax = fp8::info(f).max;

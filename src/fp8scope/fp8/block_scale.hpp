@@ -115,6 +115,16 @@ FP8S_GEO_HD float block_dequant(ScaleMode mode, float amax, Format f, std::uint8
   return s;
 }
 
+// The model's per-row / per-block dequantisation scale: block_dequant with the recipe's
+// power-of-two margin on top; a block holding a non-finite value (amax NaN or inf) keeps 1, so
+// the value reaches the cast and the NaN onset sees it. The CPU emulation and the GPU casts
+// (block_cast.cuh) both use it.
+FP8S_GEO_HD float model_block_dequant(ScaleMode mode, float amax, Format f, int margin) {
+  if (!(amax <= 3.40282347e38f)) return 1.0f;
+  std::uint8_t code = 0;
+  return ldexpf(block_dequant(mode, amax, f, &code), margin);
+}
+
 // Host emulation of the GPU's block quantisation of one operand given logically as
 // src[o * inner + k]: per-block amax, dequantisation scales (block_dequant) and saturating codes
 // round(x / scale). The GPU kernels must give the same bits (a gpu test checks it).

@@ -13,9 +13,16 @@ std::vector<std::optional<fp8::Format>> formats_of(const model::TapPlan& p) {
 // The config, once it is one the GPU model can run (the probes refuse the others earlier, with
 // a line of their own).
 const model::Fp8ModelConfig& runnable(const model::Fp8ModelConfig& f) {
-  if (fp8::per_block(f.recipe.scaling))
-    throw std::invalid_argument("scaling " + fp8::to_string(f.recipe.scaling) + " has no GPU quantisation kernels yet");
+  if (fp8::per_block(f.recipe.scaling) && f.attention())
+    throw std::invalid_argument("scaling " + fp8::to_string(f.recipe.scaling) +
+                                " scales the linears; fp8_attention needs a per-tensor recipe");
   return f;
+}
+std::int64_t most_blocks(const model::TapPlan& p) {
+  std::int64_t n = 0;
+  for (const auto& s : p.slots())
+    if (s.geometry.mode != fp8::ScaleMode::tensor) n = std::max(n, s.geometry.blocks());
+  return n;
 }
 std::vector<float> planted_of(const model::TapPlan& p, const model::Fp8ModelConfig& f) {
   std::vector<float> out(p.slots().size(), 1.0f);
@@ -35,7 +42,35 @@ Fp8Runtime::Fp8Runtime(const model::GptConfig& cfg, int B, int T, const model::F
       host_stats_(plan_.slots().size()),
       host_scales_(plan_.slots().size() * fp8::ScalerBank::kStride),
       red_amax_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(float)),
-      red_nonfinite_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(unsigned long long)) {}
+      red_nonfinite_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(unsigned long long)) {
+  if (!per_block()) return;
+  const std::size_t n = std::max<std::size_t>(1, plan_.slots().size());
+  const std::int64_t blocks = std::max<std::int64_t>(1, most_blocks(plan_));
+  max_dequant_ = core::DeviceBuffer(n * sizeof(float));
+  quantiles_ = core::DeviceBuffer(2 * n * sizeof(float));
+  FP8S_CUDA(cudaMemsetAsync(quantiles_.get(), 0, quantiles_.size(), s));
+  for (auto& b : block_amax_) b = core::DeviceBuffer(std::size_t(blocks) * sizeof(float));
+  sorted_ = core::DeviceBuffer(std::size_t(blocks) * sizeof(float));
+  sort_temp_bytes_ = fp8::block_amax_sort_temp_bytes(blocks);
+  sort_temp_ = core::DeviceBuffer(std::max<std::size_t>(1, sort_temp_bytes_));
+  host_max_dequant_ = core::PinnedBuffer<float>(n);
+  host_quantiles_ = core::PinnedBuffer<float>(2 * n);
+}
+
+fp8::BlockCastCopy Fp8Runtime::block_copy(int slot, std::uint8_t* codes, float* lt, int which) {
+  fp8::BlockCastCopy c{codes, lt};
+  if (slot < 0) return c;
+  c.stats = stats(slot);
+  c.max_dequant = max_dequant_.as<float>() + slot;
+  if (recording_) c.block_amax = block_amax_[which].as<float>();
+  return c;
+}
+
+void Fp8Runtime::block_taps(int slot, int which) {
+  if (slot < 0 || !recording_) return;
+  fp8::block_amax_quantiles(block_amax_[which].as<float>(), plan_.slots()[std::size_t(slot)].geometry.blocks(), sorted_.as<float>(),
+                            sort_temp_.get(), sort_temp_bytes_, quantiles_.as<float>() + 2 * slot, stream_);
+}
 
 void Fp8Runtime::reduce(fp8::CastStats* stats, int n) {
   if (!reducer_ || n == 0) return;
@@ -47,6 +82,7 @@ void Fp8Runtime::reduce(fp8::CastStats* stats, int n) {
 void Fp8Runtime::begin_step() {
   recording_ = cfg_.tap_interval > 0 && step_ % cfg_.tap_interval == 0;
   FP8S_CUDA(cudaMemsetAsync(stats_.get(), 0, stats_.size(), stream_));
+  if (per_block()) FP8S_CUDA(cudaMemsetAsync(max_dequant_.get(), 0, max_dequant_.size(), stream_));
 }
 
 void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) {
@@ -63,6 +99,10 @@ void Fp8Runtime::end_step() {
   if (n) {
     FP8S_CUDA(cudaMemcpyAsync(host_stats_.data(), stats_.get(), n * sizeof(fp8::CastStats), cudaMemcpyDeviceToHost, stream_));
     FP8S_CUDA(cudaMemcpyAsync(host_scales_.data(), bank_.scales(), host_scales_.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    if (per_block()) {
+      FP8S_CUDA(cudaMemcpyAsync(host_max_dequant_.data(), max_dequant_.get(), n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      FP8S_CUDA(cudaMemcpyAsync(host_quantiles_.data(), quantiles_.get(), 2 * n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    }
     copied_.record(stream_);
     pending_ = true, pending_step_ = step_, pending_recording_ = recording_;
   }
@@ -84,6 +124,14 @@ void Fp8Runtime::collect() const {
     taps_.push_back({pending_step_, s.layer, s.tensor, s.pass, double(st.amax),
                      s.format ? host_scales_[i * fp8::ScalerBank::kStride] : 0.0f, (long long)(s.format ? st.nonfinite_out : st.nonfinite),
                      (long long)st.saturated, (long long)st.underflow, (long long)s.elements});
+    if (s.geometry.mode != fp8::ScaleMode::tensor) {
+      // The smallest quantisation scale of the blocks (as the CPU emulation's taps); the block
+      // amax quantiles are measured on recorded steps only.
+      fp8::Tap& t = taps_.back();
+      t.scale = host_max_dequant_[i] > 0.0f ? 1.0f / host_max_dequant_[i] : 0.0f;
+      if (pending_recording_)
+        t.blocks = s.geometry.blocks(), t.block_amax_min = host_quantiles_[2 * i], t.block_amax_median = host_quantiles_[2 * i + 1];
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 // each step, written by the casts and the observing kernels), the recipe (ScalerBank), and
 // the taps copied back to the host. CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
+#include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/scaler_bank.cuh"
 #include "fp8scope/fp8/tap.hpp"
 #include "fp8scope/model/fp8_plan.hpp"
@@ -43,6 +44,17 @@ class Fp8Runtime {
   fp8::Format format(int slot) const { return *plan_.slots()[std::size_t(slot)].format; }
   fp8::Overflow overflow() const { return cfg_.overflow; }
 
+  // Per-row / per-block scaling (scaling rowwise | block): the casts of fp8/block_cast.cuh.
+  bool per_block() const { return fp8::per_block(cfg_.recipe.scaling); }
+  fp8::ScaleMode activation_mode() const { return model::activation_scale_mode(cfg_.recipe.scaling); }
+  fp8::ScaleMode weight_mode() const { return model::weight_scale_mode(cfg_.recipe.scaling); }
+  // The outputs of one copy of a block cast: codes and scale tensor as given, the statistics of
+  // `slot` (none for -1: a copy without a tap), and on recorded steps its blocks' amaxes into
+  // scratch `which` (0 or 1, the two copies of one cast). After the cast, block_taps(slot,
+  // which) turns those into the tap's smallest non-zero and median block amax.
+  fp8::BlockCastCopy block_copy(int slot, std::uint8_t* codes, float* lt, int which);
+  void block_taps(int slot, int which);
+
   // Taps of tensors that stay in high precision (no-ops when not recording or not planned).
   // T: __nv_bfloat16 or float (the overloads of fp8::tensor_stats).
   template <class T>
@@ -74,6 +86,12 @@ class Fp8Runtime {
   core::PinnedBuffer<fp8::CastStats> host_stats_;
   core::PinnedBuffer<float> host_scales_;
   core::Event copied_;  // the last end_step's copies are done
+  // Per-block slots: the largest dequantisation scale per slot (the tap's scale is its
+  // inverse), the smallest non-zero and median block amax per slot (recorded steps), the
+  // scratch those are sorted in, and their host copies.
+  core::DeviceBuffer max_dequant_, quantiles_, block_amax_[2], sorted_, sort_temp_;
+  std::size_t sort_temp_bytes_ = 0;
+  core::PinnedBuffer<float> host_max_dequant_, host_quantiles_;
   // The taps of the step whose copies are in flight (pending_: not yet appended).
   void collect() const;
   mutable std::vector<fp8::Tap> taps_;

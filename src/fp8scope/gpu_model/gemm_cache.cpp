@@ -1,5 +1,6 @@
 #include "fp8scope/gpu_model/gemm_cache.hpp"
 
+#include "fp8scope/core/initialized_mark.hpp"
 #include "fp8scope/gemm/verdict.hpp"
 
 #include <fmt/format.h>
@@ -23,8 +24,8 @@ std::string with_reason(std::string msg, const nlohmann::json& why) {
 GemmCache::GemmCache(cudaStream_t stream) : stream_(stream), workspace_(kWorkspace) {}
 
 GemmCache::Key GemmCache::key_of(const GemmCall& c) {
-  return {c.ta, c.tb, c.m, c.n,     c.k,    c.lda,  c.ldb,     c.ldd,     c.batch,
-          c.a,  c.b,  c.d, c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.fast_accum};
+  return {c.ta, c.tb, c.m,     c.n,    c.k,    c.lda,     c.ldb,     c.ldd,    c.batch,  c.a,
+          c.b,  c.d,  c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.a_mode, c.b_mode, c.fast_accum};
 }
 
 void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, const char* what) {
@@ -37,6 +38,7 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     s.a = c.a, s.b = c.b, s.c = c.d, s.d = c.d;
     s.alpha = c.alpha, s.beta = c.beta;
     s.fast_accum = c.fast_accum;
+    s.a_scale = c.a_mode, s.b_scale = c.b_mode;
     s.epilogue = c.bias ? gemm::Epilogue::bias : gemm::Epilogue::none;
     s.workspace_bytes = kWorkspace;
     gemm::LtPointers p;
@@ -63,6 +65,10 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     throw GemmRefused(core::Outcome::run_rejected,
                       with_reason(fmt::format("{} GEMM ({}): cublasLtMatmul refused: {}", what, shape(c), gemm::status_name(st)), why));
   }
+  // For initcheck, which does not see cuBLASLt's stores: D from its first to its last element
+  // (the batch stride is ldd * n, as lt_matmul lays it out; columns padded beyond m count too).
+  const std::int64_t ldd = c.ldd ? c.ldd : c.m;
+  core::mark_initialized(D, std::size_t((c.batch - 1) * ldd * c.n + (c.n - 1) * ldd + c.m) * gemm::size_of(c.d), stream_);
 }
 
 }  // namespace fp8scope::gpu_model

@@ -20,10 +20,11 @@ struct GemmCall {
   gemm::DType a = gemm::DType::bf16, b = gemm::DType::bf16, d = gemm::DType::bf16;
   float alpha = 1.0f, beta = 0.0f;
   const void* bias = nullptr;  // per row of D (BF16), or none
-  // FP8 operands: device pointers to their dequantisation scales (1 / the cast's scale), and
-  // Hopper's fast accumulation.
-  const float* a_scale = nullptr;
-  const float* b_scale = nullptr;
+  // FP8 operands: device pointers to their dequantisation scales (1 / the cast's scale, or the
+  // scale tensor of a per-row / per-block mode), and Hopper's fast accumulation.
+  const void* a_scale = nullptr;
+  const void* b_scale = nullptr;
+  fp8::ScaleMode a_mode = fp8::ScaleMode::tensor, b_mode = fp8::ScaleMode::tensor;
   bool fast_accum = false;
 };
 
@@ -51,8 +52,9 @@ class GemmCache {
   };
   // Every field of a GemmCall, compared as a tuple: the lookup runs for every GEMM of every
   // step, so no string is built for it.
-  using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                         gemm::DType, gemm::DType, gemm::DType, float, float, const void*, const float*, const float*, bool>;
+  using Key =
+      std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, gemm::DType,
+                 gemm::DType, gemm::DType, float, float, const void*, const void*, const void*, fp8::ScaleMode, fp8::ScaleMode, bool>;
   static Key key_of(const GemmCall& c);
   cudaStream_t stream_;
   gemm::LtHandle handle_;

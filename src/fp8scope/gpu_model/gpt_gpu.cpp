@@ -1,5 +1,6 @@
 #include "fp8scope/gpu_model/gpt_gpu.hpp"
 
+#include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast.cuh"
 
 #include <fmt/format.h>
@@ -124,6 +125,16 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     // Delayed scaling: the block weights are cast together at the start of forward (current
     // scaling measures each weight right before its own cast).
     std::vector<fp8::CastTransposeJob> weight_jobs;
+    // Per-row / per-block scaling: scale tensors (their padding zeroed once, never written).
+    auto lt_elements = [](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
+      return std::size_t(fp8::scale_geometry(m, outer, inner).lt_elements());
+    };
+    auto lt_buffer = [&](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
+      core::DeviceBuffer b(lt_elements(m, outer, inner) * sizeof(float));
+      FP8S_CUDA(cudaMemsetAsync(b.get(), 0, b.size(), stream_));
+      return b;
+    };
+    std::size_t lt_most[4] = {1, 1, 1, 1};  // f8_x_, f8_w_, f8_dy_, f8_dy_t_
     for (int l = -1; l < cfg.n_layer; ++l)
       for (int w = 0; w < 5; ++w) {
         if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
@@ -132,12 +143,31 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         Fp8Saved& sv = fp8_saved_[{l, w}] =
             Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC)), fp8_->slot(l, name + ".input"),
                      fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
+        if (fp8_->per_block()) {
+          sv.si_t = fp8_->slot(l, name + ".input_t"), sv.sw_t = fp8_->slot(l, name + ".weight_t"),
+          sv.sg_t = fp8_->slot(l, name + ".grad_t");
+          sv.x_t_lt = lt_buffer(fp8_->activation_mode(), IC, N);
+          sv.w_t_lt = lt_buffer(fp8_->weight_mode(), IC, OC);
+          lt_most[0] = std::max(lt_most[0], lt_elements(fp8_->activation_mode(), N, IC));
+          lt_most[1] = std::max(lt_most[1], lt_elements(fp8_->weight_mode(), OC, IC));
+          lt_most[2] = std::max(lt_most[2], lt_elements(fp8_->activation_mode(), N, OC));
+          lt_most[3] = std::max(lt_most[3], lt_elements(fp8_->activation_mode(), OC, N));
+          continue;
+        }
         if (w == 4 || !scale_before_cast() || !fp8::tile_cast_fits(int(OC), int(IC))) continue;
         sv.w = core::DeviceBuffer(std::size_t(OC * IC));
         weight_jobs.push_back({weight(off_[fmt::format("h{}.{}", l, weight_names[w])]), sv.w.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(),
                                fp8_->scale(sv.sw), fp8_->stats(sv.sw), int(OC), int(IC)});
         weight_job_tiles_ = std::max(weight_job_tiles_, fp8::cast_tiles(int(OC), int(IC)));
       }
+    if (fp8_->per_block()) {
+      core::DeviceBuffer* scratch[4] = {&f8_x_lt_, &f8_w_lt_, &f8_dy_lt_, &f8_dy_t_lt_};
+      for (int i = 0; i < 4; ++i) {
+        *scratch[i] = core::DeviceBuffer(lt_most[i] * sizeof(float));
+        FP8S_CUDA(cudaMemsetAsync(scratch[i]->get(), 0, scratch[i]->size(), stream_));
+      }
+      block_scratch_ = core::DeviceBuffer(fp8::block_cast_scratch_floats(int(N), int(widest)) * sizeof(float));
+    }
     n_weight_jobs_ = int(weight_jobs.size());
     if (n_weight_jobs_) {
       weight_jobs_ = core::DeviceBuffer(weight_jobs.size() * sizeof(fp8::CastTransposeJob));
@@ -213,6 +243,10 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
     gemms_.run(c, weight(w), inp, out, name.c_str());
     return;
   }
+  if (fp8_->per_block()) {
+    block_linear_forward(layer, which, c, out, inp, w, N, IC, OC);
+    return;
+  }
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const int si = sv.si, sw = sv.sw;
@@ -242,7 +276,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
 // dx = dgrad:  TN, m=IC, n=N, k=OC, A = W^T [IC][OC], B = dy [N][OC]
 // dW += wgrad: TN, m=IC, n=OC, k=N,  A = x^T [IC][N],  B = dy^T [OC][N]
 // db[OC] += sum_n dy[n, :] from the high-precision gradient, as FP8 frameworks do.
-bool GpuGpt::scale_before_cast() const { return fp8_ && fp8_->config().recipe.scaling != fp8::Scaling::current; }
+bool GpuGpt::scale_before_cast() const { return fp8_ && fp8_->config().recipe.scaling == fp8::Scaling::delayed; }
 
 bool GpuGpt::fuses_loss_cast() const { return fp8_linear(4) && scale_before_cast() && cross_entropy_fp8_fits(cfg_.padded_vocab()); }
 
@@ -252,6 +286,11 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
                              int IC, int OC, const bf16* gelu_pre, bool dy_ready) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
+  if (fp8_linear(which) && fp8_->per_block()) {
+    if (b >= 0) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
+    block_linear_backward(layer, which, dinp, dout, w, N, IC, OC);
+    return;
+  }
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
   const bool dbias_in_cast = fp8_linear(which) && b >= 0 && fp8::tile_cast_fits(N, OC);
   if (b >= 0 && !dbias_in_cast) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
@@ -292,6 +331,64 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   wg.beta = 1.0f;
   wg.a_scale = f.scale_inv(si), wg.b_scale = f.scale_inv(sg);
   wg.fast_accum = f.config().fast_accum_wgrad;
+  gemms_.run(wg, sv.x_t.get(), f8_dy_t_.get(), g(w), (name + " wgrad").c_str());
+}
+
+// Per-row / per-block scaling, the same GEMMs as per-tensor FP8 (TN, see above) with a scale
+// tensor per operand: fprop A = W [OC][IC] scaled along IC (per row or 128x128 blocks), B = x
+// [N][IC] along IC (per token or 1x128); dgrad A = W^T [IC][OC] along OC, B = dy [N][OC] along
+// OC; wgrad A = x^T [IC][N] and B = dy^T [OC][N] along the tokens. cuBLASLt runs the 1x128 and
+// 128x128 modes only without fast accumulation (results/h200/gemm_scaling.json), so block
+// scaling turns it off; row-wise keeps the recipe's choice.
+void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, const bf16* inp, std::int64_t w, int N, int IC, int OC) {
+  const std::string& name = model::linear_names()[std::size_t(which)];
+  Fp8Runtime& f = *fp8_;
+  Fp8Saved& sv = saved(layer, which);
+  const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
+  const int margin = f.config().recipe.margin;
+  fp8::block_cast_transpose(
+      inp, N, IC, am, f.format(sv.si), f.overflow(), margin, f.block_copy(sv.si, f8_x_.as<std::uint8_t>(), f8_x_lt_.as<float>(), 0),
+      f.block_copy(sv.si_t, sv.x_t.as<std::uint8_t>(), sv.x_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
+  f.block_taps(sv.si, 0);
+  f.block_taps(sv.si_t, 1);
+  fp8::block_cast_transpose(
+      weight(w), OC, IC, wm, f.format(sv.sw), f.overflow(), margin, f.block_copy(sv.sw, f8_w_.as<std::uint8_t>(), f8_w_lt_.as<float>(), 0),
+      f.block_copy(sv.sw_t, sv.w_t.as<std::uint8_t>(), sv.w_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
+  f.block_taps(sv.sw, 0);
+  f.block_taps(sv.sw_t, 1);
+  c.a = DType::e4m3;
+  c.b = f.format(sv.si) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
+  c.a_mode = wm, c.b_mode = am;
+  c.a_scale = f8_w_lt_.get(), c.b_scale = f8_x_lt_.get();
+  c.fast_accum = f.config().recipe.scaling == fp8::Scaling::rowwise && f.config().fast_accum_fprop;
+  gemms_.run(c, f8_w_.get(), f8_x_.get(), out, (name + " fprop").c_str());
+}
+
+void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, int N, int IC, int OC) {
+  const std::string& name = model::linear_names()[std::size_t(which)];
+  Fp8Runtime& f = *fp8_;
+  Fp8Saved& sv = saved(layer, which);
+  const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
+  const bool rowwise = f.config().recipe.scaling == fp8::Scaling::rowwise;
+  fp8::block_cast_transpose(dout, N, OC, am, f.format(sv.sg), f.overflow(), f.config().recipe.margin,
+                            f.block_copy(sv.sg, f8_dy_.as<std::uint8_t>(), f8_dy_lt_.as<float>(), 0),
+                            f.block_copy(sv.sg_t, f8_dy_t_.as<std::uint8_t>(), f8_dy_t_lt_.as<float>(), 1), block_scratch_.as<float>(),
+                            stream_);
+  f.block_taps(sv.sg, 0);
+  f.block_taps(sv.sg_t, 1);
+  const DType gt = f.format(sv.sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
+  GemmCall dg{true, false, IC, N, OC, OC, OC, IC};
+  dg.a = DType::e4m3, dg.b = gt;
+  dg.a_mode = wm, dg.b_mode = am;
+  dg.a_scale = sv.w_t_lt.get(), dg.b_scale = f8_dy_lt_.get();
+  dg.fast_accum = rowwise && f.config().fast_accum_dgrad;
+  gemms_.run(dg, sv.w_t.get(), f8_dy_.get(), dinp, (name + " dgrad").c_str());
+  GemmCall wg{true, false, IC, OC, N, N, N, IC};
+  wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
+  wg.beta = 1.0f;
+  wg.a_mode = am, wg.b_mode = am;
+  wg.a_scale = sv.x_t_lt.get(), wg.b_scale = f8_dy_t_lt_.get();
+  wg.fast_accum = rowwise && f.config().fast_accum_wgrad;
   gemms_.run(wg, sv.x_t.get(), f8_dy_t_.get(), g(w), (name + " wgrad").c_str());
 }
 

@@ -83,8 +83,9 @@ class GpuGpt {
   // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                        int OC, const bf16* gelu_pre = nullptr, bool dy_ready = false);
-  // Whether a gradient's scale is known before its BF16 values exist (not current scaling,
-  // which measures them first): what casting inside the kernel that computes them needs.
+  // Whether a tensor's one scale is known before its BF16 values exist (delayed scaling; not
+  // current scaling, which measures them first, nor per-row / per-block scaling, whose scales
+  // come from the values): what casting inside the kernel that computes them needs.
   bool scale_before_cast() const;
   // Whether the loss kernel writes the FP8 LM head's gradient directly (with its cast's
   // statistics): scale_before_cast() and the loss's fast path.
@@ -99,7 +100,16 @@ class GpuGpt {
     core::DeviceBuffer x_t, w_t;
     int si = -1, sw = -1, sg = -1;
     core::DeviceBuffer w;  // the FP8 weight when cast_layer_weights() made it (else f8_w_)
+    // Per-row / per-block scaling: the scale tensors of x_t and w_t, and the slots of the
+    // copies quantised along the other dimension (-1 where there is no such tap).
+    core::DeviceBuffer x_t_lt, w_t_lt;
+    int si_t = -1, sw_t = -1, sg_t = -1;
   };
+  // Per-row / per-block scaling of linear `which`: forward casts its input and weight into
+  // both copies each, backward its output gradient, and the GEMMs read them with their scale
+  // tensors (fp8/block_cast.cuh). c: the forward GEMM as the BF16 path has it (bias, output).
+  void block_linear_forward(int layer, int which, GemmCall c, void* out, const bf16* inp, std::int64_t w, int N, int IC, int OC);
+  void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, int N, int IC, int OC);
   Fp8Saved& saved(int layer, int which);
   // Delayed scaling: the blocks' FP8 weights (and their transposes) in one launch at the start
   // of forward, each with the scale its slot has for the step (the jobs are made with the
@@ -141,6 +151,9 @@ class GpuGpt {
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
+  // Per-row / per-block scaling: the scale tensors of f8_x_, f8_w_, f8_dy_ and f8_dy_t_, and
+  // the row-wise casts' row and column amaxes.
+  core::DeviceBuffer f8_x_lt_, f8_w_lt_, f8_dy_lt_, f8_dy_t_lt_, block_scratch_;
   bool flash_ = false;
   core::DeviceBuffer dsum_;  // flash attention backward: rowsum(dO * O)
   int t_ = 0;

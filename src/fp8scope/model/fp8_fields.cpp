@@ -17,8 +17,8 @@ std::vector<core::ParamSpec> fp8_axes() {
        0,
        0,
        "delayed: per-tensor scale from the amax history; current: per tensor from this step's amax; rowwise: one scale per row "
-       "of each GEMM operand; block: 1x128 blocks (activations, gradients), 128x128 (weights) -- rowwise and block on the "
-       "CPU reference only"},
+       "of each GEMM operand; block: 1x128 blocks (activations, gradients), 128x128 (weights), each GEMM's operands scaled "
+       "along its own reduction dimension"},
       {"saturation", K::string, "satfinite", {"satfinite", "nosat"}, 0, 0, "overflow clamps, or becomes NaN/inf"},
       {"variant",
        K::string,

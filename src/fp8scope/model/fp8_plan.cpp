@@ -59,9 +59,21 @@ std::string parse_linears(const std::string& s, std::set<std::string>& out) {
   return "";
 }
 
-void TapPlan::add(int layer, const std::string& tensor, const std::string& pass, std::optional<fp8::Format> f, std::int64_t n) {
+fp8::ScaleMode activation_scale_mode(fp8::Scaling s) {
+  return s == fp8::Scaling::rowwise ? fp8::ScaleMode::outer_vec
+         : s == fp8::Scaling::block ? fp8::ScaleMode::vec128
+                                    : fp8::ScaleMode::tensor;
+}
+fp8::ScaleMode weight_scale_mode(fp8::Scaling s) {
+  return s == fp8::Scaling::rowwise ? fp8::ScaleMode::outer_vec
+         : s == fp8::Scaling::block ? fp8::ScaleMode::blk128
+                                    : fp8::ScaleMode::tensor;
+}
+
+void TapPlan::add(int layer, const std::string& tensor, const std::string& pass, std::optional<fp8::Format> f, std::int64_t n,
+                  fp8::ScaleGeometry g) {
   index_[{layer, tensor}] = int(slots_.size());
-  slots_.push_back({layer, tensor, pass, f, n});
+  slots_.push_back({layer, tensor, pass, f, n, g});
 }
 
 int TapPlan::index(int layer, const std::string& tensor) const {
@@ -75,10 +87,27 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
   const auto fwd = fp8::format_for(f.recipe.format, fp8::Pass::forward);
   const auto bwd = fp8::format_for(f.recipe.format, fp8::Pass::backward);
+  // Per-row / per-block scaling quantises each operand once per GEMM that reads it, along that
+  // GEMM's reduction: the input along its features (fprop) and along the tokens (input_t,
+  // wgrad), the weight along its input features (fprop) and, row-wise, along its output
+  // features (weight_t, dgrad; 128x128 blocks serve both), the gradient along the output
+  // features (dgrad) and along the tokens (grad_t, wgrad). The names are the CPU emulation's.
+  const bool pb = fp8::per_block(f.recipe.scaling);
+  const fp8::ScaleMode am = activation_scale_mode(f.recipe.scaling), wm = weight_scale_mode(f.recipe.scaling);
+  auto geo = [&](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
+    return pb ? fp8::scale_geometry(m, outer, inner) : fp8::ScaleGeometry{};
+  };
   auto linear = [&](int l, const std::string& name, std::int64_t IC, std::int64_t OC) {
     if (!f.fp8(name)) return;
-    add(l, name + ".input", "forward", fwd, N * IC);
-    add(l, name + ".weight", "forward", fwd, OC * IC);
+    add(l, name + ".input", "forward", fwd, N * IC, geo(am, N, IC));
+    if (pb) add(l, name + ".input_t", "forward", fwd, N * IC, geo(am, IC, N));
+    add(l, name + ".weight", "forward", fwd, OC * IC, geo(wm, OC, IC));
+    if (f.recipe.scaling == fp8::Scaling::rowwise) add(l, name + ".weight_t", "forward", fwd, OC * IC, geo(wm, IC, OC));
+  };
+  auto grad = [&](int l, const std::string& name, std::int64_t OC) {
+    if (!f.fp8(name)) return;
+    add(l, name + ".grad", "backward", bwd, N * OC, geo(am, N, OC));
+    if (pb) add(l, name + ".grad_t", "backward", bwd, N * OC, geo(am, OC, N));
   };
   for (int l = 0; l < cfg.n_layer; ++l) {
     linear(l, "qkv", C, 3 * C);
@@ -105,14 +134,14 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
   linear(-1, "lm_head", C, Vp);
   add(-1, "logits", "forward", std::nullopt, N * Vp);
   add(-1, "loss", "forward", std::nullopt, N);
-  if (f.fp8("lm_head")) add(-1, "lm_head.grad", "backward", bwd, N * Vp);
+  grad(-1, "lm_head", Vp);
   for (int l = cfg.n_layer - 1; l >= 0; --l) {
-    if (f.fp8("fc2")) add(l, "fc2.grad", "backward", bwd, N * C);
-    if (f.fp8("fc1")) add(l, "fc1.grad", "backward", bwd, N * 4 * C);
+    grad(l, "fc2", C);
+    grad(l, "fc1", 4 * C);
     add(l, "residual_grad", "backward", std::nullopt, N * C);
-    if (f.fp8("proj")) add(l, "proj.grad", "backward", bwd, N * C);
+    grad(l, "proj", C);
     if (f.attention()) add(l, "attention_out.grad", "backward", bwd, N * C);
-    if (f.fp8("qkv")) add(l, "qkv.grad", "backward", bwd, N * 3 * C);
+    grad(l, "qkv", 3 * C);
   }
 }
 

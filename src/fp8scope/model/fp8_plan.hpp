@@ -1,6 +1,7 @@
 #pragma once
 // What the GPU model does in FP8 and what it taps: the FP8 settings of a run and the list of
 // tapped tensors (slots) in execution order. Host-only, so the plan is tested without a GPU.
+#include "fp8scope/fp8/block_scale.hpp"
 #include "fp8scope/fp8/recipe.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
@@ -64,7 +65,14 @@ struct TapSlot {
   std::string tensor, pass;
   std::optional<fp8::Format> format;  // quantised tensors: the FP8 format; observed: none
   std::int64_t elements;
+  // Per-row / per-block scaling: the GEMM operand's scale geometry (mode tensor elsewhere).
+  fp8::ScaleGeometry geometry{};
 };
+
+// The scale modes of scaling rowwise / block for activations and gradients (per row, or 1x128
+// blocks along the reduction) and for weights (per row, or 128x128 blocks).
+fp8::ScaleMode activation_scale_mode(fp8::Scaling s);
+fp8::ScaleMode weight_scale_mode(fp8::Scaling s);
 
 class TapPlan {
  public:
@@ -75,7 +83,8 @@ class TapPlan {
   int index(int layer, const std::string& tensor) const;
 
  private:
-  void add(int layer, const std::string& tensor, const std::string& pass, std::optional<fp8::Format> f, std::int64_t n);
+  void add(int layer, const std::string& tensor, const std::string& pass, std::optional<fp8::Format> f, std::int64_t n,
+           fp8::ScaleGeometry g = {});
   std::vector<TapSlot> slots_;
   std::map<std::pair<int, std::string>, int> index_;
 };
