@@ -33,8 +33,8 @@ struct Case {
 
 std::string name_of(const Case& c) {
   return std::to_string(c.rows) + "x" + std::to_string(c.cols) + "_" + fp8::to_string(c.scaling) + (c.weight ? "_weight" : "") + "_" +
-         std::string(fp8::name(c.format)) + "_" + std::string(fp8::name(c.overflow)) + (c.margin < 0 ? "_margin_minus" : "_margin") + std::to_string(std::abs(c.margin)) +
-         (c.plant_nan ? "_nan" : "");
+         std::string(fp8::name(c.format)) + "_" + std::string(fp8::name(c.overflow)) + (c.margin < 0 ? "_margin_minus" : "_margin") +
+         std::to_string(std::abs(c.margin)) + (c.plant_nan ? "_nan" : "");
 }
 
 // Values whose magnitude varies by row, by column band and by element (2^-40 .. 2^14), so
@@ -113,8 +113,7 @@ TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
       if (!same(got, ref_d[i]) && ++bad <= 5) ADD_FAILURE() << "matrix (" << r << "," << c << "): " << got << " vs CPU " << ref_d[i];
       const double dqt = st[std::size_t(gt.lt_offset(c / gt.bo, r / gt.bk))];
       const double got_t = double(fp8::decode(qt[std::size_t(c) * k.rows + r], k.format)) * dqt;
-      if (!same(got_t, ref_t[i]) && ++bad <= 5)
-        ADD_FAILURE() << "transpose (" << c << "," << r << "): " << got_t << " vs CPU " << ref_t[i];
+      if (!same(got_t, ref_t[i]) && ++bad <= 5) ADD_FAILURE() << "transpose (" << c << "," << r << "): " << got_t << " vs CPU " << ref_t[i];
     }
   EXPECT_EQ(bad, 0);
 
@@ -135,7 +134,8 @@ TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
     EXPECT_EQ(copy ? gt.blocks() : gd.blocks(), tap.blocks);
     if (!k.plant_nan) EXPECT_EQ(double(gs[copy].amax), tap.amax);
   }
-  if (!k.plant_nan) EXPECT_GT(gs[0].underflow, 0u) << "the data should exercise underflow";
+  // E5M2's range covers the data's spread within a block; E4M3's does not.
+  if (!k.plant_nan && k.format == fp8::Format::e4m3) EXPECT_GT(gs[0].underflow, 0u) << "the data should exercise underflow";
 }
 
 std::vector<Case> cases() {

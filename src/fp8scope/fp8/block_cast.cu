@@ -73,8 +73,8 @@ __device__ __forceinline__ float tile_column_max(float (&colm)[8], float (*part)
 }
 
 // Row-wise scaling's first read: the amax of every row and every column (zeroed before).
-__global__ void __launch_bounds__(kThreads) line_amax_kernel(const bf16* in, int rows, int cols, bool vec, float* row_amax,
-                                                            float* col_amax) {
+__global__ void __launch_bounds__(kThreads)
+    line_amax_kernel(const bf16* in, int rows, int cols, bool vec, float* row_amax, float* col_amax) {
   __shared__ float part[kThreads / 32][kEdge];
   const int r0 = blockIdx.y * kEdge, c0 = blockIdx.x * kEdge;
   uint4 raw[8];
@@ -114,8 +114,8 @@ __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats
 
 __device__ __forceinline__ void store8(std::uint8_t* dst, const std::uint8_t (&q)[8], int valid, bool vec) {
   if (vec && valid == 8) {
-    *reinterpret_cast<uint2*>(dst) = make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24,
-                                                q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
+    *reinterpret_cast<uint2*>(dst) =
+        make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24, q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
   } else {
     for (int j = 0; j < valid; ++j) dst[j] = q[j];
   }
@@ -128,9 +128,9 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
 }
 
 template <class K, ScaleMode M>
-__global__ void __launch_bounds__(kThreads) block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd,
-                                                             ScaleGeometry gt, BlockCastCopy dc, BlockCastCopy tc, const float* row_amax,
-                                                             const float* col_amax) {
+__global__ void __launch_bounds__(kThreads)
+    block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
+                      BlockCastCopy tc, const float* row_amax, const float* col_amax) {
   __shared__ __align__(16) bf16 tile[kEdge][kEdge + 8];  // +8: a column read hits 8 banks, not 1
   __shared__ float part[kThreads / 32][kEdge];
   __shared__ float col_dequant[kEdge];
@@ -208,21 +208,30 @@ __global__ void __launch_bounds__(kThreads) block_cast_kernel(const bf16* in, in
     flush_max_dequant(ddq, dc.max_dequant);
   }
 
-  // The transpose [cols][rows], scaled along the original columns: thread t writes 8
-  // consecutive rows of one column per step, 16 threads a column's 128 rows.
+  // The transpose [cols][rows], scaled along the original columns: thread t writes 16
+  // consecutive rows of one column per step (one 16-byte store), a warp 32 neighbouring
+  // columns, so its shared-memory reads are of one tile row (no bank conflicts).
   LocalStats stt;
   if (tc.codes) {
-    const bool tvec = rows % 8 == 0;
-#pragma unroll 2
-    for (int k = 0; k < 8; ++k) {
-      const int item = k * kThreads + threadIdx.x, c = item / 16, rc = (item % 16) * 8;
-      const int gc = c0 + c, valid = min(8, rows - (r0 + rc));
+    const bool tvec = vec && rows % 16 == 0;
+#pragma unroll 1
+    for (int k = 0; k < kEdge * kEdge / 16 / kThreads; ++k) {
+      const int item = k * kThreads + threadIdx.x, c = item % kEdge, rc = (item / kEdge) * 16;
+      const int gc = c0 + c, valid = min(16, rows - (r0 + rc));
       if (gc >= cols || valid <= 0) continue;
       const float d = col_dequant[c];
-      std::uint8_t q[8];
+      std::uint8_t q[16];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) q[j] = j < valid ? cast_scaled<K>(__bfloat162float(tile[rc + j][c]), d, stt) : 0;
-      store8(tc.codes + std::size_t(gc) * rows + r0 + rc, q, valid, tvec);
+      for (int j = 0; j < 16; ++j) q[j] = j < valid ? cast_scaled<K>(__bfloat162float(tile[rc + j][c]), d, stt) : 0;
+      std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
+      if (tvec && valid == 16) {
+        unsigned w[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) w[i] = q[4 * i] | q[4 * i + 1] << 8 | q[4 * i + 2] << 16 | unsigned(q[4 * i + 3]) << 24;
+        *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+      } else {
+        for (int j = 0; j < valid; ++j) dst[j] = q[j];
+      }
     }
   }
   flush_block(st, dc.codes ? dc.stats : nullptr);
@@ -257,7 +266,8 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
   const ScaleGeometry gd = scale_geometry(mode, rows, cols), gt = scale_geometry(mode, cols, rows);
   const dim3 grid(unsigned((cols + kEdge - 1) / kEdge), unsigned((rows + kEdge - 1) / kEdge));
   const bool vec = cols % 8 == 0 && reinterpret_cast<std::uintptr_t>(in) % 16 == 0 &&
-                   (!direct.codes || reinterpret_cast<std::uintptr_t>(direct.codes) % 8 == 0);
+                   (!direct.codes || reinterpret_cast<std::uintptr_t>(direct.codes) % 8 == 0) &&
+                   (!transposed.codes || reinterpret_cast<std::uintptr_t>(transposed.codes) % 16 == 0);
   float *row_amax = nullptr, *col_amax = nullptr;
   if (mode == ScaleMode::outer_vec) {
     row_amax = scratch, col_amax = scratch + rows;
@@ -272,13 +282,14 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
             <<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, row_amax, col_amax);
         break;
       case ScaleMode::vec128:
-        block_cast_kernel<K, ScaleMode::vec128><<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
+        block_cast_kernel<K, ScaleMode::vec128>
+            <<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
         break;
       case ScaleMode::blk128:
-        block_cast_kernel<K, ScaleMode::blk128><<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
+        block_cast_kernel<K, ScaleMode::blk128>
+            <<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
         break;
-      default:
-        break;  // the microscaling modes are not model recipes (the caller picks one of the three)
+      default: break;  // the microscaling modes are not model recipes (the caller picks one of the three)
     }
   });
 }

@@ -166,7 +166,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         *scratch[i] = core::DeviceBuffer(lt_most[i] * sizeof(float));
         FP8S_CUDA(cudaMemsetAsync(scratch[i]->get(), 0, scratch[i]->size(), stream_));
       }
-      block_scratch_ = core::DeviceBuffer(fp8::block_cast_scratch_floats(int(N), int(widest)) * sizeof(float));
+      // The widest cast: a token-major [N][widest] gradient or a [widest][C] weight.
+      block_scratch_ = core::DeviceBuffer(fp8::block_cast_scratch_floats(int(std::max<std::int64_t>(N, C)), int(widest)) * sizeof(float));
     }
     n_weight_jobs_ = int(weight_jobs.size());
     if (n_weight_jobs_) {
