@@ -216,6 +216,16 @@ void GpuGpt::mark(const char* phase) {
   marks_.emplace_back(phase, e);
 }
 
+void GpuGpt::mark_cast_then_back(bool start) {
+  if (!profiling_ || marks_.empty()) return;
+  if (start) {
+    resume_phase_ = marks_.back().first;
+    mark("fp8_cast");
+  } else {
+    mark(resume_phase_.c_str());
+  }
+}
+
 std::map<std::string, double> GpuGpt::last_profile() {
   std::map<std::string, double> out;
   if (marks_.size() < 2) return out;
@@ -347,6 +357,7 @@ void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, c
   Fp8Saved& sv = saved(layer, which);
   const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
   const int margin = f.config().recipe.margin;
+  mark_cast_then_back(true);
   fp8::block_cast_transpose(
       inp, N, IC, am, f.format(sv.si), f.overflow(), margin, f.block_copy(sv.si, f8_x_.as<std::uint8_t>(), f8_x_lt_.as<float>(), 0),
       f.block_copy(sv.si_t, sv.x_t.as<std::uint8_t>(), sv.x_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
@@ -357,6 +368,7 @@ void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, c
       f.block_copy(sv.sw_t, sv.w_t.as<std::uint8_t>(), sv.w_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
   f.block_taps(sv.sw, 0);
   f.block_taps(sv.sw_t, 1);
+  mark_cast_then_back(false);
   c.a = DType::e4m3;
   c.b = f.format(sv.si) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
   c.a_mode = wm, c.b_mode = am;
@@ -371,12 +383,14 @@ void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16*
   Fp8Saved& sv = saved(layer, which);
   const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
   const bool rowwise = f.config().recipe.scaling == fp8::Scaling::rowwise;
+  mark_cast_then_back(true);
   fp8::block_cast_transpose(dout, N, OC, am, f.format(sv.sg), f.overflow(), f.config().recipe.margin,
                             f.block_copy(sv.sg, f8_dy_.as<std::uint8_t>(), f8_dy_lt_.as<float>(), 0),
                             f.block_copy(sv.sg_t, f8_dy_t_.as<std::uint8_t>(), f8_dy_t_lt_.as<float>(), 1), block_scratch_.as<float>(),
                             stream_);
   f.block_taps(sv.sg, 0);
   f.block_taps(sv.sg_t, 1);
+  mark_cast_then_back(false);
   const DType gt = f.format(sv.sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
   GemmCall dg{true, false, IC, N, OC, OC, OC, IC};
   dg.a = DType::e4m3, dg.b = gt;

@@ -159,6 +159,10 @@ class GpuGpt {
   int t_ = 0;
   bool profiling_ = false;
   std::vector<std::pair<std::string, cudaEvent_t>> marks_;
+  // Profiling: the per-row / per-block casts as a phase of their own ("fp8_cast") inside the
+  // phase that runs them (start), then that phase again (!start).
+  void mark_cast_then_back(bool start);
+  std::string resume_phase_;
 };
 
 }  // namespace fp8scope::gpu_model
