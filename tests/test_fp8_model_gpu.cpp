@@ -114,18 +114,17 @@ INSTANTIATE_TEST_SUITE_P(Recipes, ScalerBankMirror,
 
 class Fp8GpuVsCpu : public ::testing::TestWithParam<std::tuple<model::Fp8Variant, fp8::RecipeFormat>> {};
 
-// Current scaling, so that every tensor has a meaningful scale from the first step on. The
-// CPU quantises the same operands in double; the GPU's differ by BF16 rounding of the
-// activations (2^-8 relative), which moves an FP8 rounding by one step (2^-3 relative for
-// E4M3, 2^-2 for E5M2) in about one element in 2^4..2^5. Loss: 2 % (a mean over 128 tokens);
-// gradients: 10 % (E4M3) / 15 % (E5M2 gradients) relative RMS. The same tensors in BF16 would
-// sit at about 1 %, so this checks the FP8 path, not just the model.
-TEST_P(Fp8GpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
-  FP8SCOPE_REQUIRE_GPU();
-  const auto [variant, format] = GetParam();
-  const auto cfg = tiny();
+// One step of the GPU model and of the FP8-emulating CPU reference from the same BF16-rounded
+// start and batch: the loss and every gradient must agree within the tolerances below, and
+// both sides must have quantised the same tensors, each into the same number of blocks
+// (per-row / per-block scaling; 0 per tensor). The CPU quantises the same operands in double;
+// the GPU's differ by BF16 rounding of the activations (2^-8 relative), which moves an FP8
+// rounding by one step (2^-3 relative for E4M3, 2^-2 for E5M2) in about one element in
+// 2^4..2^5. Loss: 2 % (a mean over 128 tokens); gradients: 10 % (E4M3) / 15 % (E5M2
+// gradients) relative RMS. The same tensors in BF16 would sit at about 1 %, so this checks the
+// FP8 path, not just the model.
+void expect_step_matches_emulation(const model::GptConfig& cfg, const model::Fp8ModelConfig& f, const std::string& label) {
   const int B = 4, T = 32;
-  const auto f = fp8_config(variant, format, fp8::Scaling::current);
   const auto init = model::init_params(cfg, 5);
   model::MarkovTokens data(cfg.vocab, 9);
   std::vector<int> in, tg;
@@ -147,22 +146,28 @@ TEST_P(Fp8GpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
   emu.end_step();
 
   EXPECT_NEAR(gl, cl, 0.02 * cl);
-  const double tol = format == fp8::RecipeFormat::e4m3 ? 0.10 : 0.15;
+  const double tol = f.recipe.format == fp8::RecipeFormat::e4m3 ? 0.10 : 0.15;
   double worst = 0;
   for (const auto& t : model::param_layout(cfg)) {
     const double e = rel_err(test::tensor_part(gg, t), test::tensor_part(cg, t));
     worst = std::max(worst, e);
     EXPECT_LT(e, tol) << t.name;
   }
-  std::printf("variant %s format %s: loss gpu %.5f cpu %.5f, worst gradient rel_err %.4f\n", model::to_string(variant).c_str(),
-              fp8::to_string(format).c_str(), gl, cl, worst);
-  // Same tensors were quantised on both sides.
-  std::map<std::string, int> gpu_q, cpu_q;
+  std::printf("%s: loss gpu %.5f cpu %.5f, worst gradient rel_err %.4f\n", label.c_str(), gl, cl, worst);
+  std::map<std::string, long long> gpu_q, cpu_q;  // quantised tensor -> its block count
   for (const auto& t : gpu.fp8()->taps())
-    if (t.scale != 0.0f) ++gpu_q[std::to_string(t.layer) + "." + t.tensor];
+    if (t.scale != 0.0f) gpu_q[std::to_string(t.layer) + "." + t.tensor] = t.blocks;
   for (const auto& t : emu.taps())
-    if (t.scale != 0.0f) ++cpu_q[std::to_string(t.layer) + "." + t.tensor];
+    if (t.scale != 0.0f) cpu_q[std::to_string(t.layer) + "." + t.tensor] = t.blocks;
   EXPECT_EQ(gpu_q, cpu_q);
+}
+
+// Current scaling, so that every tensor has a meaningful scale from the first step on.
+TEST_P(Fp8GpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [variant, format] = GetParam();
+  expect_step_matches_emulation(tiny(), fp8_config(variant, format, fp8::Scaling::current),
+                                "variant " + model::to_string(variant) + " format " + fp8::to_string(format));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -173,9 +178,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Per-row and per-block scaling: the GPU's casts (fp8/block_cast.cuh) and scaled GEMMs against
 // the emulation, at d_model 256 so a row holds two 1x128 blocks, N = 128 tokens one token
-// block, and the head's 96 x 256 weight partial 128x128 blocks. The same tolerances as per-tensor
-// current scaling (the operands differ by the same BF16 rounding), the same taps on both sides,
-// and each tap's block count.
+// block, and the head's 96 x 256 weight partial 128x128 blocks.
 class Fp8BlockGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat>> {};
 
 TEST_P(Fp8BlockGpuVsCpu, LossEveryGradientAndTheBlockTapsMatchTheEmulation) {
@@ -183,44 +186,8 @@ TEST_P(Fp8BlockGpuVsCpu, LossEveryGradientAndTheBlockTapsMatchTheEmulation) {
   const auto [scaling, format] = GetParam();
   auto cfg = tiny(96);
   cfg.d_model = 256;
-  const int B = 4, T = 32;
-  const auto f = fp8_config(model::Fp8Variant::custom, format, scaling);
-  const auto init = model::init_params(cfg, 5);
-  model::MarkovTokens data(cfg.vocab, 9);
-  std::vector<int> in, tg;
-  data.next_batch(B, T, in, tg);
-
-  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f);
-  gpu.set_params(init);
-  const float gl = gpu.forward(in.data(), tg.data());
-  gpu.backward();
-  const auto gg = gpu.grads();
-
-  cpu::Fp8Emulation emu(f);
-  cpu::CpuGpt ref(cfg);
-  ref.attach_fp8(&emu);
-  const auto P = bf16_rounded(init);
-  const double cl = ref.forward(P, in.data(), tg.data(), B, T);
-  std::vector<double> cg;
-  ref.backward(P, cg);
-  emu.end_step();
-
-  EXPECT_NEAR(gl, cl, 0.02 * cl);
-  const double tol = format == fp8::RecipeFormat::e4m3 ? 0.10 : 0.15;
-  double worst = 0;
-  for (const auto& t : model::param_layout(cfg)) {
-    const double e = rel_err(test::tensor_part(gg, t), test::tensor_part(cg, t));
-    worst = std::max(worst, e);
-    EXPECT_LT(e, tol) << t.name;
-  }
-  std::printf("scaling %s format %s: loss gpu %.5f cpu %.5f, worst gradient rel_err %.4f\n", fp8::to_string(scaling).c_str(),
-              fp8::to_string(format).c_str(), gl, cl, worst);
-  std::map<std::string, long long> gpu_blocks, cpu_blocks;
-  for (const auto& t : gpu.fp8()->taps())
-    if (t.scale != 0.0f) gpu_blocks[std::to_string(t.layer) + "." + t.tensor] = t.blocks;
-  for (const auto& t : emu.taps())
-    if (t.scale != 0.0f) cpu_blocks[std::to_string(t.layer) + "." + t.tensor] = t.blocks;
-  EXPECT_EQ(gpu_blocks, cpu_blocks);
+  expect_step_matches_emulation(cfg, fp8_config(model::Fp8Variant::custom, format, scaling),
+                                "scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format));
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, Fp8BlockGpuVsCpu,

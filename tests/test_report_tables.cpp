@@ -134,7 +134,7 @@ TEST(ReportScaling, RecipeUnderflowByTensorClass) {
   EXPECT_EQ(t["rows"][1][5], "1.qkv.grad_t 8.0%");
   const std::string md = report::render_markdown(rep, report::Flavor::markdown);
   EXPECT_NE(md.find("Worst tensor's underflow: 8.0% under block scaling (1.qkv.grad_t) against 20.0% under delayed per-tensor E4M3 "
-                    "(0.40 of it)."),
+                    "(0.4x of it)."),
             std::string::npos);
 }
 

@@ -113,7 +113,7 @@ void add_underflow_table(const std::vector<Record>& recs, const std::vector<std:
   sec["tables"].push_back(t.to_json());
   if (worst_delayed_e4m3 > 0 && worst_block >= 0)
     sec["summary"].push_back(
-        fmt::format("Worst tensor's underflow: {} under block scaling ({}) against {} under delayed per-tensor E4M3 ({:.2f} of it).",
+        fmt::format("Worst tensor's underflow: {} under block scaling ({}) against {} under delayed per-tensor E4M3 ({:.2g}x of it).",
                     fmt_pct(worst_block), worst_block_name, fmt_pct(worst_delayed_e4m3), worst_block / worst_delayed_e4m3));
 }
 
