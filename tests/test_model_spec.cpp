@@ -270,3 +270,31 @@ TEST(StepCost, GemmsOfAGpt2StepAndTheirPrecision) {
   s.model.arch = model::Arch::llama;
   EXPECT_TRUE(model::step_costs(s).empty());
 }
+
+// Per-row / per-block scaling: the casts are a phase of their own (the profile's fp8_cast), 4
+// bytes per element of every FP8 GEMM input, weight and output gradient (BF16 read, two FP8
+// copies written), 6 row-wise (one more read for the amaxes); the GEMM phases keep only GEMMs.
+TEST(StepCost, PerBlockScalingCastsAreTheirOwnPhase) {
+  model::StepShape s;
+  s.model.vocab = 50304, s.model.d_model = 768, s.model.n_layer = 12, s.model.n_head = 12;
+  s.batch = 16, s.seq_len = 1024, s.fp8 = true, s.fp8_linears = {"qkv", "proj", "fc1", "fc2", "lm_head"};
+  s.delayed = false, s.per_block = true;
+  auto phase = [](const std::vector<model::PhaseCost>& costs, const std::string& name) {
+    for (const auto& p : costs)
+      if (p.phase == name) return p;
+    ADD_FAILURE() << "no phase " << name;
+    return model::PhaseCost{};
+  };
+  const auto costs = model::step_costs(s);
+  const double N = 16.0 * 1024, C = 768, F = 3072, V = 50304;
+  // Inputs, output gradients and weights of the four block linears, then the head's.
+  const double layer = N * (C + C + C + F) + N * (3 * C + C + F + C) + (C * 3 * C + C * C + C * F + F * C);
+  const double elements = 12 * layer + N * C + V * C + N * V;
+  EXPECT_DOUBLE_EQ(phase(costs, "fp8_cast").bytes, 4 * elements);
+  EXPECT_EQ(phase(costs, "matmul").serial_bytes, 0.0);
+  EXPECT_EQ(phase(costs, "lm_head").serial_bytes, 0.0);
+  s.rowwise = true;
+  EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "fp8_cast").bytes, 6 * elements);
+  s.per_block = s.rowwise = false;
+  for (const auto& p : model::step_costs(s)) EXPECT_NE(p.phase, "fp8_cast");
+}

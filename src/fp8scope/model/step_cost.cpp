@@ -31,14 +31,25 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
     const double dgelu = name == "fc1" && s.delayed ? 2.0 : 0.0;
     return (input_fused ? 0.0 : N * in * 4) + N * out_w * (4 + dgelu) + in * out_w * 4;
   };
-  mm.serial_bytes =
+  const double layer_casts =
       L * (cast("qkv", C, c.qkv_width(), fuses) + cast("proj", C, C, false) + cast("fc1", C, F, fuses) + cast("fc2", F, C, fuses));
-  out.push_back(mm);
   PhaseCost head{"lm_head"};
   head.gemms = linear("lm_head", C, V, 1);
   // The head's gradient is cast by the loss under delayed scaling (counted there).
-  if (fp8("lm_head")) head.serial_bytes = N * C * 4 + V * C * 4 + (s.delayed ? 0.0 : N * V * 4);
-  out.push_back(head);
+  const double head_casts = fp8("lm_head") ? N * C * 4 + V * C * 4 + (s.delayed ? 0.0 : N * V * 4) : 0.0;
+  if (s.fp8 && s.per_block) {
+    // Every cast reads its BF16 tensor (once more for row-wise amaxes) and writes both FP8 copies.
+    PhaseCost casts{"fp8_cast"};
+    casts.bytes = (layer_casts + head_casts) * (s.rowwise ? 6.0 / 4.0 : 1.0);
+    out.push_back(mm);
+    out.push_back(head);
+    out.push_back(casts);
+  } else {
+    mm.serial_bytes = layer_casts;
+    head.serial_bytes = head_casts;
+    out.push_back(mm);
+    out.push_back(head);
+  }
   // Causal attention: QK^T and PV forward (4 B NH T^2 hs FLOPs without the mask), backward 2.5x
   // forward (five products), half of each under the causal mask.
   PhaseCost att{"attention"};

@@ -1,7 +1,7 @@
 #pragma once
 // What one GPT-2 training step of the hand-written model must at least do, phase by phase (the
 // phases of the step's profile: matmul, lm_head, attention, loss, layernorm, gelu, residual,
-// optimizer, embedding): its GEMMs with their shapes and precision, its other FLOPs (the fused
+// optimizer, embedding, and fp8_cast under per-row / per-block scaling): its GEMMs with their shapes and precision, its other FLOPs (the fused
 // attention), and the bytes its memory-bound kernels move (each kernel's inputs read and outputs
 // written once, in the step's own order). The report divides them by measured rates to put a
 // bound beside each phase's measured time.
@@ -45,6 +45,10 @@ struct StepShape {
                         // gradient cast applies the GELU backward (no separate kernels)
   bool fused = false;   // the fused variants: under delayed scaling the LayerNorms and the GELU
                         // write the FP8 inputs of qkv, fc1 and fc2 themselves
+  // Per-row / per-block scaling (scaling rowwise | block): the casts are a phase of their own
+  // (fp8_cast, as the profile times them), none fused; row-wise reads each tensor once more for
+  // its rows' and columns' amaxes.
+  bool per_block = false, rowwise = false;
 };
 
 // Empty for architectures the cost model does not describe (Llama so far).

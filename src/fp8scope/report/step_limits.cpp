@@ -28,7 +28,10 @@ bool step_shape_of(const json& p, model::StepShape& s) {
   s.seq_len = p.value("seq_len", 0);
   s.fp8 = p.value("precision", std::string("bf16")) == "fp8";
   s.flash = p.value("attention", std::string("materialized")) == "flash";
-  s.delayed = p.value("scaling", std::string("delayed")) == "delayed";
+  const std::string scaling = p.value("scaling", std::string("delayed"));
+  s.delayed = scaling == "delayed";
+  s.per_block = scaling == "rowwise" || scaling == "block";
+  s.rowwise = scaling == "rowwise";
   s.fused = p.value("variant", std::string("custom")) != "custom";
   model::parse_linears(p.value("fp8_linears", std::string("all")), s.fp8_linears);
   return !s.model.llama() && s.model.vocab > 0 && s.model.d_model > 0 && s.model.n_layer > 0 && s.batch > 0 && s.seq_len > 0;
