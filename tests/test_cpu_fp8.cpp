@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <set>
 
 using namespace fp8scope;
@@ -201,5 +202,33 @@ TEST(CpuFp8, RowwiseAndBlockScalingTrainAndLoseLessToUnderflowThanDelayedScaling
       }
     // E4M3 gradients: delayed per-tensor scaling flushes a large part of them to zero.
     EXPECT_LT(underflow(fp8.taps(), ".grad"), underflow(delayed.taps(), ".grad") / 5) << to_string(s);
+  }
+}
+
+// The GPU model taps per-row / per-block scaling through a static plan (model::TapPlan); the
+// emulation taps as it quantises. After one step both must name the same quantised tensors,
+// each with the same element and block counts, so the GPU's taps read like the CPU's (the gpu
+// test compares the two models' taps; this checks the plan without a GPU).
+TEST(CpuFp8, TheTapPlanOfPerBlockScalingIsWhatTheEmulationQuantises) {
+  for (fp8::Scaling s : {fp8::Scaling::rowwise, fp8::Scaling::block}) {
+    auto cfg = small();
+    cfg.d_model = 256;  // two 1x128 blocks per row
+    cpu::Fp8Emulation fp8(scaled_by(s));
+    cpu::CpuGpt gpt(cfg);
+    gpt.attach_fp8(&fp8);
+    const auto init = model::init_params(cfg, 4);
+    std::vector<double> P(init.begin(), init.end()), G;
+    model::MarkovTokens data(cfg.vocab, 8);
+    std::vector<int> in, tg;
+    data.next_batch(4, 16, in, tg);
+    gpt.forward(P, in.data(), tg.data(), 4, 16);
+    gpt.backward(P, G);
+    std::map<std::pair<int, std::string>, std::pair<long long, long long>> emulated, planned;
+    for (const auto& t : fp8.taps())
+      if (t.scale != 0.0f) emulated[{t.layer, t.tensor}] = {t.elements, t.blocks};
+    const model::TapPlan plan(cfg, 4, 16, scaled_by(s));
+    for (const auto& slot : plan.slots())
+      if (slot.format) planned[{slot.layer, slot.tensor}] = {slot.elements, slot.geometry.blocks()};
+    EXPECT_EQ(planned, emulated) << to_string(s);
   }
 }

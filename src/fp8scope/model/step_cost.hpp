@@ -1,10 +1,9 @@
 #pragma once
 // What one GPT-2 training step of the hand-written model must at least do, phase by phase (the
 // phases of the step's profile: matmul, lm_head, attention, loss, layernorm, gelu, residual,
-// optimizer, embedding, and fp8_cast under per-row / per-block scaling): its GEMMs with their shapes and precision, its other FLOPs (the fused
-// attention), and the bytes its memory-bound kernels move (each kernel's inputs read and outputs
-// written once, in the step's own order). The report divides them by measured rates to put a
-// bound beside each phase's measured time.
+// optimizer, embedding, and fp8_cast under per-row / per-block scaling): its GEMMs with their shapes and precision, its other FLOPs (the
+// fused attention), and the bytes its memory-bound kernels move (each kernel's inputs read and outputs written once, in the step's own
+// order). The report divides them by measured rates to put a bound beside each phase's measured time.
 #include "fp8scope/model/gpt_config.hpp"
 
 #include <cstdint>
