@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include <sstream>
+#include <tuple>
 
 namespace fp8scope::model {
 
@@ -38,7 +39,40 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   if (f.fp8("qkv") || f.fp8("fc1")) shared += N * C * 2;
   if (f.fp8("fc2")) shared += N * 4 * C * 2;
   const double att = f.attention() ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
-  return scratch + saved + weights + att + shared - bf16_inputs;
+  return scratch + saved + weights + att + shared - bf16_inputs + per_block_bytes(c, B, T, f);
+}
+
+double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
+  if (!fp8::per_block(f.recipe.scaling)) return 0.0;
+  const std::int64_t N = std::int64_t(B) * T, C = c.d_model, Vp = c.padded_vocab();
+  const fp8::ScaleMode am = activation_scale_mode(f.recipe.scaling), wm = weight_scale_mode(f.recipe.scaling);
+  auto lt = [](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
+    return 4.0 * double(fp8::scale_geometry(m, outer, inner).lt_elements());
+  };
+  // Per FP8 linear, the scale tensors of the copies kept for backward (the input's transpose
+  // for wgrad, the weight's for dgrad); the largest of each scratch scale tensor; the block
+  // amaxes of a cast's two copies, their sorted copy and the radix sort's own buffer (taps).
+  const char* names[5] = {"qkv", "proj", "fc1", "fc2", "lm_head"};
+  const std::int64_t in_c[5] = {C, C, C, 4 * C, C}, out_c[5] = {3 * C, C, 4 * C, C, Vp};
+  double saved = 0, x = 0, w = 0, dy = 0, dy_t = 0, blocks = 0;
+  for (int i = 0; i < 5; ++i) {
+    if (!f.fp8(names[i])) continue;
+    const double layers = i == 4 ? 1.0 : double(c.n_layer);
+    saved += layers * (lt(am, in_c[i], N) + lt(wm, in_c[i], out_c[i]));
+    x = std::max(x, lt(am, N, in_c[i]));
+    w = std::max(w, lt(wm, out_c[i], in_c[i]));
+    dy = std::max(dy, lt(am, N, out_c[i]));
+    dy_t = std::max(dy_t, lt(am, out_c[i], N));
+    for (auto [m, o, k] : {std::tuple{am, N, in_c[i]},
+                           {am, in_c[i], N},
+                           {wm, out_c[i], in_c[i]},
+                           {wm, in_c[i], out_c[i]},
+                           {am, N, out_c[i]},
+                           {am, out_c[i], N}})
+      blocks = std::max(blocks, double(fp8::scale_geometry(m, o, k).blocks()));
+  }
+  const double line_amax = 4.0 * double(std::max(N, C) + std::max<std::int64_t>(4 * C, Vp));
+  return saved + x + w + dy + dy_t + 4 * 4.0 * blocks + line_amax;
 }
 
 std::string parse_linears(const std::string& s, std::set<std::string>& out) {

@@ -56,6 +56,9 @@ struct Fp8ModelConfig {
 // at the start of a step, the scratch of the current GEMM) against the BF16 inputs of the
 // FP8 linears that then need not be kept per layer.
 double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
+// The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
+// kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
+double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
 
 // "" or one line naming what is wrong with a list of FP8 linears ("qkv,fc1", "all", "none").
 std::string parse_linears(const std::string& s, std::set<std::string>& out);
