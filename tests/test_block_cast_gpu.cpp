@@ -61,9 +61,7 @@ class BlockCastGpu : public ::testing::TestWithParam<Case> {};
 TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
   FP8SCOPE_REQUIRE_GPU();
   const Case k = GetParam();
-  const fp8::ScaleMode mode = k.scaling == fp8::Scaling::rowwise ? fp8::ScaleMode::outer_vec
-                              : k.weight                         ? fp8::ScaleMode::blk128
-                                                                 : fp8::ScaleMode::vec128;
+  const fp8::ScaleMode mode = k.weight ? model::weight_scale_mode(k.scaling) : model::activation_scale_mode(k.scaling);
   auto host = values(k.rows, k.cols, unsigned(k.rows * 7 + k.cols));
   if (k.plant_nan) host[std::size_t(k.rows / 2) * k.cols + k.cols / 3] = __float2bfloat16(NAN);
   const std::size_t n = host.size();

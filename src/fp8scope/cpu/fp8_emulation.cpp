@@ -50,9 +50,8 @@ const double* Fp8Emulation::quantize(int layer, const std::string& tensor, const
 const double* Fp8Emulation::quantize_operand(int layer, const std::string& tensor, const std::string& role, const double* x, int rows,
                                              int cols, bool k_along_cols) {
   const fp8::Format f = fp8::format_for(opt_.recipe.format, role == "grad" ? fp8::Pass::backward : fp8::Pass::forward);
-  const fp8::ScaleMode mode = opt_.recipe.scaling == fp8::Scaling::rowwise ? fp8::ScaleMode::outer_vec
-                              : role == "weight"                           ? fp8::ScaleMode::blk128
-                                                                           : fp8::ScaleMode::vec128;
+  const fp8::ScaleMode mode =
+      role == "weight" ? model::weight_scale_mode(opt_.recipe.scaling) : model::activation_scale_mode(opt_.recipe.scaling);
   // Logical (outer o, inner k) with k the reduction dimension.
   const std::int64_t outer = k_along_cols ? rows : cols, inner = k_along_cols ? cols : rows;
   auto at = [&](std::int64_t o, std::int64_t k) { return k_along_cols ? o * cols + k : k * cols + o; };

@@ -18,12 +18,6 @@ const model::Fp8ModelConfig& runnable(const model::Fp8ModelConfig& f) {
                                 " scales the linears; fp8_attention needs a per-tensor recipe");
   return f;
 }
-std::int64_t most_blocks(const model::TapPlan& p) {
-  std::int64_t n = 0;
-  for (const auto& s : p.slots())
-    if (s.geometry.mode != fp8::ScaleMode::tensor) n = std::max(n, s.geometry.blocks());
-  return n;
-}
 std::vector<float> planted_of(const model::TapPlan& p, const model::Fp8ModelConfig& f) {
   std::vector<float> out(p.slots().size(), 1.0f);
   for (const auto& [key, factor] : f.planted_scale)
@@ -45,7 +39,7 @@ Fp8Runtime::Fp8Runtime(const model::GptConfig& cfg, int B, int T, const model::F
       red_nonfinite_(std::max<std::size_t>(1, plan_.slots().size()) * sizeof(unsigned long long)) {
   if (!per_block()) return;
   const std::size_t n = std::max<std::size_t>(1, plan_.slots().size());
-  const std::int64_t blocks = std::max<std::int64_t>(1, most_blocks(plan_));
+  const std::int64_t blocks = model::per_block_scratch(cfg, B, T, f).blocks;
   max_dequant_ = core::DeviceBuffer(n * sizeof(float));
   quantiles_ = core::DeviceBuffer(2 * n * sizeof(float));
   FP8S_CUDA(cudaMemsetAsync(quantiles_.get(), 0, quantiles_.size(), s));

@@ -45,7 +45,9 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     p.bias = c.bias;
     p.a_scale = c.a_scale;
     p.b_scale = c.b_scale;
-    Plan plan{std::make_unique<gemm::LtMatmul>(s, p), {}};
+    // The batch stride is ldd * n, as lt_matmul lays it out; columns padded beyond m count too.
+    const std::size_t d_bytes = std::size_t((s.batch - 1) * s.ldd_eff() * s.n + (s.n - 1) * s.ldd_eff() + s.m) * gemm::size_of(s.d);
+    Plan plan{std::make_unique<gemm::LtMatmul>(s, p), {}, d_bytes};
     if (plan.mm->setup_status())
       throw GemmRefused(core::Outcome::heuristic_unsupported,
                         fmt::format("{} GEMM ({}): cuBLASLt refused {}: {}", what, shape(c), plan.mm->setup_step(),
@@ -65,10 +67,7 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     throw GemmRefused(core::Outcome::run_rejected,
                       with_reason(fmt::format("{} GEMM ({}): cublasLtMatmul refused: {}", what, shape(c), gemm::status_name(st)), why));
   }
-  // For initcheck, which does not see cuBLASLt's stores: D from its first to its last element
-  // (the batch stride is ldd * n, as lt_matmul lays it out; columns padded beyond m count too).
-  const std::int64_t ldd = c.ldd ? c.ldd : c.m;
-  core::mark_initialized(D, std::size_t((c.batch - 1) * ldd * c.n + (c.n - 1) * ldd + c.m) * gemm::size_of(c.d), stream_);
+  core::mark_initialized(D, it->second.d_bytes, stream_);  // initcheck does not see cuBLASLt's stores
 }
 
 }  // namespace fp8scope::gpu_model

@@ -49,6 +49,7 @@ class GemmCache {
   struct Plan {
     std::unique_ptr<gemm::LtMatmul> mm;
     cublasLtMatmulAlgo_t algo;
+    std::size_t d_bytes = 0;  // D from its first to its last element (marked initialised after each run)
   };
   // Every field of a GemmCall, compared as a tuple: the lookup runs for every GEMM of every
   // step, so no string is built for it.

@@ -125,16 +125,16 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     // Delayed scaling: the block weights are cast together at the start of forward (current
     // scaling measures each weight right before its own cast).
     std::vector<fp8::CastTransposeJob> weight_jobs;
-    // Per-row / per-block scaling: scale tensors (their padding zeroed once, never written).
-    auto lt_elements = [](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
-      return std::size_t(fp8::scale_geometry(m, outer, inner).lt_elements());
-    };
-    auto lt_buffer = [&](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
-      core::DeviceBuffer b(lt_elements(m, outer, inner) * sizeof(float));
+    // Per-row / per-block scaling: scale tensors of `floats` elements (their padding zeroed
+    // once, never written).
+    auto lt_buffer = [&](std::int64_t floats) {
+      core::DeviceBuffer b(std::size_t(floats) * sizeof(float));
       FP8S_CUDA(cudaMemsetAsync(b.get(), 0, b.size(), stream_));
       return b;
     };
-    std::size_t lt_most[4] = {1, 1, 1, 1};  // f8_x_, f8_w_, f8_dy_, f8_dy_t_
+    auto lt_floats = [](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
+      return fp8::scale_geometry(m, outer, inner).lt_elements();
+    };
     for (int l = -1; l < cfg.n_layer; ++l)
       for (int w = 0; w < 5; ++w) {
         if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
@@ -146,12 +146,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         if (fp8_->per_block()) {
           sv.si_t = fp8_->slot(l, name + ".input_t"), sv.sw_t = fp8_->slot(l, name + ".weight_t"),
           sv.sg_t = fp8_->slot(l, name + ".grad_t");
-          sv.x_t_lt = lt_buffer(fp8_->activation_mode(), IC, N);
-          sv.w_t_lt = lt_buffer(fp8_->weight_mode(), IC, OC);
-          lt_most[0] = std::max(lt_most[0], lt_elements(fp8_->activation_mode(), N, IC));
-          lt_most[1] = std::max(lt_most[1], lt_elements(fp8_->weight_mode(), OC, IC));
-          lt_most[2] = std::max(lt_most[2], lt_elements(fp8_->activation_mode(), N, OC));
-          lt_most[3] = std::max(lt_most[3], lt_elements(fp8_->activation_mode(), OC, N));
+          sv.x_t_lt = lt_buffer(lt_floats(fp8_->activation_mode(), IC, N));
+          sv.w_t_lt = lt_buffer(lt_floats(fp8_->weight_mode(), IC, OC));
           continue;
         }
         if (w == 4 || !scale_before_cast() || !fp8::tile_cast_fits(int(OC), int(IC))) continue;
@@ -161,13 +157,12 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         weight_job_tiles_ = std::max(weight_job_tiles_, fp8::cast_tiles(int(OC), int(IC)));
       }
     if (fp8_->per_block()) {
-      core::DeviceBuffer* scratch[4] = {&f8_x_lt_, &f8_w_lt_, &f8_dy_lt_, &f8_dy_t_lt_};
-      for (int i = 0; i < 4; ++i) {
-        *scratch[i] = core::DeviceBuffer(lt_most[i] * sizeof(float));
-        FP8S_CUDA(cudaMemsetAsync(scratch[i]->get(), 0, scratch[i]->size(), stream_));
-      }
-      // The widest cast: a token-major [N][widest] gradient or a [widest][C] weight.
-      block_scratch_ = core::DeviceBuffer(fp8::block_cast_scratch_floats(int(std::max<std::int64_t>(N, C)), int(widest)) * sizeof(float));
+      const model::PerBlockScratch ps = model::per_block_scratch(cfg, B, T, *fp8);
+      f8_x_lt_ = lt_buffer(ps.x_lt);
+      f8_w_lt_ = lt_buffer(ps.w_lt);
+      f8_dy_lt_ = lt_buffer(ps.dy_lt);
+      f8_dy_t_lt_ = lt_buffer(ps.dy_t_lt);
+      block_scratch_ = core::DeviceBuffer(fp8::block_cast_scratch_floats(int(ps.widest_rows), int(ps.widest_cols)) * sizeof(float));
     }
     n_weight_jobs_ = int(weight_jobs.size());
     if (n_weight_jobs_) {

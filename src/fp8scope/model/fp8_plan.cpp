@@ -42,37 +42,55 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   return scratch + saved + weights + att + shared - bf16_inputs + per_block_bytes(c, B, T, f);
 }
 
+namespace {
+// The FP8 linears' input and output features, in model::linear_names() order.
+struct LinearShape {
+  const char* name;
+  std::int64_t in, out;
+  int layers;
+};
+std::vector<LinearShape> linear_shapes(const GptConfig& c) {
+  const std::int64_t C = c.d_model;
+  const int L = c.n_layer;
+  return {{"qkv", C, 3 * C, L}, {"proj", C, C, L}, {"fc1", C, 4 * C, L}, {"fc2", 4 * C, C, L}, {"lm_head", C, c.padded_vocab(), 1}};
+}
+std::int64_t lt_elements(fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
+  return fp8::scale_geometry(m, outer, inner).lt_elements();
+}
+}  // namespace
+
+PerBlockScratch per_block_scratch(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
+  PerBlockScratch s;
+  const std::int64_t N = std::int64_t(B) * T;
+  const fp8::ScaleMode am = activation_scale_mode(f.recipe.scaling), wm = weight_scale_mode(f.recipe.scaling);
+  s.widest_rows = std::max<std::int64_t>(N, c.d_model);
+  s.widest_cols = std::max<std::int64_t>(4 * c.d_model, c.padded_vocab());
+  for (const auto& l : linear_shapes(c)) {
+    if (!f.fp8(l.name)) continue;
+    s.x_lt = std::max(s.x_lt, lt_elements(am, N, l.in));
+    s.w_lt = std::max(s.w_lt, lt_elements(wm, l.out, l.in));
+    s.dy_lt = std::max(s.dy_lt, lt_elements(am, N, l.out));
+    s.dy_t_lt = std::max(s.dy_t_lt, lt_elements(am, l.out, N));
+    for (auto [m, o, k] : {std::tuple{am, N, l.in}, {am, l.in, N}, {wm, l.out, l.in}, {wm, l.in, l.out}, {am, N, l.out}, {am, l.out, N}})
+      s.blocks = std::max(s.blocks, fp8::scale_geometry(m, o, k).blocks());
+  }
+  return s;
+}
+
 double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
   if (!fp8::per_block(f.recipe.scaling)) return 0.0;
-  const std::int64_t N = std::int64_t(B) * T, C = c.d_model, Vp = c.padded_vocab();
+  const std::int64_t N = std::int64_t(B) * T;
   const fp8::ScaleMode am = activation_scale_mode(f.recipe.scaling), wm = weight_scale_mode(f.recipe.scaling);
-  auto lt = [](fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
-    return 4.0 * double(fp8::scale_geometry(m, outer, inner).lt_elements());
-  };
   // Per FP8 linear, the scale tensors of the copies kept for backward (the input's transpose
-  // for wgrad, the weight's for dgrad); the largest of each scratch scale tensor; the block
-  // amaxes of a cast's two copies, their sorted copy and the radix sort's own buffer (taps).
-  const char* names[5] = {"qkv", "proj", "fc1", "fc2", "lm_head"};
-  const std::int64_t in_c[5] = {C, C, C, 4 * C, C}, out_c[5] = {3 * C, C, 4 * C, C, Vp};
-  double saved = 0, x = 0, w = 0, dy = 0, dy_t = 0, blocks = 0;
-  for (int i = 0; i < 5; ++i) {
-    if (!f.fp8(names[i])) continue;
-    const double layers = i == 4 ? 1.0 : double(c.n_layer);
-    saved += layers * (lt(am, in_c[i], N) + lt(wm, in_c[i], out_c[i]));
-    x = std::max(x, lt(am, N, in_c[i]));
-    w = std::max(w, lt(wm, out_c[i], in_c[i]));
-    dy = std::max(dy, lt(am, N, out_c[i]));
-    dy_t = std::max(dy_t, lt(am, out_c[i], N));
-    for (auto [m, o, k] : {std::tuple{am, N, in_c[i]},
-                           {am, in_c[i], N},
-                           {wm, out_c[i], in_c[i]},
-                           {wm, in_c[i], out_c[i]},
-                           {am, N, out_c[i]},
-                           {am, out_c[i], N}})
-      blocks = std::max(blocks, double(fp8::scale_geometry(m, o, k).blocks()));
-  }
-  const double line_amax = 4.0 * double(std::max(N, C) + std::max<std::int64_t>(4 * C, Vp));
-  return saved + x + w + dy + dy_t + 4 * 4.0 * blocks + line_amax;
+  // for wgrad, the weight's for dgrad); the scratch scale tensors; the widest cast's row-wise
+  // amaxes; the block amaxes of a cast's two copies, their sorted copy and the radix sort's own
+  // buffer (taps).
+  double saved = 0;
+  for (const auto& l : linear_shapes(c))
+    if (f.fp8(l.name)) saved += l.layers * 4.0 * double(lt_elements(am, l.in, N) + lt_elements(wm, l.in, l.out));
+  const PerBlockScratch s = per_block_scratch(c, B, T, f);
+  const double scratch = 4.0 * double(s.x_lt + s.w_lt + s.dy_lt + s.dy_t_lt + s.widest_rows + s.widest_cols);
+  return saved + scratch + 4 * 4.0 * double(s.blocks);
 }
 
 std::string parse_linears(const std::string& s, std::set<std::string>& out) {

@@ -60,6 +60,17 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
 // kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
 double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
 
+// The GPU model's scratch for per-row / per-block casts (what it allocates and per_block_bytes
+// counts): the largest scale tensor, in floats, of each scratch copy of the current GEMM (its
+// input, weight, output gradient and that gradient's transpose); the widest cast (rows x cols,
+// whose row-wise amaxes need rows + cols floats); the most blocks one FP8 copy has.
+struct PerBlockScratch {
+  std::int64_t x_lt = 1, w_lt = 1, dy_lt = 1, dy_t_lt = 1;
+  std::int64_t widest_rows = 0, widest_cols = 0;
+  std::int64_t blocks = 1;
+};
+PerBlockScratch per_block_scratch(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
+
 // "" or one line naming what is wrong with a list of FP8 linears ("qkv,fc1", "all", "none").
 std::string parse_linears(const std::string& s, std::set<std::string>& out);
 
