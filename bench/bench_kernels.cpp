@@ -1,6 +1,6 @@
 // Memory-bound kernel micro-benchmarks at GPT-2 124M sizes (B=16, T=1024, C=768, V=50304):
 // FP8 cast+amax, cast+transpose (also with the bias gradient; the block weights in one launch
-// or one each), FP8 transpose, the MLP's fused GELU casts, the BF16 bias gradient, LayerNorm,
+// or one each), the per-row / per-block casts, FP8 transpose, the MLP's fused GELU casts, the BF16 bias gradient, LayerNorm,
 // GELU, the residual add, causal softmax, cross-entropy (BF16 or FP8 gradient), AdamW; and the
 // fused attention (compute-bound, in TFLOP/s).
 // Counters: GB/s of the fewest bytes each kernel must move, its fraction of the device copy
@@ -8,6 +8,7 @@
 // that moves the same bytes (what is left after the ramp-up and tail every small kernel pays).
 #include "bench_common.hpp"
 
+#include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/gemm/kernels.cuh"
 #include "fp8scope/gpu_model/kernels.cuh"
@@ -111,6 +112,29 @@ void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
     }
   });
   report(state, s, double(n) * (2 + (mode == CastMode::plain ? 1 : 2)));
+}
+
+// The casts of per-row / per-block scaling (fp8::block_cast_transpose) as the model's step runs
+// them, with statistics and both copies: an activation or gradient [N][cols] in 1x128 blocks
+// (vec128) or per row (outer_vec: one more read for the row and column amaxes), a weight in
+// 128x128 blocks (blk128). Bytes: the reads (one or two) and the two FP8 copies.
+void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols, fp8::ScaleMode mode) {
+  if (skip(state)) return;
+  const std::int64_t n = rows * cols;
+  auto in = random_bf16(n, 1.0f, 1);
+  const fp8::ScaleGeometry gd = fp8::scale_geometry(mode, rows, cols), gt = fp8::scale_geometry(mode, cols, rows);
+  core::DeviceBuffer out{std::size_t(n)}, out_t{std::size_t(n)}, lt{std::size_t(gd.lt_elements()) * 4},
+      lt_t{std::size_t(gt.lt_elements()) * 4}, stats{2 * sizeof(fp8::CastStats)}, maxdq{8},
+      scratch{fp8::block_cast_scratch_floats(int(rows), int(cols)) * 4};
+  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  FP8S_CUDA(cudaMemset(maxdq.get(), 0, maxdq.size()));
+  const fp8::BlockCastCopy d{out.as<std::uint8_t>(), lt.as<float>(), stats.as<fp8::CastStats>(), nullptr, maxdq.as<float>()};
+  const fp8::BlockCastCopy t{out_t.as<std::uint8_t>(), lt_t.as<float>(), stats.as<fp8::CastStats>() + 1, nullptr, maxdq.as<float>() + 1};
+  const double s = bench::run_timed(state, [&] {
+    fp8::block_cast_transpose(in.as<bf16>(), int(rows), int(cols), mode, fp8::Format::e4m3, fp8::Overflow::satfinite, 0, d, t,
+                              scratch.as<float>(), bench::stream());
+  });
+  report(state, s, double(n) * (mode == fp8::ScaleMode::outer_vec ? 6 : 4));
 }
 
 // The MLP's fused FP8 casts at fc1's output size: forward GELU -> FP8 with its transpose
@@ -358,6 +382,14 @@ int main(int argc, char** argv) {
   }
   reg("cast_transpose_weights/gpt2_124m/one_launch", [](benchmark::State& s) { bm_cast_weights(s, true); });
   reg("cast_transpose_weights/gpt2_124m/per_weight", [](benchmark::State& s) { bm_cast_weights(s, false); });
+  for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C), std::int64_t(V)}) {
+    reg(fmt::format("block_cast/vec128/{}x{}", N, cols),
+        [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::vec128); });
+    if (cols != V)
+      reg(fmt::format("block_cast/outer_vec/{}x{}", N, cols),
+          [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::outer_vec); });
+  }
+  reg(fmt::format("block_cast/blk128/{}x{}", 4 * C, C), [](benchmark::State& s) { bm_block_cast(s, 4 * C, C, fp8::ScaleMode::blk128); });
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(V)})
     reg(fmt::format("transpose_fp8/{}x{}", N, cols), [cols](benchmark::State& s) { bm_transpose_fp8(s, cols); });
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C)})

@@ -12,6 +12,7 @@
 
 #include <cuda_bf16.h>
 
+#include <bit>
 #include <cmath>
 #include <random>
 #include <string>
@@ -134,6 +135,27 @@ TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
   }
   // E5M2's range covers the data's spread within a block; E4M3's does not.
   if (!k.plant_nan && k.format == fp8::Format::e4m3) EXPECT_GT(gs[0].underflow, 0u) << "the data should exercise underflow";
+}
+
+// The casts divide by a block's scale through its reciprocal (two corrections, as CUDA's own
+// division); the same bits as __fdiv_rn (and the emulation's division) for every finite BF16
+// value and every scale the casts can derive: each positive finite BF16 amax, both formats,
+// margins -16..16, and the scale 1 of all-zero and non-finite blocks.
+TEST(BlockCastDivision, EqualsIeeeDivisionForEveryBf16ValueAndScale) {
+  FP8SCOPE_REQUIRE_GPU();
+  std::vector<float> scales{1.0f};
+  for (fp8::Format f : {fp8::Format::e4m3, fp8::Format::e5m2})
+    for (int margin = -16; margin <= 16; ++margin)
+      for (unsigned b = 1; b < 0x7F80u; ++b) {
+        const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);  // the BF16 value with bits b
+        scales.push_back(fp8::model_block_dequant(fp8::ScaleMode::vec128, amax, f, margin));
+      }
+  core::DeviceBuffer d(scales.size() * 4), bad(8);
+  FP8S_CUDA(cudaMemcpy(d.get(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemset(bad.get(), 0, 8));
+  fp8::block_division_mismatches(d.as<float>(), int(scales.size()), bad.as<unsigned long long>(), nullptr);
+  FP8S_CUDA(cudaDeviceSynchronize());
+  EXPECT_EQ(download<unsigned long long>(bad, 1)[0], 0ull) << "over " << scales.size() << " scales x 65280 values";
 }
 
 std::vector<Case> cases() {

@@ -9,26 +9,45 @@ namespace {
 using bf16 = __nv_bfloat16;
 
 // A CTA casts one 128 x 128 tile: every 1x128 block of either copy and every 128x128 block
-// lies inside one tile, so block scales need nothing from other CTAs. Thread t holds 8
+// lies inside one tile, so block scales need nothing from other CTAs. Thread t loads 8
 // consecutive values of 8 tile rows: columns 8 (t % 16) .. +7, rows t / 16 + 16 i. A row's
 // amax is then a reduction over 16 lanes, a column's over the thread's 8 rows, the other half
 // of the warp and the 8 warps.
+//
+// Speed: a cast is memory-bound only if each value costs a handful of instructions. The
+// amaxes are taken on packed BF16 magnitude bits (two per 32-bit SIMD maximum), the codes
+// come from the paired conversion (two values per instruction), the division by a block's
+// scale reuses the block's reciprocal (divide_by_scale), and the statistics of a vector of
+// values that can neither saturate nor be non-finite reduce to its maximum and, only when a
+// code is zero, an underflow count. Anything else takes the value-by-value path.
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;
+constexpr unsigned kInfBits = 0x7F80u;  // BF16 +inf; NaN's magnitude bits lie above it
 
-// Magnitude for the block amax: a non-finite value makes the block's amax inf (dequantisation
-// scale 1, model_block_dequant), so the value reaches the cast and the taps see it.
-__device__ __forceinline__ float magnitude(float x) { return isfinite(x) ? fabsf(x) : INFINITY; }
+// A magnitude for the block amax from BF16 magnitude bits (sign cleared; non-negative values
+// order like their bits): a non-finite value makes the block's amax inf (dequantisation scale
+// 1, model_block_dequant), so the value reaches the cast and the taps see it.
+__device__ __forceinline__ float magnitude_of_bits(unsigned m16) { return m16 >= kInfBits ? INFINITY : __uint_as_float(m16 << 16); }
+__device__ __forceinline__ unsigned abs2(unsigned w) { return w & 0x7FFF7FFFu; }  // two BF16 magnitudes
 // Non-negative floats order like their bits.
 __device__ __forceinline__ void atomic_max_nonneg(float* a, float v) { atomicMax(reinterpret_cast<unsigned*>(a), __float_as_uint(v)); }
 
+__device__ __forceinline__ float lo_bf16(unsigned w) { return __uint_as_float(w << 16); }  // little-endian: element 2k is the low half
+__device__ __forceinline__ float hi_bf16(unsigned w) { return __uint_as_float(w & 0xFFFF0000u); }
 __device__ __forceinline__ float bf16_at(const uint4& raw, int j) {
   const unsigned w = j < 2 ? raw.x : j < 4 ? raw.y : j < 6 ? raw.z : raw.w;
-  return __uint_as_float(j % 2 ? (w & 0xFFFF0000u) : (w << 16));  // little-endian: element 2k is the low half
+  return j % 2 ? hi_bf16(w) : lo_bf16(w);
+}
+// The largest of 8 BF16 magnitudes, as bits.
+__device__ __forceinline__ unsigned max_bits8(const uint4& raw) {
+  const unsigned m2 = __vmaxu2(__vimax3_u16x2(abs2(raw.x), abs2(raw.y), abs2(raw.z)), abs2(raw.w));
+  return max(m2 & 0xFFFFu, m2 >> 16);
 }
 
-// The thread's 8 x 8 values of the tile at (r0, c0); zeros outside the matrix.
+// The thread's 8 x 8 values of the tile at (r0, c0); zeros outside the matrix. A zero adds
+// nothing to any statistic (not an amax, not an underflow), so the casts may cast the padding
+// and only skip storing it.
 __device__ __forceinline__ void load_tile(const bf16* in, int rows, int cols, int r0, int c0, bool vec, uint4 (&raw)[8]) {
   const int c = c0 + (threadIdx.x % 16) * 8;
 #pragma unroll
@@ -45,9 +64,9 @@ __device__ __forceinline__ void load_tile(const bf16* in, int rows, int cols, in
   }
 }
 
-__device__ __forceinline__ float half_warp_max(float v) {
+__device__ __forceinline__ unsigned half_warp_max_bits(unsigned v) {
 #pragma unroll
-  for (int off = 8; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(kFull, v, off));
+  for (int off = 8; off > 0; off /= 2) v = max(v, __shfl_xor_sync(kFull, v, off));
   return v;
 }
 __device__ __forceinline__ float warp_max(float v) {
@@ -56,49 +75,81 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// The tile's column maxima: each thread's 8 columns over its rows, the two half-warps (same
-// columns), then the 8 warps. Returns thread t's column t (t < 128), 0 for the others.
-__device__ __forceinline__ float tile_column_max(float (&colm)[8], float (*part)[kEdge]) {
+__device__ __forceinline__ unsigned long long warp_sum_u64(unsigned long long v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(kFull, v, off);
+  return v;
+}
+
+// The thread's row maxima (bits of each row, reduced over the 16 lanes that hold it) and its 8
+// columns' maxima over its rows (packed, two per word).
+struct TileMaxima {
+  unsigned vec[8];   // the thread's own 8 values of row i
+  unsigned row[8];   // the whole tile row i
+  unsigned col2[4];  // columns 8 (t % 16) + 2k, +1 over the thread's rows
+};
+__device__ __forceinline__ TileMaxima tile_maxima(const uint4 (&raw)[8]) {
+  TileMaxima m;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) m.col2[k] = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    m.vec[i] = max_bits8(raw[i]);
+    m.row[i] = half_warp_max_bits(m.vec[i]);
+    m.col2[0] = __vmaxu2(m.col2[0], abs2(raw[i].x)), m.col2[1] = __vmaxu2(m.col2[1], abs2(raw[i].y));
+    m.col2[2] = __vmaxu2(m.col2[2], abs2(raw[i].z)), m.col2[3] = __vmaxu2(m.col2[3], abs2(raw[i].w));
+  }
+  return m;
+}
+
+// The tile's column maxima: the two half-warps (same columns), then the 8 warps. Returns
+// thread t's column t (t < 128), 0 for the others.
+__device__ __forceinline__ float tile_column_max(const unsigned (&col2)[4], unsigned (*part)[kEdge]) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
-  for (int j = 0; j < 8; ++j) colm[j] = fmaxf(colm[j], __shfl_xor_sync(kFull, colm[j], 16));
-  if (lane < 16)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) part[warp][lane * 8 + j] = colm[j];
+  for (int k = 0; k < 4; ++k) {
+    const unsigned v = __vmaxu2(col2[k], __shfl_xor_sync(kFull, col2[k], 16));
+    if (lane < 16) part[warp][lane * 8 + 2 * k] = v & 0xFFFFu, part[warp][lane * 8 + 2 * k + 1] = v >> 16;
+  }
   __syncthreads();
-  float m = 0.0f;
+  unsigned m = 0;
   if (threadIdx.x < kEdge)
-    for (int w = 0; w < kThreads / 32; ++w) m = fmaxf(m, part[w][threadIdx.x]);
-  return m;
+    for (int w = 0; w < kThreads / 32; ++w) m = max(m, part[w][threadIdx.x]);
+  return magnitude_of_bits(m);
 }
 
 // Row-wise scaling's first read: the amax of every row and every column (zeroed before).
 __global__ void __launch_bounds__(kThreads)
     line_amax_kernel(const bf16* in, int rows, int cols, bool vec, float* row_amax, float* col_amax) {
-  __shared__ float part[kThreads / 32][kEdge];
+  __shared__ unsigned part[kThreads / 32][kEdge];
   const int r0 = blockIdx.y * kEdge, c0 = blockIdx.x * kEdge;
   uint4 raw[8];
   load_tile(in, rows, cols, r0, c0, vec, raw);
-  float colm[8] = {};
+  const TileMaxima m = tile_maxima(raw);
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    float rm = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float m = magnitude(bf16_at(raw[i], j));
-      rm = fmaxf(rm, m);
-      colm[j] = fmaxf(colm[j], m);
-    }
-    rm = half_warp_max(rm);
     const int r = r0 + threadIdx.x / 16 + 16 * i;
-    if (threadIdx.x % 16 == 0 && r < rows) atomic_max_nonneg(row_amax + r, rm);
+    if (threadIdx.x % 16 == 0 && r < rows) atomic_max_nonneg(row_amax + r, magnitude_of_bits(m.row[i]));
   }
-  const float cm = tile_column_max(colm, part);
+  const float cm = tile_column_max(m.col2, part);
   if (threadIdx.x < kEdge && c0 + int(threadIdx.x) < cols) atomic_max_nonneg(col_amax + c0 + threadIdx.x, cm);
 }
 
-// One value of a per-block cast: round(x / d) in the format, with the statistics the CPU
-// emulation counts (division, not a multiplication by 1 / d, as the emulation computes it).
+// x / d rounded as __fdiv_rn rounds it, from r = __frcp_rn(d) computed once per block: the
+// product x * r, corrected twice by its exact residual x - d q (Markstein's iteration, as
+// CUDA's own division runs it, without its range check). Five instructions instead of ten and
+// a branch; the same bits as __fdiv_rn wherever the quotient is finite and within the FP8
+// range (|x / d| <= 65536), which block_division_mismatches() checks for every BF16 value
+// against every scale the casts derive. The sign is copied back for x = -0.
+__device__ __forceinline__ float divide_by_scale(float x, float d, float r) {
+  const float q0 = __fmul_rn(x, r);
+  const float q1 = __fmaf_rn(__fmaf_rn(-d, q0, x), r, q0);
+  const float q2 = __fmaf_rn(__fmaf_rn(-d, q1, x), r, q1);
+  return copysignf(q2, x);
+}
+
+// One value of a per-block cast, the value-by-value path: round(x / d) in the format, with the
+// statistics the CPU emulation counts (division, as the emulation computes it).
 template <class K>
 __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats& st) {
   const bool finite = isfinite(x);
@@ -112,12 +163,77 @@ __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats
   return q;
 }
 
-__device__ __forceinline__ void store8(std::uint8_t* dst, const std::uint8_t (&q)[8], int valid, bool vec) {
+// A vector of values is clean when none is non-finite and the largest, divided by the block's
+// scale, stays within the format: then no value saturates or encodes as non-finite, and its
+// statistics are its maximum and its underflows.
+template <class K>
+__device__ __forceinline__ bool clean(unsigned vmax_bits, float d, float r) {
+  return vmax_bits < kInfBits && divide_by_scale(__uint_as_float(vmax_bits << 16), d, r) <= info(K::format).max;
+}
+
+// Underflows of a clean vector: non-zero values (magnitude bits m16 != 0) whose code is +-0.
+__device__ __forceinline__ unsigned zero_code_underflows(unsigned m16, std::uint8_t q) { return m16 != 0u && (q & 0x7F) == 0; }
+
+// 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
+template <class K>
+__device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, float d, float r, LocalStats& st) {
+  const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+  if (clean<K>(vmax_bits, d, r)) {
+    unsigned q[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) q[k] = cvt2<K>(divide_by_scale(lo_bf16(w[k]), d, r), divide_by_scale(hi_bf16(w[k]), d, r));
+    const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
+    st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
+    if (!no_zero_code(out))
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        st.underflow += zero_code_underflows(w[k] & 0x7FFFu, std::uint8_t(q[k])) +
+                        zero_code_underflows((w[k] >> 16) & 0x7FFFu, std::uint8_t(q[k] >> 8));
+      }
+    return out;
+  }
+  std::uint8_t q[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) q[j] = cast_scaled<K>(bf16_at(raw, j), d, st);
+  return make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24, q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
+}
+
+// 32 BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
+// halves of w -> 32 codes in q (8 words).
+template <class K>
+__device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int half, unsigned vmax_bits, float d, float r, unsigned (&q)[8],
+                                                LocalStats& st) {
+  auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
+  auto mag16 = [&](int j) { return half ? (w[j] >> 16) & 0x7FFFu : w[j] & 0x7FFFu; };
+  if (clean<K>(vmax_bits, d, r)) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const unsigned a = cvt2<K>(divide_by_scale(value(4 * k), d, r), divide_by_scale(value(4 * k + 1), d, r));
+      const unsigned b = cvt2<K>(divide_by_scale(value(4 * k + 2), d, r), divide_by_scale(value(4 * k + 3), d, r));
+      q[k] = a | (b << 16);
+    }
+    st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (!no_zero_code(make_uint2(q[2 * k], q[2 * k + 1])))
+#pragma unroll
+        for (int j = 0; j < 8; ++j) st.underflow += zero_code_underflows(mag16(8 * k + j), std::uint8_t(q[2 * k + j / 4] >> (8 * (j % 4))));
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    unsigned word = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) word |= unsigned(cast_scaled<K>(value(4 * k + j), d, st)) << (8 * j);
+    q[k] = word;
+  }
+}
+
+__device__ __forceinline__ void store8(std::uint8_t* dst, uint2 q, int valid, bool vec) {
   if (vec && valid == 8) {
-    *reinterpret_cast<uint2*>(dst) =
-        make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24, q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
+    *reinterpret_cast<uint2*>(dst) = q;
   } else {
-    for (int j = 0; j < valid; ++j) dst[j] = q[j];
+    for (int j = 0; j < valid; ++j) dst[j] = std::uint8_t((j < 4 ? q.x : q.y) >> (8 * (j % 4)));
   }
 }
 
@@ -128,31 +244,23 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
 }
 
 template <class K, ScaleMode M>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 3)
     block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
                       BlockCastCopy tc, const float* row_amax, const float* col_amax) {
-  __shared__ __align__(16) bf16 tile[kEdge][kEdge + 8];  // +8: a column read hits 8 banks, not 1
-  __shared__ float part[kThreads / 32][kEdge];
+  // The tile as words of two BF16 columns: the row-wise 16-byte stores and the transposed
+  // reads (32 consecutive words of one row per warp) are both free of bank conflicts.
+  __shared__ __align__(16) unsigned tile[kEdge][kEdge / 2];
+  __shared__ unsigned part[kThreads / 32][kEdge];
   __shared__ float col_dequant[kEdge];
   __shared__ float warp_part[kThreads / 32];
   constexpr Format F = K::format;
   const int r0 = blockIdx.y * kEdge, c0 = blockIdx.x * kEdge, lane16 = threadIdx.x % 16;
   uint4 raw[8];
   load_tile(in, rows, cols, r0, c0, vec, raw);
-  float rowm[8], colm[8] = {};
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    *reinterpret_cast<uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 8]) = raw[i];
-    rowm[i] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float m = magnitude(bf16_at(raw[i], j));
-      rowm[i] = fmaxf(rowm[i], m);
-      colm[j] = fmaxf(colm[j], m);
-    }
-    rowm[i] = half_warp_max(rowm[i]);
-  }
-  const float cm = tile_column_max(colm, part);
+  for (int i = 0; i < 8; ++i) *reinterpret_cast<uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]) = raw[i];
+  const TileMaxima m = tile_maxima(raw);
+  const float cm = tile_column_max(m.col2, part);
   float tile_amax = 0.0f;
   if constexpr (M == ScaleMode::blk128) {
     const float w = warp_max(cm);
@@ -187,17 +295,15 @@ __global__ void __launch_bounds__(kThreads)
   float ddq = 0.0f;
   if (dc.codes) {
     const int c = c0 + lane16 * 8, valid = min(8, cols - c);
+    const float tile_d = M == ScaleMode::blk128 ? model_block_dequant(M, tile_amax, F, margin) : 0.0f;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int r = r0 + threadIdx.x / 16 + 16 * i;
       if (r >= rows || valid <= 0) continue;
-      const float a = M == ScaleMode::vec128 ? rowm[i] : M == ScaleMode::blk128 ? tile_amax : row_amax[r];
-      const float d = model_block_dequant(M, a, F, margin);
+      const float a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row[i]) : M == ScaleMode::blk128 ? tile_amax : row_amax[r];
+      const float d = M == ScaleMode::blk128 ? tile_d : model_block_dequant(M, a, F, margin);
       ddq = fmaxf(ddq, d);
-      std::uint8_t q[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) q[j] = j < valid ? cast_scaled<K>(bf16_at(raw[i], j), d, st) : 0;
-      store8(dc.codes + std::size_t(r) * cols + c, q, valid, vec);
+      store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw[i], m.vec[i], d, __frcp_rn(d), st), valid, vec);
       const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
                                           (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
       if (writes) {
@@ -208,29 +314,34 @@ __global__ void __launch_bounds__(kThreads)
     flush_max_dequant(ddq, dc.max_dequant);
   }
 
-  // The transpose [cols][rows], scaled along the original columns: thread t writes 16
-  // consecutive rows of one column per step (one 16-byte store), a warp 32 neighbouring
-  // columns, so its shared-memory reads are of one tile row (no bank conflicts).
+  // The transpose [cols][rows], scaled along the original columns: thread t casts 32
+  // consecutive rows of two neighbouring columns (one 32-bit shared-memory word per row) and
+  // writes 32 bytes of each of two transpose rows; a warp reads 32 consecutive words of a tile
+  // row (no bank conflicts).
   LocalStats stt;
   if (tc.codes) {
-    const bool tvec = vec && rows % 16 == 0;
-#pragma unroll 1
-    for (int k = 0; k < kEdge * kEdge / 16 / kThreads; ++k) {
-      const int item = k * kThreads + threadIdx.x, c = item % kEdge, rc = (item / kEdge) * 16;
-      const int gc = c0 + c, valid = min(16, rows - (r0 + rc));
-      if (gc >= cols || valid <= 0) continue;
+    const int cp = threadIdx.x % (kEdge / 2), rc = (threadIdx.x / (kEdge / 2)) * 32;
+    const int valid = min(32, rows - (r0 + rc));
+    unsigned w[32], vm = 0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      w[j] = tile[rc + j][cp];
+      vm = __vmaxu2(vm, abs2(w[j]));
+    }
+    const bool tvec = vec && rows % 16 == 0 && valid == 32;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int c = 2 * cp + half, gc = c0 + c;
       const float d = col_dequant[c];
-      std::uint8_t q[16];
-#pragma unroll
-      for (int j = 0; j < 16; ++j) q[j] = j < valid ? cast_scaled<K>(__bfloat162float(tile[rc + j][c]), d, stt) : 0;
+      unsigned q[8];
+      cast32_by_scale<K>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, __frcp_rn(d), q, stt);
+      if (gc >= cols || valid <= 0) continue;
       std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
-      if (tvec && valid == 16) {
-        unsigned w[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) w[i] = q[4 * i] | q[4 * i + 1] << 8 | q[4 * i + 2] << 16 | unsigned(q[4 * i + 3]) << 24;
-        *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+      if (tvec) {
+        reinterpret_cast<uint4*>(dst)[0] = make_uint4(q[0], q[1], q[2], q[3]);
+        reinterpret_cast<uint4*>(dst)[1] = make_uint4(q[4], q[5], q[6], q[7]);
       } else {
-        for (int j = 0; j < valid; ++j) dst[j] = q[j];
+        for (int j = 0; j < valid; ++j) dst[j] = std::uint8_t(q[j / 4] >> (8 * (j % 4)));
       }
     }
   }
@@ -256,6 +367,26 @@ __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float
   const std::int64_t nonzero = first([](float v) { return v > 0.0f; });
   out[0] = nonzero < finite ? sorted[nonzero] : 0.0f;
   out[1] = finite > 0 ? sorted[finite / 2] : 0.0f;
+}
+
+// Every finite BF16 value (the 65536 bit patterns less the non-finite ones) divided by each
+// scale both ways; a pair counts when the exact quotient lies in the FP8 range and the bits
+// differ (quotients below 2^-64, which every FP8 format rounds to a zero of their sign, may
+// differ in their last FP32 bits).
+__global__ void division_check_kernel(const float* scales, int n, unsigned long long* mismatches) {
+  unsigned long long bad = 0;
+  for (int i = blockIdx.x; i < n; i += gridDim.x) {
+    const float d = scales[i], r = __frcp_rn(d);
+    for (unsigned b = threadIdx.x; b < 65536u; b += blockDim.x) {
+      if ((b & 0x7F80u) == 0x7F80u) continue;
+      const float x = __uint_as_float(b << 16), exact = __fdiv_rn(x, d), fast = divide_by_scale(x, d, r);
+      if (!(fabsf(exact) <= 65536.0f) || __float_as_uint(exact) == __float_as_uint(fast)) continue;
+      const bool both_tiny = fabsf(exact) < 0x1p-64f && fabsf(fast) < 0x1p-64f && signbit(exact) == signbit(fast);
+      bad += !both_tiny;
+    }
+  }
+  bad = warp_sum_u64(bad);
+  if (threadIdx.x % 32 == 0 && bad) atomicAdd(mismatches, bad);
 }
 
 }  // namespace
@@ -292,6 +423,10 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
       default: break;  // the microscaling modes are not model recipes (the caller picks one of the three)
     }
   });
+}
+
+void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s) {
+  if (n > 0) division_check_kernel<<<1024, 256, 0, s>>>(scales, n, mismatches);
 }
 
 std::size_t block_amax_sort_temp_bytes(std::int64_t n) {

@@ -8,7 +8,8 @@
 // copies); row-wise scaling needs each whole row's and column's amax first, one more read.
 // Codes are round(x / d), d = model_block_dequant(mode, amax of the block) (block_scale.hpp),
 // exactly as the CPU emulation (cpu::Fp8Emulation::quantize_operand) computes them: a gpu test
-// compares every code and scale. Thin launchers; CUDA builds only.
+// compares every code and scale, another the kernels' division with __fdiv_rn for every BF16
+// value and every scale. Thin launchers; CUDA builds only.
 #include "fp8scope/fp8/block_scale.hpp"
 #include "fp8scope/fp8/cast.cuh"
 
@@ -36,6 +37,11 @@ struct BlockCastCopy {
 void block_cast_transpose(const __nv_bfloat16* in, int rows, int cols, ScaleMode mode, Format f, Overflow o, int margin,
                           const BlockCastCopy& direct, const BlockCastCopy& transposed, float* scratch, cudaStream_t s);
 inline std::size_t block_cast_scratch_floats(int rows, int cols) { return std::size_t(rows) + std::size_t(cols); }
+
+// Checks the casts' division (a block's reciprocal and two corrections, see block_cast.cu)
+// against __fdiv_rn for every finite BF16 value and each of n scales; adds the pairs whose
+// quotients differ within the FP8 range to *mismatches (zeroed by the caller).
+void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s);
 
 // The smallest non-zero and the median block amax of n blocks (finite blocks only, as the CPU
 // emulation's taps), from an array block_cast_transpose wrote: out[0] = smallest non-zero,
