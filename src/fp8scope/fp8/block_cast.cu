@@ -3,6 +3,8 @@
 
 #include <cub/device/device_radix_sort.cuh>
 
+#include <algorithm>
+
 namespace fp8scope::fp8 {
 namespace {
 
@@ -23,6 +25,8 @@ using bf16 = __nv_bfloat16;
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;
+// The casts' CTAs loop over tiles: two resident per SM of an H100 / H200 (132 SMs).
+constexpr unsigned kMaxBlockCastCtas = 132 * 2;
 constexpr unsigned kInfBits = 0x7F80u;  // BF16 +inf; NaN's magnitude bits lie above it
 
 // A magnitude for the block amax from BF16 magnitude bits (sign cleared; non-negative values
@@ -165,14 +169,21 @@ __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats
 
 // A vector of values is clean when none is non-finite and the largest, divided by the block's
 // scale, stays within the format: then no value saturates or encodes as non-finite, and its
-// statistics are its maximum and its underflows.
+// statistics are its maximum and its underflows. divide_by_scale is exact there only for a
+// normal scale and residuals above FP32's normal range; with d >= 2^-76 every value whose
+// residual is not (|x| < 2^-102) has |x / d| < 2^-26, a zero in both formats either way.
 template <class K>
 __device__ __forceinline__ bool clean(unsigned vmax_bits, float d, float r) {
-  return vmax_bits < kInfBits && divide_by_scale(__uint_as_float(vmax_bits << 16), d, r) <= info(K::format).max;
+  return d >= 0x1p-76f && vmax_bits < kInfBits && divide_by_scale(__uint_as_float(vmax_bits << 16), d, r) <= info(K::format).max;
 }
 
-// Underflows of a clean vector: non-zero values (magnitude bits m16 != 0) whose code is +-0.
-__device__ __forceinline__ unsigned zero_code_underflows(unsigned m16, std::uint8_t q) { return m16 != 0u && (q & 0x7F) == 0; }
+// Underflows among 4 codes (one word) of 4 BF16 values (a: values 0 and 1, b: 2 and 3): the
+// non-zero values whose code is +-0, counted byte-parallel.
+__device__ __forceinline__ unsigned underflows4(unsigned codes, unsigned a, unsigned b) {
+  const unsigned zero_code = ~((codes & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) & 0x80808080u;
+  const unsigned nonzero = __byte_perm(__vcmpne2(abs2(a), 0u), __vcmpne2(abs2(b), 0u), 0x6420);  // 0xFF per non-zero value
+  return __popc(zero_code & nonzero);
+}
 
 // 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
 template <class K>
@@ -184,12 +195,7 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
     for (int k = 0; k < 4; ++k) q[k] = cvt2<K>(divide_by_scale(lo_bf16(w[k]), d, r), divide_by_scale(hi_bf16(w[k]), d, r));
     const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
-    if (!no_zero_code(out))
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        st.underflow += zero_code_underflows(w[k] & 0x7FFFu, std::uint8_t(q[k])) +
-                        zero_code_underflows((w[k] >> 16) & 0x7FFFu, std::uint8_t(q[k] >> 8));
-      }
+    if (!no_zero_code(out)) st.underflow += underflows4(out.x, w[0], w[1]) + underflows4(out.y, w[2], w[3]);
     return out;
   }
   std::uint8_t q[8];
@@ -204,7 +210,8 @@ template <class K>
 __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int half, unsigned vmax_bits, float d, float r, unsigned (&q)[8],
                                                 LocalStats& st) {
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
-  auto mag16 = [&](int j) { return half ? (w[j] >> 16) & 0x7FFFu : w[j] & 0x7FFFu; };
+  // Values j and j + 1 as one word of two BF16 (j the low half).
+  auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
   if (clean<K>(vmax_bits, d, r)) {
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
@@ -216,8 +223,7 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
 #pragma unroll
     for (int k = 0; k < 4; ++k)
       if (!no_zero_code(make_uint2(q[2 * k], q[2 * k + 1])))
-#pragma unroll
-        for (int j = 0; j < 8; ++j) st.underflow += zero_code_underflows(mag16(8 * k + j), std::uint8_t(q[2 * k + j / 4] >> (8 * (j % 4))));
+        st.underflow += underflows4(q[2 * k], pair(8 * k), pair(8 * k + 2)) + underflows4(q[2 * k + 1], pair(8 * k + 4), pair(8 * k + 6));
     return;
   }
 #pragma unroll
@@ -244,7 +250,7 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
 }
 
 template <class K, ScaleMode M>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, 2)
     block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
                       BlockCastCopy tc, const float* row_amax, const float* col_amax) {
   // The tile as words of two BF16 columns: the row-wise 16-byte stores and the transposed
@@ -254,97 +260,103 @@ __global__ void __launch_bounds__(kThreads, 3)
   __shared__ float col_dequant[kEdge];
   __shared__ float warp_part[kThreads / 32];
   constexpr Format F = K::format;
-  const int r0 = blockIdx.y * kEdge, c0 = blockIdx.x * kEdge, lane16 = threadIdx.x % 16;
-  uint4 raw[8];
-  load_tile(in, rows, cols, r0, c0, vec, raw);
+  const int lane16 = threadIdx.x % 16, tiles_x = (cols + kEdge - 1) / kEdge, tiles = tiles_x * ((rows + kEdge - 1) / kEdge);
+  // Statistics and the largest dequantisation scales accumulate over the CTA's tiles and are
+  // flushed once: a CTA per tile made the step's casts wait on same-address atomics.
+  LocalStats st, stt;
+  float ddq = 0.0f, tdq = 0.0f;
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int r0 = (t / tiles_x) * kEdge, c0 = (t % tiles_x) * kEdge;
+    uint4 raw[8];
+    load_tile(in, rows, cols, r0, c0, vec, raw);
 #pragma unroll
-  for (int i = 0; i < 8; ++i) *reinterpret_cast<uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]) = raw[i];
-  const TileMaxima m = tile_maxima(raw);
-  const float cm = tile_column_max(m.col2, part);
-  float tile_amax = 0.0f;
-  if constexpr (M == ScaleMode::blk128) {
-    const float w = warp_max(cm);
-    if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = w;
-    __syncthreads();
-    for (int i = 0; i < kThreads / 32; ++i) tile_amax = fmaxf(tile_amax, warp_part[i]);
-  }
-
-  // The transpose's scales: one per tile column (a row of the transpose).
-  float tdq = 0.0f;
-  if (threadIdx.x < kEdge) {
-    const int c = c0 + threadIdx.x;
-    const float a = M == ScaleMode::vec128 ? cm : M == ScaleMode::blk128 ? tile_amax : (c < cols ? col_amax[c] : 0.0f);
-    const float d = model_block_dequant(M, a, F, margin);
-    col_dequant[threadIdx.x] = d;
-    const bool writes = tc.codes && c < cols && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && r0 == 0));
-    if (writes) {
-      tc.lt[gt.lt_offset(c, r0 / kEdge)] = d;
-      if (tc.block_amax) tc.block_amax[gt.block_of(c, r0)] = a;
+    for (int i = 0; i < 8; ++i) *reinterpret_cast<uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]) = raw[i];
+    const TileMaxima m = tile_maxima(raw);
+    const float cm = tile_column_max(m.col2, part);
+    float tile_amax = 0.0f;
+    if constexpr (M == ScaleMode::blk128) {
+      const float w = warp_max(cm);
+      if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = w;
+      __syncthreads();
+      for (int i = 0; i < kThreads / 32; ++i) tile_amax = fmaxf(tile_amax, warp_part[i]);
     }
-    if (M == ScaleMode::blk128 && tc.codes && threadIdx.x == 0) {
-      tc.lt[gt.lt_offset(c0 / kEdge, r0 / kEdge)] = d;
-      if (tc.block_amax) tc.block_amax[gt.block_of(c0, r0)] = a;
-    }
-    tdq = c < cols ? d : 0.0f;
-  }
-  if (tc.codes) flush_max_dequant(tdq, tc.max_dequant);
-  __syncthreads();
 
-  // The matrix itself, scaled along its rows.
-  LocalStats st;
-  float ddq = 0.0f;
-  if (dc.codes) {
-    const int c = c0 + lane16 * 8, valid = min(8, cols - c);
-    const float tile_d = M == ScaleMode::blk128 ? model_block_dequant(M, tile_amax, F, margin) : 0.0f;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int r = r0 + threadIdx.x / 16 + 16 * i;
-      if (r >= rows || valid <= 0) continue;
-      const float a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row[i]) : M == ScaleMode::blk128 ? tile_amax : row_amax[r];
-      const float d = M == ScaleMode::blk128 ? tile_d : model_block_dequant(M, a, F, margin);
-      ddq = fmaxf(ddq, d);
-      store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw[i], m.vec[i], d, __frcp_rn(d), st), valid, vec);
-      const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
-                                          (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
+    // The transpose's scales: one per tile column (a row of the transpose).
+    if (threadIdx.x < kEdge) {
+      const int c = c0 + threadIdx.x;
+      const float a = M == ScaleMode::vec128 ? cm : M == ScaleMode::blk128 ? tile_amax : (c < cols ? col_amax[c] : 0.0f);
+      const float d = model_block_dequant(M, a, F, margin);
+      col_dequant[threadIdx.x] = d;
+      const bool writes = tc.codes && c < cols && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && r0 == 0));
       if (writes) {
-        dc.lt[gd.lt_offset(r / gd.bo, c0 / kEdge)] = d;
-        if (dc.block_amax) dc.block_amax[gd.block_of(r, c0)] = a;
+        tc.lt[gt.lt_offset(c, r0 / kEdge)] = d;
+        if (tc.block_amax) tc.block_amax[gt.block_of(c, r0)] = a;
       }
+      if (M == ScaleMode::blk128 && tc.codes && threadIdx.x == 0) {
+        tc.lt[gt.lt_offset(c0 / kEdge, r0 / kEdge)] = d;
+        if (tc.block_amax) tc.block_amax[gt.block_of(c0, r0)] = a;
+      }
+      if (c < cols) tdq = fmaxf(tdq, d);
     }
-    flush_max_dequant(ddq, dc.max_dequant);
-  }
+    __syncthreads();
 
-  // The transpose [cols][rows], scaled along the original columns: thread t casts 32
-  // consecutive rows of two neighbouring columns (one 32-bit shared-memory word per row) and
-  // writes 32 bytes of each of two transpose rows; a warp reads 32 consecutive words of a tile
-  // row (no bank conflicts).
-  LocalStats stt;
-  if (tc.codes) {
-    const int cp = threadIdx.x % (kEdge / 2), rc = (threadIdx.x / (kEdge / 2)) * 32;
-    const int valid = min(32, rows - (r0 + rc));
-    unsigned w[32], vm = 0;
+    // The matrix itself, scaled along its rows.
+    if (dc.codes) {
+      const int c = c0 + lane16 * 8, valid = min(8, cols - c);
+      const float tile_d = M == ScaleMode::blk128 ? model_block_dequant(M, tile_amax, F, margin) : 0.0f;
 #pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      w[j] = tile[rc + j][cp];
-      vm = __vmaxu2(vm, abs2(w[j]));
-    }
-    const bool tvec = vec && rows % 16 == 0 && valid == 32;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int c = 2 * cp + half, gc = c0 + c;
-      const float d = col_dequant[c];
-      unsigned q[8];
-      cast32_by_scale<K>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, __frcp_rn(d), q, stt);
-      if (gc >= cols || valid <= 0) continue;
-      std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
-      if (tvec) {
-        reinterpret_cast<uint4*>(dst)[0] = make_uint4(q[0], q[1], q[2], q[3]);
-        reinterpret_cast<uint4*>(dst)[1] = make_uint4(q[4], q[5], q[6], q[7]);
-      } else {
-        for (int j = 0; j < valid; ++j) dst[j] = std::uint8_t(q[j / 4] >> (8 * (j % 4)));
+      for (int i = 0; i < 8; ++i) {
+        const int r = r0 + threadIdx.x / 16 + 16 * i;
+        if (r >= rows || valid <= 0) continue;
+        const float a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row[i]) : M == ScaleMode::blk128 ? tile_amax : row_amax[r];
+        const float d = M == ScaleMode::blk128 ? tile_d : model_block_dequant(M, a, F, margin);
+        ddq = fmaxf(ddq, d);
+        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw[i], m.vec[i], d, __frcp_rn(d), st), valid, vec);
+        const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
+                                            (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
+        if (writes) {
+          dc.lt[gd.lt_offset(r / gd.bo, c0 / kEdge)] = d;
+          if (dc.block_amax) dc.block_amax[gd.block_of(r, c0)] = a;
+        }
       }
     }
+
+    // The transpose [cols][rows], scaled along the original columns: thread t casts 32
+    // consecutive rows of two neighbouring columns (one 32-bit shared-memory word per row) and
+    // writes 32 bytes of each of two transpose rows; a warp reads 32 consecutive words of a tile
+    // row (no bank conflicts).
+    if (tc.codes) {
+      const int cp = threadIdx.x % (kEdge / 2), rc = (threadIdx.x / (kEdge / 2)) * 32;
+      const int valid = min(32, rows - (r0 + rc));
+      unsigned w[32], vm = 0;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        w[j] = tile[rc + j][cp];
+        vm = __vmaxu2(vm, abs2(w[j]));
+      }
+      const bool tvec = vec && rows % 16 == 0 && valid == 32;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int c = 2 * cp + half, gc = c0 + c;
+        const float d = col_dequant[c];
+        unsigned q[8];
+        cast32_by_scale<K>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, __frcp_rn(d), q, stt);
+        if (gc >= cols || valid <= 0) continue;
+        std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
+        if (tvec) {
+          reinterpret_cast<uint4*>(dst)[0] = make_uint4(q[0], q[1], q[2], q[3]);
+          reinterpret_cast<uint4*>(dst)[1] = make_uint4(q[4], q[5], q[6], q[7]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < 32; ++j)
+            if (j < valid) dst[j] = std::uint8_t(q[j / 4] >> (8 * (j % 4)));
+        }
+      }
+    }
+    __syncthreads();  // the next tile overwrites the shared tile and maxima
   }
+  if (dc.codes) flush_max_dequant(ddq, dc.max_dequant);
+  if (tc.codes) flush_max_dequant(tdq, tc.max_dequant);
   flush_block(st, dc.codes ? dc.stats : nullptr);
   __syncthreads();  // flush_block's shared scratch is used again
   flush_block(stt, tc.codes ? tc.stats : nullptr);
@@ -370,18 +382,19 @@ __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float
 }
 
 // Every finite BF16 value (the 65536 bit patterns less the non-finite ones) divided by each
-// scale both ways; a pair counts when the exact quotient lies in the FP8 range and the bits
-// differ (quotients below 2^-64, which every FP8 format rounds to a zero of their sign, may
-// differ in their last FP32 bits).
+// scale both ways, over the scales clean() lets the fast path use (d >= 2^-76); a pair counts
+// when the exact quotient lies in the FP8 range and the bits differ (quotients below 2^-20,
+// which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits).
 __global__ void division_check_kernel(const float* scales, int n, unsigned long long* mismatches) {
   unsigned long long bad = 0;
   for (int i = blockIdx.x; i < n; i += gridDim.x) {
     const float d = scales[i], r = __frcp_rn(d);
+    if (!(d >= 0x1p-76f)) continue;
     for (unsigned b = threadIdx.x; b < 65536u; b += blockDim.x) {
       if ((b & 0x7F80u) == 0x7F80u) continue;
       const float x = __uint_as_float(b << 16), exact = __fdiv_rn(x, d), fast = divide_by_scale(x, d, r);
       if (!(fabsf(exact) <= 65536.0f) || __float_as_uint(exact) == __float_as_uint(fast)) continue;
-      const bool both_tiny = fabsf(exact) < 0x1p-64f && fabsf(fast) < 0x1p-64f && signbit(exact) == signbit(fast);
+      const bool both_tiny = fabsf(exact) < 0x1p-20f && fabsf(fast) < 0x1p-20f && signbit(exact) == signbit(fast);
       bad += !both_tiny;
     }
   }
@@ -396,6 +409,7 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
   if (rows <= 0 || cols <= 0) return;
   const ScaleGeometry gd = scale_geometry(mode, rows, cols), gt = scale_geometry(mode, cols, rows);
   const dim3 grid(unsigned((cols + kEdge - 1) / kEdge), unsigned((rows + kEdge - 1) / kEdge));
+  const unsigned ctas = std::min(grid.x * grid.y, kMaxBlockCastCtas);
   const bool vec = cols % 8 == 0 && reinterpret_cast<std::uintptr_t>(in) % 16 == 0 &&
                    (!direct.codes || reinterpret_cast<std::uintptr_t>(direct.codes) % 8 == 0) &&
                    (!transposed.codes || reinterpret_cast<std::uintptr_t>(transposed.codes) % 16 == 0);
@@ -410,15 +424,15 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
     switch (mode) {
       case ScaleMode::outer_vec:
         block_cast_kernel<K, ScaleMode::outer_vec>
-            <<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, row_amax, col_amax);
+            <<<ctas, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, row_amax, col_amax);
         break;
       case ScaleMode::vec128:
         block_cast_kernel<K, ScaleMode::vec128>
-            <<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
+            <<<ctas, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
         break;
       case ScaleMode::blk128:
         block_cast_kernel<K, ScaleMode::blk128>
-            <<<grid, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
+            <<<ctas, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
         break;
       default: break;  // the microscaling modes are not model recipes (the caller picks one of the three)
     }

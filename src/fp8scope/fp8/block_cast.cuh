@@ -39,8 +39,9 @@ void block_cast_transpose(const __nv_bfloat16* in, int rows, int cols, ScaleMode
 inline std::size_t block_cast_scratch_floats(int rows, int cols) { return std::size_t(rows) + std::size_t(cols); }
 
 // Checks the casts' division (a block's reciprocal and two corrections, see block_cast.cu)
-// against __fdiv_rn for every finite BF16 value and each of n scales; adds the pairs whose
-// quotients differ within the FP8 range to *mismatches (zeroed by the caller).
+// against __fdiv_rn for every finite BF16 value and each of n scales (those the fast path
+// takes: d >= 2^-76); adds the pairs whose quotients differ within the FP8 range to
+// *mismatches (zeroed by the caller).
 void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s);
 
 // The smallest non-zero and the median block amax of n blocks (finite blocks only, as the CPU
