@@ -167,15 +167,14 @@ __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats
   return q;
 }
 
-// A vector of values is clean when none is non-finite and the largest, divided by the block's
-// scale, stays within the format: then no value saturates or encodes as non-finite, and its
-// statistics are its maximum and its underflows. divide_by_scale is exact there only for a
-// normal scale and residuals above FP32's normal range; with d >= 2^-76 every value whose
-// residual is not (|x| < 2^-102) has |x / d| < 2^-26, a zero in both formats either way.
-template <class K>
-__device__ __forceinline__ bool clean(unsigned vmax_bits, float d, float r) {
-  return d >= 0x1p-76f && vmax_bits < kInfBits && divide_by_scale(__uint_as_float(vmax_bits << 16), d, r) <= info(K::format).max;
-}
+// The fast path takes every vector without a non-finite value whose block scale lies where
+// divide_by_scale is exact: where the reciprocal and the residuals stay normal FP32 numbers,
+// d <= 2^100, and d >= 2^-76, so that any value whose residual would not (|x| < 2^-102) has
+// |x / d| < 2^-26, a zero in both formats either way. Other vectors (non-finite values,
+// pathological blocks) take the value-by-value path. Taking the vectors that may saturate
+// too matters: the vector holding a block's amax often does (amax / d rounds above the
+// format's largest value), and one such lane sent its whole warp down the slow path.
+__device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_bits < kInfBits && d >= 0x1p-76f && d <= 0x1p100f; }
 
 // Underflows among 4 codes (one word) of 4 BF16 values (a: values 0 and 1, b: 2 and 3): the
 // non-zero values whose code is +-0, counted byte-parallel.
@@ -184,18 +183,36 @@ __device__ __forceinline__ unsigned underflows4(unsigned codes, unsigned a, unsi
   const unsigned nonzero = __byte_perm(__vcmpne2(abs2(a), 0u), __vcmpne2(abs2(b), 0u), 0x6420);  // 0xFF per non-zero value
   return __popc(zero_code & nonzero);
 }
+// Codes that decode to NaN or inf among 4.
+template <Format F>
+__device__ __forceinline__ unsigned nonfinite_codes4(unsigned codes) {
+  constexpr unsigned mask = F == Format::e4m3 ? 0x7F7F7F7Fu : 0x7C7C7C7Cu;
+  return __popc(__vcmpeq4(codes & mask, mask)) / 8;
+}
+
+// Two values divided by the block's scale and converted, their saturations counted.
+template <class K>
+__device__ __forceinline__ unsigned cast2_by_scale(float a, float b, float d, float r, LocalStats& st) {
+  constexpr float fmax = info(K::format).max;
+  const float ya = divide_by_scale(a, d, r), yb = divide_by_scale(b, d, r);
+  st.saturated += (fabsf(ya) > fmax) + (fabsf(yb) > fmax);
+  return cvt2<K>(ya, yb);
+}
 
 // 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
 template <class K>
 __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, float d, float r, LocalStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if (clean<K>(vmax_bits, d, r)) {
+  if (fast(vmax_bits, d)) {
+    const unsigned sat0 = st.saturated;
     unsigned q[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) q[k] = cvt2<K>(divide_by_scale(lo_bf16(w[k]), d, r), divide_by_scale(hi_bf16(w[k]), d, r));
+    for (int k = 0; k < 4; ++k) q[k] = cast2_by_scale<K>(lo_bf16(w[k]), hi_bf16(w[k]), d, r, st);
     const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
     if (!no_zero_code(out)) st.underflow += underflows4(out.x, w[0], w[1]) + underflows4(out.y, w[2], w[3]);
+    if (K::overflow == Overflow::nosat && st.saturated != sat0)
+      st.nonfinite_out += nonfinite_codes4<K::format>(out.x) + nonfinite_codes4<K::format>(out.y);
     return out;
   }
   std::uint8_t q[8];
@@ -212,18 +229,20 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
-  if (clean<K>(vmax_bits, d, r)) {
+  if (fast(vmax_bits, d)) {
+    const unsigned sat0 = st.saturated;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const unsigned a = cvt2<K>(divide_by_scale(value(4 * k), d, r), divide_by_scale(value(4 * k + 1), d, r));
-      const unsigned b = cvt2<K>(divide_by_scale(value(4 * k + 2), d, r), divide_by_scale(value(4 * k + 3), d, r));
-      q[k] = a | (b << 16);
-    }
+    for (int k = 0; k < 8; ++k)
+      q[k] = cast2_by_scale<K>(value(4 * k), value(4 * k + 1), d, r, st) |
+             (cast2_by_scale<K>(value(4 * k + 2), value(4 * k + 3), d, r, st) << 16);
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
 #pragma unroll
     for (int k = 0; k < 4; ++k)
       if (!no_zero_code(make_uint2(q[2 * k], q[2 * k + 1])))
         st.underflow += underflows4(q[2 * k], pair(8 * k), pair(8 * k + 2)) + underflows4(q[2 * k + 1], pair(8 * k + 4), pair(8 * k + 6));
+    if (K::overflow == Overflow::nosat && st.saturated != sat0)
+#pragma unroll
+      for (int k = 0; k < 8; ++k) st.nonfinite_out += nonfinite_codes4<K::format>(q[k]);
     return;
   }
 #pragma unroll
@@ -257,7 +276,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   // reads (32 consecutive words of one row per warp) are both free of bank conflicts.
   __shared__ __align__(16) unsigned tile[kEdge][kEdge / 2];
   __shared__ unsigned part[kThreads / 32][kEdge];
-  __shared__ float col_dequant[kEdge];
+  __shared__ float col_dequant[kEdge], col_recip[kEdge];
   __shared__ float warp_part[kThreads / 32];
   constexpr Format F = K::format;
   const int lane16 = threadIdx.x % 16, tiles_x = (cols + kEdge - 1) / kEdge, tiles = tiles_x * ((rows + kEdge - 1) / kEdge);
@@ -287,6 +306,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const float a = M == ScaleMode::vec128 ? cm : M == ScaleMode::blk128 ? tile_amax : (c < cols ? col_amax[c] : 0.0f);
       const float d = model_block_dequant(M, a, F, margin);
       col_dequant[threadIdx.x] = d;
+      col_recip[threadIdx.x] = __frcp_rn(d);
       const bool writes = tc.codes && c < cols && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && r0 == 0));
       if (writes) {
         tc.lt[gt.lt_offset(c, r0 / kEdge)] = d;
@@ -300,18 +320,29 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     __syncthreads();
 
-    // The matrix itself, scaled along its rows.
+    // The matrix itself, scaled along its rows. Row i's scale and reciprocal are computed once
+    // per 16 lanes (lane i of them; lanes 8-15 repeat 0-7) and broadcast: computed by every
+    // lane for each of its 8 rows they cost as much as the casts.
     if (dc.codes) {
       const int c = c0 + lane16 * 8, valid = min(8, cols - c);
-      const float tile_d = M == ScaleMode::blk128 ? model_block_dequant(M, tile_amax, F, margin) : 0.0f;
+      float my_a = tile_amax;
+      if constexpr (M != ScaleMode::blk128) {
+        unsigned rb = m.row[0];
+#pragma unroll
+        for (int i = 1; i < 8; ++i) rb = lane16 % 8 == i ? m.row[i] : rb;
+        const int r = r0 + threadIdx.x / 16 + 16 * (lane16 % 8);
+        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(rb) : (r < rows ? row_amax[r] : 0.0f);
+      }
+      const float my_d = model_block_dequant(M, my_a, F, margin), my_r = __frcp_rn(my_d);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const int r = r0 + threadIdx.x / 16 + 16 * i;
+        const float a = M == ScaleMode::blk128 ? my_a : __shfl_sync(kFull, my_a, i, 16);
+        const float d = M == ScaleMode::blk128 ? my_d : __shfl_sync(kFull, my_d, i, 16);
+        const float rd = M == ScaleMode::blk128 ? my_r : __shfl_sync(kFull, my_r, i, 16);
         if (r >= rows || valid <= 0) continue;
-        const float a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row[i]) : M == ScaleMode::blk128 ? tile_amax : row_amax[r];
-        const float d = M == ScaleMode::blk128 ? tile_d : model_block_dequant(M, a, F, margin);
         ddq = fmaxf(ddq, d);
-        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw[i], m.vec[i], d, __frcp_rn(d), st), valid, vec);
+        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw[i], m.vec[i], d, rd, st), valid, vec);
         const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
                                             (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
         if (writes) {
@@ -338,9 +369,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int c = 2 * cp + half, gc = c0 + c;
-        const float d = col_dequant[c];
+        const float d = col_dequant[c], rd = col_recip[c];
         unsigned q[8];
-        cast32_by_scale<K>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, __frcp_rn(d), q, stt);
+        cast32_by_scale<K>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, rd, q, stt);
         if (gc >= cols || valid <= 0) continue;
         std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
         if (tvec) {
@@ -382,14 +413,14 @@ __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float
 }
 
 // Every finite BF16 value (the 65536 bit patterns less the non-finite ones) divided by each
-// scale both ways, over the scales clean() lets the fast path use (d >= 2^-76); a pair counts
+// scale both ways, over the scales fast() lets the fast path use (2^-76 <= d <= 2^100); a pair counts
 // when the exact quotient lies in the FP8 range and the bits differ (quotients below 2^-20,
 // which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits).
 __global__ void division_check_kernel(const float* scales, int n, unsigned long long* mismatches) {
   unsigned long long bad = 0;
   for (int i = blockIdx.x; i < n; i += gridDim.x) {
     const float d = scales[i], r = __frcp_rn(d);
-    if (!(d >= 0x1p-76f)) continue;
+    if (!(d >= 0x1p-76f && d <= 0x1p100f)) continue;
     for (unsigned b = threadIdx.x; b < 65536u; b += blockDim.x) {
       if ((b & 0x7F80u) == 0x7F80u) continue;
       const float x = __uint_as_float(b << 16), exact = __fdiv_rn(x, d), fast = divide_by_scale(x, d, r);

@@ -40,7 +40,7 @@ inline std::size_t block_cast_scratch_floats(int rows, int cols) { return std::s
 
 // Checks the casts' division (a block's reciprocal and two corrections, see block_cast.cu)
 // against __fdiv_rn for every finite BF16 value and each of n scales (those the fast path
-// takes: d >= 2^-76); adds the pairs whose quotients differ within the FP8 range to
+// takes: 2^-76 <= d <= 2^100); adds the pairs whose quotients differ within the FP8 range to
 // *mismatches (zeroed by the caller).
 void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s);
 
