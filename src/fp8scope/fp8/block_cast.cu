@@ -1,3 +1,5 @@
+#include "fp8scope/core/cp_async.cuh"
+#include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
 
@@ -49,23 +51,46 @@ __device__ __forceinline__ unsigned max_bits8(const uint4& raw) {
   return max(m2 & 0xFFFFu, m2 >> 16);
 }
 
-// The thread's 8 x 8 values of the tile at (r0, c0); zeros outside the matrix. A zero adds
-// nothing to any statistic (not an amax, not an underflow), so the casts may cast the padding
-// and only skip storing it.
+// 8 values of row r from column c (16 bytes); zeros outside the matrix. A zero adds nothing to
+// any statistic (not an amax, not an underflow), so the casts may cast the padding and only
+// skip storing it.
+__device__ __forceinline__ uint4 load8(const bf16* in, int rows, int cols, int r, int c, bool vec) {
+  if (r < rows && vec && c + 8 <= cols) return *reinterpret_cast<const uint4*>(in + std::size_t(r) * cols + c);
+  unsigned h[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) h[j] = r < rows && c + j < cols ? __bfloat16_as_ushort(in[std::size_t(r) * cols + c + j]) : 0u;
+  return make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+}
+
+// The thread's 8 x 8 values of the tile at (r0, c0): columns 8 (t % 16) .. +7 of rows t / 16 + 16 i.
 __device__ __forceinline__ void load_tile(const bf16* in, int rows, int cols, int r0, int c0, bool vec, uint4 (&raw)[8]) {
-  const int c = c0 + (threadIdx.x % 16) * 8;
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int r = r0 + threadIdx.x / 16 + 16 * i;
-    if (r < rows && vec && c + 8 <= cols) {
-      raw[i] = *reinterpret_cast<const uint4*>(in + std::size_t(r) * cols + c);
-    } else {
-      unsigned h[8];
+  for (int i = 0; i < 8; ++i) raw[i] = load8(in, rows, cols, r0 + threadIdx.x / 16 + 16 * i, c0 + (threadIdx.x % 16) * 8, vec);
+}
+
+// A tile in shared memory as words of two BF16 columns: the row-wise 16-byte accesses and the
+// transposed reads (32 consecutive words of one row per warp) are both free of bank conflicts.
+using TileWords = unsigned[kEdge][kEdge / 2];
+constexpr int kStages = 2;  // the tile being cast and the next one's copies in flight
+constexpr int kStageBytes = int(sizeof(TileWords));
+
+// Starts copying the thread's 8 vectors of the tile at (r0, c0) into `tile` (cp.async; the
+// matrix's edges and unaligned matrices are loaded and stored directly) and commits a group,
+// also when there is no tile, so that every pass waits on the same group count.
+__device__ __forceinline__ void issue_tile(const bf16* in, int rows, int cols, int r0, int c0, bool vec, bool any, TileWords& tile) {
+  if (any) {
+    const int c = c0 + (threadIdx.x % 16) * 8;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) h[j] = r < rows && c + j < cols ? __bfloat16_as_ushort(in[std::size_t(r) * cols + c + j]) : 0u;
-      raw[i] = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+    for (int i = 0; i < 8; ++i) {
+      const int rt = threadIdx.x / 16 + 16 * i, r = r0 + rt;
+      unsigned* dst = &tile[rt][(threadIdx.x % 16) * 4];
+      if (r < rows && vec && c + 8 <= cols)
+        core::cp_async16(dst, in + std::size_t(r) * cols + c);
+      else
+        *reinterpret_cast<uint4*>(dst) = load8(in, rows, cols, r, c, vec);
     }
   }
+  core::cp_commit();
 }
 
 __device__ __forceinline__ unsigned half_warp_max_bits(unsigned v) {
@@ -272,9 +297,8 @@ template <class K, ScaleMode M>
 __global__ void __launch_bounds__(kThreads, 2)
     block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
                       BlockCastCopy tc, const float* row_amax, const float* col_amax) {
-  // The tile as words of two BF16 columns: the row-wise 16-byte stores and the transposed
-  // reads (32 consecutive words of one row per warp) are both free of bank conflicts.
-  __shared__ __align__(16) unsigned tile[kEdge][kEdge / 2];
+  // kStages tiles (dynamic shared memory): the next tile's copies land while this one is cast.
+  extern __shared__ __align__(16) unsigned char staged[];
   __shared__ unsigned part[kThreads / 32][kEdge];
   __shared__ float col_dequant[kEdge], col_recip[kEdge];
   __shared__ float warp_part[kThreads / 32];
@@ -284,12 +308,26 @@ __global__ void __launch_bounds__(kThreads, 2)
   // flushed once: a CTA per tile made the step's casts wait on same-address atomics.
   LocalStats st, stt;
   float ddq = 0.0f, tdq = 0.0f;
-  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const int r0 = (t / tiles_x) * kEdge, c0 = (t % tiles_x) * kEdge;
+  auto stage_tile = [&](int k) -> TileWords& { return *reinterpret_cast<TileWords*>(staged + k * kStageBytes); };
+  auto origin = [&](int t, int& r0, int& c0) { r0 = (t / tiles_x) * kEdge, c0 = (t % tiles_x) * kEdge; };
+  {
+    int r0, c0;
+    origin(blockIdx.x, r0, c0);
+    issue_tile(in, rows, cols, r0, c0, vec, int(blockIdx.x) < tiles, stage_tile(0));
+  }
+  int stage = 0;
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x, stage ^= 1) {
+    int r0, c0, rn, cn;
+    origin(t, r0, c0);
+    origin(t + gridDim.x, rn, cn);
+    // The other stage was last read by the previous pass, which ended with a barrier.
+    issue_tile(in, rows, cols, rn, cn, vec, t + int(gridDim.x) < tiles, stage_tile(stage ^ 1));
+    core::cp_wait<1>();  // this tile's group has landed (for this thread) ...
+    __syncthreads();     // ... and for every thread
+    TileWords& tile = stage_tile(stage);
     uint4 raw[8];
-    load_tile(in, rows, cols, r0, c0, vec, raw);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) *reinterpret_cast<uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]) = raw[i];
+    for (int i = 0; i < 8; ++i) raw[i] = *reinterpret_cast<const uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]);
     const TileMaxima m = tile_maxima(raw);
     const float cm = tile_column_max(m.col2, part);
     float tile_amax = 0.0f;
@@ -384,8 +422,9 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
       }
     }
-    __syncthreads();  // the next tile overwrites the shared tile and maxima
+    __syncthreads();  // the next pass refills this stage's buffer and the maxima
   }
+  core::cp_wait<0>();  // no copy outlives the block
   if (dc.codes) flush_max_dequant(ddq, dc.max_dequant);
   if (tc.codes) flush_max_dequant(tdq, tc.max_dequant);
   flush_block(st, dc.codes ? dc.stats : nullptr);
@@ -450,21 +489,17 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
     cudaMemsetAsync(scratch, 0, block_cast_scratch_floats(rows, cols) * sizeof(float), s);
     line_amax_kernel<<<grid, kThreads, 0, s>>>(in, rows, cols, vec, row_amax, col_amax);
   }
+  constexpr int smem = kStages * kStageBytes;
+  auto launch = [&](auto* kernel, const float* ra, const float* ca) {
+    core::allow_dynamic_smem(kernel, smem);
+    kernel<<<ctas, kThreads, smem, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, ra, ca);
+  };
   with_kind(f, o, [&](auto k) {
     using K = decltype(k);
     switch (mode) {
-      case ScaleMode::outer_vec:
-        block_cast_kernel<K, ScaleMode::outer_vec>
-            <<<ctas, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, row_amax, col_amax);
-        break;
-      case ScaleMode::vec128:
-        block_cast_kernel<K, ScaleMode::vec128>
-            <<<ctas, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
-        break;
-      case ScaleMode::blk128:
-        block_cast_kernel<K, ScaleMode::blk128>
-            <<<ctas, kThreads, 0, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, nullptr, nullptr);
-        break;
+      case ScaleMode::outer_vec: launch(block_cast_kernel<K, ScaleMode::outer_vec>, row_amax, col_amax); break;
+      case ScaleMode::vec128: launch(block_cast_kernel<K, ScaleMode::vec128>, nullptr, nullptr); break;
+      case ScaleMode::blk128: launch(block_cast_kernel<K, ScaleMode::blk128>, nullptr, nullptr); break;
       default: break;  // the microscaling modes are not model recipes (the caller picks one of the three)
     }
   });
