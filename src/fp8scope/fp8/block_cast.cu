@@ -27,8 +27,8 @@ using bf16 = __nv_bfloat16;
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;
-// The casts' CTAs loop over tiles: three resident per SM of an H100 / H200 (132 SMs).
-constexpr unsigned kMaxBlockCastCtas = 132 * 3;
+// The casts' CTAs loop over tiles: two resident per SM of an H100 / H200 (132 SMs).
+constexpr unsigned kMaxBlockCastCtas = 132 * 2;
 constexpr unsigned kInfBits = 0x7F80u;  // BF16 +inf; NaN's magnitude bits lie above it
 
 // A magnitude for the block amax from BF16 magnitude bits (sign cleared; non-negative values
@@ -294,7 +294,7 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
 }
 
 template <class K, ScaleMode M>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, 2)
     block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
                       BlockCastCopy tc, const float* row_amax, const float* col_amax) {
   // kStages tiles (dynamic shared memory): the next tile's copies land while this one is cast.
