@@ -1,4 +1,4 @@
-// The LayerNorm kernels against double-precision arithmetic on the host, at widths that use
+// The LayerNorm and RMSNorm kernels against double-precision arithmetic on the host, at widths that use
 // one to four 256-channel groups of the warp-per-row kernels and one to four 2048-channel
 // groups of the block-per-row kernels (also widths that leave lanes idle), and row counts that
 // are not multiples of the blocks' rows, some larger than the backward grid covers in one pass.
@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -39,10 +40,11 @@ struct Tensor {
 
 std::vector<float> read_floats(const core::DeviceBuffer& b) { return download<float>(b, b.size() / 4); }
 
-// Mean and 1 / sqrt(variance + 1e-5) of the C values of x from base, in double, two-pass.
-std::pair<double, double> row_mean_rstd(const Tensor& x, std::size_t base, int C) {
+// Mean and 1 / sqrt(variance + 1e-5) of the C values of x from base, in double, two-pass;
+// RMSNorm's: mean 0, 1 / sqrt(mean(x^2) + 1e-5).
+std::pair<double, double> row_mean_rstd(const Tensor& x, std::size_t base, int C, bool rms = false) {
   double m = 0, var = 0;
-  for (int c = 0; c < C; ++c) m += x.at(base + c);
+  for (int c = 0; c < C && !rms; ++c) m += x.at(base + c);
   m /= C;
   for (int c = 0; c < C; ++c) var += (x.at(base + c) - m) * (x.at(base + c) - m);
   return {m, 1.0 / std::sqrt(var / C + 1e-5)};
@@ -50,11 +52,16 @@ std::pair<double, double> row_mean_rstd(const Tensor& x, std::size_t base, int C
 
 }  // namespace
 
-class LayerNormGpu : public ::testing::TestWithParam<std::pair<int, int>> {};
+struct NormShape {
+  int N, C;
+  bool rms;  // RMSNorm (Llama): no mean, no bias
+};
+
+class LayerNormGpu : public ::testing::TestWithParam<NormShape> {};
 
 TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [N, C] = GetParam();
+  const auto [N, C, rms] = GetParam();
   const std::size_t n = std::size_t(N) * C;
   std::mt19937 rng(11);
   // An offset mean in the input, as in a residual stream, so the mean subtraction matters.
@@ -68,10 +75,20 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
 
-  gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(), N,
-                               C, nullptr);
-  gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
-                                w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+  auto backward = [&] {
+    if (rms)
+      gpu_model::rmsnorm_backward(dx.dev.as<bf16>(), dw.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
+                                  w.dev.as<bf16>(), rstd.as<float>(), N, C, nullptr);
+    else
+      gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(),
+                                    x.dev.as<bf16>(), w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+  };
+  if (rms)
+    gpu_model::rmsnorm_forward(out.as<bf16>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), N, C, nullptr);
+  else
+    gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(),
+                                 N, C, nullptr);
+  backward();
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<bf16> y = download<bf16>(out, n);
   const std::vector<float> m_gpu = read_floats(mean), r_gpu = read_floats(rstd), dw_gpu = read_floats(dw), db_gpu = read_floats(db);
@@ -80,21 +97,20 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   std::vector<double> dw_want(dw0.begin(), dw0.end()), db_want(db0.begin(), db0.end()), dw_mag(dw0.size()), db_mag(dw0.size());
   for (int row = 0; row < N; ++row) {
     const std::size_t base = std::size_t(row) * C;
-    const auto [m, r] = row_mean_rstd(x, base, C);
-    ASSERT_NEAR(m_gpu[std::size_t(row)], m, 1e-5 * (std::fabs(m) + 1)) << "mean of row " << row;
+    const auto [m, r] = row_mean_rstd(x, base, C, rms);
+    if (!rms) ASSERT_NEAR(m_gpu[std::size_t(row)], m, 1e-5 * (std::fabs(m) + 1)) << "mean of row " << row;
     ASSERT_NEAR(r_gpu[std::size_t(row)], r, 1e-5 * r) << "rstd of row " << row;
     double g_mean = 0, gn_mean = 0;
     for (int c = 0; c < C; ++c) {
-      const double norm = (x.at(base + c) - m) * r, g = w.at(std::size_t(c)) * dy.at(base + c);
-      const double want = norm * w.at(std::size_t(c)) + b.at(std::size_t(c));
-      const double tol =
-          std::ldexp(std::fabs(want), -8) + 1e-4 * (std::fabs(norm * w.at(std::size_t(c))) + std::fabs(b.at(std::size_t(c))));
+      const double norm = (x.at(base + c) - m) * r, g = w.at(std::size_t(c)) * dy.at(base + c), bias = rms ? 0.0 : b.at(std::size_t(c));
+      const double want = norm * w.at(std::size_t(c)) + bias;
+      const double tol = std::ldexp(std::fabs(want), -8) + 1e-4 * (std::fabs(norm * w.at(std::size_t(c))) + std::fabs(bias));
       ASSERT_NEAR(__bfloat162float(y[base + c]), want, tol) << "forward row " << row << " channel " << c;
       g_mean += g, gn_mean += g * norm;
       dw_want[std::size_t(c)] += norm * dy.at(base + c), dw_mag[std::size_t(c)] += std::fabs(norm * dy.at(base + c));
       db_want[std::size_t(c)] += dy.at(base + c), db_mag[std::size_t(c)] += std::fabs(dy.at(base + c));
     }
-    g_mean /= C, gn_mean /= C;
+    g_mean = rms ? 0.0 : g_mean / C, gn_mean /= C;
     for (int c = 0; c < C; ++c) {
       const double norm = (x.at(base + c) - m) * r, g = w.at(std::size_t(c)) * dy.at(base + c);
       const double want = dx.at(base + c) + (g - g_mean - norm * gn_mean) * r;
@@ -105,15 +121,14 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   }
   for (int c = 0; c < C; ++c) {
     ASSERT_NEAR(dw_gpu[std::size_t(c)], dw_want[std::size_t(c)], 1e-5 * dw_mag[std::size_t(c)] + 1e-6) << "dw channel " << c;
-    ASSERT_NEAR(db_gpu[std::size_t(c)], db_want[std::size_t(c)], 1e-5 * db_mag[std::size_t(c)] + 1e-6) << "db channel " << c;
+    if (!rms) ASSERT_NEAR(db_gpu[std::size_t(c)], db_want[std::size_t(c)], 1e-5 * db_mag[std::size_t(c)] + 1e-6) << "db channel " << c;
   }
 
   // The same inputs again give the same bits (no float atomics in the reductions).
   FP8S_CUDA(cudaMemcpy(dx.dev.get(), dx.host.data(), dx.dev.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(dw.get(), dw0.data(), dw.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(db.get(), db0.data(), db.size(), cudaMemcpyHostToDevice));
-  gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(), x.dev.as<bf16>(),
-                                w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+  backward();
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<float> dw_again = read_floats(dw), db_again = read_floats(db);
   const std::vector<bf16> dx_again = download<bf16>(dx.dev, n);
@@ -129,7 +144,7 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
 // saturated count.
 TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [N, C] = GetParam();
+  const auto [N, C, rms] = GetParam();
   const std::size_t n = std::size_t(N) * C;
   std::mt19937 rng(5);
   Tensor x(n, rng, 1.0f), w(std::size_t(C), rng, 1.0f), b(std::size_t(C), rng, 0.3f);
@@ -137,9 +152,13 @@ TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
   core::DeviceBuffer out(n), mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), sc(sizeof(float)), st(sizeof(fp8::CastStats));
   FP8S_CUDA(cudaMemcpy(sc.get(), &scale, sizeof scale, cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemset(st.get(), 0, st.size()));
-  gpu_model::layernorm_forward_fp8(out.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(),
-                                   b.dev.as<bf16>(), N, C, sc.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
-                                   st.as<fp8::CastStats>(), nullptr);
+  if (rms)
+    gpu_model::rmsnorm_forward_fp8(out.as<std::uint8_t>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), N, C, sc.as<float>(),
+                                   fp8::Format::e4m3, fp8::Overflow::satfinite, st.as<fp8::CastStats>(), nullptr);
+  else
+    gpu_model::layernorm_forward_fp8(out.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(),
+                                     b.dev.as<bf16>(), N, C, sc.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
+                                     st.as<fp8::CastStats>(), nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<std::uint8_t> codes = download<std::uint8_t>(out, n);
   const fp8::CastStats stats = download<fp8::CastStats>(st, 1)[0];
@@ -147,9 +166,9 @@ TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
   long long saturated = 0;
   for (int row = 0; row < N; ++row) {
     const std::size_t base = std::size_t(row) * C;
-    const auto [m, r] = row_mean_rstd(x, base, C);
+    const auto [m, r] = row_mean_rstd(x, base, C, rms);
     for (int c = 0; c < C; ++c) {
-      const double y = (x.at(base + c) - m) * r * w.at(std::size_t(c)) + b.at(std::size_t(c));
+      const double y = (x.at(base + c) - m) * r * w.at(std::size_t(c)) + (rms ? 0.0 : b.at(std::size_t(c)));
       amax = std::max(amax, std::fabs(y));
       // Saturating cast: the nearest representable magnitude is 448 (counted where y * scale
       // is beyond it by more than FP32's rounding could move it).
@@ -167,11 +186,29 @@ TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
 }
 
 // 4100 rows: more than the backward grid's warps (264 x 8), so warps walk two rows.
-INSTANTIATE_TEST_SUITE_P(Shapes, LayerNormGpu,
-                         ::testing::Values(std::make_pair(4100, 768), std::make_pair(37, 64), std::make_pair(300, 1016),
-                                           std::make_pair(1001, 200), std::make_pair(64, 520),
-                                           // Wider than a warp's 1024 channels: a block per row, one to four
-                                           // 2048-channel groups, idle threads (1280, 1600, 4160), rows past one
-                                           // backward grid pass (600 > 264 blocks).
-                                           std::make_pair(300, 1280), std::make_pair(97, 1600), std::make_pair(600, 2048),
-                                           std::make_pair(40, 4160), std::make_pair(24, 8192)));
+std::vector<NormShape> shapes() {
+  std::vector<NormShape> out;
+  for (auto [n, c] : {std::pair{4100, 768},
+                      {37, 64},
+                      {300, 1016},
+                      {1001, 200},
+                      {64, 520},
+                      // Wider than a warp's 1024 channels: a block per row, one to four 2048-channel
+                      // groups, idle threads (1280, 1600, 4160), rows past one backward grid pass
+                      // (600 > 264 blocks).
+                      {300, 1280},
+                      {97, 1600},
+                      {600, 2048},
+                      {40, 4160},
+                      {24, 8192}})
+    out.push_back({n, c, false});
+  // RMSNorm through both kernel families: one, three and four 256-channel groups, a block per
+  // row with one, two and four 2048-channel groups (Llama's 2048 and 4096 among them).
+  for (auto [n, c] : {std::pair{4100, 768}, {37, 64}, {300, 1016}, {300, 1280}, {600, 2048}, {40, 4096}, {24, 8192}})
+    out.push_back({n, c, true});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LayerNormGpu, ::testing::ValuesIn(shapes()), [](const auto& i) {
+  return std::string(i.param.rms ? "rms_" : "ln_") + std::to_string(i.param.N) + "x" + std::to_string(i.param.C);
+});

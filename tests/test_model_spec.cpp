@@ -5,6 +5,7 @@
 #include "fp8scope/model/fp8_fields.hpp"
 #include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/model/gpt_config.hpp"
+#include "fp8scope/model/rope.hpp"
 #include "fp8scope/model/schedule.hpp"
 #include "fp8scope/model/step_cost.hpp"
 
@@ -322,4 +323,22 @@ TEST(StepCost, PerBlockScalingCastsAreTheirOwnPhase) {
   EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "fp8_cast").bytes, 6 * elements);
   s.per_block = s.rowwise = false;
   for (const auto& p : model::step_costs(s)) EXPECT_NE(p.phase, "fp8_cast");
+}
+
+// The rotary table the GPU kernels read: cos and sin of the CPU reference's angles, rounded
+// once from double; pair 0 turns by t radians, the last pair by t theta^(-(hs - 2) / hs).
+TEST(RopeTable, HoldsTheReferenceAnglesCosinesAndSines) {
+  const int T = 300, hs = 64;
+  const double theta = 10000.0;
+  const std::vector<float> table = model::rope_cos_sin(T, hs, theta);
+  ASSERT_EQ(table.size(), std::size_t(T) * hs);
+  EXPECT_DOUBLE_EQ(model::rope_angle(7, 0, hs, theta), 7.0);
+  EXPECT_DOUBLE_EQ(model::rope_angle(0, 5, hs, theta), 0.0);
+  EXPECT_NEAR(model::rope_angle(299, hs / 2 - 1, hs, theta), 299.0 * std::pow(theta, -(hs - 2.0) / hs), 1e-12);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < hs / 2; ++i) {
+      const double a = model::rope_angle(t, i, hs, theta);
+      ASSERT_EQ(table[(std::size_t(t) * (hs / 2) + i) * 2], float(std::cos(a))) << t << "," << i;
+      ASSERT_EQ(table[(std::size_t(t) * (hs / 2) + i) * 2 + 1], float(std::sin(a))) << t << "," << i;
+    }
 }

@@ -1,5 +1,7 @@
 #include "fp8scope/cpu/gpt_ref.hpp"
 
+#include "fp8scope/model/rope.hpp"
+
 #include <cmath>
 
 namespace fp8scope::cpu {
@@ -204,7 +206,7 @@ void rope(double* qkv, int B, int T, const Heads& H, double theta, int sign) {
     for (int t = 0; t < T; ++t) {
       double* row = qkv + (std::int64_t(b) * T + t) * H.row;
       for (int i = 0; i < H.hs / 2; ++i) {
-        const double a = sign * t * std::pow(theta, -2.0 * i / H.hs), c = std::cos(a), sn = std::sin(a);
+        const double a = sign * model::rope_angle(t, i, H.hs, theta), c = std::cos(a), sn = std::sin(a);
         auto rotate = [&](double* x) {
           const double x0 = x[2 * i], x1 = x[2 * i + 1];
           x[2 * i] = x0 * c - x1 * sn;

@@ -37,6 +37,13 @@ void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf
 std::int64_t layernorm_backward_scratch_floats(int N, int C);
 void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
                         const float* mean, const float* rstd, int N, int C, cudaStream_t s);
+// RMSNorm (Llama), the same kernels without mean and bias: out = x * rstd * w, rstd =
+// 1 / sqrt(mean(x^2) + 1e-5); backward adds into dinp and dw (scratch as LayerNorm's).
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* inp, const bf16* w, int N, int C, cudaStream_t s);
+void rmsnorm_forward_fp8(std::uint8_t* out, float* rstd, const bf16* inp, const bf16* w, int N, int C, const float* scale, fp8::Format f,
+                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+void rmsnorm_backward(bf16* dinp, float* dw, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* rstd, int N,
+                      int C, cudaStream_t s);
 
 // attention.cu: the pieces around the two batched GEMMs of attention.
 // qkv [B,T,3,NH,HS] -> q, k, v [B,NH,T,HS]; and back (for gradients, dq/dk/dv -> dqkv).
@@ -67,6 +74,16 @@ bool flash_attention_supported(int T, int HS);
 void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s);
 void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out,
                               const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s);
+
+// llama.cu: the Llama block's elementwise kernels (16-byte aligned tensors).
+// SwiGLU: out[n][f] = silu(fc[n][f]) * fc[n][F + f] (fc holds gate | up, [N][2F]; F % 8 == 0).
+void swiglu_forward(bf16* out, const bf16* fc, int N, int F, cudaStream_t s);
+// dfc[n][f] = dout * up * silu'(gate), dfc[n][F + f] = dout * silu(gate) (written, not added).
+void swiglu_backward(bf16* dfc, const bf16* fc, const bf16* dout, int N, int F, cudaStream_t s);
+// Rotary positions, in place, on the first `heads` heads of HS channels (q's then k's) of the
+// rows [N][ld] of qkv, row n at position n % T; cos_sin: model::rope_cos_sin(T, HS, theta) on
+// the device. sign -1 rotates back: the backward (the rotation's transpose).
+void rope_apply(bf16* qkv, const float* cos_sin, int N, int T, int ld, int heads, int HS, int sign, cudaStream_t s);
 
 // mlp.cu
 void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s);

@@ -1,6 +1,9 @@
-// LayerNorm over C channels (C % 8 == 0, C <= 8192): a warp per row up to C = 1024, a block per
-// row above; statistics in FP32. The forward pass writes BF16, or FP8 with the cast's
-// statistics (the fused variant's LayerNormLinear).
+// LayerNorm and RMSNorm (Llama) over C channels (C % 8 == 0, C <= 8192): a warp per row up to
+// C = 1024, a block per row above; statistics in FP32. The forward pass writes BF16, or FP8 with
+// the cast's statistics (the fused variant's LayerNormLinear). RMSNorm is LayerNorm without the
+// mean (m = 0: rstd = 1 / sqrt(mean(x^2) + eps)) and without a bias, one template flag (kRms)
+// through the same kernels; its backward drops the mean term of the input gradient and the
+// bias gradient.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/gpu_model/kernels.cuh"
@@ -25,13 +28,13 @@ __device__ float warp_sum(float v) {
 // Eight channels of a row normalised, (x - m) * r * w + b, written at element i of out (BF16)
 // or of out8 (FP8 of kind K times scale, the cast's statistics into st): the last step of both
 // forward kernels.
-template <bool kFp8, class K>
+template <bool kRms, bool kFp8, class K>
 __device__ __forceinline__ void normalise8(bf16* out, std::uint8_t* out8, std::int64_t i, const uint4& x, const bf16* w, const bf16* b,
                                            float m, float r, float scale, const fp8::CastThresholds& th, fp8::MagnitudeStats& st) {
-  float xv[8], wv[8], bv[8], y[8];
+  float xv[8], wv[8], bv[8] = {}, y[8];
   fp8::unpack8(x, xv);
   fp8::unpack8(*reinterpret_cast<const uint4*>(w), wv);
-  fp8::unpack8(*reinterpret_cast<const uint4*>(b), bv);
+  if (!kRms) fp8::unpack8(*reinterpret_cast<const uint4*>(b), bv);
 #pragma unroll
   for (int e = 0; e < 8; ++e) y[e] = (xv[e] - m) * r * wv[e] + bv[e];
   if (kFp8) {
@@ -50,7 +53,7 @@ __device__ __forceinline__ void normalise8(bf16* out, std::uint8_t* out8, std::i
 // FP8 of format and overflow mode K, with the cast's statistics) instead of out (BF16). The
 // loop over rows is a grid stride so that every thread reaches the flush, which needs the
 // whole block.
-template <int kVecs, bool kFp8, class K>
+template <int kVecs, bool kRms, bool kFp8, class K>
 __global__ void __launch_bounds__(256, 4)
     layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b,
                                  int N, int C, const float* scale_ptr, fp8::CastStats* stats) {
@@ -77,17 +80,18 @@ __global__ void __launch_bounds__(256, 4)
     for (int j = 0; j < kVecs; ++j) xr[j] = next[j];
     if (row + stride < N) load_row(row + stride);
     float s = 0;
+    if (!kRms)
 #pragma unroll
-    for (int j = 0; j < kVecs; ++j) {
-      const int c0 = (lane + 32 * j) * 8;
-      if (c0 < C) {
-        float v[8];
-        fp8::unpack8(xr[j], v);
+      for (int j = 0; j < kVecs; ++j) {
+        const int c0 = (lane + 32 * j) * 8;
+        if (c0 < C) {
+          float v[8];
+          fp8::unpack8(xr[j], v);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) s += v[e];
+          for (int e = 0; e < 8; ++e) s += v[e];
+        }
       }
-    }
-    const float m = warp_sum(s) / C;
+    const float m = kRms ? 0.0f : warp_sum(s) / C;
     float var = 0;
 #pragma unroll
     for (int j = 0; j < kVecs; ++j)
@@ -102,10 +106,10 @@ __global__ void __launch_bounds__(256, 4)
     for (int j = 0; j < kVecs; ++j) {
       const int c0 = (lane + 32 * j) * 8;
       if (c0 >= C) continue;
-      normalise8<kFp8, K>(out, out8, base + c0, xr[j], w + c0, b + c0, m, r, scale, th, st);
+      normalise8<kRms, kFp8, K>(out, out8, base + c0, xr[j], w + c0, b + c0, m, r, scale, th, st);
     }
     if (lane == 0) {
-      mean[row] = m;
+      if (!kRms) mean[row] = m;
       rstd[row] = r;
     }
   }
@@ -139,7 +143,7 @@ __device__ float block_sum(float v, float* partials) {
   return total;
 }
 
-template <int kV, bool kFp8, class K>
+template <int kV, bool kRms, bool kFp8, class K>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_forward_row_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b,
                                  int N, int C, const float* scale_ptr, fp8::CastStats* stats) {
@@ -156,14 +160,15 @@ __global__ void __launch_bounds__(kRowThreads)
       xr[j] = c0 < C ? *reinterpret_cast<const uint4*>(inp + base + c0) : make_uint4(0, 0, 0, 0);  // zeros: BF16 0.0
     }
     float s = 0;
+    if (!kRms)
 #pragma unroll
-    for (int j = 0; j < kV; ++j) {
-      float v[8];
-      fp8::unpack8(xr[j], v);
+      for (int j = 0; j < kV; ++j) {
+        float v[8];
+        fp8::unpack8(xr[j], v);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) s += v[e];
-    }
-    const float m = block_sum(s, partials) / C;
+        for (int e = 0; e < 8; ++e) s += v[e];
+      }
+    const float m = kRms ? 0.0f : block_sum(s, partials) / C;
     float var = 0;
 #pragma unroll
     for (int j = 0; j < kV; ++j)
@@ -178,10 +183,10 @@ __global__ void __launch_bounds__(kRowThreads)
     for (int j = 0; j < kV; ++j) {
       const int c0 = (threadIdx.x + kRowThreads * j) * 8;
       if (c0 >= C) continue;
-      normalise8<kFp8, K>(out, out8, base + c0, xr[j], w + c0, b + c0, m, r, scale, th, st);
+      normalise8<kRms, kFp8, K>(out, out8, base + c0, xr[j], w + c0, b + c0, m, r, scale, th, st);
     }
     if (threadIdx.x == 0) {
-      mean[row] = m;
+      if (!kRms) mean[row] = m;
       rstd[row] = r;
     }
   }
@@ -201,7 +206,7 @@ void with_row_vectors(int C, Fn fn) {
   }
 }
 
-template <bool kFp8, class K>
+template <bool kRms, bool kFp8, class K>
 void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                     const float* scale, fp8::CastStats* stats, cudaStream_t s) {
   const int rows_per_block = 8;
@@ -214,17 +219,23 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
   if (C > 256 * kMaxVec) {
     const unsigned row_grid = kFp8 ? fp8::cast_blocks(N, 1) : unsigned(std::min(N, 64 * 1024));
     with_row_vectors(C, [&](auto kv) {
-      layernorm_forward_row_kernel<decltype(kv)::value, kFp8, K>
+      layernorm_forward_row_kernel<decltype(kv)::value, kRms, kFp8, K>
           <<<row_grid, kRowThreads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
     });
     return;
   }
   switch ((C + 255) / 256) {
-    case 1: layernorm_forward_vec_kernel<1, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
-    case 2: layernorm_forward_vec_kernel<2, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
-    case 3: layernorm_forward_vec_kernel<3, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats); return;
+    case 1:
+      layernorm_forward_vec_kernel<1, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
+      return;
+    case 2:
+      layernorm_forward_vec_kernel<2, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
+      return;
+    case 3:
+      layernorm_forward_vec_kernel<3, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
+      return;
     default:
-      layernorm_forward_vec_kernel<4, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
+      layernorm_forward_vec_kernel<4, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
       return;
   }
 }
@@ -255,7 +266,7 @@ __device__ __forceinline__ void load8_halves(const float* p, float* out) {
   out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
 }
 
-template <int kVecs>  // ceil(C / 256): the register arrays hold exactly what a lane needs
+template <int kVecs, bool kRms>  // kVecs = ceil(C / 256): the register arrays hold exactly what a lane needs
 __global__ void __launch_bounds__(kBwdWarps * 32, 2)
     layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
                               const float* rstd, int N, int C) {
@@ -275,7 +286,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2)
   float nm = 0, nr = 0;
   auto load_row = [&](int row) {
     const std::int64_t base = std::int64_t(row) * C;
-    nm = mean[row];
+    nm = kRms ? 0.0f : mean[row];
     nr = rstd[row];
 #pragma unroll
     for (int j = 0; j < kVecs; ++j) {
@@ -311,7 +322,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2)
         dnorm_norm_mean += dnorm * (xv[e] - m) * r;
       }
     }
-    dnorm_mean = warp_sum(dnorm_mean) / C;
+    dnorm_mean = kRms ? 0.0f : warp_sum(dnorm_mean) / C;
     dnorm_norm_mean = warp_sum(dnorm_norm_mean) / C;
 
     const std::int64_t base = std::int64_t(row) * C;
@@ -361,7 +372,7 @@ int backward_blocks(int N) { return std::min(kBwdMaxBlocks, (N + kBwdWarps - 1) 
 // thread keeps its channels' dw and db sums in registers over the rows it walks and writes
 // them as the block's partial (the layout layernorm_backward_kernel writes), which
 // column_sum_add_split reduces in a fixed order.
-template <int kV>
+template <int kV, bool kRms>
 __global__ void __launch_bounds__(kRowThreads)
     layernorm_backward_row_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
                                   const float* rstd, int N, int C) {
@@ -370,7 +381,7 @@ __global__ void __launch_bounds__(kRowThreads)
   float sw[kV][8] = {}, sb[kV][8] = {};
   for (int row = blockIdx.x; row < N; row += gridDim.x) {
     const std::int64_t base = std::int64_t(row) * C;
-    const float m = mean[row], r = rstd[row];
+    const float m = kRms ? 0.0f : mean[row], r = rstd[row];
     uint4 x[kV], g[kV];
     float dnorm_sum = 0, dnorm_norm_sum = 0;
 #pragma unroll
@@ -390,7 +401,7 @@ __global__ void __launch_bounds__(kRowThreads)
         dnorm_norm_sum += dnorm * (xv[e] - m) * r;
       }
     }
-    const float dnorm_mean = block_sum(dnorm_sum, partials) / C, dnorm_norm_mean = block_sum(dnorm_norm_sum, partials) / C;
+    const float dnorm_mean = kRms ? 0.0f : block_sum(dnorm_sum, partials) / C, dnorm_norm_mean = block_sum(dnorm_norm_sum, partials) / C;
 #pragma unroll
     for (int j = 0; j < kV; ++j) {
       const int c0 = (threadIdx.x + kRowThreads * j) * 8;
@@ -422,46 +433,73 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-template <int kVecs>
+template <int kVecs, bool kRms>
 void launch_backward(bf16* dinp, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* mean, const float* rstd,
                      int N, int C, cudaStream_t s) {
   const int shared = (kVecs * 256 + kBwdWarps * kVecs * 512) * int(sizeof(float));  // 52 KB at C = 768: above the default 48
-  core::allow_dynamic_smem(layernorm_backward_kernel<kVecs>, shared);
-  layernorm_backward_kernel<kVecs><<<backward_blocks(N), kBwdWarps * 32, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
+  core::allow_dynamic_smem(layernorm_backward_kernel<kVecs, kRms>, shared);
+  layernorm_backward_kernel<kVecs, kRms><<<backward_blocks(N), kBwdWarps * 32, shared, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
 }
+
+// Both norms' backward: dinp += ..., dw += ..., db += ... (LayerNorm; RMSNorm has no db: the
+// partials' bias half is left unreduced).
+template <bool kRms>
+void backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
+              const float* rstd, int N, int C, cudaStream_t s) {
+  check_width(C);
+  if (C > 256 * kMaxVec) {
+    with_row_vectors(C, [&](auto kv) {
+      layernorm_backward_row_kernel<decltype(kv)::value, kRms>
+          <<<backward_blocks(N), kRowThreads, 0, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
+    });
+  } else {
+    switch ((C + 255) / 256) {
+      case 1: launch_backward<1, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
+      case 2: launch_backward<2, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
+      case 3: launch_backward<3, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
+      default: launch_backward<4, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
+    }
+  }
+  if (kRms)
+    column_sum_add(dw, scratch, backward_blocks(N), C, 2 * C, s);
+  else
+    column_sum_add_split(dw, db, C, scratch, backward_blocks(N), 2 * C, 2 * C, s);
+}
+
+using Unused = fp8::Kind<fp8::Format::e4m3, fp8::Overflow::satfinite>;  // no cast
 
 }  // namespace
 
 void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s) {
-  using Unused = fp8::Kind<fp8::Format::e4m3, fp8::Overflow::satfinite>;  // no cast
-  launch_forward<false, Unused>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, nullptr, s);
+  launch_forward<false, false, Unused>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, nullptr, s);
 }
 
 void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
                            const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::with_kind(f, o, [&](auto k) { launch_forward<true, decltype(k)>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, stats, s); });
+  fp8::with_kind(f, o,
+                 [&](auto k) { launch_forward<false, true, decltype(k)>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, stats, s); });
 }
 
 std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64_t(backward_blocks(N)) * 2 * C; }
 
 void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
                         const float* mean, const float* rstd, int N, int C, cudaStream_t s) {
-  check_width(C);
-  if (C > 256 * kMaxVec) {
-    with_row_vectors(C, [&](auto kv) {
-      layernorm_backward_row_kernel<decltype(kv)::value>
-          <<<backward_blocks(N), kRowThreads, 0, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
-    });
-    column_sum_add_split(dw, db, C, scratch, backward_blocks(N), 2 * C, 2 * C, s);
-    return;
-  }
-  switch ((C + 255) / 256) {
-    case 1: launch_backward<1>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-    case 2: launch_backward<2>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-    case 3: launch_backward<3>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-    default: launch_backward<4>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-  }
-  column_sum_add_split(dw, db, C, scratch, backward_blocks(N), 2 * C, 2 * C, s);
+  backward<false>(dinp, dw, db, scratch, dout, inp, w, mean, rstd, N, C, s);
+}
+
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* inp, const bf16* w, int N, int C, cudaStream_t s) {
+  launch_forward<true, false, Unused>(out, nullptr, nullptr, rstd, inp, w, nullptr, N, C, nullptr, nullptr, s);
+}
+
+void rmsnorm_forward_fp8(std::uint8_t* out, float* rstd, const bf16* inp, const bf16* w, int N, int C, const float* scale, fp8::Format f,
+                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+  fp8::with_kind(
+      f, o, [&](auto k) { launch_forward<true, true, decltype(k)>(nullptr, out, nullptr, rstd, inp, w, nullptr, N, C, scale, stats, s); });
+}
+
+void rmsnorm_backward(bf16* dinp, float* dw, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* rstd, int N,
+                      int C, cudaStream_t s) {
+  backward<true>(dinp, dw, nullptr, scratch, dout, inp, w, nullptr, rstd, N, C, s);
 }
 
 }  // namespace fp8scope::gpu_model

@@ -1,0 +1,91 @@
+// The Llama block's elementwise kernels: SwiGLU (forward and backward) and rotary positions on
+// q and k. 16-byte vectors of 8 BF16 values, arithmetic in FP32. (RMSNorm shares LayerNorm's
+// kernels: layernorm.cu.)
+#include "fp8scope/fp8/cast_kernels.cuh"
+#include "fp8scope/gpu_model/kernels.cuh"
+
+namespace fp8scope::gpu_model {
+namespace {
+
+// silu(x) = x sigmoid(x); sigmoid from one hardware exponential (relative error ~2^-22, far
+// below the BF16 output's 2^-9). For x < -88 the exponential is inf and sigmoid 0, as it should.
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
+
+__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
+  uint4 r;
+  bf16* o = reinterpret_cast<bf16*>(&r);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) o[e] = __float2bfloat16(v[e]);
+  return r;
+}
+
+// Thread per 8 outputs of row n: gate at fc[n][f..], up at fc[n][F + f..].
+__global__ void swiglu_forward_kernel(bf16* out, const bf16* fc, int N, int F) {
+  const std::int64_t v = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x, per_row = F / 8;
+  if (v >= std::int64_t(N) * per_row) return;
+  const std::int64_t n = v / per_row, f = (v % per_row) * 8;
+  float g[8], u[8], y[8];
+  fp8::unpack8(*reinterpret_cast<const uint4*>(fc + n * 2 * F + f), g);
+  fp8::unpack8(*reinterpret_cast<const uint4*>(fc + n * 2 * F + F + f), u);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) y[e] = g[e] * sigmoid(g[e]) * u[e];
+  *reinterpret_cast<uint4*>(out + n * F + f) = pack8(y);
+}
+
+// d gate = dy up silu'(gate), silu'(x) = s (1 + x (1 - s)); d up = dy silu(gate).
+__global__ void swiglu_backward_kernel(bf16* dfc, const bf16* fc, const bf16* dout, int N, int F) {
+  const std::int64_t v = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x, per_row = F / 8;
+  if (v >= std::int64_t(N) * per_row) return;
+  const std::int64_t n = v / per_row, f = (v % per_row) * 8;
+  float g[8], u[8], d[8], dg[8], du[8];
+  fp8::unpack8(*reinterpret_cast<const uint4*>(fc + n * 2 * F + f), g);
+  fp8::unpack8(*reinterpret_cast<const uint4*>(fc + n * 2 * F + F + f), u);
+  fp8::unpack8(*reinterpret_cast<const uint4*>(dout + n * F + f), d);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const float s = sigmoid(g[e]);
+    dg[e] = d[e] * u[e] * s * fmaf(g[e], 1.0f - s, 1.0f);
+    du[e] = d[e] * g[e] * s;
+  }
+  *reinterpret_cast<uint4*>(dfc + n * 2 * F + f) = pack8(dg);
+  *reinterpret_cast<uint4*>(dfc + n * 2 * F + F + f) = pack8(du);
+}
+
+// Thread per 8 channels (4 pairs) of the q and k heads of row n (position n % T).
+__global__ void rope_kernel(bf16* qkv, const float* cos_sin, int N, int T, int ld, int heads, int HS, int sign) {
+  const std::int64_t v = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x, per_row = std::int64_t(heads) * HS / 8;
+  if (v >= std::int64_t(N) * per_row) return;
+  const std::int64_t n = v / per_row;
+  const int c = int(v % per_row) * 8, t = int(n % T), i0 = (c % HS) / 2;
+  bf16* p = qkv + n * ld + c;
+  float x[8];
+  fp8::unpack8(*reinterpret_cast<const uint4*>(p), x);
+  const float4* cs = reinterpret_cast<const float4*>(cos_sin + (std::int64_t(t) * (HS / 2) + i0) * 2);  // pairs i0 .. i0 + 3
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const float4 a = cs[k];  // cos, sin of pair i0 + 2k, then of i0 + 2k + 1
+    const float c0 = a.x, s0 = sign * a.y, c1 = a.z, s1 = sign * a.w;
+    const float x0 = x[4 * k], x1 = x[4 * k + 1], x2 = x[4 * k + 2], x3 = x[4 * k + 3];
+    x[4 * k] = x0 * c0 - x1 * s0, x[4 * k + 1] = x0 * s0 + x1 * c0;
+    x[4 * k + 2] = x2 * c1 - x3 * s1, x[4 * k + 3] = x2 * s1 + x3 * c1;
+  }
+  *reinterpret_cast<uint4*>(p) = pack8(x);
+}
+
+unsigned blocks(std::int64_t threads) { return unsigned((threads + 255) / 256); }
+
+}  // namespace
+
+void swiglu_forward(bf16* out, const bf16* fc, int N, int F, cudaStream_t s) {
+  swiglu_forward_kernel<<<blocks(std::int64_t(N) * F / 8), 256, 0, s>>>(out, fc, N, F);
+}
+
+void swiglu_backward(bf16* dfc, const bf16* fc, const bf16* dout, int N, int F, cudaStream_t s) {
+  swiglu_backward_kernel<<<blocks(std::int64_t(N) * F / 8), 256, 0, s>>>(dfc, fc, dout, N, F);
+}
+
+void rope_apply(bf16* qkv, const float* cos_sin, int N, int T, int ld, int heads, int HS, int sign, cudaStream_t s) {
+  rope_kernel<<<blocks(std::int64_t(N) * heads * HS / 8), 256, 0, s>>>(qkv, cos_sin, N, T, ld, heads, HS, sign);
+}
+
+}  // namespace fp8scope::gpu_model
