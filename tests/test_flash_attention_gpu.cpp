@@ -1,7 +1,7 @@
 // The fused attention kernels on their own against a plain double-precision attention on the
 // host, on random BF16 data across several 64-row tiles (so the diagonal tile, the tiles below
 // it and the online softmax's rescaling all run), at head sizes 64 and 128: output,
-// log-sum-exp, dQ, dK and dV.
+// log-sum-exp, dQ, dK and dV; also with grouped queries (k/v heads shared by several q heads).
 // Tolerance: the inputs are exact BF16 on both sides; the kernel rounds the probabilities and
 // dS to BF16 (relative 2^-9) before the second product and its outputs to BF16, so a relative
 // RMS error of 1e-2 is about five times what that rounding makes.
@@ -189,6 +189,77 @@ TEST_P(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   EXPECT_EQ(unpack(grads, 3 * C, 0), download_bf16(gq)) << "dQ";
   EXPECT_EQ(unpack(grads, 3 * C, C), download_bf16(gk)) << "dK";
   EXPECT_EQ(unpack(grads, 3 * C, 2 * C), download_bf16(gv)) << "dV";
+}
+
+// Grouped-query attention (Llama): 4 q heads over 2 k/v heads, and over 1 (multi-query), in the
+// model's layout (q, k, v heads side by side in one row of (NH + 2 KVH) heads). The reference is
+// the plain attention of each q head with its group's k/v head; a k/v head's dK and dV are the
+// sums over the q heads that read it.
+TEST_P(FlashAttentionGpu, GroupedQueryHeadsMatchADoubleReference) {
+  FP8SCOPE_REQUIRE_GPU();
+  const int B = 2, NH = 4, T = 128, D = GetParam();
+  const double scale = 1.0 / std::sqrt(double(D));
+  for (const int KVH : {2, 1}) {
+    SCOPED_TRACE(KVH);
+    const int G = NH / KVH, ld = (NH + 2 * KVH) * D, BH = B * NH;
+    std::mt19937 rng(unsigned(17 + KVH));
+    const std::size_t nq = std::size_t(BH) * T * D, nkv = std::size_t(B) * KVH * T * D;
+    const auto q = random_bf16(nq, rng, 1.5), k = random_bf16(nkv, rng, 1.5), v = random_bf16(nkv, rng, 1.0),
+               dout = random_bf16(nq, rng, 1.0);
+    // [B][heads][T][D] per head <-> rows [B][T][ld] at column col + D h.
+    auto at_row = [&](int b, int h, int t, int col) { return (std::size_t(b) * T + t) * ld + col + std::size_t(h) * D; };
+    auto head = [&](int b, int h, int heads) { return (std::size_t(b) * heads + h) * T * D; };
+    std::vector<double> k_rep(nq), v_rep(nq), qkv(std::size_t(B) * T * ld), dy(nq);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < NH; ++h)
+        for (int t = 0; t < T; ++t)
+          for (int d = 0; d < D; ++d) {
+            const std::size_t e = head(b, h, NH) + std::size_t(t) * D + d, kv = head(b, h / G, KVH) + std::size_t(t) * D + d;
+            k_rep[e] = k[kv], v_rep[e] = v[kv];
+            qkv[at_row(b, h, t, 0) + d] = q[e];
+            dy[(std::size_t(b) * T + t) * NH * D + std::size_t(h) * D + d] = dout[e];
+            if (h < KVH) qkv[at_row(b, h, t, NH * D) + d] = k[head(b, h, KVH) + std::size_t(t) * D + d];
+            if (h < KVH) qkv[at_row(b, h, t, (NH + KVH) * D) + d] = v[head(b, h, KVH) + std::size_t(t) * D + d];
+          }
+    const Attention want = reference(q, k_rep, v_rep, dout, BH, T, D, scale);
+    std::vector<double> want_dk(nkv, 0.0), want_dv(nkv, 0.0);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < NH; ++h)
+        for (std::size_t e = 0; e < std::size_t(T) * D; ++e) {
+          want_dk[head(b, h / G, KVH) + e] += want.dk[head(b, h, NH) + e];
+          want_dv[head(b, h / G, KVH) + e] += want.dv[head(b, h, NH) + e];
+        }
+
+    using bf = __nv_bfloat16;
+    auto mqkv = upload(qkv), mdy = upload(dy);
+    core::DeviceBuffer out(nq * 2), lse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), dqkv(qkv.size() * 2);
+    gpu_model::AttentionHeads heads{B, NH, T, ld, NH * D, float(scale), D};
+    heads.KVH = KVH;
+    const bf* p = mqkv.as<bf>();
+    bf* g = dqkv.as<bf>();
+    gpu_model::flash_attention_forward(heads, out.as<bf>(), lse.as<float>(), p, p + NH * D, p + (NH + KVH) * D, nullptr);
+    gpu_model::flash_attention_backward(heads, g, g + NH * D, g + (NH + KVH) * D, dsum.as<float>(), mdy.as<bf>(), out.as<bf>(), p,
+                                        p + NH * D, p + (NH + KVH) * D, lse.as<float>(), nullptr);
+    FP8S_CUDA(cudaDeviceSynchronize());
+    const auto o = download_bf16(out), grads = download_bf16(dqkv);
+    std::vector<double> got_o(nq), got_dq(nq), got_dk(nkv), got_dv(nkv);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < NH; ++h)
+        for (int t = 0; t < T; ++t)
+          for (int d = 0; d < D; ++d) {
+            const std::size_t e = head(b, h, NH) + std::size_t(t) * D + d;
+            got_o[e] = o[(std::size_t(b) * T + t) * NH * D + std::size_t(h) * D + d];
+            got_dq[e] = grads[at_row(b, h, t, 0) + d];
+            if (h < KVH) {
+              got_dk[head(b, h, KVH) + std::size_t(t) * D + d] = grads[at_row(b, h, t, NH * D) + d];
+              got_dv[head(b, h, KVH) + std::size_t(t) * D + d] = grads[at_row(b, h, t, (NH + KVH) * D) + d];
+            }
+          }
+    EXPECT_LT(test::rel_err(got_o, want.out), 1e-2) << "output";
+    EXPECT_LT(test::rel_err(got_dq, want.dq), 1e-2) << "dQ";
+    EXPECT_LT(test::rel_err(got_dk, want_dk), 1e-2) << "dK (summed over the group)";
+    EXPECT_LT(test::rel_err(got_dv, want_dv), 1e-2) << "dV (summed over the group)";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionGpu, ::testing::Values(64, 128),

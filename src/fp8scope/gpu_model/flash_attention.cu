@@ -166,6 +166,9 @@ template <int D>
 __device__ __forceinline__ std::int64_t head_start(int bh, int NH, int T, std::int64_t ld) {
   return std::int64_t(bh / NH) * T * ld + std::int64_t(bh % NH) * D;
 }
+// Grouped-query attention: q head h of NH reads k/v head h / (NH / KVH) of KVH (KVH == NH:
+// multi-head attention). The (batch, kv head) index of the (batch, q head) index bh.
+__device__ __forceinline__ int kv_of(int bh, int NH, int KVH) { return (bh / NH) * KVH + (bh % NH) / (NH / KVH); }
 
 using core::cp_async16;
 using core::cp_commit;
@@ -203,17 +206,18 @@ struct FwdSmem {
 };
 
 template <int D>
-__global__ void __launch_bounds__(kWarps * 32)
-    flash_forward_kernel(bf16* out, int ldo, float* lse, const bf16* q, const bf16* k, const bf16* v, int ld, int NH, int T, float scale) {
+__global__ void __launch_bounds__(kWarps * 32) flash_forward_kernel(bf16* out, int ldo, float* lse, const bf16* q, const bf16* k,
+                                                                    const bf16* v, int ld, int NH, int KVH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   FwdSmem<D>& sm = *reinterpret_cast<FwdSmem<D>*>(smem_raw);
   // The longest rows (last query tiles) start first so the short ones fill the tail.
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const std::int64_t base = head_start<D>(bh, NH, T, ld), step = std::int64_t(kTile) * ld;  // step: one tile of rows
+  const std::int64_t kvbase = head_start<D>(kv_of(bh, NH, KVH), KVH, T, ld);
   fetch_tile<D>(sm.q, q + base + qt * step, ld);
-  fetch_tile<D>(sm.k[0], k + base, ld);
-  fetch_tile<D>(sm.v[0], v + base, ld);
+  fetch_tile<D>(sm.k[0], k + kvbase, ld);
+  fetch_tile<D>(sm.v[0], v + kvbase, ld);
   cp_commit();
   const float sl2 = scale * core::kLog2e;  // exponentials in base 2
   const int row0 = qt * kTile + warp * 16 + g, row1 = row0 + 8;
@@ -224,8 +228,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int kt = 0; kt <= qt; ++kt) {
     const int buf = kt & 1;
     if (kt < qt) {
-      fetch_tile<D>(sm.k[buf ^ 1], k + base + (kt + 1) * step, ld);
-      fetch_tile<D>(sm.v[buf ^ 1], v + base + (kt + 1) * step, ld);
+      fetch_tile<D>(sm.k[buf ^ 1], k + kvbase + (kt + 1) * step, ld);
+      fetch_tile<D>(sm.v[buf ^ 1], v + kvbase + (kt + 1) * step, ld);
       cp_commit();
       cp_wait<1>();
     } else {
@@ -308,37 +312,43 @@ struct BwdSmem {
   float lse[2][kTile], dsum[2][kTile];                // per query row (the loop's rows in dK/dV, own in dQ)
 };
 
-// dK, dV for one key tile: the warp's 16 keys against every query tile at or after the
-// diagonal, in transposed form: S^T = K Q^T (keys x queries), dP^T = V dO^T,
-// dV += P^T dO, dK += dS^T Q.
+// dK, dV for one key tile of one k/v head: the warp's 16 keys against every query tile at or
+// after the diagonal of every q head that reads this k/v head (one with multi-head attention,
+// NH / KVH with grouped queries), in transposed form: S^T = K Q^T (keys x queries),
+// dP^T = V dO^T, dV += P^T dO, dK += dS^T Q.
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32, bwd_min_blocks<D>())
     flash_backward_dkdv_kernel(bf16* dk, bf16* dv, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout, int ldo,
-                               const float* lse, const float* dsum, int NH, int T, float scale) {
+                               const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem<D>& sm = *reinterpret_cast<BwdSmem<D>*>(smem_raw);
-  const int kt = blockIdx.x, bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;  // kt = 0 has the most work
+  const int kt = blockIdx.x, bkv = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;  // kt = 0 has the most work
   const int g = lane / 4, t = lane % 4, nt = T / kTile;
-  const std::int64_t base = head_start<D>(bh, NH, T, ld), obase = head_start<D>(bh, NH, T, ldo), rows = std::int64_t(bh) * T;
-  auto fetch = [&](int qt, int buf) {
+  // Pass `it` of the loop: q head (group member it / span) and its query tile kt + it % span.
+  const int group = NH / KVH, span = nt - kt, passes = group * span;
+  const int first_q = (bkv / KVH) * NH + (bkv % KVH) * group;  // the (batch, q head) index of the group's first head
+  const std::int64_t kvbase = head_start<D>(bkv, KVH, T, ld);
+  auto fetch = [&](int it, int buf) {
+    const int bh = first_q + it / span, qt = kt + it % span;
+    const std::int64_t base = head_start<D>(bh, NH, T, ld), obase = head_start<D>(bh, NH, T, ldo), rows = std::int64_t(bh) * T;
     fetch_tile<D>(sm.a[buf], q + base + std::int64_t(qt) * kTile * ld, ld);
     fetch_tile<D>(sm.b[buf], dout + obase + std::int64_t(qt) * kTile * ldo, ldo);
     fetch_row_floats(sm.lse[buf], lse + rows + qt * kTile, 0);
     fetch_row_floats(sm.dsum[buf], dsum + rows + qt * kTile, 32);
     cp_commit();
   };
-  fetch_tile<D>(sm.x, k + base + std::int64_t(kt) * kTile * ld, ld);
-  fetch_tile<D>(sm.y, v + base + std::int64_t(kt) * kTile * ld, ld);
-  fetch(kt, 0);
+  fetch_tile<D>(sm.x, k + kvbase + std::int64_t(kt) * kTile * ld, ld);
+  fetch_tile<D>(sm.y, v + kvbase + std::int64_t(kt) * kTile * ld, ld);
+  fetch(0, 0);
   const float sl2 = scale * core::kLog2e;
   const int key0 = kt * kTile + warp * 16 + g, key1 = key0 + 8;
   AccD<D> dk_acc, dv_acc;
   zero(dk_acc);
   zero(dv_acc);
-  for (int qt = kt; qt < nt; ++qt) {
-    const int buf = (qt - kt) & 1;
-    if (qt + 1 < nt) {
-      fetch(qt + 1, buf ^ 1);
+  for (int it = 0; it < passes; ++it) {
+    const int qt = kt + it % span, buf = it & 1;
+    if (it + 1 < passes) {
+      fetch(it + 1, buf ^ 1);
       cp_wait<1>();
     } else {
       cp_wait<0>();
@@ -378,7 +388,7 @@ __global__ void __launch_bounds__(kWarps * 32, bwd_min_blocks<D>())
     mma_ab<D>(dk_acc, ds, sm.a[buf]);
     __syncthreads();
   }
-  const std::int64_t first = head_start<D>(bh, NH, T, ldg) + std::int64_t(kt * kTile + warp * 16) * ldg;
+  const std::int64_t first = head_start<D>(bkv, KVH, T, ldg) + std::int64_t(kt * kTile + warp * 16) * ldg;
   store_rows<D>(dk + first, ldg, dk_acc, 1.0f, 1.0f);
   store_rows<D>(dv + first, ldg, dv_acc, 1.0f, 1.0f);
 }
@@ -388,15 +398,16 @@ __global__ void __launch_bounds__(kWarps * 32, bwd_min_blocks<D>())
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32, bwd_min_blocks<D>())
     flash_backward_dq_kernel(bf16* dq, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout, int ldo,
-                             const float* lse, const float* dsum, int NH, int T, float scale) {
+                             const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   BwdSmem<D>& sm = *reinterpret_cast<BwdSmem<D>*>(smem_raw);
   const int qt = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const std::int64_t base = head_start<D>(bh, NH, T, ld), rows = std::int64_t(bh) * T;
+  const std::int64_t kvbase = head_start<D>(kv_of(bh, NH, KVH), KVH, T, ld);
   auto fetch = [&](int kt, int buf) {
-    fetch_tile<D>(sm.a[buf], k + base + std::int64_t(kt) * kTile * ld, ld);
-    fetch_tile<D>(sm.b[buf], v + base + std::int64_t(kt) * kTile * ld, ld);
+    fetch_tile<D>(sm.a[buf], k + kvbase + std::int64_t(kt) * kTile * ld, ld);
+    fetch_tile<D>(sm.b[buf], v + kvbase + std::int64_t(kt) * kTile * ld, ld);
     cp_commit();
   };
   fetch_tile<D>(sm.x, q + base + std::int64_t(qt) * kTile * ld, ld);
@@ -461,7 +472,7 @@ void launch(Kernel kernel, std::size_t smem, dim3 grid, cudaStream_t s, Args... 
 template <int D>
 void forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
   launch(flash_forward_kernel<D>, sizeof(FwdSmem<D>), dim3(unsigned(h.T / kTile), unsigned(h.B * h.NH)), s, out, h.ld_out, lse, q, k, v,
-         h.ld_qkv, h.NH, h.T, h.scale);
+         h.ld_qkv, h.NH, h.kv_heads(), h.T, h.scale);
 }
 
 template <int D>
@@ -469,12 +480,12 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum
               const bf16* k, const bf16* v, const float* lse, cudaStream_t s) {
   const std::int64_t rows = std::int64_t(h.B) * h.NH * h.T;
   flash_backward_rowdot_kernel<D><<<unsigned((rows * 8 + 255) / 256), 256, 0, s>>>(dsum, dout, out, h.ld_out, h.NH, h.T, rows);
-  const dim3 grid(unsigned(h.T / kTile), unsigned(h.B * h.NH));
+  const dim3 grid(unsigned(h.T / kTile), unsigned(h.B * h.NH)), kv_grid(unsigned(h.T / kTile), unsigned(h.B * h.kv_heads()));
   const float* cdsum = dsum;
-  launch(flash_backward_dkdv_kernel<D>, sizeof(BwdSmem<D>), grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH,
-         h.T, h.scale);
-  launch(flash_backward_dq_kernel<D>, sizeof(BwdSmem<D>), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH, h.T,
-         h.scale);
+  launch(flash_backward_dkdv_kernel<D>, sizeof(BwdSmem<D>), kv_grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum,
+         h.NH, h.kv_heads(), h.T, h.scale);
+  launch(flash_backward_dq_kernel<D>, sizeof(BwdSmem<D>), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH,
+         h.kv_heads(), h.T, h.scale);
 }
 
 }  // namespace

@@ -69,6 +69,8 @@ struct AttentionHeads {
   int ld_qkv, ld_out;  // row strides, elements
   float scale;         // of the scores, 1/sqrt(HS) in the model
   int HS = 64;         // head size: 64 or 128
+  int KVH = 0;         // k/v heads (grouped-query attention, dividing NH; 0: NH, multi-head)
+  int kv_heads() const { return KVH > 0 ? KVH : NH; }
 };
 bool flash_attention_supported(int T, int HS);
 void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s);
