@@ -2,9 +2,12 @@
 // For `gpu`-labelled tests: skip loudly (ctest shows "Skipped") when there is no CUDA device.
 #include "fp8scope/core/cuda_util.hpp"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <random>
 #include <vector>
 
 #define FP8SCOPE_REQUIRE_GPU()                                              \
@@ -22,4 +25,20 @@ std::vector<T> download(const fp8scope::core::DeviceBuffer& b, std::size_t n) {
   std::vector<T> v(n);
   FP8S_CUDA(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost));
   return v;
+}
+
+// n BF16 values drawn from N(0, sigma^2) (seeded: the same values on every run).
+inline std::vector<__nv_bfloat16> normal_bf16(std::size_t n, float sigma, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<__nv_bfloat16> v(n);
+  for (auto& x : v) x = __float2bfloat16(d(rng));
+  return v;
+}
+
+// A device copy of host BF16 values.
+inline fp8scope::core::DeviceBuffer upload(const std::vector<__nv_bfloat16>& v) {
+  fp8scope::core::DeviceBuffer b(v.size() * sizeof(__nv_bfloat16));
+  FP8S_CUDA(cudaMemcpy(b.get(), v.data(), b.size(), cudaMemcpyHostToDevice));
+  return b;
 }

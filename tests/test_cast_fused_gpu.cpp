@@ -22,20 +22,6 @@ using fp8::Overflow;
 namespace {
 constexpr int kRows = 2056, kCols = 1096;  // 33 x 18 tiles (594, above the 528-block cap), both edges partial
 
-std::vector<__nv_bfloat16> normal_bf16(std::size_t n, float sigma, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, sigma);
-  std::vector<__nv_bfloat16> v(n);
-  for (auto& x : v) x = __float2bfloat16(d(rng));
-  return v;
-}
-
-core::DeviceBuffer upload(const std::vector<__nv_bfloat16>& v) {
-  core::DeviceBuffer b(v.size() * 2);
-  cudaMemcpy(b.get(), v.data(), v.size() * 2, cudaMemcpyHostToDevice);
-  return b;
-}
-
 struct Cast {  // one cast's outputs: codes, transposed codes, statistics
   core::DeviceBuffer out, out_t, stats;
   Cast() : out(std::size_t(kRows) * kCols), out_t(std::size_t(kRows) * kCols), stats(sizeof(fp8::CastStats)) {

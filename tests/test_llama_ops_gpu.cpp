@@ -20,18 +20,6 @@ using gpu_model::bf16;
 
 namespace {
 
-std::vector<bf16> random_bf16(std::size_t n, float sd, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<bf16> v(n);
-  for (auto& x : v) x = __float2bfloat16(d(rng));
-  return v;
-}
-core::DeviceBuffer upload(const std::vector<bf16>& h) {
-  core::DeviceBuffer b(h.size() * sizeof(bf16));
-  FP8S_CUDA(cudaMemcpy(b.get(), h.data(), b.size(), cudaMemcpyHostToDevice));
-  return b;
-}
 double at(const std::vector<bf16>& v, std::size_t i) { return double(__bfloat162float(v[i])); }
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
@@ -42,7 +30,7 @@ TEST(LlamaOpsGpu, SwigluForwardAndBackwardMatchDoubleArithmetic) {
   FP8SCOPE_REQUIRE_GPU();
   const int N = 101, F = 344;
   const std::size_t nf = std::size_t(N) * F;
-  const auto fc = random_bf16(2 * nf, 4.0f, 1), dout = random_bf16(nf, 1.0f, 2);
+  const auto fc = normal_bf16(2 * nf, 4.0f, 1), dout = normal_bf16(nf, 1.0f, 2);
   core::DeviceBuffer d_fc = upload(fc), d_dout = upload(dout), d_out(nf * sizeof(bf16)), d_dfc(2 * nf * sizeof(bf16));
   gpu_model::swiglu_forward(d_out.as<bf16>(), d_fc.as<bf16>(), N, F, nullptr);
   gpu_model::swiglu_backward(d_dfc.as<bf16>(), d_fc.as<bf16>(), d_dout.as<bf16>(), N, F, nullptr);
@@ -74,7 +62,7 @@ TEST(LlamaOpsGpu, RotaryPositionsMatchDoubleArithmeticBothWays) {
   for (const Shape sh : {Shape{4, 2, 64, 1e4}, Shape{2, 1, 128, 5e5}}) {
     SCOPED_TRACE(sh.hs);
     const int B = 2, T = 96, N = B * T, heads = sh.nh + sh.kvh, ld = (sh.nh + 2 * sh.kvh) * sh.hs;
-    const auto qkv = random_bf16(std::size_t(N) * ld, 1.0f, 3);
+    const auto qkv = normal_bf16(std::size_t(N) * ld, 1.0f, 3);
     const std::vector<float> table = model::rope_cos_sin(T, sh.hs, sh.theta);
     core::DeviceBuffer d_qkv = upload(qkv), d_table(table.size() * sizeof(float));
     FP8S_CUDA(cudaMemcpy(d_table.get(), table.data(), d_table.size(), cudaMemcpyHostToDevice));
