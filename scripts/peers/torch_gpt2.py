@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""PyTorch peer for probe_train: trains the same GPT-2 shape as each GPU record of an
+"""PyTorch peer for probe_train: trains the same GPT-2 or Llama shape as each GPU record of an
 fp8scope probe_train result (BF16 autocast, SDPA causal attention, fused AdamW, tied or untied
-head, the same B, T, V) in eager mode and with torch.compile, and writes our result schema.
+head, the same B, T, V; Llama: RMSNorm, rotary positions, SwiGLU, grouped-query attention
+through SDPA's enable_gqa, no biases) in eager mode and with torch.compile, and writes our
+result schema.
 For an FP8 record it trains the FP8 model a PyTorch user without TransformerEngine would
 write: the same linears in FP8 through torch._scaled_mm with tensorwise dynamic scaling (each
 operand's own amax at every step), E4M3 forward and E5M2 gradients, saturating casts, the FP8
@@ -85,15 +87,64 @@ class Block(nn.Module):
         return x + self.fcproj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
 
+def rope_cos_sin(T, hs, theta):
+    """cos and sin [T, hs / 2] of the angles t * theta^(-2i / hs), computed in double (as ours)."""
+    freq = theta ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+    angle = torch.outer(torch.arange(T, dtype=torch.float64), freq)
+    return angle.cos().float(), angle.sin().float()
+
+
+def rotate(x, cos, sin):
+    """Rotary positions on x [B, H, T, hs]: channel pairs (2i, 2i + 1) turned by their angle."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).type_as(x)
+
+
+class LlamaBlock(nn.Module):
+    """Our arch llama block: RMSNorm, q/k/v fused (k and v of the kv heads), rotary positions,
+    grouped-query SDPA, gate and up fused (gate first), SwiGLU, no biases."""
+
+    def __init__(self, d, nh, nkv, ffn):
+        super().__init__()
+        self.nh, self.nkv, self.hs, self.ffn = nh, nkv, d // nh, ffn
+        self.ln1, self.ln2 = nn.RMSNorm(d, eps=1e-5), nn.RMSNorm(d, eps=1e-5)
+        self.qkv, self.proj = Linear(d, (nh + 2 * nkv) * self.hs, bias=False), Linear(d, d, bias=False)
+        self.fc, self.fcproj = Linear(d, 2 * ffn, bias=False), Linear(ffn, d, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split([self.nh * self.hs, self.nkv * self.hs, self.nkv * self.hs], dim=2)
+        q = rotate(q.view(B, T, self.nh, self.hs).transpose(1, 2), cos, sin)
+        k = rotate(k.view(B, T, self.nkv, self.hs).transpose(1, 2), cos, sin)
+        v = v.view(B, T, self.nkv, self.hs).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.nkv != self.nh)
+        x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        gate, up = self.fc(self.ln2(x)).split(self.ffn, dim=2)
+        return x + self.fcproj(F.silu(gate) * up)
+
+
 class GPT(nn.Module):
     def __init__(self, p):
         super().__init__()
         V = (p["vocab"] + p["pad_vocab_to"] - 1) // p["pad_vocab_to"] * p["pad_vocab_to"]
         d = p["d_model"]
         self.vocab = p["vocab"]
-        self.wte, self.wpe = nn.Embedding(V, d), nn.Embedding(p["max_seq"], d)
-        self.blocks = nn.ModuleList(Block(d, p["n_head"]) for _ in range(p["n_layer"]))
-        self.lnf = nn.LayerNorm(d)
+        self.llama = p.get("arch", "gpt2") == "llama"
+        self.wte = nn.Embedding(V, d)
+        if self.llama:
+            nh = p["n_head"]
+            nkv = p.get("n_kv_head", 0) or nh
+            ffn = p.get("ffn", 0) or (8 * d // 3 + 63) // 64 * 64  # GptConfig::ffn_width
+            self.blocks = nn.ModuleList(LlamaBlock(d, nh, nkv, ffn) for _ in range(p["n_layer"]))
+            cos, sin = rope_cos_sin(p["max_seq"], d // nh, p.get("rope_theta", 10000.0))
+            self.register_buffer("cos", cos, persistent=False)
+            self.register_buffer("sin", sin, persistent=False)
+            self.lnf = nn.RMSNorm(d, eps=1e-5)
+        else:
+            self.wpe = nn.Embedding(p["max_seq"], d)
+            self.blocks = nn.ModuleList(Block(d, p["n_head"]) for _ in range(p["n_layer"]))
+            self.lnf = nn.LayerNorm(d)
         self.head = Linear(d, V, bias=False)
         if p["tied"]:
             self.head.weight = self.wte.weight
@@ -105,9 +156,15 @@ class GPT(nn.Module):
                 nn.init.normal_(w, 0.0, std)
 
     def forward(self, idx, targets):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
-        for b in self.blocks:
-            x = b(x)
+        T = idx.shape[1]
+        if self.llama:
+            x = self.wte(idx)
+            for b in self.blocks:
+                x = b(x, self.cos[:T], self.sin[:T])
+        else:
+            x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+            for b in self.blocks:
+                x = b(x)
         logits = self.head(self.lnf(x))[..., : self.vocab]  # padded logits excluded
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
@@ -177,7 +234,7 @@ def main():
                "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "gpu": {"name": pr.name, "sm_count": pr.multi_processor_count, "memory_mib": pr.total_memory >> 20}}
         meta = {"probe": "train", "sweep": ours["meta"].get("sweep", ""),
-                "peer": "PyTorch GPT-2 (BF16 autocast, SDPA, fused AdamW; FP8 records: torch._scaled_mm tensorwise, compiled)",
+                "peer": "PyTorch GPT-2 / Llama (BF16 autocast, SDPA, fused AdamW; FP8 records: torch._scaled_mm tensorwise, compiled)",
                 "peer_of": args.ours.split("/")[-1], "peer_of_started_utc": ours["meta"].get("started_utc", ""), "argv": sys.argv}
         json.dump({"schema_version": 1, "meta": meta, "env": env, "records": recs}, open(args.out, "w"), indent=1)
 
