@@ -208,12 +208,45 @@ TEST(CpuFp8, RowwiseAndBlockScalingTrainAndLoseLessToUnderflowThanDelayedScaling
 // The GPU model taps per-row / per-block scaling through a static plan (model::TapPlan); the
 // emulation taps as it quantises. After one step both must name the same quantised tensors,
 // each with the same element and block counts, so the GPU's taps read like the CPU's (the gpu
-// test compares the two models' taps; this checks the plan without a GPU).
+// test compares the two models' taps; this checks the plan without a GPU). Also for the Llama
+// block, whose linears have other widths (q with fewer k/v heads, gate and up in fc1, a
+// hidden width that is not 4 d_model).
 TEST(CpuFp8, TheTapPlanOfPerBlockScalingIsWhatTheEmulationQuantises) {
-  for (fp8::Scaling s : {fp8::Scaling::rowwise, fp8::Scaling::block}) {
+  for (const bool llama : {false, true})
+    for (fp8::Scaling s : {fp8::Scaling::rowwise, fp8::Scaling::block}) {
+      SCOPED_TRACE(llama ? "llama" : "gpt2");
+      auto cfg = small();
+      cfg.d_model = 256;  // two 1x128 blocks per row
+      if (llama) cfg.arch = model::Arch::llama, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false;
+      cpu::Fp8Emulation fp8(scaled_by(s));
+      cpu::CpuGpt gpt(cfg);
+      gpt.attach_fp8(&fp8);
+      const auto init = model::init_params(cfg, 4);
+      std::vector<double> P(init.begin(), init.end()), G;
+      model::MarkovTokens data(cfg.vocab, 8);
+      std::vector<int> in, tg;
+      data.next_batch(4, 16, in, tg);
+      gpt.forward(P, in.data(), tg.data(), 4, 16);
+      gpt.backward(P, G);
+      std::map<std::pair<int, std::string>, std::pair<long long, long long>> emulated, planned;
+      for (const auto& t : fp8.taps())
+        if (t.scale != 0.0f) emulated[{t.layer, t.tensor}] = {t.elements, t.blocks};
+      const model::TapPlan plan(cfg, 4, 16, scaled_by(s));
+      for (const auto& slot : plan.slots())
+        if (slot.format) planned[{slot.layer, slot.tensor}] = {slot.elements, slot.geometry.blocks()};
+      EXPECT_EQ(planned, emulated) << to_string(s);
+    }
+}
+
+// The plan's taps of high-precision tensors (no cast: qkv, fc1_out, the MLP's activation ...)
+// are the emulation's too, with the same element counts, under per-tensor scaling in both
+// architectures.
+TEST(CpuFp8, TheTapPlanObservesWhatTheEmulationObserves) {
+  for (const bool llama : {false, true}) {
+    SCOPED_TRACE(llama ? "llama" : "gpt2");
     auto cfg = small();
-    cfg.d_model = 256;  // two 1x128 blocks per row
-    cpu::Fp8Emulation fp8(scaled_by(s));
+    if (llama) cfg.arch = model::Arch::llama, cfg.n_kv_head = 2, cfg.ffn = 96, cfg.tied = false;
+    cpu::Fp8Emulation fp8(scaled_by(fp8::Scaling::delayed));
     cpu::CpuGpt gpt(cfg);
     gpt.attach_fp8(&fp8);
     const auto init = model::init_params(cfg, 4);
@@ -223,12 +256,15 @@ TEST(CpuFp8, TheTapPlanOfPerBlockScalingIsWhatTheEmulationQuantises) {
     data.next_batch(4, 16, in, tg);
     gpt.forward(P, in.data(), tg.data(), 4, 16);
     gpt.backward(P, G);
-    std::map<std::pair<int, std::string>, std::pair<long long, long long>> emulated, planned;
-    for (const auto& t : fp8.taps())
-      if (t.scale != 0.0f) emulated[{t.layer, t.tensor}] = {t.elements, t.blocks};
-    const model::TapPlan plan(cfg, 4, 16, scaled_by(s));
-    for (const auto& slot : plan.slots())
-      if (slot.format) planned[{slot.layer, slot.tensor}] = {slot.elements, slot.geometry.blocks()};
-    EXPECT_EQ(planned, emulated) << to_string(s);
+    std::map<std::pair<int, std::string>, long long> emulated, planned;
+    for (const auto& t : fp8.taps()) emulated[{t.layer, t.tensor}] = t.elements;
+    const model::TapPlan plan(cfg, 4, 16, scaled_by(fp8::Scaling::delayed));
+    for (const auto& slot : plan.slots()) planned[{slot.layer, slot.tensor}] = slot.elements;
+    for (const auto& [key, n] : planned) {
+      if (!emulated.count(key)) continue;  // the GPU taps a few tensors the emulation does not (scores, probs)
+      if (key.second == "loss") continue;  // the GPU taps the N per-token losses, the emulation their mean
+      EXPECT_EQ(n, emulated[key]) << key.first << " " << key.second;
+    }
+    for (const auto& [key, n] : emulated) EXPECT_TRUE(planned.count(key)) << "the plan lacks " << key.first << " " << key.second;
   }
 }

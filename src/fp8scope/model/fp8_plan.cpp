@@ -19,11 +19,11 @@ std::optional<Fp8Variant> parse_variant(const std::string& s) {
 std::string to_string(Fp8Variant v) { return v == Fp8Variant::custom ? "custom" : v == Fp8Variant::fused ? "fused" : "fp8_attention"; }
 
 double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
-  const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
-  const double widest = std::max(4 * C, Vp);
-  const double scratch = N * 4 * C + widest * C + 2 * N * widest;  // cast input, weight, gradient and its transpose
+  const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab(), F = c.ffn_width();
+  const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), Vp});
+  const double scratch = N * F + widest * C + 2 * N * widest;  // cast input, weight, gradient and its transpose
   // Per linear, the input's FP8 transpose kept for wgrad, the FP8 weight and its transpose.
-  const double in_c[4] = {C, C, C, 4 * C}, out_c[4] = {3 * C, C, 4 * C, C};
+  const double in_c[4] = {C, C, C, F}, out_c[4] = {double(c.qkv_width()), C, double(c.fc1_width()), C};
   double saved = 0, weights = 0, bf16_inputs = 0, shared = 0;
   const char* names[4] = {"qkv", "proj", "fc1", "fc2"};
   for (int w = 0; w < 4; ++w) {
@@ -35,9 +35,9 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   // LayerActs: an FP8 linear's BF16 input lives in one shared scratch instead of per layer.
   if (f.fp8("qkv")) bf16_inputs += L * N * C * 2;
   if (f.fp8("fc1")) bf16_inputs += L * N * C * 2;
-  if (f.fp8("fc2")) bf16_inputs += L * N * 4 * C * 2;
+  if (f.fp8("fc2")) bf16_inputs += L * N * F * 2;
   if (f.fp8("qkv") || f.fp8("fc1")) shared += N * C * 2;
-  if (f.fp8("fc2")) shared += N * 4 * C * 2;
+  if (f.fp8("fc2")) shared += N * F * 2;
   const double att = f.attention() ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
   return scratch + saved + weights + att + shared - bf16_inputs + per_block_bytes(c, B, T, f);
 }
@@ -52,7 +52,11 @@ struct LinearShape {
 std::vector<LinearShape> linear_shapes(const GptConfig& c) {
   const std::int64_t C = c.d_model;
   const int L = c.n_layer;
-  return {{"qkv", C, 3 * C, L}, {"proj", C, C, L}, {"fc1", C, 4 * C, L}, {"fc2", 4 * C, C, L}, {"lm_head", C, c.padded_vocab(), 1}};
+  return {{"qkv", C, c.qkv_width(), L},
+          {"proj", C, C, L},
+          {"fc1", C, c.fc1_width(), L},
+          {"fc2", c.ffn_width(), C, L},
+          {"lm_head", C, c.padded_vocab(), 1}};
 }
 std::int64_t lt_elements(fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
   return fp8::scale_geometry(m, outer, inner).lt_elements();
@@ -64,7 +68,7 @@ PerBlockScratch per_block_scratch(const GptConfig& c, int B, int T, const Fp8Mod
   const std::int64_t N = std::int64_t(B) * T;
   const fp8::ScaleMode am = activation_scale_mode(f.recipe.scaling), wm = weight_scale_mode(f.recipe.scaling);
   s.widest_rows = std::max<std::int64_t>(N, c.d_model);
-  s.widest_cols = std::max<std::int64_t>(4 * c.d_model, c.padded_vocab());
+  s.widest_cols = std::max<std::int64_t>({c.qkv_width(), c.fc1_width(), c.ffn_width(), c.padded_vocab()});
   for (const auto& l : linear_shapes(c)) {
     if (!f.fp8(l.name)) continue;
     s.x_lt = std::max(s.x_lt, lt_elements(am, N, l.in));
@@ -137,6 +141,7 @@ int TapPlan::index(int layer, const std::string& tensor) const {
 // a non-finite value is the NaN onset.
 TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bool flash_attention) {
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
+  const std::int64_t QW = cfg.qkv_width(), FW = cfg.fc1_width(), F = cfg.ffn_width();
   const auto fwd = fp8::format_for(f.recipe.format, fp8::Pass::forward);
   const auto bwd = fp8::format_for(f.recipe.format, fp8::Pass::backward);
   // Per-row / per-block scaling quantises each operand once per GEMM that reads it, along that
@@ -162,8 +167,8 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
     if (pb) add(l, name + ".grad_t", "backward", bwd, N * OC, geo(am, OC, N));
   };
   for (int l = 0; l < cfg.n_layer; ++l) {
-    linear(l, "qkv", C, 3 * C);
-    add(l, "qkv", "forward", std::nullopt, N * 3 * C);
+    linear(l, "qkv", C, QW);
+    add(l, "qkv", "forward", std::nullopt, N * QW);
     if (f.attention()) {
       add(l, "q.input", "forward", fwd, N * C);
       add(l, "k.input", "forward", fwd, N * C);
@@ -176,11 +181,11 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
     linear(l, "proj", C, C);
     add(l, "proj_out", "forward", std::nullopt, N * C);
     add(l, "residual", "forward", std::nullopt, N * C);
-    linear(l, "fc1", C, 4 * C);
-    add(l, "fc1_out", "forward", std::nullopt, N * 4 * C);
-    // The fused GELU writes only the FP8 tensor; its tap is fc2.input.
-    if (!f.fuse_into("fc2")) add(l, "gelu_out", "forward", std::nullopt, N * 4 * C);
-    linear(l, "fc2", 4 * C, C);
+    linear(l, "fc1", C, FW);
+    add(l, "fc1_out", "forward", std::nullopt, N * FW);
+    // The fused GELU writes only the FP8 tensor; its tap is fc2.input. Llama: SwiGLU's output.
+    if (!f.fuse_into("fc2")) add(l, cfg.llama() ? "swiglu_out" : "gelu_out", "forward", std::nullopt, N * F);
+    linear(l, "fc2", F, C);
     add(l, "fc2_out", "forward", std::nullopt, N * C);
   }
   linear(-1, "lm_head", C, Vp);
@@ -189,11 +194,11 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
   grad(-1, "lm_head", Vp);
   for (int l = cfg.n_layer - 1; l >= 0; --l) {
     grad(l, "fc2", C);
-    grad(l, "fc1", 4 * C);
+    grad(l, "fc1", FW);
     add(l, "residual_grad", "backward", std::nullopt, N * C);
     grad(l, "proj", C);
     if (f.attention()) add(l, "attention_out.grad", "backward", bwd, N * C);
-    grad(l, "qkv", 3 * C);
+    grad(l, "qkv", QW);
   }
 }
 

@@ -35,6 +35,8 @@ struct GptConfig {
   int ffn_width() const { return ffn > 0 ? ffn : arch == Arch::gpt2 ? 4 * d_model : (8 * d_model / 3 + 63) / 64 * 64; }
   // The fused qkv linear's output: q (d), then k and v (kv_heads() x head_dim() each).
   int qkv_width() const { return d_model + 2 * kv_heads() * head_dim(); }
+  // fc1's output: the MLP's hidden width (GPT-2), gate and up side by side (Llama: 2 ffn).
+  int fc1_width() const { return arch == Arch::llama ? 2 * ffn_width() : ffn_width(); }
   bool llama() const { return arch == Arch::llama; }
 };
 
