@@ -12,18 +12,20 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// A CTA casts one 128 x 128 tile: every 1x128 block of either copy and every 128x128 block
-// lies inside one tile, so block scales need nothing from other CTAs. Thread t loads 8
-// consecutive values of 8 tile rows: columns 8 (t % 16) .. +7, rows t / 16 + 16 i. A row's
+// The cast works on 128 x 128 tiles: every 1x128 block of either copy and every 128x128 block
+// lies inside one tile, so block scales need nothing from other tiles. A CTA loops over tiles
+// (the next one's copies in flight, cp.async) and flushes its statistics once. Thread t loads
+// 8 consecutive values of 8 tile rows: columns 8 (t % 16) .. +7, rows t / 16 + 16 i. A row's
 // amax is then a reduction over 16 lanes, a column's over the thread's 8 rows, the other half
 // of the warp and the 8 warps.
 //
 // Speed: a cast is memory-bound only if each value costs a handful of instructions. The
 // amaxes are taken on packed BF16 magnitude bits (two per 32-bit SIMD maximum), the codes
 // come from the paired conversion (two values per instruction), the division by a block's
-// scale reuses the block's reciprocal (divide_by_scale), and the statistics of a vector of
-// values that can neither saturate nor be non-finite reduce to its maximum and, only when a
-// code is zero, an underflow count. Anything else takes the value-by-value path.
+// scale reuses the block's reciprocal (divide_by_scale), and a vector without a non-finite
+// value counts its statistics from its maximum, a compare per value for saturation and, only
+// when a code is zero, its underflows; anything else takes the value-by-value path. On the H200
+// the kernel is still latency-bound at 25 % occupancy (docs/performance.md).
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;

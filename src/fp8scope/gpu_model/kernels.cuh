@@ -1,6 +1,8 @@
 #pragma once
-// The GPU GPT's kernels, one file per layer (encoder.cu, layernorm.cu, attention.cu, mlp.cu,
-// loss.cu, optimizer.cu), each with its forward and backward side by side. Activations are
+// The GPU GPT's kernels, one file per layer (encoder.cu, layernorm.cu, attention.cu,
+// flash_attention.cu, mlp.cu, llama.cu, loss.cu, optimizer.cu), each with its forward and
+// backward side by side (llama.cu and RMSNorm: the Llama block's, not yet used by the model,
+// which is GPT-2 only so far). Activations are
 // BF16, statistics and gradients of parameters FP32. Row-major shapes: B batch, T tokens,
 // C channels, NH heads, HS = C / NH, N = B*T rows.
 #include "fp8scope/fp8/cast.cuh"
