@@ -205,6 +205,23 @@ TEST(CpuFp8, RowwiseAndBlockScalingTrainAndLoseLessToUnderflowThanDelayedScaling
   }
 }
 
+namespace {
+// The emulation's taps after one forward and backward step of cfg (4 sequences of 16 tokens).
+std::vector<fp8::Tap> one_step_taps(const model::GptConfig& cfg, const model::Fp8ModelConfig& f) {
+  cpu::Fp8Emulation fp8(f);
+  cpu::CpuGpt gpt(cfg);
+  gpt.attach_fp8(&fp8);
+  const auto init = model::init_params(cfg, 4);
+  std::vector<double> P(init.begin(), init.end()), G;
+  model::MarkovTokens data(cfg.vocab, 8);
+  std::vector<int> in, tg;
+  data.next_batch(4, 16, in, tg);
+  gpt.forward(P, in.data(), tg.data(), 4, 16);
+  gpt.backward(P, G);
+  return fp8.taps();
+}
+}  // namespace
+
 // The GPU model taps per-row / per-block scaling through a static plan (model::TapPlan); the
 // emulation taps as it quantises. After one step both must name the same quantised tensors,
 // each with the same element and block counts, so the GPU's taps read like the CPU's (the gpu
@@ -218,18 +235,8 @@ TEST(CpuFp8, TheTapPlanOfPerBlockScalingIsWhatTheEmulationQuantises) {
       auto cfg = small();
       cfg.d_model = 256;  // two 1x128 blocks per row
       if (llama) cfg.arch = model::Arch::llama, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false;
-      cpu::Fp8Emulation fp8(scaled_by(s));
-      cpu::CpuGpt gpt(cfg);
-      gpt.attach_fp8(&fp8);
-      const auto init = model::init_params(cfg, 4);
-      std::vector<double> P(init.begin(), init.end()), G;
-      model::MarkovTokens data(cfg.vocab, 8);
-      std::vector<int> in, tg;
-      data.next_batch(4, 16, in, tg);
-      gpt.forward(P, in.data(), tg.data(), 4, 16);
-      gpt.backward(P, G);
       std::map<std::pair<int, std::string>, std::pair<long long, long long>> emulated, planned;
-      for (const auto& t : fp8.taps())
+      for (const auto& t : one_step_taps(cfg, scaled_by(s)))
         if (t.scale != 0.0f) emulated[{t.layer, t.tensor}] = {t.elements, t.blocks};
       const model::TapPlan plan(cfg, 4, 16, scaled_by(s));
       for (const auto& slot : plan.slots())
@@ -246,18 +253,8 @@ TEST(CpuFp8, TheTapPlanObservesWhatTheEmulationObserves) {
     SCOPED_TRACE(llama ? "llama" : "gpt2");
     auto cfg = small();
     if (llama) cfg.arch = model::Arch::llama, cfg.n_kv_head = 2, cfg.ffn = 96, cfg.tied = false;
-    cpu::Fp8Emulation fp8(scaled_by(fp8::Scaling::delayed));
-    cpu::CpuGpt gpt(cfg);
-    gpt.attach_fp8(&fp8);
-    const auto init = model::init_params(cfg, 4);
-    std::vector<double> P(init.begin(), init.end()), G;
-    model::MarkovTokens data(cfg.vocab, 8);
-    std::vector<int> in, tg;
-    data.next_batch(4, 16, in, tg);
-    gpt.forward(P, in.data(), tg.data(), 4, 16);
-    gpt.backward(P, G);
     std::map<std::pair<int, std::string>, long long> emulated, planned;
-    for (const auto& t : fp8.taps()) emulated[{t.layer, t.tensor}] = t.elements;
+    for (const auto& t : one_step_taps(cfg, scaled_by(fp8::Scaling::delayed))) emulated[{t.layer, t.tensor}] = t.elements;
     const model::TapPlan plan(cfg, 4, 16, scaled_by(fp8::Scaling::delayed));
     for (const auto& slot : plan.slots()) planned[{slot.layer, slot.tensor}] = slot.elements;
     for (const auto& [key, n] : planned) {

@@ -123,14 +123,16 @@ class Fp8GpuVsCpu : public ::testing::TestWithParam<std::tuple<model::Fp8Variant
 // 2^4..2^5. Loss: 2 % (a mean over 128 tokens); gradients: 10 % (E4M3) / 15 % (E5M2
 // gradients) relative RMS. The same tensors in BF16 would sit at about 1 %, so this checks the
 // FP8 path, not just the model.
-void expect_step_matches_emulation(const model::GptConfig& cfg, const model::Fp8ModelConfig& f, const std::string& label) {
-  const int B = 4, T = 32;
+// flash: the fused attention (T = 64 then: a whole 64-row tile; the Llama block needs it).
+void expect_step_matches_emulation(const model::GptConfig& cfg, const model::Fp8ModelConfig& f, const std::string& label,
+                                   bool flash = false) {
+  const int B = 4, T = flash ? 64 : 32;
   const auto init = model::init_params(cfg, 5);
   model::MarkovTokens data(cfg.vocab, 9);
   std::vector<int> in, tg;
   data.next_batch(B, T, in, tg);
 
-  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f, flash);
   gpu.set_params(init);
   const float gl = gpu.forward(in.data(), tg.data());
   gpu.backward();
@@ -372,3 +374,25 @@ TEST(Fp8Gpu, LmHeadWithVocabNotMultipleOf16IsRecordedNotCrashed) {
   core::Record r2 = core::make_record("k", core::json::object(), core::Outcome::ok);
   EXPECT_TRUE(train::train_gpu_run(p, &f2, core::json::object(), 0, false, run2, r2)) << r2.reason;
 }
+
+// The Llama block's FP8 linears (different widths: q with fewer k/v heads, gate and up in fc1,
+// a 320-wide hidden layer) against the emulation, per-tensor current and delayed scaling and
+// 1x128 / 128x128 blocks.
+class Fp8LlamaGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat>> {};
+
+TEST_P(Fp8LlamaGpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [scaling, format] = GetParam();
+  auto cfg = tiny(96);
+  cfg.arch = model::Arch::llama, cfg.d_model = 256, cfg.n_head = 4, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false, cfg.max_seq = 64;
+  expect_step_matches_emulation(cfg, fp8_config(model::Fp8Variant::custom, format, scaling),
+                                "llama scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format), true);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recipes, Fp8LlamaGpuVsCpu,
+                         ::testing::Values(std::make_tuple(fp8::Scaling::current, fp8::RecipeFormat::e4m3),
+                                           std::make_tuple(fp8::Scaling::delayed, fp8::RecipeFormat::hybrid),
+                                           std::make_tuple(fp8::Scaling::block, fp8::RecipeFormat::e4m3)),
+                         [](const auto& info) {
+                           return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param));
+                         });

@@ -8,7 +8,8 @@ __global__ void encoder_forward_kernel(bf16* out, const int* tokens, const bf16*
   if (i >= total) return;
   const std::int64_t bt = i / C;
   const int c = int(i % C), t = int(bt % T);
-  out[i] = __float2bfloat16(__bfloat162float(wte[std::int64_t(tokens[bt]) * C + c]) + __bfloat162float(wpe[std::int64_t(t) * C + c]));
+  const float pos = wpe ? __bfloat162float(wpe[std::int64_t(t) * C + c]) : 0.0f;  // Llama: no position table
+  out[i] = __float2bfloat16(__bfloat162float(wte[std::int64_t(tokens[bt]) * C + c]) + pos);
 }
 
 // Deterministic backward without atomics. Positions: dwpe[t] sums the B rows of position t in
@@ -41,7 +42,7 @@ void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* 
 void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* bucket_token, const int* bucket_start,
                       const int* bucket_position, int buckets, int B, int T, int C, cudaStream_t s) {
   const std::int64_t tc = std::int64_t(T) * C;
-  encoder_backward_wpe_kernel<<<unsigned((tc + 255) / 256), 256, 0, s>>>(dwpe, dout, B, T, C);
+  if (dwpe) encoder_backward_wpe_kernel<<<unsigned((tc + 255) / 256), 256, 0, s>>>(dwpe, dout, B, T, C);
   if (buckets > 0)
     encoder_backward_wte_kernel<<<dim3(unsigned(buckets), unsigned((C + 127) / 128)), 128, 0, s>>>(dwte, dout, bucket_token, bucket_start,
                                                                                                    bucket_position, C);

@@ -2,6 +2,7 @@
 
 #include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast.cuh"
+#include "fp8scope/model/rope.hpp"
 
 #include <fmt/format.h>
 
@@ -16,6 +17,10 @@ using gemm::DType;
 namespace {
 std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
+struct CudaRowStats {  // a norm's per-row statistics (mean unused by RMSNorm)
+  const float* mean;
+  const float* rstd;
+};
 }  // namespace
 
 GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8, bool flash_attention)
@@ -27,12 +32,18 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       layout_(model::param_layout(cfg)),
       n_params_(model::param_count(cfg)),
       flash_(flash_attention) {
-  if (cfg.llama()) throw std::invalid_argument("the GPU model is GPT-2 only: arch llama runs on the CPU reference");
+  // The Llama block runs with the fused attention (grouped-query heads) and FP8 linears cast on
+  // their own: no FP8 attention, no LayerNorm/GELU fusions (its norm and activation differ).
+  if (cfg.llama() && (!flash_attention || (fp8 && fp8->variant != model::Fp8Variant::custom)))
+    throw std::invalid_argument("arch llama on the GPU needs the fused attention and the custom FP8 variant");
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64 or 128, T a multiple of 64 and no fp8_attention");
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
+  // The linears' widths: qkv's output (3C, or q with fewer k/v heads), the MLP's hidden width
+  // (4C) and fc1's output (the hidden width, or gate and up side by side).
+  const std::int64_t QW = cfg.qkv_width(), F = cfg.ffn_width(), FW = cfg.fc1_width();
   master_ = core::DeviceBuffer(fl(n_params_));
   weights_ = core::DeviceBuffer(bf(n_params_));
   grads_ = core::DeviceBuffer(fl(n_params_));
@@ -45,7 +56,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   encoded_ = core::DeviceBuffer(bf(N * C));
   const bool fp8_qkv = fp8 && fp8->fp8("qkv"), fp8_fc1 = fp8 && fp8->fp8("fc1"), fp8_fc2 = fp8 && fp8->fp8("fc2");
   if (fp8_qkv || fp8_fc1) shared_ln_ = core::DeviceBuffer(bf(N * C));  // ln1 and ln2 are each cast right away
-  if (fp8_fc2) shared_gelu_ = core::DeviceBuffer(bf(N * 4 * C));
+  if (fp8_fc2) shared_gelu_ = core::DeviceBuffer(bf(N * F));
   for (int l = 0; l < cfg.n_layer; ++l) {
     LayerActs a;
     auto keep = [](core::DeviceBuffer& own, std::size_t bytes, bool fp8_consumer, const core::DeviceBuffer& shared) {
@@ -54,10 +65,10 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     };
     a.ln1 = keep(a.own_ln1, bf(N * C), fp8_qkv, shared_ln_);
     a.ln2 = keep(a.own_ln2, bf(N * C), fp8_fc1, shared_ln_);
-    a.gelu = keep(a.own_gelu, bf(N * 4 * C), fp8_fc2, shared_gelu_);
+    a.gelu = keep(a.own_gelu, bf(N * F), fp8_fc2, shared_gelu_);
     a.ln1_mean = core::DeviceBuffer(fl(N));
     a.ln1_rstd = core::DeviceBuffer(fl(N));
-    a.qkv = core::DeviceBuffer(bf(N * 3 * C));
+    a.qkv = core::DeviceBuffer(bf(N * QW));
     if (flash_)
       a.lse = core::DeviceBuffer(fl(BH * T));
     else
@@ -66,7 +77,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     a.x_mid = core::DeviceBuffer(bf(N * C));
     a.ln2_mean = core::DeviceBuffer(fl(N));
     a.ln2_rstd = core::DeviceBuffer(fl(N));
-    a.fc = core::DeviceBuffer(bf(N * 4 * C));
+    a.fc = core::DeviceBuffer(bf(N * FW));
     a.x_out = core::DeviceBuffer(bf(N * C));
     acts_.push_back(std::move(a));
   }
@@ -91,8 +102,15 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   scratch_ = core::DeviceBuffer(bf(N * C));
   dx_ = core::DeviceBuffer(bf(N * C));
   dbuf_ = core::DeviceBuffer(bf(N * C));
-  dbuf4_ = core::DeviceBuffer(bf(N * 4 * C));
-  dqkv_ = core::DeviceBuffer(bf(N * 3 * C));
+  dbuf4_ = core::DeviceBuffer(bf(N * F));
+  dqkv_ = core::DeviceBuffer(bf(N * QW));
+  if (cfg.llama()) {
+    dfc_ = core::DeviceBuffer(bf(N * FW));
+    const std::vector<float> table = model::rope_cos_sin(T, cfg.head_dim(), cfg.rope_theta);
+    rope_ = core::DeviceBuffer(table.size() * sizeof(float));
+    FP8S_CUDA(cudaMemcpyAsync(rope_.get(), table.data(), rope_.size(), cudaMemcpyHostToDevice, stream_));
+    FP8S_CUDA(cudaStreamSynchronize(stream_));  // the table is a local
+  }
   norm_ = core::DeviceBuffer(sizeof(float));
   {
     std::vector<std::tuple<std::int64_t, std::int64_t, bool>> tensors;
@@ -102,15 +120,15 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     adam_chunks_ = core::DeviceBuffer(chunks.size() * sizeof(AdamwChunk));
     FP8S_CUDA(cudaMemcpy(adam_chunks_.get(), chunks.data(), adam_chunks_.size(), cudaMemcpyHostToDevice));
   }
-  partials_ = core::DeviceBuffer(fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(4 * C)),
-                                              fp8::dbias_partial_floats(N, int(4 * C)), std::int64_t(1024)})));
+  partials_ = core::DeviceBuffer(fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(FW)),
+                                              fp8::dbias_partial_floats(N, int(FW)), std::int64_t(1024)})));
   bucket_token_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   bucket_start_ = core::DeviceBuffer(std::size_t(N + 1) * sizeof(int));
   bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   if (fp8) {
     fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_, flash_);
-    const std::int64_t widest = std::max<std::int64_t>(4 * C, Vp);
-    f8_x_ = core::DeviceBuffer(std::size_t(N * 4 * C));
+    const std::int64_t widest = std::max({QW, FW, Vp});
+    f8_x_ = core::DeviceBuffer(std::size_t(N * std::max(C, F)));
     f8_w_ = core::DeviceBuffer(std::size_t(widest * C));
     f8_dy_ = core::DeviceBuffer(std::size_t(N * widest));
     f8_dy_t_ = core::DeviceBuffer(std::size_t(N * widest));
@@ -120,7 +138,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       f8_vt_ = core::DeviceBuffer(std::size_t(N * C));
       f8_p_ = core::DeviceBuffer(std::size_t(BH * T * T));
     }
-    const std::int64_t in_c[4] = {C, C, C, 4 * C}, out_c[4] = {3 * C, C, 4 * C, C};
+    const std::int64_t in_c[4] = {C, C, C, F}, out_c[4] = {QW, C, FW, C};
     const char* weight_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
     // Delayed scaling: the block weights are cast together at the start of forward (current
     // scaling measures each weight right before its own cast).
@@ -286,7 +304,9 @@ bool GpuGpt::scale_before_cast() const { return fp8_ && fp8_->config().recipe.sc
 
 bool GpuGpt::fuses_loss_cast() const { return fp8_linear(4) && scale_before_cast() && cross_entropy_fp8_fits(cfg_.padded_vocab()); }
 
-bool GpuGpt::fuses_dgelu() const { return fp8_linear(2) && scale_before_cast() && fp8::tile_cast_fits(B_ * T_, 4 * cfg_.d_model); }
+bool GpuGpt::fuses_dgelu() const {
+  return !cfg_.llama() && fp8_linear(2) && scale_before_cast() && fp8::tile_cast_fits(B_ * T_, 4 * cfg_.d_model);
+}
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                              int IC, int OC, const bf16* gelu_pre, bool dy_ready) {
@@ -438,7 +458,8 @@ void GpuGpt::attention_forward(int l, LayerActs& a) {
   Fp8Runtime* f = fp8_ && fp8_->config().attention() ? fp8_.get() : nullptr;
   if (flash_) {  // fused: no scores or probabilities in memory (and none to tap)
     const bf16* qkv = a.qkv.as<bf16>();
-    flash_attention_forward(flash_heads(), a.atty.as<bf16>(), a.lse.as<float>(), qkv, qkv + C, qkv + 2 * C, stream_);
+    const int KV = cfg_.kv_heads() * HS;  // k and v each (C without grouped queries)
+    flash_attention_forward(flash_heads(), a.atty.as<bf16>(), a.lse.as<float>(), qkv, qkv + C, qkv + C + KV, stream_);
     if (fp8_) fp8_->observe(l, "attention_out", a.atty.as<bf16>(), nc);
     return;
   }
@@ -495,7 +516,11 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   mark("embedding");
   FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), inputs, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   FP8S_CUDA(cudaMemcpyAsync(targets_.get(), targets, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
-  encoder_forward(encoded_.as<bf16>(), tokens_.as<int>(), weight(off_["wte"]), weight(off_["wpe"]), B, T, C, stream_);
+  const std::int64_t wpe = offset_or_none("wpe");
+  encoder_forward(encoded_.as<bf16>(), tokens_.as<int>(), weight(off_["wte"]), wpe >= 0 ? weight(wpe) : nullptr, B, T, C, stream_);
+  const bool llama = cfg_.llama();
+  const int QW = cfg_.qkv_width(), F = cfg_.ffn_width(), FW = cfg_.fc1_width(), HS = cfg_.head_dim();
+  const int rotated = cfg_.n_head + cfg_.kv_heads();  // q and k heads
   const bf16* x = encoded_.as<bf16>();
   const bool fuse_qkv = fp8_ && fp8_->config().fuse_into("qkv"), fuse_fc1 = fp8_ && fp8_->config().fuse_into("fc1"),
              fuse_fc2 = fp8_ && fp8_->config().fuse_into("fc2");
@@ -509,17 +534,23 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
       layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
                             weight(off_[h + "ln1_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
       fp8::transpose_fp8(saved(l, 0).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
+    } else if (llama) {
+      rmsnorm_forward(a.ln1, a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]), N, C, stream_);
     } else {
       layernorm_forward(a.ln1, a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]), weight(off_[h + "ln1_b"]), N,
                         C, stream_);
     }
     mark("matmul");
-    linear_forward(l, 0, a.qkv.get(), false, a.ln1, off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C, fuse_qkv);
-    if (fp8_) fp8_->observe(l, "qkv", a.qkv.as<bf16>(), 3 * nc);
+    linear_forward(l, 0, a.qkv.get(), false, a.ln1, off_[h + "qkv_w"], offset_or_none(h + "qkv_b"), N, C, QW, fuse_qkv);
+    if (fp8_) fp8_->observe(l, "qkv", a.qkv.as<bf16>(), std::int64_t(N) * QW);
+    if (llama) {  // the attention reads the rotated q and k
+      mark("attention");
+      rope_apply(a.qkv.as<bf16>(), rope_.as<float>(), N, T, QW, rotated, HS, +1, stream_);
+    }
     mark("attention");
     attention_forward(l, a);
     mark("matmul");
-    linear_forward(l, 1, scratch_.get(), false, a.atty.as<bf16>(), off_[h + "proj_w"], off_[h + "proj_b"], N, C, C);
+    linear_forward(l, 1, scratch_.get(), false, a.atty.as<bf16>(), off_[h + "proj_w"], offset_or_none(h + "proj_b"), N, C, C);
     if (fp8_) fp8_->observe(l, "proj_out", scratch_.as<bf16>(), nc);
     mark("residual");
     residual_forward(a.x_mid.as<bf16>(), x, scratch_.as<bf16>(), nc, stream_);
@@ -531,15 +562,20 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
                             weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
                             fp8_->stats(si), stream_);
       fp8::transpose_fp8(saved(l, 2).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
+    } else if (llama) {
+      rmsnorm_forward(a.ln2, a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(), weight(off_[h + "ln2_w"]), N, C, stream_);
     } else {
       layernorm_forward(a.ln2, a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(), weight(off_[h + "ln2_w"]),
                         weight(off_[h + "ln2_b"]), N, C, stream_);
     }
     mark("matmul");
-    linear_forward(l, 2, a.fc.get(), false, a.ln2, off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C, fuse_fc1);
-    if (fp8_) fp8_->observe(l, "fc1_out", a.fc.as<bf16>(), 4 * nc);
-    mark("gelu");
-    if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
+    linear_forward(l, 2, a.fc.get(), false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
+    if (fp8_) fp8_->observe(l, "fc1_out", a.fc.as<bf16>(), std::int64_t(N) * FW);
+    mark("gelu");  // the MLP's activation: GELU, or SwiGLU (Llama)
+    if (llama) {
+      swiglu_forward(a.gelu, a.fc.as<bf16>(), N, F, stream_);
+      if (fp8_) fp8_->observe(l, "swiglu_out", a.gelu, std::int64_t(N) * F);
+    } else if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
       const int si = saved(l, 3).si;
       if (fp8::tile_cast_fits(N, 4 * C)) {
         gelu_cast_transpose(f8_x_.as<std::uint8_t>(), saved(l, 3).x_t.as<std::uint8_t>(), a.fc.as<bf16>(), N, 4 * C, fp8_->scale(si),
@@ -554,15 +590,18 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
       if (fp8_) fp8_->observe(l, "gelu_out", a.gelu, 4 * nc);
     }
     mark("matmul");
-    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C, fuse_fc2);
+    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, fuse_fc2);
     if (fp8_) fp8_->observe(l, "fc2_out", scratch_.as<bf16>(), nc);
     mark("residual");
     residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), nc, stream_);
     x = a.x_out.as<bf16>();
   }
   mark("layernorm");
-  layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), weight(off_["lnf_b"]), N, C,
-                    stream_);
+  if (llama)
+    rmsnorm_forward(lnf_.as<bf16>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), N, C, stream_);
+  else
+    layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), weight(off_["lnf_b"]), N, C,
+                      stream_);
   mark("lm_head");
   linear_forward(-1, 4, logits_.get(), true, lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp);
   if (fp8_) fp8_->observe(-1, "logits", logits_.as<float>(), std::int64_t(N) * Vp);
@@ -598,8 +637,9 @@ void GpuGpt::attention_backward(int l, LayerActs& a) {
   if (flash_) {  // dy, the forward's output, q/k/v and their gradients all read and written in place
     const bf16* qkv = a.qkv.as<bf16>();
     bf16* dqkv = dqkv_.as<bf16>();
-    flash_attention_backward(flash_heads(), dqkv, dqkv + C, dqkv + 2 * C, dsum_.as<float>(), dbuf_.as<bf16>(), a.atty.as<bf16>(), qkv,
-                             qkv + C, qkv + 2 * C, a.lse.as<float>(), stream_);
+    const int KV = cfg_.kv_heads() * HS;
+    flash_attention_backward(flash_heads(), dqkv, dqkv + C, dqkv + C + KV, dsum_.as<float>(), dbuf_.as<bf16>(), a.atty.as<bf16>(), qkv,
+                             qkv + C, qkv + C + KV, a.lse.as<float>(), stream_);
     return;
   }
   split_heads_single(yh_.as<bf16>(), dbuf_.as<bf16>(), B, T, NH, HS, stream_);  // dy per head
@@ -632,43 +672,57 @@ void GpuGpt::backward() {
   mark("layernorm");
   FP8S_CUDA(cudaMemsetAsync(dx_.get(), 0, dx_.size(), stream_));
   const bf16* last = acts_.back().x_out.as<bf16>();
-  layernorm_backward(dx_.as<bf16>(), g(off_["lnf_w"]), g(off_["lnf_b"]), partials, dbuf_.as<bf16>(), last, weight(off_["lnf_w"]),
-                     lnf_mean_.as<float>(), lnf_rstd_.as<float>(), N, C, stream_);
+  const bool llama = cfg_.llama();
+  const int QW = cfg_.qkv_width(), F = cfg_.ffn_width(), FW = cfg_.fc1_width(), HS = cfg_.head_dim();
+  // The norms' backward adds into the residual stream's gradient: LayerNorm, or RMSNorm (Llama).
+  auto norm_backward = [&](const std::string& w, const bf16* x, const CudaRowStats& st) {
+    if (llama)
+      rmsnorm_backward(dx_.as<bf16>(), g(off_[w + "_w"]), partials, dbuf_.as<bf16>(), x, weight(off_[w + "_w"]), st.rstd, N, C, stream_);
+    else
+      layernorm_backward(dx_.as<bf16>(), g(off_[w + "_w"]), g(off_[w + "_b"]), partials, dbuf_.as<bf16>(), x, weight(off_[w + "_w"]),
+                         st.mean, st.rstd, N, C, stream_);
+  };
+  norm_backward("lnf", last, {lnf_mean_.as<float>(), lnf_rstd_.as<float>()});
   bf16* dx = dx_.as<bf16>();  // gradient of the residual stream, updated in place layer by layer
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
     core::NvtxRange lr("layer backward");
     LayerActs& a = acts_[std::size_t(l)];
     const std::string h = fmt::format("h{}.", l);
     const bf16* x_in = l == 0 ? encoded_.as<bf16>() : acts_[std::size_t(l - 1)].x_out.as<bf16>();
-    // MLP: x_out = x_mid + fcproj(gelu(fc(ln2(x_mid))))
+    // MLP: x_out = x_mid + fcproj(act(fc(norm2(x_mid)))), act = GELU or SwiGLU (Llama)
     mark("matmul");
-    linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], off_[h + "fcproj_b"], N, 4 * C, C);
+    linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C);
     // In FP8 with delayed scaling the GELU backward is part of fc1's gradient cast (timed as
     // matmul, where the casts are).
     const bool fuse_dgelu = fuses_dgelu();
     mark("gelu");
-    if (!fuse_dgelu) gelu_backward(dbuf4_.as<bf16>(), a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * 4 * C, stream_);
+    bf16* dfc = llama ? dfc_.as<bf16>() : dbuf4_.as<bf16>();  // fc1's output gradient (GELU: in place)
+    if (llama)
+      swiglu_backward(dfc, a.fc.as<bf16>(), dbuf4_.as<bf16>(), N, F, stream_);
+    else if (!fuse_dgelu)
+      gelu_backward(dfc, a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
     mark("matmul");
-    linear_backward(l, 2, dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2, off_[h + "fc_w"], off_[h + "fc_b"], N, C, 4 * C,
+    linear_backward(l, 2, dbuf_.as<bf16>(), dfc, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW,
                     fuse_dgelu ? a.fc.as<bf16>() : nullptr);
     mark("layernorm");
-    layernorm_backward(dx, g(off_[h + "ln2_w"]), g(off_[h + "ln2_b"]), partials, dbuf_.as<bf16>(), a.x_mid.as<bf16>(),
-                       weight(off_[h + "ln2_w"]), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), N, C, stream_);
+    norm_backward(h + "ln2", a.x_mid.as<bf16>(), {a.ln2_mean.as<float>(), a.ln2_rstd.as<float>()});
     if (fp8_) fp8_->observe(l, "residual_grad", dx, std::int64_t(N) * C);
-    // Attention: x_mid = x_in + proj(attention(qkv(ln1(x_in))))
+    // Attention: x_mid = x_in + proj(attention(qkv(norm1(x_in)))), q and k rotated (Llama)
     mark("matmul");
-    linear_backward(l, 1, dbuf_.as<bf16>(), dx, a.atty.as<bf16>(), off_[h + "proj_w"], off_[h + "proj_b"], N, C, C);
+    linear_backward(l, 1, dbuf_.as<bf16>(), dx, a.atty.as<bf16>(), off_[h + "proj_w"], offset_or_none(h + "proj_b"), N, C, C);
     mark("attention");
     attention_backward(l, a);
+    if (llama)  // through the rotation (its transpose) to the linear's output
+      rope_apply(dqkv_.as<bf16>(), rope_.as<float>(), N, T, QW, cfg_.n_head + cfg_.kv_heads(), HS, -1, stream_);
     mark("matmul");
-    linear_backward(l, 0, dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1, off_[h + "qkv_w"], off_[h + "qkv_b"], N, C, 3 * C);
+    linear_backward(l, 0, dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1, off_[h + "qkv_w"], offset_or_none(h + "qkv_b"), N, C, QW);
     mark("layernorm");
-    layernorm_backward(dx, g(off_[h + "ln1_w"]), g(off_[h + "ln1_b"]), partials, dbuf_.as<bf16>(), x_in, weight(off_[h + "ln1_w"]),
-                       a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), N, C, stream_);
+    norm_backward(h + "ln1", x_in, {a.ln1_mean.as<float>(), a.ln1_rstd.as<float>()});
   }
   mark("embedding");
-  encoder_backward(g(off_["wte"]), g(off_["wpe"]), dx, bucket_token_.as<int>(), bucket_start_.as<int>(), bucket_position_.as<int>(),
-                   int(h_bucket_token_.size()), B, T, C, stream_);
+  const std::int64_t wpe = offset_or_none("wpe");
+  encoder_backward(g(off_["wte"]), wpe >= 0 ? g(wpe) : nullptr, dx, bucket_token_.as<int>(), bucket_start_.as<int>(),
+                   bucket_position_.as<int>(), int(h_bucket_token_.size()), B, T, C, stream_);
   if (fp8_) {
     mark("fp8_recipe");
     fp8_->end_step();  // delayed scaling: next step's scales from this step's amaxes

@@ -3,7 +3,10 @@
 // master weights, BF16 activations and weight copies, cuBLASLt GEMMs and our kernels. With an
 // model::Fp8ModelConfig its linears (those it names) run in FP8 under a scaling recipe, in one of
 // the three variants, with every tensor tapped (Fp8Runtime). Deterministic: the same inputs
-// give the same bits on every run. CUDA builds only.
+// give the same bits on every run. Both architectures of the CPU reference: GPT-2, and the
+// Llama block (RMSNorm, rotary q and k, SwiGLU, grouped-query heads; fused attention and the
+// custom FP8 variant only; not yet validated on a GPU, so probe_train still refuses it there).
+// CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/gpu_model/fp8_runtime.hpp"
 #include "fp8scope/gpu_model/gemm_cache.hpp"
@@ -119,7 +122,15 @@ class GpuGpt {
   // The fused attention's view of the heads: q/k/v inside qkv [N, 3C], out and dy in [N, C].
   AttentionHeads flash_heads() const {
     const int C = cfg_.d_model, NH = cfg_.n_head;
-    return {B_, NH, T_, 3 * C, C, 1.0f / std::sqrt(float(C / NH)), C / NH};
+    AttentionHeads h{B_, NH, T_, cfg_.qkv_width(), C, 1.0f / std::sqrt(float(C / NH)), C / NH};
+    h.KVH = cfg_.kv_heads();
+    return h;
+  }
+  // A parameter's offset in the flat layout, -1 for one the architecture lacks (Llama: biases,
+  // the position table).
+  std::int64_t offset_or_none(const std::string& name) const {
+    auto it = off_.find(name);
+    return it == off_.end() ? -1 : it->second;
   }
   void attention_backward(int l, LayerActs& a);
   void group_tokens(const int* inputs);
@@ -132,6 +143,8 @@ class GpuGpt {
   std::vector<model::ParamTensor> layout_;
   std::int64_t n_params_;
   std::map<std::string, std::int64_t> off_;
+  core::DeviceBuffer rope_;  // Llama: the rotary angles' cos / sin table, [T][HS / 2][2]
+  core::DeviceBuffer dfc_;   // Llama: fc1's output gradient (gate and up), beside SwiGLU's input gradient
   core::DeviceBuffer master_, weights_, grads_, adam_m_, adam_v_;
   core::DeviceBuffer tokens_, targets_, encoded_, lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_;
   core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_, norm_;

@@ -1,8 +1,7 @@
 #pragma once
 // The GPU GPT's kernels, one file per layer (encoder.cu, layernorm.cu, attention.cu,
 // flash_attention.cu, mlp.cu, llama.cu, loss.cu, optimizer.cu), each with its forward and
-// backward side by side (llama.cu and RMSNorm: the Llama block's, not yet used by the model,
-// which is GPT-2 only so far). Activations are
+// backward side by side (llama.cu and RMSNorm: the Llama block's). Activations are
 // BF16, statistics and gradients of parameters FP32. Row-major shapes: B batch, T tokens,
 // C channels, NH heads, HS = C / NH, N = B*T rows.
 #include "fp8scope/fp8/cast.cuh"
@@ -22,7 +21,8 @@ using bf16 = __nv_bfloat16;
 // every run, which probe_recipe's reruns rely on. Kernels that reduce over rows take a
 // scratch buffer for their per-block partials (sizes from the *_scratch_floats functions).
 
-// encoder.cu: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:]; backward adds into FP32 grads. The
+// encoder.cu: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:] (wpe null: no position table, Llama);
+// backward adds into FP32 grads (dwpe null: none). The
 // token gradient takes the positions grouped by token (see TokenBuckets in gpt_gpu.cpp):
 // bucket u holds token bucket_token[u] at positions bucket_position[bucket_start[u] ..
 // bucket_start[u+1]).
