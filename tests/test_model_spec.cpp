@@ -293,8 +293,34 @@ TEST(StepCost, GemmsOfAGpt2StepAndTheirPrecision) {
   EXPECT_FALSE(head.gemms[0].fp8);  // the head stays BF16 unless listed
   // Causal attention: (4 + 10) / 2 B NH T^2 hs per layer.
   EXPECT_DOUBLE_EQ(costs[2].tensor_flops, 7.0 * 16 * 12 * 1024.0 * 1024 * 64 * 12);
-  s.model.arch = model::Arch::llama;
-  EXPECT_TRUE(model::step_costs(s).empty());
+  // Llama: the same phases; fc1 is gate and up (2 ffn wide), qkv holds the k/v heads only.
+  s.model.arch = model::Arch::llama, s.model.n_kv_head = 4, s.model.ffn = 2048, s.model.tied = false;
+  const auto llama = model::step_costs(s);
+  ASSERT_EQ(llama.size(), 9u);
+  double llama_flops = 0;
+  for (auto& g : llama[0].gemms) llama_flops += g.flops();
+  const double qkv = 768.0 + 2 * 4 * 64, llama_params = 12.0 * (768 * qkv + 768 * 768 + 768 * 2 * 2048 + 2048 * 768);
+  EXPECT_DOUBLE_EQ(llama_flops, 6.0 * N * llama_params);
+  EXPECT_DOUBLE_EQ(llama[2].tensor_flops, costs[2].tensor_flops);  // the same q heads
+}
+
+// The memory estimate before a sweep follows the GPU model's buffers: GPT-2's as measured, and
+// for Llama the widths it allocates by (q with fewer k/v heads, gate and up, the hidden width).
+TEST(GpuTrainingBytes, FollowTheLinearsWidths) {
+  model::GptConfig g;
+  g.vocab = 50304, g.d_model = 768, g.n_layer = 12, g.n_head = 12;
+  const double gpt2 = model::gpu_training_bytes(g, 16, 1024, true);
+  model::GptConfig l = g;
+  l.arch = model::Arch::llama, l.tied = false, l.ffn = 4 * 768 / 2;  // fc1 = gate and up: GPT-2's 4C
+  const double N = 16.0 * 1024, C = 768, L = 12;
+  const double params = double(model::param_count(l)) - double(model::param_count(g));  // no biases, position table; own head
+  // Same qkv (3C) and fc1 (4C) widths; the hidden width (the activation kept per layer and its
+  // gradient's scratch) is 2C instead of 4C; Llama adds fc1's output gradient (4C) and the
+  // rotary table (T x 64 floats).
+  const double want = params * 18 + L * N * 2 * (2 * C - 4 * C) + N * 2 * (2 * C - 4 * C) + N * 4 * C * 2 + 1024.0 * 64 * 4;
+  EXPECT_DOUBLE_EQ(model::gpu_training_bytes(l, 16, 1024, true) - gpt2, want);
+  l.n_kv_head = 4;  // a third of the k/v heads: a narrower qkv
+  EXPECT_LT(model::gpu_training_bytes(l, 16, 1024, true) - gpt2, want);
 }
 
 // Per-row / per-block scaling: the casts are a phase of their own (the profile's fp8_cast), 4

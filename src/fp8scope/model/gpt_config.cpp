@@ -55,9 +55,15 @@ double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention
   const double P = double(param_count(c)), N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
   const double att = flash_attention ? 0.0 : double(B) * c.n_head * T * T;
   const double lse = flash_attention ? double(B) * c.n_head * T * 4 : 0.0;
-  const double params = P * (4 + 2 + 4 + 4 + 4);                                                     // master, bf16, grad, m, v
-  const double per_layer = N * C * 2 * (1 + 3 + 1 + 1 + 1 + 4 + 4 + 1) + att * 2 + N * 4 * 4 + lse;  // kept activations
-  const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * 4 * C * 2 + lse;
+  const double params = P * (4 + 2 + 4 + 4 + 4);  // master, bf16, grad, m, v
+  // The linears' widths beyond GPT-2's 3C (qkv) and 4C (fc1's output, fc2's input): Llama's q
+  // with fewer k/v heads, gate and up, its hidden width (GpuGpt allocates by them).
+  const double QW = c.qkv_width(), F = c.ffn_width(), FW = c.fc1_width();
+  const double per_layer = N * C * 2 * (1 + 3 + 1 + 1 + 1 + 4 + 4 + 1) + N * 2 * ((QW - 3 * C) + (FW - 4 * C) + (F - 4 * C)) + att * 2 +
+                           N * 4 * 4 + lse;  // kept activations
+  // Llama also keeps fc1's output gradient beside the activation's, and the rotary table.
+  const double llama = c.llama() ? N * FW * 2 + double(T) * c.head_dim() * 4 : 0.0;
+  const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * 4 * C * 2 + N * 2 * ((F - 4 * C) + (QW - 3 * C)) + llama + lse;
   const double head = N * Vp * (4 + 2) + N * C * 2 * 2;
   return params + L * per_layer + scratch + head + double(32u << 20);
 }

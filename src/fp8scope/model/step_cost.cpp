@@ -6,8 +6,9 @@ namespace fp8scope::model {
 
 std::vector<PhaseCost> step_costs(const StepShape& s) {
   const GptConfig& c = s.model;
-  if (c.llama()) return {};
-  const double N = double(s.batch) * s.seq_len, C = c.d_model, F = c.ffn_width(), V = c.padded_vocab(), L = c.n_layer, T = s.seq_len;
+  // F: the MLP's hidden width (fc2's input); FW: fc1's output (F, or gate and up: 2F for Llama).
+  const double N = double(s.batch) * s.seq_len, C = c.d_model, F = c.ffn_width(), FW = c.fc1_width(), V = c.padded_vocab(), L = c.n_layer,
+               T = s.seq_len;
   const double P = double(param_count(c));
   auto fp8 = [&](const std::string& linear) { return s.fp8 && s.fp8_linears.count(linear) > 0; };
   auto linear = [&](const std::string& name, double in, double out, int count) {
@@ -19,7 +20,7 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   std::vector<PhaseCost> out;
   PhaseCost mm{"matmul"};
   for (auto [name, in, o] :
-       {std::tuple<const char*, double, double>{"qkv", C, double(c.qkv_width())}, {"proj", C, C}, {"fc1", C, F}, {"fc2", F, C}})
+       {std::tuple<const char*, double, double>{"qkv", C, double(c.qkv_width())}, {"proj", C, C}, {"fc1", C, FW}, {"fc2", F, C}})
     for (auto& g : linear(name, in, o, c.n_layer)) mm.gemms.push_back(g);
   // FP8 casts: each one reads BF16 and writes the FP8 tensor and its transpose (4 bytes an
   // element): the inputs the LayerNorm or GELU does not write in FP8 already, every output
@@ -32,7 +33,7 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
     return (input_fused ? 0.0 : N * in * 4) + N * out_w * (4 + dgelu) + in * out_w * 4;
   };
   const double layer_casts =
-      L * (cast("qkv", C, c.qkv_width(), fuses) + cast("proj", C, C, false) + cast("fc1", C, F, fuses) + cast("fc2", F, C, fuses));
+      L * (cast("qkv", C, c.qkv_width(), fuses) + cast("proj", C, C, false) + cast("fc1", C, FW, fuses) + cast("fc2", F, C, fuses));
   PhaseCost head{"lm_head"};
   head.gemms = linear("lm_head", C, V, 1);
   // The head's gradient is cast by the loss under delayed scaling (counted there).
@@ -54,9 +55,12 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   // forward (five products), half of each under the causal mask.
   PhaseCost att{"attention"};
   att.tensor_flops = 0.5 * (4.0 + 10.0) * double(s.batch) * c.n_head * T * T * c.head_dim() * L;
-  // q, k, v, out, dout, dq, dk, dv in BF16 (plus the materialised scores and probabilities:
-  // FP32 scores written and read, BF16 probabilities written and read twice, their gradients).
-  att.bytes = L * (8.0 * N * C * 2);
+  // q, k, v, out, dout, dq, dk, dv in BF16 (k, v and their gradients of the k/v heads only)
+  // (plus the materialised scores and probabilities: FP32 scores written and read, BF16
+  // probabilities written and read twice, their gradients); Llama's rotary positions read and
+  // write q and k, forward and backward.
+  const double KV = double(c.kv_heads()) * c.head_dim();
+  att.bytes = L * ((4.0 * C + 4.0 * KV) * N * 2 + (c.llama() ? 2.0 * 2 * (C + KV) * N * 2 : 0.0));
   if (!s.flash) att.bytes += L * double(s.batch) * c.n_head * T * T * (4 + 4 + 2 + 2 + 2 + 4 + 2);
   out.push_back(att);
   // Cross-entropy: the FP32 logits read, their gradient written (in FP8 when the loss casts
@@ -68,8 +72,12 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   out.push_back({"layernorm", {}, 0, 2 * L * N * C * 2 * (2 + 4) + N * C * 2 * (2 + 3)});
   // GELU: forward reads the pre-activation and writes the activation; backward reads the
   // pre-activation and the gradient and writes the gradient, unless fc1's FP8 gradient cast
-  // does it (delayed scaling).
-  out.push_back({"gelu", {}, 0, L * N * F * 2 * (2 + (fp8("fc1") && s.delayed ? 0 : 3))});
+  // does it (delayed scaling). SwiGLU (Llama, the same phase): forward reads gate and up and
+  // writes the activation, backward reads gate, up and the gradient and writes both gradients.
+  if (c.llama())
+    out.push_back({"gelu", {}, 0, L * N * F * 2 * (3 + 5)});
+  else
+    out.push_back({"gelu", {}, 0, L * N * F * 2 * (2 + (fp8("fc1") && s.delayed ? 0 : 3))});
   // Two residual additions per layer in the forward: two read, one written (their backward
   // is the LayerNorm backward's accumulation).
   out.push_back({"residual", {}, 0, L * 2 * N * C * 2 * 3});
@@ -78,7 +86,11 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   out.push_back({"optimizer", {}, 0, P * (4 * 4 + 3 * 4 + 2 + 4)});
   // Token and position rows gathered and summed (forward), the gradient scattered into both
   // tables (backward, FP32 read-modify-write).
-  out.push_back({"embedding", {}, 0, N * C * (2 + 2 + 2) + N * C * (2 + 2 * 4 * 2)});
+  // Llama has no position table: its rows are neither read nor written.
+  if (c.llama())
+    out.push_back({"embedding", {}, 0, N * C * (2 + 2) + N * C * (2 + 4 * 2)});
+  else
+    out.push_back({"embedding", {}, 0, N * C * (2 + 2 + 2) + N * C * (2 + 2 * 4 * 2)});
   return out;
 }
 

@@ -34,7 +34,7 @@ bool step_shape_of(const json& p, model::StepShape& s) {
   s.rowwise = scaling == "rowwise";
   s.fused = p.value("variant", std::string("custom")) != "custom";
   model::parse_linears(p.value("fp8_linears", std::string("all")), s.fp8_linears);
-  return !s.model.llama() && s.model.vocab > 0 && s.model.d_model > 0 && s.model.n_layer > 0 && s.batch > 0 && s.seq_len > 0;
+  return s.model.vocab > 0 && s.model.d_model > 0 && s.model.n_layer > 0 && s.batch > 0 && s.seq_len > 0;
 }
 
 }  // namespace
