@@ -206,15 +206,8 @@ __device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_
 // Underflows among 4 codes (one word) of 4 BF16 values (a: values 0 and 1, b: 2 and 3): the
 // non-zero values whose code is +-0, counted byte-parallel.
 __device__ __forceinline__ unsigned underflows4(unsigned codes, unsigned a, unsigned b) {
-  const unsigned zero_code = ~((codes & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) & 0x80808080u;
   const unsigned nonzero = __byte_perm(__vcmpne2(abs2(a), 0u), __vcmpne2(abs2(b), 0u), 0x6420);  // 0xFF per non-zero value
-  return __popc(zero_code & nonzero);
-}
-// Codes that decode to NaN or inf among 4.
-template <Format F>
-__device__ __forceinline__ unsigned nonfinite_codes4(unsigned codes) {
-  constexpr unsigned mask = F == Format::e4m3 ? 0x7F7F7F7Fu : 0x7C7C7C7Cu;
-  return __popc(__vcmpeq4(codes & mask, mask)) / 8;
+  return __popc(zero_code_bytes(codes) & nonzero);
 }
 
 // Two values divided by the block's scale and converted, their saturations counted.
@@ -239,7 +232,7 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
     if (!no_zero_code(out)) st.underflow += underflows4(out.x, w[0], w[1]) + underflows4(out.y, w[2], w[3]);
     if (K::overflow == Overflow::nosat && st.saturated != sat0)
-      st.nonfinite_out += nonfinite_codes4<K::format>(out.x) + nonfinite_codes4<K::format>(out.y);
+      st.nonfinite_out += nonfinite_codes4(out.x, K::format) + nonfinite_codes4(out.y, K::format);
     return out;
   }
   std::uint8_t q[8];
@@ -269,7 +262,7 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
         st.underflow += underflows4(q[2 * k], pair(8 * k), pair(8 * k + 2)) + underflows4(q[2 * k + 1], pair(8 * k + 4), pair(8 * k + 6));
     if (K::overflow == Overflow::nosat && st.saturated != sat0)
 #pragma unroll
-      for (int k = 0; k < 8; ++k) st.nonfinite_out += nonfinite_codes4<K::format>(q[k]);
+      for (int k = 0; k < 8; ++k) st.nonfinite_out += nonfinite_codes4(q[k], K::format);
     return;
   }
 #pragma unroll

@@ -70,6 +70,16 @@ __device__ __forceinline__ std::uint8_t cast_one(float x, float scale, Format f,
   return q;
 }
 
+// Codes that decode to NaN or inf among the 4 codes of a word.
+__device__ __forceinline__ unsigned nonfinite_codes4(unsigned q, Format f) {
+  const unsigned mask = f == Format::e4m3 ? 0x7F7F7F7Fu : 0x7C7C7C7Cu;
+  return __popc(__vcmpeq4(q & mask, mask)) / 8;
+}
+
+// Bit 7 of each byte set where that code is a zero (+0 or -0): per byte, (b & 0x7F) + 0x7F
+// sets bit 7 unless b & 0x7F is 0, and cannot carry into the next byte.
+__device__ __forceinline__ unsigned zero_code_bytes(unsigned q) { return ~((q & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) & 0x80808080u; }
+
 // The fast path: cast_one's "saturated" and "underflow" tests as comparisons of the magnitude's
 // bits with thresholds found once per thread (cast_thresholds.hpp); the statistics of a value
 // then take a few integer operations, and the conversion is the paired instruction.
@@ -89,11 +99,7 @@ struct MagnitudeStats {  // a thread's counts on the fast path; amax as FP32 mag
     saturated += finite && mag > sat;
     underflow += mag - 1u < under;  // 0 < mag <= under
   }
-  // Codes that decode to NaN or inf, four bytes at a time.
-  __device__ __forceinline__ void add_codes(uint2 q, Format f) {
-    const unsigned mask = f == Format::e4m3 ? 0x7F7F7F7Fu : 0x7C7C7C7Cu;
-    nonfinite_out += __popc(__vcmpeq4(q.x & mask, mask)) / 8 + __popc(__vcmpeq4(q.y & mask, mask)) / 8;
-  }
+  __device__ __forceinline__ void add_codes(uint2 q, Format f) { nonfinite_out += nonfinite_codes4(q.x, f) + nonfinite_codes4(q.y, f); }
 };
 
 // A format and overflow mode fixed at compile time. The kernels that cast in their inner loop
@@ -129,13 +135,9 @@ __device__ __forceinline__ unsigned cvt2(float a, float b) {
                                   K::format == Format::e4m3 ? __NV_E4M3 : __NV_E5M2);
 }
 
-// Whether none of 8 codes is a zero (+0 or -0): per byte, (b & 0x7F) + 0x7F sets bit 7 unless
-// b & 0x7F is 0, and cannot carry into the next byte. A value underflows exactly when it is
-// nonzero and its code is zero, so a vector without a zero code has no underflow to count.
-__device__ __forceinline__ bool no_zero_code(uint2 q) {
-  const unsigned nz = ((q.x & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) & ((q.y & 0x7F7F7F7Fu) + 0x7F7F7F7Fu);
-  return (nz & 0x80808080u) == 0x80808080u;
-}
+// Whether none of 8 codes is a zero. A value underflows exactly when it is nonzero and its code
+// is zero, so a vector without a zero code has no underflow to count.
+__device__ __forceinline__ bool no_zero_code(uint2 q) { return (zero_code_bytes(q.x) | zero_code_bytes(q.y)) == 0; }
 
 // Casts 8 BF16 values (16 bytes) to 8 FP8 codes (8 bytes) with the statistics of cast_one.
 // Most vectors hold no non-finite, saturating or (hence) non-finite-encoding value: when the

@@ -17,10 +17,6 @@ using gemm::DType;
 namespace {
 std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
-struct CudaRowStats {  // a norm's per-row statistics (mean unused by RMSNorm)
-  const float* mean;
-  const float* rstd;
-};
 }  // namespace
 
 GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8, bool flash_attention)
@@ -138,7 +134,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       f8_vt_ = core::DeviceBuffer(std::size_t(N * C));
       f8_p_ = core::DeviceBuffer(std::size_t(BH * T * T));
     }
-    const std::int64_t in_c[4] = {C, C, C, F}, out_c[4] = {QW, C, FW, C};
+    const std::vector<model::LinearShape> shapes = model::linear_shapes(cfg);
     const char* weight_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
     // Delayed scaling: the block weights are cast together at the start of forward (current
     // scaling measures each weight right before its own cast).
@@ -156,7 +152,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     for (int l = -1; l < cfg.n_layer; ++l)
       for (int w = 0; w < 5; ++w) {
         if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
-        const std::int64_t IC = w == 4 ? C : in_c[w], OC = w == 4 ? Vp : out_c[w];
+        const std::int64_t IC = shapes[std::size_t(w)].in, OC = shapes[std::size_t(w)].out;
         const std::string& name = model::linear_names()[std::size_t(w)];
         Fp8Saved& sv = fp8_saved_[{l, w}] =
             Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC)), fp8_->slot(l, name + ".input"),
@@ -675,14 +671,16 @@ void GpuGpt::backward() {
   const bool llama = cfg_.llama();
   const int QW = cfg_.qkv_width(), F = cfg_.ffn_width(), FW = cfg_.fc1_width(), HS = cfg_.head_dim();
   // The norms' backward adds into the residual stream's gradient: LayerNorm, or RMSNorm (Llama).
-  auto norm_backward = [&](const std::string& w, const bf16* x, const CudaRowStats& st) {
+  // (mean: LayerNorm's only.)
+  auto norm_backward = [&](const std::string& w, const bf16* x, const core::DeviceBuffer& mean, const core::DeviceBuffer& rstd) {
     if (llama)
-      rmsnorm_backward(dx_.as<bf16>(), g(off_[w + "_w"]), partials, dbuf_.as<bf16>(), x, weight(off_[w + "_w"]), st.rstd, N, C, stream_);
+      rmsnorm_backward(dx_.as<bf16>(), g(off_[w + "_w"]), partials, dbuf_.as<bf16>(), x, weight(off_[w + "_w"]), rstd.as<float>(), N, C,
+                       stream_);
     else
       layernorm_backward(dx_.as<bf16>(), g(off_[w + "_w"]), g(off_[w + "_b"]), partials, dbuf_.as<bf16>(), x, weight(off_[w + "_w"]),
-                         st.mean, st.rstd, N, C, stream_);
+                         mean.as<float>(), rstd.as<float>(), N, C, stream_);
   };
-  norm_backward("lnf", last, {lnf_mean_.as<float>(), lnf_rstd_.as<float>()});
+  norm_backward("lnf", last, lnf_mean_, lnf_rstd_);
   bf16* dx = dx_.as<bf16>();  // gradient of the residual stream, updated in place layer by layer
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
     core::NvtxRange lr("layer backward");
@@ -705,7 +703,7 @@ void GpuGpt::backward() {
     linear_backward(l, 2, dbuf_.as<bf16>(), dfc, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW,
                     fuse_dgelu ? a.fc.as<bf16>() : nullptr);
     mark("layernorm");
-    norm_backward(h + "ln2", a.x_mid.as<bf16>(), {a.ln2_mean.as<float>(), a.ln2_rstd.as<float>()});
+    norm_backward(h + "ln2", a.x_mid.as<bf16>(), a.ln2_mean, a.ln2_rstd);
     if (fp8_) fp8_->observe(l, "residual_grad", dx, std::int64_t(N) * C);
     // Attention: x_mid = x_in + proj(attention(qkv(norm1(x_in)))), q and k rotated (Llama)
     mark("matmul");
@@ -717,7 +715,7 @@ void GpuGpt::backward() {
     mark("matmul");
     linear_backward(l, 0, dbuf_.as<bf16>(), dqkv_.as<bf16>(), a.ln1, off_[h + "qkv_w"], offset_or_none(h + "qkv_b"), N, C, QW);
     mark("layernorm");
-    norm_backward(h + "ln1", x_in, {a.ln1_mean.as<float>(), a.ln1_rstd.as<float>()});
+    norm_backward(h + "ln1", x_in, a.ln1_mean, a.ln1_rstd);
   }
   mark("embedding");
   const std::int64_t wpe = offset_or_none("wpe");

@@ -23,13 +23,11 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), Vp});
   const double scratch = N * F + widest * C + 2 * N * widest;  // cast input, weight, gradient and its transpose
   // Per linear, the input's FP8 transpose kept for wgrad, the FP8 weight and its transpose.
-  const double in_c[4] = {C, C, C, F}, out_c[4] = {double(c.qkv_width()), C, double(c.fc1_width()), C};
   double saved = 0, weights = 0, bf16_inputs = 0, shared = 0;
-  const char* names[4] = {"qkv", "proj", "fc1", "fc2"};
-  for (int w = 0; w < 4; ++w) {
-    if (!f.fp8(names[w])) continue;
-    saved += L * N * in_c[w];
-    weights += L * 2 * in_c[w] * out_c[w];
+  for (const auto& l : linear_shapes(c)) {
+    if (std::string(l.name) == "lm_head" || !f.fp8(l.name)) continue;  // the head below
+    saved += L * N * double(l.in);
+    weights += L * 2 * double(l.in) * double(l.out);
   }
   if (f.fp8("lm_head")) saved += N * C + Vp * C;
   // LayerActs: an FP8 linear's BF16 input lives in one shared scratch instead of per layer.
@@ -42,13 +40,6 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   return scratch + saved + weights + att + shared - bf16_inputs + per_block_bytes(c, B, T, f);
 }
 
-namespace {
-// The FP8 linears' input and output features, in model::linear_names() order.
-struct LinearShape {
-  const char* name;
-  std::int64_t in, out;
-  int layers;
-};
 std::vector<LinearShape> linear_shapes(const GptConfig& c) {
   const std::int64_t C = c.d_model;
   const int L = c.n_layer;
@@ -58,6 +49,8 @@ std::vector<LinearShape> linear_shapes(const GptConfig& c) {
           {"fc2", c.ffn_width(), C, L},
           {"lm_head", C, c.padded_vocab(), 1}};
 }
+
+namespace {
 std::int64_t lt_elements(fp8::ScaleMode m, std::int64_t outer, std::int64_t inner) {
   return fp8::scale_geometry(m, outer, inner).lt_elements();
 }

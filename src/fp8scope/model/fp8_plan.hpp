@@ -25,6 +25,15 @@ inline const std::vector<std::string>& linear_names() {
   return names;
 }
 
+// The linears' input and output features, in linear_names() order: qkv (q, then k and v of
+// the k/v heads), proj, fc1 (the hidden width, or gate and up), fc2, the LM head (layers: 1).
+struct LinearShape {
+  const char* name;
+  std::int64_t in, out;
+  int layers;
+};
+std::vector<LinearShape> linear_shapes(const GptConfig& c);
+
 struct Fp8ModelConfig {
   fp8::RecipeConfig recipe;
   fp8::Overflow overflow = fp8::Overflow::satfinite;

@@ -1,6 +1,6 @@
 #include "fp8scope/model/step_cost.hpp"
 
-#include <tuple>
+#include "fp8scope/model/fp8_plan.hpp"
 
 namespace fp8scope::model {
 
@@ -19,9 +19,9 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   };
   std::vector<PhaseCost> out;
   PhaseCost mm{"matmul"};
-  for (auto [name, in, o] :
-       {std::tuple<const char*, double, double>{"qkv", C, double(c.qkv_width())}, {"proj", C, C}, {"fc1", C, FW}, {"fc2", F, C}})
-    for (auto& g : linear(name, in, o, c.n_layer)) mm.gemms.push_back(g);
+  for (const auto& l : linear_shapes(c))
+    if (std::string(l.name) != "lm_head")
+      for (auto& g : linear(l.name, double(l.in), double(l.out), c.n_layer)) mm.gemms.push_back(g);
   // FP8 casts: each one reads BF16 and writes the FP8 tensor and its transpose (4 bytes an
   // element): the inputs the LayerNorm or GELU does not write in FP8 already, every output
   // gradient (fc1's also reads the pre-activation when it applies the GELU backward), and the
