@@ -56,8 +56,9 @@ TEST(TrainPoint, GpuWidthLimit) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
-// The Llama block runs on the CPU reference; the GPU model refuses it before anything runs.
-TEST(TrainPoint, LlamaRunsOnTheCpuReferenceOnly) {
+// The GPU model's Llama block runs in the fused attention and the custom FP8 variant; anything
+// else is refused before a worker starts.
+TEST(TrainPoint, LlamaOnTheGpuNeedsTheFusedAttentionAndTheCustomVariant) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
   point["arch"] = "llama", point["n_kv_head"] = 2, point["tied"] = false;
@@ -66,7 +67,14 @@ TEST(TrainPoint, LlamaRunsOnTheCpuReferenceOnly) {
   EXPECT_EQ(tp.model.kv_heads(), 2);
   EXPECT_EQ(train::check_train_point(tp, core::json::object()), "");
   point["backend"] = "gpu";
-  EXPECT_NE(train::check_train_point(train::train_point_from(point), core::json::object()).find("CPU reference only"), std::string::npos);
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "arch llama on the GPU needs attention flash");
+  point["attention"] = "flash", point["d_model"] = 256, point["seq_len"] = 64;  // head size 64
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+  point["precision"] = "fp8", point["variant"] = "fused";
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
+            "arch llama on the GPU runs the FP8 variant custom only (got fused)");
+  point["variant"] = "custom";
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {

@@ -5,7 +5,7 @@
 // the three variants, with every tensor tapped (Fp8Runtime). Deterministic: the same inputs
 // give the same bits on every run. Both architectures of the CPU reference: GPT-2, and the
 // Llama block (RMSNorm, rotary q and k, SwiGLU, grouped-query heads; fused attention and the
-// custom FP8 variant only; not yet validated on a GPU, so probe_train still refuses it there).
+// custom FP8 variant only; probe_train refuses the rest before a worker starts).
 // CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/gpu_model/fp8_runtime.hpp"
