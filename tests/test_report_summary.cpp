@@ -65,3 +65,45 @@ TEST(ReportSummary, AFigureFollowsTheTableItDraws) {
   EXPECT_LT(table, image);
   EXPECT_LT(image, next_table);
 }
+
+// A recipe sweep over a vocabulary and its padding: the verdict names, per real V, the smallest
+// padded width that trained under every recipe, and says so when none did.
+TEST(ReportSummary, RecipeSweepOverVocabNamesThePaddingThatRuns) {
+  core::ResultFile f;
+  f.meta = {{"probe", "recipe"}, {"sweep", "rl"}};
+  f.env = {{"gpu", {{"name", "NVIDIA H200"}}}};
+  const std::string refusal = "lm_head dgrad GEMM: K must be divisible by 16";
+  for (std::string scaling : {"delayed", "block"})
+    for (auto [v, pad] : {std::pair{32000LL, 1LL}, {32001LL, 1LL}, {32001LL, 16LL}, {32001LL, 128LL}, {50001LL, 1LL}}) {
+      // 32016 runs per tensor but not in blocks (not a multiple of 128); 50001 never runs.
+      const long long width = (v + pad - 1) / pad * pad;
+      const bool ran = width % 16 == 0 && (scaling != "block" || width % 128 == 0);
+      core::Record r = core::make_record(fmt::format("{}{}{}", scaling, v, pad),
+                                         {{"vocab", v}, {"pad_vocab_to", pad}, {"scaling", scaling}, {"format", "hybrid"}},
+                                         ran ? Outcome::ok : Outcome::heuristic_unsupported, ran ? "" : refusal);
+      f.records.push_back(r);
+    }
+  report::ReportOptions opt;
+  opt.results.push_back({"rl.json", f});
+  const core::json rep = report::build_report(opt);
+  std::vector<std::string> lines;
+  for (auto& b : rep["sections"][0]["bullets"]) lines.push_back(b.get<std::string>());
+  auto line_of = [&](const std::string& start) {
+    for (auto& l : lines)
+      if (l.rfind(start, 0) == 0) return l;
+    return std::string();
+  };
+  EXPECT_NE(line_of("Vocab 32000 in FP8:").find("unpadded it ran in 2 of 2 runs; it needs no padding."), std::string::npos);
+  const std::string v32001 = line_of("Vocab 32001 in FP8:");
+  EXPECT_NE(v32001.find("unpadded it ran in 0 of 2 runs (cuBLASLt refused delayed hybrid, block hybrid: " + refusal + ")"),
+            std::string::npos)
+      << v32001;
+  EXPECT_NE(v32001.find("padded to 32016 (pad_vocab_to=16) it ran in 1 of 2 runs (cuBLASLt refused block hybrid"), std::string::npos)
+      << v32001;
+  EXPECT_NE(v32001.find("the smallest width of this sweep that ran under every recipe is 32128 (pad_vocab_to=128)."), std::string::npos)
+      << v32001;
+  EXPECT_NE(line_of("Vocab 50001 in FP8:").find("no width of this sweep ran under every recipe."), std::string::npos);
+  // And the table beside it: one row per (V, padded width).
+  const std::string md = report::render_markdown(rep, report::Flavor::markdown);
+  EXPECT_NE(md.find("| 32001 | 32128 | 2 | 0 | 0 |"), std::string::npos) << md;
+}

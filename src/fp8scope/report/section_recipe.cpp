@@ -119,6 +119,65 @@ void add_underflow_table(const std::vector<Record>& recs, const std::vector<std:
 
 }  // namespace
 
+// A sweep over vocabulary sizes (or their padding): per real V, at which padded widths the FP8
+// model trained under every recipe of the sweep and where cuBLASLt refused it. The verdict names
+// the smallest padded width that ran under every recipe, or says that none in the sweep did.
+void add_vocab_padding_verdict(const std::vector<Record>& recs, json& sec) {
+  struct Width {
+    long long pad = 1;
+    int ran = 0, refused = 0, other = 0;
+    std::vector<std::string> refused_by;  // recipes (scaling format) that were refused
+    std::string reason;                   // the first refusal's reason
+  };
+  std::map<long long, std::map<long long, Width>> by_vocab;  // real V -> padded width -> runs
+  for (auto& r : recs) {
+    const long long v = r.params.value("vocab", 0LL), pad = std::max(1LL, r.params.value("pad_vocab_to", 1LL));
+    if (v <= 0) continue;
+    Width& w = by_vocab[v][(v + pad - 1) / pad * pad];
+    w.pad = pad;
+    if (r.outcome == Outcome::ok || r.outcome == Outcome::nonfinite) {
+      ++w.ran;
+    } else if (r.outcome == Outcome::heuristic_unsupported || r.outcome == Outcome::no_algorithm || r.outcome == Outcome::run_rejected) {
+      ++w.refused;
+      w.refused_by.push_back(fmt::format("{} {}", r.params.value("scaling", "?"), r.params.value("format", "?")));
+      if (w.reason.empty()) w.reason = r.reason;
+    } else {
+      ++w.other;
+    }
+  }
+  std::size_t widths = 0;
+  for (auto& [v, ws] : by_vocab) widths += ws.size();
+  if (widths < 2) return;  // one vocabulary at one width: nothing to compare
+  Table t{"Vocabulary and padding: FP8 runs that trained (finite or not) and runs cuBLASLt refused, per padded width",
+          {"V", "padded to", "trained", "refused", "other outcomes", "refused recipes", "first refusal"},
+          {}};
+  for (auto& [v, ws] : by_vocab) {
+    std::string parts;
+    long long every = 0, every_pad = 1;
+    for (auto& [width, w] : ws) {
+      std::string refused_by;
+      for (auto& s : w.refused_by) refused_by += (refused_by.empty() ? "" : ", ") + s;
+      t.rows.push_back({std::to_string(v), width == v ? "unpadded" : std::to_string(width), std::to_string(w.ran),
+                        std::to_string(w.refused), std::to_string(w.other), refused_by, w.reason});
+      const int runs = w.ran + w.refused + w.other;
+      parts += fmt::format("{}{} ran in {} of {} runs", parts.empty() ? "" : "; ",
+                           width == v ? std::string("unpadded it") : fmt::format("padded to {} (pad_vocab_to={}) it", width, w.pad), w.ran,
+                           runs);
+      if (w.refused > 0) parts += fmt::format(" (cuBLASLt refused {}: {})", refused_by, w.reason);
+      if (every == 0 && w.refused == 0 && w.other == 0 && w.ran > 0) every = width, every_pad = w.pad;
+    }
+    std::string verdict;
+    if (every == v)
+      verdict = "it needs no padding";
+    else if (every > 0)
+      verdict = fmt::format("the smallest width of this sweep that ran under every recipe is {} (pad_vocab_to={})", every, every_pad);
+    else
+      verdict = "no width of this sweep ran under every recipe";
+    sec["summary"].push_back(fmt::format("Vocab {} in FP8: {}; {}.", v, parts, verdict));
+  }
+  sec["tables"].push_back(t.to_json());
+}
+
 json recipe_section(const ReportInput& in) {
   json sec = {{"title", fmt::format("Recipe sweep '{}'", in.file.meta.value("sweep", in.path))},
               {"text", json::array()},
@@ -266,6 +325,7 @@ json recipe_section(const ReportInput& in) {
         curves_gap_figure(sweep + "_loss", "Loss of FP8 recipes (solid) and their high-precision twins (dashed); below, FP8 minus twin",
                           "step", "loss", "FP8 - twin", series, gaps),
         0);
+  add_vocab_padding_verdict(in.file.records, sec);
   return sec;
 }
 
