@@ -3,7 +3,7 @@
 // next tile runs): FP8 codes (row-major and transposed) and statistics must be identical; the
 // bias gradient taken from the tile loop is an FP32 sum of BF16 values, checked against a
 // double sum with a bound of rows * 2^-24 times the sum of magnitudes (FP32 rounding per add).
-// Also the loss kernel that writes the LM head's FP8 gradient.
+// Also the loss kernel that writes the LM head's FP8 gradient, and the Llama MLP's SwiGLU casts.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/gpu_model/kernels.cuh"
@@ -24,7 +24,7 @@ constexpr int kRows = 2056, kCols = 1096;  // 33 x 18 tiles (594, above the 528-
 
 struct Cast {  // one cast's outputs: codes, transposed codes, statistics
   core::DeviceBuffer out, out_t, stats;
-  Cast() : out(std::size_t(kRows) * kCols), out_t(std::size_t(kRows) * kCols), stats(sizeof(fp8::CastStats)) {
+  explicit Cast(std::size_t n = std::size_t(kRows) * kCols) : out(n), out_t(n), stats(sizeof(fp8::CastStats)) {
     cudaMemset(stats.get(), 0, stats.size());
   }
   std::uint8_t* o() { return out.as<std::uint8_t>(); }
@@ -32,8 +32,7 @@ struct Cast {  // one cast's outputs: codes, transposed codes, statistics
   fp8::CastStats* s() { return stats.as<fp8::CastStats>(); }
 };
 
-void expect_same(const Cast& got, const Cast& want) {
-  const std::size_t n = std::size_t(kRows) * kCols;
+void expect_same(const Cast& got, const Cast& want, std::size_t n = std::size_t(kRows) * kCols) {
   EXPECT_EQ(download<std::uint8_t>(got.out, n), download<std::uint8_t>(want.out, n)) << "row-major codes differ";
   EXPECT_EQ(download<std::uint8_t>(got.out_t, n), download<std::uint8_t>(want.out_t, n)) << "transposed codes differ";
   const auto a = download<fp8::CastStats>(got.stats, 1)[0], b = download<fp8::CastStats>(want.stats, 1)[0];
@@ -134,6 +133,45 @@ TEST_P(CastFusedGpu, DgeluCastTransposeDbiasEqualsGeluBackwardThenTheCast) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   expect_same(fused, plain);
   expect_bias(partial, download<__nv_bfloat16>(dgelu, n));
+}
+
+// The Llama MLP: SwiGLU of fc1's output [N][2F] cast with its transpose equals swiglu_forward
+// (BF16) then the cast; fc1's gradient [N][2F] cast with the SwiGLU backward equals
+// swiglu_backward then the cast. N = 2056 (a partial row tile), F = 576 (the backward's 33 x 18
+// tiles exceed the capped grid); gates up to +-12 (silu's tails), scales that saturate some.
+TEST_P(CastFusedGpu, SwigluCastsEqualTheSwigluKernelsThenTheCast) {
+  FP8SCOPE_REQUIRE_GPU();
+  const Format f = GetParam();
+  const int N = kRows, F = 576;
+  const std::size_t nf = std::size_t(N) * F;
+  ASSERT_TRUE(gpu_model::swiglu_cast_fits(N, F));
+  const auto fc = normal_bf16(2 * nf, 3.0f, 11), dout = normal_bf16(nf, 1e-3f, 12);
+  auto d_fc = upload(fc), d_dout = upload(dout);
+  const float scales[2] = {40.0f, 2.0e4f};  // forward, backward
+  core::DeviceBuffer sc(8), act(nf * 2), dfc(2 * nf * 2);
+  cudaMemcpy(sc.get(), scales, 8, cudaMemcpyHostToDevice);
+  const float* s_fwd = sc.as<float>();
+  const float* s_bwd = sc.as<float>() + 1;
+  Cast fused(nf), plain(nf), dfused(2 * nf), dplain(2 * nf);
+  gpu_model::swiglu_cast_transpose(fused.o(), fused.t(), d_fc.as<__nv_bfloat16>(), N, F, s_fwd, f, Overflow::satfinite, fused.s(), nullptr);
+  gpu_model::swiglu_forward(act.as<__nv_bfloat16>(), d_fc.as<__nv_bfloat16>(), N, F, nullptr);
+  fp8::quantize_transpose(plain.o(), plain.t(), act.as<__nv_bfloat16>(), N, F, s_fwd, f, Overflow::satfinite, plain.s(), nullptr);
+  gpu_model::dswiglu_cast_transpose(dfused.o(), dfused.t(), d_dout.as<__nv_bfloat16>(), d_fc.as<__nv_bfloat16>(), N, F, s_bwd, f,
+                                    Overflow::satfinite, dfused.s(), nullptr);
+  gpu_model::swiglu_backward(dfc.as<__nv_bfloat16>(), d_fc.as<__nv_bfloat16>(), d_dout.as<__nv_bfloat16>(), N, F, nullptr);
+  fp8::quantize_transpose(dplain.o(), dplain.t(), dfc.as<__nv_bfloat16>(), N, 2 * F, s_bwd, f, Overflow::satfinite, dplain.s(), nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  {
+    SCOPED_TRACE("forward");
+    expect_same(fused, plain, nf);
+  }
+  {
+    SCOPED_TRACE("backward");
+    expect_same(dfused, dplain, 2 * nf);
+  }
+  const auto st = download<fp8::CastStats>(plain.stats, 1)[0], dst = download<fp8::CastStats>(dplain.stats, 1)[0];
+  if (f == Format::e4m3) EXPECT_GT(st.saturated, 0u);  // the scales reach the format's edges
+  EXPECT_GT(dst.underflow + dst.saturated, 0u);
 }
 
 // The FP8 LM head's gradient written by the loss kernel equals the BF16 gradient of the plain

@@ -377,22 +377,26 @@ TEST(Fp8Gpu, LmHeadWithVocabNotMultipleOf16IsRecordedNotCrashed) {
 
 // The Llama block's FP8 linears (different widths: q with fewer k/v heads, gate and up in fc1,
 // a 320-wide hidden layer) against the emulation, per-tensor current and delayed scaling and
-// 1x128 / 128x128 blocks.
-class Fp8LlamaGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat>> {};
+// 1x128 / 128x128 blocks; the fused variant under delayed scaling (RMSNorm and SwiGLU write
+// FP8, the SwiGLU backward inside fc1's gradient cast).
+class Fp8LlamaGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat, model::Fp8Variant>> {};
 
 TEST_P(Fp8LlamaGpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [scaling, format] = GetParam();
+  const auto [scaling, format, variant] = GetParam();
   auto cfg = tiny(96);
   cfg.arch = model::Arch::llama, cfg.d_model = 256, cfg.n_head = 4, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false, cfg.max_seq = 64;
-  expect_step_matches_emulation(cfg, fp8_config(model::Fp8Variant::custom, format, scaling),
-                                "llama scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format), true);
+  expect_step_matches_emulation(
+      cfg, fp8_config(variant, format, scaling),
+      "llama scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format) + " variant " + model::to_string(variant), true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, Fp8LlamaGpuVsCpu,
-                         ::testing::Values(std::make_tuple(fp8::Scaling::current, fp8::RecipeFormat::e4m3),
-                                           std::make_tuple(fp8::Scaling::delayed, fp8::RecipeFormat::hybrid),
-                                           std::make_tuple(fp8::Scaling::block, fp8::RecipeFormat::e4m3)),
+                         ::testing::Values(std::make_tuple(fp8::Scaling::current, fp8::RecipeFormat::e4m3, model::Fp8Variant::custom),
+                                           std::make_tuple(fp8::Scaling::delayed, fp8::RecipeFormat::hybrid, model::Fp8Variant::custom),
+                                           std::make_tuple(fp8::Scaling::delayed, fp8::RecipeFormat::hybrid, model::Fp8Variant::fused),
+                                           std::make_tuple(fp8::Scaling::block, fp8::RecipeFormat::e4m3, model::Fp8Variant::custom)),
                          [](const auto& info) {
-                           return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param));
+                           return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)) + "_" +
+                                  model::to_string(std::get<2>(info.param));
                          });

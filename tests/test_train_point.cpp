@@ -56,9 +56,9 @@ TEST(TrainPoint, GpuWidthLimit) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
-// The GPU model's Llama block runs in the fused attention and the custom FP8 variant; anything
-// else is refused before a worker starts.
-TEST(TrainPoint, LlamaOnTheGpuNeedsTheFusedAttentionAndTheCustomVariant) {
+// The GPU model's Llama block runs in the fused attention (so not in the fp8_attention
+// variant); anything else is refused before a worker starts.
+TEST(TrainPoint, LlamaOnTheGpuNeedsTheFusedAttention) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
   point["arch"] = "llama", point["n_kv_head"] = 2, point["tied"] = false;
@@ -71,10 +71,10 @@ TEST(TrainPoint, LlamaOnTheGpuNeedsTheFusedAttentionAndTheCustomVariant) {
   point["attention"] = "flash", point["d_model"] = 256, point["seq_len"] = 64;  // head size 64
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
   point["precision"] = "fp8", point["variant"] = "fused";
-  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
-            "arch llama on the GPU runs the FP8 variant custom only (got fused)");
-  point["variant"] = "custom";
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+  point["variant"] = "fp8_attention";
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
+            "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)");
 }
 
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {

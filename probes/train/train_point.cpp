@@ -26,7 +26,7 @@ std::vector<core::ParamSpec> train_axes() {
        0,
        0,
        "gpt2: learned positions, LayerNorm, GELU MLP, biases; llama: rotary positions, RMSNorm, SwiGLU, grouped-query "
-       "attention, no biases (on the GPU: attention flash, FP8 variant custom)"},
+       "attention, no biases (on the GPU: attention flash, FP8 variants custom and fused)"},
       {"vocab", K::integer, 97, {}, 2, 1e7, "real vocabulary"},
       {"pad_vocab_to", K::integer, 1, {}, 1, 4096, "pad embedding/LM head to a multiple (padded logits excluded)"},
       {"d_model", K::integer, 64, {}, 1, 65536, ""},
@@ -109,10 +109,8 @@ double train_flops_per_step(const model::GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
-  // The GPU model's Llama block exists in the fused attention and the custom FP8 variant only.
+  // The GPU model's Llama block runs in the fused attention (which refuses fp8_attention below).
   if (p.backend == "gpu" && p.model.llama() && !p.flash_attention) return "arch llama on the GPU needs attention flash";
-  if (p.backend == "gpu" && p.model.llama() && p.fp8 && p.fp8->variant != model::Fp8Variant::custom)
-    return fmt::format("arch llama on the GPU runs the FP8 variant custom only (got {})", model::to_string(p.fp8->variant));
   if (p.fp8 && fp8::per_block(p.fp8->recipe.scaling)) {
     const std::string sc = fp8::to_string(p.fp8->recipe.scaling);
     if (p.fp8->attention()) return fmt::format("scaling {} scales the linears; variant fp8_attention needs delayed or current", sc);

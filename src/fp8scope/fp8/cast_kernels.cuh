@@ -18,10 +18,16 @@
 //   __device__ const void* stream(int s) const;     input s (element i at byte i * kVecBytes / 8)
 //   __device__ uint2 cast(const Raw&, MagnitudeStats&, float* hp) const;
 //       the 8 FP8 codes; hp (may be null) receives the 8 values that were cast, unscaled
+// optionally, for the tile loop (one matrix, no batch),
+//   __device__ std::int64_t offset(int s, int r, int c) const;   input s's element for output
+//       (r, c), when the inputs are not laid out as the output (another row stride, columns
+//       taken from elsewhere; default: r * cols + c)
+//   __device__ void begin_tile(int c0);     called before the casts of the tile at column c0
 // and, for the vector loop,
 //   __device__ Raw load(std::int64_t i) const;                   the vector at element i
 //   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const;   one element (tail)
 #include "fp8scope/core/cp_async.cuh"
+#include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/dependent_launch.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
 
@@ -153,6 +159,15 @@ struct TileWalk {
   }
 };
 
+// Element of input s behind output element (r, c) of matrix `mat` (see offset above).
+template <class Op>
+__device__ __forceinline__ std::int64_t input_element(const Op& op, int s, std::int64_t mat, int r, int c, int cols) {
+  if constexpr (requires { op.offset(s, r, c); })
+    return op.offset(s, r, c);
+  else
+    return mat + std::int64_t(r) * cols + c;
+}
+
 // Transposes a 4x4 block of bytes: a[j] holds row j (byte k = column k); a[k] becomes column
 // k (byte j = row j). Eight byte permutes.
 __device__ __forceinline__ void transpose4x4(unsigned (&a)[4]) {
@@ -200,10 +215,9 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
       for (int k = 0; k < 2; ++k) {
         const int r = r0 + tr + 32 * k;
         if (r < rows && c < cols) {
-          const std::int64_t byte = (mat + std::int64_t(r) * cols + c) * (kVB / 8);
 #pragma unroll
           for (int s = 0; s < Op::kStreams; ++s) {
-            const void* src = static_cast<const unsigned char*>(op.stream(s)) + byte;
+            const void* src = static_cast<const unsigned char*>(op.stream(s)) + input_element(op, s, mat, r, c, cols) * (kVB / 8);
             if constexpr (kVB == 16)
               core::cp_async16(slot(stage, s, k), src);
             else
@@ -220,6 +234,7 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
   int stage = 0, refill = kStages - 1;  // the stage read this pass, the stage the next copy goes to
   for (int t = blockIdx.x; t < tiles; t += gridDim.x, cur.next()) {
     const int r0 = cur.row * kTile, c0 = cur.col * kTile;
+    if constexpr (requires { op.begin_tile(c0); }) op.begin_tile(c0);
     core::cp_wait<kStages - 2>();  // this tile's group (issued kStages - 1 passes ago) has landed
     float colsum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
@@ -300,6 +315,9 @@ template <class Op, bool kBias>
 void launch_tile_cast_transpose(const Op& op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows, int cols,
                                 CastStats* stats, cudaStream_t s, int batch = 1) {
   const dim3 grid(tile_cast_grid(rows, cols, batch), 1, unsigned(batch));
+  constexpr int smem = tile_smem_bytes<Op>();
+  if constexpr (smem > 40 * 1024)  // with the static tile, over the 48 KB a block gets unasked
+    FP8S_CUDA(cudaFuncSetAttribute(tile_cast_transpose_kernel<Op, kBias>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   tile_cast_transpose_kernel<Op, kBias><<<grid, kTileThreads, tile_smem_bytes<Op>(), s>>>(op, out, out_t, bias_partial, rows, cols, stats);
 }
 

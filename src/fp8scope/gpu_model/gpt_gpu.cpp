@@ -28,10 +28,10 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       layout_(model::param_layout(cfg)),
       n_params_(model::param_count(cfg)),
       flash_(flash_attention) {
-  // The Llama block runs with the fused attention (grouped-query heads) and FP8 linears cast on
-  // their own: no FP8 attention, no LayerNorm/GELU fusions (its norm and activation differ).
-  if (cfg.llama() && (!flash_attention || (fp8 && fp8->variant != model::Fp8Variant::custom)))
-    throw std::invalid_argument("arch llama on the GPU needs the fused attention and the custom FP8 variant");
+  // The Llama block runs with the fused attention (grouped-query heads), so without FP8
+  // attention; its RMSNorm and SwiGLU write FP8 in the fused variant.
+  if (cfg.llama() && (!flash_attention || (fp8 && fp8->attention())))
+    throw std::invalid_argument("arch llama on the GPU needs the fused attention and the FP8 variant custom or fused");
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64 or 128, T a multiple of 64 and no fp8_attention");
   for (auto& t : layout_) off_[t.name] = t.offset;
@@ -300,12 +300,14 @@ bool GpuGpt::scale_before_cast() const { return fp8_ && fp8_->config().recipe.sc
 
 bool GpuGpt::fuses_loss_cast() const { return fp8_linear(4) && scale_before_cast() && cross_entropy_fp8_fits(cfg_.padded_vocab()); }
 
-bool GpuGpt::fuses_dgelu() const {
-  return !cfg_.llama() && fp8_linear(2) && scale_before_cast() && fp8::tile_cast_fits(B_ * T_, 4 * cfg_.d_model);
+bool GpuGpt::fuses_activation_backward() const {
+  const int N = B_ * T_;
+  return fp8_linear(2) && scale_before_cast() &&
+         (cfg_.llama() ? swiglu_cast_fits(N, cfg_.ffn_width()) : fp8::tile_cast_fits(N, cfg_.ffn_width()));
 }
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                             int IC, int OC, const bf16* gelu_pre, bool dy_ready) {
+                             int IC, int OC, const bf16* act_pre, bool dy_ready) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
   if (fp8_linear(which) && fp8_->per_block()) {
@@ -329,8 +331,11 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   const int si = sv.si, sw = sv.sw, sg = sv.sg;
   if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
     fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);
-  } else if (gelu_pre) {  // fuses_dgelu(): delayed scaling, so no prepare
-    dgelu_cast_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, gelu_pre, N, OC,
+  } else if (act_pre && cfg_.llama()) {  // fuses_activation_backward(): delayed scaling, so no prepare
+    dswiglu_cast_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, act_pre, N, OC / 2, f.scale(sg), f.format(sg),
+                           f.overflow(), f.stats(sg), stream_);
+  } else if (act_pre) {
+    dgelu_cast_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, act_pre, N, OC,
                                f.scale(sg), f.format(sg), f.overflow(), f.stats(sg), stream_);
   } else {
     f.prepare(sg, dout, std::int64_t(N) * OC);
@@ -503,6 +508,18 @@ void GpuGpt::attention_forward(int l, LayerActs& a) {
   if (fp8_) fp8_->observe(l, "attention_out", a.atty.as<bf16>(), nc);
 }
 
+void GpuGpt::norm_forward_fp8(const std::string& name, const bf16* x, core::DeviceBuffer& mean, core::DeviceBuffer& rstd, Fp8Saved& sv) {
+  const int N = B_ * T_, C = cfg_.d_model, si = sv.si;
+  std::uint8_t* q = f8_x_.as<std::uint8_t>();
+  if (cfg_.llama())
+    rmsnorm_forward_fp8(q, rstd.as<float>(), x, weight(off_[name + "_w"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
+                        fp8_->stats(si), stream_);
+  else
+    layernorm_forward_fp8(q, mean.as<float>(), rstd.as<float>(), x, weight(off_[name + "_w"]), weight(off_[name + "_b"]), N, C,
+                          fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+  fp8::transpose_fp8(sv.x_t.as<std::uint8_t>(), q, N, C, stream_);
+}
+
 float GpuGpt::forward(const int* inputs, const int* targets) {
   const int B = B_, T = T_, C = cfg_.d_model, N = B * T, Vp = cfg_.padded_vocab();
   const std::int64_t nc = std::int64_t(N) * C;
@@ -525,11 +542,8 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     LayerActs& a = acts_[std::size_t(l)];
     const std::string h = fmt::format("h{}.", l);
     mark("layernorm");
-    if (fuse_qkv) {  // LayerNormLinear: the LayerNorm writes qkv's FP8 input and its transpose
-      const int si = saved(l, 0).si;
-      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln1_mean.as<float>(), a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]),
-                            weight(off_[h + "ln1_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
-      fp8::transpose_fp8(saved(l, 0).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
+    if (fuse_qkv) {  // LayerNormLinear: the norm writes qkv's FP8 input and its transpose
+      norm_forward_fp8(h + "ln1", x, a.ln1_mean, a.ln1_rstd, saved(l, 0));
     } else if (llama) {
       rmsnorm_forward(a.ln1, a.ln1_rstd.as<float>(), x, weight(off_[h + "ln1_w"]), N, C, stream_);
     } else {
@@ -553,11 +567,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     if (fp8_) fp8_->observe(l, "residual", a.x_mid.as<bf16>(), nc);
     mark("layernorm");
     if (fuse_fc1) {
-      const int si = saved(l, 2).si;
-      layernorm_forward_fp8(f8_x_.as<std::uint8_t>(), a.ln2_mean.as<float>(), a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(),
-                            weight(off_[h + "ln2_w"]), weight(off_[h + "ln2_b"]), N, C, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
-                            fp8_->stats(si), stream_);
-      fp8::transpose_fp8(saved(l, 2).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, C, stream_);
+      norm_forward_fp8(h + "ln2", a.x_mid.as<bf16>(), a.ln2_mean, a.ln2_rstd, saved(l, 2));
     } else if (llama) {
       rmsnorm_forward(a.ln2, a.ln2_rstd.as<float>(), a.x_mid.as<bf16>(), weight(off_[h + "ln2_w"]), N, C, stream_);
     } else {
@@ -567,8 +577,17 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
     mark("matmul");
     linear_forward(l, 2, a.fc.get(), false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
     if (fp8_) fp8_->observe(l, "fc1_out", a.fc.as<bf16>(), std::int64_t(N) * FW);
-    mark("gelu");  // the MLP's activation: GELU, or SwiGLU (Llama)
-    if (llama) {
+    mark("gelu");             // the MLP's activation: GELU, or SwiGLU (Llama)
+    if (llama && fuse_fc2) {  // LayerNormMLP: the SwiGLU writes fc2's FP8 input and its transpose
+      const int si = saved(l, 3).si;
+      std::uint8_t *q = f8_x_.as<std::uint8_t>(), *q_t = saved(l, 3).x_t.as<std::uint8_t>();
+      if (swiglu_cast_fits(N, F)) {
+        swiglu_cast_transpose(q, q_t, a.fc.as<bf16>(), N, F, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+      } else {  // the same values in two passes
+        swiglu_forward(a.gelu, a.fc.as<bf16>(), N, F, stream_);
+        fp8::quantize_transpose(q, q_t, a.gelu, N, F, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+      }
+    } else if (llama) {
       swiglu_forward(a.gelu, a.fc.as<bf16>(), N, F, stream_);
       if (fp8_) fp8_->observe(l, "swiglu_out", a.gelu, std::int64_t(N) * F);
     } else if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
@@ -690,18 +709,18 @@ void GpuGpt::backward() {
     // MLP: x_out = x_mid + fcproj(act(fc(norm2(x_mid)))), act = GELU or SwiGLU (Llama)
     mark("matmul");
     linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C);
-    // In FP8 with delayed scaling the GELU backward is part of fc1's gradient cast (timed as
-    // matmul, where the casts are).
-    const bool fuse_dgelu = fuses_dgelu();
+    // In FP8 with delayed scaling the activation's backward (GELU or SwiGLU) is part of fc1's
+    // gradient cast (timed as matmul, where the casts are).
+    const bool fuse_dact = fuses_activation_backward();
     mark("gelu");
     bf16* dfc = llama ? dfc_.as<bf16>() : dbuf4_.as<bf16>();  // fc1's output gradient (GELU: in place)
-    if (llama)
+    if (llama && !fuse_dact)
       swiglu_backward(dfc, a.fc.as<bf16>(), dbuf4_.as<bf16>(), N, F, stream_);
-    else if (!fuse_dgelu)
+    else if (!fuse_dact)
       gelu_backward(dfc, a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
     mark("matmul");
-    linear_backward(l, 2, dbuf_.as<bf16>(), dfc, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW,
-                    fuse_dgelu ? a.fc.as<bf16>() : nullptr);
+    linear_backward(l, 2, dbuf_.as<bf16>(), fuse_dact ? dbuf4_.as<bf16>() : dfc, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C,
+                    FW, fuse_dact ? a.fc.as<bf16>() : nullptr);
     mark("layernorm");
     norm_backward(h + "ln2", a.x_mid.as<bf16>(), a.ln2_mean, a.ln2_rstd);
     if (fp8_) fp8_->observe(l, "residual_grad", dx, std::int64_t(N) * C);

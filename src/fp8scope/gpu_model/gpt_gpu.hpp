@@ -4,8 +4,8 @@
 // model::Fp8ModelConfig its linears (those it names) run in FP8 under a scaling recipe, in one of
 // the three variants, with every tensor tapped (Fp8Runtime). Deterministic: the same inputs
 // give the same bits on every run. Both architectures of the CPU reference: GPT-2, and the
-// Llama block (RMSNorm, rotary q and k, SwiGLU, grouped-query heads; fused attention and the
-// custom FP8 variant only; probe_train refuses the rest before a worker starts).
+// Llama block (RMSNorm, rotary q and k, SwiGLU, grouped-query heads; fused attention, FP8
+// variants custom and fused; probe_train refuses the rest before a worker starts).
 // CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/gpu_model/fp8_runtime.hpp"
@@ -81,11 +81,12 @@ class GpuGpt {
   // transpose).
   void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                       int OC, bool x_ready = false);
-  // gelu_pre (FP8 only, see fuses_dgelu): dout is the gradient of GELU(gelu_pre), and the
-  // GELU backward happens inside the gradient's cast. dy_ready (FP8 only, see
+  // act_pre (FP8 only, see fuses_activation_backward): dout is the gradient of the MLP's
+  // activation of act_pre (GELU, or SwiGLU of fc1's output, [N][OC / 2] then), and the
+  // activation's backward happens inside the gradient's cast. dy_ready (FP8 only, see
   // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                       int OC, const bf16* gelu_pre = nullptr, bool dy_ready = false);
+                       int OC, const bf16* act_pre = nullptr, bool dy_ready = false);
   // Whether a tensor's one scale is known before its BF16 values exist (delayed scaling; not
   // current scaling, which measures them first, nor per-row / per-block scaling, whose scales
   // come from the values): what casting inside the kernel that computes them needs.
@@ -93,9 +94,9 @@ class GpuGpt {
   // Whether the loss kernel writes the FP8 LM head's gradient directly (with its cast's
   // statistics): scale_before_cast() and the loss's fast path.
   bool fuses_loss_cast() const;
-  // Whether fc1's FP8 backward takes the GELU backward into its gradient cast:
-  // scale_before_cast() and the tile loop's shapes.
-  bool fuses_dgelu() const;
+  // Whether fc1's FP8 backward takes the activation's backward (GELU or SwiGLU) into its
+  // gradient cast: scale_before_cast() and the tile loop's shapes.
+  bool fuses_activation_backward() const;
   bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(model::linear_names()[std::size_t(which)]); }
   // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for
   // dgrad), and its tap slots (input, weight, gradient), looked up once.
@@ -118,6 +119,10 @@ class GpuGpt {
   // of forward, each with the scale its slot has for the step (the jobs are made with the
   // saved buffers); the LM head's weight, one large matrix, is cast where it is used.
   void cast_layer_weights();
+  // The fused variant's norm in front of an FP8 linear (LayerNorm, or RMSNorm for Llama):
+  // writes the linear's FP8 input (f8_x_) and the transpose saved for its wgrad, with the
+  // statistics (mean: LayerNorm's only) for the norm's backward.
+  void norm_forward_fp8(const std::string& name, const bf16* x, core::DeviceBuffer& mean, core::DeviceBuffer& rstd, Fp8Saved& sv);
   void attention_forward(int l, LayerActs& a);
   // The fused attention's view of the heads: q/k/v inside qkv [N, 3C], out and dy in [N, C].
   AttentionHeads flash_heads() const {

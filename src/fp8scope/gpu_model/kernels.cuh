@@ -84,6 +84,14 @@ void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16*
 void swiglu_forward(bf16* out, const bf16* fc, int N, int F, cudaStream_t s);
 // dfc[n][f] = dout * up * silu'(gate), dfc[n][F + f] = dout * silu(gate) (written, not added).
 void swiglu_backward(bf16* dfc, const bf16* fc, const bf16* dout, int N, int F, cudaStream_t s);
+// The same, each fused with the FP8 cast of its output (code for code what the cast of the
+// BF16 output gives; the statistics into stats): fc2's input [N][F] and its transpose, and
+// fc1's output gradient [N][2F] and its transpose. Only where swiglu_cast_fits(N, F).
+bool swiglu_cast_fits(int N, int F);
+void swiglu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* fc, int N, int F, const float* scale, fp8::Format f,
+                           fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+void dswiglu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* dout, const bf16* fc, int N, int F, const float* scale,
+                            fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
 // Rotary positions, in place, on the first `heads` heads of HS channels (q's then k's) of the
 // rows [N][ld] of qkv, row n at position n % T; cos_sin: model::rope_cos_sin(T, HS, theta) on
 // the device. sign -1 rotates back: the backward (the rotation's transpose).
