@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import math
+import re
 import socket
 import sys
 import time
@@ -223,7 +224,10 @@ def main():
     ap.add_argument("--compile-first", action="store_true", help="torch.compile only for the first record (compiling takes minutes)")
     ap.add_argument("--compile-only", action="store_true", help="BF16 records: torch.compile only, no eager run")
     ap.add_argument("--no-fp8", action="store_true", help="no FP8 peer for the FP8 records")
+    ap.add_argument("--skip", metavar="REGEX", default=None,
+                    help="no peer for the records whose key matches (e.g. 'precision=fp8.*variant=custom': one FP8 peer for two variants)")
     args = ap.parse_args()
+    skip = re.compile(args.skip) if args.skip else None
     ours = json.load(open(args.ours))
     records = []
     first = True
@@ -244,7 +248,7 @@ def main():
         if p.get("backend") != "gpu" or rec.get("outcome") != "ok":
             continue
         fp8 = p.get("precision", "bf16") == "fp8"
-        if fp8 and args.no_fp8:
+        if (fp8 and args.no_fp8) or (skip and skip.search(rec["key"])):
             continue
         compile_this = not args.no_compile and (first or not args.compile_first)
         first = False
