@@ -130,6 +130,8 @@ void add_vocab_padding_verdict(const std::vector<Record>& recs, json& sec) {
     std::string reason;                   // the first refusal's reason
   };
   std::map<long long, std::map<long long, Width>> by_vocab;  // real V -> padded width -> runs
+  // A refused run is named by the settings the sweep varies besides the vocabulary.
+  const auto setting = varying_params(recs, {"vocab", "pad_vocab_to"});
   for (auto& r : recs) {
     const long long v = r.params.value("vocab", 0LL), pad = std::max(1LL, r.params.value("pad_vocab_to", 1LL));
     if (v <= 0) continue;
@@ -139,7 +141,8 @@ void add_vocab_padding_verdict(const std::vector<Record>& recs, json& sec) {
       ++w.ran;
     } else if (r.outcome == Outcome::heuristic_unsupported || r.outcome == Outcome::no_algorithm || r.outcome == Outcome::run_rejected) {
       ++w.refused;
-      w.refused_by.push_back(fmt::format("{} {}", r.params.value("scaling", "?"), r.params.value("format", "?")));
+      const std::string name = params_suffix(r.params, setting);
+      w.refused_by.push_back(name.empty() ? "the run" : name.substr(1));
       if (w.reason.empty()) w.reason = r.reason;
     } else {
       ++w.other;
