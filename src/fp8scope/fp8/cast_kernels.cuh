@@ -32,6 +32,7 @@
 #include "fp8scope/fp8/cast_device.cuh"
 
 #include <type_traits>
+#include <utility>
 
 namespace fp8scope::fp8 {
 
@@ -159,10 +160,20 @@ struct TileWalk {
   }
 };
 
+// Whether an op has the optional offset / begin_tile (C++17: the CUDA sources build as C++17).
+template <class Op, class = void>
+struct HasOffset : std::false_type {};
+template <class Op>
+struct HasOffset<Op, std::void_t<decltype(std::declval<const Op&>().offset(0, 0, 0))>> : std::true_type {};
+template <class Op, class = void>
+struct HasBeginTile : std::false_type {};
+template <class Op>
+struct HasBeginTile<Op, std::void_t<decltype(std::declval<Op&>().begin_tile(0))>> : std::true_type {};
+
 // Element of input s behind output element (r, c) of matrix `mat` (see offset above).
 template <class Op>
 __device__ __forceinline__ std::int64_t input_element(const Op& op, int s, std::int64_t mat, int r, int c, int cols) {
-  if constexpr (requires { op.offset(s, r, c); })
+  if constexpr (HasOffset<Op>::value)
     return op.offset(s, r, c);
   else
     return mat + std::int64_t(r) * cols + c;
@@ -234,7 +245,7 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
   int stage = 0, refill = kStages - 1;  // the stage read this pass, the stage the next copy goes to
   for (int t = blockIdx.x; t < tiles; t += gridDim.x, cur.next()) {
     const int r0 = cur.row * kTile, c0 = cur.col * kTile;
-    if constexpr (requires { op.begin_tile(c0); }) op.begin_tile(c0);
+    if constexpr (HasBeginTile<Op>::value) op.begin_tile(c0);
     core::cp_wait<kStages - 2>();  // this tile's group (issued kStages - 1 passes ago) has landed
     float colsum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
