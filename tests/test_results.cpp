@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 using namespace fp8scope::core;
 namespace fs = std::filesystem;
@@ -68,6 +69,29 @@ TEST(Results, AppendFoldAndResume) {
   EXPECT_EQ(again.records.size(), 3u);
   EXPECT_EQ(again.meta["finished_utc"], "now");
   EXPECT_EQ(again.env["gpu"], nullptr);
+}
+
+// A result file holds one line per top-level field and one per record, and reads back equal.
+TEST(Results, FileIsOneLinePerRecordAndReadsBackEqual) {
+  const std::string p = fresh_prefix("lines") + ".json";
+  ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "s"}};
+  f.env = {{"gpu", {{"name", "NVIDIA H200"}}}};
+  for (int i = 0; i < 3; ++i) {
+    Record r = make_record("k" + std::to_string(i), {{"i", i}}, Outcome::ok);
+    r.data["taps"] = {{"loss", {{"amax", {0.1 * i, 1e-30, 3.5e38, -0.0}}}}};
+    f.records.push_back(r);
+  }
+  const json j = to_json(f);
+  write_json_file(p, j);
+  std::ifstream in(p);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 10u);  // { env meta "records": [ 3 records ] schema_version }
+  EXPECT_EQ(lines.front(), "{");
+  EXPECT_EQ(lines[4].rfind("{\"key\":\"k0\"", 0), 0u) << lines[4];  // the first record on a line of its own
+  EXPECT_EQ(json::parse(std::ifstream(p)), j);
+  EXPECT_EQ(to_json(read_results(p)), j);
 }
 
 TEST(Results, WithoutResumeAnOldFileIsReplaced) {

@@ -173,13 +173,37 @@ json to_json(const ResultFile& f) {
   return {{"schema_version", f.schema_version}, {"meta", f.meta}, {"env", f.env}, {"records", recs}};
 }
 
+// One line per top-level field, and one per element of a top-level list of objects (a result's
+// records, a report's sections): a diff shows which records changed, and a file is about a
+// third of an indented dump's size (the tap histories are long lists of numbers).
+void write_json_lines(std::ostream& out, const json& j) {
+  if (!j.is_object() || j.empty()) {
+    out << j.dump() << '\n';
+    return;
+  }
+  const char* sep = "{\n";
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    out << sep << json(it.key()).dump() << ": ";
+    sep = ",\n";
+    const json& v = it.value();
+    if (!v.is_array() || v.empty() || !v.front().is_object()) {
+      out << v.dump();
+      continue;
+    }
+    const char* item = "[\n";
+    for (const json& e : v) out << item << e.dump(), item = ",\n";
+    out << "\n]";
+  }
+  out << "\n}\n";
+}
+
 void write_json_file(const std::string& path, const json& j) {
   if (auto dir = fs::path(path).parent_path(); !dir.empty()) fs::create_directories(dir);
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) throw InputError(fmt::format("{}: cannot write", path));
-    out << j.dump(1) << '\n';
+    write_json_lines(out, j);
   }
   fs::rename(tmp, path);  // readers never see half a file
 }

@@ -166,7 +166,7 @@ void add_vocab_padding_verdict(const std::vector<Record>& recs, json& sec) {
       parts += fmt::format("{}{} ran in {} of {} runs", parts.empty() ? "" : "; ",
                            width == v ? std::string("unpadded it") : fmt::format("padded to {} (pad_vocab_to={}) it", width, w.pad), w.ran,
                            runs);
-      if (w.refused > 0) parts += fmt::format(" (cuBLASLt refused {}: {})", refused_by, w.reason);
+      if (w.refused > 0) parts += fmt::format(" (cuBLASLt refused {}: {})", w.refused == runs ? "every run" : refused_by, w.reason);
       if (every == 0 && w.refused == 0 && w.other == 0 && w.ran > 0) every = width, every_pad = w.pad;
     }
     std::string verdict;
