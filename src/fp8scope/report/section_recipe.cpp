@@ -117,8 +117,6 @@ void add_underflow_table(const std::vector<Record>& recs, const std::vector<std:
                     fmt_pct(worst_block), worst_block_name, fmt_pct(worst_delayed_e4m3), worst_block / worst_delayed_e4m3));
 }
 
-}  // namespace
-
 // A sweep over vocabulary sizes (or their padding): per real V, at which padded widths the FP8
 // model trained under every recipe of the sweep and where cuBLASLt refused it. The verdict names
 // the smallest padded width that ran under every recipe, or says that none in the sweep did.
@@ -126,7 +124,7 @@ void add_vocab_padding_verdict(const std::vector<Record>& recs, json& sec) {
   struct Width {
     long long pad = 1;
     int ran = 0, refused = 0, other = 0;
-    std::vector<std::string> refused_by;  // recipes (scaling format) that were refused
+    std::vector<std::string> refused_by;  // the refused runs, by the settings the sweep varies
     std::string reason;                   // the first refusal's reason
   };
   std::map<long long, std::map<long long, Width>> by_vocab;  // real V -> padded width -> runs
@@ -180,6 +178,8 @@ void add_vocab_padding_verdict(const std::vector<Record>& recs, json& sec) {
   }
   sec["tables"].push_back(t.to_json());
 }
+
+}  // namespace
 
 json recipe_section(const ReportInput& in) {
   json sec = {{"title", fmt::format("Recipe sweep '{}'", in.file.meta.value("sweep", in.path))},
