@@ -173,6 +173,7 @@ json to_json(const ResultFile& f) {
   return {{"schema_version", f.schema_version}, {"meta", f.meta}, {"env", f.env}, {"records", recs}};
 }
 
+namespace {
 // One line per top-level field, and one per element of a top-level list of objects (a result's
 // records, a report's sections): a diff shows which records changed, and a file is about a
 // third of an indented dump's size (the tap histories are long lists of numbers).
@@ -196,6 +197,7 @@ void write_json_lines(std::ostream& out, const json& j) {
   }
   out << "\n}\n";
 }
+}  // namespace
 
 void write_json_file(const std::string& path, const json& j) {
   if (auto dir = fs::path(path).parent_path(); !dir.empty()) fs::create_directories(dir);

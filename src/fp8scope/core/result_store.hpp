@@ -6,7 +6,6 @@
 #include "fp8scope/core/record.hpp"
 
 #include <cstdio>
-#include <iosfwd>
 #include <set>
 #include <string>
 #include <vector>
@@ -52,9 +51,8 @@ ResultFile read_results(const std::string& path);
 ResultFile fold_results(const std::string& out_prefix, const json& meta_override = json());
 
 json to_json(const ResultFile& f);
-// JSON one line per top-level field and one per element of a top-level list of objects (a
-// result's records); write_json_file writes it atomically (a temporary file renamed into place).
-void write_json_lines(std::ostream& out, const json& j);
+// Writes j one line per top-level field and one per element of a top-level list of objects (a
+// result's records), atomically (a temporary file renamed into place).
 void write_json_file(const std::string& path, const json& j);
 
 }  // namespace fp8scope::core

@@ -327,8 +327,12 @@ void launch_tile_cast_transpose(const Op& op, std::uint8_t* out, std::uint8_t* o
                                 CastStats* stats, cudaStream_t s, int batch = 1) {
   const dim3 grid(tile_cast_grid(rows, cols, batch), 1, unsigned(batch));
   constexpr int smem = tile_smem_bytes<Op>();
-  if constexpr (smem > 40 * 1024)  // with the static tile, over the 48 KB a block gets unasked
-    FP8S_CUDA(cudaFuncSetAttribute(tile_cast_transpose_kernel<Op, kBias>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  if constexpr (smem > 40 * 1024) {  // with the static tile, over the 48 KB a block gets unasked
+    // Once per thread (a data-parallel rank is a thread with its own device), not per launch.
+    thread_local const bool opted_in =
+        (FP8S_CUDA(cudaFuncSetAttribute(tile_cast_transpose_kernel<Op, kBias>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)), true);
+    (void)opted_in;
+  }
   tile_cast_transpose_kernel<Op, kBias><<<grid, kTileThreads, tile_smem_bytes<Op>(), s>>>(op, out, out_t, bias_partial, rows, cols, stats);
 }
 

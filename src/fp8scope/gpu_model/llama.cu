@@ -11,6 +11,16 @@ namespace {
 // below the BF16 output's 2^-9). For x < -88 the exponential is inf and sigmoid 0, as it should.
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
+// SwiGLU and its two gradients in FP32, one expression each: the plain kernels and the ones
+// fused with the FP8 cast must round the same values (a gpu test compares their codes).
+__device__ __forceinline__ float swiglu_value(float g, float u) { return g * sigmoid(g) * u; }
+// d gate = dy up silu'(gate), silu'(x) = s (1 + x (1 - s)); d up = dy silu(gate).
+__device__ __forceinline__ float swiglu_dgate(float d, float g, float u) {
+  const float s = sigmoid(g);
+  return d * u * s * fmaf(g, 1.0f - s, 1.0f);
+}
+__device__ __forceinline__ float swiglu_dup(float d, float g) { return d * g * sigmoid(g); }
+
 // Thread per 8 outputs of row n: gate at fc[n][f..], up at fc[n][F + f..].
 __global__ void swiglu_forward_kernel(bf16* out, const bf16* fc, int N, int F) {
   const std::int64_t v = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x, per_row = F / 8;
@@ -20,11 +30,10 @@ __global__ void swiglu_forward_kernel(bf16* out, const bf16* fc, int N, int F) {
   fp8::unpack8(*reinterpret_cast<const uint4*>(fc + n * 2 * F + f), g);
   fp8::unpack8(*reinterpret_cast<const uint4*>(fc + n * 2 * F + F + f), u);
 #pragma unroll
-  for (int e = 0; e < 8; ++e) y[e] = g[e] * sigmoid(g[e]) * u[e];
+  for (int e = 0; e < 8; ++e) y[e] = swiglu_value(g[e], u[e]);
   *reinterpret_cast<uint4*>(out + n * F + f) = fp8::pack8(y);
 }
 
-// d gate = dy up silu'(gate), silu'(x) = s (1 + x (1 - s)); d up = dy silu(gate).
 __global__ void swiglu_backward_kernel(bf16* dfc, const bf16* fc, const bf16* dout, int N, int F) {
   const std::int64_t v = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x, per_row = F / 8;
   if (v >= std::int64_t(N) * per_row) return;
@@ -34,11 +43,7 @@ __global__ void swiglu_backward_kernel(bf16* dfc, const bf16* fc, const bf16* do
   fp8::unpack8(*reinterpret_cast<const uint4*>(fc + n * 2 * F + F + f), u);
   fp8::unpack8(*reinterpret_cast<const uint4*>(dout + n * F + f), d);
 #pragma unroll
-  for (int e = 0; e < 8; ++e) {
-    const float s = sigmoid(g[e]);
-    dg[e] = d[e] * u[e] * s * fmaf(g[e], 1.0f - s, 1.0f);
-    du[e] = d[e] * g[e] * s;
-  }
+  for (int e = 0; e < 8; ++e) dg[e] = swiglu_dgate(d[e], g[e], u[e]), du[e] = swiglu_dup(d[e], g[e]);
   *reinterpret_cast<uint4*>(dfc + n * 2 * F + f) = fp8::pack8(dg);
   *reinterpret_cast<uint4*>(dfc + n * 2 * F + F + f) = fp8::pack8(du);
 }
@@ -63,7 +68,7 @@ struct SwigluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds, K> {
     fp8::unpack8(r.g, g);
     fp8::unpack8(r.u, u);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) y[e] = g[e] * sigmoid(g[e]) * u[e];
+    for (int e = 0; e < 8; ++e) y[e] = swiglu_value(g[e], u[e]);
     const uint4 v = fp8::pack8(y);
     if (hp) fp8::unpack8(v, hp);
     return fp8::cast8_bf16<K>(v, this->scale, this->th, st);
@@ -97,10 +102,7 @@ struct DswigluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds, K> {
     fp8::unpack8(r.g, g);
     fp8::unpack8(r.u, u);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float s = sigmoid(g[e]);
-      y[e] = up_half ? d[e] * g[e] * s : d[e] * u[e] * s * fmaf(g[e], 1.0f - s, 1.0f);
-    }
+    for (int e = 0; e < 8; ++e) y[e] = up_half ? swiglu_dup(d[e], g[e]) : swiglu_dgate(d[e], g[e], u[e]);
     const uint4 v = fp8::pack8(y);
     if (hp) fp8::unpack8(v, hp);
     return fp8::cast8_bf16<K>(v, this->scale, this->th, st);
