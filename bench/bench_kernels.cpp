@@ -346,12 +346,18 @@ void bm_adamw(benchmark::State& state) {
 // counter is TFLOP/s of the causal products' useful work (the usual count: forward 2 products
 // of B*NH*T^2/2*HS multiply-adds, backward 5; the backward's recomputation of the scores for dQ
 // is not counted).
-void bm_attention(benchmark::State& state, bool backward, int hs) {
+// The kernels the model would pick (wgmma on an H100/H200) unless `kernel` forces one kind.
+void bm_attention(benchmark::State& state, bool backward, int hs, gpu_model::FlashKernel kernel = gpu_model::FlashKernel::automatic) {
   if (skip(state)) return;
   const int nh = C / hs;
   auto qkv = random_bf16(N * 3 * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2);
   core::DeviceBuffer out(std::size_t(N * C) * 2), lse(std::size_t(B) * nh * T * 4), dsum(lse.size()), dqkv(std::size_t(N * 3 * C) * 2);
-  const gpu_model::AttentionHeads h{B, nh, T, 3 * C, C, 1.0f / std::sqrt(float(hs)), hs};
+  gpu_model::AttentionHeads h{B, nh, T, 3 * C, C, 1.0f / std::sqrt(float(hs)), hs};
+  h.kernel = kernel;
+  if (kernel == gpu_model::FlashKernel::wgmma && !gpu_model::flash_attention_wgmma_fits(h)) {
+    state.SkipWithError("no wgmma kernel here (needs compute capability 9.0 and an sm_90a build)");
+    return;
+  }
   const bf16* p = qkv.as<bf16>();
   bf16* g = dqkv.as<bf16>();
   auto forward = [&] { gpu_model::flash_attention_forward(h, out.as<bf16>(), lse.as<float>(), p, p + C, p + 2 * C, bench::stream()); };
@@ -404,6 +410,10 @@ int main(int argc, char** argv) {
   reg("attention_flash/forward", [](benchmark::State& s) { bm_attention(s, false, 64); });
   reg("attention_flash/backward", [](benchmark::State& s) { bm_attention(s, true, 64); });
   reg("attention_flash/forward/hs128", [](benchmark::State& s) { bm_attention(s, false, 128); });
+  reg("attention_flash/forward/mma_sync", [](benchmark::State& s) { bm_attention(s, false, 64, gpu_model::FlashKernel::mma_sync); });
+  reg("attention_flash/forward/hs128/mma_sync", [](benchmark::State& s) { bm_attention(s, false, 128, gpu_model::FlashKernel::mma_sync); });
+  reg("attention_flash/backward/mma_sync", [](benchmark::State& s) { bm_attention(s, true, 64, gpu_model::FlashKernel::mma_sync); });
+  reg("attention_flash/backward/hs128/mma_sync", [](benchmark::State& s) { bm_attention(s, true, 128, gpu_model::FlashKernel::mma_sync); });
   reg("attention_flash/backward/hs128", [](benchmark::State& s) { bm_attention(s, true, 128); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });

@@ -11,6 +11,8 @@
 # runs only the named benchmarks (BENCH_FILTER: only the benchmarks matching that regex, against
 # full names: bench_kernels' end in /manual_time, bench_step's in /min_time:3.000/real_time); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a;
 # PEER_TIMEOUT (seconds) bounds each peer run; BUILD_DIR (default build-gpu) reuses a build, e.g. the `build` that scripts/test.sh made.
+# TARGETS="a b" builds only those targets (a quick check of one kernel); GPU_TESTS_REGEX runs only the
+# gpu tests whose names match it.
 set -uo pipefail
 out=${1:?usage: gpu-check.sh OUTDIR [CONFIG ...]}
 shift
@@ -26,13 +28,13 @@ python=${PYTHON:-$(command -v python3)}
 echo "== build ($(nproc) cores)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_MAKE_PROGRAM="$ninja" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" -DCMAKE_PREFIX_PATH="$prefix" -DFP8SCOPE_CUDA=ON >"$out/build.log" 2>&1 &&
-  cmake --build "$build" -j"$(nproc)" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+  cmake --build "$build" -j"$(nproc)" ${TARGETS:+--target $TARGETS} >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 
 if [ "${GPU_TESTS:-1}" != 0 ]; then
   echo "== gpu tests"
-  ctest --test-dir "$build" -L gpu --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | grep -E "Failed|Passed|tests passed|Failure|Expected|Which is|rel_err|worst" | tail -40
+  ctest --test-dir "$build" -L gpu ${GPU_TESTS_REGEX:+-R "$GPU_TESTS_REGEX"} --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | grep -E "Failed|Passed|tests passed|Failure|Expected|Which is|rel_err|worst" | tail -40
 fi
-./"$build"/probes/fp8scope env >"$out/env.json"
+[ -x ./"$build"/probes/fp8scope ] && ./"$build"/probes/fp8scope env >"$out/env.json"
 
 for cfg in "$@"; do
   name=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['name'])" "$cfg")

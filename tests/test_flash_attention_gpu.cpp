@@ -1,7 +1,8 @@
 // The fused attention kernels on their own against a plain double-precision attention on the
-// host, on random BF16 data across several 64-row tiles (so the diagonal tile, the tiles below
-// it and the online softmax's rescaling all run), at head sizes 64 and 128: output,
-// log-sum-exp, dQ, dK and dV; also with grouped queries (k/v heads shared by several q heads).
+// host, on random BF16 data across several tiles (so the diagonal tile, the tiles below it and
+// the online softmax's rescaling all run), at head sizes 64 and 128, with each kind of kernel
+// (mma.sync, and wgmma where the GPU and build have it): output, log-sum-exp, dQ, dK and dV;
+// also with grouped queries (k/v heads shared by several q heads).
 // Tolerance: the inputs are exact BF16 on both sides; the kernel rounds the probabilities and
 // dS to BF16 (relative 2^-9) before the second product and its outputs to BF16, so a relative
 // RMS error of 1e-2 is about five times what that rounding makes.
@@ -15,6 +16,8 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 using namespace fp8scope;
@@ -95,12 +98,23 @@ std::vector<double> download_f32(const core::DeviceBuffer& b) {
 
 }  // namespace
 
-// Head sizes 64 and 128 (GPT-2's and Llama's).
-class FlashAttentionGpu : public ::testing::TestWithParam<int> {};
+// Head sizes 64 and 128 (GPT-2's and Llama's), times the kind of kernel.
+class FlashAttentionGpu : public ::testing::TestWithParam<std::tuple<int, gpu_model::FlashKernel>> {
+ protected:
+  // The heads as given, with this case's kind of kernel; false when that kind can't run here.
+  bool with_kernel(gpu_model::AttentionHeads& h) {
+    h.kernel = std::get<1>(GetParam());
+    return h.kernel != gpu_model::FlashKernel::wgmma || gpu_model::flash_attention_wgmma_fits(h);
+  }
+};
+#define FLASH_KERNEL_OR_SKIP(heads) \
+  if (!with_kernel(heads)) GTEST_SKIP() << "the wgmma kernels need a compute capability 9.0 GPU and an sm_90a build"
 
 TEST_P(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
   FP8SCOPE_REQUIRE_GPU();
-  const int BH = 3, T = 256, D = GetParam();
+  const int BH = 3, T = 512, D = std::get<0>(GetParam());  // 4 tiles of 128: every buffer of the pipelines is reused
+  gpu_model::AttentionHeads heads{BH, 1, T, D, D, float(1.0 / std::sqrt(double(D))), D};  // [BH][T][D]
+  FLASH_KERNEL_OR_SKIP(heads);
   const double scale = 1.0 / std::sqrt(double(D));
   std::mt19937 rng(11);
   const std::size_t n = std::size_t(BH) * T * D;
@@ -110,7 +124,6 @@ TEST_P(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
 
   auto dq_ = upload(q), dk_ = upload(k), dv_ = upload(v), ddout = upload(dout);
   core::DeviceBuffer out(n * 2), lse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
-  const gpu_model::AttentionHeads heads{BH, 1, T, D, D, float(scale), D};  // [BH][T][D]
   auto run = [&] {
     gpu_model::flash_attention_forward(heads, out.as<__nv_bfloat16>(), lse.as<float>(), dq_.as<__nv_bfloat16>(), dk_.as<__nv_bfloat16>(),
                                        dv_.as<__nv_bfloat16>(), nullptr);
@@ -140,8 +153,11 @@ TEST_P(FlashAttentionGpu, ForwardAndBackwardMatchADoubleReference) {
 // only addressed differently: the results must be the same bits.
 TEST_P(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   FP8SCOPE_REQUIRE_GPU();
-  const int B = 2, NH = 3, T = 128, D = GetParam(), C = NH * D, BH = B * NH;
+  const int B = 2, NH = 3, T = 256, D = std::get<0>(GetParam()), C = NH * D, BH = B * NH;
   const float scale = 0.125f;
+  gpu_model::AttentionHeads plain{BH, 1, T, D, D, scale, D}, packed{B, NH, T, 3 * C, C, scale, D};
+  FLASH_KERNEL_OR_SKIP(plain);
+  with_kernel(packed);
   std::mt19937 rng(5);
   const std::size_t n = std::size_t(BH) * T * D;
   const auto q = random_bf16(n, rng, 1.5), k = random_bf16(n, rng, 1.5), v = random_bf16(n, rng, 1.0), dout = random_bf16(n, rng, 1.0);
@@ -169,14 +185,12 @@ TEST_P(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
   // Per-head layout.
   auto hq = upload(q), hk = upload(k), hv = upload(v), hdy = upload(dout);
   core::DeviceBuffer hout(n * 2), hlse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), gq(n * 2), gk(n * 2), gv(n * 2);
-  const gpu_model::AttentionHeads plain{BH, 1, T, D, D, scale, D};
   gpu_model::flash_attention_forward(plain, hout.as<bf>(), hlse.as<float>(), hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), nullptr);
   gpu_model::flash_attention_backward(plain, gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), dsum.as<float>(), hdy.as<bf>(), hout.as<bf>(),
                                       hq.as<bf>(), hk.as<bf>(), hv.as<bf>(), hlse.as<float>(), nullptr);
   // Model layout.
   auto mqkv = upload(qkv), mdy = upload(dy);
   core::DeviceBuffer mout(n * 2), mlse(std::size_t(BH) * T * 4), mdqkv(n * 3 * 2);
-  const gpu_model::AttentionHeads packed{B, NH, T, 3 * C, C, scale, D};
   const bf* p = mqkv.as<bf>();
   bf* g = mdqkv.as<bf>();
   gpu_model::flash_attention_forward(packed, mout.as<bf>(), mlse.as<float>(), p, p + C, p + 2 * C, nullptr);
@@ -197,8 +211,10 @@ TEST_P(FlashAttentionGpu, ModelLayoutGivesThePerHeadLayoutsBits) {
 // sums over the q heads that read it.
 TEST_P(FlashAttentionGpu, GroupedQueryHeadsMatchADoubleReference) {
   FP8SCOPE_REQUIRE_GPU();
-  const int B = 2, NH = 4, T = 128, D = GetParam();
+  const int B = 2, NH = 4, T = 256, D = std::get<0>(GetParam());
   const double scale = 1.0 / std::sqrt(double(D));
+  gpu_model::AttentionHeads probe{B, NH, T, D, D, float(scale), D};
+  FLASH_KERNEL_OR_SKIP(probe);
   for (const int KVH : {2, 1}) {
     SCOPED_TRACE(KVH);
     const int G = NH / KVH, ld = (NH + 2 * KVH) * D, BH = B * NH;
@@ -235,6 +251,7 @@ TEST_P(FlashAttentionGpu, GroupedQueryHeadsMatchADoubleReference) {
     core::DeviceBuffer out(nq * 2), lse(std::size_t(BH) * T * 4), dsum(std::size_t(BH) * T * 4), dqkv(qkv.size() * 2);
     gpu_model::AttentionHeads heads{B, NH, T, ld, NH * D, float(scale), D};
     heads.KVH = KVH;
+    with_kernel(heads);
     const bf* p = mqkv.as<bf>();
     bf* g = dqkv.as<bf>();
     gpu_model::flash_attention_forward(heads, out.as<bf>(), lse.as<float>(), p, p + NH * D, p + (NH + KVH) * D, nullptr);
@@ -262,5 +279,10 @@ TEST_P(FlashAttentionGpu, GroupedQueryHeadsMatchADoubleReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionGpu, ::testing::Values(64, 128),
-                         [](const auto& info) { return "D" + std::to_string(info.param); });
+INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionGpu,
+                         ::testing::Combine(::testing::Values(64, 128),
+                                            ::testing::Values(gpu_model::FlashKernel::mma_sync, gpu_model::FlashKernel::wgmma)),
+                         [](const auto& info) {
+                           return "D" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) == gpu_model::FlashKernel::wgmma ? "_wgmma" : "_mma_sync");
+                         });

@@ -126,6 +126,20 @@ class Event {
   cudaEvent_t e_{};
 };
 
+// The current device's compute capability as 10 * major + minor (90: Hopper), asked once per
+// device: kernels built for one architecture only (wgmma, clusters) are chosen by it.
+inline int device_compute_capability() {
+  thread_local std::unordered_map<int, int> known;
+  int dev = 0;
+  cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
+  auto it = known.find(dev);
+  if (it != known.end()) return it->second;
+  int major = 0, minor = 0;
+  cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+  cuda_check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cudaDeviceGetAttribute");
+  return known[dev] = 10 * major + minor;
+}
+
 // Lets `kernel` launch with `bytes` of dynamic shared memory (above the default 48 KB a kernel
 // must opt in). The attribute is per device and a data-parallel run drives a GPU per thread, so
 // it is set once per thread for each kernel (again only for a larger size), not at every launch;

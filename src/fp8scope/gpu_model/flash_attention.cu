@@ -1,5 +1,7 @@
 // Fused causal attention (FlashAttention-2 style) for head sizes 64 and 128 on tensor cores:
-// BF16 in, FP32 accumulate; the T x T scores and probabilities never reach memory.
+// BF16 in, FP32 accumulate; the T x T scores and probabilities never reach memory. These are the
+// mma.sync kernels that run on any sm_80+ GPU; on Hopper (sm_90a build, T a multiple of 128)
+// the entry points at the end hand the products to flash_attention_wgmma.cu instead.
 // Forward: per (b, h) and tile of 64 queries, one pass over the key tiles up to the diagonal
 // with an online softmax; it keeps each row's log-sum-exp for backward. Backward, in two passes
 // so that nothing is accumulated with float atomics (the model is deterministic): dK/dV per key
@@ -22,18 +24,19 @@
 #include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/fast_math.cuh"
+#include "fp8scope/gpu_model/flash_common.cuh"
 #include "fp8scope/gpu_model/kernels.cuh"
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <stdexcept>
 
 namespace fp8scope::gpu_model {
 namespace {
 
 constexpr int kTile = 64;  // queries or keys per tile
 constexpr int kWarps = 4;  // 16 rows each
-constexpr float kLn2 = 0.6931471805599453f;
 
 // Shared-memory row stride for head size D: D + 8 elements (144 bytes at D = 64, 272 at 128)
 // puts ldmatrix's 8 rows in 8 different bank groups.
@@ -58,6 +61,13 @@ template <int D>
 using AccD = float[D / 8][4];  // a 16 x D FP32 accumulator (output, dQ, dK, dV)
 
 using core::smem_addr;
+using flash::fetch_row_floats;
+using flash::head_start;
+using flash::kLn2;
+using flash::kv_of;
+using flash::pack;
+using flash::quad_max;
+using flash::quad_sum;
 
 __device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const bf16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -76,11 +86,6 @@ __device__ __forceinline__ void mma(float (&c)[4], const Frag& a, std::uint32_t 
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const std::uint32_t*>(&v);
 }
 
 template <int G>
@@ -161,15 +166,6 @@ __device__ __forceinline__ void store_rows(bf16* dst, std::int64_t ld, const Acc
   }
 }
 
-// Where head bh = b * NH + h starts in a [B, T, ld] tensor (its row t is `ld` further per t).
-template <int D>
-__device__ __forceinline__ std::int64_t head_start(int bh, int NH, int T, std::int64_t ld) {
-  return std::int64_t(bh / NH) * T * ld + std::int64_t(bh % NH) * D;
-}
-// Grouped-query attention: q head h of NH reads k/v head h / (NH / KVH) of KVH (KVH == NH:
-// multi-head attention). The (batch, kv head) index of the (batch, q head) index bh.
-__device__ __forceinline__ int kv_of(int bh, int NH, int KVH) { return (bh / NH) * KVH + (bh % NH) / (NH / KVH); }
-
 using core::cp_async16;
 using core::cp_commit;
 using core::cp_wait;
@@ -181,22 +177,6 @@ __device__ __forceinline__ void fetch_tile(bf16* dst, const bf16* src, std::int6
     const int r = v / (D / 8), c = (v % (D / 8)) * 8;
     cp_async16(dst + r * ld_of<D>() + c, src + r * ld + c);
   }
-}
-
-// Starts copying 64 floats (lse or the row dots) into shared memory.
-__device__ __forceinline__ void fetch_row_floats(float* dst, const float* src, int first_thread) {
-  const int i = int(threadIdx.x) - first_thread;
-  if (i >= 0 && i < kTile / 4) cp_async16(dst + 4 * i, src + 4 * i);
-}
-
-// The largest of a row's values over the four threads of a quad.
-__device__ __forceinline__ float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
 template <int D>
@@ -463,6 +443,16 @@ __global__ void __launch_bounds__(kWarps * 32, bwd_min_blocks<D>())
   store_rows<D>(dq + head_start<D>(bh, NH, T, ldg) + std::int64_t(qt * kTile + warp * 16) * ldg, ldg, dq_acc, 1.0f, 1.0f);
 }
 
+// Whether the wgmma kernels run for `h`; forcing them where they can't is an error.
+bool use_wgmma(const AttentionHeads& h) {
+  if (h.kernel == FlashKernel::mma_sync) return false;
+  if (flash_attention_wgmma_fits(h)) return true;
+  if (h.kernel == FlashKernel::wgmma)
+    throw std::invalid_argument(
+        "the wgmma attention kernels need an sm_90a build on a compute capability 9.0 GPU, head size 64 or 128 and T a multiple of 128");
+  return false;
+}
+
 template <class Kernel, class... Args>
 void launch(Kernel kernel, std::size_t smem, dim3 grid, cudaStream_t s, Args... args) {
   core::allow_dynamic_smem(kernel, int(smem));
@@ -480,6 +470,7 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum
               const bf16* k, const bf16* v, const float* lse, cudaStream_t s) {
   const std::int64_t rows = std::int64_t(h.B) * h.NH * h.T;
   flash_backward_rowdot_kernel<D><<<unsigned((rows * 8 + 255) / 256), 256, 0, s>>>(dsum, dout, out, h.ld_out, h.NH, h.T, rows);
+  if (use_wgmma(h)) return flash_attention_backward_wgmma(h, dq, dk, dv, dsum, dout, q, k, v, lse, s);
   const dim3 grid(unsigned(h.T / kTile), unsigned(h.B * h.NH)), kv_grid(unsigned(h.T / kTile), unsigned(h.B * h.kv_heads()));
   const float* cdsum = dsum;
   launch(flash_backward_dkdv_kernel<D>, sizeof(BwdSmem<D>), kv_grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum,
@@ -493,7 +484,9 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum
 bool flash_attention_supported(int T, int HS) { return (HS == 64 || HS == 128) && T % kTile == 0; }
 
 void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
-  if (h.HS == 128)
+  if (use_wgmma(h))
+    flash_attention_forward_wgmma(h, out, lse, q, k, v, s);
+  else if (h.HS == 128)
     forward<128>(h, out, lse, q, k, v, s);
   else
     forward<64>(h, out, lse, q, k, v, s);

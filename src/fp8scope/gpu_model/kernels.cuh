@@ -66,18 +66,30 @@ void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* pro
 // ld = HS that is the plain [B][T][HS]. Forward writes the output and each row's log-sum-exp
 // (lse [B*NH][T]); backward recomputes the probabilities from it (dsum: [B*NH][T] scratch) and
 // writes dq, dk, dv without atomics. Pointers and strides must keep rows 16-byte aligned.
+// Which kernels run: automatic takes the wgmma ones wherever they fit (flash_attention_wgmma_fits),
+// else the mma.sync ones; the others force one kind (tests, benchmarks).
+enum class FlashKernel { automatic, mma_sync, wgmma };
 struct AttentionHeads {
   int B, NH, T;
   int ld_qkv, ld_out;  // row strides, elements
   float scale;         // of the scores, 1/sqrt(HS) in the model
   int HS = 64;         // head size: 64 or 128
   int KVH = 0;         // k/v heads (grouped-query attention, dividing NH; 0: NH, multi-head)
+  FlashKernel kernel = FlashKernel::automatic;
   int kv_heads() const { return KVH > 0 ? KVH : NH; }
 };
 bool flash_attention_supported(int T, int HS);
 void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s);
 void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out,
                               const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s);
+// flash_attention_wgmma.cu: the same on Hopper's warpgroup MMA, for HS 64 and 128 and T a
+// multiple of 128 on a compute capability 9.0 GPU in an sm_90a build (what _fits checks); the
+// entry points above call them. Backward takes the row dots (dsum) already made.
+bool flash_attention_wgmma_fits(const AttentionHeads& h);
+void flash_attention_forward_wgmma(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                   cudaStream_t s);
+void flash_attention_backward_wgmma(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout,
+                                    const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s);
 
 // llama.cu: the Llama block's elementwise kernels (16-byte aligned tensors).
 // SwiGLU: out[n][f] = silu(fc[n][f]) * fc[n][F + f] (fc holds gate | up, [N][2F]; F % 8 == 0).

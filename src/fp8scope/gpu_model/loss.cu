@@ -227,12 +227,7 @@ __global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* 
 
 // The parts kernel's conditions: clusters (compute capability 9.0) and the shape.
 bool parts_fit(int Vp) {
-  static const bool hopper = [] {
-    int dev = 0, major = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    return major >= 9;
-  }();
+  const bool hopper = core::device_compute_capability() >= 90;
   return hopper && Vp % (8 * kParts) == 0 && Vp / kParts * 4 <= 200 * 1024;
 }
 
