@@ -296,6 +296,32 @@ __global__ void __launch_bounds__(kThreads, 1) flash_forward_wgmma_kernel(bf16* 
   }
 }
 
+// Backward's two score-side products, both "A B^T" from shared memory over 64 loop rows, issued
+// together and waited for: c1 = A1 B1^T, c2 = A2 B2^T.
+template <int D>
+__device__ __forceinline__ void two_abt(AccN<kStep>& c1, std::uint32_t a1, std::uint32_t b1, AccN<kStep>& c2, std::uint32_t a2,
+                                        std::uint32_t b2) {
+  core::wgmma_fence();
+  issue_abt<D, kRows, kStep>(c1, a1, b1);
+  issue_abt<D, kRows, kStep>(c2, a2, b2);
+  core::wgmma_commit();
+  core::wgmma_wait<0>();
+  core::wgmma_hold(c1);
+  core::wgmma_hold(c2);
+}
+
+// Backward's loop head: starts the next loop tile's copies when there is one (fetch_next), then
+// waits for the current tile's.
+template <class FetchNext>
+__device__ __forceinline__ void fetch_next_and_wait(bool more, FetchNext&& fetch_next) {
+  if (more) {
+    fetch_next();
+    tiles_ready<1>();
+  } else {
+    tiles_ready<0>();
+  }
+}
+
 // dK, dV for 128 keys of one k/v head against every query tile of 64 at or after the diagonal
 // of every q head that reads this k/v head, in transposed form: S^T = K Q^T (keys x queries),
 // dV += P^T dO, dP^T = V dO^T, dK += dS^T Q.
@@ -330,22 +356,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   zero<D>(dv_acc);
   for (int it = 0; it < passes; ++it) {
     const int qt = first + it % span, buf = it & 1;
-    if (it + 1 < passes) {
-      fetch(it + 1, buf ^ 1);
-      tiles_ready<1>();
-    } else {
-      tiles_ready<0>();
-    }
+    fetch_next_and_wait(it + 1 < passes, [&] { fetch(it + 1, buf ^ 1); });
     const std::uint32_t q_tile = core::smem_addr(sm.a[buf]), do_tile = core::smem_addr(sm.b[buf]);
     // S^T and dP^T together (both from shared memory), then dV and dK together.
     AccN<kStep> st, dpt;
-    core::wgmma_fence();
-    issue_abt<D, kRows, kStep>(st, k_addr, q_tile);
-    issue_abt<D, kRows, kStep>(dpt, v_addr, do_tile);
-    core::wgmma_commit();
-    core::wgmma_wait<0>();
-    core::wgmma_hold(st);
-    core::wgmma_hold(dpt);
+    two_abt<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
     const float* l = sm.lse[buf];
     const float* d = sm.dsum[buf];
 #pragma unroll
@@ -414,22 +429,11 @@ __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
   const int last = (qb + 1) * kRows / kStep - 1;  // the key tile holding the block's last diagonal
   for (int kt = 0; kt <= last; ++kt) {
     const int buf = kt & 1;
-    if (kt < last) {
-      fetch(kt + 1, buf ^ 1);
-      tiles_ready<1>();
-    } else {
-      tiles_ready<0>();
-    }
+    fetch_next_and_wait(kt < last, [&] { fetch(kt + 1, buf ^ 1); });
     const std::uint32_t k_tile = core::smem_addr(sm.a[buf]), v_tile = core::smem_addr(sm.b[buf]);
     // S and dP together (both from shared memory), then dQ.
     AccN<kStep> s, dp;
-    core::wgmma_fence();
-    issue_abt<D, kRows, kStep>(s, q_addr, k_tile);
-    issue_abt<D, kRows, kStep>(dp, do_addr, v_tile);
-    core::wgmma_commit();
-    core::wgmma_wait<0>();
-    core::wgmma_hold(s);
-    core::wgmma_hold(dp);
+    two_abt<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
 #pragma unroll
     for (int j = 0; j < kStep / 8; ++j)
 #pragma unroll
