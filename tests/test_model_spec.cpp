@@ -351,6 +351,34 @@ TEST(StepCost, PerBlockScalingCastsAreTheirOwnPhase) {
   for (const auto& p : model::step_costs(s)) EXPECT_NE(p.phase, "fp8_cast");
 }
 
+// Llama's SwiGLU phase: forward reads gate and up and writes the activation (3 F elements a
+// token), backward reads gate, up and the gradient and writes both gradients (5 F), but under
+// delayed scaling with fc1 in FP8 the backward happens inside fc1's gradient cast, which then
+// reads gate and up and the half-wide gradient (5 bytes an element of fc1's 2 F output).
+TEST(StepCost, LlamaSwigluBackwardMovesIntoFc1sCastUnderDelayedScaling) {
+  model::StepShape s;
+  s.model.arch = model::Arch::llama, s.model.vocab = 32000, s.model.d_model = 512, s.model.n_layer = 4, s.model.n_head = 8;
+  s.model.n_kv_head = 2, s.model.ffn = 1408, s.model.tied = false;
+  s.batch = 16, s.seq_len = 512;
+  auto phase = [](const std::vector<model::PhaseCost>& costs, const std::string& name) {
+    for (const auto& p : costs)
+      if (p.phase == name) return p;
+    ADD_FAILURE() << "no phase " << name;
+    return model::PhaseCost{};
+  };
+  const double N = 16.0 * 512, F = 1408, L = 4;
+  EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "gelu").bytes, L * N * F * 2 * 8);  // BF16
+  s.fp8 = true, s.fp8_linears = {"qkv", "proj", "fc1", "fc2", "lm_head"};
+  const auto delayed = model::step_costs(s);
+  EXPECT_DOUBLE_EQ(phase(delayed, "gelu").bytes, L * N * F * 2 * 3);
+  s.delayed = false;  // current scaling: the backward stays in the phase, fc1's cast is a plain one
+  const auto current = model::step_costs(s);
+  EXPECT_DOUBLE_EQ(phase(current, "gelu").bytes, L * N * F * 2 * 8);
+  // fc1's output gradient (2 F wide): 5 bytes an element fused with the SwiGLU backward, 4 when
+  // cast on its own; current scaling's casts are serial in the matmul phase too.
+  EXPECT_DOUBLE_EQ(phase(delayed, "matmul").serial_bytes - phase(current, "matmul").serial_bytes, L * N * 2 * F * (5 - 4));
+}
+
 // The rotary table the GPU kernels read: cos and sin of the CPU reference's angles, rounded
 // once from double; pair 0 turns by t radians, the last pair by t theta^(-(hs - 2) / hs).
 TEST(RopeTable, HoldsTheReferenceAnglesCosinesAndSines) {

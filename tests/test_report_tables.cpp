@@ -191,3 +191,35 @@ TEST(ReportLimits, EachPhaseBesideItsBound) {
   EXPECT_EQ(t["rows"][1][0], "layernorm");
   EXPECT_EQ(t["rows"][1][1], fmt::format("1.60 / {:.2f} ({:.1f}x)", ln_ms, 1.6 / ln_ms));
 }
+
+// Without a probe_gemm result among the files (a folder of training runs and benchmarks), the
+// GEMM-bound phases have no bound and the title says why; the byte-bound ones still get theirs.
+TEST(ReportLimits, WithoutGemmRatesTheTitleSaysSoAndGemmPhasesHaveNoBound) {
+  core::ResultFile bench;
+  bench.meta = {{"probe", "benchmark"}};
+  core::Record b = core::make_record("copy", core::json::object(), Outcome::ok);
+  b.data["benchmark"] = {{"name", "copy/d2d_1GiB/manual_time_median"}, {"aggregate_name", "median"}, {"GB/s", 3000.0}};
+  bench.records.push_back(b);
+  core::ResultFile train;
+  train.meta = {{"probe", "train"}, {"sweep", "t"}};
+  core::Record r = core::make_record(
+      "run",
+      {{"vocab", 50304}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"batch", 16}, {"seq_len", 1024}, {"attention", "flash"}},
+      Outcome::ok);
+  r.data["time_split_ms"] = {{"matmul", 30.0}, {"attention", 7.0}, {"residual", 0.5}};
+  train.records.push_back(r);
+  report::ReportOptions opt;
+  opt.results = {{"b.json", bench}, {"t.json", train}};
+  const core::json rep = report::build_report(opt);
+  const auto& t = table(rep, "Limits:");
+  const std::string title = t["title"];
+  EXPECT_NE(title.find("GEMMs and the fused attention: none (no probe_gemm result among these files)"), std::string::npos) << title;
+  EXPECT_EQ(title.find("0 TFLOP/s"), std::string::npos) << title;
+  EXPECT_NE(title.find("3000 GB/s, b.json"), std::string::npos) << title;
+  ASSERT_EQ(t["rows"].size(), 4u);  // attention, matmul, residual (as the split lists them), the step
+  EXPECT_EQ(t["rows"][0][1], "7.00 / -");
+  EXPECT_EQ(t["rows"][1][1], "30.00 / -");
+  const double res_ms = 12 * 2 * 16384.0 * 768 * 2 * 3 / 3e12 * 1e3;
+  EXPECT_EQ(t["rows"][2][1], fmt::format("0.50 / {:.2f} ({:.1f}x)", res_ms, 0.5 / res_ms));
+  EXPECT_EQ(t["rows"][3][1], "37.50 / -") << "no step bound from some phases' bounds";
+}

@@ -24,13 +24,15 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
       for (auto& g : linear(l.name, double(l.in), double(l.out), c.n_layer)) mm.gemms.push_back(g);
   // FP8 casts: each one reads BF16 and writes the FP8 tensor and its transpose (4 bytes an
   // element): the inputs the LayerNorm or GELU does not write in FP8 already, every output
-  // gradient (fc1's also reads the pre-activation when it applies the GELU backward), and the
-  // weights once a step.
+  // gradient, and the weights once a step. Under delayed scaling fc1's output gradient is made
+  // by the activation's backward inside its cast: GPT-2's reads the GELU's gradient and the
+  // pre-activation (2 + 2 bytes an element), Llama's the gate and up (2 bytes an element of fc1's
+  // output) and the SwiGLU's gradient (half as wide: 1), and both write the two FP8 copies.
   const bool fuses = s.fp8 && s.fused && s.delayed;
   auto cast = [&](const std::string& name, double in, double out_w, bool input_fused) {
     if (!fp8(name)) return 0.0;
-    const double dgelu = name == "fc1" && s.delayed ? 2.0 : 0.0;
-    return (input_fused ? 0.0 : N * in * 4) + N * out_w * (4 + dgelu) + in * out_w * 4;
+    const double grad = name == "fc1" && s.delayed ? (c.llama() ? 5.0 : 6.0) : 4.0;
+    return (input_fused ? 0.0 : N * in * 4) + N * out_w * grad + in * out_w * 4;
   };
   const double layer_casts =
       L * (cast("qkv", C, c.qkv_width(), fuses) + cast("proj", C, C, false) + cast("fc1", C, FW, fuses) + cast("fc2", F, C, fuses));
@@ -73,9 +75,10 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   // GELU: forward reads the pre-activation and writes the activation; backward reads the
   // pre-activation and the gradient and writes the gradient, unless fc1's FP8 gradient cast
   // does it (delayed scaling). SwiGLU (Llama, the same phase): forward reads gate and up and
-  // writes the activation, backward reads gate, up and the gradient and writes both gradients.
+  // writes the activation (in the fused variant as FP8 and its transpose: the same bytes),
+  // backward reads gate, up and the gradient and writes both gradients, unless fc1's cast does.
   if (c.llama())
-    out.push_back({"gelu", {}, 0, L * N * F * 2 * (3 + 5)});
+    out.push_back({"gelu", {}, 0, L * N * F * 2 * (3 + (fp8("fc1") && s.delayed ? 0 : 5))});
   else
     out.push_back({"gelu", {}, 0, L * N * F * 2 * (2 + (fp8("fc1") && s.delayed ? 0 : 3))});
   // Two residual additions per layer in the forward: two read, one written (their backward

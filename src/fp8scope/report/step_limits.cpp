@@ -76,19 +76,28 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
     if (r.data.contains("time_split_ms") && !r.data["time_split_ms"].empty()) runs.push_back(&r);
   if (runs.empty()) return;
   const auto extra = varying_params(recs, {});
-  Table t{fmt::format("Limits: each phase's measured time against its bound, ms (measured / bound, and their ratio). Bounds: GEMMs at "
-                      "the fastest algorithm probe_gemm measured for the shape ({}; * = shape not measured, the fastest rate measured "
-                      "for the precision instead) plus the FP8 casts between them, the fused attention's FLOPs at the fastest BF16 GEMM "
-                      "rate ({:.0f} TFLOP/s), bytes "
-                      "at the copy bandwidth ({:.0f} GB/s, {})",
-                      rates.gemm_from.empty() ? "none" : rates.gemm_from, rates.fastest_bf16, rates.copy_gbs,
-                      rates.copy_from.empty() ? "none" : rates.copy_from),
+  // A bound needs every rate it is made of; a phase missing one shows "-" (named in the title).
+  const std::string gemm_part =
+      rates.gemm_tflops.empty()
+          ? std::string("GEMMs and the fused attention: none (no probe_gemm result among these files)")
+          : fmt::format(
+                "GEMMs at the fastest algorithm probe_gemm measured for the shape ({}; * = shape not measured, the fastest rate "
+                "measured for the precision instead) plus the FP8 casts between them, the fused attention's FLOPs at the fastest "
+                "BF16 GEMM rate ({:.0f} TFLOP/s)",
+                rates.gemm_from, rates.fastest_bf16);
+  const std::string copy_part = rates.copy_gbs > 0
+                                    ? fmt::format("bytes at the copy bandwidth ({:.0f} GB/s, {})", rates.copy_gbs, rates.copy_from)
+                                    : std::string("bytes: none (no copy benchmark among these files)");
+  Table t{fmt::format("Limits: each phase's measured time against its bound, ms (measured / bound, and their ratio; - where the bound "
+                      "needs a rate these files do not have). Bounds: {}, {}",
+                      gemm_part, copy_part),
           {"phase"},
           {}};
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> phases;
   std::vector<std::map<std::string, std::string>> cells(runs.size());
   std::vector<double> total_measured(runs.size(), 0), total_bound(runs.size(), 0);
+  std::vector<bool> unbounded(runs.size(), false);  // a phase's bound needs a rate these files lack
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const Record& r = *runs[i];
     const std::string suffix = params_suffix(r.params, extra);
@@ -127,6 +136,7 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
       const double bound = std::max(gemm_ms + flop_ms, byte_ms) + serial_ms;
       if (missing || !(bound > 0)) {
         cells[i][ph] = fmt_num(measured, 2) + " / -";
+        unbounded[i] = unbounded[i] || missing;
         continue;
       }
       total_bound[i] += bound;
@@ -139,8 +149,10 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
     t.rows.push_back(row);
   }
   std::vector<std::string> total{"step (phases summed)"};
+  // A sum over only some phases' bounds would understate the step's: no total bound then.
   for (std::size_t i = 0; i < runs.size(); ++i)
-    total.push_back(total_bound[i] > 0
+    total.push_back(unbounded[i] ? fmt_num(total_measured[i], 2) + " / -"
+                    : total_bound[i] > 0
                         ? fmt::format("{:.2f} / {:.2f} ({:.1f}x)", total_measured[i], total_bound[i], total_measured[i] / total_bound[i])
                         : fmt_num(total_measured[i], 2));
   t.rows.push_back(total);
