@@ -1,6 +1,8 @@
-// The report of training runs: FP8 against its BF16 twin, data-parallel scaling, figures, and
-// how a PyTorch peer joins the run it was measured beside.
+// The report of training runs: FP8 against its BF16 twin, data-parallel scaling, figures, how
+// a PyTorch peer joins the run it was measured beside, and where the memory goes.
 #include "fp8scope/core/record.hpp"
+#include "fp8scope/model/fp8_plan.hpp"
+#include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/report/report.hpp"
 
 #include <fmt/format.h>
@@ -172,4 +174,68 @@ TEST(TrainReport, PeerNamingItsRunsStartFollowsARename) {
   core::json rep = report::build_report(opt);
   EXPECT_FALSE(has_peer_columns(rep["sections"][1]));
   EXPECT_TRUE(has_peer_columns(rep["sections"][2]));
+}
+
+// Where a GPU run's memory goes: the pre-run estimate by part (the model's own functions), what
+// FP8 adds, and the estimate against the measured peak; CPU runs and runs without a peak have
+// no row.
+TEST(TrainReport, MemoryByPartBesideTheMeasuredPeak) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "mem"}};
+  auto rec = [](const std::string& backend, const std::string& precision, double peak) {
+    // The FP8 fields as probe_train records them (every point names them, BF16 ones too).
+    core::json p = {{"backend", backend},
+                    {"d_model", 768},
+                    {"n_layer", 12},
+                    {"n_head", 12},
+                    {"seq_len", 1024},
+                    {"batch", 16},
+                    {"vocab", 50304},
+                    {"attention", "flash"},
+                    {"precision", precision},
+                    {"format", "hybrid"},
+                    {"margin", 0},
+                    {"amax_history_len", 1024},
+                    {"amax_compute_algo", "max"},
+                    {"scaling", "delayed"},
+                    {"saturation", "satfinite"},
+                    {"variant", "fused"},
+                    {"fp8_linears", "qkv,proj,fc1,fc2"},
+                    {"fast_accum", "fprop"},
+                    {"tap_interval", 10}};
+    core::Record r = core::make_record(backend + precision, p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", 500000.0}, {"ms_per_step", 30.0}};
+    if (peak > 0) r.data["metrics"]["peak_alloc_mib"] = peak;
+    return r;
+  };
+  f.records = {rec("gpu", "bf16", 11801.0), rec("gpu", "fp8", 11498.0), rec("cpu", "bf16", 0.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"mem.json", f});
+  const core::json rep = report::build_report(opt);
+  const core::json* t = nullptr;
+  for (auto& s : rep["sections"])
+    for (auto& tb : s["tables"])
+      if (tb["title"].get<std::string>().rfind("Device memory by part", 0) == 0) t = &tb;
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ((*t)["rows"].size(), 2u);  // the two GPU runs
+  model::GptConfig c;
+  c.vocab = 50304, c.d_model = 768, c.n_layer = 12, c.n_head = 12;
+  const model::TrainingBytes b = model::gpu_training_bytes_by_part(c, 16, 1024, true);
+  const double MiB = 1 << 20;
+  EXPECT_DOUBLE_EQ(b.total(), model::gpu_training_bytes(c, 16, 1024, true));
+  EXPECT_NEAR(b.logits, 16384.0 * 50304 * 6, 1.0);  // FP32 logits and their BF16 gradient
+  const core::json& bf16 = (*t)["rows"][0];
+  EXPECT_EQ(bf16[1], fmt::format("{:.0f}", b.parameters / MiB));
+  EXPECT_EQ(bf16[3], fmt::format("{:.0f}", b.logits / MiB));
+  EXPECT_EQ(bf16[5], "-");
+  EXPECT_EQ(bf16[6], fmt::format("{:.0f}", b.total() / MiB));
+  EXPECT_EQ(bf16[7], "11801");
+  EXPECT_EQ(bf16[8], fmt::format("{:.2f}", b.total() / MiB / 11801.0));
+  const core::json& fp8 = (*t)["rows"][1];
+  model::Fp8ModelConfig fc;
+  fc.variant = model::Fp8Variant::fused, fc.linears = {"qkv", "proj", "fc1", "fc2"};
+  const double delta = model::gpu_fp8_bytes_delta(c, 16, 1024, fc);
+  EXPECT_EQ(fp8[5], fmt::format("{:+.0f}", delta / MiB));
+  EXPECT_EQ(fp8[6], fmt::format("{:.0f}", (b.total() + delta) / MiB));
+  EXPECT_EQ(fp8[7], "11498");
 }

@@ -52,6 +52,10 @@ std::string validate(const GptConfig& c, int seq_len, int batch) {
 }
 
 double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention) {
+  return gpu_training_bytes_by_part(c, B, T, flash_attention).total();
+}
+
+TrainingBytes gpu_training_bytes_by_part(const GptConfig& c, int B, int T, bool flash_attention) {
   const double P = double(param_count(c)), N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
   const double att = flash_attention ? 0.0 : double(B) * c.n_head * T * T;
   const double lse = flash_attention ? double(B) * c.n_head * T * 4 : 0.0;
@@ -64,8 +68,12 @@ double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention
   // Llama also keeps fc1's output gradient beside the activation's, and the rotary table.
   const double llama = c.llama() ? N * FW * 2 + double(T) * c.head_dim() * 4 : 0.0;
   const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * 4 * C * 2 + N * 2 * ((F - 4 * C) + (QW - 3 * C)) + llama + lse;
-  const double head = N * Vp * (4 + 2) + N * C * 2 * 2;
-  return params + L * per_layer + scratch + head + double(32u << 20);
+  TrainingBytes b;
+  b.parameters = params;
+  b.activations = L * per_layer;
+  b.logits = N * Vp * (4 + 2);
+  b.scratch = scratch + N * C * 2 * 2 + double(32u << 20);  // the final norm's output and its gradient
+  return b;
 }
 
 std::vector<ParamTensor> param_layout(const GptConfig& c) {

@@ -1,6 +1,7 @@
 // The probe_train section: per run the loss curve's ends, speed, MFU, memory, the untrained
 // loss against ln(V), where the GPU time goes, and the peer (PyTorch) side by side.
 #include "fp8scope/model/fp8_fields.hpp"
+#include "fp8scope/model/gpt_config.hpp"
 #include "fp8scope/report/sections.hpp"
 #include "fp8scope/report/step_limits.hpp"
 
@@ -60,6 +61,45 @@ double peak_mib(const core::Record& r) {
 std::string memory_vs(const core::Record& fp8, const core::Record& bf16) {
   const double a = peak_mib(fp8), b = peak_mib(bf16);
   return std::isfinite(a) && std::isfinite(b) && b > 0 ? fmt::format("; peak memory {:.2f}x", a / b) : "";
+}
+
+// Where a GPU run's device memory goes: the estimate probe_train checks before a run starts
+// (model::gpu_training_bytes by part, and what FP8 adds or saves), beside the measured peak.
+template <class LabelOf>
+void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& label_of, json& sec) {
+  constexpr double kMiB = 1 << 20;
+  Table t{
+      "Device memory by part, MiB: the estimate checked before the run (parameters with their BF16 copy, gradients and AdamW "
+      "state; activations kept for backward; the LM head's FP32 logits and BF16 gradient; scratch; what FP8 adds, or saves "
+      "where negative) beside the allocations' measured peak",
+      {"run", "parameters", "activations", "logits", "scratch", "FP8", "estimate", "measured peak", "estimate / peak"},
+      {}};
+  for (auto& r : recs) {
+    const json& p = r.params;
+    const double peak = peak_mib(r);
+    if (p.value("backend", std::string()) != "gpu" || !std::isfinite(peak)) continue;
+    const model::GptConfig c = model::gpt_config_from(p);
+    const int B = p.value("batch", 0), T = p.value("seq_len", 0);
+    if (c.d_model <= 0 || c.n_layer <= 0 || B <= 0 || T <= 0) continue;
+    const model::TrainingBytes b = model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash");
+    const bool fp8 = p.value("precision", std::string("bf16")) == "fp8";
+    double delta = 0.0;
+    if (fp8) {
+      try {  // a record probe_train wrote names every FP8 field; one that does not gets no estimate
+        delta = model::gpu_fp8_bytes_delta(c, B, T, model::fp8_config_from(p));
+      } catch (const json::exception&) {
+        delta = NAN;
+      }
+    }
+    const double estimate = (b.total() + delta) / kMiB;
+    t.rows.push_back({label_of(p), fmt_num(b.parameters / kMiB, 0), fmt_num(b.activations / kMiB, 0), fmt_num(b.logits / kMiB, 0),
+                      fmt_num(b.scratch / kMiB, 0),
+                      !fp8                   ? "-"
+                      : std::isfinite(delta) ? fmt::format("{:+.0f}", delta / kMiB)
+                                             : "?",
+                      fmt_num(estimate, 0), fmt_num(peak, 0), std::isfinite(estimate) ? fmt::format("{:.2f}", estimate / peak) : "-"});
+  }
+  if (!t.rows.empty()) sec["tables"].push_back(t.to_json());
 }
 }  // namespace
 
@@ -207,6 +247,7 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     if (!delta.rows.empty()) sec["tables"].push_back(delta.to_json());
     if (rates) add_limit_table(in.file.records, *rates, sec);
   }
+  add_memory_table(in.file.records, label_of, sec);
   // Data-parallel runs: each rank's own view (its loss, its NaN onset, whether its FP8 scales
   // agreed with rank 0's, which they must with reduce_amax on).
   Table ranks{
