@@ -5,6 +5,7 @@
 #include "fp8scope/core/fast_math.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
 #include "fp8scope/gpu_model/kernels.cuh"
+#include "fp8scope/model/fp8_plan.hpp"
 
 #include <cooperative_groups.h>
 
@@ -225,11 +226,10 @@ __global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* 
   }
 }
 
-// The parts kernel's conditions: clusters (compute capability 9.0) and the shape.
-bool parts_fit(int Vp) {
-  const bool hopper = core::device_compute_capability() >= 90;
-  return hopper && Vp % (8 * kParts) == 0 && Vp / kParts * 4 <= 200 * 1024;
-}
+// The parts kernel's conditions: clusters (compute capability 9.0) and the shape (in the model
+// spec, whose memory estimate depends on it).
+static_assert(kParts == model::kCrossEntropyParts);
+bool parts_fit(int Vp) { return core::device_compute_capability() >= 90 && model::cross_entropy_parts_shape_fits(Vp); }
 
 template <class Grad>
 void launch_parts(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp, cudaStream_t s) {

@@ -37,7 +37,11 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   if (f.fp8("qkv") || f.fp8("fc1")) shared += N * C * 2;
   if (f.fp8("fc2")) shared += N * F * 2;
   const double att = f.attention() ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
-  return scratch + saved + weights + att + shared - bf16_inputs + per_block_bytes(c, B, T, f);
+  // The loss writes the FP8 head's gradient itself (GpuGpt::fuses_loss_cast, assuming the
+  // Hopper GPU its fast path needs): no BF16 gradient of the logits.
+  const bool loss_casts = f.fp8("lm_head") && f.recipe.scaling == fp8::Scaling::delayed && cross_entropy_parts_shape_fits(c.padded_vocab());
+  const double dlogits = loss_casts ? N * Vp * 2 : 0.0;
+  return scratch + saved + weights + att + shared - bf16_inputs - dlogits + per_block_bytes(c, B, T, f);
 }
 
 std::vector<LinearShape> linear_shapes(const GptConfig& c) {

@@ -5,6 +5,7 @@
 #include "fp8scope/fp8/recipe.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -60,10 +61,19 @@ struct Fp8ModelConfig {
   bool attention() const { return variant == Fp8Variant::fp8_attention; }
 };
 
+// The loss kernel's fast path (a row split over a cluster of kCrossEntropyParts blocks, each
+// holding its part of the FP32 logits in shared memory; a Hopper GPU's clusters), which is also
+// the only one that writes the FP8 LM head's gradient itself: the shapes it takes.
+constexpr int kCrossEntropyParts = 4;
+inline bool cross_entropy_parts_shape_fits(std::int64_t Vp) {
+  return Vp % (8 * kCrossEntropyParts) == 0 && Vp / kCrossEntropyParts * 4 <= 200 * 1024;
+}
+
 // Device memory FP8 adds to gpu_training_bytes (negative where it saves): the FP8 copies and
 // transposes of the GEMM operands (the transposes kept for backward, the block weights cast
 // at the start of a step, the scratch of the current GEMM) against the BF16 inputs of the
-// FP8 linears that then need not be kept per layer.
+// FP8 linears that then need not be kept per layer, and the logits' BF16 gradient where the
+// loss writes the FP8 head's gradient itself (delayed scaling, on a Hopper GPU).
 double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
 // The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
 // kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
