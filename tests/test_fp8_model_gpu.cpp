@@ -123,10 +123,12 @@ class Fp8GpuVsCpu : public ::testing::TestWithParam<std::tuple<model::Fp8Variant
 // 2^4..2^5. Loss: 2 % (a mean over 128 tokens); gradients: 10 % (E4M3) / 15 % (E5M2
 // gradients) relative RMS. The same tensors in BF16 would sit at about 1 %, so this checks the
 // FP8 path, not just the model.
-// flash: the fused attention (T = 64 then: a whole 64-row tile; the Llama block needs it).
-void expect_step_matches_emulation(const model::GptConfig& cfg, const model::Fp8ModelConfig& f, const std::string& label,
-                                   bool flash = false) {
-  const int B = 4, T = flash ? 64 : 32;
+// flash_T: the fused attention at that T (64: a whole 64-row tile, the mma.sync kernels; 128:
+// on an H100/H200 the wgmma ones; the Llama block needs the fused attention), 0: materialised
+// at T = 32.
+void expect_step_matches_emulation(const model::GptConfig& cfg, const model::Fp8ModelConfig& f, const std::string& label, int flash_T = 0) {
+  const bool flash = flash_T > 0;
+  const int B = 4, T = flash ? flash_T : 32;
   const auto init = model::init_params(cfg, 5);
   model::MarkovTokens data(cfg.vocab, 9);
   std::vector<int> in, tg;
@@ -388,7 +390,17 @@ TEST_P(Fp8LlamaGpuVsCpu, LossAndEveryGradientMatchTheEmulation) {
   cfg.arch = model::Arch::llama, cfg.d_model = 256, cfg.n_head = 4, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false, cfg.max_seq = 64;
   expect_step_matches_emulation(
       cfg, fp8_config(variant, format, scaling),
-      "llama scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format) + " variant " + model::to_string(variant), true);
+      "llama scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format) + " variant " + model::to_string(variant), 64);
+}
+
+// The same at T = 128, where an H100/H200 runs the attention on the wgmma kernels (the fused
+// variant under delayed scaling, the configuration train_llama measures).
+TEST(Fp8LlamaWgmmaVsCpu, FusedDelayedStepAtT128MatchesTheEmulation) {
+  FP8SCOPE_REQUIRE_GPU();
+  auto cfg = tiny(96);
+  cfg.arch = model::Arch::llama, cfg.d_model = 256, cfg.n_head = 4, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false, cfg.max_seq = 128;
+  expect_step_matches_emulation(cfg, fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed),
+                                "llama T=128 scaling delayed format hybrid variant fused", 128);
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, Fp8LlamaGpuVsCpu,
