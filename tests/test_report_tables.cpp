@@ -138,6 +138,18 @@ TEST(ReportScaling, RecipeUnderflowByTensorClass) {
             std::string::npos);
 }
 
+namespace {
+// A bench_kernels file holding only the 1 GiB copy (the limit table's bandwidth), at `gbs`.
+core::ResultFile copy_benchmark(double gbs) {
+  core::ResultFile bench;
+  bench.meta = {{"probe", "benchmark"}};
+  core::Record b = core::make_record("copy", core::json::object(), Outcome::ok);
+  b.data["benchmark"] = {{"name", "copy/d2d_1GiB/manual_time_median"}, {"aggregate_name", "median"}, {"GB/s", gbs}};
+  bench.records.push_back(b);
+  return bench;
+}
+}  // namespace
+
 // The limit table of a training run: each phase beside its bound from the rates the report's
 // GEMM and benchmark files measured.
 TEST(ReportLimits, EachPhaseBesideItsBound) {
@@ -149,11 +161,7 @@ TEST(ReportLimits, EachPhaseBesideItsBound) {
   g.data["timing"] = {{"median", 0.1}, {"q1", 0.1}, {"q3", 0.1}, {"rel_iqr", 0.0}};
   g.data["accuracy"] = {{"rel_error", 1e-3}};
   gemm.records.push_back(g);
-  core::ResultFile bench;
-  bench.meta = {{"probe", "benchmark"}};
-  core::Record b = core::make_record("copy", core::json::object(), Outcome::ok);
-  b.data["benchmark"] = {{"name", "copy/d2d_1GiB/manual_time_median"}, {"aggregate_name", "median"}, {"GB/s", 4000.0}};
-  bench.records.push_back(b);
+  const core::ResultFile bench = copy_benchmark(4000.0);
   core::ResultFile train;
   train.meta = {{"probe", "train"}, {"sweep", "t"}};
   core::Record r = core::make_record("run",
@@ -195,11 +203,7 @@ TEST(ReportLimits, EachPhaseBesideItsBound) {
 // Without a probe_gemm result among the files (a folder of training runs and benchmarks), the
 // GEMM-bound phases have no bound and the title says why; the byte-bound ones still get theirs.
 TEST(ReportLimits, WithoutGemmRatesTheTitleSaysSoAndGemmPhasesHaveNoBound) {
-  core::ResultFile bench;
-  bench.meta = {{"probe", "benchmark"}};
-  core::Record b = core::make_record("copy", core::json::object(), Outcome::ok);
-  b.data["benchmark"] = {{"name", "copy/d2d_1GiB/manual_time_median"}, {"aggregate_name", "median"}, {"GB/s", 3000.0}};
-  bench.records.push_back(b);
+  const core::ResultFile bench = copy_benchmark(3000.0);
   core::ResultFile train;
   train.meta = {{"probe", "train"}, {"sweep", "t"}};
   core::Record r = core::make_record(

@@ -62,6 +62,7 @@ using AccD = float[D / 8][4];  // a 16 x D FP32 accumulator (output, dQ, dK, dV)
 
 using core::smem_addr;
 using flash::fetch_row_floats;
+using flash::frag_value;
 using flash::head_start;
 using flash::kLn2;
 using flash::kv_of;
@@ -146,13 +147,6 @@ __device__ __forceinline__ void to_a(Frag (&a)[4], const Acc& c) {
     a[kk][2] = pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
     a[kk][3] = pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
   }
-}
-
-// Element (j, e) of an accumulator (as indexed in Acc) read back from its BF16 repacking by to_a.
-__device__ __forceinline__ float frag_value(const Frag (&a)[4], int j, int e) {
-  const std::uint32_t w = a[j / 2][(j % 2) * 2 + e / 2];
-  const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&w);
-  return e % 2 == 0 ? __low2float(v) : __high2float(v);
 }
 
 // Writes a warp's 16 x D accumulator (times `mul`) as BF16 rows of `dst` (row stride `ld`).
@@ -453,16 +447,10 @@ bool use_wgmma(const AttentionHeads& h) {
   return false;
 }
 
-template <class Kernel, class... Args>
-void launch(Kernel kernel, std::size_t smem, dim3 grid, cudaStream_t s, Args... args) {
-  core::allow_dynamic_smem(kernel, int(smem));
-  kernel<<<grid, kWarps * 32, smem, s>>>(args...);
-}
-
 template <int D>
 void forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
-  launch(flash_forward_kernel<D>, sizeof(FwdSmem<D>), dim3(unsigned(h.T / kTile), unsigned(h.B * h.NH)), s, out, h.ld_out, lse, q, k, v,
-         h.ld_qkv, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kWarps * 32>(flash_forward_kernel<D>, sizeof(FwdSmem<D>), dim3(unsigned(h.T / kTile), unsigned(h.B * h.NH)), s, out,
+                             h.ld_out, lse, q, k, v, h.ld_qkv, h.NH, h.kv_heads(), h.T, h.scale);
 }
 
 template <int D>
@@ -473,10 +461,10 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum
   if (use_wgmma(h)) return flash_attention_backward_wgmma(h, dq, dk, dv, dsum, dout, q, k, v, lse, s);
   const dim3 grid(unsigned(h.T / kTile), unsigned(h.B * h.NH)), kv_grid(unsigned(h.T / kTile), unsigned(h.B * h.kv_heads()));
   const float* cdsum = dsum;
-  launch(flash_backward_dkdv_kernel<D>, sizeof(BwdSmem<D>), kv_grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum,
-         h.NH, h.kv_heads(), h.T, h.scale);
-  launch(flash_backward_dq_kernel<D>, sizeof(BwdSmem<D>), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, cdsum, h.NH,
-         h.kv_heads(), h.T, h.scale);
+  flash::launch<kWarps * 32>(flash_backward_dkdv_kernel<D>, sizeof(BwdSmem<D>), kv_grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout,
+                             h.ld_out, lse, cdsum, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kWarps * 32>(flash_backward_dq_kernel<D>, sizeof(BwdSmem<D>), grid, s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse,
+                             cdsum, h.NH, h.kv_heads(), h.T, h.scale);
 }
 
 }  // namespace

@@ -135,13 +135,6 @@ __device__ __forceinline__ void to_a(FragsK<N>& a, const AccN<N>& c) {
     a[kk][3] = flash::pack(c[8 * kk + 6], c[8 * kk + 7]);
   }
 }
-// Element 4j+e of an accumulator read back from its BF16 repacking by to_a.
-template <int N>
-__device__ __forceinline__ float frag_value(const FragsK<N>& a, int j, int e) {
-  const std::uint32_t w = a[j / 2][(j % 2) * 2 + e / 2];
-  const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&w);
-  return e % 2 == 0 ? __low2float(v) : __high2float(v);
-}
 
 template <int D>
 __device__ __forceinline__ void zero(AccD<D>& c) {
@@ -379,7 +372,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = 8 * j + 2 * t + (e & 1);
-        dpt[4 * j + e] = frag_value<kStep>(pf, j, e) * (dpt[4 * j + e] - d[col]) * scale;
+        dpt[4 * j + e] = flash::frag_value(pf, j, e) * (dpt[4 * j + e] - d[col]) * scale;
       }
     to_a<kStep>(ds, dpt);
     core::wgmma_fence();
@@ -447,7 +440,7 @@ __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
 #pragma unroll
     for (int j = 0; j < kStep / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) dp[4 * j + e] = frag_value<kStep>(f, j, e) * (dp[4 * j + e] - (e < 2 ? d0 : d1)) * scale;
+      for (int e = 0; e < 4; ++e) dp[4 * j + e] = flash::frag_value(f, j, e) * (dp[4 * j + e] - (e < 2 ? d0 : d1)) * scale;
     to_a<kStep>(f, dp);
     core::wgmma_fence();
     issue_ab<D, kStep>(dq_acc, f, k_tile);
@@ -459,26 +452,20 @@ __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
   store_rows<D>(dq + flash::head_start<D>(bh, NH, T, ldg), ldg, row0, dq_acc, 1.0f, 1.0f);
 }
 
-template <class Kernel, class... Args>
-void launch(Kernel kernel, std::size_t smem, dim3 grid, cudaStream_t s, Args... args) {
-  core::allow_dynamic_smem(kernel, int(smem));
-  kernel<<<grid, kThreads, smem, s>>>(args...);
-}
-
 template <int D>
 void forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
-  launch(flash_forward_wgmma_kernel<D>, smem_bytes<FwdSmem<D>>(), dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, out, h.ld_out, lse,
-         q, k, v, h.ld_qkv, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kThreads>(flash_forward_wgmma_kernel<D>, smem_bytes<FwdSmem<D>>(), dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s,
+                          out, h.ld_out, lse, q, k, v, h.ld_qkv, h.NH, h.kv_heads(), h.T, h.scale);
 }
 
 template <int D>
 void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout, const bf16* q, const bf16* k,
               const bf16* v, const float* lse, cudaStream_t s) {
   const std::size_t smem = smem_bytes<BwdSmem<D>>();
-  launch(flash_backward_dkdv_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.kv_heads())), s, dk, dv, h.ld_qkv, q, k, v,
-         h.ld_qkv, dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
-  launch(flash_backward_dq_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, dq, h.ld_qkv, q, k, v, h.ld_qkv,
-         dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kThreads>(flash_backward_dkdv_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.kv_heads())), s, dk, dv,
+                          h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kThreads>(flash_backward_dq_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, dq, h.ld_qkv, q, k,
+                          v, h.ld_qkv, dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
 }
 
 }  // namespace

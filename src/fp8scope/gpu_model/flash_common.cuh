@@ -2,11 +2,14 @@
 // What the two fused attention implementations share (flash_attention.cu, on mma.sync for any
 // sm_80+ GPU, and flash_attention_wgmma.cu, on Hopper's warpgroup MMA): where a head lives in
 // the model's tensors, the grouped-query mapping, and the register-level pieces of the online
-// softmax. Both keep a thread's accumulator rows g and g+8 (g = lane / 4) spread over a quad.
+// softmax, the launch. Both keep a thread's accumulator rows g and g+8 (g = lane / 4) spread
+// over a quad.
 #include "fp8scope/core/cp_async.cuh"
+#include "fp8scope/core/cuda_util.hpp"
 
 #include <cuda_bf16.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace fp8scope::gpu_model::flash {
@@ -43,6 +46,24 @@ __device__ __forceinline__ float quad_sum(float x) {
 __device__ __forceinline__ void fetch_row_floats(float* dst, const float* src, int first_thread) {
   const int i = int(threadIdx.x) - first_thread;
   if (i >= 0 && i < 16) core::cp_async16(dst + 4 * i, src + 4 * i);
+}
+
+// Value e of accumulator group j (the thread's registers 4j+e, in both kernels' accumulator
+// layout) read back from its repacking as BF16 A operands (K/16 of them), i.e. as rounded to
+// BF16: the probabilities the next product used.
+template <int K>
+__device__ __forceinline__ float frag_value(const std::uint32_t (&a)[K][4], int j, int e) {
+  const std::uint32_t w = a[j / 2][(j % 2) * 2 + e / 2];
+  const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&w);
+  return e % 2 == 0 ? __low2float(v) : __high2float(v);
+}
+
+// Launches `kernel` with THREADS threads a block and `smem` bytes of dynamic shared memory
+// (opted into above 48 KB).
+template <int THREADS, class Kernel, class... Args>
+void launch(Kernel kernel, std::size_t smem, dim3 grid, cudaStream_t s, Args... args) {
+  core::allow_dynamic_smem(kernel, int(smem));
+  kernel<<<grid, THREADS, smem, s>>>(args...);
 }
 
 }  // namespace fp8scope::gpu_model::flash
