@@ -300,17 +300,17 @@ void bm_cross_entropy(benchmark::State& state, bool fp8_grad) {
   FP8S_CUDA(cudaMemset(targets.get(), 0, targets.size()));
   // The FP8 gradient as the step casts it: E5M2 (HYBRID's backward format) with the scale
   // delayed scaling sets from the gradient's amax (margin 0), taken from a BF16 gradient.
-  gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
-                                            bench::stream());
+  gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), int(N),
+                                            V - 47, V, bench::stream());
   const auto f = fp8::Format::e5m2;
   const CastTarget c(fp8::info(f).max / bf16_amax(dl, N * V));
   const double s = bench::run_timed(state, [&] {
     if (fp8_grad)
       gpu_model::cross_entropy_forward_backward_fp8(losses.as<float>(), dl.as<std::uint8_t>(), logits.as<float>(), targets.as<int>(),
-                                                    int(N), V - 47, V, c.s(), f, fp8::Overflow::satfinite, c.st(), bench::stream());
+                                                    int(N), int(N), V - 47, V, c.s(), f, fp8::Overflow::satfinite, c.st(), bench::stream());
     else
-      gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), V - 47, V,
-                                                bench::stream());
+      gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), int(N),
+                                                V - 47, V, bench::stream());
   });
   report(state, s, double(N) * V * (4 + (fp8_grad ? 1 : 2)));
 }

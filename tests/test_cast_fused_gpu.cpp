@@ -200,9 +200,9 @@ TEST_P(CastFusedGpu, CrossEntropyFp8EqualsTheLossThenTheCast) {
   cudaMemset(st_a.get(), 0, st_a.size());
   cudaMemset(st_b.get(), 0, st_b.size());
   gpu_model::cross_entropy_forward_backward_fp8(loss_a.as<float>(), codes_a.as<std::uint8_t>(), d_logits.as<float>(), d_targets.as<int>(),
-                                                N, V, Vp, sc.as<float>(), f, Overflow::satfinite, st_a.as<fp8::CastStats>(), nullptr);
-  gpu_model::cross_entropy_forward_backward(loss_b.as<float>(), grad.as<__nv_bfloat16>(), d_logits.as<float>(), d_targets.as<int>(), N, V,
-                                            Vp, nullptr);
+                                                N, N, V, Vp, sc.as<float>(), f, Overflow::satfinite, st_a.as<fp8::CastStats>(), nullptr);
+  gpu_model::cross_entropy_forward_backward(loss_b.as<float>(), grad.as<__nv_bfloat16>(), d_logits.as<float>(), d_targets.as<int>(), N, N,
+                                            V, Vp, nullptr);
   fp8::quantize(codes_b.as<std::uint8_t>(), grad.as<__nv_bfloat16>(), std::int64_t(N) * Vp, sc.as<float>(), f, Overflow::satfinite,
                 st_b.as<fp8::CastStats>(), nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);

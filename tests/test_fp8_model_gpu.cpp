@@ -3,7 +3,8 @@
 // each variant and both formats; the scales it used over 5 steps are what the host recipe
 // computes from its own amaxes; a planted overflow is saturation with satfinite and the NaN
 // onset at the right tensor with nosat; reruns are bit-identical; an FP8 LM head whose
-// vocabulary is not a multiple of 16 is recorded as cuBLASLt's refusal, not a crash.
+// vocabulary is not a multiple of 16 is recorded as cuBLASLt's refusal, not a crash; the
+// fused LM head run chunk by chunk gives the whole batch's steps.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/cpu/adamw.hpp"
 #include "fp8scope/cpu/gpt_ref.hpp"
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 
 using namespace fp8scope;
@@ -412,3 +414,86 @@ INSTANTIATE_TEST_SUITE_P(Recipes, Fp8LlamaGpuVsCpu,
                            return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)) + "_" +
                                   model::to_string(std::get<2>(info.param));
                          });
+
+// --- The fused LM head ---------------------------------------------------------------------------
+
+// The head, the loss and the head's backward chunk by chunk (48, 48 and 32 of 128 tokens: a
+// remainder chunk too) against the whole batch at once, over three AdamW steps: the same losses,
+// gradient norms, FP8 statistics (the chunks' casts add up to the whole cast's) and the third
+// step's gradients. They agree to the bit where cuBLASLt runs the chunks' GEMMs with the same
+// kernel as the whole batch's (printed); another kernel may sum a logit in another order (an
+// FP32 rounding, 2^-24 relative), which can move the gradient's BF16 rounding (2^-8) or FP8 one
+// (2^-3 / 2^-2) by one step in a few of its elements: hence 1e-3 (BF16) and 1e-2 (FP8) relative
+// RMS, far below the 5-15 % the model tests allow against the CPU.
+namespace {
+struct HeadRun {
+  std::vector<float> loss, norm, grads;
+  std::vector<double> amax;
+};
+HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, int B, int T, bool flash, int chunk) {
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, f, flash, chunk);
+  gpu.set_params(model::init_params(cfg, 11));
+  model::MarkovTokens data(cfg.vocab, 4);
+  std::vector<int> in, tg;
+  HeadRun r;
+  for (int s = 0; s < 3; ++s) {
+    data.next_batch(B, T, in, tg);
+    r.loss.push_back(gpu.forward(in.data(), tg.data()));
+    gpu.backward();
+    if (s == 2) r.grads = gpu.grads();
+    r.norm.push_back(gpu.step(3e-3f, 1.0f, {}));
+  }
+  if (gpu.fp8())
+    for (const auto& t : gpu.fp8()->taps()) r.amax.push_back(t.amax);
+  return r;
+}
+}  // namespace
+
+class ChunkedLmHead : public ::testing::TestWithParam<std::tuple<std::string, model::Arch>> {};
+
+TEST_P(ChunkedLmHead, GivesTheWholeBatchStepsAndGradients) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [precision, arch] = GetParam();
+  auto cfg = tiny(96);
+  int B = 4, T = 32;
+  const bool llama = arch == model::Arch::llama;
+  if (llama) {  // the Llama block runs the fused attention: T a multiple of 64
+    cfg.arch = arch, cfg.d_model = 256, cfg.n_head = 4, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false, cfg.max_seq = 64;
+    B = 2, T = 64;
+  }
+  std::optional<model::Fp8ModelConfig> f;
+  if (precision == "fp8_fused") f = fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
+  if (precision == "fp8_custom_e4m3") f = fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::e4m3, fp8::Scaling::delayed);
+  const model::Fp8ModelConfig* fp = f ? &*f : nullptr;
+  ASSERT_EQ(model::lm_head_rows(B, T, 48, fp), 48);
+  const HeadRun whole = run_head(cfg, fp, B, T, llama, 0), chunked = run_head(cfg, fp, B, T, llama, 48);
+  const double tol = f ? 1e-2 : 1e-3;
+  for (std::size_t s = 0; s < whole.loss.size(); ++s) {
+    EXPECT_NEAR(chunked.loss[s], whole.loss[s], tol * 1e-2 * whole.loss[s]) << "step " << s;
+    EXPECT_NEAR(chunked.norm[s], whole.norm[s], tol * whole.norm[s]) << "step " << s;
+  }
+  double worst = 0;
+  for (const auto& t : model::param_layout(cfg)) {
+    const double e = rel_err(test::tensor_part(chunked.grads, t), test::tensor_part(whole.grads, t));
+    worst = std::max(worst, e);
+    EXPECT_LT(e, tol) << t.name;
+  }
+  ASSERT_EQ(chunked.amax.size(), whole.amax.size());
+  for (std::size_t i = 0; i < whole.amax.size(); ++i) EXPECT_NEAR(chunked.amax[i], whole.amax[i], 0.02 * whole.amax[i]) << "tap " << i;
+  const bool same = chunked.loss == whole.loss && chunked.norm == whole.norm && chunked.grads == whole.grads;
+  std::printf("%s %s: chunked head %s the whole batch's steps (worst gradient rel_err %.2e)\n", precision.c_str(), llama ? "llama" : "gpt2",
+              same ? "gives the bits of" : "differs from", worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Heads, ChunkedLmHead,
+                         ::testing::Combine(::testing::Values("bf16", "fp8_fused", "fp8_custom_e4m3"),
+                                            ::testing::Values(model::Arch::gpt2, model::Arch::llama)),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + model::to_string(std::get<1>(info.param)); });
+
+// A chunked head keeps one chunk's logits: logits() refuses rather than return a part.
+TEST(ChunkedLmHeadLogits, AreRefusedWhenTheHeadRunsInChunks) {
+  FP8SCOPE_REQUIRE_GPU();
+  gpu_model::GpuGpt gpu(tiny(96), 4, 32, nullptr, nullptr, false, 48);
+  EXPECT_THROW(gpu.logits(), std::logic_error);
+  EXPECT_THROW(gpu_model::GpuGpt(tiny(96), 4, 32, nullptr, nullptr, false, 40), std::invalid_argument);  // not a multiple of 16
+}

@@ -33,14 +33,14 @@ TEST_P(CrossEntropyGpu, LossAndGradientMatchADoubleSoftmax) {
   core::DeviceBuffer dz(z.size() * 4), dt(std::size_t(N) * 4), dl(std::size_t(N) * 4), dg(z.size() * 2);
   FP8S_CUDA(cudaMemcpy(dz.get(), z.data(), dz.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(dt.get(), targets.data(), dt.size(), cudaMemcpyHostToDevice));
-  gpu_model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, V, Vp, nullptr);
+  gpu_model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, N, V, Vp, nullptr);
   std::vector<float> loss(targets.size()), loss2(targets.size());
   std::vector<__nv_bfloat16> g(z.size()), g2(z.size());
   FP8S_CUDA(cudaMemcpy(loss.data(), dl.get(), dl.size(), cudaMemcpyDeviceToHost));
   FP8S_CUDA(cudaMemcpy(g.data(), dg.get(), dg.size(), cudaMemcpyDeviceToHost));
   FP8S_CUDA(cudaMemset(dl.get(), 0xFF, dl.size()));
   FP8S_CUDA(cudaMemset(dg.get(), 0xFF, dg.size()));
-  gpu_model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, V, Vp, nullptr);
+  gpu_model::cross_entropy_forward_backward(dl.as<float>(), dg.as<__nv_bfloat16>(), dz.as<float>(), dt.as<int>(), N, N, V, Vp, nullptr);
   FP8S_CUDA(cudaMemcpy(loss2.data(), dl.get(), dl.size(), cudaMemcpyDeviceToHost));
   FP8S_CUDA(cudaMemcpy(g2.data(), dg.get(), dg.size(), cudaMemcpyDeviceToHost));
   EXPECT_EQ(std::memcmp(loss.data(), loss2.data(), loss.size() * 4), 0) << "a second launch differs";

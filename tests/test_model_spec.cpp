@@ -415,3 +415,55 @@ TEST(RopeTable, HoldsTheReferenceAnglesCosinesAndSines) {
       ASSERT_EQ(table[(std::size_t(t) * (hs / 2) + i) * 2 + 1], float(std::sin(a))) << t << "," << i;
     }
 }
+
+// The fused LM head keeps one chunk of logits: a BF16 head or an FP8 one under delayed scaling
+// runs chunked; current scaling (the whole gradient's amax before its cast) and per-row /
+// per-block scaling (the wgrad's copy scaled along the tokens) run the head whole.
+TEST(LmHeadChunks, WhichHeadsRunInChunksAndWhatTheyHold) {
+  EXPECT_EQ(model::lm_head_rows(16, 1024, 4096, nullptr), 4096);
+  EXPECT_EQ(model::lm_head_rows(16, 1024, 0, nullptr), 16384);      // 0: the whole batch
+  EXPECT_EQ(model::lm_head_rows(16, 1024, 16384, nullptr), 16384);  // one chunk is the whole batch
+  EXPECT_EQ(model::lm_head_rows(4, 32, 4096, nullptr), 128);        // small batches: whole
+  model::Fp8ModelConfig f;                                          // delayed, the head in FP8
+  EXPECT_EQ(model::lm_head_rows(16, 1024, 4096, &f), 4096);
+  for (auto s : {fp8::Scaling::current, fp8::Scaling::rowwise, fp8::Scaling::block}) {
+    f.recipe.scaling = s;
+    EXPECT_EQ(model::lm_head_rows(16, 1024, 4096, &f), 16384) << fp8::to_string(s);
+  }
+  f.linears.erase("lm_head");  // a BF16 head in an FP8 model
+  EXPECT_EQ(model::lm_head_rows(16, 1024, 4096, &f), 4096);
+  EXPECT_EQ(model::check_lm_head_chunk(0), "");
+  EXPECT_EQ(model::check_lm_head_chunk(2048), "");
+  EXPECT_EQ(model::check_lm_head_chunk(40), "lm_head_chunk=40 must be 0 (the whole batch) or a multiple of 16 tokens");
+  EXPECT_NE(model::check_lm_head_chunk(-16), "");
+}
+
+// GPT-2 124M, B=16, T=1024: chunks of 4096 tokens hold a quarter of the FP32 logits and of
+// their BF16 gradient (3.1 GB less); the FP8 head's gradient and its transpose shrink with
+// them, and where the loss writes that gradient in FP8 there is no BF16 one to subtract.
+TEST(LmHeadChunks, ShrinkTheLogitsAndTheHeadsFp8Scratch) {
+  model::GptConfig c;
+  c.vocab = 50304, c.d_model = 768, c.n_layer = 12, c.n_head = 12, c.max_seq = 1024;
+  const double N = 16.0 * 1024, Vp = 50304;
+  const auto whole = model::gpu_training_bytes_by_part(c, 16, 1024, true);
+  const auto chunked = model::gpu_training_bytes_by_part(c, 16, 1024, true, 4096);
+  EXPECT_DOUBLE_EQ(whole.logits, N * Vp * 6);
+  EXPECT_DOUBLE_EQ(chunked.logits, 4096 * Vp * 6);
+  EXPECT_DOUBLE_EQ(whole.total() - chunked.total(), (N - 4096) * Vp * 6);
+  model::Fp8ModelConfig delayed;  // the loss casts: its BF16 gradient is subtracted, one chunk's
+  const double d0 = model::gpu_fp8_bytes_delta(c, 16, 1024, delayed), d1 = model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 4096);
+  // The FP8 gradient with its transpose (2 bytes a logit) shrinks to a chunk by as much as the
+  // BF16 gradient it replaces (subtracted, 2 bytes a logit): the delta stays.
+  EXPECT_DOUBLE_EQ(d0, d1);
+  // So the FP8 run's estimate drops by the FP32 logits and FP8 gradients of the other chunks.
+  EXPECT_DOUBLE_EQ((whole.total() + d0) - (chunked.total() + d1), (N - 4096) * Vp * (4 + 2));
+  model::Fp8ModelConfig current;  // runs whole: the chunk changes nothing
+  current.recipe.scaling = fp8::Scaling::current;
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current, 4096), model::gpu_fp8_bytes_delta(c, 16, 1024, current));
+  // A BF16 head in an FP8 model: the FP8 scratch is as wide as the widest block linear (fc1's
+  // 3072 columns), not the vocabulary, so the chunk does not change it.
+  model::Fp8ModelConfig bf16_head;
+  bf16_head.linears.erase("lm_head");
+  const double d2 = model::gpu_fp8_bytes_delta(c, 16, 1024, bf16_head);
+  EXPECT_DOUBLE_EQ(d2, model::gpu_fp8_bytes_delta(c, 16, 1024, bf16_head, 4096));
+}

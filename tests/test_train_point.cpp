@@ -38,6 +38,28 @@ TEST(TrainPoint, RejectedBeforeAnyGpuWork) {
   EXPECT_NE(train::check_train_point(train::train_point_from(point), h200).find("use backend gpu"), std::string::npos);
 }
 
+// lm_head_chunk: a multiple of 16 (0: the whole batch), refused otherwise with one line; the
+// memory check counts one chunk of logits (GPT-2 124M at B=256 fits an H200 only chunked).
+TEST(TrainPoint, LmHeadChunkIsAMultipleOf16AndShrinksTheEstimate) {
+  core::json point = core::json::object();
+  for (const auto& a : train::train_axes()) point[a.name] = a.default_value;
+  EXPECT_EQ(point["lm_head_chunk"], 4096);
+  point["lm_head_chunk"] = 100;
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
+            "lm_head_chunk=100 must be 0 (the whole batch) or a multiple of 16 tokens");
+  const core::json h200 = {{"gpu", {{"name", "NVIDIA H200"}, {"memory_mib", 143155}}}};
+  point = {{"backend", "gpu"}, {"vocab", 50304},  {"d_model", 768}, {"n_layer", 12},        {"n_head", 12},
+           {"max_seq", 1024},  {"seq_len", 1024}, {"batch", 256},   {"attention", "flash"}, {"lm_head_chunk", 4096}};
+  for (const auto& a : train::train_axes())
+    if (!point.contains(a.name)) point[a.name] = a.default_value;
+  const train::TrainPoint chunked = train::train_point_from(point);
+  EXPECT_EQ(train::check_train_point(chunked, h200), "");
+  point["lm_head_chunk"] = 0;
+  const train::TrainPoint whole = train::train_point_from(point);
+  EXPECT_EQ(train::check_train_point(whole, h200).rfind("needs about ", 0), 0u);
+  EXPECT_DOUBLE_EQ(train::gpu_bytes_needed(whole, nullptr) - train::gpu_bytes_needed(chunked, nullptr), (262144.0 - 4096) * 50304 * 6);
+}
+
 TEST(TrainPoint, GpuWidthLimit) {
   core::json point = core::json::object();
   for (const auto& a : train::train_axes()) point[a.name] = a.default_value;

@@ -87,8 +87,7 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
     FP8S_CUDA(cudaSetDevice(device));
     std::size_t free0 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
-    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.flash_attention) +
-                        (fp8 ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *fp8) : 0.0);
+    const double need = gpu_bytes_needed(p, fp8);
     if (need > 0.95 * double(free0)) {
       r.outcome = core::Outcome::oom;
       r.reason = fmt::format("needs about {:.1f} GiB, {:.1f} GiB free", need / (1 << 30), double(free0) / (1 << 30));
@@ -105,7 +104,7 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
     auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
     r.data["data"] = data->describe();
     {
-      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.flash_attention);
+      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.flash_attention, p.lm_head_chunk);
       gpt.set_params(model::init_params(p.model, std::uint64_t(p.seed)));
       std::size_t free1 = 0;
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));

@@ -54,6 +54,15 @@ std::vector<core::ParamSpec> train_axes() {
        0,
        0,
        "GPU: scores/probabilities in memory with cuBLASLt GEMMs, or the fused tensor-core kernels (head size 64 or 128, T % 64 == 0)"},
+      {"lm_head_chunk",
+       K::integer,
+       4096,
+       {},
+       0,
+       1 << 20,
+       "GPU: the LM head, the loss and the head's backward run over chunks of this many tokens (a multiple of 16), so only one "
+       "chunk's logits and gradient exist; 0: the whole batch's logits at once. A BF16 head, or an FP8 head under delayed "
+       "scaling (other FP8 heads run whole)"},
   };
 }
 
@@ -96,10 +105,17 @@ TrainPoint train_point_from(const json& p) {
   t.data = p["data"];
   t.ranks = p.value("ranks", 1);
   t.flash_attention = p.value("attention", std::string("materialized")) == "flash";
+  t.lm_head_chunk = p.value("lm_head_chunk", 0);
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }
   return t;
+}
+
+double gpu_bytes_needed(const TrainPoint& p, const model::Fp8ModelConfig* f) {
+  return model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.flash_attention,
+                                   model::lm_head_rows(p.batch, p.seq_len, p.lm_head_chunk, f)) +
+         (f ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *f, p.lm_head_chunk) : 0.0);
 }
 
 double train_flops_per_step(const model::GptConfig& c, int B, int T) {
@@ -109,6 +125,7 @@ double train_flops_per_step(const model::GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
+  if (auto e = model::check_lm_head_chunk(p.lm_head_chunk); !e.empty()) return e;
   // The GPU model's Llama block runs in the fused attention (which refuses fp8_attention below).
   if (p.backend == "gpu" && p.model.llama() && !p.flash_attention) return "arch llama on the GPU needs attention flash";
   if (p.fp8 && fp8::per_block(p.fp8->recipe.scaling)) {
@@ -135,8 +152,7 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   if (p.backend == "gpu" && (p.model.d_model > 8192 || p.model.d_model % 8 != 0))
     return fmt::format("d_model={}: the GPU model's kernels need a multiple of 8, at most 8192", p.model.d_model);
   if (p.backend == "gpu" && env.contains("gpu") && env["gpu"].is_object()) {
-    const double need = model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.flash_attention) +
-                        (p.fp8 ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *p.fp8) : 0.0);
+    const double need = gpu_bytes_needed(p, p.fp8 ? &*p.fp8 : nullptr);
     const double have = double(env["gpu"].value("memory_mib", 0)) * (1 << 20);
     if (need > 0.95 * have)
       return fmt::format("needs about {:.1f} GiB of device memory; the GPU ({}) has {:.1f} GiB", need / (1 << 30),

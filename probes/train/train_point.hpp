@@ -30,6 +30,7 @@ struct TrainPoint {
   std::string data;
   int ranks = 1;                 // data-parallel GPUs (batch is per GPU)
   bool flash_attention = false;  // GPU: the fused attention kernels
+  int lm_head_chunk = 0;         // GPU: tokens per chunk of the fused LM head (0: the whole batch)
   // FP8 training (probe_train with precision fp8, every probe_recipe run): what runs in FP8 and
   // how, for the GPU model and the CPU emulation alike.
   std::optional<model::Fp8ModelConfig> fp8;
@@ -46,6 +47,10 @@ std::string check_train_point(const TrainPoint& p, const core::json& env);
 // header, tokens >= vocab, fewer tokens than one batch needs), read with the sweep's
 // token_dtype; each file is read once however many points name it.
 std::string check_train_data(const TrainPoint& p, const core::json& settings);
+
+// The device memory the GPU model will allocate for p trained in FP8 under f (nullptr: BF16):
+// model::gpu_training_bytes with what FP8 adds, checked before a run starts.
+double gpu_bytes_needed(const TrainPoint& p, const model::Fp8ModelConfig* f);
 
 // Model FLOPs of one training step (6 N per token for the matmuls with weights, plus
 // attention), as MFU counts them.

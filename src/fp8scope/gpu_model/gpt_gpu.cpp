@@ -19,10 +19,12 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
-GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8, bool flash_attention)
+GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8, bool flash_attention,
+               int lm_head_chunk)
     : cfg_(cfg),
       B_(B),
       T_(T),
+      head_rows_(model::lm_head_rows(B, T, lm_head_chunk, fp8)),
       stream_(stream),
       gemms_(stream),
       layout_(model::param_layout(cfg)),
@@ -34,6 +36,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     throw std::invalid_argument("arch llama on the GPU needs the fused attention and the FP8 variant custom or fused");
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64 or 128, T a multiple of 64 and no fp8_attention");
+  if (auto e = model::check_lm_head_chunk(lm_head_chunk); !e.empty()) throw std::invalid_argument(e);
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
@@ -80,7 +83,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   lnf_ = core::DeviceBuffer(bf(N * C));
   lnf_mean_ = core::DeviceBuffer(fl(N));
   lnf_rstd_ = core::DeviceBuffer(fl(N));
-  logits_ = core::DeviceBuffer(fl(N * Vp));
+  const std::int64_t R = head_rows_;  // the head's rows at once: all N, or one chunk
+  logits_ = core::DeviceBuffer(fl(R * Vp));
   losses_ = core::DeviceBuffer(fl(N));
   if (!flash_) {  // per-head copies for the batched GEMMs (the fused kernels read heads in place)
     q_ = core::DeviceBuffer(bf(N * C));
@@ -123,11 +127,13 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   if (fp8) {
     fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_, flash_);
-    const std::int64_t widest = std::max({QW, FW, Vp});
+    // As wide as the widest FP8 linear (the head's gradient: one chunk of rows).
+    const bool head = fp8->fp8("lm_head");
+    const std::int64_t widest = std::max({QW, FW, head ? Vp : 0}), dy = std::max(N * std::max(QW, FW), head ? R * Vp : 0);
     f8_x_ = core::DeviceBuffer(std::size_t(N * std::max(C, F)));
     f8_w_ = core::DeviceBuffer(std::size_t(widest * C));
-    f8_dy_ = core::DeviceBuffer(std::size_t(N * widest));
-    f8_dy_t_ = core::DeviceBuffer(std::size_t(N * widest));
+    f8_dy_ = core::DeviceBuffer(std::size_t(dy));
+    f8_dy_t_ = core::DeviceBuffer(std::size_t(dy));
     if (fp8_->config().attention()) {
       f8_q_ = core::DeviceBuffer(std::size_t(N * C));
       f8_k_ = core::DeviceBuffer(std::size_t(N * C));
@@ -184,7 +190,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       FP8S_CUDA(cudaMemcpy(weight_jobs_.get(), weight_jobs.data(), weight_jobs_.size(), cudaMemcpyHostToDevice));
     }
   }
-  if (!fuses_loss_cast()) dlogits_ = core::DeviceBuffer(bf(N * Vp));  // else the loss writes FP8 into f8_dy_
+  if (!fuses_loss_cast()) dlogits_ = core::DeviceBuffer(bf(R * Vp));  // else the loss writes FP8 into f8_dy_
 }
 
 void GpuGpt::cast_layer_weights() {
@@ -212,6 +218,7 @@ std::vector<float> GpuGpt::grads() const {
   return out;
 }
 std::vector<float> GpuGpt::logits() const {
+  if (head_chunked()) throw std::logic_error("the LM head runs in chunks: only the last chunk's logits exist");
   std::vector<float> out(logits_.size() / sizeof(float));
   FP8S_CUDA(cudaMemcpy(out.data(), logits_.get(), logits_.size(), cudaMemcpyDeviceToHost));
   return out;
@@ -254,7 +261,7 @@ std::map<std::string, double> GpuGpt::last_profile() {
 // the FP8 copies of W and x with their dequantisation scales (TN is the layout Hopper's FP8
 // tensor cores take).
 void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                            int OC, bool x_ready) {
+                            int OC, bool x_ready, bool w_cast) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   GemmCall c{true, false, OC, N, IC, IC, IC, OC};
   c.bias = b >= 0 ? weight(b) : nullptr;
@@ -276,7 +283,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
                             f.stats(si), stream_);
   }
   const bool w_ready = sv.w.size() > 0;  // cast with the other block weights (cast_layer_weights)
-  if (!w_ready) {
+  if (!w_ready && !w_cast) {
     f.prepare(sw, weight(w), std::int64_t(OC) * IC);
     fp8::quantize_transpose(f8_w_.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), weight(w), OC, IC, f.scale(sw), f.format(sw), f.overflow(),
                             f.stats(sw), stream_);
@@ -521,7 +528,7 @@ void GpuGpt::norm_forward_fp8(const std::string& name, const bf16* x, core::Devi
 }
 
 float GpuGpt::forward(const int* inputs, const int* targets) {
-  const int B = B_, T = T_, C = cfg_.d_model, N = B * T, Vp = cfg_.padded_vocab();
+  const int B = B_, T = T_, C = cfg_.d_model, N = B * T;
   const std::int64_t nc = std::int64_t(N) * C;
   core::NvtxRange range("forward");
   if (fp8_) fp8_->begin_step();
@@ -617,18 +624,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   else
     layernorm_forward(lnf_.as<bf16>(), lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, weight(off_["lnf_w"]), weight(off_["lnf_b"]), N, C,
                       stream_);
-  mark("lm_head");
-  linear_forward(-1, 4, logits_.get(), true, lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp);
-  if (fp8_) fp8_->observe(-1, "logits", logits_.as<float>(), std::int64_t(N) * Vp);
-  mark("loss");
-  if (fuses_loss_cast()) {  // the FP8 head's gradient, cast in the loss kernel
-    const int sg = saved(-1, 4).sg;
-    cross_entropy_forward_backward_fp8(losses_.as<float>(), f8_dy_.as<std::uint8_t>(), logits_.as<float>(), targets_.as<int>(), N,
-                                       cfg_.vocab, Vp, fp8_->scale(sg), fp8_->format(sg), fp8_->overflow(), fp8_->stats(sg), stream_);
-  } else {
-    cross_entropy_forward_backward(losses_.as<float>(), dlogits_.as<bf16>(), logits_.as<float>(), targets_.as<int>(), N, cfg_.vocab, Vp,
-                                   stream_);
-  }
+  head_and_loss();
   if (fp8_) fp8_->observe(-1, "loss", losses_.as<float>(), N);
   group_tokens(inputs);  // on the host while the GPU works
   std::vector<float> losses(static_cast<std::size_t>(N));
@@ -638,6 +634,38 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   double sum = 0;
   for (float l : losses) sum += l;
   return float(sum / N);
+}
+
+// The head's forward and the loss over rows [r0, r0 + n) of each chunk; with a chunked head the
+// chunk's backward follows at once (dgrad into the final norm's output gradient, wgrad added to
+// the head's gradient, zeroed here instead of in backward), so the next chunk can reuse the
+// logits and their gradient. Every chunk of an FP8 head casts its own input rows (the wgrad reads
+// the chunk's transpose) and reuses the weight the first chunk cast (delayed scaling: one scale
+// for the step); the statistics add up over the chunks as over one cast.
+void GpuGpt::head_and_loss() {
+  const int N = B_ * T_, C = cfg_.d_model, Vp = cfg_.padded_vocab(), R = int(head_rows_);
+  const bf16* lnf = lnf_.as<bf16>();
+  if (head_chunked()) FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
+  for (int r0 = 0; r0 < N; r0 += R) {
+    const int n = std::min(R, N - r0);
+    mark("lm_head");
+    linear_forward(-1, 4, logits_.get(), true, lnf + std::int64_t(r0) * C, off_["lm_head"], -1, n, C, Vp, false, r0 > 0);
+    if (fp8_) fp8_->observe(-1, "logits", logits_.as<float>(), std::int64_t(n) * Vp);
+    mark("loss");
+    if (fuses_loss_cast()) {  // the FP8 head's gradient, cast in the loss kernel
+      const int sg = saved(-1, 4).sg;
+      cross_entropy_forward_backward_fp8(losses_.as<float>() + r0, f8_dy_.as<std::uint8_t>(), logits_.as<float>(), targets_.as<int>() + r0,
+                                         n, N, cfg_.vocab, Vp, fp8_->scale(sg), fp8_->format(sg), fp8_->overflow(), fp8_->stats(sg),
+                                         stream_);
+    } else {
+      cross_entropy_forward_backward(losses_.as<float>() + r0, dlogits_.as<bf16>(), logits_.as<float>(), targets_.as<int>() + r0, n, N,
+                                     cfg_.vocab, Vp, stream_);
+    }
+    if (!head_chunked()) break;
+    mark("lm_head");
+    linear_backward(-1, 4, dbuf_.as<bf16>() + std::int64_t(r0) * C, dlogits_.as<bf16>(), lnf + std::int64_t(r0) * C, off_["lm_head"], -1, n,
+                    C, Vp, nullptr, fuses_loss_cast());
+  }
 }
 
 void GpuGpt::attention_backward(int l, LayerActs& a) {
@@ -680,10 +708,13 @@ void GpuGpt::attention_backward(int l, LayerActs& a) {
 void GpuGpt::backward() {
   const int B = B_, T = T_, C = cfg_.d_model, N = B * T, Vp = cfg_.padded_vocab();
   core::NvtxRange range("backward");
-  FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
   float* partials = partials_.as<float>();
-  mark("lm_head");
-  linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp, nullptr, fuses_loss_cast());
+  if (!head_chunked()) {  // else forward ran the head's backward chunk by chunk
+    FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
+    mark("lm_head");
+    linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp, nullptr,
+                    fuses_loss_cast());
+  }
   mark("layernorm");
   FP8S_CUDA(cudaMemsetAsync(dx_.get(), 0, dx_.size(), stream_));
   const bf16* last = acts_.back().x_out.as<bf16>();

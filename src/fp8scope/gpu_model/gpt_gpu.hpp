@@ -30,16 +30,21 @@ struct AdamWSettings {
 class GpuGpt {
  public:
   // fp8: nullptr for the BF16 model. flash_attention: the fused attention kernels
-  // (flash_attention.cu: head size 64, T a multiple of 64, not with fp8_attention) instead of
-  // the materialised scores and probabilities; throws std::invalid_argument otherwise.
+  // (flash_attention.cu: head size 64 or 128, T a multiple of 64, not with fp8_attention)
+  // instead of the materialised scores and probabilities; throws std::invalid_argument
+  // otherwise. lm_head_chunk: the fused LM head (model::lm_head_rows): forward runs the head,
+  // the loss and the head's backward over chunks of that many tokens, so the [B*T x V] logits
+  // never exist; 0: the whole batch's logits at once (what logits() reads).
   GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8 = nullptr,
-         bool flash_attention = false);
+         bool flash_attention = false, int lm_head_chunk = 0);
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> grads() const;
-  std::vector<float> logits() const;  // [B*T][padded vocab], FP32
+  std::vector<float> logits() const;  // [B*T][padded vocab], FP32; throws when the head is chunked
 
-  float forward(const int* inputs, const int* targets);  // host tokens; returns the mean loss
+  // Host tokens; returns the mean loss. With a chunked head it also runs the head's backward
+  // (its gradients, and the final norm's output gradient), which backward() then skips.
+  float forward(const int* inputs, const int* targets);
   void backward();
   // Clips to grad_clip by global norm, AdamW step at lr; returns the norm before clipping.
   float step(float lr, float grad_clip, const AdamWSettings& a);
@@ -79,8 +84,14 @@ class GpuGpt {
   // lm_head), layer -1 for the head. out is BF16, or FP32 when out_fp32. In FP8 the input is
   // cast here, unless x_ready (a fused LayerNorm/GELU already wrote f8_x_ and the saved
   // transpose).
+  // w_cast: the FP8 weight and its transpose (f8_w_, the saved w_t) are already this step's
+  // (an earlier chunk of the head cast them).
   void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                      int OC, bool x_ready = false);
+                      int OC, bool x_ready = false, bool w_cast = false);
+  // The LM head and the loss of forward (and with a chunked head the head's backward): writes
+  // losses_.
+  void head_and_loss();
+  bool head_chunked() const { return head_rows_ < std::int64_t(B_) * T_; }
   // act_pre (FP8 only, see fuses_activation_backward): dout is the gradient of the MLP's
   // activation of act_pre (GELU, or SwiGLU of fc1's output, [N][OC / 2] then), and the
   // activation's backward happens inside the gradient's cast. dy_ready (FP8 only, see
@@ -143,6 +154,7 @@ class GpuGpt {
 
   model::GptConfig cfg_;
   int B_, T_;
+  std::int64_t head_rows_;  // rows of logits at once (model::lm_head_rows)
   cudaStream_t stream_;
   GemmCache gemms_;
   std::vector<model::ParamTensor> layout_;

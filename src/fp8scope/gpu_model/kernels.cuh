@@ -129,16 +129,18 @@ void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, c
 std::int64_t bias_backward_scratch_floats(int OC);
 void bias_backward(float* dbias, float* scratch, const bf16* dout, int N, int OC, cudaStream_t s);
 
-// loss.cu: per-row cross-entropy over the first V of Vp logits; writes losses[N] and
-// dlogits = (softmax - onehot) / N (zero in the padded columns).
-void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
+// loss.cu: per-row cross-entropy over the first V of Vp logits of N rows; writes losses[N]
+// and dlogits = (softmax - onehot) / n_mean (zero in the padded columns). n_mean: the tokens
+// the loss is the mean over (N, or the whole batch when these rows are one chunk of it).
+void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int n_mean, int V, int Vp,
                                     cudaStream_t s);
 // The same with the gradient written as FP8 (the codes fp8::quantize gives its BF16 values,
 // with the same statistics), for an FP8 LM head whose gradient scale is known before the loss
 // (delayed scaling). Only where cross_entropy_fp8_fits(Vp).
 bool cross_entropy_fp8_fits(int Vp);
-void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
-                                        const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int n_mean,
+                                        int V, int Vp, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
+                                        cudaStream_t s);
 
 // optimizer.cu
 void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s);

@@ -126,10 +126,10 @@ __device__ __forceinline__ void row_max_sum(float& m, float& s) {
 // log-sum-exp from the cluster, then the loss and the gradient of the part.
 template <class Grad>
 __device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64_t row, float* losses, Grad& grad, const float* logits,
-                                                       const int* targets, int N, int V, int Vp) {
+                                                       const int* targets, int n_mean, int V, int Vp) {
   const int part = int(blockIdx.x % kParts);           // the block's rank in its cluster
   const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
-  const float inv_n = 1.0f / N, log2_n = log2f(float(N));
+  const float inv_n = 1.0f / n_mean, log2_n = log2f(float(n_mean));
   const float* zs = reinterpret_cast<const float*>(part4);
   const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
   // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
@@ -191,23 +191,23 @@ __device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64
 // 1534 us as resident clusters, side by side on an H200; 8 loads per batch: slower for both).
 template <class Grad>
 __global__ void __launch_bounds__(kPartThreads)
-    cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp) {
+    cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets, int N, int n_mean, int V, int Vp) {
   extern __shared__ float4 part4[];
   grad.setup();
   if constexpr (Grad::kResident) {
     for (std::int64_t row = blockIdx.x / kParts; row < N; row += gridDim.x / kParts) {
-      cross_entropy_part_row(part4, row, losses, grad, logits, targets, N, V, Vp);
+      cross_entropy_part_row(part4, row, losses, grad, logits, targets, n_mean, V, Vp);
       __syncthreads();  // the next row overwrites the part
     }
   } else {
-    cross_entropy_part_row(part4, blockIdx.x / kParts, losses, grad, logits, targets, N, V, Vp);
+    cross_entropy_part_row(part4, blockIdx.x / kParts, losses, grad, logits, targets, n_mean, V, Vp);
   }
   grad.finish();
 }
 
 // Any V and Vp: one pass for the running max and the sum of exponentials (rescaled when the
 // max moves), combined across the block; a second pass over memory writes the gradient.
-__global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp) {
+__global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* logits, const int* targets, int n_mean, int V, int Vp) {
   const std::int64_t row = blockIdx.x;
   const float* z = logits + row * Vp;
   float m = -FLT_MAX, s = 0.0f;
@@ -218,7 +218,7 @@ __global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* 
   }
   block_combine(m, s);
   const int target = targets[row];
-  const float lse = m + __logf(s), inv_n = 1.0f / N;
+  const float lse = m + __logf(s), inv_n = 1.0f / n_mean;
   if (threadIdx.x == 0) losses[row] = lse - z[target];
   for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
     const float p = v < V ? __expf(z[v] - lse) : 0.0f;
@@ -232,7 +232,7 @@ static_assert(kParts == model::kCrossEntropyParts);
 bool parts_fit(int Vp) { return core::device_compute_capability() >= 90 && model::cross_entropy_parts_shape_fits(Vp); }
 
 template <class Grad>
-void launch_parts(float* losses, Grad grad, const float* logits, const int* targets, int N, int V, int Vp, cudaStream_t s) {
+void launch_parts(float* losses, Grad grad, const float* logits, const int* targets, int N, int n_mean, int V, int Vp, cudaStream_t s) {
   const int part_bytes = Vp / kParts * int(sizeof(float));
   core::allow_dynamic_smem(cross_entropy_parts_kernel<Grad>, part_bytes);
   cudaLaunchConfig_t cfg{};
@@ -257,24 +257,27 @@ void launch_parts(float* losses, Grad grad, const float* logits, const int* targ
     asked_bytes = part_bytes;
   }
   cfg.gridDim = dim3(unsigned((Grad::kResident ? std::min(N, resident) : N) * kParts));
-  cudaLaunchKernelEx(&cfg, cross_entropy_parts_kernel<Grad>, losses, grad, logits, targets, N, V, Vp);
+  cudaLaunchKernelEx(&cfg, cross_entropy_parts_kernel<Grad>, losses, grad, logits, targets, N, n_mean, V, Vp);
 }
 
 }  // namespace
 
-void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
+void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int n_mean, int V, int Vp,
                                     cudaStream_t s) {
   if (parts_fit(Vp))
-    launch_parts(losses, Bf16Grad{dlogits}, logits, targets, N, V, Vp, s);
+    launch_parts(losses, Bf16Grad{dlogits}, logits, targets, N, n_mean, V, Vp, s);
   else
-    cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, N, V, Vp);
+    cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, n_mean, V, Vp);
 }
 
 bool cross_entropy_fp8_fits(int Vp) { return parts_fit(Vp); }
 
-void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
-                                        const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::with_kind(f, o, [&](auto k) { launch_parts(losses, Fp8Grad<decltype(k)>{dlogits, scale, stats}, logits, targets, N, V, Vp, s); });
+void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int n_mean,
+                                        int V, int Vp, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
+                                        cudaStream_t s) {
+  fp8::with_kind(f, o, [&](auto k) {
+    launch_parts(losses, Fp8Grad<decltype(k)>{dlogits, scale, stats}, logits, targets, N, n_mean, V, Vp, s);
+  });
 }
 
 }  // namespace fp8scope::gpu_model

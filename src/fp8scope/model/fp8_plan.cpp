@@ -18,10 +18,27 @@ std::optional<Fp8Variant> parse_variant(const std::string& s) {
 
 std::string to_string(Fp8Variant v) { return v == Fp8Variant::custom ? "custom" : v == Fp8Variant::fused ? "fused" : "fp8_attention"; }
 
-double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
+std::int64_t lm_head_rows(int B, int T, int chunk, const Fp8ModelConfig* f) {
+  const std::int64_t N = std::int64_t(B) * T;
+  const bool chunkable = !f || !f->fp8("lm_head") || f->recipe.scaling == fp8::Scaling::delayed;
+  return chunk > 0 && chunk < N && chunkable ? chunk : N;
+}
+
+// A multiple of 16 keeps every chunk's FP8 copies 16-byte aligned (the GEMMs' rule) with the
+// transposed ones' rows a multiple of 16 bytes long.
+std::string check_lm_head_chunk(int chunk) {
+  if (chunk < 0 || chunk % 16 != 0) return fmt::format("lm_head_chunk={} must be 0 (the whole batch) or a multiple of 16 tokens", chunk);
+  return {};
+}
+
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk) {
   const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab(), F = c.ffn_width();
-  const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), Vp});
-  const double scratch = N * F + widest * C + 2 * N * widest;  // cast input, weight, gradient and its transpose
+  const double R = double(lm_head_rows(B, T, lm_head_chunk, &f));  // rows of logits at once
+  // Cast input, weight, and the gradient with its transpose (the head's: one chunk of rows),
+  // as wide as the widest FP8 linear needs (GpuGpt's f8_x_, f8_w_, f8_dy_, f8_dy_t_).
+  const bool head = f.fp8("lm_head");
+  const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), head ? Vp : 0.0});
+  const double scratch = N * std::max(C, F) + widest * C + 2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
   // Per linear, the input's FP8 transpose kept for wgrad, the FP8 weight and its transpose.
   double saved = 0, weights = 0, bf16_inputs = 0, shared = 0;
   for (const auto& l : linear_shapes(c)) {
@@ -40,7 +57,7 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   // The loss writes the FP8 head's gradient itself (GpuGpt::fuses_loss_cast, assuming the
   // Hopper GPU its fast path needs): no BF16 gradient of the logits.
   const bool loss_casts = f.fp8("lm_head") && f.recipe.scaling == fp8::Scaling::delayed && cross_entropy_parts_shape_fits(c.padded_vocab());
-  const double dlogits = loss_casts ? N * Vp * 2 : 0.0;
+  const double dlogits = loss_casts ? R * Vp * 2 : 0.0;
   return scratch + saved + weights + att + shared - bf16_inputs - dlogits + per_block_bytes(c, B, T, f);
 }
 

@@ -69,12 +69,23 @@ inline bool cross_entropy_parts_shape_fits(std::int64_t Vp) {
   return Vp % (8 * kCrossEntropyParts) == 0 && Vp / kCrossEntropyParts * 4 <= 200 * 1024;
 }
 
+// The fused LM head (GpuGpt): the head's forward, the loss and the head's backward run one
+// chunk of `chunk` tokens after another, so only that chunk's FP32 logits and their gradient
+// exist. The rows of logits the model holds at once: `chunk` where 0 < chunk < B*T and the
+// head's casts need nothing of the whole gradient first (a BF16 head, or an FP8 head under
+// delayed scaling, whose scales are last step's; current scaling measures the whole tensor
+// before its cast, per-row / per-block scaling scales the wgrad's copy along the tokens), else
+// B*T. f: nullptr for BF16. check_lm_head_chunk: "" or the line that refuses a chunk.
+std::int64_t lm_head_rows(int B, int T, int chunk, const Fp8ModelConfig* f);
+std::string check_lm_head_chunk(int chunk);
+
 // Device memory FP8 adds to gpu_training_bytes (negative where it saves): the FP8 copies and
 // transposes of the GEMM operands (the transposes kept for backward, the block weights cast
 // at the start of a step, the scratch of the current GEMM) against the BF16 inputs of the
 // FP8 linears that then need not be kept per layer, and the logits' BF16 gradient where the
 // loss writes the FP8 head's gradient itself (delayed scaling, on a Hopper GPU).
-double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
+// lm_head_chunk: as lm_head_rows takes it.
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0);
 // The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
 // kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
 double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);

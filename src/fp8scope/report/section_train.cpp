@@ -10,6 +10,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -70,8 +71,8 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
   constexpr double kMiB = 1 << 20;
   Table t{
       "Device memory by part, MiB: the estimate checked before the run (parameters with their BF16 copy, gradients and AdamW "
-      "state; activations kept for backward; the LM head's FP32 logits and BF16 gradient; scratch; what FP8 adds, or saves "
-      "where negative) beside the allocations' measured peak",
+      "state; activations kept for backward; the LM head's FP32 logits and BF16 gradient, one chunk's where lm_head_chunk "
+      "chunks the head; scratch; what FP8 adds, or saves where negative) beside the allocations' measured peak",
       {"run", "parameters", "activations", "logits", "scratch", "FP8", "estimate", "measured peak", "estimate / peak"},
       {}};
   for (auto& r : recs) {
@@ -81,16 +82,18 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
     const model::GptConfig c = model::gpt_config_from(p);
     const int B = p.value("batch", 0), T = p.value("seq_len", 0);
     if (c.d_model <= 0 || c.n_layer <= 0 || B <= 0 || T <= 0) continue;
-    const model::TrainingBytes b = model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash");
     const bool fp8 = p.value("precision", std::string("bf16")) == "fp8";
-    double delta = 0.0;
+    const int chunk = p.value("lm_head_chunk", 0);  // absent: the whole batch's logits (older records)
+    std::optional<model::Fp8ModelConfig> f;
     if (fp8) {
       try {  // a record probe_train wrote names every FP8 field; one that does not gets no estimate
-        delta = model::gpu_fp8_bytes_delta(c, B, T, model::fp8_config_from(p));
+        f = model::fp8_config_from(p);
       } catch (const json::exception&) {
-        delta = NAN;
       }
     }
+    const model::TrainingBytes b = model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
+                                                                     model::lm_head_rows(B, T, chunk, f ? &*f : nullptr));
+    const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_delta(c, B, T, *f, chunk) : NAN;
     const double estimate = (b.total() + delta) / kMiB;
     t.rows.push_back({label_of(p), fmt_num(b.parameters / kMiB, 0), fmt_num(b.activations / kMiB, 0), fmt_num(b.logits / kMiB, 0),
                       fmt_num(b.scratch / kMiB, 0),
