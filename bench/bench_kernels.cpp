@@ -292,10 +292,13 @@ void bm_softmax(benchmark::State& state, bool backward) {
   report(state, s, backward ? double(n) * (1 + 2 + 2) : double(n) * (2 + 2));
 }
 
-// fp8: the gradient written as E4M3 codes with the cast's statistics (the FP8 LM head's path).
-void bm_cross_entropy(benchmark::State& state, bool fp8_grad) {
+// fp8: the gradient written as E5M2 codes with the cast's statistics (the FP8 LM head's path);
+// bf16_logits: the head's BF16 output read instead of FP32 (logits: bf16).
+void bm_cross_entropy(benchmark::State& state, bool fp8_grad, bool bf16_logits) {
   if (skip(state)) return;
   auto logits = random_f32(N * V, 1.0f, 1);
+  core::DeviceBuffer logits16(std::size_t(N * V) * 2);
+  gpu_model::cast_to_bf16(logits16.as<bf16>(), logits.as<float>(), N * V, bench::stream());
   core::DeviceBuffer dl(std::size_t(N * V) * 2), losses(std::size_t(N) * 4), targets(std::size_t(N) * 4);
   FP8S_CUDA(cudaMemset(targets.get(), 0, targets.size()));
   // The FP8 gradient as the step casts it: E5M2 (HYBRID's backward format) with the scale
@@ -304,15 +307,21 @@ void bm_cross_entropy(benchmark::State& state, bool fp8_grad) {
                                             V - 47, V, bench::stream());
   const auto f = fp8::Format::e5m2;
   const CastTarget c(fp8::info(f).max / bf16_amax(dl, N * V));
-  const double s = bench::run_timed(state, [&] {
+  auto run = [&](const auto* z) {
     if (fp8_grad)
-      gpu_model::cross_entropy_forward_backward_fp8(losses.as<float>(), dl.as<std::uint8_t>(), logits.as<float>(), targets.as<int>(),
-                                                    int(N), int(N), V - 47, V, c.s(), f, fp8::Overflow::satfinite, c.st(), bench::stream());
+      gpu_model::cross_entropy_forward_backward_fp8(losses.as<float>(), dl.as<std::uint8_t>(), z, targets.as<int>(), int(N), int(N), V - 47,
+                                                    V, c.s(), f, fp8::Overflow::satfinite, c.st(), bench::stream());
     else
-      gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), logits.as<float>(), targets.as<int>(), int(N), int(N),
-                                                V - 47, V, bench::stream());
+      gpu_model::cross_entropy_forward_backward(losses.as<float>(), dl.as<bf16>(), z, targets.as<int>(), int(N), int(N), V - 47, V,
+                                                bench::stream());
+  };
+  const double s = bench::run_timed(state, [&] {
+    if (bf16_logits)
+      run(logits16.as<bf16>());
+    else
+      run(logits.as<float>());
   });
-  report(state, s, double(N) * V * (4 + (fp8_grad ? 1 : 2)));
+  report(state, s, double(N) * V * ((bf16_logits ? 2 : 4) + (fp8_grad ? 1 : 2)));
 }
 
 void bm_residual(benchmark::State& state) {
@@ -417,8 +426,10 @@ int main(int argc, char** argv) {
   reg("attention_flash/backward/hs128", [](benchmark::State& s) { bm_attention(s, true, 128); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
-  reg("cross_entropy/forward_backward", [](benchmark::State& s) { bm_cross_entropy(s, false); });
-  reg("cross_entropy/forward_backward_fp8", [](benchmark::State& s) { bm_cross_entropy(s, true); });
+  reg("cross_entropy/forward_backward", [](benchmark::State& s) { bm_cross_entropy(s, false, false); });
+  reg("cross_entropy/forward_backward_fp8", [](benchmark::State& s) { bm_cross_entropy(s, true, false); });
+  reg("cross_entropy/forward_backward/bf16_logits", [](benchmark::State& s) { bm_cross_entropy(s, false, true); });
+  reg("cross_entropy/forward_backward_fp8/bf16_logits", [](benchmark::State& s) { bm_cross_entropy(s, true, true); });
   reg("residual/forward", bm_residual);
   reg("adamw/124M", bm_adamw);
   benchmark::Initialize(&argc, argv);

@@ -23,7 +23,7 @@ void bm_step(benchmark::State& state, std::optional<model::Fp8Variant> variant, 
   model::Fp8ModelConfig f;
   f.variant = variant.value_or(model::Fp8Variant::custom);
   f.tap_interval = 100;
-  gpu_model::GpuGpt gpt(cfg, B, T, bench::stream(), variant ? &f : nullptr, flash);
+  gpu_model::GpuGpt gpt(cfg, B, T, bench::stream(), variant ? &f : nullptr, {.flash_attention = flash});
   gpt.set_params(model::init_params(cfg, 1));
   model::MarkovTokens data(cfg.vocab, 1);
   std::vector<int> in, tg;

@@ -136,7 +136,7 @@ void expect_step_matches_emulation(const model::GptConfig& cfg, const model::Fp8
   std::vector<int> in, tg;
   data.next_batch(B, T, in, tg);
 
-  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f, flash);
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f, {.flash_attention = flash});
   gpu.set_params(init);
   const float gl = gpu.forward(in.data(), tg.data());
   gpu.backward();
@@ -430,8 +430,8 @@ struct HeadRun {
   std::vector<float> loss, norm, grads;
   std::vector<double> amax;
 };
-HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, int B, int T, bool flash, int chunk) {
-  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, f, flash, chunk);
+HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, int B, int T, bool flash, int chunk, bool bf16_logits) {
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, f, {.flash_attention = flash, .lm_head_chunk = chunk, .bf16_logits = bf16_logits});
   gpu.set_params(model::init_params(cfg, 11));
   model::MarkovTokens data(cfg.vocab, 4);
   std::vector<int> in, tg;
@@ -449,11 +449,11 @@ HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, in
 }
 }  // namespace
 
-class ChunkedLmHead : public ::testing::TestWithParam<std::tuple<std::string, model::Arch>> {};
+class ChunkedLmHead : public ::testing::TestWithParam<std::tuple<std::string, model::Arch, bool>> {};
 
 TEST_P(ChunkedLmHead, GivesTheWholeBatchStepsAndGradients) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [precision, arch] = GetParam();
+  const auto [precision, arch, bf16_logits] = GetParam();
   auto cfg = tiny(96);
   int B = 4, T = 32;
   const bool llama = arch == model::Arch::llama;
@@ -466,7 +466,7 @@ TEST_P(ChunkedLmHead, GivesTheWholeBatchStepsAndGradients) {
   if (precision == "fp8_custom_e4m3") f = fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::e4m3, fp8::Scaling::delayed);
   const model::Fp8ModelConfig* fp = f ? &*f : nullptr;
   ASSERT_EQ(model::lm_head_rows(B, T, 48, fp), 48);
-  const HeadRun whole = run_head(cfg, fp, B, T, llama, 0), chunked = run_head(cfg, fp, B, T, llama, 48);
+  const HeadRun whole = run_head(cfg, fp, B, T, llama, 0, bf16_logits), chunked = run_head(cfg, fp, B, T, llama, 48, bf16_logits);
   const double tol = f ? 1e-2 : 1e-3;
   for (std::size_t s = 0; s < whole.loss.size(); ++s) {
     EXPECT_NEAR(chunked.loss[s], whole.loss[s], tol * 1e-2 * whole.loss[s]) << "step " << s;
@@ -481,19 +481,22 @@ TEST_P(ChunkedLmHead, GivesTheWholeBatchStepsAndGradients) {
   ASSERT_EQ(chunked.amax.size(), whole.amax.size());
   for (std::size_t i = 0; i < whole.amax.size(); ++i) EXPECT_NEAR(chunked.amax[i], whole.amax[i], 0.02 * whole.amax[i]) << "tap " << i;
   const bool same = chunked.loss == whole.loss && chunked.norm == whole.norm && chunked.grads == whole.grads;
-  std::printf("%s %s: chunked head %s the whole batch's steps (worst gradient rel_err %.2e)\n", precision.c_str(), llama ? "llama" : "gpt2",
-              same ? "gives the bits of" : "differs from", worst);
+  std::printf("%s %s %s logits: chunked head %s the whole batch's steps (worst gradient rel_err %.2e)\n", precision.c_str(),
+              llama ? "llama" : "gpt2", bf16_logits ? "bf16" : "fp32", same ? "gives the bits of" : "differs from", worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(Heads, ChunkedLmHead,
                          ::testing::Combine(::testing::Values("bf16", "fp8_fused", "fp8_custom_e4m3"),
-                                            ::testing::Values(model::Arch::gpt2, model::Arch::llama)),
-                         [](const auto& info) { return std::get<0>(info.param) + "_" + model::to_string(std::get<1>(info.param)); });
+                                            ::testing::Values(model::Arch::gpt2, model::Arch::llama), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + model::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_bf16_logits" : "_fp32_logits");
+                         });
 
 // A chunked head keeps one chunk's logits: logits() refuses rather than return a part.
 TEST(ChunkedLmHeadLogits, AreRefusedWhenTheHeadRunsInChunks) {
   FP8SCOPE_REQUIRE_GPU();
-  gpu_model::GpuGpt gpu(tiny(96), 4, 32, nullptr, nullptr, false, 48);
+  gpu_model::GpuGpt gpu(tiny(96), 4, 32, nullptr, nullptr, {.lm_head_chunk = 48});
   EXPECT_THROW(gpu.logits(), std::logic_error);
-  EXPECT_THROW(gpu_model::GpuGpt(tiny(96), 4, 32, nullptr, nullptr, false, 40), std::invalid_argument);  // not a multiple of 16
+  EXPECT_THROW(gpu_model::GpuGpt(tiny(96), 4, 32, nullptr, nullptr, {.lm_head_chunk = 40}), std::invalid_argument);  // not a multiple of 16
 }

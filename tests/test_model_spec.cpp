@@ -467,3 +467,26 @@ TEST(LmHeadChunks, ShrinkTheLogitsAndTheHeadsFp8Scratch) {
   const double d2 = model::gpu_fp8_bytes_delta(c, 16, 1024, bf16_head);
   EXPECT_DOUBLE_EQ(d2, model::gpu_fp8_bytes_delta(c, 16, 1024, bf16_head, 4096));
 }
+
+// BF16 logits: half the bytes the head's output and the loss's input take (estimate and cost
+// model); a chunked head's wgrad reads and writes its FP32 weight gradient once per chunk.
+TEST(LmHeadChunks, Bf16LogitsAndTheChunksInTheCostModel) {
+  model::GptConfig c;
+  c.vocab = 50304, c.d_model = 768, c.n_layer = 12, c.n_head = 12, c.max_seq = 1024;
+  const double N = 16.0 * 1024, V = 50304, C = 768;
+  EXPECT_DOUBLE_EQ(model::gpu_training_bytes_by_part(c, 16, 1024, true, 0, true).logits, N * V * (2 + 2));
+  EXPECT_DOUBLE_EQ(model::gpu_training_bytes_by_part(c, 16, 1024, true, 4096, true).logits, 4096 * V * (2 + 2));
+  model::StepShape s;
+  s.model = c, s.batch = 16, s.seq_len = 1024;
+  auto find = [](const std::vector<model::PhaseCost>& costs, const std::string& name) {
+    for (const auto& p : costs)
+      if (p.phase == name) return p;
+    return model::PhaseCost{};
+  };
+  EXPECT_DOUBLE_EQ(find(model::step_costs(s), "loss").bytes, N * V * (4 + 2));
+  s.bf16_logits = true;
+  EXPECT_DOUBLE_EQ(find(model::step_costs(s), "loss").bytes, N * V * (2 + 2));
+  EXPECT_DOUBLE_EQ(find(model::step_costs(s), "lm_head").serial_bytes, 0.0);  // BF16 head, whole
+  s.head_chunks = 4;
+  EXPECT_DOUBLE_EQ(find(model::step_costs(s), "lm_head").serial_bytes, 3 * V * C * 8);
+}

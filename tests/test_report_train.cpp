@@ -70,6 +70,28 @@ TEST(TrainReport, Fp8AgainstTheBf16RunOfTheSameSetup) {
   EXPECT_NE(md.find("| +1.00 | -2.50 | -2.00 |"), std::string::npos) << md;  // gelu, matmul, step
 }
 
+// The LM head's setup is part of the twin: an FP8 run in chunks of 4096 with BF16 logits is
+// compared with the BF16 run of that head, not with the whole-batch one.
+TEST(TrainReport, Fp8TwinHasTheSameLmHead) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "heads"}};
+  auto rec = [](const char* precision, int chunk, const char* logits, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},          {"n_head", 12},         {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"precision", precision}, {"attention", "flash"}, {"lm_head_chunk", chunk},
+                    {"logits", logits}};
+    core::Record r = core::make_record(fmt::format("{}-{}-{}", precision, chunk, logits), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    return r;
+  };
+  f.records = {rec("bf16", 0, "fp32", 100000.0), rec("bf16", 4096, "bf16", 110000.0), rec("fp8", 4096, "bf16", 143000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"heads.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.300x"), std::string::npos) << md;          // 143000 / 110000
+  EXPECT_EQ(md.find("1.430x"), std::string::npos) << md;          // not against the whole-batch head
+  EXPECT_NE(md.find("head 4096/bf16"), std::string::npos) << md;  // the figures' groups name the head
+}
+
 // With step-time quartiles on both sides, "vs BF16" also gives the range they allow.
 TEST(TrainReport, Fp8RatioCarriesTheQuartileRange) {
   core::ResultFile f;

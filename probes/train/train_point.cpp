@@ -63,6 +63,14 @@ std::vector<core::ParamSpec> train_axes() {
        "GPU: the LM head, the loss and the head's backward run over chunks of this many tokens (a multiple of 16), so only one "
        "chunk's logits and gradient exist; 0: the whole batch's logits at once. A BF16 head, or an FP8 head under delayed "
        "scaling (other FP8 heads run whole)"},
+      {"logits",
+       K::string,
+       "fp32",
+       {"fp32", "bf16"},
+       0,
+       0,
+       "GPU: the LM head's output type; bf16 halves the bytes the head writes and the loss reads (the loss computes in FP32 "
+       "from it, as PyTorch's autocast hands BF16 logits to its loss)"},
   };
 }
 
@@ -106,6 +114,7 @@ TrainPoint train_point_from(const json& p) {
   t.ranks = p.value("ranks", 1);
   t.flash_attention = p.value("attention", std::string("materialized")) == "flash";
   t.lm_head_chunk = p.value("lm_head_chunk", 0);
+  t.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }
@@ -114,7 +123,7 @@ TrainPoint train_point_from(const json& p) {
 
 double gpu_bytes_needed(const TrainPoint& p, const model::Fp8ModelConfig* f) {
   return model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.flash_attention,
-                                   model::lm_head_rows(p.batch, p.seq_len, p.lm_head_chunk, f)) +
+                                   model::lm_head_rows(p.batch, p.seq_len, p.lm_head_chunk, f), p.bf16_logits) +
          (f ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *f, p.lm_head_chunk) : 0.0);
 }
 

@@ -19,24 +19,25 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
-GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8, bool flash_attention,
-               int lm_head_chunk)
+GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8,
+               const GpuGptOptions& options)
     : cfg_(cfg),
       B_(B),
       T_(T),
-      head_rows_(model::lm_head_rows(B, T, lm_head_chunk, fp8)),
+      head_rows_(model::lm_head_rows(B, T, options.lm_head_chunk, fp8)),
+      bf16_logits_(options.bf16_logits),
       stream_(stream),
       gemms_(stream),
       layout_(model::param_layout(cfg)),
       n_params_(model::param_count(cfg)),
-      flash_(flash_attention) {
+      flash_(options.flash_attention) {
   // The Llama block runs with the fused attention (grouped-query heads), so without FP8
   // attention; its RMSNorm and SwiGLU write FP8 in the fused variant.
-  if (cfg.llama() && (!flash_attention || (fp8 && fp8->attention())))
+  if (cfg.llama() && (!flash_ || (fp8 && fp8->attention())))
     throw std::invalid_argument("arch llama on the GPU needs the fused attention and the FP8 variant custom or fused");
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64 or 128, T a multiple of 64 and no fp8_attention");
-  if (auto e = model::check_lm_head_chunk(lm_head_chunk); !e.empty()) throw std::invalid_argument(e);
+  if (auto e = model::check_lm_head_chunk(options.lm_head_chunk); !e.empty()) throw std::invalid_argument(e);
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
@@ -84,7 +85,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   lnf_mean_ = core::DeviceBuffer(fl(N));
   lnf_rstd_ = core::DeviceBuffer(fl(N));
   const std::int64_t R = head_rows_;  // the head's rows at once: all N, or one chunk
-  logits_ = core::DeviceBuffer(fl(R * Vp));
+  logits_ = core::DeviceBuffer(bf16_logits_ ? bf(R * Vp) : fl(R * Vp));
   losses_ = core::DeviceBuffer(fl(N));
   if (!flash_) {  // per-head copies for the batched GEMMs (the fused kernels read heads in place)
     q_ = core::DeviceBuffer(bf(N * C));
@@ -219,6 +220,14 @@ std::vector<float> GpuGpt::grads() const {
 }
 std::vector<float> GpuGpt::logits() const {
   if (head_chunked()) throw std::logic_error("the LM head runs in chunks: only the last chunk's logits exist");
+  if (bf16_logits_) {
+    std::vector<bf16> h(logits_.size() / sizeof(bf16));
+    FP8S_CUDA(cudaMemcpy(h.data(), logits_.get(), logits_.size(), cudaMemcpyDeviceToHost));
+    std::vector<float> out;
+    out.reserve(h.size());
+    for (bf16 x : h) out.push_back(__bfloat162float(x));
+    return out;
+  }
   std::vector<float> out(logits_.size() / sizeof(float));
   FP8S_CUDA(cudaMemcpy(out.data(), logits_.get(), logits_.size(), cudaMemcpyDeviceToHost));
   return out;
@@ -649,18 +658,24 @@ void GpuGpt::head_and_loss() {
   for (int r0 = 0; r0 < N; r0 += R) {
     const int n = std::min(R, N - r0);
     mark("lm_head");
-    linear_forward(-1, 4, logits_.get(), true, lnf + std::int64_t(r0) * C, off_["lm_head"], -1, n, C, Vp, false, r0 > 0);
-    if (fp8_) fp8_->observe(-1, "logits", logits_.as<float>(), std::int64_t(n) * Vp);
+    linear_forward(-1, 4, logits_.get(), !bf16_logits_, lnf + std::int64_t(r0) * C, off_["lm_head"], -1, n, C, Vp, false, r0 > 0);
     mark("loss");
-    if (fuses_loss_cast()) {  // the FP8 head's gradient, cast in the loss kernel
-      const int sg = saved(-1, 4).sg;
-      cross_entropy_forward_backward_fp8(losses_.as<float>() + r0, f8_dy_.as<std::uint8_t>(), logits_.as<float>(), targets_.as<int>() + r0,
-                                         n, N, cfg_.vocab, Vp, fp8_->scale(sg), fp8_->format(sg), fp8_->overflow(), fp8_->stats(sg),
-                                         stream_);
-    } else {
-      cross_entropy_forward_backward(losses_.as<float>() + r0, dlogits_.as<bf16>(), logits_.as<float>(), targets_.as<int>() + r0, n, N,
-                                     cfg_.vocab, Vp, stream_);
-    }
+    // The logits as the head wrote them (FP32 or BF16): tapped, then the loss.
+    auto loss = [&](const auto* logits) {
+      if (fp8_) fp8_->observe(-1, "logits", logits, std::int64_t(n) * Vp);
+      if (fuses_loss_cast()) {  // the FP8 head's gradient, cast in the loss kernel
+        const int sg = saved(-1, 4).sg;
+        cross_entropy_forward_backward_fp8(losses_.as<float>() + r0, f8_dy_.as<std::uint8_t>(), logits, targets_.as<int>() + r0, n, N,
+                                           cfg_.vocab, Vp, fp8_->scale(sg), fp8_->format(sg), fp8_->overflow(), fp8_->stats(sg), stream_);
+      } else {
+        cross_entropy_forward_backward(losses_.as<float>() + r0, dlogits_.as<bf16>(), logits, targets_.as<int>() + r0, n, N, cfg_.vocab, Vp,
+                                       stream_);
+      }
+    };
+    if (bf16_logits_)
+      loss(logits_.as<bf16>());
+    else
+      loss(logits_.as<float>());
     if (!head_chunked()) break;
     mark("lm_head");
     linear_backward(-1, 4, dbuf_.as<bf16>() + std::int64_t(r0) * C, dlogits_.as<bf16>(), lnf + std::int64_t(r0) * C, off_["lm_head"], -1, n,

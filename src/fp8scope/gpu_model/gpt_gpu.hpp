@@ -27,20 +27,30 @@ struct AdamWSettings {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
 };
 
+// How the GPU model runs, beside its config and FP8 recipe.
+struct GpuGptOptions {
+  // The fused attention kernels (head size 64 or 128, T a multiple of 64, not with
+  // fp8_attention) instead of the materialised scores and probabilities.
+  bool flash_attention = false;
+  // The fused LM head (model::lm_head_rows): forward runs the head, the loss and the head's
+  // backward over chunks of this many tokens, so the [B*T x V] logits never exist; 0: the
+  // whole batch's logits at once (what logits() reads).
+  int lm_head_chunk = 0;
+  // The head writes its logits in BF16 (half the bytes written and read; the loss computes in
+  // FP32 from them, as PyTorch's autocast hands BF16 logits to its loss) instead of FP32.
+  bool bf16_logits = false;
+};
+
 class GpuGpt {
  public:
-  // fp8: nullptr for the BF16 model. flash_attention: the fused attention kernels
-  // (flash_attention.cu: head size 64 or 128, T a multiple of 64, not with fp8_attention)
-  // instead of the materialised scores and probabilities; throws std::invalid_argument
-  // otherwise. lm_head_chunk: the fused LM head (model::lm_head_rows): forward runs the head,
-  // the loss and the head's backward over chunks of that many tokens, so the [B*T x V] logits
-  // never exist; 0: the whole batch's logits at once (what logits() reads).
+  // fp8: nullptr for the BF16 model. Throws std::invalid_argument for options the shapes do not
+  // allow (see GpuGptOptions).
   GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8 = nullptr,
-         bool flash_attention = false, int lm_head_chunk = 0);
+         const GpuGptOptions& options = {});
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> grads() const;
-  std::vector<float> logits() const;  // [B*T][padded vocab], FP32; throws when the head is chunked
+  std::vector<float> logits() const;  // [B*T][padded vocab] as floats; throws when the head is chunked
 
   // Host tokens; returns the mean loss. With a chunked head it also runs the head's backward
   // (its gradients, and the final norm's output gradient), which backward() then skips.
@@ -154,7 +164,8 @@ class GpuGpt {
 
   model::GptConfig cfg_;
   int B_, T_;
-  std::int64_t head_rows_;  // rows of logits at once (model::lm_head_rows)
+  std::int64_t head_rows_;    // rows of logits at once (model::lm_head_rows)
+  bool bf16_logits_ = false;  // logits_ holds BF16 (GpuGptOptions)
   cudaStream_t stream_;
   GemmCache gemms_;
   std::vector<model::ParamTensor> layout_;

@@ -132,13 +132,19 @@ void bias_backward(float* dbias, float* scratch, const bf16* dout, int N, int OC
 // loss.cu: per-row cross-entropy over the first V of Vp logits of N rows; writes losses[N]
 // and dlogits = (softmax - onehot) / n_mean (zero in the padded columns). n_mean: the tokens
 // the loss is the mean over (N, or the whole batch when these rows are one chunk of it).
+// logits: FP32, or BF16 (the head's output in half the bytes; computed in FP32 all the same).
 void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int n_mean, int V, int Vp,
+                                    cudaStream_t s);
+void cross_entropy_forward_backward(float* losses, bf16* dlogits, const bf16* logits, const int* targets, int N, int n_mean, int V, int Vp,
                                     cudaStream_t s);
 // The same with the gradient written as FP8 (the codes fp8::quantize gives its BF16 values,
 // with the same statistics), for an FP8 LM head whose gradient scale is known before the loss
 // (delayed scaling). Only where cross_entropy_fp8_fits(Vp).
 bool cross_entropy_fp8_fits(int Vp);
 void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int n_mean,
+                                        int V, int Vp, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
+                                        cudaStream_t s);
+void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const bf16* logits, const int* targets, int N, int n_mean,
                                         int V, int Vp, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
                                         cudaStream_t s);
 

@@ -122,44 +122,63 @@ __device__ __forceinline__ void row_max_sum(float& m, float& s) {
 #endif
 }
 
-// One row's part: its logits into shared memory (part4) with the running (max, sum), the row's
-// log-sum-exp from the cluster, then the loss and the gradient of the part.
-template <class Grad>
-__device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64_t row, float* losses, Grad& grad, const float* logits,
+// The logits as the head wrote them: FP32, or BF16 (half the bytes; the loss computes in FP32
+// either way). A 16-byte load holds kPerLoad of them.
+template <class In>
+constexpr int kPerLoad = 16 / int(sizeof(In));
+
+// The running (max, sum) over four logits: one rescale when the max moves.
+__device__ __forceinline__ void add4(float& m, float& s, float a, float b, float d, float e) {
+  const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
+  if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
+  const float ml = m * core::kLog2e;
+  s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
+       core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
+}
+
+// One row's part: its logits into shared memory (part4, as FP32) with the running (max, sum),
+// the row's log-sum-exp from the cluster, then the loss and the gradient of the part.
+template <class Grad, class In>
+__device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64_t row, float* losses, Grad& grad, const In* logits,
                                                        const int* targets, int n_mean, int V, int Vp) {
+  constexpr int W = kPerLoad<In>;                      // logits per 16-byte load
   const int part = int(blockIdx.x % kParts);           // the block's rank in its cluster
   const int P4 = Vp / 4 / kParts, c0 = part * P4 * 4;  // float4s per part, first column
+  const int PL = P4 * 4 / W;                           // loads per part
   const float inv_n = 1.0f / n_mean, log2_n = log2f(float(n_mean));
   const float* zs = reinterpret_cast<const float*>(part4);
-  const float4* z = reinterpret_cast<const float4*>(logits + row * Vp + c0);
+  const uint4* z = reinterpret_cast<const uint4*>(logits + row * Vp + c0);
   // m starts at -FLT_MAX / 2 so that m log2 e stays finite (a padded column's -inf gives 0).
   float m = -FLT_MAX / 2, s = 0.0f;
   // kLoadBatch loads issued before any is used, so each thread keeps 64 bytes in flight (the
   // plain loop's branches left one 16-byte load in flight per thread); the elements are then
   // taken in the same order as before, so the sums round the same.
-  for (int i0 = threadIdx.x; i0 < P4; i0 += kLoadBatch * kPartThreads) {
-    float4 xs[kLoadBatch];
+  for (int i0 = threadIdx.x; i0 < PL; i0 += kLoadBatch * kPartThreads) {
+    uint4 xs[kLoadBatch];
 #pragma unroll
     for (int u = 0; u < kLoadBatch; ++u) {
       const int i = i0 + u * kPartThreads;
-      xs[u] = i < P4 ? z[i] : make_float4(0, 0, 0, 0);
+      xs[u] = i < PL ? z[i] : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kLoadBatch; ++u) {
       const int i = i0 + u * kPartThreads;
-      if (i >= P4) break;
-      const float4 x = xs[u];
-      part4[i] = x;
-      const int c = c0 + 4 * i;
-      float a = x.x, b = x.y, d = x.z, e = x.w;
-      if (c + 4 > V) {  // padded columns (c >= V) take no part
-        a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
+      if (i >= PL) break;
+      float x[W];
+      if constexpr (W == 4)
+        *reinterpret_cast<uint4*>(x) = xs[u];
+      else
+        fp8::unpack8(xs[u], x);
+#pragma unroll
+      for (int q = 0; q < W / 4; ++q) {
+        part4[i * (W / 4) + q] = make_float4(x[4 * q], x[4 * q + 1], x[4 * q + 2], x[4 * q + 3]);
+        const int c = c0 + W * i + 4 * q;
+        float a = x[4 * q], b = x[4 * q + 1], d = x[4 * q + 2], e = x[4 * q + 3];
+        if (c + 4 > V) {  // padded columns (c >= V) take no part
+          a = c < V ? a : -INFINITY, b = c + 1 < V ? b : -INFINITY, d = c + 2 < V ? d : -INFINITY, e = c + 3 < V ? e : -INFINITY;
+        }
+        add4(m, s, a, b, d, e);
       }
-      const float mx = fmaxf(fmaxf(a, b), fmaxf(d, e));
-      if (mx > m) s *= core::exp2_fast((m - mx) * core::kLog2e), m = mx;
-      const float ml = m * core::kLog2e;
-      s += core::exp2_fast(fmaf(a, core::kLog2e, -ml)) + core::exp2_fast(fmaf(b, core::kLog2e, -ml)) +
-           core::exp2_fast(fmaf(d, core::kLog2e, -ml)) + core::exp2_fast(fmaf(e, core::kLog2e, -ml));
     }
   }
   row_max_sum(m, s);
@@ -189,9 +208,9 @@ __device__ __forceinline__ void cross_entropy_part_row(float4* part4, std::int64
 // Resident clusters walk the rows; otherwise a cluster per row, with no loop around it (with
 // the batched loads, the BF16 launch measured 1395 us so, 1487 us inside a one-pass row loop and
 // 1534 us as resident clusters, side by side on an H200; 8 loads per batch: slower for both).
-template <class Grad>
+template <class Grad, class In>
 __global__ void __launch_bounds__(kPartThreads)
-    cross_entropy_parts_kernel(float* losses, Grad grad, const float* logits, const int* targets, int N, int n_mean, int V, int Vp) {
+    cross_entropy_parts_kernel(float* losses, Grad grad, const In* logits, const int* targets, int N, int n_mean, int V, int Vp) {
   extern __shared__ float4 part4[];
   grad.setup();
   if constexpr (Grad::kResident) {
@@ -207,21 +226,25 @@ __global__ void __launch_bounds__(kPartThreads)
 
 // Any V and Vp: one pass for the running max and the sum of exponentials (rescaled when the
 // max moves), combined across the block; a second pass over memory writes the gradient.
-__global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* logits, const int* targets, int n_mean, int V, int Vp) {
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+
+template <class In>
+__global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const In* logits, const int* targets, int n_mean, int V, int Vp) {
   const std::int64_t row = blockIdx.x;
-  const float* z = logits + row * Vp;
+  const In* z = logits + row * Vp;
   float m = -FLT_MAX, s = 0.0f;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
-    const float x = z[v];
+    const float x = to_float(z[v]);
     if (x > m) s *= __expf(m - x), m = x;
     s += __expf(x - m);
   }
   block_combine(m, s);
   const int target = targets[row];
   const float lse = m + __logf(s), inv_n = 1.0f / n_mean;
-  if (threadIdx.x == 0) losses[row] = lse - z[target];
+  if (threadIdx.x == 0) losses[row] = lse - to_float(z[target]);
   for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
-    const float p = v < V ? __expf(z[v] - lse) : 0.0f;
+    const float p = v < V ? __expf(to_float(z[v]) - lse) : 0.0f;
     dlogits[row * Vp + v] = __float2bfloat16((p - (v == target ? 1.0f : 0.0f)) * inv_n);
   }
 }
@@ -231,10 +254,11 @@ __global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const float* 
 static_assert(kParts == model::kCrossEntropyParts);
 bool parts_fit(int Vp) { return core::device_compute_capability() >= 90 && model::cross_entropy_parts_shape_fits(Vp); }
 
-template <class Grad>
-void launch_parts(float* losses, Grad grad, const float* logits, const int* targets, int N, int n_mean, int V, int Vp, cudaStream_t s) {
+template <class Grad, class In>
+void launch_parts(float* losses, Grad grad, const In* logits, const int* targets, int N, int n_mean, int V, int Vp, cudaStream_t s) {
   const int part_bytes = Vp / kParts * int(sizeof(float));
-  core::allow_dynamic_smem(cross_entropy_parts_kernel<Grad>, part_bytes);
+  const auto kernel = cross_entropy_parts_kernel<Grad, In>;
+  core::allow_dynamic_smem(kernel, part_bytes);
   cudaLaunchConfig_t cfg{};
   cfg.blockDim = dim3(kPartThreads);
   cfg.dynamicSmemBytes = std::size_t(part_bytes);
@@ -250,24 +274,41 @@ void launch_parts(float* losses, Grad grad, const float* logits, const int* targ
   thread_local int asked_bytes = -1, resident = 0;
   if (Grad::kResident && asked_bytes != part_bytes) {
     cfg.gridDim = dim3(unsigned(N * kParts));
-    if (cudaOccupancyMaxActiveClusters(&resident, cross_entropy_parts_kernel<Grad>, &cfg) != cudaSuccess || resident <= 0) {
+    if (cudaOccupancyMaxActiveClusters(&resident, kernel, &cfg) != cudaSuccess || resident <= 0) {
       cudaGetLastError();
       resident = 1 << 20;  // unknown: a cluster per row
     }
     asked_bytes = part_bytes;
   }
   cfg.gridDim = dim3(unsigned((Grad::kResident ? std::min(N, resident) : N) * kParts));
-  cudaLaunchKernelEx(&cfg, cross_entropy_parts_kernel<Grad>, losses, grad, logits, targets, N, n_mean, V, Vp);
+  cudaLaunchKernelEx(&cfg, kernel, losses, grad, logits, targets, N, n_mean, V, Vp);
+}
+
+template <class In>
+void bf16_grad(float* losses, bf16* dlogits, const In* logits, const int* targets, int N, int n_mean, int V, int Vp, cudaStream_t s) {
+  if (parts_fit(Vp))
+    launch_parts(losses, Bf16Grad{dlogits}, logits, targets, N, n_mean, V, Vp, s);
+  else
+    cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, n_mean, V, Vp);
+}
+
+template <class In>
+void fp8_grad(float* losses, std::uint8_t* dlogits, const In* logits, const int* targets, int N, int n_mean, int V, int Vp,
+              const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+  fp8::with_kind(f, o, [&](auto k) {
+    launch_parts(losses, Fp8Grad<decltype(k)>{dlogits, scale, stats}, logits, targets, N, n_mean, V, Vp, s);
+  });
 }
 
 }  // namespace
 
 void cross_entropy_forward_backward(float* losses, bf16* dlogits, const float* logits, const int* targets, int N, int n_mean, int V, int Vp,
                                     cudaStream_t s) {
-  if (parts_fit(Vp))
-    launch_parts(losses, Bf16Grad{dlogits}, logits, targets, N, n_mean, V, Vp, s);
-  else
-    cross_entropy_kernel<<<N, 512, 0, s>>>(losses, dlogits, logits, targets, n_mean, V, Vp);
+  bf16_grad(losses, dlogits, logits, targets, N, n_mean, V, Vp, s);
+}
+void cross_entropy_forward_backward(float* losses, bf16* dlogits, const bf16* logits, const int* targets, int N, int n_mean, int V, int Vp,
+                                    cudaStream_t s) {
+  bf16_grad(losses, dlogits, logits, targets, N, n_mean, V, Vp, s);
 }
 
 bool cross_entropy_fp8_fits(int Vp) { return parts_fit(Vp); }
@@ -275,9 +316,12 @@ bool cross_entropy_fp8_fits(int Vp) { return parts_fit(Vp); }
 void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const float* logits, const int* targets, int N, int n_mean,
                                         int V, int Vp, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
                                         cudaStream_t s) {
-  fp8::with_kind(f, o, [&](auto k) {
-    launch_parts(losses, Fp8Grad<decltype(k)>{dlogits, scale, stats}, logits, targets, N, n_mean, V, Vp, s);
-  });
+  fp8_grad(losses, dlogits, logits, targets, N, n_mean, V, Vp, scale, f, o, stats, s);
+}
+void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, const bf16* logits, const int* targets, int N, int n_mean,
+                                        int V, int Vp, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
+                                        cudaStream_t s) {
+  fp8_grad(losses, dlogits, logits, targets, N, n_mean, V, Vp, scale, f, o, stats, s);
 }
 
 }  // namespace fp8scope::gpu_model

@@ -51,11 +51,12 @@ std::string validate(const GptConfig& c, int seq_len, int batch) {
   return {};
 }
 
-double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention, std::int64_t logits_rows) {
-  return gpu_training_bytes_by_part(c, B, T, flash_attention, logits_rows).total();
+double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention, std::int64_t logits_rows, bool bf16_logits) {
+  return gpu_training_bytes_by_part(c, B, T, flash_attention, logits_rows, bf16_logits).total();
 }
 
-TrainingBytes gpu_training_bytes_by_part(const GptConfig& c, int B, int T, bool flash_attention, std::int64_t logits_rows) {
+TrainingBytes gpu_training_bytes_by_part(const GptConfig& c, int B, int T, bool flash_attention, std::int64_t logits_rows,
+                                         bool bf16_logits) {
   const double P = double(param_count(c)), N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab();
   const double att = flash_attention ? 0.0 : double(B) * c.n_head * T * T;
   const double lse = flash_attention ? double(B) * c.n_head * T * 4 : 0.0;
@@ -71,7 +72,7 @@ TrainingBytes gpu_training_bytes_by_part(const GptConfig& c, int B, int T, bool 
   TrainingBytes b;
   b.parameters = params;
   b.activations = L * per_layer;
-  b.logits = (logits_rows > 0 ? double(logits_rows) : N) * Vp * (4 + 2);
+  b.logits = (logits_rows > 0 ? double(logits_rows) : N) * Vp * ((bf16_logits ? 2 : 4) + 2);
   b.scratch = scratch + N * C * 2 * 2 + double(32u << 20);  // the final norm's output and its gradient
   return b;
 }

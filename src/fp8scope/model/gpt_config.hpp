@@ -55,17 +55,20 @@ std::string validate(const GptConfig& c, int seq_len, int batch);
 // copy, gradients and AdamW state; the activations kept for backward; scratch; the LM head's
 // logits. Used to refuse a config before any GPU work starts. flash_attention: the fused
 // attention keeps a log-sum-exp per row instead of the T x T scores and probabilities.
-// logits_rows: the rows of logits held at once (model::lm_head_rows; 0: all B*T).
-double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention = false, std::int64_t logits_rows = 0);
+// logits_rows: the rows of logits held at once (model::lm_head_rows; 0: all B*T);
+// bf16_logits: the head writes them in BF16 (2 bytes each, else 4).
+double gpu_training_bytes(const GptConfig& c, int B, int T, bool flash_attention = false, std::int64_t logits_rows = 0,
+                          bool bf16_logits = false);
 // The same by part, for the report's view of where the memory goes.
 struct TrainingBytes {
   double parameters = 0;   // FP32 masters, their BF16 copy, gradients, AdamW's two moments
   double activations = 0;  // kept per layer for backward (with the T x T scores when materialised)
-  double logits = 0;       // the LM head's FP32 logits and their BF16 gradient (one chunk's when chunked)
+  double logits = 0;       // the LM head's FP32 (or BF16) logits and their BF16 gradient (one chunk's when chunked)
   double scratch = 0;      // buffers reused across layers, the final norm's, a fixed reserve
   double total() const { return parameters + activations + logits + scratch; }
 };
-TrainingBytes gpu_training_bytes_by_part(const GptConfig& c, int B, int T, bool flash_attention = false, std::int64_t logits_rows = 0);
+TrainingBytes gpu_training_bytes_by_part(const GptConfig& c, int B, int T, bool flash_attention = false, std::int64_t logits_rows = 0,
+                                         bool bf16_logits = false);
 
 // One parameter tensor of the model, in the order of the flat parameter buffer.
 struct ParamTensor {

@@ -40,6 +40,8 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   head.gemms = linear("lm_head", C, V, 1);
   // The head's gradient is cast by the loss under delayed scaling (counted there).
   const double head_casts = fp8("lm_head") ? N * C * 4 + V * C * 4 + (s.delayed ? 0.0 : N * V * 4) : 0.0;
+  // A chunked head reads and writes its FP32 weight gradient once per chunk (every wgrad adds).
+  head.serial_bytes = (s.head_chunks - 1) * V * C * 4 * 2;
   if (s.fp8 && s.per_block) {
     // Every cast reads its BF16 tensor (once more for row-wise amaxes) and writes both FP8 copies.
     PhaseCost casts{"fp8_cast"};
@@ -49,7 +51,7 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
     out.push_back(casts);
   } else {
     mm.serial_bytes = layer_casts;
-    head.serial_bytes = head_casts;
+    head.serial_bytes += head_casts;
     out.push_back(mm);
     out.push_back(head);
   }
@@ -65,9 +67,9 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   att.bytes = L * ((4.0 * C + 4.0 * KV) * N * 2 + (c.llama() ? 2.0 * 2 * (C + KV) * N * 2 : 0.0));
   if (!s.flash) att.bytes += L * double(s.batch) * c.n_head * T * T * (4 + 4 + 2 + 2 + 2 + 4 + 2);
   out.push_back(att);
-  // Cross-entropy: the FP32 logits read, their gradient written (in FP8 when the loss casts
-  // the FP8 head's gradient itself, under delayed scaling).
-  out.push_back({"loss", {}, 0, N * V * (4 + (fp8("lm_head") && s.delayed ? 1 : 2))});
+  // Cross-entropy: the FP32 (or BF16) logits read, their gradient written (in FP8 when the loss
+  // casts the FP8 head's gradient itself, under delayed scaling).
+  out.push_back({"loss", {}, 0, N * V * ((s.bf16_logits ? 2 : 4) + (fp8("lm_head") && s.delayed ? 1 : 2))});
   // LayerNorms: forward reads x and writes y; backward reads x and dy and adds into the
   // residual stream's gradient (read and written), which is where the residual additions'
   // backward happens; the final LayerNorm's backward starts that gradient (no read).

@@ -48,6 +48,8 @@ struct StepShape {
   // (fp8_cast, as the profile times them), none fused; row-wise reads each tensor once more for
   // its rows' and columns' amaxes.
   bool per_block = false, rowwise = false;
+  bool bf16_logits = false;  // the LM head writes BF16 logits (logits: bf16), FP32 otherwise
+  int head_chunks = 1;       // the fused LM head's chunks (model::lm_head_rows)
 };
 
 // Empty for architectures the cost model does not describe (Llama so far).

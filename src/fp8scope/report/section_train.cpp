@@ -92,7 +92,8 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
       }
     }
     const model::TrainingBytes b = model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
-                                                                     model::lm_head_rows(B, T, chunk, f ? &*f : nullptr));
+                                                                     model::lm_head_rows(B, T, chunk, f ? &*f : nullptr),
+                                                                     p.value("logits", std::string("fp32")) == "bf16");
     const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_delta(c, B, T, *f, chunk) : NAN;
     const double estimate = (b.total() + delta) / kMiB;
     t.rows.push_back({label_of(p), fmt_num(b.parameters / kMiB, 0), fmt_num(b.activations / kMiB, 0), fmt_num(b.logits / kMiB, 0),
@@ -132,11 +133,13 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     for (const auto& a : model::fp8_axes()) q.erase(a.name);
     return run_label(p) + params_suffix(q, extra);
   };
-  // FP8 runs against the BF16 run of the same model, attention kernels and GPU count in the same
-  // file (same run of the probe).
+  // FP8 runs against the BF16 run of the same model, attention kernels, LM head (chunks, logits
+  // type) and GPU count in the same file (same run of the probe).
   auto same_setup = [](const json& a, const json& b) {
     return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
-           a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized"));
+           a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized")) &&
+           a.value("lm_head_chunk", 0) == b.value("lm_head_chunk", 0) &&
+           a.value("logits", std::string("fp32")) == b.value("logits", std::string("fp32"));
   };
   auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
     if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
@@ -273,9 +276,13 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   }
   if (!ranks.rows.empty()) sec["tables"].push_back(ranks.to_json());
   const std::string sweep = in.file.meta.value("sweep", std::string("train"));
-  // A run's setup (model, attention kernels, GPU count) names its group in the figures.
+  // A run's setup (model, attention kernels, LM head, GPU count) names its group in the figures;
+  // the head's chunks and logits type only where the file varies them.
+  std::set<json> heads;
+  for (auto& r : in.file.records) heads.insert(json{r.params.value("lm_head_chunk", 0), r.params.value("logits", std::string("fp32"))});
   auto setup_of = [&](const json& p) {
     std::string s = run_label(p) + " " + p.value("attention", std::string("materialized"));
+    if (heads.size() > 1) s += fmt::format(" head {}/{}", p.value("lm_head_chunk", 0), p.value("logits", std::string("fp32")));
     if (p.value("ranks", 1) > 1) s += fmt::format(" x{} GPUs", p.value("ranks", 1));
     return s;
   };
