@@ -230,38 +230,40 @@ void bm_cast_weights(benchmark::State& state, bool one_launch) {
 
 enum class LnMode { forward, forward_fp8, backward };
 
-void bm_layernorm(benchmark::State& state, LnMode mode) {
+// width: the rows' channels (GPT-2 124M's 768; 1280 and 1600 for GPT-2 large and XL); kind:
+// the kernels (block_per_row: how rows above 1024 channels ran before a warp took them).
+void bm_layernorm(benchmark::State& state, LnMode mode, int width = C, gpu_model::NormKernel kind = gpu_model::NormKernel::automatic) {
   if (skip(state)) return;
-  auto x = random_bf16(N * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2), dx = random_bf16(N * C, 1.0f, 3);
-  auto w = random_bf16(C, 1.0f, 4), b = random_bf16(C, 1.0f, 5), out = random_bf16(N * C, 1.0f, 6);
-  core::DeviceBuffer mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), dw(std::size_t(C) * 4), db(std::size_t(C) * 4);
-  core::DeviceBuffer scratch(std::size_t(gpu_model::layernorm_backward_scratch_floats(int(N), C)) * 4), out8(std::size_t(N * C));
-  gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N), C,
+  auto x = random_bf16(N * width, 1.0f, 1), dy = random_bf16(N * width, 1.0f, 2), dx = random_bf16(N * width, 1.0f, 3);
+  auto w = random_bf16(width, 1.0f, 4), b = random_bf16(width, 1.0f, 5), out = random_bf16(N * width, 1.0f, 6);
+  core::DeviceBuffer mean(std::size_t(N) * 4), rstd(std::size_t(N) * 4), dw(std::size_t(width) * 4), db(std::size_t(width) * 4);
+  core::DeviceBuffer scratch(std::size_t(gpu_model::layernorm_backward_scratch_floats(int(N), width)) * 4), out8(std::size_t(N * width));
+  gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N), width,
                                bench::stream());
   // The FP8 output's scale as delayed scaling would set it from this output's amax (margin 0):
   // a fixed scale would saturate a share of the values that depends on the random weights, and
   // saturated vectors take the cast's counting path, which a trained recipe rarely sees.
-  const CastTarget c(fp8::info(fp8::Format::e4m3).max / bf16_amax(out, N * C));
+  const CastTarget c(fp8::info(fp8::Format::e4m3).max / bf16_amax(out, N * width));
   const double s = bench::run_timed(state, [&] {
     switch (mode) {
       case LnMode::backward:
         gpu_model::layernorm_backward(dx.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.as<bf16>(), x.as<bf16>(),
-                                      w.as<bf16>(), mean.as<float>(), rstd.as<float>(), int(N), C, bench::stream());
+                                      w.as<bf16>(), mean.as<float>(), rstd.as<float>(), int(N), width, bench::stream(), kind);
         break;
       case LnMode::forward:
         gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(), b.as<bf16>(), int(N),
-                                     C, bench::stream());
+                                     width, bench::stream(), kind);
         break;
       case LnMode::forward_fp8:
         gpu_model::layernorm_forward_fp8(out8.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.as<bf16>(), w.as<bf16>(),
-                                         b.as<bf16>(), int(N), C, c.s(), fp8::Format::e4m3, fp8::Overflow::satfinite, c.st(),
-                                         bench::stream());
+                                         b.as<bf16>(), int(N), width, c.s(), fp8::Format::e4m3, fp8::Overflow::satfinite, c.st(),
+                                         bench::stream(), kind);
         break;
     }
   });
   // Bytes: x (+ dy, and dx read and written, for backward), the output, mean and rstd.
   const double rows = double(N) * 8;
-  report(state, s, mode == LnMode::backward ? double(N) * C * 8 + rows : double(N) * C * (mode == LnMode::forward ? 4 : 3) + rows);
+  report(state, s, mode == LnMode::backward ? double(N) * width * 8 + rows : double(N) * width * (mode == LnMode::forward ? 4 : 3) + rows);
 }
 
 void bm_gelu(benchmark::State& state, bool backward) {
@@ -414,6 +416,13 @@ int main(int argc, char** argv) {
   reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });
   reg("layernorm/forward_fp8", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward_fp8); });
   reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });
+  for (int width : {1280, 1600})
+    for (auto kind : {gpu_model::NormKernel::automatic, gpu_model::NormKernel::block_per_row}) {
+      const std::string suffix = fmt::format("/d{}{}", width, kind == gpu_model::NormKernel::block_per_row ? "/block_per_row" : "");
+      for (auto [mode, name] :
+           {std::pair{LnMode::forward, "forward"}, {LnMode::forward_fp8, "forward_fp8"}, {LnMode::backward, "backward"}})
+        reg(fmt::format("layernorm/{}{}", name, suffix), [=](benchmark::State& s) { bm_layernorm(s, mode, width, kind); });
+    }
   reg("gelu/forward", [](benchmark::State& s) { bm_gelu(s, false); });
   reg("gelu/backward", [](benchmark::State& s) { bm_gelu(s, true); });
   reg("attention_flash/forward", [](benchmark::State& s) { bm_attention(s, false, 64); });

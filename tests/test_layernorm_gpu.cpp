@@ -1,5 +1,5 @@
 // The LayerNorm and RMSNorm kernels against double-precision arithmetic on the host, at widths that use
-// one to four 256-channel groups of the warp-per-row kernels and one to four 2048-channel
+// one to eight 256-channel groups of the warp-per-row kernels and two to four 2048-channel
 // groups of the block-per-row kernels (also widths that leave lanes idle), and row counts that
 // are not multiples of the blocks' rows, some larger than the backward grid covers in one pass.
 // Tolerances: BF16 outputs carry their rounding (2^-9 relative, 2^-8 allowed) on top of FP32
@@ -54,14 +54,16 @@ std::pair<double, double> row_mean_rstd(const Tensor& x, std::size_t base, int C
 
 struct NormShape {
   int N, C;
-  bool rms;  // RMSNorm (Llama): no mean, no bias
+  bool rms;            // RMSNorm (Llama): no mean, no bias
+  bool block = false;  // LayerNorm through NormKernel::block_per_row at a width a warp takes
 };
 
 class LayerNormGpu : public ::testing::TestWithParam<NormShape> {};
 
 TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [N, C, rms] = GetParam();
+  const auto [N, C, rms, block] = GetParam();
+  const auto kind = block ? gpu_model::NormKernel::block_per_row : gpu_model::NormKernel::automatic;
   const std::size_t n = std::size_t(N) * C;
   std::mt19937 rng(11);
   // An offset mean in the input, as in a residual stream, so the mean subtraction matters.
@@ -81,13 +83,13 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
                                   w.dev.as<bf16>(), rstd.as<float>(), N, C, nullptr);
     else
       gpu_model::layernorm_backward(dx.dev.as<bf16>(), dw.as<float>(), db.as<float>(), scratch.as<float>(), dy.dev.as<bf16>(),
-                                    x.dev.as<bf16>(), w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr);
+                                    x.dev.as<bf16>(), w.dev.as<bf16>(), mean.as<float>(), rstd.as<float>(), N, C, nullptr, kind);
   };
   if (rms)
     gpu_model::rmsnorm_forward(out.as<bf16>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), N, C, nullptr);
   else
     gpu_model::layernorm_forward(out.as<bf16>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(), b.dev.as<bf16>(),
-                                 N, C, nullptr);
+                                 N, C, nullptr, kind);
   backward();
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<bf16> y = download<bf16>(out, n);
@@ -146,7 +148,8 @@ TEST_P(LayerNormGpu, ForwardAndBackwardMatchDoubleArithmetic) {
 // saturated count.
 TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [N, C, rms] = GetParam();
+  const auto [N, C, rms, block] = GetParam();
+  const auto kind = block ? gpu_model::NormKernel::block_per_row : gpu_model::NormKernel::automatic;
   const std::size_t n = std::size_t(N) * C;
   std::mt19937 rng(5);
   Tensor x(n, rng, 1.0f), w(std::size_t(C), rng, 1.0f), b(std::size_t(C), rng, 0.3f);
@@ -160,7 +163,7 @@ TEST_P(LayerNormGpu, Fp8ForwardIsTheNormalisedRowCast) {
   else
     gpu_model::layernorm_forward_fp8(out.as<std::uint8_t>(), mean.as<float>(), rstd.as<float>(), x.dev.as<bf16>(), w.dev.as<bf16>(),
                                      b.dev.as<bf16>(), N, C, sc.as<float>(), fp8::Format::e4m3, fp8::Overflow::satfinite,
-                                     st.as<fp8::CastStats>(), nullptr);
+                                     st.as<fp8::CastStats>(), nullptr, kind);
   FP8S_CUDA(cudaDeviceSynchronize());
   const std::vector<std::uint8_t> codes = download<std::uint8_t>(out, n);
   const fp8::CastStats stats = download<fp8::CastStats>(st, 1)[0];
@@ -195,12 +198,17 @@ std::vector<NormShape> shapes() {
                       {300, 1016},
                       {1001, 200},
                       {64, 520},
-                      // Wider than a warp's 1024 channels: a block per row, one to four 2048-channel
-                      // groups, idle threads (1280, 1600, 4160), rows past one backward grid pass
-                      // (600 > 264 blocks).
-                      {300, 1280},
+                      // A warp per row with five to eight 256-channel groups (GPT-2 large and XL,
+                      // Llama's 2048), the wide rows' one-block-per-SM backward walking several
+                      // rows per warp (4100 > 264 x 8), idle lanes (1600, 1800).
+                      {4100, 1280},
                       {97, 1600},
+                      {300, 1800},
                       {600, 2048},
+                      // Wider than a warp's 2048 channels: a block per row, two to four
+                      // 2048-channel groups, idle threads (2056, 4160), rows past one backward
+                      // grid pass (300 > 264 blocks).
+                      {300, 2056},
                       {40, 4160},
                       {24, 8192}})
     out.push_back({n, c, false});
@@ -208,9 +216,12 @@ std::vector<NormShape> shapes() {
   // row with one, two and four 2048-channel groups (Llama's 2048 and 4096 among them).
   for (auto [n, c] : {std::pair{4100, 768}, {37, 64}, {300, 1016}, {300, 1280}, {600, 2048}, {40, 4096}, {24, 8192}})
     out.push_back({n, c, true});
+  // The block-per-row kernels at widths the warps take (what benchmarks compare them with).
+  for (auto [n, c] : {std::pair{300, 1280}, {600, 2048}, {37, 64}}) out.push_back({n, c, false, true});
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LayerNormGpu, ::testing::ValuesIn(shapes()), [](const auto& i) {
-  return std::string(i.param.rms ? "rms_" : "ln_") + std::to_string(i.param.N) + "x" + std::to_string(i.param.C);
+  return std::string(i.param.rms ? "rms_" : "ln_") + std::to_string(i.param.N) + "x" + std::to_string(i.param.C) +
+         (i.param.block ? "_block_per_row" : "");
 });

@@ -49,22 +49,24 @@ TEST(BenchReport, Fp8StepsAgainstTheirBf16Twin) {
   EXPECT_EQ(md.find("80 % of copy"), std::string::npos) << md;
 }
 
-// A benchmark timed both as the model picks it and as the mma.sync kernels (".../mma_sync"
-// inserted before the timing suffix, or after a shape component) gets the mma.sync time over
-// its own; the twins themselves and benchmarks without one get "-".
-TEST(BenchReport, KernelsAgainstTheirMmaSyncTwins) {
+// A benchmark timed both as the model picks it and as the kernels it replaced (".../mma_sync" or
+// ".../block_per_row" inserted before the timing suffix, or after a shape component) gets the
+// replaced kernels' time over its own; the twins themselves and benchmarks without one get "-".
+TEST(BenchReport, KernelsAgainstTheKernelsTheyReplaced) {
   const std::string md = report_of("attention.json", R"({"context":{},"benchmarks":[
     {"name":"a","run_name":"attention_flash/forward/manual_time","real_time":132.0,"time_unit":"us","TFLOP/s":196.0},
     {"name":"b","run_name":"attention_flash/forward/hs128/manual_time","real_time":110.0,"time_unit":"us","TFLOP/s":235.0},
     {"name":"c","run_name":"attention_flash/forward/mma_sync/manual_time","real_time":154.0,"time_unit":"us","TFLOP/s":167.0},
     {"name":"d","run_name":"attention_flash/forward/hs128/mma_sync/manual_time","real_time":157.0,"time_unit":"us","TFLOP/s":164.0},
-    {"name":"e","run_name":"attention_flash/backward/manual_time","real_time":397.0,"time_unit":"us","TFLOP/s":162.0}]})");
+    {"name":"e","run_name":"attention_flash/backward/manual_time","real_time":397.0,"time_unit":"us","TFLOP/s":162.0},
+    {"name":"f","run_name":"layernorm/backward/d1280/manual_time","real_time":60.0,"time_unit":"us","TFLOP/s":0.0},
+    {"name":"g","run_name":"layernorm/backward/d1280/block_per_row/manual_time","real_time":90.0,"time_unit":"us","TFLOP/s":0.0}]})");
   EXPECT_NE(md.find("| attention_flash/forward/manual_time | 132.00 | us | 196 | 1.17x |"), std::string::npos) << md;
   EXPECT_NE(md.find("| attention_flash/forward/hs128/manual_time | 110.00 | us | 235 | 1.43x |"), std::string::npos) << md;
   EXPECT_NE(md.find("| attention_flash/forward/mma_sync/manual_time | 154.00 | us | 167 | - |"), std::string::npos) << md;
   EXPECT_NE(md.find("| attention_flash/backward/manual_time | 397.00 | us | 162 | - |"), std::string::npos) << md;
-  EXPECT_NE(
-      md.find("the kernels the model picks over the mma.sync ones: attention_flash/forward 1.17x, attention_flash/forward/hs128 1.43x."),
-      std::string::npos)
+  EXPECT_NE(md.find("the kernels the model picks over the ones they replaced: attention_flash/forward 1.17x, attention_flash/forward/hs128 "
+                    "1.43x, layernorm/backward/d1280 1.50x."),
+            std::string::npos)
       << md;
 }

@@ -32,13 +32,18 @@ void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* buc
 
 // layernorm.cu: out = (x - mean) * rstd * w + b; backward adds into dinp, dw, db
 // (C % 8 == 0, C <= 8192). The FP8 forward writes the output cast with *scale, and the cast's
-// statistics (the fused variant's LayerNormLinear).
-void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s);
+// statistics (the fused variant's LayerNormLinear). kind: automatic (a warp per row up to 2048
+// channels, a block of 256 threads above), or block_per_row at any width (how rows of more than
+// 1024 channels ran before; benchmarks time both).
+enum class NormKernel { automatic, block_per_row };
+void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s,
+                       NormKernel kind = NormKernel::automatic);
 void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
-                           const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+                           const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s,
+                           NormKernel kind = NormKernel::automatic);
 std::int64_t layernorm_backward_scratch_floats(int N, int C);
 void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
-                        const float* mean, const float* rstd, int N, int C, cudaStream_t s);
+                        const float* mean, const float* rstd, int N, int C, cudaStream_t s, NormKernel kind = NormKernel::automatic);
 // RMSNorm (Llama), the same kernels without mean and bias: out = x * rstd * w, rstd =
 // 1 / sqrt(mean(x^2) + 1e-5); backward adds into dinp and dw (scratch as LayerNorm's).
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* inp, const bf16* w, int N, int C, cudaStream_t s);

@@ -1,5 +1,5 @@
 // LayerNorm and RMSNorm (Llama) over C channels (C % 8 == 0, C <= 8192): a warp per row up to
-// C = 1024, a block per row above; statistics in FP32. The forward pass writes BF16, or FP8 with
+// C = 2048, a block per row above; statistics in FP32. The forward pass writes BF16, or FP8 with
 // the cast's statistics (the fused variant's LayerNormLinear). RMSNorm is LayerNorm without the
 // mean (m = 0: rstd = 1 / sqrt(mean(x^2) + eps)) and without a bias, one template flag (kRms)
 // through the same kernels; its backward drops the mean term of the input gradient and the
@@ -17,7 +17,10 @@ namespace fp8scope::gpu_model {
 namespace {
 
 constexpr float kEps = 1e-5f;
-constexpr int kMaxVec = 4;          // a warp per row for C <= 256 * kMaxVec = 1024
+// A warp per row for C <= 256 * kMaxVec = 2048 (GPT-2 large and XL, Llama's 2048): a block per
+// row walked such rows one at a time with up to 96 of its 256 threads idle (1280, 1600) and
+// measured 1.5-1.7x slower per byte than the warps at 768 (train_sizes, an H200).
+constexpr int kMaxVec = 8;
 constexpr int kMaxRowWidth = 8192;  // a block per row above that: 256 threads of up to 4 x 8 channels
 
 __device__ float warp_sum(float v) {
@@ -52,9 +55,10 @@ __device__ __forceinline__ void normalise8(bf16* out, std::uint8_t* out8, std::i
 // C % 8 == 0, C <= 256 * kVecs), x read once into registers. kFp8: write out8 (y * scale in
 // FP8 of format and overflow mode K, with the cast's statistics) instead of out (BF16). The
 // loop over rows is a grid stride so that every thread reaches the flush, which needs the
-// whole block.
+// whole block. Rows of more than 1024 channels hold twice the registers (this row and the
+// next), so two blocks per SM instead of four.
 template <int kVecs, bool kRms, bool kFp8, class K>
-__global__ void __launch_bounds__(256, 4)
+__global__ void __launch_bounds__(256, kVecs <= 4 ? 4 : 2)
     layernorm_forward_vec_kernel(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b,
                                  int N, int C, const float* scale_ptr, fp8::CastStats* stats) {
   const int lane = threadIdx.x % 32, rows_per_block = blockDim.x / 32;
@@ -196,10 +200,25 @@ __global__ void __launch_bounds__(kRowThreads)
 // kV for a wide row: ceil(C / 2048).
 int row_vectors(int C) { return (C + kRowThreads * 8 - 1) / (kRowThreads * 8); }
 
+// kVecs for a warp's row: ceil(C / 256), 1 .. kMaxVec.
+template <class Fn>
+void with_warp_vectors(int C, Fn fn) {
+  switch ((C + 255) / 256) {
+    case 1: fn(std::integral_constant<int, 1>{}); return;
+    case 2: fn(std::integral_constant<int, 2>{}); return;
+    case 3: fn(std::integral_constant<int, 3>{}); return;
+    case 4: fn(std::integral_constant<int, 4>{}); return;
+    case 5: fn(std::integral_constant<int, 5>{}); return;
+    case 6: fn(std::integral_constant<int, 6>{}); return;
+    case 7: fn(std::integral_constant<int, 7>{}); return;
+    default: fn(std::integral_constant<int, 8>{}); return;
+  }
+}
+
 template <class Fn>
 void with_row_vectors(int C, Fn fn) {
   switch (row_vectors(C)) {
-    case 1: fn(std::integral_constant<int, 1>{}); return;
+    case 1: fn(std::integral_constant<int, 1>{}); return;  // NormKernel::block_per_row only
     case 2: fn(std::integral_constant<int, 2>{}); return;
     case 3: fn(std::integral_constant<int, 3>{}); return;
     default: fn(std::integral_constant<int, 4>{}); return;
@@ -208,7 +227,7 @@ void with_row_vectors(int C, Fn fn) {
 
 template <bool kRms, bool kFp8, class K>
 void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
-                    const float* scale, fp8::CastStats* stats, cudaStream_t s) {
+                    const float* scale, fp8::CastStats* stats, cudaStream_t s, NormKernel kind = NormKernel::automatic) {
   const int rows_per_block = 8;
   // BF16: a warp per row. FP8: at most kMaxCastBlocks blocks (one statistics flush each; a
   // flush per 8 rows made the FP8 launch slower), the warps walking rows with the next row's
@@ -216,7 +235,7 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
   const unsigned grid = kFp8 ? fp8::cast_blocks(N, rows_per_block) : unsigned((N + rows_per_block - 1) / rows_per_block);
   const unsigned threads = 32 * rows_per_block;
   check_width(C);
-  if (C > 256 * kMaxVec) {
+  if (C > 256 * kMaxVec || kind == NormKernel::block_per_row) {
     const unsigned row_grid = kFp8 ? fp8::cast_blocks(N, 1) : unsigned(std::min(N, 64 * 1024));
     with_row_vectors(C, [&](auto kv) {
       layernorm_forward_row_kernel<decltype(kv)::value, kRms, kFp8, K>
@@ -224,20 +243,10 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
     });
     return;
   }
-  switch ((C + 255) / 256) {
-    case 1:
-      layernorm_forward_vec_kernel<1, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
-      return;
-    case 2:
-      layernorm_forward_vec_kernel<2, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
-      return;
-    case 3:
-      layernorm_forward_vec_kernel<3, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
-      return;
-    default:
-      layernorm_forward_vec_kernel<4, kRms, kFp8, K><<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
-      return;
-  }
+  with_warp_vectors(C, [&](auto kv) {
+    layernorm_forward_vec_kernel<decltype(kv)::value, kRms, kFp8, K>
+        <<<grid, threads, 0, s>>>(out, out8, mean, rstd, inp, w, b, N, C, scale, stats);
+  });
 }
 
 // Backward. A warp per row, each lane owning 8 consecutive channels per 256 (16-byte loads;
@@ -250,7 +259,8 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
 // column_sum_add_split reduces in a fixed order: no float atomics, the same result on every run.
 constexpr int kBwdWarps = 8;
 // Fixed, so that the summation order (and the bits) do not depend on the GPU: two blocks per SM
-// of an H200 (the registers of two rows in flight allow two 256-thread blocks).
+// of an H200 (the registers of two rows in flight allow two 256-thread blocks; one for rows of
+// more than 1024 channels, whose blocks then run in two waves).
 constexpr int kBwdMaxBlocks = 264;
 
 // Shared memory holds per-channel values in 256-channel groups laid out [h][lane][4]: lane L's
@@ -266,10 +276,14 @@ __device__ __forceinline__ void load8_halves(const float* p, float* out) {
   out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
 }
 
-template <int kVecs, bool kRms>  // kVecs = ceil(C / 256): the register arrays hold exactly what a lane needs
-__global__ void __launch_bounds__(kBwdWarps * 32, 2)
+// kVecs = ceil(C / 256): the register arrays hold exactly what a lane needs. Rows of more than
+// 1024 channels prefetch only x and dout (the residual gradient is read where it is updated),
+// one block per SM.
+template <int kVecs, bool kRms>
+__global__ void __launch_bounds__(kBwdWarps * 32, kVecs <= 4 ? 2 : 1)
     layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
                               const float* rstd, int N, int C) {
+  constexpr bool kPrefetchResidual = kVecs <= 4;
   // [kVecs * 256] weights (part 0 of the layout), then [kBwdWarps][kVecs * 512] dw and db sums.
   core::allow_dependent_launch();  // column_sum_add_split's blocks may start and wait
   extern __shared__ float shared[];
@@ -294,7 +308,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2)
       if (c0 < C) {
         nx[j] = *reinterpret_cast<const uint4*>(inp + base + c0);
         ng[j] = *reinterpret_cast<const uint4*>(dout + base + c0);
-        nd[j] = *reinterpret_cast<const uint4*>(dinp + base + c0);
+        if (kPrefetchResidual) nd[j] = *reinterpret_cast<const uint4*>(dinp + base + c0);
       }
     }
   };
@@ -303,7 +317,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2)
   for (; row < N; row += stride) {
     uint4 x[kVecs], g[kVecs], d[kVecs];
 #pragma unroll
-    for (int j = 0; j < kVecs; ++j) x[j] = nx[j], g[j] = ng[j], d[j] = nd[j];
+    for (int j = 0; j < kVecs; ++j) {
+      x[j] = nx[j], g[j] = ng[j];
+      if (kPrefetchResidual) d[j] = nd[j];
+    }
     const float m = nm, r = nr;
     if (row + stride < N) load_row(row + stride);
 
@@ -333,7 +350,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2)
       float xv[8], gv[8], dv[8], wv[8], sw[8], sb[8];
       fp8::unpack8(x[j], xv);
       fp8::unpack8(g[j], gv);
-      fp8::unpack8(d[j], dv);
+      fp8::unpack8(kPrefetchResidual ? d[j] : *reinterpret_cast<const uint4*>(dinp + base + c0), dv);
       load8_halves(ws + j * 256 + 4 * lane, wv);
       float* pw = my + (j * 2) * 256 + 4 * lane;
       float* pb = my + (j * 2 + 1) * 256 + 4 * lane;
@@ -445,20 +462,15 @@ void launch_backward(bf16* dinp, float* scratch, const bf16* dout, const bf16* i
 // partials' bias half is left unreduced).
 template <bool kRms>
 void backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
-              const float* rstd, int N, int C, cudaStream_t s) {
+              const float* rstd, int N, int C, cudaStream_t s, NormKernel kind = NormKernel::automatic) {
   check_width(C);
-  if (C > 256 * kMaxVec) {
+  if (C > 256 * kMaxVec || kind == NormKernel::block_per_row) {
     with_row_vectors(C, [&](auto kv) {
       layernorm_backward_row_kernel<decltype(kv)::value, kRms>
           <<<backward_blocks(N), kRowThreads, 0, s>>>(dinp, scratch, dout, inp, w, mean, rstd, N, C);
     });
   } else {
-    switch ((C + 255) / 256) {
-      case 1: launch_backward<1, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-      case 2: launch_backward<2, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-      case 3: launch_backward<3, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-      default: launch_backward<4, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); break;
-    }
+    with_warp_vectors(C, [&](auto kv) { launch_backward<decltype(kv)::value, kRms>(dinp, scratch, dout, inp, w, mean, rstd, N, C, s); });
   }
   if (kRms)
     column_sum_add(dw, scratch, backward_blocks(N), C, 2 * C, s);
@@ -470,21 +482,22 @@ using Unused = fp8::Kind<fp8::Format::e4m3, fp8::Overflow::satfinite>;  // no ca
 
 }  // namespace
 
-void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s) {
-  launch_forward<false, false, Unused>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, nullptr, s);
+void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C, cudaStream_t s,
+                       NormKernel kind) {
+  launch_forward<false, false, Unused>(out, nullptr, mean, rstd, inp, w, b, N, C, nullptr, nullptr, s, kind);
 }
 
 void layernorm_forward_fp8(std::uint8_t* out, float* mean, float* rstd, const bf16* inp, const bf16* w, const bf16* b, int N, int C,
-                           const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
-  fp8::with_kind(f, o,
-                 [&](auto k) { launch_forward<false, true, decltype(k)>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, stats, s); });
+                           const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s, NormKernel kind) {
+  fp8::with_kind(
+      f, o, [&](auto k) { launch_forward<false, true, decltype(k)>(nullptr, out, mean, rstd, inp, w, b, N, C, scale, stats, s, kind); });
 }
 
 std::int64_t layernorm_backward_scratch_floats(int N, int C) { return std::int64_t(backward_blocks(N)) * 2 * C; }
 
 void layernorm_backward(bf16* dinp, float* dw, float* db, float* scratch, const bf16* dout, const bf16* inp, const bf16* w,
-                        const float* mean, const float* rstd, int N, int C, cudaStream_t s) {
-  backward<false>(dinp, dw, db, scratch, dout, inp, w, mean, rstd, N, C, s);
+                        const float* mean, const float* rstd, int N, int C, cudaStream_t s, NormKernel kind) {
+  backward<false>(dinp, dw, db, scratch, dout, inp, w, mean, rstd, N, C, s, kind);
 }
 
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* inp, const bf16* w, int N, int C, cudaStream_t s) {

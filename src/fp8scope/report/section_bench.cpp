@@ -3,7 +3,8 @@
 // measures copy fractions (bench_kernels), each kernel is marked against the 80 % target and
 // the text counts them; where it measures FP8 steps next to BF16 ones (bench_step), each FP8
 // step gets its tokens/s over its BF16 twin's; where it times a kernel both as the model picks
-// it and as the mma.sync kernels that run on any GPU (`.../mma_sync`, the fused attention), the
+// it and as the kernels it replaced (`.../mma_sync`: the fused attention's mma.sync kernels that
+// run on any GPU; `.../block_per_row`: the norms' block-per-row kernels for wide rows), the
 // first gets its speed-up over the second.
 #include "fp8scope/report/sections.hpp"
 
@@ -38,13 +39,17 @@ std::string bare_name(const std::string& name) {
   return std::regex_replace(name, suffixes, "");
 }
 
-// The name of the mma.sync twin's measurement a benchmark is compared with: "X/mma_sync" for a
-// bare name X; the bare name itself for one that is an mma.sync twin (it is not compared).
-constexpr const char* kMmaSync = "/mma_sync";
-bool is_mma_sync(const std::string& bare) { return bare.find(kMmaSync) != std::string::npos; }
-std::string without_mma_sync(std::string bare) {
-  const auto at = bare.find(kMmaSync);
-  if (at != std::string::npos) bare.erase(at, std::string(kMmaSync).size());
+// A replaced kernel's twin of benchmark X is X with one of these components inserted ("X/mma_sync",
+// or after a shape component); the twins themselves are not compared.
+constexpr const char* kReplaced[] = {"/mma_sync", "/block_per_row"};
+bool is_replaced(const std::string& bare) {
+  for (const char* c : kReplaced)
+    if (bare.find(c) != std::string::npos) return true;
+  return false;
+}
+std::string without_replaced(std::string bare) {
+  for (const std::string c : kReplaced)
+    if (const auto at = bare.find(c); at != std::string::npos) bare.erase(at, c.size());
   return bare;
 }
 
@@ -78,21 +83,21 @@ json bench_section(const ReportInput& in) {
   }
   bool any_twin = false;
   for (auto& [name, tps] : tokens_by_name) any_twin = any_twin || tokens_by_name.count(bf16_twin(name)) > 0;
-  // The mma.sync twins' times, by the bare name of the benchmark they are the twin of.
-  std::map<std::string, double> mma_sync_time;
+  // The replaced kernels' times, by the bare name of the benchmark they are the twin of.
+  std::map<std::string, double> replaced_time;
   for (auto* r : rows) {
     const json& b = r->data["benchmark"];
     const std::string bare = bare_name(b.value("run_name", r->key));
-    if (is_mma_sync(bare) && b.value("real_time", 0.0) > 0) mma_sync_time[without_mma_sync(bare)] = b["real_time"].get<double>();
+    if (is_replaced(bare) && b.value("real_time", 0.0) > 0) replaced_time[without_replaced(bare)] = b["real_time"].get<double>();
   }
-  const bool has_mma_sync = !mma_sync_time.empty();
+  const bool has_replaced = !replaced_time.empty();
   std::vector<std::string> speedups;
 
   Table t{any_median ? "Median of the repetitions" : "Results", {"benchmark", "time", "unit"}, {}};
   for (auto& c : counters) t.columns.push_back(c);
   if (has_frac) t.columns.push_back("80 % of copy");
   if (has_tokens && any_twin) t.columns.push_back("vs BF16");
-  if (has_mma_sync) t.columns.push_back("vs mma.sync");
+  if (has_replaced) t.columns.push_back("vs replaced");
   t.columns.push_back("note");
   std::vector<std::string> met, below;
   for (auto* r : rows) {
@@ -114,11 +119,11 @@ json bench_section(const ReportInput& in) {
       const double tps = b.value("tokens/s", NAN);
       row.push_back(twin != tokens_by_name.end() && twin->second > 0 ? fmt::format("{:.3f}x", tps / twin->second) : "-");
     }
-    if (has_mma_sync) {
+    if (has_replaced) {
       const std::string bare = bare_name(name);
-      const auto twin = is_mma_sync(bare) ? mma_sync_time.end() : mma_sync_time.find(bare);
+      const auto twin = is_replaced(bare) ? replaced_time.end() : replaced_time.find(bare);
       const double time = b.value("real_time", NAN);
-      if (twin != mma_sync_time.end() && time > 0) {
+      if (twin != replaced_time.end() && time > 0) {
         row.push_back(fmt::format("{:.2f}x", twin->second / time));
         speedups.push_back(fmt::format("{} {:.2f}x", bare, twin->second / time));
       } else {
@@ -136,10 +141,12 @@ json bench_section(const ReportInput& in) {
         below.empty() ? "" : fmt::format(" Below: {}.", fmt::join(below, ", "))));
   if (has_tokens && any_twin)
     sec["text"].push_back("vs BF16: an FP8 step's tokens/s over the BF16 step with the same attention kernels in this file.");
-  if (has_mma_sync)
+  if (has_replaced)
     sec["text"].push_back(
-        "vs mma.sync: the time of the mma.sync kernels that run on any GPU (the `.../mma_sync` rows) over the time of the kernels the "
-        "model picks on this GPU (on an H100 or H200: Hopper's warpgroup MMA), measured in the same process.");
+        "vs replaced: the time of the kernels the model's choice replaced over the time of the kernels the model picks, measured in "
+        "the same process: the `.../mma_sync` rows are the fused attention's mma.sync kernels that run on any GPU (on an H100 or "
+        "H200 the model picks Hopper's warpgroup MMA), the `.../block_per_row` rows the norms' block-per-row kernels (a warp per row "
+        "now takes rows up to 2048 channels).");
   sec["tables"].push_back(t.to_json());
   const std::string file = std::filesystem::path(in.path).filename().string();
   if (has_frac && !(met.empty() && below.empty()))
@@ -147,7 +154,7 @@ json bench_section(const ReportInput& in) {
                                          met.size(), met.size() + below.size(), 100 * kCopyTarget));
   if (!speedups.empty())
     sec["summary"].push_back(
-        fmt::format("Benchmarks '{}': the kernels the model picks over the mma.sync ones: {}.", file, fmt::join(speedups, ", ")));
+        fmt::format("Benchmarks '{}': the kernels the model picks over the ones they replaced: {}.", file, fmt::join(speedups, ", ")));
   return sec;
 }
 
