@@ -421,10 +421,13 @@ INSTANTIATE_TEST_SUITE_P(Recipes, Fp8LlamaGpuVsCpu,
 // remainder chunk too) against the whole batch at once, over three AdamW steps: the same losses,
 // gradient norms, FP8 statistics (the chunks' casts add up to the whole cast's) and the third
 // step's gradients. They agree to the bit where cuBLASLt runs the chunks' GEMMs with the same
-// kernel as the whole batch's (printed); another kernel may sum a logit in another order (an
-// FP32 rounding, 2^-24 relative), which can move the gradient's BF16 rounding (2^-8) or FP8 one
-// (2^-3 / 2^-2) by one step in a few of its elements: hence 1e-3 (BF16) and 1e-2 (FP8) relative
-// RMS, far below the 5-15 % the model tests allow against the CPU.
+// kernel as the whole batch's (printed); another kernel sums in another order (an FP32
+// rounding, 2^-24 relative), which moves a BF16 rounding (2^-8) now and then, and AdamW's first
+// steps (g / |g| for the smallest gradients) carry that into the parameters. In BF16 that stays
+// within 1e-3 relative RMS. In FP8 a BF16 step in a cast's input crosses an E4M3 rounding
+// boundary once in 16, and each crossing moves that code by 2^-3: measured 1-3 % on an H100 in
+// every tensor's gradient at the third step, so 5 % (the model tests allow 10-15 % against the
+// CPU emulation; a chunk read or written at the wrong offset is off by its whole size).
 namespace {
 struct HeadRun {
   std::vector<float> loss, norm, grads;
@@ -467,7 +470,7 @@ TEST_P(ChunkedLmHead, GivesTheWholeBatchStepsAndGradients) {
   const model::Fp8ModelConfig* fp = f ? &*f : nullptr;
   ASSERT_EQ(model::lm_head_rows(B, T, 48, fp), 48);
   const HeadRun whole = run_head(cfg, fp, B, T, llama, 0, bf16_logits), chunked = run_head(cfg, fp, B, T, llama, 48, bf16_logits);
-  const double tol = f ? 1e-2 : 1e-3;
+  const double tol = f ? 5e-2 : 1e-3;
   for (std::size_t s = 0; s < whole.loss.size(); ++s) {
     EXPECT_NEAR(chunked.loss[s], whole.loss[s], tol * 1e-2 * whole.loss[s]) << "step " << s;
     EXPECT_NEAR(chunked.norm[s], whole.norm[s], tol * whole.norm[s]) << "step " << s;
