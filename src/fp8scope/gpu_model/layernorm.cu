@@ -19,7 +19,8 @@ namespace {
 constexpr float kEps = 1e-5f;
 // A warp per row for C <= 256 * kMaxVec = 2048 (GPT-2 large and XL, Llama's 2048): a block per
 // row walked such rows one at a time with up to 96 of its 256 threads idle (1280, 1600) and
-// measured 1.5-1.7x slower per byte than the warps at 768 (train_sizes, an H200).
+// measured 1.5-1.7x slower per byte than the warps at 768 (train_sizes, an H200); the warps run
+// 1.1-1.65x faster than it at 1280 and 1600 (results/h100/bench_norms_loss.json).
 constexpr int kMaxVec = 8;
 constexpr int kMaxRowWidth = 8192;  // a block per row above that: 256 threads of up to 4 x 8 channels
 

@@ -224,11 +224,11 @@ __global__ void __launch_bounds__(kPartThreads)
   grad.finish();
 }
 
-// Any V and Vp: one pass for the running max and the sum of exponentials (rescaled when the
-// max moves), combined across the block; a second pass over memory writes the gradient.
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
 
+// Any V and Vp: one pass for the running max and the sum of exponentials (rescaled when the
+// max moves), combined across the block; a second pass over memory writes the gradient.
 template <class In>
 __global__ void cross_entropy_kernel(float* losses, bf16* dlogits, const In* logits, const int* targets, int n_mean, int V, int Vp) {
   const std::int64_t row = blockIdx.x;
