@@ -70,7 +70,7 @@ inline bool cross_entropy_parts_shape_fits(std::int64_t Vp) {
 }
 
 // The fused LM head (GpuGpt): the head's forward, the loss and the head's backward run one
-// chunk of `chunk` tokens after another, so only that chunk's FP32 logits and their gradient
+// chunk of `chunk` tokens after another, so only that chunk's logits and their gradient
 // exist. The rows of logits the model holds at once: `chunk` where 0 < chunk < B*T and the
 // head's casts need nothing of the whole gradient first (a BF16 head, or an FP8 head under
 // delayed scaling, whose scales are last step's; current scaling measures the whole tensor
