@@ -227,3 +227,35 @@ TEST(ReportLimits, WithoutGemmRatesTheTitleSaysSoAndGemmPhasesHaveNoBound) {
   EXPECT_EQ(t["rows"][2][1], fmt::format("0.50 / {:.2f} ({:.1f}x)", res_ms, 0.5 / res_ms));
   EXPECT_EQ(t["rows"][3][1], "37.50 / -") << "no step bound from some phases' bounds";
 }
+
+// The loss phase's bound follows the run's logits type: BF16 logits are read in half the bytes
+// (a BF16 head: its BF16 gradient written, 2 bytes a logit either way).
+TEST(ReportLimits, LossBoundFollowsTheLogitsType) {
+  const core::ResultFile bench = copy_benchmark(4000.0);
+  core::ResultFile train;
+  train.meta = {{"probe", "train"}, {"sweep", "t"}};
+  for (const char* logits : {"fp32", "bf16"}) {
+    core::Record r = core::make_record(logits,
+                                       {{"vocab", 50304},
+                                        {"d_model", 768},
+                                        {"n_layer", 12},
+                                        {"n_head", 12},
+                                        {"batch", 16},
+                                        {"seq_len", 1024},
+                                        {"attention", "flash"},
+                                        {"lm_head_chunk", 4096},
+                                        {"logits", logits}},
+                                       Outcome::ok);
+    r.data["time_split_ms"] = {{"loss", 1.5}};
+    train.records.push_back(r);
+  }
+  report::ReportOptions opt;
+  opt.results = {{"b.json", bench}, {"t.json", train}};
+  const core::json rep = report::build_report(opt);
+  const auto& t = table(rep, "Limits:");
+  const double N = 16384, V = 50304;
+  const double fp32_ms = N * V * (4 + 2) / 4e12 * 1e3, bf16_ms = N * V * (2 + 2) / 4e12 * 1e3;
+  EXPECT_EQ(t["rows"][0][0], "loss");
+  EXPECT_EQ(t["rows"][0][1], fmt::format("1.50 / {:.2f} ({:.1f}x)", fp32_ms, 1.5 / fp32_ms));
+  EXPECT_EQ(t["rows"][0][2], fmt::format("1.50 / {:.2f} ({:.1f}x)", bf16_ms, 1.5 / bf16_ms));
+}
