@@ -148,6 +148,16 @@ core::ResultFile copy_benchmark(double gbs) {
   bench.records.push_back(b);
   return bench;
 }
+// A GPU training record of GPT-2 124M (B=16, T=1024, fused attention) with these parameters
+// added and this time split.
+core::Record gpt2_124m_run(const std::string& key, const core::json& extra, const core::json& split) {
+  core::json p = {{"vocab", 50304}, {"d_model", 768},  {"n_layer", 12},       {"n_head", 12},
+                  {"batch", 16},    {"seq_len", 1024}, {"attention", "flash"}};
+  p.update(extra);
+  core::Record r = core::make_record(key, p, Outcome::ok);
+  r.data["time_split_ms"] = split;
+  return r;
+}
 }  // namespace
 
 // The limit table of a training run: each phase beside its bound from the rates the report's
@@ -164,19 +174,8 @@ TEST(ReportLimits, EachPhaseBesideItsBound) {
   const core::ResultFile bench = copy_benchmark(4000.0);
   core::ResultFile train;
   train.meta = {{"probe", "train"}, {"sweep", "t"}};
-  core::Record r = core::make_record("run",
-                                     {{"vocab", 50304},
-                                      {"d_model", 768},
-                                      {"n_layer", 12},
-                                      {"n_head", 12},
-                                      {"batch", 16},
-                                      {"seq_len", 1024},
-                                      {"precision", "fp8"},
-                                      {"fp8_linears", "qkv,proj,fc1,fc2"},
-                                      {"attention", "flash"}},
-                                     Outcome::ok);
-  r.data["time_split_ms"] = {{"matmul", 20.0}, {"layernorm", 1.6}, {"fp8_recipe", 0.04}};
-  train.records.push_back(r);
+  train.records.push_back(gpt2_124m_run("run", {{"precision", "fp8"}, {"fp8_linears", "qkv,proj,fc1,fc2"}},
+                                        {{"matmul", 20.0}, {"layernorm", 1.6}, {"fp8_recipe", 0.04}}));
   report::ReportOptions opt;
   opt.results = {{"g.json", gemm}, {"b.json", bench}, {"t.json", train}};
   const core::json rep = report::build_report(opt);
@@ -206,12 +205,7 @@ TEST(ReportLimits, WithoutGemmRatesTheTitleSaysSoAndGemmPhasesHaveNoBound) {
   const core::ResultFile bench = copy_benchmark(3000.0);
   core::ResultFile train;
   train.meta = {{"probe", "train"}, {"sweep", "t"}};
-  core::Record r = core::make_record(
-      "run",
-      {{"vocab", 50304}, {"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"batch", 16}, {"seq_len", 1024}, {"attention", "flash"}},
-      Outcome::ok);
-  r.data["time_split_ms"] = {{"matmul", 30.0}, {"attention", 7.0}, {"residual", 0.5}};
-  train.records.push_back(r);
+  train.records.push_back(gpt2_124m_run("run", core::json::object(), {{"matmul", 30.0}, {"attention", 7.0}, {"residual", 0.5}}));
   report::ReportOptions opt;
   opt.results = {{"b.json", bench}, {"t.json", train}};
   const core::json rep = report::build_report(opt);
@@ -234,21 +228,8 @@ TEST(ReportLimits, LossBoundFollowsTheLogitsType) {
   const core::ResultFile bench = copy_benchmark(4000.0);
   core::ResultFile train;
   train.meta = {{"probe", "train"}, {"sweep", "t"}};
-  for (const char* logits : {"fp32", "bf16"}) {
-    core::Record r = core::make_record(logits,
-                                       {{"vocab", 50304},
-                                        {"d_model", 768},
-                                        {"n_layer", 12},
-                                        {"n_head", 12},
-                                        {"batch", 16},
-                                        {"seq_len", 1024},
-                                        {"attention", "flash"},
-                                        {"lm_head_chunk", 4096},
-                                        {"logits", logits}},
-                                       Outcome::ok);
-    r.data["time_split_ms"] = {{"loss", 1.5}};
-    train.records.push_back(r);
-  }
+  for (const char* logits : {"fp32", "bf16"})
+    train.records.push_back(gpt2_124m_run(logits, {{"lm_head_chunk", 4096}, {"logits", logits}}, {{"loss", 1.5}}));
   report::ReportOptions opt;
   opt.results = {{"b.json", bench}, {"t.json", train}};
   const core::json rep = report::build_report(opt);

@@ -137,6 +137,10 @@ std::vector<std::string> varying_params(const std::vector<core::Record>& records
   return keys;
 }
 
+LmHeadSetup lm_head_setup(const json& params) {
+  return {params.value("lm_head_chunk", 0), params.value("logits", std::string("fp32")) == "bf16"};
+}
+
 std::string params_suffix(const json& params, const std::vector<std::string>& keys) {
   std::string s;
   for (auto& k : keys) {

@@ -83,7 +83,7 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
     const int B = p.value("batch", 0), T = p.value("seq_len", 0);
     if (c.d_model <= 0 || c.n_layer <= 0 || B <= 0 || T <= 0) continue;
     const bool fp8 = p.value("precision", std::string("bf16")) == "fp8";
-    const int chunk = p.value("lm_head_chunk", 0);  // absent: the whole batch's logits (older records)
+    const LmHeadSetup head = lm_head_setup(p);
     std::optional<model::Fp8ModelConfig> f;
     if (fp8) {
       try {  // a record probe_train wrote names every FP8 field; one that does not gets no estimate
@@ -91,10 +91,10 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
       } catch (const json::exception&) {
       }
     }
-    const model::TrainingBytes b = model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
-                                                                     model::lm_head_rows(B, T, chunk, f ? &*f : nullptr),
-                                                                     p.value("logits", std::string("fp32")) == "bf16");
-    const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_delta(c, B, T, *f, chunk) : NAN;
+    const model::TrainingBytes b =
+        model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
+                                          model::lm_head_rows(B, T, head.chunk, f ? &*f : nullptr), head.bf16_logits);
+    const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_delta(c, B, T, *f, head.chunk) : NAN;
     const double estimate = (b.total() + delta) / kMiB;
     t.rows.push_back({label_of(p), fmt_num(b.parameters / kMiB, 0), fmt_num(b.activations / kMiB, 0), fmt_num(b.logits / kMiB, 0),
                       fmt_num(b.scratch / kMiB, 0),
@@ -138,8 +138,7 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   auto same_setup = [](const json& a, const json& b) {
     return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
            a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized")) &&
-           a.value("lm_head_chunk", 0) == b.value("lm_head_chunk", 0) &&
-           a.value("logits", std::string("fp32")) == b.value("logits", std::string("fp32"));
+           lm_head_setup(a) == lm_head_setup(b);
   };
   auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
     if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
@@ -278,11 +277,11 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   const std::string sweep = in.file.meta.value("sweep", std::string("train"));
   // A run's setup (model, attention kernels, LM head, GPU count) names its group in the figures;
   // the head's chunks and logits type only where the file varies them.
-  std::set<json> heads;
-  for (auto& r : in.file.records) heads.insert(json{r.params.value("lm_head_chunk", 0), r.params.value("logits", std::string("fp32"))});
+  std::set<std::string> heads;
+  for (auto& r : in.file.records) heads.insert(lm_head_setup(r.params).label());
   auto setup_of = [&](const json& p) {
     std::string s = run_label(p) + " " + p.value("attention", std::string("materialized"));
-    if (heads.size() > 1) s += fmt::format(" head {}/{}", p.value("lm_head_chunk", 0), p.value("logits", std::string("fp32")));
+    if (heads.size() > 1) s += " head " + lm_head_setup(p).label();
     if (p.value("ranks", 1) > 1) s += fmt::format(" x{} GPUs", p.value("ranks", 1));
     return s;
   };

@@ -35,6 +35,15 @@ std::string outcome_tally(const std::vector<core::Record>& records);
 // (other than those the label already shows), and " k=v ..." of them for one record.
 std::vector<std::string> varying_params(const std::vector<core::Record>& records, const std::set<std::string>& shown);
 std::string params_suffix(const json& params, const std::vector<std::string>& keys);
+// A GPU training record's LM head (the axes lm_head_chunk and logits), with the defaults of the
+// records written before those axes existed: the whole batch's FP32 logits.
+struct LmHeadSetup {
+  int chunk = 0;
+  bool bf16_logits = false;
+  bool operator==(const LmHeadSetup&) const = default;
+  std::string label() const { return std::to_string(chunk) + (bf16_logits ? "/bf16" : "/fp32"); }
+};
+LmHeadSetup lm_head_setup(const json& params);
 // Figure specs, written as data (plot_figures.py draws them; every number is in the spec).
 // A section places a figure after the table whose numbers it shows with place_after().
 json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,

@@ -30,7 +30,8 @@ bool step_shape_of(const json& p, model::StepShape& s) {
   s.flash = p.value("attention", std::string("materialized")) == "flash";
   const std::string scaling = p.value("scaling", std::string("delayed"));
   s.delayed = scaling == "delayed";
-  s.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
+  const LmHeadSetup head = lm_head_setup(p);
+  s.bf16_logits = head.bf16_logits;
   s.per_block = scaling == "rowwise" || scaling == "block";
   s.rowwise = scaling == "rowwise";
   s.fused = p.value("variant", std::string("custom")) != "custom";
@@ -39,7 +40,7 @@ bool step_shape_of(const json& p, model::StepShape& s) {
   f.linears = s.fp8_linears;
   f.recipe.scaling = s.delayed ? fp8::Scaling::delayed : fp8::Scaling::current;
   const std::int64_t N = std::int64_t(s.batch) * s.seq_len,
-                     rows = model::lm_head_rows(s.batch, s.seq_len, p.value("lm_head_chunk", 0), s.fp8 ? &f : nullptr);
+                     rows = model::lm_head_rows(s.batch, s.seq_len, head.chunk, s.fp8 ? &f : nullptr);
   s.head_chunks = rows > 0 ? int((N + rows - 1) / rows) : 1;
   return s.model.vocab > 0 && s.model.d_model > 0 && s.model.n_layer > 0 && s.batch > 0 && s.seq_len > 0;
 }
