@@ -43,7 +43,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
     std::size_t free0 = 0, free1 = 0, total = 0;
     FP8S_CUDA(cudaMemGetInfo(&free0, &total));
     {
-      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, gpu_options(p));
+      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.gpu);
       gpt.set_params(model::init_params(p.model, std::uint64_t(p.seed)));
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));
       out.device_mib = double(free0 - free1) / (1 << 20);

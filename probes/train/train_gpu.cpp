@@ -104,7 +104,7 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
     auto data = data_for(p, settings.value("token_dtype", std::string("auto")));
     r.data["data"] = data->describe();
     {
-      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, gpu_options(p));
+      gpu_model::GpuGpt gpt(p.model, p.batch, p.seq_len, stream, fp8, p.gpu);
       gpt.set_params(model::init_params(p.model, std::uint64_t(p.seed)));
       std::size_t free1 = 0;
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));

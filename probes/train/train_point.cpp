@@ -112,9 +112,9 @@ TrainPoint train_point_from(const json& p) {
   t.grad_clip = p["grad_clip"];
   t.data = p["data"];
   t.ranks = p.value("ranks", 1);
-  t.flash_attention = p.value("attention", std::string("materialized")) == "flash";
-  t.lm_head_chunk = p.value("lm_head_chunk", 0);
-  t.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
+  t.gpu.flash_attention = p.value("attention", std::string("materialized")) == "flash";
+  t.gpu.lm_head_chunk = p.value("lm_head_chunk", 0);
+  t.gpu.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }
@@ -122,9 +122,9 @@ TrainPoint train_point_from(const json& p) {
 }
 
 double gpu_bytes_needed(const TrainPoint& p, const model::Fp8ModelConfig* f) {
-  return model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.flash_attention,
-                                   model::lm_head_rows(p.batch, p.seq_len, p.lm_head_chunk, f), p.bf16_logits) +
-         (f ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *f, p.lm_head_chunk) : 0.0);
+  return model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.gpu.flash_attention,
+                                   model::lm_head_rows(p.batch, p.seq_len, p.gpu.lm_head_chunk, f), p.gpu.bf16_logits) +
+         (f ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *f, p.gpu.lm_head_chunk) : 0.0);
 }
 
 double train_flops_per_step(const model::GptConfig& c, int B, int T) {
@@ -134,14 +134,14 @@ double train_flops_per_step(const model::GptConfig& c, int B, int T) {
 
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
-  if (auto e = model::check_lm_head_chunk(p.lm_head_chunk); !e.empty()) return e;
+  if (auto e = model::check_lm_head_chunk(p.gpu.lm_head_chunk); !e.empty()) return e;
   // The GPU model's Llama block runs in the fused attention (which refuses fp8_attention below).
-  if (p.backend == "gpu" && p.model.llama() && !p.flash_attention) return "arch llama on the GPU needs attention flash";
+  if (p.backend == "gpu" && p.model.llama() && !p.gpu.flash_attention) return "arch llama on the GPU needs attention flash";
   if (p.fp8 && fp8::per_block(p.fp8->recipe.scaling)) {
     const std::string sc = fp8::to_string(p.fp8->recipe.scaling);
     if (p.fp8->attention()) return fmt::format("scaling {} scales the linears; variant fp8_attention needs delayed or current", sc);
   }
-  if (p.backend == "gpu" && p.flash_attention) {
+  if (p.backend == "gpu" && p.gpu.flash_attention) {
     const int hs = p.model.n_head > 0 && p.model.d_model % p.model.n_head == 0 ? p.model.d_model / p.model.n_head : 0;
     if ((hs != 64 && hs != 128) || p.seq_len % 64 != 0)
       return fmt::format(

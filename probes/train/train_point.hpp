@@ -28,10 +28,8 @@ struct TrainPoint {
   int batch, seq_len, steps, warmup, seed;
   double lr, min_lr, weight_decay, grad_clip;
   std::string data;
-  int ranks = 1;                 // data-parallel GPUs (batch is per GPU)
-  bool flash_attention = false;  // GPU: the fused attention kernels
-  int lm_head_chunk = 0;         // GPU: tokens per chunk of the fused LM head (0: the whole batch)
-  bool bf16_logits = false;      // GPU: the LM head writes BF16 logits (axis logits)
+  int ranks = 1;             // data-parallel GPUs (batch is per GPU)
+  model::GpuRunOptions gpu;  // GPU: the axes attention, lm_head_chunk and logits
   // FP8 training (probe_train with precision fp8, every probe_recipe run): what runs in FP8 and
   // how, for the GPU model and the CPU emulation alike.
   std::optional<model::Fp8ModelConfig> fp8;

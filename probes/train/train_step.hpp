@@ -1,7 +1,6 @@
 #pragma once
 // One timed training step of the GPU model (forward, backward, clipping + AdamW at the
-// schedule's LR) and the model's options for a point, shared by the single-GPU and the
-// data-parallel trainers. CUDA builds only.
+// schedule's LR), shared by the single-GPU and the data-parallel trainers. CUDA builds only.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/gpu_model/gpt_gpu.hpp"
 #include "fp8scope/model/schedule.hpp"
@@ -22,9 +21,6 @@ inline StepRow timed_step(gpu_model::GpuGpt& gpt, const int* inputs, const int* 
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return {loss, norm, lr.at(step), ms};
 }
-
-// The point's GPU model options: attention kernels, LM head chunks, logits type.
-inline gpu_model::GpuGptOptions gpu_options(const TrainPoint& p) { return {p.flash_attention, p.lm_head_chunk, p.bf16_logits}; }
 
 inline gpu_model::AdamWSettings adamw_for(const TrainPoint& p) {
   gpu_model::AdamWSettings a;

@@ -20,7 +20,7 @@ std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 }  // namespace
 
 GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8,
-               const GpuGptOptions& options)
+               const model::GpuRunOptions& options)
     : cfg_(cfg),
       B_(B),
       T_(T),

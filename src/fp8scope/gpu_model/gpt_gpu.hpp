@@ -27,26 +27,12 @@ struct AdamWSettings {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
 };
 
-// How the GPU model runs, beside its config and FP8 recipe.
-struct GpuGptOptions {
-  // The fused attention kernels (head size 64 or 128, T a multiple of 64, not with
-  // fp8_attention) instead of the materialised scores and probabilities.
-  bool flash_attention = false;
-  // The fused LM head (model::lm_head_rows): forward runs the head, the loss and the head's
-  // backward over chunks of this many tokens, so the [B*T x V] logits never exist; 0: the
-  // whole batch's logits at once (what logits() reads).
-  int lm_head_chunk = 0;
-  // The head writes its logits in BF16 (half the bytes written and read; the loss computes in
-  // FP32 from them, as PyTorch's autocast hands BF16 logits to its loss) instead of FP32.
-  bool bf16_logits = false;
-};
-
 class GpuGpt {
  public:
   // fp8: nullptr for the BF16 model. Throws std::invalid_argument for options the shapes do not
-  // allow (see GpuGptOptions).
+  // allow (see model::GpuRunOptions).
   GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8 = nullptr,
-         const GpuGptOptions& options = {});
+         const model::GpuRunOptions& options = {});
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
   std::vector<float> grads() const;
@@ -165,7 +151,7 @@ class GpuGpt {
   model::GptConfig cfg_;
   int B_, T_;
   std::int64_t head_rows_;    // rows of logits at once (model::lm_head_rows)
-  bool bf16_logits_ = false;  // logits_ holds BF16 (GpuGptOptions)
+  bool bf16_logits_ = false;  // logits_ holds BF16 (model::GpuRunOptions)
   cudaStream_t stream_;
   GemmCache gemms_;
   std::vector<model::ParamTensor> layout_;

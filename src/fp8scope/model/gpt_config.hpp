@@ -51,6 +51,20 @@ GptConfig gpt_config_from(const nlohmann::json& params);
 // "" when valid, else one line naming the field; seq_len/batch are the run's.
 std::string validate(const GptConfig& c, int seq_len, int batch);
 
+// How the GPU model (gpu_model::GpuGpt) runs a config, beside its FP8 recipe.
+struct GpuRunOptions {
+  // The fused attention kernels (head size 64 or 128, T a multiple of 64, not with
+  // fp8_attention) instead of the materialised scores and probabilities.
+  bool flash_attention = false;
+  // The fused LM head (lm_head_rows): forward runs the head, the loss and the head's backward
+  // over chunks of this many tokens, so the [B*T x V] logits never exist; 0: the whole batch's
+  // logits at once.
+  int lm_head_chunk = 0;
+  // The head writes its logits in BF16 (half the bytes written and read; the loss computes in
+  // FP32 from them, as PyTorch's autocast hands BF16 logits to its loss) instead of FP32.
+  bool bf16_logits = false;
+};
+
 // Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16
 // copy, gradients and AdamW state; the activations kept for backward; scratch; the LM head's
 // logits. Used to refuse a config before any GPU work starts. flash_attention: the fused
