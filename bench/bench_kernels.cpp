@@ -187,7 +187,8 @@ void bm_bias_backward(benchmark::State& state, std::int64_t cols) {
 
 // The 48 block weights of GPT-2 124M (qkv, proj, fc1, fc2 of 12 layers; 85M parameters) cast
 // to FP8 with their transposes, each with its own scale and statistics: in one launch
-// (quantize_transpose_many, as the model's FP8 step does) or one launch per weight.
+// (quantize_transpose_many, as the model's FP8 step did while it kept every layer's FP8 weights
+// from forward to backward) or one launch per weight.
 void bm_cast_weights(benchmark::State& state, bool one_launch) {
   if (skip(state)) return;
   const int shapes[4][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}};
@@ -341,7 +342,7 @@ void bm_adamw(benchmark::State& state) {
   auto p = random_f32(n, 0.02f, 1), g = random_f32(n, 1e-3f, 2), m = random_f32(n, 1e-3f, 3), v = random_f32(n, 1e-6f, 4);
   core::DeviceBuffer pb(std::size_t(n) * 2);
   FP8S_CUDA(cudaMemset(v.get(), 0, v.size()));
-  const std::vector<gpu_model::AdamwChunk> chunks = gpu_model::adamw_chunks({{0, n, true}});  // one tensor, as the model's one launch
+  const std::vector<gpu_model::AdamwChunk> chunks = gpu_model::adamw_chunks({{0, n, true, 0}});  // one tensor, as the model's one launch
   core::DeviceBuffer d_chunks(chunks.size() * sizeof(gpu_model::AdamwChunk));
   FP8S_CUDA(cudaMemcpy(d_chunks.get(), chunks.data(), d_chunks.size(), cudaMemcpyHostToDevice));
   const double s = bench::run_timed(state, [&] {

@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -133,6 +134,67 @@ TEST_P(CastFusedGpu, DgeluCastTransposeDbiasEqualsGeluBackwardThenTheCast) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   expect_same(fused, plain);
   expect_bias(partial, download<__nv_bfloat16>(dgelu, n));
+}
+
+// GPT-2's GELU input kept in E4M3 (gelu_input e4m3): every GELU forward writes the input's
+// E4M3 code at unit scale, saturating (the host codec's code, bit for bit) without changing
+// its own outputs, and the backward kernels reading those codes give exactly what they give
+// on the BF16 values the codes stand for (every E4M3 value is a BF16 value).
+TEST_P(CastFusedGpu, TheGeluInputKeptInE4m3IsReadAsItsBf16Value) {
+  FP8SCOPE_REQUIRE_GPU();
+  const Format f = GetParam();
+  const std::size_t n = std::size_t(kRows) * kCols;
+  const auto pre = normal_bf16(n, 150.0f, 11), dout = normal_bf16(n, 1e-3f, 12);  // some |x| > 448 saturate
+  std::vector<std::uint8_t> want(n);
+  std::vector<__nv_bfloat16> rounded(n);  // the values the codes stand for
+  for (std::size_t i = 0; i < n; ++i) {
+    want[i] = fp8::encode(__bfloat162float(pre[i]), Format::e4m3, Overflow::satfinite);
+    rounded[i] = __float2bfloat16(fp8::decode(want[i], Format::e4m3));
+  }
+  const float scale = 0.5f;
+  auto d_pre = upload(pre), d_dout = upload(dout), d_rounded = upload(rounded);
+  core::DeviceBuffer sc(4), pre8(n), pre8_vec(n), pre8_plain(n), gelu(n * 2), gelu_in_place = upload(pre);
+  cudaMemcpy(sc.get(), &scale, 4, cudaMemcpyHostToDevice);
+  const auto* x = d_pre.as<__nv_bfloat16>();
+  Cast with, without, vec(n), vec_without(n);
+  gpu_model::gelu_cast_transpose(with.o(), with.t(), x, kRows, kCols, sc.as<float>(), f, Overflow::satfinite, with.s(), nullptr,
+                                 pre8.as<std::uint8_t>());
+  gpu_model::gelu_cast_transpose(without.o(), without.t(), x, kRows, kCols, sc.as<float>(), f, Overflow::satfinite, without.s(), nullptr);
+  // The vector loop on n - 5 elements: its tail runs one element at a time.
+  cudaMemset(pre8_vec.get(), 0, n), cudaMemset(vec.out_t.get(), 0, n), cudaMemset(vec_without.out_t.get(), 0, n);
+  gpu_model::gelu_forward_fp8(vec.o(), x, std::int64_t(n - 5), sc.as<float>(), f, Overflow::satfinite, vec.s(), nullptr,
+                              pre8_vec.as<std::uint8_t>());
+  gpu_model::gelu_forward_fp8(vec_without.o(), x, std::int64_t(n - 5), sc.as<float>(), f, Overflow::satfinite, vec_without.s(), nullptr);
+  gpu_model::gelu_forward(gelu.as<__nv_bfloat16>(), x, std::int64_t(n), nullptr);
+  gpu_model::gelu_forward(gelu_in_place.as<__nv_bfloat16>(), gelu_in_place.as<__nv_bfloat16>(), std::int64_t(n), nullptr,
+                          pre8_plain.as<std::uint8_t>());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  expect_same(with, without);
+  expect_same(vec, vec_without, n - 5);
+  EXPECT_EQ(download<std::uint8_t>(pre8, n), want);
+  EXPECT_EQ(download<std::uint8_t>(pre8_plain, n), want);
+  auto got_vec = download<std::uint8_t>(pre8_vec, n);
+  EXPECT_EQ(std::vector<std::uint8_t>(got_vec.begin(), got_vec.end() - 5), std::vector<std::uint8_t>(want.begin(), want.end() - 5));
+  const auto g0 = download<__nv_bfloat16>(gelu, n), g1 = download<__nv_bfloat16>(gelu_in_place, n);
+  EXPECT_EQ(0, std::memcmp(g0.data(), g1.data(), n * 2)) << "the GELU in place differs";
+  // Backward: the codes against their BF16 values.
+  const float gscale = 2.0e4f;
+  cudaMemcpy(sc.get(), &gscale, 4, cudaMemcpyHostToDevice);
+  const std::size_t np = std::size_t(fp8::dbias_partial_floats(kRows, kCols));
+  core::DeviceBuffer part8(np * 4), part16(np * 4), d8(n * 2), d16(n * 2);
+  Cast from8, from16;
+  gpu_model::dgelu_cast_transpose_dbias(from8.o(), from8.t(), part8.as<float>(), d_dout.as<__nv_bfloat16>(), pre8.as<std::uint8_t>(), kRows,
+                                        kCols, sc.as<float>(), f, Overflow::satfinite, from8.s(), nullptr);
+  gpu_model::dgelu_cast_transpose_dbias(from16.o(), from16.t(), part16.as<float>(), d_dout.as<__nv_bfloat16>(),
+                                        d_rounded.as<__nv_bfloat16>(), kRows, kCols, sc.as<float>(), f, Overflow::satfinite, from16.s(),
+                                        nullptr);
+  gpu_model::gelu_backward(d8.as<__nv_bfloat16>(), pre8.as<std::uint8_t>(), d_dout.as<__nv_bfloat16>(), std::int64_t(n), nullptr);
+  gpu_model::gelu_backward(d16.as<__nv_bfloat16>(), d_rounded.as<__nv_bfloat16>(), d_dout.as<__nv_bfloat16>(), std::int64_t(n), nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  expect_same(from8, from16);
+  EXPECT_EQ(download<float>(part8, np), download<float>(part16, np));
+  const auto b8 = download<__nv_bfloat16>(d8, n), b16 = download<__nv_bfloat16>(d16, n);
+  EXPECT_EQ(0, std::memcmp(b8.data(), b16.data(), n * 2)) << "gelu_backward on the codes differs";
 }
 
 // The Llama MLP: SwiGLU of fc1's output [N][2F] cast with its transpose equals swiglu_forward

@@ -32,10 +32,13 @@ struct HostStats {
   float amax = 0;
   unsigned long long nonfinite = 0, saturated = 0, underflow = 0;
 };
-HostStats host_stats(const std::vector<__nv_bfloat16>& v, float scale, Format f, Overflow o) {
+float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+float to_float(float x) { return x; }
+template <class T>
+HostStats host_stats(const std::vector<T>& v, float scale, Format f, Overflow o) {
   HostStats s;
   for (auto b : v) {
-    const float x = __bfloat162float(b);
+    const float x = to_float(b);
     if (!std::isfinite(x)) {
       ++s.nonfinite;
       continue;
@@ -177,6 +180,72 @@ TEST_P(CastGpu, ManyMatricesInOneLaunchMatchOneByOne) {
     EXPECT_EQ(gs[std::size_t(i)].saturated, rs[std::size_t(i)].saturated);
     EXPECT_EQ(gs[std::size_t(i)].underflow, rs[std::size_t(i)].underflow);
     EXPECT_EQ(gs[std::size_t(i)].nonfinite_out, rs[std::size_t(i)].nonfinite_out);
+  }
+}
+
+// The casts from FP32 (a weight cast from its FP32 master): the host codec's code of every
+// value (full FP32 precision, underflow to overflow, NaN and infinity) and its statistics, for
+// the vector loop (with a tail), the tile loop (partial tiles, more tiles than the grid) and the
+// element-wise fallback (a width not a multiple of 8), row-major and transposed, or transposed only.
+TEST_P(CastGpu, Fp32CastsMatchTheHostCodecAndCounts) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [f, o] = GetParam();
+  const float scale = 3.0f;
+  core::DeviceBuffer sc(sizeof(float));
+  cudaMemcpy(sc.get(), &scale, sizeof scale, cudaMemcpyHostToDevice);
+  auto values = [](std::size_t n, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = normal(rng) * std::ldexp(1.0f, int(i % 48) - 30);
+    v[1] = NAN, v[2] = -INFINITY, v[3] = 0.0f;
+    return v;
+  };
+  auto check_stats = [&](const core::DeviceBuffer& st, const std::vector<float>& host) {
+    fp8::CastStats g{};
+    cudaMemcpy(&g, st.get(), sizeof g, cudaMemcpyDeviceToHost);
+    const HostStats h = host_stats(host, scale, f, o);
+    EXPECT_EQ(g.amax, h.amax);
+    EXPECT_EQ(g.nonfinite, h.nonfinite);
+    EXPECT_EQ(g.saturated, h.saturated);
+    EXPECT_EQ(g.underflow, h.underflow);
+  };
+  {  // vector loop
+    const std::size_t n = 1'000'003;
+    const auto host = values(n, 21);
+    core::DeviceBuffer in(n * 4), out(n), st(sizeof(fp8::CastStats));
+    cudaMemcpy(in.get(), host.data(), n * 4, cudaMemcpyHostToDevice);
+    cudaMemset(st.get(), 0, st.size());
+    fp8::quantize(out.as<std::uint8_t>(), in.as<float>(), std::int64_t(n), sc.as<float>(), f, o, st.as<fp8::CastStats>(), nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<std::uint8_t> got(n);
+    cudaMemcpy(got.data(), out.get(), n, cudaMemcpyDeviceToHost);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], fp8::encode(host[i] * scale, f, o)) << "element " << i << " x=" << host[i];
+    check_stats(st, host);
+  }
+  for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{2056, 1096}, {100, 36}}) {  // tile loop, fallback
+    SCOPED_TRACE(::testing::Message() << rows << " x " << cols);
+    const std::size_t n = std::size_t(rows) * cols;
+    const auto host = values(n, 22);
+    core::DeviceBuffer in(n * 4), out(n), out_t(n), only_t(n), st(sizeof(fp8::CastStats));
+    cudaMemcpy(in.get(), host.data(), n * 4, cudaMemcpyHostToDevice);
+    cudaMemset(st.get(), 0, st.size());
+    fp8::quantize_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), in.as<float>(), rows, cols, sc.as<float>(), f, o,
+                            st.as<fp8::CastStats>(), nullptr);
+    fp8::quantize_transpose(nullptr, only_t.as<std::uint8_t>(), in.as<float>(), rows, cols, sc.as<float>(), f, o, nullptr, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<std::uint8_t> a(n), at(n), ot(n);
+    cudaMemcpy(a.data(), out.get(), n, cudaMemcpyDeviceToHost);
+    cudaMemcpy(at.data(), out_t.get(), n, cudaMemcpyDeviceToHost);
+    cudaMemcpy(ot.data(), only_t.get(), n, cudaMemcpyDeviceToHost);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) {
+        const std::uint8_t want = fp8::encode(host[std::size_t(r) * cols + c] * scale, f, o);
+        ASSERT_EQ(a[std::size_t(r) * cols + c], want) << "(" << r << ", " << c << ")";
+        ASSERT_EQ(at[std::size_t(c) * rows + r], want) << "transposed (" << r << ", " << c << ")";
+      }
+    EXPECT_EQ(ot, at);
+    check_stats(st, host);
   }
 }
 

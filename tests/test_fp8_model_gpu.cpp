@@ -182,6 +182,18 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)),
     [](const auto& info) { return model::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)); });
 
+// The GELU's input kept in BF16 (gelu_input bf16) instead of E4M3 (every other case here):
+// the same match, through the unfused GELU backward (current scaling) and the one fused into
+// fc1's gradient cast (delayed).
+TEST(Fp8GpuGeluInputBf16, LossAndEveryGradientMatchTheEmulation) {
+  FP8SCOPE_REQUIRE_GPU();
+  for (const fp8::Scaling scaling : {fp8::Scaling::current, fp8::Scaling::delayed}) {
+    auto f = fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, scaling);
+    f.gelu_input_e4m3 = false;
+    expect_step_matches_emulation(tiny(), f, "gelu_input bf16, scaling " + fp8::to_string(scaling));
+  }
+}
+
 // Per-row and per-block scaling: the GPU's casts (fp8/block_cast.cuh) and scaled GEMMs against
 // the emulation, at d_model 256 so a row holds two 1x128 blocks, N = 128 tokens one token
 // block, and the head's 96 x 256 weight partial 128x128 blocks.

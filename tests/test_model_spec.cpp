@@ -190,11 +190,32 @@ TEST(Fp8Memory, PerBlockScalingAddsItsScalesAndTapBuffers) {
   const double rowwise = model::per_block_bytes(c, 16, 1024, f);
   EXPECT_GT(rowwise, 0.0);
   EXPECT_NEAR(rowwise / (1 << 20), 3.0, 2.0);
-  EXPECT_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, f) - rowwise, [&] {
+  // Per-row / per-block scaling also keeps each block weight's FP8 transpose (12 C^2 bytes a
+  // layer) and its BF16 copy (24 C^2); per-tensor scaling casts the weight from the FP32 master
+  // where each GEMM reads it.
+  EXPECT_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, f) - rowwise - 3 * 12.0 * 12 * 768 * 768, [&] {
     model::Fp8ModelConfig d = f;
     d.recipe.scaling = fp8::Scaling::current;
     return model::gpu_fp8_bytes_delta(c, 16, 1024, d);
   }());
+}
+
+// GPT-2's GELU input kept in E4M3: 1 byte instead of 2 per layer, and no shared BF16 GELU
+// output (it is computed in place in the backward's scratch). Llama keeps its SwiGLU input.
+TEST(Fp8Memory, TheGeluInputInE4m3HalvesItsBytes) {
+  model::GptConfig c;
+  c.vocab = 50304, c.d_model = 768, c.n_layer = 12, c.n_head = 12, c.max_seq = 1024;
+  model::Fp8ModelConfig e4m3, bf16;
+  bf16.gelu_input_e4m3 = false;
+  const double N = 16.0 * 1024, F = 4 * 768;
+  EXPECT_TRUE(model::keeps_gelu_input_e4m3(c, &e4m3));
+  EXPECT_FALSE(model::keeps_gelu_input_e4m3(c, &bf16));
+  EXPECT_FALSE(model::keeps_gelu_input_e4m3(c, nullptr));
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, bf16) - model::gpu_fp8_bytes_delta(c, 16, 1024, e4m3), 12 * N * F + 2 * N * F);
+  e4m3.linears.erase("fc2"), bf16.linears.erase("fc2");  // fc2's BF16 input is kept per layer either way
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, bf16) - model::gpu_fp8_bytes_delta(c, 16, 1024, e4m3), 12 * N * F);
+  c.arch = model::Arch::llama;
+  EXPECT_FALSE(model::keeps_gelu_input_e4m3(c, &e4m3));
 }
 
 // Under delayed scaling the loss writes the FP8 head's gradient itself, so the logits' BF16

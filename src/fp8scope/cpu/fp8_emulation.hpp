@@ -51,6 +51,7 @@ class Fp8Emulation {
   int step() const { return step_; }
   bool attention() const { return opt_.attention(); }
   bool fp8_linear(const std::string& name) const { return opt_.fp8(name); }
+  const model::Fp8ModelConfig& config() const { return opt_; }
 
  private:
   model::Fp8ModelConfig opt_;

@@ -1,5 +1,6 @@
 #include "fp8scope/cpu/gpt_ref.hpp"
 
+#include "fp8scope/fp8/format.hpp"
 #include "fp8scope/model/rope.hpp"
 
 #include <cmath>
@@ -468,7 +469,10 @@ void CpuGpt::backward(const std::vector<double>& P, std::vector<double>& G) {
           dfc[std::size_t(n) * FW + F + f] = d * silu(gate);
         }
     } else {
-      for (std::size_t i = 0; i < dfc.size(); ++i) dfc[i] = dact[i] * gelu_grad(L.fc[i]);
+      // The GELU's input as the GPU keeps it for backward: in E4M3 at unit scale (FP8 GPT-2).
+      const bool e4m3 = fp8_ && model::keeps_gelu_input_e4m3(cfg_, &fp8_->config());
+      for (std::size_t i = 0; i < dfc.size(); ++i)
+        dfc[i] = dact[i] * gelu_grad(e4m3 ? double(fp8::quantize(float(L.fc[i]), fp8::Format::e4m3, fp8::Overflow::satfinite)) : L.fc[i]);
     }
     V dln2(std::size_t(N) * C, 0.0);
     linear_bwd(l, 2, dln2.data(), g + o.fc_w, part(g, o.fc_b), dfc.data(), L.xq[2], L.wq[2], N, C, FW);

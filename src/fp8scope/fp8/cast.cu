@@ -30,9 +30,11 @@ __global__ void fake_quantize_kernel(__nv_bfloat16* dq, const __nv_bfloat16* in,
 
 // The element-wise fallback for shapes the tile loop does not take: 32x32 tiles through
 // shared memory so that both the row-major and the transposed writes are coalesced;
-// blockIdx.z is the matrix of the batch. kCast: BF16 in, cast with statistics; otherwise FP8
-// bytes in.
-template <bool kCast>
+// blockIdx.z is the matrix of the batch. kCast: In (BF16 or FP32) in, cast with statistics;
+// otherwise FP8 bytes in.
+__device__ __forceinline__ float value_of(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float value_of(float x) { return x; }
+template <bool kCast, class In = __nv_bfloat16>
 __global__ void small_tile_transpose_kernel(std::uint8_t* out, std::uint8_t* out_t, const void* in_, int rows, int cols,
                                             const float* scale_ptr, Format f, Overflow o, CastStats* stats) {
   __shared__ std::uint8_t tile[32][33];
@@ -46,8 +48,8 @@ __global__ void small_tile_transpose_kernel(std::uint8_t* out, std::uint8_t* out
     const int r = r0 + dy, c = c0 + threadIdx.x;
     if (r < rows && c < cols) {
       const std::int64_t i = mat + std::int64_t(r) * cols + c;
-      const std::uint8_t q = kCast ? cast_one(__bfloat162float(static_cast<const __nv_bfloat16*>(in_)[i]), scale, f, o, fmax, st)
-                                   : static_cast<const std::uint8_t*>(in_)[i];
+      const std::uint8_t q =
+          kCast ? cast_one(value_of(static_cast<const In*>(in_)[i]), scale, f, o, fmax, st) : static_cast<const std::uint8_t*>(in_)[i];
       if (out) out[std::int64_t(r) * cols + c] = q;
       tile[dy][threadIdx.x] = q;
     }
@@ -106,6 +108,27 @@ void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloa
   }
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), unsigned(batch));
   small_tile_transpose_kernel<true><<<grid, dim3(32, 8), 0, s>>>(out, out_t, in, rows, cols, scale, f, o, stats);
+}
+
+void quantize(std::uint8_t* out, const float* in, std::int64_t n, const float* scale, Format f, Overflow o, CastStats* stats,
+              cudaStream_t s) {
+  with_kind(f, o, [&](auto k) {
+    using Op = CastF32Op<decltype(k)>;
+    vector_cast_kernel<<<cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(Op{{scale}, in}, out, n, stats);
+  });
+}
+
+void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const float* in, int rows, int cols, const float* scale, Format f,
+                        Overflow o, CastStats* stats, cudaStream_t s) {
+  if (tile_cast_fits(rows, cols)) {
+    with_kind(f, o, [&](auto k) {
+      using Op = CastF32Op<decltype(k)>;
+      launch_tile_cast_transpose<Op, false>(Op{{scale}, in, cols}, out, out_t, nullptr, rows, cols, stats, s);
+    });
+    return;
+  }
+  const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32), 1);
+  small_tile_transpose_kernel<true, float><<<grid, dim3(32, 8), 0, s>>>(out, out_t, in, rows, cols, scale, f, o, stats);
 }
 
 namespace {

@@ -29,6 +29,13 @@ void quantize(std::uint8_t* out, const __nv_bfloat16* in, std::int64_t n, const 
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const __nv_bfloat16* in, int rows, int cols, const float* scale, Format f,
                         Overflow o, CastStats* stats, cudaStream_t s, int batch = 1);
 
+// The same casts from FP32 (a weight cast from its FP32 master copy; in 16-byte aligned). The
+// statistics' thresholds are those of FP32 values.
+void quantize(std::uint8_t* out, const float* in, std::int64_t n, const float* scale, Format f, Overflow o, CastStats* stats,
+              cudaStream_t s);
+void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const float* in, int rows, int cols, const float* scale, Format f,
+                        Overflow o, CastStats* stats, cudaStream_t s);
+
 // One matrix of quantize_transpose_many: in [rows][cols] to out (the same layout) and out_t
 // ([cols][rows]), with its own scale and statistics.
 struct CastTransposeJob {

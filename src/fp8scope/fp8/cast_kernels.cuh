@@ -23,6 +23,13 @@
 //       (r, c), when the inputs are not laid out as the output (another row stride, columns
 //       taken from elsewhere; default: r * cols + c)
 //   __device__ void begin_tile(int c0);     called before the casts of the tile at column c0
+//   using Extra = ...;  __device__ Extra extra(std::int64_t i) const;
+//       a narrower second input (not staged: a plain load at element i of the output layout,
+//       issued before the tile's staged copies are waited for); the cast is then
+//       cast(raw, extra, st, hp)
+// optionally, for both loops,
+//   __device__ void side(std::int64_t i, const Raw&) const;   a second output of the vector at
+//       element i (the GELU casts' E4M3 copy of their input); side_one(i) for one element
 // and, for the vector loop,
 //   __device__ Raw load(std::int64_t i) const;                   the vector at element i
 //   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const;   one element (tail)
@@ -97,6 +104,40 @@ struct CastBf16Op : ScaledCast<Bf16Thresholds, K>, Bf16Input {
   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats& st) const { return this->cast_value(__bfloat162float(in[i]), st); }
 };
 
+// The plain cast of an FP32 tensor (a weight cast from its FP32 master, which then needs no BF16
+// copy): CastF32Op<K>{{scale}, in, cols}. A vector is 8 floats, 32 bytes: the tile loop stages
+// it as two 16-byte streams over the same array, the second 4 floats on (offset counts the
+// stream's 2-byte units: float e of the matrix is unit 2 e; cols: the matrix's row length).
+template <class K>
+struct CastF32Op : ScaledCast<CastThresholds, K> {
+  struct Raw {
+    uint4 lo, hi;
+  };
+  static constexpr int kStreams = 2, kVecBytes = 16;
+  static constexpr bool kStats = true;
+  const float* in;
+  int cols = 0;
+  __device__ const void* stream(int) const { return in; }
+  __device__ std::int64_t offset(int s, int r, int c) const { return 2 * (std::int64_t(r) * cols + c) + 8 * s; }
+  __device__ Raw load(std::int64_t i) const {
+    return {*reinterpret_cast<const uint4*>(in + i), *reinterpret_cast<const uint4*>(in + i + 4)};
+  }
+  __device__ uint2 cast(const Raw& r, MagnitudeStats& st, float* hp) const {
+    float y[8];
+    const uint4 w[2] = {r.lo, r.hi};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      y[4 * h] = __uint_as_float(w[h].x), y[4 * h + 1] = __uint_as_float(w[h].y);
+      y[4 * h + 2] = __uint_as_float(w[h].z), y[4 * h + 3] = __uint_as_float(w[h].w);
+    }
+    if (hp)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) hp[e] = y[e];
+    return cast8_f32<K>(y, this->scale, this->th, st);
+  }
+  __device__ std::uint8_t cast_one(std::int64_t i, LocalStats& st) const { return this->cast_value(in[i], st); }
+};
+
 // FP8 bytes moved as they are (the transpose of an FP8 tensor another kernel wrote).
 struct CopyFp8Op {
   using Raw = uint2;
@@ -108,6 +149,21 @@ struct CopyFp8Op {
   __device__ Raw load(std::int64_t i) const { return *reinterpret_cast<const uint2*>(in + i); }
   __device__ uint2 cast(const Raw& r, MagnitudeStats&, float*) const { return r; }
   __device__ std::uint8_t cast_one(std::int64_t i, LocalStats&) const { return in[i]; }
+};
+
+// Whether an op has the optional side output / extra input (C++17: the CUDA sources build as
+// C++17).
+template <class Op, class = void>
+struct HasSide : std::false_type {};
+template <class Op>
+struct HasSide<Op, std::void_t<decltype(std::declval<const Op&>().side(0, std::declval<const typename Op::Raw&>()))>> : std::true_type {};
+template <class Op, class = void>
+struct ExtraOf : std::false_type {
+  using type = char;  // unused
+};
+template <class Op>
+struct ExtraOf<Op, std::void_t<typename Op::Extra>> : std::true_type {
+  using type = typename Op::Extra;
 };
 
 // Most blocks a vector or tile loop launches (cast_blocks) walk the tensor with a stride.
@@ -124,10 +180,16 @@ __global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t
       if (base + j * stride < n8) raw[j] = op.load(base + j * stride);
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      if (base + j * stride < n8) *reinterpret_cast<uint2*>(out + base + j * stride) = op.cast(raw[j], fast, nullptr);
+      if (base + j * stride < n8) {
+        *reinterpret_cast<uint2*>(out + base + j * stride) = op.cast(raw[j], fast, nullptr);
+        if constexpr (HasSide<Op>::value) op.side(base + j * stride, raw[j]);
+      }
   }
   if (blockIdx.x == 0 && threadIdx.x == 0)
-    for (std::int64_t i = n8; i < n; ++i) out[i] = op.cast_one(i, st);
+    for (std::int64_t i = n8; i < n; ++i) {
+      out[i] = op.cast_one(i, st);
+      if constexpr (HasSide<Op>::value) op.side_one(i);
+    }
   if (Op::kStats) flush_block(merged(st, fast.local()), stats);
 }
 
@@ -160,7 +222,7 @@ struct TileWalk {
   }
 };
 
-// Whether an op has the optional offset / begin_tile (C++17: the CUDA sources build as C++17).
+// Whether an op has the optional offset / begin_tile.
 template <class Op, class = void>
 struct HasOffset : std::false_type {};
 template <class Op>
@@ -246,6 +308,11 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
   for (int t = blockIdx.x; t < tiles; t += gridDim.x, cur.next()) {
     const int r0 = cur.row * kTile, c0 = cur.col * kTile;
     if constexpr (HasBeginTile<Op>::value) op.begin_tile(c0);
+    typename ExtraOf<Op>::type extra[2];
+    if constexpr (ExtraOf<Op>::value)
+#pragma unroll
+      for (int k = 0; k < 2; ++k)
+        if (r0 + tr + 32 * k < rows && c0 + tc < cols) extra[k] = op.extra(mat + std::int64_t(r0 + tr + 32 * k) * cols + c0 + tc);
     core::cp_wait<kStages - 2>();  // this tile's group (issued kStages - 1 passes ago) has landed
     float colsum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
@@ -257,7 +324,11 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
 #pragma unroll
         for (int s = 0; s < Op::kStreams; ++s) reinterpret_cast<Vec*>(&raw)[s] = *reinterpret_cast<const Vec*>(slot(stage, s, k));
         float hp[8];
-        q = op.cast(raw, st, kBias ? hp : nullptr);
+        if constexpr (ExtraOf<Op>::value)
+          q = op.cast(raw, extra[k], st, kBias ? hp : nullptr);
+        else
+          q = op.cast(raw, st, kBias ? hp : nullptr);
+        if constexpr (HasSide<Op>::value) op.side(mat + std::int64_t(r) * cols + c, raw);
         if (kBias)
 #pragma unroll
           for (int e = 0; e < 8; ++e) colsum[e] += hp[e];

@@ -79,13 +79,16 @@ void Fp8Runtime::begin_step() {
   if (per_block()) FP8S_CUDA(cudaMemsetAsync(max_dequant_.get(), 0, max_dequant_.size(), stream_));
 }
 
-void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) {
+template <class T>
+void Fp8Runtime::prepare_from(int slot, const T* x, std::int64_t n) {
   if (cfg_.recipe.scaling != fp8::Scaling::current) return;
   FP8S_CUDA(cudaMemsetAsync(tmp_.get(), 0, tmp_.size(), stream_));
   fp8::tensor_stats(x, n, tmp_.as<fp8::CastStats>(), stream_);
   reduce(tmp_.as<fp8::CastStats>(), 1);  // every rank casts with the same scale
   bank_.update_one(slot, tmp_.as<fp8::CastStats>(), stream_);
 }
+void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) { prepare_from(slot, x, n); }
+void Fp8Runtime::prepare(int slot, const float* x, std::int64_t n) { prepare_from(slot, x, n); }
 
 void Fp8Runtime::end_step() {
   collect();  // the pinned buffers are about to be written again

@@ -38,6 +38,7 @@ class Fp8Runtime {
   // Before the cast of a slot: under current scaling, measure the tensor and set the slot's
   // scale from its own amax; under delayed scaling nothing (the scale is last step's).
   void prepare(int slot, const __nv_bfloat16* x, std::int64_t n);
+  void prepare(int slot, const float* x, std::int64_t n);  // a weight cast from its FP32 master
   const float* scale(int slot) const { return bank_.scale(slot); }
   const float* scale_inv(int slot) const { return bank_.scale_inv(slot); }
   fp8::CastStats* stats(int slot) const { return stats_.as<fp8::CastStats>() + slot; }
@@ -80,6 +81,8 @@ class Fp8Runtime {
   model::TapPlan plan_;
   cudaStream_t stream_;
   void reduce(fp8::CastStats* stats, int n);
+  template <class T>
+  void prepare_from(int slot, const T* x, std::int64_t n);
   core::DeviceBuffer stats_, tmp_, red_amax_, red_nonfinite_;
   AmaxReducer reducer_;
   fp8::ScalerBank bank_;

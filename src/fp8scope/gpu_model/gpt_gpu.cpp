@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 #include <stdexcept>
 
 namespace fp8scope::gpu_model {
@@ -45,7 +46,20 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   // (4C) and fc1's output (the hidden width, or gate and up side by side).
   const std::int64_t QW = cfg.qkv_width(), F = cfg.ffn_width(), FW = cfg.fc1_width();
   master_ = core::DeviceBuffer(fl(n_params_));
-  weights_ = core::DeviceBuffer(bf(n_params_));
+  {  // the BF16 copies: every tensor but the FP8 block weights cast from the master
+    std::set<std::int64_t> from_master;
+    const char* weight_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
+    if (fp8 && model::casts_weights_from_master(*fp8))
+      for (int l = 0; l < cfg.n_layer; ++l)
+        for (int w = 0; w < 4; ++w)
+          if (const std::int64_t off = off_[fmt::format("h{}.{}", l, weight_names[w])];
+              fp8->fp8(model::linear_names()[std::size_t(w)]) && off % 8 == 0)
+            from_master.insert(off);  // (the FP32 casts load 32-byte vectors)
+    std::int64_t n = 0;
+    for (const auto& t : layout_)
+      if (!from_master.count(t.offset)) bf16_at_[t.offset] = n, n += (t.size + 7) / 8 * 8;  // 16-byte aligned copies
+    weights_ = core::DeviceBuffer(bf(n));
+  }
   grads_ = core::DeviceBuffer(fl(n_params_));
   adam_m_ = core::DeviceBuffer(fl(n_params_));
   adam_v_ = core::DeviceBuffer(fl(n_params_));
@@ -55,8 +69,10 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   targets_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   encoded_ = core::DeviceBuffer(bf(N * C));
   const bool fp8_qkv = fp8 && fp8->fp8("qkv"), fp8_fc1 = fp8 && fp8->fp8("fc1"), fp8_fc2 = fp8 && fp8->fp8("fc2");
+  const bool pre8 = model::keeps_gelu_input_e4m3(cfg, fp8);  // GPT-2: FW = F, so fc fits dbuf4_
+  dbuf4_ = core::DeviceBuffer(bf(N * F));
   if (fp8_qkv || fp8_fc1) shared_ln_ = core::DeviceBuffer(bf(N * C));  // ln1 and ln2 are each cast right away
-  if (fp8_fc2) shared_gelu_ = core::DeviceBuffer(bf(N * F));
+  if (fp8_fc2 && !pre8) shared_gelu_ = core::DeviceBuffer(bf(N * F));
   for (int l = 0; l < cfg.n_layer; ++l) {
     LayerActs a;
     auto keep = [](core::DeviceBuffer& own, std::size_t bytes, bool fp8_consumer, const core::DeviceBuffer& shared) {
@@ -65,7 +81,9 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     };
     a.ln1 = keep(a.own_ln1, bf(N * C), fp8_qkv, shared_ln_);
     a.ln2 = keep(a.own_ln2, bf(N * C), fp8_fc1, shared_ln_);
-    a.gelu = keep(a.own_gelu, bf(N * F), fp8_fc2, shared_gelu_);
+    a.fc = keep(a.own_fc, bf(N * FW), pre8, dbuf4_);
+    if (pre8) a.pre8 = core::DeviceBuffer(std::size_t(N * F));
+    a.gelu = pre8 && fp8_fc2 ? a.fc : keep(a.own_gelu, bf(N * F), fp8_fc2, shared_gelu_);
     a.ln1_mean = core::DeviceBuffer(fl(N));
     a.ln1_rstd = core::DeviceBuffer(fl(N));
     a.qkv = core::DeviceBuffer(bf(N * QW));
@@ -77,7 +95,6 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     a.x_mid = core::DeviceBuffer(bf(N * C));
     a.ln2_mean = core::DeviceBuffer(fl(N));
     a.ln2_rstd = core::DeviceBuffer(fl(N));
-    a.fc = core::DeviceBuffer(bf(N * FW));
     a.x_out = core::DeviceBuffer(bf(N * C));
     acts_.push_back(std::move(a));
   }
@@ -103,7 +120,6 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   scratch_ = core::DeviceBuffer(bf(N * C));
   dx_ = core::DeviceBuffer(bf(N * C));
   dbuf_ = core::DeviceBuffer(bf(N * C));
-  dbuf4_ = core::DeviceBuffer(bf(N * F));
   dqkv_ = core::DeviceBuffer(bf(N * QW));
   if (cfg.llama()) {
     dfc_ = core::DeviceBuffer(bf(N * FW));
@@ -114,8 +130,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   }
   norm_ = core::DeviceBuffer(sizeof(float));
   {
-    std::vector<std::tuple<std::int64_t, std::int64_t, bool>> tensors;
-    for (const auto& t : layout_) tensors.emplace_back(t.offset, t.size, t.decay);
+    std::vector<AdamwTensor> tensors;
+    for (const auto& t : layout_) tensors.push_back({t.offset, t.size, t.decay, has_bf16(t.offset) ? bf16_at_.at(t.offset) : -1});
     const std::vector<AdamwChunk> chunks = adamw_chunks(tensors);
     n_adam_chunks_ = int(chunks.size());
     adam_chunks_ = core::DeviceBuffer(chunks.size() * sizeof(AdamwChunk));
@@ -142,10 +158,6 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       f8_p_ = core::DeviceBuffer(std::size_t(BH * T * T));
     }
     const std::vector<model::LinearShape> shapes = model::linear_shapes(cfg);
-    const char* weight_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
-    // Delayed scaling: the block weights are cast together at the start of forward (current
-    // scaling measures each weight right before its own cast).
-    std::vector<fp8::CastTransposeJob> weight_jobs;
     // Per-row / per-block scaling: scale tensors of `floats` elements (their padding zeroed
     // once, never written).
     auto lt_buffer = [&](std::int64_t floats) {
@@ -161,21 +173,16 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         if ((l < 0) != (w == 4) || !fp8_linear(w)) continue;
         const std::int64_t IC = shapes[std::size_t(w)].in, OC = shapes[std::size_t(w)].out;
         const std::string& name = model::linear_names()[std::size_t(w)];
+        const bool keeps_w_t = w == 4 || fp8_->per_block();
         Fp8Saved& sv = fp8_saved_[{l, w}] =
-            Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), core::DeviceBuffer(std::size_t(OC * IC)), fp8_->slot(l, name + ".input"),
-                     fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
+            Fp8Saved{core::DeviceBuffer(std::size_t(N * IC)), keeps_w_t ? core::DeviceBuffer(std::size_t(OC * IC)) : core::DeviceBuffer(),
+                     fp8_->slot(l, name + ".input"), fp8_->slot(l, name + ".weight"), fp8_->slot(l, name + ".grad")};
         if (fp8_->per_block()) {
           sv.si_t = fp8_->slot(l, name + ".input_t"), sv.sw_t = fp8_->slot(l, name + ".weight_t"),
           sv.sg_t = fp8_->slot(l, name + ".grad_t");
           sv.x_t_lt = lt_buffer(lt_floats(fp8_->activation_mode(), IC, N));
           sv.w_t_lt = lt_buffer(lt_floats(fp8_->weight_mode(), IC, OC));
-          continue;
         }
-        if (w == 4 || !scale_before_cast() || !fp8::tile_cast_fits(int(OC), int(IC))) continue;
-        sv.w = core::DeviceBuffer(std::size_t(OC * IC));
-        weight_jobs.push_back({weight(off_[fmt::format("h{}.{}", l, weight_names[w])]), sv.w.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(),
-                               fp8_->scale(sv.sw), fp8_->stats(sv.sw), int(OC), int(IC)});
-        weight_job_tiles_ = std::max(weight_job_tiles_, fp8::cast_tiles(int(OC), int(IC)));
       }
     if (fp8_->per_block()) {
       const model::PerBlockScratch ps = model::per_block_scratch(cfg, B, T, *fp8);
@@ -185,31 +192,40 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       f8_dy_t_lt_ = lt_buffer(ps.dy_t_lt);
       block_scratch_ = core::DeviceBuffer(fp8::block_cast_scratch_floats(int(ps.widest_rows), int(ps.widest_cols)) * sizeof(float));
     }
-    n_weight_jobs_ = int(weight_jobs.size());
-    if (n_weight_jobs_) {
-      weight_jobs_ = core::DeviceBuffer(weight_jobs.size() * sizeof(fp8::CastTransposeJob));
-      FP8S_CUDA(cudaMemcpy(weight_jobs_.get(), weight_jobs.data(), weight_jobs_.size(), cudaMemcpyHostToDevice));
-    }
   }
   if (!fuses_loss_cast()) dlogits_ = core::DeviceBuffer(bf(R * Vp));  // else the loss writes FP8 into f8_dy_
 }
 
-void GpuGpt::cast_layer_weights() {
-  if (n_weight_jobs_ == 0) return;
-  mark("matmul");  // where the per-GEMM weight casts were timed
-  // Every weight slot has the forward format (the plan gives all forward casts one).
-  fp8::quantize_transpose_many(weight_jobs_.as<fp8::CastTransposeJob>(), n_weight_jobs_, weight_job_tiles_,
-                               fp8::format_for(fp8_->config().recipe.format, fp8::Pass::forward), fp8_->overflow(), stream_);
-}
-
 GpuGpt::Fp8Saved& GpuGpt::saved(int layer, int which) { return fp8_saved_.at({layer, which}); }
 
-bf16* GpuGpt::weight(std::int64_t offset) const { return weights_.as<bf16>() + offset; }
+bf16* GpuGpt::weight(std::int64_t offset) const {
+  auto it = bf16_at_.find(offset);
+  if (it == bf16_at_.end()) throw std::logic_error(fmt::format("the parameter at offset {} has no BF16 copy", offset));
+  return weights_.as<bf16>() + it->second;
+}
+
+void GpuGpt::cast_weight(std::int64_t w, int OC, int IC, int sw, std::uint8_t* out, std::uint8_t* out_t, fp8::CastStats* stats,
+                         bool prepare) {
+  Fp8Runtime& f = *fp8_;
+  const std::int64_t n = std::int64_t(OC) * IC;
+  auto cast = [&](const auto* src) {
+    if (prepare) f.prepare(sw, src, n);
+    if (out_t)
+      fp8::quantize_transpose(out, out_t, src, OC, IC, f.scale(sw), f.format(sw), f.overflow(), stats, stream_);
+    else
+      fp8::quantize(out, src, n, f.scale(sw), f.format(sw), f.overflow(), stats, stream_);
+  };
+  if (has_bf16(w))
+    cast(static_cast<const bf16*>(weight(w)));
+  else
+    cast(master(w));
+}
 float* GpuGpt::g(std::int64_t offset) const { return grads_.as<float>() + offset; }
 
 void GpuGpt::set_params(const std::vector<float>& params) {
   FP8S_CUDA(cudaMemcpyAsync(master_.get(), params.data(), fl(n_params_), cudaMemcpyHostToDevice, stream_));
-  cast_to_bf16(weights_.as<bf16>(), master_.as<float>(), n_params_, stream_);
+  for (const auto& t : layout_)
+    if (has_bf16(t.offset)) cast_to_bf16(weight(t.offset), master(t.offset), t.size, stream_);
   FP8S_CUDA(cudaStreamSynchronize(stream_));
 }
 
@@ -291,18 +307,17 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
     fp8::quantize_transpose(f8_x_.as<std::uint8_t>(), sv.x_t.as<std::uint8_t>(), inp, N, IC, f.scale(si), f.format(si), f.overflow(),
                             f.stats(si), stream_);
   }
-  const bool w_ready = sv.w.size() > 0;  // cast with the other block weights (cast_layer_weights)
-  if (!w_ready && !w_cast) {
-    f.prepare(sw, weight(w), std::int64_t(OC) * IC);
-    fp8::quantize_transpose(f8_w_.as<std::uint8_t>(), sv.w_t.as<std::uint8_t>(), weight(w), OC, IC, f.scale(sw), f.format(sw), f.overflow(),
-                            f.stats(sw), stream_);
-  }
+  // The LM head keeps its weight's transpose for dgrad (and for the later chunks); a block
+  // linear's backward casts the transpose again (FP8 weights kept per layer cost 2 bytes a
+  // parameter).
+  if (!w_cast)
+    cast_weight(w, OC, IC, sw, f8_w_.as<std::uint8_t>(), sv.w_t.size() > 0 ? sv.w_t.as<std::uint8_t>() : nullptr, f.stats(sw), true);
   c.a = DType::e4m3;
   c.b = f.format(si) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
   c.a_scale = f.scale_inv(sw);
   c.b_scale = f.scale_inv(si);
   c.fast_accum = f.config().fast_accum_fprop;
-  gemms_.run(c, w_ready ? sv.w.get() : f8_w_.get(), f8_x_.get(), out, (name + " fprop").c_str());
+  gemms_.run(c, f8_w_.get(), f8_x_.get(), out, (name + " fprop").c_str());
 }
 
 // BF16:
@@ -323,7 +338,7 @@ bool GpuGpt::fuses_activation_backward() const {
 }
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                             int IC, int OC, const bf16* act_pre, bool dy_ready) {
+                             int IC, int OC, ActivationInput act_pre, bool dy_ready) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
   if (fp8_linear(which) && fp8_->per_block()) {
@@ -348,11 +363,14 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
     fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);
   } else if (act_pre && cfg_.llama()) {  // fuses_activation_backward(): delayed scaling, so no prepare
-    dswiglu_cast_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, act_pre, N, OC / 2, f.scale(sg), f.format(sg),
-                           f.overflow(), f.stats(sg), stream_);
-  } else if (act_pre) {
-    dgelu_cast_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, act_pre, N, OC,
+    dswiglu_cast_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, act_pre.bf16_values, N, OC / 2, f.scale(sg),
+                           f.format(sg), f.overflow(), f.stats(sg), stream_);
+  } else if (act_pre.e4m3) {
+    dgelu_cast_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, act_pre.e4m3, N, OC,
                                f.scale(sg), f.format(sg), f.overflow(), f.stats(sg), stream_);
+  } else if (act_pre) {
+    dgelu_cast_transpose_dbias(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), partials_.as<float>(), dout, act_pre.bf16_values, N,
+                               OC, f.scale(sg), f.format(sg), f.overflow(), f.stats(sg), stream_);
   } else {
     f.prepare(sg, dout, std::int64_t(N) * OC);
     if (dbias_in_cast)
@@ -368,7 +386,9 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   dg.a = DType::e4m3, dg.b = gt;
   dg.a_scale = f.scale_inv(sw), dg.b_scale = f.scale_inv(sg);
   dg.fast_accum = f.config().fast_accum_dgrad;
-  gemms_.run(dg, sv.w_t.get(), f8_dy_.get(), dinp, (name + " dgrad").c_str());
+  if (sv.w_t.size() == 0)  // the weight's transpose with forward's scale: forward's codes, transposed (no second statistics)
+    cast_weight(w, OC, IC, sw, nullptr, f8_w_.as<std::uint8_t>(), nullptr, false);
+  gemms_.run(dg, sv.w_t.size() > 0 ? sv.w_t.get() : f8_w_.get(), f8_dy_.get(), dinp, (name + " dgrad").c_str());
   GemmCall wg{true, false, IC, OC, N, N, N, IC};
   wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
   wg.beta = 1.0f;
@@ -541,7 +561,6 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
   const std::int64_t nc = std::int64_t(N) * C;
   core::NvtxRange range("forward");
   if (fp8_) fp8_->begin_step();
-  cast_layer_weights();
   mark("embedding");
   FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), inputs, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   FP8S_CUDA(cudaMemcpyAsync(targets_.get(), targets, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
@@ -591,33 +610,33 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
                         weight(off_[h + "ln2_b"]), N, C, stream_);
     }
     mark("matmul");
-    linear_forward(l, 2, a.fc.get(), false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
-    if (fp8_) fp8_->observe(l, "fc1_out", a.fc.as<bf16>(), std::int64_t(N) * FW);
+    linear_forward(l, 2, a.fc, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
+    if (fp8_) fp8_->observe(l, "fc1_out", a.fc, std::int64_t(N) * FW);
     mark("gelu");             // the MLP's activation: GELU, or SwiGLU (Llama)
     if (llama && fuse_fc2) {  // LayerNormMLP: the SwiGLU writes fc2's FP8 input and its transpose
       const int si = saved(l, 3).si;
       std::uint8_t *q = f8_x_.as<std::uint8_t>(), *q_t = saved(l, 3).x_t.as<std::uint8_t>();
       if (swiglu_cast_fits(N, F)) {
-        swiglu_cast_transpose(q, q_t, a.fc.as<bf16>(), N, F, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+        swiglu_cast_transpose(q, q_t, a.fc, N, F, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
       } else {  // the same values in two passes
-        swiglu_forward(a.gelu, a.fc.as<bf16>(), N, F, stream_);
+        swiglu_forward(a.gelu, a.fc, N, F, stream_);
         fp8::quantize_transpose(q, q_t, a.gelu, N, F, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
       }
     } else if (llama) {
-      swiglu_forward(a.gelu, a.fc.as<bf16>(), N, F, stream_);
+      swiglu_forward(a.gelu, a.fc, N, F, stream_);
       if (fp8_) fp8_->observe(l, "swiglu_out", a.gelu, std::int64_t(N) * F);
     } else if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
       const int si = saved(l, 3).si;
       if (fp8::tile_cast_fits(N, 4 * C)) {
-        gelu_cast_transpose(f8_x_.as<std::uint8_t>(), saved(l, 3).x_t.as<std::uint8_t>(), a.fc.as<bf16>(), N, 4 * C, fp8_->scale(si),
-                            fp8_->format(si), fp8_->overflow(), fp8_->stats(si), stream_);
+        gelu_cast_transpose(f8_x_.as<std::uint8_t>(), saved(l, 3).x_t.as<std::uint8_t>(), a.fc, N, 4 * C, fp8_->scale(si), fp8_->format(si),
+                            fp8_->overflow(), fp8_->stats(si), stream_, a.pre8.as<std::uint8_t>());
       } else {
-        gelu_forward_fp8(f8_x_.as<std::uint8_t>(), a.fc.as<bf16>(), 4 * nc, fp8_->scale(si), fp8_->format(si), fp8_->overflow(),
-                         fp8_->stats(si), stream_);
+        gelu_forward_fp8(f8_x_.as<std::uint8_t>(), a.fc, 4 * nc, fp8_->scale(si), fp8_->format(si), fp8_->overflow(), fp8_->stats(si),
+                         stream_, a.pre8.as<std::uint8_t>());
         fp8::transpose_fp8(saved(l, 3).x_t.as<std::uint8_t>(), f8_x_.as<std::uint8_t>(), N, 4 * C, stream_);
       }
     } else {
-      gelu_forward(a.gelu, a.fc.as<bf16>(), 4 * nc, stream_);
+      gelu_forward(a.gelu, a.fc, 4 * nc, stream_, a.pre8.as<std::uint8_t>());  // a.gelu may be a.fc
       if (fp8_) fp8_->observe(l, "gelu_out", a.gelu, 4 * nc);
     }
     mark("matmul");
@@ -679,7 +698,7 @@ void GpuGpt::head_and_loss() {
     if (!head_chunked()) break;
     mark("lm_head");
     linear_backward(-1, 4, dbuf_.as<bf16>() + std::int64_t(r0) * C, dlogits_.as<bf16>(), lnf + std::int64_t(r0) * C, off_["lm_head"], -1, n,
-                    C, Vp, nullptr, fuses_loss_cast());
+                    C, Vp, {}, fuses_loss_cast());
   }
 }
 
@@ -727,8 +746,7 @@ void GpuGpt::backward() {
   if (!head_chunked()) {  // else forward ran the head's backward chunk by chunk
     FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
     mark("lm_head");
-    linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp, nullptr,
-                    fuses_loss_cast());
+    linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp, {}, fuses_loss_cast());
   }
   mark("layernorm");
   FP8S_CUDA(cudaMemsetAsync(dx_.get(), 0, dx_.size(), stream_));
@@ -761,12 +779,17 @@ void GpuGpt::backward() {
     mark("gelu");
     bf16* dfc = llama ? dfc_.as<bf16>() : dbuf4_.as<bf16>();  // fc1's output gradient (GELU: in place)
     if (llama && !fuse_dact)
-      swiglu_backward(dfc, a.fc.as<bf16>(), dbuf4_.as<bf16>(), N, F, stream_);
+      swiglu_backward(dfc, a.fc, dbuf4_.as<bf16>(), N, F, stream_);
+    else if (!fuse_dact && a.pre8.size() > 0)
+      gelu_backward(dfc, a.pre8.as<std::uint8_t>(), dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
     else if (!fuse_dact)
-      gelu_backward(dfc, a.fc.as<bf16>(), dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
+      gelu_backward(dfc, a.fc, dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
     mark("matmul");
     linear_backward(l, 2, dbuf_.as<bf16>(), fuse_dact ? dbuf4_.as<bf16>() : dfc, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C,
-                    FW, fuse_dact ? a.fc.as<bf16>() : nullptr);
+                    FW,
+                    !fuse_dact          ? ActivationInput{}
+                    : a.pre8.size() > 0 ? ActivationInput{nullptr, a.pre8.as<std::uint8_t>()}
+                                        : ActivationInput{a.fc});
     mark("layernorm");
     norm_backward(h + "ln2", a.x_mid.as<bf16>(), a.ln2_mean, a.ln2_rstd);
     if (fp8_) fp8_->observe(l, "residual_grad", dx, std::int64_t(N) * C);

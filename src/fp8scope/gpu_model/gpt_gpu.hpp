@@ -19,12 +19,21 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace fp8scope::gpu_model {
 
 struct AdamWSettings {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
+};
+
+// The MLP activation's input as its backward reads it: fc1's output in BF16, or the GELU's
+// input kept in E4M3 (model::keeps_gelu_input_e4m3).
+struct ActivationInput {
+  const bf16* bf16_values = nullptr;
+  const std::uint8_t* e4m3 = nullptr;
+  explicit operator bool() const { return bf16_values || e4m3; }
 };
 
 class GpuGpt {
@@ -65,7 +74,7 @@ class GpuGpt {
 
  private:
   struct LayerActs {
-    core::DeviceBuffer ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2_mean, ln2_rstd, fc, x_out;
+    core::DeviceBuffer ln1_mean, ln1_rstd, qkv, probs, atty, x_mid, ln2_mean, ln2_rstd, x_out;
     core::DeviceBuffer lse;  // flash attention: each row's log-sum-exp (instead of probs)
     // The inputs of qkv, fc1 and fc2. A BF16 linear's wgrad reads its input in backward, so
     // the layer keeps it (own_*); an FP8 linear's backward reads the FP8 transpose saved in
@@ -73,9 +82,21 @@ class GpuGpt {
     // FP8 keeps 1-byte copies where BF16 keeps 2-byte ones.
     core::DeviceBuffer own_ln1, own_ln2, own_gelu;
     bf16 *ln1 = nullptr, *ln2 = nullptr, *gelu = nullptr;
+    // fc1's output, the activation's input. Kept per layer (own_fc) for the activation's
+    // backward, unless the backward reads its E4M3 copy (pre8, model::keeps_gelu_input_e4m3):
+    // then fc lives only until the GELU, in backward's dbuf4_ (free during forward), and the
+    // GELU runs in place there when fc2's input is an FP8 linear's (gelu = fc).
+    core::DeviceBuffer own_fc, pre8;
+    bf16* fc = nullptr;
   };
-  bf16* weight(std::int64_t offset) const;  // the BF16 weight copy at a layout offset
-  float* g(std::int64_t offset) const;      // its FP32 gradient
+  bf16* weight(std::int64_t offset) const;  // the BF16 copy of the tensor at a layout offset (throws where it has none)
+  bool has_bf16(std::int64_t offset) const { return bf16_at_.count(offset) > 0; }
+  const float* master(std::int64_t offset) const { return master_.as<float>() + offset; }
+  float* g(std::int64_t offset) const;  // its FP32 gradient
+  // The FP8 cast of linear weight w [OC][IC] with slot sw's scale: row-major into out and/or
+  // transposed into out_t (either may be null), from its BF16 copy or, where it has none, its
+  // FP32 master (under current scaling measured first when `prepare`).
+  void cast_weight(std::int64_t w, int OC, int IC, int sw, std::uint8_t* out, std::uint8_t* out_t, fp8::CastStats* stats, bool prepare);
   // y[N, OC] = x[N, IC] W^T (+ b); `which` indexes model::linear_names() (qkv, proj, fc1, fc2,
   // lm_head), layer -1 for the head. out is BF16, or FP32 when out_fp32. In FP8 the input is
   // cast here, unless x_ready (a fused LayerNorm/GELU already wrote f8_x_ and the saved
@@ -93,7 +114,7 @@ class GpuGpt {
   // activation's backward happens inside the gradient's cast. dy_ready (FP8 only, see
   // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                       int OC, const bf16* act_pre = nullptr, bool dy_ready = false);
+                       int OC, ActivationInput act_pre = {}, bool dy_ready = false);
   // Whether a tensor's one scale is known before its BF16 values exist (delayed scaling; not
   // current scaling, which measures them first, nor per-row / per-block scaling, whose scales
   // come from the values): what casting inside the kernel that computes them needs.
@@ -105,12 +126,13 @@ class GpuGpt {
   // gradient cast: scale_before_cast() and the tile loop's shapes.
   bool fuses_activation_backward() const;
   bool fp8_linear(int which) const { return fp8_ && fp8_->config().fp8(model::linear_names()[std::size_t(which)]); }
-  // The FP8 transposes a linear keeps from forward to backward (input for wgrad, weight for
-  // dgrad), and its tap slots (input, weight, gradient), looked up once.
+  // The FP8 copies a linear keeps from forward to backward: its input's transpose for wgrad
+  // and, for the LM head and under per-row / per-block scaling, its weight's transpose for
+  // dgrad (a block linear under per-tensor scaling casts its weight where each GEMM reads it:
+  // see linear_forward); and its tap slots (input, weight, gradient), looked up once.
   struct Fp8Saved {
     core::DeviceBuffer x_t, w_t;
     int si = -1, sw = -1, sg = -1;
-    core::DeviceBuffer w;  // the FP8 weight when cast_layer_weights() made it (else f8_w_)
     // Per-row / per-block scaling: the scale tensors of x_t and w_t, and the slots of the
     // copies quantised along the other dimension (-1 where there is no such tap).
     core::DeviceBuffer x_t_lt, w_t_lt;
@@ -122,10 +144,6 @@ class GpuGpt {
   void block_linear_forward(int layer, int which, GemmCall c, void* out, const bf16* inp, std::int64_t w, int N, int IC, int OC);
   void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, int N, int IC, int OC);
   Fp8Saved& saved(int layer, int which);
-  // Delayed scaling: the blocks' FP8 weights (and their transposes) in one launch at the start
-  // of forward, each with the scale its slot has for the step (the jobs are made with the
-  // saved buffers); the LM head's weight, one large matrix, is cast where it is used.
-  void cast_layer_weights();
   // The fused variant's norm in front of an FP8 linear (LayerNorm, or RMSNorm for Llama):
   // writes the linear's FP8 input (f8_x_) and the transpose saved for its wgrad, with the
   // statistics (mean: LayerNorm's only) for the norm's backward.
@@ -160,6 +178,9 @@ class GpuGpt {
   core::DeviceBuffer rope_;  // Llama: the rotary angles' cos / sin table, [T][HS / 2][2]
   core::DeviceBuffer dfc_;   // Llama: fc1's output gradient (gate and up), beside SwiGLU's input gradient
   core::DeviceBuffer master_, weights_, grads_, adam_m_, adam_v_;
+  // Where each tensor's BF16 copy starts in weights_, by its layout offset. The FP8 block
+  // linears' weights under per-tensor scaling have none (model::casts_weights_from_master).
+  std::unordered_map<std::int64_t, std::int64_t> bf16_at_;
   core::DeviceBuffer tokens_, targets_, encoded_, lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_;
   core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_, norm_;
   core::DeviceBuffer shared_ln_, shared_gelu_;  // the FP8 linears' inputs (LayerActs)
@@ -173,8 +194,6 @@ class GpuGpt {
   std::unique_ptr<Fp8Runtime> fp8_;
   GradReducer grad_reducer_;
   std::map<std::pair<int, int>, Fp8Saved> fp8_saved_;
-  core::DeviceBuffer weight_jobs_;  // fp8::CastTransposeJob for each block weight cast together
-  int n_weight_jobs_ = 0, weight_job_tiles_ = 0;
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;

@@ -114,21 +114,28 @@ void dswiglu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* 
 // the device. sign -1 rotates back: the backward (the rotation's transpose).
 void rope_apply(bf16* qkv, const float* cos_sin, int N, int T, int ld, int heads, int HS, int sign, cudaStream_t s);
 
-// mlp.cu
-void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s);
+// mlp.cu. pre8 (null: none): the GELU's input written in E4M3 at unit scale as well, the copy
+// the backward reads when model::Fp8ModelConfig::gelu_input_e4m3 keeps it (8-byte aligned).
+void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s, std::uint8_t* pre8 = nullptr);
 // GELU cast straight to FP8 (the fused variant's LayerNormMLP), with the cast's statistics.
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
-                      fp8::CastStats* stats, cudaStream_t s);
+                      fp8::CastStats* stats, cudaStream_t s, std::uint8_t* pre8 = nullptr);
+// dinp = dout * gelu'(input), the input in BF16 or kept in E4M3 (pre8); dinp may be dout.
 void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, std::int64_t n, cudaStream_t s);
+void gelu_backward(bf16* dinp, const std::uint8_t* pre8, const bf16* dout, std::int64_t n, cudaStream_t s);
 // The same GELU cast to FP8 written row-major and transposed in one pass (fc2's fprop input
 // and its wgrad operand). Needs fp8::tile_cast_fits(rows, cols).
 void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
-                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s, std::uint8_t* pre8 = nullptr);
 // fc1's output gradient in FP8 from fc2's input gradient in one pass: gelu_backward (rounded to
 // BF16), cast, transposed copy, and fc1's bias gradient as 64-row column sums (bias_partial,
-// fp8::dbias_partial_floats(rows, cols) floats). Same shape condition.
+// fp8::dbias_partial_floats(rows, cols) floats). Same shape condition. The pre-activations in
+// BF16 (pre) or E4M3 (pre8).
 void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const bf16* pre, int rows,
                                 int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s);
+void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const std::uint8_t* pre8,
+                                int rows, int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
+                                cudaStream_t s);
 void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, cudaStream_t s);
 // dbias[o] += sum_n dout[n, o]
 std::int64_t bias_backward_scratch_floats(int OC);
@@ -159,14 +166,20 @@ void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s);
 void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s);
 // AdamW over many tensors of one flat buffer in one launch: the tensors cut into chunks of at
 // most kAdamwChunk elements, one block each, weight decay per tensor (a launch per tensor left
-// the GPU waiting for the host between the small ones). adamw_chunks lists the chunks of
-// (offset, size, decay) tensors, for a device copy.
+// the GPU waiting for the host between the small ones). Each tensor's new values are written
+// to its BF16 copy at `copy` in p_bf16 (-1: it has none, an FP8 weight cast from the master).
+// adamw_chunks lists the chunks of the tensors, for a device copy.
+struct AdamwTensor {
+  std::int64_t offset, size;
+  bool decay;
+  std::int64_t copy;
+};
 struct AdamwChunk {
-  std::int64_t offset;
+  std::int64_t offset, copy;
   std::int32_t size, decay;
 };
 constexpr int kAdamwChunk = 2048;  // 256 threads x 8
-std::vector<AdamwChunk> adamw_chunks(const std::vector<std::tuple<std::int64_t, std::int64_t, bool>>& tensors);
+std::vector<AdamwChunk> adamw_chunks(const std::vector<AdamwTensor>& tensors);
 void adamw_update_chunks(float* p, bf16* p_bf16, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks, float lr,
                          float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, cudaStream_t s);
 

@@ -35,11 +35,44 @@ __device__ __forceinline__ float gelu_grad(float x) {
   return fmaf(2.0f * x * p.s * (p.e * p.s), p.du, p.s);
 }
 
+// The GELU's input as the backward reads it when it is kept in E4M3 (gelu_input_e4m3): unit
+// scale, saturating (see model::Fp8ModelConfig::gelu_input_e4m3), 8 values per 8 bytes.
+__device__ __forceinline__ uint2 e4m3_unit8(const uint4& raw) {
+  const __nv_bfloat162_raw* h = reinterpret_cast<const __nv_bfloat162_raw*>(&raw);
+  unsigned c[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) c[i] = __nv_cvt_bfloat16raw2_to_fp8x2(h[i], __NV_SATFINITE, __NV_E4M3);
+  return make_uint2(c[0] | c[1] << 16, c[2] | c[3] << 16);
+}
+__device__ __forceinline__ std::uint8_t e4m3_unit(bf16 x) {
+  return std::uint8_t(__nv_cvt_bfloat16raw_to_fp8(static_cast<__nv_bfloat16_raw>(x), __NV_SATFINITE, __NV_E4M3));
+}
+__device__ __forceinline__ void unpack8_e4m3(const uint2& raw, float* out) {
+  const unsigned w[2] = {raw.x, raw.y};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(w[i / 2] >> (16 * (i % 2))), __NV_E4M3);
+    const float2 f = __half22float2(__half2(h));
+    out[2 * i] = f.x, out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ float e4m3_value(std::uint8_t code) {
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(code), __NV_E4M3)));
+}
+
 // The GELU of BF16 pre-activations cast to FP8 from FP32 (no BF16 rounding in between), for
-// the vector and tile loops of cast_kernels.cuh: GeluCastOp<K>{{scale}, {pre}}.
+// the vector and tile loops of cast_kernels.cuh: GeluCastOp<K>{{scale}, {pre}, pre8}, which
+// also writes the pre-activations in E4M3 to pre8 where it is not null.
 template <class K>
 struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds, K>, fp8::Bf16Input {
   static constexpr bool kStats = true;
+  std::uint8_t* pre8 = nullptr;
+  __device__ void side(std::int64_t i, const Raw& r) const {
+    if (pre8) *reinterpret_cast<uint2*>(pre8 + i) = e4m3_unit8(r);
+  }
+  __device__ void side_one(std::int64_t i) const {
+    if (pre8) pre8[i] = e4m3_unit(in[i]);
+  }
   __device__ uint2 cast(const Raw& r, fp8::MagnitudeStats& st, float* hp) const {
     float y[8];
     fp8::unpack8(r, y);
@@ -60,6 +93,16 @@ struct GeluCastOp : fp8::ScaledCast<fp8::CastThresholds, K>, fp8::Bf16Input {
 // quantize_transpose + bias gradient, without the BF16 gradient ever reaching memory:
 // DgeluCastOp<K>{{scale}, dout, pre}.
 template <class K>
+__device__ __forceinline__ uint2 dgelu_cast8(const float (&d)[8], const float (&x)[8], float scale, const fp8::Bf16Thresholds& th,
+                                             fp8::MagnitudeStats& st, float* hp) {
+  uint4 g;
+  bf16* gv = reinterpret_cast<bf16*>(&g);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) gv[e] = __float2bfloat16(gelu_grad(x[e]) * d[e]);
+  if (hp) fp8::unpack8(g, hp);
+  return fp8::cast8_bf16<K>(g, scale, th, st);
+}
+template <class K>
 struct DgeluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds, K> {
   struct Raw {  // stream 0: the gradient, stream 1: the pre-activation
     uint4 d, x;
@@ -73,17 +116,29 @@ struct DgeluCastOp : fp8::ScaledCast<fp8::Bf16Thresholds, K> {
     float d[8], x[8];
     fp8::unpack8(r.d, d);
     fp8::unpack8(r.x, x);
-    uint4 g;
-    bf16* gv = reinterpret_cast<bf16*>(&g);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) gv[e] = __float2bfloat16(gelu_grad(x[e]) * d[e]);
-    if (hp) fp8::unpack8(g, hp);
-    return fp8::cast8_bf16<K>(g, this->scale, this->th, st);
+    return dgelu_cast8<K>(d, x, this->scale, this->th, st, hp);
+  }
+};
+// The same with the pre-activation kept in E4M3: the gradient is staged, the 8 bytes of
+// pre-activations per vector are the tile loop's extra input. DgeluE4m3CastOp<K>{{scale}, {dout}, pre8}.
+template <class K>
+struct DgeluE4m3CastOp : fp8::ScaledCast<fp8::Bf16Thresholds, K>, fp8::Bf16Input {
+  using Extra = uint2;
+  static constexpr bool kStats = true;
+  const std::uint8_t* pre8;
+  __device__ Extra extra(std::int64_t i) const { return *reinterpret_cast<const uint2*>(pre8 + i); }
+  __device__ uint2 cast(const Raw& r, const Extra& e, fp8::MagnitudeStats& st, float* hp) const {
+    float d[8], x[8];
+    fp8::unpack8(r, d);
+    unpack8_e4m3(e, x);
+    return dgelu_cast8<K>(d, x, this->scale, this->th, st, hp);
   }
 };
 
 // 8 BF16 values (16 bytes) per thread and load; the tail (n not a multiple of 8) one by one.
-__global__ void gelu_forward_kernel(bf16* out, const bf16* inp, std::int64_t n) {
+// pre8 (may be null): the inputs in E4M3 too. out may be inp (each thread reads its values
+// before it writes them).
+__global__ void gelu_forward_kernel(bf16* out, std::uint8_t* pre8, const bf16* inp, std::int64_t n) {
   const std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8;
   if (base + 8 <= n) {
     uint4 raw = *reinterpret_cast<const uint4*>(inp + base);
@@ -92,26 +147,38 @@ __global__ void gelu_forward_kernel(bf16* out, const bf16* inp, std::int64_t n) 
     bf16* y = reinterpret_cast<bf16*>(&res);
 #pragma unroll
     for (int j = 0; j < 8; ++j) y[j] = __float2bfloat16(gelu_value(__bfloat162float(x[j])));
+    if (pre8) *reinterpret_cast<uint2*>(pre8 + base) = e4m3_unit8(raw);
     *reinterpret_cast<uint4*>(out + base) = res;
   } else {
-    for (std::int64_t i = base; i < n; ++i) out[i] = __float2bfloat16(gelu_value(__bfloat162float(inp[i])));
+    for (std::int64_t i = base; i < n; ++i) {
+      const bf16 x = inp[i];
+      if (pre8) pre8[i] = e4m3_unit(x);
+      out[i] = __float2bfloat16(gelu_value(__bfloat162float(x)));
+    }
   }
 }
 
-__global__ void gelu_backward_kernel(bf16* dinp, const bf16* inp, const bf16* dout, std::int64_t n) {
+// The pre-activations in BF16 (bf16) or E4M3 (std::uint8_t); dinp may be dout.
+__device__ __forceinline__ void load8(const bf16* p, float* x) { fp8::unpack8(*reinterpret_cast<const uint4*>(p), x); }
+__device__ __forceinline__ void load8(const std::uint8_t* p, float* x) { unpack8_e4m3(*reinterpret_cast<const uint2*>(p), x); }
+__device__ __forceinline__ float load1(const bf16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float load1(const std::uint8_t* p) { return e4m3_value(*p); }
+
+template <class Pre>
+__global__ void gelu_backward_kernel(bf16* dinp, const Pre* inp, const bf16* dout, std::int64_t n) {
   const std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8;
   if (base + 8 <= n) {
-    uint4 rx = *reinterpret_cast<const uint4*>(inp + base);
+    float x[8];
+    load8(inp + base, x);
     uint4 rd = *reinterpret_cast<const uint4*>(dout + base);
-    const bf16* x = reinterpret_cast<const bf16*>(&rx);
     const bf16* d = reinterpret_cast<const bf16*>(&rd);
     uint4 res;
     bf16* g = reinterpret_cast<bf16*>(&res);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) g[j] = __float2bfloat16(gelu_grad(__bfloat162float(x[j])) * __bfloat162float(d[j]));
+    for (int j = 0; j < 8; ++j) g[j] = __float2bfloat16(gelu_grad(x[j]) * __bfloat162float(d[j]));
     *reinterpret_cast<uint4*>(dinp + base) = res;
   } else {
-    for (std::int64_t i = base; i < n; ++i) dinp[i] = __float2bfloat16(gelu_grad(__bfloat162float(inp[i])) * __bfloat162float(dout[i]));
+    for (std::int64_t i = base; i < n; ++i) dinp[i] = __float2bfloat16(gelu_grad(load1(inp + i)) * __bfloat162float(dout[i]));
   }
 }
 
@@ -210,11 +277,14 @@ unsigned blocks(std::int64_t n) { return unsigned((n + 255) / 256); }
 
 // The vector loads need 16-byte aligned tensors (cudaMalloc'd buffers and offsets that are
 // multiples of 8 elements, as every activation of the model is).
-void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s) {
-  gelu_forward_kernel<<<blocks((n + 7) / 8), 256, 0, s>>>(out, inp, n);
+void gelu_forward(bf16* out, const bf16* inp, std::int64_t n, cudaStream_t s, std::uint8_t* pre8) {
+  gelu_forward_kernel<<<blocks((n + 7) / 8), 256, 0, s>>>(out, pre8, inp, n);
 }
 void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, std::int64_t n, cudaStream_t s) {
   gelu_backward_kernel<<<blocks((n + 7) / 8), 256, 0, s>>>(dinp, inp, dout, n);
+}
+void gelu_backward(bf16* dinp, const std::uint8_t* pre8, const bf16* dout, std::int64_t n, cudaStream_t s) {
+  gelu_backward_kernel<<<blocks((n + 7) / 8), 256, 0, s>>>(dinp, pre8, dout, n);
 }
 void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, cudaStream_t s) {
   residual_kernel<<<blocks((n + 7) / 8), 256, 0, s>>>(out, a, b, n);
@@ -232,18 +302,18 @@ void bias_backward(float* dbias, float* scratch, const bf16* dout, int N, int OC
 std::int64_t bias_backward_scratch_floats(int OC) { return std::int64_t(kBiasRowBlocks) * OC; }
 
 void gelu_forward_fp8(std::uint8_t* out, const bf16* inp, std::int64_t n, const float* scale, fp8::Format f, fp8::Overflow o,
-                      fp8::CastStats* stats, cudaStream_t s) {
+                      fp8::CastStats* stats, cudaStream_t s, std::uint8_t* pre8) {
   fp8::with_kind(f, o, [&](auto k) {
     using Op = GeluCastOp<decltype(k)>;
-    fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(Op{{scale}, {inp}}, out, n, stats);
+    fp8::vector_cast_kernel<<<fp8::cast_blocks((n + 31) / 32, 256), 256, 0, s>>>(Op{{scale}, {inp}, pre8}, out, n, stats);
   });
 }
 
 void gelu_cast_transpose(std::uint8_t* out, std::uint8_t* out_t, const bf16* pre, int rows, int cols, const float* scale, fp8::Format f,
-                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s) {
+                         fp8::Overflow o, fp8::CastStats* stats, cudaStream_t s, std::uint8_t* pre8) {
   fp8::with_kind(f, o, [&](auto k) {
     using Op = GeluCastOp<decltype(k)>;
-    fp8::launch_tile_cast_transpose<Op, false>(Op{{scale}, {pre}}, out, out_t, nullptr, rows, cols, stats, s);
+    fp8::launch_tile_cast_transpose<Op, false>(Op{{scale}, {pre}, pre8}, out, out_t, nullptr, rows, cols, stats, s);
   });
 }
 
@@ -252,6 +322,14 @@ void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* b
   fp8::with_kind(f, o, [&](auto k) {
     using Op = DgeluCastOp<decltype(k)>;
     fp8::launch_tile_cast_transpose<Op, true>(Op{{scale}, dout, pre}, out, out_t, bias_partial, rows, cols, stats, s);
+  });
+}
+void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, const bf16* dout, const std::uint8_t* pre8,
+                                int rows, int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
+                                cudaStream_t s) {
+  fp8::with_kind(f, o, [&](auto k) {
+    using Op = DgeluE4m3CastOp<decltype(k)>;
+    fp8::launch_tile_cast_transpose<Op, true>(Op{{scale}, {dout}, pre8}, out, out_t, bias_partial, rows, cols, stats, s);
   });
 }
 

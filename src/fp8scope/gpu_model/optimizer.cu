@@ -38,8 +38,8 @@ __device__ __forceinline__ float adamw_one(float p, float g, float& m, float& v,
   return p - lr * (update + decay * p);
 }
 
-// One block per chunk of at most kAdamwChunk elements (8 per thread). A chunk whose offset
-// and size are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
+// One block per chunk of at most kAdamwChunk elements (8 per thread). A chunk whose offset,
+// size and BF16 copy's offset are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
 __global__ void __launch_bounds__(256)
     adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
                  const AdamwChunk* chunks, float lr, float b1, float b2, float eps, float wd, float grad_scale, float c1, float c2) {
@@ -47,7 +47,8 @@ __global__ void __launch_bounds__(256)
   const std::int64_t offset = ch.offset;
   const int size = ch.size;
   const float decay = ch.decay ? wd : 0.0f;
-  if (offset % 4 == 0 && size % 4 == 0) {
+  bf16* copy = ch.copy >= 0 ? pb + ch.copy : nullptr;  // element j of the chunk at copy[j]
+  if (offset % 4 == 0 && size % 4 == 0 && (ch.copy < 0 || ch.copy % 4 == 0)) {
 #pragma unroll
     for (int k = 0; k < kAdamwChunk / 1024; ++k) {
       const int j = 4 * (threadIdx.x + 256 * k);
@@ -63,8 +64,10 @@ __global__ void __launch_bounds__(256)
       *reinterpret_cast<float4*>(p + i) = po;
       *reinterpret_cast<float4*>(m + i) = mi;
       *reinterpret_cast<float4*>(v + i) = vi;
-      __nv_bfloat162 h[2] = {__floats2bfloat162_rn(po.x, po.y), __floats2bfloat162_rn(po.z, po.w)};
-      *reinterpret_cast<uint2*>(pb + i) = *reinterpret_cast<const uint2*>(h);
+      if (copy) {
+        __nv_bfloat162 h[2] = {__floats2bfloat162_rn(po.x, po.y), __floats2bfloat162_rn(po.z, po.w)};
+        *reinterpret_cast<uint2*>(copy + j) = *reinterpret_cast<const uint2*>(h);
+      }
     }
     return;
   }
@@ -73,7 +76,7 @@ __global__ void __launch_bounds__(256)
     float mi = m[i], vi = v[i];
     const float po = adamw_one(p[i], g[i], mi, vi, lr, b1, b2, eps, decay, grad_scale, c1, c2);
     m[i] = mi, v[i] = vi, p[i] = po;
-    pb[i] = __float2bfloat16(po);
+    if (copy) copy[j] = __float2bfloat16(po);
   }
 }
 
@@ -95,11 +98,12 @@ void adamw_update_chunks(float* p, bf16* pb, const float* g, float* m, float* v,
     adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
 }
 
-std::vector<AdamwChunk> adamw_chunks(const std::vector<std::tuple<std::int64_t, std::int64_t, bool>>& tensors) {
+std::vector<AdamwChunk> adamw_chunks(const std::vector<AdamwTensor>& tensors) {
   std::vector<AdamwChunk> out;
-  for (const auto& [offset, size, decay] : tensors)
-    for (std::int64_t at = 0; at < size; at += kAdamwChunk)
-      out.push_back({offset + at, std::int32_t(size - at < kAdamwChunk ? size - at : kAdamwChunk), std::int32_t(decay)});
+  for (const AdamwTensor& t : tensors)
+    for (std::int64_t at = 0; at < t.size; at += kAdamwChunk)
+      out.push_back({t.offset + at, t.copy >= 0 ? t.copy + at : -1, std::int32_t(t.size - at < kAdamwChunk ? t.size - at : kAdamwChunk),
+                     std::int32_t(t.decay)});
   return out;
 }
 

@@ -36,6 +36,14 @@ std::vector<core::ParamSpec> fp8_axes() {
        0,
        0,
        "Hopper fast accumulation: fprop only (TransformerEngine's choice), every FP8 GEMM, or none"},
+      {"gelu_input",
+       K::string,
+       "e4m3",
+       {"e4m3", "bf16"},
+       0,
+       0,
+       "GPT-2: the GELU's input kept for its backward in E4M3 at unit scale (half the bytes of BF16; GELU' moves by at most 0.021) "
+       "or in BF16; Llama's SwiGLU input stays BF16"},
       {"tap_interval", K::integer, 1, {}, 0, 1e7, "GPU: copy every tensor's taps each k-th step (0: quantised tensors only)"},
       {"reduce_amax", K::boolean, true, {}, 0, 0, "data-parallel runs: amax max-reduced across ranks before the recipe update"},
   };
@@ -72,6 +80,7 @@ Fp8ModelConfig fp8_config_from(const json& p) {
   const std::string fa = p.value("fast_accum", std::string("fprop"));
   f.fast_accum_fprop = fa != "none";
   f.fast_accum_dgrad = f.fast_accum_wgrad = fa == "all";
+  f.gelu_input_e4m3 = p.value("gelu_input", std::string("e4m3")) == "e4m3";
   f.tap_interval = p.value("tap_interval", 1);
   f.reduce_amax = p.value("reduce_amax", true);
   return f;

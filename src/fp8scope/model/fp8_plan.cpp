@@ -39,12 +39,15 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   const bool head = f.fp8("lm_head");
   const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), head ? Vp : 0.0});
   const double scratch = N * std::max(C, F) + widest * C + 2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
-  // Per linear, the input's FP8 transpose kept for wgrad, the FP8 weight and its transpose.
+  // Per linear, the input's FP8 transpose kept for wgrad; the weight's transpose kept for dgrad
+  // under per-row / per-block scaling only (per-tensor scaling casts a block linear's weight
+  // where each GEMM reads it, into f8_w_).
   double saved = 0, weights = 0, bf16_inputs = 0, shared = 0;
   for (const auto& l : linear_shapes(c)) {
     if (std::string(l.name) == "lm_head" || !f.fp8(l.name)) continue;  // the head below
     saved += L * N * double(l.in);
-    weights += L * 2 * double(l.in) * double(l.out);
+    if (fp8::per_block(f.recipe.scaling)) weights += L * double(l.in) * double(l.out);
+    if (casts_weights_from_master(f)) weights -= L * 2 * double(l.in) * double(l.out);  // no BF16 copy
   }
   if (f.fp8("lm_head")) saved += N * C + Vp * C;
   // LayerActs: an FP8 linear's BF16 input lives in one shared scratch instead of per layer.
@@ -52,13 +55,17 @@ double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfi
   if (f.fp8("fc1")) bf16_inputs += L * N * C * 2;
   if (f.fp8("fc2")) bf16_inputs += L * N * F * 2;
   if (f.fp8("qkv") || f.fp8("fc1")) shared += N * C * 2;
-  if (f.fp8("fc2")) shared += N * F * 2;
+  // The GELU's input kept in E4M3 instead of BF16; fc1's BF16 output (and the GELU's, in
+  // place) then lives in the backward's scratch.
+  const bool pre8 = keeps_gelu_input_e4m3(c, &f);
+  const double gelu_input = pre8 ? -L * N * F : 0.0;
+  if (f.fp8("fc2") && !pre8) shared += N * F * 2;
   const double att = f.attention() ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
   // The loss writes the FP8 head's gradient itself (GpuGpt::fuses_loss_cast, assuming the
   // Hopper GPU its fast path needs): no BF16 gradient of the logits.
   const bool loss_casts = f.fp8("lm_head") && f.recipe.scaling == fp8::Scaling::delayed && cross_entropy_parts_shape_fits(c.padded_vocab());
   const double dlogits = loss_casts ? R * Vp * 2 : 0.0;
-  return scratch + saved + weights + att + shared - bf16_inputs - dlogits + per_block_bytes(c, B, T, f);
+  return scratch + saved + weights + att + shared + gelu_input - bf16_inputs - dlogits + per_block_bytes(c, B, T, f);
 }
 
 std::vector<LinearShape> linear_shapes(const GptConfig& c) {

@@ -49,6 +49,13 @@ struct Fp8ModelConfig {
   // Data parallelism: reduce every amax across the ranks before the recipe uses it (as
   // TransformerEngine's reduce_amax), so all ranks cast with the same scales.
   bool reduce_amax = true;
+  // GPT-2's GELU input (fc1's output), which the GELU's backward reads, kept from forward to
+  // backward in E4M3 (1 byte) instead of BF16, as COAT keeps non-linear layers' inputs in FP8.
+  // Unit scale, saturating, so no amax is needed: |x| >= 448 clamps where GELU' is already 0 or
+  // 1 in float; E4M3 rounds by at most 2^-4 |x| (2^-10 below 2^-6), and |x GELU''(x)| <= 0.33,
+  // so GELU' moves by at most 0.021 over its range -0.13..1.13. Llama's SwiGLU input (whose
+  // up half enters the gradient linearly) stays BF16.
+  bool gelu_input_e4m3 = true;
   // Test hook: (layer, tensor) -> factor on that tensor's scale, to plant overflows.
   std::map<std::pair<int, std::string>, float> planted_scale;
 
@@ -60,6 +67,15 @@ struct Fp8ModelConfig {
   }
   bool attention() const { return variant == Fp8Variant::fp8_attention; }
 };
+
+// Whether the FP8 model casts its FP8 block linears' weights (qkv, proj, fc1, fc2) from the FP32
+// master weights, keeping no BF16 copy of them (2 of a parameter's 18 bytes): per-tensor
+// scaling. Per-row / per-block casts read the BF16 copy.
+inline bool casts_weights_from_master(const Fp8ModelConfig& f) { return !fp8::per_block(f.recipe.scaling); }
+
+// Whether a model keeps its GELU input in E4M3 (f: nullptr for BF16): GPT-2 in FP8 with
+// gelu_input_e4m3.
+inline bool keeps_gelu_input_e4m3(const GptConfig& c, const Fp8ModelConfig* f) { return f && f->gelu_input_e4m3 && !c.llama(); }
 
 // The loss kernel's fast path (a row split over a cluster of kCrossEntropyParts blocks, each
 // holding its part of the FP32 logits in shared memory; a Hopper GPU's clusters), which is also
@@ -80,10 +96,11 @@ std::int64_t lm_head_rows(int B, int T, int chunk, const Fp8ModelConfig* f);
 std::string check_lm_head_chunk(int chunk);
 
 // Device memory FP8 adds to gpu_training_bytes (negative where it saves): the FP8 copies and
-// transposes of the GEMM operands (the transposes kept for backward, the block weights cast
-// at the start of a step, the scratch of the current GEMM) against the BF16 inputs of the
-// FP8 linears that then need not be kept per layer, and the logits' BF16 gradient where the
-// loss writes the FP8 head's gradient itself (delayed scaling, on a Hopper GPU).
+// transposes of the GEMM operands (the transposes kept for backward, the scratch of the
+// current GEMM) against the BF16 inputs of the FP8 linears that then need not be kept per
+// layer, the GELU's input kept in E4M3 instead of BF16, the BF16 copies of the block weights
+// cast from the FP32 master (casts_weights_from_master), and the logits' BF16 gradient where
+// the loss writes the FP8 head's gradient itself (delayed scaling, on a Hopper GPU).
 // lm_head_chunk: as lm_head_rows takes it.
 double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0);
 // The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
