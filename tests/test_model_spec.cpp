@@ -289,12 +289,17 @@ TEST(Fp8Fields, LinearsAndFastAccumulation) {
   core::json p = core::json::object();
   for (const auto& a : model::fp8_axes()) p[a.name] = a.default_value;
   auto f = model::fp8_config_from(p);
+  EXPECT_TRUE(f.gelu_input_e4m3);   // the axis's default
   EXPECT_TRUE(f.fast_accum_fprop);  // TransformerEngine's choice on Hopper
   EXPECT_FALSE(f.fast_accum_dgrad);
   EXPECT_FALSE(f.fast_accum_wgrad);
   p["fast_accum"] = "all";
+  p["gelu_input"] = "bf16";
   f = model::fp8_config_from(p);
   EXPECT_TRUE(f.fast_accum_dgrad && f.fast_accum_wgrad);
+  EXPECT_FALSE(f.gelu_input_e4m3);
+  p.erase("gelu_input");  // a record made before the axis kept the GELU input in BF16
+  EXPECT_FALSE(model::fp8_config_from(p).gelu_input_e4m3);
   p["variant"] = "fp8_attention";
   p["saturation"] = "nosat";
   p["format"] = "e4m3";
@@ -417,6 +422,36 @@ TEST(StepCost, LlamaSwigluBackwardMovesIntoFc1sCastUnderDelayedScaling) {
   // fc1's output gradient (2 F wide): 5 bytes an element fused with the SwiGLU backward, 4 when
   // cast on its own; current scaling's casts are serial in the matmul phase too.
   EXPECT_DOUBLE_EQ(phase(delayed, "matmul").serial_bytes - phase(current, "matmul").serial_bytes, L * N * 2 * F * (5 - 4));
+}
+
+// GPT-2's GELU input kept in E4M3: its forward writes 1 byte an element more, its backward (in
+// fc1's gradient cast under delayed scaling, in the GELU phase otherwise) reads 1 byte instead
+// of 2. Block weights cast from the FP32 master: forward and backward read 4 bytes an element
+// and write 1 (10) where the once-a-step cast from BF16 read 2 and wrote 2 (4).
+TEST(StepCost, TheGeluInputInE4m3AndTheWeightsCastFromTheMaster) {
+  model::StepShape s;
+  s.model.vocab = 50304, s.model.d_model = 768, s.model.n_layer = 12, s.model.n_head = 12, s.model.max_seq = 1024;
+  s.batch = 16, s.seq_len = 1024;
+  s.fp8 = true, s.fused = true, s.fp8_linears = {"qkv", "proj", "fc1", "fc2", "lm_head"};
+  auto phase = [](const std::vector<model::PhaseCost>& costs, const std::string& name) {
+    for (const auto& p : costs)
+      if (p.phase == name) return p;
+    ADD_FAILURE() << "no phase " << name;
+    return model::PhaseCost{};
+  };
+  const double N = 16.0 * 1024, C = 768, F = 4 * C, L = 12;
+  for (const bool delayed : {true, false}) {
+    s.delayed = delayed;
+    s.gelu_e4m3 = false, s.weights_from_master = false;
+    const auto bf16 = model::step_costs(s);
+    s.gelu_e4m3 = true;
+    const auto e4m3 = model::step_costs(s);
+    // Delayed: +1 in the GELU's forward, -1 in fc1's fused cast; current: both in the GELU phase.
+    EXPECT_DOUBLE_EQ(phase(e4m3, "gelu").bytes - phase(bf16, "gelu").bytes, delayed ? L * N * F : 0.0);
+    EXPECT_DOUBLE_EQ(phase(e4m3, "matmul").serial_bytes - phase(bf16, "matmul").serial_bytes, delayed ? -L * N * F : 0.0);
+    s.weights_from_master = true;
+    EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "matmul").serial_bytes - phase(e4m3, "matmul").serial_bytes, (10 - 4) * L * 12 * C * C);
+  }
 }
 
 // The rotary table the GPU kernels read: cos and sin of the CPU reference's angles, rounded

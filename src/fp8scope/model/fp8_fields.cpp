@@ -80,7 +80,8 @@ Fp8ModelConfig fp8_config_from(const json& p) {
   const std::string fa = p.value("fast_accum", std::string("fprop"));
   f.fast_accum_fprop = fa != "none";
   f.fast_accum_dgrad = f.fast_accum_wgrad = fa == "all";
-  f.gelu_input_e4m3 = p.value("gelu_input", std::string("e4m3")) == "e4m3";
+  // (A record made before the gelu_input axis kept it in BF16.)
+  f.gelu_input_e4m3 = p.value("gelu_input", std::string("bf16")) == "e4m3";
   f.tap_interval = p.value("tap_interval", 1);
   f.reduce_amax = p.value("reduce_amax", true);
   return f;

@@ -24,15 +24,17 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
       for (auto& g : linear(l.name, double(l.in), double(l.out), c.n_layer)) mm.gemms.push_back(g);
   // FP8 casts: each one reads BF16 and writes the FP8 tensor and its transpose (4 bytes an
   // element): the inputs the LayerNorm or GELU does not write in FP8 already, every output
-  // gradient, and the weights once a step. Under delayed scaling fc1's output gradient is made
-  // by the activation's backward inside its cast: GPT-2's reads the GELU's gradient and the
-  // pre-activation (2 + 2 bytes an element), Llama's the gate and up (2 bytes an element of fc1's
-  // output) and the SwiGLU's gradient (half as wide: 1), and both write the two FP8 copies.
+  // gradient, and the weights (see weights_from_master: 10 bytes an element, else 4). Under
+  // delayed scaling fc1's output gradient is made by the activation's backward inside its cast:
+  // GPT-2's reads the GELU's gradient and the pre-activation (2 + 2 bytes an element, 2 + 1 in
+  // E4M3), Llama's the gate and up (2 bytes an element of fc1's output) and the SwiGLU's
+  // gradient (half as wide: 1), and both write the two FP8 copies.
   const bool fuses = s.fp8 && s.fused && s.delayed;
+  const double pre_bytes = s.gelu_e4m3 ? 1.0 : 2.0;  // GPT-2's GELU input as its backward reads it
   auto cast = [&](const std::string& name, double in, double out_w, bool input_fused) {
     if (!fp8(name)) return 0.0;
-    const double grad = name == "fc1" && s.delayed ? (c.llama() ? 5.0 : 6.0) : 4.0;
-    return (input_fused ? 0.0 : N * in * 4) + N * out_w * grad + in * out_w * 4;
+    const double grad = name == "fc1" && s.delayed ? (c.llama() ? 5.0 : 4.0 + pre_bytes) : 4.0;
+    return (input_fused ? 0.0 : N * in * 4) + N * out_w * grad + in * out_w * (s.weights_from_master ? 10.0 : 4.0);
   };
   const double layer_casts =
       L * (cast("qkv", C, c.qkv_width(), fuses) + cast("proj", C, C, false) + cast("fc1", C, FW, fuses) + cast("fc2", F, C, fuses));
@@ -74,15 +76,15 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   // residual stream's gradient (read and written), which is where the residual additions'
   // backward happens; the final LayerNorm's backward starts that gradient (no read).
   out.push_back({"layernorm", {}, 0, 2 * L * N * C * 2 * (2 + 4) + N * C * 2 * (2 + 3)});
-  // GELU: forward reads the pre-activation and writes the activation; backward reads the
-  // pre-activation and the gradient and writes the gradient, unless fc1's FP8 gradient cast
-  // does it (delayed scaling). SwiGLU (Llama, the same phase): forward reads gate and up and
+  // GELU: forward reads the pre-activation and writes the activation (and the pre-activation
+  // in E4M3); backward reads the pre-activation and the gradient and writes the gradient, unless
+  // fc1's FP8 gradient cast does it (delayed scaling). SwiGLU (Llama, the same phase): forward reads gate and up and
   // writes the activation (in the fused variant as FP8 and its transpose: the same bytes),
   // backward reads gate, up and the gradient and writes both gradients, unless fc1's cast does.
   if (c.llama())
     out.push_back({"gelu", {}, 0, L * N * F * 2 * (3 + (fp8("fc1") && s.delayed ? 0 : 5))});
   else
-    out.push_back({"gelu", {}, 0, L * N * F * 2 * (2 + (fp8("fc1") && s.delayed ? 0 : 3))});
+    out.push_back({"gelu", {}, 0, L * N * F * (4 + (s.gelu_e4m3 ? 1 : 0) + (fp8("fc1") && s.delayed ? 0 : 4 + pre_bytes))});
   // Two residual additions per layer in the forward: two read, one written (their backward
   // is the LayerNorm backward's accumulation).
   out.push_back({"residual", {}, 0, L * 2 * N * C * 2 * 3});

@@ -48,6 +48,13 @@ struct StepShape {
   // (fp8_cast, as the profile times them), none fused; row-wise reads each tensor once more for
   // its rows' and columns' amaxes.
   bool per_block = false, rowwise = false;
+  // GPT-2 in FP8: the GELU's input kept in E4M3 (gelu_input e4m3: written by the GELU's
+  // forward, read by its backward, 1 byte an element instead of 2).
+  bool gelu_e4m3 = false;
+  // FP8 per-tensor scaling: each block weight cast from its FP32 master in forward and its
+  // transpose cast again in backward (4 + 1 bytes an element each), instead of once a step
+  // from the BF16 copy into both FP8 copies (2 + 2).
+  bool weights_from_master = false;
   bool bf16_logits = false;  // the LM head writes BF16 logits (logits: bf16), FP32 otherwise
   int head_chunks = 1;       // the fused LM head's chunks (model::lm_head_rows)
 };
