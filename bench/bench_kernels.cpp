@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 using namespace fp8scope;
@@ -140,26 +141,37 @@ void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols
 // The MLP's fused FP8 casts at fc1's output size: forward GELU -> FP8 with its transpose
 // (reads the pre-activation, writes two FP8 copies); backward GELU gradient -> FP8 with its
 // transpose and the bias gradient (reads the gradient and the pre-activation).
-void bm_gelu_cast(benchmark::State& state, bool backward) {
+// e4m3_input: GPT-2's GELU input kept in E4M3 (gelu_input e4m3): forward also writes it (1 byte
+// an element more), backward reads it instead of the BF16 pre-activation (1 byte less).
+void bm_gelu_cast(benchmark::State& state, bool backward, bool e4m3_input = false) {
   if (skip(state)) return;
   const int cols = 4 * C;
   const std::int64_t n = N * cols;
   auto x = random_bf16(n, 1.0f, 1), dy = random_bf16(n, 1e-3f, 2);
-  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n));
+  core::DeviceBuffer out(static_cast<std::size_t>(n)), out_t(static_cast<std::size_t>(n)), pre8(e4m3_input ? std::size_t(n) : 0);
+  const CastTarget unit(1.0f);
+  if (e4m3_input)  // the codes of x, as forward writes them
+    gpu_model::gelu_cast_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), x.as<bf16>(), int(N), cols, unit.s(),
+                                   fp8::Format::e4m3, fp8::Overflow::satfinite, nullptr, bench::stream(), pre8.as<std::uint8_t>());
   core::DeviceBuffer partial(std::size_t(fp8::dbias_partial_floats(int(N), cols)) * 4), dbias(std::size_t(cols) * 4);
   const CastTarget c(backward ? 1e4f : 100.0f);
   const double s = bench::run_timed(state, [&] {
     if (backward) {
-      gpu_model::dgelu_cast_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), dy.as<bf16>(),
-                                            x.as<bf16>(), int(N), cols, c.s(), fp8::Format::e5m2, fp8::Overflow::satfinite, c.st(),
-                                            bench::stream());
+      if (e4m3_input)
+        gpu_model::dgelu_cast_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), dy.as<bf16>(),
+                                              pre8.as<std::uint8_t>(), int(N), cols, c.s(), fp8::Format::e5m2, fp8::Overflow::satfinite,
+                                              c.st(), bench::stream());
+      else
+        gpu_model::dgelu_cast_transpose_dbias(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), partial.as<float>(), dy.as<bf16>(),
+                                              x.as<bf16>(), int(N), cols, c.s(), fp8::Format::e5m2, fp8::Overflow::satfinite, c.st(),
+                                              bench::stream());
       gpu_model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::dbias_partial_rows(int(N)), cols, cols, bench::stream());
     } else {
       gpu_model::gelu_cast_transpose(out.as<std::uint8_t>(), out_t.as<std::uint8_t>(), x.as<bf16>(), int(N), cols, c.s(), fp8::Format::e4m3,
-                                     fp8::Overflow::satfinite, c.st(), bench::stream());
+                                     fp8::Overflow::satfinite, c.st(), bench::stream(), e4m3_input ? pre8.as<std::uint8_t>() : nullptr);
     }
   });
-  report(state, s, double(n) * (backward ? 6 : 4));
+  report(state, s, double(n) * ((backward ? 6 : 4) + (e4m3_input ? (backward ? -1 : 1) : 0)));
 }
 
 // The FP8 transpose an FP8 tensor written by another kernel needs for its wgrad GEMM: the
@@ -186,13 +198,17 @@ void bm_bias_backward(benchmark::State& state, std::int64_t cols) {
 }
 
 // The 48 block weights of GPT-2 124M (qkv, proj, fc1, fc2 of 12 layers; 85M parameters) cast
-// to FP8 with their transposes, each with its own scale and statistics: in one launch
-// (quantize_transpose_many, as the model's FP8 step did while it kept every layer's FP8 weights
-// from forward to backward) or one launch per weight.
-void bm_cast_weights(benchmark::State& state, bool one_launch) {
+// to FP8, each with its own scale and statistics, as the model's FP8 step does now
+// (from_master: each weight from its FP32 master, row-major for forward with statistics, then
+// transposed for backward: 10 bytes a parameter, no FP8 or BF16 copy kept) and as it did while
+// it kept every layer's FP8 weights from forward to backward (from BF16 with both copies in one
+// launch, quantize_transpose_many, 4 bytes a parameter; per_weight: the same one launch each).
+enum class WeightCasts { one_launch, per_weight, from_master };
+void bm_cast_weights(benchmark::State& state, WeightCasts mode) {
   if (skip(state)) return;
+  const bool one_launch = mode == WeightCasts::one_launch;
   const int shapes[4][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}};
-  std::vector<core::DeviceBuffer> in, out, out_t;
+  std::vector<core::DeviceBuffer> in, in_f32, out, out_t;
   std::vector<fp8::CastTransposeJob> jobs;
   core::DeviceBuffer scales(48 * 4), stats(48 * sizeof(fp8::CastStats));
   const std::vector<float> sc(48, 100.0f);
@@ -205,6 +221,14 @@ void bm_cast_weights(benchmark::State& state, bool one_launch) {
       const std::int64_t n = std::int64_t(sh[0]) * sh[1];
       const int i = int(jobs.size());
       in.push_back(random_bf16(n, 0.02f, std::uint64_t(10 + i)));
+      if (mode == WeightCasts::from_master) {
+        std::mt19937_64 rng(std::uint64_t(10 + i));
+        std::normal_distribution<float> normal(0.0f, 0.02f);
+        std::vector<float> h(static_cast<std::size_t>(n));
+        for (float& v : h) v = normal(rng);
+        in_f32.emplace_back(std::size_t(n) * 4);
+        FP8S_CUDA(cudaMemcpy(in_f32.back().get(), h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+      }
       out.emplace_back(std::size_t(n)), out_t.emplace_back(std::size_t(n));
       jobs.push_back({in.back().as<bf16>(), out.back().as<std::uint8_t>(), out_t.back().as<std::uint8_t>(), scales.as<float>() + i,
                       stats.as<fp8::CastStats>() + i, sh[0], sh[1]});
@@ -218,12 +242,18 @@ void bm_cast_weights(benchmark::State& state, bool one_launch) {
   const double s = bench::run_timed(state, [&] {
     if (one_launch) {
       fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), int(jobs.size()), max_tiles, f, o, bench::stream());
-    } else {
+    } else if (mode == WeightCasts::per_weight) {
       for (const auto& j : jobs) fp8::quantize_transpose(j.out, j.out_t, j.in, j.rows, j.cols, j.scale, f, o, j.stats, bench::stream());
+    } else {
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        const auto& j = jobs[i];
+        fp8::quantize(j.out, in_f32[i].as<float>(), std::int64_t(j.rows) * j.cols, j.scale, f, o, j.stats, bench::stream());
+        fp8::quantize_transpose(nullptr, j.out_t, in_f32[i].as<float>(), j.rows, j.cols, j.scale, f, o, nullptr, bench::stream());
+      }
     }
   });
-  report(state, s, params * 4);
-  if (!one_launch) {  // the launch pattern the step replaced, kept for comparison: no target
+  report(state, s, params * (mode == WeightCasts::from_master ? 10 : 4));
+  if (mode != WeightCasts::from_master) {  // the launch patterns the step replaced, kept for comparison: no target
     state.counters.erase("frac_copy");
     state.counters.erase("frac_copy_same_bytes");
   }
@@ -398,8 +428,9 @@ int main(int argc, char** argv) {
     reg(fmt::format("cast_transpose_dbias/e4m3/{}x{}", N, cols),
         [cols](benchmark::State& s) { bm_cast(s, cols, CastMode::transpose_dbias); });
   }
-  reg("cast_transpose_weights/gpt2_124m/one_launch", [](benchmark::State& s) { bm_cast_weights(s, true); });
-  reg("cast_transpose_weights/gpt2_124m/per_weight", [](benchmark::State& s) { bm_cast_weights(s, false); });
+  reg("cast_transpose_weights/gpt2_124m/one_launch", [](benchmark::State& s) { bm_cast_weights(s, WeightCasts::one_launch); });
+  reg("cast_transpose_weights/gpt2_124m/per_weight", [](benchmark::State& s) { bm_cast_weights(s, WeightCasts::per_weight); });
+  reg("cast_weights/gpt2_124m/from_master", [](benchmark::State& s) { bm_cast_weights(s, WeightCasts::from_master); });
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C), std::int64_t(V)}) {
     reg(fmt::format("block_cast/vec128/{}x{}", N, cols),
         [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::vec128); });
@@ -414,6 +445,8 @@ int main(int argc, char** argv) {
     reg(fmt::format("bias_backward/{}x{}", N, cols), [cols](benchmark::State& s) { bm_bias_backward(s, cols); });
   reg("gelu_fp8/forward_cast_transpose", [](benchmark::State& s) { bm_gelu_cast(s, false); });
   reg("gelu_fp8/backward_cast_transpose_dbias", [](benchmark::State& s) { bm_gelu_cast(s, true); });
+  reg("gelu_fp8/forward_cast_transpose/e4m3_input", [](benchmark::State& s) { bm_gelu_cast(s, false, true); });
+  reg("gelu_fp8/backward_cast_transpose_dbias/e4m3_input", [](benchmark::State& s) { bm_gelu_cast(s, true, true); });
   reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });
   reg("layernorm/forward_fp8", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward_fp8); });
   reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });
