@@ -212,6 +212,10 @@ TEST(Fp8Memory, TheGeluInputInE4m3HalvesItsBytes) {
   EXPECT_FALSE(model::keeps_gelu_input_e4m3(c, &bf16));
   EXPECT_FALSE(model::keeps_gelu_input_e4m3(c, nullptr));
   EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, bf16) - model::gpu_fp8_bytes_delta(c, 16, 1024, e4m3), 12 * N * F + 2 * N * F);
+  const model::Fp8Bytes parts = model::gpu_fp8_bytes_by_part(c, 16, 1024, e4m3);
+  EXPECT_DOUBLE_EQ(parts.gelu_input, -12 * N * F);
+  EXPECT_DOUBLE_EQ(parts.bf16_weights, -2.0 * 12 * 12 * 768 * 768);  // qkv, proj, fc1, fc2: 12 C^2 a layer
+  EXPECT_DOUBLE_EQ(parts.total(), model::gpu_fp8_bytes_delta(c, 16, 1024, e4m3));
   e4m3.linears.erase("fc2"), bf16.linears.erase("fc2");  // fc2's BF16 input is kept per layer either way
   EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, bf16) - model::gpu_fp8_bytes_delta(c, 16, 1024, e4m3), 12 * N * F);
   c.arch = model::Arch::llama;

@@ -261,4 +261,18 @@ TEST(TrainReport, MemoryByPartBesideTheMeasuredPeak) {
   EXPECT_EQ(fp8[5], fmt::format("{:+.0f}", delta / MiB));
   EXPECT_EQ(fp8[6], fmt::format("{:.0f}", (b.total() + delta) / MiB));
   EXPECT_EQ(fp8[7], "11498");
+  // The FP8 column by part, for the FP8 run only.
+  const core::json* parts = nullptr;
+  for (auto& s : rep["sections"])
+    for (auto& tb : s["tables"])
+      if (tb["title"].get<std::string>().rfind("What FP8 adds and saves", 0) == 0) parts = &tb;
+  ASSERT_NE(parts, nullptr);
+  ASSERT_EQ((*parts)["rows"].size(), 1u);
+  const core::json& row = (*parts)["rows"][0];
+  const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, 16, 1024, fc);
+  EXPECT_EQ(row[1], fmt::format("{:+.0f}", d.kept / MiB));
+  EXPECT_EQ(row[3], fmt::format("{:+.0f}", d.bf16_inputs / MiB));
+  EXPECT_EQ(row[4], "0");  // a record from before gelu_input: BF16
+  EXPECT_EQ(row[8], fmt::format("{:+.0f}", delta / MiB));
+  EXPECT_EQ(row[9], fmt::format("{:.2f}", (b.total() + delta) / b.total()));
 }

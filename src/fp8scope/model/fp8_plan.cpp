@@ -31,41 +31,46 @@ std::string check_lm_head_chunk(int chunk) {
   return {};
 }
 
-double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk) {
+Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk) {
   const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab(), F = c.ffn_width();
   const double R = double(lm_head_rows(B, T, lm_head_chunk, &f));  // rows of logits at once
+  Fp8Bytes b;
   // Cast input, weight, and the gradient with its transpose (the head's: one chunk of rows),
   // as wide as the widest FP8 linear needs (GpuGpt's f8_x_, f8_w_, f8_dy_, f8_dy_t_).
   const bool head = f.fp8("lm_head");
   const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), head ? Vp : 0.0});
-  const double scratch = N * std::max(C, F) + widest * C + 2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
+  b.scratch = N * std::max(C, F) + widest * C + 2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
   // Per linear, the input's FP8 transpose kept for wgrad; the weight's transpose kept for dgrad
   // under per-row / per-block scaling only (per-tensor scaling casts a block linear's weight
-  // where each GEMM reads it, into f8_w_).
-  double saved = 0, weights = 0, bf16_inputs = 0, shared = 0;
+  // from its FP32 master where each GEMM reads it, into f8_w_, and keeps no BF16 copy of it).
   for (const auto& l : linear_shapes(c)) {
     if (std::string(l.name) == "lm_head" || !f.fp8(l.name)) continue;  // the head below
-    saved += L * N * double(l.in);
-    if (fp8::per_block(f.recipe.scaling)) weights += L * double(l.in) * double(l.out);
-    if (casts_weights_from_master(f)) weights -= L * 2 * double(l.in) * double(l.out);  // no BF16 copy
+    b.kept += L * N * double(l.in);
+    if (fp8::per_block(f.recipe.scaling)) b.kept += L * double(l.in) * double(l.out);
+    if (casts_weights_from_master(f)) b.bf16_weights -= L * 2 * double(l.in) * double(l.out);
   }
-  if (f.fp8("lm_head")) saved += N * C + Vp * C;
+  if (f.fp8("lm_head")) b.kept += N * C + Vp * C;
   // LayerActs: an FP8 linear's BF16 input lives in one shared scratch instead of per layer.
-  if (f.fp8("qkv")) bf16_inputs += L * N * C * 2;
-  if (f.fp8("fc1")) bf16_inputs += L * N * C * 2;
-  if (f.fp8("fc2")) bf16_inputs += L * N * F * 2;
-  if (f.fp8("qkv") || f.fp8("fc1")) shared += N * C * 2;
+  if (f.fp8("qkv")) b.bf16_inputs -= L * N * C * 2;
+  if (f.fp8("fc1")) b.bf16_inputs -= L * N * C * 2;
+  if (f.fp8("fc2")) b.bf16_inputs -= L * N * F * 2;
+  if (f.fp8("qkv") || f.fp8("fc1")) b.scratch += N * C * 2;
   // The GELU's input kept in E4M3 instead of BF16; fc1's BF16 output (and the GELU's, in
   // place) then lives in the backward's scratch.
   const bool pre8 = keeps_gelu_input_e4m3(c, &f);
-  const double gelu_input = pre8 ? -L * N * F : 0.0;
-  if (f.fp8("fc2") && !pre8) shared += N * F * 2;
-  const double att = f.attention() ? 3 * N * C + double(B) * c.n_head * T * T : 0.0;
+  b.gelu_input = pre8 ? -L * N * F : 0.0;
+  if (f.fp8("fc2") && !pre8) b.scratch += N * F * 2;
+  if (f.attention()) b.scratch += 3 * N * C + double(B) * c.n_head * T * T;
   // The loss writes the FP8 head's gradient itself (GpuGpt::fuses_loss_cast, assuming the
   // Hopper GPU its fast path needs): no BF16 gradient of the logits.
   const bool loss_casts = f.fp8("lm_head") && f.recipe.scaling == fp8::Scaling::delayed && cross_entropy_parts_shape_fits(c.padded_vocab());
-  const double dlogits = loss_casts ? R * Vp * 2 : 0.0;
-  return scratch + saved + weights + att + shared + gelu_input - bf16_inputs - dlogits + per_block_bytes(c, B, T, f);
+  b.logits_grad = loss_casts ? -R * Vp * 2 : 0.0;
+  b.scales = per_block_bytes(c, B, T, f);
+  return b;
+}
+
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk) {
+  return gpu_fp8_bytes_by_part(c, B, T, f, lm_head_chunk).total();
 }
 
 std::vector<LinearShape> linear_shapes(const GptConfig& c) {

@@ -103,6 +103,18 @@ std::string check_lm_head_chunk(int chunk);
 // the loss writes the FP8 head's gradient itself (delayed scaling, on a Hopper GPU).
 // lm_head_chunk: as lm_head_rows takes it.
 double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0);
+// The same by part (bytes; what FP8 saves is negative).
+struct Fp8Bytes {
+  double kept = 0;          // FP8 copies kept from forward to backward: inputs' transposes, weights' (per-block scaling, the head)
+  double scratch = 0;       // the current GEMM's FP8 operands and the BF16 inputs before their casts, shared by all layers
+  double bf16_inputs = 0;   // the FP8 linears' BF16 inputs not kept per layer (-)
+  double gelu_input = 0;    // the GELU's input kept in E4M3 instead of BF16 (-)
+  double bf16_weights = 0;  // the block weights' BF16 copies not kept (-; casts_weights_from_master)
+  double logits_grad = 0;   // the logits' BF16 gradient not made: the loss writes the FP8 head's gradient (-)
+  double scales = 0;        // per-row / per-block scale tensors and their taps' scratch (per_block_bytes)
+  double total() const { return kept + scratch + bf16_inputs + gelu_input + bf16_weights + logits_grad + scales; }
+};
+Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0);
 // The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
 // kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
 double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);

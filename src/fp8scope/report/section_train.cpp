@@ -75,6 +75,15 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
       "chunks the head; scratch; what FP8 adds, or saves where negative) beside the allocations' measured peak",
       {"run", "parameters", "activations", "logits", "scratch", "FP8", "estimate", "measured peak", "estimate / peak"},
       {}};
+  Table parts{
+      "What FP8 adds and saves against the BF16 model, MiB, by part (the estimate's FP8 column; savings negative): the FP8 "
+      "copies kept from forward to backward (the FP8 linears' inputs transposed for wgrad, and the weights' transposes where "
+      "they are kept), the current GEMM's FP8 scratch, the FP8 linears' BF16 inputs not kept per layer, the GELU's input kept in "
+      "E4M3 (gelu_input), the block weights' BF16 copies not kept (weights cast from the FP32 master), the logits' BF16 gradient "
+      "the loss does not make, per-row / per-block scale tensors",
+      {"run", "FP8 kept", "FP8 scratch", "BF16 inputs", "GELU input", "BF16 weights", "logits gradient", "scales", "FP8 total",
+       "FP8 total / BF16 estimate"},
+      {}};
   for (auto& r : recs) {
     const json& p = r.params;
     const double peak = peak_mib(r);
@@ -96,6 +105,12 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
                                           model::lm_head_rows(B, T, head.chunk, f ? &*f : nullptr), head.bf16_logits);
     const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_delta(c, B, T, *f, head.chunk) : NAN;
     const double estimate = (b.total() + delta) / kMiB;
+    if (f) {
+      const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk);
+      auto mib = [&](double x) { return x == 0 ? std::string("0") : fmt::format("{:+.0f}", x / kMiB); };
+      parts.rows.push_back({label_of(p), mib(d.kept), mib(d.scratch), mib(d.bf16_inputs), mib(d.gelu_input), mib(d.bf16_weights),
+                            mib(d.logits_grad), mib(d.scales), mib(d.total()), fmt::format("{:.2f}", (b.total() + d.total()) / b.total())});
+    }
     t.rows.push_back({label_of(p), fmt_num(b.parameters / kMiB, 0), fmt_num(b.activations / kMiB, 0), fmt_num(b.logits / kMiB, 0),
                       fmt_num(b.scratch / kMiB, 0),
                       !fp8                   ? "-"
@@ -104,6 +119,7 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
                       fmt_num(estimate, 0), fmt_num(peak, 0), std::isfinite(estimate) ? fmt::format("{:.2f}", estimate / peak) : "-"});
   }
   if (!t.rows.empty()) sec["tables"].push_back(t.to_json());
+  if (!parts.rows.empty()) sec["tables"].push_back(parts.to_json());
 }
 }  // namespace
 
