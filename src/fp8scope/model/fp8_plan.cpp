@@ -31,7 +31,7 @@ std::string check_lm_head_chunk(int chunk) {
   return {};
 }
 
-Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk) {
+Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, bool weights_kept_per_layer) {
   const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab(), F = c.ffn_width();
   const double R = double(lm_head_rows(B, T, lm_head_chunk, &f));  // rows of logits at once
   Fp8Bytes b;
@@ -46,8 +46,11 @@ Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelC
   for (const auto& l : linear_shapes(c)) {
     if (std::string(l.name) == "lm_head" || !f.fp8(l.name)) continue;  // the head below
     b.kept += L * N * double(l.in);
-    if (fp8::per_block(f.recipe.scaling)) b.kept += L * double(l.in) * double(l.out);
-    if (casts_weights_from_master(f)) b.bf16_weights -= L * 2 * double(l.in) * double(l.out);
+    if (weights_kept_per_layer)  // the transpose, and under delayed scaling the weight too (cast once a step)
+      b.kept += L * double(l.in) * double(l.out) * (f.recipe.scaling == fp8::Scaling::delayed ? 2 : 1);
+    else if (fp8::per_block(f.recipe.scaling))
+      b.kept += L * double(l.in) * double(l.out);
+    if (casts_weights_from_master(f) && !weights_kept_per_layer) b.bf16_weights -= L * 2 * double(l.in) * double(l.out);
   }
   if (f.fp8("lm_head")) b.kept += N * C + Vp * C;
   // LayerActs: an FP8 linear's BF16 input lives in one shared scratch instead of per layer.

@@ -114,7 +114,11 @@ struct Fp8Bytes {
   double scales = 0;        // per-row / per-block scale tensors and their taps' scratch (per_block_bytes)
   double total() const { return kept + scratch + bf16_inputs + gelu_input + bf16_weights + logits_grad + scales; }
 };
-Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0);
+// weights_kept_per_layer: what the model did before it cast the block weights from the FP32
+// master (a record without a gelu_input field): each FP8 block linear kept its FP8 weight's
+// transpose per layer, and under delayed scaling the FP8 weight too, beside its BF16 copy.
+Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0,
+                               bool weights_kept_per_layer = false);
 // The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
 // kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
 double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);

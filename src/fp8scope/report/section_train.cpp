@@ -103,10 +103,13 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
     const model::TrainingBytes b =
         model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
                                           model::lm_head_rows(B, T, head.chunk, f ? &*f : nullptr), head.bf16_logits);
-    const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_delta(c, B, T, *f, head.chunk) : NAN;
+    // A record made before the gelu_input axis ran the model that kept its FP8 block weights per
+    // layer beside their BF16 copies.
+    const bool weights_kept = !p.contains("gelu_input");
+    const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept).total() : NAN;
     const double estimate = (b.total() + delta) / kMiB;
     if (f) {
-      const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk);
+      const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept);
       auto mib = [&](double x) { return x == 0 ? std::string("0") : fmt::format("{:+.0f}", x / kMiB); };
       parts.rows.push_back({label_of(p), mib(d.kept), mib(d.scratch), mib(d.bf16_inputs), mib(d.gelu_input), mib(d.bf16_weights),
                             mib(d.logits_grad), mib(d.scales), mib(d.total()), fmt::format("{:.2f}", (b.total() + d.total()) / b.total())});
