@@ -200,7 +200,8 @@ void bm_bias_backward(benchmark::State& state, std::int64_t cols) {
 // The 48 block weights of GPT-2 124M (qkv, proj, fc1, fc2 of 12 layers; 85M parameters) cast
 // to FP8, each with its own scale and statistics, as the model's FP8 step does now
 // (from_master: each weight from its FP32 master, row-major for forward with statistics, then
-// transposed for backward: 10 bytes a parameter, no FP8 or BF16 copy kept) and as it did while
+// transposed for backward: 10 bytes a parameter, no FP8 or BF16 copy kept; a layer's four
+// weights in one launch per pass) and as it did while
 // it kept every layer's FP8 weights from forward to backward (from BF16 with both copies in one
 // launch, quantize_transpose_many, 4 bytes a parameter; per_weight: the same one launch each).
 enum class WeightCasts { one_launch, per_weight, from_master };
@@ -237,6 +238,20 @@ void bm_cast_weights(benchmark::State& state, WeightCasts mode) {
     }
   core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastTransposeJob));
   FP8S_CUDA(cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice));
+  // from_master: a layer's four weights in one launch per pass (forward row-major with
+  // statistics, backward transposed), as GpuGpt::cast_layer_weights.
+  std::vector<fp8::CastJobF32> fwd, bwd;
+  for (std::size_t i = 0; i < in_f32.size(); ++i) {
+    const auto& j = jobs[i];
+    fwd.push_back({in_f32[i].as<float>(), j.out, nullptr, j.scale, j.stats, j.rows, j.cols});
+    bwd.push_back({in_f32[i].as<float>(), nullptr, j.out_t, j.scale, nullptr, j.rows, j.cols});
+  }
+  core::DeviceBuffer d_fwd(std::max<std::size_t>(1, fwd.size()) * sizeof(fp8::CastJobF32)), d_bwd(d_fwd.size());
+  if (!fwd.empty()) {
+    FP8S_CUDA(cudaMemcpy(d_fwd.get(), fwd.data(), fwd.size() * sizeof(fp8::CastJobF32), cudaMemcpyHostToDevice));
+    FP8S_CUDA(cudaMemcpy(d_bwd.get(), bwd.data(), bwd.size() * sizeof(fp8::CastJobF32), cudaMemcpyHostToDevice));
+  }
+  const int layer_tiles = fp8::cast_tiles(4 * C, C);
   const auto f = fp8::Format::e4m3;
   const auto o = fp8::Overflow::satfinite;
   const double s = bench::run_timed(state, [&] {
@@ -245,11 +260,8 @@ void bm_cast_weights(benchmark::State& state, WeightCasts mode) {
     } else if (mode == WeightCasts::per_weight) {
       for (const auto& j : jobs) fp8::quantize_transpose(j.out, j.out_t, j.in, j.rows, j.cols, j.scale, f, o, j.stats, bench::stream());
     } else {
-      for (std::size_t i = 0; i < jobs.size(); ++i) {
-        const auto& j = jobs[i];
-        fp8::quantize(j.out, in_f32[i].as<float>(), std::int64_t(j.rows) * j.cols, j.scale, f, o, j.stats, bench::stream());
-        fp8::quantize_transpose(nullptr, j.out_t, in_f32[i].as<float>(), j.rows, j.cols, j.scale, f, o, nullptr, bench::stream());
-      }
+      for (int l = 0; l < 12; ++l) fp8::quantize_many(d_fwd.as<fp8::CastJobF32>() + 4 * l, 4, layer_tiles, f, o, bench::stream());
+      for (int l = 0; l < 12; ++l) fp8::quantize_many(d_bwd.as<fp8::CastJobF32>() + 4 * l, 4, layer_tiles, f, o, bench::stream());
     }
   });
   report(state, s, params * (mode == WeightCasts::from_master ? 10 : 4));

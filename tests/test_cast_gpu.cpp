@@ -249,6 +249,67 @@ TEST_P(CastGpu, Fp32CastsMatchTheHostCodecAndCounts) {
   }
 }
 
+// A layer's weights cast from their FP32 masters in one launch (quantize_many): matrix by
+// matrix the codes and statistics of quantize_transpose from FP32, row-major only (forward,
+// with statistics), transposed only (backward, none) or both.
+TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [f, o] = GetParam();
+  const std::vector<std::tuple<int, int, float>> shapes = {{2304, 768, 0.5f}, {136, 320, 3.0f}, {64, 8, 1.0f}, {1000, 3072, 0.25f}};
+  const int n = int(shapes.size());
+  std::vector<core::DeviceBuffer> in, out, out_t, ref, ref_t;
+  core::DeviceBuffer scales(n * sizeof(float)), st(n * sizeof(fp8::CastStats)), ref_st(n * sizeof(fp8::CastStats));
+  cudaMemset(st.get(), 0, st.size());
+  cudaMemset(ref_st.get(), 0, ref_st.size());
+  std::vector<fp8::CastJobF32> jobs;
+  int max_tiles = 0;
+  for (int i = 0; i < n; ++i) {
+    const auto [rows, cols, scale] = shapes[std::size_t(i)];
+    const std::size_t e = std::size_t(rows) * cols;
+    const auto host_bf16 = test_values(e, 31 + std::uint64_t(i));
+    std::vector<float> host(e);
+    for (std::size_t k = 0; k < e; ++k) host[k] = __bfloat162float(host_bf16[k]) * (1.0f + 1e-3f * float(k % 7));  // not BF16 values
+    in.emplace_back(e * 4), out.emplace_back(e), out_t.emplace_back(e), ref.emplace_back(e), ref_t.emplace_back(e);
+    cudaMemcpy(in.back().get(), host.data(), e * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(scales.as<float>() + i, &scale, sizeof scale, cudaMemcpyHostToDevice);
+    // Matrix 0 and 2 row-major with statistics, 1 transposed only, 3 both.
+    jobs.push_back({in.back().as<float>(), i == 1 ? nullptr : out.back().as<std::uint8_t>(),
+                    i % 2 ? out_t.back().as<std::uint8_t>() : nullptr, scales.as<float>() + i,
+                    i == 1 ? nullptr : st.as<fp8::CastStats>() + i, rows, cols});
+    max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols));
+    fp8::quantize_transpose(ref.back().as<std::uint8_t>(), ref_t.back().as<std::uint8_t>(), in.back().as<float>(), rows, cols,
+                            scales.as<float>() + i, f, o, ref_st.as<fp8::CastStats>() + i, nullptr);
+  }
+  core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastJobF32));
+  cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice);
+  fp8::quantize_many(d_jobs.as<fp8::CastJobF32>(), n, max_tiles, f, o, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<fp8::CastStats> gs(static_cast<std::size_t>(n)), rs(static_cast<std::size_t>(n));
+  cudaMemcpy(gs.data(), st.get(), st.size(), cudaMemcpyDeviceToHost);
+  cudaMemcpy(rs.data(), ref_st.get(), ref_st.size(), cudaMemcpyDeviceToHost);
+  for (int i = 0; i < n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "matrix " << i);
+    const std::size_t e = std::size_t(std::get<0>(shapes[std::size_t(i)])) * std::size_t(std::get<1>(shapes[std::size_t(i)]));
+    std::vector<std::uint8_t> a(e), b(e), at(e), bt(e);
+    cudaMemcpy(b.data(), ref[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+    cudaMemcpy(bt.data(), ref_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+    if (i != 1) {
+      cudaMemcpy(a.data(), out[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+      EXPECT_EQ(a, b);
+      EXPECT_EQ(gs[std::size_t(i)].amax, rs[std::size_t(i)].amax);
+      EXPECT_EQ(gs[std::size_t(i)].nonfinite, rs[std::size_t(i)].nonfinite);
+      EXPECT_EQ(gs[std::size_t(i)].saturated, rs[std::size_t(i)].saturated);
+      EXPECT_EQ(gs[std::size_t(i)].underflow, rs[std::size_t(i)].underflow);
+    } else {
+      EXPECT_EQ(gs[std::size_t(i)].amax, 0.0f);  // no statistics asked for
+    }
+    if (i % 2) {
+      cudaMemcpy(at.data(), out_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
+      EXPECT_EQ(at, bt);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, CastGpu,
                          ::testing::Combine(::testing::Values(Format::e4m3, Format::e5m2),
                                             ::testing::Values(Overflow::satfinite, Overflow::nosat)),

@@ -144,6 +144,30 @@ __global__ void __launch_bounds__(kTileThreads, 4) cast_transpose_many_kernel(co
 }
 }  // namespace
 
+namespace {
+template <class K>
+__global__ void __launch_bounds__(kTileThreads, 4) cast_many_f32_kernel(const CastJobF32* jobs) {
+  const CastJobF32 j = jobs[blockIdx.z];
+  using Op = CastF32Op<K>;
+  tile_cast_transpose_tiles<Op, false>(Op{{j.scale}, j.in, j.cols}, j.out, j.out_t, nullptr, j.rows, j.cols, j.stats, 0);
+}
+}  // namespace
+
+void quantize_many(const CastJobF32* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s) {
+  if (n <= 0) return;
+  // About two waves of blocks over all the matrices (a layer's four weights alone would leave
+  // most of the GPU idle at kTilesPerManyBlock), each block walking its matrix's tiles.
+  const long long want = 2LL * kMaxCastBlocks;
+  const int per_block = int(std::max(1LL, (static_cast<long long>(max_tiles) * n + want - 1) / want));
+  const dim3 grid(unsigned((max_tiles + per_block - 1) / per_block), 1, unsigned(n));
+  with_kind(f, o, [&](auto k) {
+    using Op = CastF32Op<decltype(k)>;
+    constexpr int smem = tile_smem_bytes<Op>();
+    static_assert(smem <= 40 * 1024, "the FP32 tile stages fit the default shared memory");
+    cast_many_f32_kernel<decltype(k)><<<grid, kTileThreads, smem, s>>>(jobs);
+  });
+}
+
 void quantize_transpose_many(const CastTransposeJob* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s) {
   if (n <= 0) return;
   const dim3 grid(unsigned((max_tiles + kTilesPerManyBlock - 1) / kTilesPerManyBlock), 1, unsigned(n));

@@ -251,11 +251,10 @@ __device__ __forceinline__ void transpose4x4(unsigned (&a)[4]) {
 }
 
 // The tile loop of one matrix, walked by the blocks of the launch's x dimension: the body of
-// the kernels below. Rows and columns multiples of 8 (the vectors never straddle the matrix
-// edge); `mat` is the matrix's first element in in, out and out_t (a batch of matrices).
-// bias_partial[row tile][column]: the column sums of one 64-row tile, each written by exactly
-// one block (reduce them with column_sum_add in a fixed order: the bias gradient does not
-// depend on scheduling). Launch with tile_smem_bytes<Op>() of dynamic shared memory.
+// the kernels below. out or out_t may be null (only the other copy is written). Rows and columns multiples of 8 (the vectors never straddle
+// the matrix edge); `mat` is the matrix's first element in in, out and out_t (a batch of matrices). bias_partial[row tile][column]: the
+// column sums of one 64-row tile, each written by exactly one block (reduce them with column_sum_add in a fixed order: the bias gradient
+// does not depend on scheduling). Launch with tile_smem_bytes<Op>() of dynamic shared memory.
 template <class Op, bool kBias>
 __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows,
                                                           int cols, CastStats* stats, std::int64_t mat) {
@@ -268,7 +267,7 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
   __shared__ __align__(16) std::uint8_t tile[kTile * kTileStride];
   __shared__ float warp_sums[kBias ? kTileThreads / 32 : 1][kTile];
   op.setup();
-  out_t += mat;
+  if (out_t) out_t += mat;
   if (out) out += mat;
   MagnitudeStats st;
   const int tiles_x = (cols + kTile - 1) / kTile, tiles_y = (rows + kTile - 1) / kTile, tiles = tiles_x * tiles_y;
@@ -360,7 +359,7 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
 #pragma unroll
       for (int j = 0; j < 4; ++j) a[j] = *reinterpret_cast<const unsigned*>(&tile[(4 * br + j) * kTileStride + 4 * bc]);
       transpose4x4(a);
-      if (r < rows)
+      if (out_t && r < rows)
 #pragma unroll
         for (int k = 0; k < 4; ++k)
           if (c + k < cols) *reinterpret_cast<unsigned*>(out_t + std::int64_t(c + k) * rows + r) = a[k];

@@ -18,6 +18,8 @@ using gemm::DType;
 namespace {
 std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
+// The block linears' weight tensors, in model::linear_names() order (qkv, proj, fc1, fc2).
+constexpr const char* kWeightNames[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
 }  // namespace
 
 GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8,
@@ -48,11 +50,10 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   master_ = core::DeviceBuffer(fl(n_params_));
   {  // the BF16 copies: every tensor but the FP8 block weights cast from the master
     std::set<std::int64_t> from_master;
-    const char* weight_names[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
     if (fp8 && model::casts_weights_from_master(*fp8))
       for (int l = 0; l < cfg.n_layer; ++l)
         for (int w = 0; w < 4; ++w)
-          if (const std::int64_t off = off_[fmt::format("h{}.{}", l, weight_names[w])];
+          if (const std::int64_t off = off_[fmt::format("h{}.{}", l, kWeightNames[w])];
               fp8->fp8(model::linear_names()[std::size_t(w)]) && off % 8 == 0)
             from_master.insert(off);  // (the FP32 casts load 32-byte vectors)
     std::int64_t n = 0;
@@ -148,7 +149,11 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     const bool head = fp8->fp8("lm_head");
     const std::int64_t widest = std::max({QW, FW, head ? Vp : 0}), dy = std::max(N * std::max(QW, FW), head ? R * Vp : 0);
     f8_x_ = core::DeviceBuffer(std::size_t(N * std::max(C, F)));
-    f8_w_ = core::DeviceBuffer(std::size_t(widest * C));
+    // (f8_w_ also holds one layer's block weights cast from their masters: see LayerWeightCasts.)
+    std::int64_t layer_weights = 0;
+    for (const auto& sh : model::linear_shapes(cfg))
+      if (std::string(sh.name) != "lm_head" && fp8->fp8(sh.name)) layer_weights += sh.in * sh.out;
+    f8_w_ = core::DeviceBuffer(std::size_t(std::max(widest * C, layer_weights)));
     f8_dy_ = core::DeviceBuffer(std::size_t(dy));
     f8_dy_t_ = core::DeviceBuffer(std::size_t(dy));
     if (fp8_->config().attention()) {
@@ -184,6 +189,34 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
           sv.w_t_lt = lt_buffer(lt_floats(fp8_->weight_mode(), IC, OC));
         }
       }
+    // The block weights cast from their FP32 masters, one launch per layer and pass (see
+    // LayerWeightCasts), into f8_w_ one after another.
+    const fp8::Format wf = fp8::format_for(fp8->recipe.format, fp8::Pass::forward);
+    for (int l = 0; l < cfg.n_layer; ++l) {
+      LayerWeightCasts lw;
+      std::vector<fp8::CastJobF32> fwd, bwd;
+      std::int64_t at = 0;
+      for (int w = 0; w < 4; ++w) {
+        const std::int64_t off = off_[fmt::format("h{}.{}", l, kWeightNames[w])];
+        if (!fp8_linear(w) || has_bf16(off) || fp8_->per_block()) continue;
+        const int IC = int(shapes[std::size_t(w)].in), OC = int(shapes[std::size_t(w)].out), sw = saved(l, w).sw;
+        if (fp8_->format(sw) != wf || !fp8::tile_cast_fits(OC, IC)) continue;  // cast where it is used instead
+        std::uint8_t* q = f8_w_.as<std::uint8_t>() + at;
+        fwd.push_back({master(off), q, nullptr, fp8_->scale(sw), fp8_->stats(sw), OC, IC});
+        bwd.push_back({master(off), nullptr, q, fp8_->scale(sw), nullptr, OC, IC});
+        lw.at[std::size_t(w)] = at, lw.offset[std::size_t(w)] = off;
+        lw.max_tiles = std::max(lw.max_tiles, fp8::cast_tiles(OC, IC));
+        at += std::int64_t(OC) * IC;
+      }
+      lw.n = int(fwd.size());
+      if (lw.n > 0) {
+        lw.forward = core::DeviceBuffer(fwd.size() * sizeof(fp8::CastJobF32));
+        lw.backward = core::DeviceBuffer(bwd.size() * sizeof(fp8::CastJobF32));
+        FP8S_CUDA(cudaMemcpy(lw.forward.get(), fwd.data(), lw.forward.size(), cudaMemcpyHostToDevice));
+        FP8S_CUDA(cudaMemcpy(lw.backward.get(), bwd.data(), lw.backward.size(), cudaMemcpyHostToDevice));
+      }
+      layer_weights_.push_back(std::move(lw));
+    }
     if (fp8_->per_block()) {
       const model::PerBlockScratch ps = model::per_block_scratch(cfg, B, T, *fp8);
       f8_x_lt_ = lt_buffer(ps.x_lt);
@@ -197,6 +230,19 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
 }
 
 GpuGpt::Fp8Saved& GpuGpt::saved(int layer, int which) { return fp8_saved_.at({layer, which}); }
+
+void GpuGpt::cast_layer_weights(int l, bool backward) {
+  if (!fp8_ || std::size_t(l) >= layer_weights_.size() || layer_weights_[std::size_t(l)].n == 0) return;
+  const LayerWeightCasts& lw = layer_weights_[std::size_t(l)];
+  Fp8Runtime& f = *fp8_;
+  const std::vector<model::LinearShape> shapes = model::linear_shapes(cfg_);
+  if (!backward)  // current scaling: each weight's scale from its own amax first (backward reuses it)
+    for (int w = 0; w < 4; ++w)
+      if (lw.at[std::size_t(w)] >= 0)
+        f.prepare(saved(l, w).sw, master(lw.offset[std::size_t(w)]), shapes[std::size_t(w)].in * shapes[std::size_t(w)].out);
+  fp8::quantize_many((backward ? lw.backward : lw.forward).as<fp8::CastJobF32>(), lw.n, lw.max_tiles,
+                     fp8::format_for(f.config().recipe.format, fp8::Pass::forward), f.overflow(), stream_);
+}
 
 bf16* GpuGpt::weight(std::int64_t offset) const {
   auto it = bf16_at_.find(offset);
@@ -310,14 +356,15 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
   // The LM head keeps its weight's transpose for dgrad (and for the later chunks); a block
   // linear's backward casts the transpose again (FP8 weights kept per layer cost 2 bytes a
   // parameter).
-  if (!w_cast)
+  const std::int64_t at = layer >= 0 ? layer_weights_[std::size_t(layer)].at[std::size_t(which)] : -1;  // cast at the layer's start
+  if (!w_cast && at < 0)
     cast_weight(w, OC, IC, sw, f8_w_.as<std::uint8_t>(), sv.w_t.size() > 0 ? sv.w_t.as<std::uint8_t>() : nullptr, f.stats(sw), true);
   c.a = DType::e4m3;
   c.b = f.format(si) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
   c.a_scale = f.scale_inv(sw);
   c.b_scale = f.scale_inv(si);
   c.fast_accum = f.config().fast_accum_fprop;
-  gemms_.run(c, f8_w_.get(), f8_x_.get(), out, (name + " fprop").c_str());
+  gemms_.run(c, f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0), f8_x_.get(), out, (name + " fprop").c_str());
 }
 
 // BF16:
@@ -386,9 +433,12 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   dg.a = DType::e4m3, dg.b = gt;
   dg.a_scale = f.scale_inv(sw), dg.b_scale = f.scale_inv(sg);
   dg.fast_accum = f.config().fast_accum_dgrad;
-  if (sv.w_t.size() == 0)  // the weight's transpose with forward's scale: forward's codes, transposed (no second statistics)
-    cast_weight(w, OC, IC, sw, nullptr, f8_w_.as<std::uint8_t>(), nullptr, false);
-  gemms_.run(dg, sv.w_t.size() > 0 ? sv.w_t.get() : f8_w_.get(), f8_dy_.get(), dinp, (name + " dgrad").c_str());
+  // Without a kept transpose: the weight's transpose with forward's scale (forward's codes,
+  // transposed; no second statistics), cast at the layer's start or here.
+  const std::int64_t at = layer >= 0 ? layer_weights_[std::size_t(layer)].at[std::size_t(which)] : -1;
+  if (sv.w_t.size() == 0 && at < 0) cast_weight(w, OC, IC, sw, nullptr, f8_w_.as<std::uint8_t>(), nullptr, false);
+  const void* w_t = sv.w_t.size() > 0 ? sv.w_t.get() : f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0);
+  gemms_.run(dg, w_t, f8_dy_.get(), dinp, (name + " dgrad").c_str());
   GemmCall wg{true, false, IC, OC, N, N, N, IC};
   wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
   wg.beta = 1.0f;
@@ -586,6 +636,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
                         C, stream_);
     }
     mark("matmul");
+    cast_layer_weights(l, false);  // the layer's FP8 weights from their FP32 masters
     linear_forward(l, 0, a.qkv.get(), false, a.ln1, off_[h + "qkv_w"], offset_or_none(h + "qkv_b"), N, C, QW, fuse_qkv);
     if (fp8_) fp8_->observe(l, "qkv", a.qkv.as<bf16>(), std::int64_t(N) * QW);
     if (llama) {  // the attention reads the rotated q and k
@@ -772,6 +823,7 @@ void GpuGpt::backward() {
     const bf16* x_in = l == 0 ? encoded_.as<bf16>() : acts_[std::size_t(l - 1)].x_out.as<bf16>();
     // MLP: x_out = x_mid + fcproj(act(fc(norm2(x_mid)))), act = GELU or SwiGLU (Llama)
     mark("matmul");
+    cast_layer_weights(l, true);  // their transposes, with forward's scales
     linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C);
     // In FP8 with delayed scaling the activation's backward (GELU or SwiGLU) is part of fc1's
     // gradient cast (timed as matmul, where the casts are).

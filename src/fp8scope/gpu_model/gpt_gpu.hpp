@@ -144,6 +144,18 @@ class GpuGpt {
   void block_linear_forward(int layer, int which, GemmCall c, void* out, const bf16* inp, std::int64_t w, int N, int IC, int OC);
   void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, int N, int IC, int OC);
   Fp8Saved& saved(int layer, int which);
+  // A layer's FP8 block weights cast from their FP32 masters (per-tensor scaling): forward casts
+  // the four in one launch at the layer's start (row-major, with statistics), backward their
+  // transposes in one launch at the layer's start in backward, each into its place `at` in
+  // f8_w_ (-1: a linear cast where it is used, by cast_weight). One launch per layer and pass,
+  // not one per GEMM: GPT-2 124M's small weights left the GPU idle between launches.
+  struct LayerWeightCasts {
+    core::DeviceBuffer forward, backward;  // fp8::CastJobF32 each
+    int n = 0, max_tiles = 0;
+    std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1};
+  };
+  std::vector<LayerWeightCasts> layer_weights_;
+  void cast_layer_weights(int l, bool backward);
   // The fused variant's norm in front of an FP8 linear (LayerNorm, or RMSNorm for Llama):
   // writes the linear's FP8 input (f8_x_) and the transpose saved for its wgrad, with the
   // statistics (mean: LayerNorm's only) for the norm's backward.
