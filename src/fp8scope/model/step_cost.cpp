@@ -89,8 +89,13 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   // is the LayerNorm backward's accumulation).
   out.push_back({"residual", {}, 0, L * 2 * N * C * 2 * 3});
   // AdamW on FP32 masters: parameter, gradient, two moments read; parameter, moments and the
-  // BF16 copy written; the gradient read once more for the norm.
-  out.push_back({"optimizer", {}, 0, P * (4 * 4 + 3 * 4 + 2 + 4)});
+  // BF16 copy written (none for the FP8 block weights cast from the master); the gradient read
+  // once more for the norm.
+  double no_copy = 0;
+  if (s.weights_from_master)
+    for (const auto& l : linear_shapes(c))
+      if (std::string(l.name) != "lm_head" && fp8(l.name)) no_copy += L * double(l.in) * double(l.out);
+  out.push_back({"optimizer", {}, 0, P * (4 * 4 + 3 * 4 + 2 + 4) - no_copy * 2});
   // Token and position rows gathered and summed (forward), the gradient scattered into both
   // tables (backward, FP32 read-modify-write).
   // Llama has no position table: its rows are neither read nor written.
