@@ -34,6 +34,13 @@ struct HostStats {
 };
 float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 float to_float(float x) { return x; }
+void expect_same_stats(const fp8::CastStats& got, const fp8::CastStats& want) {
+  EXPECT_EQ(got.amax, want.amax);
+  EXPECT_EQ(got.nonfinite, want.nonfinite);
+  EXPECT_EQ(got.saturated, want.saturated);
+  EXPECT_EQ(got.underflow, want.underflow);
+  EXPECT_EQ(got.nonfinite_out, want.nonfinite_out);
+}
 template <class T>
 HostStats host_stats(const std::vector<T>& v, float scale, Format f, Overflow o) {
   HostStats s;
@@ -175,11 +182,7 @@ TEST_P(CastGpu, ManyMatricesInOneLaunchMatchOneByOne) {
     cudaMemcpy(bt.data(), ref_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
     EXPECT_EQ(a, b);
     EXPECT_EQ(at, bt);
-    EXPECT_EQ(gs[std::size_t(i)].amax, rs[std::size_t(i)].amax);
-    EXPECT_EQ(gs[std::size_t(i)].nonfinite, rs[std::size_t(i)].nonfinite);
-    EXPECT_EQ(gs[std::size_t(i)].saturated, rs[std::size_t(i)].saturated);
-    EXPECT_EQ(gs[std::size_t(i)].underflow, rs[std::size_t(i)].underflow);
-    EXPECT_EQ(gs[std::size_t(i)].nonfinite_out, rs[std::size_t(i)].nonfinite_out);
+    expect_same_stats(gs[std::size_t(i)], rs[std::size_t(i)]);
   }
 }
 
@@ -296,10 +299,7 @@ TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
     if (i != 1) {
       cudaMemcpy(a.data(), out[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
       EXPECT_EQ(a, b);
-      EXPECT_EQ(gs[std::size_t(i)].amax, rs[std::size_t(i)].amax);
-      EXPECT_EQ(gs[std::size_t(i)].nonfinite, rs[std::size_t(i)].nonfinite);
-      EXPECT_EQ(gs[std::size_t(i)].saturated, rs[std::size_t(i)].saturated);
-      EXPECT_EQ(gs[std::size_t(i)].underflow, rs[std::size_t(i)].underflow);
+      expect_same_stats(gs[std::size_t(i)], rs[std::size_t(i)]);
     } else {
       EXPECT_EQ(gs[std::size_t(i)].amax, 0.0f);  // no statistics asked for
     }

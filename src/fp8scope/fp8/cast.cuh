@@ -36,30 +36,25 @@ void quantize(std::uint8_t* out, const float* in, std::int64_t n, const float* s
 void quantize_transpose(std::uint8_t* out, std::uint8_t* out_t, const float* in, int rows, int cols, const float* scale, Format f,
                         Overflow o, CastStats* stats, cudaStream_t s);
 
-// One FP32 matrix of quantize_many: in [rows][cols] to out (the same layout) and/or out_t
-// (transposed; either may be null), stats may be null; rows and cols multiples of 8.
-struct CastJobF32 {
-  const float* in;
+// One matrix of quantize_many / quantize_transpose_many: in [rows][cols] (In: FP32 or BF16) to
+// out (the same layout) and out_t ([cols][rows]), with its own scale and statistics.
+template <class In>
+struct CastJob {
+  const In* in;
   std::uint8_t* out;
   std::uint8_t* out_t;
   const float* scale;
   CastStats* stats;
   int rows, cols;
 };
+// FP32: out or out_t may be null (only the other copy), stats may be null; rows and cols
+// multiples of 8.
+using CastJobF32 = CastJob<float>;
+using CastTransposeJob = CastJob<__nv_bfloat16>;
 // The casts of n FP32 matrices of one format in one launch (a layer's weights from their FP32
 // masters): jobs, a device array; max_tiles: the most kCastTile x kCastTile tiles of any.
 void quantize_many(const CastJobF32* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s);
 
-// One matrix of quantize_transpose_many: in [rows][cols] to out (the same layout) and out_t
-// ([cols][rows]), with its own scale and statistics.
-struct CastTransposeJob {
-  const __nv_bfloat16* in;
-  std::uint8_t* out;
-  std::uint8_t* out_t;
-  const float* scale;
-  CastStats* stats;
-  int rows, cols;
-};
 // quantize_transpose of n matrices of one format in one launch: a model's weights, which
 // cast one launch each left most of the GPU idle (a few microseconds apiece). jobs: a device
 // array of n jobs, each tile_cast_fits; max_tiles: the most kCastTile x kCastTile tiles of
