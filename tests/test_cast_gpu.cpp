@@ -60,6 +60,48 @@ HostStats host_stats(const std::vector<T>& v, float scale, Format f, Overflow o)
 
 class CastGpu : public ::testing::TestWithParam<std::tuple<Format, Overflow>> {};
 
+// The matrices of the one-launch tests (rows, cols, scale; the last above the grid's tiles, the
+// small ones partial): per matrix its outputs and those of the one-by-one reference, a scale
+// and a statistics slot each.
+struct ManyMatrices {
+  const std::vector<std::tuple<int, int, float>> shapes = {{2304, 768, 0.5f}, {136, 320, 3.0f}, {64, 8, 1.0f}, {1000, 3072, 0.25f}};
+  const int n = int(shapes.size());
+  std::vector<core::DeviceBuffer> in, out, out_t, ref, ref_t;
+  core::DeviceBuffer scales{n * sizeof(float)}, st{n * sizeof(fp8::CastStats)}, ref_st{n * sizeof(fp8::CastStats)};
+  int max_tiles = 0;
+  ManyMatrices() {
+    cudaMemset(st.get(), 0, st.size());
+    cudaMemset(ref_st.get(), 0, ref_st.size());
+    for (int i = 0; i < n; ++i) {
+      const auto [rows, cols, scale] = shapes[std::size_t(i)];
+      out.emplace_back(elements(i)), out_t.emplace_back(elements(i)), ref.emplace_back(elements(i)), ref_t.emplace_back(elements(i));
+      cudaMemcpy(scales.as<float>() + i, &scale, sizeof scale, cudaMemcpyHostToDevice);
+      max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols));
+    }
+  }
+  std::size_t elements(int i) const {
+    return std::size_t(std::get<0>(shapes[std::size_t(i)])) * std::size_t(std::get<1>(shapes[std::size_t(i)]));
+  }
+  int rows(int i) const { return std::get<0>(shapes[std::size_t(i)]); }
+  int cols(int i) const { return std::get<1>(shapes[std::size_t(i)]); }
+  const float* scale(int i) const { return scales.as<float>() + i; }
+  fp8::CastStats* stats(int i) const { return st.as<fp8::CastStats>() + i; }
+  fp8::CastStats* ref_stats(int i) const { return ref_st.as<fp8::CastStats>() + i; }
+  std::uint8_t* o(int i) const { return out[std::size_t(i)].as<std::uint8_t>(); }
+  std::uint8_t* t(int i) const { return out_t[std::size_t(i)].as<std::uint8_t>(); }
+  // Matrix i's row-major codes / transposed codes / statistics against the reference's.
+  void expect_codes(int i) const {
+    EXPECT_EQ(download<std::uint8_t>(out[std::size_t(i)], elements(i)), download<std::uint8_t>(ref[std::size_t(i)], elements(i)));
+  }
+  void expect_transposed(int i) const {
+    EXPECT_EQ(download<std::uint8_t>(out_t[std::size_t(i)], elements(i)), download<std::uint8_t>(ref_t[std::size_t(i)], elements(i)));
+  }
+  void expect_stats(int i) const {
+    expect_same_stats(download<fp8::CastStats>(st, std::size_t(n))[std::size_t(i)],
+                      download<fp8::CastStats>(ref_st, std::size_t(n))[std::size_t(i)]);
+  }
+};
+
 TEST_P(CastGpu, QuantizeMatchesHostCodecAndCounts) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
@@ -144,45 +186,24 @@ TEST_P(CastGpu, TransposeIsExact) {
 TEST_P(CastGpu, ManyMatricesInOneLaunchMatchOneByOne) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  const std::vector<std::tuple<int, int, float>> shapes = {{2304, 768, 0.5f}, {136, 320, 3.0f}, {64, 8, 1.0f}, {1000, 3072, 0.25f}};
-  const int n = int(shapes.size());
-  std::vector<core::DeviceBuffer> in, out, out_t, ref, ref_t;
-  core::DeviceBuffer scales(n * sizeof(float)), st(n * sizeof(fp8::CastStats)), ref_st(n * sizeof(fp8::CastStats));
-  cudaMemset(st.get(), 0, st.size());
-  cudaMemset(ref_st.get(), 0, ref_st.size());
+  ManyMatrices m;
   std::vector<fp8::CastTransposeJob> jobs;
-  int max_tiles = 0;
-  for (int i = 0; i < n; ++i) {
-    const auto [rows, cols, scale] = shapes[std::size_t(i)];
-    const std::size_t e = std::size_t(rows) * cols;
-    const auto host = test_values(e, 11 + std::uint64_t(i));
-    in.emplace_back(e * 2), out.emplace_back(e), out_t.emplace_back(e), ref.emplace_back(e), ref_t.emplace_back(e);
-    cudaMemcpy(in.back().get(), host.data(), e * 2, cudaMemcpyHostToDevice);
-    cudaMemcpy(scales.as<float>() + i, &scale, sizeof scale, cudaMemcpyHostToDevice);
-    jobs.push_back({in.back().as<__nv_bfloat16>(), out.back().as<std::uint8_t>(), out_t.back().as<std::uint8_t>(), scales.as<float>() + i,
-                    st.as<fp8::CastStats>() + i, rows, cols});
-    max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols));
-    fp8::quantize_transpose(ref.back().as<std::uint8_t>(), ref_t.back().as<std::uint8_t>(), in.back().as<__nv_bfloat16>(), rows, cols,
-                            scales.as<float>() + i, f, o, ref_st.as<fp8::CastStats>() + i, nullptr);
+  for (int i = 0; i < m.n; ++i) {
+    const auto host = test_values(m.elements(i), 11 + std::uint64_t(i));
+    m.in.emplace_back(m.elements(i) * 2);
+    cudaMemcpy(m.in.back().get(), host.data(), m.elements(i) * 2, cudaMemcpyHostToDevice);
+    const auto* x = m.in.back().as<__nv_bfloat16>();
+    jobs.push_back({x, m.o(i), m.t(i), m.scale(i), m.stats(i), m.rows(i), m.cols(i)});
+    fp8::quantize_transpose(m.ref[std::size_t(i)].as<std::uint8_t>(), m.ref_t[std::size_t(i)].as<std::uint8_t>(), x, m.rows(i), m.cols(i),
+                            m.scale(i), f, o, m.ref_stats(i), nullptr);
   }
   core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastTransposeJob));
   cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice);
-  fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), n, max_tiles, f, o, nullptr);
+  fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), m.n, m.max_tiles, f, o, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<fp8::CastStats> gs(static_cast<std::size_t>(n)), rs(static_cast<std::size_t>(n));
-  cudaMemcpy(gs.data(), st.get(), st.size(), cudaMemcpyDeviceToHost);
-  cudaMemcpy(rs.data(), ref_st.get(), ref_st.size(), cudaMemcpyDeviceToHost);
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < m.n; ++i) {
     SCOPED_TRACE(::testing::Message() << "matrix " << i);
-    const std::size_t e = std::size_t(std::get<0>(shapes[std::size_t(i)])) * std::size_t(std::get<1>(shapes[std::size_t(i)]));
-    std::vector<std::uint8_t> a(e), b(e), at(e), bt(e);
-    cudaMemcpy(a.data(), out[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-    cudaMemcpy(b.data(), ref[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-    cudaMemcpy(at.data(), out_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-    cudaMemcpy(bt.data(), ref_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-    EXPECT_EQ(a, b);
-    EXPECT_EQ(at, bt);
-    expect_same_stats(gs[std::size_t(i)], rs[std::size_t(i)]);
+    m.expect_codes(i), m.expect_transposed(i), m.expect_stats(i);
   }
 }
 
@@ -258,55 +279,31 @@ TEST_P(CastGpu, Fp32CastsMatchTheHostCodecAndCounts) {
 TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  const std::vector<std::tuple<int, int, float>> shapes = {{2304, 768, 0.5f}, {136, 320, 3.0f}, {64, 8, 1.0f}, {1000, 3072, 0.25f}};
-  const int n = int(shapes.size());
-  std::vector<core::DeviceBuffer> in, out, out_t, ref, ref_t;
-  core::DeviceBuffer scales(n * sizeof(float)), st(n * sizeof(fp8::CastStats)), ref_st(n * sizeof(fp8::CastStats));
-  cudaMemset(st.get(), 0, st.size());
-  cudaMemset(ref_st.get(), 0, ref_st.size());
+  ManyMatrices m;
   std::vector<fp8::CastJobF32> jobs;
-  int max_tiles = 0;
-  for (int i = 0; i < n; ++i) {
-    const auto [rows, cols, scale] = shapes[std::size_t(i)];
-    const std::size_t e = std::size_t(rows) * cols;
-    const auto host_bf16 = test_values(e, 31 + std::uint64_t(i));
-    std::vector<float> host(e);
-    for (std::size_t k = 0; k < e; ++k) host[k] = __bfloat162float(host_bf16[k]) * (1.0f + 1e-3f * float(k % 7));  // not BF16 values
-    in.emplace_back(e * 4), out.emplace_back(e), out_t.emplace_back(e), ref.emplace_back(e), ref_t.emplace_back(e);
-    cudaMemcpy(in.back().get(), host.data(), e * 4, cudaMemcpyHostToDevice);
-    cudaMemcpy(scales.as<float>() + i, &scale, sizeof scale, cudaMemcpyHostToDevice);
-    // Matrix 0 and 2 row-major with statistics, 1 transposed only, 3 both.
-    jobs.push_back({in.back().as<float>(), i == 1 ? nullptr : out.back().as<std::uint8_t>(),
-                    i % 2 ? out_t.back().as<std::uint8_t>() : nullptr, scales.as<float>() + i,
-                    i == 1 ? nullptr : st.as<fp8::CastStats>() + i, rows, cols});
-    max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols));
-    fp8::quantize_transpose(ref.back().as<std::uint8_t>(), ref_t.back().as<std::uint8_t>(), in.back().as<float>(), rows, cols,
-                            scales.as<float>() + i, f, o, ref_st.as<fp8::CastStats>() + i, nullptr);
+  for (int i = 0; i < m.n; ++i) {
+    const auto host_bf16 = test_values(m.elements(i), 31 + std::uint64_t(i));
+    std::vector<float> host(m.elements(i));
+    for (std::size_t k = 0; k < host.size(); ++k)
+      host[k] = __bfloat162float(host_bf16[k]) * (1.0f + 1e-3f * float(k % 7));  // not BF16 values
+    m.in.emplace_back(host.size() * 4);
+    cudaMemcpy(m.in.back().get(), host.data(), host.size() * 4, cudaMemcpyHostToDevice);
+    const auto* x = m.in.back().as<float>();
+    // Matrices 0 and 2 row-major with statistics, 1 transposed only, 3 both.
+    jobs.push_back(
+        {x, i == 1 ? nullptr : m.o(i), i % 2 ? m.t(i) : nullptr, m.scale(i), i == 1 ? nullptr : m.stats(i), m.rows(i), m.cols(i)});
+    fp8::quantize_transpose(m.ref[std::size_t(i)].as<std::uint8_t>(), m.ref_t[std::size_t(i)].as<std::uint8_t>(), x, m.rows(i), m.cols(i),
+                            m.scale(i), f, o, m.ref_stats(i), nullptr);
   }
   core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastJobF32));
   cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice);
-  fp8::quantize_many(d_jobs.as<fp8::CastJobF32>(), n, max_tiles, f, o, nullptr);
+  fp8::quantize_many(d_jobs.as<fp8::CastJobF32>(), m.n, m.max_tiles, f, o, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<fp8::CastStats> gs(static_cast<std::size_t>(n)), rs(static_cast<std::size_t>(n));
-  cudaMemcpy(gs.data(), st.get(), st.size(), cudaMemcpyDeviceToHost);
-  cudaMemcpy(rs.data(), ref_st.get(), ref_st.size(), cudaMemcpyDeviceToHost);
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < m.n; ++i) {
     SCOPED_TRACE(::testing::Message() << "matrix " << i);
-    const std::size_t e = std::size_t(std::get<0>(shapes[std::size_t(i)])) * std::size_t(std::get<1>(shapes[std::size_t(i)]));
-    std::vector<std::uint8_t> a(e), b(e), at(e), bt(e);
-    cudaMemcpy(b.data(), ref[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-    cudaMemcpy(bt.data(), ref_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-    if (i != 1) {
-      cudaMemcpy(a.data(), out[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-      EXPECT_EQ(a, b);
-      expect_same_stats(gs[std::size_t(i)], rs[std::size_t(i)]);
-    } else {
-      EXPECT_EQ(gs[std::size_t(i)].amax, 0.0f);  // no statistics asked for
-    }
-    if (i % 2) {
-      cudaMemcpy(at.data(), out_t[std::size_t(i)].get(), e, cudaMemcpyDeviceToHost);
-      EXPECT_EQ(at, bt);
-    }
+    if (i != 1) m.expect_codes(i), m.expect_stats(i);
+    if (i == 1) EXPECT_EQ(download<fp8::CastStats>(m.st, std::size_t(m.n))[1].amax, 0.0f);  // no statistics asked for
+    if (i % 2) m.expect_transposed(i);
   }
 }
 
