@@ -152,7 +152,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     // (f8_w_ also holds one layer's block weights cast from their masters: see LayerWeightCasts.)
     std::int64_t layer_weights = 0;
     for (const auto& sh : model::linear_shapes(cfg))
-      if (std::string(sh.name) != "lm_head" && fp8->fp8(sh.name)) layer_weights += sh.in * sh.out;
+      if (std::string(sh.name) != "lm_head" && fp8->fp8(sh.name) && model::casts_weights_from_master(*fp8)) layer_weights += sh.in * sh.out;
     f8_w_ = core::DeviceBuffer(std::size_t(std::max(widest * C, layer_weights)));
     f8_dy_ = core::DeviceBuffer(std::size_t(dy));
     f8_dy_t_ = core::DeviceBuffer(std::size_t(dy));

@@ -36,10 +36,16 @@ Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelC
   const double R = double(lm_head_rows(B, T, lm_head_chunk, &f));  // rows of logits at once
   Fp8Bytes b;
   // Cast input, weight, and the gradient with its transpose (the head's: one chunk of rows),
-  // as wide as the widest FP8 linear needs (GpuGpt's f8_x_, f8_w_, f8_dy_, f8_dy_t_).
+  // as wide as the widest FP8 linear needs (GpuGpt's f8_x_, f8_w_, f8_dy_, f8_dy_t_); f8_w_
+  // also holds a layer's FP8 block weights at once.
   const bool head = f.fp8("lm_head");
   const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), head ? Vp : 0.0});
-  b.scratch = N * std::max(C, F) + widest * C + 2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
+  double layer_weights = 0;
+  for (const auto& l : linear_shapes(c))
+    if (std::string(l.name) != "lm_head" && f.fp8(l.name) && casts_weights_from_master(f) && !weights_kept_per_layer)
+      layer_weights += double(l.in) * double(l.out);
+  b.scratch = N * std::max(C, F) + std::max(widest * C, layer_weights) +
+              2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
   // Per linear, the input's FP8 transpose kept for wgrad; the weight's transpose kept for dgrad
   // under per-row / per-block scaling only (per-tensor scaling casts a block linear's weight
   // from its FP32 master where each GEMM reads it, into f8_w_, and keeps no BF16 copy of it).
