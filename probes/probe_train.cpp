@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     if (auto e = train::check_train_point(tp, env); !e.empty()) return e;
     return train::check_train_data(tp, settings);
   };
+  def.describe_point = [](const core::json& p) { return train::memory_plan(train::train_point_from(p)); };
   def.make_point_fn = [](const core::ProbeContext& ctx) {
     return [ctx](const core::json& p, const std::string& key) {
       const auto tp = train::train_point_from(p);

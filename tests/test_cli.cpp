@@ -174,6 +174,18 @@ TEST(Cli, ReportRendersWithoutFigures) {
   EXPECT_EQ(lines(bad.err), 1) << bad.err;
 }
 
+// --list runs nothing, GPU or not: the points' keys, and for probe_train each GPU point's
+// device memory estimate.
+TEST(Cli, TrainListPlansTheMemoryOfEachGpuPoint) {
+  const std::string cfg = write("plantrain.json", R"({"probe":"train","axes":{"backend":["gpu"],"precision":["bf16","fp8"]}})");
+  Exec r = run(std::string(PROBE_TRAIN) + " --config " + cfg + " --list");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), 2) << r.out;
+  EXPECT_NE(r.out.find("precision=bf16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  memory ~"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x the BF16 twin's"), std::string::npos) << r.out;
+}
+
 TEST(Cli, TrainConfigsRejectedBeforeAnyWork) {
   const std::string cfg = write("badtrain.json", R"({"probe":"train","axes":{"n_head":[4,5]}})");
   Exec r = run(std::string(PROBE_TRAIN) + " --config " + cfg + " --out " + ::testing::TempDir() + "/badtrain");

@@ -166,3 +166,29 @@ TEST(TrainPoint, RowwiseAndBlockScalingScaleTheLinearsOnBothBackends) {
     EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
   }
 }
+
+// `probe_train --list` plans a sweep without a GPU: each GPU point's device memory estimate by
+// part, and an FP8 point's against its BF16 twin (GPT-2 774M at B=16: measured 38094 and 30529
+// MiB on an H100, results/h100/train_sizes.json).
+TEST(TrainPoint, ListingPlansEachGpuPointsMemory) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  EXPECT_EQ(train::memory_plan(train::train_point_from(point)), "");  // the CPU reference: nothing to plan
+  point.update({{"backend", "gpu"},
+                {"vocab", 50304},
+                {"d_model", 1280},
+                {"n_layer", 36},
+                {"n_head", 20},
+                {"max_seq", 1024},
+                {"seq_len", 1024},
+                {"batch", 16},
+                {"attention", "flash"},
+                {"variant", "fused"}});
+  const std::string bf16 = train::memory_plan(train::train_point_from(point));
+  EXPECT_EQ(bf16.rfind("memory ~37.4 GiB: parameters 13.0, activations 22.6, logits 1.2, scratch 0.7", 0), 0u) << bf16;
+  EXPECT_EQ(bf16.find("FP8"), std::string::npos) << bf16;
+  point["precision"] = "fp8";
+  const std::string fp8 = train::memory_plan(train::train_point_from(point));
+  EXPECT_NE(fp8.find("memory ~30.0 GiB"), std::string::npos) << fp8;
+  EXPECT_NE(fp8.find("FP8 -7.4 (0.80x the BF16 twin's 37.4)"), std::string::npos) << fp8;
+}

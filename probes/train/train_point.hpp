@@ -51,6 +51,10 @@ std::string check_train_data(const TrainPoint& p, const core::json& settings);
 // model::gpu_training_bytes with what FP8 adds, checked before a run starts.
 double gpu_bytes_needed(const TrainPoint& p, const model::Fp8ModelConfig* f);
 
+// What `probe_train --list` says of a GPU point: the device memory it will take (the estimate
+// checked before a run), by part, and for FP8 against its BF16 twin; "" for a CPU point.
+std::string memory_plan(const TrainPoint& p);
+
 // Model FLOPs of one training step (6 N per token for the matmuls with weights, plus
 // attention), as MFU counts them.
 double train_flops_per_step(const model::GptConfig& c, int B, int T);

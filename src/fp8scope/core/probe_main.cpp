@@ -65,7 +65,7 @@ int run(int argc, char** argv, const ProbeDef& def) {
   app.add_option("--shard", shard_arg,
                  "run only shard I of N (I/N, 0-based): points I, I+N, I+2N, ... "
                  "(merge the shards with `fp8scope merge`)");
-  app.add_flag("--list", list, "print the points of the sweep and exit");
+  app.add_flag("--list", list, "print the points of the sweep (probe_train: with each GPU point's device memory estimate) and exit");
   app.add_flag("-q,--quiet", quiet, "no line per point");
   app.add_flag("-v,--verbose", verbose, "print each point's full key (default: only the axes that vary in the sweep, 120 columns)");
   app.footer("Axes:\n" + describe_params(schema.axes) + "Settings:\n" + describe_params(schema.settings));
@@ -94,7 +94,10 @@ int run(int argc, char** argv, const ProbeDef& def) {
   std::vector<std::string> keys;
   for (auto& p : points) keys.push_back(point_key(p, schema));
   if (list) {
-    for (auto& k : keys) fmt::print("{}\n", k);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::string d = def.describe_point ? def.describe_point(points[i]) : std::string();
+      fmt::print("{}{}{}\n", keys[i], d.empty() ? "" : "  ", d);
+    }
     return 0;
   }
   if (out.empty()) out = "results/" + (cfg.name.empty() ? def.schema.probe : cfg.name);

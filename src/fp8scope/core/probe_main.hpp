@@ -30,6 +30,9 @@ struct ProbeDef {
   std::function<std::string(const json& point, const json& settings, const json& env)> check_point;
   // Optional: after folding, e.g. to print a verdict; may add to the result's meta.
   std::function<void(ResultFile&)> on_finished;
+  // Optional: what --list prints after each point's key (probe_train: the device memory the
+  // point will take), without running anything.
+  std::function<std::string(const json& point)> describe_point;
 };
 
 int probe_main(int argc, char** argv, const ProbeDef& def);
