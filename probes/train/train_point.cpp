@@ -134,14 +134,12 @@ std::string memory_plan(const TrainPoint& p) {
   const model::TrainingBytes b =
       model::gpu_training_bytes_by_part(p.model, p.batch, p.seq_len, p.gpu.flash_attention,
                                         model::lm_head_rows(p.batch, p.seq_len, p.gpu.lm_head_chunk, f), p.gpu.bf16_logits);
-  std::string line =
-      fmt::format("memory ~{:.1f} GiB: parameters {:.1f}, activations {:.1f}, logits {:.1f}, scratch {:.1f}", gpu_bytes_needed(p, f) / kGiB,
-                  b.parameters / kGiB, b.activations / kGiB, b.logits / kGiB, b.scratch / kGiB);
+  const double need = gpu_bytes_needed(p, f);  // b.total() and what FP8 adds
+  std::string line = fmt::format("memory ~{:.1f} GiB: parameters {:.1f}, activations {:.1f}, logits {:.1f}, scratch {:.1f}", need / kGiB,
+                                 b.parameters / kGiB, b.activations / kGiB, b.logits / kGiB, b.scratch / kGiB);
   if (f) {
     const double bf16 = gpu_bytes_needed(p, nullptr);  // its BF16 twin (the head's chunking as BF16 has it)
-    line += fmt::format(", FP8 {:+.1f} ({:.2f}x the BF16 twin's {:.1f})",
-                        model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *f, p.gpu.lm_head_chunk) / kGiB,
-                        gpu_bytes_needed(p, f) / bf16, bf16 / kGiB);
+    line += fmt::format(", FP8 {:+.1f} ({:.2f}x the BF16 twin's {:.1f})", (need - b.total()) / kGiB, need / bf16, bf16 / kGiB);
   }
   if (p.ranks > 1) line += " per GPU";
   return line;

@@ -204,7 +204,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         std::uint8_t* q = f8_w_.as<std::uint8_t>() + at;
         fwd.push_back({master(off), q, nullptr, fp8_->scale(sw), fp8_->stats(sw), OC, IC});
         bwd.push_back({master(off), nullptr, q, fp8_->scale(sw), nullptr, OC, IC});
-        lw.at[std::size_t(w)] = at, lw.offset[std::size_t(w)] = off;
+        lw.at[std::size_t(w)] = at, lw.offset[std::size_t(w)] = off, lw.elements[std::size_t(w)] = std::int64_t(OC) * IC;
         lw.max_tiles = std::max(lw.max_tiles, fp8::cast_tiles(OC, IC));
         at += std::int64_t(OC) * IC;
       }
@@ -235,11 +235,9 @@ void GpuGpt::cast_layer_weights(int l, bool backward) {
   if (!fp8_ || std::size_t(l) >= layer_weights_.size() || layer_weights_[std::size_t(l)].n == 0) return;
   const LayerWeightCasts& lw = layer_weights_[std::size_t(l)];
   Fp8Runtime& f = *fp8_;
-  const std::vector<model::LinearShape> shapes = model::linear_shapes(cfg_);
   if (!backward)  // current scaling: each weight's scale from its own amax first (backward reuses it)
     for (int w = 0; w < 4; ++w)
-      if (lw.at[std::size_t(w)] >= 0)
-        f.prepare(saved(l, w).sw, master(lw.offset[std::size_t(w)]), shapes[std::size_t(w)].in * shapes[std::size_t(w)].out);
+      if (lw.at[std::size_t(w)] >= 0) f.prepare(saved(l, w).sw, master(lw.offset[std::size_t(w)]), lw.elements[std::size_t(w)]);
   fp8::quantize_many((backward ? lw.backward : lw.forward).as<fp8::CastJobF32>(), lw.n, lw.max_tiles,
                      fp8::format_for(f.config().recipe.format, fp8::Pass::forward), f.overflow(), stream_);
 }

@@ -153,7 +153,7 @@ class GpuGpt {
   struct LayerWeightCasts {
     core::DeviceBuffer forward, backward;  // fp8::CastJobF32 each
     int n = 0, max_tiles = 0;
-    std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1};
+    std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1}, elements{0, 0, 0, 0};
   };
   std::vector<LayerWeightCasts> layer_weights_;
   void cast_layer_weights(int l, bool backward);

@@ -56,9 +56,6 @@ __device__ __forceinline__ void unpack8_e4m3(const uint2& raw, float* out) {
     out[2 * i] = f.x, out[2 * i + 1] = f.y;
   }
 }
-__device__ __forceinline__ float e4m3_value(std::uint8_t code) {
-  return __half2float(__half(__nv_cvt_fp8_to_halfraw(__nv_fp8_storage_t(code), __NV_E4M3)));
-}
 
 // The GELU of BF16 pre-activations cast to FP8 from FP32 (no BF16 rounding in between), for
 // the vector and tile loops of cast_kernels.cuh: GeluCastOp<K>{{scale}, {pre}, pre8}, which
@@ -162,7 +159,7 @@ __global__ void gelu_forward_kernel(bf16* out, std::uint8_t* pre8, const bf16* i
 __device__ __forceinline__ void load8(const bf16* p, float* x) { fp8::unpack8(*reinterpret_cast<const uint4*>(p), x); }
 __device__ __forceinline__ void load8(const std::uint8_t* p, float* x) { unpack8_e4m3(*reinterpret_cast<const uint2*>(p), x); }
 __device__ __forceinline__ float load1(const bf16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ float load1(const std::uint8_t* p) { return e4m3_value(*p); }
+__device__ __forceinline__ float load1(const std::uint8_t* p) { return fp8::decode(*p, fp8::Format::e4m3); }
 
 template <class Pre>
 __global__ void gelu_backward_kernel(bf16* dinp, const Pre* inp, const bf16* dout, std::int64_t n) {

@@ -141,6 +141,8 @@ LmHeadSetup lm_head_setup(const json& params) {
   return {params.value("lm_head_chunk", 0), params.value("logits", std::string("fp32")) == "bf16"};
 }
 
+bool predates_weights_from_master(const json& params) { return !params.contains("gelu_input"); }
+
 std::string params_suffix(const json& params, const std::vector<std::string>& keys) {
   std::string s;
   for (auto& k : keys) {

@@ -103,9 +103,7 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
     const model::TrainingBytes b =
         model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
                                           model::lm_head_rows(B, T, head.chunk, f ? &*f : nullptr), head.bf16_logits);
-    // A record made before the gelu_input axis ran the model that kept its FP8 block weights per
-    // layer beside their BF16 copies.
-    const bool weights_kept = !p.contains("gelu_input");
+    const bool weights_kept = predates_weights_from_master(p);
     const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept).total() : NAN;
     const double estimate = (b.total() + delta) / kMiB;
     if (f) {

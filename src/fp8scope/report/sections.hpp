@@ -44,6 +44,10 @@ struct LmHeadSetup {
   std::string label() const { return std::to_string(chunk) + (bf16_logits ? "/bf16" : "/fp32"); }
 };
 LmHeadSetup lm_head_setup(const json& params);
+// Whether a training record was made before the FP8 model cast its block weights from the FP32
+// masters and could keep its GELU input in E4M3 (it has no gelu_input field): it kept its FP8
+// weights per layer beside their BF16 copies, and the GELU input in BF16.
+bool predates_weights_from_master(const json& params);
 // Figure specs, written as data (plot_figures.py draws them; every number is in the spec).
 // A section places a figure after the table whose numbers it shows with place_after().
 json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,

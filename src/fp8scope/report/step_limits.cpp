@@ -35,10 +35,8 @@ bool step_shape_of(const json& p, model::StepShape& s) {
   s.per_block = scaling == "rowwise" || scaling == "block";
   s.rowwise = scaling == "rowwise";
   s.fused = p.value("variant", std::string("custom")) != "custom";
-  // Records made before the gelu_input axis kept the GELU input in BF16 and cast the block
-  // weights once a step from their BF16 copies (model::casts_weights_from_master).
   s.gelu_e4m3 = s.fp8 && !s.model.llama() && p.value("gelu_input", std::string("bf16")) == "e4m3";
-  s.weights_from_master = s.fp8 && !s.per_block && p.contains("gelu_input");
+  s.weights_from_master = s.fp8 && !s.per_block && !predates_weights_from_master(p);
   model::parse_linears(p.value("fp8_linears", std::string("all")), s.fp8_linears);
   model::Fp8ModelConfig f;  // what decides whether the head runs in chunks: its FP8-ness and delayed scaling
   f.linears = s.fp8_linears;
