@@ -32,6 +32,7 @@ struct RankResult {
   core::Outcome outcome = core::Outcome::ok;
   std::string reason;
   double device_mib = 0;
+  json graphs;
 };
 
 void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const model::Fp8ModelConfig* fp8,
@@ -64,6 +65,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
         if (stop && !std::isfinite(out.rows.back().grad_norm)) break;
       }
       if (gpt.fp8()) out.taps = gpt.fp8()->taps();
+      out.graphs = graph_use(gpt);
     }
   } catch (const core::CudaError& e) {
     out.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
@@ -145,6 +147,7 @@ bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, con
   out.taps = results[0].taps;
   for (auto& res : results) out.rank_taps.push_back(std::move(res.taps));
   out.device_mib = results[0].device_mib;
+  out.graphs = results[0].graphs;
   json ranks = json::array();
   for (int k = 0; k < R; ++k)
     ranks.push_back({{"rank", k},

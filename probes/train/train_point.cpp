@@ -71,6 +71,14 @@ std::vector<core::ParamSpec> train_axes() {
        0,
        "GPU: the LM head's output type; bf16 halves the bytes the head writes and the loss reads (the loss computes in FP32 "
        "from it, as PyTorch's autocast hands BF16 logits to its loss)"},
+      {"cuda_graph",
+       K::boolean,
+       true,
+       {},
+       0,
+       0,
+       "GPU: each step captured once as a CUDA graph and replayed (no host synchronisation inside a step); false: launched "
+       "kernel by kernel. Data-parallel runs and the profiled step run uncaptured"},
   };
 }
 
@@ -115,6 +123,7 @@ TrainPoint train_point_from(const json& p) {
   t.gpu.flash_attention = p.value("attention", std::string("materialized")) == "flash";
   t.gpu.lm_head_chunk = p.value("lm_head_chunk", 0);
   t.gpu.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
+  t.gpu.cuda_graph = p.value("cuda_graph", false);  // records made before the axis ran uncaptured
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }

@@ -10,16 +10,23 @@
 
 namespace fp8scope::train {
 
-// inputs/targets: this GPU's B x T tokens. Wall time includes the step's synchronisation.
+// inputs/targets: this GPU's B x T tokens. Wall time from the tokens handed over to the step
+// done (GpuGpt::train_step: one CUDA graph launch once captured, else kernel by kernel).
 inline StepRow timed_step(gpu_model::GpuGpt& gpt, const int* inputs, const int* targets, const TrainPoint& p, const model::LrSchedule& lr,
                           const gpu_model::AdamWSettings& adam, int step, cudaStream_t stream) {
   const auto t0 = std::chrono::steady_clock::now();
-  const float loss = gpt.forward(inputs, targets);
-  gpt.backward();
-  const float norm = gpt.step(float(lr.at(step)), float(p.grad_clip), adam);
+  const gpu_model::GpuGpt::StepValues v = gpt.train_step(inputs, targets, float(lr.at(step)), float(p.grad_clip), adam);
   FP8S_CUDA(cudaStreamSynchronize(stream));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  return {loss, norm, lr.at(step), ms};
+  return {v.loss, v.norm, lr.at(step), ms};
+}
+
+// What the run's record says of its CUDA graphs: replayed steps and captures, or why its steps
+// ran uncaptured.
+inline core::json graph_use(const gpu_model::GpuGpt& gpt) {
+  core::json j = {{"replayed_steps", gpt.graph_replays()}, {"captures", gpt.graph_captures()}};
+  if (const std::string why = gpt.graphs_off_reason(); !why.empty()) j["uncaptured_because"] = why;
+  return j;
 }
 
 inline gpu_model::AdamWSettings adamw_for(const TrainPoint& p) {

@@ -73,8 +73,12 @@ void Fp8Runtime::reduce(fp8::CastStats* stats, int n) {
   fp8::unpack_amax(stats, red_amax_.as<float>(), red_nonfinite_.as<unsigned long long>(), n, stream_);
 }
 
-void Fp8Runtime::begin_step() {
+void Fp8Runtime::plan_step() {
+  collect();  // this step's copies are about to write the pinned buffers again
   recording_ = cfg_.tap_interval > 0 && step_ % cfg_.tap_interval == 0;
+}
+
+void Fp8Runtime::begin_step() {
   FP8S_CUDA(cudaMemsetAsync(stats_.get(), 0, stats_.size(), stream_));
   if (per_block()) FP8S_CUDA(cudaMemsetAsync(max_dequant_.get(), 0, max_dequant_.size(), stream_));
 }
@@ -91,7 +95,6 @@ void Fp8Runtime::prepare(int slot, const __nv_bfloat16* x, std::int64_t n) { pre
 void Fp8Runtime::prepare(int slot, const float* x, std::int64_t n) { prepare_from(slot, x, n); }
 
 void Fp8Runtime::end_step() {
-  collect();  // the pinned buffers are about to be written again
   const std::size_t n = plan_.slots().size();
   if (n) {
     FP8S_CUDA(cudaMemcpyAsync(host_stats_.data(), stats_.get(), n * sizeof(fp8::CastStats), cudaMemcpyDeviceToHost, stream_));
@@ -100,12 +103,17 @@ void Fp8Runtime::end_step() {
       FP8S_CUDA(cudaMemcpyAsync(host_max_dequant_.data(), max_dequant_.get(), n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
       FP8S_CUDA(cudaMemcpyAsync(host_quantiles_.data(), quantiles_.get(), 2 * n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     }
-    copied_.record(stream_);
-    pending_ = true, pending_step_ = step_, pending_recording_ = recording_;
   }
   if (cfg_.recipe.scaling == fp8::Scaling::delayed) {
     reduce(stats_.as<fp8::CastStats>(), int(n));  // after the copy: the taps stay per rank
     bank_.update_all(stats_.as<fp8::CastStats>(), stream_);
+  }
+}
+
+void Fp8Runtime::finish_step() {
+  if (!plan_.slots().empty()) {
+    copied_.record(stream_);
+    pending_ = true, pending_step_ = step_, pending_recording_ = recording_;
   }
   ++step_;
 }

@@ -24,7 +24,13 @@ class Fp8Runtime {
   const model::TapPlan& plan() const { return plan_; }
   int slot(int layer, const std::string& tensor) const { return plan_.index(layer, tensor); }
 
-  // Start of a step: statistics zeroed; the observing kernels run on recorded steps only.
+  // A step in four parts, so that its device work can be captured once and replayed (a CUDA
+  // graph): plan_step on the host before the step (collects the last step's taps, decides
+  // whether this one records: the observing kernels run on recorded steps only, so a captured
+  // step is one of two graphs), begin_step and end_step on the stream inside it, finish_step
+  // on the host after the step is enqueued or launched.
+  // begin_step: the statistics zeroed.
+  void plan_step();
   void begin_step();
   bool recording() const { return recording_; }
   void set_tap_interval(int k) { cfg_.tap_interval = k; }
@@ -34,6 +40,7 @@ class Fp8Runtime {
   // The taps keep each rank's own statistics.
   using AmaxReducer = std::function<void(float* amax, unsigned long long* nonfinite, int n, cudaStream_t s)>;
   void set_amax_reducer(AmaxReducer r) { reducer_ = std::move(r); }
+  bool has_reducer() const { return bool(reducer_); }
 
   // Before the cast of a slot: under current scaling, measure the tensor and set the slot's
   // scale from its own amax; under delayed scaling nothing (the scale is last step's).
@@ -64,12 +71,14 @@ class Fp8Runtime {
     if (int i = slot(layer, tensor); i >= 0) fp8::tensor_stats(x, n, stats(i), stream_);
   }
 
-  // End of a step (after backward): starts the copy of the statistics and the scales the
-  // casts used to the host, then, under delayed scaling, updates every scale for the next
-  // step. It does not wait: the step's taps (quantised slots every step, observed slots on
-  // recorded steps) are appended when the next step ends or taps() is read, by when the copy
-  // has long finished (the FP8 step used to stall the GPU here once per step).
+  // End of a step (after backward): copies the statistics and the scales the casts used to the
+  // host (pinned buffers), then, under delayed scaling, updates every scale for the next step.
+  // Nothing waits: finish_step marks the copies, and the step's taps (quantised slots every
+  // step, observed slots on recorded steps) are appended when the next step is planned or taps()
+  // is read, by when the copy has long finished (the FP8 step used to stall the GPU here once
+  // per step).
   void end_step();
+  void finish_step();
   int step() const { return step_; }
   const std::vector<fp8::Tap>& taps() const {
     collect();

@@ -33,6 +33,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       gemms_(stream),
       layout_(model::param_layout(cfg)),
       n_params_(model::param_count(cfg)),
+      graphs_on_(options.cuda_graph),
       flash_(options.flash_attention) {
   // The Llama block runs with the fused attention (grouped-query heads), so without FP8
   // attention; its RMSNorm and SwiGLU write FP8 in the fused variant.
@@ -129,7 +130,12 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     FP8S_CUDA(cudaMemcpyAsync(rope_.get(), table.data(), rope_.size(), cudaMemcpyHostToDevice, stream_));
     FP8S_CUDA(cudaStreamSynchronize(stream_));  // the table is a local
   }
-  norm_ = core::DeviceBuffer(sizeof(float));
+  h_tokens_ = core::PinnedBuffer<int>(std::size_t(N));
+  h_targets_ = core::PinnedBuffer<int>(std::size_t(N));
+  h_adamw_ = core::PinnedBuffer<AdamwStep>(1);
+  h_results_ = core::PinnedBuffer<float>(2);
+  adamw_step_ = core::DeviceBuffer(sizeof(AdamwStep));
+  results_ = core::DeviceBuffer(2 * sizeof(float));
   {
     std::vector<AdamwTensor> tensors;
     for (const auto& t : layout_) tensors.push_back({t.offset, t.size, t.decay, has_bf16(t.offset) ? bf16_at_.at(t.offset) : -1});
@@ -143,6 +149,11 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   bucket_token_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   bucket_start_ = core::DeviceBuffer(std::size_t(N + 1) * sizeof(int));
   bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
+  bucket_count_ = core::DeviceBuffer(sizeof(int));
+  group_scratch_ = core::DeviceBuffer(std::size_t(2 * N) * sizeof(int));
+  group_iota_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
+  group_temp_ = core::DeviceBuffer(group_tokens_temp_bytes(int(N), int(Vp)));
+  fill_iota(group_iota_.as<int>(), int(N), stream_);
   if (fp8) {
     fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_, flash_);
     // As wide as the widest FP8 linear (the head's gradient: one chunk of rows).
@@ -273,11 +284,15 @@ void GpuGpt::set_params(const std::vector<float>& params) {
   FP8S_CUDA(cudaStreamSynchronize(stream_));
 }
 
-std::vector<float> GpuGpt::grads() const {
-  std::vector<float> out(static_cast<std::size_t>(n_params_));
-  FP8S_CUDA(cudaMemcpy(out.data(), grads_.get(), fl(n_params_), cudaMemcpyDeviceToHost));
+namespace {
+std::vector<float> download_floats(const core::DeviceBuffer& b, std::int64_t n) {
+  std::vector<float> out(static_cast<std::size_t>(n));
+  FP8S_CUDA(cudaMemcpy(out.data(), b.get(), fl(n), cudaMemcpyDeviceToHost));
   return out;
 }
+}  // namespace
+std::vector<float> GpuGpt::params() const { return download_floats(master_, n_params_); }
+std::vector<float> GpuGpt::grads() const { return download_floats(grads_, n_params_); }
 std::vector<float> GpuGpt::logits() const {
   if (head_chunked()) throw std::logic_error("the LM head runs in chunks: only the last chunk's logits exist");
   if (bf16_logits_) {
@@ -507,33 +522,6 @@ void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16*
   gemms_.run(wg, sv.x_t.get(), f8_dy_t_.get(), g(w), (name + " wgrad").c_str());
 }
 
-// The token gradient sums the rows of each token in position order: group the positions by
-// token on the host (a sort of N keys) so the kernel needs no atomics.
-void GpuGpt::group_tokens(const int* inputs) {
-  const int N = B_ * T_;
-  std::vector<std::uint64_t> keys(static_cast<std::size_t>(N));
-  for (int i = 0; i < N; ++i) keys[std::size_t(i)] = (std::uint64_t(std::uint32_t(inputs[i])) << 32) | std::uint32_t(i);
-  std::sort(keys.begin(), keys.end());
-  h_bucket_token_.clear();
-  h_bucket_start_.clear();
-  h_bucket_position_.resize(std::size_t(N));
-  for (int i = 0; i < N; ++i) {
-    const int tok = int(keys[std::size_t(i)] >> 32);
-    if (h_bucket_token_.empty() || h_bucket_token_.back() != tok) {
-      h_bucket_token_.push_back(tok);
-      h_bucket_start_.push_back(i);
-    }
-    h_bucket_position_[std::size_t(i)] = int(keys[std::size_t(i)] & 0xffffffffu);
-  }
-  h_bucket_start_.push_back(N);
-  FP8S_CUDA(
-      cudaMemcpyAsync(bucket_token_.get(), h_bucket_token_.data(), h_bucket_token_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
-  FP8S_CUDA(
-      cudaMemcpyAsync(bucket_start_.get(), h_bucket_start_.data(), h_bucket_start_.size() * sizeof(int), cudaMemcpyHostToDevice, stream_));
-  FP8S_CUDA(
-      cudaMemcpyAsync(bucket_position_.get(), h_bucket_position_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
-}
-
 // Attention of one layer: q k^T / sqrt(HS) -> causal softmax -> probs v. In FP8 attention Q, K
 // and V (transposed per head, as the TN layout wants it) and the probabilities are cast with
 // their own scales and both GEMMs run in FP8; backward then sees the quantised operands.
@@ -604,16 +592,79 @@ void GpuGpt::norm_forward_fp8(const std::string& name, const bf16* x, core::Devi
   fp8::transpose_fp8(sv.x_t.as<std::uint8_t>(), q, N, C, stream_);
 }
 
+void GpuGpt::stage_batch(const int* inputs, const int* targets) {
+  // The last step that read the staging buffers has finished: every public call that enqueues
+  // a copy from them waits for its step before returning.
+  const std::size_t n = std::size_t(B_) * T_;
+  std::copy(inputs, inputs + n, h_tokens_.data());
+  std::copy(targets, targets + n, h_targets_.data());
+}
+
+void GpuGpt::stage_adamw(float lr, float grad_clip, const AdamWSettings& a) {
+  const int t = t_ + 1;  // the step AdamW is about to take, counted from 1
+  *h_adamw_.data() = AdamwStep{
+      lr, a.beta1, a.beta2, a.eps, a.weight_decay, 1.0f - std::pow(a.beta1, float(t)), 1.0f - std::pow(a.beta2, float(t)), grad_clip};
+}
+
+std::string GpuGpt::graphs_off_reason() const {
+  if (!graphs_on_) return "graphs off";
+  if (!stream_) return "the legacy default stream cannot be captured";
+  if (profiling_) return "profiling (events between the phases)";
+  if (grad_reducer_ || (fp8_ && fp8_->has_reducer())) return "data parallelism";
+  return "";
+}
+
+GpuGpt::StepValues GpuGpt::train_step(const int* inputs, const int* targets, float lr, float grad_clip, const AdamWSettings& a) {
+  stage_batch(inputs, targets);
+  stage_adamw(lr, grad_clip, a);
+  if (fp8_) fp8_->plan_step();
+  auto enqueue_step = [&] {
+    enqueue_forward();
+    enqueue_backward();
+    enqueue_optimizer();
+  };
+  StepGraph& sg = graphs_[fp8_ && fp8_->recording() ? 1 : 0];
+  if (graphs_off_reason().empty() && sg.uncaptured > 0) {
+    if (!sg.exec) {
+      sg.exec = core::GraphExec::capture(stream_, enqueue_step);
+      ++graph_captures_;
+    }
+    sg.exec.launch(stream_);
+    ++graph_replays_;
+  } else {
+    enqueue_step();
+    ++sg.uncaptured;
+  }
+  if (fp8_) fp8_->finish_step();
+  ++t_;
+  FP8S_CUDA(cudaStreamSynchronize(stream_));  // the step is done: its loss and norm are on the host
+  FP8S_CUDA(cudaGetLastError());
+  return {mean_loss(), std::sqrt(h_results_[1])};
+}
+
 float GpuGpt::forward(const int* inputs, const int* targets) {
+  stage_batch(inputs, targets);
+  if (fp8_) fp8_->plan_step();
+  enqueue_forward();
+  FP8S_CUDA(cudaMemcpyAsync(h_results_.data(), results_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  FP8S_CUDA(cudaStreamSynchronize(stream_));
+  FP8S_CUDA(cudaGetLastError());
+  return mean_loss();
+}
+
+void GpuGpt::enqueue_forward() {
   const int B = B_, T = T_, C = cfg_.d_model, N = B * T;
   const std::int64_t nc = std::int64_t(N) * C;
   core::NvtxRange range("forward");
   if (fp8_) fp8_->begin_step();
   mark("embedding");
-  FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), inputs, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
-  FP8S_CUDA(cudaMemcpyAsync(targets_.get(), targets, std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), h_tokens_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  FP8S_CUDA(cudaMemcpyAsync(targets_.get(), h_targets_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   const std::int64_t wpe = offset_or_none("wpe");
   encoder_forward(encoded_.as<bf16>(), tokens_.as<int>(), weight(off_["wte"]), wpe >= 0 ? weight(wpe) : nullptr, B, T, C, stream_);
+  // The embedding's backward sums each token's rows: its positions grouped now, on the device.
+  group_tokens(buckets(), group_scratch_.as<int>(), tokens_.as<int>(), group_iota_.as<int>(), N, cfg_.padded_vocab(), group_temp_.get(),
+               group_temp_.size(), stream_);
   const bool llama = cfg_.llama();
   const int QW = cfg_.qkv_width(), F = cfg_.ffn_width(), FW = cfg_.fc1_width(), HS = cfg_.head_dim();
   const int rotated = cfg_.n_head + cfg_.kv_heads();  // q and k heads
@@ -703,14 +754,7 @@ float GpuGpt::forward(const int* inputs, const int* targets) {
                       stream_);
   head_and_loss();
   if (fp8_) fp8_->observe(-1, "loss", losses_.as<float>(), N);
-  group_tokens(inputs);  // on the host while the GPU works
-  std::vector<float> losses(static_cast<std::size_t>(N));
-  FP8S_CUDA(cudaMemcpyAsync(losses.data(), losses_.get(), fl(N), cudaMemcpyDeviceToHost, stream_));
-  FP8S_CUDA(cudaStreamSynchronize(stream_));
-  FP8S_CUDA(cudaGetLastError());
-  double sum = 0;
-  for (float l : losses) sum += l;
-  return float(sum / N);
+  sum_values(results_.as<float>(), partials_.as<float>(), losses_.as<float>(), N, stream_);  // the mean's numerator
 }
 
 // The head's forward and the loss over rows [r0, r0 + n) of each chunk; with a chunked head the
@@ -789,6 +833,11 @@ void GpuGpt::attention_backward(int l, LayerActs& a) {
 }
 
 void GpuGpt::backward() {
+  enqueue_backward();
+  if (fp8_) fp8_->finish_step();
+}
+
+void GpuGpt::enqueue_backward() {
   const int B = B_, T = T_, C = cfg_.d_model, N = B * T, Vp = cfg_.padded_vocab();
   core::NvtxRange range("backward");
   float* partials = partials_.as<float>();
@@ -857,8 +906,7 @@ void GpuGpt::backward() {
   }
   mark("embedding");
   const std::int64_t wpe = offset_or_none("wpe");
-  encoder_backward(g(off_["wte"]), wpe >= 0 ? g(wpe) : nullptr, dx, bucket_token_.as<int>(), bucket_start_.as<int>(),
-                   bucket_position_.as<int>(), int(h_bucket_token_.size()), B, T, C, stream_);
+  encoder_backward(g(off_["wte"]), wpe >= 0 ? g(wpe) : nullptr, dx, buckets(), B, T, C, stream_);
   if (fp8_) {
     mark("fp8_recipe");
     fp8_->end_step();  // delayed scaling: next step's scales from this step's amaxes
@@ -867,21 +915,27 @@ void GpuGpt::backward() {
 }
 
 float GpuGpt::step(float lr, float grad_clip, const AdamWSettings& a) {
+  stage_adamw(lr, grad_clip, a);
+  enqueue_optimizer();
+  ++t_;
+  FP8S_CUDA(cudaStreamSynchronize(stream_));
+  FP8S_CUDA(cudaGetLastError());
+  return std::sqrt(h_results_[1]);
+}
+
+void GpuGpt::enqueue_optimizer() {
   core::NvtxRange range("optimizer");
   mark("optimizer");
+  FP8S_CUDA(cudaMemcpyAsync(adamw_step_.get(), h_adamw_.data(), sizeof(AdamwStep), cudaMemcpyHostToDevice, stream_));
   if (grad_reducer_) grad_reducer_(grads_.as<float>(), n_params_, stream_);
-  sum_squares(norm_.as<float>(), partials_.as<float>(), grads_.as<float>(), n_params_, stream_);
-  float ss = 0;
-  FP8S_CUDA(cudaMemcpyAsync(&ss, norm_.get(), sizeof ss, cudaMemcpyDeviceToHost, stream_));
-  FP8S_CUDA(cudaStreamSynchronize(stream_));
-  const float norm = std::sqrt(ss);
-  const float scale = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0f;
-  ++t_;
+  float* grad_sq = results_.as<float>() + 1;
+  sum_squares(grad_sq, partials_.as<float>(), grads_.as<float>(), n_params_, stream_);
+  // Clipping by the norm happens in AdamW's kernel, which reads it where sum_squares left it.
   adamw_update_chunks(master_.as<float>(), weights_.as<bf16>(), grads_.as<float>(), adam_m_.as<float>(), adam_v_.as<float>(),
-                      adam_chunks_.as<AdamwChunk>(), n_adam_chunks_, lr, a.beta1, a.beta2, a.eps, a.weight_decay, scale, t_, stream_);
+                      adam_chunks_.as<AdamwChunk>(), n_adam_chunks_, adamw_step_.as<AdamwStep>(), grad_sq, stream_);
+  FP8S_CUDA(cudaMemcpyAsync(h_results_.data(), results_.get(), 2 * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   mark("end");
   FP8S_CUDA(cudaGetLastError());
-  return norm;
 }
 
 }  // namespace fp8scope::gpu_model

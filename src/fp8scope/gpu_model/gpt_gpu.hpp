@@ -7,6 +7,7 @@
 // Llama block (RMSNorm, rotary q and k, SwiGLU, grouped-query heads; fused attention, FP8
 // variants custom and fused; probe_train refuses the rest before a worker starts).
 // CUDA builds only.
+#include "fp8scope/core/cuda_graph.hpp"
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/gpu_model/fp8_runtime.hpp"
 #include "fp8scope/gpu_model/gemm_cache.hpp"
@@ -44,9 +45,31 @@ class GpuGpt {
          const model::GpuRunOptions& options = {});
 
   void set_params(const std::vector<float>& params);  // master weights and their BF16 copy
+  std::vector<float> params() const;                  // the FP32 master weights
   std::vector<float> grads() const;
   std::vector<float> logits() const;  // [B*T][padded vocab] as floats; throws when the head is chunked
 
+  // One training step: forward on the host tokens, backward, clipping to grad_clip by the
+  // global norm and AdamW at lr, with no host synchronisation inside (the token grouping of the
+  // embedding's gradient, the loss's mean and the clipping run on the device; the loss and the
+  // norm before clipping come back through pinned memory, read once the step is done). After
+  // one uncaptured step of its kind (which makes every cuBLASLt plan and kernel setting), the
+  // step is captured as a CUDA graph and replayed from then on: one graph for steps that record
+  // the FP8 taps and one for steps that do not. The replays give the bits of the uncaptured
+  // step. Uncaptured instead: with set_graphs(false), on the legacy default stream (it cannot be
+  // captured), while profiling (the phases' events) and with data parallelism (reducers set).
+  struct StepValues {
+    float loss, norm;
+  };
+  StepValues train_step(const int* inputs, const int* targets, float lr, float grad_clip, const AdamWSettings& a);
+  void set_graphs(bool on) { graphs_on_ = on; }
+  // Steps train_step replayed from a graph, and graphs it captured.
+  int graph_replays() const { return graph_replays_; }
+  int graph_captures() const { return graph_captures_; }
+  // Why train_step runs uncaptured now ("" when it captures).
+  std::string graphs_off_reason() const;
+
+  // The same step in three calls, uncaptured (tests compare each part with the CPU reference).
   // Host tokens; returns the mean loss. With a chunked head it also runs the head's backward
   // (its gradients, and the final norm's output gradient), which backward() then skips.
   float forward(const int* inputs, const int* targets);
@@ -176,7 +199,17 @@ class GpuGpt {
     return it == off_.end() ? -1 : it->second;
   }
   void attention_backward(int l, LayerActs& a);
-  void group_tokens(const int* inputs);
+  // The step's parts as they go on the stream, with nothing from the host but what the pinned
+  // staging buffers hold: stage_* write those (the batch; AdamW's scalars for step t_ + 1),
+  // enqueue_forward copies the batch up and ends with the loss's sum in results_[0],
+  // enqueue_optimizer copies AdamW's scalars up, puts the gradients' sum of squares in
+  // results_[1] and copies both results to the pinned h_results_.
+  void stage_batch(const int* inputs, const int* targets);
+  void stage_adamw(float lr, float grad_clip, const AdamWSettings& a);
+  void enqueue_forward();
+  void enqueue_backward();
+  void enqueue_optimizer();
+  float mean_loss() const { return float(double(h_results_[0]) / (double(B_) * T_)); }
   void mark(const char* phase);
 
   model::GptConfig cfg_;
@@ -195,15 +228,33 @@ class GpuGpt {
   // linears' weights under per-tensor scaling have none (model::casts_weights_from_master).
   std::unordered_map<std::int64_t, std::int64_t> bf16_at_;
   core::DeviceBuffer tokens_, targets_, encoded_, lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_;
-  core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_, norm_;
+  core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_;
   core::DeviceBuffer shared_ln_, shared_gelu_;  // the FP8 linears' inputs (LayerActs)
   std::vector<LayerActs> acts_;
   core::DeviceBuffer partials_;     // per-block partial sums of the deterministic reductions
   core::DeviceBuffer adam_chunks_;  // the parameter tensors as AdamW chunks (one launch per step)
   int n_adam_chunks_ = 0;
-  // The token gradient's positions grouped by token (encoder_backward).
-  core::DeviceBuffer bucket_token_, bucket_start_, bucket_position_;
-  std::vector<int> h_bucket_token_, h_bucket_start_, h_bucket_position_;
+  // The token gradient's positions grouped by token on the device (TokenBuckets), with the
+  // grouping's scratch (2N ints), positions 0..N-1 and cub's temporary storage.
+  core::DeviceBuffer bucket_token_, bucket_start_, bucket_position_, bucket_count_, group_scratch_, group_iota_, group_temp_;
+  TokenBuckets buckets() const {
+    return {bucket_token_.as<int>(), bucket_start_.as<int>(), bucket_position_.as<int>(), bucket_count_.as<int>()};
+  }
+  // The step's inputs and results as the stream reads and writes them (see enqueue_forward):
+  // staging for the batch and AdamW's scalars, their device copies, and the loss's sum and the
+  // gradients' sum of squares on the device and back on the host.
+  core::PinnedBuffer<int> h_tokens_, h_targets_;
+  core::PinnedBuffer<AdamwStep> h_adamw_;
+  core::PinnedBuffer<float> h_results_;
+  core::DeviceBuffer adamw_step_, results_;
+  // The captured steps, [recording the FP8 taps], each after one uncaptured step of its kind.
+  struct StepGraph {
+    core::GraphExec exec;
+    int uncaptured = 0;
+  };
+  std::array<StepGraph, 2> graphs_;
+  bool graphs_on_ = true;
+  int graph_replays_ = 0, graph_captures_ = 0;
   std::unique_ptr<Fp8Runtime> fp8_;
   GradReducer grad_reducer_;
   std::map<std::pair<int, int>, Fp8Saved> fp8_saved_;

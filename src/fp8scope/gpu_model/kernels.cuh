@@ -22,13 +22,22 @@ using bf16 = __nv_bfloat16;
 // scratch buffer for their per-block partials (sizes from the *_scratch_floats functions).
 
 // encoder.cu: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:] (wpe null: no position table, Llama);
-// backward adds into FP32 grads (dwpe null: none). The
-// token gradient takes the positions grouped by token (see TokenBuckets in gpt_gpu.cpp):
-// bucket u holds token bucket_token[u] at positions bucket_position[bucket_start[u] ..
-// bucket_start[u+1]).
+// backward adds into FP32 grads (dwpe null: none). The token gradient takes the positions
+// grouped by token: bucket u (u < *count) holds token[u] at positions position[start[u] ..
+// start[u+1]), in increasing order. group_tokens makes them on the device (a stable radix sort
+// of the tokens with their positions, a run-length encoding, a scan), so a step needs nothing
+// from the host after its tokens are copied: each array holds N ints (start N + 1), count one.
+struct TokenBuckets {
+  int *token, *start, *position, *count;
+};
 void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T, int C, cudaStream_t s);
-void encoder_backward(float* dwte, float* dwpe, const bf16* dout, const int* bucket_token, const int* bucket_start,
-                      const int* bucket_position, int buckets, int B, int T, int C, cudaStream_t s);
+void encoder_backward(float* dwte, float* dwpe, const bf16* dout, TokenBuckets buckets, int B, int T, int C, cudaStream_t s);
+// Tokens in [0, vocab). scratch: 2N ints; iota: 0 .. N-1 (fill_iota); temp: at least
+// group_tokens_temp_bytes(N, vocab).
+std::size_t group_tokens_temp_bytes(int N, int vocab);
+void fill_iota(int* out, int n, cudaStream_t s);
+void group_tokens(TokenBuckets b, int* scratch, const int* tokens, const int* iota, int N, int vocab, void* temp, std::size_t temp_bytes,
+                  cudaStream_t s);
 
 // layernorm.cu: out = (x - mean) * rstd * w + b; backward adds into dinp, dw, db
 // (C % 8 == 0, C <= 8192). The FP8 forward writes the output cast with *scale, and the cast's
@@ -162,8 +171,10 @@ void cross_entropy_forward_backward_fp8(float* losses, std::uint8_t* dlogits, co
 
 // optimizer.cu
 void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s);
-// sum of squares into *out (scratch: 1024 floats)
+// sum of squares into *out; sum_values: the plain sum (scratch: 1024 floats each; a fixed
+// grid and order, deterministic)
 void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s);
+void sum_values(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s);
 // AdamW over many tensors of one flat buffer in one launch: the tensors cut into chunks of at
 // most kAdamwChunk elements, one block each, weight decay per tensor (a launch per tensor left
 // the GPU waiting for the host between the small ones). Each tensor's new values are written
@@ -180,8 +191,16 @@ struct AdamwChunk {
 };
 constexpr int kAdamwChunk = 2048;  // 256 threads x 8
 std::vector<AdamwChunk> adamw_chunks(const std::vector<AdamwTensor>& tensors);
-void adamw_update_chunks(float* p, bf16* p_bf16, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks, float lr,
-                         float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, cudaStream_t s);
+// What AdamW reads on the device at each step, so that a captured step (CUDA graph) replays
+// with the step's own values: the host writes them before the step (lr from the schedule, c1 and
+// c2 AdamW's bias corrections 1 - beta^t), and the kernel clips by the gradient norm the step
+// computed (grad_clip 0: no clipping).
+struct AdamwStep {
+  float lr, beta1, beta2, eps, weight_decay, c1, c2, grad_clip;
+};
+// grad_sq: the gradients' sum of squares (sum_squares), the clipping's norm squared.
+void adamw_update_chunks(float* p, bf16* p_bf16, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks,
+                         const AdamwStep* step, const float* grad_sq, cudaStream_t s);
 
 // reduce.cu: dst[c] += sum over rows r of partial[r * ld + c], in a fixed order; *out = sum of
 // partial[0..n) (one block, fixed tree).

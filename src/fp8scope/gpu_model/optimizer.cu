@@ -13,11 +13,12 @@ __global__ void cast_kernel(bf16* out, const float* in, std::int64_t n) {
 // One partial per block (fixed grid, fixed order), summed by sum_all: deterministic.
 constexpr int kSumBlocks = 1024;
 
-__global__ void sum_squares_kernel(float* partial, const float* x, std::int64_t n) {
+template <bool kSquare>
+__global__ void sum_kernel(float* partial, const float* x, std::int64_t n) {
   __shared__ float warp_sums[8];
   float s = 0;
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x)
-    s += x[i] * x[i];
+    s += kSquare ? x[i] * x[i] : x[i];
   for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
   if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
   __syncthreads();
@@ -42,7 +43,13 @@ __device__ __forceinline__ float adamw_one(float p, float g, float& m, float& v,
 // size and BF16 copy's offset are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
 __global__ void __launch_bounds__(256)
     adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
-                 const AdamwChunk* chunks, float lr, float b1, float b2, float eps, float wd, float grad_scale, float c1, float c2) {
+                 const AdamwChunk* chunks, const AdamwStep* step, const float* grad_sq) {
+  const AdamwStep st = *step;
+  const float lr = st.lr, b1 = st.beta1, b2 = st.beta2, eps = st.eps, wd = st.weight_decay, c1 = st.c1, c2 = st.c2;
+  // Clipping by the global norm: the same IEEE square root and division the host computed
+  // before the step moved onto the device.
+  const float norm = sqrtf(*grad_sq);
+  const float grad_scale = st.grad_clip > 0.0f && norm > st.grad_clip ? st.grad_clip / norm : 1.0f;
   const AdamwChunk ch = chunks[blockIdx.x];
   const std::int64_t offset = ch.offset;
   const int size = ch.size;
@@ -87,15 +94,18 @@ void cast_to_bf16(bf16* out, const float* in, std::int64_t n, cudaStream_t s) {
 }
 
 void sum_squares(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s) {
-  sum_squares_kernel<<<kSumBlocks, 256, 0, s>>>(scratch, x, n);
+  sum_kernel<true><<<kSumBlocks, 256, 0, s>>>(scratch, x, n);
   sum_all(out, scratch, kSumBlocks, s);
 }
 
-void adamw_update_chunks(float* p, bf16* pb, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks, float lr,
-                         float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, cudaStream_t s) {
-  const float c1 = 1.0f - powf(beta1, float(t)), c2 = 1.0f - powf(beta2, float(t));
-  if (n_chunks > 0)
-    adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2);
+void sum_values(float* out, float* scratch, const float* x, std::int64_t n, cudaStream_t s) {
+  sum_kernel<false><<<kSumBlocks, 256, 0, s>>>(scratch, x, n);
+  sum_all(out, scratch, kSumBlocks, s);
+}
+
+void adamw_update_chunks(float* p, bf16* pb, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks,
+                         const AdamwStep* step, const float* grad_sq, cudaStream_t s) {
+  if (n_chunks > 0) adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, step, grad_sq);
 }
 
 std::vector<AdamwChunk> adamw_chunks(const std::vector<AdamwTensor>& tensors) {

@@ -63,6 +63,9 @@ struct GpuRunOptions {
   // The head writes its logits in BF16 (half the bytes written and read; the loss computes in
   // FP32 from them, as PyTorch's autocast hands BF16 logits to its loss) instead of FP32.
   bool bf16_logits = false;
+  // The training step captured as a CUDA graph and replayed (GpuGpt::train_step), instead of
+  // launched kernel by kernel from the host.
+  bool cuda_graph = true;
 };
 
 // Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16
