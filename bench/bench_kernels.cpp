@@ -387,10 +387,16 @@ void bm_adamw(benchmark::State& state) {
   const std::vector<gpu_model::AdamwChunk> chunks = gpu_model::adamw_chunks({{0, n, true, 0}});  // one tensor, as the model's one launch
   core::DeviceBuffer d_chunks(chunks.size() * sizeof(gpu_model::AdamwChunk));
   FP8S_CUDA(cudaMemcpy(d_chunks.get(), chunks.data(), d_chunks.size(), cudaMemcpyHostToDevice));
+  // Step 10's scalars, and a gradient norm below the clip (no clipping).
+  const gpu_model::AdamwStep step{6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f - std::pow(0.9f, 10.0f), 1.0f - std::pow(0.95f, 10.0f), 1.0f};
+  const float grad_sq = 0.25f;
+  core::DeviceBuffer d_step(sizeof step), d_grad_sq(sizeof grad_sq);
+  FP8S_CUDA(cudaMemcpy(d_step.get(), &step, sizeof step, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(d_grad_sq.get(), &grad_sq, sizeof grad_sq, cudaMemcpyHostToDevice));
   const double s = bench::run_timed(state, [&] {
     gpu_model::adamw_update_chunks(p.as<float>(), pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(),
-                                   d_chunks.as<gpu_model::AdamwChunk>(), int(chunks.size()), 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 10,
-                                   bench::stream());
+                                   d_chunks.as<gpu_model::AdamwChunk>(), int(chunks.size()), d_step.as<gpu_model::AdamwStep>(),
+                                   d_grad_sq.as<float>(), bench::stream());
   });
   report(state, s, double(n) * 30);
 }
