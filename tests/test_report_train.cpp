@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 
 using namespace fp8scope;
@@ -90,6 +91,29 @@ TEST(TrainReport, Fp8TwinHasTheSameLmHead) {
   EXPECT_NE(md.find("1.300x"), std::string::npos) << md;          // 143000 / 110000
   EXPECT_EQ(md.find("1.430x"), std::string::npos) << md;          // not against the whole-batch head
   EXPECT_NE(md.find("head 4096/bf16"), std::string::npos) << md;  // the figures' groups name the head
+}
+
+// How the step is launched is part of the twin: an FP8 step replayed from a CUDA graph is
+// compared with the BF16 step replayed from one, and records made before the axis count as
+// launched kernel by kernel.
+TEST(TrainReport, Fp8TwinIsLaunchedTheSameWay) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "graphs"}};
+  auto rec = [](const char* precision, std::optional<bool> graph, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},  {"n_head", 12},
+                    {"seq_len", 1024},  {"batch", 16},    {"vocab", 50304}, {"precision", precision}};
+    if (graph) p["cuda_graph"] = *graph;
+    core::Record r = core::make_record(fmt::format("{}-{}", precision, graph ? int(*graph) : -1), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    return r;
+  };
+  f.records = {rec("bf16", std::nullopt, 100000.0), rec("bf16", true, 104000.0), rec("fp8", false, 120000.0), rec("fp8", true, 130000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"graphs.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.250x"), std::string::npos) << md;  // 130000 / 104000
+  EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 120000 / 100000 (no axis: uncaptured)
+  EXPECT_EQ(md.find("1.300x"), std::string::npos) << md;  // not the graph against the uncaptured step
 }
 
 // With step-time quartiles on both sides, "vs BF16" also gives the range they allow.

@@ -151,11 +151,12 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     return run_label(p) + params_suffix(q, extra);
   };
   // FP8 runs against the BF16 run of the same model, attention kernels, LM head (chunks, logits
-  // type) and GPU count in the same file (same run of the probe).
+  // type), step launch (a CUDA graph or kernel by kernel; records without the axis ran
+  // uncaptured) and GPU count in the same file (same run of the probe).
   auto same_setup = [](const json& a, const json& b) {
     return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
            a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized")) &&
-           lm_head_setup(a) == lm_head_setup(b);
+           lm_head_setup(a) == lm_head_setup(b) && a.value("cuda_graph", false) == b.value("cuda_graph", false);
   };
   auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
     if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
@@ -185,8 +186,9 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   if (any_fp8) {
     t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
     sec["text"].push_back(
-        "vs BF16: an FP8 run's tokens/s over the BF16 run of the same model, attention kernels and GPU count in this file (the same "
-        "run of the probe); in brackets the range its step-time quartiles allow (BF16 q1 / FP8 q3 to BF16 q3 / FP8 q1).");
+        "vs BF16: an FP8 run's tokens/s over the BF16 run of the same model, attention kernels, LM head, step launch (one CUDA "
+        "graph or kernel by kernel) and GPU count in this file (the same run of the probe); in brackets the range its step-time quartiles "
+        "allow (BF16 q1 / FP8 q3 to BF16 q3 / FP8 q1).");
   }
   if (any_dp) t.columns.insert(t.columns.begin() + 8, "scaling");
   for (auto& r : in.file.records) {
