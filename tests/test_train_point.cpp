@@ -60,6 +60,19 @@ TEST(TrainPoint, LmHeadChunkIsAMultipleOf16AndShrinksTheEstimate) {
   EXPECT_DOUBLE_EQ(train::gpu_bytes_needed(whole, nullptr) - train::gpu_bytes_needed(chunked, nullptr), (262144.0 - 4096) * 50304 * 6);
 }
 
+// cuda_graph: each step one CUDA graph unless the point says false; a record made before the
+// axis existed ran kernel by kernel, and reading it back says so.
+TEST(TrainPoint, StepsAreOneCudaGraphUnlessTheyOptOut) {
+  core::json point = core::json::object();
+  for (const auto& a : train::train_axes()) point[a.name] = a.default_value;
+  EXPECT_EQ(point["cuda_graph"], true);
+  EXPECT_TRUE(train::train_point_from(point).gpu.cuda_graph);
+  point["cuda_graph"] = false;
+  EXPECT_FALSE(train::train_point_from(point).gpu.cuda_graph);
+  point.erase("cuda_graph");
+  EXPECT_FALSE(train::train_point_from(point).gpu.cuda_graph);
+}
+
 TEST(TrainPoint, GpuWidthLimit) {
   core::json point = core::json::object();
   for (const auto& a : train::train_axes()) point[a.name] = a.default_value;
