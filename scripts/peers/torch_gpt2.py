@@ -214,6 +214,21 @@ def run(p, compile_mode, steps, warmup, fp8=False):
             "headline": f"{B * T / (med * 1e-3):.0f} tokens/s, {med:.2f} ms/step"}
 
 
+def resumed_records(out_path, ours):
+    """The records of an earlier peer run at out_path, when it was made beside this very result
+    (same file name and start time); [] when there is none. A record the time limit cut off was
+    never written, so every record present is complete."""
+    try:
+        prev = json.load(open(out_path))
+    except FileNotFoundError:
+        return []
+    meta = prev.get("meta", {})
+    if meta.get("peer_of_started_utc") != ours["meta"].get("started_utc", ""):
+        sys.exit(f"{out_path}: a peer of another run (started {meta.get('peer_of_started_utc')!r}, this result "
+                 f"{ours['meta'].get('started_utc', '')!r}); not resuming it")
+    return list(prev.get("records", []))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ours", help="an fp8scope probe_train result (.json)")
@@ -224,12 +239,18 @@ def main():
     ap.add_argument("--compile-first", action="store_true", help="torch.compile only for the first record (compiling takes minutes)")
     ap.add_argument("--compile-only", action="store_true", help="BF16 records: torch.compile only, no eager run")
     ap.add_argument("--no-fp8", action="store_true", help="no FP8 peer for the FP8 records")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the records an earlier run of this command wrote to --out (beside the same result) and run only the rest: "
+                         "a peer too long for one time limit finishes over several runs")
     ap.add_argument("--skip", metavar="REGEX", default=None,
                     help="no peer for the records whose key matches (e.g. 'precision=fp8.*variant=custom': one FP8 peer for two variants)")
     args = ap.parse_args()
     skip = re.compile(args.skip) if args.skip else None
     ours = json.load(open(args.ours))
-    records = []
+    records = resumed_records(args.out, ours) if args.resume else []
+    done = {r["key"] for r in records}
+    if records:
+        print(f"resuming: {len(records)} peer records of {args.out} kept", flush=True)
     first = True
 
     def save(recs):
@@ -258,6 +279,8 @@ def main():
             modes = [True] if compile_this else []
         for mode in modes:
             key = rec["key"] + (",peer=torch.compile" if mode else "")
+            if key in done:
+                continue
             what = ("torch.compile" if mode else "torch eager") + (" FP8 tensorwise" if fp8 else "")
             try:
                 data = run(p, mode, args.steps, args.warmup, fp8)
