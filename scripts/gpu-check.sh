@@ -12,7 +12,9 @@
 # full names: bench_kernels' end in /manual_time, bench_step's in /min_time:3.000/real_time); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a;
 # PEER_TIMEOUT (seconds) bounds each peer run; BUILD_DIR (default build-gpu) reuses a build, e.g. the `build` that scripts/test.sh made.
 # TARGETS="a b" builds only those targets (a quick check of one kernel); GPU_TESTS_REGEX runs only the
-# gpu tests whose names match it.
+# gpu tests whose names match it. RESUME=1 resumes an earlier run into the same OUTDIR: each probe
+# skips the points already recorded and the training peer the records it already wrote, so the
+# same command run again finishes a sweep (and its PyTorch peer) that one time limit cut short.
 set -uo pipefail
 out=${1:?usage: gpu-check.sh OUTDIR [CONFIG ...]}
 shift
@@ -40,13 +42,14 @@ for cfg in "$@"; do
   name=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['name'])" "$cfg")
   probe=$("$python" -c "import json,sys;print(json.load(open(sys.argv[1]))['probe'])" "$cfg")
   echo "== $name (probe_$probe)"
-  ./"$build"/probes/probe_"$probe" --config "$cfg" --out "$out/$name" -q 2>&1 | tail -12
+  ./"$build"/probes/probe_"$probe" --config "$cfg" --out "$out/$name" -q ${RESUME:+--resume} 2>&1 | tail -12
   if [ -z "${NO_PEER:-}" ] && [ -f "$out/$name.json" ] && "$python" -c "import torch" 2>/dev/null; then
     case "$probe" in
       gemm) echo "== $name: PyTorch peer"
             timeout "${PEER_TIMEOUT:-0}" "$python" scripts/peers/torch_scaled_mm.py "$out/$name.json" --out "$out/${name}.torch.json" | tail -3 ;;
       train) echo "== $name: PyTorch peer"
-             timeout "${PEER_TIMEOUT:-0}" "$python" scripts/peers/torch_gpt2.py "$out/$name.json" --out "$out/${name}.torch.json" ${TRAIN_PEER_ARGS:-} | tail -8 ;;
+             timeout "${PEER_TIMEOUT:-0}" "$python" scripts/peers/torch_gpt2.py "$out/$name.json" --out "$out/${name}.torch.json" \
+               ${RESUME:+--resume} ${TRAIN_PEER_ARGS:-} | tail -8 ;;
     esac
   fi
 done
