@@ -59,8 +59,8 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
       const gpu_model::AdamWSettings adam = adamw_for(p);
       const std::size_t offset = std::size_t(p.batch) * p.seq_len * std::size_t(rank);
       for (int step = 0; step < p.steps; ++step) {
-        out.rows.push_back(timed_step(gpt, inputs[std::size_t(step)].data() + offset, targets[std::size_t(step)].data() + offset, p, lr,
-                                      adam, step, stream));
+        out.rows.push_back(
+            timed_step(gpt, inputs[std::size_t(step)].data() + offset, targets[std::size_t(step)].data() + offset, p, lr, adam, step));
         // The averaged gradient's norm is the same on every rank: all ranks stop together.
         if (stop && !std::isfinite(out.rows.back().grad_norm)) break;
       }

@@ -28,18 +28,17 @@ double peak_bf16_flops(const json& env) {
 }
 
 struct Trainer {
-  Trainer(gpu_model::GpuGpt& g, model::TokenSource& d, const TrainPoint& pt, cudaStream_t s) : gpt(g), data(d), p(pt), stream(s) {}
+  Trainer(gpu_model::GpuGpt& g, model::TokenSource& d, const TrainPoint& pt) : gpt(g), data(d), p(pt) {}
   gpu_model::GpuGpt& gpt;
   model::TokenSource& data;
   const TrainPoint& p;
-  cudaStream_t stream;
   model::LrSchedule lr{p.lr, p.min_lr, p.warmup, p.steps};
   gpu_model::AdamWSettings adam = adamw_for(p);
   std::vector<int> in, tg;
 
   StepRow step(int i) {
     data.next_batch(p.batch, p.seq_len, in, tg);
-    return timed_step(gpt, in.data(), tg.data(), p, lr, adam, i, stream);
+    return timed_step(gpt, in.data(), tg.data(), p, lr, adam, i);
   }
 };
 // Taps every step against taps off (alternating steps), and at the run's own interval against
@@ -109,7 +108,7 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
       std::size_t free1 = 0;
       FP8S_CUDA(cudaMemGetInfo(&free1, &total));
       out.device_mib = double(free0 - free1) / (1 << 20);
-      Trainer tr{gpt, *data, p, stream};
+      Trainer tr{gpt, *data, p};
       for (int step = 0; step < p.steps; ++step) {
         out.rows.push_back(tr.step(step));
         // Every buffer exists after the first step; later steps allocate nothing new.

@@ -13,10 +13,9 @@ namespace fp8scope::train {
 // inputs/targets: this GPU's B x T tokens. Wall time from the tokens handed over to the step
 // done (GpuGpt::train_step: one CUDA graph launch once captured, else kernel by kernel).
 inline StepRow timed_step(gpu_model::GpuGpt& gpt, const int* inputs, const int* targets, const TrainPoint& p, const model::LrSchedule& lr,
-                          const gpu_model::AdamWSettings& adam, int step, cudaStream_t stream) {
+                          const gpu_model::AdamWSettings& adam, int step) {
   const auto t0 = std::chrono::steady_clock::now();
-  const gpu_model::GpuGpt::StepValues v = gpt.train_step(inputs, targets, float(lr.at(step)), float(p.grad_clip), adam);
-  FP8S_CUDA(cudaStreamSynchronize(stream));
+  const gpu_model::GpuGpt::StepValues v = gpt.train_step(inputs, targets, float(lr.at(step)), float(p.grad_clip), adam);  // returns done
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return {v.loss, v.norm, lr.at(step), ms};
 }

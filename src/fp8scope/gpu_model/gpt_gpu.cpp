@@ -369,7 +369,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
   // The LM head keeps its weight's transpose for dgrad (and for the later chunks); a block
   // linear's backward casts the transpose again (FP8 weights kept per layer cost 2 bytes a
   // parameter).
-  const std::int64_t at = layer >= 0 ? layer_weights_[std::size_t(layer)].at[std::size_t(which)] : -1;  // cast at the layer's start
+  const std::int64_t at = weight_cast_at(layer, which);
   if (!w_cast && at < 0)
     cast_weight(w, OC, IC, sw, f8_w_.as<std::uint8_t>(), sv.w_t.size() > 0 ? sv.w_t.as<std::uint8_t>() : nullptr, f.stats(sw), true);
   c.a = DType::e4m3;
@@ -448,7 +448,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   dg.fast_accum = f.config().fast_accum_dgrad;
   // Without a kept transpose: the weight's transpose with forward's scale (forward's codes,
   // transposed; no second statistics), cast at the layer's start or here.
-  const std::int64_t at = layer >= 0 ? layer_weights_[std::size_t(layer)].at[std::size_t(which)] : -1;
+  const std::int64_t at = weight_cast_at(layer, which);
   if (sv.w_t.size() == 0 && at < 0) cast_weight(w, OC, IC, sw, nullptr, f8_w_.as<std::uint8_t>(), nullptr, false);
   const void* w_t = sv.w_t.size() > 0 ? sv.w_t.get() : f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0);
   gemms_.run(dg, w_t, f8_dy_.get(), dinp, (name + " dgrad").c_str());

@@ -180,6 +180,11 @@ class GpuGpt {
   };
   std::vector<LayerWeightCasts> layer_weights_;
   void cast_layer_weights(int l, bool backward);
+  // Where linear `which` of `layer` finds its weight cast at the layer's start in f8_w_, or -1
+  // (the LM head, or a weight cast where it is used).
+  std::int64_t weight_cast_at(int layer, int which) const {
+    return layer >= 0 && std::size_t(layer) < layer_weights_.size() ? layer_weights_[std::size_t(layer)].at[std::size_t(which)] : -1;
+  }
   // The fused variant's norm in front of an FP8 linear (LayerNorm, or RMSNorm for Llama):
   // writes the linear's FP8 input (f8_x_) and the transpose saved for its wgrad, with the
   // statistics (mean: LayerNorm's only) for the norm's backward.
