@@ -29,10 +29,8 @@ using bf16 = __nv_bfloat16;
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;
-// The casts' CTAs loop over tiles, kCtasPerSm resident per SM of an H100 / H200 (132 SMs):
-// three fit 70 KB of shared memory each and, with no tile held in registers, 85 registers.
-constexpr int kCtasPerSm = 3;
-constexpr unsigned kMaxBlockCastCtas = 132 * kCtasPerSm;
+// The casts' CTAs loop over tiles: two resident per SM of an H100 / H200 (132 SMs).
+constexpr unsigned kMaxBlockCastCtas = 132 * 2;
 constexpr unsigned kInfBits = 0x7F80u;  // BF16 +inf; NaN's magnitude bits lie above it
 
 // A magnitude for the block amax from BF16 magnitude bits (sign cleared; non-negative values
@@ -115,24 +113,22 @@ __device__ __forceinline__ unsigned long long warp_sum_u64(unsigned long long v)
 }
 
 // The thread's row maxima (bits of each row, reduced over the 16 lanes that hold it) and its 8
-// columns' maxima over its rows (packed, two per word), from vector(i), the thread's 8 values
-// of its row i (registers, or shared memory: the cast kernel reads its tile again rather than
-// keep 32 registers live across its barriers).
+// columns' maxima over its rows (packed, two per word).
 struct TileMaxima {
+  unsigned vec[8];   // the thread's own 8 values of row i
   unsigned row[8];   // the whole tile row i
   unsigned col2[4];  // columns 8 (t % 16) + 2k, +1 over the thread's rows
 };
-template <class Vector>
-__device__ __forceinline__ TileMaxima tile_maxima(Vector&& vector) {
+__device__ __forceinline__ TileMaxima tile_maxima(const uint4 (&raw)[8]) {
   TileMaxima m;
 #pragma unroll
   for (int k = 0; k < 4; ++k) m.col2[k] = 0;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const uint4 raw = vector(i);
-    m.row[i] = half_warp_max_bits(max_bits8(raw));
-    m.col2[0] = __vmaxu2(m.col2[0], abs2(raw.x)), m.col2[1] = __vmaxu2(m.col2[1], abs2(raw.y));
-    m.col2[2] = __vmaxu2(m.col2[2], abs2(raw.z)), m.col2[3] = __vmaxu2(m.col2[3], abs2(raw.w));
+    m.vec[i] = max_bits8(raw[i]);
+    m.row[i] = half_warp_max_bits(m.vec[i]);
+    m.col2[0] = __vmaxu2(m.col2[0], abs2(raw[i].x)), m.col2[1] = __vmaxu2(m.col2[1], abs2(raw[i].y));
+    m.col2[2] = __vmaxu2(m.col2[2], abs2(raw[i].z)), m.col2[3] = __vmaxu2(m.col2[3], abs2(raw[i].w));
   }
   return m;
 }
@@ -160,7 +156,7 @@ __global__ void __launch_bounds__(kThreads)
   const int r0 = blockIdx.y * kEdge, c0 = blockIdx.x * kEdge;
   uint4 raw[8];
   load_tile(in, rows, cols, r0, c0, vec, raw);
-  const TileMaxima m = tile_maxima([&](int i) { return raw[i]; });
+  const TileMaxima m = tile_maxima(raw);
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int r = r0 + threadIdx.x / 16 + 16 * i;
@@ -245,32 +241,32 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
   return make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24, q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
 }
 
-// N BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
-// halves of w -> N codes in q (N / 4 words).
-template <class K, int N>
-__device__ __forceinline__ void cast_column_by_scale(const unsigned (&w)[N], int half, unsigned vmax_bits, float d, float r,
-                                                     unsigned (&q)[N / 4], LocalStats& st) {
+// 32 BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
+// halves of w -> 32 codes in q (8 words).
+template <class K>
+__device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int half, unsigned vmax_bits, float d, float r, unsigned (&q)[8],
+                                                LocalStats& st) {
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
   if (fast(vmax_bits, d)) {
     const unsigned sat0 = st.saturated;
 #pragma unroll
-    for (int k = 0; k < N / 4; ++k)
+    for (int k = 0; k < 8; ++k)
       q[k] = cast2_by_scale<K>(value(4 * k), value(4 * k + 1), d, r, st) |
              (cast2_by_scale<K>(value(4 * k + 2), value(4 * k + 3), d, r, st) << 16);
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
 #pragma unroll
-    for (int k = 0; k < N / 8; ++k)
+    for (int k = 0; k < 4; ++k)
       if (!no_zero_code(make_uint2(q[2 * k], q[2 * k + 1])))
         st.underflow += underflows4(q[2 * k], pair(8 * k), pair(8 * k + 2)) + underflows4(q[2 * k + 1], pair(8 * k + 4), pair(8 * k + 6));
     if (K::overflow == Overflow::nosat && st.saturated != sat0)
 #pragma unroll
-      for (int k = 0; k < N / 4; ++k) st.nonfinite_out += nonfinite_codes4(q[k], K::format);
+      for (int k = 0; k < 8; ++k) st.nonfinite_out += nonfinite_codes4(q[k], K::format);
     return;
   }
 #pragma unroll
-  for (int k = 0; k < N / 4; ++k) {
+  for (int k = 0; k < 8; ++k) {
     unsigned word = 0;
 #pragma unroll
     for (int j = 0; j < 4; ++j) word |= unsigned(cast_scaled<K>(value(4 * k + j), d, st)) << (8 * j);
@@ -293,7 +289,7 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
 }
 
 template <class K, ScaleMode M>
-__global__ void __launch_bounds__(kThreads, kCtasPerSm)
+__global__ void __launch_bounds__(kThreads, 2)
     block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
                       BlockCastCopy tc, const float* row_amax, const float* col_amax) {
   // kStages tiles (dynamic shared memory): the next tile's copies land while this one is cast.
@@ -324,15 +320,10 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     core::cp_wait<1>();  // this tile's group has landed (for this thread) ...
     __syncthreads();     // ... and for every thread
     TileWords& tile = stage_tile(stage);
-    // The thread's 8 vectors, read from the tile where they are used (kept in registers across
-    // the barriers below they held the kernel to two CTAs per SM).
-    auto vector = [&](int i) { return *reinterpret_cast<const uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]); };
-    const TileMaxima m = tile_maxima(vector);
-    // Row lane16 % 8's maximum (lanes 8-15 repeat 0-7): the row whose scale this lane computes
-    // for its 16 lanes below. Taken now, so the row maxima die before the barriers.
-    unsigned my_row_bits = m.row[0];
+    uint4 raw[8];
 #pragma unroll
-    for (int i = 1; i < 8; ++i) my_row_bits = lane16 % 8 == i ? m.row[i] : my_row_bits;
+    for (int i = 0; i < 8; ++i) raw[i] = *reinterpret_cast<const uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]);
+    const TileMaxima m = tile_maxima(raw);
     const float cm = tile_column_max(m.col2, part);
     float tile_amax = 0.0f;
     if constexpr (M == ScaleMode::blk128) {
@@ -369,8 +360,11 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       const int c = c0 + lane16 * 8, valid = min(8, cols - c);
       float my_a = tile_amax;
       if constexpr (M != ScaleMode::blk128) {
+        unsigned rb = m.row[0];
+#pragma unroll
+        for (int i = 1; i < 8; ++i) rb = lane16 % 8 == i ? m.row[i] : rb;
         const int r = r0 + threadIdx.x / 16 + 16 * (lane16 % 8);
-        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(my_row_bits) : (r < rows ? row_amax[r] : 0.0f);
+        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(rb) : (r < rows ? row_amax[r] : 0.0f);
       }
       const float my_d = model_block_dequant(M, my_a, F, margin), my_r = __frcp_rn(my_d);
 #pragma unroll
@@ -381,8 +375,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
         const float rd = M == ScaleMode::blk128 ? my_r : __shfl_sync(kFull, my_r, i, 16);
         if (r >= rows || valid <= 0) continue;
         ddq = fmaxf(ddq, d);
-        const uint4 raw = vector(i);
-        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw, max_bits8(raw), d, rd, st), valid, vec);
+        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw[i], m.vec[i], d, rd, st), valid, vec);
         const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
                                             (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
         if (writes) {
@@ -393,37 +386,34 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     }
 
     // The transpose [cols][rows], scaled along the original columns: thread t casts 32
-    // consecutive rows of two neighbouring columns (one 32-bit shared-memory word per row), 16
-    // at a time, and writes 32 bytes of each of two transpose rows; a warp reads 32 consecutive
-    // words of a tile row (no bank conflicts).
+    // consecutive rows of two neighbouring columns (one 32-bit shared-memory word per row) and
+    // writes 32 bytes of each of two transpose rows; a warp reads 32 consecutive words of a tile
+    // row (no bank conflicts).
     if (tc.codes) {
-      constexpr int kRun = 16;
-      const int cp = threadIdx.x % (kEdge / 2);
+      const int cp = threadIdx.x % (kEdge / 2), rc = (threadIdx.x / (kEdge / 2)) * 32;
+      const int valid = min(32, rows - (r0 + rc));
+      unsigned w[32], vm = 0;
 #pragma unroll
-      for (int run = 0; run < 32 / kRun; ++run) {
-        const int rc = (threadIdx.x / (kEdge / 2)) * 32 + run * kRun, valid = min(kRun, rows - (r0 + rc));
-        unsigned w[kRun], vm = 0;
+      for (int j = 0; j < 32; ++j) {
+        w[j] = tile[rc + j][cp];
+        vm = __vmaxu2(vm, abs2(w[j]));
+      }
+      const bool tvec = vec && rows % 16 == 0 && valid == 32;
 #pragma unroll
-        for (int j = 0; j < kRun; ++j) {
-          w[j] = tile[rc + j][cp];
-          vm = __vmaxu2(vm, abs2(w[j]));
-        }
-        const bool tvec = vec && rows % 16 == 0 && valid == kRun;
+      for (int half = 0; half < 2; ++half) {
+        const int c = 2 * cp + half, gc = c0 + c;
+        const float d = col_dequant[c], rd = col_recip[c];
+        unsigned q[8];
+        cast32_by_scale<K>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, rd, q, stt);
+        if (gc >= cols || valid <= 0) continue;
+        std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
+        if (tvec) {
+          reinterpret_cast<uint4*>(dst)[0] = make_uint4(q[0], q[1], q[2], q[3]);
+          reinterpret_cast<uint4*>(dst)[1] = make_uint4(q[4], q[5], q[6], q[7]);
+        } else {
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int c = 2 * cp + half, gc = c0 + c;
-          const float d = col_dequant[c], rd = col_recip[c];
-          unsigned q[kRun / 4];
-          cast_column_by_scale<K, kRun>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, rd, q, stt);
-          if (gc >= cols || valid <= 0) continue;
-          std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
-          if (tvec) {
-            *reinterpret_cast<uint4*>(dst) = make_uint4(q[0], q[1], q[2], q[3]);
-          } else {
-#pragma unroll
-            for (int j = 0; j < kRun; ++j)
-              if (j < valid) dst[j] = std::uint8_t(q[j / 4] >> (8 * (j % 4)));
-          }
+          for (int j = 0; j < 32; ++j)
+            if (j < valid) dst[j] = std::uint8_t(q[j / 4] >> (8 * (j % 4)));
         }
       }
     }
