@@ -7,6 +7,25 @@
 
 namespace fp8scope::cpu {
 
+namespace {
+// A tensor's largest finite magnitude and how many of its values are not finite (a tap's and a
+// scaler's view of it).
+struct FiniteAmax {
+  double amax = 0;
+  long long nonfinite = 0;
+};
+FiniteAmax finite_amax(const double* x, std::size_t n) {
+  FiniteAmax r;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i]))
+      ++r.nonfinite;
+    else
+      r.amax = std::max(r.amax, std::abs(x[i]));
+  }
+  return r;
+}
+}  // namespace
+
 Fp8Emulation::Fp8Emulation(model::Fp8ModelConfig opt) : opt_(std::move(opt)) {}
 
 const double* Fp8Emulation::quantize(int layer, const std::string& tensor, const std::string& role, const double* x, std::size_t n) {
@@ -14,14 +33,7 @@ const double* Fp8Emulation::quantize(int layer, const std::string& tensor, const
   const fp8::Format f = fp8::format_for(opt_.recipe.format, role == "grad" ? fp8::Pass::backward : fp8::Pass::forward);
   auto it = scalers_.find(key);
   if (it == scalers_.end()) it = scalers_.emplace(key, fp8::TensorScaler(opt_.recipe, f)).first;
-  double amax = 0;
-  long long nonfinite = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i]))
-      ++nonfinite;
-    else
-      amax = std::max(amax, std::abs(x[i]));
-  }
+  const auto [amax, nonfinite] = finite_amax(x, n);
   // Current scaling measures first and quantises with the scale of this very tensor.
   if (opt_.recipe.scaling == fp8::Scaling::current) it->second.update(nonfinite ? NAN : float(amax));
   float scale = it->second.scale();
@@ -101,14 +113,7 @@ const double* Fp8Emulation::quantize_operand(int layer, const std::string& tenso
 }
 
 void Fp8Emulation::observe(int layer, const std::string& tensor, const std::string& pass, const double* x, std::size_t n) {
-  double amax = 0;
-  long long nonfinite = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i]))
-      ++nonfinite;
-    else
-      amax = std::max(amax, std::abs(x[i]));
-  }
+  const auto [amax, nonfinite] = finite_amax(x, n);
   taps_.push_back({step_, layer, tensor, pass, amax, 0.0f, nonfinite, 0, 0, (long long)n});
 }
 
