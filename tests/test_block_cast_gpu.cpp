@@ -30,12 +30,13 @@ struct Case {
   fp8::Overflow overflow;
   int margin;
   bool plant_nan;
+  bool pow2 = false;  // power-of-two scales (BlockScaleRule::pow2)
 };
 
 std::string name_of(const Case& c) {
   return std::to_string(c.rows) + "x" + std::to_string(c.cols) + "_" + fp8::to_string(c.scaling) + (c.weight ? "_weight" : "") + "_" +
          std::string(fp8::name(c.format)) + "_" + std::string(fp8::name(c.overflow)) + (c.margin < 0 ? "_margin_minus" : "_margin") +
-         std::to_string(std::abs(c.margin)) + (c.plant_nan ? "_nan" : "");
+         std::to_string(std::abs(c.margin)) + (c.plant_nan ? "_nan" : "") + (c.pow2 ? "_pow2" : "");
 }
 
 // Values whose magnitude varies by row, by column band and by element (2^-40 .. 2^14), so
@@ -80,8 +81,8 @@ TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
   fp8::BlockCastCopy d{codes.as<std::uint8_t>(), lt.as<float>(), stats.as<fp8::CastStats>(), bamax.as<float>(), maxdq.as<float>()};
   fp8::BlockCastCopy t{codes_t.as<std::uint8_t>(), lt_t.as<float>(), stats.as<fp8::CastStats>() + 1, bamax_t.as<float>(),
                        maxdq.as<float>() + 1};
-  fp8::block_cast_transpose(in.as<__nv_bfloat16>(), k.rows, k.cols, mode, k.format, k.overflow, k.margin, d, t, scratch.as<float>(),
-                            nullptr);
+  fp8::block_cast_transpose(in.as<__nv_bfloat16>(), k.rows, k.cols, mode, k.format, k.overflow, fp8::BlockScaleRule{k.margin, k.pow2}, d, t,
+                            scratch.as<float>(), nullptr);
   fp8::block_amax_quantiles(bamax.as<float>(), gd.blocks(), sorted.as<float>(), temp.get(), temp_bytes, quant.as<float>(), nullptr);
   fp8::block_amax_quantiles(bamax_t.as<float>(), gt.blocks(), sorted.as<float>(), temp.get(), temp_bytes, quant.as<float>() + 2, nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
@@ -91,6 +92,7 @@ TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
   opt.recipe.scaling = k.scaling;
   opt.recipe.format = k.format == fp8::Format::e4m3 ? fp8::RecipeFormat::e4m3 : fp8::RecipeFormat::hybrid;
   opt.recipe.margin = k.margin;
+  opt.recipe.pow2_block_scales = k.pow2;
   opt.overflow = k.overflow;
   const std::string role = k.weight ? "weight" : k.format == fp8::Format::e5m2 ? "grad" : "input";
   std::vector<double> x(n);
@@ -138,9 +140,10 @@ TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
 }
 
 // The casts divide by a block's scale through its reciprocal (two corrections, as CUDA's own
-// division); the same bits as __fdiv_rn (and the emulation's division) for every finite BF16
-// value and every scale the casts can derive: each positive finite BF16 amax, both formats,
-// margins -16..16, and the scale 1 of all-zero and non-finite blocks.
+// division; a power-of-two scale by one product); the same bits as __fdiv_rn (and the
+// emulation's division) for every finite BF16 value and every scale the casts can derive: each
+// positive finite BF16 amax, both formats, margins -16..16, both scale rules, and the scale 1
+// of all-zero and non-finite blocks.
 TEST(BlockCastDivision, EqualsIeeeDivisionForEveryBf16ValueAndScale) {
   FP8SCOPE_REQUIRE_GPU();
   std::vector<float> scales{1.0f};
@@ -148,8 +151,11 @@ TEST(BlockCastDivision, EqualsIeeeDivisionForEveryBf16ValueAndScale) {
     for (int margin = -16; margin <= 16; ++margin)
       for (unsigned b = 1; b < 0x7F80u; ++b) {
         const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);  // the BF16 value with bits b
-        scales.push_back(fp8::model_block_dequant(fp8::ScaleMode::vec128, amax, f, margin));
+        scales.push_back(fp8::model_block_dequant(fp8::ScaleMode::vec128, amax, f, {margin, false}));
       }
+  // The power-of-two scales: 2^e for every e whose scale the fast path takes (the rule derives
+  // only powers of two, each BF16 amax one of these).
+  for (int e = -76; e <= 100; ++e) scales.push_back(std::ldexp(1.0f, e));
   core::DeviceBuffer d(scales.size() * 4), bad(8);
   FP8S_CUDA(cudaMemcpy(d.get(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemset(bad.get(), 0, 8));
@@ -173,6 +179,11 @@ std::vector<Case> cases() {
   out.push_back({256, 384, Scaling::block, true, Format::e4m3, Overflow::satfinite, 1, true});
   out.push_back({256, 384, Scaling::block, false, Format::e4m3, Overflow::satfinite, 0, true});
   out.push_back({130, 77, Scaling::rowwise, false, Format::e4m3, Overflow::nosat, 0, true});
+  // Power-of-two scales: 1x128 and 128x128 blocks, row-wise, E5M2, a negative margin, a NaN.
+  out.push_back({256, 384, Scaling::block, false, Format::e4m3, Overflow::satfinite, 0, false, true});
+  out.push_back({200, 136, Scaling::block, true, Format::e4m3, Overflow::satfinite, 0, false, true});
+  out.push_back({130, 77, Scaling::rowwise, false, Format::e4m3, Overflow::satfinite, 0, false, true});
+  out.push_back({256, 384, Scaling::block, false, Format::e5m2, Overflow::nosat, -1, true, true});
   return out;
 }
 

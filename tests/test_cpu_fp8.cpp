@@ -205,6 +205,32 @@ TEST(CpuFp8, RowwiseAndBlockScalingTrainAndLoseLessToUnderflowThanDelayedScaling
   }
 }
 
+// Power-of-two scales (TransformerEngine's Float8BlockScaling default): the model trains as
+// with FP32 scales, every copy's scale is a power of two, and gradients still lose far less to
+// underflow than under delayed per-tensor E4M3 (a power of two gives up less than one binade).
+TEST(CpuFp8, PowerOfTwoBlockScalesTrainAndEveryScaleIsAPowerOfTwo) {
+  const auto ref = train(nullptr, 30);
+  cpu::Fp8Emulation delayed(scaled_by(fp8::Scaling::delayed));
+  train(&delayed, 30);
+  for (fp8::Scaling s : {fp8::Scaling::rowwise, fp8::Scaling::block}) {
+    auto cfg = scaled_by(s);
+    cfg.recipe.pow2_block_scales = true;
+    cpu::Fp8Emulation fp8(cfg);
+    const auto got = train(&fp8, 30);
+    for (int i = 0; i < 30; ++i)
+      EXPECT_NEAR(got[std::size_t(i)], ref[std::size_t(i)], 0.03 * ref[std::size_t(i)]) << to_string(s) << " step " << i;
+    int scales = 0;
+    for (const auto& t : fp8.taps())
+      if (t.scale != 0.0f) {
+        int e = 0;
+        ASSERT_EQ(std::frexp(t.scale, &e), 0.5f) << t.tensor << " step " << t.step << ": " << t.scale;
+        ++scales;
+      }
+    EXPECT_GT(scales, 30 * 10);
+    EXPECT_LT(underflow(fp8.taps(), ".grad"), underflow(delayed.taps(), ".grad") / 5) << to_string(s);
+  }
+}
+
 namespace {
 // The emulation's taps after one forward and backward step of cfg (4 sequences of 16 tokens).
 std::vector<fp8::Tap> one_step_taps(const model::GptConfig& cfg, const model::Fp8ModelConfig& f) {

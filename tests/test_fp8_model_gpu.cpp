@@ -196,23 +196,25 @@ TEST(Fp8GpuGeluInputBf16, LossAndEveryGradientMatchTheEmulation) {
 
 // Per-row and per-block scaling: the GPU's casts (fp8/block_cast.cuh) and scaled GEMMs against
 // the emulation, at d_model 256 so a row holds two 1x128 blocks, N = 128 tokens one token
-// block, and the head's 96 x 256 weight partial 128x128 blocks.
-class Fp8BlockGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat>> {};
+// block, and the head's 96 x 256 weight partial 128x128 blocks; FP32 and power-of-two scales.
+class Fp8BlockGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat, bool>> {};
 
 TEST_P(Fp8BlockGpuVsCpu, LossEveryGradientAndTheBlockTapsMatchTheEmulation) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [scaling, format] = GetParam();
+  const auto [scaling, format, pow2] = GetParam();
   auto cfg = tiny(96);
   cfg.d_model = 256;
-  expect_step_matches_emulation(cfg, fp8_config(model::Fp8Variant::custom, format, scaling),
-                                "scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format));
+  auto f = fp8_config(model::Fp8Variant::custom, format, scaling);
+  f.recipe.pow2_block_scales = pow2;
+  expect_step_matches_emulation(cfg, f, "scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format) + (pow2 ? " pow2" : ""));
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, Fp8BlockGpuVsCpu,
                          ::testing::Combine(::testing::Values(fp8::Scaling::rowwise, fp8::Scaling::block),
-                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid)),
+                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid), ::testing::Bool()),
                          [](const auto& info) {
-                           return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param));
+                           return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_pow2" : "");
                          });
 
 // Delayed scaling runs the fused kernels (LayerNorm and GELU writing FP8): four steps of

@@ -136,6 +136,19 @@ TEST(ReportScaling, RecipeUnderflowByTensorClass) {
   EXPECT_NE(md.find("Worst tensor's underflow: 8.0% under block scaling (1.qkv.grad_t) against 20.0% under delayed per-tensor E4M3 "
                     "(0.4x of it)."),
             std::string::npos);
+
+  // Power-of-two block scales are a recipe of their own: named in the run's label and weighed
+  // against delayed E4M3 apart from the FP32 scales.
+  core::Record pow2 = run("block", {{"1.qkv.grad_t", {{"underflow_rate", 0.1}}}});
+  pow2.params["block_scales"] = "pow2";
+  f.records.push_back(pow2);
+  opt.results[0].file = f;
+  const core::json rep2 = report::build_report(opt);
+  EXPECT_NE(std::string(table(rep2, "Underflow by tensor class")["rows"][2][0]).find(" block pow2 "), std::string::npos);
+  const std::string md2 = report::render_markdown(rep2, report::Flavor::markdown);
+  EXPECT_NE(md2.find("8.0% under block scaling (1.qkv.grad_t)"), std::string::npos);
+  EXPECT_NE(md2.find("10.0% under block pow2 scaling (1.qkv.grad_t) against 20.0% under delayed per-tensor E4M3 (0.5x of it)."),
+            std::string::npos);
 }
 
 namespace {

@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -196,4 +198,42 @@ TEST(ScaleMode, SpecRulesAndJson) {
   plain.a_scale = plain.b_scale = ScaleMode::tensor;
   EXPECT_FALSE(plain.from_sources());
   EXPECT_GT(s.device_bytes(256), plain.device_bytes(256) + 4.0 * 2 * 256 * 256);
+}
+
+// The model's scales under both rules, over every positive finite BF16 amax, both formats and
+// a few margins. FP32 scales: amax / fmt_max times 2^margin. Power-of-two scales: 1 / (fmt_max /
+// amax rounded down to a power of two), as TransformerEngine's Float8BlockScaling takes them, so
+// that at margin 0 the block's largest value lands in (fmt_max / 2, fmt_max] and none saturates
+// beyond the rounding of fmt_max / amax itself; non-finite amaxes keep 1.
+TEST(ScaleMode, ModelBlockScalesUnderBothRules) {
+  for (fp8::Format f : {fp8::Format::e4m3, fp8::Format::e5m2}) {
+    const double fmax = fp8::info(f).max;
+    for (int margin : {-2, 0, 3})
+      for (unsigned b = 1; b < 0x7F80u; ++b) {
+        const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);
+        const float exact = model_block_dequant(ScaleMode::vec128, amax, f, {margin, false});
+        ASSERT_EQ(exact, std::ldexp(amax / float(fmax), margin)) << amax;
+        const float d = model_block_dequant(ScaleMode::blk128, amax, f, {margin, true});
+        int e = 0;
+        ASSERT_EQ(std::frexp(d, &e), 0.5f) << "a power of two: " << amax;
+        // (fmt_max / amax) rounded to FP32, its power of two, inverted, times 2^margin.
+        const float q = std::min(float(fmax) / amax, std::numeric_limits<float>::max());
+        int eq = 0;
+        std::frexp(q, &eq);
+        ASSERT_EQ(d, std::ldexp(1.0f, 1 - eq + margin)) << amax;
+        if (margin == 0 && amax > 1e-30f) {
+          const double y = double(amax) / double(d);  // the block's largest value in codes
+          ASSERT_GT(y, fmax / 2 * (1 - 1e-7)) << amax;
+          ASSERT_LE(y, fmax * (1 + 1e-7)) << amax;
+        }
+      }
+    EXPECT_EQ(model_block_dequant(ScaleMode::vec128, 0.0f, f, {0, true}), 1.0f);
+    EXPECT_EQ(model_block_dequant(ScaleMode::vec128, INFINITY, f, {0, true}), 1.0f);
+    EXPECT_EQ(model_block_dequant(ScaleMode::vec128, NAN, f, {2, true}), 1.0f);
+  }
+  // E4M3, amax 3 x 448: fmt_max / amax = 1/3, whose power of two is 1/4: the scale is 4 (FP32: 3).
+  EXPECT_EQ(model_block_dequant(ScaleMode::vec128, 448.0f * 3, fp8::Format::e4m3, {0, true}), 4.0f);
+  EXPECT_EQ(model_block_dequant(ScaleMode::vec128, 448.0f * 3, fp8::Format::e4m3, {1, true}), 8.0f);
+  EXPECT_EQ(model_block_dequant(ScaleMode::vec128, 448.0f, fp8::Format::e4m3, {0, true}), 1.0f);
+  EXPECT_EQ(model_block_dequant(ScaleMode::vec128, 300.0f, fp8::Format::e4m3, {0, true}), 1.0f);
 }

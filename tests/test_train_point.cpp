@@ -180,6 +180,32 @@ TEST(TrainPoint, RowwiseAndBlockScalingScaleTheLinearsOnBothBackends) {
   }
 }
 
+// block_scales: FP32 scales unless asked (and in records made before the axis); pow2 only
+// where there are per-row / per-block scales to round.
+TEST(TrainPoint, PowerOfTwoScalesAreForRowwiseAndBlockScaling) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  point["precision"] = "fp8";
+  EXPECT_EQ(point["block_scales"], "fp32");
+  EXPECT_FALSE(train::train_point_from(point).fp8->recipe.pow2_block_scales);
+  point["block_scales"] = "pow2";
+  for (const char* s : {"rowwise", "block"}) {
+    point["scaling"] = s;
+    const auto tp = train::train_point_from(point);
+    EXPECT_TRUE(tp.fp8->recipe.pow2_block_scales);
+    EXPECT_EQ(train::check_train_point(tp, core::json::object()), "");
+  }
+  for (const char* s : {"delayed", "current"}) {
+    point["scaling"] = s;
+    EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
+              fmt::format("block_scales pow2 rounds the scales of scaling rowwise and block; scaling {} keeps one scale per tensor", s));
+  }
+  core::json old = point;
+  old.erase("block_scales");
+  old["scaling"] = "block";
+  EXPECT_FALSE(train::train_point_from(old).fp8->recipe.pow2_block_scales);
+}
+
 // `probe_train --list` plans a sweep without a GPU: each GPU point's device memory estimate by
 // part, and an FP8 point's against its BF16 twin (GPT-2 774M at B=16: measured 38094 and 30529
 // MiB on an H100, results/h100/train_sizes.json).

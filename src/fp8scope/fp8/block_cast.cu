@@ -6,6 +6,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace fp8scope::fp8 {
 namespace {
@@ -210,24 +211,26 @@ __device__ __forceinline__ unsigned underflows4(unsigned codes, unsigned a, unsi
   return __popc(zero_code_bytes(codes) & nonzero);
 }
 
-// Two values divided by the block's scale and converted, their saturations counted.
-template <class K>
+// Two values divided by the block's scale and converted, their saturations counted. P: the
+// scale is a power of two (BlockScaleRule::pow2), so its reciprocal is exact and one rounded
+// product is the rounded quotient (the division check covers these scales too).
+template <class K, bool P>
 __device__ __forceinline__ unsigned cast2_by_scale(float a, float b, float d, float r, LocalStats& st) {
   constexpr float fmax = info(K::format).max;
-  const float ya = divide_by_scale(a, d, r), yb = divide_by_scale(b, d, r);
+  const float ya = P ? __fmul_rn(a, r) : divide_by_scale(a, d, r), yb = P ? __fmul_rn(b, r) : divide_by_scale(b, d, r);
   st.saturated += (fabsf(ya) > fmax) + (fabsf(yb) > fmax);
   return cvt2<K>(ya, yb);
 }
 
 // 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
-template <class K>
+template <class K, bool P>
 __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, float d, float r, LocalStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
   if (fast(vmax_bits, d)) {
     const unsigned sat0 = st.saturated;
     unsigned q[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) q[k] = cast2_by_scale<K>(lo_bf16(w[k]), hi_bf16(w[k]), d, r, st);
+    for (int k = 0; k < 4; ++k) q[k] = cast2_by_scale<K, P>(lo_bf16(w[k]), hi_bf16(w[k]), d, r, st);
     const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
     if (!no_zero_code(out)) st.underflow += underflows4(out.x, w[0], w[1]) + underflows4(out.y, w[2], w[3]);
@@ -243,7 +246,7 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
 
 // 32 BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
 // halves of w -> 32 codes in q (8 words).
-template <class K>
+template <class K, bool P>
 __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int half, unsigned vmax_bits, float d, float r, unsigned (&q)[8],
                                                 LocalStats& st) {
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
@@ -253,8 +256,8 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
     const unsigned sat0 = st.saturated;
 #pragma unroll
     for (int k = 0; k < 8; ++k)
-      q[k] = cast2_by_scale<K>(value(4 * k), value(4 * k + 1), d, r, st) |
-             (cast2_by_scale<K>(value(4 * k + 2), value(4 * k + 3), d, r, st) << 16);
+      q[k] = cast2_by_scale<K, P>(value(4 * k), value(4 * k + 1), d, r, st) |
+             (cast2_by_scale<K, P>(value(4 * k + 2), value(4 * k + 3), d, r, st) << 16);
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
 #pragma unroll
     for (int k = 0; k < 4; ++k)
@@ -288,10 +291,10 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
   if (out && threadIdx.x % 32 == 0) atomic_max_nonneg(out, d);
 }
 
-template <class K, ScaleMode M>
+template <class K, ScaleMode M, bool P>
 __global__ void __launch_bounds__(kThreads, 2)
-    block_cast_kernel(const bf16* in, int rows, int cols, bool vec, int margin, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
-                      BlockCastCopy tc, const float* row_amax, const float* col_amax) {
+    block_cast_kernel(const bf16* in, int rows, int cols, bool vec, BlockScaleRule rule, ScaleGeometry gd, ScaleGeometry gt,
+                      BlockCastCopy dc, BlockCastCopy tc, const float* row_amax, const float* col_amax) {
   // kStages tiles (dynamic shared memory): the next tile's copies land while this one is cast.
   extern __shared__ __align__(16) unsigned char staged[];
   __shared__ unsigned part[kThreads / 32][kEdge];
@@ -337,7 +340,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (threadIdx.x < kEdge) {
       const int c = c0 + threadIdx.x;
       const float a = M == ScaleMode::vec128 ? cm : M == ScaleMode::blk128 ? tile_amax : (c < cols ? col_amax[c] : 0.0f);
-      const float d = model_block_dequant(M, a, F, margin);
+      const float d = model_block_dequant(M, a, F, rule);
       col_dequant[threadIdx.x] = d;
       col_recip[threadIdx.x] = __frcp_rn(d);
       const bool writes = tc.codes && c < cols && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && r0 == 0));
@@ -366,7 +369,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const int r = r0 + threadIdx.x / 16 + 16 * (lane16 % 8);
         my_a = M == ScaleMode::vec128 ? magnitude_of_bits(rb) : (r < rows ? row_amax[r] : 0.0f);
       }
-      const float my_d = model_block_dequant(M, my_a, F, margin), my_r = __frcp_rn(my_d);
+      const float my_d = model_block_dequant(M, my_a, F, rule), my_r = __frcp_rn(my_d);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const int r = r0 + threadIdx.x / 16 + 16 * i;
@@ -375,7 +378,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const float rd = M == ScaleMode::blk128 ? my_r : __shfl_sync(kFull, my_r, i, 16);
         if (r >= rows || valid <= 0) continue;
         ddq = fmaxf(ddq, d);
-        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K>(raw[i], m.vec[i], d, rd, st), valid, vec);
+        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K, P>(raw[i], m.vec[i], d, rd, st), valid, vec);
         const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
                                             (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
         if (writes) {
@@ -404,7 +407,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const int c = 2 * cp + half, gc = c0 + c;
         const float d = col_dequant[c], rd = col_recip[c];
         unsigned q[8];
-        cast32_by_scale<K>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, rd, q, stt);
+        cast32_by_scale<K, P>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, rd, q, stt);
         if (gc >= cols || valid <= 0) continue;
         std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
         if (tvec) {
@@ -455,12 +458,19 @@ __global__ void division_check_kernel(const float* scales, int n, unsigned long 
   for (int i = blockIdx.x; i < n; i += gridDim.x) {
     const float d = scales[i], r = __frcp_rn(d);
     if (!(d >= 0x1p-76f && d <= 0x1p100f)) continue;
+    const bool pow2 = (__float_as_uint(d) & 0x7FFFFFu) == 0;  // a normal power of two
     for (unsigned b = threadIdx.x; b < 65536u; b += blockDim.x) {
       if ((b & 0x7F80u) == 0x7F80u) continue;
-      const float x = __uint_as_float(b << 16), exact = __fdiv_rn(x, d), fast = divide_by_scale(x, d, r);
-      if (!(fabsf(exact) <= 65536.0f) || __float_as_uint(exact) == __float_as_uint(fast)) continue;
-      const bool both_tiny = fabsf(exact) < 0x1p-20f && fabsf(fast) < 0x1p-20f && signbit(exact) == signbit(fast);
-      bad += !both_tiny;
+      const float x = __uint_as_float(b << 16), exact = __fdiv_rn(x, d);
+      if (!(fabsf(exact) <= 65536.0f)) continue;
+      // Every scale through the corrected product; a power of two also through the one product
+      // the casts then use (cast2_by_scale).
+      const float fast[2] = {divide_by_scale(x, d, r), pow2 ? __fmul_rn(x, r) : exact};
+      for (float f : fast) {
+        if (__float_as_uint(exact) == __float_as_uint(f)) continue;
+        const bool both_tiny = fabsf(exact) < 0x1p-20f && fabsf(f) < 0x1p-20f && signbit(exact) == signbit(f);
+        bad += !both_tiny;
+      }
     }
   }
   bad = warp_sum_u64(bad);
@@ -469,8 +479,8 @@ __global__ void division_check_kernel(const float* scales, int n, unsigned long 
 
 }  // namespace
 
-void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Format f, Overflow o, int margin, const BlockCastCopy& direct,
-                          const BlockCastCopy& transposed, float* scratch, cudaStream_t s) {
+void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Format f, Overflow o, BlockScaleRule rule,
+                          const BlockCastCopy& direct, const BlockCastCopy& transposed, float* scratch, cudaStream_t s) {
   if (rows <= 0 || cols <= 0) return;
   const ScaleGeometry gd = scale_geometry(mode, rows, cols), gt = scale_geometry(mode, cols, rows);
   const dim3 grid(unsigned((cols + kEdge - 1) / kEdge), unsigned((rows + kEdge - 1) / kEdge));
@@ -487,16 +497,23 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
   constexpr int smem = kStages * kStageBytes;
   auto launch = [&](auto* kernel, const float* ra, const float* ca) {
     core::allow_dynamic_smem(kernel, smem);
-    kernel<<<ctas, kThreads, smem, s>>>(in, rows, cols, vec, margin, gd, gt, direct, transposed, ra, ca);
+    kernel<<<ctas, kThreads, smem, s>>>(in, rows, cols, vec, rule, gd, gt, direct, transposed, ra, ca);
   };
-  with_kind(f, o, [&](auto k) {
+  auto cast = [&](auto k, auto pow2) {
     using K = decltype(k);
+    constexpr bool P = decltype(pow2)::value;
     switch (mode) {
-      case ScaleMode::outer_vec: launch(block_cast_kernel<K, ScaleMode::outer_vec>, row_amax, col_amax); break;
-      case ScaleMode::vec128: launch(block_cast_kernel<K, ScaleMode::vec128>, nullptr, nullptr); break;
-      case ScaleMode::blk128: launch(block_cast_kernel<K, ScaleMode::blk128>, nullptr, nullptr); break;
+      case ScaleMode::outer_vec: launch(block_cast_kernel<K, ScaleMode::outer_vec, P>, row_amax, col_amax); break;
+      case ScaleMode::vec128: launch(block_cast_kernel<K, ScaleMode::vec128, P>, nullptr, nullptr); break;
+      case ScaleMode::blk128: launch(block_cast_kernel<K, ScaleMode::blk128, P>, nullptr, nullptr); break;
       default: break;  // the microscaling modes are not model recipes (the caller picks one of the three)
     }
+  };
+  with_kind(f, o, [&](auto k) {
+    if (rule.pow2)
+      cast(k, std::true_type{});
+    else
+      cast(k, std::false_type{});
   });
 }
 

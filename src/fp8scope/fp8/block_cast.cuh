@@ -6,7 +6,7 @@
 // a GEMM that reduces over rows; wgrad's copies, TransformerEngine's "columnwise" data). Block
 // scaling reads the input once (each 128x128 tile holds whole 1x128 and 128x128 blocks of both
 // copies); row-wise scaling needs each whole row's and column's amax first, one more read.
-// Codes are round(x / d), d = model_block_dequant(mode, amax of the block) (block_scale.hpp),
+// Codes are round(x / d), d = model_block_dequant(mode, amax of the block, rule) (block_scale.hpp),
 // exactly as the CPU emulation (cpu::Fp8Emulation::quantize_operand) computes them: a gpu test
 // compares every code and scale, another the kernels' division with __fdiv_rn for every BF16
 // value and every scale. Thin launchers; CUDA builds only.
@@ -34,14 +34,15 @@ struct BlockCastCopy {
 // blocks); the transpose's geometry is scale_geometry(mode, cols, rows). The scale tensors'
 // padding is never written (zero it once). scratch: block_cast_scratch_floats(rows, cols)
 // floats, used by outer_vec only.
-void block_cast_transpose(const __nv_bfloat16* in, int rows, int cols, ScaleMode mode, Format f, Overflow o, int margin,
+void block_cast_transpose(const __nv_bfloat16* in, int rows, int cols, ScaleMode mode, Format f, Overflow o, BlockScaleRule rule,
                           const BlockCastCopy& direct, const BlockCastCopy& transposed, float* scratch, cudaStream_t s);
 inline std::size_t block_cast_scratch_floats(int rows, int cols) { return std::size_t(rows) + std::size_t(cols); }
 
-// Checks the casts' division (a block's reciprocal and two corrections, see block_cast.cu)
-// against __fdiv_rn for every finite BF16 value and each of n scales (those the fast path
-// takes: 2^-76 <= d <= 2^100); adds the pairs whose quotients differ within the FP8 range to
-// *mismatches (zeroed by the caller).
+// Checks the casts' division (a block's reciprocal and two corrections, see block_cast.cu; for
+// a power-of-two scale also the single product by its reciprocal) against __fdiv_rn for every
+// finite BF16 value and each of n scales (those the fast path takes: 2^-76 <= d <= 2^100);
+// adds the pairs whose quotients differ within the FP8 range to *mismatches (zeroed by the
+// caller).
 void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s);
 
 // The smallest non-zero and the median block amax of n blocks (finite blocks only, as the CPU

@@ -115,14 +115,35 @@ FP8S_GEO_HD float block_dequant(ScaleMode mode, float amax, Format f, std::uint8
   return s;
 }
 
-// The model's per-row / per-block dequantisation scale: block_dequant with the recipe's
-// power-of-two margin on top; a block holding a non-finite value (amax NaN or inf) keeps 1, so
-// the value reaches the cast and the NaN onset sees it. The CPU emulation and the GPU casts
+// How the model's per-row / per-block scales follow from their amaxes: the recipe's
+// power-of-two margin, and whether each scale is the FP32 ratio amax / fmt_max or a power of
+// two. TransformerEngine's Float8BlockScaling takes powers of two by default (its
+// quantisation scale fmt_max / amax with the mantissa cleared, so no value saturates); then
+// the codes are x times an exact power of two, rounded once, and the scales survive any
+// rescaling exactly.
+struct BlockScaleRule {
+  int margin = 0;
+  bool pow2 = false;
+};
+
+// The model's per-row / per-block dequantisation scale: block_dequant (FP32 scale modes: amax /
+// fmt_max) or, under rule.pow2, 1 / (fmt_max / amax rounded down to a power of two), with the
+// margin on top; a block holding a non-finite value (amax NaN or inf) keeps 1, so the value
+// reaches the cast and the NaN onset sees it. The CPU emulation and the GPU casts
 // (block_cast.cuh) both use it.
-FP8S_GEO_HD float model_block_dequant(ScaleMode mode, float amax, Format f, int margin) {
+FP8S_GEO_HD float model_block_dequant(ScaleMode mode, float amax, Format f, BlockScaleRule rule) {
   if (!(amax <= 3.40282347e38f)) return 1.0f;
+  if (rule.pow2 && amax > 0.0f) {
+    // fmt_max / amax as TransformerEngine computes it (FP32, inf clamped to FLT_MAX), its
+    // exponent kept: a normal number for every finite amax (>= 448 / 3.4e38), so the inverse
+    // 2^-e is exact (2^-127 at the smallest amaxes is an FP32 subnormal, still exact).
+    float q = info(f).max / amax;
+    if (q > 3.40282347e38f) q = 3.40282347e38f;
+    const int e = int((float_bits(q) >> 23) & 0xFF) - 127;
+    return ldexpf(1.0f, rule.margin - e);
+  }
   std::uint8_t code = 0;
-  return ldexpf(block_dequant(mode, amax, f, &code), margin);
+  return ldexpf(block_dequant(mode, amax, f, &code), rule.margin);
 }
 
 // Host emulation of the GPU's block quantisation of one operand given logically as

@@ -17,9 +17,11 @@
 // dimension, torchao's row-wise recipe) or of each block (block: TransformerEngine's
 // Float8BlockScaling, 1x128 blocks along the reduction dimension for activations and
 // gradients, 128x128 blocks for weights; the wgrad GEMM's operands are blocked along the
-// tokens). A block's scale is amax / fp8_max (times 2^margin) dividing its values, as
-// fp8/block_scale.hpp computes it; the TensorScaler below is not used for them.
+// tokens). A block's scale is amax / fp8_max (times 2^margin) dividing its values, or with
+// pow2_block_scales the power of two TransformerEngine's Float8BlockScaling takes by default,
+// as fp8/block_scale.hpp computes it; the TensorScaler below is not used for them.
 // HYBRID uses E4M3 for forward tensors and E5M2 for gradients; E4M3 uses E4M3 for both.
+#include "fp8scope/fp8/block_scale.hpp"
 #include "fp8scope/fp8/format.hpp"
 
 #include <deque>
@@ -31,7 +33,7 @@ namespace fp8scope::fp8 {
 enum class RecipeFormat : std::uint8_t { e4m3, hybrid };
 enum class AmaxAlgo : std::uint8_t { max, most_recent };
 enum class Scaling : std::uint8_t { delayed, current, rowwise, block };
-// Scales per row or block of each GEMM operand (the CPU emulation only, so far).
+// Scales per row or block of each GEMM operand.
 inline bool per_block(Scaling s) { return s == Scaling::rowwise || s == Scaling::block; }
 enum class Pass : std::uint8_t { forward, backward };
 
@@ -41,7 +43,11 @@ struct RecipeConfig {
   int margin = 0;  // may be negative (stress tests)
   int amax_history_len = 1024;
   AmaxAlgo amax_algo = AmaxAlgo::max;
+  bool pow2_block_scales = false;  // rowwise / block: each scale a power of two (block_scale.hpp)
 };
+
+// The rule of a recipe's per-row / per-block scales.
+inline BlockScaleRule block_scale_rule(const RecipeConfig& r) { return {r.margin, r.pow2_block_scales}; }
 
 // The FP8 format a tensor of the given pass uses under a recipe format.
 Format format_for(RecipeFormat rf, Pass pass);

@@ -471,15 +471,15 @@ void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, c
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
-  const int margin = f.config().recipe.margin;
+  const fp8::BlockScaleRule rule = fp8::block_scale_rule(f.config().recipe);
   mark_cast_then_back(true);
   fp8::block_cast_transpose(
-      inp, N, IC, am, f.format(sv.si), f.overflow(), margin, f.block_copy(sv.si, f8_x_.as<std::uint8_t>(), f8_x_lt_.as<float>(), 0),
+      inp, N, IC, am, f.format(sv.si), f.overflow(), rule, f.block_copy(sv.si, f8_x_.as<std::uint8_t>(), f8_x_lt_.as<float>(), 0),
       f.block_copy(sv.si_t, sv.x_t.as<std::uint8_t>(), sv.x_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
   f.block_taps(sv.si, 0);
   f.block_taps(sv.si_t, 1);
   fp8::block_cast_transpose(
-      weight(w), OC, IC, wm, f.format(sv.sw), f.overflow(), margin, f.block_copy(sv.sw, f8_w_.as<std::uint8_t>(), f8_w_lt_.as<float>(), 0),
+      weight(w), OC, IC, wm, f.format(sv.sw), f.overflow(), rule, f.block_copy(sv.sw, f8_w_.as<std::uint8_t>(), f8_w_lt_.as<float>(), 0),
       f.block_copy(sv.sw_t, sv.w_t.as<std::uint8_t>(), sv.w_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
   f.block_taps(sv.sw, 0);
   f.block_taps(sv.sw_t, 1);
@@ -499,7 +499,7 @@ void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16*
   const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
   const bool rowwise = f.config().recipe.scaling == fp8::Scaling::rowwise;
   mark_cast_then_back(true);
-  fp8::block_cast_transpose(dout, N, OC, am, f.format(sv.sg), f.overflow(), f.config().recipe.margin,
+  fp8::block_cast_transpose(dout, N, OC, am, f.format(sv.sg), f.overflow(), fp8::block_scale_rule(f.config().recipe),
                             f.block_copy(sv.sg, f8_dy_.as<std::uint8_t>(), f8_dy_lt_.as<float>(), 0),
                             f.block_copy(sv.sg_t, f8_dy_t_.as<std::uint8_t>(), f8_dy_t_lt_.as<float>(), 1), block_scratch_.as<float>(),
                             stream_);

@@ -19,6 +19,14 @@ std::vector<core::ParamSpec> fp8_axes() {
        "delayed: per-tensor scale from the amax history; current: per tensor from this step's amax; rowwise: one scale per row "
        "of each GEMM operand; block: 1x128 blocks (activations, gradients), 128x128 (weights), each GEMM's operands scaled "
        "along its own reduction dimension"},
+      {"block_scales",
+       K::string,
+       "fp32",
+       {"fp32", "pow2"},
+       0,
+       0,
+       "rowwise / block scaling: each scale the FP32 ratio amax / fp8_max, or that rounded up to a power of two as "
+       "TransformerEngine's Float8BlockScaling does by default (codes x * 2^-k rounded once; no value saturates)"},
       {"saturation", K::string, "satfinite", {"satfinite", "nosat"}, 0, 0, "overflow clamps, or becomes NaN/inf"},
       {"variant",
        K::string,
@@ -67,6 +75,8 @@ fp8::RecipeConfig recipe_from(const json& p) {
               : sc == "current" ? fp8::Scaling::current
               : sc == "rowwise" ? fp8::Scaling::rowwise
                                 : fp8::Scaling::block;
+  // (A record made before the block_scales axis had FP32 scales.)
+  r.pow2_block_scales = p.value("block_scales", std::string("fp32")) == "pow2";
   return r;
 }
 }  // namespace
