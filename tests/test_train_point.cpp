@@ -198,7 +198,9 @@ TEST(TrainPoint, PowerOfTwoScalesAreForRowwiseAndBlockScaling) {
   for (const char* s : {"delayed", "current"}) {
     point["scaling"] = s;
     EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
-              fmt::format("block_scales pow2 rounds the scales of scaling rowwise and block; scaling {} keeps one scale per tensor", s));
+              fmt::format("block_scales pow2 rounds the scales of scaling rowwise and block; scaling {} keeps one scale per tensor (tie "
+                          "the two in a zip group)",
+                          s));
   }
   core::json old = point;
   old.erase("block_scales");

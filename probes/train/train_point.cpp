@@ -165,8 +165,10 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   // The GPU model's Llama block runs in the fused attention (which refuses fp8_attention below).
   if (p.backend == "gpu" && p.model.llama() && !p.gpu.flash_attention) return "arch llama on the GPU needs attention flash";
   if (p.fp8 && p.fp8->recipe.pow2_block_scales && !fp8::per_block(p.fp8->recipe.scaling))
-    return fmt::format("block_scales pow2 rounds the scales of scaling rowwise and block; scaling {} keeps one scale per tensor",
-                       fp8::to_string(p.fp8->recipe.scaling));
+    return fmt::format(
+        "block_scales pow2 rounds the scales of scaling rowwise and block; scaling {} keeps one scale per tensor (tie the two in a zip "
+        "group)",
+        fp8::to_string(p.fp8->recipe.scaling));
   if (p.fp8 && fp8::per_block(p.fp8->recipe.scaling)) {
     const std::string sc = fp8::to_string(p.fp8->recipe.scaling);
     if (p.fp8->attention()) return fmt::format("scaling {} scales the linears; variant fp8_attention needs delayed or current", sc);
