@@ -118,9 +118,9 @@ FP8S_GEO_HD float block_dequant(ScaleMode mode, float amax, Format f, std::uint8
 // How the model's per-row / per-block scales follow from their amaxes: the recipe's
 // power-of-two margin, and whether each scale is the FP32 ratio amax / fmt_max or a power of
 // two. TransformerEngine's Float8BlockScaling takes powers of two by default (its
-// quantisation scale fmt_max / amax with the mantissa cleared, so no value saturates); then
-// the codes are x times an exact power of two, rounded once, and the scales survive any
-// rescaling exactly.
+// quantisation scale fmt_max / amax with the mantissa cleared: amax times it is a BF16 value at
+// most fmt_max, so at margin >= 0 no value saturates); then the codes are x times an exact
+// power of two, rounded once, and the scales survive any rescaling exactly.
 struct BlockScaleRule {
   int margin = 0;
   bool pow2 = false;
