@@ -80,7 +80,8 @@ const double* Fp8Emulation::quantize_operand(int layer, const std::string& tenso
     }
   // Each block's dequantisation scale, from its own amax (NaN for a block with a non-finite value).
   std::vector<float> dq(amax.size());
-  for (std::size_t b = 0; b < amax.size(); ++b) dq[b] = fp8::model_block_dequant(mode, amax[b], f, fp8::block_scale_rule(opt_.recipe));
+  const fp8::BlockScaleRule rule = fp8::block_scale_rule(opt_.recipe);
+  for (std::size_t b = 0; b < amax.size(); ++b) dq[b] = fp8::model_block_dequant(mode, amax[b], f, rule);
   auto& buf = buffers_[{layer, tensor}];
   buf.resize(std::size_t(outer * inner));
   const float fmax = fp8::info(f).max;

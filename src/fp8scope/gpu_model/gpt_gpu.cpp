@@ -625,10 +625,7 @@ GpuGpt::StepValues GpuGpt::train_step(const int* inputs, const int* targets, flo
   };
   StepGraph& sg = graphs_[fp8_ && fp8_->recording() ? 1 : 0];
   if (graphs_off_reason().empty() && sg.uncaptured > 0) {
-    if (!sg.exec) {
-      sg.exec = core::GraphExec::capture(stream_, enqueue_step);
-      ++graph_captures_;
-    }
+    if (!sg.exec) sg.exec = core::GraphExec::capture(stream_, enqueue_step);
     sg.exec.launch(stream_);
     ++graph_replays_;
   } else {

@@ -65,7 +65,7 @@ class GpuGpt {
   void set_graphs(bool on) { graphs_on_ = on; }
   // Steps train_step replayed from a graph, and graphs it captured.
   int graph_replays() const { return graph_replays_; }
-  int graph_captures() const { return graph_captures_; }
+  int graph_captures() const { return int(bool(graphs_[0].exec)) + int(bool(graphs_[1].exec)); }  // each kind once
   // Why train_step runs uncaptured now ("" when it captures).
   std::string graphs_off_reason() const;
 
@@ -259,7 +259,7 @@ class GpuGpt {
   };
   std::array<StepGraph, 2> graphs_;
   bool graphs_on_ = true;
-  int graph_replays_ = 0, graph_captures_ = 0;
+  int graph_replays_ = 0;
   std::unique_ptr<Fp8Runtime> fp8_;
   GradReducer grad_reducer_;
   std::map<std::pair<int, int>, Fp8Saved> fp8_saved_;
