@@ -118,9 +118,11 @@ void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
 // The casts of per-row / per-block scaling (fp8::block_cast_transpose) as the model's step runs
 // them, with statistics and both copies: an activation or gradient [N][cols] in 1x128 blocks
 // (vec128) or per row (outer_vec: one more read for the row and column amaxes), a weight in
-// 128x128 blocks (blk128). Bytes: the reads (one or two) and the two FP8 copies. pow2: the
-// scales rounded to powers of two (one product a value instead of the corrected division).
-void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols, fp8::ScaleMode mode, bool pow2 = false) {
+// 128x128 blocks (blk128). Bytes: the reads (one or two) and the two FP8 copies. The scale rule:
+// FP32 scales at margin 0 (two bounding products a value), powers of two (`_pow2`: one
+// product), or margin -1 (`_margin_minus1`: the exact division and a saturation compare per
+// value, the path every FP32 scale took before the bounding products).
+void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols, fp8::ScaleMode mode, fp8::BlockScaleRule rule = {}) {
   if (skip(state)) return;
   const std::int64_t n = rows * cols;
   auto in = random_bf16(n, 1.0f, 1);
@@ -133,8 +135,8 @@ void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols
   const fp8::BlockCastCopy d{out.as<std::uint8_t>(), lt.as<float>(), stats.as<fp8::CastStats>(), nullptr, maxdq.as<float>()};
   const fp8::BlockCastCopy t{out_t.as<std::uint8_t>(), lt_t.as<float>(), stats.as<fp8::CastStats>() + 1, nullptr, maxdq.as<float>() + 1};
   const double s = bench::run_timed(state, [&] {
-    fp8::block_cast_transpose(in.as<bf16>(), int(rows), int(cols), mode, fp8::Format::e4m3, fp8::Overflow::satfinite,
-                              fp8::BlockScaleRule{0, pow2}, d, t, scratch.as<float>(), bench::stream());
+    fp8::block_cast_transpose(in.as<bf16>(), int(rows), int(cols), mode, fp8::Format::e4m3, fp8::Overflow::satfinite, rule, d, t,
+                              scratch.as<float>(), bench::stream());
   });
   report(state, s, double(n) * (mode == fp8::ScaleMode::outer_vec ? 6 : 4));
 }
@@ -453,8 +455,12 @@ int main(int argc, char** argv) {
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C), std::int64_t(V)}) {
     reg(fmt::format("block_cast/vec128/{}x{}", N, cols),
         [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::vec128); });
-    reg(fmt::format("block_cast/vec128_pow2/{}x{}", N, cols),
-        [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::vec128, true); });
+    reg(fmt::format("block_cast/vec128_pow2/{}x{}", N, cols), [cols](benchmark::State& s) {
+      bm_block_cast(s, N, cols, fp8::ScaleMode::vec128, {0, true});
+    });
+    reg(fmt::format("block_cast/vec128_margin_minus1/{}x{}", N, cols), [cols](benchmark::State& s) {
+      bm_block_cast(s, N, cols, fp8::ScaleMode::vec128, {-1, false});
+    });
     if (cols != V)
       reg(fmt::format("block_cast/outer_vec/{}x{}", N, cols),
           [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::outer_vec); });

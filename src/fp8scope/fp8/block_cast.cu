@@ -22,11 +22,13 @@ using bf16 = __nv_bfloat16;
 //
 // Speed: a cast is memory-bound only if each value costs a handful of instructions. The
 // amaxes are taken on packed BF16 magnitude bits (two per 32-bit SIMD maximum), the codes
-// come from the paired conversion (two values per instruction), the division by a block's
-// scale reuses the block's reciprocal (divide_by_scale), and a vector without a non-finite
-// value counts its statistics from its maximum, a compare per value for saturation and, only
-// when a code is zero, its underflows; anything else takes the value-by-value path. On the H200
-// the kernel is still latency-bound at 25 % occupancy (docs/performance.md).
+// come from the paired conversion (two values per instruction), the quotients by a block's
+// scale from products by its reciprocal (Quot: two bounding products where the scale is an
+// FP32 ratio, one where it is a power of two, the exact division only where those cannot
+// decide or the margin is negative), and a vector without a non-finite value counts its
+// statistics from its maximum: saturations only in the vector holding the block's amax and
+// underflows only when a code is zero; anything else takes the value-by-value path. The
+// kernel's time follows its instruction count (docs/performance.md).
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;
@@ -204,6 +206,53 @@ __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats
 // format's largest value), and one such lane sent its whole warp down the slow path.
 __device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_bits < kInfBits && d >= 0x1p-76f && d <= 0x1p100f; }
 
+// How the fast path finds the codes of a block's quotients x / d (one way for a whole launch):
+// - exact: divide_by_scale, and each value's saturation counted. Any margin, either rule.
+// - bounded: FP32 scales at margin >= 0. Two products, |x| times the reciprocal rounded down and
+//   |x| times it rounded up and raised three units in the last place, both truncated toward
+//   zero, enclose the FP32 quotient (|lo| <= |x / d| <= |hi|, the same sign); the FP8 encoding
+//   is monotonic, so where the two codes agree they are the quotient's code. Where they do not
+//   (an FP8 rounding boundary within a few FP32 units of the quotient, about once in 10^5
+//   values) the vector is divided exactly. Four products and two paired conversions per two
+//   values instead of two divisions of six dependent operations and a paired conversion.
+// - pow2: power-of-two scales at margin >= 0: the reciprocal is exact and one rounded product
+//   is the rounded quotient.
+// At margin >= 0 only the values equal to a block's amax can saturate: d >= amax / fmt_max
+// (1 - 2^-24), and the next BF16 magnitude below the amax is at most amax (1 - 2^-8), so its
+// quotient stays below fmt_max. The block's saturation key says whether the amax's does
+// (saturation_key); bounded and pow2 count saturations only in the vector that holds the amax,
+// instead of comparing every value.
+enum class Quot { exact, bounded, pow2 };
+constexpr unsigned kNoSaturation = 0xFFFFFFFEu;  // no value of the block saturates
+constexpr unsigned kSlowBlock = 0xFFFFFFFFu;     // a non-finite block (d = 1: any value may saturate): value by value
+
+// A block's scale as the fast path uses it: the reciprocal (exact, pow2; rounded down, bounded),
+// the raised reciprocal (bounded) and the saturation key.
+struct Divisor {
+  float d, r1, r2;
+  unsigned key;
+};
+template <Quot Q>
+__device__ __forceinline__ Divisor divisor_of(float amax, float d, float fmax) {
+  Divisor v{d, Q == Quot::bounded ? __frcp_rd(d) : __frcp_rn(d), 0.0f, kNoSaturation};
+  if constexpr (Q == Quot::bounded) v.r2 = __uint_as_float(__float_as_uint(__frcp_ru(d)) + 3u);
+  if constexpr (Q != Quot::exact) {
+    // The block amax is a BF16 magnitude (or inf): its bits are the key.
+    if (!(amax <= 3.40282347e38f))
+      v.key = kSlowBlock;
+    else if (__fdiv_rn(amax, d) > fmax)
+      v.key = __float_as_uint(amax) >> 16;
+  }
+  return v;
+}
+__device__ __forceinline__ Divisor shfl_divisor(const Divisor& v, int src) {
+  return {__shfl_sync(kFull, v.d, src, 16), __shfl_sync(kFull, v.r1, src, 16), __shfl_sync(kFull, v.r2, src, 16),
+          __shfl_sync(kFull, v.key, src, 16)};
+}
+
+// How many of the two BF16 values of w have magnitude bits `bits`.
+__device__ __forceinline__ unsigned count_equal2(unsigned w, unsigned bits) { return __popc(__vcmpeq2(abs2(w), bits * 0x10001u)) / 16; }
+
 // Underflows among 4 codes (one word) of 4 BF16 values (a: values 0 and 1, b: 2 and 3): the
 // non-zero values whose code is +-0, counted byte-parallel.
 __device__ __forceinline__ unsigned underflows4(unsigned codes, unsigned a, unsigned b) {
@@ -211,26 +260,50 @@ __device__ __forceinline__ unsigned underflows4(unsigned codes, unsigned a, unsi
   return __popc(zero_code_bytes(codes) & nonzero);
 }
 
-// Two values divided by the block's scale and converted, their saturations counted. P: the
-// scale is a power of two (BlockScaleRule::pow2), so its reciprocal is exact and one rounded
-// product is the rounded quotient (the division check covers these scales too).
-template <class K, bool P>
-__device__ __forceinline__ unsigned cast2_by_scale(float a, float b, float d, float r, LocalStats& st) {
+// Two values divided by the block's scale and converted (exact or pow2), their saturations
+// counted where any value may saturate (exact).
+template <class K, Quot Q>
+__device__ __forceinline__ unsigned cast2_by_scale(float a, float b, const Divisor& v, LocalStats& st) {
   constexpr float fmax = info(K::format).max;
-  const float ya = P ? __fmul_rn(a, r) : divide_by_scale(a, d, r), yb = P ? __fmul_rn(b, r) : divide_by_scale(b, d, r);
-  st.saturated += (fabsf(ya) > fmax) + (fabsf(yb) > fmax);
+  const float ya = Q == Quot::pow2 ? __fmul_rn(a, v.r1) : divide_by_scale(a, v.d, v.r1);
+  const float yb = Q == Quot::pow2 ? __fmul_rn(b, v.r1) : divide_by_scale(b, v.d, v.r1);
+  if constexpr (Q == Quot::exact) st.saturated += (fabsf(ya) > fmax) + (fabsf(yb) > fmax);
   return cvt2<K>(ya, yb);
+}
+// The codes of two values through the bounding products (Quot::bounded), the lower one's codes
+// returned and those of the upper one in `upper`.
+template <class K>
+__device__ __forceinline__ unsigned cast2_bounded(float a, float b, const Divisor& v, unsigned& upper) {
+  upper = cvt2<K>(__fmul_rz(a, v.r2), __fmul_rz(b, v.r2));
+  return cvt2<K>(__fmul_rz(a, v.r1), __fmul_rz(b, v.r1));
+}
+// Two values' codes through the exact division, for the vectors the bounds leave undecided.
+template <class K>
+__device__ __forceinline__ unsigned cast2_exact(float a, float b, float d) {
+  const float r = __frcp_rn(d);
+  return cvt2<K>(divide_by_scale(a, d, r), divide_by_scale(b, d, r));
 }
 
 // 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
-template <class K, bool P>
-__device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, float d, float r, LocalStats& st) {
+template <class K, Quot Q>
+__device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, const Divisor& v, LocalStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if (fast(vmax_bits, d)) {
+  if (fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock)) {
     const unsigned sat0 = st.saturated;
     unsigned q[4];
+    if constexpr (Q == Quot::bounded) {
+      unsigned u[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) q[k] = cast2_by_scale<K, P>(lo_bf16(w[k]), hi_bf16(w[k]), d, r, st);
+      for (int k = 0; k < 4; ++k) q[k] = cast2_bounded<K>(lo_bf16(w[k]), hi_bf16(w[k]), v, u[k]);
+      if ((q[0] ^ u[0]) | (q[1] ^ u[1]) | (q[2] ^ u[2]) | (q[3] ^ u[3]))
+#pragma unroll
+        for (int k = 0; k < 4; ++k) q[k] = cast2_exact<K>(lo_bf16(w[k]), hi_bf16(w[k]), v.d);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) q[k] = cast2_by_scale<K, Q>(lo_bf16(w[k]), hi_bf16(w[k]), v, st);
+    }
+    if (Q != Quot::exact && vmax_bits == v.key)
+      st.saturated += count_equal2(w[0], v.key) + count_equal2(w[1], v.key) + count_equal2(w[2], v.key) + count_equal2(w[3], v.key);
     const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
     if (!no_zero_code(out)) st.underflow += underflows4(out.x, w[0], w[1]) + underflows4(out.y, w[2], w[3]);
@@ -240,24 +313,42 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
   }
   std::uint8_t q[8];
 #pragma unroll
-  for (int j = 0; j < 8; ++j) q[j] = cast_scaled<K>(bf16_at(raw, j), d, st);
+  for (int j = 0; j < 8; ++j) q[j] = cast_scaled<K>(bf16_at(raw, j), v.d, st);
   return make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24, q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
 }
 
 // 32 BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
 // halves of w -> 32 codes in q (8 words).
-template <class K, bool P>
-__device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int half, unsigned vmax_bits, float d, float r, unsigned (&q)[8],
+template <class K, Quot Q>
+__device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int half, unsigned vmax_bits, const Divisor& v, unsigned (&q)[8],
                                                 LocalStats& st) {
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
-  if (fast(vmax_bits, d)) {
+  if (fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock)) {
     const unsigned sat0 = st.saturated;
+    if constexpr (Q == Quot::bounded) {
+      unsigned differ = 0;
 #pragma unroll
-    for (int k = 0; k < 8; ++k)
-      q[k] = cast2_by_scale<K, P>(value(4 * k), value(4 * k + 1), d, r, st) |
-             (cast2_by_scale<K, P>(value(4 * k + 2), value(4 * k + 3), d, r, st) << 16);
+      for (int k = 0; k < 8; ++k) {
+        unsigned u0, u1;
+        q[k] =
+            cast2_bounded<K>(value(4 * k), value(4 * k + 1), v, u0) | (cast2_bounded<K>(value(4 * k + 2), value(4 * k + 3), v, u1) << 16);
+        differ |= q[k] ^ (u0 | (u1 << 16));
+      }
+      if (differ)
+#pragma unroll
+        for (int k = 0; k < 8; ++k)
+          q[k] = cast2_exact<K>(value(4 * k), value(4 * k + 1), v.d) | (cast2_exact<K>(value(4 * k + 2), value(4 * k + 3), v.d) << 16);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k)
+        q[k] = cast2_by_scale<K, Q>(value(4 * k), value(4 * k + 1), v, st) |
+               (cast2_by_scale<K, Q>(value(4 * k + 2), value(4 * k + 3), v, st) << 16);
+    }
+    if (Q != Quot::exact && vmax_bits == v.key)
+#pragma unroll
+      for (int k = 0; k < 16; ++k) st.saturated += count_equal2(pair(2 * k), v.key);
     st.amax = fmaxf(st.amax, __uint_as_float(vmax_bits << 16));
 #pragma unroll
     for (int k = 0; k < 4; ++k)
@@ -272,7 +363,7 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
   for (int k = 0; k < 8; ++k) {
     unsigned word = 0;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) word |= unsigned(cast_scaled<K>(value(4 * k + j), d, st)) << (8 * j);
+    for (int j = 0; j < 4; ++j) word |= unsigned(cast_scaled<K>(value(4 * k + j), v.d, st)) << (8 * j);
     q[k] = word;
   }
 }
@@ -291,16 +382,17 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
   if (out && threadIdx.x % 32 == 0) atomic_max_nonneg(out, d);
 }
 
-template <class K, ScaleMode M, bool P>
+template <class K, ScaleMode M, Quot Q>
 __global__ void __launch_bounds__(kThreads, 2)
     block_cast_kernel(const bf16* in, int rows, int cols, bool vec, BlockScaleRule rule, ScaleGeometry gd, ScaleGeometry gt,
                       BlockCastCopy dc, BlockCastCopy tc, const float* row_amax, const float* col_amax) {
   // kStages tiles (dynamic shared memory): the next tile's copies land while this one is cast.
   extern __shared__ __align__(16) unsigned char staged[];
   __shared__ unsigned part[kThreads / 32][kEdge];
-  __shared__ float col_dequant[kEdge], col_recip[kEdge];
+  __shared__ Divisor col_div[kEdge];
   __shared__ float warp_part[kThreads / 32];
   constexpr Format F = K::format;
+  constexpr float fmax = info(F).max;
   const int lane16 = threadIdx.x % 16, tiles_x = (cols + kEdge - 1) / kEdge, tiles = tiles_x * ((rows + kEdge - 1) / kEdge);
   // Statistics and the largest dequantisation scales accumulate over the CTA's tiles and are
   // flushed once: a CTA per tile made the step's casts wait on same-address atomics.
@@ -341,8 +433,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int c = c0 + threadIdx.x;
       const float a = M == ScaleMode::vec128 ? cm : M == ScaleMode::blk128 ? tile_amax : (c < cols ? col_amax[c] : 0.0f);
       const float d = model_block_dequant(M, a, F, rule);
-      col_dequant[threadIdx.x] = d;
-      col_recip[threadIdx.x] = __frcp_rn(d);
+      col_div[threadIdx.x] = divisor_of<Q>(a, d, fmax);
       const bool writes = tc.codes && c < cols && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && r0 == 0));
       if (writes) {
         tc.lt[gt.lt_offset(c, r0 / kEdge)] = d;
@@ -369,16 +460,16 @@ __global__ void __launch_bounds__(kThreads, 2)
         const int r = r0 + threadIdx.x / 16 + 16 * (lane16 % 8);
         my_a = M == ScaleMode::vec128 ? magnitude_of_bits(rb) : (r < rows ? row_amax[r] : 0.0f);
       }
-      const float my_d = model_block_dequant(M, my_a, F, rule), my_r = __frcp_rn(my_d);
+      const Divisor my_v = divisor_of<Q>(my_a, model_block_dequant(M, my_a, F, rule), fmax);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const int r = r0 + threadIdx.x / 16 + 16 * i;
         const float a = M == ScaleMode::blk128 ? my_a : __shfl_sync(kFull, my_a, i, 16);
-        const float d = M == ScaleMode::blk128 ? my_d : __shfl_sync(kFull, my_d, i, 16);
-        const float rd = M == ScaleMode::blk128 ? my_r : __shfl_sync(kFull, my_r, i, 16);
+        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, i);
+        const float d = v.d;
         if (r >= rows || valid <= 0) continue;
         ddq = fmaxf(ddq, d);
-        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K, P>(raw[i], m.vec[i], d, rd, st), valid, vec);
+        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K, Q>(raw[i], m.vec[i], v, st), valid, vec);
         const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
                                             (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
         if (writes) {
@@ -405,9 +496,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int c = 2 * cp + half, gc = c0 + c;
-        const float d = col_dequant[c], rd = col_recip[c];
+        const Divisor v = col_div[c];
         unsigned q[8];
-        cast32_by_scale<K, P>(w, half, half ? vm >> 16 : vm & 0xFFFFu, d, rd, q, stt);
+        cast32_by_scale<K, Q>(w, half, half ? vm >> 16 : vm & 0xFFFFu, v, q, stt);
         if (gc >= cols || valid <= 0) continue;
         std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
         if (tvec) {
@@ -452,12 +543,14 @@ __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float
 // Every finite BF16 value (the 65536 bit patterns less the non-finite ones) divided by each
 // scale both ways, over the scales fast() lets the fast path use (2^-76 <= d <= 2^100); a pair counts
 // when the exact quotient lies in the FP8 range and the bits differ (quotients below 2^-20,
-// which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits).
+// which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits), or
+// when the bounding products of Quot::bounded do not enclose it.
 __global__ void division_check_kernel(const float* scales, int n, unsigned long long* mismatches) {
   unsigned long long bad = 0;
   for (int i = blockIdx.x; i < n; i += gridDim.x) {
     const float d = scales[i], r = __frcp_rn(d);
     if (!(d >= 0x1p-76f && d <= 0x1p100f)) continue;
+    const Divisor rb = divisor_of<Quot::bounded>(0.0f, d, 0.0f);
     const bool pow2 = (__float_as_uint(d) & 0x7FFFFFu) == 0;  // a normal power of two
     for (unsigned b = threadIdx.x; b < 65536u; b += blockDim.x) {
       if ((b & 0x7F80u) == 0x7F80u) continue;
@@ -471,6 +564,12 @@ __global__ void division_check_kernel(const float* scales, int n, unsigned long 
         const bool both_tiny = fabsf(exact) < 0x1p-20f && fabsf(f) < 0x1p-20f && signbit(exact) == signbit(f);
         bad += !both_tiny;
       }
+      // The bounding products (Quot::bounded) enclose the quotient, with its sign. Below 2^-20
+      // every FP8 code is a zero of the value's sign, which truncation keeps.
+      const float lo = __fmul_rz(x, rb.r1), hi = __fmul_rz(x, rb.r2);
+      const bool encloses =
+          fabsf(lo) <= fabsf(exact) && fabsf(exact) <= fabsf(hi) && signbit(lo) == signbit(x) && signbit(hi) == signbit(x);
+      bad += !encloses && fabsf(exact) >= 0x1p-20f;
     }
   }
   bad = warp_sum_u64(bad);
@@ -499,21 +598,24 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
     core::allow_dynamic_smem(kernel, smem);
     kernel<<<ctas, kThreads, smem, s>>>(in, rows, cols, vec, rule, gd, gt, direct, transposed, ra, ca);
   };
-  auto cast = [&](auto k, auto pow2) {
+  auto cast = [&](auto k, auto quot) {
     using K = decltype(k);
-    constexpr bool P = decltype(pow2)::value;
+    constexpr Quot Q = decltype(quot)::value;
     switch (mode) {
-      case ScaleMode::outer_vec: launch(block_cast_kernel<K, ScaleMode::outer_vec, P>, row_amax, col_amax); break;
-      case ScaleMode::vec128: launch(block_cast_kernel<K, ScaleMode::vec128, P>, nullptr, nullptr); break;
-      case ScaleMode::blk128: launch(block_cast_kernel<K, ScaleMode::blk128, P>, nullptr, nullptr); break;
+      case ScaleMode::outer_vec: launch(block_cast_kernel<K, ScaleMode::outer_vec, Q>, row_amax, col_amax); break;
+      case ScaleMode::vec128: launch(block_cast_kernel<K, ScaleMode::vec128, Q>, nullptr, nullptr); break;
+      case ScaleMode::blk128: launch(block_cast_kernel<K, ScaleMode::blk128, Q>, nullptr, nullptr); break;
       default: break;  // the microscaling modes are not model recipes (the caller picks one of the three)
     }
   };
+  // A negative margin lets any value saturate: the exact division, each value's saturation counted.
   with_kind(f, o, [&](auto k) {
-    if (rule.pow2)
-      cast(k, std::true_type{});
+    if (rule.margin < 0)
+      cast(k, std::integral_constant<Quot, Quot::exact>{});
+    else if (rule.pow2)
+      cast(k, std::integral_constant<Quot, Quot::pow2>{});
     else
-      cast(k, std::false_type{});
+      cast(k, std::integral_constant<Quot, Quot::bounded>{});
   });
 }
 
