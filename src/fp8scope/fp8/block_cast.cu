@@ -98,10 +98,27 @@ __device__ __forceinline__ void issue_tile(const bf16* in, int rows, int cols, i
   core::cp_commit();
 }
 
-__device__ __forceinline__ unsigned half_warp_max_bits(unsigned v) {
+// The maxima of the 8 tile rows a thread holds part of (v[i]: its part of row i), reduced over
+// the 16 lanes that share them and scattered: lane l ends with row (l % 16) / 2's. Each step
+// halves the rows a lane keeps and sends the other half to its partner: 8 shuffles instead of
+// 32 for eight full reductions, and no select by a lane-dependent index (which the compiler
+// turned into an array in local memory).
+__device__ __forceinline__ unsigned row_max_scatter(const unsigned (&v)[8]) {
+  const int l = threadIdx.x % 16;
+  unsigned a[4], b[2];
 #pragma unroll
-  for (int off = 8; off > 0; off /= 2) v = max(v, __shfl_xor_sync(kFull, v, off));
-  return v;
+  for (int k = 0; k < 4; ++k) {  // lanes 0-7 keep rows 0-3, lanes 8-15 rows 4-7
+    const bool up = l & 8;
+    a[k] = max(up ? v[k + 4] : v[k], __shfl_xor_sync(kFull, up ? v[k] : v[k + 4], 8));
+  }
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {  // then two of those four
+    const bool up = l & 4;
+    b[k] = max(up ? a[k + 2] : a[k], __shfl_xor_sync(kFull, up ? a[k] : a[k + 2], 4));
+  }
+  const bool up = l & 2;
+  const unsigned c = max(up ? b[1] : b[0], __shfl_xor_sync(kFull, up ? b[0] : b[1], 2));
+  return max(c, __shfl_xor_sync(kFull, c, 1));
 }
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
@@ -115,11 +132,11 @@ __device__ __forceinline__ unsigned long long warp_sum_u64(unsigned long long v)
   return v;
 }
 
-// The thread's row maxima (bits of each row, reduced over the 16 lanes that hold it) and its 8
-// columns' maxima over its rows (packed, two per word).
+// The maxima (BF16 magnitude bits) of the thread's vectors, of one whole row of its 16 lanes
+// (row_max_scatter) and of its 8 columns over its rows (packed, two per word).
 struct TileMaxima {
-  unsigned vec[8];   // the thread's own 8 values of row i
-  unsigned row[8];   // the whole tile row i
+  unsigned vec[8];   // the thread's own 8 values of its row i (tile row t / 16 + 16 i)
+  unsigned row;      // the whole tile row t / 16 + 16 ((t % 16) / 2)
   unsigned col2[4];  // columns 8 (t % 16) + 2k, +1 over the thread's rows
 };
 __device__ __forceinline__ TileMaxima tile_maxima(const uint4 (&raw)[8]) {
@@ -129,10 +146,10 @@ __device__ __forceinline__ TileMaxima tile_maxima(const uint4 (&raw)[8]) {
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     m.vec[i] = max_bits8(raw[i]);
-    m.row[i] = half_warp_max_bits(m.vec[i]);
     m.col2[0] = __vmaxu2(m.col2[0], abs2(raw[i].x)), m.col2[1] = __vmaxu2(m.col2[1], abs2(raw[i].y));
     m.col2[2] = __vmaxu2(m.col2[2], abs2(raw[i].z)), m.col2[3] = __vmaxu2(m.col2[3], abs2(raw[i].w));
   }
+  m.row = row_max_scatter(m.vec);
   return m;
 }
 
@@ -160,11 +177,8 @@ __global__ void __launch_bounds__(kThreads)
   uint4 raw[8];
   load_tile(in, rows, cols, r0, c0, vec, raw);
   const TileMaxima m = tile_maxima(raw);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int r = r0 + threadIdx.x / 16 + 16 * i;
-    if (threadIdx.x % 16 == 0 && r < rows) atomic_max_nonneg(row_amax + r, magnitude_of_bits(m.row[i]));
-  }
+  const int r = r0 + threadIdx.x / 16 + 16 * ((threadIdx.x % 16) / 2);  // the row m.row covers (two lanes hold it)
+  if (threadIdx.x % 2 == 0 && r < rows) atomic_max_nonneg(row_amax + r, magnitude_of_bits(m.row));
   const float cm = tile_column_max(m.col2, part);
   if (threadIdx.x < kEdge && c0 + int(threadIdx.x) < cols) atomic_max_nonneg(col_amax + c0 + threadIdx.x, cm);
 }
@@ -448,24 +462,21 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
 
     // The matrix itself, scaled along its rows. Row i's scale and reciprocal are computed once
-    // per 16 lanes (lane i of them; lanes 8-15 repeat 0-7) and broadcast: computed by every
-    // lane for each of its 8 rows they cost as much as the casts.
+    // per 16 lanes (lanes 2i and 2i + 1 of them, which hold its maximum) and broadcast: computed
+    // by every lane for each of its 8 rows they cost as much as the casts.
     if (dc.codes) {
       const int c = c0 + lane16 * 8, valid = min(8, cols - c);
       float my_a = tile_amax;
       if constexpr (M != ScaleMode::blk128) {
-        unsigned rb = m.row[0];
-#pragma unroll
-        for (int i = 1; i < 8; ++i) rb = lane16 % 8 == i ? m.row[i] : rb;
-        const int r = r0 + threadIdx.x / 16 + 16 * (lane16 % 8);
-        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(rb) : (r < rows ? row_amax[r] : 0.0f);
+        const int r = r0 + threadIdx.x / 16 + 16 * (lane16 / 2);
+        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row) : (r < rows ? row_amax[r] : 0.0f);
       }
       const Divisor my_v = divisor_of<Q>(my_a, model_block_dequant(M, my_a, F, rule), fmax);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const int r = r0 + threadIdx.x / 16 + 16 * i;
-        const float a = M == ScaleMode::blk128 ? my_a : __shfl_sync(kFull, my_a, i, 16);
-        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, i);
+        const float a = M == ScaleMode::blk128 ? my_a : __shfl_sync(kFull, my_a, 2 * i, 16);
+        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
         const float d = v.d;
         if (r >= rows || valid <= 0) continue;
         ddq = fmaxf(ddq, d);
