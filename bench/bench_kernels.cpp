@@ -119,9 +119,9 @@ void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
 // them, with statistics and both copies: an activation or gradient [N][cols] in 1x128 blocks
 // (vec128) or per row (outer_vec: one more read for the row and column amaxes), a weight in
 // 128x128 blocks (blk128). Bytes: the reads (one or two) and the two FP8 copies. The scale rule:
-// FP32 scales at margin 0 (two bounding products a value), powers of two (`_pow2`: one
-// product), or margin -1 (`_margin_minus1`: the exact division and a saturation compare per
-// value, the path every FP32 scale took before the bounding products).
+// FP32 scales at margin 0 (the corrected division, saturations counted from each block's amax),
+// powers of two (`_pow2`: one product a value), or margin -1 (`_margin_minus1`: the corrected
+// division and a saturation compare per value, as every cast did before 9514fd0).
 void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols, fp8::ScaleMode mode, fp8::BlockScaleRule rule = {}) {
   if (skip(state)) return;
   const std::int64_t n = rows * cols;

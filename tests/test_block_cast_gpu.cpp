@@ -143,9 +143,7 @@ TEST_P(BlockCastGpu, BothCopiesEqualTheCpuEmulationBitForBit) {
 // division; a power-of-two scale by one product); the same bits as __fdiv_rn (and the
 // emulation's division) for every finite BF16 value and every scale the casts can derive: each
 // positive finite BF16 amax, both formats, margins -16..16, both scale rules, and the scale 1
-// of all-zero and non-finite blocks. The two products that bound the quotient where the scale
-// is an FP32 ratio (the codes of both, where they agree, are the quotient's) enclose it for
-// every such pair.
+// of all-zero and non-finite blocks.
 TEST(BlockCastDivision, EqualsIeeeDivisionForEveryBf16ValueAndScale) {
   FP8SCOPE_REQUIRE_GPU();
   std::vector<float> scales{1.0f};
@@ -186,11 +184,11 @@ std::vector<Case> cases() {
   out.push_back({200, 136, Scaling::block, true, Format::e4m3, Overflow::satfinite, 0, false, true});
   out.push_back({130, 77, Scaling::rowwise, false, Format::e4m3, Overflow::satfinite, 0, false, true});
   out.push_back({256, 384, Scaling::block, false, Format::e5m2, Overflow::nosat, -1, true, true});
-  // At margin >= 0 saturation is counted from the block amax (Quot::bounded, Quot::pow2): without
-  // saturating (nosat: the amax's code may be non-finite), and a NaN's block value by value.
+  // At margin >= 0 saturations are counted from the block amax (FP32 and power-of-two scales):
+  // without saturating conversion (nosat), with a NaN's block value by value, at margin 1.
   out.push_back({200, 136, Scaling::rowwise, false, Format::e5m2, Overflow::nosat, 0, false});
   out.push_back({256, 384, Scaling::block, false, Format::e4m3, Overflow::nosat, 0, true, true});
-  out.push_back({130, 77, Scaling::block, true, Format::e5m2, Overflow::nosat, 1, false, true});
+  out.push_back({130, 77, Scaling::block, true, Format::e4m3, Overflow::nosat, 1, false, true});
   return out;
 }
 

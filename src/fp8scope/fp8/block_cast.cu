@@ -23,9 +23,8 @@ using bf16 = __nv_bfloat16;
 // Speed: a cast is memory-bound only if each value costs a handful of instructions. The
 // amaxes are taken on packed BF16 magnitude bits (two per 32-bit SIMD maximum), the codes
 // come from the paired conversion (two values per instruction), the quotients by a block's
-// scale from products by its reciprocal (Quot: two bounding products where the scale is an
-// FP32 ratio, one where it is a power of two, the exact division only where those cannot
-// decide or the margin is negative), and a vector without a non-finite value counts its
+// scale from its reciprocal (divide_by_scale, a product and two exact corrections; one product
+// where the scale is a power of two), and a vector without a non-finite value counts its
 // statistics from its maximum: saturations only in the vector holding the block's amax and
 // underflows only when a code is zero; anything else takes the value-by-value path. The
 // kernel's time follows its instruction count (docs/performance.md).
@@ -220,36 +219,32 @@ __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats
 // format's largest value), and one such lane sent its whole warp down the slow path.
 __device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_bits < kInfBits && d >= 0x1p-76f && d <= 0x1p100f; }
 
-// How the fast path finds the codes of a block's quotients x / d (one way for a whole launch):
-// - exact: divide_by_scale, and each value's saturation counted. Any margin, either rule.
-// - bounded: FP32 scales at margin >= 0. Two products, |x| times the reciprocal rounded down and
-//   |x| times it rounded up and raised three units in the last place, both truncated toward
-//   zero, enclose the FP32 quotient (|lo| <= |x / d| <= |hi|, the same sign); the FP8 encoding
-//   is monotonic, so where the two codes agree they are the quotient's code. Where they do not
-//   (an FP8 rounding boundary within a few FP32 units of the quotient, about once in 10^5
-//   values) the vector is divided exactly. Four products and two paired conversions per two
-//   values instead of two divisions of six dependent operations and a paired conversion.
+// How the fast path takes a block's quotients x / d and counts their saturations (one way for
+// a whole launch):
+// - exact: divide_by_scale, and each value's saturation compared. A negative margin, where any
+//   value may saturate.
+// - keyed: divide_by_scale, saturations counted from the block's amax. FP32 scales at margin >= 0.
 // - pow2: power-of-two scales at margin >= 0: the reciprocal is exact and one rounded product
-//   is the rounded quotient.
+//   is the rounded quotient; saturations as keyed.
 // At margin >= 0 only the values equal to a block's amax can saturate: d >= amax / fmt_max
 // (1 - 2^-24), and the next BF16 magnitude below the amax is at most amax (1 - 2^-8), so its
-// quotient stays below fmt_max. The block's saturation key says whether the amax's does
-// (saturation_key); bounded and pow2 count saturations only in the vector that holds the amax,
-// instead of comparing every value.
-enum class Quot { exact, bounded, pow2 };
+// quotient stays below fmt_max. The block's saturation key says whether the amax's quotient
+// does (divisor_of), and only the vector holding the amax counts, instead of a compare per value.
+// (Two products bounding the quotient, by the reciprocal rounded down and up, whose codes decide
+// where they agree, take fewer instructions than the exact division but twice the conversions;
+// they measured 10 % slower on an H100: the conversions' throughput is what they cost.)
+enum class Quot { exact, keyed, pow2 };
 constexpr unsigned kNoSaturation = 0xFFFFFFFEu;  // no value of the block saturates
 constexpr unsigned kSlowBlock = 0xFFFFFFFFu;     // a non-finite block (d = 1: any value may saturate): value by value
 
-// A block's scale as the fast path uses it: the reciprocal (exact, pow2; rounded down, bounded),
-// the raised reciprocal (bounded) and the saturation key.
+// A block's scale as the fast path uses it: with its reciprocal and saturation key.
 struct Divisor {
-  float d, r1, r2;
+  float d, r;
   unsigned key;
 };
 template <Quot Q>
 __device__ __forceinline__ Divisor divisor_of(float amax, float d, float fmax) {
-  Divisor v{d, Q == Quot::bounded ? __frcp_rd(d) : __frcp_rn(d), 0.0f, kNoSaturation};
-  if constexpr (Q == Quot::bounded) v.r2 = __uint_as_float(__float_as_uint(__frcp_ru(d)) + 3u);
+  Divisor v{d, __frcp_rn(d), kNoSaturation};
   if constexpr (Q != Quot::exact) {
     // The block amax is a BF16 magnitude (or inf): its bits are the key.
     if (!(amax <= 3.40282347e38f))
@@ -260,8 +255,7 @@ __device__ __forceinline__ Divisor divisor_of(float amax, float d, float fmax) {
   return v;
 }
 __device__ __forceinline__ Divisor shfl_divisor(const Divisor& v, int src) {
-  return {__shfl_sync(kFull, v.d, src, 16), __shfl_sync(kFull, v.r1, src, 16), __shfl_sync(kFull, v.r2, src, 16),
-          __shfl_sync(kFull, v.key, src, 16)};
+  return {__shfl_sync(kFull, v.d, src, 16), __shfl_sync(kFull, v.r, src, 16), __shfl_sync(kFull, v.key, src, 16)};
 }
 
 // How many of the two BF16 values of w have magnitude bits `bits`.
@@ -274,28 +268,15 @@ __device__ __forceinline__ unsigned underflows4(unsigned codes, unsigned a, unsi
   return __popc(zero_code_bytes(codes) & nonzero);
 }
 
-// Two values divided by the block's scale and converted (exact or pow2), their saturations
-// counted where any value may saturate (exact).
+// Two values divided by the block's scale and converted, their saturations compared where any
+// value may saturate (Quot::exact).
 template <class K, Quot Q>
 __device__ __forceinline__ unsigned cast2_by_scale(float a, float b, const Divisor& v, LocalStats& st) {
   constexpr float fmax = info(K::format).max;
-  const float ya = Q == Quot::pow2 ? __fmul_rn(a, v.r1) : divide_by_scale(a, v.d, v.r1);
-  const float yb = Q == Quot::pow2 ? __fmul_rn(b, v.r1) : divide_by_scale(b, v.d, v.r1);
+  const float ya = Q == Quot::pow2 ? __fmul_rn(a, v.r) : divide_by_scale(a, v.d, v.r);
+  const float yb = Q == Quot::pow2 ? __fmul_rn(b, v.r) : divide_by_scale(b, v.d, v.r);
   if constexpr (Q == Quot::exact) st.saturated += (fabsf(ya) > fmax) + (fabsf(yb) > fmax);
   return cvt2<K>(ya, yb);
-}
-// The codes of two values through the bounding products (Quot::bounded), the lower one's codes
-// returned and those of the upper one in `upper`.
-template <class K>
-__device__ __forceinline__ unsigned cast2_bounded(float a, float b, const Divisor& v, unsigned& upper) {
-  upper = cvt2<K>(__fmul_rz(a, v.r2), __fmul_rz(b, v.r2));
-  return cvt2<K>(__fmul_rz(a, v.r1), __fmul_rz(b, v.r1));
-}
-// Two values' codes through the exact division, for the vectors the bounds leave undecided.
-template <class K>
-__device__ __forceinline__ unsigned cast2_exact(float a, float b, float d) {
-  const float r = __frcp_rn(d);
-  return cvt2<K>(divide_by_scale(a, d, r), divide_by_scale(b, d, r));
 }
 
 // 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
@@ -305,17 +286,8 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
   if (fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock)) {
     const unsigned sat0 = st.saturated;
     unsigned q[4];
-    if constexpr (Q == Quot::bounded) {
-      unsigned u[4];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) q[k] = cast2_bounded<K>(lo_bf16(w[k]), hi_bf16(w[k]), v, u[k]);
-      if ((q[0] ^ u[0]) | (q[1] ^ u[1]) | (q[2] ^ u[2]) | (q[3] ^ u[3]))
-#pragma unroll
-        for (int k = 0; k < 4; ++k) q[k] = cast2_exact<K>(lo_bf16(w[k]), hi_bf16(w[k]), v.d);
-    } else {
-#pragma unroll
-      for (int k = 0; k < 4; ++k) q[k] = cast2_by_scale<K, Q>(lo_bf16(w[k]), hi_bf16(w[k]), v, st);
-    }
+    for (int k = 0; k < 4; ++k) q[k] = cast2_by_scale<K, Q>(lo_bf16(w[k]), hi_bf16(w[k]), v, st);
     if (Q != Quot::exact && vmax_bits == v.key)
       st.saturated += count_equal2(w[0], v.key) + count_equal2(w[1], v.key) + count_equal2(w[2], v.key) + count_equal2(w[3], v.key);
     const uint2 out = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
@@ -341,25 +313,10 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
   if (fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock)) {
     const unsigned sat0 = st.saturated;
-    if constexpr (Q == Quot::bounded) {
-      unsigned differ = 0;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        unsigned u0, u1;
-        q[k] =
-            cast2_bounded<K>(value(4 * k), value(4 * k + 1), v, u0) | (cast2_bounded<K>(value(4 * k + 2), value(4 * k + 3), v, u1) << 16);
-        differ |= q[k] ^ (u0 | (u1 << 16));
-      }
-      if (differ)
-#pragma unroll
-        for (int k = 0; k < 8; ++k)
-          q[k] = cast2_exact<K>(value(4 * k), value(4 * k + 1), v.d) | (cast2_exact<K>(value(4 * k + 2), value(4 * k + 3), v.d) << 16);
-    } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k)
-        q[k] = cast2_by_scale<K, Q>(value(4 * k), value(4 * k + 1), v, st) |
-               (cast2_by_scale<K, Q>(value(4 * k + 2), value(4 * k + 3), v, st) << 16);
-    }
+    for (int k = 0; k < 8; ++k)
+      q[k] = cast2_by_scale<K, Q>(value(4 * k), value(4 * k + 1), v, st) |
+             (cast2_by_scale<K, Q>(value(4 * k + 2), value(4 * k + 3), v, st) << 16);
     if (Q != Quot::exact && vmax_bits == v.key)
 #pragma unroll
       for (int k = 0; k < 16; ++k) st.saturated += count_equal2(pair(2 * k), v.key);
@@ -554,14 +511,12 @@ __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float
 // Every finite BF16 value (the 65536 bit patterns less the non-finite ones) divided by each
 // scale both ways, over the scales fast() lets the fast path use (2^-76 <= d <= 2^100); a pair counts
 // when the exact quotient lies in the FP8 range and the bits differ (quotients below 2^-20,
-// which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits), or
-// when the bounding products of Quot::bounded do not enclose it.
+// which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits).
 __global__ void division_check_kernel(const float* scales, int n, unsigned long long* mismatches) {
   unsigned long long bad = 0;
   for (int i = blockIdx.x; i < n; i += gridDim.x) {
     const float d = scales[i], r = __frcp_rn(d);
     if (!(d >= 0x1p-76f && d <= 0x1p100f)) continue;
-    const Divisor rb = divisor_of<Quot::bounded>(0.0f, d, 0.0f);
     const bool pow2 = (__float_as_uint(d) & 0x7FFFFFu) == 0;  // a normal power of two
     for (unsigned b = threadIdx.x; b < 65536u; b += blockDim.x) {
       if ((b & 0x7F80u) == 0x7F80u) continue;
@@ -575,12 +530,6 @@ __global__ void division_check_kernel(const float* scales, int n, unsigned long 
         const bool both_tiny = fabsf(exact) < 0x1p-20f && fabsf(f) < 0x1p-20f && signbit(exact) == signbit(f);
         bad += !both_tiny;
       }
-      // The bounding products (Quot::bounded) enclose the quotient, with its sign. Below 2^-20
-      // every FP8 code is a zero of the value's sign, which truncation keeps.
-      const float lo = __fmul_rz(x, rb.r1), hi = __fmul_rz(x, rb.r2);
-      const bool encloses =
-          fabsf(lo) <= fabsf(exact) && fabsf(exact) <= fabsf(hi) && signbit(lo) == signbit(x) && signbit(hi) == signbit(x);
-      bad += !encloses && fabsf(exact) >= 0x1p-20f;
     }
   }
   bad = warp_sum_u64(bad);
@@ -626,7 +575,7 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
     else if (rule.pow2)
       cast(k, std::integral_constant<Quot, Quot::pow2>{});
     else
-      cast(k, std::integral_constant<Quot, Quot::bounded>{});
+      cast(k, std::integral_constant<Quot, Quot::keyed>{});
   });
 }
 

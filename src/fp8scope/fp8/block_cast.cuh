@@ -41,8 +41,8 @@ inline std::size_t block_cast_scratch_floats(int rows, int cols) { return std::s
 // Checks the casts' division (a block's reciprocal and two corrections, see block_cast.cu; for
 // a power-of-two scale also the single product by its reciprocal) against __fdiv_rn for every
 // finite BF16 value and each of n scales (those the fast path takes: 2^-76 <= d <= 2^100);
-// adds the pairs whose quotients differ within the FP8 range, or which the two bounding
-// products of an FP32 scale do not enclose, to *mismatches (zeroed by the caller).
+// adds the pairs whose quotients differ within the FP8 range to *mismatches (zeroed by the
+// caller).
 void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s);
 
 // The smallest non-zero and the median block amax of n blocks (finite blocks only, as the CPU
