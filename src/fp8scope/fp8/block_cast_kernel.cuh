@@ -219,7 +219,7 @@ __device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_
 // does (divisor_of), and only the vector holding the amax counts, instead of a compare per value.
 // (Two products bounding the quotient, by the reciprocal rounded down and up, whose codes decide
 // where they agree, take fewer instructions than the exact division but twice the conversions;
-// they measured 10 % slower on an H100: the conversions' throughput is what they cost.)
+// they measured 10 % slower on an H100, the conversions' throughput being the likely cost.)
 enum class Quot { exact, keyed, pow2 };
 constexpr unsigned kNoSaturation = 0xFFFFFFFEu;  // no value of the block saturates
 constexpr unsigned kSlowBlock = 0xFFFFFFFFu;     // a non-finite block (d = 1: any value may saturate): value by value
