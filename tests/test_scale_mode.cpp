@@ -240,3 +240,41 @@ TEST(ScaleMode, ModelBlockScalesUnderBothRules) {
   EXPECT_EQ(model_block_dequant(ScaleMode::vec128, 448.0f, fp8::Format::e4m3, {0, true}), 1.0f);
   EXPECT_EQ(model_block_dequant(ScaleMode::vec128, 300.0f, fp8::Format::e4m3, {0, true}), 1.0f);
 }
+
+// The GPU casts count saturations from the block amax alone at margin >= 0 (block_cast_kernel.cuh,
+// Quot::keyed and Quot::pow2): only values equal to the amax can saturate there. Checked for
+// every finite BF16 amax whose scale the casts' fast path takes (2^-76 <= d <= 2^100; smaller
+// and larger scales go value by value), both formats and both rules: the next BF16 magnitude
+// below the amax, and with it every smaller one, divides (FP32, as the emulation divides) to at
+// most fmt_max. At a negative margin it does not, which is why those casts compare every value.
+TEST(ScaleMode, AtNonNegativeMarginsOnlyTheBlockAmaxCanSaturate) {
+  for (fp8::Format f : {fp8::Format::e4m3, fp8::Format::e5m2}) {
+    const float fmax = fp8::info(f).max;
+    for (bool pow2 : {false, true}) {
+      for (int margin : {0, 1, 2, 4, 8}) {
+        long amax_saturates = 0;
+        for (unsigned b = 2; b < 0x7F80u; ++b) {
+          const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);
+          const float below = std::bit_cast<float>(std::uint32_t(b - 1) << 16);
+          const float d = model_block_dequant(ScaleMode::vec128, amax, f, {margin, pow2});
+          if (!(d >= 0x1p-76f && d <= 0x1p100f)) continue;
+          ASSERT_LE(below / d, fmax) << "amax " << amax << " margin " << margin << (pow2 ? " pow2" : "");
+          amax_saturates += amax / d > fmax;
+        }
+        // FP32 scales at margin 0: amax / d rounds above fmt_max for some amaxes (so the key is
+        // needed); powers of two never put the amax above it.
+        if (pow2 || margin > 0)
+          EXPECT_EQ(amax_saturates, 0) << "margin " << margin << (pow2 ? " pow2" : "");
+        else
+          EXPECT_GT(amax_saturates, 0);
+      }
+      bool any = false;
+      for (unsigned b = 2; b < 0x7F80u && !any; ++b) {
+        const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);
+        const float d = model_block_dequant(ScaleMode::vec128, amax, f, {-1, pow2});
+        any = d >= 0x1p-76f && d <= 0x1p100f && std::bit_cast<float>(std::uint32_t(b - 1) << 16) / d > fmax;
+      }
+      EXPECT_TRUE(any) << "at margin -1 values below the amax saturate too";
+    }
+  }
+}
