@@ -121,7 +121,7 @@ void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
 // 128x128 blocks (blk128). Bytes: the reads (one or two) and the two FP8 copies. The scale rule:
 // FP32 scales at margin 0 (the corrected division, saturations counted from each block's amax),
 // powers of two (`_pow2`: one product a value), or margin -1 (`_margin_minus1`: the corrected
-// division and a saturation compare per value, as every cast did before 9514fd0).
+// division and a saturation compare per value, as every cast did before fc0e929).
 void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols, fp8::ScaleMode mode, fp8::BlockScaleRule rule = {}) {
   if (skip(state)) return;
   const std::int64_t n = rows * cols;

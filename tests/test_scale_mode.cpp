@@ -18,6 +18,11 @@ using namespace fp8scope;
 using namespace fp8scope::gemm;
 
 namespace {
+// The BF16 value with bits b.
+float bf16_value(unsigned b) { return std::bit_cast<float>(std::uint32_t(b) << 16); }
+// The scales the GPU casts' fast path takes (block_cast_kernel.cuh, fast()).
+bool in_fast_range(float d) { return d >= 0x1p-76f && d <= 0x1p100f; }
+
 const ScaleMode kAll[] = {ScaleMode::tensor, ScaleMode::outer_vec,   ScaleMode::vec128,
                           ScaleMode::blk128, ScaleMode::vec32_ue8m0, ScaleMode::vec16_ue4m3};
 
@@ -210,7 +215,7 @@ TEST(ScaleMode, ModelBlockScalesUnderBothRules) {
     const double fmax = fp8::info(f).max;
     for (int margin : {-2, 0, 3})
       for (unsigned b = 1; b < 0x7F80u; ++b) {
-        const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);
+        const float amax = bf16_value(b);
         const float exact = model_block_dequant(ScaleMode::vec128, amax, f, {margin, false});
         ASSERT_EQ(exact, std::ldexp(amax / float(fmax), margin)) << amax;
         const float d = model_block_dequant(ScaleMode::blk128, amax, f, {margin, true});
@@ -254,10 +259,10 @@ TEST(ScaleMode, AtNonNegativeMarginsOnlyTheBlockAmaxCanSaturate) {
       for (int margin : {0, 1, 2, 4, 8}) {
         long amax_saturates = 0;
         for (unsigned b = 2; b < 0x7F80u; ++b) {
-          const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);
-          const float below = std::bit_cast<float>(std::uint32_t(b - 1) << 16);
+          const float amax = bf16_value(b);
+          const float below = bf16_value(b - 1);
           const float d = model_block_dequant(ScaleMode::vec128, amax, f, {margin, pow2});
-          if (!(d >= 0x1p-76f && d <= 0x1p100f)) continue;
+          if (!in_fast_range(d)) continue;
           ASSERT_LE(below / d, fmax) << "amax " << amax << " margin " << margin << (pow2 ? " pow2" : "");
           amax_saturates += amax / d > fmax;
         }
@@ -270,9 +275,9 @@ TEST(ScaleMode, AtNonNegativeMarginsOnlyTheBlockAmaxCanSaturate) {
       }
       bool any = false;
       for (unsigned b = 2; b < 0x7F80u && !any; ++b) {
-        const float amax = std::bit_cast<float>(std::uint32_t(b) << 16);
+        const float amax = bf16_value(b);
         const float d = model_block_dequant(ScaleMode::vec128, amax, f, {-1, pow2});
-        any = d >= 0x1p-76f && d <= 0x1p100f && std::bit_cast<float>(std::uint32_t(b - 1) << 16) / d > fmax;
+        any = in_fast_range(d) && bf16_value(b - 1) / d > fmax;
       }
       EXPECT_TRUE(any) << "at margin -1 values below the amax saturate too";
     }

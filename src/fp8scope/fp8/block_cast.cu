@@ -9,6 +9,9 @@ namespace {
 
 using namespace block_cast_detail;
 
+// The casts' CTAs loop over tiles: two resident per SM of an H100 / H200 (132 SMs).
+constexpr unsigned kMaxBlockCastCtas = 132 * 2;
+
 // Row-wise scaling's first read: the amax of every row and every column (zeroed before).
 __global__ void __launch_bounds__(kThreads)
     line_amax_kernel(const bf16* in, int rows, int cols, bool vec, float* row_amax, float* col_amax) {

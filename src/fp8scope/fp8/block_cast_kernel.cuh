@@ -32,8 +32,6 @@ using bf16 = __nv_bfloat16;
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;
-// The casts' CTAs loop over tiles: two resident per SM of an H100 / H200 (132 SMs).
-constexpr unsigned kMaxBlockCastCtas = 132 * 2;
 constexpr unsigned kInfBits = 0x7F80u;  // BF16 +inf; NaN's magnitude bits lie above it
 
 // A magnitude for the block amax from BF16 magnitude bits (sign cleared; non-negative values
@@ -245,6 +243,13 @@ __device__ __forceinline__ Divisor shfl_divisor(const Divisor& v, int src) {
   return {__shfl_sync(kFull, v.d, src, 16), __shfl_sync(kFull, v.r, src, 16), __shfl_sync(kFull, v.key, src, 16)};
 }
 
+// Whether a vector (its largest magnitude's bits) of a block takes the fast path: fast(), and
+// where saturations are counted from the amax (keyed, pow2), a finite block amax.
+template <Quot Q>
+__device__ __forceinline__ bool takes_fast_path(unsigned vmax_bits, const Divisor& v) {
+  return fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock);
+}
+
 // How many of the two BF16 values of w have magnitude bits `bits`.
 __device__ __forceinline__ unsigned count_equal2(unsigned w, unsigned bits) { return __popc(__vcmpeq2(abs2(w), bits * 0x10001u)) / 16; }
 
@@ -270,7 +275,7 @@ __device__ __forceinline__ unsigned cast2_by_scale(float a, float b, const Divis
 template <class K, Quot Q>
 __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, const Divisor& v, LocalStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if (fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock)) {
+  if (takes_fast_path<Q>(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
     unsigned q[4];
 #pragma unroll
@@ -298,7 +303,7 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
-  if (fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock)) {
+  if (takes_fast_path<Q>(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
 #pragma unroll
     for (int k = 0; k < 8; ++k)

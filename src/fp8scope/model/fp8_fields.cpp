@@ -75,11 +75,12 @@ fp8::RecipeConfig recipe_from(const json& p) {
               : sc == "current" ? fp8::Scaling::current
               : sc == "rowwise" ? fp8::Scaling::rowwise
                                 : fp8::Scaling::block;
-  // (A record made before the block_scales axis had FP32 scales.)
-  r.pow2_block_scales = p.value("block_scales", std::string("fp32")) == "pow2";
+  r.pow2_block_scales = pow2_block_scales(p);
   return r;
 }
 }  // namespace
+
+bool pow2_block_scales(const json& p) { return p.value("block_scales", std::string("fp32")) == "pow2"; }
 
 Fp8ModelConfig fp8_config_from(const json& p) {
   Fp8ModelConfig f;

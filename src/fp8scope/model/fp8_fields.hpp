@@ -14,5 +14,8 @@ std::vector<core::ParamSpec> fp8_axes();
 // "" or one line naming the bad field.
 std::string check_fp8_point(const core::json& p);
 Fp8ModelConfig fp8_config_from(const core::json& p);
+// Whether a point's (or a record's) fields ask for power-of-two per-row / per-block scales; a
+// record made before the block_scales axis had FP32 scales.
+bool pow2_block_scales(const core::json& p);
 
 }  // namespace fp8scope::model

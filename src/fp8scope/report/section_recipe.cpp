@@ -1,6 +1,7 @@
 // probe_recipe results, and the "Seed claims" section: each claim of the seed summary judged
 // from the records (never by hand) as confirmed, refuted, not reproduced or not tested.
 #include "fp8scope/gemm/vocab_summary.hpp"
+#include "fp8scope/model/fp8_fields.hpp"
 #include "fp8scope/report/sections.hpp"
 
 #include <fmt/format.h>
@@ -17,10 +18,8 @@ using core::Record;
 namespace {
 
 // The scaling as a recipe names it: per-row / per-block scaling with power-of-two scales is
-// "block pow2" (records made before the block_scales axis had FP32 scales).
-std::string scaling_label(const json& p) {
-  return p.value("scaling", std::string("?")) + (p.value("block_scales", std::string("fp32")) == "pow2" ? " pow2" : "");
-}
+// "block pow2".
+std::string scaling_label(const json& p) { return p.value("scaling", std::string("?")) + (model::pow2_block_scales(p) ? " pow2" : ""); }
 
 std::string recipe_label(const json& p) {
   return fmt::format("{} m={} h={} {} {} {} {}", p.value("format", "?"), p.value("margin", 0), p.value("amax_history_len", 0),
