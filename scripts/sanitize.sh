@@ -10,7 +10,8 @@
 # time on the one GPU, default 8), SANITIZE_BUDGET (seconds for all runs; the cases not started
 # by then are listed as not run, and the summary is written all the same), SANITIZE_LAST (regex
 # over case names run after all others; default: the GPT-2-size cases), SANITIZE_ARGS (more
-# compute-sanitizer arguments for every run, e.g. "--check-bulk-copy yes").
+# compute-sanitizer arguments for every run, e.g. "--check-bulk-copy yes"), SANITIZE_SKIP (regex
+# over "tool binary-path case" lines: runs left out, e.g. those an earlier summary covers).
 # test_cli_gpu is left out: it makes child processes fault the GPU on purpose.
 set -uo pipefail
 build=${1:?usage: sanitize.sh BUILD_DIR OUT.txt}
@@ -52,6 +53,7 @@ echo "sanitize: $(wc -l <"$logs/cases") test cases x $(echo $tools | wc -w) tool
 # then leaves the slow cases unrun rather than a whole tool.
 slow=${SANITIZE_LAST:-Gpt2Small|TenSteps|LmHeadWithVocab|Fp8DelayedVsCpu|ScalesOverFiveSteps}
 while read -r bin case; do for tool in $tools; do echo "$tool $bin $case"; done; done <"$logs/cases" >"$logs/all_runs"
+[ -n "${SANITIZE_SKIP:-}" ] && { grep -vE "$SANITIZE_SKIP" "$logs/all_runs" >"$logs/kept"; mv "$logs/kept" "$logs/all_runs"; }
 { grep -vE " [^ ]*($slow)[^ ]*\$" "$logs/all_runs"; grep -E " [^ ]*($slow)[^ ]*\$" "$logs/all_runs"; } >"$logs/runs"
 timeout "${SANITIZE_BUDGET:-86400}" xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2"' <"$logs/runs"
 
