@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -18,6 +19,13 @@
       GTEST_SKIP() << "SKIPPED: no CUDA device on this machine (gpu test)"; \
     }                                                                       \
   } while (0)
+
+// How many steps a multi-step model test trains: `normal`, or under compute-sanitizer
+// (scripts/sanitize.sh sets FP8SCOPE_UNDER_SANITIZER), `sanitized`: racecheck and initcheck
+// instrument every launch, and the multi-step cases ran 320-420 s each under them. Every kernel
+// of the step and of the recipe update has run by the second step; later steps add launches,
+// not code paths.
+inline int steps_for(int normal, int sanitized) { return std::getenv("FP8SCOPE_UNDER_SANITIZER") ? sanitized : normal; }
 
 // The first n values of a device buffer, copied to the host.
 template <typename T>

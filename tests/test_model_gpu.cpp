@@ -70,7 +70,7 @@ TEST(GpuGpt, TenStepsTrackTheCpuLossCurve) {
   cpu::AdamW opt(P.size(), {}, decay);
   model::MarkovTokens data(97, 3);
   std::vector<int> in, tg;
-  for (int step = 0; step < 10; ++step) {
+  for (int step = 0, steps = steps_for(10, 3); step < steps; ++step) {
     data.next_batch(B, T, in, tg);
     const float gl = gpu.forward(in.data(), tg.data());
     gpu.backward();
