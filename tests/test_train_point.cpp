@@ -19,6 +19,11 @@ TEST(TrainPoint, RejectedBeforeAnyGpuWork) {
   point["n_head"] = 5;
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200), "n_head=5 does not divide d_model=64");
   point["n_head"] = 4;
+  point["min_lr"] = 1.0;  // a swapped pair: the schedule would rise
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200),
+            fmt::format("min_lr=1 is above lr={}: the learning rate decays from lr to min_lr", point["lr"].get<double>()));
+  point["min_lr"] = point["lr"];  // a constant rate after warm-up is fine
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200), "");
   point["seq_len"] = 2048;
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), h200),
             "seq_len=2048 is larger than the position table (max_seq=1024)");

@@ -162,6 +162,8 @@ double train_flops_per_step(const model::GptConfig& c, int B, int T) {
 std::string check_train_point(const TrainPoint& p, const json& env) {
   if (auto e = model::validate(p.model, p.seq_len, p.batch); !e.empty()) return e;
   if (auto e = model::check_lm_head_chunk(p.gpu.lm_head_chunk); !e.empty()) return e;
+  // The cosine schedule decays from lr to min_lr; the other way round is a swapped pair.
+  if (p.min_lr > p.lr) return fmt::format("min_lr={} is above lr={}: the learning rate decays from lr to min_lr", p.min_lr, p.lr);
   // The GPU model's Llama block runs in the fused attention (which refuses fp8_attention below).
   if (p.backend == "gpu" && p.model.llama() && !p.gpu.flash_attention) return "arch llama on the GPU needs attention flash";
   if (p.fp8 && p.fp8->recipe.pow2_block_scales && !fp8::per_block(p.fp8->recipe.scaling))
