@@ -51,12 +51,20 @@ struct FwdSmem {
   bf16 q[kRows * D];
   bf16 k[3][kKeys * D], v[2][kKeys * D];  // K runs a tile ahead of V (the forward's pipeline)
 };
-template <int D>
+// BUFS buffers of loop tiles: dQ two (the tile multiplied, the next being fetched), dK/dV
+// three (its gradient products read one tile while its score products read the next).
+template <int D, int BUFS>
 struct BwdSmem {
-  bf16 x[kRows * D], y[kRows * D];        // the block's own tiles (K, V for dK/dV; Q, dO for dQ)
-  bf16 a[2][kStep * D], b[2][kStep * D];  // the loop's tiles (Q, dO for dK/dV; K, V for dQ)
-  float lse[2][kStep], dsum[2][kStep];    // dK/dV: per loop query row
+  bf16 x[kRows * D], y[kRows * D];              // the block's own tiles (K, V for dK/dV; Q, dO for dQ)
+  bf16 a[BUFS][kStep * D], b[BUFS][kStep * D];  // the loop's tiles (Q, dO for dK/dV; K, V for dQ)
+  float lse[BUFS][kStep], dsum[BUFS][kStep];    // dK/dV: per loop query row
 };
+constexpr int kDkdvBufs = 3, kDqBufs = 2;
+// The dK/dV loop is pipelined at head size 64 (226 registers); at 128 the two score
+// accumulators held beside dV, dK and the gradient products' operands exceed the 255 a thread
+// has (ptxas spills), so that loop takes one pass after another.
+template <int D>
+constexpr bool kDkdvPipelined = D == 64;
 template <class Smem>
 constexpr std::size_t smem_bytes() {
   return sizeof(Smem) + kGroupBytes;  // room to align
@@ -317,20 +325,27 @@ __device__ __forceinline__ void fetch_next_and_wait(bool more, FetchNext&& fetch
 
 // dK, dV for 128 keys of one k/v head against every query tile of 64 at or after the diagonal
 // of every q head that reads this k/v head, in transposed form: S^T = K Q^T (keys x queries),
-// dV += P^T dO, dP^T = V dO^T, dK += dS^T Q.
+// dV += P^T dO, dP^T = V dO^T, dK += dS^T Q. Software-pipelined as the forward is: a pass
+// issues the next query tile's score products (S^T, dP^T) and then this tile's gradient
+// products (dV, dK), waits for the scores only, and turns them into P^T and dS^T while dV and
+// dK are still multiplied; those are waited for just before their operand registers are
+// rewritten. So the tensor cores work through the softmax instead of idling in it, and three
+// loop tiles are live: the gradient products', the score products' and the one being fetched.
+// The products, their order and every rounding are those of the unpipelined loop (head size
+// 128 runs that, kDkdvPipelined).
 template <int D>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_backward_dkdv_wgmma_kernel(bf16* dk, bf16* dv, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout,
                                      int ldo, const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<D>& sm = aligned_smem<BwdSmem<D>>(smem_raw);
+  BwdSmem<D, kDkdvBufs>& sm = aligned_smem<BwdSmem<D, kDkdvBufs>>(smem_raw);
   const int kb = blockIdx.x, bkv = blockIdx.y, t = int(threadIdx.x) % 4;  // kb = 0 has the most work
   // Pass `it`: q head (group member it / span) and its query tile first + it % span.
   const int nt = T / kStep, first = kb * kRows / kStep, group = NH / KVH, span = nt - first, passes = group * span;
   const int first_q = (bkv / KVH) * NH + (bkv % KVH) * group;  // the (batch, q head) index of the group's first head
   const std::int64_t kvbase = flash::head_start<D>(bkv, KVH, T, ld);
-  auto fetch = [&](int it, int buf) {
-    const int bh = first_q + it / span, qt = first + it % span;
+  auto fetch = [&](int it) {
+    const int bh = first_q + it / span, qt = first + it % span, buf = it % kDkdvBufs;
     const std::int64_t rows = std::int64_t(bh) * T + std::int64_t(qt) * kStep;
     fetch_swizzled<kStep, D>(sm.a[buf], q + flash::head_start<D>(bh, NH, T, ld) + std::int64_t(qt) * kStep * ld, ld);
     fetch_swizzled<kStep, D>(sm.b[buf], dout + flash::head_start<D>(bh, NH, T, ldo) + std::int64_t(qt) * kStep * ldo, ldo);
@@ -338,22 +353,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     flash::fetch_row_floats(sm.dsum[buf], dsum + rows, 32);
     core::cp_commit();
   };
+  auto q_tile = [&](int it) { return core::smem_addr(sm.a[it % kDkdvBufs]); };
+  auto do_tile = [&](int it) { return core::smem_addr(sm.b[it % kDkdvBufs]); };
   fetch_swizzled<kRows, D>(sm.x, k + kvbase + std::int64_t(kb) * kRows * ld, ld);
   fetch_swizzled<kRows, D>(sm.y, v + kvbase + std::int64_t(kb) * kRows * ld, ld);
-  fetch(0, 0);
+  fetch(0);  // K, V and the first loop tile: one group
+  if (passes > 1) fetch(1);
   const std::uint32_t k_addr = own_rows_addr(sm.x), v_addr = own_rows_addr(sm.y);
   const float sl2 = scale * core::kLog2e;
   const int key0 = kb * kRows + own_row(), key1 = key0 + 8;
-  AccD<D> dk_acc, dv_acc;
-  zero<D>(dk_acc);
-  zero<D>(dv_acc);
-  for (int it = 0; it < passes; ++it) {
-    const int qt = first + it % span, buf = it & 1;
-    fetch_next_and_wait(it + 1 < passes, [&] { fetch(it + 1, buf ^ 1); });
-    const std::uint32_t q_tile = core::smem_addr(sm.a[buf]), do_tile = core::smem_addr(sm.b[buf]);
-    // S^T and dP^T together (both from shared memory), then dV and dK together.
-    AccN<kStep> st, dpt;
-    two_abt<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
+  // P^T and dS^T of pass `it` in place of its S^T and dP^T; dS from P^T as rounded to BF16 for
+  // dV (what to_a makes of it), as the mma.sync kernel does.
+  AccN<kStep> st, dpt;
+  auto probabilities = [&](int it) {
+    const int qt = first + it % span, buf = it % kDkdvBufs;
     const float* l = sm.lse[buf];
     const float* d = sm.dsum[buf];
 #pragma unroll
@@ -361,29 +374,81 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = 8 * j + 2 * t + (e & 1), key = e < 2 ? key0 : key1;
-        float& x = st[4 * j + e];
-        x = key > qt * kStep + col ? 0.0f : core::exp2_fast(x * sl2 - l[col] * core::kLog2e);
+        const float p = key > qt * kStep + col ? 0.0f : core::exp2_fast(st[4 * j + e] * sl2 - l[col] * core::kLog2e);
+        st[4 * j + e] = p;
+        dpt[4 * j + e] = __bfloat162float(__float2bfloat16_rn(p)) * (dpt[4 * j + e] - d[col]) * scale;
       }
-    // dS from P^T as rounded to BF16 for dV, as the mma.sync kernel does.
-    FragsK<kStep> pf, ds;
-    to_a<kStep>(pf, st);
-#pragma unroll
-    for (int j = 0; j < kStep / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = 8 * j + 2 * t + (e & 1);
-        dpt[4 * j + e] = flash::frag_value(pf, j, e) * (dpt[4 * j + e] - d[col]) * scale;
-      }
-    to_a<kStep>(ds, dpt);
-    core::wgmma_fence();
-    issue_ab<D, kStep>(dv_acc, pf, do_tile);
-    issue_ab<D, kStep>(dk_acc, ds, q_tile);
-    core::wgmma_commit();
-    core::wgmma_wait<0>();
+  };
+  AccD<D> dk_acc, dv_acc;
+  zero<D>(dk_acc);
+  zero<D>(dv_acc);
+  FragsK<kStep> pf, ds;
+  if (passes > 1)
+    tiles_ready<1>();  // K, V and tile 0
+  else
+    tiles_ready<0>();
+  if constexpr (!kDkdvPipelined<D>) {
+    // One pass after another: scores, P^T and dS^T, then dV and dK, waited for.
+    for (int it = 0; it < passes; ++it) {
+      // Tile it (tile it+1 may still be in flight); every warpgroup is done with tile it-1.
+      if (it > 0 && it + 1 < passes)
+        tiles_ready<1>();
+      else if (it > 0)
+        tiles_ready<0>();
+      if (it + 2 < passes) fetch(it + 2);  // into tile it-1's buffer
+      two_abt<D>(st, k_addr, q_tile(it), dpt, v_addr, do_tile(it));
+      probabilities(it);
+      to_a<kStep>(pf, st);
+      to_a<kStep>(ds, dpt);
+      core::wgmma_fence();
+      issue_ab<D, kStep>(dv_acc, pf, do_tile(it));
+      issue_ab<D, kStep>(dk_acc, ds, q_tile(it));
+      core::wgmma_commit();
+      core::wgmma_wait<0>();
+      hold<D>(dv_acc);
+      hold<D>(dk_acc);
+    }
+    const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
+    store_rows<D>(dk + head, ldg, key0, dk_acc, 1.0f, 1.0f);
+    store_rows<D>(dv + head, ldg, key0, dv_acc, 1.0f, 1.0f);
+    return;
+  }
+  two_abt<D>(st, k_addr, q_tile(0), dpt, v_addr, do_tile(0));
+  // Branch-free around the products (see the forward): every pass multiplies the next tile's
+  // scores, the last tile's dV and dK come after the loop.
+  for (int it = 0; it + 1 < passes; ++it) {
+    probabilities(it);
+    core::wgmma_wait<0>();  // the previous pass's dV and dK: pf and ds are free again
     hold<D>(dv_acc);
     hold<D>(dk_acc);
-    __syncthreads();  // the buffer is refilled by the next pass's fetch
+    to_a<kStep>(pf, st);
+    to_a<kStep>(ds, dpt);
+    tiles_ready<0>();                    // tile it+1; every warpgroup is done with tile it-1
+    if (it + 2 < passes) fetch(it + 2);  // into tile it-1's buffer
+    core::wgmma_fence();
+    issue_abt<D, kRows, kStep>(st, k_addr, q_tile(it + 1));
+    issue_abt<D, kRows, kStep>(dpt, v_addr, do_tile(it + 1));
+    core::wgmma_commit();
+    issue_ab<D, kStep>(dv_acc, pf, do_tile(it));
+    issue_ab<D, kStep>(dk_acc, ds, q_tile(it));
+    core::wgmma_commit();
+    core::wgmma_wait<1>();  // the scores; dV and dK may still run
+    core::wgmma_hold(st);
+    core::wgmma_hold(dpt);
   }
+  probabilities(passes - 1);
+  core::wgmma_wait<0>();
+  hold<D>(dv_acc);
+  hold<D>(dk_acc);
+  to_a<kStep>(pf, st);
+  to_a<kStep>(ds, dpt);
+  core::wgmma_fence();
+  issue_ab<D, kStep>(dv_acc, pf, do_tile(passes - 1));
+  issue_ab<D, kStep>(dk_acc, ds, q_tile(passes - 1));
+  core::wgmma_commit();
+  core::wgmma_wait<0>();
+  hold<D>(dv_acc);
+  hold<D>(dk_acc);
   const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
   store_rows<D>(dk + head, ldg, key0, dk_acc, 1.0f, 1.0f);
   store_rows<D>(dv + head, ldg, key0, dv_acc, 1.0f, 1.0f);
@@ -400,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
     flash_backward_dq_wgmma_kernel(bf16* dq, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout, int ldo,
                                    const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<D>& sm = aligned_smem<BwdSmem<D>>(smem_raw);
+  BwdSmem<D, kDqBufs>& sm = aligned_smem<BwdSmem<D, kDqBufs>>(smem_raw);
   const int qb = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, t = int(threadIdx.x) % 4;
   const std::int64_t kvbase = flash::head_start<D>(flash::kv_of(bh, NH, KVH), KVH, T, ld);
   auto fetch = [&](int kt, int buf) {
@@ -461,11 +526,12 @@ void forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, cons
 template <int D>
 void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout, const bf16* q, const bf16* k,
               const bf16* v, const float* lse, cudaStream_t s) {
-  const std::size_t smem = smem_bytes<BwdSmem<D>>();
-  flash::launch<kThreads>(flash_backward_dkdv_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.kv_heads())), s, dk, dv,
-                          h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
-  flash::launch<kThreads>(flash_backward_dq_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, dq, h.ld_qkv, q, k,
-                          v, h.ld_qkv, dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kThreads>(flash_backward_dkdv_wgmma_kernel<D>, smem_bytes<BwdSmem<D, kDkdvBufs>>(),
+                          dim3(unsigned(h.T / kRows), unsigned(h.B * h.kv_heads())), s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out,
+                          lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kThreads>(flash_backward_dq_wgmma_kernel<D>, smem_bytes<BwdSmem<D, kDqBufs>>(),
+                          dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, dsum,
+                          h.NH, h.kv_heads(), h.T, h.scale);
 }
 
 }  // namespace
