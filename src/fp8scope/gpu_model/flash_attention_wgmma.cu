@@ -51,15 +51,16 @@ struct FwdSmem {
   bf16 q[kRows * D];
   bf16 k[3][kKeys * D], v[2][kKeys * D];  // K runs a tile ahead of V (the forward's pipeline)
 };
-// BUFS buffers of loop tiles: dQ two (the tile multiplied, the next being fetched), dK/dV
-// three (its gradient products read one tile while its score products read the next).
+// BUFS buffers of loop tiles: two in an unpipelined loop (the tile multiplied, the next being
+// fetched), three in a pipelined one (its gradient product reads one tile while its score
+// products read the next).
 template <int D, int BUFS>
 struct BwdSmem {
   bf16 x[kRows * D], y[kRows * D];              // the block's own tiles (K, V for dK/dV; Q, dO for dQ)
   bf16 a[BUFS][kStep * D], b[BUFS][kStep * D];  // the loop's tiles (Q, dO for dK/dV; K, V for dQ)
   float lse[BUFS][kStep], dsum[BUFS][kStep];    // dK/dV: per loop query row
 };
-constexpr int kDkdvBufs = 3, kDqBufs = 2;
+constexpr int kDkdvBufs = 3;
 // The dK/dV loop is pipelined at head size 64 (226 registers); at 128 the two score
 // accumulators held beside dV, dK and the gradient products' operands exceed the 255 a thread
 // has (ptxas spills), so that loop takes one pass after another.
@@ -455,27 +456,38 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // dQ for 128 queries against every key tile of 64 up to the diagonal: S = Q K^T, dP = dO V^T,
-// dQ += dS K. At D = 64 it fits in 128 registers, so two blocks share an SM.
+// dQ += dS K. At D = 64 it fits in 128 registers, so two blocks share an SM, whose loops
+// overlap each other; at D = 128 (one block per SM) the loop is pipelined as the dK/dV one is:
+// the next key tile's S and dP are multiplied before this tile's dQ product, and dS is formed
+// while that runs (three loop-tile buffers). Pipelined at 64 it would need about 160 registers
+// and lose the second block.
 template <int D>
 constexpr int dq_min_blocks() {
   return D == 64 ? 2 : 1;
 }
 template <int D>
+constexpr bool kDqPipelined = D == 128;
+template <int D>
+constexpr int kDqBufs = kDqPipelined<D> ? 3 : 2;
+template <int D>
 __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
     flash_backward_dq_wgmma_kernel(bf16* dq, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout, int ldo,
                                    const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<D, kDqBufs>& sm = aligned_smem<BwdSmem<D, kDqBufs>>(smem_raw);
+  BwdSmem<D, kDqBufs<D>>& sm = aligned_smem<BwdSmem<D, kDqBufs<D>>>(smem_raw);
   const int qb = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, t = int(threadIdx.x) % 4;
   const std::int64_t kvbase = flash::head_start<D>(flash::kv_of(bh, NH, KVH), KVH, T, ld);
-  auto fetch = [&](int kt, int buf) {
+  auto fetch = [&](int kt) {
+    const int buf = kt % kDqBufs<D>;
     fetch_swizzled<kStep, D>(sm.a[buf], k + kvbase + std::int64_t(kt) * kStep * ld, ld);
     fetch_swizzled<kStep, D>(sm.b[buf], v + kvbase + std::int64_t(kt) * kStep * ld, ld);
     core::cp_commit();
   };
+  auto k_tile = [&](int kt) { return core::smem_addr(sm.a[kt % kDqBufs<D>]); };
+  auto v_tile = [&](int kt) { return core::smem_addr(sm.b[kt % kDqBufs<D>]); };
   fetch_swizzled<kRows, D>(sm.x, q + flash::head_start<D>(bh, NH, T, ld) + std::int64_t(qb) * kRows * ld, ld);
   fetch_swizzled<kRows, D>(sm.y, dout + flash::head_start<D>(bh, NH, T, ldo) + std::int64_t(qb) * kRows * ldo, ldo);
-  fetch(0, 0);
+  fetch(0);  // Q, dO and the first key tile: one group
   const std::uint32_t q_addr = own_rows_addr(sm.x), do_addr = own_rows_addr(sm.y);
   const float sl2 = scale * core::kLog2e;
   const int row0 = qb * kRows + own_row(), row1 = row0 + 8;
@@ -484,35 +496,65 @@ __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
   const float d0 = dsum[rows + row0], d1 = dsum[rows + row1];
   AccD<D> dq_acc;
   zero<D>(dq_acc);
-  const int last = (qb + 1) * kRows / kStep - 1;  // the key tile holding the block's last diagonal
-  for (int kt = 0; kt <= last; ++kt) {
-    const int buf = kt & 1;
-    fetch_next_and_wait(kt < last, [&] { fetch(kt + 1, buf ^ 1); });
-    const std::uint32_t k_tile = core::smem_addr(sm.a[buf]), v_tile = core::smem_addr(sm.b[buf]);
-    // S and dP together (both from shared memory), then dQ.
-    AccN<kStep> s, dp;
-    two_abt<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
+  const int last = (qb + 1) * kRows / kStep - 1;  // the key tile holding the block's last diagonal (>= 1)
+  AccN<kStep> s, dp;
+  FragsK<kStep> f;
+  // dS of key tile kt in place of its dP, from P as rounded to BF16 (as in the dK/dV kernel),
+  // repacked as the dQ product's A operand.
+  auto ds_of = [&](int kt) {
 #pragma unroll
     for (int j = 0; j < kStep / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = kt * kStep + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
-        float& x = s[4 * j + e];
-        x = col > row ? 0.0f : core::exp2_fast(x * sl2 - (e < 2 ? lse0 : lse1));
+        const float p = col > row ? 0.0f : core::exp2_fast(s[4 * j + e] * sl2 - (e < 2 ? lse0 : lse1));
+        dp[4 * j + e] = __bfloat162float(__float2bfloat16_rn(p)) * (dp[4 * j + e] - (e < 2 ? d0 : d1)) * scale;
       }
-    FragsK<kStep> f;  // P in BF16 (as in the dK/dV kernel), then dS
-    to_a<kStep>(f, s);
-#pragma unroll
-    for (int j = 0; j < kStep / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) dp[4 * j + e] = flash::frag_value(f, j, e) * (dp[4 * j + e] - (e < 2 ? d0 : d1)) * scale;
+  };
+  if constexpr (!kDqPipelined<D>) {
+    for (int kt = 0; kt <= last; ++kt) {
+      fetch_next_and_wait(kt < last, [&] { fetch(kt + 1); });
+      // S and dP together (both from shared memory), then dQ.
+      two_abt<D>(s, q_addr, k_tile(kt), dp, do_addr, v_tile(kt));
+      ds_of(kt);
+      to_a<kStep>(f, dp);
+      core::wgmma_fence();
+      issue_ab<D, kStep>(dq_acc, f, k_tile(kt));
+      core::wgmma_commit();
+      core::wgmma_wait<0>();
+      hold<D>(dq_acc);
+      __syncthreads();  // the buffer is refilled by the next pass's fetch
+    }
+  } else {
+    fetch(1);
+    tiles_ready<1>();  // Q, dO and key tile 0
+    two_abt<D>(s, q_addr, k_tile(0), dp, do_addr, v_tile(0));
+    for (int kt = 0; kt < last; ++kt) {
+      ds_of(kt);
+      core::wgmma_wait<0>();  // the previous tile's dQ product: f is free again
+      hold<D>(dq_acc);
+      to_a<kStep>(f, dp);
+      tiles_ready<0>();                   // tile kt+1; every warpgroup is done with tile kt-1
+      if (kt + 2 <= last) fetch(kt + 2);  // into tile kt-1's buffer
+      core::wgmma_fence();
+      issue_abt<D, kRows, kStep>(s, q_addr, k_tile(kt + 1));
+      issue_abt<D, kRows, kStep>(dp, do_addr, v_tile(kt + 1));
+      core::wgmma_commit();
+      issue_ab<D, kStep>(dq_acc, f, k_tile(kt));
+      core::wgmma_commit();
+      core::wgmma_wait<1>();  // the scores; the dQ product may still run
+      core::wgmma_hold(s);
+      core::wgmma_hold(dp);
+    }
+    ds_of(last);
+    core::wgmma_wait<0>();
+    hold<D>(dq_acc);
     to_a<kStep>(f, dp);
     core::wgmma_fence();
-    issue_ab<D, kStep>(dq_acc, f, k_tile);
+    issue_ab<D, kStep>(dq_acc, f, k_tile(last));
     core::wgmma_commit();
     core::wgmma_wait<0>();
     hold<D>(dq_acc);
-    __syncthreads();
   }
   store_rows<D>(dq + flash::head_start<D>(bh, NH, T, ldg), ldg, row0, dq_acc, 1.0f, 1.0f);
 }
@@ -529,7 +571,7 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float
   flash::launch<kThreads>(flash_backward_dkdv_wgmma_kernel<D>, smem_bytes<BwdSmem<D, kDkdvBufs>>(),
                           dim3(unsigned(h.T / kRows), unsigned(h.B * h.kv_heads())), s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out,
                           lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
-  flash::launch<kThreads>(flash_backward_dq_wgmma_kernel<D>, smem_bytes<BwdSmem<D, kDqBufs>>(),
+  flash::launch<kThreads>(flash_backward_dq_wgmma_kernel<D>, smem_bytes<BwdSmem<D, kDqBufs<D>>>(),
                           dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, dsum,
                           h.NH, h.kv_heads(), h.T, h.scale);
 }
