@@ -51,21 +51,12 @@ struct FwdSmem {
   bf16 q[kRows * D];
   bf16 k[3][kKeys * D], v[2][kKeys * D];  // K runs a tile ahead of V (the forward's pipeline)
 };
-// BUFS buffers of loop tiles: two in an unpipelined loop (the tile multiplied, the next being
-// fetched), three in a pipelined one (its gradient product reads one tile while its score
-// products read the next).
-template <int D, int BUFS>
-struct BwdSmem {
-  bf16 x[kRows * D], y[kRows * D];              // the block's own tiles (K, V for dK/dV; Q, dO for dQ)
-  bf16 a[BUFS][kStep * D], b[BUFS][kStep * D];  // the loop's tiles (Q, dO for dK/dV; K, V for dQ)
-  float lse[BUFS][kStep], dsum[BUFS][kStep];    // dK/dV: per loop query row
-};
-constexpr int kDkdvBufs = 3;
-// The dK/dV loop is pipelined at head size 64 (226 registers); at 128 the two score
-// accumulators held beside dV, dK and the gradient products' operands exceed the 255 a thread
-// has (ptxas spills), so that loop takes one pass after another.
 template <int D>
-constexpr bool kDkdvPipelined = D == 64;
+struct BwdSmem {
+  bf16 x[kRows * D], y[kRows * D];        // the block's own tiles (K, V for dK/dV; Q, dO for dQ)
+  bf16 a[2][kStep * D], b[2][kStep * D];  // the loop's tiles (Q, dO for dK/dV; K, V for dQ)
+  float lse[2][kStep], dsum[2][kStep];    // dK/dV: per loop query row
+};
 template <class Smem>
 constexpr std::size_t smem_bytes() {
   return sizeof(Smem) + kGroupBytes;  // room to align
@@ -326,27 +317,20 @@ __device__ __forceinline__ void fetch_next_and_wait(bool more, FetchNext&& fetch
 
 // dK, dV for 128 keys of one k/v head against every query tile of 64 at or after the diagonal
 // of every q head that reads this k/v head, in transposed form: S^T = K Q^T (keys x queries),
-// dV += P^T dO, dP^T = V dO^T, dK += dS^T Q. Software-pipelined as the forward is: a pass
-// issues the next query tile's score products (S^T, dP^T) and then this tile's gradient
-// products (dV, dK), waits for the scores only, and turns them into P^T and dS^T while dV and
-// dK are still multiplied; those are waited for just before their operand registers are
-// rewritten. So the tensor cores work through the softmax instead of idling in it, and three
-// loop tiles are live: the gradient products', the score products' and the one being fetched.
-// The products, their order and every rounding are those of the unpipelined loop (head size
-// 128 runs that, kDkdvPipelined).
+// dV += P^T dO, dP^T = V dO^T, dK += dS^T Q.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_backward_dkdv_wgmma_kernel(bf16* dk, bf16* dv, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout,
                                      int ldo, const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<D, kDkdvBufs>& sm = aligned_smem<BwdSmem<D, kDkdvBufs>>(smem_raw);
+  BwdSmem<D>& sm = aligned_smem<BwdSmem<D>>(smem_raw);
   const int kb = blockIdx.x, bkv = blockIdx.y, t = int(threadIdx.x) % 4;  // kb = 0 has the most work
   // Pass `it`: q head (group member it / span) and its query tile first + it % span.
   const int nt = T / kStep, first = kb * kRows / kStep, group = NH / KVH, span = nt - first, passes = group * span;
   const int first_q = (bkv / KVH) * NH + (bkv % KVH) * group;  // the (batch, q head) index of the group's first head
   const std::int64_t kvbase = flash::head_start<D>(bkv, KVH, T, ld);
-  auto fetch = [&](int it) {
-    const int bh = first_q + it / span, qt = first + it % span, buf = it % kDkdvBufs;
+  auto fetch = [&](int it, int buf) {
+    const int bh = first_q + it / span, qt = first + it % span;
     const std::int64_t rows = std::int64_t(bh) * T + std::int64_t(qt) * kStep;
     fetch_swizzled<kStep, D>(sm.a[buf], q + flash::head_start<D>(bh, NH, T, ld) + std::int64_t(qt) * kStep * ld, ld);
     fetch_swizzled<kStep, D>(sm.b[buf], dout + flash::head_start<D>(bh, NH, T, ldo) + std::int64_t(qt) * kStep * ldo, ldo);
@@ -354,20 +338,22 @@ __global__ void __launch_bounds__(kThreads, 1)
     flash::fetch_row_floats(sm.dsum[buf], dsum + rows, 32);
     core::cp_commit();
   };
-  auto q_tile = [&](int it) { return core::smem_addr(sm.a[it % kDkdvBufs]); };
-  auto do_tile = [&](int it) { return core::smem_addr(sm.b[it % kDkdvBufs]); };
   fetch_swizzled<kRows, D>(sm.x, k + kvbase + std::int64_t(kb) * kRows * ld, ld);
   fetch_swizzled<kRows, D>(sm.y, v + kvbase + std::int64_t(kb) * kRows * ld, ld);
-  fetch(0);  // K, V and the first loop tile: one group
-  if (passes > 1) fetch(1);
+  fetch(0, 0);
   const std::uint32_t k_addr = own_rows_addr(sm.x), v_addr = own_rows_addr(sm.y);
   const float sl2 = scale * core::kLog2e;
   const int key0 = kb * kRows + own_row(), key1 = key0 + 8;
-  // P^T and dS^T of pass `it` in place of its S^T and dP^T; dS from P^T as rounded to BF16 for
-  // dV (what to_a makes of it), as the mma.sync kernel does.
-  AccN<kStep> st, dpt;
-  auto probabilities = [&](int it) {
-    const int qt = first + it % span, buf = it % kDkdvBufs;
+  AccD<D> dk_acc, dv_acc;
+  zero<D>(dk_acc);
+  zero<D>(dv_acc);
+  for (int it = 0; it < passes; ++it) {
+    const int qt = first + it % span, buf = it & 1;
+    fetch_next_and_wait(it + 1 < passes, [&] { fetch(it + 1, buf ^ 1); });
+    const std::uint32_t q_tile = core::smem_addr(sm.a[buf]), do_tile = core::smem_addr(sm.b[buf]);
+    // S^T and dP^T together (both from shared memory), then dV and dK together.
+    AccN<kStep> st, dpt;
+    two_abt<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
     const float* l = sm.lse[buf];
     const float* d = sm.dsum[buf];
 #pragma unroll
@@ -375,119 +361,56 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = 8 * j + 2 * t + (e & 1), key = e < 2 ? key0 : key1;
-        const float p = key > qt * kStep + col ? 0.0f : core::exp2_fast(st[4 * j + e] * sl2 - l[col] * core::kLog2e);
-        st[4 * j + e] = p;
-        dpt[4 * j + e] = __bfloat162float(__float2bfloat16_rn(p)) * (dpt[4 * j + e] - d[col]) * scale;
+        float& x = st[4 * j + e];
+        x = key > qt * kStep + col ? 0.0f : core::exp2_fast(x * sl2 - l[col] * core::kLog2e);
       }
-  };
-  AccD<D> dk_acc, dv_acc;
-  zero<D>(dk_acc);
-  zero<D>(dv_acc);
-  FragsK<kStep> pf, ds;
-  if (passes > 1)
-    tiles_ready<1>();  // K, V and tile 0
-  else
-    tiles_ready<0>();
-  if constexpr (!kDkdvPipelined<D>) {
-    // One pass after another: scores, P^T and dS^T, then dV and dK, waited for.
-    for (int it = 0; it < passes; ++it) {
-      // Tile it (tile it+1 may still be in flight); every warpgroup is done with tile it-1.
-      if (it > 0 && it + 1 < passes)
-        tiles_ready<1>();
-      else if (it > 0)
-        tiles_ready<0>();
-      if (it + 2 < passes) fetch(it + 2);  // into tile it-1's buffer
-      two_abt<D>(st, k_addr, q_tile(it), dpt, v_addr, do_tile(it));
-      probabilities(it);
-      to_a<kStep>(pf, st);
-      to_a<kStep>(ds, dpt);
-      core::wgmma_fence();
-      issue_ab<D, kStep>(dv_acc, pf, do_tile(it));
-      issue_ab<D, kStep>(dk_acc, ds, q_tile(it));
-      core::wgmma_commit();
-      core::wgmma_wait<0>();
-      hold<D>(dv_acc);
-      hold<D>(dk_acc);
-    }
-    const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
-    store_rows<D>(dk + head, ldg, key0, dk_acc, 1.0f, 1.0f);
-    store_rows<D>(dv + head, ldg, key0, dv_acc, 1.0f, 1.0f);
-    return;
-  }
-  two_abt<D>(st, k_addr, q_tile(0), dpt, v_addr, do_tile(0));
-  // Branch-free around the products (see the forward): every pass multiplies the next tile's
-  // scores, the last tile's dV and dK come after the loop.
-  for (int it = 0; it + 1 < passes; ++it) {
-    probabilities(it);
-    core::wgmma_wait<0>();  // the previous pass's dV and dK: pf and ds are free again
+    // dS from P^T as rounded to BF16 for dV, as the mma.sync kernel does.
+    FragsK<kStep> pf, ds;
+    to_a<kStep>(pf, st);
+#pragma unroll
+    for (int j = 0; j < kStep / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = 8 * j + 2 * t + (e & 1);
+        dpt[4 * j + e] = flash::frag_value(pf, j, e) * (dpt[4 * j + e] - d[col]) * scale;
+      }
+    to_a<kStep>(ds, dpt);
+    core::wgmma_fence();
+    issue_ab<D, kStep>(dv_acc, pf, do_tile);
+    issue_ab<D, kStep>(dk_acc, ds, q_tile);
+    core::wgmma_commit();
+    core::wgmma_wait<0>();
     hold<D>(dv_acc);
     hold<D>(dk_acc);
-    to_a<kStep>(pf, st);
-    to_a<kStep>(ds, dpt);
-    tiles_ready<0>();                    // tile it+1; every warpgroup is done with tile it-1
-    if (it + 2 < passes) fetch(it + 2);  // into tile it-1's buffer
-    core::wgmma_fence();
-    issue_abt<D, kRows, kStep>(st, k_addr, q_tile(it + 1));
-    issue_abt<D, kRows, kStep>(dpt, v_addr, do_tile(it + 1));
-    core::wgmma_commit();
-    issue_ab<D, kStep>(dv_acc, pf, do_tile(it));
-    issue_ab<D, kStep>(dk_acc, ds, q_tile(it));
-    core::wgmma_commit();
-    core::wgmma_wait<1>();  // the scores; dV and dK may still run
-    core::wgmma_hold(st);
-    core::wgmma_hold(dpt);
+    __syncthreads();  // the buffer is refilled by the next pass's fetch
   }
-  probabilities(passes - 1);
-  core::wgmma_wait<0>();
-  hold<D>(dv_acc);
-  hold<D>(dk_acc);
-  to_a<kStep>(pf, st);
-  to_a<kStep>(ds, dpt);
-  core::wgmma_fence();
-  issue_ab<D, kStep>(dv_acc, pf, do_tile(passes - 1));
-  issue_ab<D, kStep>(dk_acc, ds, q_tile(passes - 1));
-  core::wgmma_commit();
-  core::wgmma_wait<0>();
-  hold<D>(dv_acc);
-  hold<D>(dk_acc);
   const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
   store_rows<D>(dk + head, ldg, key0, dk_acc, 1.0f, 1.0f);
   store_rows<D>(dv + head, ldg, key0, dv_acc, 1.0f, 1.0f);
 }
 
 // dQ for 128 queries against every key tile of 64 up to the diagonal: S = Q K^T, dP = dO V^T,
-// dQ += dS K. At D = 64 it fits in 128 registers, so two blocks share an SM, whose loops
-// overlap each other; at D = 128 (one block per SM) the loop is pipelined as the dK/dV one is:
-// the next key tile's S and dP are multiplied before this tile's dQ product, and dS is formed
-// while that runs (three loop-tile buffers). Pipelined at 64 it would need about 160 registers
-// and lose the second block.
+// dQ += dS K. At D = 64 it fits in 128 registers, so two blocks share an SM.
 template <int D>
 constexpr int dq_min_blocks() {
   return D == 64 ? 2 : 1;
 }
 template <int D>
-constexpr bool kDqPipelined = D == 128;
-template <int D>
-constexpr int kDqBufs = kDqPipelined<D> ? 3 : 2;
-template <int D>
 __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
     flash_backward_dq_wgmma_kernel(bf16* dq, int ldg, const bf16* q, const bf16* k, const bf16* v, int ld, const bf16* dout, int ldo,
                                    const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   extern __shared__ unsigned char smem_raw[];
-  BwdSmem<D, kDqBufs<D>>& sm = aligned_smem<BwdSmem<D, kDqBufs<D>>>(smem_raw);
+  BwdSmem<D>& sm = aligned_smem<BwdSmem<D>>(smem_raw);
   const int qb = int(gridDim.x) - 1 - int(blockIdx.x), bh = blockIdx.y, t = int(threadIdx.x) % 4;
   const std::int64_t kvbase = flash::head_start<D>(flash::kv_of(bh, NH, KVH), KVH, T, ld);
-  auto fetch = [&](int kt) {
-    const int buf = kt % kDqBufs<D>;
+  auto fetch = [&](int kt, int buf) {
     fetch_swizzled<kStep, D>(sm.a[buf], k + kvbase + std::int64_t(kt) * kStep * ld, ld);
     fetch_swizzled<kStep, D>(sm.b[buf], v + kvbase + std::int64_t(kt) * kStep * ld, ld);
     core::cp_commit();
   };
-  auto k_tile = [&](int kt) { return core::smem_addr(sm.a[kt % kDqBufs<D>]); };
-  auto v_tile = [&](int kt) { return core::smem_addr(sm.b[kt % kDqBufs<D>]); };
   fetch_swizzled<kRows, D>(sm.x, q + flash::head_start<D>(bh, NH, T, ld) + std::int64_t(qb) * kRows * ld, ld);
   fetch_swizzled<kRows, D>(sm.y, dout + flash::head_start<D>(bh, NH, T, ldo) + std::int64_t(qb) * kRows * ldo, ldo);
-  fetch(0);  // Q, dO and the first key tile: one group
+  fetch(0, 0);
   const std::uint32_t q_addr = own_rows_addr(sm.x), do_addr = own_rows_addr(sm.y);
   const float sl2 = scale * core::kLog2e;
   const int row0 = qb * kRows + own_row(), row1 = row0 + 8;
@@ -496,65 +419,35 @@ __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
   const float d0 = dsum[rows + row0], d1 = dsum[rows + row1];
   AccD<D> dq_acc;
   zero<D>(dq_acc);
-  const int last = (qb + 1) * kRows / kStep - 1;  // the key tile holding the block's last diagonal (>= 1)
-  AccN<kStep> s, dp;
-  FragsK<kStep> f;
-  // dS of key tile kt in place of its dP, from P as rounded to BF16 (as in the dK/dV kernel),
-  // repacked as the dQ product's A operand.
-  auto ds_of = [&](int kt) {
+  const int last = (qb + 1) * kRows / kStep - 1;  // the key tile holding the block's last diagonal
+  for (int kt = 0; kt <= last; ++kt) {
+    const int buf = kt & 1;
+    fetch_next_and_wait(kt < last, [&] { fetch(kt + 1, buf ^ 1); });
+    const std::uint32_t k_tile = core::smem_addr(sm.a[buf]), v_tile = core::smem_addr(sm.b[buf]);
+    // S and dP together (both from shared memory), then dQ.
+    AccN<kStep> s, dp;
+    two_abt<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
 #pragma unroll
     for (int j = 0; j < kStep / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = kt * kStep + 8 * j + 2 * t + (e & 1), row = e < 2 ? row0 : row1;
-        const float p = col > row ? 0.0f : core::exp2_fast(s[4 * j + e] * sl2 - (e < 2 ? lse0 : lse1));
-        dp[4 * j + e] = __bfloat162float(__float2bfloat16_rn(p)) * (dp[4 * j + e] - (e < 2 ? d0 : d1)) * scale;
+        float& x = s[4 * j + e];
+        x = col > row ? 0.0f : core::exp2_fast(x * sl2 - (e < 2 ? lse0 : lse1));
       }
-  };
-  if constexpr (!kDqPipelined<D>) {
-    for (int kt = 0; kt <= last; ++kt) {
-      fetch_next_and_wait(kt < last, [&] { fetch(kt + 1); });
-      // S and dP together (both from shared memory), then dQ.
-      two_abt<D>(s, q_addr, k_tile(kt), dp, do_addr, v_tile(kt));
-      ds_of(kt);
-      to_a<kStep>(f, dp);
-      core::wgmma_fence();
-      issue_ab<D, kStep>(dq_acc, f, k_tile(kt));
-      core::wgmma_commit();
-      core::wgmma_wait<0>();
-      hold<D>(dq_acc);
-      __syncthreads();  // the buffer is refilled by the next pass's fetch
-    }
-  } else {
-    fetch(1);
-    tiles_ready<1>();  // Q, dO and key tile 0
-    two_abt<D>(s, q_addr, k_tile(0), dp, do_addr, v_tile(0));
-    for (int kt = 0; kt < last; ++kt) {
-      ds_of(kt);
-      core::wgmma_wait<0>();  // the previous tile's dQ product: f is free again
-      hold<D>(dq_acc);
-      to_a<kStep>(f, dp);
-      tiles_ready<0>();                   // tile kt+1; every warpgroup is done with tile kt-1
-      if (kt + 2 <= last) fetch(kt + 2);  // into tile kt-1's buffer
-      core::wgmma_fence();
-      issue_abt<D, kRows, kStep>(s, q_addr, k_tile(kt + 1));
-      issue_abt<D, kRows, kStep>(dp, do_addr, v_tile(kt + 1));
-      core::wgmma_commit();
-      issue_ab<D, kStep>(dq_acc, f, k_tile(kt));
-      core::wgmma_commit();
-      core::wgmma_wait<1>();  // the scores; the dQ product may still run
-      core::wgmma_hold(s);
-      core::wgmma_hold(dp);
-    }
-    ds_of(last);
-    core::wgmma_wait<0>();
-    hold<D>(dq_acc);
+    FragsK<kStep> f;  // P in BF16 (as in the dK/dV kernel), then dS
+    to_a<kStep>(f, s);
+#pragma unroll
+    for (int j = 0; j < kStep / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dp[4 * j + e] = flash::frag_value(f, j, e) * (dp[4 * j + e] - (e < 2 ? d0 : d1)) * scale;
     to_a<kStep>(f, dp);
     core::wgmma_fence();
-    issue_ab<D, kStep>(dq_acc, f, k_tile(last));
+    issue_ab<D, kStep>(dq_acc, f, k_tile);
     core::wgmma_commit();
     core::wgmma_wait<0>();
     hold<D>(dq_acc);
+    __syncthreads();
   }
   store_rows<D>(dq + flash::head_start<D>(bh, NH, T, ldg), ldg, row0, dq_acc, 1.0f, 1.0f);
 }
@@ -568,12 +461,11 @@ void forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, cons
 template <int D>
 void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout, const bf16* q, const bf16* k,
               const bf16* v, const float* lse, cudaStream_t s) {
-  flash::launch<kThreads>(flash_backward_dkdv_wgmma_kernel<D>, smem_bytes<BwdSmem<D, kDkdvBufs>>(),
-                          dim3(unsigned(h.T / kRows), unsigned(h.B * h.kv_heads())), s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out,
-                          lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
-  flash::launch<kThreads>(flash_backward_dq_wgmma_kernel<D>, smem_bytes<BwdSmem<D, kDqBufs<D>>>(),
-                          dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, dq, h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, dsum,
-                          h.NH, h.kv_heads(), h.T, h.scale);
+  const std::size_t smem = smem_bytes<BwdSmem<D>>();
+  flash::launch<kThreads>(flash_backward_dkdv_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.kv_heads())), s, dk, dv,
+                          h.ld_qkv, q, k, v, h.ld_qkv, dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
+  flash::launch<kThreads>(flash_backward_dq_wgmma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s, dq, h.ld_qkv, q, k,
+                          v, h.ld_qkv, dout, h.ld_out, lse, dsum, h.NH, h.kv_heads(), h.T, h.scale);
 }
 
 }  // namespace
