@@ -91,13 +91,12 @@ void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Fo
     line_amax_kernel<<<grid, kThreads, 0, s>>>(in, rows, cols, vec, row_amax, col_amax);
   }
   const CastLaunch l{in, rows, cols, vec, mode, f, o, rule, gd, gt, direct, transposed, row_amax, col_amax, ctas, s};
-  // A negative margin lets any value saturate: the exact division, each value's saturation counted.
-  if (rule.margin < 0)
-    launch_block_cast<Quot::exact>(l);
-  else if (rule.pow2)
+  // Power-of-two scales at margin >= 0: one product a value, saturations counted from the
+  // block's amax; otherwise the corrected division, each value's saturation compared.
+  if (rule.pow2 && rule.margin >= 0)
     launch_block_cast<Quot::pow2>(l);
   else
-    launch_block_cast<Quot::keyed>(l);
+    launch_block_cast<Quot::exact>(l);
 }
 
 void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s) {

@@ -1,6 +1,6 @@
 #pragma once
 // The per-row / per-block cast kernel (block_cast.cuh) and its device helpers, shared by the
-// files that compile it: block_cast_exact.cu, block_cast_keyed.cu and block_cast_pow2.cu each
+// files that compile it: block_cast_exact.cu and block_cast_pow2.cu each
 // instantiate one way of taking the quotients (Quot) for every format and scale mode, so that
 // the kernel's 36 instances build in parallel (in one file: 205 s, the long pole of a clean
 // build; apart: 39-47 s each); block_cast.cu launches them (launch_block_cast) and holds the
@@ -206,19 +206,20 @@ __device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_
 
 // How the fast path takes a block's quotients x / d and counts their saturations (one way for
 // a whole launch):
-// - exact: divide_by_scale, and each value's saturation compared. A negative margin, where any
-//   value may saturate.
-// - keyed: divide_by_scale, saturations counted from the block's amax. FP32 scales at margin >= 0.
+// - exact: divide_by_scale, and each value's saturation compared. FP32 scales, and any scale at
+//   a negative margin, where any value may saturate.
 // - pow2: power-of-two scales at margin >= 0: the reciprocal is exact and one rounded product
-//   is the rounded quotient; saturations as keyed.
-// At margin >= 0 only the values equal to a block's amax can saturate: d >= amax / fmt_max
-// (1 - 2^-24), and the next BF16 magnitude below the amax is at most amax (1 - 2^-8), so its
-// quotient stays below fmt_max. The block's saturation key says whether the amax's quotient
-// does (divisor_of), and only the vector holding the amax counts, instead of a compare per value.
-// (Two products bounding the quotient, by the reciprocal rounded down and up, whose codes decide
+//   is the rounded quotient. At margin >= 0 only the values equal to a block's amax can
+//   saturate: d >= amax / fmt_max (1 - 2^-24), and the next BF16 magnitude below the amax is at
+//   most amax (1 - 2^-8), so its quotient stays below fmt_max. The block's saturation key says
+//   whether the amax's quotient does (divisor_of), and only the vector holding the amax counts,
+//   instead of a compare per value.
+// (FP32 scales at margin >= 0 counted saturations that way too, f059679: no gain measured on an
+// H100, 2080 against 2089 us for the 16384 x 50304 cast, so they take the exact path. Two
+// products bounding the quotient, by the reciprocal rounded down and up, whose codes decide
 // where they agree, take fewer instructions than the exact division but twice the conversions;
 // they measured 10 % slower on an H100, the conversions' throughput being the likely cost.)
-enum class Quot { exact, keyed, pow2 };
+enum class Quot { exact, pow2 };
 constexpr unsigned kNoSaturation = 0xFFFFFFFEu;  // no value of the block saturates
 constexpr unsigned kSlowBlock = 0xFFFFFFFFu;     // a non-finite block (d = 1: any value may saturate): value by value
 
@@ -244,7 +245,7 @@ __device__ __forceinline__ Divisor shfl_divisor(const Divisor& v, int src) {
 }
 
 // Whether a vector (its largest magnitude's bits) of a block takes the fast path: fast(), and
-// where saturations are counted from the amax (keyed, pow2), a finite block amax.
+// where saturations are counted from the amax (pow2), a finite block amax.
 template <Quot Q>
 __device__ __forceinline__ bool takes_fast_path(unsigned vmax_bits, const Divisor& v) {
   return fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock);
@@ -518,7 +519,6 @@ void launch_block_cast(const CastLaunch& l) {
 }
 // Each instance is compiled in its own file (block_cast_<quot>.cu).
 extern template void launch_block_cast<Quot::exact>(const CastLaunch&);
-extern template void launch_block_cast<Quot::keyed>(const CastLaunch&);
 extern template void launch_block_cast<Quot::pow2>(const CastLaunch&);
 
 }  // namespace fp8scope::fp8::block_cast_detail

@@ -1,6 +1,0 @@
-// block_cast_kernel with Quot::keyed, for every format and scale mode (see block_cast_kernel.cuh).
-#include "fp8scope/fp8/block_cast_kernel.cuh"
-
-namespace fp8scope::fp8::block_cast_detail {
-template void launch_block_cast<Quot::keyed>(const CastLaunch&);
-}  // namespace fp8scope::fp8::block_cast_detail
