@@ -33,10 +33,14 @@ struct BlockCastCopy {
 // mode: outer_vec (one scale per row of each copy), vec128 (1x128 blocks) or blk128 (128x128
 // blocks); the transpose's geometry is scale_geometry(mode, cols, rows). The scale tensors'
 // padding is never written (zero it once). scratch: block_cast_scratch_floats(rows, cols)
-// floats, used by outer_vec only.
+// floats, used by outer_vec only. col_sums (may be null): the input's column sums as
+// block_cast_sum_rows(rows) rows of partial sums [..][cols] (a bias gradient from the
+// gradient's cast, one read fewer; column_sum_add sums them in a fixed order).
 void block_cast_transpose(const __nv_bfloat16* in, int rows, int cols, ScaleMode mode, Format f, Overflow o, BlockScaleRule rule,
-                          const BlockCastCopy& direct, const BlockCastCopy& transposed, float* scratch, cudaStream_t s);
+                          const BlockCastCopy& direct, const BlockCastCopy& transposed, float* scratch, cudaStream_t s,
+                          float* col_sums = nullptr);
 inline std::size_t block_cast_scratch_floats(int rows, int cols) { return std::size_t(rows) + std::size_t(cols); }
+inline int block_cast_sum_rows(int rows) { return (rows + 127) / 128; }
 
 // Checks the casts' division (a block's reciprocal and two corrections, see block_cast.cu; for
 // a power-of-two scale also the single product by its reciprocal) against __fdiv_rn for every
