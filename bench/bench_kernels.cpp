@@ -122,72 +122,31 @@ void bm_cast(benchmark::State& state, std::int64_t cols, CastMode mode) {
 // FP32 scales at margin 0 (the corrected division and a saturation compare per value; from
 // f059679 until it measured no faster, saturations counted from each block's amax, which the
 // committed `_margin_minus1` rows compared against) or powers of two (`_pow2`: one product a
-// value, saturations counted from each block's amax).
-void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols, fp8::ScaleMode mode, fp8::BlockScaleRule rule = {}) {
+// value, saturations counted from each block's amax). sums: with the bias gradient's column sums
+// (a gradient's cast, `_dbias`: partial rows per 128-row tile, then summed in a fixed order).
+void bm_block_cast(benchmark::State& state, std::int64_t rows, std::int64_t cols, fp8::ScaleMode mode, fp8::BlockScaleRule rule = {},
+                   bool sums = false) {
   if (skip(state)) return;
   const std::int64_t n = rows * cols;
   auto in = random_bf16(n, 1.0f, 1);
   const fp8::ScaleGeometry gd = fp8::scale_geometry(mode, rows, cols), gt = fp8::scale_geometry(mode, cols, rows);
   core::DeviceBuffer out{std::size_t(n)}, out_t{std::size_t(n)}, lt{std::size_t(gd.lt_elements()) * 4},
       lt_t{std::size_t(gt.lt_elements()) * 4}, stats{2 * sizeof(fp8::CastStats)}, maxdq{8},
-      scratch{fp8::block_cast_scratch_floats(int(rows), int(cols)) * 4};
-  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
-  FP8S_CUDA(cudaMemset(maxdq.get(), 0, maxdq.size()));
-  const fp8::BlockCastCopy d{out.as<std::uint8_t>(), lt.as<float>(), stats.as<fp8::CastStats>(), nullptr, maxdq.as<float>()};
-  const fp8::BlockCastCopy t{out_t.as<std::uint8_t>(), lt_t.as<float>(), stats.as<fp8::CastStats>() + 1, nullptr, maxdq.as<float>() + 1};
-  const double s = bench::run_timed(state, [&] {
-    fp8::block_cast_transpose(in.as<bf16>(), int(rows), int(cols), mode, fp8::Format::e4m3, fp8::Overflow::satfinite, rule, d, t,
-                              scratch.as<float>(), bench::stream());
-  });
-  report(state, s, double(n) * (mode == fp8::ScaleMode::outer_vec ? 6 : 4));
-}
-
-// Per-block scaling's casts around the GELU at fc1's output size (1x128 blocks, power-of-two
-// scales, the GELU input kept in E4M3 as the model keeps it): `fused` runs the GELU inside the
-// cast (gpu_model/gelu_block_cast.cu; backward with the bias gradient's column sums), `unfused`
-// the elementwise kernel writing BF16, then the plain cast (backward: and the separate bias
-// gradient), as the custom variant's step did. Bytes: the fewest the fused kernel moves (forward
-// reads the pre-activation, writes both copies and the E4M3 input; backward reads the gradient
-// and the E4M3 input, writes both copies).
-void bm_block_gelu_cast(benchmark::State& state, bool backward, bool fused) {
-  if (skip(state)) return;
-  const int cols = 4 * C;
-  const std::int64_t n = N * cols;
-  const fp8::ScaleMode mode = fp8::ScaleMode::vec128;
-  const fp8::BlockScaleRule rule{0, true};
-  auto x = random_bf16(n, 1.0f, 1), dy = random_bf16(n, 1e-3f, 2);
-  const fp8::ScaleGeometry gd = fp8::scale_geometry(mode, N, cols), gt = fp8::scale_geometry(mode, cols, N);
-  core::DeviceBuffer out{std::size_t(n)}, out_t{std::size_t(n)}, lt{std::size_t(gd.lt_elements()) * 4},
-      lt_t{std::size_t(gt.lt_elements()) * 4}, stats{2 * sizeof(fp8::CastStats)}, maxdq{8}, mid{std::size_t(n) * 2}, pre8{std::size_t(n)},
-      partial{std::size_t(std::max<std::int64_t>(gpu_model::bias_backward_scratch_floats(cols),
-                                                 std::int64_t(fp8::block_cast_sum_rows(int(N))) * cols)) *
-              4},
-      dbias{std::size_t(cols) * 4};
+      scratch{fp8::block_cast_scratch_floats(int(rows), int(cols)) * 4},
+      partial{sums ? std::size_t(fp8::block_cast_sum_rows(int(rows))) * std::size_t(cols) * 4 : 0}, dbias{std::size_t(cols) * 4};
   FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
   FP8S_CUDA(cudaMemset(maxdq.get(), 0, maxdq.size()));
   FP8S_CUDA(cudaMemset(dbias.get(), 0, dbias.size()));
   const fp8::BlockCastCopy d{out.as<std::uint8_t>(), lt.as<float>(), stats.as<fp8::CastStats>(), nullptr, maxdq.as<float>()};
   const fp8::BlockCastCopy t{out_t.as<std::uint8_t>(), lt_t.as<float>(), stats.as<fp8::CastStats>() + 1, nullptr, maxdq.as<float>() + 1};
-  const fp8::Format f = backward ? fp8::Format::e5m2 : fp8::Format::e4m3;
-  gpu_model::gelu_forward(mid.as<bf16>(), x.as<bf16>(), n, bench::stream(), pre8.as<std::uint8_t>());  // the E4M3 input
   const double s = bench::run_timed(state, [&] {
-    if (!backward && fused) {
-      gpu_model::gelu_block_cast_transpose(x.as<bf16>(), int(N), cols, mode, f, fp8::Overflow::satfinite, rule, d, t, nullptr,
-                                           bench::stream(), pre8.as<std::uint8_t>());
-    } else if (!backward) {
-      gpu_model::gelu_forward(mid.as<bf16>(), x.as<bf16>(), n, bench::stream(), pre8.as<std::uint8_t>());
-      fp8::block_cast_transpose(mid.as<bf16>(), int(N), cols, mode, f, fp8::Overflow::satfinite, rule, d, t, nullptr, bench::stream());
-    } else if (fused) {
-      gpu_model::dgelu_block_cast_transpose_dbias(dy.as<bf16>(), pre8.as<std::uint8_t>(), int(N), cols, mode, f, fp8::Overflow::satfinite,
-                                                  rule, d, t, nullptr, partial.as<float>(), bench::stream());
-      gpu_model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::block_cast_sum_rows(int(N)), cols, cols, bench::stream());
-    } else {
-      gpu_model::gelu_backward(mid.as<bf16>(), pre8.as<std::uint8_t>(), dy.as<bf16>(), n, bench::stream());
-      gpu_model::bias_backward(dbias.as<float>(), partial.as<float>(), mid.as<bf16>(), int(N), cols, bench::stream());
-      fp8::block_cast_transpose(mid.as<bf16>(), int(N), cols, mode, f, fp8::Overflow::satfinite, rule, d, t, nullptr, bench::stream());
-    }
+    fp8::block_cast_transpose(in.as<bf16>(), int(rows), int(cols), mode, fp8::Format::e4m3, fp8::Overflow::satfinite, rule, d, t,
+                              scratch.as<float>(), bench::stream(), sums ? partial.as<float>() : nullptr);
+    if (sums)
+      gpu_model::column_sum_add(dbias.as<float>(), partial.as<float>(), fp8::block_cast_sum_rows(int(rows)), int(cols), int(cols),
+                                bench::stream());
   });
-  report(state, s, double(n) * 5);
+  report(state, s, double(n) * (mode == fp8::ScaleMode::outer_vec ? 6 : 4));
 }
 
 // The MLP's fused FP8 casts at fc1's output size: forward GELU -> FP8 with its transpose
@@ -508,6 +467,10 @@ int main(int argc, char** argv) {
       bm_block_cast(s, N, cols, fp8::ScaleMode::vec128, {0, true});
     });
     if (cols != V)
+      reg(fmt::format("block_cast/vec128_pow2_dbias/{}x{}", N, cols), [cols](benchmark::State& s) {
+        bm_block_cast(s, N, cols, fp8::ScaleMode::vec128, {0, true}, true);
+      });
+    if (cols != V)
       reg(fmt::format("block_cast/outer_vec/{}x{}", N, cols),
           [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::outer_vec); });
   }
@@ -516,11 +479,6 @@ int main(int argc, char** argv) {
     reg(fmt::format("transpose_fp8/{}x{}", N, cols), [cols](benchmark::State& s) { bm_transpose_fp8(s, cols); });
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C)})
     reg(fmt::format("bias_backward/{}x{}", N, cols), [cols](benchmark::State& s) { bm_bias_backward(s, cols); });
-  for (bool fused : {true, false}) {
-    const char* how = fused ? "fused" : "unfused";
-    reg(fmt::format("block_cast_gelu/forward/{}", how), [fused](benchmark::State& s) { bm_block_gelu_cast(s, false, fused); });
-    reg(fmt::format("block_cast_gelu/backward_dbias/{}", how), [fused](benchmark::State& s) { bm_block_gelu_cast(s, true, fused); });
-  }
   reg("gelu_fp8/forward_cast_transpose", [](benchmark::State& s) { bm_gelu_cast(s, false); });
   reg("gelu_fp8/backward_cast_transpose_dbias", [](benchmark::State& s) { bm_gelu_cast(s, true); });
   reg("gelu_fp8/forward_cast_transpose/e4m3_input", [](benchmark::State& s) { bm_gelu_cast(s, false, true); });

@@ -4,7 +4,8 @@
 // columns) bit for bit, the scale tensors at the offsets cuBLASLt reads them from, and the
 // statistics the taps report (saturated, underflow and non-finite counts, smallest scale,
 // smallest non-zero and median block amax). Shapes with partial tiles and with rows or columns
-// not a multiple of 8 take the kernels' scalar edges.
+// not a multiple of 8 take the kernels' scalar edges. Also the column sums a gradient's cast
+// writes for the bias gradient.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/cpu/fp8_emulation.hpp"
 #include "fp8scope/fp8/block_cast.cuh"
@@ -14,6 +15,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -162,6 +164,52 @@ TEST(BlockCastDivision, EqualsIeeeDivisionForEveryBf16ValueAndScale) {
   fp8::block_division_mismatches(d.as<float>(), int(scales.size()), bad.as<unsigned long long>(), nullptr);
   FP8S_CUDA(cudaDeviceSynchronize());
   EXPECT_EQ(download<unsigned long long>(bad, 1)[0], 0ull) << "over " << scales.size() << " scales x 65280 values";
+}
+
+// A gradient's cast with the bias gradient's column sums (partial rows per 128-row tile): the
+// codes, scales and statistics are those of the cast without them, and the sums match double
+// sums of the BF16 input (FP32 sums of at most 128 values, then of the tiles; relative to the
+// sum of magnitudes, 1e-5). 1x128 blocks and row-wise, partial tiles, columns not a multiple of 8.
+TEST(BlockCastColumnSums, SumsMatchDoubleSumsAndLeaveTheCastAsItWas) {
+  FP8SCOPE_REQUIRE_GPU();
+  for (auto [rows, cols] : {std::pair{256, 384}, {300, 136}, {130, 77}})
+    for (fp8::ScaleMode mode : {fp8::ScaleMode::vec128, fp8::ScaleMode::outer_vec}) {
+      SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + " " + fp8::to_string(mode));
+      const auto host = values(rows, cols, unsigned(rows + cols));
+      const std::size_t n = host.size();
+      const fp8::ScaleGeometry gd = fp8::scale_geometry(mode, rows, cols), gt = fp8::scale_geometry(mode, cols, rows);
+      const int sum_rows = fp8::block_cast_sum_rows(rows);
+      core::DeviceBuffer in(n * 2), scratch(fp8::block_cast_scratch_floats(rows, cols) * 4), sums(std::size_t(sum_rows) * cols * 4);
+      FP8S_CUDA(cudaMemcpy(in.get(), host.data(), n * 2, cudaMemcpyHostToDevice));
+      std::vector<std::uint8_t> codes[2];
+      std::vector<fp8::CastStats> stats[2];
+      for (int with_sums = 0; with_sums < 2; ++with_sums) {
+        core::DeviceBuffer q(n), qt(n), lt(std::size_t(gd.lt_elements()) * 4), lt_t(std::size_t(gt.lt_elements()) * 4),
+            st(2 * sizeof(fp8::CastStats));
+        FP8S_CUDA(cudaMemset(st.get(), 0, st.size()));
+        fp8::block_cast_transpose(in.as<__nv_bfloat16>(), rows, cols, mode, fp8::Format::e5m2, fp8::Overflow::satfinite, {0, false},
+                                  {q.as<std::uint8_t>(), lt.as<float>(), st.as<fp8::CastStats>()},
+                                  {qt.as<std::uint8_t>(), lt_t.as<float>(), st.as<fp8::CastStats>() + 1}, scratch.as<float>(), nullptr,
+                                  with_sums ? sums.as<float>() : nullptr);
+        FP8S_CUDA(cudaDeviceSynchronize());
+        codes[with_sums] = download<std::uint8_t>(q, n);
+        const auto t = download<std::uint8_t>(qt, n);
+        codes[with_sums].insert(codes[with_sums].end(), t.begin(), t.end());
+        stats[with_sums] = download<fp8::CastStats>(st, 2);
+      }
+      EXPECT_EQ(codes[0], codes[1]);
+      EXPECT_EQ(std::memcmp(stats[0].data(), stats[1].data(), 2 * sizeof(fp8::CastStats)), 0);
+      const auto part = download<float>(sums, std::size_t(sum_rows) * cols);
+      for (int c = 0; c < cols; ++c) {
+        double want = 0, mag = 0, got = 0;
+        for (int r = 0; r < rows; ++r) {
+          const double x = double(__bfloat162float(host[std::size_t(r) * cols + c]));
+          want += x, mag += std::fabs(x);
+        }
+        for (int t = 0; t < sum_rows; ++t) got += part[std::size_t(t) * cols + c];
+        ASSERT_NEAR(got, want, 1e-5 * mag) << "column " << c;
+      }
+    }
 }
 
 std::vector<Case> cases() {

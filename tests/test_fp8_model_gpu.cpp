@@ -196,73 +196,25 @@ TEST(Fp8GpuGeluInputBf16, LossAndEveryGradientMatchTheEmulation) {
 
 // Per-row and per-block scaling: the GPU's casts (fp8/block_cast.cuh) and scaled GEMMs against
 // the emulation, at d_model 256 so a row holds two 1x128 blocks, N = 128 tokens one token
-// block, and the head's 96 x 256 weight partial 128x128 blocks; FP32 and power-of-two scales;
-// the custom variant and the fused one (the GELU inside the casts of fc2's input and fc1's
-// gradient, gelu_block_cast.cu).
-class Fp8BlockGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat, bool, model::Fp8Variant>> {};
+// block, and the head's 96 x 256 weight partial 128x128 blocks; FP32 and power-of-two scales.
+class Fp8BlockGpuVsCpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, fp8::RecipeFormat, bool>> {};
 
 TEST_P(Fp8BlockGpuVsCpu, LossEveryGradientAndTheBlockTapsMatchTheEmulation) {
   FP8SCOPE_REQUIRE_GPU();
-  const auto [scaling, format, pow2, variant] = GetParam();
+  const auto [scaling, format, pow2] = GetParam();
   auto cfg = tiny(96);
   cfg.d_model = 256;
-  auto f = fp8_config(variant, format, scaling);
+  auto f = fp8_config(model::Fp8Variant::custom, format, scaling);
   f.recipe.pow2_block_scales = pow2;
-  expect_step_matches_emulation(cfg, f,
-                                "scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format) + (pow2 ? " pow2" : "") +
-                                    " variant " + model::to_string(variant));
+  expect_step_matches_emulation(cfg, f, "scaling " + fp8::to_string(scaling) + " format " + fp8::to_string(format) + (pow2 ? " pow2" : ""));
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, Fp8BlockGpuVsCpu,
                          ::testing::Combine(::testing::Values(fp8::Scaling::rowwise, fp8::Scaling::block),
-                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid), ::testing::Bool(),
-                                            ::testing::Values(model::Fp8Variant::custom, model::Fp8Variant::fused)),
+                                            ::testing::Values(fp8::RecipeFormat::e4m3, fp8::RecipeFormat::hybrid), ::testing::Bool()),
                          [](const auto& info) {
                            return fp8::to_string(std::get<0>(info.param)) + "_" + fp8::to_string(std::get<1>(info.param)) +
-                                  (std::get<2>(info.param) ? "_pow2" : "") + "_" + model::to_string(std::get<3>(info.param));
-                         });
-
-// The fused variant under per-row / per-block scaling computes what the custom one does: the
-// same loss and every gradient bit for bit (the fused casts see the BF16 values the GELU
-// kernels would have written, and both variants take the biases' sums from the casts, tile by
-// tile in the same order). With the GELU input in E4M3 and in BF16, as the fused kernels read
-// both; 256 tokens, two token blocks.
-class Fp8BlockFusedGpu : public ::testing::TestWithParam<std::tuple<fp8::Scaling, bool>> {};
-
-TEST_P(Fp8BlockFusedGpu, FusedVariantGivesTheCustomVariantsStep) {
-  FP8SCOPE_REQUIRE_GPU();
-  const auto [scaling, gelu_e4m3] = GetParam();
-  auto cfg = tiny(96);
-  cfg.d_model = 256;
-  const int B = 8, T = 32;
-  const auto init = model::init_params(cfg, 7);
-  model::MarkovTokens data(cfg.vocab, 4);
-  std::vector<int> in, tg;
-  data.next_batch(B, T, in, tg);
-  std::vector<float> loss;
-  std::vector<std::vector<float>> grads;
-  for (auto variant : {model::Fp8Variant::custom, model::Fp8Variant::fused}) {
-    auto f = fp8_config(variant, fp8::RecipeFormat::hybrid, scaling);
-    f.gelu_input_e4m3 = gelu_e4m3;
-    gpu_model::GpuGpt gpu(cfg, B, T, nullptr, &f);
-    gpu.set_params(init);
-    loss.push_back(gpu.forward(in.data(), tg.data()));
-    gpu.backward();
-    grads.push_back(gpu.grads());
-  }
-  EXPECT_EQ(loss[0], loss[1]);
-  for (const auto& t : model::param_layout(cfg)) {
-    const auto a = test::tensor_part(grads[0], t), b = test::tensor_part(grads[1], t);
-    std::size_t differ = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
-    EXPECT_EQ(differ, 0u) << t.name << ": " << differ << " of " << a.size() << " values differ";
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Recipes, Fp8BlockFusedGpu,
-                         ::testing::Combine(::testing::Values(fp8::Scaling::rowwise, fp8::Scaling::block), ::testing::Bool()),
-                         [](const auto& info) {
-                           return fp8::to_string(std::get<0>(info.param)) + (std::get<1>(info.param) ? "_gelu_e4m3" : "_gelu_bf16");
+                                  (std::get<2>(info.param) ? "_pow2" : "");
                          });
 
 // Delayed scaling runs the fused kernels (LayerNorm and GELU writing FP8): four steps of

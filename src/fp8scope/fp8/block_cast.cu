@@ -9,6 +9,23 @@ namespace {
 
 using namespace block_cast_detail;
 
+// The casts' CTAs loop over tiles: two resident per SM of an H100 / H200 (132 SMs).
+constexpr unsigned kMaxBlockCastCtas = 132 * 2;
+
+// Row-wise scaling's first read: the amax of every row and every column (zeroed before).
+__global__ void __launch_bounds__(kThreads)
+    line_amax_kernel(const bf16* in, int rows, int cols, bool vec, float* row_amax, float* col_amax) {
+  __shared__ unsigned part[kThreads / 32][kEdge];
+  const int r0 = blockIdx.y * kEdge, c0 = blockIdx.x * kEdge;
+  uint4 raw[8];
+  load_tile(in, rows, cols, r0, c0, vec, raw);
+  const TileMaxima m = tile_maxima(raw);
+  const int r = r0 + threadIdx.x / 16 + 16 * ((threadIdx.x % 16) / 2);  // the row m.row covers (two lanes hold it)
+  if (threadIdx.x % 2 == 0 && r < rows) atomic_max_nonneg(row_amax + r, magnitude_of_bits(m.row));
+  const float cm = tile_column_max(m.col2, part);
+  if (threadIdx.x < kEdge && c0 + int(threadIdx.x) < cols) atomic_max_nonneg(col_amax + c0 + threadIdx.x, cm);
+}
+
 __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float* out) {
   // sorted ascending: zeros first, non-finite blocks (inf) last.
   auto first = [&](auto pred) {
@@ -60,7 +77,26 @@ __global__ void division_check_kernel(const float* scales, int n, unsigned long 
 
 void block_cast_transpose(const bf16* in, int rows, int cols, ScaleMode mode, Format f, Overflow o, BlockScaleRule rule,
                           const BlockCastCopy& direct, const BlockCastCopy& transposed, float* scratch, cudaStream_t s, float* col_sums) {
-  cast_transpose_from(PlainSrc{in}, rows, cols, mode, f, o, rule, direct, transposed, scratch, col_sums, s);
+  if (rows <= 0 || cols <= 0) return;
+  const ScaleGeometry gd = scale_geometry(mode, rows, cols), gt = scale_geometry(mode, cols, rows);
+  const dim3 grid(unsigned((cols + kEdge - 1) / kEdge), unsigned((rows + kEdge - 1) / kEdge));
+  const unsigned ctas = std::min(grid.x * grid.y, kMaxBlockCastCtas);
+  const bool vec = cols % 8 == 0 && reinterpret_cast<std::uintptr_t>(in) % 16 == 0 &&
+                   (!direct.codes || reinterpret_cast<std::uintptr_t>(direct.codes) % 8 == 0) &&
+                   (!transposed.codes || reinterpret_cast<std::uintptr_t>(transposed.codes) % 16 == 0);
+  float *row_amax = nullptr, *col_amax = nullptr;
+  if (mode == ScaleMode::outer_vec) {
+    row_amax = scratch, col_amax = scratch + rows;
+    cudaMemsetAsync(scratch, 0, block_cast_scratch_floats(rows, cols) * sizeof(float), s);
+    line_amax_kernel<<<grid, kThreads, 0, s>>>(in, rows, cols, vec, row_amax, col_amax);
+  }
+  const CastLaunch l{in, rows, cols, vec, mode, f, o, rule, gd, gt, direct, transposed, row_amax, col_amax, col_sums, ctas, s};
+  // Power-of-two scales at margin >= 0: one product a value, saturations counted from the
+  // block's amax; otherwise the corrected division, each value's saturation compared.
+  if (rule.pow2 && rule.margin >= 0)
+    launch_block_cast<Quot::pow2>(l);
+  else
+    launch_block_cast<Quot::exact>(l);
 }
 
 void block_division_mismatches(const float* scales, int n, unsigned long long* mismatches, cudaStream_t s) {

@@ -1,19 +1,14 @@
 #pragma once
-// The per-row / per-block cast kernel (block_cast.cuh), its row-wise amax pass and their device
-// helpers, shared by the files that compile them: block_cast_exact.cu and block_cast_pow2.cu
-// each instantiate one way of taking the quotients (Quot) of the plain casts for every format
-// and scale mode, so that the instances build in parallel (in one file: 205 s, the long pole of
-// a clean build; apart: 39-47 s each); block_cast.cu launches them (cast_transpose_from) and
-// holds the division check and the amax quantiles; the files of gpu_model/gelu_block_cast.cuh
-// instantiate the casts fused with the GELU (sources other than PlainSrc). Internal to those files.
+// The per-row / per-block cast kernel (block_cast.cuh) and its device helpers, shared by the
+// files that compile it: block_cast_exact.cu and block_cast_pow2.cu each
+// instantiate one way of taking the quotients (Quot) for every format and scale mode, so that
+// the kernel's 36 instances build in parallel (in one file: 205 s, the long pole of a clean
+// build; apart: 39-47 s each); block_cast.cu launches them (launch_block_cast) and holds the
+// row / column amax pass, the division check and the amax quantiles. Internal to those files.
 #include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
-
-#include <algorithm>
-#include <cstdint>
-#include <stdexcept>
 
 namespace fp8scope::fp8::block_cast_detail {
 
@@ -49,11 +44,10 @@ __device__ __forceinline__ void atomic_max_nonneg(float* a, float v) { atomicMax
 
 __device__ __forceinline__ float lo_bf16(unsigned w) { return __uint_as_float(w << 16); }  // little-endian: element 2k is the low half
 __device__ __forceinline__ float hi_bf16(unsigned w) { return __uint_as_float(w & 0xFFFF0000u); }
-__device__ __forceinline__ unsigned bf16_bits(const uint4& raw, int j) {
+__device__ __forceinline__ float bf16_at(const uint4& raw, int j) {
   const unsigned w = j < 2 ? raw.x : j < 4 ? raw.y : j < 6 ? raw.z : raw.w;
-  return j % 2 ? w >> 16 : w & 0xFFFFu;
+  return j % 2 ? hi_bf16(w) : lo_bf16(w);
 }
-__device__ __forceinline__ float bf16_at(const uint4& raw, int j) { return __uint_as_float(bf16_bits(raw, j) << 16); }
 // The largest of 8 BF16 magnitudes, as bits.
 __device__ __forceinline__ unsigned max_bits8(const uint4& raw) {
   const unsigned m2 = __vmaxu2(__vimax3_u16x2(abs2(raw.x), abs2(raw.y), abs2(raw.z)), abs2(raw.w));
@@ -76,26 +70,6 @@ __device__ __forceinline__ void load_tile(const bf16* in, int rows, int cols, in
 #pragma unroll
   for (int i = 0; i < 8; ++i) raw[i] = load8(in, rows, cols, r0 + threadIdx.x / 16 + 16 * i, c0 + (threadIdx.x % 16) * 8, vec);
 }
-
-// Where a cast's BF16 values come from. PlainSrc: a matrix in memory. A fused source (the GELU's
-// forward and backward, gpu_model) stages one matrix the same way and turns each value into the
-// BF16 value its producer kernel would have written (transform), so that the cast reads the
-// producer's inputs instead of its output, and that output never reaches memory. A source has:
-// staged() (the matrix staged tile by tile), aligned16() (its other inputs allow 16-byte loads),
-// kTransforms, kWeights (it may be cast in 128x128 blocks: weights; fused sources are
-// activations and gradients, so those instances are not built) and transform(raw, rows, cols,
-// r, c, vec): raw[i] holds columns c .. c + 7 of row r + 16 i (zeros outside the matrix, which
-// the transform must keep zero: the casts skip storing them, and a zero adds to no statistic),
-// and amax_pass() (the source as row-wise scaling's amax pass reads it: without side outputs,
-// which the cast writes).
-struct PlainSrc {
-  const bf16* in;
-  static constexpr bool kTransforms = false, kWeights = true;
-  __host__ __device__ const bf16* staged() const { return in; }
-  __host__ __device__ bool aligned16() const { return true; }
-  __host__ __device__ PlainSrc amax_pass() const { return *this; }
-  __device__ void transform(uint4 (&)[8], int, int, int, int, bool) const {}
-};
 
 // A tile in shared memory as words of two BF16 columns: the row-wise 16-byte accesses and the
 // transposed reads (32 consecutive words of one row per warp) are both free of bank conflicts.
@@ -396,13 +370,12 @@ __device__ __forceinline__ void flush_max_dequant(float d, float* out) {
   if (out && threadIdx.x % 32 == 0) atomic_max_nonneg(out, d);
 }
 
-// col_sums (may be null): the column sums of the cast values, one row of partial sums per row of
-// tiles ([ceil(rows / 128)][cols]; the bias gradient of a gradient's cast).
-template <class K, ScaleMode M, Quot Q, class Src>
+// col_sums (may be null): the column sums of the input, one row of partial sums per row of tiles
+// ([ceil(rows / 128)][cols]; the bias gradient of a gradient's cast).
+template <class K, ScaleMode M, Quot Q>
 __global__ void __launch_bounds__(kThreads, 2)
-    block_cast_kernel(Src src, int rows, int cols, bool vec, BlockScaleRule rule, ScaleGeometry gd, ScaleGeometry gt, BlockCastCopy dc,
-                      BlockCastCopy tc, const float* row_amax, const float* col_amax, float* col_sums) {
-  const bf16* in = src.staged();
+    block_cast_kernel(const bf16* in, int rows, int cols, bool vec, BlockScaleRule rule, ScaleGeometry gd, ScaleGeometry gt,
+                      BlockCastCopy dc, BlockCastCopy tc, const float* row_amax, const float* col_amax, float* col_sums) {
   // kStages tiles (dynamic shared memory): the next tile's copies land while this one is cast.
   extern __shared__ __align__(16) unsigned char staged[];
   __shared__ unsigned part[kThreads / 32][kEdge];
@@ -435,12 +408,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     uint4 raw[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) raw[i] = *reinterpret_cast<const uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]);
-    if constexpr (Src::kTransforms) {  // the producer's values, written back for the transpose's reads (after the barriers below)
-      src.transform(raw, rows, cols, r0 + threadIdx.x / 16, c0 + lane16 * 8, vec);
-      if (tc.codes)
-#pragma unroll
-        for (int i = 0; i < 8; ++i) *reinterpret_cast<uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]) = raw[i];
-    }
     const TileMaxima m = tile_maxima(raw);
     const float cm = tile_column_max(m.col2, part);
     float tile_amax = 0.0f;
@@ -542,10 +509,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   flush_block(stt, tc.codes ? tc.stats : nullptr);
 }
 
-// One launch of block_cast_kernel: the arguments cast_transpose_from derived.
-template <class Src>
+// One launch of block_cast_kernel: the arguments block_cast_transpose derived.
 struct CastLaunch {
-  Src src;
+  const bf16* in;
   int rows, cols;
   bool vec;  // 16-byte loads and 8- / 16-byte stores (see block_cast_transpose)
   ScaleMode mode;
@@ -560,76 +526,27 @@ struct CastLaunch {
   cudaStream_t s;
 };
 
-// Launches block_cast_kernel<K, mode, Q, Src> for the launch's format and overflow mode (K).
-template <Quot Q, class Src>
-void launch_block_cast(const CastLaunch<Src>& l) {
+// Launches block_cast_kernel<K, mode, Q> for the launch's format and overflow mode (K).
+template <Quot Q>
+void launch_block_cast(const CastLaunch& l) {
   constexpr int smem = kStages * kStageBytes;
   auto launch = [&](auto* kernel) {
     core::allow_dynamic_smem(kernel, smem);
-    kernel<<<l.ctas, kThreads, smem, l.s>>>(l.src, l.rows, l.cols, l.vec, l.rule, l.gd, l.gt, l.direct, l.transposed, l.row_amax,
-                                            l.col_amax, l.col_sums);
+    kernel<<<l.ctas, kThreads, smem, l.s>>>(l.in, l.rows, l.cols, l.vec, l.rule, l.gd, l.gt, l.direct, l.transposed, l.row_amax, l.col_amax,
+                                            l.col_sums);
   };
   with_kind(l.f, l.o, [&](auto k) {
     using K = decltype(k);
     switch (l.mode) {
-      case ScaleMode::outer_vec: launch(block_cast_kernel<K, ScaleMode::outer_vec, Q, Src>); break;
-      case ScaleMode::vec128: launch(block_cast_kernel<K, ScaleMode::vec128, Q, Src>); break;
-      case ScaleMode::blk128:
-        if constexpr (Src::kWeights) launch(block_cast_kernel<K, ScaleMode::blk128, Q, Src>);
-        break;
+      case ScaleMode::outer_vec: launch(block_cast_kernel<K, ScaleMode::outer_vec, Q>); break;
+      case ScaleMode::vec128: launch(block_cast_kernel<K, ScaleMode::vec128, Q>); break;
+      case ScaleMode::blk128: launch(block_cast_kernel<K, ScaleMode::blk128, Q>); break;
       default: break;  // the microscaling modes are not model recipes (the caller picks one of the three)
     }
   });
 }
-
-// The casts' CTAs loop over tiles: two resident per SM of an H100 / H200 (132 SMs).
-constexpr unsigned kMaxBlockCastCtas = 132 * 2;
-
-// Row-wise scaling's first read: the amax of every row and every column (zeroed before).
-template <class Src>
-__global__ void __launch_bounds__(kThreads) line_amax_kernel(Src src, int rows, int cols, bool vec, float* row_amax, float* col_amax) {
-  __shared__ unsigned part[kThreads / 32][kEdge];
-  const int r0 = blockIdx.y * kEdge, c0 = blockIdx.x * kEdge;
-  uint4 raw[8];
-  load_tile(src.staged(), rows, cols, r0, c0, vec, raw);
-  if constexpr (Src::kTransforms) src.transform(raw, rows, cols, r0 + threadIdx.x / 16, c0 + (threadIdx.x % 16) * 8, vec);
-  const TileMaxima m = tile_maxima(raw);
-  const int r = r0 + threadIdx.x / 16 + 16 * ((threadIdx.x % 16) / 2);  // the row m.row covers (two lanes hold it)
-  if (threadIdx.x % 2 == 0 && r < rows) atomic_max_nonneg(row_amax + r, magnitude_of_bits(m.row));
-  const float cm = tile_column_max(m.col2, part);
-  if (threadIdx.x < kEdge && c0 + int(threadIdx.x) < cols) atomic_max_nonneg(col_amax + c0 + threadIdx.x, cm);
-}
-
-// block_cast_transpose (block_cast.cuh) for any source: the row-wise amax pass where the mode
-// needs it, then the cast. A fused source's file calls this (instantiating its kernels there).
-template <class Src>
-void cast_transpose_from(const Src& src, int rows, int cols, ScaleMode mode, Format f, Overflow o, BlockScaleRule rule,
-                         const BlockCastCopy& direct, const BlockCastCopy& transposed, float* scratch, float* col_sums, cudaStream_t s) {
-  if (rows <= 0 || cols <= 0) return;
-  if (mode == ScaleMode::blk128 && !Src::kWeights) throw std::logic_error("a fused block cast has no 128x128 blocks");
-  const ScaleGeometry gd = scale_geometry(mode, rows, cols), gt = scale_geometry(mode, cols, rows);
-  const dim3 grid(unsigned((cols + kEdge - 1) / kEdge), unsigned((rows + kEdge - 1) / kEdge));
-  const unsigned ctas = std::min(grid.x * grid.y, kMaxBlockCastCtas);
-  const bool vec = cols % 8 == 0 && reinterpret_cast<std::uintptr_t>(src.staged()) % 16 == 0 && src.aligned16() &&
-                   (!direct.codes || reinterpret_cast<std::uintptr_t>(direct.codes) % 8 == 0) &&
-                   (!transposed.codes || reinterpret_cast<std::uintptr_t>(transposed.codes) % 16 == 0);
-  float *row_amax = nullptr, *col_amax = nullptr;
-  if (mode == ScaleMode::outer_vec) {
-    row_amax = scratch, col_amax = scratch + rows;
-    cudaMemsetAsync(scratch, 0, block_cast_scratch_floats(rows, cols) * sizeof(float), s);
-    line_amax_kernel<<<grid, kThreads, 0, s>>>(src.amax_pass(), rows, cols, vec, row_amax, col_amax);
-  }
-  const CastLaunch<Src> l{src, rows, cols, vec, mode, f, o, rule, gd, gt, direct, transposed, row_amax, col_amax, col_sums, ctas, s};
-  // Power-of-two scales at margin >= 0: one product a value, saturations counted from the
-  // block's amax; otherwise the corrected division, each value's saturation compared.
-  if (rule.pow2 && rule.margin >= 0)
-    launch_block_cast<Quot::pow2>(l);
-  else
-    launch_block_cast<Quot::exact>(l);
-}
-
-// The plain casts' instances are compiled one Quot per file (block_cast_<quot>.cu).
-extern template void launch_block_cast<Quot::exact, PlainSrc>(const CastLaunch<PlainSrc>&);
-extern template void launch_block_cast<Quot::pow2, PlainSrc>(const CastLaunch<PlainSrc>&);
+// Each instance is compiled in its own file (block_cast_<quot>.cu).
+extern template void launch_block_cast<Quot::exact>(const CastLaunch&);
+extern template void launch_block_cast<Quot::pow2>(const CastLaunch&);
 
 }  // namespace fp8scope::fp8::block_cast_detail

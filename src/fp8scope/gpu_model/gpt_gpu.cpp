@@ -355,8 +355,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
     return;
   }
   if (fp8_->per_block()) {
-    if (!x_ready) block_cast_input(layer, which, inp, N, IC);
-    block_linear_forward(layer, which, c, out, w, N, IC, OC);
+    block_linear_forward(layer, which, c, out, inp, w, N, IC, OC);
     return;
   }
   Fp8Runtime& f = *fp8_;
@@ -394,7 +393,6 @@ bool GpuGpt::fuses_loss_cast() const { return fp8_linear(4) && scale_before_cast
 
 bool GpuGpt::fuses_activation_backward() const {
   const int N = B_ * T_;
-  if (fp8_linear(2) && fp8_->per_block()) return fp8_->config().fuses_block_gelu(cfg_.llama());
   return fp8_linear(2) && scale_before_cast() &&
          (cfg_.llama() ? swiglu_cast_fits(N, cfg_.ffn_width()) : fp8::tile_cast_fits(N, cfg_.ffn_width()));
 }
@@ -404,7 +402,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   const std::string& name = model::linear_names()[std::size_t(which)];
   if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
   if (fp8_linear(which) && fp8_->per_block()) {
-    block_linear_backward(layer, which, dinp, dout, w, b, N, IC, OC, act_pre);
+    block_linear_backward(layer, which, dinp, dout, w, b, N, IC, OC);
     return;
   }
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
@@ -467,31 +465,18 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
 // OC; wgrad A = x^T [IC][N] and B = dy^T [OC][N] along the tokens. cuBLASLt runs the 1x128 and
 // 128x128 modes only without fast accumulation (results/h200/gemm_scaling.json), so block
 // scaling turns it off; row-wise keeps the recipe's choice.
-void GpuGpt::block_cast_input(int layer, int which, const bf16* inp, int N, int IC, std::uint8_t* gelu_pre8) {
-  Fp8Runtime& f = *fp8_;
-  Fp8Saved& sv = saved(layer, which);
-  const fp8::BlockScaleRule rule = fp8::block_scale_rule(f.config().recipe);
-  const fp8::BlockCastCopy direct = f.block_copy(sv.si, f8_x_.as<std::uint8_t>(), f8_x_lt_.as<float>(), 0);
-  const fp8::BlockCastCopy transposed = f.block_copy(sv.si_t, sv.x_t.as<std::uint8_t>(), sv.x_t_lt.as<float>(), 1);
-  mark_cast_then_back(true);
-  if (which == 3 && f.config().fuses_block_gelu(cfg_.llama()))
-    gelu_block_cast_transpose(inp, N, IC, f.activation_mode(), f.format(sv.si), f.overflow(), rule, direct, transposed,
-                              block_scratch_.as<float>(), stream_, gelu_pre8);
-  else
-    fp8::block_cast_transpose(inp, N, IC, f.activation_mode(), f.format(sv.si), f.overflow(), rule, direct, transposed,
-                              block_scratch_.as<float>(), stream_);
-  f.block_taps(sv.si, 0);
-  f.block_taps(sv.si_t, 1);
-  mark_cast_then_back(false);
-}
-
-void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, std::int64_t w, int N, int IC, int OC) {
+void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, const bf16* inp, std::int64_t w, int N, int IC, int OC) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
   const fp8::BlockScaleRule rule = fp8::block_scale_rule(f.config().recipe);
   mark_cast_then_back(true);
+  fp8::block_cast_transpose(
+      inp, N, IC, am, f.format(sv.si), f.overflow(), rule, f.block_copy(sv.si, f8_x_.as<std::uint8_t>(), f8_x_lt_.as<float>(), 0),
+      f.block_copy(sv.si_t, sv.x_t.as<std::uint8_t>(), sv.x_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
+  f.block_taps(sv.si, 0);
+  f.block_taps(sv.si_t, 1);
   fp8::block_cast_transpose(
       weight(w), OC, IC, wm, f.format(sv.sw), f.overflow(), rule, f.block_copy(sv.sw, f8_w_.as<std::uint8_t>(), f8_w_lt_.as<float>(), 0),
       f.block_copy(sv.sw_t, sv.w_t.as<std::uint8_t>(), sv.w_t_lt.as<float>(), 1), block_scratch_.as<float>(), stream_);
@@ -507,30 +492,22 @@ void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, s
 }
 
 void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, std::int64_t b, int N, int IC,
-                                   int OC, ActivationInput act_pre) {
+                                   int OC) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
-  const fp8::BlockScaleRule rule = fp8::block_scale_rule(f.config().recipe);
   const bool rowwise = f.config().recipe.scaling == fp8::Scaling::rowwise;
-  // The bias gradient from the cast's column sums where the partial rows fit the scratch.
+  // The bias gradient as the cast's column sums (one read of the gradient fewer) where their
+  // partial rows fit the scratch, else the separate kernel.
   const int sum_rows = fp8::block_cast_sum_rows(N);
   const bool dbias_in_cast = b >= 0 && std::int64_t(sum_rows) * OC * std::int64_t(sizeof(float)) <= std::int64_t(partials_.size());
   if (b >= 0 && !dbias_in_cast) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
-  float* sums = dbias_in_cast ? partials_.as<float>() : nullptr;
-  const fp8::BlockCastCopy direct = f.block_copy(sv.sg, f8_dy_.as<std::uint8_t>(), f8_dy_lt_.as<float>(), 0);
-  const fp8::BlockCastCopy transposed = f.block_copy(sv.sg_t, f8_dy_t_.as<std::uint8_t>(), f8_dy_t_lt_.as<float>(), 1);
   mark_cast_then_back(true);
-  if (act_pre.e4m3)  // fuses_activation_backward(): the GELU's backward inside the cast
-    dgelu_block_cast_transpose_dbias(dout, act_pre.e4m3, N, OC, am, f.format(sv.sg), f.overflow(), rule, direct, transposed,
-                                     block_scratch_.as<float>(), sums, stream_);
-  else if (act_pre)
-    dgelu_block_cast_transpose_dbias(dout, act_pre.bf16_values, N, OC, am, f.format(sv.sg), f.overflow(), rule, direct, transposed,
-                                     block_scratch_.as<float>(), sums, stream_);
-  else
-    fp8::block_cast_transpose(dout, N, OC, am, f.format(sv.sg), f.overflow(), rule, direct, transposed, block_scratch_.as<float>(), stream_,
-                              sums);
+  fp8::block_cast_transpose(dout, N, OC, am, f.format(sv.sg), f.overflow(), fp8::block_scale_rule(f.config().recipe),
+                            f.block_copy(sv.sg, f8_dy_.as<std::uint8_t>(), f8_dy_lt_.as<float>(), 0),
+                            f.block_copy(sv.sg_t, f8_dy_t_.as<std::uint8_t>(), f8_dy_t_lt_.as<float>(), 1), block_scratch_.as<float>(),
+                            stream_, dbias_in_cast ? partials_.as<float>() : nullptr);
   f.block_taps(sv.sg, 0);
   f.block_taps(sv.sg_t, 1);
   mark_cast_then_back(false);
@@ -697,8 +674,6 @@ void GpuGpt::enqueue_forward() {
   const bf16* x = encoded_.as<bf16>();
   const bool fuse_qkv = fp8_ && fp8_->config().fuse_into("qkv"), fuse_fc1 = fp8_ && fp8_->config().fuse_into("fc1"),
              fuse_fc2 = fp8_ && fp8_->config().fuse_into("fc2");
-  // Per-row / per-block scaling, fused variant: the GELU inside the cast of fc2's input.
-  const bool block_gelu = fp8_linear(3) && fp8_->per_block() && fp8_->config().fuses_block_gelu(llama);
   for (int l = 0; l < cfg_.n_layer; ++l) {
     core::NvtxRange lr("layer forward");
     LayerActs& a = acts_[std::size_t(l)];
@@ -753,8 +728,6 @@ void GpuGpt::enqueue_forward() {
     } else if (llama) {
       swiglu_forward(a.gelu, a.fc, N, F, stream_);
       if (fp8_) fp8_->observe(l, "swiglu_out", a.gelu, std::int64_t(N) * F);
-    } else if (block_gelu) {  // the GELU's BF16 output never exists
-      block_cast_input(l, 3, a.fc, N, F, a.pre8.as<std::uint8_t>());
     } else if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
       const int si = saved(l, 3).si;
       if (fp8::tile_cast_fits(N, 4 * C)) {
@@ -770,8 +743,7 @@ void GpuGpt::enqueue_forward() {
       if (fp8_) fp8_->observe(l, "gelu_out", a.gelu, 4 * nc);
     }
     mark("matmul");
-    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C,
-                   fuse_fc2 || block_gelu);
+    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, fuse_fc2);
     if (fp8_) fp8_->observe(l, "fc2_out", scratch_.as<bf16>(), nc);
     mark("residual");
     residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), nc, stream_);

@@ -164,15 +164,9 @@ class GpuGpt {
   // Per-row / per-block scaling of linear `which`: forward casts its input and weight into
   // both copies each, backward its output gradient, and the GEMMs read them with their scale
   // tensors (fp8/block_cast.cuh). c: the forward GEMM as the BF16 path has it (bias, output).
-  // The input's two FP8 copies (f8_x_ and the saved transpose) with their scale tensors; for
-  // fc2 where fuses_block_gelu, from the GELU of inp (fc1's output), writing gelu_pre8 too.
-  void block_cast_input(int layer, int which, const bf16* inp, int N, int IC, std::uint8_t* gelu_pre8 = nullptr);
-  // The GEMM on block_cast_input's copies, the weight cast here.
-  void block_linear_forward(int layer, int which, GemmCall c, void* out, std::int64_t w, int N, int IC, int OC);
-  // The gradient's cast (with the bias gradient b's column sums; through the GELU's backward
-  // where act_pre), then dgrad and wgrad.
-  void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, std::int64_t b, int N, int IC, int OC,
-                             ActivationInput act_pre);
+  void block_linear_forward(int layer, int which, GemmCall c, void* out, const bf16* inp, std::int64_t w, int N, int IC, int OC);
+  // b: the bias (-1: none), its gradient taken from the gradient's cast.
+  void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, std::int64_t b, int N, int IC, int OC);
   Fp8Saved& saved(int layer, int which);
   // A layer's FP8 block weights cast from their FP32 masters (per-tensor scaling): forward casts
   // the four in one launch at the layer's start (row-major, with statistics), backward their

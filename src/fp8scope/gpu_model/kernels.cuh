@@ -4,7 +4,6 @@
 // backward side by side (llama.cu and RMSNorm: the Llama block's). Activations are
 // BF16, statistics and gradients of parameters FP32. Row-major shapes: B batch, T tokens,
 // C channels, NH heads, HS = C / NH, N = B*T rows.
-#include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast.cuh"
 
 #include <cuda_bf16.h>
@@ -147,22 +146,6 @@ void dgelu_cast_transpose_dbias(std::uint8_t* out, std::uint8_t* out_t, float* b
                                 int rows, int cols, const float* scale, fp8::Format f, fp8::Overflow o, fp8::CastStats* stats,
                                 cudaStream_t s);
 void residual_forward(bf16* out, const bf16* a, const bf16* b, std::int64_t n, cudaStream_t s);
-// gelu_block_cast.cu, per-row / per-block scaling (the fused variant): fc2's FP8 input and its
-// transpose cast straight from the GELU of fc1's output (pre8 as gelu_forward's), and fc1's
-// output gradient cast straight from dout * GELU'(pre), the pre-activations in BF16 or E4M3,
-// with fc1's bias gradient as column sums (bias_partial: fp8::block_cast_sum_rows(rows) rows of
-// cols floats; may be null). The same codes, scales and statistics as gelu_forward /
-// gelu_backward followed by fp8::block_cast_transpose, without the BF16 tensor in between.
-// mode: outer_vec or vec128 (activations and gradients).
-void gelu_block_cast_transpose(const bf16* pre, int rows, int cols, fp8::ScaleMode mode, fp8::Format f, fp8::Overflow o,
-                               fp8::BlockScaleRule rule, const fp8::BlockCastCopy& direct, const fp8::BlockCastCopy& transposed,
-                               float* scratch, cudaStream_t s, std::uint8_t* pre8 = nullptr);
-void dgelu_block_cast_transpose_dbias(const bf16* dout, const bf16* pre, int rows, int cols, fp8::ScaleMode mode, fp8::Format f,
-                                      fp8::Overflow o, fp8::BlockScaleRule rule, const fp8::BlockCastCopy& direct,
-                                      const fp8::BlockCastCopy& transposed, float* scratch, float* bias_partial, cudaStream_t s);
-void dgelu_block_cast_transpose_dbias(const bf16* dout, const std::uint8_t* pre8, int rows, int cols, fp8::ScaleMode mode, fp8::Format f,
-                                      fp8::Overflow o, fp8::BlockScaleRule rule, const fp8::BlockCastCopy& direct,
-                                      const fp8::BlockCastCopy& transposed, float* scratch, float* bias_partial, cudaStream_t s);
 // dbias[o] += sum_n dout[n, o]
 std::int64_t bias_backward_scratch_floats(int OC);
 void bias_backward(float* dbias, float* scratch, const bf16* dout, int N, int OC, cudaStream_t s);

@@ -219,7 +219,7 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
     linear(l, "fc1", C, FW);
     add(l, "fc1_out", "forward", std::nullopt, N * FW);
     // The fused GELU writes only the FP8 tensor; its tap is fc2.input. Llama: SwiGLU's output.
-    if (!f.fuses_activation_cast(cfg.llama())) add(l, cfg.llama() ? "swiglu_out" : "gelu_out", "forward", std::nullopt, N * F);
+    if (!f.fuse_into("fc2")) add(l, cfg.llama() ? "swiglu_out" : "gelu_out", "forward", std::nullopt, N * F);
     linear(l, "fc2", F, C);
     add(l, "fc2_out", "forward", std::nullopt, N * C);
   }

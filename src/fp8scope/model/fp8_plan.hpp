@@ -65,13 +65,6 @@ struct Fp8ModelConfig {
   bool fuse_into(const std::string& linear) const {
     return variant != Fp8Variant::custom && recipe.scaling == fp8::Scaling::delayed && fp8(linear);
   }
-  // Per-row / per-block scaling in the fused variant: GPT-2's GELU forward and backward run
-  // inside the casts of fc2's input and fc1's gradient (their amaxes come from the values, so
-  // the cast needs nothing ahead of them). Llama's SwiGLU keeps its separate kernels there.
-  bool fuses_block_gelu(bool llama) const { return variant != Fp8Variant::custom && fp8::per_block(recipe.scaling) && !llama; }
-  // Whether the MLP's activation output exists only in FP8 (fc2's cast input), so it has no
-  // tap of its own (fc2.input is its tap).
-  bool fuses_activation_cast(bool llama) const { return fuse_into("fc2") || (fuses_block_gelu(llama) && fp8("fc2")); }
   bool attention() const { return variant == Fp8Variant::fp8_attention; }
 };
 
