@@ -8,8 +8,9 @@
 # SANITIZE_TESTS (regex over binary names, default every test_*_gpu), SANITIZE_CASES (regex
 # over case names), SANITIZE_TIMEOUT (seconds per run, default 300), SANITIZE_JOBS (runs at a
 # time on the one GPU, default 8), SANITIZE_BUDGET (seconds for all runs; the cases not started
-# by then are listed as not run, and the summary is written all the same), SANITIZE_LAST (regex
-# over case names run after all others; default: the GPT-2-size cases), SANITIZE_ARGS (more
+# by then are listed as not run, one it stops while running as cut off, and the summary is
+# written all the same), SANITIZE_LAST (regex over case names run after all others; default:
+# the GPT-2-size cases), SANITIZE_ARGS (more
 # compute-sanitizer arguments for every run, e.g. "--check-bulk-copy yes"), SANITIZE_SKIP (regex
 # over "tool binary-path case" lines: runs left out, e.g. those an earlier summary covers).
 # test_cli_gpu is left out: it makes child processes fault the GPU on purpose.
@@ -83,8 +84,14 @@ timeout "${SANITIZE_BUDGET:-86400}" xargs -P "$jobs" -L 1 bash -c 'run_one "$0" 
   done
   echo
   echo "clean: $all_clean of $all runs ($(wc -l <"$logs/runs") planned)"
+  # A run the budget cut off while it ran has a log but no exit status.
   while read -r tool bin case; do
-    [ -e "$logs/$tool/$(basename "$bin")/${case//\//_}.rc" ] || echo "not run (budget): $tool $(basename "$bin") $case"
+    f="$logs/$tool/$(basename "$bin")/${case//\//_}"
+    if [ -e "$f.log" ] && [ ! -e "$f.rc" ]; then
+      echo "cut off by the budget while running: $tool $(basename "$bin") $case"
+    elif [ ! -e "$f.rc" ]; then
+      echo "not run (budget): $tool $(basename "$bin") $case"
+    fi
   done <"$logs/runs"
   for rcf in "$logs"/*/*/*.rc; do
     f=${rcf%.rc} rc=$(cat "$rcf")
