@@ -241,7 +241,7 @@ TEST_P(Fp8DelayedVsCpu, LossCurveTracksTheEmulation) {
   cpu::AdamW opt(P.size(), {}, decay);
   model::MarkovTokens data(cfg.vocab, 9);
   std::vector<int> in, tg;
-  for (int step = 0, steps = steps_for(4, 2); step < steps; ++step) {
+  for (int step = 0, steps = sanitized_or(4, 2); step < steps; ++step) {
     data.next_batch(B, T, in, tg);
     const float gl = gpu.forward(in.data(), tg.data());
     gpu.backward();
@@ -262,7 +262,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, Fp8DelayedVsCpu,
 // recipe computes from the amaxes the GPU measured at steps < s.
 TEST(Fp8Gpu, ScalesOverFiveStepsAreTheHostRecipes) {
   FP8SCOPE_REQUIRE_GPU();
-  const int steps = steps_for(5, 3);
+  const int steps = sanitized_or(5, 3);
   for (auto scaling : {fp8::Scaling::delayed, fp8::Scaling::current}) {
     const auto cfg = tiny();
     auto f = fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, scaling);
