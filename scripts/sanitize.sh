@@ -10,9 +10,9 @@
 # time on the one GPU, default 8), SANITIZE_BUDGET (seconds for all runs; the cases not started
 # by then are listed as not run, one it stops while running as cut off, and the summary is
 # written all the same), SANITIZE_LAST (regex over case names run after all others; default:
-# the GPT-2-size cases), SANITIZE_ARGS (more
-# compute-sanitizer arguments for every run, e.g. "--check-bulk-copy yes"), SANITIZE_SKIP (regex
-# over "tool binary-path case" lines: runs left out, e.g. those an earlier summary covers).
+# the GPT-2-size cases), SANITIZE_ARGS (more compute-sanitizer arguments for every run, e.g.
+# "--check-bulk-copy yes"), SANITIZE_SKIP (regex over "tool binary-path case" lines: runs left
+# out, e.g. those an earlier summary covers).
 # test_cli_gpu is left out: it makes child processes fault the GPU on purpose.
 set -uo pipefail
 build=${1:?usage: sanitize.sh BUILD_DIR OUT.txt}
