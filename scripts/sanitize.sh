@@ -41,7 +41,11 @@ run_one() {  # tool binary case -> $logs/<tool>/<binary>/<case>.{log,rc,s}
   read -r -a more <<<"${SANITIZE_ARGS:-}"
   extra+=("${more[@]}")
   local t0=$SECONDS f="$dir/${case//\//_}"
-  FP8SCOPE_UNDER_SANITIZER=1 timeout "$limit" "$cs" --tool "$tool" "${extra[@]}" --error-exitcode 99 --print-limit 20 "$bin" --gtest_filter="$case" >"$f.log" 2>&1
+  # timeout runs each in a process group of its own (its pid is the group's id, kept in .pid),
+  # which the budget's end below stops whole.
+  FP8SCOPE_UNDER_SANITIZER=1 timeout "$limit" "$cs" --tool "$tool" "${extra[@]}" --error-exitcode 99 --print-limit 20 "$bin" --gtest_filter="$case" >"$f.log" 2>&1 &
+  echo $! >"$f.pid"
+  wait $!
   echo $? >"$f.rc"
   echo $((SECONDS - t0)) >"$f.s"
 }
@@ -57,6 +61,11 @@ while read -r bin case; do for tool in $tools; do echo "$tool $bin $case"; done;
 [ -n "${SANITIZE_SKIP:-}" ] && { grep -vE "$SANITIZE_SKIP" "$logs/all_runs" >"$logs/kept"; mv "$logs/kept" "$logs/all_runs"; }
 { grep -vE " [^ ]*($slow)[^ ]*\$" "$logs/all_runs"; grep -E " [^ ]*($slow)[^ ]*\$" "$logs/all_runs"; } >"$logs/runs"
 timeout "${SANITIZE_BUDGET:-86400}" xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2"' <"$logs/runs"
+# Runs the budget stopped are still going in their own process groups: end them, so that no
+# sanitizer keeps the GPU busy after the summary (or under the next command's timings).
+for p in "$logs"/*/*/*.pid; do
+  [ -e "$p" ] && [ ! -e "${p%.pid}.rc" ] && kill -TERM -- "-$(cat "$p")" 2>/dev/null
+done
 
 {
   echo "# compute-sanitizer over the gpu tests"
