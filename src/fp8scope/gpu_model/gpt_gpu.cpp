@@ -144,8 +144,11 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     adam_chunks_ = core::DeviceBuffer(chunks.size() * sizeof(AdamwChunk));
     FP8S_CUDA(cudaMemcpy(adam_chunks_.get(), chunks.data(), adam_chunks_.size(), cudaMemcpyHostToDevice));
   }
-  partials_ = core::DeviceBuffer(fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(FW)),
-                                              fp8::dbias_partial_floats(N, int(FW)), std::int64_t(1024)})));
+  // Bias gradients' partial sums for the widest biased linear (fc1, or qkv where ffn < 3 d_model).
+  const std::int64_t BW = std::max(QW, FW);
+  partials_ = core::DeviceBuffer(
+      fl(std::max({layernorm_backward_scratch_floats(N, int(C)), bias_backward_scratch_floats(int(BW)),
+                   fp8::dbias_partial_floats(N, int(BW)), std::int64_t(fp8::block_cast_sum_rows(N)) * BW, std::int64_t(1024)})));
   bucket_token_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   bucket_start_ = core::DeviceBuffer(std::size_t(N + 1) * sizeof(int));
   bucket_position_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
@@ -498,20 +501,17 @@ void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16*
   Fp8Saved& sv = saved(layer, which);
   const fp8::ScaleMode am = f.activation_mode(), wm = f.weight_mode();
   const bool rowwise = f.config().recipe.scaling == fp8::Scaling::rowwise;
-  // The bias gradient as the cast's column sums (one read of the gradient fewer) where their
-  // partial rows fit the scratch, else the separate kernel.
-  const int sum_rows = fp8::block_cast_sum_rows(N);
-  const bool dbias_in_cast = b >= 0 && std::int64_t(sum_rows) * OC * std::int64_t(sizeof(float)) <= std::int64_t(partials_.size());
-  if (b >= 0 && !dbias_in_cast) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
+  // The bias gradient as the cast's column sums (one read of the gradient fewer; partials_
+  // holds their rows for any linear).
   mark_cast_then_back(true);
   fp8::block_cast_transpose(dout, N, OC, am, f.format(sv.sg), f.overflow(), fp8::block_scale_rule(f.config().recipe),
                             f.block_copy(sv.sg, f8_dy_.as<std::uint8_t>(), f8_dy_lt_.as<float>(), 0),
                             f.block_copy(sv.sg_t, f8_dy_t_.as<std::uint8_t>(), f8_dy_t_lt_.as<float>(), 1), block_scratch_.as<float>(),
-                            stream_, dbias_in_cast ? partials_.as<float>() : nullptr);
+                            stream_, b >= 0 ? partials_.as<float>() : nullptr);
   f.block_taps(sv.sg, 0);
   f.block_taps(sv.sg_t, 1);
   mark_cast_then_back(false);
-  if (dbias_in_cast) column_sum_add(g(b), partials_.as<float>(), sum_rows, OC, OC, stream_);
+  if (b >= 0) column_sum_add(g(b), partials_.as<float>(), fp8::block_cast_sum_rows(N), OC, OC, stream_);
   const DType gt = f.format(sv.sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2;
   GemmCall dg{true, false, IC, N, OC, OC, OC, IC};
   dg.a = DType::e4m3, dg.b = gt;
