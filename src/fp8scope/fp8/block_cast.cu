@@ -46,7 +46,7 @@ __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float
 }
 
 // Every finite BF16 value (the 65536 bit patterns less the non-finite ones) divided by each
-// scale both ways, over the scales fast() lets the fast path use (2^-76 <= d <= 2^100); a pair counts
+// scale both ways, over the scales the fast path takes (2^-76 <= d <= 2^100, takes_fast_path); a pair counts
 // when the exact quotient lies in the FP8 range and the bits differ (quotients below 2^-20,
 // which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits).
 __global__ void division_check_kernel(const float* scales, int n, unsigned long long* mismatches) {

@@ -79,18 +79,27 @@ constexpr int kStageBytes = int(sizeof(TileWords));
 
 // Starts copying the thread's 8 vectors of the tile at (r0, c0) into `tile` (cp.async; the
 // matrix's edges and unaligned matrices are loaded and stored directly) and commits a group,
-// also when there is no tile, so that every pass waits on the same group count.
+// also when there is no tile, so that every pass waits on the same group count. A whole
+// aligned tile (the common case) skips the per-vector bounds tests and address products: they
+// were 6 % of the kernel's instructions (Nsight Compute, docs/performance.md).
 __device__ __forceinline__ void issue_tile(const bf16* in, int rows, int cols, int r0, int c0, bool vec, bool any, TileWords& tile) {
   if (any) {
     const int c = c0 + (threadIdx.x % 16) * 8;
+    unsigned* dst = &tile[threadIdx.x / 16][(threadIdx.x % 16) * 4];
+    if (vec && r0 + kEdge <= rows && c0 + kEdge <= cols) {
+      const bf16* src = in + std::size_t(r0 + threadIdx.x / 16) * cols + c;
+      const std::size_t step = std::size_t(16) * cols;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int rt = threadIdx.x / 16 + 16 * i, r = r0 + rt;
-      unsigned* dst = &tile[rt][(threadIdx.x % 16) * 4];
-      if (r < rows && vec && c + 8 <= cols)
-        core::cp_async16(dst, in + std::size_t(r) * cols + c);
-      else
-        *reinterpret_cast<uint4*>(dst) = load8(in, rows, cols, r, c, vec);
+      for (int i = 0; i < 8; ++i) core::cp_async16(dst + i * 16 * (kEdge / 2), src + i * step);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int r = r0 + threadIdx.x / 16 + 16 * i;
+        if (r < rows && vec && c + 8 <= cols)
+          core::cp_async16(dst + i * 16 * (kEdge / 2), in + std::size_t(r) * cols + c);
+        else
+          *reinterpret_cast<uint4*>(dst + i * 16 * (kEdge / 2)) = load8(in, rows, cols, r, c, vec);
+      }
     }
   }
   core::cp_commit();
@@ -219,14 +228,41 @@ __device__ __forceinline__ std::uint8_t cast_scaled(float x, float d, LocalStats
   return q;
 }
 
-// The fast path takes every vector without a non-finite value whose block scale lies where
-// divide_by_scale is exact: where the reciprocal and the residuals stay normal FP32 numbers,
-// d <= 2^100, and d >= 2^-76, so that any value whose residual would not (|x| < 2^-102) has
-// |x / d| < 2^-26, a zero in both formats either way. Other vectors (non-finite values,
-// pathological blocks) take the value-by-value path. Taking the vectors that may saturate
-// too matters: the vector holding a block's amax often does (amax / d rounds above the
-// format's largest value), and one such lane sent its whole warp down the slow path.
-__device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_bits < kInfBits && d >= 0x1p-76f && d <= 0x1p100f; }
+// The value-by-value paths of 8 values (a vector of the direct copy) and of 32 (a column of the
+// transpose's block, read again from the staged tile: rows kEdge / 2 words apart, the low or
+// high halves): codes and the statistics they add. Out of line: inlined at each of their 10
+// call sites they made the kernel's code several times larger than its hot loop, which then
+// missed the instruction cache.
+struct Slow8 {
+  uint2 q;
+  LocalStats st;
+};
+template <class K>
+__device__ __noinline__ Slow8 cast8_slow(uint4 raw, float d) {
+  Slow8 o{};
+  std::uint8_t q[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) q[j] = cast_scaled<K>(bf16_at(raw, j), d, o.st);
+  o.q = make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24, q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
+  return o;
+}
+struct Slow32 {
+  unsigned q[8];
+  LocalStats st;
+};
+template <class K>
+__device__ __noinline__ Slow32 cast32_slow(const unsigned* col, int half, float d) {
+  Slow32 o{};
+  for (int k = 0; k < 8; ++k) {
+    unsigned word = 0;
+    for (int j = 0; j < 4; ++j) {
+      const unsigned w = col[(4 * k + j) * (kEdge / 2)];
+      word |= unsigned(cast_scaled<K>(half ? hi_bf16(w) : lo_bf16(w), d, o.st)) << (8 * j);
+    }
+    o.q[k] = word;
+  }
+  return o;
+}
 
 // How the fast path takes a block's quotients x / d and counts their saturations (one way for
 // a whole launch):
@@ -245,7 +281,7 @@ __device__ __forceinline__ bool fast(unsigned vmax_bits, float d) { return vmax_
 // they measured 10 % slower on an H100, the conversions' throughput being the likely cost.)
 enum class Quot { exact, pow2 };
 constexpr unsigned kNoSaturation = 0xFFFFFFFEu;  // no value of the block saturates
-constexpr unsigned kSlowBlock = 0xFFFFFFFFu;     // a non-finite block (d = 1: any value may saturate): value by value
+constexpr unsigned kSlowBlock = 0xFFFFFFFFu;     // the block goes value by value (see takes_fast_path)
 
 // A block's scale as the fast path uses it: with its reciprocal and saturation key.
 struct Divisor {
@@ -255,11 +291,14 @@ struct Divisor {
 template <Quot Q>
 __device__ __forceinline__ Divisor divisor_of(float amax, float d, float fmax) {
   Divisor v{d, __frcp_rn(d), kNoSaturation};
-  if constexpr (Q != Quot::exact) {
-    // The block amax is a BF16 magnitude (or inf): its bits are the key.
+  if (!(d >= 0x1p-76f && d <= 0x1p100f)) {
+    v.key = kSlowBlock;
+  } else if constexpr (Q != Quot::exact) {
+    // The block amax is a BF16 magnitude (or inf): its bits are the key. The reciprocal of a
+    // power of two is exact, so the product is the rounded quotient.
     if (!(amax <= 3.40282347e38f))
       v.key = kSlowBlock;
-    else if (__fdiv_rn(amax, d) > fmax)
+    else if (__fmul_rn(amax, v.r) > fmax)
       v.key = __float_as_uint(amax) >> 16;
   }
   return v;
@@ -268,11 +307,16 @@ __device__ __forceinline__ Divisor shfl_divisor(const Divisor& v, int src) {
   return {__shfl_sync(kFull, v.d, src, 16), __shfl_sync(kFull, v.r, src, 16), __shfl_sync(kFull, v.key, src, 16)};
 }
 
-// Whether a vector (its largest magnitude's bits) of a block takes the fast path: fast(), and
-// where saturations are counted from the amax (pow2), a finite block amax.
-template <Quot Q>
+// Whether a vector (its largest magnitude's bits) of a block takes the fast path: every vector
+// without a non-finite value of a block whose scale lies where divide_by_scale is exact (where
+// the reciprocal and the residuals stay normal FP32 numbers, d <= 2^100, and d >= 2^-76, so
+// that any value whose residual would not, |x| < 2^-102, has |x / d| < 2^-26, a zero in both
+// formats either way) and, where saturations are counted from the amax (pow2), whose amax is
+// finite; divisor_of marks the other blocks kSlowBlock. Taking the vectors that may saturate
+// too matters: the vector holding a block's amax often does (amax / d rounds above the
+// format's largest value), and one such lane sent its whole warp down the slow path.
 __device__ __forceinline__ bool takes_fast_path(unsigned vmax_bits, const Divisor& v) {
-  return fast(vmax_bits, v.d) && (Q == Quot::exact || v.key != kSlowBlock);
+  return vmax_bits < kInfBits && v.key != kSlowBlock;
 }
 
 // How many of the two BF16 values of w have magnitude bits `bits`.
@@ -300,7 +344,7 @@ __device__ __forceinline__ unsigned cast2_by_scale(float a, float b, const Divis
 template <class K, Quot Q>
 __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, const Divisor& v, LocalStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if (takes_fast_path<Q>(vmax_bits, v)) {
+  if (takes_fast_path(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
     unsigned q[4];
 #pragma unroll
@@ -314,21 +358,20 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
       st.nonfinite_out += nonfinite_codes4(out.x, K::format) + nonfinite_codes4(out.y, K::format);
     return out;
   }
-  std::uint8_t q[8];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) q[j] = cast_scaled<K>(bf16_at(raw, j), v.d, st);
-  return make_uint2(q[0] | q[1] << 8 | q[2] << 16 | unsigned(q[3]) << 24, q[4] | q[5] << 8 | q[6] << 16 | unsigned(q[7]) << 24);
+  const Slow8 slow = cast8_slow<K>(raw, v.d);
+  st = merged(st, slow.st);
+  return slow.q;
 }
 
 // 32 BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
-// halves of w -> 32 codes in q (8 words).
+// halves of w (read from `col` in the staged tile) -> 32 codes in q (8 words).
 template <class K, Quot Q>
-__device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int half, unsigned vmax_bits, const Divisor& v, unsigned (&q)[8],
-                                                LocalStats& st) {
+__device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], const unsigned* col, int half, unsigned vmax_bits,
+                                                const Divisor& v, unsigned (&q)[8], LocalStats& st) {
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
-  if (takes_fast_path<Q>(vmax_bits, v)) {
+  if (takes_fast_path(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
 #pragma unroll
     for (int k = 0; k < 8; ++k)
@@ -347,13 +390,10 @@ __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], int hal
       for (int k = 0; k < 8; ++k) st.nonfinite_out += nonfinite_codes4(q[k], K::format);
     return;
   }
+  const Slow32 slow = cast32_slow<K>(col, half, v.d);
+  st = merged(st, slow.st);
 #pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    unsigned word = 0;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) word |= unsigned(cast_scaled<K>(value(4 * k + j), v.d, st)) << (8 * j);
-    q[k] = word;
-  }
+  for (int k = 0; k < 8; ++k) q[k] = slow.q[k];
 }
 
 __device__ __forceinline__ void store8(std::uint8_t* dst, uint2 q, int valid, bool vec) {
@@ -390,15 +430,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   float ddq = 0.0f, tdq = 0.0f;
   auto stage_tile = [&](int k) -> TileWords& { return *reinterpret_cast<TileWords*>(staged + k * kStageBytes); };
   auto origin = [&](int t, int& r0, int& c0) { r0 = (t / tiles_x) * kEdge, c0 = (t % tiles_x) * kEdge; };
-  {
-    int r0, c0;
-    origin(blockIdx.x, r0, c0);
-    issue_tile(in, rows, cols, r0, c0, vec, int(blockIdx.x) < tiles, stage_tile(0));
-  }
+  int r0, c0;  // the tile being cast; each tile's origin is derived once, when its copies start
+  origin(blockIdx.x, r0, c0);
+  issue_tile(in, rows, cols, r0, c0, vec, int(blockIdx.x) < tiles, stage_tile(0));
   int stage = 0;
   for (int t = blockIdx.x; t < tiles; t += gridDim.x, stage ^= 1) {
-    int r0, c0, rn, cn;
-    origin(t, r0, c0);
+    int rn, cn;
     origin(t + gridDim.x, rn, cn);
     // The other stage was last read by the previous pass, which ended with a barrier.
     issue_tile(in, rows, cols, rn, cn, vec, t + int(gridDim.x) < tiles, stage_tile(stage ^ 1));
@@ -440,30 +477,33 @@ __global__ void __launch_bounds__(kThreads, 2)
 
     // The matrix itself, scaled along its rows. Row i's scale and reciprocal are computed once
     // per 16 lanes (lanes 2i and 2i + 1 of them, which hold its maximum) and broadcast: computed
-    // by every lane for each of its 8 rows they cost as much as the casts.
+    // by every lane for each of its 8 rows they cost as much as the casts. Lane 2i also
+    // stores row i's scale (and block amax), once per tile: stored inside the loop by one lane
+    // of 16 for each row, the divergent stores and their offsets were 17 % of the kernel's
+    // instructions (Nsight Compute, docs/performance.md).
     if (dc.codes) {
-      const int c = c0 + lane16 * 8, valid = min(8, cols - c);
+      const int c = c0 + lane16 * 8, valid = min(8, cols - c), row0 = r0 + threadIdx.x / 16;
       float my_a = tile_amax;
-      if constexpr (M != ScaleMode::blk128) {
-        const int r = r0 + threadIdx.x / 16 + 16 * (lane16 / 2);
-        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row) : (r < rows ? row_amax[r] : 0.0f);
-      }
+      const int my_r = row0 + 16 * (lane16 / 2);  // the row whose scale this lane derives
+      if constexpr (M != ScaleMode::blk128)
+        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row) : (my_r < rows ? row_amax[my_r] : 0.0f);
       const Divisor my_v = divisor_of<Q>(my_a, model_block_dequant(M, my_a, F, rule), fmax);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const int r = r0 + threadIdx.x / 16 + 16 * i;
-        const float a = M == ScaleMode::blk128 ? my_a : __shfl_sync(kFull, my_a, 2 * i, 16);
-        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
-        const float d = v.d;
-        if (r >= rows || valid <= 0) continue;
-        ddq = fmaxf(ddq, d);
-        store8(dc.codes + std::size_t(r) * cols + c, cast8_by_scale<K, Q>(raw[i], m.vec[i], v, st), valid, vec);
-        const bool writes = lane16 == 0 && (M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) ||
-                                            (M == ScaleMode::blk128 && threadIdx.x == 0 && i == 0));
+      if (lane16 % 2 == 0 && my_r < rows) {
+        ddq = fmaxf(ddq, my_v.d);
+        const bool writes =
+            M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) || (M == ScaleMode::blk128 && threadIdx.x == 0);
         if (writes) {
-          dc.lt[gd.lt_offset(r / gd.bo, c0 / kEdge)] = d;
-          if (dc.block_amax) dc.block_amax[gd.block_of(r, c0)] = a;
+          dc.lt[gd.lt_offset(my_r / gd.bo, c0 / kEdge)] = my_v.d;
+          if (dc.block_amax) dc.block_amax[gd.block_of(my_r, c0)] = my_a;
         }
+      }
+      std::uint8_t* dst = dc.codes + std::size_t(row0) * cols + c;
+      const std::size_t step = std::size_t(16) * cols;
+#pragma unroll
+      for (int i = 0; i < 8; ++i, dst += step) {
+        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
+        if (row0 + 16 * i >= rows || valid <= 0) continue;
+        store8(dst, cast8_by_scale<K, Q>(raw[i], m.vec[i], v, st), valid, vec);
       }
     }
 
@@ -486,7 +526,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const int c = 2 * cp + half, gc = c0 + c;
         const Divisor v = col_div[c];
         unsigned q[8];
-        cast32_by_scale<K, Q>(w, half, half ? vm >> 16 : vm & 0xFFFFu, v, q, stt);
+        cast32_by_scale<K, Q>(w, &tile[rc][cp], half, half ? vm >> 16 : vm & 0xFFFFu, v, q, stt);
         if (gc >= cols || valid <= 0) continue;
         std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
         if (tvec) {
@@ -500,6 +540,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
     __syncthreads();  // the next pass refills this stage's buffer and the maxima
+    r0 = rn, c0 = cn;
   }
   core::cp_wait<0>();  // no copy outlives the block
   if (dc.codes) flush_max_dequant(ddq, dc.max_dequant);
