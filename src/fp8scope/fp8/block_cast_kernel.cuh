@@ -10,6 +10,8 @@
 #include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
 
+#include <type_traits>
+
 namespace fp8scope::fp8::block_cast_detail {
 
 using bf16 = __nv_bfloat16;
@@ -340,11 +342,13 @@ __device__ __forceinline__ unsigned cast2_by_scale(float a, float b, const Divis
   return cvt2<K>(ya, yb);
 }
 
-// 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
-template <class K, Quot Q>
+// 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics. AllFast: the
+// caller knows that every vector takes the fast path (a tile without a non-finite value or a
+// kSlowBlock scale), so there is no per-vector test and branch.
+template <class K, Quot Q, bool AllFast>
 __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, const Divisor& v, LocalStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if (takes_fast_path(vmax_bits, v)) {
+  if (AllFast || takes_fast_path(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
     unsigned q[4];
 #pragma unroll
@@ -365,13 +369,13 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
 
 // 32 BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
 // halves of w (read from `col` in the staged tile) -> 32 codes in q (8 words).
-template <class K, Quot Q>
+template <class K, Quot Q, bool AllFast>
 __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], const unsigned* col, int half, unsigned vmax_bits,
                                                 const Divisor& v, unsigned (&q)[8], LocalStats& st) {
   auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
-  if (takes_fast_path(vmax_bits, v)) {
+  if (AllFast || takes_fast_path(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
 #pragma unroll
     for (int k = 0; k < 8; ++k)
@@ -424,19 +428,26 @@ __global__ void __launch_bounds__(kThreads, 2)
   constexpr Format F = K::format;
   constexpr float fmax = info(F).max;
   const int lane16 = threadIdx.x % 16, tiles_x = (cols + kEdge - 1) / kEdge, tiles = tiles_x * ((rows + kEdge - 1) / kEdge);
+  // The geometries are the launch's mode: their offsets' switches fold away.
+  __builtin_assume(gd.mode == M && gt.mode == M);
   // Statistics and the largest dequantisation scales accumulate over the CTA's tiles and are
   // flushed once: a CTA per tile made the step's casts wait on same-address atomics.
   LocalStats st, stt;
   float ddq = 0.0f, tdq = 0.0f;
   auto stage_tile = [&](int k) -> TileWords& { return *reinterpret_cast<TileWords*>(staged + k * kStageBytes); };
-  auto origin = [&](int t, int& r0, int& c0) { r0 = (t / tiles_x) * kEdge, c0 = (t % tiles_x) * kEdge; };
-  int r0, c0;  // the tile being cast; each tile's origin is derived once, when its copies start
-  origin(blockIdx.x, r0, c0);
+  // Tile t is (t / tiles_x, t % tiles_x); the next tile of the CTA, t + gridDim.x, steps both
+  // without a division (one per tile was 2 % of the kernel's instructions).
+  const int step_r = int(gridDim.x) / tiles_x * kEdge, step_c = int(gridDim.x) % tiles_x * kEdge, width = tiles_x * kEdge;
+  auto next = [&](int r, int c, int& rn, int& cn) {
+    rn = r + step_r, cn = c + step_c;
+    if (cn >= width) cn -= width, rn += kEdge;
+  };
+  int r0 = int(blockIdx.x) / tiles_x * kEdge, c0 = int(blockIdx.x) % tiles_x * kEdge;  // the tile being cast
   issue_tile(in, rows, cols, r0, c0, vec, int(blockIdx.x) < tiles, stage_tile(0));
   int stage = 0;
   for (int t = blockIdx.x; t < tiles; t += gridDim.x, stage ^= 1) {
     int rn, cn;
-    origin(t + gridDim.x, rn, cn);
+    next(r0, c0, rn, cn);
     // The other stage was last read by the previous pass, which ended with a barrier.
     issue_tile(in, rows, cols, rn, cn, vec, t + int(gridDim.x) < tiles, stage_tile(stage ^ 1));
     core::cp_wait<1>();  // this tile's group has landed (for this thread) ...
@@ -472,7 +483,9 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
       if (c < cols) tdq = fmaxf(tdq, d);
     }
-    __syncthreads();
+    // Whether every vector of the tile takes the fast path in the transpose: no non-finite
+    // value (then also none in the direct copy) and no column scale out of the fast range.
+    const bool tile_fast = !__syncthreads_or(threadIdx.x < kEdge && (!(cm <= 3.40282347e38f) || col_div[threadIdx.x].key == kSlowBlock));
     if (col_sums) tile_column_sums(raw, part, col_sums + std::size_t(r0 / kEdge) * cols, c0, cols);
 
     // The matrix itself, scaled along its rows. Row i's scale and reciprocal are computed once
@@ -493,18 +506,25 @@ __global__ void __launch_bounds__(kThreads, 2)
         const bool writes =
             M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) || (M == ScaleMode::blk128 && threadIdx.x == 0);
         if (writes) {
-          dc.lt[gd.lt_offset(my_r / gd.bo, c0 / kEdge)] = my_v.d;
+          dc.lt[gd.lt_offset(M == ScaleMode::blk128 ? r0 / kEdge : my_r, c0 / kEdge)] = my_v.d;  // blocks of 128 rows or of one
           if (dc.block_amax) dc.block_amax[gd.block_of(my_r, c0)] = my_a;
         }
       }
-      std::uint8_t* dst = dc.codes + std::size_t(row0) * cols + c;
-      const std::size_t step = std::size_t(16) * cols;
+      auto cast_rows = [&](auto all_fast) {
+        std::uint8_t* dst = dc.codes + std::size_t(row0) * cols + c;
+        const std::size_t step = std::size_t(16) * cols;
 #pragma unroll
-      for (int i = 0; i < 8; ++i, dst += step) {
-        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
-        if (row0 + 16 * i >= rows || valid <= 0) continue;
-        store8(dst, cast8_by_scale<K, Q>(raw[i], m.vec[i], v, st), valid, vec);
-      }
+        for (int i = 0; i < 8; ++i, dst += step) {
+          const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
+          if (row0 + 16 * i >= rows || valid <= 0) continue;
+          store8(dst, cast8_by_scale<K, Q, decltype(all_fast)::value>(raw[i], m.vec[i], v, st), valid, vec);
+        }
+      };
+      // A warp-uniform branch: the whole warp's rows on the fast path, or each vector tested.
+      if (tile_fast && __all_sync(kFull, my_v.key != kSlowBlock))
+        cast_rows(std::true_type{});
+      else
+        cast_rows(std::false_type{});
     }
 
     // The transpose [cols][rows], scaled along the original columns: thread t casts 32
@@ -521,12 +541,18 @@ __global__ void __launch_bounds__(kThreads, 2)
         vm = __vmaxu2(vm, abs2(w[j]));
       }
       const bool tvec = vec && rows % 16 == 0 && valid == 32;
+      auto cast_column = [&](int half, unsigned(&q)[8], auto all_fast) {
+        cast32_by_scale<K, Q, decltype(all_fast)::value>(w, &tile[rc][cp], half, half ? vm >> 16 : vm & 0xFFFFu, col_div[2 * cp + half], q,
+                                                         stt);
+      };
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int c = 2 * cp + half, gc = c0 + c;
-        const Divisor v = col_div[c];
+        const int gc = c0 + 2 * cp + half;
         unsigned q[8];
-        cast32_by_scale<K, Q>(w, &tile[rc][cp], half, half ? vm >> 16 : vm & 0xFFFFu, v, q, stt);
+        if (tile_fast)  // uniform over the CTA
+          cast_column(half, q, std::true_type{});
+        else
+          cast_column(half, q, std::false_type{});
         if (gc >= cols || valid <= 0) continue;
         std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
         if (tvec) {
