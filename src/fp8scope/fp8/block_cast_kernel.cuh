@@ -10,8 +10,6 @@
 #include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast_device.cuh"
 
-#include <type_traits>
-
 namespace fp8scope::fp8::block_cast_detail {
 
 using bf16 = __nv_bfloat16;
@@ -342,13 +340,11 @@ __device__ __forceinline__ unsigned cast2_by_scale(float a, float b, const Divis
   return cvt2<K>(ya, yb);
 }
 
-// 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics. AllFast: the
-// caller knows that every vector takes the fast path (a tile without a non-finite value or a
-// kSlowBlock scale), so there is no per-vector test and branch.
-template <class K, Quot Q, bool AllFast>
+// 8 BF16 values of one block (16 bytes) -> 8 codes, with their statistics.
+template <class K, Quot Q>
 __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_bits, const Divisor& v, LocalStats& st) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if (AllFast || takes_fast_path(vmax_bits, v)) {
+  if (takes_fast_path(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
     unsigned q[4];
 #pragma unroll
@@ -369,13 +365,15 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
 
 // 32 BF16 values of one column of the transpose's block, the low (half 0) or high (half 1)
 // halves of w (read from `col` in the staged tile) -> 32 codes in q (8 words).
-template <class K, Quot Q, bool AllFast>
+template <class K, Quot Q>
 __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], const unsigned* col, int half, unsigned vmax_bits,
                                                 const Divisor& v, unsigned (&q)[8], LocalStats& st) {
-  auto value = [&](int j) { return half ? hi_bf16(w[j]) : lo_bf16(w[j]); };
+  // The BF16 value as FP32 bits (its 16 bits on top, zeros below): one byte permute whichever half.
+  const unsigned sel = half ? 0x3244u : 0x1044u;
+  auto value = [&](int j) { return __uint_as_float(__byte_perm(w[j], 0u, sel)); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
-  if (AllFast || takes_fast_path(vmax_bits, v)) {
+  if (takes_fast_path(vmax_bits, v)) {
     const unsigned sat0 = st.saturated;
 #pragma unroll
     for (int k = 0; k < 8; ++k)
@@ -483,9 +481,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
       if (c < cols) tdq = fmaxf(tdq, d);
     }
-    // Whether every vector of the tile takes the fast path in the transpose: no non-finite
-    // value (then also none in the direct copy) and no column scale out of the fast range.
-    const bool tile_fast = !__syncthreads_or(threadIdx.x < kEdge && (!(cm <= 3.40282347e38f) || col_div[threadIdx.x].key == kSlowBlock));
+    __syncthreads();
     if (col_sums) tile_column_sums(raw, part, col_sums + std::size_t(r0 / kEdge) * cols, c0, cols);
 
     // The matrix itself, scaled along its rows. Row i's scale and reciprocal are computed once
@@ -510,21 +506,18 @@ __global__ void __launch_bounds__(kThreads, 2)
           if (dc.block_amax) dc.block_amax[gd.block_of(my_r, c0)] = my_a;
         }
       }
-      auto cast_rows = [&](auto all_fast) {
-        std::uint8_t* dst = dc.codes + std::size_t(row0) * cols + c;
-        const std::size_t step = std::size_t(16) * cols;
-#pragma unroll
-        for (int i = 0; i < 8; ++i, dst += step) {
-          const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
-          if (row0 + 16 * i >= rows || valid <= 0) continue;
-          store8(dst, cast8_by_scale<K, Q, decltype(all_fast)::value>(raw[i], m.vec[i], v, st), valid, vec);
-        }
-      };
-      // A warp-uniform branch: the whole warp's rows on the fast path, or each vector tested.
-      if (tile_fast && __all_sync(kFull, my_v.key != kSlowBlock))
-        cast_rows(std::true_type{});
-      else
-        cast_rows(std::false_type{});
+      // A loop, not unrolled: each row's vector is read again from the staged tile and its
+      // maximum taken again, so that the loop body is one row's code (unrolled, the 8 rows'
+      // copies made the hot loop larger than the instruction cache).
+      std::uint8_t* dst = dc.codes + std::size_t(row0) * cols + c;
+      const std::size_t step = std::size_t(16) * cols;
+#pragma unroll 1
+      for (int i = 0; i < 8; ++i, dst += step) {
+        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
+        if (row0 + 16 * i >= rows || valid <= 0) continue;
+        const uint4 x = *reinterpret_cast<const uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]);
+        store8(dst, cast8_by_scale<K, Q>(x, max_bits8(x), v, st), valid, vec);
+      }
     }
 
     // The transpose [cols][rows], scaled along the original columns: thread t casts 32
@@ -541,18 +534,11 @@ __global__ void __launch_bounds__(kThreads, 2)
         vm = __vmaxu2(vm, abs2(w[j]));
       }
       const bool tvec = vec && rows % 16 == 0 && valid == 32;
-      auto cast_column = [&](int half, unsigned(&q)[8], auto all_fast) {
-        cast32_by_scale<K, Q, decltype(all_fast)::value>(w, &tile[rc][cp], half, half ? vm >> 16 : vm & 0xFFFFu, col_div[2 * cp + half], q,
-                                                         stt);
-      };
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
+#pragma unroll 1
+      for (int half = 0; half < 2; ++half) {  // a loop: one column's code (see the rows above)
         const int gc = c0 + 2 * cp + half;
         unsigned q[8];
-        if (tile_fast)  // uniform over the CTA
-          cast_column(half, q, std::true_type{});
-        else
-          cast_column(half, q, std::false_type{});
+        cast32_by_scale<K, Q>(w, &tile[rc][cp], half, half ? vm >> 16 : vm & 0xFFFFu, col_div[2 * cp + half], q, stt);
         if (gc >= cols || valid <= 0) continue;
         std::uint8_t* dst = tc.codes + std::size_t(gc) * rows + r0 + rc;
         if (tvec) {
