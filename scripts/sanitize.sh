@@ -2,7 +2,8 @@
 # Runs every test case of every `gpu` test binary under compute-sanitizer's memcheck (with
 # leak check), racecheck, synccheck and initcheck, each case in a run of its own (so one slow
 # case under racecheck costs only itself), and writes a summary: per tool and binary, how many
-# cases ran clean, had findings (the first ones quoted below the table) or ran out of time.
+# cases ran clean, had findings (the first ones quoted below the table), skipped themselves
+# (GTEST_SKIP: nothing ran on the GPU, so not clean; listed below the table) or ran out of time.
 # Usage: scripts/sanitize.sh BUILD_DIR OUT.txt
 # Environment: SANITIZE_TOOLS (default "memcheck racecheck synccheck initcheck"),
 # SANITIZE_TESTS (regex over binary names, default every test_*_gpu), SANITIZE_CASES (regex
@@ -72,23 +73,24 @@ done
   echo "# $("$cs" --version | tail -1); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
   echo "# build: $build ($(sha=${FP8SCOPE_GIT_SHA:-$(git -C "$(dirname "$0")/.." rev-parse HEAD 2>/dev/null)}; echo "${sha:0:7}"))  tools: $tools  timeout: ${limit}s per run${SANITIZE_ARGS:+  arguments: $SANITIZE_ARGS}"
   echo
-  printf '%-10s %-28s %6s %6s %8s %8s %8s\n' tool binary cases clean findings timeout seconds
+  printf '%-10s %-28s %6s %6s %8s %8s %8s %8s\n' tool binary cases clean findings skipped timeout seconds
   all=0 all_clean=0
   for tool in $tools; do
     for b in "${bins[@]}"; do
       dir="$logs/$tool/$(basename "$b")"
-      n=0 clean=0 bad=0 slow=0 secs=0
+      n=0 clean=0 bad=0 skipped=0 slow=0 secs=0
       for rcf in "$dir"/*.rc; do
         [ -e "$rcf" ] || continue
         f=${rcf%.rc} rc=$(cat "$rcf")
         n=$((n + 1)) secs=$((secs + $(cat "$f.s")))
         errors=$(grep -oE "ERROR SUMMARY: [0-9]+ error" "$f.log" | grep -oE "[0-9]+" | tail -1)
         if [ "$rc" = 124 ]; then slow=$((slow + 1))
-        elif [ "$rc" = 0 ] && [ "${errors:-0}" = 0 ] && ! grep -q "Leaked [0-9]* bytes" "$f.log"; then clean=$((clean + 1))
+        elif [ "$rc" = 0 ] && [ "${errors:-0}" = 0 ] && ! grep -q "Leaked [0-9]* bytes" "$f.log"; then
+          if grep -q '^\[  SKIPPED \]' "$f.log"; then skipped=$((skipped + 1)); else clean=$((clean + 1)); fi
         else bad=$((bad + 1)); fi
       done
       all=$((all + n)) all_clean=$((all_clean + clean))
-      printf '%-10s %-28s %6s %6s %8s %8s %8s\n' "$tool" "$(basename "$b")" "$n" "$clean" "$bad" "$slow" "$secs"
+      printf '%-10s %-28s %6s %6s %8s %8s %8s %8s\n' "$tool" "$(basename "$b")" "$n" "$clean" "$bad" "$skipped" "$slow" "$secs"
     done
   done
   echo
@@ -106,6 +108,7 @@ done
     f=${rcf%.rc} rc=$(cat "$rcf")
     rel=${f#"$logs"/}
     if [ "$rc" = 124 ]; then echo "timeout: $rel (over ${limit}s)"; continue; fi
+    [ "$rc" = 0 ] && grep -q '^\[  SKIPPED \]' "$f.log" && echo "skipped by the test itself: $rel"
     errors=$(grep -oE "ERROR SUMMARY: [0-9]+ error" "$f.log" | grep -oE "[0-9]+" | tail -1)
     if [ "$rc" != 0 ] || [ "${errors:-0}" != 0 ] || grep -q "Leaked [0-9]* bytes" "$f.log"; then
       echo
