@@ -283,9 +283,8 @@ enum class Quot { exact, pow2 };
 constexpr unsigned kNoSaturation = 0xFFFFFFFEu;  // no value of the block saturates
 constexpr unsigned kSlowBlock = 0xFFFFFFFFu;     // the block goes value by value (see takes_fast_path)
 
-// A block's scale as the fast path uses it: with its reciprocal and saturation key (16-byte
-// aligned: one shared-memory read).
-struct alignas(16) Divisor {
+// A block's scale as the fast path uses it: with its reciprocal and saturation key.
+struct Divisor {
   float d, r;
   unsigned key;
 };
@@ -303,6 +302,9 @@ __device__ __forceinline__ Divisor divisor_of(float amax, float d, float fmax) {
       v.key = __float_as_uint(amax) >> 16;
   }
   return v;
+}
+__device__ __forceinline__ Divisor shfl_divisor(const Divisor& v, int src) {
+  return {__shfl_sync(kFull, v.d, src, 16), __shfl_sync(kFull, v.r, src, 16), __shfl_sync(kFull, v.key, src, 16)};
 }
 
 // Whether a vector (its largest magnitude's bits) of a block takes the fast path: every vector
@@ -419,7 +421,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   // kStages tiles (dynamic shared memory): the next tile's copies land while this one is cast.
   extern __shared__ __align__(16) unsigned char staged[];
   __shared__ unsigned part[kThreads / 32][kEdge];
-  __shared__ Divisor col_div[kEdge], row_div[kEdge];
+  __shared__ Divisor col_div[kEdge];
   __shared__ float warp_part[kThreads / 32];
   constexpr Format F = K::format;
   constexpr float fmax = info(F).max;
@@ -462,33 +464,6 @@ __global__ void __launch_bounds__(kThreads, 2)
       for (int i = 0; i < kThreads / 32; ++i) tile_amax = fmaxf(tile_amax, warp_part[i]);
     }
 
-    // The direct copy's scales, one per tile row: row i's by lanes 2i and 2i + 1 of the 16 that
-    // share it (they hold its maximum), computed once and published by the barrier below (the
-    // row loop reads a row's in one shared-memory read instead of three shuffles). Lane 2i also
-    // stores it (and its block amax) to the scale tensor, once per tile: stored inside the row
-    // loop by one lane of 16 for each row, the divergent stores and their offsets were 17 % of
-    // the kernel's instructions (Nsight Compute, docs/performance.md).
-    Divisor my_v{};
-    if (dc.codes) {
-      const int my_r = r0 + threadIdx.x / 16 + 16 * (lane16 / 2);  // the row whose scale this lane derives
-      float my_a = tile_amax;
-      if constexpr (M != ScaleMode::blk128)
-        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row) : (my_r < rows ? row_amax[my_r] : 0.0f);
-      my_v = divisor_of<Q>(my_a, model_block_dequant(M, my_a, F, rule), fmax);
-      if (lane16 % 2 == 0) {
-        row_div[my_r - r0] = my_v;
-        if (my_r < rows) {
-          ddq = fmaxf(ddq, my_v.d);
-          const bool writes =
-              M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) || (M == ScaleMode::blk128 && threadIdx.x == 0);
-          if (writes) {
-            dc.lt[gd.lt_offset(M == ScaleMode::blk128 ? r0 / kEdge : my_r, c0 / kEdge)] = my_v.d;  // blocks of 128 rows or of one
-            if (dc.block_amax) dc.block_amax[gd.block_of(my_r, c0)] = my_a;
-          }
-        }
-      }
-    }
-
     // The transpose's scales: one per tile column (a row of the transpose).
     if (threadIdx.x < kEdge) {
       const int c = c0 + threadIdx.x;
@@ -509,18 +484,36 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
     if (col_sums) tile_column_sums(raw, part, col_sums + std::size_t(r0 / kEdge) * cols, c0, cols);
 
-    // The matrix itself, scaled along its rows (row_div above).
+    // The matrix itself, scaled along its rows. Row i's scale and reciprocal are computed once
+    // per 16 lanes (lanes 2i and 2i + 1 of them, which hold its maximum) and broadcast: computed
+    // by every lane for each of its 8 rows they cost as much as the casts. Lane 2i also
+    // stores row i's scale (and block amax), once per tile: stored inside the loop by one lane
+    // of 16 for each row, the divergent stores and their offsets were 17 % of the kernel's
+    // instructions (Nsight Compute, docs/performance.md).
     if (dc.codes) {
       const int c = c0 + lane16 * 8, valid = min(8, cols - c), row0 = r0 + threadIdx.x / 16;
-      // A loop, unrolled by two only: each row's vector is read again from the staged tile and
-      // its maximum taken again, so that the loop body is two rows' code (unrolled whole, the 8
-      // rows' copies made the hot loop larger than the instruction cache; two rows in flight
-      // overlap one's shared-memory reads with the other's arithmetic).
+      float my_a = tile_amax;
+      const int my_r = row0 + 16 * (lane16 / 2);  // the row whose scale this lane derives
+      if constexpr (M != ScaleMode::blk128)
+        my_a = M == ScaleMode::vec128 ? magnitude_of_bits(m.row) : (my_r < rows ? row_amax[my_r] : 0.0f);
+      const Divisor my_v = divisor_of<Q>(my_a, model_block_dequant(M, my_a, F, rule), fmax);
+      if (lane16 % 2 == 0 && my_r < rows) {
+        ddq = fmaxf(ddq, my_v.d);
+        const bool writes =
+            M == ScaleMode::vec128 || (M == ScaleMode::outer_vec && c0 == 0) || (M == ScaleMode::blk128 && threadIdx.x == 0);
+        if (writes) {
+          dc.lt[gd.lt_offset(M == ScaleMode::blk128 ? r0 / kEdge : my_r, c0 / kEdge)] = my_v.d;  // blocks of 128 rows or of one
+          if (dc.block_amax) dc.block_amax[gd.block_of(my_r, c0)] = my_a;
+        }
+      }
+      // A loop, not unrolled: each row's vector is read again from the staged tile and its
+      // maximum taken again, so that the loop body is one row's code (unrolled, the 8 rows'
+      // copies made the hot loop larger than the instruction cache).
       std::uint8_t* dst = dc.codes + std::size_t(row0) * cols + c;
       const std::size_t step = std::size_t(16) * cols;
-#pragma unroll 2
+#pragma unroll 1
       for (int i = 0; i < 8; ++i, dst += step) {
-        const Divisor v = M == ScaleMode::blk128 ? my_v : row_div[threadIdx.x / 16 + 16 * i];
+        const Divisor v = M == ScaleMode::blk128 ? my_v : shfl_divisor(my_v, 2 * i);
         if (row0 + 16 * i >= rows || valid <= 0) continue;
         const uint4 x = *reinterpret_cast<const uint4*>(&tile[threadIdx.x / 16 + 16 * i][lane16 * 4]);
         store8(dst, cast8_by_scale<K, Q>(x, max_bits8(x), v, st), valid, vec);
