@@ -2,8 +2,8 @@
 // The per-row / per-block cast kernel (block_cast.cuh) and its device helpers, shared by the
 // files that compile it: block_cast_exact.cu and block_cast_pow2.cu each
 // instantiate one way of taking the quotients (Quot) for every format and scale mode, so that
-// the kernel's 36 instances build in parallel (in one file: 205 s, the long pole of a clean
-// build; apart: 39-47 s each); block_cast.cu launches them (launch_block_cast) and holds the
+// the kernel's 36 instances build in parallel (in one file they took 205 s, the long pole of a
+// clean build); block_cast.cu launches them (launch_block_cast) and holds the
 // row / column amax pass, the division check and the amax quantiles. Internal to those files.
 #include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/core/cuda_util.hpp"
@@ -27,8 +27,10 @@ using bf16 = __nv_bfloat16;
 // scale from its reciprocal (divide_by_scale, a product and two exact corrections; one product
 // where the scale is a power of two), and a vector without a non-finite value counts its
 // statistics from its maximum: saturations only in the vector holding the block's amax and
-// underflows only when a code is zero; anything else takes the value-by-value path. The
-// kernel's time follows its instruction count (docs/performance.md).
+// underflows only when a code is zero; anything else takes the value-by-value path, out of
+// line. The kernel's time follows its instruction count and its hot loop's size: the rows' and
+// the columns' casts are loops, not unrolled, since unrolled the loop outgrew the instruction
+// cache (more instructions, but faster; docs/performance.md).
 constexpr int kEdge = 128;
 constexpr int kThreads = 256;
 constexpr unsigned kFull = 0xffffffffu;
