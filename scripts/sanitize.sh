@@ -68,6 +68,19 @@ for p in "$logs"/*/*/*.pid; do
   [ -e "$p" ] && [ ! -e "${p%.pid}.rc" ] && kill -TERM -- "-$(cat "$p")" 2>/dev/null
 done
 
+errors_of() { grep -oE "ERROR SUMMARY: [0-9]+ error" "$1.log" | grep -oE "[0-9]+" | tail -1; }
+# A finished run's verdict (its path without extension): timeout, finding (an error summary, a
+# leak or a failing exit), skipped (the case skipped itself: nothing of it ran under the tool)
+# or clean.
+verdict_of() {
+  local rc errors
+  rc=$(cat "$1.rc") errors=$(errors_of "$1")
+  if [ "$rc" = 124 ]; then echo timeout
+  elif [ "$rc" != 0 ] || [ "${errors:-0}" != 0 ] || grep -q "Leaked [0-9]* bytes" "$1.log"; then echo finding
+  elif grep -q '^\[  SKIPPED \]' "$1.log"; then echo skipped
+  else echo clean; fi
+}
+
 {
   echo "# compute-sanitizer over the gpu tests"
   echo "# $("$cs" --version | tail -1); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
@@ -81,13 +94,14 @@ done
       n=0 clean=0 bad=0 skipped=0 slow=0 secs=0
       for rcf in "$dir"/*.rc; do
         [ -e "$rcf" ] || continue
-        f=${rcf%.rc} rc=$(cat "$rcf")
+        f=${rcf%.rc}
         n=$((n + 1)) secs=$((secs + $(cat "$f.s")))
-        errors=$(grep -oE "ERROR SUMMARY: [0-9]+ error" "$f.log" | grep -oE "[0-9]+" | tail -1)
-        if [ "$rc" = 124 ]; then slow=$((slow + 1))
-        elif [ "$rc" = 0 ] && [ "${errors:-0}" = 0 ] && ! grep -q "Leaked [0-9]* bytes" "$f.log"; then
-          if grep -q '^\[  SKIPPED \]' "$f.log"; then skipped=$((skipped + 1)); else clean=$((clean + 1)); fi
-        else bad=$((bad + 1)); fi
+        case $(verdict_of "$f") in
+          timeout) slow=$((slow + 1)) ;;
+          finding) bad=$((bad + 1)) ;;
+          skipped) skipped=$((skipped + 1)) ;;
+          clean) clean=$((clean + 1)) ;;
+        esac
       done
       all=$((all + n)) all_clean=$((all_clean + clean))
       printf '%-10s %-28s %6s %6s %8s %8s %8s %8s\n' "$tool" "$(basename "$b")" "$n" "$clean" "$bad" "$skipped" "$slow" "$secs"
@@ -105,16 +119,17 @@ done
     fi
   done <"$logs/runs"
   for rcf in "$logs"/*/*/*.rc; do
-    f=${rcf%.rc} rc=$(cat "$rcf")
+    f=${rcf%.rc}
     rel=${f#"$logs"/}
-    if [ "$rc" = 124 ]; then echo "timeout: $rel (over ${limit}s)"; continue; fi
-    [ "$rc" = 0 ] && grep -q '^\[  SKIPPED \]' "$f.log" && echo "skipped by the test itself: $rel"
-    errors=$(grep -oE "ERROR SUMMARY: [0-9]+ error" "$f.log" | grep -oE "[0-9]+" | tail -1)
-    if [ "$rc" != 0 ] || [ "${errors:-0}" != 0 ] || grep -q "Leaked [0-9]* bytes" "$f.log"; then
-      echo
-      echo "## $rel: exit $rc, ${errors:-?} errors"
-      grep -E "^========= |FAILED|Failure" "$f.log" | head -24
-    fi
+    case $(verdict_of "$f") in
+      timeout) echo "timeout: $rel (over ${limit}s)" ;;
+      skipped) echo "skipped by the test itself: $rel" ;;
+      finding)
+        echo
+        echo "## $rel: exit $(cat "$rcf"), $(errors=$(errors_of "$f"); echo "${errors:-?}") errors"
+        grep -E "^========= |FAILED|Failure" "$f.log" | head -24
+        ;;
+    esac
   done
 } >"$out"  # written whole before it is shown, so a reader that stops early cannot cut it
 rm -rf "$logs"

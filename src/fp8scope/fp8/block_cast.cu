@@ -46,14 +46,14 @@ __global__ void amax_quantiles_kernel(const float* sorted, std::int64_t n, float
 }
 
 // Every finite BF16 value (the 65536 bit patterns less the non-finite ones) divided by each
-// scale both ways, over the scales the fast path takes (2^-76 <= d <= 2^100, takes_fast_path); a pair counts
+// scale both ways, over the scales the fast path takes (scale_in_fast_range); a pair counts
 // when the exact quotient lies in the FP8 range and the bits differ (quotients below 2^-20,
 // which both FP8 formats round to a zero of their sign, may differ in their last FP32 bits).
 __global__ void division_check_kernel(const float* scales, int n, unsigned long long* mismatches) {
   unsigned long long bad = 0;
   for (int i = blockIdx.x; i < n; i += gridDim.x) {
     const float d = scales[i], r = __frcp_rn(d);
-    if (!(d >= 0x1p-76f && d <= 0x1p100f)) continue;
+    if (!scale_in_fast_range(d)) continue;
     const bool pow2 = (__float_as_uint(d) & 0x7FFFFFu) == 0;  // a normal power of two
     for (unsigned b = threadIdx.x; b < 65536u; b += blockDim.x) {
       if ((b & 0x7F80u) == 0x7F80u) continue;

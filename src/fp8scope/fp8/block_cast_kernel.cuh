@@ -46,6 +46,10 @@ __device__ __forceinline__ void atomic_max_nonneg(float* a, float v) { atomicMax
 
 __device__ __forceinline__ float lo_bf16(unsigned w) { return __uint_as_float(w << 16); }  // little-endian: element 2k is the low half
 __device__ __forceinline__ float hi_bf16(unsigned w) { return __uint_as_float(w & 0xFFFF0000u); }
+// The low (half 0) or high (half 1) BF16 of a word as FP32 bits (its 16 bits on top, zeros
+// below) where `half` is known only at run time: one byte permute by half_selector(half).
+__device__ __forceinline__ unsigned half_selector(int half) { return half ? 0x3244u : 0x1044u; }
+__device__ __forceinline__ float half_bf16(unsigned w, unsigned sel) { return __uint_as_float(__byte_perm(w, 0u, sel)); }
 __device__ __forceinline__ float bf16_at(const uint4& raw, int j) {
   const unsigned w = j < 2 ? raw.x : j < 4 ? raw.y : j < 6 ? raw.z : raw.w;
   return j % 2 ? hi_bf16(w) : lo_bf16(w);
@@ -255,16 +259,23 @@ struct Slow32 {
 template <class K>
 __device__ __noinline__ Slow32 cast32_slow(const unsigned* col, int half, float d) {
   Slow32 o{};
+  const unsigned sel = half_selector(half);
   for (int k = 0; k < 8; ++k) {
     unsigned word = 0;
     for (int j = 0; j < 4; ++j) {
       const unsigned w = col[(4 * k + j) * (kEdge / 2)];
-      word |= unsigned(cast_scaled<K>(half ? hi_bf16(w) : lo_bf16(w), d, o.st)) << (8 * j);
+      word |= unsigned(cast_scaled<K>(half_bf16(w, sel), d, o.st)) << (8 * j);
     }
     o.q[k] = word;
   }
   return o;
 }
+
+// Whether a block's scale lies where divide_by_scale is exact, so that its vectors may take the
+// fast path: where the reciprocal and the residuals stay normal FP32 numbers, d <= 2^100, and
+// d >= 2^-76, so that any value whose residual would not (|x| < 2^-102) has |x / d| < 2^-26, a
+// zero in both formats either way. (block_division_mismatches checks the division over it.)
+__device__ __forceinline__ bool scale_in_fast_range(float d) { return d >= 0x1p-76f && d <= 0x1p100f; }
 
 // How the fast path takes a block's quotients x / d and counts their saturations (one way for
 // a whole launch):
@@ -293,7 +304,7 @@ struct Divisor {
 template <Quot Q>
 __device__ __forceinline__ Divisor divisor_of(float amax, float d, float fmax) {
   Divisor v{d, __frcp_rn(d), kNoSaturation};
-  if (!(d >= 0x1p-76f && d <= 0x1p100f)) {
+  if (!scale_in_fast_range(d)) {
     v.key = kSlowBlock;
   } else if constexpr (Q != Quot::exact) {
     // The block amax is a BF16 magnitude (or inf): its bits are the key. The reciprocal of a
@@ -310,11 +321,9 @@ __device__ __forceinline__ Divisor shfl_divisor(const Divisor& v, int src) {
 }
 
 // Whether a vector (its largest magnitude's bits) of a block takes the fast path: every vector
-// without a non-finite value of a block whose scale lies where divide_by_scale is exact (where
-// the reciprocal and the residuals stay normal FP32 numbers, d <= 2^100, and d >= 2^-76, so
-// that any value whose residual would not, |x| < 2^-102, has |x / d| < 2^-26, a zero in both
-// formats either way) and, where saturations are counted from the amax (pow2), whose amax is
-// finite; divisor_of marks the other blocks kSlowBlock. Taking the vectors that may saturate
+// without a non-finite value of a block whose scale is in scale_in_fast_range and, where
+// saturations are counted from the amax (pow2), whose amax is finite; divisor_of marks the
+// other blocks kSlowBlock. Taking the vectors that may saturate
 // too matters: the vector holding a block's amax often does (amax / d rounds above the
 // format's largest value), and one such lane sent its whole warp down the slow path.
 __device__ __forceinline__ bool takes_fast_path(unsigned vmax_bits, const Divisor& v) {
@@ -370,9 +379,8 @@ __device__ __forceinline__ uint2 cast8_by_scale(const uint4& raw, unsigned vmax_
 template <class K, Quot Q>
 __device__ __forceinline__ void cast32_by_scale(const unsigned (&w)[32], const unsigned* col, int half, unsigned vmax_bits,
                                                 const Divisor& v, unsigned (&q)[8], LocalStats& st) {
-  // The BF16 value as FP32 bits (its 16 bits on top, zeros below): one byte permute whichever half.
-  const unsigned sel = half ? 0x3244u : 0x1044u;
-  auto value = [&](int j) { return __uint_as_float(__byte_perm(w[j], 0u, sel)); };
+  const unsigned sel = half_selector(half);
+  auto value = [&](int j) { return half_bf16(w[j], sel); };
   // Values j and j + 1 as one word of two BF16 (j the low half).
   auto pair = [&](int j) { return __byte_perm(w[j], w[j + 1], half ? 0x7632 : 0x5410); };
   if (takes_fast_path(vmax_bits, v)) {
