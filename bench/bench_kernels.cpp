@@ -17,7 +17,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 using namespace fp8scope;
@@ -209,18 +210,15 @@ void bm_bias_backward(benchmark::State& state, std::int64_t cols) {
 }
 
 // The 48 block weights of GPT-2 124M (qkv, proj, fc1, fc2 of 12 layers; 85M parameters) cast
-// to FP8, each with its own scale and statistics, as the model's FP8 step does now
-// (from_master: each weight from its FP32 master, row-major for forward with statistics, then
-// transposed for backward: 10 bytes a parameter, no FP8 or BF16 copy kept; a layer's four
-// weights in one launch per pass) and as it did while
-// it kept every layer's FP8 weights from forward to backward (from BF16 with both copies in one
-// launch, quantize_transpose_many, 4 bytes a parameter; per_weight: the same one launch each).
-enum class WeightCasts { one_launch, per_weight, from_master };
+// to FP8 from BF16 with both copies, each with its own scale and statistics, as the model's FP8
+// step did while it kept every layer's FP8 weights from forward to backward
+// (quantize_transpose_many, 4 bytes a parameter; per_weight: the same, one launch each). Kept
+// for comparison with the casts from the masters below: no target.
+enum class WeightCasts { one_launch, per_weight };
 void bm_cast_weights(benchmark::State& state, WeightCasts mode) {
   if (skip(state)) return;
-  const bool one_launch = mode == WeightCasts::one_launch;
   const int shapes[4][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}};
-  std::vector<core::DeviceBuffer> in, in_f32, out, out_t;
+  std::vector<core::DeviceBuffer> in, out, out_t;
   std::vector<fp8::CastTransposeJob> jobs;
   core::DeviceBuffer scales(48 * 4), stats(48 * sizeof(fp8::CastStats));
   const std::vector<float> sc(48, 100.0f);
@@ -233,14 +231,6 @@ void bm_cast_weights(benchmark::State& state, WeightCasts mode) {
       const std::int64_t n = std::int64_t(sh[0]) * sh[1];
       const int i = int(jobs.size());
       in.push_back(random_bf16(n, 0.02f, std::uint64_t(10 + i)));
-      if (mode == WeightCasts::from_master) {
-        std::mt19937_64 rng(std::uint64_t(10 + i));
-        std::normal_distribution<float> normal(0.0f, 0.02f);
-        std::vector<float> h(static_cast<std::size_t>(n));
-        for (float& v : h) v = normal(rng);
-        in_f32.emplace_back(std::size_t(n) * 4);
-        FP8S_CUDA(cudaMemcpy(in_f32.back().get(), h.data(), h.size() * 4, cudaMemcpyHostToDevice));
-      }
       out.emplace_back(std::size_t(n)), out_t.emplace_back(std::size_t(n));
       jobs.push_back({in.back().as<bf16>(), out.back().as<std::uint8_t>(), out_t.back().as<std::uint8_t>(), scales.as<float>() + i,
                       stats.as<fp8::CastStats>() + i, sh[0], sh[1]});
@@ -249,37 +239,67 @@ void bm_cast_weights(benchmark::State& state, WeightCasts mode) {
     }
   core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastTransposeJob));
   FP8S_CUDA(cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice));
-  // from_master: a layer's four weights in one launch per pass (forward row-major with
-  // statistics, backward transposed), as GpuGpt::cast_layer_weights.
-  std::vector<fp8::CastJobF32> fwd, bwd;
-  for (std::size_t i = 0; i < in_f32.size(); ++i) {
-    const auto& j = jobs[i];
-    fwd.push_back({in_f32[i].as<float>(), j.out, nullptr, j.scale, j.stats, j.rows, j.cols});
-    bwd.push_back({in_f32[i].as<float>(), nullptr, j.out_t, j.scale, nullptr, j.rows, j.cols});
-  }
-  core::DeviceBuffer d_fwd(std::max<std::size_t>(1, fwd.size()) * sizeof(fp8::CastJobF32)), d_bwd(d_fwd.size());
-  if (!fwd.empty()) {
-    FP8S_CUDA(cudaMemcpy(d_fwd.get(), fwd.data(), fwd.size() * sizeof(fp8::CastJobF32), cudaMemcpyHostToDevice));
-    FP8S_CUDA(cudaMemcpy(d_bwd.get(), bwd.data(), bwd.size() * sizeof(fp8::CastJobF32), cudaMemcpyHostToDevice));
-  }
-  const int layer_tiles = fp8::cast_tiles(4 * C, C);
   const auto f = fp8::Format::e4m3;
   const auto o = fp8::Overflow::satfinite;
   const double s = bench::run_timed(state, [&] {
-    if (one_launch) {
+    if (mode == WeightCasts::one_launch)
       fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), int(jobs.size()), max_tiles, f, o, bench::stream());
-    } else if (mode == WeightCasts::per_weight) {
+    else
       for (const auto& j : jobs) fp8::quantize_transpose(j.out, j.out_t, j.in, j.rows, j.cols, j.scale, f, o, j.stats, bench::stream());
-    } else {
-      for (int l = 0; l < 12; ++l) fp8::quantize_many(d_fwd.as<fp8::CastJobF32>() + 4 * l, 4, layer_tiles, f, o, bench::stream());
-      for (int l = 0; l < 12; ++l) fp8::quantize_many(d_bwd.as<fp8::CastJobF32>() + 4 * l, 4, layer_tiles, f, o, bench::stream());
-    }
   });
-  report(state, s, params * (mode == WeightCasts::from_master ? 10 : 4));
-  if (mode != WeightCasts::from_master) {  // the launch patterns the step replaced, kept for comparison: no target
-    state.counters.erase("frac_copy");
-    state.counters.erase("frac_copy_same_bytes");
-  }
+  report(state, s, params * 4);
+  state.counters.erase("frac_copy");
+  state.counters.erase("frac_copy_same_bytes");
+}
+
+// A GPT-2 model's block weights (qkv, proj, fc1, fc2 of each layer) cast from their FP32 masters
+// as the model's FP8 step does: a layer's four weights in one launch per pass, forward
+// row-major with statistics (quantize_rows_many), backward transposed with forward's scale
+// (quantize_many): 5 bytes a parameter per pass, no FP8 or BF16 copy kept. width / layers:
+// GPT-2 124M (768, 12; 85M parameters) or 774M (1280, 36; 708M).
+enum class MasterPasses { both, forward, backward };
+void bm_cast_weights_from_master(benchmark::State& state, int width, int layers, MasterPasses passes) {
+  if (skip(state)) return;
+  const int shapes[4][2] = {{3 * width, width}, {width, width}, {4 * width, width}, {width, 4 * width}};
+  const int n = 4 * layers;
+  std::vector<core::DeviceBuffer> in, out, out_t;
+  std::vector<fp8::CastJobF32> fwd, bwd;
+  core::DeviceBuffer scales(std::size_t(n) * 4), stats(std::size_t(n) * sizeof(fp8::CastStats));
+  const std::vector<float> sc(std::size_t(n), 100.0f);
+  FP8S_CUDA(cudaMemcpy(scales.get(), sc.data(), scales.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
+  double params = 0;
+  int max_tiles = 0;
+  std::int64_t total_tiles = 0, max_elements = 0, total_elements = 0;  // of one layer
+  for (int l = 0; l < layers; ++l)
+    for (const auto& sh : shapes) {
+      const std::int64_t e = std::int64_t(sh[0]) * sh[1];
+      const int i = int(fwd.size());
+      in.push_back(random_f32(e, 0.02f, std::uint64_t(10 + i)));
+      out.emplace_back(std::size_t(e)), out_t.emplace_back(std::size_t(e));
+      const float* x = in.back().as<float>();
+      fwd.push_back({x, out.back().as<std::uint8_t>(), nullptr, scales.as<float>() + i, stats.as<fp8::CastStats>() + i, sh[0], sh[1]});
+      bwd.push_back({x, nullptr, out_t.back().as<std::uint8_t>(), scales.as<float>() + i, nullptr, sh[0], sh[1]});
+      params += double(e);
+      if (l == 0) {
+        max_tiles = std::max(max_tiles, fp8::cast_tiles(sh[0], sh[1])), total_tiles += fp8::cast_tiles(sh[0], sh[1]);
+        max_elements = std::max(max_elements, e), total_elements += e;
+      }
+    }
+  core::DeviceBuffer d_fwd(fwd.size() * sizeof(fp8::CastJobF32)), d_bwd(d_fwd.size());
+  FP8S_CUDA(cudaMemcpy(d_fwd.get(), fwd.data(), d_fwd.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(d_bwd.get(), bwd.data(), d_bwd.size(), cudaMemcpyHostToDevice));
+  const auto f = fp8::Format::e4m3;
+  const auto o = fp8::Overflow::satfinite;
+  const double s = bench::run_timed(state, [&] {
+    if (passes != MasterPasses::backward)
+      for (int l = 0; l < layers; ++l)
+        fp8::quantize_rows_many(d_fwd.as<fp8::CastJobF32>() + 4 * l, 4, max_elements, total_elements, f, o, bench::stream());
+    if (passes != MasterPasses::forward)
+      for (int l = 0; l < layers; ++l)
+        fp8::quantize_many(d_bwd.as<fp8::CastJobF32>() + 4 * l, 4, max_tiles, total_tiles, f, o, bench::stream());
+  });
+  report(state, s, params * (passes == MasterPasses::both ? 10 : 5));
 }
 
 enum class LnMode { forward, forward_fp8, backward };
@@ -459,7 +479,13 @@ int main(int argc, char** argv) {
   }
   reg("cast_transpose_weights/gpt2_124m/one_launch", [](benchmark::State& s) { bm_cast_weights(s, WeightCasts::one_launch); });
   reg("cast_transpose_weights/gpt2_124m/per_weight", [](benchmark::State& s) { bm_cast_weights(s, WeightCasts::per_weight); });
-  reg("cast_weights/gpt2_124m/from_master", [](benchmark::State& s) { bm_cast_weights(s, WeightCasts::from_master); });
+  for (const auto& [model, width, layers] : {std::tuple<const char*, int, int>{"gpt2_124m", C, 12}, {"gpt2_774m", 1280, 36}}) {
+    const std::string base = fmt::format("cast_weights/{}/from_master", model);
+    const int w = width, l = layers;
+    reg(base, [w, l](benchmark::State& s) { bm_cast_weights_from_master(s, w, l, MasterPasses::both); });
+    reg(base + "/forward", [w, l](benchmark::State& s) { bm_cast_weights_from_master(s, w, l, MasterPasses::forward); });
+    reg(base + "/backward", [w, l](benchmark::State& s) { bm_cast_weights_from_master(s, w, l, MasterPasses::backward); });
+  }
   for (std::int64_t cols : {std::int64_t(C), std::int64_t(4 * C), std::int64_t(V)}) {
     reg(fmt::format("block_cast/vec128/{}x{}", N, cols),
         [cols](benchmark::State& s) { bm_block_cast(s, N, cols, fp8::ScaleMode::vec128); });

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Per-step GPU time by kernel from an Nsight Systems kernel summary or an Nsight Compute raw
 CSV (scripts/profile-step.sh), largest first, with the step's total. A step is counted by the
-cross-entropy kernel (one launch per step); from Nsight Compute's launch-ordered rows only the
-whole steps between the first and the last such launch are kept."""
+cross-entropy kernel (one launch per step; KERNEL_TABLE_ANCHOR names another kernel that runs
+once a step, e.g. adamw where the LM head runs in chunks, one loss launch each); from Nsight
+Compute's launch-ordered rows only the whole steps between the first and the last such launch
+are kept."""
 import collections
 import csv
+import os
 import re
 import sys
 
-ANCHOR = "cross_entropy"
+ANCHOR = os.environ.get("KERNEL_TABLE_ANCHOR", "cross_entropy")
 
 
 def short(name):

@@ -69,6 +69,7 @@ struct ManyMatrices {
   std::vector<core::DeviceBuffer> in, out, out_t, ref, ref_t;
   core::DeviceBuffer scales{n * sizeof(float)}, st{n * sizeof(fp8::CastStats)}, ref_st{n * sizeof(fp8::CastStats)};
   int max_tiles = 0;
+  std::int64_t total_tiles = 0, max_elements = 0, total_elements = 0;
   ManyMatrices() {
     cudaMemset(st.get(), 0, st.size());
     cudaMemset(ref_st.get(), 0, ref_st.size());
@@ -76,7 +77,8 @@ struct ManyMatrices {
       const auto [rows, cols, scale] = shapes[std::size_t(i)];
       out.emplace_back(elements(i)), out_t.emplace_back(elements(i)), ref.emplace_back(elements(i)), ref_t.emplace_back(elements(i));
       cudaMemcpy(scales.as<float>() + i, &scale, sizeof scale, cudaMemcpyHostToDevice);
-      max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols));
+      max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols)), total_tiles += fp8::cast_tiles(rows, cols);
+      max_elements = std::max(max_elements, std::int64_t(elements(i))), total_elements += std::int64_t(elements(i));
     }
   }
   std::size_t elements(int i) const {
@@ -273,14 +275,10 @@ TEST_P(CastGpu, Fp32CastsMatchTheHostCodecAndCounts) {
   }
 }
 
-// A layer's weights cast from their FP32 masters in one launch (quantize_many): matrix by
-// matrix the codes and statistics of quantize_transpose from FP32, row-major only (forward,
-// with statistics), transposed only (backward, none) or both.
-TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
-  FP8SCOPE_REQUIRE_GPU();
-  const auto [f, o] = GetParam();
-  ManyMatrices m;
-  std::vector<fp8::CastJobF32> jobs;
+namespace {
+// FP32 matrices that are not BF16 values, uploaded into m.in; returns their device pointers.
+std::vector<const float*> upload_fp32_matrices(ManyMatrices& m) {
+  std::vector<const float*> x;
   for (int i = 0; i < m.n; ++i) {
     const auto host_bf16 = test_values(m.elements(i), 31 + std::uint64_t(i));
     std::vector<float> host(m.elements(i));
@@ -288,22 +286,66 @@ TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
       host[k] = __bfloat162float(host_bf16[k]) * (1.0f + 1e-3f * float(k % 7));  // not BF16 values
     m.in.emplace_back(host.size() * 4);
     cudaMemcpy(m.in.back().get(), host.data(), host.size() * 4, cudaMemcpyHostToDevice);
-    const auto* x = m.in.back().as<float>();
-    // Matrices 0 and 2 row-major with statistics, 1 transposed only, 3 both.
-    jobs.push_back(
-        {x, i == 1 ? nullptr : m.o(i), i % 2 ? m.t(i) : nullptr, m.scale(i), i == 1 ? nullptr : m.stats(i), m.rows(i), m.cols(i)});
-    fp8::quantize_transpose(m.ref[std::size_t(i)].as<std::uint8_t>(), m.ref_t[std::size_t(i)].as<std::uint8_t>(), x, m.rows(i), m.cols(i),
-                            m.scale(i), f, o, m.ref_stats(i), nullptr);
+    x.push_back(m.in.back().as<float>());
   }
-  core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastJobF32));
-  cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice);
-  fp8::quantize_many(d_jobs.as<fp8::CastJobF32>(), m.n, m.max_tiles, f, o, nullptr);
+  return x;
+}
+
+core::DeviceBuffer upload_jobs(const std::vector<fp8::CastJobF32>& jobs) {
+  core::DeviceBuffer d(jobs.size() * sizeof(fp8::CastJobF32));
+  cudaMemcpy(d.get(), jobs.data(), d.size(), cudaMemcpyHostToDevice);
+  return d;
+}
+}  // namespace
+
+// A layer's weights cast from their FP32 masters in one launch (quantize_many): matrix by
+// matrix the codes and statistics of quantize_transpose from FP32, row-major only (forward,
+// with statistics), transposed only (backward, none) or both. The blocks take several tiles
+// each (per_block 3 here), the small matrices' fewer blocks.
+TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [f, o] = GetParam();
+  ManyMatrices m;
+  const std::vector<const float*> x = upload_fp32_matrices(m);
+  std::vector<fp8::CastJobF32> jobs;
+  for (int i = 0; i < m.n; ++i) {
+    // Matrices 0 and 2 row-major with statistics, 1 transposed only, 3 both.
+    jobs.push_back({x[std::size_t(i)], i == 1 ? nullptr : m.o(i), i % 2 ? m.t(i) : nullptr, m.scale(i), i == 1 ? nullptr : m.stats(i),
+                    m.rows(i), m.cols(i)});
+    fp8::quantize_transpose(m.ref[std::size_t(i)].as<std::uint8_t>(), m.ref_t[std::size_t(i)].as<std::uint8_t>(), x[std::size_t(i)],
+                            m.rows(i), m.cols(i), m.scale(i), f, o, m.ref_stats(i), nullptr);
+  }
+  const core::DeviceBuffer d_jobs = upload_jobs(jobs);
+  fp8::quantize_many(d_jobs.as<fp8::CastJobF32>(), m.n, m.max_tiles, m.total_tiles, f, o, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (int i = 0; i < m.n; ++i) {
     SCOPED_TRACE(::testing::Message() << "matrix " << i);
     if (i != 1) m.expect_codes(i), m.expect_stats(i);
     if (i == 1) EXPECT_EQ(download<fp8::CastStats>(m.st, std::size_t(m.n))[1].amax, 0.0f);  // no statistics asked for
     if (i % 2) m.expect_transposed(i);
+  }
+}
+
+// The forward casts of a layer's weights (quantize_rows_many, the vector loop in chunks): the
+// codes and statistics of quantize_transpose from FP32, matrix by matrix; chunks of 16384
+// elements here, the last of a matrix partial and some matrices smaller than one.
+TEST_P(CastGpu, ManyFp32MatricesRowMajorMatchOneByOne) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [f, o] = GetParam();
+  ManyMatrices m;
+  const std::vector<const float*> x = upload_fp32_matrices(m);
+  std::vector<fp8::CastJobF32> jobs;
+  for (int i = 0; i < m.n; ++i) {
+    jobs.push_back({x[std::size_t(i)], m.o(i), nullptr, m.scale(i), m.stats(i), m.rows(i), m.cols(i)});
+    fp8::quantize_transpose(m.ref[std::size_t(i)].as<std::uint8_t>(), m.ref_t[std::size_t(i)].as<std::uint8_t>(), x[std::size_t(i)],
+                            m.rows(i), m.cols(i), m.scale(i), f, o, m.ref_stats(i), nullptr);
+  }
+  const core::DeviceBuffer d_jobs = upload_jobs(jobs);
+  fp8::quantize_rows_many(d_jobs.as<fp8::CastJobF32>(), m.n, m.max_elements, m.total_elements, f, o, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (int i = 0; i < m.n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "matrix " << i);
+    m.expect_codes(i), m.expect_stats(i);
   }
 }
 

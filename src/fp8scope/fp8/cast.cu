@@ -140,32 +140,68 @@ template <class K>
 __global__ void __launch_bounds__(kTileThreads, 4) cast_transpose_many_kernel(const CastTransposeJob* jobs) {
   const CastTransposeJob j = jobs[blockIdx.z];
   using Op = CastBf16Op<K>;
-  tile_cast_transpose_tiles<Op, false>(Op{{j.scale}, {j.in}}, j.out, j.out_t, nullptr, j.rows, j.cols, j.stats, 0);
+  tile_cast_transpose_tiles<Op, false>(Op{{j.scale}, {j.in}}, j.out, j.out_t, nullptr, j.rows, j.cols, j.stats, 0, int(blockIdx.x),
+                                       int(gridDim.x));
 }
 }  // namespace
 
 namespace {
+// quantize_many gives each matrix ceil(tiles / per_block) blocks of at most per_block tiles,
+// with per_block such that all of the launch's blocks fit in one wave of kMaxCastBlocks: the
+// blocks' work is even. (The same number of blocks for every matrix, as before, left the small
+// matrices' blocks with one tile and pushed the large ones' into a second wave: a layer's
+// weights from their masters moved at half the copy bandwidth.)
+inline std::int64_t per_block_share(std::int64_t total, int n, std::int64_t unit) {
+  const std::int64_t slots = std::max(1, kMaxCastBlocks - n), units = (total + unit - 1) / unit;
+  return std::max<std::int64_t>(1, (units + slots - 1) / slots) * unit;
+}
+
 template <class K>
-__global__ void __launch_bounds__(kTileThreads, 4) cast_many_f32_kernel(const CastJobF32* jobs) {
+__global__ void __launch_bounds__(kTileThreads, 4) cast_many_f32_kernel(const CastJobF32* jobs, int per_block) {
   const CastJobF32 j = jobs[blockIdx.z];
+  const int tiles = ((j.rows + kTile - 1) / kTile) * ((j.cols + kTile - 1) / kTile), blocks = (tiles + per_block - 1) / per_block;
+  if (int(blockIdx.x) >= blocks) return;
   using Op = CastF32Op<K>;
-  tile_cast_transpose_tiles<Op, false>(Op{{j.scale}, j.in, j.cols}, j.out, j.out_t, nullptr, j.rows, j.cols, j.stats, 0);
+  tile_cast_transpose_tiles<Op, false>(Op{{j.scale}, j.in, j.cols}, j.out, j.out_t, nullptr, j.rows, j.cols, j.stats, 0, int(blockIdx.x),
+                                       blocks);
+}
+
+// One pass of quantize_rows_many's vector loop over a block: 256 threads, 4 vectors of 8.
+constexpr std::int64_t kRowsPass = 256 * 8 * 4;
+
+// Block x of matrix z casts elements [x chunk, (x + 1) chunk) of it.
+template <class K>
+__global__ void __launch_bounds__(256, 4) cast_rows_many_f32_kernel(const CastJobF32* jobs, std::int64_t chunk) {
+  const CastJobF32 j = jobs[blockIdx.z];
+  const std::int64_t n = std::int64_t(j.rows) * j.cols, begin = std::int64_t(blockIdx.x) * chunk;
+  if (begin >= n) return;
+  using Op = CastF32Op<K>;
+  Op op{{j.scale}, j.in, j.cols};
+  op.setup();
+  MagnitudeStats fast;
+  vector_cast_range(op, j.out, begin + std::int64_t(threadIdx.x) * 8, n < begin + chunk ? n : begin + chunk, 256 * 8, fast);
+  flush_block(fast.local(), j.stats);
 }
 }  // namespace
 
-void quantize_many(const CastJobF32* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s) {
+void quantize_many(const CastJobF32* jobs, int n, int max_tiles, std::int64_t total_tiles, Format f, Overflow o, cudaStream_t s) {
   if (n <= 0) return;
-  // About two waves of blocks over all the matrices (a layer's four weights alone would leave
-  // most of the GPU idle at kTilesPerManyBlock), each block walking its matrix's tiles.
-  const long long want = 2LL * kMaxCastBlocks;
-  const int per_block = int(std::max(1LL, (static_cast<long long>(max_tiles) * n + want - 1) / want));
+  const int per_block = int(per_block_share(total_tiles, n, 1));
   const dim3 grid(unsigned((max_tiles + per_block - 1) / per_block), 1, unsigned(n));
   with_kind(f, o, [&](auto k) {
     using Op = CastF32Op<decltype(k)>;
     constexpr int smem = tile_smem_bytes<Op>();
     static_assert(smem <= 40 * 1024, "the FP32 tile stages fit the default shared memory");
-    cast_many_f32_kernel<decltype(k)><<<grid, kTileThreads, smem, s>>>(jobs);
+    cast_many_f32_kernel<decltype(k)><<<grid, kTileThreads, smem, s>>>(jobs, per_block);
   });
+}
+
+void quantize_rows_many(const CastJobF32* jobs, int n, std::int64_t max_elements, std::int64_t total_elements, Format f, Overflow o,
+                        cudaStream_t s) {
+  if (n <= 0) return;
+  const std::int64_t chunk = per_block_share(total_elements, n, kRowsPass);
+  const dim3 grid(unsigned((max_elements + chunk - 1) / chunk), 1, unsigned(n));
+  with_kind(f, o, [&](auto k) { cast_rows_many_f32_kernel<decltype(k)><<<grid, 256, 0, s>>>(jobs, chunk); });
 }
 
 void quantize_transpose_many(const CastTransposeJob* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s) {

@@ -52,8 +52,14 @@ struct CastJob {
 using CastJobF32 = CastJob<float>;
 using CastTransposeJob = CastJob<__nv_bfloat16>;
 // The casts of n FP32 matrices of one format in one launch (a layer's weights from their FP32
-// masters): jobs, a device array; max_tiles: the most kCastTile x kCastTile tiles of any.
-void quantize_many(const CastJobF32* jobs, int n, int max_tiles, Format f, Overflow o, cudaStream_t s);
+// masters): jobs, a device array; max_tiles / total_tiles: the most kCastTile x kCastTile
+// tiles of any, and of all together.
+void quantize_many(const CastJobF32* jobs, int n, int max_tiles, std::int64_t total_tiles, Format f, Overflow o, cudaStream_t s);
+// The same where every job wants only the row-major codes (out_t null, ignored): the flat
+// vector loop, no shared-memory staging. max_elements / total_elements: rows x cols of the
+// largest, and of all together.
+void quantize_rows_many(const CastJobF32* jobs, int n, std::int64_t max_elements, std::int64_t total_elements, Format f, Overflow o,
+                        cudaStream_t s);
 
 // quantize_transpose of n matrices of one format in one launch: a model's weights, which
 // cast one launch each left most of the GPU idle (a few microseconds apiece). jobs: a device

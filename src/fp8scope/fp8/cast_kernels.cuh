@@ -166,6 +166,25 @@ struct ExtraOf<Op, std::void_t<typename Op::Extra>> : std::true_type {
   using type = typename Op::Extra;
 };
 
+// The vector loop's body: the vectors at first, first + stride, ... below end (element
+// indices, multiples of 8), four vectors' loads in flight per thread.
+template <class Op>
+__device__ __forceinline__ void vector_cast_range(const Op& op, std::uint8_t* out, std::int64_t first, std::int64_t end,
+                                                  std::int64_t stride, MagnitudeStats& fast) {
+  for (std::int64_t base = first; base < end; base += 4 * stride) {
+    typename Op::Raw raw[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (base + j * stride < end) raw[j] = op.load(base + j * stride);
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (base + j * stride < end) {
+        *reinterpret_cast<uint2*>(out + base + j * stride) = op.cast(raw[j], fast, nullptr);
+        if constexpr (HasSide<Op>::value) op.side(base + j * stride, raw[j]);
+      }
+  }
+}
+
 // Most blocks a vector or tile loop launches (cast_blocks) walk the tensor with a stride.
 template <class Op>
 __global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t* out, std::int64_t n, CastStats* stats) {
@@ -173,18 +192,7 @@ __global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t
   MagnitudeStats fast;
   LocalStats st;
   const std::int64_t n8 = n / 8 * 8, stride = std::int64_t(gridDim.x) * blockDim.x * 8;
-  for (std::int64_t base = (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8; base < n8; base += 4 * stride) {
-    typename Op::Raw raw[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (base + j * stride < n8) raw[j] = op.load(base + j * stride);
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      if (base + j * stride < n8) {
-        *reinterpret_cast<uint2*>(out + base + j * stride) = op.cast(raw[j], fast, nullptr);
-        if constexpr (HasSide<Op>::value) op.side(base + j * stride, raw[j]);
-      }
-  }
+  vector_cast_range(op, out, (blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x) * 8, n8, stride, fast);
   if (blockIdx.x == 0 && threadIdx.x == 0)
     for (std::int64_t i = n8; i < n; ++i) {
       out[i] = op.cast_one(i, st);
@@ -250,14 +258,15 @@ __device__ __forceinline__ void transpose4x4(unsigned (&a)[4]) {
   a[2] = __byte_perm(t1, t3, 0x5410), a[3] = __byte_perm(t1, t3, 0x7632);
 }
 
-// The tile loop of one matrix, walked by the blocks of the launch's x dimension: the body of
-// the kernels below. out or out_t may be null (only the other copy is written). Rows and columns multiples of 8 (the vectors never straddle
-// the matrix edge); `mat` is the matrix's first element in in, out and out_t (a batch of matrices). bias_partial[row tile][column]: the
-// column sums of one 64-row tile, each written by exactly one block (reduce them with column_sum_add in a fixed order: the bias gradient
-// does not depend on scheduling). Launch with tile_smem_bytes<Op>() of dynamic shared memory.
+// The tile loop of one matrix: the body of the kernels below. The block takes tiles first,
+// first + step, ... (row-major tile order; blockIdx.x and gridDim.x where the blocks of the
+// launch's x dimension share the matrix). out or out_t may be null (only the other copy is written). Rows and columns multiples of 8 (the
+// vectors never straddle the matrix edge); `mat` is the matrix's first element in in, out and out_t (a batch of matrices). bias_partial[row
+// tile][column]: the column sums of one 64-row tile, each written by exactly one block (reduce them with column_sum_add in a fixed order:
+// the bias gradient does not depend on scheduling). Launch with tile_smem_bytes<Op>() of dynamic shared memory.
 template <class Op, bool kBias>
 __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows,
-                                                          int cols, CastStats* stats, std::int64_t mat) {
+                                                          int cols, CastStats* stats, std::int64_t mat, int first, int step) {
   constexpr int kStages = tile_stages<Op>(), kStageBytes = tile_stage_bytes<Op>(), kVB = Op::kVecBytes;
   constexpr int kVecs = kTile * kTile / 8;  // vectors per tile
   using Vec = std::conditional_t<kVB == 16, uint4, uint2>;
@@ -300,11 +309,11 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
     }
     core::cp_commit();
   };
-  TileWalk ahead(blockIdx.x, gridDim.x, tiles_x), cur(blockIdx.x, gridDim.x, tiles_x);
+  TileWalk ahead(first, step, tiles_x), cur(first, step, tiles_x);
 #pragma unroll
   for (int p = 0; p < kStages - 1; ++p) issue(ahead, p), ahead.next();
   int stage = 0, refill = kStages - 1;  // the stage read this pass, the stage the next copy goes to
-  for (int t = blockIdx.x; t < tiles; t += gridDim.x, cur.next()) {
+  for (int t = first; t < tiles; t += step, cur.next()) {
     const int r0 = cur.row * kTile, c0 = cur.col * kTile;
     if constexpr (HasBeginTile<Op>::value) op.begin_tile(c0);
     typename ExtraOf<Op>::type extra[2];
@@ -381,7 +390,8 @@ template <class Op, bool kBias>
 __global__ void __launch_bounds__(kTileThreads, 4)
     tile_cast_transpose_kernel(Op op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows, int cols, CastStats* stats) {
   if constexpr (kBias) core::allow_dependent_launch();  // column_sum_add's blocks may start and wait
-  tile_cast_transpose_tiles<Op, kBias>(op, out, out_t, bias_partial, rows, cols, stats, std::int64_t(blockIdx.z) * rows * cols);
+  tile_cast_transpose_tiles<Op, kBias>(op, out, out_t, bias_partial, rows, cols, stats, std::int64_t(blockIdx.z) * rows * cols,
+                                       int(blockIdx.x), int(gridDim.x));
 }
 
 // Blocks for the tile loop: every tile when there are few, else kMaxCastBlocks (over the batch).

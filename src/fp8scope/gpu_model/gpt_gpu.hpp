@@ -169,14 +169,16 @@ class GpuGpt {
   void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, std::int64_t b, int N, int IC, int OC);
   Fp8Saved& saved(int layer, int which);
   // A layer's FP8 block weights cast from their FP32 masters (per-tensor scaling): forward casts
-  // the four in one launch at the layer's start (row-major, with statistics), backward their
-  // transposes in one launch at the layer's start in backward, each into its place `at` in
-  // f8_w_ (-1: a linear cast where it is used, by cast_weight). One launch per layer and pass
-  // instead of one per GEMM gained little (GPT-2 124M on an H100: 28.97 -> 28.76 ms a step):
-  // what these casts cost is their bytes, 10 a parameter from FP32.
+  // the four in one launch at the layer's start (row-major, with statistics: the vector loop),
+  // backward their transposes in one launch at the layer's start in backward (the tile loop),
+  // each into its place `at` in f8_w_ (-1: a linear cast where it is used, by cast_weight).
+  // One launch per layer and pass instead of one per GEMM gained little (GPT-2 124M on an
+  // H100: 28.97 -> 28.76 ms a step): what these casts cost is their bytes, 10 a parameter from
+  // FP32.
   struct LayerWeightCasts {
     core::DeviceBuffer forward, backward;  // fp8::CastJobF32 each
     int n = 0, max_tiles = 0;
+    std::int64_t total_tiles = 0, max_elements = 0, total_elements = 0;
     std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1}, elements{0, 0, 0, 0};
   };
   std::vector<LayerWeightCasts> layer_weights_;
