@@ -90,6 +90,11 @@ struct ManyMatrices {
   fp8::CastStats* stats(int i) const { return st.as<fp8::CastStats>() + i; }
   fp8::CastStats* ref_stats(int i) const { return ref_st.as<fp8::CastStats>() + i; }
   std::uint8_t* o(int i) const { return out[std::size_t(i)].as<std::uint8_t>(); }
+  // Matrix i cast one by one from FP32 (both copies, with statistics): the reference.
+  void cast_reference(int i, const float* x, Format f, Overflow ov) const {
+    fp8::quantize_transpose(ref[std::size_t(i)].as<std::uint8_t>(), ref_t[std::size_t(i)].as<std::uint8_t>(), x, rows(i), cols(i), scale(i),
+                            f, ov, ref_stats(i), nullptr);
+  }
   std::uint8_t* t(int i) const { return out_t[std::size_t(i)].as<std::uint8_t>(); }
   // Matrix i's row-major codes / transposed codes / statistics against the reference's.
   void expect_codes(int i) const {
@@ -296,6 +301,26 @@ core::DeviceBuffer upload_jobs(const std::vector<fp8::CastJobF32>& jobs) {
   cudaMemcpy(d.get(), jobs.data(), d.size(), cudaMemcpyHostToDevice);
   return d;
 }
+
+// ManyMatrices' matrices from FP32 cast in one launch (launch(m, jobs), a job per matrix from
+// job(m, i, x)) beside the one-by-one reference, then check(m, i) per matrix.
+template <class Job, class Launch, class Check>
+void many_fp32_against_one_by_one(Format f, Overflow o, Job job, Launch launch, Check check) {
+  ManyMatrices m;
+  const std::vector<const float*> x = upload_fp32_matrices(m);
+  std::vector<fp8::CastJobF32> jobs;
+  for (int i = 0; i < m.n; ++i) {
+    jobs.push_back(job(m, i, x[std::size_t(i)]));
+    m.cast_reference(i, x[std::size_t(i)], f, o);
+  }
+  const core::DeviceBuffer d_jobs = upload_jobs(jobs);
+  launch(m, d_jobs.as<fp8::CastJobF32>());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (int i = 0; i < m.n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "matrix " << i);
+    check(m, i);
+  }
+}
 }  // namespace
 
 // A layer's weights cast from their FP32 masters in one launch (quantize_many): matrix by
@@ -305,25 +330,18 @@ core::DeviceBuffer upload_jobs(const std::vector<fp8::CastJobF32>& jobs) {
 TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  ManyMatrices m;
-  const std::vector<const float*> x = upload_fp32_matrices(m);
-  std::vector<fp8::CastJobF32> jobs;
-  for (int i = 0; i < m.n; ++i) {
-    // Matrices 0 and 2 row-major with statistics, 1 transposed only, 3 both.
-    jobs.push_back({x[std::size_t(i)], i == 1 ? nullptr : m.o(i), i % 2 ? m.t(i) : nullptr, m.scale(i), i == 1 ? nullptr : m.stats(i),
-                    m.rows(i), m.cols(i)});
-    fp8::quantize_transpose(m.ref[std::size_t(i)].as<std::uint8_t>(), m.ref_t[std::size_t(i)].as<std::uint8_t>(), x[std::size_t(i)],
-                            m.rows(i), m.cols(i), m.scale(i), f, o, m.ref_stats(i), nullptr);
-  }
-  const core::DeviceBuffer d_jobs = upload_jobs(jobs);
-  fp8::quantize_many(d_jobs.as<fp8::CastJobF32>(), m.n, m.max_tiles, m.total_tiles, f, o, nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  for (int i = 0; i < m.n; ++i) {
-    SCOPED_TRACE(::testing::Message() << "matrix " << i);
-    if (i != 1) m.expect_codes(i), m.expect_stats(i);
-    if (i == 1) EXPECT_EQ(download<fp8::CastStats>(m.st, std::size_t(m.n))[1].amax, 0.0f);  // no statistics asked for
-    if (i % 2) m.expect_transposed(i);
-  }
+  many_fp32_against_one_by_one(
+      f, o,
+      [](const ManyMatrices& m, int i, const float* x) {  // 0 and 2 row-major with statistics, 1 transposed only, 3 both
+        return fp8::CastJobF32{
+            x, i == 1 ? nullptr : m.o(i), i % 2 ? m.t(i) : nullptr, m.scale(i), i == 1 ? nullptr : m.stats(i), m.rows(i), m.cols(i)};
+      },
+      [&](const ManyMatrices& m, const fp8::CastJobF32* jobs) { fp8::quantize_many(jobs, m.n, m.max_tiles, m.total_tiles, f, o, nullptr); },
+      [](const ManyMatrices& m, int i) {
+        if (i != 1) m.expect_codes(i), m.expect_stats(i);
+        if (i == 1) EXPECT_EQ(download<fp8::CastStats>(m.st, std::size_t(m.n))[1].amax, 0.0f);  // no statistics asked for
+        if (i % 2) m.expect_transposed(i);
+      });
 }
 
 // The forward casts of a layer's weights (quantize_rows_many, the vector loop in chunks): the
@@ -332,21 +350,15 @@ TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
 TEST_P(CastGpu, ManyFp32MatricesRowMajorMatchOneByOne) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();
-  ManyMatrices m;
-  const std::vector<const float*> x = upload_fp32_matrices(m);
-  std::vector<fp8::CastJobF32> jobs;
-  for (int i = 0; i < m.n; ++i) {
-    jobs.push_back({x[std::size_t(i)], m.o(i), nullptr, m.scale(i), m.stats(i), m.rows(i), m.cols(i)});
-    fp8::quantize_transpose(m.ref[std::size_t(i)].as<std::uint8_t>(), m.ref_t[std::size_t(i)].as<std::uint8_t>(), x[std::size_t(i)],
-                            m.rows(i), m.cols(i), m.scale(i), f, o, m.ref_stats(i), nullptr);
-  }
-  const core::DeviceBuffer d_jobs = upload_jobs(jobs);
-  fp8::quantize_rows_many(d_jobs.as<fp8::CastJobF32>(), m.n, m.max_elements, m.total_elements, f, o, nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  for (int i = 0; i < m.n; ++i) {
-    SCOPED_TRACE(::testing::Message() << "matrix " << i);
-    m.expect_codes(i), m.expect_stats(i);
-  }
+  many_fp32_against_one_by_one(
+      f, o,
+      [](const ManyMatrices& m, int i, const float* x) {
+        return fp8::CastJobF32{x, m.o(i), nullptr, m.scale(i), m.stats(i), m.rows(i), m.cols(i)};
+      },
+      [&](const ManyMatrices& m, const fp8::CastJobF32* jobs) {
+        fp8::quantize_rows_many(jobs, m.n, m.max_elements, m.total_elements, f, o, nullptr);
+      },
+      [](const ManyMatrices& m, int i) { m.expect_codes(i), m.expect_stats(i); });
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CastGpu,
