@@ -146,11 +146,12 @@ __global__ void __launch_bounds__(kTileThreads, 4) cast_transpose_many_kernel(co
 }  // namespace
 
 namespace {
-// quantize_many gives each matrix ceil(tiles / per_block) blocks of at most per_block tiles,
-// with per_block such that all of the launch's blocks fit in one wave of kMaxCastBlocks: the
-// blocks' work is even. (The same number of blocks for every matrix, as before, left the small
-// matrices' blocks with one tile and pushed the large ones' into a second wave: a layer's
-// weights from their masters moved at half the copy bandwidth.)
+// The casts of many FP32 matrices in one launch give each matrix ceil(size / share) blocks of at
+// most `share` units each (quantize_many: tiles; quantize_rows_many: elements, a multiple of
+// `unit`, one pass of its vector loop), with share such that all of the launch's blocks fit in
+// one wave of kMaxCastBlocks: the blocks' work is even. (The same number of blocks for every
+// matrix, as before, left the small matrices' blocks with one tile and pushed the large ones'
+// into a second wave: a layer's weights from their masters moved at half the copy bandwidth.)
 inline std::int64_t per_block_share(std::int64_t total, int n, std::int64_t unit) {
   const std::int64_t slots = std::max(1, kMaxCastBlocks - n), units = (total + unit - 1) / unit;
   return std::max<std::int64_t>(1, (units + slots - 1) / slots) * unit;

@@ -275,10 +275,12 @@ __device__ __forceinline__ void transpose4x4(unsigned (&a)[4]) {
 
 // The tile loop of one matrix: the body of the kernels below. The block takes tiles first,
 // first + step, ... (row-major tile order; blockIdx.x and gridDim.x where the blocks of the
-// launch's x dimension share the matrix). out or out_t may be null (only the other copy is written). Rows and columns multiples of 8 (the
-// vectors never straddle the matrix edge); `mat` is the matrix's first element in in, out and out_t (a batch of matrices). bias_partial[row
-// tile][column]: the column sums of one 64-row tile, each written by exactly one block (reduce them with column_sum_add in a fixed order:
-// the bias gradient does not depend on scheduling). Launch with tile_smem_bytes<Op>() of dynamic shared memory.
+// launch's x dimension share the matrix). out or out_t may be null (only the other copy is
+// written). Rows and columns multiples of 8 (the vectors never straddle the matrix edge); `mat`
+// is the matrix's first element in in, out and out_t (a batch of matrices).
+// bias_partial[row tile][column]: the column sums of one 64-row tile, each written by exactly
+// one block (reduce them with column_sum_add in a fixed order: the bias gradient does not
+// depend on scheduling). Launch with tile_smem_bytes<Op>() of dynamic shared memory.
 template <class Op, bool kBias>
 __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* out, std::uint8_t* out_t, float* bias_partial, int rows,
                                                           int cols, CastStats* stats, std::int64_t mat, int first, int step) {
