@@ -269,8 +269,7 @@ void bm_cast_weights_from_master(benchmark::State& state, int width, int layers,
   FP8S_CUDA(cudaMemcpy(scales.get(), sc.data(), scales.size(), cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemset(stats.get(), 0, stats.size()));
   double params = 0;
-  int max_tiles = 0;
-  std::int64_t total_tiles = 0, max_elements = 0, total_elements = 0;  // of one layer
+  fp8::ManyCastSizes layer;  // of one layer's four
   for (int l = 0; l < layers; ++l)
     for (const auto& sh : shapes) {
       const std::int64_t e = std::int64_t(sh[0]) * sh[1];
@@ -281,10 +280,7 @@ void bm_cast_weights_from_master(benchmark::State& state, int width, int layers,
       fwd.push_back({x, out.back().as<std::uint8_t>(), nullptr, scales.as<float>() + i, stats.as<fp8::CastStats>() + i, sh[0], sh[1]});
       bwd.push_back({x, nullptr, out_t.back().as<std::uint8_t>(), scales.as<float>() + i, nullptr, sh[0], sh[1]});
       params += double(e);
-      if (l == 0) {
-        max_tiles = std::max(max_tiles, fp8::cast_tiles(sh[0], sh[1])), total_tiles += fp8::cast_tiles(sh[0], sh[1]);
-        max_elements = std::max(max_elements, e), total_elements += e;
-      }
+      if (l == 0) layer.add(sh[0], sh[1]);
     }
   core::DeviceBuffer d_fwd(fwd.size() * sizeof(fp8::CastJobF32)), d_bwd(d_fwd.size());
   FP8S_CUDA(cudaMemcpy(d_fwd.get(), fwd.data(), d_fwd.size(), cudaMemcpyHostToDevice));
@@ -293,11 +289,9 @@ void bm_cast_weights_from_master(benchmark::State& state, int width, int layers,
   const auto o = fp8::Overflow::satfinite;
   const double s = bench::run_timed(state, [&] {
     if (passes != MasterPasses::backward)
-      for (int l = 0; l < layers; ++l)
-        fp8::quantize_rows_many(d_fwd.as<fp8::CastJobF32>() + 4 * l, 4, max_elements, total_elements, f, o, bench::stream());
+      for (int l = 0; l < layers; ++l) fp8::quantize_rows_many(d_fwd.as<fp8::CastJobF32>() + 4 * l, 4, layer, f, o, bench::stream());
     if (passes != MasterPasses::forward)
-      for (int l = 0; l < layers; ++l)
-        fp8::quantize_many(d_bwd.as<fp8::CastJobF32>() + 4 * l, 4, max_tiles, total_tiles, f, o, bench::stream());
+      for (int l = 0; l < layers; ++l) fp8::quantize_many(d_bwd.as<fp8::CastJobF32>() + 4 * l, 4, layer, f, o, bench::stream());
   });
   report(state, s, params * (passes == MasterPasses::both ? 10 : 5));
 }

@@ -68,8 +68,7 @@ struct ManyMatrices {
   const int n = int(shapes.size());
   std::vector<core::DeviceBuffer> in, out, out_t, ref, ref_t;
   core::DeviceBuffer scales{n * sizeof(float)}, st{n * sizeof(fp8::CastStats)}, ref_st{n * sizeof(fp8::CastStats)};
-  int max_tiles = 0;
-  std::int64_t total_tiles = 0, max_elements = 0, total_elements = 0;
+  fp8::ManyCastSizes sizes;
   ManyMatrices() {
     cudaMemset(st.get(), 0, st.size());
     cudaMemset(ref_st.get(), 0, ref_st.size());
@@ -77,8 +76,7 @@ struct ManyMatrices {
       const auto [rows, cols, scale] = shapes[std::size_t(i)];
       out.emplace_back(elements(i)), out_t.emplace_back(elements(i)), ref.emplace_back(elements(i)), ref_t.emplace_back(elements(i));
       cudaMemcpy(scales.as<float>() + i, &scale, sizeof scale, cudaMemcpyHostToDevice);
-      max_tiles = std::max(max_tiles, fp8::cast_tiles(rows, cols)), total_tiles += fp8::cast_tiles(rows, cols);
-      max_elements = std::max(max_elements, std::int64_t(elements(i))), total_elements += std::int64_t(elements(i));
+      sizes.add(rows, cols);
     }
   }
   std::size_t elements(int i) const {
@@ -206,7 +204,7 @@ TEST_P(CastGpu, ManyMatricesInOneLaunchMatchOneByOne) {
   }
   core::DeviceBuffer d_jobs(jobs.size() * sizeof(fp8::CastTransposeJob));
   cudaMemcpy(d_jobs.get(), jobs.data(), d_jobs.size(), cudaMemcpyHostToDevice);
-  fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), m.n, m.max_tiles, f, o, nullptr);
+  fp8::quantize_transpose_many(d_jobs.as<fp8::CastTransposeJob>(), m.n, m.sizes.max_tiles, f, o, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (int i = 0; i < m.n; ++i) {
     SCOPED_TRACE(::testing::Message() << "matrix " << i);
@@ -336,7 +334,7 @@ TEST_P(CastGpu, ManyFp32MatricesInOneLaunchMatchOneByOne) {
         return fp8::CastJobF32{
             x, i == 1 ? nullptr : m.o(i), i % 2 ? m.t(i) : nullptr, m.scale(i), i == 1 ? nullptr : m.stats(i), m.rows(i), m.cols(i)};
       },
-      [&](const ManyMatrices& m, const fp8::CastJobF32* jobs) { fp8::quantize_many(jobs, m.n, m.max_tiles, m.total_tiles, f, o, nullptr); },
+      [&](const ManyMatrices& m, const fp8::CastJobF32* jobs) { fp8::quantize_many(jobs, m.n, m.sizes, f, o, nullptr); },
       [](const ManyMatrices& m, int i) {
         if (i != 1) m.expect_codes(i), m.expect_stats(i);
         if (i == 1) EXPECT_EQ(download<fp8::CastStats>(m.st, std::size_t(m.n))[1].amax, 0.0f);  // no statistics asked for
@@ -355,9 +353,7 @@ TEST_P(CastGpu, ManyFp32MatricesRowMajorMatchOneByOne) {
       [](const ManyMatrices& m, int i, const float* x) {
         return fp8::CastJobF32{x, m.o(i), nullptr, m.scale(i), m.stats(i), m.rows(i), m.cols(i)};
       },
-      [&](const ManyMatrices& m, const fp8::CastJobF32* jobs) {
-        fp8::quantize_rows_many(jobs, m.n, m.max_elements, m.total_elements, f, o, nullptr);
-      },
+      [&](const ManyMatrices& m, const fp8::CastJobF32* jobs) { fp8::quantize_rows_many(jobs, m.n, m.sizes, f, o, nullptr); },
       [](const ManyMatrices& m, int i) { m.expect_codes(i), m.expect_stats(i); });
 }
 

@@ -160,7 +160,7 @@ inline std::int64_t per_block_share(std::int64_t total, int n, std::int64_t unit
 template <class K>
 __global__ void __launch_bounds__(kTileThreads, 4) cast_many_f32_kernel(const CastJobF32* jobs, int per_block) {
   const CastJobF32 j = jobs[blockIdx.z];
-  const int tiles = ((j.rows + kTile - 1) / kTile) * ((j.cols + kTile - 1) / kTile), blocks = (tiles + per_block - 1) / per_block;
+  const int blocks = (cast_tiles(j.rows, j.cols) + per_block - 1) / per_block;
   if (int(blockIdx.x) >= blocks) return;
   using Op = CastF32Op<K>;
   tile_cast_transpose_tiles<Op, false>(Op{{j.scale}, j.in, j.cols}, j.out, j.out_t, nullptr, j.rows, j.cols, j.stats, 0, int(blockIdx.x),
@@ -185,10 +185,10 @@ __global__ void __launch_bounds__(256, 4) cast_rows_many_f32_kernel(const CastJo
 }
 }  // namespace
 
-void quantize_many(const CastJobF32* jobs, int n, int max_tiles, std::int64_t total_tiles, Format f, Overflow o, cudaStream_t s) {
+void quantize_many(const CastJobF32* jobs, int n, const ManyCastSizes& sizes, Format f, Overflow o, cudaStream_t s) {
   if (n <= 0) return;
-  const int per_block = int(per_block_share(total_tiles, n, 1));
-  const dim3 grid(unsigned((max_tiles + per_block - 1) / per_block), 1, unsigned(n));
+  const int per_block = int(per_block_share(sizes.total_tiles, n, 1));
+  const dim3 grid(unsigned((sizes.max_tiles + per_block - 1) / per_block), 1, unsigned(n));
   with_kind(f, o, [&](auto k) {
     using Op = CastF32Op<decltype(k)>;
     constexpr int smem = tile_smem_bytes<Op>();
@@ -198,11 +198,10 @@ void quantize_many(const CastJobF32* jobs, int n, int max_tiles, std::int64_t to
   });
 }
 
-void quantize_rows_many(const CastJobF32* jobs, int n, std::int64_t max_elements, std::int64_t total_elements, Format f, Overflow o,
-                        cudaStream_t s) {
+void quantize_rows_many(const CastJobF32* jobs, int n, const ManyCastSizes& sizes, Format f, Overflow o, cudaStream_t s) {
   if (n <= 0) return;
-  const std::int64_t chunk = per_block_share(total_elements, n, kRowsPass);
-  const dim3 grid(unsigned((max_elements + chunk - 1) / chunk), 1, unsigned(n));
+  const std::int64_t chunk = per_block_share(sizes.total_elements, n, kRowsPass);
+  const dim3 grid(unsigned((sizes.max_elements + chunk - 1) / chunk), 1, unsigned(n));
   with_kind(f, o, [&](auto k) { cast_rows_many_f32_kernel<decltype(k)><<<grid, 256, 0, s>>>(jobs, chunk); });
 }
 

@@ -51,16 +51,6 @@ struct CastJob {
 // multiples of 8.
 using CastJobF32 = CastJob<float>;
 using CastTransposeJob = CastJob<__nv_bfloat16>;
-// The casts of n FP32 matrices of one format in one launch (a layer's weights from their FP32
-// masters): jobs, a device array; max_tiles / total_tiles: the most kCastTile x kCastTile
-// tiles of any, and of all together.
-void quantize_many(const CastJobF32* jobs, int n, int max_tiles, std::int64_t total_tiles, Format f, Overflow o, cudaStream_t s);
-// The same where every job wants only the row-major codes (out_t null, ignored): the flat
-// vector loop, no shared-memory staging. max_elements / total_elements: rows x cols of the
-// largest, and of all together.
-void quantize_rows_many(const CastJobF32* jobs, int n, std::int64_t max_elements, std::int64_t total_elements, Format f, Overflow o,
-                        cudaStream_t s);
-
 // quantize_transpose of n matrices of one format in one launch: a model's weights, which
 // cast one launch each left most of the GPU idle (a few microseconds apiece). jobs: a device
 // array of n jobs, each tile_cast_fits; max_tiles: the most kCastTile x kCastTile tiles of
@@ -72,7 +62,28 @@ void quantize_transpose_many(const CastTransposeJob* jobs, int n, int max_tiles,
 // multiples of 8; other shapes use element-wise fallbacks, or no fusion.
 constexpr int kCastTile = 64;
 inline bool tile_cast_fits(int rows, int cols) { return rows % 8 == 0 && cols % 8 == 0; }
-inline int cast_tiles(int rows, int cols) { return ((rows + kCastTile - 1) / kCastTile) * ((cols + kCastTile - 1) / kCastTile); }
+__host__ __device__ inline int cast_tiles(int rows, int cols) {
+  return ((rows + kCastTile - 1) / kCastTile) * ((cols + kCastTile - 1) / kCastTile);
+}
+
+// What a one-launch cast of several matrices sizes its grid by: add() each matrix.
+struct ManyCastSizes {
+  int max_tiles = 0;  // kCastTile x kCastTile tiles of the largest, and of all together
+  std::int64_t total_tiles = 0;
+  std::int64_t max_elements = 0, total_elements = 0;  // rows x cols
+  void add(int rows, int cols) {
+    const int t = cast_tiles(rows, cols);
+    const std::int64_t e = std::int64_t(rows) * cols;
+    max_tiles = t > max_tiles ? t : max_tiles, total_tiles += t;
+    max_elements = e > max_elements ? e : max_elements, total_elements += e;
+  }
+};
+// The casts of n FP32 matrices of one format in one launch (a layer's weights from their FP32
+// masters): jobs, a device array; sizes: of those n matrices.
+void quantize_many(const CastJobF32* jobs, int n, const ManyCastSizes& sizes, Format f, Overflow o, cudaStream_t s);
+// The same where every job wants only the row-major codes (out_t null, ignored): the flat
+// vector loop, no shared-memory staging.
+void quantize_rows_many(const CastJobF32* jobs, int n, const ManyCastSizes& sizes, Format f, Overflow o, cudaStream_t s);
 // Rows of a bias gradient's per-tile column sums (see quantize_transpose_dbias), and floats.
 inline int dbias_partial_rows(int rows) { return (rows + kCastTile - 1) / kCastTile; }
 inline std::int64_t dbias_partial_floats(int rows, int cols) { return std::int64_t(dbias_partial_rows(rows)) * cols; }

@@ -219,8 +219,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         fwd.push_back({master(off), q, nullptr, fp8_->scale(sw), fp8_->stats(sw), OC, IC});
         bwd.push_back({master(off), nullptr, q, fp8_->scale(sw), nullptr, OC, IC});
         lw.at[std::size_t(w)] = at, lw.offset[std::size_t(w)] = off, lw.elements[std::size_t(w)] = std::int64_t(OC) * IC;
-        lw.max_tiles = std::max(lw.max_tiles, fp8::cast_tiles(OC, IC)), lw.total_tiles += fp8::cast_tiles(OC, IC);
-        lw.max_elements = std::max(lw.max_elements, std::int64_t(OC) * IC), lw.total_elements += std::int64_t(OC) * IC;
+        lw.sizes.add(OC, IC);
         at += std::int64_t(OC) * IC;
       }
       lw.n = int(fwd.size());
@@ -255,9 +254,9 @@ void GpuGpt::cast_layer_weights(int l, bool backward) {
       if (lw.at[std::size_t(w)] >= 0) f.prepare(saved(l, w).sw, master(lw.offset[std::size_t(w)]), lw.elements[std::size_t(w)]);
   const fp8::Format wf = fp8::format_for(f.config().recipe.format, fp8::Pass::forward);
   if (backward)
-    fp8::quantize_many(lw.backward.as<fp8::CastJobF32>(), lw.n, lw.max_tiles, lw.total_tiles, wf, f.overflow(), stream_);
+    fp8::quantize_many(lw.backward.as<fp8::CastJobF32>(), lw.n, lw.sizes, wf, f.overflow(), stream_);
   else
-    fp8::quantize_rows_many(lw.forward.as<fp8::CastJobF32>(), lw.n, lw.max_elements, lw.total_elements, wf, f.overflow(), stream_);
+    fp8::quantize_rows_many(lw.forward.as<fp8::CastJobF32>(), lw.n, lw.sizes, wf, f.overflow(), stream_);
 }
 
 bf16* GpuGpt::weight(std::int64_t offset) const {

@@ -177,8 +177,8 @@ class GpuGpt {
   // FP32.
   struct LayerWeightCasts {
     core::DeviceBuffer forward, backward;  // fp8::CastJobF32 each
-    int n = 0, max_tiles = 0;
-    std::int64_t total_tiles = 0, max_elements = 0, total_elements = 0;
+    int n = 0;
+    fp8::ManyCastSizes sizes;
     std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1}, elements{0, 0, 0, 0};
   };
   std::vector<LayerWeightCasts> layer_weights_;
