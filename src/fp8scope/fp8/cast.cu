@@ -192,8 +192,7 @@ void quantize_many(const CastJobF32* jobs, int n, const ManyCastSizes& sizes, Fo
   with_kind(f, o, [&](auto k) {
     using Op = CastF32Op<decltype(k)>;
     constexpr int smem = tile_smem_bytes<Op>();
-    static_assert(smem <= 48 * 1024, "four blocks' stages and tiles fit an SM's shared memory");
-    core::allow_dynamic_smem(cast_many_f32_kernel<decltype(k)>, smem);
+    static_assert(smem <= 40 * 1024, "the FP32 tile stages fit the default shared memory");
     cast_many_f32_kernel<decltype(k)><<<grid, kTileThreads, smem, s>>>(jobs, per_block);
   });
 }

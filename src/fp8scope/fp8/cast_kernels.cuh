@@ -23,6 +23,8 @@
 //       (r, c), when the inputs are not laid out as the output (another row stride, columns
 //       taken from elsewhere; default: r * cols + c)
 //   __device__ void begin_tile(int c0);     called before the casts of the tile at column c0
+//   static constexpr bool kStreamsShareSectors;   the streams interleave within 32-byte
+//       sectors (two halves of one array): copied through L1
 //   using Extra = ...;  __device__ Extra extra(std::int64_t i) const;
 //       a narrower second input (not staged: a plain load at element i of the output layout,
 //       issued before the tile's staged copies are waited for); the cast is then
@@ -114,13 +116,11 @@ struct CastF32Op : ScaledCast<CastThresholds, K> {
     uint4 lo, hi;
   };
   static constexpr int kStreams = 2, kVecBytes = 16;
-  // Three stages (48 KB). The transposed weight casts of GPT-2 774M move 0.56 of the copy
-  // bandwidth on an H100 with three as with two (2120 / 2097 us a step; the row-major vector
-  // loop over the same bytes 0.84): more bytes in flight is not what they lack. The two 16-byte
-  // copies of a vector each take half of every 32-byte sector, bypassing L1, so each sector
-  // goes to L2 twice. Copied through L1 (cp.async.ca, two stages) they took 1349 against 2096 us
-  // on one H100 (docs/performance.md, "The weight casts balanced over one wave").
-  static constexpr int kStages = 3;
+  // The two streams interleave in 16-byte pieces: the tile loop copies them through L1. Copied
+  // around it, the transposed weight casts of GPT-2 774M moved 0.56 of the copy bandwidth on an
+  // H100 (57 us a layer; the row-major vector loop, whose loads go through L1, 0.84), with two
+  // stages as with three.
+  static constexpr bool kStreamsShareSectors = true;
   static constexpr bool kStats = true;
   const float* in;
   int cols = 0;
@@ -211,19 +211,10 @@ __global__ void __launch_bounds__(256, 4) vector_cast_kernel(Op op, std::uint8_t
 constexpr int kTile = kCastTile, kTileThreads = 256;
 constexpr int kTileStride = kTile + 4;  // 68-byte rows: 8 rows apart land in different banks
 
-// Stages of the tile loop's input copies (an op may set kStages; default three for one input,
-// two for two), and the dynamic shared memory they take.
-template <class Op, class = void>
-struct StagesOf {
-  static constexpr int value = Op::kStreams == 1 ? 3 : 2;
-};
-template <class Op>
-struct StagesOf<Op, std::void_t<decltype(Op::kStages)>> {
-  static constexpr int value = Op::kStages;
-};
+// Stages of the tile loop's input copies, and the dynamic shared memory they take.
 template <class Op>
 __host__ __device__ constexpr int tile_stages() {
-  return StagesOf<Op>::value;
+  return Op::kStreams == 1 ? 3 : 2;
 }
 template <class Op>
 __host__ __device__ constexpr int tile_stage_bytes() {
@@ -245,6 +236,13 @@ struct TileWalk {
     if (col >= tiles_x) col -= tiles_x, ++row;
   }
 };
+
+// Whether an op's streams share 32-byte sectors (kStreamsShareSectors), so that the tile loop
+// copies them through L1.
+template <class Op, class = void>
+struct SharesSectors : std::false_type {};
+template <class Op>
+struct SharesSectors<Op, std::void_t<decltype(Op::kStreamsShareSectors)>> : std::bool_constant<Op::kStreamsShareSectors> {};
 
 // Whether an op has the optional offset / begin_tile.
 template <class Op, class = void>
@@ -317,7 +315,9 @@ __device__ __forceinline__ void tile_cast_transpose_tiles(Op op, std::uint8_t* o
 #pragma unroll
           for (int s = 0; s < Op::kStreams; ++s) {
             const void* src = static_cast<const unsigned char*>(op.stream(s)) + input_element(op, s, mat, r, c, cols) * (kVB / 8);
-            if constexpr (kVB == 16)
+            if constexpr (kVB == 16 && SharesSectors<Op>::value)
+              core::cp_async16_l1(slot(stage, s, k), src);
+            else if constexpr (kVB == 16)
               core::cp_async16(slot(stage, s, k), src);
             else
               core::cp_async8(slot(stage, s, k), src);
