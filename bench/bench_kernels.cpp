@@ -439,7 +439,8 @@ void bm_attention(benchmark::State& state, bool backward, int hs, gpu_model::Fla
   core::DeviceBuffer out(std::size_t(N * C) * 2), lse(std::size_t(B) * nh * T * 4), dsum(lse.size()), dqkv(std::size_t(N * 3 * C) * 2);
   gpu_model::AttentionHeads h{B, nh, T, 3 * C, C, 1.0f / std::sqrt(float(hs)), hs};
   h.kernel = kernel;
-  if (kernel == gpu_model::FlashKernel::wgmma && !gpu_model::flash_attention_wgmma_fits(h)) {
+  if ((kernel == gpu_model::FlashKernel::wgmma || kernel == gpu_model::FlashKernel::wgmma_tma) &&
+      !gpu_model::flash_attention_wgmma_fits(h)) {
     state.SkipWithError("no wgmma kernel here (needs compute capability 9.0 and an sm_90a build)");
     return;
   }
@@ -523,6 +524,11 @@ int main(int argc, char** argv) {
   reg("attention_flash/backward/mma_sync", [](benchmark::State& s) { bm_attention(s, true, 64, gpu_model::FlashKernel::mma_sync); });
   reg("attention_flash/backward/hs128/mma_sync", [](benchmark::State& s) { bm_attention(s, true, 128, gpu_model::FlashKernel::mma_sync); });
   reg("attention_flash/backward/hs128", [](benchmark::State& s) { bm_attention(s, true, 128); });
+  // The wgmma kernels warp-specialised, tiles loaded by TMA.
+  reg("attention_flash/forward/tma", [](benchmark::State& s) { bm_attention(s, false, 64, gpu_model::FlashKernel::wgmma_tma); });
+  reg("attention_flash/backward/tma", [](benchmark::State& s) { bm_attention(s, true, 64, gpu_model::FlashKernel::wgmma_tma); });
+  reg("attention_flash/forward/hs128/tma", [](benchmark::State& s) { bm_attention(s, false, 128, gpu_model::FlashKernel::wgmma_tma); });
+  reg("attention_flash/backward/hs128/tma", [](benchmark::State& s) { bm_attention(s, true, 128, gpu_model::FlashKernel::wgmma_tma); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
   reg("cross_entropy/forward_backward", [](benchmark::State& s) { bm_cross_entropy(s, false, false); });

@@ -1,7 +1,8 @@
 // The fused attention kernels on their own against a plain double-precision attention on the
 // host, on random BF16 data across several tiles (so the diagonal tile, the tiles below it and
 // the online softmax's rescaling all run), at head sizes 64 and 128, with each kind of kernel
-// (mma.sync, and wgmma where the GPU and build have it): output, log-sum-exp, dQ, dK and dV;
+// (mma.sync, and wgmma where the GPU and build have it, fed by cp.async or warp-specialised
+// with TMA): output, log-sum-exp, dQ, dK and dV;
 // also with grouped queries (k/v heads shared by several q heads).
 // Tolerance: the inputs are exact BF16 on both sides; the kernel rounds the probabilities and
 // dS to BF16 (relative 2^-9) before the second product and its outputs to BF16, so a relative
@@ -104,7 +105,7 @@ class FlashAttentionGpu : public ::testing::TestWithParam<std::tuple<int, gpu_mo
   // The heads as given, with this case's kind of kernel; false when that kind can't run here.
   bool with_kernel(gpu_model::AttentionHeads& h) {
     h.kernel = std::get<1>(GetParam());
-    return h.kernel != gpu_model::FlashKernel::wgmma || gpu_model::flash_attention_wgmma_fits(h);
+    return h.kernel == gpu_model::FlashKernel::mma_sync || gpu_model::flash_attention_wgmma_fits(h);
   }
 };
 #define FLASH_KERNEL_OR_SKIP(heads) \
@@ -281,8 +282,50 @@ TEST_P(FlashAttentionGpu, GroupedQueryHeadsMatchADoubleReference) {
 
 INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionGpu,
                          ::testing::Combine(::testing::Values(64, 128),
-                                            ::testing::Values(gpu_model::FlashKernel::mma_sync, gpu_model::FlashKernel::wgmma)),
+                                            ::testing::Values(gpu_model::FlashKernel::mma_sync, gpu_model::FlashKernel::wgmma,
+                                                              gpu_model::FlashKernel::wgmma_tma)),
                          [](const auto& info) {
+                           const gpu_model::FlashKernel k = std::get<1>(info.param);
                            return "D" + std::to_string(std::get<0>(info.param)) +
-                                  (std::get<1>(info.param) == gpu_model::FlashKernel::wgmma ? "_wgmma" : "_mma_sync");
+                                  (k == gpu_model::FlashKernel::wgmma       ? "_wgmma"
+                                   : k == gpu_model::FlashKernel::wgmma_tma ? "_wgmma_tma"
+                                                                            : "_mma_sync");
                          });
+
+// The warp-specialised TMA kernels run flash_wgmma_parts.cuh's arithmetic on the same tiles as
+// the cp.async wgmma kernels, only fed differently: the same bits, forward and backward, in the
+// model's layout with grouped queries (4 q heads over 2 k/v heads) and 8 tiles of 128 rows, so
+// every buffer of every ring is refilled several times.
+class FlashAttentionTmaGpu : public ::testing::TestWithParam<int> {};
+TEST_P(FlashAttentionTmaGpu, GivesTheWgmmaKernelsBits) {
+  FP8SCOPE_REQUIRE_GPU();
+  const int B = 2, NH = 4, KVH = 2, T = 1024, D = GetParam(), ld = (NH + 2 * KVH) * D;
+  gpu_model::AttentionHeads heads{B, NH, T, ld, NH * D, float(1.0 / std::sqrt(double(D))), D};
+  heads.KVH = KVH;
+  if (!gpu_model::flash_attention_wgmma_fits(heads))
+    GTEST_SKIP() << "the wgmma kernels need a compute capability 9.0 GPU and an sm_90a build";
+  std::mt19937 rng(23);
+  using bf = __nv_bfloat16;
+  auto qkv = upload(random_bf16(std::size_t(B) * T * ld, rng, 1.5)), dy = upload(random_bf16(std::size_t(B) * T * NH * D, rng, 1.0));
+  const bf* p = qkv.as<bf>();
+  struct Run {
+    std::vector<double> out, lse, grads;
+  };
+  auto run = [&](gpu_model::FlashKernel kind) {
+    heads.kernel = kind;
+    core::DeviceBuffer out(std::size_t(B) * T * NH * D * 2), lse(std::size_t(B) * NH * T * 4), dsum(lse.size()), dqkv(qkv.size());
+    FP8S_CUDA(cudaMemset(dqkv.get(), 0, dqkv.size()));  // the gradient's unused columns compare equal
+    bf* g = dqkv.as<bf>();
+    gpu_model::flash_attention_forward(heads, out.as<bf>(), lse.as<float>(), p, p + NH * D, p + (NH + KVH) * D, nullptr);
+    gpu_model::flash_attention_backward(heads, g, g + NH * D, g + (NH + KVH) * D, dsum.as<float>(), dy.as<bf>(), out.as<bf>(), p,
+                                        p + NH * D, p + (NH + KVH) * D, lse.as<float>(), nullptr);
+    FP8S_CUDA(cudaDeviceSynchronize());
+    return Run{download_bf16(out), download_f32(lse), download_bf16(dqkv)};
+  };
+  const Run want = run(gpu_model::FlashKernel::wgmma), got = run(gpu_model::FlashKernel::wgmma_tma);
+  EXPECT_EQ(got.out, want.out) << "output";
+  EXPECT_EQ(got.lse, want.lse) << "log-sum-exp";
+  EXPECT_EQ(got.grads, want.grads) << "dQ, dK, dV";
+}
+INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionTmaGpu, ::testing::Values(64, 128),
+                         [](const auto& info) { return "D" + std::to_string(info.param); });

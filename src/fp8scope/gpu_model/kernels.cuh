@@ -81,8 +81,9 @@ void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* pro
 // (lse [B*NH][T]); backward recomputes the probabilities from it (dsum: [B*NH][T] scratch) and
 // writes dq, dk, dv without atomics. Pointers and strides must keep rows 16-byte aligned.
 // Which kernels run: automatic takes the wgmma ones wherever they fit (flash_attention_wgmma_fits),
-// else the mma.sync ones; the others force one kind (tests, benchmarks).
-enum class FlashKernel { automatic, mma_sync, wgmma };
+// else the mma.sync ones; the others force one kind (tests, benchmarks). wgmma_tma: the wgmma
+// kernels warp-specialised, tiles loaded by TMA (where the wgmma ones fit).
+enum class FlashKernel { automatic, mma_sync, wgmma, wgmma_tma };
 struct AttentionHeads {
   int B, NH, T;
   int ld_qkv, ld_out;  // row strides, elements
@@ -104,6 +105,11 @@ void flash_attention_forward_wgmma(const AttentionHeads& h, bf16* out, float* ls
                                    cudaStream_t s);
 void flash_attention_backward_wgmma(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout,
                                     const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s);
+// flash_attention_tma.cu: the same products warp-specialised, tiles loaded by TMA (same bits).
+void flash_attention_forward_tma(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                 cudaStream_t s);
+void flash_attention_backward_tma(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout, const bf16* q,
+                                  const bf16* k, const bf16* v, const float* lse, cudaStream_t s);
 
 // llama.cu: the Llama block's elementwise kernels (16-byte aligned tensors).
 // SwiGLU: out[n][f] = silu(fc[n][f]) * fc[n][F + f] (fc holds gate | up, [N][2F]; F % 8 == 0).
