@@ -1,7 +1,7 @@
 #include "fp8scope/core/tensor_map.hpp"
 
-#include <cuda_runtime_api.h>
 #include <cudaTypedefs.h>
+#include <cuda_runtime_api.h>
 
 #include <stdexcept>
 #include <string>
@@ -31,9 +31,9 @@ CUtensorMap bf16_swizzled_tile_map(const void* base, std::uint64_t rows, std::ui
                                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
-    throw std::runtime_error("cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) + ") for a " + std::to_string(rows) + " x " +
-                             std::to_string(cols) + " BF16 matrix, ld " + std::to_string(ld) + ", boxes of " + std::to_string(box_rows) +
-                             " x 64");
+    throw std::runtime_error("cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) + ") for a " + std::to_string(rows) +
+                             " x " + std::to_string(cols) + " BF16 matrix, ld " + std::to_string(ld) + ", boxes of " +
+                             std::to_string(box_rows) + " x 64");
   return map;
 }
 

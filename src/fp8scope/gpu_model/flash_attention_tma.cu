@@ -108,7 +108,8 @@ __device__ __forceinline__ void init_barriers(std::uint64_t (&full)[S], std::uin
 template <int D>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_forward_tma_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
-                             const __grid_constant__ CUtensorMap v_map, bf16* out, int ldo, float* lse, int NH, int KVH, int T, float scale) {
+                             const __grid_constant__ CUtensorMap v_map, bf16* out, int ldo, float* lse, int NH, int KVH, int T,
+                             float scale) {
   constexpr int KS = kFwdKStages, VS = fwd_v_stages<D>();
   extern __shared__ unsigned char smem_raw[];
   TmaFwdSmem<D>& sm = aligned_smem<TmaFwdSmem<D>>(smem_raw);
@@ -170,8 +171,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <int D>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_backward_dkdv_tma_kernel(const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
-                                   const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap do_map, bf16* dk, bf16* dv,
-                                   int ldg, const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
+                                   const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap do_map, bf16* dk,
+                                   bf16* dv, int ldg, const float* lse, const float* dsum, int NH, int KVH, int T, float scale) {
   constexpr int S = kBwdStages;
   extern __shared__ unsigned char smem_raw[];
   TmaBwdSmem<D>& sm = aligned_smem<TmaBwdSmem<D>>(smem_raw);
@@ -212,8 +213,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int it = 0; it < passes; ++it) {
     const int qt = first + it % span, buf = ring_buf<S>(it);
     wait_full<S>(sm.full, it);
-    dkdv_pass<D>(dk_acc, dv_acc, k_addr, v_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), sm.lse[buf], sm.dsum[buf], key0, qt,
-                 sl2, scale);
+    dkdv_pass<D>(dk_acc, dv_acc, k_addr, v_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), sm.lse[buf], sm.dsum[buf], key0,
+                 qt, sl2, scale);
     release(&sm.empty[buf]);
   }
   const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
@@ -255,20 +256,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wg = int(threadIdx.x / 128) - 1;
   const std::uint32_t q_addr = own_rows_addr(sm.x, wg), do_addr = own_rows_addr(sm.y, wg);
   const float sl2 = scale * core::kLog2e;
-  const int row0 = qb * kRows + own_row(wg), row1 = row0 + 8;
-  const std::int64_t rows = std::int64_t(bh) * T;
-  const float lse0 = lse[rows + row0] * core::kLog2e, lse1 = lse[rows + row1] * core::kLog2e;
-  const float d0 = dsum[rows + row0], d1 = dsum[rows + row1];
+  const DqRows r = dq_rows(lse, dsum, bh, T, qb * kRows + own_row(wg));
   AccD<D> dq_acc;
   zero<D>(dq_acc);
   core::mbar_wait(&sm.own_full, 0);
   for (int kt = 0; kt <= last; ++kt) {
     const int buf = ring_buf<S>(kt);
     wait_full<S>(sm.full, kt);
-    dq_pass<D>(dq_acc, q_addr, do_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), kt, row0, lse0, lse1, d0, d1, sl2, scale);
+    dq_pass<D>(dq_acc, q_addr, do_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), kt, r, sl2, scale);
     release(&sm.empty[buf]);
   }
-  store_rows<D>(dq + flash::head_start<D>(bh, NH, T, ldg), ldg, row0, dq_acc, 1.0f, 1.0f);
+  store_rows<D>(dq + flash::head_start<D>(bh, NH, T, ldg), ldg, r.row0, dq_acc, 1.0f, 1.0f);
 }
 
 // The tensor maps: q, k, v (and out, dout) as [B*T rows][heads*D columns] with their row
@@ -290,16 +288,19 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float
   const std::size_t smem = smem_bytes<TmaBwdSmem<D>>();
   const int KVH = h.kv_heads();
   flash::launch<kThreads>(flash_backward_dkdv_tma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * KVH)), s,
-                          heads_map(k, h, KVH, h.ld_qkv, kRows), heads_map(v, h, KVH, h.ld_qkv, kRows), heads_map(q, h, h.NH, h.ld_qkv, kStep),
-                          heads_map(dout, h, h.NH, h.ld_out, kStep), dk, dv, h.ld_qkv, lse, dsum, h.NH, KVH, h.T, h.scale);
+                          heads_map(k, h, KVH, h.ld_qkv, kRows), heads_map(v, h, KVH, h.ld_qkv, kRows),
+                          heads_map(q, h, h.NH, h.ld_qkv, kStep), heads_map(dout, h, h.NH, h.ld_out, kStep), dk, dv, h.ld_qkv, lse, dsum,
+                          h.NH, KVH, h.T, h.scale);
   flash::launch<kThreads>(flash_backward_dq_tma_kernel<D>, smem, dim3(unsigned(h.T / kRows), unsigned(h.B * h.NH)), s,
-                          heads_map(q, h, h.NH, h.ld_qkv, kRows), heads_map(dout, h, h.NH, h.ld_out, kRows), heads_map(k, h, KVH, h.ld_qkv, kStep),
-                          heads_map(v, h, KVH, h.ld_qkv, kStep), dq, h.ld_qkv, lse, dsum, h.NH, KVH, h.T, h.scale);
+                          heads_map(q, h, h.NH, h.ld_qkv, kRows), heads_map(dout, h, h.NH, h.ld_out, kRows),
+                          heads_map(k, h, KVH, h.ld_qkv, kStep), heads_map(v, h, KVH, h.ld_qkv, kStep), dq, h.ld_qkv, lse, dsum, h.NH, KVH,
+                          h.T, h.scale);
 }
 
 }  // namespace
 
-void flash_attention_forward_tma(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
+void flash_attention_forward_tma(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                 cudaStream_t s) {
   if (h.HS == 128)
     forward<128>(h, out, lse, q, k, v, s);
   else

@@ -189,20 +189,17 @@ __global__ void __launch_bounds__(kThreads, dq_min_blocks<D>())
   fetch(0, 0);
   const std::uint32_t q_addr = own_rows_addr(sm.x, wg), do_addr = own_rows_addr(sm.y, wg);
   const float sl2 = scale * core::kLog2e;
-  const int row0 = qb * kRows + own_row(wg), row1 = row0 + 8;
-  const std::int64_t rows = std::int64_t(bh) * T;
-  const float lse0 = lse[rows + row0] * core::kLog2e, lse1 = lse[rows + row1] * core::kLog2e;
-  const float d0 = dsum[rows + row0], d1 = dsum[rows + row1];
+  const DqRows r = dq_rows(lse, dsum, bh, T, qb * kRows + own_row(wg));
   AccD<D> dq_acc;
   zero<D>(dq_acc);
   const int last = (qb + 1) * kRows / kStep - 1;  // the key tile holding the block's last diagonal
   for (int kt = 0; kt <= last; ++kt) {
     const int buf = kt & 1;
     fetch_next_and_wait(kt < last, [&] { fetch(kt + 1, buf ^ 1); });
-    dq_pass<D>(dq_acc, q_addr, do_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), kt, row0, lse0, lse1, d0, d1, sl2, scale);
+    dq_pass<D>(dq_acc, q_addr, do_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), kt, r, sl2, scale);
     __syncthreads();
   }
-  store_rows<D>(dq + flash::head_start<D>(bh, NH, T, ldg), ldg, row0, dq_acc, 1.0f, 1.0f);
+  store_rows<D>(dq + flash::head_start<D>(bh, NH, T, ldg), ldg, r.row0, dq_acc, 1.0f, 1.0f);
 }
 
 template <int D>

@@ -18,9 +18,9 @@
 
 namespace fp8scope::gpu_model::wgmma_attention {
 
-constexpr int kRows = 128;  // a block's own rows: two warpgroups of 64
-constexpr int kKeys = 128;  // the forward's key tile
-constexpr int kStep = 64;   // backward's loop tile (queries for dK/dV, keys for dQ)
+constexpr int kRows = 128;                   // a block's own rows: two warpgroups of 64
+constexpr int kKeys = 128;                   // the forward's key tile
+constexpr int kStep = 64;                    // backward's loop tile (queries for dK/dV, keys for dQ)
 constexpr std::uint32_t kGroupBytes = 1024;  // 8 swizzled rows of 128 bytes: the descriptors' row-group stride
 
 template <int N>
@@ -119,7 +119,9 @@ __device__ __forceinline__ int own_row(int wg) {
   return wg * 64 + warp * 16 + lane / 4;
 }
 // The shared address of warpgroup wg's 64 rows in a [kRows x D] swizzled tile.
-__device__ __forceinline__ std::uint32_t own_rows_addr(const bf16* tile, int wg) { return core::smem_addr(tile) + std::uint32_t(wg) * 64 * 128; }
+__device__ __forceinline__ std::uint32_t own_rows_addr(const bf16* tile, int wg) {
+  return core::smem_addr(tile) + std::uint32_t(wg) * 64 * 128;
+}
 
 // One key tile of the online softmax on S in registers (register 4j+e: row r0 for e < 2 else
 // r0 + 8, key first_key + 8j + 2t + (e & 1)): masks the keys after the row (diagonal tile only),
@@ -197,8 +199,8 @@ __device__ __forceinline__ void store_output(bf16* out, int ldo, float* lse_row,
 // The forward's first key tile (K 0 at k_tile): S = Q K^T, its softmax (diagonal: the tile is
 // the diagonal one), and P as the A operands of its P V.
 template <int D>
-__device__ __forceinline__ void forward_first(FragsK<kKeys>& pf, std::uint32_t q_addr, std::uint32_t k_tile, bool diagonal, int row0, float sl2,
-                                              float& m0, float& m1, float& l0, float& l1) {
+__device__ __forceinline__ void forward_first(FragsK<kKeys>& pf, std::uint32_t q_addr, std::uint32_t k_tile, bool diagonal, int row0,
+                                              float sl2, float& m0, float& m1, float& l0, float& l1) {
   AccN<kKeys> s;
   core::wgmma_fence();
   issue_abt<D, kRows, kKeys>(s, q_addr, k_tile);
@@ -217,9 +219,9 @@ __device__ __forceinline__ void forward_first(FragsK<kKeys>& pf, std::uint32_t q
 // P V is (V kt is no longer read). Branch-free around the products (ptxas serialises wgmma
 // across such branches).
 template <int D, class ScoresDone, class PvDone>
-__device__ __forceinline__ void forward_step(AccD<D>& o, FragsK<kKeys>& pf, std::uint32_t q_addr, std::uint32_t k_next, std::uint32_t v_tile,
-                                             bool next_diagonal, int next_key, int row0, float sl2, float& m0, float& m1, float& l0, float& l1,
-                                             ScoresDone&& scores_done, PvDone&& pv_done) {
+__device__ __forceinline__ void forward_step(AccD<D>& o, FragsK<kKeys>& pf, std::uint32_t q_addr, std::uint32_t k_next,
+                                             std::uint32_t v_tile, bool next_diagonal, int next_key, int row0, float sl2, float& m0,
+                                             float& m1, float& l0, float& l1, ScoresDone&& scores_done, PvDone&& pv_done) {
   AccN<kKeys> s;
   core::wgmma_fence();  // pf written, o rescaled by this thread
   issue_abt<D, kRows, kKeys>(s, q_addr, k_next);
@@ -253,8 +255,9 @@ __device__ __forceinline__ void forward_last(AccD<D>& o, const FragsK<kKeys>& pf
 // row dots at l / d. S^T and dP^T together (both from shared memory), then dV and dK together;
 // returns once both are done (the tiles may then be refilled).
 template <int D>
-__device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std::uint32_t k_addr, std::uint32_t v_addr, std::uint32_t q_tile,
-                                          std::uint32_t do_tile, const float* l, const float* d, int key0, int qt, float sl2, float scale) {
+__device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std::uint32_t k_addr, std::uint32_t v_addr,
+                                          std::uint32_t q_tile, std::uint32_t do_tile, const float* l, const float* d, int key0, int qt,
+                                          float sl2, float scale) {
   const int t = int(threadIdx.x) % 4, key1 = key0 + 8;
   AccN<kStep> st, dpt;
   two_abt<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
@@ -286,13 +289,24 @@ __device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std:
   hold<D>(dk_acc);
 }
 
-// One pass of the dQ kernel for one warpgroup: its queries row0 / row0 + 8 (log-sum-exps in
-// base 2 lse0 / lse1, row dots d0 / d1) against key tile kt of 64 at k_tile / v_tile. S and dP
-// together (both from shared memory), then dQ; returns once it is done.
+// What the dQ kernel keeps of a thread's two queries (row0, row0 + 8 of head bh): their
+// log-sum-exps in base 2 and row dots.
+struct DqRows {
+  int row0;
+  float lse0, lse1, d0, d1;
+};
+__device__ __forceinline__ DqRows dq_rows(const float* lse, const float* dsum, int bh, int T, int row0) {
+  const std::int64_t rows = std::int64_t(bh) * T;
+  return {row0, lse[rows + row0] * core::kLog2e, lse[rows + row0 + 8] * core::kLog2e, dsum[rows + row0], dsum[rows + row0 + 8]};
+}
+
+// One pass of the dQ kernel for one warpgroup: its queries r against key tile kt of 64 at
+// k_tile / v_tile. S and dP together (both from shared memory), then dQ; returns once it is done.
 template <int D>
-__device__ __forceinline__ void dq_pass(AccD<D>& dq_acc, std::uint32_t q_addr, std::uint32_t do_addr, std::uint32_t k_tile, std::uint32_t v_tile,
-                                        int kt, int row0, float lse0, float lse1, float d0, float d1, float sl2, float scale) {
-  const int t = int(threadIdx.x) % 4, row1 = row0 + 8;
+__device__ __forceinline__ void dq_pass(AccD<D>& dq_acc, std::uint32_t q_addr, std::uint32_t do_addr, std::uint32_t k_tile,
+                                        std::uint32_t v_tile, int kt, const DqRows& r, float sl2, float scale) {
+  const int t = int(threadIdx.x) % 4, row0 = r.row0, row1 = row0 + 8;
+  const float lse0 = r.lse0, lse1 = r.lse1, d0 = r.d0, d1 = r.d1;
   AccN<kStep> s, dp;
   two_abt<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
 #pragma unroll
