@@ -117,6 +117,19 @@ TEST(TrainPoint, LlamaOnTheGpuNeedsTheFusedAttention) {
             "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)");
 }
 
+// flash_kernel picks among the fused attention's kernels, so it means nothing without them.
+TEST(TrainPoint, FlashKernelNeedsTheFusedAttention) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  point["backend"] = "gpu", point["flash_kernel"] = "wgmma_tma";
+  const auto tp = train::train_point_from(point);
+  EXPECT_EQ(tp.gpu.flash_kernel, "wgmma_tma");
+  EXPECT_EQ(train::check_train_point(tp, core::json::object()),
+            "flash_kernel wgmma_tma picks the fused attention's kernels; it needs attention flash");
+  point["attention"] = "flash", point["d_model"] = 256, point["seq_len"] = 64;  // head size 64
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+}
+
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;

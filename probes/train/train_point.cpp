@@ -54,6 +54,15 @@ std::vector<core::ParamSpec> train_axes() {
        0,
        0,
        "GPU: scores/probabilities in memory with cuBLASLt GEMMs, or the fused tensor-core kernels (head size 64 or 128, T % 64 == 0)"},
+      {"flash_kernel",
+       K::string,
+       "automatic",
+       {"automatic", "mma_sync", "wgmma", "wgmma_tma"},
+       0,
+       0,
+       "GPU, attention flash: which fused kernels run; automatic takes wgmma where the GPU and build have it (compute capability "
+       "9.0, sm_90a), else mma_sync; wgmma_tma: the wgmma kernels warp-specialised, tiles loaded by TMA. A forced kind that "
+       "cannot run here fails the point"},
       {"lm_head_chunk",
        K::integer,
        4096,
@@ -121,6 +130,7 @@ TrainPoint train_point_from(const json& p) {
   t.data = p["data"];
   t.ranks = p.value("ranks", 1);
   t.gpu.flash_attention = p.value("attention", std::string("materialized")) == "flash";
+  t.gpu.flash_kernel = p.value("flash_kernel", std::string("automatic"));
   t.gpu.lm_head_chunk = p.value("lm_head_chunk", 0);
   t.gpu.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
   t.gpu.cuda_graph = p.value("cuda_graph", false);  // records made before the axis ran uncaptured
@@ -184,6 +194,8 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
     if (p.fp8 && p.fp8->attention())
       return "attention flash cannot run the fp8_attention variant (it quantises the materialised probabilities)";
   }
+  if (p.backend == "gpu" && !p.gpu.flash_attention && p.gpu.flash_kernel != "automatic")
+    return fmt::format("flash_kernel {} picks the fused attention's kernels; it needs attention flash", p.gpu.flash_kernel);
   if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
   // Ranks take the GPUs from --device on: device + ranks of them must exist.
   if (p.ranks > 1 && core::env_has_gpu(env)) {

@@ -20,6 +20,13 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 // The block linears' weight tensors, in model::linear_names() order (qkv, proj, fc1, fc2).
 constexpr const char* kWeightNames[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
+FlashKernel flash_kernel_named(const std::string& name) {
+  if (name == "automatic") return FlashKernel::automatic;
+  if (name == "mma_sync") return FlashKernel::mma_sync;
+  if (name == "wgmma") return FlashKernel::wgmma;
+  if (name == "wgmma_tma") return FlashKernel::wgmma_tma;
+  throw std::invalid_argument("flash_kernel '" + name + "': one of automatic, mma_sync, wgmma, wgmma_tma");
+}
 }  // namespace
 
 GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, const model::Fp8ModelConfig* fp8,
@@ -34,7 +41,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       layout_(model::param_layout(cfg)),
       n_params_(model::param_count(cfg)),
       graphs_on_(options.cuda_graph),
-      flash_(options.flash_attention) {
+      flash_(options.flash_attention),
+      flash_kernel_(flash_kernel_named(options.flash_kernel)) {
   // The Llama block runs with the fused attention (grouped-query heads), so without FP8
   // attention; its RMSNorm and SwiGLU write FP8 in the fused variant.
   if (cfg.llama() && (!flash_ || (fp8 && fp8->attention())))

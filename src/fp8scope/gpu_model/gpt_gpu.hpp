@@ -198,6 +198,7 @@ class GpuGpt {
     const int C = cfg_.d_model, NH = cfg_.n_head;
     AttentionHeads h{B_, NH, T_, cfg_.qkv_width(), C, 1.0f / std::sqrt(float(C / NH)), C / NH};
     h.KVH = cfg_.kv_heads();
+    h.kernel = flash_kernel_;
     return h;
   }
   // A parameter's offset in the flat layout, -1 for one the architecture lacks (Llama: biases,
@@ -273,7 +274,8 @@ class GpuGpt {
   // the row-wise casts' row and column amaxes.
   core::DeviceBuffer f8_x_lt_, f8_w_lt_, f8_dy_lt_, f8_dy_t_lt_, block_scratch_;
   bool flash_ = false;
-  core::DeviceBuffer dsum_;  // flash attention backward: rowsum(dO * O)
+  FlashKernel flash_kernel_ = FlashKernel::automatic;  // model::GpuRunOptions::flash_kernel
+  core::DeviceBuffer dsum_;                            // flash attention backward: rowsum(dO * O)
   int t_ = 0;
   bool profiling_ = false;
   std::vector<std::pair<std::string, cudaEvent_t>> marks_;
