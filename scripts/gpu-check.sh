@@ -12,7 +12,7 @@
 # full names: bench_kernels' end in /manual_time, bench_step's in /min_time:3.000/real_time); FP8SCOPE_PREFIX adds a CMake prefix (e.g. $PWD/.deps for CLI11); CUDA_ARCH defaults to 90a;
 # PEER_TIMEOUT (seconds) bounds each peer run; BUILD_DIR (default build-gpu) reuses a build, e.g. the `build` that scripts/test.sh made.
 # TARGETS="a b" builds only those targets (a quick check of one kernel); GPU_TESTS_REGEX runs only the
-# gpu tests whose names match it. RESUME=1 resumes an earlier run into the same OUTDIR: each probe
+# gpu tests whose names match it (TEST_TIMEOUT: seconds before one is killed and counted failed, default 300). RESUME=1 resumes an earlier run into the same OUTDIR: each probe
 # skips the points already recorded and the training peer the records it already wrote, so the
 # same command run again finishes a sweep (and its PyTorch peer) that one time limit cut short.
 set -uo pipefail
@@ -34,7 +34,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_MAKE_PROGRAM="$ninja" -DCMAKE_BUILD_TYPE
 
 if [ "${GPU_TESTS:-1}" != 0 ]; then
   echo "== gpu tests"
-  ctest --test-dir "$build" -L gpu ${GPU_TESTS_REGEX:+-R "$GPU_TESTS_REGEX"} --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | grep -E "Failed|Passed|tests passed|Failure|Expected|Which is|rel_err|worst" | tail -40
+  ctest --test-dir "$build" -L gpu ${GPU_TESTS_REGEX:+-R "$GPU_TESTS_REGEX"} --timeout "${TEST_TIMEOUT:-300}" --output-on-failure 2>&1 | tee "$out/ctest_gpu.log" | grep -E "Failed|Passed|tests passed|Failure|Expected|Which is|rel_err|worst" | tail -40
 fi
 [ -x ./"$build"/probes/fp8scope ] && ./"$build"/probes/fp8scope env >"$out/env.json"
 
