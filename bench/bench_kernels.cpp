@@ -431,7 +431,7 @@ void bm_adamw(benchmark::State& state) {
 // counter is TFLOP/s of the causal products' useful work (the usual count: forward 2 products
 // of B*NH*T^2/2*HS multiply-adds, backward 5; the backward's recomputation of the scores for dQ
 // is not counted).
-// The kernels the model would pick (wgmma on an H100/H200) unless `kernel` forces one kind.
+// The kernels the model would pick (wgmma_tma on an H100/H200) unless `kernel` forces one kind.
 void bm_attention(benchmark::State& state, bool backward, int hs, gpu_model::FlashKernel kernel = gpu_model::FlashKernel::automatic) {
   if (skip(state)) return;
   const int nh = C / hs;
@@ -524,11 +524,12 @@ int main(int argc, char** argv) {
   reg("attention_flash/backward/mma_sync", [](benchmark::State& s) { bm_attention(s, true, 64, gpu_model::FlashKernel::mma_sync); });
   reg("attention_flash/backward/hs128/mma_sync", [](benchmark::State& s) { bm_attention(s, true, 128, gpu_model::FlashKernel::mma_sync); });
   reg("attention_flash/backward/hs128", [](benchmark::State& s) { bm_attention(s, true, 128); });
-  // The wgmma kernels warp-specialised, tiles loaded by TMA.
-  reg("attention_flash/forward/tma", [](benchmark::State& s) { bm_attention(s, false, 64, gpu_model::FlashKernel::wgmma_tma); });
-  reg("attention_flash/backward/tma", [](benchmark::State& s) { bm_attention(s, true, 64, gpu_model::FlashKernel::wgmma_tma); });
-  reg("attention_flash/forward/hs128/tma", [](benchmark::State& s) { bm_attention(s, false, 128, gpu_model::FlashKernel::wgmma_tma); });
-  reg("attention_flash/backward/hs128/tma", [](benchmark::State& s) { bm_attention(s, true, 128, gpu_model::FlashKernel::wgmma_tma); });
+  // The same wgmma products fed by every thread's cp.async instead of the model's warp-specialised
+  // TMA kernels (FlashKernel::wgmma).
+  reg("attention_flash/forward/cp_async", [](benchmark::State& s) { bm_attention(s, false, 64, gpu_model::FlashKernel::wgmma); });
+  reg("attention_flash/backward/cp_async", [](benchmark::State& s) { bm_attention(s, true, 64, gpu_model::FlashKernel::wgmma); });
+  reg("attention_flash/forward/hs128/cp_async", [](benchmark::State& s) { bm_attention(s, false, 128, gpu_model::FlashKernel::wgmma); });
+  reg("attention_flash/backward/hs128/cp_async", [](benchmark::State& s) { bm_attention(s, true, 128, gpu_model::FlashKernel::wgmma); });
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
   reg("cross_entropy/forward_backward", [](benchmark::State& s) { bm_cross_entropy(s, false, false); });

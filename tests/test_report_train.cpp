@@ -116,6 +116,30 @@ TEST(TrainReport, Fp8TwinIsLaunchedTheSameWay) {
   EXPECT_EQ(md.find("1.300x"), std::string::npos) << md;  // not the graph against the uncaptured step
 }
 
+// The fused attention's kernels are part of the twin: an FP8 step on the TMA kernels is
+// compared with the BF16 step on them, and records made before the axis count as automatic.
+TEST(TrainReport, Fp8TwinRunsTheSameAttentionKernels) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "kernels"}};
+  auto rec = [](const char* precision, std::optional<const char*> kernel, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 1280}, {"n_layer", 36},        {"n_head", 20},          {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304},  {"attention", "flash"}, {"precision", precision}};
+    if (kernel) p["flash_kernel"] = *kernel;
+    core::Record r = core::make_record(fmt::format("{}-{}", precision, kernel ? *kernel : "none"), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    return r;
+  };
+  f.records = {rec("bf16", "wgmma", 100000.0),    rec("bf16", "wgmma_tma", 104000.0), rec("fp8", "wgmma", 120000.0),
+               rec("fp8", "wgmma_tma", 130000.0), rec("bf16", std::nullopt, 90000.0), rec("fp8", "automatic", 117000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"kernels.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.250x"), std::string::npos) << md;  // 130000 / 104000
+  EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 120000 / 100000
+  EXPECT_NE(md.find("1.300x"), std::string::npos) << md;  // 117000 / 90000 (no axis: automatic)
+  EXPECT_EQ(md.find("1.250x its BF16 twin (50.00 ms)"), md.rfind("1.250x its BF16 twin (50.00 ms)")) << md;
+}
+
 // With step-time quartiles on both sides, "vs BF16" also gives the range they allow.
 TEST(TrainReport, Fp8RatioCarriesTheQuartileRange) {
   core::ResultFile f;

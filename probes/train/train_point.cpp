@@ -60,9 +60,9 @@ std::vector<core::ParamSpec> train_axes() {
        {"automatic", "mma_sync", "wgmma", "wgmma_tma"},
        0,
        0,
-       "GPU, attention flash: which fused kernels run; automatic takes wgmma where the GPU and build have it (compute capability "
-       "9.0, sm_90a), else mma_sync; wgmma_tma: the wgmma kernels warp-specialised, tiles loaded by TMA. A forced kind that "
-       "cannot run here fails the point"},
+       "GPU, attention flash: which fused kernels run; automatic takes wgmma_tma (Hopper's warpgroup MMA, warp-specialised, "
+       "tiles loaded by TMA) where the GPU and build have it (compute capability 9.0, sm_90a), else mma_sync; wgmma: the same "
+       "products fed by cp.async (the same bits). A forced kind that cannot run here fails the point"},
       {"lm_head_chunk",
        K::integer,
        4096,

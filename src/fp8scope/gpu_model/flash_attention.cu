@@ -459,8 +459,8 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum
   const std::int64_t rows = std::int64_t(h.B) * h.NH * h.T;
   flash_backward_rowdot_kernel<D><<<unsigned((rows * 8 + 255) / 256), 256, 0, s>>>(dsum, dout, out, h.ld_out, h.NH, h.T, rows);
   if (use_wgmma(h))
-    return h.kernel == FlashKernel::wgmma_tma ? flash_attention_backward_tma(h, dq, dk, dv, dsum, dout, q, k, v, lse, s)
-                                              : flash_attention_backward_wgmma(h, dq, dk, dv, dsum, dout, q, k, v, lse, s);
+    return h.kernel == FlashKernel::wgmma ? flash_attention_backward_wgmma(h, dq, dk, dv, dsum, dout, q, k, v, lse, s)
+                                          : flash_attention_backward_tma(h, dq, dk, dv, dsum, dout, q, k, v, lse, s);
   const dim3 grid(unsigned(h.T / kTile), unsigned(h.B * h.NH)), kv_grid(unsigned(h.T / kTile), unsigned(h.B * h.kv_heads()));
   const float* cdsum = dsum;
   flash::launch<kWarps * 32>(flash_backward_dkdv_kernel<D>, sizeof(BwdSmem<D>), kv_grid, s, dk, dv, h.ld_qkv, q, k, v, h.ld_qkv, dout,
@@ -474,10 +474,10 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum
 bool flash_attention_supported(int T, int HS) { return (HS == 64 || HS == 128) && T % kTile == 0; }
 
 void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
-  if (use_wgmma(h) && h.kernel == FlashKernel::wgmma_tma)
-    flash_attention_forward_tma(h, out, lse, q, k, v, s);
-  else if (use_wgmma(h))
+  if (use_wgmma(h) && h.kernel == FlashKernel::wgmma)
     flash_attention_forward_wgmma(h, out, lse, q, k, v, s);
+  else if (use_wgmma(h))
+    flash_attention_forward_tma(h, out, lse, q, k, v, s);
   else if (h.HS == 128)
     forward<128>(h, out, lse, q, k, v, s);
   else

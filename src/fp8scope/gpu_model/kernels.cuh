@@ -80,9 +80,10 @@ void softmax_causal_backward(bf16* dscores, const float* dprobs, const bf16* pro
 // ld = HS that is the plain [B][T][HS]. Forward writes the output and each row's log-sum-exp
 // (lse [B*NH][T]); backward recomputes the probabilities from it (dsum: [B*NH][T] scratch) and
 // writes dq, dk, dv without atomics. Pointers and strides must keep rows 16-byte aligned.
-// Which kernels run: automatic takes the wgmma ones wherever they fit (flash_attention_wgmma_fits),
-// else the mma.sync ones; the others force one kind (tests, benchmarks). wgmma_tma: the wgmma
-// kernels warp-specialised, tiles loaded by TMA (where the wgmma ones fit).
+// Which kernels run: automatic takes the Hopper ones wherever they fit (flash_attention_wgmma_fits),
+// warp-specialised with TMA loads (wgmma_tma, faster on an H100: docs/performance.md), else the
+// mma.sync ones; the others force one kind (tests, benchmarks): wgmma is the same products fed by
+// every thread's cp.async, with the same bits as wgmma_tma.
 enum class FlashKernel { automatic, mma_sync, wgmma, wgmma_tma };
 struct AttentionHeads {
   int B, NH, T;

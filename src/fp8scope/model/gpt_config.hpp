@@ -56,7 +56,7 @@ struct GpuRunOptions {
   // The fused attention kernels (head size 64 or 128, T a multiple of 64, not with
   // fp8_attention) instead of the materialised scores and probabilities.
   bool flash_attention = false;
-  // Which fused attention kernels: "automatic" (wgmma where they can run, else mma.sync), or
+  // Which fused attention kernels: "automatic" (wgmma_tma where they can run, else mma.sync), or
   // "mma_sync", "wgmma", "wgmma_tma" forced (gpu_model::FlashKernel).
   std::string flash_kernel = "automatic";
   // The fused LM head (lm_head_rows): forward runs the head, the loss and the head's backward

@@ -122,6 +122,9 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
   if (!t.rows.empty()) sec["tables"].push_back(t.to_json());
   if (!parts.rows.empty()) sec["tables"].push_back(parts.to_json());
 }
+
+// The fused attention's kernels a run asked for (records made before the axis: automatic).
+std::string flash_kernel_of(const json& p) { return p.value("flash_kernel", std::string("automatic")); }
 }  // namespace
 
 json train_section(const ReportInput& in, const ReportInput* peer, const MeasuredRates* rates) {
@@ -150,13 +153,14 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     for (const auto& a : model::fp8_axes()) q.erase(a.name);
     return run_label(p) + params_suffix(q, extra);
   };
-  // FP8 runs against the BF16 run of the same model, attention kernels, LM head (chunks, logits
+  // FP8 runs against the BF16 run of the same model, attention (and its kernels), LM head (chunks, logits
   // type), step launch (a CUDA graph or kernel by kernel; records without the axis ran
   // uncaptured) and GPU count in the same file (same run of the probe).
   auto same_setup = [](const json& a, const json& b) {
     return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
            a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized")) &&
-           lm_head_setup(a) == lm_head_setup(b) && a.value("cuda_graph", false) == b.value("cuda_graph", false);
+           flash_kernel_of(a) == flash_kernel_of(b) && lm_head_setup(a) == lm_head_setup(b) &&
+           a.value("cuda_graph", false) == b.value("cuda_graph", false);
   };
   auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
     if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
@@ -296,10 +300,11 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   const std::string sweep = in.file.meta.value("sweep", std::string("train"));
   // A run's setup (model, attention kernels, LM head, GPU count) names its group in the figures;
   // the head's chunks and logits type only where the file varies them.
-  std::set<std::string> heads;
-  for (auto& r : in.file.records) heads.insert(lm_head_setup(r.params).label());
+  std::set<std::string> heads, flash_kernels;
+  for (auto& r : in.file.records) heads.insert(lm_head_setup(r.params).label()), flash_kernels.insert(flash_kernel_of(r.params));
   auto setup_of = [&](const json& p) {
     std::string s = run_label(p) + " " + p.value("attention", std::string("materialized"));
+    if (flash_kernels.size() > 1) s += " " + flash_kernel_of(p);
     if (heads.size() > 1) s += " head " + lm_head_setup(p).label();
     if (p.value("ranks", 1) > 1) s += fmt::format(" x{} GPUs", p.value("ranks", 1));
     return s;
