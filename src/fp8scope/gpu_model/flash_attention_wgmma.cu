@@ -17,6 +17,10 @@
 // are stored with the 128-byte swizzle the descriptors name (core/wgmma.cuh), which also keeps
 // the fetch's stores free of bank conflicts. The two warpgroups' softmaxes and products
 // interleave on the SM's tensor cores.
+//
+// The products, the softmax and the backward passes live in flash_wgmma_parts.cuh, shared with
+// flash_attention_tma.cu: the same kernels warp-specialised with TMA loads (the same bits),
+// which FlashKernel::automatic takes; these run when FlashKernel::wgmma forces them.
 #include "fp8scope/core/cp_async.cuh"
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/gpu_model/flash_wgmma_parts.cuh"
