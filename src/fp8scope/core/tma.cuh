@@ -47,13 +47,16 @@ __device__ __forceinline__ void mbar_expect_tx(std::uint64_t* bar, std::uint32_t
   __trap();
 #endif
 }
-// One arrival (release: this thread's earlier shared-memory reads, and the wgmma reads it
-// waited for, are done before a producer that sees the phase refills the buffer).
-__device__ __forceinline__ void mbar_arrive(std::uint64_t* bar) {
+// One arrival where `arrive` holds, branch-free (a predicated instruction: no branch may sit
+// between a wgmma and its wait). Release: this thread's earlier shared-memory reads, and the
+// wgmma reads it waited for, are done before a producer that sees the phase refills the buffer.
+__device__ __forceinline__ void mbar_arrive_if(std::uint64_t* bar, bool arrive) {
 #if FP8SCOPE_WGMMA
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+  asm volatile("{\n.reg .pred p;\nsetp.ne.u32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(smem_addr(bar)),
+               "r"(std::uint32_t(arrive))
+               : "memory");
 #else
-  (void)bar;
+  (void)bar, (void)arrive;
   __trap();
 #endif
 }

@@ -474,10 +474,9 @@ void backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum
 bool flash_attention_supported(int T, int HS) { return (HS == 64 || HS == 128) && T % kTile == 0; }
 
 void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, cudaStream_t s) {
-  if (use_wgmma(h) && h.kernel == FlashKernel::wgmma)
-    flash_attention_forward_wgmma(h, out, lse, q, k, v, s);
-  else if (use_wgmma(h))
-    flash_attention_forward_tma(h, out, lse, q, k, v, s);
+  if (use_wgmma(h))
+    h.kernel == FlashKernel::wgmma ? flash_attention_forward_wgmma(h, out, lse, q, k, v, s)
+                                   : flash_attention_forward_tma(h, out, lse, q, k, v, s);
   else if (h.HS == 128)
     forward<128>(h, out, lse, q, k, v, s);
   else

@@ -69,15 +69,8 @@ constexpr std::uint32_t tile_bytes() {
   return std::uint32_t(ROWS * D * 2);
 }
 
-// A consumer warp's arrival on an empty barrier, lane 0 for the warp, branch-free (no branch may
-// sit between a wgmma and its wait).
-__device__ __forceinline__ void release(std::uint64_t* bar) {
-#if FP8SCOPE_WGMMA
-  asm volatile("{\n.reg .pred p;\nsetp.eq.u32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(core::smem_addr(bar)),
-               "r"(threadIdx.x % 32)
-               : "memory");
-#endif
-}
+// A consumer warp's arrival on an empty barrier: lane 0 for the warp.
+__device__ __forceinline__ void release(std::uint64_t* bar) { core::mbar_arrive_if(bar, threadIdx.x % 32 == 0); }
 
 // Waits (every consumer thread) for the n-th fill of buffer ring_buf<S>(n).
 template <int S>
@@ -204,23 +197,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   core::regs_grow<kConsumerRegs>();
   const int wg = int(threadIdx.x / 128) - 1;
-  const std::uint32_t k_addr = own_rows_addr(sm.x, wg), v_addr = own_rows_addr(sm.y, wg);
-  const float sl2 = scale * core::kLog2e;
-  const int key0 = kb * kRows + own_row(wg);
-  AccD<D> dk_acc, dv_acc;
-  zero<D>(dk_acc);
-  zero<D>(dv_acc);
+  DkdvRows<D> own(sm.x, sm.y, wg, kb, scale);
   core::mbar_wait(&sm.own_full, 0);
   for (int it = 0; it < passes; ++it) {
     const int qt = first + it % span, buf = ring_buf<S>(it);
     wait_full<S>(sm.full, it);
-    dkdv_pass<D>(dk_acc, dv_acc, k_addr, v_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), sm.lse[buf], sm.dsum[buf], key0,
-                 qt, sl2, scale);
+    own.pass(core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), sm.lse[buf], sm.dsum[buf], qt);
     release(&sm.empty[buf]);
   }
-  const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
-  store_rows<D>(dk + head, ldg, key0, dk_acc, 1.0f, 1.0f);
-  store_rows<D>(dv + head, ldg, key0, dv_acc, 1.0f, 1.0f);
+  own.store(dk, dv, ldg, bkv, KVH, T);
 }
 
 // dQ for 128 queries (flash_attention_wgmma.cu's kernel of that name): the producer loads Q and

@@ -151,22 +151,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   fetch_swizzled<kRows, D>(sm.x, k + kvbase + std::int64_t(kb) * kRows * ld, ld);
   fetch_swizzled<kRows, D>(sm.y, v + kvbase + std::int64_t(kb) * kRows * ld, ld);
   fetch(0, 0);
-  const std::uint32_t k_addr = own_rows_addr(sm.x, wg), v_addr = own_rows_addr(sm.y, wg);
-  const float sl2 = scale * core::kLog2e;
-  const int key0 = kb * kRows + own_row(wg);
-  AccD<D> dk_acc, dv_acc;
-  zero<D>(dk_acc);
-  zero<D>(dv_acc);
+  DkdvRows<D> own(sm.x, sm.y, wg, kb, scale);
   for (int it = 0; it < passes; ++it) {
     const int qt = first + it % span, buf = it & 1;
     fetch_next_and_wait(it + 1 < passes, [&] { fetch(it + 1, buf ^ 1); });
-    dkdv_pass<D>(dk_acc, dv_acc, k_addr, v_addr, core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), sm.lse[buf], sm.dsum[buf], key0,
-                 qt, sl2, scale);
+    own.pass(core::smem_addr(sm.a[buf]), core::smem_addr(sm.b[buf]), sm.lse[buf], sm.dsum[buf], qt);
     __syncthreads();  // the buffer is refilled by the next pass's fetch
   }
-  const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
-  store_rows<D>(dk + head, ldg, key0, dk_acc, 1.0f, 1.0f);
-  store_rows<D>(dv + head, ldg, key0, dv_acc, 1.0f, 1.0f);
+  own.store(dk, dv, ldg, bkv, KVH, T);
 }
 
 // dQ for 128 queries against every key tile of 64 up to the diagonal: S = Q K^T, dP = dO V^T,

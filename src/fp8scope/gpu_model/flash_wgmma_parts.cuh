@@ -289,6 +289,35 @@ __device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std:
   hold<D>(dk_acc);
 }
 
+// A consumer warpgroup's side of the dK/dV kernel: its keys (the thread's rows key0, key0 + 8)
+// in the block's K and V tiles, and its dK and dV accumulated over the passes.
+template <int D>
+struct DkdvRows {
+  std::uint32_t k_addr, v_addr;
+  int key0;
+  float sl2, scale;
+  AccD<D> dk, dv;
+  __device__ __forceinline__ DkdvRows(const bf16* k_tile, const bf16* v_tile, int wg, int kb, float scale_)
+      : k_addr(own_rows_addr(k_tile, wg)),
+        v_addr(own_rows_addr(v_tile, wg)),
+        key0(kb * kRows + own_row(wg)),
+        sl2(scale_ * core::kLog2e),
+        scale(scale_) {
+    zero<D>(dk);
+    zero<D>(dv);
+  }
+  // One pass against query tile qt (dkdv_pass).
+  __device__ __forceinline__ void pass(std::uint32_t q_tile, std::uint32_t do_tile, const float* l, const float* d, int qt) {
+    dkdv_pass<D>(dk, dv, k_addr, v_addr, q_tile, do_tile, l, d, key0, qt, sl2, scale);
+  }
+  // dK and dV of k/v head bkv into their [B, T, ldg] tensors.
+  __device__ __forceinline__ void store(bf16* dk_out, bf16* dv_out, int ldg, int bkv, int KVH, int T) const {
+    const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
+    store_rows<D>(dk_out + head, ldg, key0, dk, 1.0f, 1.0f);
+    store_rows<D>(dv_out + head, ldg, key0, dv, 1.0f, 1.0f);
+  }
+};
+
 // What the dQ kernel keeps of a thread's two queries (row0, row0 + 8 of head bh): their
 // log-sum-exps in base 2 and row dots.
 struct DqRows {

@@ -1,5 +1,7 @@
 #include "fp8scope/gpu_model/gpt_gpu.hpp"
 
+#include "fp8scope/core/enum_names.hpp"
+
 #include "fp8scope/fp8/block_cast.cuh"
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/model/rope.hpp"
@@ -20,11 +22,12 @@ std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 // The block linears' weight tensors, in model::linear_names() order (qkv, proj, fc1, fc2).
 constexpr const char* kWeightNames[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
+constexpr std::pair<FlashKernel, const char*> kFlashKernelNames[] = {{FlashKernel::automatic, "automatic"},
+                                                                     {FlashKernel::mma_sync, "mma_sync"},
+                                                                     {FlashKernel::wgmma, "wgmma"},
+                                                                     {FlashKernel::wgmma_tma, "wgmma_tma"}};
 FlashKernel flash_kernel_named(const std::string& name) {
-  if (name == "automatic") return FlashKernel::automatic;
-  if (name == "mma_sync") return FlashKernel::mma_sync;
-  if (name == "wgmma") return FlashKernel::wgmma;
-  if (name == "wgmma_tma") return FlashKernel::wgmma_tma;
+  if (auto k = core::value_of(kFlashKernelNames, name)) return *k;
   throw std::invalid_argument("flash_kernel '" + name + "': one of automatic, mma_sync, wgmma, wgmma_tma");
 }
 }  // namespace
