@@ -432,13 +432,15 @@ void bm_adamw(benchmark::State& state) {
 // of B*NH*T^2/2*HS multiply-adds, backward 5; the backward's recomputation of the scores for dQ
 // is not counted).
 // The kernels the model would pick (wgmma_tma on an H100/H200) unless `kernel` forces one kind.
-void bm_attention(benchmark::State& state, bool backward, int hs, gpu_model::FlashKernel kernel = gpu_model::FlashKernel::automatic) {
+void bm_attention(benchmark::State& state, bool backward, int hs, gpu_model::FlashKernel kernel = gpu_model::FlashKernel::automatic,
+                  bool persistent = true) {
   if (skip(state)) return;
   const int nh = C / hs;
   auto qkv = random_bf16(N * 3 * C, 1.0f, 1), dy = random_bf16(N * C, 1.0f, 2);
   core::DeviceBuffer out(std::size_t(N * C) * 2), lse(std::size_t(B) * nh * T * 4), dsum(lse.size()), dqkv(std::size_t(N * 3 * C) * 2);
   gpu_model::AttentionHeads h{B, nh, T, 3 * C, C, 1.0f / std::sqrt(float(hs)), hs};
   h.kernel = kernel;
+  h.persistent = persistent;
   if ((kernel == gpu_model::FlashKernel::wgmma || kernel == gpu_model::FlashKernel::wgmma_tma) &&
       !gpu_model::flash_attention_wgmma_fits(h)) {
     state.SkipWithError("no wgmma kernel here (needs compute capability 9.0 and an sm_90a build)");
@@ -530,6 +532,14 @@ int main(int argc, char** argv) {
   reg("attention_flash/backward/cp_async", [](benchmark::State& s) { bm_attention(s, true, 64, gpu_model::FlashKernel::wgmma); });
   reg("attention_flash/forward/hs128/cp_async", [](benchmark::State& s) { bm_attention(s, false, 128, gpu_model::FlashKernel::wgmma); });
   reg("attention_flash/backward/hs128/cp_async", [](benchmark::State& s) { bm_attention(s, true, 128, gpu_model::FlashKernel::wgmma); });
+  // The TMA kernels with a block per work tile instead of the persistent grid.
+  for (int hs : {64, 128}) {
+    const std::string size = hs == 128 ? "/hs128" : "";
+    reg("attention_flash/forward" + size + "/block_per_tile",
+        [hs](benchmark::State& s) { bm_attention(s, false, hs, gpu_model::FlashKernel::wgmma_tma, false); });
+    reg("attention_flash/backward" + size + "/block_per_tile",
+        [hs](benchmark::State& s) { bm_attention(s, true, hs, gpu_model::FlashKernel::wgmma_tma, false); });
+  }
   reg("softmax_causal/forward", [](benchmark::State& s) { bm_softmax(s, false); });
   reg("softmax_causal/backward", [](benchmark::State& s) { bm_softmax(s, true); });
   reg("cross_entropy/forward_backward", [](benchmark::State& s) { bm_cross_entropy(s, false, false); });

@@ -6,14 +6,15 @@
 # KERNELS='regex' picks other kernels (default: the casts, LayerNorm, GELU, transposes and
 # bias sums), e.g. KERNELS=flash for 'attention_flash/backward'; tensor-pipe and shared-memory
 # utilisation are shown for the compute-bound ones. SECTIONS='SpeedOfLight WarpStateStats ...'
-# prints those Nsight Compute sections in full (stall reasons, issue use) instead.
+# prints those Nsight Compute sections in full (stall reasons, issue use) instead, for the first
+# COUNT (default 2) matching launches.
 set -uo pipefail
 build=${1:?usage: ncu-kernels.sh BUILD_DIR FILTER ...}
 shift
 for f in "$@"; do
   echo "== $f"
   if [ -n "${SECTIONS:-}" ]; then
-    timeout 120 ncu --clock-control none -k regex:"${KERNELS:-layernorm|column_sum|cast|gelu|transpose|bias}" -c 2 \
+    timeout 120 ncu --clock-control none -k regex:"${KERNELS:-layernorm|column_sum|cast|gelu|transpose|bias}" -c "${COUNT:-2}" \
       $(printf -- '--section %s ' $SECTIONS) "$build/bench/bench_kernels" --benchmark_filter="$f" --benchmark_min_time=0.001 2>&1 |
       grep -vE "^(bench|copy|Run on|CPU|  L[12] |Load Average|---|Benchmark|\*\*\*)" | grep -vE "^\s*$" | cut -c1-150
     continue

@@ -295,11 +295,14 @@ INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionGpu,
 // The warp-specialised TMA kernels run flash_wgmma_parts.cuh's arithmetic on the same tiles as
 // the cp.async wgmma kernels, only fed differently: the same bits, forward and backward, in the
 // model's layout with grouped queries (4 q heads over 2 k/v heads) and 8 tiles of 128 rows, so
-// every buffer of every ring is refilled several times.
+// every buffer of every ring is refilled several times; with the persistent grid (each block
+// walks several work tiles: 384 forward tiles and 192 dK/dV ones, against 132 SMs, over 48 and
+// 24 heads, so at head 128 the second L2 section of heads is a partial one) and with a block per
+// tile.
 class FlashAttentionTmaGpu : public ::testing::TestWithParam<int> {};
 TEST_P(FlashAttentionTmaGpu, GivesTheWgmmaKernelsBits) {
   FP8SCOPE_REQUIRE_GPU();
-  const int B = 2, NH = 4, KVH = 2, T = 1024, D = GetParam(), ld = (NH + 2 * KVH) * D;
+  const int B = 12, NH = 4, KVH = 2, T = 1024, D = GetParam(), ld = (NH + 2 * KVH) * D;
   gpu_model::AttentionHeads heads{B, NH, T, ld, NH * D, float(1.0 / std::sqrt(double(D))), D};
   heads.KVH = KVH;
   if (!gpu_model::flash_attention_wgmma_fits(heads))
@@ -311,8 +314,9 @@ TEST_P(FlashAttentionTmaGpu, GivesTheWgmmaKernelsBits) {
   struct Run {
     std::vector<double> out, lse, grads;
   };
-  auto run = [&](gpu_model::FlashKernel kind) {
+  auto run = [&](gpu_model::FlashKernel kind, bool persistent = true) {
     heads.kernel = kind;
+    heads.persistent = persistent;
     core::DeviceBuffer out(std::size_t(B) * T * NH * D * 2), lse(std::size_t(B) * NH * T * 4), dsum(lse.size()), dqkv(qkv.size());
     FP8S_CUDA(cudaMemset(dqkv.get(), 0, dqkv.size()));  // the gradient's unused columns compare equal
     bf* g = dqkv.as<bf>();
@@ -322,10 +326,14 @@ TEST_P(FlashAttentionTmaGpu, GivesTheWgmmaKernelsBits) {
     FP8S_CUDA(cudaDeviceSynchronize());
     return Run{download_bf16(out), download_f32(lse), download_bf16(dqkv)};
   };
-  const Run want = run(gpu_model::FlashKernel::wgmma), got = run(gpu_model::FlashKernel::wgmma_tma);
-  EXPECT_EQ(got.out, want.out) << "output";
-  EXPECT_EQ(got.lse, want.lse) << "log-sum-exp";
-  EXPECT_EQ(got.grads, want.grads) << "dQ, dK, dV";
+  const Run want = run(gpu_model::FlashKernel::wgmma);
+  for (const bool persistent : {true, false}) {
+    const Run got = run(gpu_model::FlashKernel::wgmma_tma, persistent);
+    const char* grid = persistent ? "persistent grid" : "a block per tile";
+    EXPECT_EQ(got.out, want.out) << "output, " << grid;
+    EXPECT_EQ(got.lse, want.lse) << "log-sum-exp, " << grid;
+    EXPECT_EQ(got.grads, want.grads) << "dQ, dK, dV, " << grid;
+  }
 }
 INSTANTIATE_TEST_SUITE_P(HeadSizes, FlashAttentionTmaGpu, ::testing::Values(64, 128),
                          [](const auto& info) { return "D" + std::to_string(info.param); });

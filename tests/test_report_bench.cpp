@@ -71,16 +71,19 @@ TEST(BenchReport, KernelsAgainstTheKernelsTheyReplaced) {
       << md;
 }
 
-// Two kinds of replaced kernels for one benchmark (the fused attention's mma.sync kernels and
-// its cp.async-fed wgmma ones): each ratio, named by its kind.
+// Several kinds of replaced kernels for one benchmark (the fused attention's mma.sync kernels,
+// its cp.async-fed wgmma ones, its TMA ones with a block per tile): each ratio, named by its kind.
 TEST(BenchReport, KernelsAgainstEachKindTheyReplaced) {
   const std::string md = report_of("attention.json", R"({"context":{},"benchmarks":[
     {"name":"a","run_name":"attention_flash/forward/manual_time","real_time":124.0,"time_unit":"us","TFLOP/s":208.0},
     {"name":"b","run_name":"attention_flash/forward/mma_sync/manual_time","real_time":155.0,"time_unit":"us","TFLOP/s":166.0},
-    {"name":"c","run_name":"attention_flash/forward/cp_async/manual_time","real_time":131.0,"time_unit":"us","TFLOP/s":197.0}]})");
-  EXPECT_NE(md.find("| attention_flash/forward/manual_time | 124.00 | us | 208 | 1.06x over cp_async, 1.25x over mma_sync |"),
+    {"name":"c","run_name":"attention_flash/forward/cp_async/manual_time","real_time":131.0,"time_unit":"us","TFLOP/s":197.0},
+    {"name":"d","run_name":"attention_flash/forward/block_per_tile/manual_time","real_time":136.4,"time_unit":"us","TFLOP/s":189.0}]})");
+  EXPECT_NE(md.find("| attention_flash/forward/manual_time | 124.00 | us | 208 | 1.10x over block_per_tile, 1.06x over cp_async, 1.25x "
+                    "over mma_sync |"),
             std::string::npos)
       << md;
   EXPECT_NE(md.find("| attention_flash/forward/cp_async/manual_time | 131.00 | us | 197 | - |"), std::string::npos) << md;
-  EXPECT_NE(md.find("attention_flash/forward 1.06x over cp_async, 1.25x over mma_sync"), std::string::npos) << md;
+  EXPECT_NE(md.find("attention_flash/forward 1.10x over block_per_tile, 1.06x over cp_async, 1.25x over mma_sync"), std::string::npos)
+      << md;
 }

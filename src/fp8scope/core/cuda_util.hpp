@@ -126,19 +126,28 @@ class Event {
   cudaEvent_t e_{};
 };
 
-// The current device's compute capability as 10 * major + minor (90: Hopper), asked once per
-// device: kernels built for one architecture only (wgmma, clusters) are chosen by it.
-inline int device_compute_capability() {
-  thread_local std::unordered_map<int, int> known;
+// An attribute of the current device, asked once per device and thread (a data-parallel run
+// drives a GPU per thread).
+inline int device_attribute(cudaDeviceAttr attr) {
+  thread_local std::unordered_map<long long, int> known;
   int dev = 0;
   cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
-  auto it = known.find(dev);
+  const long long key = (static_cast<long long>(dev) << 32) | static_cast<unsigned>(attr);
+  auto it = known.find(key);
   if (it != known.end()) return it->second;
-  int major = 0, minor = 0;
-  cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
-  cuda_check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cudaDeviceGetAttribute");
-  return known[dev] = 10 * major + minor;
+  int value = 0;
+  cuda_check(cudaDeviceGetAttribute(&value, attr, dev), "cudaDeviceGetAttribute");
+  return known[key] = value;
 }
+
+// The current device's compute capability as 10 * major + minor (90: Hopper): kernels built for
+// one architecture only (wgmma, clusters) are chosen by it.
+inline int device_compute_capability() {
+  return 10 * device_attribute(cudaDevAttrComputeCapabilityMajor) + device_attribute(cudaDevAttrComputeCapabilityMinor);
+}
+
+// The current device's streaming multiprocessors: the size of a persistent grid.
+inline int device_sm_count() { return device_attribute(cudaDevAttrMultiProcessorCount); }
 
 // Lets `kernel` launch with `bytes` of dynamic shared memory (above the default 48 KB a kernel
 // must opt in). The attribute is per device and a data-parallel run drives a GPU per thread, so

@@ -125,51 +125,53 @@ __device__ __forceinline__ std::uint32_t own_rows_addr(const bf16* tile, int wg)
 
 // One key tile of the online softmax on S in registers (register 4j+e: row r0 for e < 2 else
 // r0 + 8, key first_key + 8j + 2t + (e & 1)): masks the keys after the row (diagonal tile only),
-// moves to base 2, updates the row maxima m0/m1 and turns s into the unnormalised probabilities;
-// returns in a0/a1 the factors by which the earlier output and sums shrink, in sum0/sum1 this
-// thread's part of the tile's row sums.
+// updates the row maxima m0/m1 (in base-2 units, scores times sl2) and turns s into the
+// unnormalised probabilities exp2(s sl2 - m), one FFMA and one MUFU a score; returns in a0/a1
+// the factors by which the earlier output and sums shrink, in sum0/sum1 this thread's part of
+// the tile's row sums. The maxima and sums run as four independent chains a row, not one of
+// N/8 links: with two consumer warps a scheduler there is little else to hide their latency.
 template <int N>
 __device__ __forceinline__ void softmax_tile(AccN<N>& s, bool diagonal, int first_key, int r0, float sl2, float& m0, float& m1, float& a0,
                                              float& a1, float& sum0, float& sum1) {
+  constexpr int kChains = 4;
+  static_assert(N / 8 % kChains == 0);
   const int t = int(threadIdx.x) % 4;
-  float mt0 = -INFINITY, mt1 = -INFINITY;
 #pragma unroll
   for (int j = 0; j < N / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int col = first_key + 8 * j + 2 * t + (e & 1), row = e < 2 ? r0 : r0 + 8;
-      float& x = s[4 * j + e];
-      x = (diagonal && col > row) ? -INFINITY : x * sl2;
-      if (e < 2)
-        mt0 = fmaxf(mt0, x);
-      else
-        mt1 = fmaxf(mt1, x);
+      s[4 * j + e] = (diagonal && col > row) ? -INFINITY : s[4 * j + e];  // a select: no branch among the products
     }
-  // Finite: every row sees its diagonal key in the first tile (key 0 <= row).
-  const float mn0 = fmaxf(m0, flash::quad_max(mt0)), mn1 = fmaxf(m1, flash::quad_max(mt1));
+  float mt0[kChains], mt1[kChains];
+#pragma unroll
+  for (int c = 0; c < kChains; ++c) {
+    mt0[c] = fmaxf(s[4 * c], s[4 * c + 1]);
+    mt1[c] = fmaxf(s[4 * c + 2], s[4 * c + 3]);
+  }
+#pragma unroll
+  for (int j = kChains; j < N / 8; ++j) {
+    float& x0 = mt0[j % kChains];
+    float& x1 = mt1[j % kChains];
+    x0 = fmaxf(x0, fmaxf(s[4 * j], s[4 * j + 1]));
+    x1 = fmaxf(x1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
+  }
+  const float rt0 = fmaxf(fmaxf(mt0[0], mt0[1]), fmaxf(mt0[2], mt0[3]));
+  const float rt1 = fmaxf(fmaxf(mt1[0], mt1[1]), fmaxf(mt1[2], mt1[3]));
+  // Finite: every row sees its diagonal key in the first tile (key 0 <= row). sl2 > 0, so the
+  // largest scaled score is the largest score scaled.
+  const float mn0 = fmaxf(m0, flash::quad_max(rt0) * sl2), mn1 = fmaxf(m1, flash::quad_max(rt1) * sl2);
   a0 = core::exp2_fast(m0 - mn0), a1 = core::exp2_fast(m1 - mn1);
   m0 = mn0, m1 = mn1;
-  sum0 = 0.0f, sum1 = 0.0f;
+  float st0[kChains] = {}, st1[kChains] = {};
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) {
-    s[4 * j] = core::exp2_fast(s[4 * j] - mn0), s[4 * j + 1] = core::exp2_fast(s[4 * j + 1] - mn0);
-    s[4 * j + 2] = core::exp2_fast(s[4 * j + 2] - mn1), s[4 * j + 3] = core::exp2_fast(s[4 * j + 3] - mn1);
-    sum0 += s[4 * j] + s[4 * j + 1], sum1 += s[4 * j + 2] + s[4 * j + 3];
+    s[4 * j] = core::exp2_fast(fmaf(s[4 * j], sl2, -mn0)), s[4 * j + 1] = core::exp2_fast(fmaf(s[4 * j + 1], sl2, -mn0));
+    s[4 * j + 2] = core::exp2_fast(fmaf(s[4 * j + 2], sl2, -mn1)), s[4 * j + 3] = core::exp2_fast(fmaf(s[4 * j + 3], sl2, -mn1));
+    st0[j % kChains] += s[4 * j] + s[4 * j + 1], st1[j % kChains] += s[4 * j + 2] + s[4 * j + 3];
   }
-}
-
-// Backward's two score-side products, both "A B^T" from shared memory over 64 loop rows, issued
-// together and waited for: c1 = A1 B1^T, c2 = A2 B2^T.
-template <int D>
-__device__ __forceinline__ void two_abt(AccN<kStep>& c1, std::uint32_t a1, std::uint32_t b1, AccN<kStep>& c2, std::uint32_t a2,
-                                        std::uint32_t b2) {
-  core::wgmma_fence();
-  issue_abt<D, kRows, kStep>(c1, a1, b1);
-  issue_abt<D, kRows, kStep>(c2, a2, b2);
-  core::wgmma_commit();
-  core::wgmma_wait<0>();
-  core::wgmma_hold(c1);
-  core::wgmma_hold(c2);
+  sum0 = (st0[0] + st0[1]) + (st0[2] + st0[3]);
+  sum1 = (st1[0] + st1[1]) + (st1[2] + st1[3]);
 }
 
 // The forward's output and row sums after a key tile: o shrinks by a0/a1 (rows r0, r0 + 8), the
@@ -250,17 +252,28 @@ __device__ __forceinline__ void forward_last(AccD<D>& o, const FragsK<kKeys>& pf
   hold<D>(o);
 }
 
-// One pass of the dK/dV kernel for one warpgroup: its keys key0 / key0 + 8 (the thread's rows)
-// against query tile qt of 64, whose Q and dO tiles are at q_tile / do_tile and log-sum-exps and
-// row dots at l / d. S^T and dP^T together (both from shared memory), then dV and dK together;
-// returns once both are done (the tiles may then be refilled).
+// The backward passes in three pieces, so that a kernel may either run them one after the
+// other (dkdv_pass, dq_pass: each product waited for) or queue the next pass's score products
+// behind this pass's gradient products (the TMA kernels' pipelined loops): the score-side
+// products issued (S and dP, or S^T and dP^T, from shared memory), their elementwise part (P
+// and dS as BF16 A operands), the gradient products issued.
+
+// Issues c1 = A1 B1^T and c2 = A2 B2^T over 64 loop rows and commits them as one group; the
+// caller has fenced.
 template <int D>
-__device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std::uint32_t k_addr, std::uint32_t v_addr,
-                                          std::uint32_t q_tile, std::uint32_t do_tile, const float* l, const float* d, int key0, int qt,
-                                          float sl2, float scale) {
+__device__ __forceinline__ void issue_scores(AccN<kStep>& c1, std::uint32_t a1, std::uint32_t b1, AccN<kStep>& c2, std::uint32_t a2,
+                                             std::uint32_t b2) {
+  issue_abt<D, kRows, kStep>(c1, a1, b1);
+  issue_abt<D, kRows, kStep>(c2, a2, b2);
+  core::wgmma_commit();
+}
+
+// dK/dV's elementwise part for the warpgroup's keys key0 / key0 + 8 (the thread's rows) against
+// query tile qt of 64 (log-sum-exps and row dots at l / d): P^T from S^T, then dS^T from dP^T
+// and P^T as rounded to BF16 for dV, as the mma.sync kernel does.
+__device__ __forceinline__ void dkdv_grads(FragsK<kStep>& pf, FragsK<kStep>& ds, AccN<kStep>& st, AccN<kStep>& dpt, const float* l,
+                                           const float* d, int key0, int qt, float sl2, float scale) {
   const int t = int(threadIdx.x) % 4, key1 = key0 + 8;
-  AccN<kStep> st, dpt;
-  two_abt<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
 #pragma unroll
   for (int j = 0; j < kStep / 8; ++j)
 #pragma unroll
@@ -269,8 +282,6 @@ __device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std:
       float& x = st[4 * j + e];
       x = key > qt * kStep + col ? 0.0f : core::exp2_fast(x * sl2 - l[col] * core::kLog2e);
     }
-  // dS from P^T as rounded to BF16 for dV, as the mma.sync kernel does.
-  FragsK<kStep> pf, ds;
   to_a<kStep>(pf, st);
 #pragma unroll
   for (int j = 0; j < kStep / 8; ++j)
@@ -280,10 +291,34 @@ __device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std:
       dpt[4 * j + e] = flash::frag_value(pf, j, e) * (dpt[4 * j + e] - d[col]) * scale;
     }
   to_a<kStep>(ds, dpt);
-  core::wgmma_fence();
+}
+
+// Issues dV += P^T dO and dK += dS^T Q (Q and dO tiles at q_tile / do_tile) as one group.
+template <int D>
+__device__ __forceinline__ void issue_dkdv(AccD<D>& dk_acc, AccD<D>& dv_acc, const FragsK<kStep>& pf, const FragsK<kStep>& ds,
+                                           std::uint32_t q_tile, std::uint32_t do_tile) {
   issue_ab<D, kStep>(dv_acc, pf, do_tile);
   issue_ab<D, kStep>(dk_acc, ds, q_tile);
   core::wgmma_commit();
+}
+
+// One pass of the dK/dV kernel for one warpgroup, against query tile qt of 64 whose Q and dO
+// tiles are at q_tile / do_tile: S^T and dP^T together, then dV and dK together; returns once
+// both are done (the tiles may then be refilled).
+template <int D>
+__device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std::uint32_t k_addr, std::uint32_t v_addr,
+                                          std::uint32_t q_tile, std::uint32_t do_tile, const float* l, const float* d, int key0, int qt,
+                                          float sl2, float scale) {
+  AccN<kStep> st, dpt;
+  core::wgmma_fence();
+  issue_scores<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
+  core::wgmma_wait<0>();
+  core::wgmma_hold(st);
+  core::wgmma_hold(dpt);
+  FragsK<kStep> pf, ds;
+  dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
+  core::wgmma_fence();
+  issue_dkdv<D>(dk_acc, dv_acc, pf, ds, q_tile, do_tile);
   core::wgmma_wait<0>();
   hold<D>(dv_acc);
   hold<D>(dk_acc);
@@ -310,6 +345,45 @@ struct DkdvRows {
   __device__ __forceinline__ void pass(std::uint32_t q_tile, std::uint32_t do_tile, const float* l, const float* d, int qt) {
     dkdv_pass<D>(dk, dv, k_addr, v_addr, q_tile, do_tile, l, d, key0, qt, sl2, scale);
   }
+  // All `passes` passes, each pass's S^T and dP^T queued behind the previous pass's dV and dK,
+  // so the warpgroup's products run back to back and it waits for them once a pass.
+  // tiles(it, q_tile, do_tile, l, d, qt) waits for pass it's tiles and names them; done(it) is
+  // called once pass it's products no longer read them.
+  template <class Tiles, class Done>
+  __device__ __forceinline__ void pipelined(int passes, Tiles&& tiles, Done&& done) {
+    AccN<kStep> st, dpt;
+    FragsK<kStep> pf, ds;
+    std::uint32_t q_tile, do_tile;
+    const float *l, *d;
+    int qt;
+    tiles(0, q_tile, do_tile, l, d, qt);
+    core::wgmma_fence();
+    issue_scores<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
+    core::wgmma_wait<0>();
+    core::wgmma_hold(st);
+    core::wgmma_hold(dpt);
+    // Nothing stays in flight across the loop's back edge (ptxas would serialise the products).
+    for (int it = 0; it + 1 < passes; ++it) {
+      dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
+      core::wgmma_fence();
+      issue_dkdv<D>(dk, dv, pf, ds, q_tile, do_tile);
+      tiles(it + 1, q_tile, do_tile, l, d, qt);
+      issue_scores<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
+      core::wgmma_wait<0>();  // pass it's gradients and pass it + 1's scores
+      core::wgmma_hold(st);
+      core::wgmma_hold(dpt);
+      hold<D>(dv);
+      hold<D>(dk);
+      done(it);
+    }
+    dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
+    core::wgmma_fence();
+    issue_dkdv<D>(dk, dv, pf, ds, q_tile, do_tile);
+    core::wgmma_wait<0>();
+    hold<D>(dv);
+    hold<D>(dk);
+    done(passes - 1);
+  }
   // dK and dV of k/v head bkv into their [B, T, ldg] tensors.
   __device__ __forceinline__ void store(bf16* dk_out, bf16* dv_out, int ldg, int bkv, int KVH, int T) const {
     const std::int64_t head = flash::head_start<D>(bkv, KVH, T, ldg);
@@ -329,15 +403,12 @@ __device__ __forceinline__ DqRows dq_rows(const float* lse, const float* dsum, i
   return {row0, lse[rows + row0] * core::kLog2e, lse[rows + row0 + 8] * core::kLog2e, dsum[rows + row0], dsum[rows + row0 + 8]};
 }
 
-// One pass of the dQ kernel for one warpgroup: its queries r against key tile kt of 64 at
-// k_tile / v_tile. S and dP together (both from shared memory), then dQ; returns once it is done.
-template <int D>
-__device__ __forceinline__ void dq_pass(AccD<D>& dq_acc, std::uint32_t q_addr, std::uint32_t do_addr, std::uint32_t k_tile,
-                                        std::uint32_t v_tile, int kt, const DqRows& r, float sl2, float scale) {
+// dQ's elementwise part for the warpgroup's queries r against key tile kt of 64: P from S (as
+// in the dK/dV pass), then dS into the same fragments, the A operand of dQ's product.
+__device__ __forceinline__ void dq_grads(FragsK<kStep>& f, AccN<kStep>& s, AccN<kStep>& dp, int kt, const DqRows& r, float sl2,
+                                         float scale) {
   const int t = int(threadIdx.x) % 4, row0 = r.row0, row1 = row0 + 8;
   const float lse0 = r.lse0, lse1 = r.lse1, d0 = r.d0, d1 = r.d1;
-  AccN<kStep> s, dp;
-  two_abt<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
 #pragma unroll
   for (int j = 0; j < kStep / 8; ++j)
 #pragma unroll
@@ -346,18 +417,69 @@ __device__ __forceinline__ void dq_pass(AccD<D>& dq_acc, std::uint32_t q_addr, s
       float& x = s[4 * j + e];
       x = col > row ? 0.0f : core::exp2_fast(x * sl2 - (e < 2 ? lse0 : lse1));
     }
-  FragsK<kStep> f;  // P in BF16 (as in the dK/dV pass), then dS
   to_a<kStep>(f, s);
 #pragma unroll
   for (int j = 0; j < kStep / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dp[4 * j + e] = flash::frag_value(f, j, e) * (dp[4 * j + e] - (e < 2 ? d0 : d1)) * scale;
   to_a<kStep>(f, dp);
+}
+
+// One pass of the dQ kernel for one warpgroup: its queries r against key tile kt of 64 at
+// k_tile / v_tile. S and dP together (both from shared memory), then dQ; returns once it is done.
+template <int D>
+__device__ __forceinline__ void dq_pass(AccD<D>& dq_acc, std::uint32_t q_addr, std::uint32_t do_addr, std::uint32_t k_tile,
+                                        std::uint32_t v_tile, int kt, const DqRows& r, float sl2, float scale) {
+  AccN<kStep> s, dp;
+  core::wgmma_fence();
+  issue_scores<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
+  core::wgmma_wait<0>();
+  core::wgmma_hold(s);
+  core::wgmma_hold(dp);
+  FragsK<kStep> f;  // P in BF16 (as in the dK/dV pass), then dS
+  dq_grads(f, s, dp, kt, r, sl2, scale);
   core::wgmma_fence();
   issue_ab<D, kStep>(dq_acc, f, k_tile);
   core::wgmma_commit();
   core::wgmma_wait<0>();
   hold<D>(dq_acc);
+}
+
+// The dQ passes over key tiles 0 .. last, each pass's S and dP queued behind the previous
+// pass's dQ product (DkdvRows::pipelined's scheme). tiles(kt, k_tile, v_tile) waits for key
+// tile kt and names it; done(kt) is called once its products no longer read it.
+template <int D, class Tiles, class Done>
+__device__ __forceinline__ void dq_pipelined(AccD<D>& dq_acc, std::uint32_t q_addr, std::uint32_t do_addr, int last, const DqRows& r,
+                                             float sl2, float scale, Tiles&& tiles, Done&& done) {
+  AccN<kStep> s, dp;
+  FragsK<kStep> f;
+  std::uint32_t k_tile, v_tile;
+  tiles(0, k_tile, v_tile);
+  core::wgmma_fence();
+  issue_scores<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
+  core::wgmma_wait<0>();
+  core::wgmma_hold(s);
+  core::wgmma_hold(dp);
+  for (int kt = 0; kt < last; ++kt) {
+    dq_grads(f, s, dp, kt, r, sl2, scale);
+    core::wgmma_fence();
+    issue_ab<D, kStep>(dq_acc, f, k_tile);
+    core::wgmma_commit();
+    tiles(kt + 1, k_tile, v_tile);
+    issue_scores<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
+    core::wgmma_wait<0>();  // pass kt's dQ and pass kt + 1's scores
+    core::wgmma_hold(s);
+    core::wgmma_hold(dp);
+    hold<D>(dq_acc);
+    done(kt);
+  }
+  dq_grads(f, s, dp, last, r, sl2, scale);
+  core::wgmma_fence();
+  issue_ab<D, kStep>(dq_acc, f, k_tile);
+  core::wgmma_commit();
+  core::wgmma_wait<0>();
+  hold<D>(dq_acc);
+  done(last);
 }
 
 }  // namespace fp8scope::gpu_model::wgmma_attention

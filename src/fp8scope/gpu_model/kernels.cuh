@@ -92,6 +92,9 @@ struct AttentionHeads {
   int HS = 64;         // head size: 64 or 128
   int KVH = 0;         // k/v heads (grouped-query attention, dividing NH; 0: NH, multi-head)
   FlashKernel kernel = FlashKernel::automatic;
+  // The TMA kernels' grid: a block per SM walking the work tiles (true), or a block per tile
+  // (the same tiles in the same order and the same bits: what the persistent grid saves).
+  bool persistent = true;
   int kv_heads() const { return KVH > 0 ? KVH : NH; }
 };
 bool flash_attention_supported(int T, int HS);
@@ -107,6 +110,8 @@ void flash_attention_forward_wgmma(const AttentionHeads& h, bf16* out, float* ls
 void flash_attention_backward_wgmma(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout,
                                     const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s);
 // flash_attention_tma.cu: the same products warp-specialised, tiles loaded by TMA (same bits).
+// Their persistent blocks draw work tiles from one counter per kernel on each GPU, so launches
+// of one of them must not overlap on one GPU (the model runs one stream per GPU).
 void flash_attention_forward_tma(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                                  cudaStream_t s);
 void flash_attention_backward_tma(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout, const bf16* q,

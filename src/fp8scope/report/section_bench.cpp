@@ -4,7 +4,8 @@
 // the text counts them; where it measures FP8 steps next to BF16 ones (bench_step), each FP8
 // step gets its tokens/s over its BF16 twin's; where it times a kernel both as the model picks
 // it and as the kernels it replaced (`.../mma_sync`: the fused attention's mma.sync kernels that
-// run on any GPU; `.../block_per_row`: the norms' block-per-row kernels for wide rows), the
+// run on any GPU; `.../block_per_tile`: its TMA kernels without the persistent grid;
+// `.../block_per_row`: the norms' block-per-row kernels for wide rows), the
 // first gets its speed-up over the second.
 #include "fp8scope/report/sections.hpp"
 
@@ -42,7 +43,7 @@ std::string bare_name(const std::string& name) {
 // A replaced kernel's twin of benchmark X is X with one of these components inserted ("X/mma_sync",
 // or after a shape component); the twins themselves are not compared. A benchmark may have
 // several (the fused attention: the mma.sync kernels and the cp.async-fed wgmma ones).
-constexpr const char* kReplaced[] = {"/mma_sync", "/cp_async", "/block_per_row"};
+constexpr const char* kReplaced[] = {"/mma_sync", "/cp_async", "/block_per_tile", "/block_per_row"};
 // The replaced kind a benchmark's name carries ("mma_sync"), or "" for the model's pick.
 std::string replaced_kind(const std::string& bare) {
   for (const std::string c : kReplaced)
@@ -155,7 +156,8 @@ json bench_section(const ReportInput& in) {
         "vs replaced: the time of the kernels the model's choice replaced over the time of the kernels the model picks, measured in "
         "the same process: the `.../mma_sync` rows are the fused attention's mma.sync kernels that run on any GPU (on an H100 or "
         "H200 the model picks Hopper's warpgroup MMA), the `.../cp_async` rows the same warpgroup-MMA products fed by every "
-        "thread's cp.async (the model's pick is warp-specialised with TMA loads), the `.../block_per_row` rows the norms' "
+        "thread's cp.async (the model's pick is warp-specialised with TMA loads), the `.../block_per_tile` rows those TMA kernels "
+        "with a block per work tile (the model's pick: a block per SM walking the tiles), the `.../block_per_row` rows the norms' "
         "block-per-row kernels (a warp per row now takes rows up to 2048 channels).");
   sec["tables"].push_back(t.to_json());
   const std::string file = std::filesystem::path(in.path).filename().string();
