@@ -54,10 +54,11 @@ struct TmaBwdSmem {
   int tile;  // the work tile whose own rows own_full brings
 };
 
-// The order in which the blocks take the work tiles (produce below): sections of `section` consecutive (batch, head) indices whose tiles
-// the loop reads (K and V in the forward) stay in L2 together; within a section the heaviest tiles first, all of the section's heads at one
-// weight before the next lighter one, so the short tiles fill the tail. rank 0 is the heaviest tile of a head (the forward's and dQ's last
-// query tile, dK/dV's first key tile).
+// The order in which the blocks take the work tiles (produce below): sections of `section`
+// consecutive (batch, head) indices whose tiles the loop reads (K and V in the forward) stay in
+// L2 together; within a section the heaviest tiles first, all of the section's heads at one
+// weight before the next lighter one, so the short tiles fill the tail. rank 0 is the heaviest
+// tile of a head (the forward's and dQ's last query tile, dK/dV's first key tile).
 struct TileOrder {
   int per_head, heads, section;
   __host__ __device__ int tiles() const { return per_head * heads; }

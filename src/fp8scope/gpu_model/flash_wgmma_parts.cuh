@@ -267,6 +267,16 @@ __device__ __forceinline__ void issue_scores(AccN<kStep>& c1, std::uint32_t a1, 
   issue_abt<D, kRows, kStep>(c2, a2, b2);
   core::wgmma_commit();
 }
+// The same, fenced and waited for.
+template <int D>
+__device__ __forceinline__ void scores_waited(AccN<kStep>& c1, std::uint32_t a1, std::uint32_t b1, AccN<kStep>& c2, std::uint32_t a2,
+                                              std::uint32_t b2) {
+  core::wgmma_fence();
+  issue_scores<D>(c1, a1, b1, c2, a2, b2);
+  core::wgmma_wait<0>();
+  core::wgmma_hold(c1);
+  core::wgmma_hold(c2);
+}
 
 // dK/dV's elementwise part for the warpgroup's keys key0 / key0 + 8 (the thread's rows) against
 // query tile qt of 64 (log-sum-exps and row dots at l / d): P^T from S^T, then dS^T from dP^T
@@ -310,11 +320,7 @@ __device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std:
                                           std::uint32_t q_tile, std::uint32_t do_tile, const float* l, const float* d, int key0, int qt,
                                           float sl2, float scale) {
   AccN<kStep> st, dpt;
-  core::wgmma_fence();
-  issue_scores<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
-  core::wgmma_wait<0>();
-  core::wgmma_hold(st);
-  core::wgmma_hold(dpt);
+  scores_waited<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
   FragsK<kStep> pf, ds;
   dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
   core::wgmma_fence();
@@ -357,11 +363,7 @@ struct DkdvRows {
     const float *l, *d;
     int qt;
     tiles(0, q_tile, do_tile, l, d, qt);
-    core::wgmma_fence();
-    issue_scores<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
-    core::wgmma_wait<0>();
-    core::wgmma_hold(st);
-    core::wgmma_hold(dpt);
+    scores_waited<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
     // Nothing stays in flight across the loop's back edge (ptxas would serialise the products).
     for (int it = 0; it + 1 < passes; ++it) {
       dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
@@ -431,11 +433,7 @@ template <int D>
 __device__ __forceinline__ void dq_pass(AccD<D>& dq_acc, std::uint32_t q_addr, std::uint32_t do_addr, std::uint32_t k_tile,
                                         std::uint32_t v_tile, int kt, const DqRows& r, float sl2, float scale) {
   AccN<kStep> s, dp;
-  core::wgmma_fence();
-  issue_scores<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
-  core::wgmma_wait<0>();
-  core::wgmma_hold(s);
-  core::wgmma_hold(dp);
+  scores_waited<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
   FragsK<kStep> f;  // P in BF16 (as in the dK/dV pass), then dS
   dq_grads(f, s, dp, kt, r, sl2, scale);
   core::wgmma_fence();
@@ -455,11 +453,7 @@ __device__ __forceinline__ void dq_pipelined(AccD<D>& dq_acc, std::uint32_t q_ad
   FragsK<kStep> f;
   std::uint32_t k_tile, v_tile;
   tiles(0, k_tile, v_tile);
-  core::wgmma_fence();
-  issue_scores<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
-  core::wgmma_wait<0>();
-  core::wgmma_hold(s);
-  core::wgmma_hold(dp);
+  scores_waited<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
   for (int kt = 0; kt < last; ++kt) {
     dq_grads(f, s, dp, kt, r, sl2, scale);
     core::wgmma_fence();
