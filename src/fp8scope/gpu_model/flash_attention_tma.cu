@@ -328,8 +328,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           },
           [&](int it) { release(&sm.empty[ring_buf<S>(n + it)]); });
     } else {
-      // At D = 128 dK and dV take 128 registers a thread: a second pass's scores do not fit
-      // beside them in the 168 ptxas allows here (it serialises every product and spills).
+      // At D = 128 dK and dV take 128 registers a thread; with a second pass's scores and
+      // operands beside them (96 more) the consumers' 240 do not hold the rest: ptxas
+      // serialised every product and spilled.
       for (int it = 0; it < passes; ++it) {
         const int buf = ring_buf<S>(n + it);
         wait_full<S>(sm.full, n + it);
