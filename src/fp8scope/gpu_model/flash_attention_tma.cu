@@ -16,6 +16,7 @@
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/tensor_map.hpp"
 #include "fp8scope/core/tma.cuh"
+#include "fp8scope/gpu_model/flash_tile_order.hpp"
 #include "fp8scope/gpu_model/flash_wgmma_parts.cuh"
 
 #include <cuda.h>
@@ -26,6 +27,8 @@
 namespace fp8scope::gpu_model {
 namespace {
 using namespace wgmma_attention;
+using flash::tile_order;
+using flash::TileOrder;
 
 constexpr int kThreads = 384;  // warpgroup 0 produces, 1 and 2 consume
 constexpr int kProducerRegs = 24, kConsumerRegs = 240;
@@ -54,27 +57,6 @@ struct TmaBwdSmem {
   int tile;  // the work tile whose own rows own_full brings
 };
 
-// The order in which the blocks take the work tiles (produce below): sections of `section`
-// consecutive (batch, head) indices whose tiles the loop reads (K and V in the forward) stay in
-// L2 together; within a section the heaviest tiles first, all of the section's heads at one
-// weight before the next lighter one, so the short tiles fill the tail. rank 0 is the heaviest
-// tile of a head (the forward's and dQ's last query tile, dK/dV's first key tile).
-struct TileOrder {
-  int per_head, heads, section;
-  __host__ __device__ int tiles() const { return per_head * heads; }
-  __device__ __forceinline__ void at(int t, int& rank, int& head) const {
-    const int per_section = section * per_head, first = t / per_section * section, r = t % per_section;
-    const int width = min(section, heads - first);
-    rank = r / width;
-    head = first + r % width;
-  }
-};
-// Sections of heads whose loop tiles (head_bytes each) fill about a third of an H100's L2.
-TileOrder tile_order(int per_head, int heads, std::size_t head_bytes) {
-  constexpr std::size_t kL2Share = std::size_t(16) << 20;
-  const int section = int(std::max<std::size_t>(1, std::min<std::size_t>(std::size_t(heads), kL2Share / head_bytes)));
-  return {per_head, heads, section};
-}
 // A persistent grid: a block per SM (one fits: 384 threads at 168 registers), no more than
 // tiles; or a block per tile.
 dim3 grid_of(const TileOrder& order, bool persistent) {
