@@ -31,7 +31,8 @@ void expect_each_tile_once_heaviest_first(const TileOrder& o) {
     prev_section = section;
     prev_rank = rank;
   }
-  for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], 1) << "head " << i / std::size_t(o.per_head) << " rank " << i % std::size_t(o.per_head);
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    EXPECT_EQ(seen[i], 1) << "head " << i / std::size_t(o.per_head) << " rank " << i % std::size_t(o.per_head);
 }
 
 TEST(FlashTileOrder, EveryTileOnceHeaviestFirstInEachSection) {

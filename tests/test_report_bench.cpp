@@ -87,3 +87,20 @@ TEST(BenchReport, KernelsAgainstEachKindTheyReplaced) {
   EXPECT_NE(md.find("attention_flash/forward 1.10x over block_per_tile, 1.06x over cp_async, 1.25x over mma_sync"), std::string::npos)
       << md;
 }
+
+// The fused attention the model picks, against its targets (forward >= 400, backward >= 300
+// TFLOP/s): each benchmark's rate, the replaced twins left out, counted in the text and summary.
+TEST(BenchReport, AttentionAgainstItsTargets) {
+  const std::string md = report_of("attention_targets.json", R"({"context":{},"benchmarks":[
+    {"name":"a","run_name":"attention_flash/forward/manual_time","real_time":107.4,"time_unit":"us","TFLOP/s":239.9},
+    {"name":"b","run_name":"attention_flash/forward/hs128/manual_time","real_time":79.0,"time_unit":"us","TFLOP/s":326.3},
+    {"name":"c","run_name":"attention_flash/backward/manual_time","real_time":358.1,"time_unit":"us","TFLOP/s":179.9},
+    {"name":"d","run_name":"attention_flash/backward/hs128/manual_time","real_time":200.0,"time_unit":"us","TFLOP/s":322.0},
+    {"name":"e","run_name":"attention_flash/forward/cp_async/manual_time","real_time":127.3,"time_unit":"us","TFLOP/s":202.4}]})");
+  const std::string want =
+      "the fused attention the model picks against its targets (forward >= 400, backward >= 300 TFLOP/s): 1 of 4 met: "
+      "attention_flash/forward 240 of 400, attention_flash/forward/hs128 326 of 400, attention_flash/backward 180 of 300, "
+      "attention_flash/backward/hs128 322 of 300.";
+  EXPECT_NE(md.find("T" + want.substr(1)), std::string::npos) << md;
+  EXPECT_NE(md.find("Benchmarks 'attention_targets.json': " + want), std::string::npos) << md;
+}

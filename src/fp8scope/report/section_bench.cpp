@@ -22,6 +22,17 @@ namespace fp8scope::report {
 namespace {
 
 constexpr double kCopyTarget = 0.8;  // the memory-bound kernels' target: 80 % of the 1 GiB copy
+// The fused attention's targets on Hopper (TFLOP/s, causal, at GPT-2 124M's shape and with heads
+// of 128): forward and backward.
+constexpr double kAttentionForwardTarget = 400, kAttentionBackwardTarget = 300;
+
+// The target of a fused-attention benchmark the model picks ("attention_flash/forward",
+// ".../backward/hs128"), 0 for any other benchmark and for the replaced twins.
+double attention_target(const std::string& bare) {
+  if (bare.rfind("attention_flash/forward", 0) == 0) return kAttentionForwardTarget;
+  if (bare.rfind("attention_flash/backward", 0) == 0) return kAttentionBackwardTarget;
+  return 0;
+}
 
 // The BF16 twin of an FP8 step benchmark: "step/gpt2_124m/fp8_fused_flash/..." ->
 // "step/gpt2_124m/bf16_flash/..." (the variant dropped, the attention suffix kept); empty when
@@ -104,7 +115,8 @@ json bench_section(const ReportInput& in) {
   if (has_tokens && any_twin) t.columns.push_back("vs BF16");
   if (has_replaced) t.columns.push_back("vs replaced");
   t.columns.push_back("note");
-  std::vector<std::string> met, below;
+  std::vector<std::string> met, below, attention;
+  int attention_met = 0;
   for (auto* r : rows) {
     const json& b = r->data["benchmark"];
     const std::string name = b.value("run_name", r->key);
@@ -142,6 +154,12 @@ json bench_section(const ReportInput& in) {
     }
     row.push_back(r->outcome == core::Outcome::skipped ? r->reason : "");
     t.rows.push_back(row);
+    const std::string bare = bare_name(name);
+    if (const double target = attention_target(bare); target > 0 && !is_replaced(bare) && b.contains("TFLOP/s")) {
+      const double tflops = b.value("TFLOP/s", NAN);
+      attention_met += tflops >= target;
+      attention.push_back(fmt::format("{} {:.0f} of {:.0f}", bare, tflops, target));
+    }
   }
   if (has_frac && !(met.empty() && below.empty()))
     sec["text"].push_back(fmt::format(
@@ -151,6 +169,14 @@ json bench_section(const ReportInput& in) {
         below.empty() ? "" : fmt::format(" Below: {}.", fmt::join(below, ", "))));
   if (has_tokens && any_twin)
     sec["text"].push_back("vs BF16: an FP8 step's tokens/s over the BF16 step with the same attention kernels in this file.");
+  const std::string attention_line =
+      attention.empty()
+          ? ""
+          : fmt::format(
+                "the fused attention the model picks against its targets (forward >= {:.0f}, backward >= {:.0f} "
+                "TFLOP/s): {} of {} met: {}.",
+                kAttentionForwardTarget, kAttentionBackwardTarget, attention_met, attention.size(), fmt::join(attention, ", "));
+  if (!attention.empty()) sec["text"].push_back("T" + attention_line.substr(1));
   if (has_replaced)
     sec["text"].push_back(
         "vs replaced: the time of the kernels the model's choice replaced over the time of the kernels the model picks, measured in "
@@ -164,6 +190,7 @@ json bench_section(const ReportInput& in) {
   if (has_frac && !(met.empty() && below.empty()))
     sec["summary"].push_back(fmt::format("Benchmarks '{}': {} of {} memory-bound kernels at {:.0f} % of copy bandwidth or more.", file,
                                          met.size(), met.size() + below.size(), 100 * kCopyTarget));
+  if (!attention.empty()) sec["summary"].push_back(fmt::format("Benchmarks '{}': {}", file, attention_line));
   if (!speedups.empty())
     sec["summary"].push_back(
         fmt::format("Benchmarks '{}': the kernels the model picks over the ones they replaced: {}.", file, fmt::join(speedups, ", ")));
