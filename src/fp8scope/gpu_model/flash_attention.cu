@@ -477,18 +477,13 @@ void flash_attention_forward(const AttentionHeads& h, bf16* out, float* lse, con
   if (use_wgmma(h))
     h.kernel == FlashKernel::wgmma ? flash_attention_forward_wgmma(h, out, lse, q, k, v, s)
                                    : flash_attention_forward_tma(h, out, lse, q, k, v, s);
-  else if (h.HS == 128)
-    forward<128>(h, out, lse, q, k, v, s);
   else
-    forward<64>(h, out, lse, q, k, v, s);
+    flash::with_head_size(h.HS, [&](auto d) { forward<decltype(d)::value>(h, out, lse, q, k, v, s); });
 }
 
 void flash_attention_backward(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, float* dsum, const bf16* dout, const bf16* out,
                               const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s) {
-  if (h.HS == 128)
-    backward<128>(h, dq, dk, dv, dsum, dout, out, q, k, v, lse, s);
-  else
-    backward<64>(h, dq, dk, dv, dsum, dout, out, q, k, v, lse, s);
+  flash::with_head_size(h.HS, [&](auto d) { backward<decltype(d)::value>(h, dq, dk, dv, dsum, dout, out, q, k, v, lse, s); });
 }
 
 }  // namespace fp8scope::gpu_model

@@ -227,18 +227,12 @@ bool flash_attention_wgmma_fits(const AttentionHeads& h) {
 
 void flash_attention_forward_wgmma(const AttentionHeads& h, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                                    cudaStream_t s) {
-  if (h.HS == 128)
-    forward<128>(h, out, lse, q, k, v, s);
-  else
-    forward<64>(h, out, lse, q, k, v, s);
+  flash::with_head_size(h.HS, [&](auto d) { forward<decltype(d)::value>(h, out, lse, q, k, v, s); });
 }
 
 void flash_attention_backward_wgmma(const AttentionHeads& h, bf16* dq, bf16* dk, bf16* dv, const float* dsum, const bf16* dout,
                                     const bf16* q, const bf16* k, const bf16* v, const float* lse, cudaStream_t s) {
-  if (h.HS == 128)
-    backward<128>(h, dq, dk, dv, dsum, dout, q, k, v, lse, s);
-  else
-    backward<64>(h, dq, dk, dv, dsum, dout, q, k, v, lse, s);
+  flash::with_head_size(h.HS, [&](auto d) { backward<decltype(d)::value>(h, dq, dk, dv, dsum, dout, q, k, v, lse, s); });
 }
 
 }  // namespace fp8scope::gpu_model

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace fp8scope::gpu_model::flash {
 
@@ -56,6 +57,16 @@ __device__ __forceinline__ float frag_value(const std::uint32_t (&a)[K][4], int 
   const std::uint32_t w = a[j / 2][(j % 2) * 2 + e / 2];
   const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&w);
   return e % 2 == 0 ? __low2float(v) : __high2float(v);
+}
+
+// Calls f with the head size as a compile-time constant (std::integral_constant): 128, or 64
+// for anything else (what every kind of fused-attention kernel is built for; callers check).
+template <class F>
+void with_head_size(int hs, F&& f) {
+  if (hs == 128)
+    f(std::integral_constant<int, 128>{});
+  else
+    f(std::integral_constant<int, 64>{});
 }
 
 // Launches `kernel` with THREADS threads a block and `smem` bytes of dynamic shared memory
