@@ -125,6 +125,74 @@ TEST(Gate, ErrorAgainstTheFp32ProductGrowthFails) {
   EXPECT_EQ(f[0].key, "gemm/a");
 }
 
+// A training run's peak allocation is the same bytes on every run of one build: growth beyond
+// memory_pct fails, a saving beyond it is an improvement, and a rule can widen the allowance.
+TEST(Gate, PeakMemoryGrowthFails) {
+  auto base = baseline();
+  rec(base, "train/y").data["metrics"] = {{"peak_alloc_mib", 8265.0}, {"peak_device_mib", 8805.0}};
+  auto with_peak = [&](double mib, double device_mib) {
+    auto cur = baseline();
+    rec(cur, "train/y").data["metrics"] = {{"peak_alloc_mib", mib}, {"peak_device_mib", device_mib}};
+    return cur;
+  };
+  auto f = failures(run_gate(base, with_peak(8400.0, 8805.0), GatePolicy{}));  // +1.6 %
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].check, "memory");
+  EXPECT_EQ(f[0].baseline, "8265 MiB");
+  EXPECT_EQ(f[0].current, "8400 MiB");
+  EXPECT_NEAR(f[0].change, 8400.0 / 8265.0 - 1, 1e-12);
+  // The context's share (cudaMemGetInfo) moves with the driver: not judged.
+  EXPECT_EQ(run_gate(base, with_peak(8300.0, 9900.0), GatePolicy{}).failures, 0u);  // +0.4 %
+  const GateResult saved = run_gate(base, with_peak(6965.0, 7509.0), GatePolicy{});
+  EXPECT_EQ(saved.failures, 0u);
+  EXPECT_EQ(saved.improvements, 1u);
+  EXPECT_EQ(saved.judgements.front().check, "memory");
+  GatePolicy wide = parse_policy(json::parse(R"({"rules":[{"match":"^train/","memory_pct":2}]})"));
+  EXPECT_EQ(run_gate(base, with_peak(8400.0, 8805.0), wide).failures, 0u);
+  // A run that failed is judged by its outcome, not by what it allocated.
+  auto oom = with_peak(9000.0, 9000.0);
+  rec(oom, "train/y").outcome = core::Outcome::oom;
+  f = failures(run_gate(base, oom, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].check, "outcome");
+}
+
+// Where a training run ends: the mean of its last 10 logged losses may rise by loss_growth.
+TEST(Gate, FinalLossRiseFails) {
+  auto losses = [](double last10) {
+    json l = json::array();
+    for (int i = 0; i < 20; ++i) l.push_back(i < 10 ? 10.0 - i : last10);
+    return l;
+  };
+  auto base = baseline(), cur = baseline();
+  rec(base, "train/y").data["train"] = {{"loss", losses(3.9)}};
+  rec(cur, "train/y").data["train"] = {{"loss", losses(4.1)}};  // +0.2
+  auto f = failures(run_gate(base, cur, GatePolicy{}));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].check, "loss");
+  EXPECT_EQ(f[0].baseline, "3.9000");
+  EXPECT_EQ(f[0].current, "4.1000");
+  EXPECT_NE(render_gate(run_gate(base, cur, GatePolicy{}), GatePolicy{}, 10).find("+0.200"), std::string::npos);
+  rec(cur, "train/y").data["train"]["loss"] = losses(4.0);  // +0.1: inside the allowance
+  EXPECT_EQ(run_gate(base, cur, GatePolicy{}).failures, 0u);
+  // Only the last 10 count: a different start with the same end passes.
+  json early = losses(3.9);
+  early[0] = 11.5;
+  rec(cur, "train/y").data["train"]["loss"] = early;
+  EXPECT_EQ(run_gate(base, cur, GatePolicy{}).failures, 0u);
+  // A non-finite loss in the window is the NaN onset's to judge, not the loss's.
+  json nan = losses(3.9);
+  nan[19] = nullptr;
+  rec(cur, "train/y").data["train"]["loss"] = nan;
+  for (auto& j : run_gate(base, cur, GatePolicy{}).judgements) EXPECT_NE(j.check, "loss");
+  // A lower end beyond the allowance is an improvement.
+  rec(cur, "train/y").data["train"]["loss"] = losses(3.6);
+  EXPECT_EQ(run_gate(base, cur, GatePolicy{}).improvements, 1u);
+  GatePolicy strict = parse_policy(json::parse(R"({"defaults":{"loss_growth":0.05}})"));
+  rec(cur, "train/y").data["train"]["loss"] = losses(4.0);
+  EXPECT_EQ(run_gate(base, cur, strict).failures, 1u);
+}
+
 TEST(Gate, MissingRecordFails) {
   auto cur = baseline();
   cur.records.erase(cur.records.begin() + 2);
@@ -194,7 +262,7 @@ TEST(Gate, PolicyRulesByKeyPattern) {
   };
   EXPECT_EQ(err(R"({"defaults":{"throughput":5}})"),
             "defaults.throughput: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, accuracy_growth, "
-            "accuracy_floor, ignore");
+            "accuracy_floor, memory_pct, loss_growth, ignore");
   EXPECT_EQ(err(R"({"rules":[{"throughput_pct":5}]})"), "rules[0]: needs \"match\": a regular expression searched in the point key");
   EXPECT_EQ(err(R"({"rules":[{"match":"(","throughput_pct":5}]})").rfind("rules[0].match: not a valid regular expression: ", 0), 0u);
   EXPECT_EQ(err(R"({"defaults":{"throughput_pct":-1}})"), "defaults.throughput_pct: must be a number >= 0");

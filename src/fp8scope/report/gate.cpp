@@ -35,13 +35,17 @@ GateThresholds parse_thresholds(const json& j, const GateThresholds& base, const
       t.accuracy_growth = num(0);
     else if (k == "accuracy_floor")
       t.accuracy_floor = num(0);
+    else if (k == "memory_pct")
+      t.memory_pct = num(0);
+    else if (k == "loss_growth")
+      t.loss_growth = num(0);
     else if (k == "ignore") {
       if (!it.value().is_boolean()) throw InputError(w + ": must be true or false");
       t.ignore = it.value().get<bool>();
     } else if (k != "match") {
       throw InputError(
           fmt::format("{}: unknown key; allowed: throughput_pct, noise_multiplier, clock_multiplier, "
-                      "accuracy_growth, accuracy_floor, ignore{}",
+                      "accuracy_growth, accuracy_floor, memory_pct, loss_growth, ignore{}",
                       w, where.rfind("rules", 0) == 0 ? ", match" : ""));
     }
   }
@@ -82,6 +86,31 @@ std::optional<double> accuracy_of(const Record& r, const char* key) {
 constexpr std::pair<const char*, const char*> kErrors[] = {
     {"rel_error", "accuracy"}, {"quant_rel_error", "err fp32"}, {"row_error_p90", "rows p90"}};
 
+// A training run's peak device allocation, MiB (cudaMemGetInfo's figure, which adds the CUDA
+// context, is left out: it moves with the driver, not with the code).
+std::optional<double> peak_memory_of(const Record& r) {
+  if (r.data.contains("metrics") && r.data["metrics"].contains("peak_alloc_mib") && r.data["metrics"]["peak_alloc_mib"].is_number())
+    return r.data["metrics"]["peak_alloc_mib"].get<double>();
+  return std::nullopt;
+}
+
+// The mean of a training run's last kLossWindow logged losses (one step's loss is one batch's,
+// noisier than the trend); none without a series, or where one of them is not finite (the NaN
+// onset judges those).
+constexpr std::size_t kLossWindow = 10;
+std::optional<double> final_loss_of(const Record& r) {
+  if (!r.data.contains("train") || !r.data["train"].is_object() || !r.data["train"].contains("loss")) return std::nullopt;
+  const json& loss = r.data["train"]["loss"];
+  if (!loss.is_array() || loss.empty()) return std::nullopt;
+  const std::size_t n = std::min(kLossWindow, loss.size());
+  double sum = 0;
+  for (std::size_t i = loss.size() - n; i < loss.size(); ++i) {
+    if (!loss[i].is_number() || !std::isfinite(loss[i].get<double>())) return std::nullopt;
+    sum += loss[i].get<double>();
+  }
+  return sum / double(n);
+}
+
 std::optional<json> nan_onset_of(const Record& r) {
   if (r.data.contains("nan_onset") && r.data["nan_onset"].is_object()) return r.data["nan_onset"];
   return std::nullopt;
@@ -121,8 +150,10 @@ const GateThresholds& GatePolicy::for_key(const std::string& key, std::string* r
 
 json GatePolicy::to_json() const {
   auto tj = [](const GateThresholds& t) {
-    return json{{"throughput_pct", t.throughput_pct},   {"noise_multiplier", t.noise_multiplier}, {"clock_multiplier", t.clock_multiplier},
-                {"accuracy_growth", t.accuracy_growth}, {"accuracy_floor", t.accuracy_floor},     {"ignore", t.ignore}};
+    return json{{"throughput_pct", t.throughput_pct},     {"noise_multiplier", t.noise_multiplier},
+                {"clock_multiplier", t.clock_multiplier}, {"accuracy_growth", t.accuracy_growth},
+                {"accuracy_floor", t.accuracy_floor},     {"memory_pct", t.memory_pct},
+                {"loss_growth", t.loss_growth},           {"ignore", t.ignore}};
   };
   json rs = json::array();
   for (auto& r : rules) {
@@ -232,9 +263,10 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
            : better ? Verdict::improved
                     : Verdict::info});
     }
-    // Speed, only where both ran.
+    // Speed, memory and loss only where both ran.
+    const bool both_ran = b.outcome == Outcome::ok && c.outcome == Outcome::ok;
     auto sb = speed_of(b), sc = speed_of(c);
-    if (b.outcome == Outcome::ok && c.outcome == Outcome::ok && sb && sc && sb->value > 0 && sc->value > 0) {
+    if (both_ran && sb && sc && sb->value > 0 && sc->value > 0) {
       const double worse_by = sb->lower_better ? sc->value / sb->value - 1 : sb->value / sc->value - 1;
       const double clock = sb->clock_mhz > 0 && sc->clock_mhz > 0 ? std::abs(sc->clock_mhz / sb->clock_mhz - 1) : 0.0;
       const double noise = t.noise_multiplier * (sb->noise + sc->noise) + t.clock_multiplier * clock;
@@ -253,6 +285,26 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
       const Verdict v = *ec > limit ? Verdict::fail : Verdict::pass;
       add({b.key, check, fmt::format("{:.3g}", *eb), fmt::format("{:.3g}", *ec), fmt::format("<= {:.3g}", limit), rule,
            *eb > 0 ? *ec / *eb - 1 : 0, v});
+    }
+    // Memory.
+    auto mb = peak_memory_of(b), mc = peak_memory_of(c);
+    if (both_ran && mb && mc && *mb > 0) {
+      const double grown = *mc / *mb - 1, allowed = t.memory_pct / 100.0;
+      add({b.key, "memory", fmt::format("{:.0f} MiB", *mb), fmt::format("{:.0f} MiB", *mc),
+           fmt::format("<= {:.0f} MiB (+{:.3g}%)", *mb * (1 + allowed), t.memory_pct), rule, grown,
+           grown > allowed    ? Verdict::fail
+           : grown < -allowed ? Verdict::improved
+                              : Verdict::pass});
+    }
+    // Convergence: where the run ends.
+    auto lb = final_loss_of(b), lc = final_loss_of(c);
+    if (both_ran && lb && lc) {
+      const double rose = *lc - *lb;
+      add({b.key, "loss", fmt::format("{:.4f}", *lb), fmt::format("{:.4f}", *lc),
+           fmt::format("<= {:.4f} (mean of the last {} steps, +{:.3g})", *lb + t.loss_growth, kLossWindow, t.loss_growth), rule, rose,
+           rose > t.loss_growth    ? Verdict::fail
+           : rose < -t.loss_growth ? Verdict::improved
+                                   : Verdict::pass});
     }
     // Stability.
     auto nb = nan_onset_of(b), nc = nan_onset_of(c);
@@ -284,7 +336,9 @@ std::string render_gate(const GateResult& r, const GatePolicy& policy, std::size
       out += fmt::format("... {} more (use --max-rows)\n", r.judgements.size() - max_rows);
       break;
     }
-    const std::string change = j.check == "speed" || j.check == "accuracy" ? fmt::format("{:+.1f}%", 100 * j.change) : "";
+    const std::string change = j.check == "speed" || j.check == "accuracy" || j.check == "memory" ? fmt::format("{:+.1f}%", 100 * j.change)
+                               : j.check == "loss"                                                ? fmt::format("{:+.3f}", j.change)
+                                                                                                  : "";
     out += fmt::format("{:<8} {:<9} {:>22} {:>22} {:>9}  {:<56} {}\n", to_string(j.verdict), j.check, j.baseline, j.current, change,
                        j.allowed, j.key);
   }

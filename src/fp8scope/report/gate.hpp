@@ -4,7 +4,8 @@
 // noise is the spread inside each run plus the difference of the runs' SM clocks (a repeat of
 // the same build on an H200 differed by 5.6% on a power-throttled GEMM whose clock fell 6.6%), an
 // outcome that got worse than ok, accuracy error grown beyond its allowance, a NaN onset
-// that appeared or came earlier, or a point that disappeared. Improvements never fail.
+// that appeared or came earlier, a training run whose peak device allocation grew or whose
+// final loss rose beyond its allowance, or a point that disappeared. Improvements never fail.
 #include "fp8scope/core/result_store.hpp"
 
 #include <optional>
@@ -22,7 +23,15 @@ struct GateThresholds {
   double clock_multiplier = 1.0;  // + multiplier * relative difference of the runs' mean SM clocks
   double accuracy_growth = 0.5;   // rel_error may grow by this fraction ...
   double accuracy_floor = 1e-4;   // ... plus this absolute amount
-  bool ignore = false;            // not judged at all
+  // A training run's peak allocation (metrics.peak_alloc_mib) is the same bytes on every run
+  // of one build (repeat runs on an H100 agree to the byte), so any growth is the code's; this
+  // allows a little for scratch that moves with a deliberate change.
+  double memory_pct = 1.0;
+  // The mean of a training run's last 10 logged losses may rise by this much (absolute): two
+  // builds whose attention kernels differ in their roundings, on an H100, ended 50-step GPT-2
+  // runs (124M to 1.56B) up to 0.093 apart (train_sizes.json at eff5445 and 4fe1763).
+  double loss_growth = 0.15;
+  bool ignore = false;  // not judged at all
 };
 
 struct GatePolicy {
