@@ -250,4 +250,16 @@ TEST(TrainPoint, ListingPlansEachGpuPointsMemory) {
   const std::string fp8 = train::memory_plan(train::train_point_from(point));
   EXPECT_NE(fp8.find("memory ~30.0 GiB"), std::string::npos) << fp8;
   EXPECT_NE(fp8.find("FP8 -7.4 (0.80x the BF16 twin's 37.4)"), std::string::npos) << fp8;
+  EXPECT_EQ(fp8.find("tokens"), std::string::npos) << fp8;  // the chunk holds
+  // Per-block scaling runs an FP8 head over the whole batch whatever lm_head_chunk asks (GPT-2
+  // 124M: measured 12500 MiB against its BF16 twin's 8265 on an H100,
+  // results/h100/train_scaling_gpt2_124m.json); the plan says why.
+  point.update({{"d_model", 768}, {"n_layer", 12}, {"n_head", 12}, {"scaling", "block"}, {"variant", "custom"}, {"lm_head_chunk", 4096}});
+  const std::string block = train::memory_plan(train::train_point_from(point));
+  EXPECT_NE(block.find("; the FP8 head over all 16384 tokens under block scaling (an FP8 head runs lm_head_chunk=4096 under delayed "
+                       "scaling only)"),
+            std::string::npos)
+      << block;
+  point["scaling"] = "delayed";
+  EXPECT_EQ(train::memory_plan(train::train_point_from(point)).find("tokens"), std::string::npos);
 }

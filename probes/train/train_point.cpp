@@ -161,6 +161,11 @@ std::string memory_plan(const TrainPoint& p) {
     line += fmt::format(", FP8 {:+.1f} ({:.2f}x the BF16 twin's {:.1f})", (need - b.total()) / kGiB, need / bf16, bf16 / kGiB);
   }
   if (p.ranks > 1) line += " per GPU";
+  // A chunk the model cannot honour: say so, since it is where such a point's memory goes.
+  const std::int64_t N = std::int64_t(p.batch) * p.seq_len;
+  if (p.gpu.lm_head_chunk > 0 && p.gpu.lm_head_chunk < N && model::lm_head_rows(p.batch, p.seq_len, p.gpu.lm_head_chunk, f) == N)
+    line += fmt::format("; the FP8 head over all {} tokens under {} scaling (an FP8 head runs lm_head_chunk={} under delayed scaling only)",
+                        N, fp8::to_string(f->recipe.scaling), p.gpu.lm_head_chunk);
   return line;
 }
 
