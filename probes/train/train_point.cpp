@@ -150,9 +150,9 @@ std::string memory_plan(const TrainPoint& p) {
   if (p.backend != "gpu") return {};
   constexpr double kGiB = double(1 << 30);
   const model::Fp8ModelConfig* f = p.fp8 ? &*p.fp8 : nullptr;
+  const std::int64_t head_rows = model::lm_head_rows(p.batch, p.seq_len, p.gpu.lm_head_chunk, f);
   const model::TrainingBytes b =
-      model::gpu_training_bytes_by_part(p.model, p.batch, p.seq_len, p.gpu.flash_attention,
-                                        model::lm_head_rows(p.batch, p.seq_len, p.gpu.lm_head_chunk, f), p.gpu.bf16_logits);
+      model::gpu_training_bytes_by_part(p.model, p.batch, p.seq_len, p.gpu.flash_attention, head_rows, p.gpu.bf16_logits);
   const double need = gpu_bytes_needed(p, f);  // b.total() and what FP8 adds
   std::string line = fmt::format("memory ~{:.1f} GiB: parameters {:.1f}, activations {:.1f}, logits {:.1f}, scratch {:.1f}", need / kGiB,
                                  b.parameters / kGiB, b.activations / kGiB, b.logits / kGiB, b.scratch / kGiB);
@@ -163,7 +163,7 @@ std::string memory_plan(const TrainPoint& p) {
   if (p.ranks > 1) line += " per GPU";
   // A chunk the model cannot honour: say so, since it is where such a point's memory goes.
   const std::int64_t N = std::int64_t(p.batch) * p.seq_len;
-  if (p.gpu.lm_head_chunk > 0 && p.gpu.lm_head_chunk < N && model::lm_head_rows(p.batch, p.seq_len, p.gpu.lm_head_chunk, f) == N)
+  if (p.gpu.lm_head_chunk > 0 && p.gpu.lm_head_chunk < N && head_rows == N)
     line += fmt::format("; the FP8 head over all {} tokens under {} scaling (an FP8 head runs lm_head_chunk={} under delayed scaling only)",
                         N, fp8::to_string(f->recipe.scaling), p.gpu.lm_head_chunk);
   return line;

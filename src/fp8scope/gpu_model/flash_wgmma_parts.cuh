@@ -312,6 +312,20 @@ __device__ __forceinline__ void issue_dkdv(AccD<D>& dk_acc, AccD<D>& dv_acc, con
   core::wgmma_commit();
 }
 
+// The second half of a dK/dV pass, from its waited S^T and dP^T: P^T and dS^T, then dV and dK
+// issued and waited for (the pass's Q and dO tiles may then be refilled).
+template <int D>
+__device__ __forceinline__ void dkdv_grads_waited(AccD<D>& dk_acc, AccD<D>& dv_acc, FragsK<kStep>& pf, FragsK<kStep>& ds, AccN<kStep>& st,
+                                                  AccN<kStep>& dpt, std::uint32_t q_tile, std::uint32_t do_tile, const float* l,
+                                                  const float* d, int key0, int qt, float sl2, float scale) {
+  dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
+  core::wgmma_fence();
+  issue_dkdv<D>(dk_acc, dv_acc, pf, ds, q_tile, do_tile);
+  core::wgmma_wait<0>();
+  hold<D>(dv_acc);
+  hold<D>(dk_acc);
+}
+
 // One pass of the dK/dV kernel for one warpgroup, against query tile qt of 64 whose Q and dO
 // tiles are at q_tile / do_tile: S^T and dP^T together, then dV and dK together; returns once
 // both are done (the tiles may then be refilled).
@@ -322,12 +336,7 @@ __device__ __forceinline__ void dkdv_pass(AccD<D>& dk_acc, AccD<D>& dv_acc, std:
   AccN<kStep> st, dpt;
   scores_waited<D>(st, k_addr, q_tile, dpt, v_addr, do_tile);
   FragsK<kStep> pf, ds;
-  dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
-  core::wgmma_fence();
-  issue_dkdv<D>(dk_acc, dv_acc, pf, ds, q_tile, do_tile);
-  core::wgmma_wait<0>();
-  hold<D>(dv_acc);
-  hold<D>(dk_acc);
+  dkdv_grads_waited<D>(dk_acc, dv_acc, pf, ds, st, dpt, q_tile, do_tile, l, d, key0, qt, sl2, scale);
 }
 
 // A consumer warpgroup's side of the dK/dV kernel: its keys (the thread's rows key0, key0 + 8)
@@ -378,12 +387,7 @@ struct DkdvRows {
       hold<D>(dk);
       done(it);
     }
-    dkdv_grads(pf, ds, st, dpt, l, d, key0, qt, sl2, scale);
-    core::wgmma_fence();
-    issue_dkdv<D>(dk, dv, pf, ds, q_tile, do_tile);
-    core::wgmma_wait<0>();
-    hold<D>(dv);
-    hold<D>(dk);
+    dkdv_grads_waited<D>(dk, dv, pf, ds, st, dpt, q_tile, do_tile, l, d, key0, qt, sl2, scale);
     done(passes - 1);
   }
   // dK and dV of k/v head bkv into their [B, T, ldg] tensors.
@@ -427,6 +431,19 @@ __device__ __forceinline__ void dq_grads(FragsK<kStep>& f, AccN<kStep>& s, AccN<
   to_a<kStep>(f, dp);
 }
 
+// The second half of a dQ pass, from its waited S and dP: dS, then dQ's product issued and
+// waited for (the pass's K tile may then be refilled).
+template <int D>
+__device__ __forceinline__ void dq_grads_waited(AccD<D>& dq_acc, FragsK<kStep>& f, AccN<kStep>& s, AccN<kStep>& dp, std::uint32_t k_tile,
+                                                int kt, const DqRows& r, float sl2, float scale) {
+  dq_grads(f, s, dp, kt, r, sl2, scale);
+  core::wgmma_fence();
+  issue_ab<D, kStep>(dq_acc, f, k_tile);
+  core::wgmma_commit();
+  core::wgmma_wait<0>();
+  hold<D>(dq_acc);
+}
+
 // One pass of the dQ kernel for one warpgroup: its queries r against key tile kt of 64 at
 // k_tile / v_tile. S and dP together (both from shared memory), then dQ; returns once it is done.
 template <int D>
@@ -435,12 +452,7 @@ __device__ __forceinline__ void dq_pass(AccD<D>& dq_acc, std::uint32_t q_addr, s
   AccN<kStep> s, dp;
   scores_waited<D>(s, q_addr, k_tile, dp, do_addr, v_tile);
   FragsK<kStep> f;  // P in BF16 (as in the dK/dV pass), then dS
-  dq_grads(f, s, dp, kt, r, sl2, scale);
-  core::wgmma_fence();
-  issue_ab<D, kStep>(dq_acc, f, k_tile);
-  core::wgmma_commit();
-  core::wgmma_wait<0>();
-  hold<D>(dq_acc);
+  dq_grads_waited<D>(dq_acc, f, s, dp, k_tile, kt, r, sl2, scale);
 }
 
 // The dQ passes over key tiles 0 .. last, each pass's S and dP queued behind the previous
@@ -467,12 +479,7 @@ __device__ __forceinline__ void dq_pipelined(AccD<D>& dq_acc, std::uint32_t q_ad
     hold<D>(dq_acc);
     done(kt);
   }
-  dq_grads(f, s, dp, last, r, sl2, scale);
-  core::wgmma_fence();
-  issue_ab<D, kStep>(dq_acc, f, k_tile);
-  core::wgmma_commit();
-  core::wgmma_wait<0>();
-  hold<D>(dq_acc);
+  dq_grads_waited<D>(dq_acc, f, s, dp, k_tile, last, r, sl2, scale);
   done(last);
 }
 

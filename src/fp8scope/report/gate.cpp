@@ -111,6 +111,12 @@ std::optional<double> final_loss_of(const Record& r) {
   return sum / double(n);
 }
 
+// A change (positive = worse) beyond its allowance fails; the same amount the other way is an
+// improvement.
+Verdict judge(double worse_by, double allowed) {
+  return worse_by > allowed ? Verdict::fail : worse_by < -allowed ? Verdict::improved : Verdict::pass;
+}
+
 std::optional<json> nan_onset_of(const Record& r) {
   if (r.data.contains("nan_onset") && r.data["nan_onset"].is_object()) return r.data["nan_onset"];
   return std::nullopt;
@@ -271,7 +277,7 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
       const double clock = sb->clock_mhz > 0 && sc->clock_mhz > 0 ? std::abs(sc->clock_mhz / sb->clock_mhz - 1) : 0.0;
       const double noise = t.noise_multiplier * (sb->noise + sc->noise) + t.clock_multiplier * clock;
       const double allowed = std::max(t.throughput_pct / 100.0, noise);
-      const Verdict v = worse_by > allowed ? Verdict::fail : worse_by < -allowed ? Verdict::improved : Verdict::pass;
+      const Verdict v = judge(worse_by, allowed);
       add({b.key, "speed", fmt::format("{:.4g} {}", sb->value, sb->unit), fmt::format("{:.4g} {}", sc->value, sc->unit),
            fmt::format("{:.1f}% (threshold {:.1f}%, noise {:.1f}%, clocks {:.1f}%)", 100 * allowed, t.throughput_pct,
                        100 * t.noise_multiplier * (sb->noise + sc->noise), 100 * clock),
@@ -291,10 +297,7 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
     if (both_ran && mb && mc && *mb > 0) {
       const double grown = *mc / *mb - 1, allowed = t.memory_pct / 100.0;
       add({b.key, "memory", fmt::format("{:.0f} MiB", *mb), fmt::format("{:.0f} MiB", *mc),
-           fmt::format("<= {:.0f} MiB (+{:.3g}%)", *mb * (1 + allowed), t.memory_pct), rule, grown,
-           grown > allowed    ? Verdict::fail
-           : grown < -allowed ? Verdict::improved
-                              : Verdict::pass});
+           fmt::format("<= {:.0f} MiB (+{:.3g}%)", *mb * (1 + allowed), t.memory_pct), rule, grown, judge(grown, allowed)});
     }
     // Convergence: where the run ends.
     auto lb = final_loss_of(b), lc = final_loss_of(c);
@@ -302,9 +305,7 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
       const double rose = *lc - *lb;
       add({b.key, "loss", fmt::format("{:.4f}", *lb), fmt::format("{:.4f}", *lc),
            fmt::format("<= {:.4f} (mean of the last {} steps, +{:.3g})", *lb + t.loss_growth, kLossWindow, t.loss_growth), rule, rose,
-           rose > t.loss_growth    ? Verdict::fail
-           : rose < -t.loss_growth ? Verdict::improved
-                                   : Verdict::pass});
+           judge(rose, t.loss_growth)});
     }
     // Stability.
     auto nb = nan_onset_of(b), nc = nan_onset_of(c);
