@@ -3,7 +3,9 @@
 // product of the same operands, and the statistics must see exactly the bytes cuBLASLt wrote.
 // Beside the correctness check this is the control case for compute-sanitizer's initcheck: the
 // output buffer is fresh from cudaMalloc, so a report here is about how the tool sees
-// cuBLASLt's stores, not about the model (docs/development.md, "Sanitizers").
+// cuBLASLt's stores, not about the model (docs/development.md, "Sanitizers"). The same with
+// tuning on (the fastest of the heuristic's candidates, timed in place), and a tuned cache must
+// never let its trials touch an output the GEMM accumulates into.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/fp8/format.hpp"
@@ -25,6 +27,7 @@ namespace {
 struct Shape {
   std::int64_t m, n, k;
   bool fp8;
+  int algos = 1;  // GemmCache's candidates timed per shape
 };
 
 class GemmCacheOutput : public ::testing::TestWithParam<Shape> {};
@@ -65,7 +68,7 @@ TEST_P(GemmCacheOutput, EqualsTheReferenceAndIsWhatTheNextKernelReads) {
   FP8S_CUDA(cudaMemcpy(dscale.get(), scales, sizeof scales, cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemset(dstats.get(), 0, sizeof(fp8::CastStats)));
 
-  gpu_model::GemmCache cache(nullptr);
+  gpu_model::GemmCache cache(nullptr, sh.algos);
   gpu_model::GemmCall c;
   c.ta = true, c.tb = false;
   c.m = sh.m, c.n = sh.n, c.k = sh.k, c.lda = sh.k, c.ldb = sh.k, c.ldd = sh.m;
@@ -105,15 +108,83 @@ TEST_P(GemmCacheOutput, EqualsTheReferenceAndIsWhatTheNextKernelReads) {
   EXPECT_EQ(bad, 0);
   EXPECT_EQ(st.amax, amax);  // the statistics kernel read every byte cuBLASLt wrote
   EXPECT_EQ(st.nonfinite, 0u);
+  if (sh.algos > 1) {
+    const auto t = cache.tuning();
+    ASSERT_EQ(t["shapes"].size(), 1u) << t.dump();
+    const auto& r = t["shapes"][0];
+    EXPECT_LT(r["chosen"].get<int>(), r["candidates"].get<int>());
+    EXPECT_LE(r["ms_chosen"].get<double>(), r["ms_first"].get<double>());
+  }
 }
 
 // The tiny model's shapes (B*T = 128 tokens, C = 64) and one of GPT-2 124M's.
 INSTANTIATE_TEST_SUITE_P(Shapes, GemmCacheOutput,
                          ::testing::Values(Shape{192, 128, 64, false}, Shape{192, 128, 64, true}, Shape{64, 128, 256, true},
-                                           Shape{768, 1024, 768, true}),
+                                           Shape{768, 1024, 768, true}, Shape{768, 1024, 768, true, 8}, Shape{768, 1024, 768, false, 8}),
                          [](const auto& i) {
                            const Shape& s = i.param;
-                           return (s.fp8 ? "e4m3_" : "bf16_") + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+                           return (s.fp8 ? "e4m3_" : "bf16_") + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
+                                  std::to_string(s.k) + (s.algos > 1 ? "_tuned" + std::to_string(s.algos) : "");
                          });
+
+// A weight gradient accumulates (beta 1) into its FP32 output: a tuned cache leaves it to the
+// heuristic's first algorithm, so its D is D0 + A B once, bit for bit what an untuned cache
+// writes; a second plan of a tuned shape (another scale pointer) takes the first's choice
+// without timing again.
+TEST(GemmCacheTuning, LeavesAccumulatingGemmsAloneAndTunesEachShapeOnce) {
+  FP8SCOPE_REQUIRE_GPU();
+  const std::int64_t m = 256, n = 512, k = 1024;
+  const auto a = normal_bf16(std::size_t(m * k), 1.0f, 1), b = normal_bf16(std::size_t(n * k), 1.0f, 2);
+  std::vector<float> d0(std::size_t(m * n));
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> nd(0.0f, 4.0f);
+  for (auto& v : d0) v = nd(rng);
+  core::DeviceBuffer da(a.size() * 2), db(b.size() * 2), dd(d0.size() * 4), dout(std::size_t(m * n) * 2);
+  FP8S_CUDA(cudaMemcpy(da.get(), a.data(), a.size() * 2, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(db.get(), b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+
+  gpu_model::GemmCall acc;  // NT, FP32 output accumulated, as the model's wgrad
+  acc.ta = false, acc.tb = true;
+  acc.m = m, acc.n = n, acc.k = k, acc.lda = m, acc.ldb = n, acc.ldd = m;
+  acc.d = gemm::DType::fp32;
+  acc.beta = 1.0f;
+  std::vector<std::vector<float>> out;
+  for (int algos : {1, 8}) {
+    gpu_model::GemmCache cache(nullptr, algos);
+    FP8S_CUDA(cudaMemcpy(dd.get(), d0.data(), d0.size() * 4, cudaMemcpyHostToDevice));
+    cache.run(acc, da.get(), db.get(), dd.get(), "accumulating");
+    FP8S_CUDA(cudaDeviceSynchronize());
+    out.push_back(download<float>(dd, d0.size()));
+    if (algos > 1) {
+      const auto t = cache.tuning();
+      EXPECT_EQ(t["untuned_accumulating"].get<int>(), 1) << t.dump();
+      EXPECT_TRUE(t["shapes"].empty()) << t.dump();
+    }
+  }
+  EXPECT_TRUE(out[0] == out[1]) << "the tuned cache's accumulating GEMM differs from the untuned one's";
+  // Sanity: the accumulation happened once (D0 plus a product of unit-variance sums, not D0).
+  double moved = 0;
+  for (std::size_t i = 0; i < d0.size(); ++i) moved += std::fabs(out[0][i] - d0[i]);
+  EXPECT_GT(moved / double(d0.size()), 1.0);
+
+  // Two plans of one shape: BF16 TN with a bias each (different pointers, one shape).
+  const std::vector<__nv_bfloat16> bias(std::size_t(m) * 2, __float2bfloat16(0.5f));
+  core::DeviceBuffer dbias(bias.size() * 2);
+  FP8S_CUDA(cudaMemcpy(dbias.get(), bias.data(), bias.size() * 2, cudaMemcpyHostToDevice));
+  gpu_model::GemmCache cache(nullptr, 8);
+  gpu_model::GemmCall c;
+  c.ta = true, c.tb = false;
+  c.m = m, c.n = n, c.k = k, c.lda = k, c.ldb = k, c.ldd = m;
+  c.bias = dbias.as<__nv_bfloat16>();
+  cache.run(c, da.get(), db.get(), dout.get(), "first");
+  c.bias = dbias.as<__nv_bfloat16>() + m;
+  cache.run(c, da.get(), db.get(), dout.get(), "second");
+  FP8S_CUDA(cudaDeviceSynchronize());
+  EXPECT_EQ(cache.plans(), 2u);
+  const auto t = cache.tuning();
+  ASSERT_EQ(t["shapes"].size(), 1u) << t.dump();
+  EXPECT_EQ(t["shapes"][0]["plans"].get<int>(), 2);
+  EXPECT_EQ(t["shapes"][0]["gemm"].get<std::string>(), "first");
+}
 
 }  // namespace

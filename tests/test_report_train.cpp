@@ -116,6 +116,51 @@ TEST(TrainReport, Fp8TwinIsLaunchedTheSameWay) {
   EXPECT_EQ(md.find("1.300x"), std::string::npos) << md;  // not the graph against the uncaptured step
 }
 
+// The cuBLASLt algorithm choice is part of the twin (an FP8 step with tuned GEMMs against the
+// BF16 step with tuned GEMMs), and the tuning tables say what the trials found: per run the
+// shapes' summed GEMM time with either choice, and each shape another candidate won.
+TEST(TrainReport, GemmTuningTablesAndTwins) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "gemm_algos"}};
+  auto rec = [](const char* precision, int algos, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},          {"n_head", 12},       {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"precision", precision}, {"gemm_algos", algos}};
+    core::Record r = core::make_record(fmt::format("{}-{}", precision, algos), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    if (algos > 1)
+      r.data["gemm_tuning"] = {{"algos", algos},
+                               {"untuned_accumulating", 48},
+                               {"shapes",
+                                {{{"gemm", "qkv fprop"},
+                                  {"shape", "TN m=2304 n=16384 k=768"},
+                                  {"plans", 12},
+                                  {"candidates", 8},
+                                  {"chosen", 6},
+                                  {"ms_first", 0.060},
+                                  {"ms_chosen", 0.050}},
+                                 {{"gemm", "proj dgrad"},
+                                  {"shape", "TN m=768 n=16384 k=768"},
+                                  {"plans", 12},
+                                  {"candidates", 8},
+                                  {"chosen", 0},
+                                  {"ms_first", 0.020},
+                                  {"ms_chosen", 0.020}}}}};
+    return r;
+  };
+  f.records = {rec("bf16", 1, 100000.0), rec("bf16", 8, 110000.0), rec("fp8", 1, 120000.0), rec("fp8", 8, 143000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"gemm_algos.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.300x"), std::string::npos) << md;  // 143000 / 110000: tuned against tuned
+  EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 120000 / 100000
+  EXPECT_EQ(md.find("1.430x"), std::string::npos) << md;  // not tuned FP8 against the untuned BF16
+  EXPECT_NE(md.find("cuBLASLt algorithms timed per GEMM shape"), std::string::npos) << md;
+  // 12 x 0.060 + 12 x 0.020 = 0.960 ms with the first, 12 x 0.050 + 12 x 0.020 = 0.840 kept: 1.143x.
+  EXPECT_NE(md.find("| 0.960 | 0.840 | 1.143x |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| qkv fprop | TN m=2304 n=16384 k=768 | 12 | #6 of 8 | 0.0600 | 0.0500 | 1.200x |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("| proj dgrad |"), std::string::npos) << md;  // the heuristic's first won: no detail row
+}
+
 // The fused attention's kernels are part of the twin: an FP8 step on the TMA kernels is
 // compared with the BF16 step on them, and records made before the axis count as automatic.
 TEST(TrainReport, Fp8TwinRunsTheSameAttentionKernels) {

@@ -32,7 +32,7 @@ struct RankResult {
   core::Outcome outcome = core::Outcome::ok;
   std::string reason;
   double device_mib = 0;
-  json graphs;
+  json graphs, gemm_tuning;
 };
 
 void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const model::Fp8ModelConfig* fp8,
@@ -66,6 +66,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
       }
       if (gpt.fp8()) out.taps = gpt.fp8()->taps();
       out.graphs = graph_use(gpt);
+      out.gemm_tuning = gpt.gemm_tuning();  // each rank times its own (its choices may differ)
     }
   } catch (const core::CudaError& e) {
     out.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
@@ -148,6 +149,7 @@ bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, con
   for (auto& res : results) out.rank_taps.push_back(std::move(res.taps));
   out.device_mib = results[0].device_mib;
   out.graphs = results[0].graphs;
+  out.gemm_tuning = results[0].gemm_tuning;
   json ranks = json::array();
   for (int k = 0; k < R; ++k)
     ranks.push_back({{"rank", k},

@@ -88,6 +88,15 @@ std::vector<core::ParamSpec> train_axes() {
        0,
        "GPU: each step captured once as a CUDA graph and replayed (no host synchronisation inside a step); false: launched "
        "kernel by kernel. Data-parallel runs and the profiled step run uncaptured"},
+      {"gemm_algos",
+       K::integer,
+       1,
+       {},
+       1,
+       64,
+       "GPU: cuBLASLt algorithms timed per GEMM shape at its first run, the fastest kept (the record's gemm_tuning says which "
+       "and by how much); 1: the heuristic's first, untimed, the same on every run. GEMMs that accumulate into their output "
+       "(the weight gradients) keep the heuristic's first"},
   };
 }
 
@@ -134,6 +143,7 @@ TrainPoint train_point_from(const json& p) {
   t.gpu.lm_head_chunk = p.value("lm_head_chunk", 0);
   t.gpu.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
   t.gpu.cuda_graph = p.value("cuda_graph", false);  // records made before the axis ran uncaptured
+  t.gpu.gemm_algos = p.value("gemm_algos", 1);
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }

@@ -82,6 +82,7 @@ struct GpuRun {
   double peak_device_mib = 0;  // cudaMemGetInfo: the most the device had in use after a step (context and cuBLASLt included)
   std::vector<std::vector<fp8::Tap>> rank_taps;  // data-parallel FP8 runs: every rank's own taps
   core::json graphs;                             // GPU: the steps' CUDA graphs (train_step.hpp's graph_use)
+  core::json gemm_tuning;                        // GPU, gemm_algos > 1: GpuGpt::gemm_tuning (rank 0's when data-parallel)
 };
 // Trains p on the GPU (on p.ranks GPUs from `device` with NCCL when p.ranks > 1); false when the run could not go on (out of memory, a GEMM
 // cuBLASLt refuses, a CUDA error), with r.outcome and r.reason set. Host-only builds: always false, outcome skipped.

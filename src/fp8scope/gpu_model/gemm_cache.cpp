@@ -5,6 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 namespace fp8scope::gpu_model {
 
 namespace {
@@ -19,13 +23,85 @@ std::string with_reason(std::string msg, const nlohmann::json& why) {
   if (why.is_array() && !why.empty()) msg += "; " + why[0].get<std::string>();
   return msg;
 }
+
+// Timing events for the trials (GpuTimer would allocate its L2-flush buffer, which would count
+// in the training run's peak memory). A trial runs the GEMM back to back on its own operands.
+struct TrialEvents {
+  cudaEvent_t start{}, stop{};
+  TrialEvents() {
+    FP8S_CUDA(cudaEventCreate(&start));
+    FP8S_CUDA(cudaEventCreate(&stop));
+  }
+  ~TrialEvents() { cudaEventDestroy(start), cudaEventDestroy(stop); }
+};
 }  // namespace
 
-GemmCache::GemmCache(cudaStream_t stream) : stream_(stream), workspace_(kWorkspace) {}
+GemmCache::GemmCache(cudaStream_t stream, int algos) : stream_(stream), algos_(std::max(1, algos)), workspace_(kWorkspace) {}
 
 GemmCache::Key GemmCache::key_of(const GemmCall& c) {
   return {c.ta, c.tb, c.m,     c.n,    c.k,    c.lda,     c.ldb,     c.ldd,    c.batch,  c.a,
           c.b,  c.d,  c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.a_mode, c.b_mode, c.fast_accum};
+}
+
+GemmCache::ShapeKey GemmCache::shape_key_of(const GemmCall& c) {
+  return {c.ta,     c.tb,     c.m,         c.n, c.k, c.lda, c.ldb, c.ldd, c.batch, c.a, c.b, c.d, c.beta, c.bias != nullptr,
+          c.a_mode, c.b_mode, c.fast_accum};
+}
+
+double GemmCache::time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D) {
+  constexpr int kRuns = 4, kRounds = 3;
+  if (plan.mm->run_on(handle_, algo, stream_, A, B, D, workspace_.get())) return std::numeric_limits<double>::infinity();  // and warms up
+  TrialEvents ev;
+  double best = std::numeric_limits<double>::infinity();
+  for (int round = 0; round < kRounds; ++round) {
+    FP8S_CUDA(cudaEventRecord(ev.start, stream_));
+    for (int i = 0; i < kRuns; ++i) plan.mm->run_on(handle_, algo, stream_, A, B, D, workspace_.get());
+    FP8S_CUDA(cudaEventRecord(ev.stop, stream_));
+    FP8S_CUDA(cudaEventSynchronize(ev.stop));
+    float ms = 0;
+    FP8S_CUDA(cudaEventElapsedTime(&ms, ev.start, ev.stop));
+    best = std::min(best, double(ms) / kRuns);
+  }
+  return best;
+}
+
+std::size_t GemmCache::choose(const GemmCall& c, const Plan& plan, const std::vector<cublasLtMatmulHeuristicResult_t>& candidates,
+                              const void* A, const void* B, void* D, const char* what) {
+  if (algos_ <= 1 || candidates.size() <= 1) return 0;
+  if (c.beta != 0.0f) return ++untuned_accumulating_, 0;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  FP8S_CUDA(cudaStreamIsCapturing(stream_, &capturing));
+  if (capturing != cudaStreamCaptureStatusNone) return 0;
+  const ShapeKey sk = shape_key_of(c);
+  if (auto it = tuned_.find(sk); it != tuned_.end()) {
+    ++it->second.plans;
+    // The heuristic answers the same descriptors the same way; a shorter list keeps its first.
+    return std::size_t(it->second.chosen) < candidates.size() ? std::size_t(it->second.chosen) : 0;
+  }
+  std::vector<double> ms;
+  for (const auto& r : candidates) ms.push_back(time_algo(plan, r.algo, A, B, D));
+  const std::size_t best = std::size_t(std::min_element(ms.begin(), ms.end()) - ms.begin());
+  if (!std::isfinite(ms[best])) return 0;  // none ran: the real run reports the refusal
+  nlohmann::json times = nlohmann::json::array();
+  for (double t : ms) times.push_back(std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(nullptr));
+  Tuned t;
+  t.chosen = int(best);
+  t.record = {
+      {"gemm", what},          {"shape", shape(c)}, {"candidates", candidates.size()},          {"chosen", best}, {"ms_first", times[0]},
+      {"ms_chosen", ms[best]}, {"ms", times},       {"algo", gemm::algo_json(candidates[best])}};
+  tuned_.emplace(sk, std::move(t));
+  return best;
+}
+
+nlohmann::json GemmCache::tuning() const {
+  if (algos_ <= 1) return nullptr;
+  nlohmann::json shapes = nlohmann::json::array();
+  for (const auto& [key, t] : tuned_) {
+    nlohmann::json r = t.record;
+    r["plans"] = t.plans;
+    shapes.push_back(std::move(r));
+  }
+  return {{"algos", algos_}, {"shapes", std::move(shapes)}, {"untuned_accumulating", untuned_accumulating_}};
 }
 
 void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, const char* what) {
@@ -52,13 +128,13 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
       throw GemmRefused(core::Outcome::heuristic_unsupported,
                         fmt::format("{} GEMM ({}): cuBLASLt refused {}: {}", what, shape(c), plan.mm->setup_step(),
                                     gemm::status_name(plan.mm->setup_status())));
-    auto h = plan.mm->heuristic(handle_, 1, false);
+    auto h = plan.mm->heuristic(handle_, algos_, false);
     if (auto v = gemm::heuristic_verdict(h.status, int(h.results.size()))) {
       const auto why = gemm::explain_refusal([&] { plan.mm->heuristic(handle_, 1, false); }, 0);
       throw GemmRefused(
           *v, with_reason(fmt::format("{} GEMM ({}): no cuBLASLt algorithm ({})", what, shape(c), gemm::status_name(h.status)), why));
     }
-    plan.algo = h.results[0].algo;
+    plan.algo = h.results[choose(c, plan, h.results, A, B, D, what)].algo;
     it = plans_.emplace(key, std::move(plan)).first;
   }
   const int st = it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get());

@@ -1,16 +1,23 @@
 #pragma once
-// The model's GEMMs through cuBLASLt: a plan (descriptors + the heuristic's first algorithm)
-// is made once per distinct problem and reused every step. Column-major, as cuBLASLt sees
-// it; gpt_gpu.cpp spells out how each row-major tensor maps onto it.
+// The model's GEMMs through cuBLASLt: a plan (descriptors + an algorithm) is made once per
+// distinct problem and reused every step. The algorithm is the heuristic's first, or, when
+// asked to tune, the fastest of the heuristic's first candidates timed on the GEMM's own
+// operands at its first run (the heuristic's first is often not the fastest: for GPT-2 124M's
+// FP8 fprop shapes on an H200 another of its first 8 ran 1.16-1.21x faster, gemm_gpt2.json).
+// Column-major, as cuBLASLt sees it; gpt_gpu.cpp spells out how each row-major tensor maps
+// onto it.
 #include "fp8scope/core/cuda_util.hpp"
 #include "fp8scope/core/record.hpp"
 #include "fp8scope/gemm/lt_matmul.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace fp8scope::gpu_model {
 
@@ -39,11 +46,23 @@ class GemmRefused : public std::runtime_error {
 
 class GemmCache {
  public:
-  explicit GemmCache(cudaStream_t stream);
+  // algos: how many of the heuristic's candidates a GEMM's first run times (each shape once;
+  // every later plan of the same shape takes the same choice); 1: the heuristic's first,
+  // untimed. Only GEMMs that overwrite their output are tuned: the trials run in place, and an
+  // accumulating one (beta != 0, the FP32 weight gradients) would add its product once per
+  // trial, so it keeps the heuristic's first. Nor is a GEMM tuned while its stream is being
+  // captured (a CUDA graph's first step is uncaptured: its plans are made then).
+  explicit GemmCache(cudaStream_t stream, int algos = 1);
   // D = alpha op(A) op(B) (+ bias) + beta D. Throws GemmRefused if cuBLASLt refuses; `what`
   // names the GEMM in the message (e.g. "lm_head dgrad").
   void run(const GemmCall& c, const void* A, const void* B, void* D, const char* what = "");
   std::size_t plans() const { return plans_.size(); }
+  // What tuning timed and kept, per shape: {"algos": asked, "shapes": [{"gemm": the first
+  // GEMM of the shape, "shape", "plans": plans that took the choice, "candidates", "chosen":
+  // the kept candidate's index (0 = the heuristic's first), "ms_first", "ms_chosen", "algo"}],
+  // "untuned_accumulating": plans left to the heuristic because they accumulate}. Null when
+  // algos is 1.
+  nlohmann::json tuning() const;
 
  private:
   struct Plan {
@@ -57,7 +76,24 @@ class GemmCache {
       std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, gemm::DType,
                  gemm::DType, gemm::DType, float, float, const void*, const void*, const void*, fp8::ScaleMode, fp8::ScaleMode, bool>;
   static Key key_of(const GemmCall& c);
+  // The key without the pointers (bias and scales): plans of one shape share a tuning.
+  using ShapeKey = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                              gemm::DType, gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool>;
+  static ShapeKey shape_key_of(const GemmCall& c);
+  struct Tuned {
+    int chosen = 0, plans = 1;
+    nlohmann::json record;
+  };
+  // Picks the algorithm of a new plan among the heuristic's candidates (timing them on A, B, D
+  // when this shape was not tuned yet); returns its index.
+  std::size_t choose(const GemmCall& c, const Plan& plan, const std::vector<cublasLtMatmulHeuristicResult_t>& candidates, const void* A,
+                     const void* B, void* D, const char* what);
+  // The trial's time per run (ms; the least of three rounds), infinity if cuBLASLt refuses it.
+  double time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D);
   cudaStream_t stream_;
+  int algos_ = 1;
+  std::map<ShapeKey, Tuned> tuned_;
+  int untuned_accumulating_ = 0;
   gemm::LtHandle handle_;
   core::DeviceBuffer workspace_;
   std::map<Key, Plan> plans_;

@@ -40,7 +40,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       head_rows_(model::lm_head_rows(B, T, options.lm_head_chunk, fp8)),
       bf16_logits_(options.bf16_logits),
       stream_(stream),
-      gemms_(stream),
+      gemms_(stream, options.gemm_algos),
       layout_(model::param_layout(cfg)),
       n_params_(model::param_count(cfg)),
       graphs_on_(options.cuda_graph),

@@ -66,6 +66,9 @@ class GpuGpt {
   // Steps train_step replayed from a graph, and graphs it captured.
   int graph_replays() const { return graph_replays_; }
   int graph_captures() const { return int(bool(graphs_[0].exec)) + int(bool(graphs_[1].exec)); }  // each kind once
+  // The cuBLASLt algorithms timed and kept per GEMM shape (GemmCache::tuning; null unless
+  // GpuRunOptions::gemm_algos > 1).
+  nlohmann::json gemm_tuning() const { return gemms_.tuning(); }
   // Why train_step runs uncaptured now ("" when it captures).
   std::string graphs_off_reason() const;
 

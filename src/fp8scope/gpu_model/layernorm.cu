@@ -260,8 +260,8 @@ void launch_forward(bf16* out, std::uint8_t* out8, float* mean, float* rstd, con
 // column_sum_add_split reduces in a fixed order: no float atomics, the same result on every run.
 constexpr int kBwdWarps = 8;
 // Fixed, so that the summation order (and the bits) do not depend on the GPU: two blocks per SM
-// of an H200 (the registers of two rows in flight allow two 256-thread blocks; one for rows of
-// more than 1024 channels, whose blocks then run in two waves).
+// of an H100 / H200 (the registers of two rows in flight allow two 256-thread blocks up to 1280
+// channels; one for wider rows, whose blocks then run in two waves).
 constexpr int kBwdMaxBlocks = 264;
 
 // Shared memory holds per-channel values in 256-channel groups laid out [h][lane][4]: lane L's
@@ -278,10 +278,12 @@ __device__ __forceinline__ void load8_halves(const float* p, float* out) {
 }
 
 // kVecs = ceil(C / 256): the register arrays hold exactly what a lane needs. Rows of more than
-// 1024 channels prefetch only x and dout (the residual gradient is read where it is updated),
-// one block per SM.
+// 1024 channels prefetch only x and dout (the residual gradient is read where it is updated).
+// Up to 1280 channels two blocks fit an SM (kVecs = 5 at 128 registers, no spills; at the
+// 145 the compiler took unbounded, one block of 8 warps an SM ran kBwdMaxBlocks in two waves);
+// wider rows, one block per SM.
 template <int kVecs, bool kRms>
-__global__ void __launch_bounds__(kBwdWarps * 32, kVecs <= 4 ? 2 : 1)
+__global__ void __launch_bounds__(kBwdWarps * 32, kVecs <= 5 ? 2 : 1)
     layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
                               const float* rstd, int N, int C) {
   constexpr bool kPrefetchResidual = kVecs <= 4;

@@ -69,6 +69,10 @@ struct GpuRunOptions {
   // The training step captured as a CUDA graph and replayed (GpuGpt::train_step), instead of
   // launched kernel by kernel from the host.
   bool cuda_graph = true;
+  // cuBLASLt algorithms: how many of the heuristic's candidates each GEMM shape times at its
+  // first run, keeping the fastest (gpu_model::GemmCache); 1: the heuristic's first, untimed,
+  // the same choice on every run (timing noise can pick differently from run to run).
+  int gemm_algos = 1;
 };
 
 // Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16

@@ -2,6 +2,7 @@
 // loss against ln(V), where the GPU time goes, and the peer (PyTorch) side by side.
 #include "fp8scope/model/fp8_fields.hpp"
 #include "fp8scope/model/gpt_config.hpp"
+#include "fp8scope/report/gemm_tuning.hpp"
 #include "fp8scope/report/sections.hpp"
 #include "fp8scope/report/step_limits.hpp"
 
@@ -155,12 +156,12 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   };
   // FP8 runs against the BF16 run of the same model, attention (and its kernels), LM head (chunks, logits
   // type), step launch (a CUDA graph or kernel by kernel; records without the axis ran
-  // uncaptured) and GPU count in the same file (same run of the probe).
+  // uncaptured), cuBLASLt algorithm choice and GPU count in the same file (same run of the probe).
   auto same_setup = [](const json& a, const json& b) {
     return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
            a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized")) &&
            flash_kernel_of(a) == flash_kernel_of(b) && lm_head_setup(a) == lm_head_setup(b) &&
-           a.value("cuda_graph", false) == b.value("cuda_graph", false);
+           a.value("cuda_graph", false) == b.value("cuda_graph", false) && a.value("gemm_algos", 1) == b.value("gemm_algos", 1);
   };
   auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
     if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
@@ -191,7 +192,8 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
     sec["text"].push_back(
         "vs BF16: an FP8 run's tokens/s over the BF16 run of the same model, attention kernels, LM head, step launch (one CUDA "
-        "graph or kernel by kernel) and GPU count in this file (the same run of the probe); in brackets the range its step-time quartiles "
+        "graph or kernel by kernel), cuBLASLt algorithm choice (gemm_algos) and GPU count in this file (the same run of the probe); in "
+        "brackets the range its step-time quartiles "
         "allow (BF16 q1 / FP8 q3 to BF16 q3 / FP8 q1).");
   }
   if (any_dp) t.columns.insert(t.columns.begin() + 8, "scaling");
@@ -276,6 +278,7 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     if (rates) add_limit_table(in.file.records, *rates, sec);
   }
   add_memory_table(in.file.records, label_of, sec);
+  add_gemm_tuning_tables(in.file.records, label_of, sec);
   // Data-parallel runs: each rank's own view (its loss, its NaN onset, whether its FP8 scales
   // agreed with rank 0's, which they must with reduce_amax on).
   Table ranks{
