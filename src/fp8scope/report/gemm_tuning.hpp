@@ -1,8 +1,8 @@
 #pragma once
 // The training sections' view of the cuBLASLt algorithm choice (probe_train's gemm_algos):
 // per run, how many GEMM shapes were timed, how many another candidate than the heuristic's
-// first won, and the GEMM time those shapes take at the trials' rates with either choice; then
-// each shape another candidate won, with both times.
+// first won, and the timed shapes' trial times summed (each shape once) with either choice;
+// then each shape another candidate won, with both times.
 #include "fp8scope/report/report.hpp"
 
 #include <functional>
