@@ -130,6 +130,19 @@ TEST(TrainPoint, FlashKernelNeedsTheFusedAttention) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
+// gemm_algos times cuBLASLt's candidates: the CPU reference has none to time.
+TEST(TrainPoint, GemmAlgosNeedsTheGpuBackend) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  EXPECT_EQ(train::train_point_from(point).gpu.gemm_algos, 1);
+  point["gemm_algos"] = 8;
+  EXPECT_EQ(train::train_point_from(point).gpu.gemm_algos, 8);
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()),
+            "gemm_algos=8 times cuBLASLt's algorithms; it needs backend gpu (the CPU reference has none)");
+  point["backend"] = "gpu";
+  EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
+}
+
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;

@@ -212,6 +212,8 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   if (p.backend == "gpu" && !p.gpu.flash_attention && p.gpu.flash_kernel != "automatic")
     return fmt::format("flash_kernel {} picks the fused attention's kernels; it needs attention flash", p.gpu.flash_kernel);
   if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
+  if (p.gpu.gemm_algos > 1 && p.backend != "gpu")
+    return fmt::format("gemm_algos={} times cuBLASLt's algorithms; it needs backend gpu (the CPU reference has none)", p.gpu.gemm_algos);
   // Ranks take the GPUs from --device on: device + ranks of them must exist.
   if (p.ranks > 1 && core::env_has_gpu(env)) {
     const int count = env["gpu"].value("count", 1), first = env["gpu"].value("index", 0);
