@@ -159,6 +159,30 @@ TEST(TrainReport, GemmTuningTablesAndTwins) {
   EXPECT_NE(md.find("| 0.080 | 0.070 | 1.143x |"), std::string::npos) << md;
   EXPECT_NE(md.find("| qkv fprop | TN m=2304 n=16384 k=768 | 12 | #6 of 8 | 0.0600 | 0.0500 | 1.200x |"), std::string::npos) << md;
   EXPECT_EQ(md.find("| proj dgrad |"), std::string::npos) << md;  // the heuristic's first won: no detail row
+  // The summary names each setup's choice where the file varies it.
+  EXPECT_NE(md.find("materialized gemm_algos 8): FP8"), std::string::npos) << md;
+  EXPECT_NE(md.find("materialized gemm_algos 1): FP8"), std::string::npos) << md;
+}
+
+// Where FP8 pays off has a row per setup; two setups of one model say how they differ.
+TEST(TrainReport, WhereFp8PaysOffNamesWhatSetsTwoRowsOfOneModelApart) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "setups"}};
+  auto rec = [](int d, const char* precision, int algos, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", d},   {"n_layer", 12},          {"n_head", d / 64},   {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"precision", precision}, {"gemm_algos", algos}};
+    core::Record r = core::make_record(fmt::format("{}-{}-{}", d, precision, algos), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}, {"params", 1e8}};
+    return r;
+  };
+  for (int d : {768, 1024})
+    for (int algos : {1, 8}) f.records.push_back(rec(d, "bf16", algos, 100000.0)), f.records.push_back(rec(d, "fp8", algos, 120000.0));
+  report::ReportOptions opt;
+  opt.results.push_back({"setups.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("Where FP8 pays off"), std::string::npos) << md;
+  EXPECT_NE(md.find("| d=768 L=12 H=12 gemm_algos 1 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| d=1024 L=12 H=16 gemm_algos 8 |"), std::string::npos) << md;
 }
 
 // The fused attention's kernels are part of the twin: an FP8 step on the TMA kernels is

@@ -301,14 +301,20 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   }
   if (!ranks.rows.empty()) sec["tables"].push_back(ranks.to_json());
   const std::string sweep = in.file.meta.value("sweep", std::string("train"));
-  // A run's setup (model, attention kernels, LM head, GPU count) names its group in the figures;
-  // the head's chunks and logits type only where the file varies them.
+  // A run's setup (model, attention kernels, LM head, cuBLASLt algorithm choice, GPU count)
+  // names its group in the figures and the summary; the kernels, the head's chunks and logits
+  // type and gemm_algos only where the file varies them.
   std::set<std::string> heads, flash_kernels;
-  for (auto& r : in.file.records) heads.insert(lm_head_setup(r.params).label()), flash_kernels.insert(flash_kernel_of(r.params));
+  std::set<int> gemm_algos;
+  for (auto& r : in.file.records) {
+    heads.insert(lm_head_setup(r.params).label()), flash_kernels.insert(flash_kernel_of(r.params));
+    gemm_algos.insert(r.params.value("gemm_algos", 1));
+  }
   auto setup_of = [&](const json& p) {
     std::string s = run_label(p) + " " + p.value("attention", std::string("materialized"));
     if (flash_kernels.size() > 1) s += " " + flash_kernel_of(p);
     if (heads.size() > 1) s += " head " + lm_head_setup(p).label();
+    if (gemm_algos.size() > 1) s += fmt::format(" gemm_algos {}", p.value("gemm_algos", 1));
     if (p.value("ranks", 1) > 1) s += fmt::format(" x{} GPUs", p.value("ranks", 1));
     return s;
   };
@@ -405,16 +411,24 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     auto ratio = [&](const core::Record* a, const core::Record* b) {
       return a && b ? fmt::format("{:.2f}x", m(*a, "tokens_per_s") / m(*b, "tokens_per_s")) : std::string("-");
     };
+    // What a setup adds to its model's name (the kernels, the head, gemm_algos where the file
+    // varies them): two setups of one model get two rows that say how they differ.
+    auto beyond_model = [&](const std::string& su, const json& p) {
+      const std::string base = run_label(p) + " " + p.value("attention", std::string("materialized"));
+      return su.compare(0, base.size(), base) == 0 ? su.substr(base.size()) : std::string();
+    };
     for (const auto& [su, f, b] : pairs) {
       const core::Record *cb = ok_peer(b), *cf = ok_peer(f);
       const double pf = peak_mib(*f), pb = peak_mib(*b);
-      pays.rows.push_back(
-          {fmt::format("d={} L={} H={}", f->params.value("d_model", 0), f->params.value("n_layer", 0), f->params.value("n_head", 0)),
-           fmt::format("{:.0f}M", m(*f, "params") / 1e6), fmt_num(m(*b, "ms_per_step"), 2), fmt_num(m(*f, "ms_per_step"), 2),
-           vs_bf16(*f, *b), fmt_pct(m(*b, "mfu")), fmt_pct(m(*f, "mfu")), cb ? fmt_num(m(*cb, "ms_per_step"), 2) : "-", ratio(b, cb),
-           ratio(f, cb), cf ? fmt_num(m(*cf, "ms_per_step"), 2) : "-", ratio(f, cf), fmt_num(pb, 0), fmt_num(pf, 0),
-           std::isfinite(pf / pb) ? fmt::format("{:.2f}x", pf / pb) : "-", cf ? fmt_num(peak_mib(*cf), 0) : "-"});
-      groups.push_back(fmt::format("{:.0f}M (d={})", m(*f, "params") / 1e6, f->params.value("d_model", 0)));
+      const std::string extra = beyond_model(su, f->params);
+      pays.rows.push_back({fmt::format("d={} L={} H={}{}", f->params.value("d_model", 0), f->params.value("n_layer", 0),
+                                       f->params.value("n_head", 0), extra),
+                           fmt::format("{:.0f}M", m(*f, "params") / 1e6), fmt_num(m(*b, "ms_per_step"), 2),
+                           fmt_num(m(*f, "ms_per_step"), 2), vs_bf16(*f, *b), fmt_pct(m(*b, "mfu")), fmt_pct(m(*f, "mfu")),
+                           cb ? fmt_num(m(*cb, "ms_per_step"), 2) : "-", ratio(b, cb), ratio(f, cb),
+                           cf ? fmt_num(m(*cf, "ms_per_step"), 2) : "-", ratio(f, cf), fmt_num(pb, 0), fmt_num(pf, 0),
+                           std::isfinite(pf / pb) ? fmt::format("{:.2f}x", pf / pb) : "-", cf ? fmt_num(peak_mib(*cf), 0) : "-"});
+      groups.push_back(fmt::format("{:.0f}M (d={}){}", m(*f, "params") / 1e6, f->params.value("d_model", 0), extra));
       const double base = m(*b, "tokens_per_s");
       push(s_fp8, f, base), push(s_cb, cb, base), push(s_cf, cf, base);
     }
