@@ -212,6 +212,40 @@ TEST(ReportLimits, EachPhaseBesideItsBound) {
   EXPECT_EQ(t["rows"][1][1], fmt::format("1.60 / {:.2f} ({:.1f}x)", ln_ms, 1.6 / ln_ms));
 }
 
+// A training run that timed cuBLASLt's candidates (gemm_algos) measured its own GEMMs: without
+// a probe_gemm file the limit table takes their rates (the same bound as a probe_gemm result of
+// that shape and rate would give).
+TEST(ReportLimits, TrainingRunsTrialsGiveTheGemmRates) {
+  const core::ResultFile bench = copy_benchmark(4000.0);
+  core::ResultFile train;
+  train.meta = {{"probe", "train"}, {"sweep", "t"}};
+  core::Record r = gpt2_124m_run("run", {{"precision", "fp8"}, {"fp8_linears", "qkv,proj,fc1,fc2"}, {"gemm_algos", 8}}, {{"matmul", 20.0}});
+  const double ms = 2.0 * 2304 * 16384 * 768 / 1e15 * 1e3;  // qkv's fprop at 1000 TFLOP/s
+  r.data["gemm_tuning"] = {{"algos", 8},
+                           {"untuned_accumulating", 48},
+                           {"shapes",
+                            {{{"gemm", "qkv fprop"},
+                              {"shape", "TN m=2304 n=16384 k=768 lda=768 ldb=768 ldd=2304 batch=1 e4m3xe4m3->bf16"},
+                              {"plans", 12},
+                              {"candidates", 8},
+                              {"chosen", 3},
+                              {"ms_first", 2 * ms},
+                              {"ms_chosen", ms}}}}};
+  train.records.push_back(r);
+  report::ReportOptions opt;
+  opt.results = {{"b.json", bench}, {"t.json", train}};
+  const core::json rep = report::build_report(opt);
+  const auto& t = table(rep, "Limits:");
+  const std::string title = t["title"];
+  EXPECT_NE(title.find("t.json (its runs' cuBLASLt trials)"), std::string::npos) << title;
+  const double N = 16384, C = 768, F = 3072;
+  const double cast_bytes = 12 * ((N * C + N * 3 * C + C * 3 * C) * 4 + (N * C + N * C + C * C) * 4 + (N * C * 4 + N * F * 6 + C * F * 4) +
+                                  (N * F + N * C + F * C) * 4);
+  const double mm_bound = 6.0 * N * 12 * (768.0 * 2304 + 768 * 768 + 2 * 768 * 3072) / 1e15 * 1e3 + cast_bytes / 4e12 * 1e3;
+  ASSERT_EQ(t["rows"].size(), 2u);
+  EXPECT_EQ(t["rows"][0][1], fmt::format("20.00 / {:.2f}* ({:.1f}x)", mm_bound, 20.0 / mm_bound));
+}
+
 // Without a probe_gemm result among the files (a folder of training runs and benchmarks), the
 // GEMM-bound phases have no bound and the title says why; the byte-bound ones still get theirs.
 TEST(ReportLimits, WithoutGemmRatesTheTitleSaysSoAndGemmPhasesHaveNoBound) {
@@ -224,7 +258,9 @@ TEST(ReportLimits, WithoutGemmRatesTheTitleSaysSoAndGemmPhasesHaveNoBound) {
   const core::json rep = report::build_report(opt);
   const auto& t = table(rep, "Limits:");
   const std::string title = t["title"];
-  EXPECT_NE(title.find("GEMMs and the fused attention: none (no probe_gemm result among these files)"), std::string::npos) << title;
+  EXPECT_NE(title.find("GEMMs and the fused attention: none (no probe_gemm result or training run's cuBLASLt trials among these files)"),
+            std::string::npos)
+      << title;
   EXPECT_EQ(title.find("0 TFLOP/s"), std::string::npos) << title;
   EXPECT_NE(title.find("3000 GB/s, b.json"), std::string::npos) << title;
   ASSERT_EQ(t["rows"].size(), 4u);  // attention, matmul, residual (as the split lists them), the step

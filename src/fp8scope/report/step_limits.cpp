@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <regex>
 
 namespace fp8scope::report {
 using core::Outcome;
@@ -68,6 +69,30 @@ MeasuredRates measured_rates(const std::vector<ReportInput>& inputs) {
         (fp8 ? m.fastest_fp8 : m.fastest_bf16) = std::max(fp8 ? m.fastest_fp8 : m.fastest_bf16, tf);
         if (m.gemm_from.find(in.path) == std::string::npos) m.gemm_from += (m.gemm_from.empty() ? "" : ", ") + in.path;
       }
+    // A training run that timed cuBLASLt's candidates (gemm_algos > 1) measured the kept
+    // algorithm on the model's own GEMMs: "TN m=.. n=.. k=.. ... e4m3xe5m2->bf16", in probe_gemm's
+    // m, n, k (the BF16 dgrads run NN, the same product).
+    if (probe == "train") {
+      static const std::regex dims(R"( m=(\d+) n=(\d+) k=(\d+) .* (\w+)x(\w+)->)");
+      for (auto& r : in.file.records) {
+        if (r.outcome != Outcome::ok || !r.data.contains("gemm_tuning") || !r.data["gemm_tuning"].is_object()) continue;
+        for (auto& sh : r.data["gemm_tuning"].value("shapes", json::array())) {
+          std::smatch g;
+          const std::string shape = sh.value("shape", std::string());
+          const double ms = sh.contains("ms_chosen") && sh["ms_chosen"].is_number() ? sh["ms_chosen"].get<double>() : 0.0;
+          if (!std::regex_search(shape, g, dims) || !(ms > 0) || sh.value("candidates", 0) < 1) continue;
+          const bool fp8 = fp8_type(g[4].str()), bf16 = g[4].str() == "bf16";
+          if (!fp8 && !bf16) continue;
+          const long long mm = std::stoll(g[1].str()), nn = std::stoll(g[2].str()), kk = std::stoll(g[3].str());
+          const double tf = 2.0 * double(mm) * double(nn) * double(kk) / (ms * 1e-3) / 1e12;
+          double& slot = m.gemm_tflops[gemm_key(fp8, mm, nn, kk)];
+          slot = std::max(slot, tf);
+          (fp8 ? m.fastest_fp8 : m.fastest_bf16) = std::max(fp8 ? m.fastest_fp8 : m.fastest_bf16, tf);
+          if (m.gemm_from.find(in.path) == std::string::npos)
+            m.gemm_from += (m.gemm_from.empty() ? "" : ", ") + in.path + " (its runs' cuBLASLt trials)";
+        }
+      }
+    }
     if (probe == "benchmark")
       for (auto& r : in.file.records) {
         const json& b = r.data.value("benchmark", json::object());
@@ -89,9 +114,10 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
   // A bound needs every rate it is made of; a phase missing one shows "-" (named in the title).
   const std::string gemm_part =
       rates.gemm_tflops.empty()
-          ? std::string("GEMMs and the fused attention: none (no probe_gemm result among these files)")
+          ? std::string("GEMMs and the fused attention: none (no probe_gemm result or training run's cuBLASLt trials among these files)")
           : fmt::format(
-                "GEMMs at the fastest algorithm probe_gemm measured for the shape ({}; * = shape not measured, the fastest rate "
+                "GEMMs at the fastest algorithm measured for the shape by probe_gemm or a training run's cuBLASLt trials "
+                "(gemm_algos) ({}; * = shape not measured, the fastest rate "
                 "measured for the precision instead) plus the FP8 casts between them, the fused attention's FLOPs at the fastest "
                 "BF16 GEMM rate ({:.0f} TFLOP/s)",
                 rates.gemm_from, rates.fastest_bf16);
