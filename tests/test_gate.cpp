@@ -296,3 +296,34 @@ TEST(Gate, BenchmarkTimesKeepTheirUnit) {
   EXPECT_NE(text.find("120 us"), std::string::npos) << text;
   EXPECT_EQ(text.find(" ms "), std::string::npos) << text;
 }
+
+// Which cuBLASLt algorithm ran is not judged, but a changed one is said beside the checks: a
+// probe_gemm point's heuristic's first (another cuBLASLt may pick another) and a training run's
+// kept algorithm per tuned shape (gemm_algos).
+TEST(Gate, ChangedCublasLtAlgorithmIsInfo) {
+  auto algo = [](int tile, int splitk) {
+    return json{{"id", 66}, {"tile", tile}, {"stages", 36}, {"splitk", splitk}, {"cluster", -1}, {"swizzle", 0}, {"custom", 7}};
+  };
+  auto base = baseline(), cur = baseline();
+  rec(base, "gemm/a").data["algorithms"] = json::array({algo(209, 1), algo(24, 1)});
+  rec(cur, "gemm/a").data["algorithms"] = json::array({algo(24, 1), algo(209, 1)});
+  rec(base, "gemm/b").data["algorithms"] = json::array({algo(20, 2)});
+  rec(cur, "gemm/b").data["algorithms"] = json::array({algo(20, 2)});  // unchanged: no row
+  auto tuning = [&](int tile) {
+    return json{{"algos", 8},
+                {"shapes", json::array({{{"gemm", "qkv fprop"}, {"shape", "TN m=2304 n=16384 k=768"}, {"algo", algo(tile, 1)}}})}};
+  };
+  rec(base, "train/y").data["gemm_tuning"] = tuning(20);
+  rec(cur, "train/y").data["gemm_tuning"] = tuning(21);
+  const GateResult r = run_gate(base, cur, GatePolicy{});
+  EXPECT_EQ(r.failures, 0u);
+  std::vector<Judgement> rows;
+  for (auto& j : r.judgements)
+    if (j.check == "algorithm") rows.push_back(j);
+  ASSERT_EQ(rows.size(), 2u);
+  for (auto& j : rows) EXPECT_EQ(j.verdict, Verdict::info);
+  const std::string text = render_gate(r, GatePolicy{}, 100);
+  EXPECT_NE(text.find("66:209:36:1:-1:0:7"), std::string::npos) << text;
+  EXPECT_NE(text.find("id:tile:stages:splitk:cluster:swizzle:custom of the heuristic's first"), std::string::npos) << text;
+  EXPECT_NE(text.find("of qkv fprop (TN m=2304 n=16384 k=768)"), std::string::npos) << text;
+}

@@ -127,6 +127,30 @@ std::string onset_text(const json& o) {
                      o.value("pass", std::string("?")));
 }
 
+// A cuBLASLt algorithm's identity as gemm::algo_json records it, id:tile:stages:splitk:cluster:
+// swizzle:custom ("" without one).
+constexpr const char* kAlgoFields = "id:tile:stages:splitk:cluster:swizzle:custom";
+std::string algo_identity(const json& a) {
+  if (!a.is_object() || !a.contains("id")) return {};
+  std::string s;
+  for (const char* k : {"id", "tile", "stages", "splitk", "cluster", "swizzle", "custom"})
+    s += (s.empty() ? "" : ":") + (a.contains(k) ? a[k].dump() : std::string("?"));
+  return s;
+}
+
+// The cuBLASLt algorithms a record names, by GEMM: a probe_gemm point's heuristic's first (what
+// a framework gets), a training run's kept one per tuned shape (gemm_tuning).
+std::map<std::string, std::string> algorithms_of(const Record& r) {
+  std::map<std::string, std::string> out;
+  if (r.data.contains("algorithms") && r.data["algorithms"].is_array() && !r.data["algorithms"].empty())
+    if (auto a = algo_identity(r.data["algorithms"][0]); !a.empty()) out["the heuristic's first"] = a;
+  if (r.data.contains("gemm_tuning") && r.data["gemm_tuning"].is_object())
+    for (auto& sh : r.data["gemm_tuning"].value("shapes", json::array()))
+      if (auto a = algo_identity(sh.value("algo", json())); !a.empty())
+        out[sh.value("gemm", std::string("?")) + " (" + sh.value("shape", std::string("?")) + ")"] = a;
+  return out;
+}
+
 std::string gpu_name(const core::ResultFile& f) {
   if (f.env.contains("gpu") && f.env["gpu"].is_object()) return f.env["gpu"].value("name", std::string());
   return {};
@@ -315,6 +339,12 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
       add({b.key, "nan_onset", onset_text(*nb), onset_text(*nc), "not earlier", rule, 1e4, Verdict::fail});
     else if (nb && !nc)
       add({b.key, "nan_onset", onset_text(*nb), "none", "", rule, -1, Verdict::improved});
+    // The algorithms cuBLASLt ran: not judged, but a changed one (another cuBLASLt, another
+    // heuristic, another tuning choice) is often what a speed change comes from.
+    const auto ab = algorithms_of(b), ac = algorithms_of(c);
+    for (auto& [gemm, a] : ab)
+      if (auto it = ac.find(gemm); it != ac.end() && it->second != a)
+        add({b.key, "algorithm", a, it->second, fmt::format("{} of {}", kAlgoFields, gemm), rule, 0, Verdict::info});
   }
   for (auto& c : cur.records)
     if (!seen.count(c.key)) add({c.key, "record", "absent", std::string(core::to_string(c.outcome)), "", "", 0, Verdict::info});
