@@ -128,23 +128,25 @@ TEST(TrainReport, GemmTuningTablesAndTwins) {
     core::Record r = core::make_record(fmt::format("{}-{}", precision, algos), p, core::Outcome::ok);
     r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
     if (algos > 1)
-      r.data["gemm_tuning"] = {{"algos", algos},
-                               {"untuned_accumulating", 48},
-                               {"shapes",
-                                {{{"gemm", "qkv fprop"},
-                                  {"shape", "TN m=2304 n=16384 k=768"},
-                                  {"plans", 12},
-                                  {"candidates", 8},
-                                  {"chosen", 6},
-                                  {"ms_first", 0.060},
-                                  {"ms_chosen", 0.050}},
-                                 {{"gemm", "proj dgrad"},
-                                  {"shape", "TN m=768 n=16384 k=768"},
-                                  {"plans", 12},
-                                  {"candidates", 8},
-                                  {"chosen", 0},
-                                  {"ms_first", 0.020},
-                                  {"ms_chosen", 0.020}}}}};
+      r.data["gemm_tuning"] = {
+          {"algos", algos},
+          {"untuned_accumulating", 48},
+          {"shapes",
+           {{{"gemm", "qkv fprop"},
+             {"shape", "TN m=2304 n=16384 k=768"},
+             {"plans", 12},
+             {"candidates", 8},
+             {"chosen", 6},
+             {"ms_first", 0.060},
+             {"ms_chosen", 0.050},
+             {"algo", {{"id", 66}, {"tile", 24}, {"stages", 36}, {"splitk", 1}, {"cluster", -1}, {"swizzle", 0}, {"custom", 7}}}},
+            {{"gemm", "proj dgrad"},
+             {"shape", "TN m=768 n=16384 k=768"},
+             {"plans", 12},
+             {"candidates", 8},
+             {"chosen", 0},
+             {"ms_first", 0.020},
+             {"ms_chosen", 0.020}}}}};
     return r;
   };
   f.records = {rec("bf16", 1, 100000.0), rec("bf16", 8, 110000.0), rec("fp8", 1, 120000.0), rec("fp8", 8, 143000.0)};
@@ -157,7 +159,9 @@ TEST(TrainReport, GemmTuningTablesAndTwins) {
   EXPECT_NE(md.find("cuBLASLt algorithms timed per GEMM shape"), std::string::npos) << md;
   // Each shape once: 0.060 + 0.020 = 0.080 ms with the first, 0.050 + 0.020 = 0.070 kept: 1.143x.
   EXPECT_NE(md.find("| 0.080 | 0.070 | 1.143x |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| qkv fprop | TN m=2304 n=16384 k=768 | 12 | #6 of 8 | 0.0600 | 0.0500 | 1.200x |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| qkv fprop | TN m=2304 n=16384 k=768 | 12 | #6 of 8 | 66:24:36:1:-1:0:7 | 0.0600 | 0.0500 | 1.200x |"),
+            std::string::npos)
+      << md;
   EXPECT_EQ(md.find("| proj dgrad |"), std::string::npos) << md;  // the heuristic's first won: no detail row
   // The summary names each setup's choice where the file varies it.
   EXPECT_NE(md.find("materialized gemm_algos 8): FP8"), std::string::npos) << md;

@@ -2,6 +2,7 @@
 
 #include "fp8scope/core/config.hpp"
 #include "fp8scope/core/error.hpp"
+#include "fp8scope/report/tables.hpp"
 
 #include <fmt/format.h>
 
@@ -125,17 +126,6 @@ std::optional<json> nan_onset_of(const Record& r) {
 std::string onset_text(const json& o) {
   return fmt::format("step {} layer {} {} ({})", o.value("step", -1), o.value("layer", -1), o.value("tensor", std::string("?")),
                      o.value("pass", std::string("?")));
-}
-
-// A cuBLASLt algorithm's identity as gemm::algo_json records it, id:tile:stages:splitk:cluster:
-// swizzle:custom ("" without one).
-constexpr const char* kAlgoFields = "id:tile:stages:splitk:cluster:swizzle:custom";
-std::string algo_identity(const json& a) {
-  if (!a.is_object() || !a.contains("id")) return {};
-  std::string s;
-  for (const char* k : {"id", "tile", "stages", "splitk", "cluster", "swizzle", "custom"})
-    s += (s.empty() ? "" : ":") + (a.contains(k) ? a[k].dump() : std::string("?"));
-  return s;
 }
 
 // The cuBLASLt algorithms a record names, by GEMM: a probe_gemm point's heuristic's first (what
@@ -344,7 +334,7 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
     const auto ab = algorithms_of(b), ac = algorithms_of(c);
     for (auto& [gemm, a] : ab)
       if (auto it = ac.find(gemm); it != ac.end() && it->second != a)
-        add({b.key, "algorithm", a, it->second, fmt::format("{} of {}", kAlgoFields, gemm), rule, 0, Verdict::info});
+        add({b.key, "algorithm", a, it->second, fmt::format("{} of {}", kAlgoIdentityFields, gemm), rule, 0, Verdict::info});
   }
   for (auto& c : cur.records)
     if (!seen.count(c.key)) add({c.key, "record", "absent", std::string(core::to_string(c.outcome)), "", "", 0, Verdict::info});

@@ -26,7 +26,8 @@ void add_gemm_tuning_tables(const std::vector<core::Record>& records, const std:
   Table shapes{
       "GEMM shapes where another candidate than the heuristic's first was kept (trial times, ms; plans: the shape's GEMMs with their own "
       "bias or scale pointers, which took the same choice)",
-      {"run", "first GEMM of the shape", "shape", "plans", "kept", "ms heuristic's first", "ms kept", "speed-up"},
+      {"run", "first GEMM of the shape", "shape", "plans", "kept", std::string("kept algorithm (") + kAlgoIdentityFields + ")",
+       "ms heuristic's first", "ms kept", "speed-up"},
       {}};
   for (const auto& r : records) {
     if (!r.data.contains("gemm_tuning") || !r.data["gemm_tuning"].is_object()) continue;
@@ -43,8 +44,8 @@ void add_gemm_tuning_tables(const std::vector<core::Record>& records, const std:
       if (chosen == 0) continue;
       ++won;
       shapes.rows.push_back({label, s.value("gemm", std::string("?")), s.value("shape", std::string("?")),
-                             std::to_string(s.value("plans", 1)), fmt::format("#{} of {}", chosen, s.value("candidates", 0)), fmt_num(a, 4),
-                             fmt_num(b, 4), fmt::format("{:.3f}x", a / b)});
+                             std::to_string(s.value("plans", 1)), fmt::format("#{} of {}", chosen, s.value("candidates", 0)),
+                             algo_identity(s.value("algo", json())), fmt_num(a, 4), fmt_num(b, 4), fmt::format("{:.3f}x", a / b)});
     }
     runs.rows.push_back({label, std::to_string(t.value("algos", 1)), std::to_string(timed), std::to_string(won),
                          std::to_string(t.value("untuned_accumulating", 0)), fmt_num(first, 3), fmt_num(kept, 3),

@@ -10,6 +10,14 @@ std::string fmt_num(double v, int digits) { return std::isfinite(v) ? fmt::forma
 std::string fmt_sci(double v) { return std::isfinite(v) ? fmt::format("{:.2g}", v) : "-"; }
 std::string fmt_pct(double f) { return std::isfinite(f) ? fmt::format("{:.1f}%", 100 * f) : "-"; }
 
+std::string algo_identity(const json& a) {
+  if (!a.is_object() || !a.contains("id")) return {};
+  std::string s;
+  for (const char* k : {"id", "tile", "stages", "splitk", "cluster", "swizzle", "custom"})
+    s += (s.empty() ? "" : ":") + (a.contains(k) ? a[k].dump() : std::string("?"));
+  return s;
+}
+
 double geomean(const std::vector<double>& v) {
   if (v.empty()) return NAN;
   double s = 0;
