@@ -74,9 +74,11 @@ std::size_t GemmCache::choose(const GemmCall& c, const Plan& plan, const std::ve
   if (capturing != cudaStreamCaptureStatusNone) return 0;
   const ShapeKey sk = shape_key_of(c);
   if (auto it = tuned_.find(sk); it != tuned_.end()) {
-    ++it->second.plans;
+    nlohmann::json& rec = it->second;
+    rec["plans"] = rec["plans"].get<int>() + 1;
     // The heuristic answers the same descriptors the same way; a shorter list keeps its first.
-    return std::size_t(it->second.chosen) < candidates.size() ? std::size_t(it->second.chosen) : 0;
+    const auto chosen = rec["chosen"].get<std::size_t>();
+    return chosen < candidates.size() ? chosen : 0;
   }
   std::vector<double> ms;
   for (const auto& r : candidates) ms.push_back(time_algo(plan, r.algo, A, B, D));
@@ -84,23 +86,16 @@ std::size_t GemmCache::choose(const GemmCall& c, const Plan& plan, const std::ve
   if (!std::isfinite(ms[best])) return 0;  // none ran: the real run reports the refusal
   nlohmann::json times = nlohmann::json::array();
   for (double t : ms) times.push_back(std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(nullptr));
-  Tuned t;
-  t.chosen = int(best);
-  t.record = {
-      {"gemm", what},          {"shape", shape(c)}, {"candidates", candidates.size()},          {"chosen", best}, {"ms_first", times[0]},
-      {"ms_chosen", ms[best]}, {"ms", times},       {"algo", gemm::algo_json(candidates[best])}};
-  tuned_.emplace(sk, std::move(t));
+  tuned_[sk] = {
+      {"gemm", what},          {"shape", shape(c)}, {"candidates", candidates.size()},           {"chosen", best}, {"ms_first", times[0]},
+      {"ms_chosen", ms[best]}, {"ms", times},       {"algo", gemm::algo_json(candidates[best])}, {"plans", 1}};
   return best;
 }
 
 nlohmann::json GemmCache::tuning() const {
   if (algos_ <= 1) return nullptr;
   nlohmann::json shapes = nlohmann::json::array();
-  for (const auto& [key, t] : tuned_) {
-    nlohmann::json r = t.record;
-    r["plans"] = t.plans;
-    shapes.push_back(std::move(r));
-  }
+  for (const auto& [key, rec] : tuned_) shapes.push_back(rec);
   return {{"algos", algos_}, {"shapes", std::move(shapes)}, {"untuned_accumulating", untuned_accumulating_}};
 }
 

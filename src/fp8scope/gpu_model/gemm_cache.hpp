@@ -80,10 +80,6 @@ class GemmCache {
   using ShapeKey = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                               gemm::DType, gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool>;
   static ShapeKey shape_key_of(const GemmCall& c);
-  struct Tuned {
-    int chosen = 0, plans = 1;
-    nlohmann::json record;
-  };
   // Picks the algorithm of a new plan among the heuristic's candidates (timing them on A, B, D
   // when this shape was not tuned yet); returns its index.
   std::size_t choose(const GemmCall& c, const Plan& plan, const std::vector<cublasLtMatmulHeuristicResult_t>& candidates, const void* A,
@@ -92,7 +88,7 @@ class GemmCache {
   double time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D);
   cudaStream_t stream_;
   int algos_ = 1;
-  std::map<ShapeKey, Tuned> tuned_;
+  std::map<ShapeKey, nlohmann::json> tuned_;  // each tuned shape's record, as tuning() lists it
   int untuned_accumulating_ = 0;
   gemm::LtHandle handle_;
   core::DeviceBuffer workspace_;

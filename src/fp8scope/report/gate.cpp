@@ -2,6 +2,7 @@
 
 #include "fp8scope/core/config.hpp"
 #include "fp8scope/core/error.hpp"
+#include "fp8scope/report/gemm_tuning.hpp"
 #include "fp8scope/report/tables.hpp"
 
 #include <fmt/format.h>
@@ -134,10 +135,9 @@ std::map<std::string, std::string> algorithms_of(const Record& r) {
   std::map<std::string, std::string> out;
   if (r.data.contains("algorithms") && r.data["algorithms"].is_array() && !r.data["algorithms"].empty())
     if (auto a = algo_identity(r.data["algorithms"][0]); !a.empty()) out["the heuristic's first"] = a;
-  if (r.data.contains("gemm_tuning") && r.data["gemm_tuning"].is_object())
-    for (auto& sh : r.data["gemm_tuning"].value("shapes", json::array()))
-      if (auto a = algo_identity(sh.value("algo", json())); !a.empty())
-        out[sh.value("gemm", std::string("?")) + " (" + sh.value("shape", std::string("?")) + ")"] = a;
+  for (auto& sh : tuned_shapes(r))
+    if (auto a = algo_identity(sh.value("algo", json())); !a.empty())
+      out[sh.value("gemm", std::string("?")) + " (" + sh.value("shape", std::string("?")) + ")"] = a;
   return out;
 }
 

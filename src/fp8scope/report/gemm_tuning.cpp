@@ -8,9 +8,10 @@
 
 namespace fp8scope::report {
 
-namespace {
-double number_or_nan(const json& j, const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN; }
-}  // namespace
+json tuned_shapes(const core::Record& r) {
+  if (!r.data.contains("gemm_tuning") || !r.data["gemm_tuning"].is_object()) return json::array();
+  return r.data["gemm_tuning"].value("shapes", json::array());
+}
 
 void add_gemm_tuning_tables(const std::vector<core::Record>& records, const std::function<std::string(const json&)>& label_of,
                             json& section) {
@@ -35,7 +36,7 @@ void add_gemm_tuning_tables(const std::vector<core::Record>& records, const std:
     const std::string label = label_of(r.params);
     double first = 0, kept = 0;
     int won = 0, timed = 0;
-    for (const auto& s : t.value("shapes", json::array())) {
+    for (const auto& s : tuned_shapes(r)) {
       const double a = number_or_nan(s, "ms_first"), b = number_or_nan(s, "ms_chosen");
       const int chosen = s.value("chosen", 0);
       ++timed;

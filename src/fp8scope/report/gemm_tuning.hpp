@@ -11,6 +11,9 @@
 
 namespace fp8scope::report {
 
+// The shapes a training run's gemm_tuning lists (an empty array for a run without one).
+json tuned_shapes(const core::Record& r);
+
 // Adds the two tables for the runs whose record has gemm_tuning (nothing when none has).
 void add_gemm_tuning_tables(const std::vector<core::Record>& records, const std::function<std::string(const json&)>& label_of,
                             json& section);

@@ -213,7 +213,7 @@ json recipe_section(const ReportInput& in) {
         under = std::max(under, it.value().value("underflow_rate", 0.0));
       }
     const json m = r.data.value("metrics", json::object());
-    auto num = [&](const char* k, int d) { return m.contains(k) && m[k].is_number() ? fmt_num(m[k].get<double>(), d) : "-"; };
+    auto num = [&](const char* k, int d) { return fmt_num(number_or_nan(m, k), d); };
     const bool trained = r.outcome == Outcome::ok || r.outcome == Outcome::nonfinite;
     t.rows.push_back({recipe_label(r.params) + params_suffix(r.params, extra), std::to_string(r.params.value("seed", 0)),
                       std::string(core::to_string(r.outcome)), trained ? onset_text(r) : r.reason,

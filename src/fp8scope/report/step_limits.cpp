@@ -2,6 +2,7 @@
 
 #include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/model/step_cost.hpp"
+#include "fp8scope/report/gemm_tuning.hpp"
 #include "fp8scope/report/sections.hpp"
 
 #include <fmt/format.h>
@@ -75,11 +76,11 @@ MeasuredRates measured_rates(const std::vector<ReportInput>& inputs) {
     if (probe == "train") {
       static const std::regex dims(R"( m=(\d+) n=(\d+) k=(\d+) .* (\w+)x(\w+)->)");
       for (auto& r : in.file.records) {
-        if (r.outcome != Outcome::ok || !r.data.contains("gemm_tuning") || !r.data["gemm_tuning"].is_object()) continue;
-        for (auto& sh : r.data["gemm_tuning"].value("shapes", json::array())) {
+        if (r.outcome != Outcome::ok) continue;
+        for (auto& sh : tuned_shapes(r)) {
           std::smatch g;
           const std::string shape = sh.value("shape", std::string());
-          const double ms = sh.contains("ms_chosen") && sh["ms_chosen"].is_number() ? sh["ms_chosen"].get<double>() : 0.0;
+          const double ms = number_or_nan(sh, "ms_chosen");
           if (!std::regex_search(shape, g, dims) || !(ms > 0) || sh.value("candidates", 0) < 1) continue;
           const bool fp8 = fp8_type(g[4].str()), bf16 = g[4].str() == "bf16";
           if (!fp8 && !bf16) continue;
