@@ -143,6 +143,39 @@ TEST(TrainPoint, GemmAlgosNeedsTheGpuBackend) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
+// gelu_cast gemm_epilogue: fc1's cuBLASLt GEMM writes fc2's FP8 input, so it needs the fused
+// path under delayed scaling with both linears in FP8, the E4M3 GELU input, saturating casts,
+// GPT-2 and the GPU; each refusal is one line that says what is missing.
+TEST(TrainPoint, GeluEpilogueNeedsTheFusedDelayedGpt2PathOnTheGpu) {
+  core::json point = core::json::object();
+  for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
+  EXPECT_EQ(point["gelu_cast"], "kernel");
+  point["precision"] = "fp8", point["backend"] = "gpu", point["variant"] = "fused", point["scaling"] = "delayed";
+  point["gelu_cast"] = "gemm_epilogue";
+  auto check = [&] { return train::check_train_point(train::train_point_from(point), core::json::object()); };
+  EXPECT_TRUE(train::train_point_from(point).fp8->gelu_epilogue);
+  EXPECT_EQ(check(), "");
+  const std::string needs_fused =
+      "gelu_cast gemm_epilogue writes fc2's FP8 input from fc1's GEMM: it needs variant fused (or fp8_attention), scaling delayed and "
+      "fc1, fc2 in FP8";
+  point["variant"] = "custom";
+  EXPECT_EQ(check(), needs_fused);
+  point["variant"] = "fused", point["scaling"] = "current";
+  EXPECT_EQ(check(), needs_fused);
+  point["scaling"] = "delayed", point["fp8_linears"] = "qkv,proj,fc1";
+  EXPECT_EQ(check(), needs_fused);
+  point["fp8_linears"] = "all", point["gelu_input"] = "bf16";
+  EXPECT_EQ(check(), "gelu_cast gemm_epilogue keeps the GELU's input as the GEMM's E4M3 aux output: it needs gelu_input e4m3");
+  point["gelu_input"] = "e4m3", point["saturation"] = "nosat";
+  EXPECT_EQ(check(), "gelu_cast gemm_epilogue converts to FP8 in cuBLASLt, which saturates: saturation nosat cannot hold there");
+  point["saturation"] = "satfinite", point["arch"] = "llama", point["attention"] = "flash", point["d_model"] = 256, point["seq_len"] = 64;
+  EXPECT_EQ(check(), "gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU");
+  point["arch"] = "gpt2", point["attention"] = "materialized", point["backend"] = "cpu";
+  EXPECT_EQ(check(),
+            "gelu_cast gemm_epilogue is a cuBLASLt epilogue; it needs backend gpu (the CPU reference applies the GELU to unrounded "
+            "values either way)");
+}
+
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;

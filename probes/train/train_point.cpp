@@ -212,6 +212,12 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   if (p.backend == "gpu" && !p.gpu.flash_attention && p.gpu.flash_kernel != "automatic")
     return fmt::format("flash_kernel {} picks the fused attention's kernels; it needs attention flash", p.gpu.flash_kernel);
   if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
+  if (p.fp8) {
+    if (auto e = model::check_gelu_epilogue(p.model, p.batch, p.seq_len, *p.fp8); !e.empty()) return e;
+    if (p.fp8->gelu_epilogue && p.backend != "gpu")
+      return "gelu_cast gemm_epilogue is a cuBLASLt epilogue; it needs backend gpu (the CPU reference applies the GELU to unrounded "
+             "values either way)";
+  }
   if (p.gpu.gemm_algos > 1 && p.backend != "gpu")
     return fmt::format("gemm_algos={} times cuBLASLt's algorithms; it needs backend gpu (the CPU reference has none)", p.gpu.gemm_algos);
   // Ranks take the GPUs from --device on: device + ranks of them must exist.

@@ -2,6 +2,7 @@
 #include "fp8scope/fp8/cast_kernels.cuh"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace fp8scope::fp8 {
 namespace {
@@ -234,20 +235,43 @@ __device__ __forceinline__ int swizzled_word(int row, int word) {
   return row * (kT16 / 4) + ((((word >> 2) ^ (2 * ((row >> 4) & 3)))) << 2) + (word & 3);
 }
 
-__global__ void __launch_bounds__(256) transpose16_kernel(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols) {
+// What the codes of one 16-byte piece say (CountCodes): NaN/inf codes, codes of the format's
+// largest magnitude, zero codes.
+__device__ __forceinline__ void count_codes(const uint4& v, Format f, LocalStats& st) {
+  const unsigned w[4] = {v.x, v.y, v.z, v.w};
+  const unsigned top = f == Format::e4m3 ? 0x7Eu : 0x7Bu;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    const auto q = std::uint8_t(w[i / 4] >> (8 * (i % 4)));
+    const unsigned mag = q & 0x7Fu;
+    const bool nonfinite = nonfinite_code(q, f);
+    st.nonfinite += nonfinite, st.nonfinite_out += nonfinite;
+    st.saturated += mag == top;
+    st.underflow += mag == 0;
+  }
+}
+
+// kCount: also count the codes into stats (transpose_fp8_counting).
+template <bool kCount>
+__global__ void __launch_bounds__(256)
+    transpose16_kernel(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, Format f, CastStats* stats) {
   __shared__ __align__(16) unsigned tile[kT16 * kT16 / 4];
   const int tiles_x = (cols + kT16 - 1) / kT16;
   const int r0 = int(blockIdx.x / unsigned(tiles_x)) * kT16, c0 = int(blockIdx.x % unsigned(tiles_x)) * kT16;
   {  // rows tr + 32 k, bytes 16 g .. 16 g + 15 of each
     const int tr = threadIdx.x / 8, g = threadIdx.x % 8;
     uint4 v[4];
+    LocalStats st;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int r = r0 + tr + 32 * k, c = c0 + 16 * g;
-      v[k] = r < rows && c < cols ? *reinterpret_cast<const uint4*>(in + std::int64_t(r) * cols + c) : make_uint4(0, 0, 0, 0);
+      const bool inside = r < rows && c < cols;
+      v[k] = inside ? *reinterpret_cast<const uint4*>(in + std::int64_t(r) * cols + c) : make_uint4(0, 0, 0, 0);
+      if (kCount && inside) count_codes(v[k], f, st);
     }
 #pragma unroll
     for (int k = 0; k < 4; ++k) *reinterpret_cast<uint4*>(&tile[swizzled_word(tr + 32 * k, 4 * g)]) = v[k];
+    if (kCount) flush_block(st, stats);  // every thread, before any returns
   }
   __syncthreads();
   // Lanes: 4 row blocks (rb) x 8 column blocks (cb) per warp, so that the 16 words a lane reads
@@ -275,10 +299,13 @@ __global__ void __launch_bounds__(256) transpose16_kernel(std::uint8_t* out_t, c
 }
 }  // namespace
 
+namespace {
+unsigned transpose16_tiles(int rows, int cols) { return unsigned(std::int64_t((rows + kT16 - 1) / kT16) * ((cols + kT16 - 1) / kT16)); }
+}  // namespace
+
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s) {
   if (rows % 16 == 0 && cols % 16 == 0) {
-    const std::int64_t tiles = std::int64_t((rows + kT16 - 1) / kT16) * ((cols + kT16 - 1) / kT16);
-    transpose16_kernel<<<unsigned(tiles), 256, 0, s>>>(out_t, in, rows, cols);
+    transpose16_kernel<false><<<transpose16_tiles(rows, cols), 256, 0, s>>>(out_t, in, rows, cols, Format::e4m3, nullptr);
     return;
   }
   if (tile_cast_fits(rows, cols)) {
@@ -288,6 +315,11 @@ void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int co
   const dim3 grid(unsigned((cols + 31) / 32), unsigned((rows + 31) / 32));
   small_tile_transpose_kernel<false>
       <<<grid, dim3(32, 8), 0, s>>>(nullptr, out_t, in, rows, cols, nullptr, Format::e4m3, Overflow::satfinite, nullptr);
+}
+
+void transpose_fp8_counting(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, Format f, CastStats* stats, cudaStream_t s) {
+  if (rows % 16 || cols % 16) throw std::invalid_argument("transpose_fp8_counting: rows and columns must be multiples of 16");
+  transpose16_kernel<true><<<transpose16_tiles(rows, cols), 256, 0, s>>>(out_t, in, rows, cols, f, stats);
 }
 
 void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cudaStream_t s) {

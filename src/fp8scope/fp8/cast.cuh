@@ -100,6 +100,12 @@ void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, 
 
 // Byte transpose of an FP8 matrix (row-major [rows][cols] -> [cols][rows]).
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s);
+// The same for codes that something other than a cast wrote (a cuBLASLt epilogue), counting in
+// them what a cast counts from its inputs, as far as the codes tell: NaN/inf codes (nonfinite and
+// nonfinite_out), codes at the format's largest magnitude (saturated: also values that merely
+// rounded to it), zero codes (underflow: also exact zeros). amax is left to the writer. Rows and
+// columns multiples of 16.
+void transpose_fp8_counting(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, Format f, CastStats* stats, cudaStream_t s);
 
 // Statistics only: amax of the finite values and the non-finite count (also nonfinite_out).
 void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cudaStream_t s);

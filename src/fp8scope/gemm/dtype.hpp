@@ -5,6 +5,13 @@
 namespace fp8scope::gemm {
 
 enum class DType : std::uint8_t { e4m3, e5m2, bf16, fp16, fp32 };
-enum class Epilogue : std::uint8_t { none, bias, gelu, gelu_aux, bias_gelu };
+enum class Epilogue : std::uint8_t { none, bias, gelu, gelu_aux, bias_gelu, bias_gelu_aux };
+
+// What an epilogue does: adds a bias (per row of D), applies GELU, writes GELU's input as aux.
+constexpr bool adds_bias(Epilogue e) { return e == Epilogue::bias || e == Epilogue::bias_gelu || e == Epilogue::bias_gelu_aux; }
+constexpr bool applies_gelu(Epilogue e) {
+  return e == Epilogue::gelu || e == Epilogue::gelu_aux || e == Epilogue::bias_gelu || e == Epilogue::bias_gelu_aux;
+}
+constexpr bool writes_aux(Epilogue e) { return e == Epilogue::gelu_aux || e == Epilogue::bias_gelu_aux; }
 
 }  // namespace fp8scope::gemm

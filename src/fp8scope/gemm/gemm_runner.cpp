@@ -118,11 +118,11 @@ core::Record GemmRunner::measure(const GemmSpec& spec, core::Record r) {
   core::DeviceBuffer d_buf(std::size_t(d_count) * size_of(spec.d) + std::size_t(spec.d_offset));
   core::DeviceBuffer c_buf(spec.c == spec.d ? 0 : std::size_t(spec.batch * spec.m * spec.n) * size_of(spec.c));
   core::DeviceBuffer scales(256 + std::size_t(spec.scale_offset));
-  const bool with_bias = spec.epilogue == Epilogue::bias || spec.epilogue == Epilogue::bias_gelu;
+  const bool with_bias = adds_bias(spec.epilogue);
   const DType et = epilogue_type(spec);
   core::DeviceBuffer bias_buf(with_bias ? std::size_t(spec.m) * size_of(et) : 0);
   const std::int64_t aux_ld = (spec.m + 7) / 8 * 8;
-  core::DeviceBuffer aux_buf(spec.epilogue == Epilogue::gelu_aux ? std::size_t(aux_ld * spec.n * spec.batch) * size_of(et) : 0);
+  core::DeviceBuffer aux_buf(writes_aux(spec.epilogue) ? std::size_t(aux_ld * spec.n * spec.batch) * size_of(aux_type(spec)) : 0);
   core::DeviceBuffer workspace(spec.workspace_bytes);
   core::DeviceBuffer results(sizeof(CompareResult) + 16);
 

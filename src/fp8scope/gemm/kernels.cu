@@ -49,8 +49,8 @@ __global__ void reference_kernel(ReferenceArgs r) {
     __syncthreads();
   }
   if (i >= r.m || jj >= r.ncols) return;
-  if (r.epilogue == Epilogue::bias || r.epilogue == Epilogue::bias_gelu) acc += load(r.bias, r.bias_type, i);
-  if (r.epilogue == Epilogue::gelu || r.epilogue == Epilogue::gelu_aux || r.epilogue == Epilogue::bias_gelu) acc = gelu_tanh(acc);
+  if (adds_bias(r.epilogue)) acc += load(r.bias, r.bias_type, i);
+  if (applies_gelu(r.epilogue)) acc = gelu_tanh(acc);
   r.out[(bb * r.ncols + jj) * r.m + i] = acc;
 }
 

@@ -35,6 +35,7 @@ cublasLtEpilogue_t lt_epilogue(Epilogue e) {
     case Epilogue::gelu: return CUBLASLT_EPILOGUE_GELU;
     case Epilogue::gelu_aux: return CUBLASLT_EPILOGUE_GELU_AUX;
     case Epilogue::bias_gelu: return CUBLASLT_EPILOGUE_GELU_BIAS;
+    case Epilogue::bias_gelu_aux: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -66,11 +67,6 @@ void log_callback(int level, const char* fn, const char* msg) {
 }
 
 }  // namespace
-
-DType epilogue_type(const GemmSpec& s) {
-  if (is_fp8(s.a) || is_fp8(s.b)) return s.c == DType::fp16 ? DType::fp16 : DType::bf16;
-  return s.d;
-}
 
 LtHandle::LtHandle() {
   if (cublasLtCreate(&h_) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasLtCreate failed");
@@ -116,14 +112,19 @@ LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs) : spec_(spec), 
     const cublasLtEpilogue_t ep = lt_epilogue(spec.epilogue);
     attr(CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep, "EPILOGUE");
     const cudaDataType_t et = cuda_type(epilogue_type(spec));
-    if (spec.epilogue == Epilogue::bias || spec.epilogue == Epilogue::bias_gelu) {
+    if (adds_bias(spec.epilogue)) {
       attr(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p_.bias, sizeof p_.bias, "BIAS_POINTER");
       attr(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &et, sizeof et, "BIAS_DATA_TYPE");
     }
-    if (spec.epilogue == Epilogue::gelu_aux) {
+    if (writes_aux(spec.epilogue)) {
       attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &p_.aux, sizeof p_.aux, "EPILOGUE_AUX_POINTER");
       attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &p_.aux_ld, sizeof p_.aux_ld, "EPILOGUE_AUX_LD");
-      if (fp8) attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &et, sizeof et, "EPILOGUE_AUX_DATA_TYPE");
+      const cudaDataType_t at = cuda_type(aux_type(spec));
+      if (fp8) attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof at, "EPILOGUE_AUX_DATA_TYPE");
+      if (is_fp8(aux_type(spec))) {
+        attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_SCALE_POINTER, &p_.aux_scale, sizeof p_.aux_scale, "EPILOGUE_AUX_SCALE_POINTER");
+        attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_AMAX_POINTER, &p_.aux_amax, sizeof p_.aux_amax, "EPILOGUE_AUX_AMAX_POINTER");
+      }
     }
   }
   auto layout = [&](cublasLtMatrixLayout_t* l, DType t, std::int64_t rows, std::int64_t cols, std::int64_t ld, const char* what) {

@@ -11,11 +11,9 @@ namespace fp8scope::gemm {
 namespace {
 constexpr std::pair<DType, const char*> kTypes[] = {
     {DType::e4m3, "e4m3"}, {DType::e5m2, "e5m2"}, {DType::bf16, "bf16"}, {DType::fp16, "fp16"}, {DType::fp32, "fp32"}};
-constexpr std::pair<Epilogue, const char*> kEpilogues[] = {{Epilogue::none, "none"},
-                                                           {Epilogue::bias, "bias"},
-                                                           {Epilogue::gelu, "gelu"},
-                                                           {Epilogue::gelu_aux, "gelu_aux"},
-                                                           {Epilogue::bias_gelu, "bias_gelu"}};
+constexpr std::pair<Epilogue, const char*> kEpilogues[] = {{Epilogue::none, "none"},           {Epilogue::bias, "bias"},
+                                                           {Epilogue::gelu, "gelu"},           {Epilogue::gelu_aux, "gelu_aux"},
+                                                           {Epilogue::bias_gelu, "bias_gelu"}, {Epilogue::bias_gelu_aux, "bias_gelu_aux"}};
 }  // namespace
 
 std::string to_string(DType t) { return core::name_of(kTypes, t); }
@@ -33,6 +31,12 @@ std::size_t size_of(DType t) {
   return 0;
 }
 bool is_fp8(DType t) { return t == DType::e4m3 || t == DType::e5m2; }
+
+DType epilogue_type(const GemmSpec& s) {
+  if (is_fp8(s.a) || is_fp8(s.b)) return s.c == DType::fp16 ? DType::fp16 : DType::bf16;
+  return s.d;
+}
+DType aux_type(const GemmSpec& s) { return s.d == DType::e4m3 ? DType::e4m3 : epilogue_type(s); }
 
 bool parse_layout(const std::string& s, bool& ta, bool& tb) {
   if (s.size() != 2) return false;
@@ -55,7 +59,7 @@ double GemmSpec::device_bytes(std::int64_t ref_cols) const {
   const double d_bytes = nb * double(ldd_eff()) * double(n) * double(size_of(d));
   const double c_bytes = c == d ? 0.0 : nb * double(m) * double(n) * double(size_of(c));
   const double ref = nb * double(m) * double(std::min<std::int64_t>(n, ref_cols)) * 4.0;
-  const double aux = epilogue == Epilogue::gelu_aux ? nb * double(m) * double(n) * 2.0 : 0.0;
+  const double aux = writes_aux(epilogue) ? nb * double(m) * double(n) * double(size_of(aux_type(*this))) : 0.0;
   // FP32 sources of both operands, their block scales and a second reference (the product of
   // the unquantised sources).
   double sources = 0;

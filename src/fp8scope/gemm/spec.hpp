@@ -57,6 +57,13 @@ struct GemmSpec {
   double device_bytes(std::int64_t ref_cols) const;
 };
 
+// The bias element type cuBLASLt expects with these operand types (with FP8 inputs BF16, or
+// FP16 beside an FP16 C).
+DType epilogue_type(const GemmSpec& s);
+// The aux (GELU input) element type: E4M3 beside an E4M3 D (cuBLASLt's FP8 kernels take E4M3 or
+// FP16 there; E4M3 is what an FP8 training step keeps), else the bias type.
+DType aux_type(const GemmSpec& s);
+
 // Parses a layout string "TN", "NN", "NT", "TT".
 bool parse_layout(const std::string& s, bool& trans_a, bool& trans_b);
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 namespace fp8scope::gpu_model {
 
@@ -15,8 +16,9 @@ namespace {
 constexpr std::size_t kWorkspace = 32u << 20;
 
 std::string shape(const GemmCall& c) {
-  return fmt::format("{}{} m={} n={} k={} lda={} ldb={} ldd={} batch={} {}x{}->{}", c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.m, c.n, c.k,
-                     c.lda, c.ldb, c.ldd, c.batch, gemm::to_string(c.a), gemm::to_string(c.b), gemm::to_string(c.d));
+  return fmt::format("{}{} m={} n={} k={} lda={} ldb={} ldd={} batch={} {}x{}->{}{}", c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.m, c.n, c.k,
+                     c.lda, c.ldb, c.ldd, c.batch, gemm::to_string(c.a), gemm::to_string(c.b), gemm::to_string(c.d),
+                     c.gelu_aux ? " +gelu_aux" : "");
 }
 
 std::string with_reason(std::string msg, const nlohmann::json& why) {
@@ -39,13 +41,20 @@ struct TrialEvents {
 GemmCache::GemmCache(cudaStream_t stream, int algos) : stream_(stream), algos_(std::max(1, algos)), workspace_(kWorkspace) {}
 
 GemmCache::Key GemmCache::key_of(const GemmCall& c) {
-  return {c.ta, c.tb, c.m,     c.n,    c.k,    c.lda,     c.ldb,     c.ldd,    c.batch,  c.a,
-          c.b,  c.d,  c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.a_mode, c.b_mode, c.fast_accum};
+  return {c.ta,    c.tb,   c.m,    c.n,       c.k,       c.lda,    c.ldb,    c.ldd,        c.batch,   c.a,      c.b,        c.d,
+          c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.a_mode, c.b_mode, c.fast_accum, c.d_scale, c.amax_d, c.gelu_aux, c.aux_ld};
 }
 
 GemmCache::ShapeKey GemmCache::shape_key_of(const GemmCall& c) {
-  return {c.ta,     c.tb,     c.m,         c.n, c.k, c.lda, c.ldb, c.ldd, c.batch, c.a, c.b, c.d, c.beta, c.bias != nullptr,
-          c.a_mode, c.b_mode, c.fast_accum};
+  return {c.ta,         c.tb,
+          c.m,          c.n,
+          c.k,          c.lda,
+          c.ldb,        c.ldd,
+          c.batch,      c.a,
+          c.b,          c.d,
+          c.beta,       c.bias != nullptr,
+          c.a_mode,     c.b_mode,
+          c.fast_accum, c.gelu_aux != nullptr};
 }
 
 double GemmCache::time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D) {
@@ -100,25 +109,33 @@ nlohmann::json GemmCache::tuning() const {
 }
 
 void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, const char* what) {
+  if (c.gelu_aux && c.batch != 1) throw std::logic_error("GemmCache: a GELU aux output is laid out for one matrix (batch 1)");
   const Key key = key_of(c);
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     gemm::GemmSpec s;
     s.trans_a = c.ta, s.trans_b = c.tb;
     s.m = c.m, s.n = c.n, s.k = c.k, s.lda = c.lda, s.ldb = c.ldb, s.ldd = c.ldd, s.batch = c.batch;
-    s.a = c.a, s.b = c.b, s.c = c.d, s.d = c.d;
+    s.a = c.a, s.b = c.b, s.d = c.d;
+    s.c = gemm::is_fp8(c.d) ? gemm::DType::bf16 : c.d;  // an FP8 D takes a BF16 C (unread: beta is 0 there)
     s.alpha = c.alpha, s.beta = c.beta;
     s.fast_accum = c.fast_accum;
     s.a_scale = c.a_mode, s.b_scale = c.b_mode;
-    s.epilogue = c.bias ? gemm::Epilogue::bias : gemm::Epilogue::none;
+    s.epilogue = c.gelu_aux ? (c.bias ? gemm::Epilogue::bias_gelu_aux : gemm::Epilogue::gelu_aux)
+                            : (c.bias ? gemm::Epilogue::bias : gemm::Epilogue::none);
     s.workspace_bytes = kWorkspace;
     gemm::LtPointers p;
     p.bias = c.bias;
     p.a_scale = c.a_scale;
     p.b_scale = c.b_scale;
+    p.d_scale = c.d_scale;
+    p.amax_d = c.amax_d;
+    p.aux = c.gelu_aux;
+    p.aux_ld = c.aux_ld;
     // The batch stride is ldd * n, as lt_matmul lays it out; columns padded beyond m count too.
     const std::size_t d_bytes = std::size_t((s.batch - 1) * s.ldd_eff() * s.n + (s.n - 1) * s.ldd_eff() + s.m) * gemm::size_of(s.d);
-    Plan plan{std::make_unique<gemm::LtMatmul>(s, p), {}, d_bytes};
+    const std::size_t aux_bytes = c.gelu_aux ? std::size_t((s.n - 1) * c.aux_ld + s.m) * gemm::size_of(gemm::aux_type(s)) : 0;
+    Plan plan{std::make_unique<gemm::LtMatmul>(s, p), {}, d_bytes, aux_bytes};
     if (plan.mm->setup_status())
       throw GemmRefused(core::Outcome::heuristic_unsupported,
                         fmt::format("{} GEMM ({}): cuBLASLt refused {}: {}", what, shape(c), plan.mm->setup_step(),
@@ -139,6 +156,7 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
                       with_reason(fmt::format("{} GEMM ({}): cublasLtMatmul refused: {}", what, shape(c), gemm::status_name(st)), why));
   }
   core::mark_initialized(D, it->second.d_bytes, stream_);  // initcheck does not see cuBLASLt's stores
+  if (c.gelu_aux) core::mark_initialized(c.gelu_aux, it->second.aux_bytes, stream_);
 }
 
 }  // namespace fp8scope::gpu_model

@@ -33,6 +33,14 @@ struct GemmCall {
   const void* b_scale = nullptr;
   fp8::ScaleMode a_mode = fp8::ScaleMode::tensor, b_mode = fp8::ScaleMode::tensor;
   bool fast_accum = false;
+  // An FP8 D: its quantisation scale, and where cuBLASLt writes its amax (may be null).
+  const float* d_scale = nullptr;
+  float* amax_d = nullptr;
+  // GELU applied in the epilogue (after the bias), its input written to gelu_aux ([aux_ld x n]
+  // column-major, E4M3 at unit scale beside an E4M3 D, else the bias type): cuBLASLt's
+  // GELU_AUX(_BIAS). Null: no GELU.
+  void* gelu_aux = nullptr;
+  std::int64_t aux_ld = 0;
 };
 
 // cuBLASLt refused a GEMM of the model: the availability outcome (heuristic_unsupported,
@@ -68,17 +76,18 @@ class GemmCache {
   struct Plan {
     std::unique_ptr<gemm::LtMatmul> mm;
     cublasLtMatmulAlgo_t algo;
-    std::size_t d_bytes = 0;  // D from its first to its last element (marked initialised after each run)
+    std::size_t d_bytes = 0;    // D from its first to its last element (marked initialised after each run)
+    std::size_t aux_bytes = 0;  // the same for the GELU's aux output
   };
   // Every field of a GemmCall, compared as a tuple: the lookup runs for every GEMM of every
   // step, so no string is built for it.
-  using Key =
-      std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, gemm::DType,
-                 gemm::DType, gemm::DType, float, float, const void*, const void*, const void*, fp8::ScaleMode, fp8::ScaleMode, bool>;
+  using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                         gemm::DType, gemm::DType, gemm::DType, float, float, const void*, const void*, const void*, fp8::ScaleMode,
+                         fp8::ScaleMode, bool, const float*, float*, void*, std::int64_t>;
   static Key key_of(const GemmCall& c);
   // The key without the pointers (bias and scales): plans of one shape share a tuning.
   using ShapeKey = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                              gemm::DType, gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool>;
+                              gemm::DType, gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool, bool>;
   static ShapeKey shape_key_of(const GemmCall& c);
   // Picks the algorithm of a new plan among the heuristic's candidates (timing them on A, B, D
   // when this shape was not tuned yet); returns its index.

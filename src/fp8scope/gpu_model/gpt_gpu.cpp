@@ -362,7 +362,7 @@ std::map<std::string, double> GpuGpt::last_profile() {
 // the FP8 copies of W and x with their dequantisation scales (TN is the layout Hopper's FP8
 // tensor cores take).
 void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                            int OC, bool x_ready, bool w_cast) {
+                            int OC, bool x_ready, bool w_cast, const GeluEpilogue* gelu, const std::uint8_t* x_codes) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   GemmCall c{true, false, OC, N, IC, IC, IC, OC};
   c.bias = b >= 0 ? weight(b) : nullptr;
@@ -394,7 +394,16 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
   c.a_scale = f.scale_inv(sw);
   c.b_scale = f.scale_inv(si);
   c.fast_accum = f.config().fast_accum_fprop;
-  gemms_.run(c, f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0), f8_x_.get(), out, (name + " fprop").c_str());
+  if (gelu) {  // D [N][OC] in E4M3 and the aux beside it, both with ld OC
+    c.d = DType::e4m3;
+    c.d_scale = gelu->scale;
+    c.amax_d = gelu->amax;
+    c.gelu_aux = gelu->pre8;
+    c.aux_ld = OC;
+    out = gelu->out;
+  }
+  gemms_.run(c, f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0), x_codes ? x_codes : f8_x_.as<std::uint8_t>(), out,
+             (name + " fprop").c_str());
 }
 
 // BF16:
@@ -688,6 +697,7 @@ void GpuGpt::enqueue_forward() {
   const bf16* x = encoded_.as<bf16>();
   const bool fuse_qkv = fp8_ && fp8_->config().fuse_into("qkv"), fuse_fc1 = fp8_ && fp8_->config().fuse_into("fc1"),
              fuse_fc2 = fp8_ && fp8_->config().fuse_into("fc2");
+  const bool gelu_epilogue = fp8_ && model::gelu_in_epilogue(cfg_, &fp8_->config());
   for (int l = 0; l < cfg_.n_layer; ++l) {
     core::NvtxRange lr("layer forward");
     LayerActs& a = acts_[std::size_t(l)];
@@ -727,8 +737,16 @@ void GpuGpt::enqueue_forward() {
                         weight(off_[h + "ln2_b"]), N, C, stream_);
     }
     mark("matmul");
-    linear_forward(l, 2, a.fc, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
-    if (fp8_) fp8_->observe(l, "fc1_out", a.fc, std::int64_t(N) * FW);
+    if (gelu_epilogue) {
+      // fc2's FP8 input straight from fc1's GEMM, into the gradient's scratch (free until the
+      // backward; f8_x_ holds this GEMM's own input).
+      const int si = saved(l, 3).si;
+      const GeluEpilogue ge{f8_dy_.as<std::uint8_t>(), fp8_->scale(si), &fp8_->stats(si)->amax, a.pre8.as<std::uint8_t>()};
+      linear_forward(l, 2, nullptr, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1, false, &ge);
+    } else {
+      linear_forward(l, 2, a.fc, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
+      if (fp8_) fp8_->observe(l, "fc1_out", a.fc, std::int64_t(N) * FW);
+    }
     mark("gelu");             // the MLP's activation: GELU, or SwiGLU (Llama)
     if (llama && fuse_fc2) {  // LayerNormMLP: the SwiGLU writes fc2's FP8 input and its transpose
       const int si = saved(l, 3).si;
@@ -742,6 +760,10 @@ void GpuGpt::enqueue_forward() {
     } else if (llama) {
       swiglu_forward(a.gelu, a.fc, N, F, stream_);
       if (fp8_) fp8_->observe(l, "swiglu_out", a.gelu, std::int64_t(N) * F);
+    } else if (gelu_epilogue) {  // the wgrad's copy of what fc1's GEMM wrote
+      const int si = saved(l, 3).si;
+      fp8::transpose_fp8_counting(saved(l, 3).x_t.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, F, fp8_->format(si), fp8_->stats(si),
+                                  stream_);
     } else if (fuse_fc2) {  // LayerNormMLP: the GELU writes fc2's FP8 input
       const int si = saved(l, 3).si;
       if (fp8::tile_cast_fits(N, 4 * C)) {
@@ -757,7 +779,8 @@ void GpuGpt::enqueue_forward() {
       if (fp8_) fp8_->observe(l, "gelu_out", a.gelu, 4 * nc);
     }
     mark("matmul");
-    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, fuse_fc2);
+    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, fuse_fc2, false,
+                   nullptr, gelu_epilogue ? f8_dy_.as<std::uint8_t>() : nullptr);
     if (fp8_) fp8_->observe(l, "fc2_out", scratch_.as<bf16>(), nc);
     mark("residual");
     residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), nc, stream_);

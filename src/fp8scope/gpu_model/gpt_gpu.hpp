@@ -129,8 +129,19 @@ class GpuGpt {
   // transpose).
   // w_cast: the FP8 weight and its transpose (f8_w_, the saved w_t) are already this step's
   // (an earlier chunk of the head cast them).
+  // x_codes (with x_ready): the FP8 input is there instead of in f8_x_.
+  // gelu (FP8 fc1 under model::gelu_in_epilogue): the GEMM applies the GELU after the bias and
+  // writes fc2's FP8 input instead of `out` (codes, with that slot's scale and amax) and the
+  // GELU's input in E4M3 at unit scale.
+  struct GeluEpilogue {
+    std::uint8_t* out;
+    const float* scale;
+    float* amax;
+    std::uint8_t* pre8;
+  };
   void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                      int OC, bool x_ready = false, bool w_cast = false);
+                      int OC, bool x_ready = false, bool w_cast = false, const GeluEpilogue* gelu = nullptr,
+                      const std::uint8_t* x_codes = nullptr);
   // The LM head and the loss of forward (and with a chunked head the head's backward): writes
   // losses_.
   void head_and_loss();

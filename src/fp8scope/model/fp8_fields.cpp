@@ -52,6 +52,15 @@ std::vector<core::ParamSpec> fp8_axes() {
        0,
        "GPT-2: the GELU's input kept for its backward in E4M3 at unit scale (half the bytes of BF16; GELU' moves by at most 0.021) "
        "or in BF16; Llama's SwiGLU input stays BF16"},
+      {"gelu_cast",
+       K::string,
+       "kernel",
+       {"kernel", "gemm_epilogue"},
+       0,
+       0,
+       "GPT-2 fused (delayed scaling), GPU: fc2's FP8 input written by a GELU cast kernel from fc1's BF16 output, or by fc1's "
+       "cuBLASLt GEMM (GELU_AUX_BIAS epilogue: E4M3 output, its amax, the GELU input as E4M3 aux); the wgrad copy is then a "
+       "transpose that counts saturated / zero / NaN codes"},
       {"tap_interval", K::integer, 1, {}, 0, 1e7, "GPU: copy every tensor's taps each k-th step (0: quantised tensors only)"},
       {"reduce_amax", K::boolean, true, {}, 0, 0, "data-parallel runs: amax max-reduced across ranks before the recipe update"},
   };
@@ -93,6 +102,7 @@ Fp8ModelConfig fp8_config_from(const json& p) {
   f.fast_accum_dgrad = f.fast_accum_wgrad = fa == "all";
   // (A record made before the gelu_input axis kept it in BF16.)
   f.gelu_input_e4m3 = p.value("gelu_input", std::string("bf16")) == "e4m3";
+  f.gelu_epilogue = p.value("gelu_cast", std::string("kernel")) == "gemm_epilogue";
   f.tap_interval = p.value("tap_interval", 1);
   f.reduce_amax = p.value("reduce_amax", true);
   return f;

@@ -26,6 +26,23 @@ std::int64_t lm_head_rows(int B, int T, int chunk, const Fp8ModelConfig* f) {
 
 // A multiple of 16 keeps every chunk's FP8 copies 16-byte aligned (the GEMMs' rule) with the
 // transposed ones' rows a multiple of 16 bytes long.
+std::string check_gelu_epilogue(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
+  if (!f.gelu_epilogue) return "";
+  if (c.llama()) return "gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU";
+  if (!f.fp8("fc1") || !f.fuse_into("fc2"))
+    return "gelu_cast gemm_epilogue writes fc2's FP8 input from fc1's GEMM: it needs variant fused (or fp8_attention), scaling "
+           "delayed and fc1, fc2 in FP8";
+  if (!f.gelu_input_e4m3) return "gelu_cast gemm_epilogue keeps the GELU's input as the GEMM's E4M3 aux output: it needs gelu_input e4m3";
+  if (f.overflow != fp8::Overflow::satfinite)
+    return "gelu_cast gemm_epilogue converts to FP8 in cuBLASLt, which saturates: saturation nosat cannot hold there";
+  if ((std::int64_t(B) * T) % 16 != 0 || c.ffn_width() % 16 != 0)
+    return fmt::format(
+        "gelu_cast gemm_epilogue transposes fc2's FP8 input in 16-byte pieces: B*T={} and the hidden width {} must be "
+        "multiples of 16",
+        std::int64_t(B) * T, c.ffn_width());
+  return "";
+}
+
 std::string check_lm_head_chunk(int chunk) {
   if (chunk < 0 || chunk % 16 != 0) return fmt::format("lm_head_chunk={} must be 0 (the whole batch) or a multiple of 16 tokens", chunk);
   return {};
@@ -217,7 +234,7 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
     add(l, "proj_out", "forward", std::nullopt, N * C);
     add(l, "residual", "forward", std::nullopt, N * C);
     linear(l, "fc1", C, FW);
-    add(l, "fc1_out", "forward", std::nullopt, N * FW);
+    if (!gelu_in_epilogue(cfg, &f)) add(l, "fc1_out", "forward", std::nullopt, N * FW);  // else never in BF16
     // The fused GELU writes only the FP8 tensor; its tap is fc2.input. Llama: SwiGLU's output.
     if (!f.fuse_into("fc2")) add(l, cfg.llama() ? "swiglu_out" : "gelu_out", "forward", std::nullopt, N * F);
     linear(l, "fc2", F, C);

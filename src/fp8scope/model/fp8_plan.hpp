@@ -56,6 +56,12 @@ struct Fp8ModelConfig {
   // so GELU' moves by at most 0.021 over its range -0.13..1.13. Llama's SwiGLU input (whose
   // up half enters the gradient linearly) stays BF16.
   bool gelu_input_e4m3 = true;
+  // GPT-2, fused, delayed scaling: fc1's cuBLASLt GEMM applies the GELU in its epilogue
+  // (GELU_AUX_BIAS) and writes fc2's E4M3 input (scaled, its amax by cuBLASLt) and the GELU's
+  // input in E4M3 at unit scale (its aux), so no BF16 fc1 output reaches memory; a transpose of
+  // the codes writes the wgrad copy. Otherwise (false) fc1 writes BF16 and a cast kernel applies
+  // the GELU. check_gelu_epilogue says what it needs.
+  bool gelu_epilogue = false;
   // Test hook: (layer, tensor) -> factor on that tensor's scale, to plant overflows.
   std::map<std::pair<int, std::string>, float> planted_scale;
 
@@ -76,6 +82,12 @@ inline bool casts_weights_from_master(const Fp8ModelConfig& f) { return !fp8::pe
 // Whether a model keeps its GELU input in E4M3 (f: nullptr for BF16): GPT-2 in FP8 with
 // gelu_input_e4m3.
 inline bool keeps_gelu_input_e4m3(const GptConfig& c, const Fp8ModelConfig* f) { return f && f->gelu_input_e4m3 && !c.llama(); }
+
+// Whether fc1's GEMM applies the GELU (gelu_epilogue), and "" or the line that refuses it for
+// this model and recipe (GPT-2, fused variant under delayed scaling, fc1 and fc2 in FP8, the
+// GELU input in E4M3, saturating casts; B*T and the hidden width multiples of 16).
+inline bool gelu_in_epilogue(const GptConfig& c, const Fp8ModelConfig* f) { return f && f->gelu_epilogue && !c.llama(); }
+std::string check_gelu_epilogue(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
 
 // The loss kernel's fast path (a row split over a cluster of kCrossEntropyParts blocks, each
 // holding its part of the FP32 logits in shared memory; a Hopper GPU's clusters), which is also
