@@ -46,8 +46,10 @@ TEST(GeluEpilogueGemm, Fp8OutputAuxAndAmaxMatchTheReference) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<std::uint8_t> ha(std::size_t(m * k)), hb(std::size_t(n * k));
   std::vector<double> a(ha.size()), b(hb.size());
-  for (std::size_t i = 0; i < ha.size(); ++i) a[i] = fp8::decode(ha[i] = fp8::encode(nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite), fp8::Format::e4m3);
-  for (std::size_t i = 0; i < hb.size(); ++i) b[i] = fp8::decode(hb[i] = fp8::encode(nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite), fp8::Format::e4m3);
+  for (std::size_t i = 0; i < ha.size(); ++i)
+    a[i] = fp8::decode(ha[i] = fp8::encode(nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite), fp8::Format::e4m3);
+  for (std::size_t i = 0; i < hb.size(); ++i)
+    b[i] = fp8::decode(hb[i] = fp8::encode(nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite), fp8::Format::e4m3);
   std::vector<__nv_bfloat16> hbias(static_cast<std::size_t>(m));
   for (std::int64_t i = 0; i < m; ++i) hbias[std::size_t(i)] = __float2bfloat16(i % 97 == 5 ? 600.0f : 0.5f * nd(rng));
   // Dequantisation scales 0.5 and 0.25 (16 bytes apart, as the model keeps them), D's

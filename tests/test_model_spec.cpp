@@ -458,6 +458,15 @@ TEST(StepCost, TheGeluInputInE4m3AndTheWeightsCastFromTheMaster) {
     EXPECT_DOUBLE_EQ(phase(master, "matmul").serial_bytes - phase(e4m3, "matmul").serial_bytes, (10 - 4) * L * 12 * C * C);
     EXPECT_DOUBLE_EQ(phase(e4m3, "optimizer").bytes - phase(master, "optimizer").bytes, 2 * L * 12 * C * C);  // no BF16 copies
   }
+  // The GELU in fc1's epilogue (delayed): the phase is the transpose of fc2's FP8 input, read and
+  // written once; the GEMMs and casts stay as they were.
+  s.delayed = true;
+  const auto kernel = model::step_costs(s);
+  s.gelu_epilogue = true;
+  const auto epilogue = model::step_costs(s);
+  EXPECT_DOUBLE_EQ(phase(epilogue, "gelu").bytes, L * N * F * 2);
+  EXPECT_DOUBLE_EQ(phase(kernel, "gelu").bytes, L * N * F * 5);
+  EXPECT_DOUBLE_EQ(phase(epilogue, "matmul").serial_bytes, phase(kernel, "matmul").serial_bytes);
 }
 
 // The rotary table the GPU kernels read: cos and sin of the CPU reference's angles, rounded

@@ -77,12 +77,14 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   // backward happens; the final LayerNorm's backward starts that gradient (no read).
   out.push_back({"layernorm", {}, 0, 2 * L * N * C * 2 * (2 + 4) + N * C * 2 * (2 + 3)});
   // GELU: forward reads the pre-activation and writes the activation (and the pre-activation
-  // in E4M3); backward reads the pre-activation and the gradient and writes the gradient, unless
-  // fc1's FP8 gradient cast does it (delayed scaling). SwiGLU (Llama, the same phase): forward reads gate and up and
-  // writes the activation (in the fused variant as FP8 and its transpose: the same bytes),
-  // backward reads gate, up and the gradient and writes both gradients, unless fc1's cast does.
+  // in E4M3; with the GELU in fc1's epilogue only the transpose of fc2's FP8 input is left); backward reads the pre-activation and the
+  // gradient and writes the gradient, unless fc1's FP8 gradient cast does it (delayed scaling). SwiGLU (Llama, the same phase): forward
+  // reads gate and up and writes the activation (in the fused variant as FP8 and its transpose: the same bytes), backward reads gate, up
+  // and the gradient and writes both gradients, unless fc1's cast does.
   if (c.llama())
     out.push_back({"gelu", {}, 0, L * N * F * 2 * (3 + (fp8("fc1") && s.delayed ? 0 : 5))});
+  else if (s.gelu_epilogue)
+    out.push_back({"gelu", {}, 0, L * N * F * 2});
   else
     out.push_back({"gelu", {}, 0, L * N * F * (4 + (s.gelu_e4m3 ? 1 : 0) + (fp8("fc1") && s.delayed ? 0 : 4 + pre_bytes))});
   // Two residual additions per layer in the forward: two read, one written (their backward

@@ -51,6 +51,9 @@ struct StepShape {
   // GPT-2 in FP8: the GELU's input kept in E4M3 (gelu_input e4m3: written by the GELU's
   // forward, read by its backward, 1 byte an element instead of 2).
   bool gelu_e4m3 = false;
+  // GPT-2 in FP8 with gelu_cast gemm_epilogue: fc1's GEMM writes fc2's FP8 input and the E4M3
+  // GELU input, and the GELU phase is the transpose of fc2's input (1 + 1 bytes an element).
+  bool gelu_epilogue = false;
   // FP8 per-tensor scaling: each block weight cast from its FP32 master in forward and its
   // transpose cast again in backward (4 + 1 bytes an element each), instead of once a step
   // from the BF16 copy into both FP8 copies (2 + 2).
