@@ -120,6 +120,106 @@ TEST(GeluEpilogueGemm, Fp8OutputAuxAndAmaxMatchTheReference) {
   std::printf("amax from cuBLASLt %.6g, reference %.6g (D scale %.0f)\n", amax, want_amax, d_scale);
 }
 
+// The backward's side (fc2's dgrad with the GELU's gradient, DGELU_BGRAD): which FP8 output and
+// aux types cuBLASLt takes, each GEMM it takes against the double reference, D = product *
+// GELU'(x) and the bias gradient (D's rows summed before D's cast). A = fc2's weight transposed
+// [m = F][k = C] in E4M3, B = the E5M2 gradient [n = N][k], x = the E4M3 GELU input [n][m] at unit
+// scale. Skipped, naming cuBLASLt's answers, where it takes none.
+TEST(DgeluEpilogueGemm, TheTypesCublasLtTakesMatchTheReference) {
+  FP8SCOPE_REQUIRE_GPU();
+  const std::int64_t m = 256, n = 128, k = 64;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<std::uint8_t> ha(std::size_t(m * k)), hb(std::size_t(n * k)), hx8(std::size_t(m * n));
+  std::vector<double> a(ha.size()), b(hb.size()), x(hx8.size());
+  std::vector<__nv_bfloat16> hx16(hx8.size());
+  for (std::size_t i = 0; i < ha.size(); ++i)
+    a[i] = fp8::decode(ha[i] = fp8::encode(nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite), fp8::Format::e4m3);
+  for (std::size_t i = 0; i < hb.size(); ++i)
+    b[i] = fp8::decode(hb[i] = fp8::encode(nd(rng), fp8::Format::e5m2, fp8::Overflow::satfinite), fp8::Format::e5m2);
+  for (std::size_t i = 0; i < hx8.size(); ++i) {  // values exact in both E4M3 and BF16
+    x[i] = fp8::decode(hx8[i] = fp8::encode(2.0f * nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite), fp8::Format::e4m3);
+    hx16[i] = __float2bfloat16(float(x[i]));
+  }
+  const float scales[12] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0, 8.0f, 0, 0, 0};  // A's and B's dequantisation, D's quantisation
+  const double ab_scale = 0.5 * 0.25;
+  core::DeviceBuffer da(ha.size()), db(hb.size()), dx8(hx8.size()), dx16(hx16.size() * 2), dscale(sizeof scales),
+      dd(std::size_t(m * n) * 2), dbias(std::size_t(m) * 2), damax(16);
+  FP8S_CUDA(cudaMemcpy(da.get(), ha.data(), ha.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(db.get(), hb.data(), hb.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dx8.get(), hx8.data(), hx8.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dx16.get(), hx16.data(), dx16.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dscale.get(), scales, sizeof scales, cudaMemcpyHostToDevice));
+  // The reference: D and its row sums in double.
+  std::vector<double> ref(std::size_t(m * n)), mag(std::size_t(m * n)), ref_bias(std::size_t(m), 0.0), mag_bias(std::size_t(m), 0.0);
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t i = 0; i < m; ++i) {
+      double acc = 0, am = 0;
+      for (std::int64_t p = 0; p < k; ++p) {
+        acc += a[std::size_t(i * k + p)] * b[std::size_t(j * k + p)];
+        am += std::fabs(a[std::size_t(i * k + p)] * b[std::size_t(j * k + p)]);
+      }
+      const double xv = x[std::size_t(j * m + i)], u = 0.7978845608028654 * (xv + 0.044715 * xv * xv * xv), t = std::tanh(u);
+      const double grad = 0.5 * (1 + t) + 0.5 * xv * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * xv * xv);
+      const std::size_t at = std::size_t(j * m + i);
+      ref[at] = acc * ab_scale * grad, mag[at] = am * ab_scale * std::fabs(grad);
+      ref_bias[std::size_t(i)] += ref[at], mag_bias[std::size_t(i)] += mag[at];
+    }
+  std::string answers;
+  int taken = 0;
+  for (const gemm::DType dt : {gemm::DType::e5m2, gemm::DType::bf16})
+    for (const gemm::DType xt : {gemm::DType::e4m3, gemm::DType::bf16}) {
+      gpu_model::GemmCache cache(nullptr);
+      gpu_model::GemmCall c;
+      c.ta = true, c.tb = false;
+      c.m = m, c.n = n, c.k = k, c.lda = k, c.ldb = k, c.ldd = m;
+      c.a = gemm::DType::e4m3, c.b = gemm::DType::e5m2, c.d = dt;
+      c.a_scale = dscale.as<float>();
+      c.b_scale = dscale.as<float>() + 4;
+      if (gemm::is_fp8(dt)) c.d_scale = dscale.as<float>() + 8, c.amax_d = damax.as<float>();
+      c.dgelu_input = xt == gemm::DType::e4m3 ? dx8.get() : dx16.get();
+      c.aux = xt;
+      c.aux_ld = m;
+      c.dbias = dbias.get();
+      const std::string combo = "D " + gemm::to_string(dt) + ", x " + gemm::to_string(xt);
+      FP8S_CUDA(cudaMemset(dbias.get(), 0, dbias.size()));
+      try {
+        cache.run(c, da.get(), db.get(), dd.get(), "fc2 dgrad dgelu");
+        FP8S_CUDA(cudaDeviceSynchronize());
+      } catch (const gpu_model::GemmRefused& e) {
+        answers += "\n  " + combo + ": " + e.what();
+        continue;
+      }
+      ++taken;
+      answers += "\n  " + combo + ": taken";
+      const auto d = download<std::uint8_t>(dd, std::size_t(m * n) * 2);
+      const auto bias = download<__nv_bfloat16>(dbias, std::size_t(m));
+      int bad = 0;
+      for (std::size_t at = 0; at < ref.size(); ++at) {
+        double got;
+        double rel;
+        if (dt == gemm::DType::bf16) {
+          __nv_bfloat16 h;
+          std::memcpy(&h, &d[2 * at], 2);
+          got = __bfloat162float(h), rel = std::ldexp(1.0, -8);
+        } else {
+          got = fp8::decode(d[at], fp8::Format::e5m2) / scales[8], rel = std::ldexp(1.0, -3);
+        }
+        const double tol = rel * std::fabs(ref[at]) + std::ldexp(mag[at], -12) + std::ldexp(1.0, -16) / scales[8];
+        if (!(std::fabs(got - ref[at]) <= tol) && ++bad <= 5)
+          ADD_FAILURE() << combo << ": D[" << at << "] = " << got << ", reference " << ref[at];
+      }
+      EXPECT_EQ(bad, 0) << combo;
+      for (std::int64_t i = 0; i < m; ++i) {
+        const double got = __bfloat162float(bias[std::size_t(i)]), want = ref_bias[std::size_t(i)];
+        EXPECT_NEAR(got, want, std::ldexp(std::fabs(want), -8) + std::ldexp(mag_bias[std::size_t(i)], -12))
+            << combo << ": bias gradient " << i;
+      }
+    }
+  std::printf("cuBLASLt's FP8 DGELU_BGRAD (E4M3 x E5M2, TN):%s\n", answers.c_str());
+  if (taken == 0) GTEST_SKIP() << "cuBLASLt takes no FP8 DGELU_BGRAD here:" << answers;
+}
+
 // The transpose that counts codes (the wgrad copy of what the epilogue wrote): an exact
 // transpose, and exactly the host's counts of NaN, largest-magnitude and zero codes, on a shape
 // whose edges cut the 128 x 128 tiles.

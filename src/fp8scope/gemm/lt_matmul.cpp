@@ -36,6 +36,8 @@ cublasLtEpilogue_t lt_epilogue(Epilogue e) {
     case Epilogue::gelu_aux: return CUBLASLT_EPILOGUE_GELU_AUX;
     case Epilogue::bias_gelu: return CUBLASLT_EPILOGUE_GELU_BIAS;
     case Epilogue::bias_gelu_aux: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case Epilogue::dgelu: return CUBLASLT_EPILOGUE_DGELU;
+    case Epilogue::dgelu_bgrad: return CUBLASLT_EPILOGUE_DGELU_BGRAD;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -112,16 +114,16 @@ LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs) : spec_(spec), 
     const cublasLtEpilogue_t ep = lt_epilogue(spec.epilogue);
     attr(CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep, "EPILOGUE");
     const cudaDataType_t et = cuda_type(epilogue_type(spec));
-    if (adds_bias(spec.epilogue)) {
+    if (adds_bias(spec.epilogue) || writes_bias_grad(spec.epilogue)) {
       attr(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p_.bias, sizeof p_.bias, "BIAS_POINTER");
       attr(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &et, sizeof et, "BIAS_DATA_TYPE");
     }
-    if (writes_aux(spec.epilogue)) {
+    if (writes_aux(spec.epilogue) || reads_aux(spec.epilogue)) {
       attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &p_.aux, sizeof p_.aux, "EPILOGUE_AUX_POINTER");
       attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &p_.aux_ld, sizeof p_.aux_ld, "EPILOGUE_AUX_LD");
       const cudaDataType_t at = cuda_type(aux_type(spec));
-      if (fp8) attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof at, "EPILOGUE_AUX_DATA_TYPE");
-      if (is_fp8(aux_type(spec))) {
+      if (fp8 || spec.aux) attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof at, "EPILOGUE_AUX_DATA_TYPE");
+      if (writes_aux(spec.epilogue) && is_fp8(aux_type(spec))) {
         attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_SCALE_POINTER, &p_.aux_scale, sizeof p_.aux_scale, "EPILOGUE_AUX_SCALE_POINTER");
         attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_AMAX_POINTER, &p_.aux_amax, sizeof p_.aux_amax, "EPILOGUE_AUX_AMAX_POINTER");
       }

@@ -13,7 +13,8 @@ constexpr std::pair<DType, const char*> kTypes[] = {
     {DType::e4m3, "e4m3"}, {DType::e5m2, "e5m2"}, {DType::bf16, "bf16"}, {DType::fp16, "fp16"}, {DType::fp32, "fp32"}};
 constexpr std::pair<Epilogue, const char*> kEpilogues[] = {{Epilogue::none, "none"},           {Epilogue::bias, "bias"},
                                                            {Epilogue::gelu, "gelu"},           {Epilogue::gelu_aux, "gelu_aux"},
-                                                           {Epilogue::bias_gelu, "bias_gelu"}, {Epilogue::bias_gelu_aux, "bias_gelu_aux"}};
+                                                           {Epilogue::bias_gelu, "bias_gelu"}, {Epilogue::bias_gelu_aux, "bias_gelu_aux"},
+                                                           {Epilogue::dgelu, "dgelu"},         {Epilogue::dgelu_bgrad, "dgelu_bgrad"}};
 }  // namespace
 
 std::string to_string(DType t) { return core::name_of(kTypes, t); }
@@ -36,7 +37,10 @@ DType epilogue_type(const GemmSpec& s) {
   if (is_fp8(s.a) || is_fp8(s.b)) return s.c == DType::fp16 ? DType::fp16 : DType::bf16;
   return s.d;
 }
-DType aux_type(const GemmSpec& s) { return s.d == DType::e4m3 ? DType::e4m3 : epilogue_type(s); }
+DType aux_type(const GemmSpec& s) {
+  if (s.aux) return *s.aux;
+  return s.d == DType::e4m3 ? DType::e4m3 : epilogue_type(s);
+}
 
 bool parse_layout(const std::string& s, bool& ta, bool& tb) {
   if (s.size() != 2) return false;

@@ -35,6 +35,7 @@ struct GemmSpec {
   // How A and B are scaled (per tensor, per row, per block) and what the inputs are.
   ScaleMode a_scale = ScaleMode::tensor, b_scale = ScaleMode::tensor;
   InputPattern inputs = InputPattern::fp8_exact;
+  std::optional<DType> aux;  // the GELU aux's type where not aux_type's default
 
   std::string layout() const { return std::string(trans_a ? "T" : "N") + (trans_b ? "T" : "N"); }
   // Stored shapes (rows x cols, column-major) of A, B and D.
@@ -60,8 +61,8 @@ struct GemmSpec {
 // The bias element type cuBLASLt expects with these operand types (with FP8 inputs BF16, or
 // FP16 beside an FP16 C).
 DType epilogue_type(const GemmSpec& s);
-// The aux (GELU input) element type: E4M3 beside an E4M3 D (cuBLASLt's FP8 kernels take E4M3 or
-// FP16 there; E4M3 is what an FP8 training step keeps), else the bias type.
+// The aux (GELU input) element type: as set, else E4M3 beside an E4M3 D (cuBLASLt's FP8 kernels
+// take E4M3 or FP16 there; E4M3 is what an FP8 training step keeps), else the bias type.
 DType aux_type(const GemmSpec& s);
 
 // Parses a layout string "TN", "NN", "NT", "TT".

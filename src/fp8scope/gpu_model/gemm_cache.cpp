@@ -15,10 +15,17 @@ namespace fp8scope::gpu_model {
 namespace {
 constexpr std::size_t kWorkspace = 32u << 20;
 
+gemm::Epilogue epilogue_of(const GemmCall& c) {
+  using gemm::Epilogue;
+  if (c.dgelu_input) return c.dbias ? Epilogue::dgelu_bgrad : Epilogue::dgelu;
+  if (c.gelu_aux) return c.bias ? Epilogue::bias_gelu_aux : Epilogue::gelu_aux;
+  return c.bias ? Epilogue::bias : Epilogue::none;
+}
+
 std::string shape(const GemmCall& c) {
   return fmt::format("{}{} m={} n={} k={} lda={} ldb={} ldd={} batch={} {}x{}->{}{}", c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.m, c.n, c.k,
                      c.lda, c.ldb, c.ldd, c.batch, gemm::to_string(c.a), gemm::to_string(c.b), gemm::to_string(c.d),
-                     c.gelu_aux ? " +gelu_aux" : "");
+                     c.gelu_aux || c.dgelu_input ? " +" + gemm::to_string(epilogue_of(c)) + " aux " + gemm::to_string(c.aux) : "");
 }
 
 std::string with_reason(std::string msg, const nlohmann::json& why) {
@@ -41,8 +48,9 @@ struct TrialEvents {
 GemmCache::GemmCache(cudaStream_t stream, int algos) : stream_(stream), algos_(std::max(1, algos)), workspace_(kWorkspace) {}
 
 GemmCache::Key GemmCache::key_of(const GemmCall& c) {
-  return {c.ta,    c.tb,   c.m,    c.n,       c.k,       c.lda,    c.ldb,    c.ldd,        c.batch,   c.a,      c.b,        c.d,
-          c.alpha, c.beta, c.bias, c.a_scale, c.b_scale, c.a_mode, c.b_mode, c.fast_accum, c.d_scale, c.amax_d, c.gelu_aux, c.aux_ld};
+  return {c.ta,     c.tb,         c.m,       c.n,      c.k,        c.lda,    c.ldb,         c.ldd,     c.batch,
+          c.a,      c.b,          c.d,       c.alpha,  c.beta,     c.bias,   c.a_scale,     c.b_scale, c.a_mode,
+          c.b_mode, c.fast_accum, c.d_scale, c.amax_d, c.gelu_aux, c.aux_ld, c.dgelu_input, c.dbias,   c.aux};
 }
 
 GemmCache::ShapeKey GemmCache::shape_key_of(const GemmCall& c) {
@@ -54,7 +62,8 @@ GemmCache::ShapeKey GemmCache::shape_key_of(const GemmCall& c) {
           c.b,          c.d,
           c.beta,       c.bias != nullptr,
           c.a_mode,     c.b_mode,
-          c.fast_accum, c.gelu_aux != nullptr};
+          c.fast_accum, epilogue_of(c),
+          c.aux};
 }
 
 double GemmCache::time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D) {
@@ -109,7 +118,7 @@ nlohmann::json GemmCache::tuning() const {
 }
 
 void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, const char* what) {
-  if (c.gelu_aux && c.batch != 1) throw std::logic_error("GemmCache: a GELU aux output is laid out for one matrix (batch 1)");
+  if ((c.gelu_aux || c.dgelu_input) && c.batch != 1) throw std::logic_error("GemmCache: a GELU aux is laid out for one matrix (batch 1)");
   const Key key = key_of(c);
   auto it = plans_.find(key);
   if (it == plans_.end()) {
@@ -121,8 +130,9 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     s.alpha = c.alpha, s.beta = c.beta;
     s.fast_accum = c.fast_accum;
     s.a_scale = c.a_mode, s.b_scale = c.b_mode;
-    s.epilogue = c.gelu_aux ? (c.bias ? gemm::Epilogue::bias_gelu_aux : gemm::Epilogue::gelu_aux)
-                            : (c.bias ? gemm::Epilogue::bias : gemm::Epilogue::none);
+    s.epilogue = epilogue_of(c);
+    if (c.gelu_aux || c.dgelu_input) s.aux = c.aux;
+    if (c.dgelu_input && c.bias) throw std::logic_error("GemmCache: a GELU gradient epilogue writes the bias gradient; it adds no bias");
     s.workspace_bytes = kWorkspace;
     gemm::LtPointers p;
     p.bias = c.bias;
@@ -130,8 +140,9 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     p.b_scale = c.b_scale;
     p.d_scale = c.d_scale;
     p.amax_d = c.amax_d;
-    p.aux = c.gelu_aux;
+    p.aux = c.gelu_aux ? c.gelu_aux : const_cast<void*>(c.dgelu_input);  // the descriptor's one aux pointer
     p.aux_ld = c.aux_ld;
+    if (c.dbias) p.bias = c.dbias;
     // The batch stride is ldd * n, as lt_matmul lays it out; columns padded beyond m count too.
     const std::size_t d_bytes = std::size_t((s.batch - 1) * s.ldd_eff() * s.n + (s.n - 1) * s.ldd_eff() + s.m) * gemm::size_of(s.d);
     const std::size_t aux_bytes = c.gelu_aux ? std::size_t((s.n - 1) * c.aux_ld + s.m) * gemm::size_of(gemm::aux_type(s)) : 0;
@@ -157,6 +168,7 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
   }
   core::mark_initialized(D, it->second.d_bytes, stream_);  // initcheck does not see cuBLASLt's stores
   if (c.gelu_aux) core::mark_initialized(c.gelu_aux, it->second.aux_bytes, stream_);
+  if (c.dbias) core::mark_initialized(c.dbias, std::size_t(c.m) * gemm::size_of(gemm::DType::bf16), stream_);
 }
 
 }  // namespace fp8scope::gpu_model

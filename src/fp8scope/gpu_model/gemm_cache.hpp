@@ -41,6 +41,12 @@ struct GemmCall {
   // GELU_AUX(_BIAS). Null: no GELU.
   void* gelu_aux = nullptr;
   std::int64_t aux_ld = 0;
+  // The GELU's gradient applied in the epilogue (DGELU): D = product * GELU'(x), x read from
+  // dgelu_input ([aux_ld x n] column-major); the bias gradient (D summed over its n columns,
+  // before D's cast; BF16 with FP8 inputs) written to dbias where not null (DGELU_BGRAD).
+  const void* dgelu_input = nullptr;
+  void* dbias = nullptr;
+  gemm::DType aux = gemm::DType::e4m3;  // the element type of gelu_aux / dgelu_input
 };
 
 // cuBLASLt refused a GEMM of the model: the availability outcome (heuristic_unsupported,
@@ -83,11 +89,12 @@ class GemmCache {
   // step, so no string is built for it.
   using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                          gemm::DType, gemm::DType, gemm::DType, float, float, const void*, const void*, const void*, fp8::ScaleMode,
-                         fp8::ScaleMode, bool, const float*, float*, void*, std::int64_t>;
+                         fp8::ScaleMode, bool, const float*, float*, void*, std::int64_t, const void*, void*, gemm::DType>;
   static Key key_of(const GemmCall& c);
   // The key without the pointers (bias and scales): plans of one shape share a tuning.
-  using ShapeKey = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                              gemm::DType, gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool, bool>;
+  using ShapeKey =
+      std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, gemm::DType,
+                 gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool, gemm::Epilogue, gemm::DType>;
   static ShapeKey shape_key_of(const GemmCall& c);
   // Picks the algorithm of a new plan among the heuristic's candidates (timing them on A, B, D
   // when this shape was not tuned yet); returns its index.
