@@ -275,6 +275,7 @@ struct TrainRun {
   std::vector<float> loss;
   std::vector<float> grads;  // after the last step's backward
   std::vector<fp8::Tap> taps;
+  nlohmann::json gelu;  // GpuGpt::gelu_epilogue
 };
 TrainRun train(const model::Fp8ModelConfig& f, int steps) {
   const auto cfg = test::tiny_gpt(96);
@@ -292,12 +293,14 @@ TrainRun train(const model::Fp8ModelConfig& f, int steps) {
     gpu.step(1e-3f, 1.0f, {});
   }
   r.taps = gpu.fp8()->taps();
+  r.gelu = gpu.gelu_epilogue();
   return r;
 }
 }  // namespace
 
 // The same training with the GELU in fc1's epilogue and in the cast kernel: the two differ only
-// in the rounding of fc1's output to BF16 before the GELU (2^-8 relative), which moves an FP8
+// in the rounding of fc1's output to BF16 before the GELU (2^-8 relative; in backward, where
+// cuBLASLt takes DGELU_BGRAD, that of fc2's dgrad and of the GELU's gradient), which moves an FP8
 // rounding by a step in a few elements in a hundred; so the losses agree to 1 %, the gradients
 // to the tolerance of the emulation comparison (10 % relative RMS), and fc2's input is
 // quantised with amaxes (and so delayed scales) 2^-7 apart at most, NaN-free.
@@ -323,6 +326,10 @@ TEST(Fp8GeluEpilogue, TrainsAsTheGeluCastKernel) {
   }
   EXPECT_EQ(compared, steps * cfg.n_layer);
   for (const auto& t : epi.taps) EXPECT_NE(t.tensor, "fc1_out") << "the epilogue leaves no BF16 fc1 output to tap";
+  EXPECT_TRUE(kernel.gelu.is_null());
+  ASSERT_TRUE(epi.gelu.is_object());
+  EXPECT_EQ(epi.gelu["forward"], "GELU_AUX_BIAS");
+  std::printf("gelu_epilogue: %s\n", epi.gelu.dump().c_str());
 }
 
 // Four steps against the FP8-emulating CPU reference (which applies the GELU to unrounded

@@ -118,6 +118,7 @@ bool train_gpu_run(const TrainPoint& p, const model::Fp8ModelConfig* fp8, const 
       out.peak_alloc_mib = double(core::DeviceBytes::peak.load() - held_before) / (1 << 20);
       out.graphs = graph_use(gpt);  // before the profiled step (uncaptured by design)
       out.gemm_tuning = gpt.gemm_tuning();
+      out.gelu_epilogue = gpt.gelu_epilogue();
       if (gpt.fp8()) out.taps = gpt.fp8()->taps();
       const bool finished = std::isfinite(out.rows.back().loss);
       if (finished && settings.value("profile", true)) {
@@ -163,6 +164,7 @@ void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, in
   if (!run.time_split.empty()) r.data["time_split_ms"] = run.time_split;
   if (!run.graphs.is_null()) r.data["cuda_graph"] = run.graphs;
   if (!run.gemm_tuning.is_null()) r.data["gemm_tuning"] = run.gemm_tuning;
+  if (!run.gelu_epilogue.is_null()) r.data["gelu_epilogue"] = run.gelu_epilogue;
   if (p.fp8) {
     r.data["taps"] = summarize_taps(run.taps, settings.value("tap_points", 50));
     record_nan_onset(r, run.taps, settings.value("onset_history", 5));

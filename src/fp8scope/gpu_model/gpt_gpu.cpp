@@ -181,6 +181,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     f8_w_ = core::DeviceBuffer(std::size_t(std::max(widest * C, layer_weights)));
     f8_dy_ = core::DeviceBuffer(std::size_t(dy));
     f8_dy_t_ = core::DeviceBuffer(std::size_t(dy));
+    if (model::gelu_in_epilogue(cfg, fp8)) dgelu_dbias_ = core::DeviceBuffer(std::size_t(F) * sizeof(bf16));
     if (fp8_->config().attention()) {
       f8_q_ = core::DeviceBuffer(std::size_t(N * C));
       f8_k_ = core::DeviceBuffer(std::size_t(N * C));
@@ -423,17 +424,29 @@ bool GpuGpt::fuses_activation_backward() const {
          (cfg_.llama() ? swiglu_cast_fits(N, cfg_.ffn_width()) : fp8::tile_cast_fits(N, cfg_.ffn_width()));
 }
 
+bool GpuGpt::dgelu_in_epilogue() const { return fp8_ && model::gelu_in_epilogue(cfg_, &fp8_->config()) && dgelu_state_ >= 0; }
+
+nlohmann::json GpuGpt::gelu_epilogue() const {
+  if (!fp8_ || !model::gelu_in_epilogue(cfg_, &fp8_->config())) return nullptr;
+  nlohmann::json j = {{"forward", "GELU_AUX_BIAS"}, {"backward", dgelu_state_ > 0 ? "DGELU_BGRAD" : "cast kernel"}};
+  if (dgelu_state_ < 0) j["refused"] = dgelu_refusal_;
+  return j;
+}
+
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
-                             int IC, int OC, ActivationInput act_pre, bool dy_ready) {
+                             int IC, int OC, ActivationInput act_pre, bool dy_ready, const DgeluEpilogue* dgelu,
+                             const std::uint8_t* dy_codes, const bf16* dy_bias) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
+  if (dy_codes && (!fp8_linear(which) || fp8_->per_block() || (b >= 0 && !dy_bias)))
+    throw std::logic_error("given gradient codes need a per-tensor FP8 linear (and their bias gradient)");
   if (fp8_linear(which) && fp8_->per_block()) {
     block_linear_backward(layer, which, dinp, dout, w, b, N, IC, OC);
     return;
   }
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
-  const bool dbias_in_cast = fp8_linear(which) && b >= 0 && fp8::tile_cast_fits(N, OC);
-  if (b >= 0 && !dbias_in_cast) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
+  const bool dbias_in_cast = fp8_linear(which) && b >= 0 && !dy_codes && fp8::tile_cast_fits(N, OC);
+  if (b >= 0 && !dbias_in_cast && !dy_codes) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
   if (!fp8_linear(which)) {
     gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, weight(w), dout, dinp, (name + " dgrad").c_str());
     GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
@@ -445,7 +458,10 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const int si = sv.si, sw = sv.sw, sg = sv.sg;
-  if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
+  if (dy_codes) {  // fc2's dgrad wrote them (dgelu_in_epilogue): the transpose and the bias gradient are left
+    fp8::transpose_fp8_counting(f8_dy_t_.as<std::uint8_t>(), dy_codes, N, OC, f.format(sg), f.stats(sg), stream_);
+    if (b >= 0) add_bf16_into(g(b), dy_bias, OC, stream_);
+  } else if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
     fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);
   } else if (act_pre && cfg_.llama()) {  // fuses_activation_backward(): delayed scaling, so no prepare
     dswiglu_cast_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, act_pre.bf16_values, N, OC / 2, f.scale(sg),
@@ -476,7 +492,24 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   const std::int64_t at = weight_cast_at(layer, which);
   if (sv.w_t.size() == 0 && at < 0) cast_weight(w, OC, IC, sw, nullptr, f8_w_.as<std::uint8_t>(), nullptr, false);
   const void* w_t = sv.w_t.size() > 0 ? sv.w_t.get() : f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0);
-  gemms_.run(dg, w_t, f8_dy_.get(), dinp, (name + " dgrad").c_str());
+  const void* dy = dy_codes ? static_cast<const void*>(dy_codes) : f8_dy_.get();
+  if (dgelu) {  // the GELU's gradient in the epilogue; if cuBLASLt refuses it the first time, dinp as usual from then on
+    GemmCall de = dg;
+    de.d = dgelu->type;
+    de.d_scale = dgelu->scale, de.amax_d = dgelu->amax;
+    de.dgelu_input = dgelu->pre8, de.aux = DType::e4m3, de.aux_ld = IC;
+    de.dbias = dgelu->dbias;
+    try {
+      gemms_.run(de, w_t, dy, dgelu->out, (name + " dgrad").c_str());
+      dgelu_state_ = 1;
+    } catch (const GemmRefused& e) {
+      if (dgelu_state_ != 0) throw;
+      dgelu_state_ = -1, dgelu_refusal_ = e.what();
+      gemms_.run(dg, w_t, dy, dinp, (name + " dgrad").c_str());
+    }
+  } else {
+    gemms_.run(dg, w_t, dy, dinp, (name + " dgrad").c_str());
+  }
   GemmCall wg{true, false, IC, OC, N, N, N, IC};
   wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
   wg.beta = 1.0f;
@@ -911,24 +944,37 @@ void GpuGpt::enqueue_backward() {
     // MLP: x_out = x_mid + fcproj(act(fc(norm2(x_mid)))), act = GELU or SwiGLU (Llama)
     mark("matmul");
     cast_layer_weights(l, true);  // their transposes, with forward's scales
-    linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C);
-    // In FP8 with delayed scaling the activation's backward (GELU or SwiGLU) is part of fc1's
-    // gradient cast (timed as matmul, where the casts are).
-    const bool fuse_dact = fuses_activation_backward();
-    mark("gelu");
-    bf16* dfc = llama ? dfc_.as<bf16>() : dbuf4_.as<bf16>();  // fc1's output gradient (GELU: in place)
-    if (llama && !fuse_dact)
-      swiglu_backward(dfc, a.fc, dbuf4_.as<bf16>(), N, F, stream_);
-    else if (!fuse_dact && a.pre8.size() > 0)
-      gelu_backward(dfc, a.pre8.as<std::uint8_t>(), dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
-    else if (!fuse_dact)
-      gelu_backward(dfc, a.fc, dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
-    mark("matmul");
-    linear_backward(l, 2, dbuf_.as<bf16>(), fuse_dact ? dbuf4_.as<bf16>() : dfc, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C,
-                    FW,
-                    !fuse_dact          ? ActivationInput{}
-                    : a.pre8.size() > 0 ? ActivationInput{nullptr, a.pre8.as<std::uint8_t>()}
-                                        : ActivationInput{a.fc});
+    if (dgelu_in_epilogue()) {    // fc1's FP8 gradient and bias gradient from fc2's dgrad, into f8_x_ (free in backward)
+      const int sg = saved(l, 2).sg;
+      const DgeluEpilogue de{f8_x_.as<std::uint8_t>(),  fp8_->scale(sg),
+                             &fp8_->stats(sg)->amax,    fp8_->format(sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2,
+                             a.pre8.as<std::uint8_t>(), dgelu_dbias_.as<bf16>()};
+      linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, {}, false, &de);
+    } else {
+      linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C);
+    }
+    if (dgelu_in_epilogue()) {  // (still: cuBLASLt took it) fc1's gradient is in f8_x_: its transpose and the GEMMs are left
+      linear_backward(l, 2, dbuf_.as<bf16>(), nullptr, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, {}, false, nullptr,
+                      f8_x_.as<std::uint8_t>(), dgelu_dbias_.as<bf16>());
+    } else {
+      // In FP8 with delayed scaling the activation's backward (GELU or SwiGLU) is part of fc1's
+      // gradient cast (timed as matmul, where the casts are).
+      const bool fuse_dact = fuses_activation_backward();
+      mark("gelu");
+      bf16* dfc = llama ? dfc_.as<bf16>() : dbuf4_.as<bf16>();  // fc1's output gradient (GELU: in place)
+      if (llama && !fuse_dact)
+        swiglu_backward(dfc, a.fc, dbuf4_.as<bf16>(), N, F, stream_);
+      else if (!fuse_dact && a.pre8.size() > 0)
+        gelu_backward(dfc, a.pre8.as<std::uint8_t>(), dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
+      else if (!fuse_dact)
+        gelu_backward(dfc, a.fc, dbuf4_.as<bf16>(), std::int64_t(N) * F, stream_);
+      mark("matmul");
+      linear_backward(l, 2, dbuf_.as<bf16>(), fuse_dact ? dbuf4_.as<bf16>() : dfc, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N,
+                      C, FW,
+                      !fuse_dact          ? ActivationInput{}
+                      : a.pre8.size() > 0 ? ActivationInput{nullptr, a.pre8.as<std::uint8_t>()}
+                                          : ActivationInput{a.fc});
+    }
     mark("layernorm");
     norm_backward(h + "ln2", a.x_mid.as<bf16>(), a.ln2_mean, a.ln2_rstd);
     if (fp8_) fp8_->observe(l, "residual_grad", dx, std::int64_t(N) * C);

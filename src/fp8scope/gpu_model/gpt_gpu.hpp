@@ -69,6 +69,10 @@ class GpuGpt {
   // The cuBLASLt algorithms timed and kept per GEMM shape (GemmCache::tuning; null unless
   // GpuRunOptions::gemm_algos > 1).
   nlohmann::json gemm_tuning() const { return gemms_.tuning(); }
+  // gelu_cast gemm_epilogue (model::gelu_in_epilogue): where the GELU ran, forward and backward
+  // ({"forward": "GELU_AUX_BIAS", "backward": "DGELU_BGRAD" or "cast kernel", "refused": what
+  // cuBLASLt said where it took no FP8 DGELU_BGRAD}); null otherwise.
+  nlohmann::json gelu_epilogue() const;
   // Why train_step runs uncaptured now ("" when it captures).
   std::string graphs_off_reason() const;
 
@@ -150,8 +154,25 @@ class GpuGpt {
   // activation of act_pre (GELU, or SwiGLU of fc1's output, [N][OC / 2] then), and the
   // activation's backward happens inside the gradient's cast. dy_ready (FP8 only, see
   // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
+  //
+  // gelu_cast gemm_epilogue, backward: fc2's dgrad applies the GELU's gradient in its epilogue
+  // (DGELU_BGRAD, `dgelu`): it writes fc1's FP8 output gradient (codes into dgelu->out with that
+  // slot's scale and amax) and fc1's bias gradient (BF16) instead of dinp; fc1's backward then
+  // takes those codes (`dy_codes`, the bias gradient from dy_bias) and only transposes them.
+  struct DgeluEpilogue {
+    std::uint8_t* out;
+    const float* scale;
+    float* amax;
+    gemm::DType type;  // of the gradient's codes
+    const std::uint8_t* pre8;
+    bf16* dbias;
+  };
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                       int OC, ActivationInput act_pre = {}, bool dy_ready = false);
+                       int OC, ActivationInput act_pre = {}, bool dy_ready = false, const DgeluEpilogue* dgelu = nullptr,
+                       const std::uint8_t* dy_codes = nullptr, const bf16* dy_bias = nullptr);
+  // Whether fc2's dgrad applies the GELU's gradient (gelu_cast gemm_epilogue, until cuBLASLt
+  // refuses it once: the cast kernel then does it, as without the epilogue).
+  bool dgelu_in_epilogue() const;
   // Whether a tensor's one scale is known before its BF16 values exist (delayed scaling; not
   // current scaling, which measures them first, nor per-row / per-block scaling, whose scales
   // come from the values): what casting inside the kernel that computes them needs.
@@ -284,6 +305,11 @@ class GpuGpt {
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
+  // gelu_cast gemm_epilogue: fc1's bias gradient as fc2's DGELU_BGRAD writes it (BF16), and
+  // whether cuBLASLt took that epilogue (0 not yet asked, 1 yes, -1 refused: dgelu_refusal_).
+  core::DeviceBuffer dgelu_dbias_;
+  int dgelu_state_ = 0;
+  std::string dgelu_refusal_;
   // Per-row / per-block scaling: the scale tensors of f8_x_, f8_w_, f8_dy_ and f8_dy_t_, and
   // the row-wise casts' row and column amaxes.
   core::DeviceBuffer f8_x_lt_, f8_w_lt_, f8_dy_lt_, f8_dy_t_lt_, block_scratch_;

@@ -220,5 +220,7 @@ void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld
 // The same with columns [0, split) added into lo and [split, cols) into hi, in one launch.
 void column_sum_add_split(float* lo, float* hi, int split, const float* partial, int rows, int cols, int ld, cudaStream_t s);
 void sum_all(float* out, const float* partial, int n, cudaStream_t s);
+// dst[i] += src[i] (a BF16 gradient, e.g. cuBLASLt's bias gradient, into an FP32 one).
+void add_bf16_into(float* dst, const bf16* src, int n, cudaStream_t s);
 
 }  // namespace fp8scope::gpu_model

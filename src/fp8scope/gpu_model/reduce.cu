@@ -59,4 +59,15 @@ void column_sum_add(float* dst, const float* partial, int rows, int cols, int ld
 
 void sum_all(float* out, const float* partial, int n, cudaStream_t s) { sum_all_kernel<<<1, 1024, 0, s>>>(out, partial, n); }
 
+namespace {
+__global__ void add_bf16_into_kernel(float* dst, const bf16* src, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) dst[i] += __bfloat162float(src[i]);
+}
+}  // namespace
+
+void add_bf16_into(float* dst, const bf16* src, int n, cudaStream_t s) {
+  if (n > 0) add_bf16_into_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(dst, src, n);
+}
+
 }  // namespace fp8scope::gpu_model

@@ -60,7 +60,9 @@ struct Fp8ModelConfig {
   // (GELU_AUX_BIAS) and writes fc2's E4M3 input (scaled, its amax by cuBLASLt) and the GELU's
   // input in E4M3 at unit scale (its aux), so no BF16 fc1 output reaches memory; a transpose of
   // the codes writes the wgrad copy. Otherwise (false) fc1 writes BF16 and a cast kernel applies
-  // the GELU. check_gelu_epilogue says what it needs.
+  // the GELU. The backward likewise where cuBLASLt takes FP8 DGELU_BGRAD: fc2's dgrad writes
+  // fc1's FP8 gradient and bias gradient (GpuGpt::linear_backward). check_gelu_epilogue says
+  // what it needs.
   bool gelu_epilogue = false;
   // Test hook: (layer, tensor) -> factor on that tensor's scale, to plant overflows.
   std::map<std::pair<int, std::string>, float> planted_scale;
