@@ -467,6 +467,9 @@ TEST(StepCost, TheGeluInputInE4m3AndTheWeightsCastFromTheMaster) {
   EXPECT_DOUBLE_EQ(phase(epilogue, "gelu").bytes, L * N * F * 2);
   EXPECT_DOUBLE_EQ(phase(kernel, "gelu").bytes, L * N * F * 5);
   EXPECT_DOUBLE_EQ(phase(epilogue, "matmul").serial_bytes, phase(kernel, "matmul").serial_bytes);
+  // And fc2's dgrad writing fc1's FP8 gradient: its cast (2 + 1 read, 2 written) becomes a transpose (1 + 1).
+  s.dgelu_epilogue = true;
+  EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "matmul").serial_bytes - phase(epilogue, "matmul").serial_bytes, -3 * L * N * F);
 }
 
 // The rotary table the GPU kernels read: cos and sin of the CPU reference's angles, rounded

@@ -33,7 +33,7 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   const double pre_bytes = s.gelu_e4m3 ? 1.0 : 2.0;  // GPT-2's GELU input as its backward reads it
   auto cast = [&](const std::string& name, double in, double out_w, bool input_fused) {
     if (!fp8(name)) return 0.0;
-    const double grad = name == "fc1" && s.delayed ? (c.llama() ? 5.0 : 4.0 + pre_bytes) : 4.0;
+    const double grad = name == "fc1" && s.dgelu_epilogue ? 2.0 : name == "fc1" && s.delayed ? (c.llama() ? 5.0 : 4.0 + pre_bytes) : 4.0;
     return (input_fused ? 0.0 : N * in * 4) + N * out_w * grad + in * out_w * (s.weights_from_master ? 10.0 : 4.0);
   };
   const double layer_casts =

@@ -54,6 +54,9 @@ struct StepShape {
   // GPT-2 in FP8 with gelu_cast gemm_epilogue: fc1's GEMM writes fc2's FP8 input and the E4M3
   // GELU input, and the GELU phase is the transpose of fc2's input (1 + 1 bytes an element).
   bool gelu_epilogue = false;
+  // ... and fc2's dgrad writes fc1's FP8 gradient (DGELU_BGRAD): fc1's gradient cast is a
+  // transpose of its codes (1 + 1 bytes an element).
+  bool dgelu_epilogue = false;
   // FP8 per-tensor scaling: each block weight cast from its FP32 master in forward and its
   // transpose cast again in backward (4 + 1 bytes an element each), instead of once a step
   // from the BF16 copy into both FP8 copies (2 + 2).
