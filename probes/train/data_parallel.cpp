@@ -32,7 +32,7 @@ struct RankResult {
   core::Outcome outcome = core::Outcome::ok;
   std::string reason;
   double device_mib = 0;
-  json graphs, gemm_tuning;
+  json graphs, gemm_tuning, gelu_epilogue;
 };
 
 void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const model::Fp8ModelConfig* fp8,
@@ -67,6 +67,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
       if (gpt.fp8()) out.taps = gpt.fp8()->taps();
       out.graphs = graph_use(gpt);
       out.gemm_tuning = gpt.gemm_tuning();  // each rank times its own (its choices may differ)
+      out.gelu_epilogue = gpt.gelu_epilogue();
     }
   } catch (const core::CudaError& e) {
     out.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
@@ -150,6 +151,7 @@ bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, con
   out.device_mib = results[0].device_mib;
   out.graphs = results[0].graphs;
   out.gemm_tuning = results[0].gemm_tuning;
+  out.gelu_epilogue = results[0].gelu_epilogue;
   json ranks = json::array();
   for (int k = 0; k < R; ++k)
     ranks.push_back({{"rank", k},

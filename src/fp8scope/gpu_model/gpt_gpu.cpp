@@ -169,6 +169,9 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   group_temp_ = core::DeviceBuffer(group_tokens_temp_bytes(int(N), int(Vp)));
   fill_iota(group_iota_.as<int>(), int(N), stream_);
   if (fp8) {
+    // The GELU in fc1's epilogue assumes the fused FP8 path it replaces (check_train_point
+    // refuses the rest with the same line).
+    if (auto e = model::check_gelu_epilogue(cfg, B, T, *fp8); !e.empty()) throw std::invalid_argument(e);
     fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_, flash_);
     // As wide as the widest FP8 linear (the head's gradient: one chunk of rows).
     const bool head = fp8->fp8("lm_head");
