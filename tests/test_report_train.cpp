@@ -168,6 +168,31 @@ TEST(TrainReport, GemmTuningTablesAndTwins) {
   EXPECT_NE(md.find("materialized gemm_algos 1): FP8"), std::string::npos) << md;
 }
 
+// gelu_cast gemm_epilogue: the report says where each run's GELU and its gradient ran, and
+// what cuBLASLt said where the backward fell back to the cast kernel.
+TEST(TrainReport, GeluEpilogueTableSaysWhereTheGeluRan) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "gelu"}};
+  auto rec = [](const char* precision, const char* cast, const core::json& where) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},          {"n_head", 12},     {"seq_len", 1024},
+                    {"batch", 16},      {"vocab", 50304}, {"precision", precision}, {"gelu_cast", cast}};
+    core::Record r = core::make_record(fmt::format("{}-{}", precision, cast), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
+    if (!where.is_null()) r.data["gelu_epilogue"] = where;
+    return r;
+  };
+  f.records = {rec("bf16", "kernel", nullptr), rec("fp8", "kernel", nullptr),
+               rec("fp8", "gemm_epilogue",
+                   {{"forward", "GELU_AUX_BIAS"}, {"backward", "cast kernel"}, {"refused", "fc2 dgrad GEMM: no cuBLASLt algorithm"}})};
+  report::ReportOptions opt;
+  opt.results.push_back({"gelu.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("The GELU in cuBLASLt's epilogue"), std::string::npos) << md;
+  EXPECT_NE(md.find("gelu_cast=gemm_epilogue precision=fp8 | GELU_AUX_BIAS | cast kernel | fc2 dgrad GEMM: no cuBLASLt algorithm |"),
+            std::string::npos)
+      << md;
+}
+
 // Where FP8 pays off has a row per setup; two setups of one model say how they differ.
 TEST(TrainReport, WhereFp8PaysOffNamesWhatSetsTwoRowsOfOneModelApart) {
   core::ResultFile f;
