@@ -302,7 +302,8 @@ TrainRun train(const model::Fp8ModelConfig& f, int steps) {
 // in the rounding of fc1's output to BF16 before the GELU (2^-8 relative; in backward, where
 // cuBLASLt takes DGELU_BGRAD, that of fc2's dgrad and of the GELU's gradient), which moves an FP8
 // rounding by a step in a few elements in a hundred; so the losses agree to 1 %, the gradients
-// to the tolerance of the emulation comparison (10 % relative RMS), and fc2's input is
+// to the tolerance of the emulation comparison for HYBRID (15 % relative RMS: E5M2 gradients),
+// and fc2's input is
 // quantised with amaxes (and so delayed scales) 2^-7 apart at most, NaN-free.
 TEST(Fp8GeluEpilogue, TrainsAsTheGeluCastKernel) {
   FP8SCOPE_REQUIRE_GPU();
@@ -311,7 +312,7 @@ TEST(Fp8GeluEpilogue, TrainsAsTheGeluCastKernel) {
   for (int s = 0; s < steps; ++s) EXPECT_NEAR(epi.loss[std::size_t(s)], kernel.loss[std::size_t(s)], 0.01 * kernel.loss[std::size_t(s)]);
   const auto cfg = test::tiny_gpt(96);
   for (const auto& t : model::param_layout(cfg))
-    EXPECT_LT(test::rel_err(test::tensor_part(epi.grads, t), test::tensor_part(kernel.grads, t)), 0.10) << t.name;
+    EXPECT_LT(test::rel_err(test::tensor_part(epi.grads, t), test::tensor_part(kernel.grads, t)), 0.15) << t.name;
   int compared = 0;
   for (const auto& e : epi.taps) {
     if (e.tensor != "fc2.input") continue;
