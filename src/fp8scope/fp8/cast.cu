@@ -235,8 +235,8 @@ __device__ __forceinline__ int swizzled_word(int row, int word) {
   return row * (kT16 / 4) + ((((word >> 2) ^ (2 * ((row >> 4) & 3)))) << 2) + (word & 3);
 }
 
-// What the codes of one 16-byte piece say (CountCodes): NaN/inf codes, codes of the format's
-// largest magnitude, zero codes.
+// What the codes of one 16-byte piece say (transpose_fp8_counting): NaN/inf codes, codes of the
+// format's largest magnitude, zero codes.
 __device__ __forceinline__ void count_codes(const uint4& v, Format f, LocalStats& st) {
   const unsigned w[4] = {v.x, v.y, v.z, v.w};
   const unsigned top = f == Format::e4m3 ? 0x7Eu : 0x7Bu;
@@ -297,9 +297,7 @@ __global__ void __launch_bounds__(256)
     if (c < cols) *reinterpret_cast<uint4*>(out_t + std::int64_t(c) * rows + r) = make_uint4(q[i][0], q[i][1], q[i][2], q[i][3]);
   }
 }
-}  // namespace
 
-namespace {
 unsigned transpose16_tiles(int rows, int cols) { return unsigned(std::int64_t((rows + kT16 - 1) / kT16) * ((cols + kT16 - 1) / kT16)); }
 }  // namespace
 
