@@ -470,6 +470,12 @@ TEST(StepCost, TheGeluInputInE4m3AndTheWeightsCastFromTheMaster) {
   // And fc2's dgrad writing fc1's FP8 gradient: its cast (2 + 1 read, 2 written) becomes a transpose (1 + 1).
   s.dgelu_epilogue = true;
   EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "matmul").serial_bytes - phase(epilogue, "matmul").serial_bytes, -3 * L * N * F);
+  // BF16: no GELU kernel left in forward; in backward the GELU kernel only where fc2's dgrad did
+  // not take the gradient (it reads the pre-activation and the gradient and writes the gradient).
+  s.fp8 = false, s.gelu_e4m3 = false;
+  EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "gelu").bytes, 0.0);
+  s.dgelu_epilogue = false;
+  EXPECT_DOUBLE_EQ(phase(model::step_costs(s), "gelu").bytes, L * N * F * 2 * 3);
 }
 
 // The rotary table the GPU kernels read: cos and sin of the CPU reference's angles, rounded

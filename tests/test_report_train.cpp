@@ -169,20 +169,23 @@ TEST(TrainReport, GemmTuningTablesAndTwins) {
 }
 
 // gelu_cast gemm_epilogue: the report says where each run's GELU and its gradient ran, and
-// what cuBLASLt said where the backward fell back to the cast kernel.
+// what cuBLASLt said where the backward fell back to the cast kernel; an FP8 run is paired with
+// the BF16 run of the same gelu_cast.
 TEST(TrainReport, GeluEpilogueTableSaysWhereTheGeluRan) {
   core::ResultFile f;
   f.meta = {{"probe", "train"}, {"sweep", "gelu"}};
-  auto rec = [](const char* precision, const char* cast, const core::json& where) {
+  auto rec = [](const char* precision, const char* cast, double tps, const core::json& where) {
     core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},          {"n_head", 12},     {"seq_len", 1024},
                     {"batch", 16},      {"vocab", 50304}, {"precision", precision}, {"gelu_cast", cast}};
     core::Record r = core::make_record(fmt::format("{}-{}", precision, cast), p, core::Outcome::ok);
-    r.data["metrics"] = {{"tokens_per_s", 100000.0}, {"ms_per_step", 50.0}};
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
     if (!where.is_null()) r.data["gelu_epilogue"] = where;
     return r;
   };
-  f.records = {rec("bf16", "kernel", nullptr), rec("fp8", "kernel", nullptr),
-               rec("fp8", "gemm_epilogue",
+  f.records = {rec("bf16", "kernel", 100000.0, nullptr),
+               rec("bf16", "gemm_epilogue", 110000.0, {{"forward", "GELU_AUX_BIAS"}, {"backward", "DGELU_BGRAD"}}),
+               rec("fp8", "kernel", 120000.0, nullptr),
+               rec("fp8", "gemm_epilogue", 143000.0,
                    {{"forward", "GELU_AUX_BIAS"}, {"backward", "cast kernel"}, {"refused", "fc2 dgrad GEMM: no cuBLASLt algorithm"}})};
   report::ReportOptions opt;
   opt.results.push_back({"gelu.json", f});
@@ -191,6 +194,10 @@ TEST(TrainReport, GeluEpilogueTableSaysWhereTheGeluRan) {
   EXPECT_NE(md.find("gelu_cast=gemm_epilogue precision=fp8 | GELU_AUX_BIAS | cast kernel | fc2 dgrad GEMM: no cuBLASLt algorithm |"),
             std::string::npos)
       << md;
+  EXPECT_NE(md.find("gelu_cast=gemm_epilogue precision=bf16 | GELU_AUX_BIAS | DGELU_BGRAD | - |"), std::string::npos) << md;
+  EXPECT_NE(md.find("1.300x"), std::string::npos) << md;  // 143000 / 110000: epilogues against epilogues
+  EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 120000 / 100000
+  EXPECT_EQ(md.find("1.430x"), std::string::npos) << md;  // not FP8 with the epilogues against BF16 without
 }
 
 // Where FP8 pays off has a row per setup; two setups of one model say how they differ.

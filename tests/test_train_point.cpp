@@ -143,9 +143,10 @@ TEST(TrainPoint, GemmAlgosNeedsTheGpuBackend) {
   EXPECT_EQ(train::check_train_point(train::train_point_from(point), core::json::object()), "");
 }
 
-// gelu_cast gemm_epilogue: fc1's cuBLASLt GEMM writes fc2's FP8 input, so it needs the fused
-// path under delayed scaling with both linears in FP8, the E4M3 GELU input, saturating casts,
-// GPT-2 and the GPU; each refusal is one line that says what is missing.
+// gelu_cast gemm_epilogue: in FP8 fc1's cuBLASLt GEMM writes fc2's FP8 input, so it needs the
+// fused path under delayed scaling with both linears in FP8, the E4M3 GELU input, saturating
+// casts; in both precisions GPT-2 and the GPU; each refusal is one line that says what is
+// missing.
 TEST(TrainPoint, GeluEpilogueNeedsTheFusedDelayedGpt2PathOnTheGpu) {
   core::json point = core::json::object();
   for (const auto& a : train::probe_train_axes()) point[a.name] = a.default_value;
@@ -174,6 +175,12 @@ TEST(TrainPoint, GeluEpilogueNeedsTheFusedDelayedGpt2PathOnTheGpu) {
   EXPECT_EQ(check(),
             "gelu_cast gemm_epilogue is a cuBLASLt epilogue; it needs backend gpu (the CPU reference applies the GELU to unrounded "
             "values either way)");
+  // BF16 takes the epilogues too (its twin of an FP8 run with them), GPT-2 on the GPU only.
+  point["backend"] = "gpu", point["precision"] = "bf16", point["variant"] = "custom", point["scaling"] = "current";
+  EXPECT_TRUE(train::train_point_from(point).gpu.gelu_epilogue);
+  EXPECT_EQ(check(), "");
+  point["arch"] = "llama", point["attention"] = "flash";
+  EXPECT_EQ(check(), "gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU");
 }
 
 TEST(TrainPoint, DataParallelNeedsTheGpuBackendAndEnoughGpus) {

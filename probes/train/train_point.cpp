@@ -97,6 +97,16 @@ std::vector<core::ParamSpec> train_axes() {
        "GPU: cuBLASLt algorithms timed per GEMM shape at its first run, the fastest kept (the record's gemm_tuning says which "
        "and by how much); 1: the heuristic's first, untimed, the same on every run. GEMMs that accumulate into their output "
        "(the weight gradients) keep the heuristic's first"},
+      {"gelu_cast",
+       K::string,
+       "kernel",
+       {"kernel", "gemm_epilogue"},
+       0,
+       0,
+       "GPU, GPT-2: the GELU and its gradient in kernels of their own (kernel), or in cuBLASLt's epilogues (GELU_AUX_BIAS on "
+       "fc1, DGELU_BGRAD on fc2's dgrad where cuBLASLt takes it: the record's gelu_epilogue says); FP8 (fused, delayed): fc1 "
+       "writes fc2's E4M3 input and the E4M3 GELU input, fc2's dgrad fc1's FP8 gradient, and the wgrad copies are transposes "
+       "that count saturated / zero / NaN codes"},
   };
 }
 
@@ -144,6 +154,7 @@ TrainPoint train_point_from(const json& p) {
   t.gpu.bf16_logits = p.value("logits", std::string("fp32")) == "bf16";
   t.gpu.cuda_graph = p.value("cuda_graph", false);  // records made before the axis ran uncaptured
   t.gpu.gemm_algos = p.value("gemm_algos", 1);
+  t.gpu.gelu_epilogue = p.value("gelu_cast", std::string("kernel")) == "gemm_epilogue";
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }
@@ -212,11 +223,13 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
   if (p.backend == "gpu" && !p.gpu.flash_attention && p.gpu.flash_kernel != "automatic")
     return fmt::format("flash_kernel {} picks the fused attention's kernels; it needs attention flash", p.gpu.flash_kernel);
   if (p.ranks > 1 && p.backend != "gpu") return fmt::format("ranks={} needs backend gpu (data parallelism runs on GPUs)", p.ranks);
-  if (p.fp8) {
-    if (auto e = model::check_gelu_epilogue(p.model, p.batch, p.seq_len, *p.fp8); !e.empty()) return e;
-    if (p.fp8->gelu_epilogue && p.backend != "gpu")
+  if (p.gpu.gelu_epilogue) {
+    if (p.backend != "gpu")
       return "gelu_cast gemm_epilogue is a cuBLASLt epilogue; it needs backend gpu (the CPU reference applies the GELU to unrounded "
              "values either way)";
+    if (p.model.llama()) return "gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU";
+    if (p.fp8)
+      if (auto e = model::check_gelu_epilogue(p.model, p.batch, p.seq_len, *p.fp8); !e.empty()) return e;
   }
   if (p.gpu.gemm_algos > 1 && p.backend != "gpu")
     return fmt::format("gemm_algos={} times cuBLASLt's algorithms; it needs backend gpu (the CPU reference has none)", p.gpu.gemm_algos);

@@ -45,7 +45,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       n_params_(model::param_count(cfg)),
       graphs_on_(options.cuda_graph),
       flash_(options.flash_attention),
-      flash_kernel_(flash_kernel_named(options.flash_kernel)) {
+      flash_kernel_(flash_kernel_named(options.flash_kernel)),
+      gelu_epilogue_(options.gelu_epilogue) {
   // The Llama block runs with the fused attention (grouped-query heads), so without FP8
   // attention; its RMSNorm and SwiGLU write FP8 in the fused variant.
   if (cfg.llama() && (!flash_ || (fp8 && fp8->attention())))
@@ -53,6 +54,14 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   if (flash_ && (!flash_attention_supported(T, cfg.d_model / cfg.n_head) || (fp8 && fp8->attention())))
     throw std::invalid_argument("flash attention needs head size 64 or 128, T a multiple of 64 and no fp8_attention");
   if (auto e = model::check_lm_head_chunk(options.lm_head_chunk); !e.empty()) throw std::invalid_argument(e);
+  // The GELU in cuBLASLt's epilogues (gelu_cast): GPT-2's; in FP8 only on the fused path it
+  // replaces (check_train_point refuses the rest with the same lines). Both settings come from
+  // the one axis, so they must agree.
+  if (gelu_epilogue_ && cfg.llama()) throw std::invalid_argument("gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU");
+  if (fp8 && fp8->gelu_epilogue != gelu_epilogue_)
+    throw std::invalid_argument("gelu_epilogue: the FP8 config and the run options disagree (both come from gelu_cast)");
+  if (fp8)
+    if (auto e = model::check_gelu_epilogue(cfg, B, T, *fp8); !e.empty()) throw std::invalid_argument(e);
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
@@ -168,10 +177,8 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   group_iota_ = core::DeviceBuffer(std::size_t(N) * sizeof(int));
   group_temp_ = core::DeviceBuffer(group_tokens_temp_bytes(int(N), int(Vp)));
   fill_iota(group_iota_.as<int>(), int(N), stream_);
+  if (gelu_epilogue_) dgelu_dbias_ = core::DeviceBuffer(std::size_t(F) * sizeof(bf16));  // fc1's bias gradient from DGELU_BGRAD
   if (fp8) {
-    // The GELU in fc1's epilogue assumes the fused FP8 path it replaces (check_train_point
-    // refuses the rest with the same line).
-    if (auto e = model::check_gelu_epilogue(cfg, B, T, *fp8); !e.empty()) throw std::invalid_argument(e);
     fp8_ = std::make_unique<Fp8Runtime>(cfg, B, T, *fp8, stream_, flash_);
     // As wide as the widest FP8 linear (the head's gradient: one chunk of rows).
     const bool head = fp8->fp8("lm_head");
@@ -184,7 +191,6 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     f8_w_ = core::DeviceBuffer(std::size_t(std::max(widest * C, layer_weights)));
     f8_dy_ = core::DeviceBuffer(std::size_t(dy));
     f8_dy_t_ = core::DeviceBuffer(std::size_t(dy));
-    if (model::gelu_in_epilogue(cfg, fp8)) dgelu_dbias_ = core::DeviceBuffer(std::size_t(F) * sizeof(bf16));
     if (fp8_->config().attention()) {
       f8_q_ = core::DeviceBuffer(std::size_t(N * C));
       f8_k_ = core::DeviceBuffer(std::size_t(N * C));
@@ -372,6 +378,10 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
   c.bias = b >= 0 ? weight(b) : nullptr;
   c.d = out_fp32 ? DType::fp32 : DType::bf16;
   if (!fp8_linear(which)) {
+    if (gelu) {  // D [N][OC] the activation, the aux beside it, both BF16 with ld OC
+      c.gelu_aux = gelu->pre, c.aux = gelu->pre_type, c.aux_ld = OC;
+      out = gelu->out;
+    }
     gemms_.run(c, weight(w), inp, out, name.c_str());
     return;
   }
@@ -402,8 +412,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
     c.d = DType::e4m3;
     c.d_scale = gelu->scale;
     c.amax_d = gelu->amax;
-    c.gelu_aux = gelu->pre8;
-    c.aux_ld = OC;
+    c.gelu_aux = gelu->pre, c.aux = gelu->pre_type, c.aux_ld = OC;
     out = gelu->out;
   }
   gemms_.run(c, f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0), x_codes ? x_codes : f8_x_.as<std::uint8_t>(), out,
@@ -427,10 +436,30 @@ bool GpuGpt::fuses_activation_backward() const {
          (cfg_.llama() ? swiglu_cast_fits(N, cfg_.ffn_width()) : fp8::tile_cast_fits(N, cfg_.ffn_width()));
 }
 
-bool GpuGpt::dgelu_in_epilogue() const { return fp8_ && model::gelu_in_epilogue(cfg_, &fp8_->config()) && dgelu_state_ >= 0; }
+// The dgrad dg with the GELU's gradient in its epilogue (DGELU_BGRAD) into dgelu.out; if
+// cuBLASLt refuses that the first time, the plain dgrad into dinp, now and from then on
+// (dgelu_in_epilogue() turns false, and the caller's GELU kernels take over).
+void GpuGpt::dgrad_with_dgelu(GemmCall dg, const DgeluEpilogue& dgelu, int IC, const void* A, const void* B, bf16* dinp,
+                              const std::string& name) {
+  GemmCall de = dg;
+  de.d = dgelu.type;
+  de.d_scale = dgelu.scale, de.amax_d = dgelu.amax;
+  de.dgelu_input = dgelu.pre, de.aux = dgelu.pre_type, de.aux_ld = IC;
+  de.dbias = dgelu.dbias;
+  try {
+    gemms_.run(de, A, B, dgelu.out, (name + " dgrad").c_str());
+    dgelu_state_ = 1;
+  } catch (const GemmRefused& e) {
+    if (dgelu_state_ != 0) throw;
+    dgelu_state_ = -1, dgelu_refusal_ = e.what();
+    gemms_.run(dg, A, B, dinp, (name + " dgrad").c_str());
+  }
+}
+
+bool GpuGpt::dgelu_in_epilogue() const { return gelu_epilogue_ && dgelu_state_ >= 0; }
 
 nlohmann::json GpuGpt::gelu_epilogue() const {
-  if (!fp8_ || !model::gelu_in_epilogue(cfg_, &fp8_->config())) return nullptr;
+  if (!gelu_epilogue_) return nullptr;
   nlohmann::json j = {{"forward", "GELU_AUX_BIAS"}, {"backward", dgelu_state_ > 0 ? "DGELU_BGRAD" : "cast kernel"}};
   if (dgelu_state_ < 0) j["refused"] = dgelu_refusal_;
   return j;
@@ -448,10 +477,18 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
     return;
   }
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
-  const bool dbias_in_cast = fp8_linear(which) && b >= 0 && !dy_codes && fp8::tile_cast_fits(N, OC);
-  if (b >= 0 && !dbias_in_cast && !dy_codes) bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
+  // Given (dy_bias): cuBLASLt's DGELU_BGRAD wrote it with the gradient.
+  const bool dbias_in_cast = fp8_linear(which) && b >= 0 && !dy_bias && fp8::tile_cast_fits(N, OC);
+  if (b >= 0 && dy_bias)
+    add_bf16_into(g(b), dy_bias, OC, stream_);
+  else if (b >= 0 && !dbias_in_cast)
+    bias_backward(g(b), partials_.as<float>(), dout, N, OC, stream_);
   if (!fp8_linear(which)) {
-    gemms_.run(GemmCall{false, false, IC, N, OC, IC, OC, IC}, weight(w), dout, dinp, (name + " dgrad").c_str());
+    const GemmCall dg{false, false, IC, N, OC, IC, OC, IC};
+    if (dgelu)
+      dgrad_with_dgelu(dg, *dgelu, IC, weight(w), dout, dinp, name);
+    else
+      gemms_.run(dg, weight(w), dout, dinp, (name + " dgrad").c_str());
     GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
     dw.d = DType::fp32;
     dw.beta = 1.0f;
@@ -461,9 +498,8 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
   const int si = sv.si, sw = sv.sw, sg = sv.sg;
-  if (dy_codes) {  // fc2's dgrad wrote them (dgelu_in_epilogue): the transpose and the bias gradient are left
+  if (dy_codes) {  // fc2's dgrad wrote them (dgelu_in_epilogue): their transpose is left
     fp8::transpose_fp8_counting(f8_dy_t_.as<std::uint8_t>(), dy_codes, N, OC, f.format(sg), f.stats(sg), stream_);
-    if (b >= 0) add_bf16_into(g(b), dy_bias, OC, stream_);
   } else if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
     fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);
   } else if (act_pre && cfg_.llama()) {  // fuses_activation_backward(): delayed scaling, so no prepare
@@ -496,23 +532,10 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   if (sv.w_t.size() == 0 && at < 0) cast_weight(w, OC, IC, sw, nullptr, f8_w_.as<std::uint8_t>(), nullptr, false);
   const void* w_t = sv.w_t.size() > 0 ? sv.w_t.get() : f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0);
   const void* dy = dy_codes ? static_cast<const void*>(dy_codes) : f8_dy_.get();
-  if (dgelu) {  // the GELU's gradient in the epilogue; if cuBLASLt refuses it the first time, dinp as usual from then on
-    GemmCall de = dg;
-    de.d = dgelu->type;
-    de.d_scale = dgelu->scale, de.amax_d = dgelu->amax;
-    de.dgelu_input = dgelu->pre8, de.aux = DType::e4m3, de.aux_ld = IC;
-    de.dbias = dgelu->dbias;
-    try {
-      gemms_.run(de, w_t, dy, dgelu->out, (name + " dgrad").c_str());
-      dgelu_state_ = 1;
-    } catch (const GemmRefused& e) {
-      if (dgelu_state_ != 0) throw;
-      dgelu_state_ = -1, dgelu_refusal_ = e.what();
-      gemms_.run(dg, w_t, dy, dinp, (name + " dgrad").c_str());
-    }
-  } else {
+  if (dgelu)
+    dgrad_with_dgelu(dg, *dgelu, IC, w_t, dy, dinp, name);
+  else
     gemms_.run(dg, w_t, dy, dinp, (name + " dgrad").c_str());
-  }
   GemmCall wg{true, false, IC, OC, N, N, N, IC};
   wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
   wg.beta = 1.0f;
@@ -733,7 +756,7 @@ void GpuGpt::enqueue_forward() {
   const bf16* x = encoded_.as<bf16>();
   const bool fuse_qkv = fp8_ && fp8_->config().fuse_into("qkv"), fuse_fc1 = fp8_ && fp8_->config().fuse_into("fc1"),
              fuse_fc2 = fp8_ && fp8_->config().fuse_into("fc2");
-  const bool gelu_epilogue = fp8_ && model::gelu_in_epilogue(cfg_, &fp8_->config());
+  const bool gelu_epilogue = gelu_epilogue_;
   for (int l = 0; l < cfg_.n_layer; ++l) {
     core::NvtxRange lr("layer forward");
     LayerActs& a = acts_[std::size_t(l)];
@@ -773,12 +796,15 @@ void GpuGpt::enqueue_forward() {
                         weight(off_[h + "ln2_b"]), N, C, stream_);
     }
     mark("matmul");
-    if (gelu_epilogue) {
+    if (gelu_epilogue && fp8_) {
       // fc2's FP8 input straight from fc1's GEMM, into the gradient's scratch (free until the
       // backward; f8_x_ holds this GEMM's own input).
       const int si = saved(l, 3).si;
-      const GeluEpilogue ge{f8_dy_.as<std::uint8_t>(), fp8_->scale(si), &fp8_->stats(si)->amax, a.pre8.as<std::uint8_t>()};
+      const GeluEpilogue ge{f8_dy_.get(), fp8_->scale(si), &fp8_->stats(si)->amax, a.pre8.get(), DType::e4m3};
       linear_forward(l, 2, nullptr, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1, false, &ge);
+    } else if (gelu_epilogue) {  // BF16: the activation into a.gelu, the GELU's input kept in a.fc
+      const GeluEpilogue ge{a.gelu, nullptr, nullptr, a.fc, DType::bf16};
+      linear_forward(l, 2, nullptr, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, false, false, &ge);
     } else {
       linear_forward(l, 2, a.fc, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
       if (fp8_) fp8_->observe(l, "fc1_out", a.fc, std::int64_t(N) * FW);
@@ -796,7 +822,8 @@ void GpuGpt::enqueue_forward() {
     } else if (llama) {
       swiglu_forward(a.gelu, a.fc, N, F, stream_);
       if (fp8_) fp8_->observe(l, "swiglu_out", a.gelu, std::int64_t(N) * F);
-    } else if (gelu_epilogue) {  // the wgrad's copy of what fc1's GEMM wrote
+    } else if (gelu_epilogue && !fp8_) {  // BF16: fc1's GEMM applied the GELU
+    } else if (gelu_epilogue) {           // the wgrad's copy of what fc1's GEMM wrote
       const int si = saved(l, 3).si;
       fp8::transpose_fp8_counting(saved(l, 3).x_t.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, F, fp8_->format(si), fp8_->stats(si),
                                   stream_);
@@ -816,7 +843,7 @@ void GpuGpt::enqueue_forward() {
     }
     mark("matmul");
     linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, fuse_fc2, false,
-                   nullptr, gelu_epilogue ? f8_dy_.as<std::uint8_t>() : nullptr);
+                   nullptr, gelu_epilogue && fp8_ ? f8_dy_.as<std::uint8_t>() : nullptr);
     if (fp8_) fp8_->observe(l, "fc2_out", scratch_.as<bf16>(), nc);
     mark("residual");
     residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), nc, stream_);
@@ -946,19 +973,25 @@ void GpuGpt::enqueue_backward() {
     const bf16* x_in = l == 0 ? encoded_.as<bf16>() : acts_[std::size_t(l - 1)].x_out.as<bf16>();
     // MLP: x_out = x_mid + fcproj(act(fc(norm2(x_mid)))), act = GELU or SwiGLU (Llama)
     mark("matmul");
-    cast_layer_weights(l, true);  // their transposes, with forward's scales
-    if (dgelu_in_epilogue()) {    // fc1's FP8 gradient and bias gradient from fc2's dgrad, into f8_x_ (free in backward)
+    cast_layer_weights(l, true);        // their transposes, with forward's scales
+    if (dgelu_in_epilogue() && fp8_) {  // fc1's FP8 gradient and bias gradient from fc2's dgrad, into f8_x_ (free in backward)
       const int sg = saved(l, 2).sg;
-      const DgeluEpilogue de{f8_x_.as<std::uint8_t>(),  fp8_->scale(sg),
-                             &fp8_->stats(sg)->amax,    fp8_->format(sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2,
-                             a.pre8.as<std::uint8_t>(), dgelu_dbias_.as<bf16>()};
+      const DgeluEpilogue de{
+          f8_x_.get(),  fp8_->scale(sg), &fp8_->stats(sg)->amax, fp8_->format(sg) == fp8::Format::e4m3 ? DType::e4m3 : DType::e5m2,
+          a.pre8.get(), DType::e4m3,     dgelu_dbias_.as<bf16>()};
+      linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, {}, false, &de);
+    } else if (dgelu_in_epilogue()) {  // BF16: fc1's output gradient into dbuf4_, its bias gradient beside
+      const DgeluEpilogue de{dbuf4_.get(), nullptr, nullptr, DType::bf16, a.fc, DType::bf16, dgelu_dbias_.as<bf16>()};
       linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, {}, false, &de);
     } else {
       linear_backward(l, 3, dbuf4_.as<bf16>(), dx, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C);
     }
-    if (dgelu_in_epilogue()) {  // (still: cuBLASLt took it) fc1's gradient is in f8_x_: its transpose and the GEMMs are left
+    if (dgelu_in_epilogue() && fp8_) {  // (still: cuBLASLt took it) fc1's gradient is in f8_x_: its transpose and the GEMMs are left
       linear_backward(l, 2, dbuf_.as<bf16>(), nullptr, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, {}, false, nullptr,
                       f8_x_.as<std::uint8_t>(), dgelu_dbias_.as<bf16>());
+    } else if (dgelu_in_epilogue()) {  // BF16: the GEMMs on the gradient fc2's dgrad wrote
+      linear_backward(l, 2, dbuf_.as<bf16>(), dbuf4_.as<bf16>(), a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, {}, false,
+                      nullptr, nullptr, dgelu_dbias_.as<bf16>());
     } else {
       // In FP8 with delayed scaling the activation's backward (GELU or SwiGLU) is part of fc1's
       // gradient cast (timed as matmul, where the casts are).

@@ -134,14 +134,16 @@ class GpuGpt {
   // w_cast: the FP8 weight and its transpose (f8_w_, the saved w_t) are already this step's
   // (an earlier chunk of the head cast them).
   // x_codes (with x_ready): the FP8 input is there instead of in f8_x_.
-  // gelu (FP8 fc1 under model::gelu_in_epilogue): the GEMM applies the GELU after the bias and
-  // writes fc2's FP8 input instead of `out` (codes, with that slot's scale and amax) and the
-  // GELU's input in E4M3 at unit scale.
+  // gelu (fc1 under gelu_cast gemm_epilogue): the GEMM applies the GELU after the bias and
+  // writes the activation to gelu->out instead of `out`, the GELU's input to gelu->pre (type
+  // pre_type). In FP8 the activation is fc2's FP8 input (codes, with that slot's scale and amax)
+  // and the input E4M3 at unit scale; in BF16 both BF16 (scale, amax null).
   struct GeluEpilogue {
-    std::uint8_t* out;
+    void* out;
     const float* scale;
     float* amax;
-    std::uint8_t* pre8;
+    void* pre;
+    gemm::DType pre_type;
   };
   void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                       int OC, bool x_ready = false, bool w_cast = false, const GeluEpilogue* gelu = nullptr,
@@ -156,23 +158,27 @@ class GpuGpt {
   // fuses_loss_cast): f8_dy_ already holds the cast gradient and dout is not read.
   //
   // gelu_cast gemm_epilogue, backward: fc2's dgrad applies the GELU's gradient in its epilogue
-  // (DGELU_BGRAD, `dgelu`): it writes fc1's FP8 output gradient (codes into dgelu->out with that
-  // slot's scale and amax) and fc1's bias gradient (BF16) instead of dinp; fc1's backward then
-  // takes those codes (`dy_codes`, the bias gradient from dy_bias) and only transposes them.
+  // (DGELU_BGRAD, `dgelu`, reading the GELU's input from dgelu->pre): it writes fc1's output
+  // gradient to dgelu->out instead of dinp (in FP8 codes, with that slot's scale and amax; in
+  // BF16 the gradient) and fc1's bias gradient (BF16) to dgelu->dbias. fc1's backward then takes
+  // the bias gradient from dy_bias, and in FP8 the codes from dy_codes (only their transpose is
+  // left to make).
   struct DgeluEpilogue {
-    std::uint8_t* out;
+    void* out;
     const float* scale;
     float* amax;
-    gemm::DType type;  // of the gradient's codes
-    const std::uint8_t* pre8;
+    gemm::DType type;  // of out
+    const void* pre;
+    gemm::DType pre_type;
     bf16* dbias;
   };
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                        int OC, ActivationInput act_pre = {}, bool dy_ready = false, const DgeluEpilogue* dgelu = nullptr,
                        const std::uint8_t* dy_codes = nullptr, const bf16* dy_bias = nullptr);
   // Whether fc2's dgrad applies the GELU's gradient (gelu_cast gemm_epilogue, until cuBLASLt
-  // refuses it once: the cast kernel then does it, as without the epilogue).
+  // refuses it once: the GELU kernels then do it, as without the epilogue).
   bool dgelu_in_epilogue() const;
+  void dgrad_with_dgelu(GemmCall dg, const DgeluEpilogue& dgelu, int IC, const void* A, const void* B, bf16* dinp, const std::string& name);
   // Whether a tensor's one scale is known before its BF16 values exist (delayed scaling; not
   // current scaling, which measures them first, nor per-row / per-block scaling, whose scales
   // come from the values): what casting inside the kernel that computes them needs.
@@ -315,6 +321,7 @@ class GpuGpt {
   core::DeviceBuffer f8_x_lt_, f8_w_lt_, f8_dy_lt_, f8_dy_t_lt_, block_scratch_;
   bool flash_ = false;
   FlashKernel flash_kernel_ = FlashKernel::automatic;  // model::GpuRunOptions::flash_kernel
+  bool gelu_epilogue_ = false;                         // model::GpuRunOptions::gelu_epilogue
   core::DeviceBuffer dsum_;                            // flash attention backward: rowsum(dO * O)
   int t_ = 0;
   bool profiling_ = false;

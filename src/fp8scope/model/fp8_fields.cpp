@@ -52,16 +52,6 @@ std::vector<core::ParamSpec> fp8_axes() {
        0,
        "GPT-2: the GELU's input kept for its backward in E4M3 at unit scale (half the bytes of BF16; GELU' moves by at most 0.021) "
        "or in BF16; Llama's SwiGLU input stays BF16"},
-      {"gelu_cast",
-       K::string,
-       "kernel",
-       {"kernel", "gemm_epilogue"},
-       0,
-       0,
-       "GPT-2 fused (delayed scaling), GPU: fc2's FP8 input written by a GELU cast kernel from fc1's BF16 output, or by fc1's "
-       "cuBLASLt GEMM (GELU_AUX_BIAS epilogue: E4M3 output, its amax, the GELU input as E4M3 aux), and fc1's FP8 gradient by "
-       "fc2's dgrad (DGELU_BGRAD, where cuBLASLt takes it); the wgrad copies are then transposes that count saturated / zero / NaN "
-       "codes"},
       {"tap_interval", K::integer, 1, {}, 0, 1e7, "GPU: copy every tensor's taps each k-th step (0: quantised tensors only)"},
       {"reduce_amax", K::boolean, true, {}, 0, 0, "data-parallel runs: amax max-reduced across ranks before the recipe update"},
   };

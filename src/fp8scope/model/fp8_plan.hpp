@@ -56,13 +56,15 @@ struct Fp8ModelConfig {
   // so GELU' moves by at most 0.021 over its range -0.13..1.13. Llama's SwiGLU input (whose
   // up half enters the gradient linearly) stays BF16.
   bool gelu_input_e4m3 = true;
-  // GPT-2, fused, delayed scaling: fc1's cuBLASLt GEMM applies the GELU in its epilogue
-  // (GELU_AUX_BIAS) and writes fc2's E4M3 input (scaled, its amax by cuBLASLt) and the GELU's
-  // input in E4M3 at unit scale (its aux), so no BF16 fc1 output reaches memory; a transpose of
-  // the codes writes the wgrad copy. Otherwise (false) fc1 writes BF16 and a cast kernel applies
-  // the GELU. The backward likewise where cuBLASLt takes FP8 DGELU_BGRAD: fc2's dgrad writes
-  // fc1's FP8 gradient and bias gradient (GpuGpt::linear_backward). check_gelu_epilogue says
-  // what it needs.
+  // The FP8 side of gelu_cast gemm_epilogue (model::GpuRunOptions::gelu_epilogue, set from the
+  // same axis; the GPU model refuses the two disagreeing). GPT-2, fused, delayed scaling: fc1's
+  // cuBLASLt GEMM applies the GELU in its epilogue (GELU_AUX_BIAS) and writes fc2's E4M3 input
+  // (scaled, its amax by cuBLASLt) and the GELU's input in E4M3 at unit scale (its aux), so no
+  // BF16 fc1 output reaches memory; a transpose of the codes writes the wgrad copy. The backward
+  // likewise where cuBLASLt takes FP8 DGELU_BGRAD: fc2's dgrad writes fc1's FP8 gradient and bias
+  // gradient (GpuGpt::linear_backward). Otherwise (false) fc1 writes BF16 and cast kernels apply
+  // the GELU and its gradient. check_gelu_epilogue says what it needs; the tap plan has no
+  // fc1_out then.
   bool gelu_epilogue = false;
   // Test hook: (layer, tensor) -> factor on that tensor's scale, to plant overflows.
   std::map<std::pair<int, std::string>, float> planted_scale;

@@ -34,6 +34,7 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   auto cast = [&](const std::string& name, double in, double out_w, bool input_fused) {
     if (!fp8(name)) return 0.0;
     const double grad = name == "fc1" && s.dgelu_epilogue ? 2.0 : name == "fc1" && s.delayed ? (c.llama() ? 5.0 : 4.0 + pre_bytes) : 4.0;
+    // (s.dgelu_epilogue only with s.fp8 here: cast() counts FP8 casts.)
     return (input_fused ? 0.0 : N * in * 4) + N * out_w * grad + in * out_w * (s.weights_from_master ? 10.0 : 4.0);
   };
   const double layer_casts =
@@ -83,8 +84,10 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   // and the gradient and writes both gradients, unless fc1's cast does.
   if (c.llama())
     out.push_back({"gelu", {}, 0, L * N * F * 2 * (3 + (fp8("fc1") && s.delayed ? 0 : 5))});
-  else if (s.gelu_epilogue)
+  else if (s.gelu_epilogue && s.fp8)
     out.push_back({"gelu", {}, 0, L * N * F * 2});
+  else if (s.gelu_epilogue)  // BF16: nothing left in forward; backward the GELU kernel where fc2's dgrad did not take it
+    out.push_back({"gelu", {}, 0, s.dgelu_epilogue ? 0.0 : L * N * F * 2 * 3});
   else
     out.push_back({"gelu", {}, 0, L * N * F * (4 + (s.gelu_e4m3 ? 1 : 0) + (fp8("fc1") && s.delayed ? 0 : 4 + pre_bytes))});
   // Two residual additions per layer in the forward: two read, one written (their backward

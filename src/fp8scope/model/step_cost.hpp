@@ -51,11 +51,13 @@ struct StepShape {
   // GPT-2 in FP8: the GELU's input kept in E4M3 (gelu_input e4m3: written by the GELU's
   // forward, read by its backward, 1 byte an element instead of 2).
   bool gelu_e4m3 = false;
-  // GPT-2 in FP8 with gelu_cast gemm_epilogue: fc1's GEMM writes fc2's FP8 input and the E4M3
-  // GELU input, and the GELU phase is the transpose of fc2's input (1 + 1 bytes an element).
+  // GPT-2 with gelu_cast gemm_epilogue: fc1's GEMM applies the GELU. In FP8 it writes fc2's FP8
+  // input and the E4M3 GELU input, and the GELU phase is the transpose of fc2's input (1 + 1
+  // bytes an element); in BF16 the forward has no GELU kernel left.
   bool gelu_epilogue = false;
-  // ... and fc2's dgrad writes fc1's FP8 gradient (DGELU_BGRAD): fc1's gradient cast is a
-  // transpose of its codes (1 + 1 bytes an element).
+  // ... and fc2's dgrad applies the GELU's gradient (DGELU_BGRAD): in FP8 it writes fc1's FP8
+  // gradient, whose cast becomes a transpose of its codes (1 + 1 bytes an element); in BF16 the
+  // GELU backward kernel is gone.
   bool dgelu_epilogue = false;
   // FP8 per-tensor scaling: each block weight cast from its FP32 master in forward and its
   // transpose cast again in backward (4 + 1 bytes an element each), instead of once a step

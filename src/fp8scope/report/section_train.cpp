@@ -156,12 +156,14 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   };
   // FP8 runs against the BF16 run of the same model, attention (and its kernels), LM head (chunks, logits
   // type), step launch (a CUDA graph or kernel by kernel; records without the axis ran
-  // uncaptured), cuBLASLt algorithm choice and GPU count in the same file (same run of the probe).
+  // uncaptured), cuBLASLt algorithm choice, GELU kernels or epilogues and GPU count in the same
+  // file (same run of the probe).
   auto same_setup = [](const json& a, const json& b) {
     return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
            a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized")) &&
            flash_kernel_of(a) == flash_kernel_of(b) && lm_head_setup(a) == lm_head_setup(b) &&
-           a.value("cuda_graph", false) == b.value("cuda_graph", false) && a.value("gemm_algos", 1) == b.value("gemm_algos", 1);
+           a.value("cuda_graph", false) == b.value("cuda_graph", false) && a.value("gemm_algos", 1) == b.value("gemm_algos", 1) &&
+           a.value("gelu_cast", std::string("kernel")) == b.value("gelu_cast", std::string("kernel"));
   };
   auto bf16_twin = [&](const core::Record& r) -> const core::Record* {
     if (r.params.value("precision", std::string("bf16")) != "fp8") return nullptr;
@@ -192,7 +194,8 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
     sec["text"].push_back(
         "vs BF16: an FP8 run's tokens/s over the BF16 run of the same model, attention kernels, LM head, step launch (one CUDA "
-        "graph or kernel by kernel), cuBLASLt algorithm choice (gemm_algos) and GPU count in this file (the same run of the probe); in "
+        "graph or kernel by kernel), cuBLASLt algorithm choice (gemm_algos), GELU kernels or cuBLASLt epilogues (gelu_cast) and GPU "
+        "count in this file (the same run of the probe); in "
         "brackets the range its step-time quartiles "
         "allow (BF16 q1 / FP8 q3 to BF16 q3 / FP8 q1).");
   }
@@ -317,15 +320,18 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   // type and gemm_algos only where the file varies them.
   std::set<std::string> heads, flash_kernels;
   std::set<int> gemm_algos;
+  std::set<std::string> gelu_casts;
   for (auto& r : in.file.records) {
     heads.insert(lm_head_setup(r.params).label()), flash_kernels.insert(flash_kernel_of(r.params));
     gemm_algos.insert(r.params.value("gemm_algos", 1));
+    gelu_casts.insert(r.params.value("gelu_cast", std::string("kernel")));
   }
   auto setup_of = [&](const json& p) {
     std::string s = run_label(p) + " " + p.value("attention", std::string("materialized"));
     if (flash_kernels.size() > 1) s += " " + flash_kernel_of(p);
     if (heads.size() > 1) s += " head " + lm_head_setup(p).label();
     if (gemm_algos.size() > 1) s += fmt::format(" gemm_algos {}", p.value("gemm_algos", 1));
+    if (gelu_casts.size() > 1) s += " gelu_cast " + p.value("gelu_cast", std::string("kernel"));
     if (p.value("ranks", 1) > 1) s += fmt::format(" x{} GPUs", p.value("ranks", 1));
     return s;
   };
