@@ -302,13 +302,13 @@ TrainRun train(const model::Fp8ModelConfig* f, int steps, bool epilogue = false)
 }
 }  // namespace
 
-// The same training with the GELU in fc1's epilogue and in the cast kernel: the two differ only
-// in the rounding of fc1's output to BF16 before the GELU (2^-8 relative; in backward, where
-// cuBLASLt takes DGELU_BGRAD, that of fc2's dgrad and of the GELU's gradient), which moves an FP8
-// rounding by a step in a few elements in a hundred; so the losses agree to 1 %, the gradients
-// to the tolerance of the emulation comparison for HYBRID (15 % relative RMS: E5M2 gradients),
-// and fc2's input is
-// quantised with amaxes (and so delayed scales) 2^-7 apart at most, NaN-free.
+// FP8: the same training with the GELU in the epilogues and in the cast kernels. The two differ
+// only in the rounding of fc1's output to BF16 before the GELU (2^-8 relative; in backward,
+// where cuBLASLt takes DGELU_BGRAD, that of fc2's dgrad before the GELU's gradient), which moves
+// an FP8 rounding by a step in a few elements in a hundred. So the losses agree to 1 %, the
+// gradients to the emulation comparison's tolerance for HYBRID (15 % relative RMS: E5M2
+// gradients), and fc2's input is quantised with amaxes (and so delayed scales) 2^-7 apart at
+// most, NaN-free.
 TEST(Fp8GeluEpilogue, TrainsAsTheGeluCastKernel) {
   FP8SCOPE_REQUIRE_GPU();
   const int steps = sanitized_or(4, 2);
