@@ -328,12 +328,13 @@ TEST(Gate, ChangedCublasLtAlgorithmIsInfo) {
   EXPECT_NE(text.find("of qkv fprop (TN m=2304 n=16384 k=768)"), std::string::npos) << text;
 }
 
-// gelu_cast gemm_epilogue: where the GELU's gradient ran (cuBLASLt's DGELU_BGRAD, or the cast
-// kernel after a refusal) is said when it changes, not judged.
+// gelu_cast gemm_epilogue: where the GELU's gradient ran (cuBLASLt's DGELU_BGRAD, or the GELU
+// kernels after a refusal) is said when it changes, not judged; the forward unchanged, no row.
 TEST(Gate, ChangedGeluBackwardIsInfo) {
   auto base = baseline(), cur = baseline();
   rec(base, "train/y").data["gelu_epilogue"] = {{"forward", "GELU_AUX_BIAS"}, {"backward", "DGELU_BGRAD"}};
-  rec(cur, "train/y").data["gelu_epilogue"] = {{"forward", "GELU_AUX_BIAS"}, {"backward", "cast kernel"}, {"refused", "no algorithm"}};
+  rec(cur, "train/y").data["gelu_epilogue"] = {
+      {"forward", "GELU_AUX_BIAS"}, {"backward", "GELU kernel"}, {"backward_refused", "no algorithm"}};
   const GateResult r = run_gate(base, cur, GatePolicy{});
   EXPECT_EQ(r.failures, 0u);
   int rows = 0;
@@ -342,7 +343,7 @@ TEST(Gate, ChangedGeluBackwardIsInfo) {
       ++rows;
       EXPECT_EQ(j.verdict, Verdict::info);
       EXPECT_EQ(j.baseline, "DGELU_BGRAD");
-      EXPECT_EQ(j.current, "cast kernel");
+      EXPECT_EQ(j.current, "GELU kernel");
     }
   EXPECT_EQ(rows, 1);
 }

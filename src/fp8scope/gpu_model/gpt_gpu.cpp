@@ -460,8 +460,10 @@ bool GpuGpt::dgelu_in_epilogue() const { return gelu_epilogue_ && dgelu_state_ >
 
 nlohmann::json GpuGpt::gelu_epilogue() const {
   if (!gelu_epilogue_) return nullptr;
-  nlohmann::json j = {{"forward", "GELU_AUX_BIAS"}, {"backward", dgelu_state_ > 0 ? "DGELU_BGRAD" : "cast kernel"}};
-  if (dgelu_state_ < 0) j["refused"] = dgelu_refusal_;
+  nlohmann::json j = {{"forward", gelu_state_ > 0 ? "GELU_AUX_BIAS" : "GELU kernel"},
+                      {"backward", dgelu_state_ > 0 ? "DGELU_BGRAD" : "GELU kernel"}};
+  if (gelu_state_ < 0) j["forward_refused"] = gelu_refusal_;
+  if (dgelu_state_ < 0) j["backward_refused"] = dgelu_refusal_;
   return j;
 }
 
@@ -756,7 +758,6 @@ void GpuGpt::enqueue_forward() {
   const bf16* x = encoded_.as<bf16>();
   const bool fuse_qkv = fp8_ && fp8_->config().fuse_into("qkv"), fuse_fc1 = fp8_ && fp8_->config().fuse_into("fc1"),
              fuse_fc2 = fp8_ && fp8_->config().fuse_into("fc2");
-  const bool gelu_epilogue = gelu_epilogue_;
   for (int l = 0; l < cfg_.n_layer; ++l) {
     core::NvtxRange lr("layer forward");
     LayerActs& a = acts_[std::size_t(l)];
@@ -796,16 +797,24 @@ void GpuGpt::enqueue_forward() {
                         weight(off_[h + "ln2_b"]), N, C, stream_);
     }
     mark("matmul");
-    if (gelu_epilogue && fp8_) {
-      // fc2's FP8 input straight from fc1's GEMM, into the gradient's scratch (free until the
-      // backward; f8_x_ holds this GEMM's own input).
-      const int si = saved(l, 3).si;
-      const GeluEpilogue ge{f8_dy_.get(), fp8_->scale(si), &fp8_->stats(si)->amax, a.pre8.get(), DType::e4m3};
-      linear_forward(l, 2, nullptr, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1, false, &ge);
-    } else if (gelu_epilogue) {  // BF16: the activation into a.gelu, the GELU's input kept in a.fc
-      const GeluEpilogue ge{a.gelu, nullptr, nullptr, a.fc, DType::bf16};
-      linear_forward(l, 2, nullptr, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, false, false, &ge);
-    } else {
+    // fc1 with the GELU in its epilogue: in FP8 fc2's input straight from the GEMM, into the
+    // gradient's scratch (free until the backward; f8_x_ holds this GEMM's own input); in BF16
+    // the activation into a.gelu, the GELU's input kept in a.fc. If cuBLASLt refuses it the
+    // first time, the GELU kernels below, now and from then on.
+    bool gelu_epilogue = gelu_epilogue_ && gelu_state_ >= 0;
+    if (gelu_epilogue) {
+      const int si = fp8_ ? saved(l, 3).si : -1;
+      const GeluEpilogue ge = fp8_ ? GeluEpilogue{f8_dy_.get(), fp8_->scale(si), &fp8_->stats(si)->amax, a.pre8.get(), DType::e4m3}
+                                   : GeluEpilogue{a.gelu, nullptr, nullptr, a.fc, DType::bf16};
+      try {
+        linear_forward(l, 2, nullptr, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1, false, &ge);
+        gelu_state_ = 1;
+      } catch (const GemmRefused& e) {
+        if (gelu_state_ != 0) throw;
+        gelu_state_ = -1, gelu_refusal_ = e.what(), gelu_epilogue = false;
+      }
+    }
+    if (!gelu_epilogue) {
       linear_forward(l, 2, a.fc, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);
       if (fp8_) fp8_->observe(l, "fc1_out", a.fc, std::int64_t(N) * FW);
     }

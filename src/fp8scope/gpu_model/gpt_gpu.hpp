@@ -69,9 +69,10 @@ class GpuGpt {
   // The cuBLASLt algorithms timed and kept per GEMM shape (GemmCache::tuning; null unless
   // GpuRunOptions::gemm_algos > 1).
   nlohmann::json gemm_tuning() const { return gemms_.tuning(); }
-  // gelu_cast gemm_epilogue (model::gelu_in_epilogue): where the GELU ran, forward and backward
-  // ({"forward": "GELU_AUX_BIAS", "backward": "DGELU_BGRAD" or "cast kernel", "refused": what
-  // cuBLASLt said where it took no FP8 DGELU_BGRAD}); null otherwise.
+  // gelu_cast gemm_epilogue: where the GELU ran, forward and backward ({"forward":
+  // "GELU_AUX_BIAS" or "GELU kernel", "backward": "DGELU_BGRAD" or "GELU kernel", and
+  // "forward_refused" / "backward_refused": what cuBLASLt said where it took no epilogue, so the
+  // GELU kernels ran}); null otherwise.
   nlohmann::json gelu_epilogue() const;
   // Why train_step runs uncaptured now ("" when it captures).
   std::string graphs_off_reason() const;
@@ -312,10 +313,11 @@ class GpuGpt {
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
   // gelu_cast gemm_epilogue: fc1's bias gradient as fc2's DGELU_BGRAD writes it (BF16), and
-  // whether cuBLASLt took that epilogue (0 not yet asked, 1 yes, -1 refused: dgelu_refusal_).
+  // whether cuBLASLt took the backward's and the forward's epilogues (0 not yet asked, 1 yes, -1
+  // refused, with what it said: the GELU kernels then run, as without the option).
   core::DeviceBuffer dgelu_dbias_;
-  int dgelu_state_ = 0;
-  std::string dgelu_refusal_;
+  int dgelu_state_ = 0, gelu_state_ = 0;
+  std::string dgelu_refusal_, gelu_refusal_;
   // Per-row / per-block scaling: the scale tensors of f8_x_, f8_w_, f8_dy_ and f8_dy_t_, and
   // the row-wise casts' row and column amaxes.
   core::DeviceBuffer f8_x_lt_, f8_w_lt_, f8_dy_lt_, f8_dy_t_lt_, block_scratch_;

@@ -75,8 +75,8 @@ struct GpuRunOptions {
   int gemm_algos = 1;
   // GPT-2: the GELU applied in fc1's cuBLASLt epilogue (GELU_AUX_BIAS: the GEMM writes the
   // activation and keeps the GELU's input as its aux output) and its gradient in fc2's dgrad
-  // (DGELU_BGRAD, also the fc1 bias gradient) where cuBLASLt takes it, instead of the GELU
-  // kernels; in FP8 (model::Fp8ModelConfig::gelu_epilogue) the activation and the gradient are
+  // (DGELU_BGRAD, also the fc1 bias gradient), each where cuBLASLt takes it (else the GELU
+  // kernels); in FP8 (model::Fp8ModelConfig::gelu_epilogue) the activation and the gradient are
   // written in FP8. The probes' gelu_cast axis.
   bool gelu_epilogue = false;
 };

@@ -335,15 +335,17 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
     for (auto& [gemm, a] : ab)
       if (auto it = ac.find(gemm); it != ac.end() && it->second != a)
         add({b.key, "algorithm", a, it->second, fmt::format("{} of {}", kAlgoIdentityFields, gemm), rule, 0, Verdict::info});
-    // Where the GELU's gradient ran (gelu_cast gemm_epilogue): cuBLASLt's epilogue, or the cast
-    // kernel after cuBLASLt refused it; a change there moves the step's time.
-    auto gelu_backward = [](const Record& r) {
-      return r.data.contains("gelu_epilogue") && r.data["gelu_epilogue"].is_object()
-                 ? r.data["gelu_epilogue"].value("backward", std::string())
-                 : std::string();
-    };
-    if (const std::string gb = gelu_backward(b), gc = gelu_backward(c); !gb.empty() && !gc.empty() && gb != gc)
-      add({b.key, "gelu_backward", gb, gc, "where the GELU's gradient ran (gelu_cast gemm_epilogue)", rule, 0, Verdict::info});
+    // Where the GELU and its gradient ran (gelu_cast gemm_epilogue): cuBLASLt's epilogues, or the
+    // GELU kernels after cuBLASLt refused them; a change there moves the step's time.
+    for (const char* pass : {"forward", "backward"}) {
+      auto where = [&](const Record& r) {
+        return r.data.contains("gelu_epilogue") && r.data["gelu_epilogue"].is_object() ? r.data["gelu_epilogue"].value(pass, std::string())
+                                                                                       : std::string();
+      };
+      if (const std::string gb = where(b), gc = where(c); !gb.empty() && !gc.empty() && gb != gc)
+        add({b.key, std::string("gelu_") + pass, gb, gc, fmt::format("where the GELU's {} ran (gelu_cast gemm_epilogue)", pass), rule, 0,
+             Verdict::info});
+    }
   }
   for (auto& c : cur.records)
     if (!seen.count(c.key)) add({c.key, "record", "absent", std::string(core::to_string(c.outcome)), "", "", 0, Verdict::info});
