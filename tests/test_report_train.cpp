@@ -170,21 +170,23 @@ TEST(TrainReport, GemmTuningTablesAndTwins) {
 
 // gelu_cast gemm_epilogue: the report says where each run's GELU and its gradient ran, and
 // what cuBLASLt said where one fell back to the GELU kernels; an FP8 run is paired with
-// the BF16 run of the same gelu_cast.
+// the BF16 run of the same gelu_cast; each run with the epilogues stands beside its twin with
+// the GELU kernels.
 TEST(TrainReport, GeluEpilogueTableSaysWhereTheGeluRan) {
   core::ResultFile f;
   f.meta = {{"probe", "train"}, {"sweep", "gelu"}};
-  auto rec = [](const char* precision, const char* cast, double tps, const core::json& where) {
+  auto rec = [](const char* precision, const char* cast, double tps, const core::json& where, double gelu_ms = 2.0) {
     core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},          {"n_head", 12},     {"seq_len", 1024},
                     {"batch", 16},      {"vocab", 50304}, {"precision", precision}, {"gelu_cast", cast}};
     core::Record r = core::make_record(fmt::format("{}-{}", precision, cast), p, core::Outcome::ok);
-    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 5e6 / tps}};
+    r.data["time_split_ms"] = {{"gelu", gelu_ms}, {"matmul", 20.0}};
     if (!where.is_null()) r.data["gelu_epilogue"] = where;
     return r;
   };
   f.records = {
       rec("bf16", "kernel", 100000.0, nullptr),
-      rec("bf16", "gemm_epilogue", 110000.0, {{"forward", "GELU_AUX_BIAS"}, {"backward", "DGELU_BGRAD"}}),
+      rec("bf16", "gemm_epilogue", 110000.0, {{"forward", "GELU_AUX_BIAS"}, {"backward", "DGELU_BGRAD"}}, 0.0),
       rec("fp8", "kernel", 120000.0, nullptr),
       rec("fp8", "gemm_epilogue", 143000.0,
           {{"forward", "GELU_AUX_BIAS"}, {"backward", "GELU kernel"}, {"backward_refused", "fc2 dgrad GEMM: no cuBLASLt algorithm"}})};
@@ -200,6 +202,9 @@ TEST(TrainReport, GeluEpilogueTableSaysWhereTheGeluRan) {
   EXPECT_NE(md.find("1.300x"), std::string::npos) << md;  // 143000 / 110000: epilogues against epilogues
   EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 120000 / 100000
   EXPECT_EQ(md.find("1.430x"), std::string::npos) << md;  // not FP8 with the epilogues against BF16 without
+  // Each run with the epilogues against its twin with the GELU kernels: 50.00 -> 45.45 ms.
+  EXPECT_NE(md.find("precision=bf16 | 50.00 -> 45.45 | 1.100x | 2.00 -> 0.00 | 20.00 -> 20.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("precision=fp8 | 41.67 -> 34.97 | 1.192x |"), std::string::npos) << md;
 }
 
 // Where FP8 pays off has a row per setup; two setups of one model say how they differ.

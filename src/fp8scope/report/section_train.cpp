@@ -2,6 +2,7 @@
 // loss against ln(V), where the GPU time goes, and the peer (PyTorch) side by side.
 #include "fp8scope/model/fp8_fields.hpp"
 #include "fp8scope/model/gpt_config.hpp"
+#include "fp8scope/report/gelu_epilogue.hpp"
 #include "fp8scope/report/gemm_tuning.hpp"
 #include "fp8scope/report/sections.hpp"
 #include "fp8scope/report/step_limits.hpp"
@@ -282,21 +283,7 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   }
   add_memory_table(in.file.records, label_of, sec);
   add_gemm_tuning_tables(in.file.records, label_of, sec);
-  // gelu_cast gemm_epilogue: where the GELU and its gradient ran (each falls back to the GELU
-  // kernels where cuBLASLt refuses its epilogue, and the reader must see that).
-  Table gelu{
-      "The GELU in cuBLASLt's epilogues (gelu_cast gemm_epilogue): where it ran", {"run", "forward", "backward", "cuBLASLt's refusal"}, {}};
-  for (auto& r : in.file.records)
-    if (r.data.contains("gelu_epilogue") && r.data["gelu_epilogue"].is_object()) {
-      const json& g = r.data["gelu_epilogue"];
-      std::string refused;
-      for (const char* k : {"forward_refused", "backward_refused"})
-        if (g.contains(k))
-          refused += std::string(refused.empty() ? "" : "; ") + (k[0] == 'f' ? "forward: " : "backward: ") + g.value(k, "");
-      gelu.rows.push_back({label_of(r.params), g.value("forward", std::string("-")), g.value("backward", std::string("-")),
-                           refused.empty() ? "-" : refused});
-    }
-  if (!gelu.rows.empty()) sec["tables"].push_back(gelu.to_json());
+  add_gelu_epilogue_tables(in.file.records, label_of, sec);
   // Data-parallel runs: each rank's own view (its loss, its NaN onset, whether its FP8 scales
   // agreed with rank 0's, which they must with reduce_amax on).
   Table ranks{
