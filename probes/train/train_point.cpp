@@ -227,9 +227,7 @@ std::string check_train_point(const TrainPoint& p, const json& env) {
     if (p.backend != "gpu")
       return "gelu_cast gemm_epilogue is a cuBLASLt epilogue; it needs backend gpu (the CPU reference applies the GELU to unrounded "
              "values either way)";
-    if (p.model.llama()) return "gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU";
-    if (p.fp8)
-      if (auto e = model::check_gelu_epilogue(p.model, p.batch, p.seq_len, *p.fp8); !e.empty()) return e;
+    if (auto e = model::check_gelu_epilogue(p.model, p.batch, p.seq_len, p.fp8 ? &*p.fp8 : nullptr); !e.empty()) return e;
   }
   if (p.gpu.gemm_algos > 1 && p.backend != "gpu")
     return fmt::format("gemm_algos={} times cuBLASLt's algorithms; it needs backend gpu (the CPU reference has none)", p.gpu.gemm_algos);

@@ -122,11 +122,9 @@ LtMatmul::LtMatmul(const GemmSpec& spec, const LtPointers& ptrs) : spec_(spec), 
       attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &p_.aux, sizeof p_.aux, "EPILOGUE_AUX_POINTER");
       attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &p_.aux_ld, sizeof p_.aux_ld, "EPILOGUE_AUX_LD");
       const cudaDataType_t at = cuda_type(aux_type(spec));
+      // An FP8 aux is written at unit scale (no AUX_SCALE_POINTER) and without an amax: the
+      // model keeps the GELU input in E4M3 at unit scale (model::Fp8ModelConfig::gelu_input_e4m3).
       if (fp8 || spec.aux) attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof at, "EPILOGUE_AUX_DATA_TYPE");
-      if (writes_aux(spec.epilogue) && is_fp8(aux_type(spec))) {
-        attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_SCALE_POINTER, &p_.aux_scale, sizeof p_.aux_scale, "EPILOGUE_AUX_SCALE_POINTER");
-        attr(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_AMAX_POINTER, &p_.aux_amax, sizeof p_.aux_amax, "EPILOGUE_AUX_AMAX_POINTER");
-      }
     }
   }
   auto layout = [&](cublasLtMatrixLayout_t* l, DType t, std::int64_t rows, std::int64_t cols, std::int64_t ld, const char* what) {

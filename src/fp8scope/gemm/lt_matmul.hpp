@@ -40,8 +40,6 @@ struct LtPointers {
   const void* bias = nullptr;
   void* aux = nullptr;
   std::int64_t aux_ld = 0;
-  const float* aux_scale = nullptr;  // quantisation scale of an FP8 aux (null: 1)
-  float* aux_amax = nullptr;         // amax of an FP8 aux, written by cuBLASLt (null: not computed)
   void* workspace = nullptr;
 };
 

@@ -57,11 +57,10 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   // The GELU in cuBLASLt's epilogues (gelu_cast): GPT-2's; in FP8 only on the fused path it
   // replaces (check_train_point refuses the rest with the same lines). Both settings come from
   // the one axis, so they must agree.
-  if (gelu_epilogue_ && cfg.llama()) throw std::invalid_argument("gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU");
   if (fp8 && fp8->gelu_epilogue != gelu_epilogue_)
     throw std::invalid_argument("gelu_epilogue: the FP8 config and the run options disagree (both come from gelu_cast)");
-  if (fp8)
-    if (auto e = model::check_gelu_epilogue(cfg, B, T, *fp8); !e.empty()) throw std::invalid_argument(e);
+  if (gelu_epilogue_)
+    if (auto e = model::check_gelu_epilogue(cfg, B, T, fp8); !e.empty()) throw std::invalid_argument(e);
   for (auto& t : layout_) off_[t.name] = t.offset;
   if (cfg.tied) off_["lm_head"] = off_["wte"];
   const std::int64_t N = std::int64_t(B) * T, C = cfg.d_model, Vp = cfg.padded_vocab(), BH = std::int64_t(B) * cfg.n_head;
@@ -439,12 +438,11 @@ bool GpuGpt::fuses_activation_backward() const {
 // The dgrad dg with the GELU's gradient in its epilogue (DGELU_BGRAD) into dgelu.out; if
 // cuBLASLt refuses that the first time, the plain dgrad into dinp, now and from then on
 // (dgelu_in_epilogue() turns false, and the caller's GELU kernels take over).
-void GpuGpt::dgrad_with_dgelu(GemmCall dg, const DgeluEpilogue& dgelu, int IC, const void* A, const void* B, bf16* dinp,
-                              const std::string& name) {
+void GpuGpt::dgrad_with_dgelu(GemmCall dg, const DgeluEpilogue& dgelu, const void* A, const void* B, bf16* dinp, const std::string& name) {
   GemmCall de = dg;
   de.d = dgelu.type;
   de.d_scale = dgelu.scale, de.amax_d = dgelu.amax;
-  de.dgelu_input = dgelu.pre, de.aux = dgelu.pre_type, de.aux_ld = IC;
+  de.dgelu_input = dgelu.pre, de.aux = dgelu.pre_type, de.aux_ld = dg.m;  // the GELU input is laid out as D
   de.dbias = dgelu.dbias;
   try {
     gemms_.run(de, A, B, dgelu.out, (name + " dgrad").c_str());
@@ -488,7 +486,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   if (!fp8_linear(which)) {
     const GemmCall dg{false, false, IC, N, OC, IC, OC, IC};
     if (dgelu)
-      dgrad_with_dgelu(dg, *dgelu, IC, weight(w), dout, dinp, name);
+      dgrad_with_dgelu(dg, *dgelu, weight(w), dout, dinp, name);
     else
       gemms_.run(dg, weight(w), dout, dinp, (name + " dgrad").c_str());
     GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
@@ -535,7 +533,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   const void* w_t = sv.w_t.size() > 0 ? sv.w_t.get() : f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0);
   const void* dy = dy_codes ? static_cast<const void*>(dy_codes) : f8_dy_.get();
   if (dgelu)
-    dgrad_with_dgelu(dg, *dgelu, IC, w_t, dy, dinp, name);
+    dgrad_with_dgelu(dg, *dgelu, w_t, dy, dinp, name);
   else
     gemms_.run(dg, w_t, dy, dinp, (name + " dgrad").c_str());
   GemmCall wg{true, false, IC, OC, N, N, N, IC};

@@ -179,7 +179,7 @@ class GpuGpt {
   // Whether fc2's dgrad applies the GELU's gradient (gelu_cast gemm_epilogue, until cuBLASLt
   // refuses it once: the GELU kernels then do it, as without the epilogue).
   bool dgelu_in_epilogue() const;
-  void dgrad_with_dgelu(GemmCall dg, const DgeluEpilogue& dgelu, int IC, const void* A, const void* B, bf16* dinp, const std::string& name);
+  void dgrad_with_dgelu(GemmCall dg, const DgeluEpilogue& dgelu, const void* A, const void* B, bf16* dinp, const std::string& name);
   // Whether a tensor's one scale is known before its BF16 values exist (delayed scaling; not
   // current scaling, which measures them first, nor per-row / per-block scaling, whose scales
   // come from the values): what casting inside the kernel that computes them needs.

@@ -24,11 +24,10 @@ std::int64_t lm_head_rows(int B, int T, int chunk, const Fp8ModelConfig* f) {
   return chunk > 0 && chunk < N && chunkable ? chunk : N;
 }
 
-// A multiple of 16 keeps every chunk's FP8 copies 16-byte aligned (the GEMMs' rule) with the
-// transposed ones' rows a multiple of 16 bytes long.
-std::string check_gelu_epilogue(const GptConfig& c, int B, int T, const Fp8ModelConfig& f) {
-  if (!f.gelu_epilogue) return "";
+std::string check_gelu_epilogue(const GptConfig& c, int B, int T, const Fp8ModelConfig* fp8) {
   if (c.llama()) return "gelu_cast gemm_epilogue applies GPT-2's GELU; arch llama has a SwiGLU";
+  if (!fp8) return "";
+  const Fp8ModelConfig& f = *fp8;
   if (!f.fp8("fc1") || !f.fuse_into("fc2"))
     return "gelu_cast gemm_epilogue writes fc2's FP8 input from fc1's GEMM: it needs variant fused (or fp8_attention), scaling "
            "delayed and fc1, fc2 in FP8";
@@ -43,6 +42,8 @@ std::string check_gelu_epilogue(const GptConfig& c, int B, int T, const Fp8Model
   return "";
 }
 
+// A multiple of 16 keeps every chunk's FP8 copies 16-byte aligned (the GEMMs' rule) with the
+// transposed ones' rows a multiple of 16 bytes long.
 std::string check_lm_head_chunk(int chunk) {
   if (chunk < 0 || chunk % 16 != 0) return fmt::format("lm_head_chunk={} must be 0 (the whole batch) or a multiple of 16 tokens", chunk);
   return {};

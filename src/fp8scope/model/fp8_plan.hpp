@@ -87,11 +87,12 @@ inline bool casts_weights_from_master(const Fp8ModelConfig& f) { return !fp8::pe
 // gelu_input_e4m3.
 inline bool keeps_gelu_input_e4m3(const GptConfig& c, const Fp8ModelConfig* f) { return f && f->gelu_input_e4m3 && !c.llama(); }
 
-// Whether fc1's GEMM applies the GELU (gelu_epilogue), and "" or the line that refuses it for
-// this model and recipe (GPT-2, fused variant under delayed scaling, fc1 and fc2 in FP8, the
-// GELU input in E4M3, saturating casts; B*T and the hidden width multiples of 16).
+// Whether fc1's FP8 GEMM applies the GELU (gelu_epilogue); and for a run that asks for
+// gelu_cast gemm_epilogue, "" or the line that refuses it for this model and recipe (fp8:
+// nullptr for BF16): GPT-2; in FP8 the fused variant under delayed scaling, fc1 and fc2 in FP8,
+// the GELU input in E4M3, saturating casts, B*T and the hidden width multiples of 16.
 inline bool gelu_in_epilogue(const GptConfig& c, const Fp8ModelConfig* f) { return f && f->gelu_epilogue && !c.llama(); }
-std::string check_gelu_epilogue(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);
+std::string check_gelu_epilogue(const GptConfig& c, int B, int T, const Fp8ModelConfig* fp8);
 
 // The loss kernel's fast path (a row split over a cluster of kCrossEntropyParts blocks, each
 // holding its part of the FP32 logits in shared memory; a Hopper GPU's clusters), which is also

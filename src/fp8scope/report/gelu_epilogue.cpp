@@ -27,13 +27,13 @@ std::string ms_pair(double a, double b) {
 
 void add_gelu_epilogue_tables(const std::vector<core::Record>& records, const std::function<std::string(const json&)>& label_of,
                               json& section) {
-  Table where{"The GELU in cuBLASLt's epilogues (gelu_cast gemm_epilogue): where it ran",
-              {"run", "forward", "backward", "cuBLASLt's refusal"},
-              {}};
-  Table against{"The GELU in cuBLASLt's epilogues against the GELU kernels (the run with gelu_cast kernel beside it in this file; "
-                "ms, kernels -> epilogues)",
-                {"run", "step", "speed-up", "gelu phase", "matmul phase"},
-                {}};
+  Table where{
+      "The GELU in cuBLASLt's epilogues (gelu_cast gemm_epilogue): where it ran", {"run", "forward", "backward", "cuBLASLt's refusal"}, {}};
+  Table against{
+      "The GELU in cuBLASLt's epilogues against the GELU kernels (the run with gelu_cast kernel beside it in this file; "
+      "ms, kernels -> epilogues)",
+      {"run", "step", "speed-up", "gelu phase", "matmul phase"},
+      {}};
   for (const auto& r : records) {
     if (!r.data.contains("gelu_epilogue") || !r.data["gelu_epilogue"].is_object()) continue;
     const json& g = r.data["gelu_epilogue"];
