@@ -403,27 +403,33 @@ void bm_residual(benchmark::State& state) {
   report(state, s, double(n) * 6);
 }
 
-void bm_adamw(benchmark::State& state) {
+// AdamW over GPT-2 124M's parameter count as one tensor, writing its BF16 copy, or (fp8) E4M3
+// codes with the cast's statistics, as the FP8 model's block weights under delayed scaling.
+void bm_adamw(benchmark::State& state, bool fp8) {
   if (skip(state)) return;
   const std::int64_t n = 124'475'904;
   auto p = random_f32(n, 0.02f, 1), g = random_f32(n, 1e-3f, 2), m = random_f32(n, 1e-3f, 3), v = random_f32(n, 1e-6f, 4);
-  core::DeviceBuffer pb(std::size_t(n) * 2);
+  core::DeviceBuffer pb(std::size_t(n) * (fp8 ? 1 : 2));
   FP8S_CUDA(cudaMemset(v.get(), 0, v.size()));
-  const std::vector<gpu_model::AdamwChunk> chunks = gpu_model::adamw_chunks({{0, n, true, 0}});  // one tensor, as the model's one launch
+  // One tensor, as the model's one launch.
+  const std::vector<gpu_model::AdamwChunk> chunks = gpu_model::adamw_chunks({{0, n, true, 0, fp8 ? 0 : -1}});
   core::DeviceBuffer d_chunks(chunks.size() * sizeof(gpu_model::AdamwChunk));
   FP8S_CUDA(cudaMemcpy(d_chunks.get(), chunks.data(), d_chunks.size(), cudaMemcpyHostToDevice));
   // Step 10's scalars, and a gradient norm below the clip (no clipping).
   const gpu_model::AdamwStep step{6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f - std::pow(0.9f, 10.0f), 1.0f - std::pow(0.95f, 10.0f), 1.0f};
-  const float grad_sq = 0.25f;
-  core::DeviceBuffer d_step(sizeof step), d_grad_sq(sizeof grad_sq);
+  const float grad_sq = 0.25f, scale = 448.0f / 0.2f;
+  core::DeviceBuffer d_step(sizeof step), d_grad_sq(sizeof grad_sq), d_scale(sizeof scale), d_stats(sizeof(fp8::CastStats));
   FP8S_CUDA(cudaMemcpy(d_step.get(), &step, sizeof step, cudaMemcpyHostToDevice));
   FP8S_CUDA(cudaMemcpy(d_grad_sq.get(), &grad_sq, sizeof grad_sq, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(d_scale.get(), &scale, sizeof scale, cudaMemcpyHostToDevice));
+  gpu_model::AdamwFp8Codes codes;
+  if (fp8) codes = {pb.as<std::uint8_t>(), d_scale.as<float>(), 1, d_stats.as<fp8::CastStats>()};
   const double s = bench::run_timed(state, [&] {
-    gpu_model::adamw_update_chunks(p.as<float>(), pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(),
+    gpu_model::adamw_update_chunks(p.as<float>(), fp8 ? nullptr : pb.as<bf16>(), g.as<float>(), m.as<float>(), v.as<float>(),
                                    d_chunks.as<gpu_model::AdamwChunk>(), int(chunks.size()), d_step.as<gpu_model::AdamwStep>(),
-                                   d_grad_sq.as<float>(), bench::stream());
+                                   d_grad_sq.as<float>(), codes, bench::stream());
   });
-  report(state, s, double(n) * 30);
+  report(state, s, double(n) * (fp8 ? 29 : 30));
 }
 
 // The fused causal attention at GPT-2 124M's shape (12 heads of 64) or with heads of 128 (6 at
@@ -547,7 +553,8 @@ int main(int argc, char** argv) {
   reg("cross_entropy/forward_backward/bf16_logits", [](benchmark::State& s) { bm_cross_entropy(s, false, true); });
   reg("cross_entropy/forward_backward_fp8/bf16_logits", [](benchmark::State& s) { bm_cross_entropy(s, true, true); });
   reg("residual/forward", bm_residual);
-  reg("adamw/124M", bm_adamw);
+  reg("adamw/124M", [](benchmark::State& s) { bm_adamw(s, false); });
+  reg("adamw/124M/e4m3_codes", [](benchmark::State& s) { bm_adamw(s, true); });
   benchmark::Initialize(&argc, argv);
   bench::add_env_context();
   benchmark::RunSpecifiedBenchmarks();

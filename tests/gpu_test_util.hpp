@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -27,6 +28,13 @@
 // update has run by the second step (later steps add launches, not code paths), and a smaller
 // batch of the same model launches the same kernels on fewer rows.
 inline int sanitized_or(int normal, int sanitized) { return std::getenv("FP8SCOPE_UNDER_SANITIZER") ? sanitized : normal; }
+
+// A float's bits, for comparisons that must be exact (runs that should give the same bits).
+inline std::uint32_t bits(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
 
 // The first n values of a device buffer, copied to the host.
 template <typename T>

@@ -29,11 +29,6 @@ namespace {
 model::GptConfig tiny(int vocab = 96) { return test::tiny_gpt(vocab); }
 using test::bf16_rounded;
 using test::rel_err;
-std::uint32_t bits(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
 model::Fp8ModelConfig fp8_config(model::Fp8Variant v, fp8::RecipeFormat f, fp8::Scaling s) {
   model::Fp8ModelConfig c;
   c.variant = v;

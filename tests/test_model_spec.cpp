@@ -191,8 +191,8 @@ TEST(Fp8Memory, PerBlockScalingAddsItsScalesAndTapBuffers) {
   EXPECT_GT(rowwise, 0.0);
   EXPECT_NEAR(rowwise / (1 << 20), 3.0, 2.0);
   // Per-row / per-block scaling also keeps each block weight's FP8 transpose (12 C^2 bytes a
-  // layer) and its BF16 copy (24 C^2); per-tensor scaling casts the weight from the FP32 master
-  // where each GEMM reads it.
+  // layer) and its BF16 copy (24 C^2); current scaling casts the weight from the FP32 master
+  // where each GEMM reads it (AdamW, not knowing the scale, keeps no codes).
   EXPECT_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, f) - rowwise - 3 * 12.0 * 12 * 768 * 768, [&] {
     model::Fp8ModelConfig d = f;
     d.recipe.scaling = fp8::Scaling::current;
@@ -232,9 +232,17 @@ TEST(Fp8Memory, TheLossWritingTheHeadsFp8GradientSavesItsBf16Copy) {
   model::Fp8ModelConfig delayed, current;
   current.recipe.scaling = fp8::Scaling::current;
   const double N = 16.0 * 1024;
-  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current) - model::gpu_fp8_bytes_delta(c, 16, 1024, delayed), N * 50304 * 2);
+  // (Both with the block weights cast a layer at a time: AdamW keeps them only under delayed scaling.)
+  const auto per_layer = model::WeightCopies::cast_per_layer;
+  EXPECT_DOUBLE_EQ(
+      model::gpu_fp8_bytes_delta(c, 16, 1024, current, 0, per_layer) - model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 0, per_layer),
+      N * 50304 * 2);
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current), model::gpu_fp8_bytes_delta(c, 16, 1024, current, 0, per_layer));
   delayed.linears.erase("lm_head"), current.linears.erase("lm_head");  // a BF16 head: its gradient is BF16 either way
-  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current), model::gpu_fp8_bytes_delta(c, 16, 1024, delayed));
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current), model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 0, per_layer));
+  // AdamW's codes: 1 byte a block parameter (12 layers of 12 C^2).
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, delayed) - model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 0, per_layer),
+                   12.0 * 12 * 768 * 768);
   EXPECT_TRUE(model::cross_entropy_parts_shape_fits(50304));
   EXPECT_FALSE(model::cross_entropy_parts_shape_fits(50264));   // not a multiple of 32
   EXPECT_TRUE(model::cross_entropy_parts_shape_fits(128256));   // Llama-3's
@@ -446,17 +454,23 @@ TEST(StepCost, TheGeluInputInE4m3AndTheWeightsCastFromTheMaster) {
   const double N = 16.0 * 1024, C = 768, F = 4 * C, L = 12;
   for (const bool delayed : {true, false}) {
     s.delayed = delayed;
-    s.gelu_e4m3 = false, s.weights_from_master = false;
+    s.gelu_e4m3 = false, s.weights = model::WeightCopies::kept_per_layer;
     const auto bf16 = model::step_costs(s);
     s.gelu_e4m3 = true;
     const auto e4m3 = model::step_costs(s);
     // Delayed: +1 in the GELU's forward, -1 in fc1's fused cast; current: both in the GELU phase.
     EXPECT_DOUBLE_EQ(phase(e4m3, "gelu").bytes - phase(bf16, "gelu").bytes, delayed ? L * N * F : 0.0);
     EXPECT_DOUBLE_EQ(phase(e4m3, "matmul").serial_bytes - phase(bf16, "matmul").serial_bytes, delayed ? -L * N * F : 0.0);
-    s.weights_from_master = true;
+    s.weights = model::WeightCopies::cast_per_layer;
     const auto master = model::step_costs(s);
     EXPECT_DOUBLE_EQ(phase(master, "matmul").serial_bytes - phase(e4m3, "matmul").serial_bytes, (10 - 4) * L * 12 * C * C);
     EXPECT_DOUBLE_EQ(phase(e4m3, "optimizer").bytes - phase(master, "optimizer").bytes, 2 * L * 12 * C * C);  // no BF16 copies
+    // Every layer's codes kept and written by AdamW (1 byte, in the optimizer): forward casts
+    // nothing, backward transposes them (1 + 1 bytes) instead of casting from FP32 again (4 + 1).
+    s.weights = model::WeightCopies::codes_kept;
+    const auto kept = model::step_costs(s);
+    EXPECT_DOUBLE_EQ(phase(master, "matmul").serial_bytes - phase(kept, "matmul").serial_bytes, (10 - 2) * L * 12 * C * C);
+    EXPECT_DOUBLE_EQ(phase(kept, "optimizer").bytes - phase(master, "optimizer").bytes, L * 12 * C * C);
   }
   // The GELU in fc1's epilogue (delayed): the phase is the transpose of fc2's FP8 input, read and
   // written once; the GEMMs and casts stay as they were.

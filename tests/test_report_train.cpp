@@ -419,7 +419,7 @@ TEST(TrainReport, MemoryByPartBesideTheMeasuredPeak) {
   // A record without gelu_input (made before the axis) kept the GELU input in BF16 and its FP8
   // weights per layer.
   fc.gelu_input_e4m3 = false;
-  const double delta = model::gpu_fp8_bytes_by_part(c, 16, 1024, fc, 0, true).total();
+  const double delta = model::gpu_fp8_bytes_by_part(c, 16, 1024, fc, 0, model::WeightCopies::kept_per_layer).total();
   EXPECT_EQ(fp8[5], fmt::format("{:+.0f}", delta / MiB));
   EXPECT_EQ(fp8[6], fmt::format("{:.0f}", (b.total() + delta) / MiB));
   EXPECT_EQ(fp8[7], "11498");
@@ -431,12 +431,13 @@ TEST(TrainReport, MemoryByPartBesideTheMeasuredPeak) {
   ASSERT_NE(parts, nullptr);
   ASSERT_EQ((*parts)["rows"].size(), 1u);
   const core::json& row = (*parts)["rows"][0];
-  const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, 16, 1024, fc, 0, true);
+  const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, 16, 1024, fc, 0, model::WeightCopies::kept_per_layer);
   EXPECT_EQ(d.bf16_weights, 0.0);
   // Against the model now: the FP8 weight and its transpose kept (2 bytes a parameter of the 12
-  // layers' 12 C^2), and the BF16 copy not dropped (2); the model now holds a layer's FP8
-  // weights (12 C^2) in f8_w_, which with a BF16 head held the widest weight (4 C^2).
-  EXPECT_DOUBLE_EQ(delta - model::gpu_fp8_bytes_delta(c, 16, 1024, fc), 4 * 12.0 * 12 * 768 * 768 - 8.0 * 768 * 768);
+  // layers' 12 C^2, where the model now keeps the FP8 weight only: 1), and the BF16 copy not
+  // dropped (2); the model now holds a layer's FP8 weights' transposes (12 C^2) in f8_w_, which
+  // with a BF16 head held the widest weight (4 C^2).
+  EXPECT_DOUBLE_EQ(delta - model::gpu_fp8_bytes_delta(c, 16, 1024, fc), 3 * 12.0 * 12 * 768 * 768 - 8.0 * 768 * 768);
   EXPECT_EQ(row[1], fmt::format("{:+.0f}", d.kept / MiB));
   EXPECT_EQ(row[3], fmt::format("{:+.0f}", d.bf16_inputs / MiB));
   EXPECT_EQ(row[4], "0");  // a record from before gelu_input: BF16

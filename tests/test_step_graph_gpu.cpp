@@ -16,12 +16,6 @@
 using namespace fp8scope;
 
 namespace {
-std::uint32_t bits(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-
 // A stream of the test's own: the legacy default stream cannot be captured.
 struct Stream {
   cudaStream_t s = nullptr;

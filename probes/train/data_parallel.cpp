@@ -33,6 +33,7 @@ struct RankResult {
   std::string reason;
   double device_mib = 0;
   json graphs, gemm_tuning, gelu_epilogue;
+  std::string weight_cast;
 };
 
 void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const model::Fp8ModelConfig* fp8,
@@ -68,6 +69,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
       out.graphs = graph_use(gpt);
       out.gemm_tuning = gpt.gemm_tuning();  // each rank times its own (its choices may differ)
       out.gelu_epilogue = gpt.gelu_epilogue();
+      out.weight_cast = gpt.weight_cast();
     }
   } catch (const core::CudaError& e) {
     out.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
@@ -152,6 +154,7 @@ bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, con
   out.graphs = results[0].graphs;
   out.gemm_tuning = results[0].gemm_tuning;
   out.gelu_epilogue = results[0].gelu_epilogue;
+  out.weight_cast = results[0].weight_cast;
   json ranks = json::array();
   for (int k = 0; k < R; ++k)
     ranks.push_back({{"rank", k},

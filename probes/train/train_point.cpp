@@ -107,6 +107,16 @@ std::vector<core::ParamSpec> train_axes() {
        "fc1, DGELU_BGRAD on fc2's dgrad where cuBLASLt takes it: the record's gelu_epilogue says); FP8 (fused, delayed): fc1 "
        "writes fc2's E4M3 input and the E4M3 GELU input, fc2's dgrad fc1's FP8 gradient, and the wgrad copies are transposes "
        "that count saturated / zero / NaN codes"},
+      {"weight_cast",
+       K::string,
+       "optimizer",
+       {"optimizer", "forward"},
+       0,
+       0,
+       "GPU, FP8 under delayed per-tensor scaling: the block linears' FP8 weights written by AdamW for the next step with the "
+       "scales it uses, counting the cast's statistics (optimizer), or cast from their FP32 masters at each layer's start in "
+       "forward (forward); the same codes and statistics either way. Every layer's FP8 weights are kept (1 byte a parameter) "
+       "and transposed for backward; the record's weight_cast says where they were cast"},
   };
 }
 
@@ -155,16 +165,25 @@ TrainPoint train_point_from(const json& p) {
   t.gpu.cuda_graph = p.value("cuda_graph", false);  // records made before the axis ran uncaptured
   t.gpu.gemm_algos = p.value("gemm_algos", 1);
   t.gpu.gelu_epilogue = p.value("gelu_cast", std::string("kernel")) == "gemm_epilogue";
+  t.gpu.weights_cast_by_optimizer = p.value("weight_cast", std::string("forward")) == "optimizer";  // records before the axis: forward
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }
   return t;
 }
 
+namespace {
+// How the GPU model will hold the FP8 block weights (gpu_fp8_bytes_by_part narrows codes_kept
+// to delayed scaling itself).
+model::WeightCopies weight_copies(const TrainPoint& p) {
+  return p.gpu.weights_cast_by_optimizer ? model::WeightCopies::codes_kept : model::WeightCopies::cast_per_layer;
+}
+}  // namespace
+
 double gpu_bytes_needed(const TrainPoint& p, const model::Fp8ModelConfig* f) {
   return model::gpu_training_bytes(p.model, p.batch, p.seq_len, p.gpu.flash_attention,
                                    model::lm_head_rows(p.batch, p.seq_len, p.gpu.lm_head_chunk, f), p.gpu.bf16_logits) +
-         (f ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *f, p.gpu.lm_head_chunk) : 0.0);
+         (f ? model::gpu_fp8_bytes_delta(p.model, p.batch, p.seq_len, *f, p.gpu.lm_head_chunk, weight_copies(p)) : 0.0);
 }
 
 std::string memory_plan(const TrainPoint& p) {

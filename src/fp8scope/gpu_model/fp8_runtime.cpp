@@ -78,8 +78,22 @@ void Fp8Runtime::plan_step() {
   recording_ = cfg_.tap_interval > 0 && step_ % cfg_.tap_interval == 0;
 }
 
-void Fp8Runtime::begin_step() {
-  FP8S_CUDA(cudaMemsetAsync(stats_.get(), 0, stats_.size(), stream_));
+fp8::CastStats* Fp8Runtime::carried_stats() {
+  if (carried_.size() == 0) {
+    carried_ = core::DeviceBuffer(stats_.size());
+    FP8S_CUDA(cudaMemsetAsync(carried_.get(), 0, carried_.size(), stream_));
+  }
+  return carried_.as<fp8::CastStats>();
+}
+
+void Fp8Runtime::clear_carried_stats() { FP8S_CUDA(cudaMemsetAsync(carried_stats(), 0, carried_.size(), stream_)); }
+
+void Fp8Runtime::begin_step(bool carried) {
+  if (carried) {
+    FP8S_CUDA(cudaMemcpyAsync(stats_.get(), carried_stats(), stats_.size(), cudaMemcpyDeviceToDevice, stream_));
+  } else {
+    FP8S_CUDA(cudaMemsetAsync(stats_.get(), 0, stats_.size(), stream_));
+  }
   if (per_block()) FP8S_CUDA(cudaMemsetAsync(max_dequant_.get(), 0, max_dequant_.size(), stream_));
 }
 

@@ -29,9 +29,15 @@ class Fp8Runtime {
   // whether this one records: the observing kernels run on recorded steps only, so a captured
   // step is one of two graphs), begin_step and end_step on the stream inside it, finish_step
   // on the host after the step is enqueued or launched.
-  // begin_step: the statistics zeroed.
+  // begin_step: the statistics zeroed, or (carried) set to the carried ones (below).
   void plan_step();
-  void begin_step();
+  void begin_step(bool carried = false);
+  // Statistics counted before the steps they belong to: AdamW casts the FP8 block weights the
+  // next steps use (delayed scaling) and counts that cast here, [slots] like stats() and zero
+  // elsewhere; each step that uses those codes starts from them (begin_step(true)), until AdamW
+  // clears them (clear_carried_stats) and casts again. Allocated by the first call.
+  fp8::CastStats* carried_stats();
+  void clear_carried_stats();
   bool recording() const { return recording_; }
   void set_tap_interval(int k) { cfg_.tap_interval = k; }
 
@@ -92,7 +98,7 @@ class Fp8Runtime {
   void reduce(fp8::CastStats* stats, int n);
   template <class T>
   void prepare_from(int slot, const T* x, std::int64_t n);
-  core::DeviceBuffer stats_, tmp_, red_amax_, red_nonfinite_;
+  core::DeviceBuffer stats_, carried_, tmp_, red_amax_, red_nonfinite_;
   AmaxReducer reducer_;
   fp8::ScalerBank bank_;
   core::PinnedBuffer<fp8::CastStats> host_stats_;

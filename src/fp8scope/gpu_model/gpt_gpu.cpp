@@ -155,14 +155,6 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   h_results_ = core::PinnedBuffer<float>(2);
   adamw_step_ = core::DeviceBuffer(sizeof(AdamwStep));
   results_ = core::DeviceBuffer(2 * sizeof(float));
-  {
-    std::vector<AdamwTensor> tensors;
-    for (const auto& t : layout_) tensors.push_back({t.offset, t.size, t.decay, has_bf16(t.offset) ? bf16_at_.at(t.offset) : -1});
-    const std::vector<AdamwChunk> chunks = adamw_chunks(tensors);
-    n_adam_chunks_ = int(chunks.size());
-    adam_chunks_ = core::DeviceBuffer(chunks.size() * sizeof(AdamwChunk));
-    FP8S_CUDA(cudaMemcpy(adam_chunks_.get(), chunks.data(), adam_chunks_.size(), cudaMemcpyHostToDevice));
-  }
   // Bias gradients' partial sums for the widest biased linear (fc1, or qkv where ffn < 3 d_model).
   const std::int64_t BW = std::max(QW, FW);
   partials_ = core::DeviceBuffer(
@@ -224,8 +216,14 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         }
       }
     // The block weights cast from their FP32 masters, one launch per layer and pass (see
-    // LayerWeightCasts), into f8_w_ one after another.
+    // LayerWeightCasts): into f8_w_ one after another, or (weight_cast optimizer) into every
+    // layer's codes in f8_weights_, where AdamW writes them from the second step on.
     const fp8::Format wf = fp8::format_for(fp8->recipe.format, fp8::Pass::forward);
+    weights_cast_by_optimizer_ = options.weights_cast_by_optimizer && scale_before_cast() && !fp8_->per_block() && layer_weights > 0;
+    if (weights_cast_by_optimizer_) {
+      layer_codes_ = layer_weights, f8_weights_ = core::DeviceBuffer(std::size_t(cfg.n_layer * layer_codes_));
+      fp8_->carried_stats();
+    }
     for (int l = 0; l < cfg.n_layer; ++l) {
       LayerWeightCasts lw;
       std::vector<fp8::CastJobF32> fwd, bwd;
@@ -235,10 +233,11 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         if (!fp8_linear(w) || has_bf16(off) || fp8_->per_block()) continue;
         const int IC = int(shapes[std::size_t(w)].in), OC = int(shapes[std::size_t(w)].out), sw = saved(l, w).sw;
         if (fp8_->format(sw) != wf || !fp8::tile_cast_fits(OC, IC)) continue;  // cast where it is used instead
-        std::uint8_t* q = f8_w_.as<std::uint8_t>() + at;
+        lw.at[std::size_t(w)] = at, lw.offset[std::size_t(w)] = off, lw.rows[std::size_t(w)] = OC, lw.cols[std::size_t(w)] = IC;
+        std::uint8_t* q =
+            weights_cast_by_optimizer_ ? f8_weights_.as<std::uint8_t>() + l * layer_codes_ + at : f8_w_.as<std::uint8_t>() + at;
         fwd.push_back({master(off), q, nullptr, fp8_->scale(sw), fp8_->stats(sw), OC, IC});
-        bwd.push_back({master(off), nullptr, q, fp8_->scale(sw), nullptr, OC, IC});
-        lw.at[std::size_t(w)] = at, lw.offset[std::size_t(w)] = off, lw.elements[std::size_t(w)] = std::int64_t(OC) * IC;
+        bwd.push_back({master(off), nullptr, f8_w_.as<std::uint8_t>() + at, fp8_->scale(sw), nullptr, OC, IC});
         lw.sizes.add(OC, IC);
         at += std::int64_t(OC) * IC;
       }
@@ -261,6 +260,34 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     }
   }
   if (!fuses_loss_cast()) dlogits_ = core::DeviceBuffer(bf(R * Vp));  // else the loss writes FP8 into f8_dy_
+  build_adamw_chunks();
+}
+
+void GpuGpt::build_adamw_chunks() {
+  std::map<std::int64_t, std::pair<std::int64_t, int>> codes;  // layout offset -> (codes offset, slot)
+  if (weights_cast_by_optimizer_)
+    for (int l = 0; l < int(layer_weights_.size()); ++l)
+      for (int w = 0; w < 4; ++w)
+        if (const std::uint8_t* q = weight_codes(l, w))
+          codes[layer_weights_[std::size_t(l)].offset[std::size_t(w)]] = {q - f8_weights_.as<std::uint8_t>(), saved(l, w).sw};
+  std::vector<AdamwTensor> tensors;
+  for (const auto& t : layout_) {
+    if (auto it = codes.find(t.offset); it != codes.end())
+      tensors.push_back({t.offset, t.size, t.decay, it->second.first, it->second.second});
+    else
+      tensors.push_back({t.offset, t.size, t.decay, has_bf16(t.offset) ? bf16_at_.at(t.offset) : -1});
+  }
+  const std::vector<AdamwChunk> chunks = adamw_chunks(tensors);
+  n_adam_chunks_ = int(chunks.size());
+  adam_chunks_ = core::DeviceBuffer(chunks.size() * sizeof(AdamwChunk));
+  FP8S_CUDA(cudaMemcpy(adam_chunks_.get(), chunks.data(), adam_chunks_.size(), cudaMemcpyHostToDevice));
+}
+
+std::string GpuGpt::weight_cast() const {
+  if (weights_cast_by_optimizer_) return "optimizer";
+  for (const auto& lw : layer_weights_)
+    if (lw.n > 0) return "forward";
+  return "";
 }
 
 GpuGpt::Fp8Saved& GpuGpt::saved(int layer, int which) { return fp8_saved_.at({layer, which}); }
@@ -269,14 +296,23 @@ void GpuGpt::cast_layer_weights(int l, bool backward) {
   if (!fp8_ || std::size_t(l) >= layer_weights_.size() || layer_weights_[std::size_t(l)].n == 0) return;
   const LayerWeightCasts& lw = layer_weights_[std::size_t(l)];
   Fp8Runtime& f = *fp8_;
-  if (!backward)  // current scaling: each weight's scale from its own amax first (backward reuses it)
-    for (int w = 0; w < 4; ++w)
-      if (lw.at[std::size_t(w)] >= 0) f.prepare(saved(l, w).sw, master(lw.offset[std::size_t(w)]), lw.elements[std::size_t(w)]);
   const fp8::Format wf = fp8::format_for(f.config().recipe.format, fp8::Pass::forward);
-  if (backward)
+  if (backward && weights_cast_by_optimizer_) {  // the kept codes transposed: the transposes' codes with forward's scales
+    for (int w = 0; w < 4; ++w)
+      if (const std::uint8_t* q = weight_codes(l, w))
+        fp8::transpose_fp8(f8_w_.as<std::uint8_t>() + lw.at[std::size_t(w)], q, lw.rows[std::size_t(w)], lw.cols[std::size_t(w)], stream_);
+    return;
+  }
+  if (backward) {
     fp8::quantize_many(lw.backward.as<fp8::CastJobF32>(), lw.n, lw.sizes, wf, f.overflow(), stream_);
-  else
-    fp8::quantize_rows_many(lw.forward.as<fp8::CastJobF32>(), lw.n, lw.sizes, wf, f.overflow(), stream_);
+    return;
+  }
+  if (codes_current_) return;  // AdamW cast them, with this step's scales
+  // current scaling: each weight's scale from its own amax first (backward reuses it)
+  for (int w = 0; w < 4; ++w)
+    if (lw.at[std::size_t(w)] >= 0)
+      f.prepare(saved(l, w).sw, master(lw.offset[std::size_t(w)]), std::int64_t(lw.rows[std::size_t(w)]) * lw.cols[std::size_t(w)]);
+  fp8::quantize_rows_many(lw.forward.as<fp8::CastJobF32>(), lw.n, lw.sizes, wf, f.overflow(), stream_);
 }
 
 bf16* GpuGpt::weight(std::int64_t offset) const {
@@ -307,6 +343,7 @@ void GpuGpt::set_params(const std::vector<float>& params) {
   FP8S_CUDA(cudaMemcpyAsync(master_.get(), params.data(), fl(n_params_), cudaMemcpyHostToDevice, stream_));
   for (const auto& t : layout_)
     if (has_bf16(t.offset)) cast_to_bf16(weight(t.offset), master(t.offset), t.size, stream_);
+  codes_current_ = false;  // the next forward casts the FP8 block weights from these masters
   FP8S_CUDA(cudaStreamSynchronize(stream_));
 }
 
@@ -397,8 +434,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
                             f.stats(si), stream_);
   }
   // The LM head keeps its weight's transpose for dgrad (and for the later chunks); a block
-  // linear's backward casts the transpose again (FP8 weights kept per layer cost 2 bytes a
-  // parameter).
+  // linear's backward casts the transpose again, or transposes the kept codes (LayerWeightCasts).
   const std::int64_t at = weight_cast_at(layer, which);
   if (!w_cast && at < 0)
     cast_weight(w, OC, IC, sw, f8_w_.as<std::uint8_t>(), sv.w_t.size() > 0 ? sv.w_t.as<std::uint8_t>() : nullptr, f.stats(sw), true);
@@ -414,8 +450,8 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
     c.gelu_aux = gelu->pre, c.aux = gelu->pre_type, c.aux_ld = OC;
     out = gelu->out;
   }
-  gemms_.run(c, f8_w_.as<std::uint8_t>() + std::max<std::int64_t>(at, 0), x_codes ? x_codes : f8_x_.as<std::uint8_t>(), out,
-             (name + " fprop").c_str());
+  const std::uint8_t* w8 = at >= 0 ? weight_codes(layer, which) : f8_w_.as<std::uint8_t>();
+  gemms_.run(c, w8, x_codes ? x_codes : f8_x_.as<std::uint8_t>(), out, (name + " fprop").c_str());
 }
 
 // BF16:
@@ -712,9 +748,15 @@ GpuGpt::StepValues GpuGpt::train_step(const int* inputs, const int* targets, flo
     enqueue_optimizer();
   };
   StepGraph& sg = graphs_[fp8_ && fp8_->recording() ? 1 : 0];
-  if (graphs_off_reason().empty() && sg.uncaptured > 0) {
-    if (!sg.exec) sg.exec = core::GraphExec::capture(stream_, enqueue_step);
+  // A graph replays what forward found when it was captured: FP8 block weights AdamW had cast,
+  // or none (then forward casts them). A step that finds the other runs uncaptured.
+  if (graphs_off_reason().empty() && sg.uncaptured > 0 && (!sg.exec || sg.codes_current == codes_current_)) {
+    if (!sg.exec) {
+      sg.codes_current = codes_current_;
+      sg.exec = core::GraphExec::capture(stream_, enqueue_step);
+    }
     sg.exec.launch(stream_);
+    codes_current_ = weights_cast_by_optimizer_;  // as the captured step's AdamW leaves them
     ++graph_replays_;
   } else {
     enqueue_step();
@@ -741,7 +783,7 @@ void GpuGpt::enqueue_forward() {
   const int B = B_, T = T_, C = cfg_.d_model, N = B * T;
   const std::int64_t nc = std::int64_t(N) * C;
   core::NvtxRange range("forward");
-  if (fp8_) fp8_->begin_step();
+  if (fp8_) fp8_->begin_step(codes_current_);
   mark("embedding");
   FP8S_CUDA(cudaMemcpyAsync(tokens_.get(), h_tokens_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
   FP8S_CUDA(cudaMemcpyAsync(targets_.get(), h_targets_.data(), std::size_t(N) * sizeof(int), cudaMemcpyHostToDevice, stream_));
@@ -1038,7 +1080,8 @@ void GpuGpt::enqueue_backward() {
   encoder_backward(g(off_["wte"]), wpe >= 0 ? g(wpe) : nullptr, dx, buckets(), B, T, C, stream_);
   if (fp8_) {
     mark("fp8_recipe");
-    fp8_->end_step();  // delayed scaling: next step's scales from this step's amaxes
+    fp8_->end_step();        // delayed scaling: next step's scales from this step's amaxes
+    codes_current_ = false;  // (AdamW casts the FP8 block weights with those, or the next forward)
   }
   FP8S_CUDA(cudaGetLastError());
 }
@@ -1060,8 +1103,19 @@ void GpuGpt::enqueue_optimizer() {
   float* grad_sq = results_.as<float>() + 1;
   sum_squares(grad_sq, partials_.as<float>(), grads_.as<float>(), n_params_, stream_);
   // Clipping by the norm happens in AdamW's kernel, which reads it where sum_squares left it.
+  AdamwFp8Codes codes;
+  if (weights_cast_by_optimizer_) {  // the next step's FP8 block weights, their statistics carried into its own
+    fp8_->clear_carried_stats();
+    codes = {f8_weights_.as<std::uint8_t>(),
+             fp8_->scale(0),
+             fp8::ScalerBank::kStride,
+             fp8_->carried_stats(),
+             fp8::format_for(fp8_->config().recipe.format, fp8::Pass::forward),
+             fp8_->overflow()};
+  }
   adamw_update_chunks(master_.as<float>(), weights_.as<bf16>(), grads_.as<float>(), adam_m_.as<float>(), adam_v_.as<float>(),
-                      adam_chunks_.as<AdamwChunk>(), n_adam_chunks_, adamw_step_.as<AdamwStep>(), grad_sq, stream_);
+                      adam_chunks_.as<AdamwChunk>(), n_adam_chunks_, adamw_step_.as<AdamwStep>(), grad_sq, codes, stream_);
+  if (weights_cast_by_optimizer_) codes_current_ = true;
   FP8S_CUDA(cudaMemcpyAsync(h_results_.data(), results_.get(), 2 * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   mark("end");
   FP8S_CUDA(cudaGetLastError());

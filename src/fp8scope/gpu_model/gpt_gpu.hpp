@@ -74,6 +74,10 @@ class GpuGpt {
   // "forward_refused" / "backward_refused": what cuBLASLt said where it took no epilogue, so the
   // GELU kernels ran}); null otherwise.
   nlohmann::json gelu_epilogue() const;
+  // FP8 under per-tensor scaling: where the block linears' FP8 weights are cast ("optimizer":
+  // AdamW writes them for the next step; "forward": at each layer's start in forward); "" for
+  // BF16 and per-row / per-block scaling (cast where each GEMM reads them).
+  std::string weight_cast() const;
   // Why train_step runs uncaptured now ("" when it captures).
   std::string graphs_off_reason() const;
 
@@ -214,22 +218,38 @@ class GpuGpt {
   // the four in one launch at the layer's start (row-major, with statistics: the vector loop),
   // backward their transposes in one launch at the layer's start in backward (the tile loop),
   // each into its place `at` in f8_w_ (-1: a linear cast where it is used, by cast_weight).
-  // One launch per layer and pass instead of one per GEMM gained little (GPT-2 124M on an
-  // H100: 28.97 -> 28.76 ms a step): what these casts cost is their bytes, 10 a parameter from
-  // FP32.
+  // weight_cast optimizer (delayed scaling): every layer's FP8 weights are kept in f8_weights_
+  // (1 byte a parameter; layer l's weight w at l * layer_codes_ + at[w]) and AdamW writes them
+  // for the next step, so forward casts only where they are not current (the first step, after
+  // set_params), and backward transposes the codes into f8_w_ (16-byte byte transposes: 2 bytes
+  // a parameter moved against the cast's 5 from FP32). One launch per layer and pass instead of
+  // one per GEMM gained little (GPT-2 124M on an H100: 28.97 -> 28.76 ms a step): what these
+  // casts cost is their bytes, 10 a parameter from FP32.
   struct LayerWeightCasts {
     core::DeviceBuffer forward, backward;  // fp8::CastJobF32 each
     int n = 0;
     fp8::ManyCastSizes sizes;
-    std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1}, elements{0, 0, 0, 0};
+    std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1};
+    std::array<int, 4> rows{}, cols{};  // the weight's [OC][IC]
   };
   std::vector<LayerWeightCasts> layer_weights_;
   void cast_layer_weights(int l, bool backward);
-  // Where linear `which` of `layer` finds its weight cast at the layer's start in f8_w_, or -1
-  // (the LM head, or a weight cast where it is used).
+  // Where linear `which` of `layer` finds its weight's transpose at the layer's start in
+  // backward in f8_w_, or -1 (the LM head, or a weight cast where it is used).
   std::int64_t weight_cast_at(int layer, int which) const {
     return layer >= 0 && std::size_t(layer) < layer_weights_.size() ? layer_weights_[std::size_t(layer)].at[std::size_t(which)] : -1;
   }
+  // Its FP8 weight in forward's layout (f8_weights_, else f8_w_), or nullptr where
+  // weight_cast_at is -1.
+  const std::uint8_t* weight_codes(int layer, int which) const {
+    const std::int64_t at = weight_cast_at(layer, which);
+    if (at < 0) return nullptr;
+    return weights_cast_by_optimizer_ ? f8_weights_.as<std::uint8_t>() + std::int64_t(layer) * layer_codes_ + at
+                                      : f8_w_.as<std::uint8_t>() + at;
+  }
+  // The AdamW tensors (one per parameter tensor; an FP8 block weight's codes and tap slot where
+  // AdamW casts it) as chunks on the device.
+  void build_adamw_chunks();
   // The fused variant's norm in front of an FP8 linear (LayerNorm, or RMSNorm for Llama):
   // writes the linear's FP8 input (f8_x_) and the transpose saved for its wgrad, with the
   // statistics (mean: LayerNorm's only) for the norm's backward.
@@ -302,6 +322,7 @@ class GpuGpt {
   struct StepGraph {
     core::GraphExec exec;
     int uncaptured = 0;
+    bool codes_current = false;  // codes_current_ when captured
   };
   std::array<StepGraph, 2> graphs_;
   bool graphs_on_ = true;
@@ -312,6 +333,14 @@ class GpuGpt {
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
+  // weight_cast optimizer: whether AdamW writes the FP8 block weights (delayed per-tensor
+  // scaling), every layer's in f8_weights_ (LayerWeightCasts), layer_codes_ bytes a layer; and
+  // whether those were cast with the scales the next forward pass uses (AdamW ran after the
+  // last scale update; false at the start, after set_params and after a backward without
+  // AdamW): forward casts them itself when not.
+  core::DeviceBuffer f8_weights_;
+  std::int64_t layer_codes_ = 0;
+  bool weights_cast_by_optimizer_ = false, codes_current_ = false;
   // gelu_cast gemm_epilogue: fc1's bias gradient as fc2's DGELU_BGRAD writes it (BF16), and
   // whether cuBLASLt took the backward's and the forward's epilogues (0 not yet asked, 1 yes, -1
   // refused, with what it said: the GELU kernels then run, as without the option).

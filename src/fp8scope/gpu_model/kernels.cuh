@@ -190,19 +190,35 @@ void sum_values(float* out, float* scratch, const float* x, std::int64_t n, cuda
 // AdamW over many tensors of one flat buffer in one launch: the tensors cut into chunks of at
 // most kAdamwChunk elements, one block each, weight decay per tensor (a launch per tensor left
 // the GPU waiting for the host between the small ones). Each tensor's new values are written
-// to its BF16 copy at `copy` in p_bf16 (-1: it has none, an FP8 weight cast from the master).
+// to its BF16 copy at `copy` in p_bf16 (-1: it has none, an FP8 weight cast from the master),
+// or, for a tensor with an FP8 tap slot (`slot` >= 0), cast to FP8 at `copy` in the codes of
+// AdamwFp8Codes with that slot's scale, its cast statistics added to that slot's: under delayed
+// scaling the next step's scale is known when the optimizer runs, so the forward pass finds the
+// block weights already cast (GpuGpt: weights_cast_by_optimizer).
 // adamw_chunks lists the chunks of the tensors, for a device copy.
 struct AdamwTensor {
   std::int64_t offset, size;
   bool decay;
   std::int64_t copy;
+  int slot = -1;
 };
-struct AdamwChunk {
+struct AdamwChunk {  // 24 bytes: the kernel reads one per block
   std::int64_t offset, copy;
-  std::int32_t size, decay;
+  std::int32_t slot;
+  std::int16_t size, decay;
 };
 constexpr int kAdamwChunk = 2048;  // 256 threads x 8
 std::vector<AdamwChunk> adamw_chunks(const std::vector<AdamwTensor>& tensors);
+// Where the chunks with a slot write their codes: scale of slot s at scales[s * scale_stride],
+// statistics at stats[s] (fp8::ScalerBank and Fp8Runtime's layout).
+struct AdamwFp8Codes {
+  std::uint8_t* codes = nullptr;
+  const float* scales = nullptr;
+  int scale_stride = 0;
+  fp8::CastStats* stats = nullptr;
+  fp8::Format format = fp8::Format::e4m3;
+  fp8::Overflow overflow = fp8::Overflow::satfinite;
+};
 // What AdamW reads on the device at each step, so that a captured step (CUDA graph) replays
 // with the step's own values: the host writes them before the step (lr from the schedule, c1 and
 // c2 AdamW's bias corrections 1 - beta^t), and the kernel clips by the gradient norm the step
@@ -212,7 +228,7 @@ struct AdamwStep {
 };
 // grad_sq: the gradients' sum of squares (sum_squares), the clipping's norm squared.
 void adamw_update_chunks(float* p, bf16* p_bf16, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks,
-                         const AdamwStep* step, const float* grad_sq, cudaStream_t s);
+                         const AdamwStep* step, const float* grad_sq, const AdamwFp8Codes& fp8, cudaStream_t s);
 
 // reduce.cu: dst[c] += sum over rows r of partial[r * ld + c], in a fixed order; *out = sum of
 // partial[0..n) (one block, fixed tree).

@@ -1,5 +1,6 @@
-// AdamW (decoupled weight decay) on FP32 master weights, writing the BF16 copy the forward
-// pass reads; the gradient norm for clipping; FP32 -> BF16 casts.
+// AdamW (decoupled weight decay) on FP32 master weights, writing the BF16 copy or the FP8
+// codes the forward pass reads; the gradient norm for clipping; FP32 -> BF16 casts.
+#include "fp8scope/fp8/cast_device.cuh"
 #include "fp8scope/gpu_model/kernels.cuh"
 
 namespace fp8scope::gpu_model {
@@ -40,10 +41,12 @@ __device__ __forceinline__ float adamw_one(float p, float g, float& m, float& v,
 }
 
 // One block per chunk of at most kAdamwChunk elements (8 per thread). A chunk whose offset,
-// size and BF16 copy's offset are multiples of 4 moves 16 bytes per load (every GPT-2 tensor).
+// size and copy's offset are multiples of 4 moves 16 bytes per load (every GPT-2 tensor). A
+// chunk with an FP8 slot writes codes instead of a BF16 copy, with the statistics a cast from
+// the master counts (fp8::cast_one: the same codes and counts as the forward pass's cast).
 __global__ void __launch_bounds__(256)
     adamw_kernel(float* __restrict__ p, bf16* __restrict__ pb, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
-                 const AdamwChunk* chunks, const AdamwStep* step, const float* grad_sq) {
+                 const AdamwChunk* chunks, const AdamwStep* step, const float* grad_sq, const AdamwFp8Codes fp8c) {
   const AdamwStep st = *step;
   const float lr = st.lr, b1 = st.beta1, b2 = st.beta2, eps = st.eps, wd = st.weight_decay, c1 = st.c1, c2 = st.c2;
   // Clipping by the global norm: the same IEEE square root and division the host computed
@@ -54,7 +57,14 @@ __global__ void __launch_bounds__(256)
   const std::int64_t offset = ch.offset;
   const int size = ch.size;
   const float decay = ch.decay ? wd : 0.0f;
-  bf16* copy = ch.copy >= 0 ? pb + ch.copy : nullptr;  // element j of the chunk at copy[j]
+  const bool codes = ch.slot >= 0;
+  bf16* copy = !codes && ch.copy >= 0 ? pb + ch.copy : nullptr;  // element j of the chunk at copy[j]
+  std::uint8_t* q = codes ? fp8c.codes + ch.copy : nullptr;      // or its code at q[j]
+  const float scale = codes ? fp8c.scales[std::int64_t(ch.slot) * fp8c.scale_stride] : 0.0f;
+  const fp8::Format f = fp8c.format;
+  const fp8::Overflow o = fp8c.overflow;
+  const float fmax = fp8::info(f).max;
+  fp8::LocalStats cs;
   if (offset % 4 == 0 && size % 4 == 0 && (ch.copy < 0 || ch.copy % 4 == 0)) {
 #pragma unroll
     for (int k = 0; k < kAdamwChunk / 1024; ++k) {
@@ -74,17 +84,24 @@ __global__ void __launch_bounds__(256)
       if (copy) {
         __nv_bfloat162 h[2] = {__floats2bfloat162_rn(po.x, po.y), __floats2bfloat162_rn(po.z, po.w)};
         *reinterpret_cast<uint2*>(copy + j) = *reinterpret_cast<const uint2*>(h);
+      } else if (q) {
+        const unsigned word =
+            unsigned(fp8::cast_one(po.x, scale, f, o, fmax, cs)) | unsigned(fp8::cast_one(po.y, scale, f, o, fmax, cs)) << 8 |
+            unsigned(fp8::cast_one(po.z, scale, f, o, fmax, cs)) << 16 | unsigned(fp8::cast_one(po.w, scale, f, o, fmax, cs)) << 24;
+        *reinterpret_cast<unsigned*>(q + j) = word;
       }
     }
-    return;
+  } else {
+    for (int j = threadIdx.x; j < size; j += blockDim.x) {
+      const std::int64_t i = offset + j;
+      float mi = m[i], vi = v[i];
+      const float po = adamw_one(p[i], g[i], mi, vi, lr, b1, b2, eps, decay, grad_scale, c1, c2);
+      m[i] = mi, v[i] = vi, p[i] = po;
+      if (copy) copy[j] = __float2bfloat16(po);
+      if (q) q[j] = fp8::cast_one(po, scale, f, o, fmax, cs);
+    }
   }
-  for (int j = threadIdx.x; j < size; j += blockDim.x) {
-    const std::int64_t i = offset + j;
-    float mi = m[i], vi = v[i];
-    const float po = adamw_one(p[i], g[i], mi, vi, lr, b1, b2, eps, decay, grad_scale, c1, c2);
-    m[i] = mi, v[i] = vi, p[i] = po;
-    if (copy) copy[j] = __float2bfloat16(po);
-  }
+  if (codes) fp8::flush_block(cs, fp8c.stats + ch.slot);  // the whole block: one chunk, one slot
 }
 
 }  // namespace
@@ -104,16 +121,16 @@ void sum_values(float* out, float* scratch, const float* x, std::int64_t n, cuda
 }
 
 void adamw_update_chunks(float* p, bf16* pb, const float* g, float* m, float* v, const AdamwChunk* chunks, int n_chunks,
-                         const AdamwStep* step, const float* grad_sq, cudaStream_t s) {
-  if (n_chunks > 0) adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, step, grad_sq);
+                         const AdamwStep* step, const float* grad_sq, const AdamwFp8Codes& fp8, cudaStream_t s) {
+  if (n_chunks > 0) adamw_kernel<<<unsigned(n_chunks), 256, 0, s>>>(p, pb, g, m, v, chunks, step, grad_sq, fp8);
 }
 
 std::vector<AdamwChunk> adamw_chunks(const std::vector<AdamwTensor>& tensors) {
   std::vector<AdamwChunk> out;
   for (const AdamwTensor& t : tensors)
     for (std::int64_t at = 0; at < t.size; at += kAdamwChunk)
-      out.push_back({t.offset + at, t.copy >= 0 ? t.copy + at : -1, std::int32_t(t.size - at < kAdamwChunk ? t.size - at : kAdamwChunk),
-                     std::int32_t(t.decay)});
+      out.push_back({t.offset + at, t.copy >= 0 ? t.copy + at : -1, std::int32_t(t.copy >= 0 ? t.slot : -1),
+                     std::int16_t(t.size - at < kAdamwChunk ? t.size - at : kAdamwChunk), std::int16_t(t.decay)});
   return out;
 }
 

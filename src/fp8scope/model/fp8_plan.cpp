@@ -49,13 +49,16 @@ std::string check_lm_head_chunk(int chunk) {
   return {};
 }
 
-Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, bool weights_kept_per_layer) {
+Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, WeightCopies weights) {
+  const bool weights_kept_per_layer = weights == WeightCopies::kept_per_layer;
+  // AdamW writes the codes only under delayed scaling (the scale known before the step).
+  const bool codes_kept = weights == WeightCopies::codes_kept && f.recipe.scaling == fp8::Scaling::delayed;
   const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab(), F = c.ffn_width();
   const double R = double(lm_head_rows(B, T, lm_head_chunk, &f));  // rows of logits at once
   Fp8Bytes b;
   // Cast input, weight, and the gradient with its transpose (the head's: one chunk of rows),
   // as wide as the widest FP8 linear needs (GpuGpt's f8_x_, f8_w_, f8_dy_, f8_dy_t_); f8_w_
-  // also holds a layer's FP8 block weights at once.
+  // also holds a layer's FP8 block weights (or, codes_kept, their transposes) at once.
   const bool head = f.fp8("lm_head");
   const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), head ? Vp : 0.0});
   double layer_weights = 0;
@@ -65,8 +68,9 @@ Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelC
   b.scratch = N * std::max(C, F) + std::max(widest * C, layer_weights) +
               2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
   // Per linear, the input's FP8 transpose kept for wgrad; the weight's transpose kept for dgrad
-  // under per-row / per-block scaling only (per-tensor scaling casts a block linear's weight
-  // from its FP32 master where each GEMM reads it, into f8_w_, and keeps no BF16 copy of it).
+  // under per-row / per-block scaling; under per-tensor scaling no BF16 copy of a block linear's
+  // weight: its FP8 weight and transpose made in f8_w_ a layer at a time, or (codes_kept) its FP8
+  // codes kept for AdamW to write and its transpose made in f8_w_.
   for (const auto& l : linear_shapes(c)) {
     if (std::string(l.name) == "lm_head" || !f.fp8(l.name)) continue;  // the head below
     b.kept += L * N * double(l.in);
@@ -75,6 +79,7 @@ Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelC
     else if (fp8::per_block(f.recipe.scaling))
       b.kept += L * double(l.in) * double(l.out);
     if (casts_weights_from_master(f) && !weights_kept_per_layer) b.bf16_weights -= L * 2 * double(l.in) * double(l.out);
+    if (casts_weights_from_master(f) && codes_kept) b.kept += L * double(l.in) * double(l.out);
   }
   if (f.fp8("lm_head")) b.kept += N * C + Vp * C;
   // LayerActs: an FP8 linear's BF16 input lives in one shared scratch instead of per layer.
@@ -96,8 +101,8 @@ Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelC
   return b;
 }
 
-double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk) {
-  return gpu_fp8_bytes_by_part(c, B, T, f, lm_head_chunk).total();
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, WeightCopies weights) {
+  return gpu_fp8_bytes_by_part(c, B, T, f, lm_head_chunk, weights).total();
 }
 
 std::vector<LinearShape> linear_shapes(const GptConfig& c) {

@@ -112,17 +112,27 @@ inline bool cross_entropy_parts_shape_fits(std::int64_t Vp) {
 std::int64_t lm_head_rows(int B, int T, int chunk, const Fp8ModelConfig* f);
 std::string check_lm_head_chunk(int chunk);
 
+// How the GPU model holds the FP8 block weights under per-tensor scaling, by when it ran:
+// kept_per_layer (records without a gelu_input field): each FP8 block linear kept its FP8
+// weight's transpose per layer, and under delayed scaling the FP8 weight too, beside its BF16
+// copy; cast_per_layer (records without a weight_cast field): no BF16 copy, one layer's FP8
+// weights cast from the FP32 masters at a time into scratch (since then: weight_cast forward,
+// and current scaling); codes_kept (weight_cast optimizer, under delayed scaling only, else as
+// cast_per_layer): no BF16 copy, every layer's FP8 weights kept for AdamW to write and one
+// layer's transposes in scratch.
+enum class WeightCopies { kept_per_layer, cast_per_layer, codes_kept };
 // Device memory FP8 adds to gpu_training_bytes (negative where it saves): the FP8 copies and
 // transposes of the GEMM operands (the transposes kept for backward, the scratch of the
 // current GEMM) against the BF16 inputs of the FP8 linears that then need not be kept per
 // layer, the GELU's input kept in E4M3 instead of BF16, the BF16 copies of the block weights
 // cast from the FP32 master (casts_weights_from_master), and the logits' BF16 gradient where
 // the loss writes the FP8 head's gradient itself (delayed scaling, on a Hopper GPU).
-// lm_head_chunk: as lm_head_rows takes it.
-double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0);
+// lm_head_chunk: as lm_head_rows takes it; weights: as the run holds its FP8 block weights.
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0,
+                           WeightCopies weights = WeightCopies::codes_kept);
 // The same by part (bytes; what FP8 saves is negative).
 struct Fp8Bytes {
-  double kept = 0;          // FP8 copies kept from forward to backward: inputs' transposes, weights' (per-block scaling, the head)
+  double kept = 0;          // FP8 copies kept: inputs' transposes, weights' (per-block scaling, the head, codes_kept)
   double scratch = 0;       // the current GEMM's FP8 operands and the BF16 inputs before their casts, shared by all layers
   double bf16_inputs = 0;   // the FP8 linears' BF16 inputs not kept per layer (-)
   double gelu_input = 0;    // the GELU's input kept in E4M3 instead of BF16 (-)
@@ -131,11 +141,8 @@ struct Fp8Bytes {
   double scales = 0;        // per-row / per-block scale tensors and their taps' scratch (per_block_bytes)
   double total() const { return kept + scratch + bf16_inputs + gelu_input + bf16_weights + logits_grad + scales; }
 };
-// weights_kept_per_layer: what the model did before it cast the block weights from the FP32
-// master (a record without a gelu_input field): each FP8 block linear kept its FP8 weight's
-// transpose per layer, and under delayed scaling the FP8 weight too, beside its BF16 copy.
 Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0,
-                               bool weights_kept_per_layer = false);
+                               WeightCopies weights = WeightCopies::codes_kept);
 // The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
 // kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
 double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);

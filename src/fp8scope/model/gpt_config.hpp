@@ -79,6 +79,11 @@ struct GpuRunOptions {
   // kernels); in FP8 (model::Fp8ModelConfig::gelu_epilogue) the activation and the gradient are
   // written in FP8. The probes' gelu_cast axis.
   bool gelu_epilogue = false;
+  // FP8 under delayed per-tensor scaling: AdamW writes the block linears' FP8 weights for the
+  // next step with the scales that step uses, counting the cast's statistics (the same codes and
+  // statistics as the cast in forward, which then has nothing to do); false: forward casts them
+  // from the FP32 masters at each layer's start. The probes' weight_cast axis.
+  bool weights_cast_by_optimizer = true;
 };
 
 // Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16

@@ -24,18 +24,19 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
       for (auto& g : linear(l.name, double(l.in), double(l.out), c.n_layer)) mm.gemms.push_back(g);
   // FP8 casts: each one reads BF16 and writes the FP8 tensor and its transpose (4 bytes an
   // element): the inputs the LayerNorm or GELU does not write in FP8 already, every output
-  // gradient, and the weights (see weights_from_master: 10 bytes an element, else 4). Under
+  // gradient, and the weights (StepShape::weights: 4, 10 or 2 bytes an element). Under
   // delayed scaling fc1's output gradient is made by the activation's backward inside its cast:
   // GPT-2's reads the GELU's gradient and the pre-activation (2 + 2 bytes an element, 2 + 1 in
   // E4M3), Llama's the gate and up (2 bytes an element of fc1's output) and the SwiGLU's
   // gradient (half as wide: 1), and both write the two FP8 copies.
   const bool fuses = s.fp8 && s.fused && s.delayed;
+  const double weight_bytes = s.weights == WeightCopies::kept_per_layer ? 4.0 : s.weights == WeightCopies::cast_per_layer ? 10.0 : 2.0;
   const double pre_bytes = s.gelu_e4m3 ? 1.0 : 2.0;  // GPT-2's GELU input as its backward reads it
   auto cast = [&](const std::string& name, double in, double out_w, bool input_fused) {
     if (!fp8(name)) return 0.0;
     const double grad = name == "fc1" && s.dgelu_epilogue ? 2.0 : name == "fc1" && s.delayed ? (c.llama() ? 5.0 : 4.0 + pre_bytes) : 4.0;
     // (s.dgelu_epilogue only with s.fp8 here: cast() counts FP8 casts.)
-    return (input_fused ? 0.0 : N * in * 4) + N * out_w * grad + in * out_w * (s.weights_from_master ? 10.0 : 4.0);
+    return (input_fused ? 0.0 : N * in * 4) + N * out_w * grad + in * out_w * weight_bytes;
   };
   const double layer_casts =
       L * (cast("qkv", C, c.qkv_width(), fuses) + cast("proj", C, C, false) + cast("fc1", C, FW, fuses) + cast("fc2", F, C, fuses));
@@ -94,13 +95,14 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   // is the LayerNorm backward's accumulation).
   out.push_back({"residual", {}, 0, L * 2 * N * C * 2 * 3});
   // AdamW on FP32 masters: parameter, gradient, two moments read; parameter, moments and the
-  // BF16 copy written (none for the FP8 block weights cast from the master); the gradient read
-  // once more for the norm.
+  // BF16 copy written (none for the FP8 block weights cast from the master: their FP8 codes
+  // where AdamW writes them); the gradient read once more for the norm.
   double no_copy = 0;
-  if (s.weights_from_master)
+  if (s.fp8 && !s.per_block && s.weights != WeightCopies::kept_per_layer)
     for (const auto& l : linear_shapes(c))
       if (std::string(l.name) != "lm_head" && fp8(l.name)) no_copy += L * double(l.in) * double(l.out);
-  out.push_back({"optimizer", {}, 0, P * (4 * 4 + 3 * 4 + 2 + 4) - no_copy * 2});
+  const double codes = s.weights == WeightCopies::codes_kept ? no_copy : 0.0;
+  out.push_back({"optimizer", {}, 0, P * (4 * 4 + 3 * 4 + 2 + 4) - no_copy * 2 + codes});
   // Token and position rows gathered and summed (forward), the gradient scattered into both
   // tables (backward, FP32 read-modify-write).
   // Llama has no position table: its rows are neither read nor written.

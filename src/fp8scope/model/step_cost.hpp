@@ -4,6 +4,7 @@
 // optimizer, embedding, and fp8_cast under per-row / per-block scaling): its GEMMs with their shapes and precision, its other FLOPs (the
 // fused attention), and the bytes its memory-bound kernels move (each kernel's inputs read and outputs written once, in the step's own
 // order). The report divides them by measured rates to put a bound beside each phase's measured time.
+#include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/model/gpt_config.hpp"
 
 #include <cstdint>
@@ -59,10 +60,11 @@ struct StepShape {
   // gradient, whose cast becomes a transpose of its codes (1 + 1 bytes an element); in BF16 the
   // GELU backward kernel is gone.
   bool dgelu_epilogue = false;
-  // FP8 per-tensor scaling: each block weight cast from its FP32 master in forward and its
-  // transpose cast again in backward (4 + 1 bytes an element each), instead of once a step
-  // from the BF16 copy into both FP8 copies (2 + 2).
-  bool weights_from_master = false;
+  // FP8 per-tensor scaling, the block weights (WeightCopies): kept_per_layer, cast once a step
+  // from the BF16 copy into both FP8 copies (2 + 2 bytes an element); cast_per_layer, cast from
+  // the FP32 master in forward and the transpose again in backward (4 + 1 each); codes_kept,
+  // written by AdamW (1, in the optimizer) and transposed in backward (1 + 1).
+  WeightCopies weights = WeightCopies::kept_per_layer;
   bool bf16_logits = false;  // the LM head writes BF16 logits (logits: bf16), FP32 otherwise
   int head_chunks = 1;       // the fused LM head's chunks (model::lm_head_rows)
 };

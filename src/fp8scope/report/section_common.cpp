@@ -141,7 +141,13 @@ LmHeadSetup lm_head_setup(const json& params) {
   return {params.value("lm_head_chunk", 0), params.value("logits", std::string("fp32")) == "bf16"};
 }
 
-bool predates_weights_from_master(const json& params) { return !params.contains("gelu_input"); }
+model::WeightCopies weight_copies_of(const json& params) {
+  if (!params.contains("gelu_input")) return model::WeightCopies::kept_per_layer;
+  // (records without weight_cast ran before the axis: cast a layer at a time)
+  if (params.value("weight_cast", std::string("forward")) == "optimizer" && params.value("scaling", std::string("delayed")) == "delayed")
+    return model::WeightCopies::codes_kept;
+  return model::WeightCopies::cast_per_layer;
+}
 
 std::string params_suffix(const json& params, const std::vector<std::string>& keys) {
   std::string s;

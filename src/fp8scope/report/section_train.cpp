@@ -105,7 +105,7 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
     const model::TrainingBytes b =
         model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
                                           model::lm_head_rows(B, T, head.chunk, f ? &*f : nullptr), head.bf16_logits);
-    const bool weights_kept = predates_weights_from_master(p);
+    const model::WeightCopies weights_kept = weight_copies_of(p);
     const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept).total() : NAN;
     const double estimate = (b.total() + delta) / kMiB;
     if (f) {
@@ -147,12 +147,13 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   Table split{"GPU time per layer type in one profiled step (ms)", {"run"}, {}};
   std::vector<std::string> phases;
   const auto extra = varying_params(in.file.records, kModelKeys);
-  // A BF16 run's label leaves out the FP8 settings: they vary between the FP8 runs of a file
-  // but say nothing about a BF16 run.
+  // A BF16 run's label leaves out the FP8 settings (where the FP8 weights are cast among them):
+  // they vary between the FP8 runs of a file but say nothing about a BF16 run.
   auto label_of = [&](const json& p) {
     if (p.value("precision", std::string("bf16")) != "bf16") return run_label(p) + params_suffix(p, extra);
     json q = p;
     for (const auto& a : model::fp8_axes()) q.erase(a.name);
+    q.erase("weight_cast");
     return run_label(p) + params_suffix(q, extra);
   };
   // FP8 runs against the BF16 run of the same model, attention (and its kernels), LM head (chunks, logits

@@ -1,5 +1,6 @@
 #pragma once
 // One function per kind of report section; each returns {title, text, tables, figures}.
+#include "fp8scope/model/fp8_plan.hpp"
 #include "fp8scope/report/report.hpp"
 #include "fp8scope/report/tables.hpp"
 
@@ -44,10 +45,12 @@ struct LmHeadSetup {
   std::string label() const { return std::to_string(chunk) + (bf16_logits ? "/bf16" : "/fp32"); }
 };
 LmHeadSetup lm_head_setup(const json& params);
-// Whether a training record was made before the FP8 model cast its block weights from the FP32
-// masters and could keep its GELU input in E4M3 (it has no gelu_input field): it kept its FP8
-// weights per layer beside their BF16 copies, and the GELU input in BF16.
-bool predates_weights_from_master(const json& params);
+// How the GPU model held its FP8 block weights (per-tensor scaling) when it made a training
+// record (model::WeightCopies), told by the params it wrote: no gelu_input field (kept per layer
+// beside their BF16 copies; the GELU input then in BF16); weight_cast optimizer under delayed
+// scaling (every layer's codes kept, AdamW writing them); else (weight_cast forward, current
+// scaling, or a record from before the axis) cast a layer at a time from the FP32 masters.
+model::WeightCopies weight_copies_of(const json& params);
 // Figure specs, written as data (plot_figures.py draws them; every number is in the spec).
 // A section places a figure after the table whose numbers it shows with place_after().
 json line_figure(const std::string& file, const std::string& title, const std::string& xlabel, const std::string& ylabel,

@@ -40,7 +40,7 @@ bool step_shape_of(const json& p, model::StepShape& s) {
   s.gelu_e4m3 = s.fp8 && !s.model.llama() && p.value("gelu_input", std::string("bf16")) == "e4m3";
   s.gelu_epilogue = !s.model.llama() && p.value("gelu_cast", std::string("kernel")) == "gemm_epilogue" &&
                     (!s.fp8 || (s.gelu_e4m3 && s.fused && s.delayed));
-  s.weights_from_master = s.fp8 && !s.per_block && !predates_weights_from_master(p);
+  if (s.fp8 && !s.per_block) s.weights = weight_copies_of(p);
   model::parse_linears(p.value("fp8_linears", std::string("all")), s.fp8_linears);
   model::Fp8ModelConfig f;  // what decides whether the head runs in chunks: its FP8-ness and delayed scaling
   f.linears = s.fp8_linears;
