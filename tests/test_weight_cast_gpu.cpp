@@ -43,14 +43,17 @@ bool same_stats(const fp8::CastStats& a, const fp8::CastStats& b) {
 // subnormal (underflow); slot 1's, E5M2 under nosat, sends the largest to inf.
 TEST(AdamwFp8Codes, AreTheForwardCastOfTheNewMasters) {
   FP8SCOPE_REQUIRE_GPU();
-  for (const auto& [format, overflow] : {std::pair{fp8::Format::e4m3, fp8::Overflow::satfinite}, std::pair{fp8::Format::e5m2, fp8::Overflow::nosat}}) {
+  for (const auto& [format, overflow] :
+       {std::pair{fp8::Format::e4m3, fp8::Overflow::satfinite}, std::pair{fp8::Format::e5m2, fp8::Overflow::nosat}}) {
     const std::int64_t na = 5000, nb = 3000, nc = 1001, n = na + nb + nc;
     std::mt19937_64 rng(3);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> p(static_cast<std::size_t>(n)), g(p.size()), m(p.size()), v(p.size());
     for (std::size_t i = 0; i < p.size(); ++i) {
-      p[i] = 0.02f * nd(rng) * (i % 301 == 7 ? 1e-6f : 1.0f);  // some tiny weights: underflow
-      g[i] = 1e-3f * nd(rng), m[i] = 1e-4f * nd(rng), v[i] = 1e-7f * std::fabs(nd(rng));
+      p[i] = 0.02f * nd(rng), g[i] = 1e-3f * nd(rng), m[i] = 1e-4f * nd(rng), v[i] = 1e-7f * std::fabs(nd(rng));
+      // Some tiny weights that AdamW leaves tiny (no gradient, no momentum: only the decay):
+      // under half either format's smallest subnormal once scaled, so they underflow.
+      if (i % 301 == 7) p[i] = 2e-14f * nd(rng), g[i] = 0.0f, m[i] = 0.0f;
     }
     auto dp = upload(p), dg = upload(g), dm = upload(m), dv = upload(v);
     // Codes of A at 0 and of C at 5008 (a multiple of 4: C's chunk still takes the scalar loop,
@@ -186,7 +189,6 @@ TEST(WeightCastByOptimizer, TrainsBitForBitAsTheForwardCast) {
   const TrainRun ga = train(f, opt, false, steps), gb = train(f, fwd, false, steps);
   EXPECT_GT(ga.replays, 0);
   expect_same(ga, gb, "train_step with graphs");
-  expect_same(ga, a, "graphs against forward / backward / step");
   const TrainRun ra = train(f, opt, false, steps, steps / 2), rb = train(f, fwd, false, steps, steps / 2);
   expect_same(ra, rb, "set_params mid-run");
   expect_same(ra, ga, "set_params with the same masters");
