@@ -205,6 +205,17 @@ TEST(TrainReport, GeluEpilogueTableSaysWhereTheGeluRan) {
   // Each run with the epilogues against its twin with the GELU kernels: 50.00 -> 45.45 ms.
   EXPECT_NE(md.find("precision=bf16 | 50.00 -> 45.45 | 1.100x | 2.00 -> 0.00 | 20.00 -> 20.00 |"), std::string::npos) << md;
   EXPECT_NE(md.find("precision=fp8 | 41.67 -> 34.97 | 1.192x |"), std::string::npos) << md;
+  // An FP8 run whose epilogues cuBLASLt refused both ran the GELU kernels: its twin is the BF16
+  // run with the GELU kernels, not the one with the epilogues.
+  f.records.push_back(
+      rec("fp8", "gemm_epilogue", 126000.0,
+          {{"forward", "GELU kernel"}, {"backward", "GELU kernel"}, {"forward_refused", "no"}, {"backward_refused", "no"}}));
+  f.records.back().key = "fp8-refused";
+  report::ReportOptions again;
+  again.results.push_back({"gelu.json", f});
+  const std::string md2 = report::render_markdown(report::build_report(again), report::Flavor::markdown);
+  EXPECT_NE(md2.find("1.260x"), std::string::npos) << md2;  // 126000 / 100000
+  EXPECT_EQ(md2.find("1.145x"), std::string::npos) << md2;  // not against the BF16 epilogues' 110000
 }
 
 // Where FP8 pays off has a row per setup; two setups of one model say how they differ.

@@ -25,6 +25,13 @@ std::string ms_pair(double a, double b) {
 }
 }  // namespace
 
+std::string gelu_ran(const core::Record& r) {
+  if (r.params.value("gelu_cast", std::string("kernel")) != "gemm_epilogue") return "kernel/kernel";
+  const json g = r.data.contains("gelu_epilogue") && r.data["gelu_epilogue"].is_object() ? r.data["gelu_epilogue"] : json::object();
+  return std::string(g.value("forward", std::string()) == "GELU_AUX_BIAS" ? "epilogue" : "kernel") + "/" +
+         (g.value("backward", std::string()) == "DGELU_BGRAD" ? "epilogue" : "kernel");
+}
+
 void add_gelu_epilogue_tables(const std::vector<core::Record>& records, const std::function<std::string(const json&)>& label_of,
                               json& section) {
   Table where{

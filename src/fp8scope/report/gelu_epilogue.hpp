@@ -11,6 +11,10 @@
 
 namespace fp8scope::report {
 
+// Where a training run's GELU ran, forward / backward: "kernel/kernel" for gelu_cast kernel
+// (and records before the axis), else as its gelu_epilogue field says ("epilogue" where
+// cuBLASLt took GELU_AUX_BIAS / DGELU_BGRAD, "kernel" where it refused).
+std::string gelu_ran(const core::Record& r);
 // Adds the two tables for the runs whose record has gelu_epilogue (nothing when none has).
 void add_gelu_epilogue_tables(const std::vector<core::Record>& records, const std::function<std::string(const json&)>& label_of,
                               json& section);
