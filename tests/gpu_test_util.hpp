@@ -53,9 +53,10 @@ inline std::vector<__nv_bfloat16> normal_bf16(std::size_t n, float sigma, std::u
   return v;
 }
 
-// A device copy of host BF16 values.
-inline fp8scope::core::DeviceBuffer upload(const std::vector<__nv_bfloat16>& v) {
-  fp8scope::core::DeviceBuffer b(v.size() * sizeof(__nv_bfloat16));
+// A device copy of host values (BF16, floats, codes, structs the kernels read).
+template <class T>
+fp8scope::core::DeviceBuffer upload(const std::vector<T>& v) {
+  fp8scope::core::DeviceBuffer b(v.size() * sizeof(T));
   FP8S_CUDA(cudaMemcpy(b.get(), v.data(), b.size(), cudaMemcpyHostToDevice));
   return b;
 }

@@ -59,12 +59,8 @@ TEST(GeluEpilogueGemm, Fp8OutputAuxAndAmaxMatchTheReference) {
   const float scales[12] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0, 4.0f, 0, 0, 0};
   const double ab_scale = 0.5 * 0.25, d_scale = 4.0;
 
-  core::DeviceBuffer da(ha.size()), db(hb.size()), dd(std::size_t(m * n)), daux(std::size_t(m * n)), dscale(sizeof scales),
-      dbias(std::size_t(m) * 2), damax(16);
-  FP8S_CUDA(cudaMemcpy(da.get(), ha.data(), ha.size(), cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemcpy(db.get(), hb.data(), hb.size(), cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemcpy(dscale.get(), scales, sizeof scales, cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemcpy(dbias.get(), hbias.data(), dbias.size(), cudaMemcpyHostToDevice));
+  core::DeviceBuffer da = upload(ha), db = upload(hb), dscale = upload(std::vector<float>(scales, scales + 12)), dbias = upload(hbias),
+                     dd(std::size_t(m * n)), daux(std::size_t(m * n)), damax(16);
   FP8S_CUDA(cudaMemset(damax.get(), 0, 16));
 
   gpu_model::GemmCache cache(nullptr);
@@ -152,13 +148,9 @@ TEST(DgeluEpilogueGemm, TheTypesCublasLtTakesMatchTheReference) {
   }
   const float scales[12] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0, 8.0f, 0, 0, 0};  // A's and B's dequantisation, D's quantisation
   const double ab_scale = 0.5 * 0.25;
-  core::DeviceBuffer da(ha.size()), db(hb.size()), dx8(hx8.size()), dx16(hx16.size() * 2), dscale(sizeof scales),
-      dd(std::size_t(m * n) * 2), dbias(std::size_t(m) * 2), damax(16);
-  FP8S_CUDA(cudaMemcpy(da.get(), ha.data(), ha.size(), cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemcpy(db.get(), hb.data(), hb.size(), cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemcpy(dx8.get(), hx8.data(), hx8.size(), cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemcpy(dx16.get(), hx16.data(), dx16.size(), cudaMemcpyHostToDevice));
-  FP8S_CUDA(cudaMemcpy(dscale.get(), scales, sizeof scales, cudaMemcpyHostToDevice));
+  core::DeviceBuffer da = upload(ha), db = upload(hb), dx8 = upload(hx8), dx16 = upload(hx16),
+                     dscale = upload(std::vector<float>(scales, scales + 12)), dd(std::size_t(m * n) * 2), dbias(std::size_t(m) * 2),
+                     damax(16);
   // The reference: D and its row sums in double.
   std::vector<double> ref(std::size_t(m * n)), mag(std::size_t(m * n)), ref_bias(std::size_t(m), 0.0), mag_bias(std::size_t(m), 0.0);
   for (std::int64_t j = 0; j < n; ++j)

@@ -23,13 +23,6 @@ using namespace fp8scope;
 
 namespace {
 
-template <class T>
-core::DeviceBuffer upload(const std::vector<T>& h) {
-  core::DeviceBuffer d(h.size() * sizeof(T));
-  FP8S_CUDA(cudaMemcpy(d.get(), h.data(), d.size(), cudaMemcpyHostToDevice));
-  return d;
-}
-
 bool same_stats(const fp8::CastStats& a, const fp8::CastStats& b) {
   return bits(a.amax) == bits(b.amax) && a.nonfinite == b.nonfinite && a.saturated == b.saturated && a.underflow == b.underflow &&
          a.nonfinite_out == b.nonfinite_out;

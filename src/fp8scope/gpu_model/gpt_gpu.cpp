@@ -237,16 +237,19 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
         std::uint8_t* q =
             weights_cast_by_optimizer_ ? f8_weights_.as<std::uint8_t>() + l * layer_codes_ + at : f8_w_.as<std::uint8_t>() + at;
         fwd.push_back({master(off), q, nullptr, fp8_->scale(sw), fp8_->stats(sw), OC, IC});
-        bwd.push_back({master(off), nullptr, f8_w_.as<std::uint8_t>() + at, fp8_->scale(sw), nullptr, OC, IC});
+        if (!weights_cast_by_optimizer_)  // (else backward transposes the kept codes)
+          bwd.push_back({master(off), nullptr, f8_w_.as<std::uint8_t>() + at, fp8_->scale(sw), nullptr, OC, IC});
         lw.sizes.add(OC, IC);
         at += std::int64_t(OC) * IC;
       }
       lw.n = int(fwd.size());
       if (lw.n > 0) {
         lw.forward = core::DeviceBuffer(fwd.size() * sizeof(fp8::CastJobF32));
-        lw.backward = core::DeviceBuffer(bwd.size() * sizeof(fp8::CastJobF32));
         FP8S_CUDA(cudaMemcpy(lw.forward.get(), fwd.data(), lw.forward.size(), cudaMemcpyHostToDevice));
-        FP8S_CUDA(cudaMemcpy(lw.backward.get(), bwd.data(), lw.backward.size(), cudaMemcpyHostToDevice));
+        if (!bwd.empty()) {
+          lw.backward = core::DeviceBuffer(bwd.size() * sizeof(fp8::CastJobF32));
+          FP8S_CUDA(cudaMemcpy(lw.backward.get(), bwd.data(), lw.backward.size(), cudaMemcpyHostToDevice));
+        }
       }
       layer_weights_.push_back(std::move(lw));
     }

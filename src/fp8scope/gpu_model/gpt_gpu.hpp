@@ -226,7 +226,7 @@ class GpuGpt {
   // one per GEMM gained little (GPT-2 124M on an H100: 28.97 -> 28.76 ms a step): what these
   // casts cost is their bytes, 10 a parameter from FP32.
   struct LayerWeightCasts {
-    core::DeviceBuffer forward, backward;  // fp8::CastJobF32 each
+    core::DeviceBuffer forward, backward;  // fp8::CastJobF32 each (backward: none under weight_cast optimizer)
     int n = 0;
     fp8::ManyCastSizes sizes;
     std::array<std::int64_t, 4> at{-1, -1, -1, -1}, offset{-1, -1, -1, -1};
