@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -188,6 +189,31 @@ TEST_P(CastGpu, TransposeIsExact) {
 
 // Several matrices in one launch (the model's block weights) give, matrix by matrix, the codes,
 // transposes and statistics of quantize_transpose, each with its own scale.
+// A slice of columns of a wider matrix (the FP8 head's wgrad transposes its gradient so):
+// out_t[c][r] = in[r][c0 + c], the slice's first column at a multiple of 16, a partial tile on
+// both sides, and a stride or width that is not a multiple of 16 refused.
+TEST(TransposeFp8Columns, IsTheSlicesExactTranspose) {
+  FP8SCOPE_REQUIRE_GPU();
+  const int rows = 272, ld = 1056;
+  std::vector<std::uint8_t> host(std::size_t(rows) * ld);
+  std::mt19937 rng(3);
+  for (auto& b : host) b = std::uint8_t(rng());
+  core::DeviceBuffer in(host.size()), out(host.size());
+  cudaMemcpy(in.get(), host.data(), host.size(), cudaMemcpyHostToDevice);
+  for (auto [c0, cols] : {std::make_pair(0, 256), std::make_pair(256, 640), std::make_pair(1024, 32), std::make_pair(0, 1056)}) {
+    SCOPED_TRACE(::testing::Message() << "columns " << c0 << " + " << cols);
+    cudaMemset(out.get(), 0, out.size());
+    fp8::transpose_fp8_columns(out.as<std::uint8_t>(), in.as<std::uint8_t>() + c0, rows, cols, ld, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<std::uint8_t> t(std::size_t(rows) * cols);
+    cudaMemcpy(t.data(), out.get(), t.size(), cudaMemcpyDeviceToHost);
+    for (int c = 0; c < cols; ++c)
+      for (int r = 0; r < rows; ++r) ASSERT_EQ(t[std::size_t(c) * rows + r], host[std::size_t(r) * ld + c0 + c]) << r << "," << c;
+  }
+  EXPECT_THROW(fp8::transpose_fp8_columns(out.as<std::uint8_t>(), in.as<std::uint8_t>(), rows, 40, ld, nullptr), std::invalid_argument);
+  EXPECT_THROW(fp8::transpose_fp8_columns(out.as<std::uint8_t>(), in.as<std::uint8_t>(), rows, 32, 1000, nullptr), std::invalid_argument);
+}
+
 TEST_P(CastGpu, ManyMatricesInOneLaunchMatchOneByOne) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [f, o] = GetParam();

@@ -441,11 +441,15 @@ INSTANTIATE_TEST_SUITE_P(Recipes, Fp8LlamaGpuVsCpu,
 // amaxes are compared at the first step (2 %): a later step's small gradients moved 2.9 %.
 namespace {
 struct HeadRun {
-  std::vector<float> loss, norm, grads;
+  std::vector<float> loss, norm, grads, first_grads;
   std::vector<double> amax;  // the first step's taps (later steps start from parameters AdamW moved apart)
+  std::int64_t wgrad_cols = 0;
 };
-HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, int B, int T, bool flash, int chunk, bool bf16_logits) {
-  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, f, {.flash_attention = flash, .lm_head_chunk = chunk, .bf16_logits = bf16_logits});
+HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, int B, int T, bool flash, int chunk, bool bf16_logits,
+                 bool slice_head_wgrad = true) {
+  gpu_model::GpuGpt gpu(
+      cfg, B, T, nullptr, f,
+      {.flash_attention = flash, .lm_head_chunk = chunk, .bf16_logits = bf16_logits, .slice_head_wgrad = slice_head_wgrad});
   gpu.set_params(model::init_params(cfg, 11));
   model::MarkovTokens data(cfg.vocab, 4);
   std::vector<int> in, tg;
@@ -454,9 +458,11 @@ HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, in
     data.next_batch(B, T, in, tg);
     r.loss.push_back(gpu.forward(in.data(), tg.data()));
     gpu.backward();
+    if (s == 0) r.first_grads = gpu.grads();
     if (s == 2) r.grads = gpu.grads();
     r.norm.push_back(gpu.step(3e-3f, 1.0f, {}));
   }
+  r.wgrad_cols = gpu.lm_head_wgrad_columns();
   if (gpu.fp8())
     for (const auto& t : gpu.fp8()->taps())
       if (t.step == 0) r.amax.push_back(t.amax);
@@ -507,6 +513,36 @@ INSTANTIATE_TEST_SUITE_P(Heads, ChunkedLmHead,
                            return std::get<0>(info.param) + "_" + model::to_string(std::get<1>(info.param)) +
                                   (std::get<2>(info.param) ? "_bf16_logits" : "_fp32_logits");
                          });
+
+// The FP8 head's wgrad a slice of vocabulary columns at a time (model::lm_head_wgrad_columns)
+// against the whole gradient transposed at once: a 1056-token vocabulary over the tiny model's
+// 128 x 256 widest layer gradient goes in slices of 256 (four, and one of 32) for the whole batch
+// and of 640 (one, and one of 416) for chunks of 48 tokens. Each slice's GEMM sums the same
+// products for its columns; only cuBLASLt's kernel for the narrower GEMM may sum them in another
+// order (FP32, 2^-24 relative), so the first step's gradients agree to 1e-5 (a slice read from
+// the wrong columns, or written to the wrong rows, is off by its whole size) and the later steps
+// as the chunked head's do (5 %; see above).
+TEST(SlicedHeadWgrad, GivesTheWholeTransposesStepsAndGradients) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto cfg = tiny(1056);
+  const auto f = fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
+  for (const int chunk : {0, 48}) {
+    SCOPED_TRACE(::testing::Message() << "lm_head_chunk " << chunk);
+    const HeadRun sliced = run_head(cfg, &f, 4, 32, false, chunk, false), whole = run_head(cfg, &f, 4, 32, false, chunk, false, false);
+    EXPECT_EQ(sliced.wgrad_cols, chunk ? 640 : 256);
+    EXPECT_EQ(whole.wgrad_cols, 1056);
+    double worst = 0;
+    for (const auto& t : model::param_layout(cfg)) {
+      const double e = rel_err(test::tensor_part(sliced.first_grads, t), test::tensor_part(whole.first_grads, t));
+      worst = std::max(worst, e);
+      EXPECT_LT(e, 1e-5) << t.name;
+      EXPECT_LT(rel_err(test::tensor_part(sliced.grads, t), test::tensor_part(whole.grads, t)), 5e-2) << t.name << " (third step)";
+    }
+    for (std::size_t s = 0; s < whole.loss.size(); ++s) EXPECT_NEAR(sliced.loss[s], whole.loss[s], 5e-4 * whole.loss[s]) << "step " << s;
+    std::printf("chunk %d: sliced head wgrad %s the whole transpose's first-step gradients (worst rel_err %.2e)\n", chunk,
+                sliced.first_grads == whole.first_grads ? "gives the bits of" : "differs from", worst);
+  }
+}
 
 // A chunked head keeps one chunk's logits: logits() refuses rather than return a part.
 TEST(ChunkedLmHeadLogits, AreRefusedWhenTheHeadRunsInChunks) {

@@ -234,9 +234,14 @@ TEST(Fp8Memory, TheLossWritingTheHeadsFp8GradientSavesItsBf16Copy) {
   const double N = 16.0 * 1024;
   // (Both with the block weights cast a layer at a time: AdamW keeps them only under delayed scaling.)
   const auto per_layer = model::WeightCopies::cast_per_layer;
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current, 0, per_layer) -
+                       model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 0, per_layer, false),
+                   N * 50304 * 2);
+  // Where the loss writes it, the head's wgrad also transposes it a slice at a time, in fc1's
+  // gradient transpose's N x 3072 bytes instead of N x 50304.
   EXPECT_DOUBLE_EQ(
       model::gpu_fp8_bytes_delta(c, 16, 1024, current, 0, per_layer) - model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 0, per_layer),
-      N * 50304 * 2);
+      N * 50304 * 2 + N * (50304 - 3072));
   EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current), model::gpu_fp8_bytes_delta(c, 16, 1024, current, 0, per_layer));
   delayed.linears.erase("lm_head"), current.linears.erase("lm_head");  // a BF16 head: its gradient is BF16 either way
   EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current), model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 0, per_layer));
@@ -545,12 +550,21 @@ TEST(LmHeadChunks, ShrinkTheLogitsAndTheHeadsFp8Scratch) {
   EXPECT_DOUBLE_EQ(chunked.logits, 4096 * Vp * 6);
   EXPECT_DOUBLE_EQ(whole.total() - chunked.total(), (N - 4096) * Vp * 6);
   model::Fp8ModelConfig delayed;  // the loss casts: its BF16 gradient is subtracted, one chunk's
+  constexpr auto kept = model::WeightCopies::codes_kept;
+  {  // the head's wgrad transposing the whole gradient at once (records before the slices)
+    const double d0 = model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 0, kept, false),
+                 d1 = model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 4096, kept, false);
+    // The FP8 gradient with its transpose (2 bytes a logit) shrinks to a chunk by as much as the
+    // BF16 gradient it replaces (subtracted, 2 bytes a logit): the delta stays.
+    EXPECT_DOUBLE_EQ(d0, d1);
+    // So the FP8 run's estimate drops by the FP32 logits and FP8 gradients of the other chunks.
+    EXPECT_DOUBLE_EQ((whole.total() + d0) - (chunked.total() + d1), (N - 4096) * Vp * (4 + 2));
+  }
+  // The transpose a slice at a time: as large as fc1's gradient transpose (N x 3072), chunked or
+  // not, so only the FP8 gradient itself (1 byte a logit) shrinks with the chunk.
   const double d0 = model::gpu_fp8_bytes_delta(c, 16, 1024, delayed), d1 = model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 4096);
-  // The FP8 gradient with its transpose (2 bytes a logit) shrinks to a chunk by as much as the
-  // BF16 gradient it replaces (subtracted, 2 bytes a logit): the delta stays.
-  EXPECT_DOUBLE_EQ(d0, d1);
-  // So the FP8 run's estimate drops by the FP32 logits and FP8 gradients of the other chunks.
-  EXPECT_DOUBLE_EQ((whole.total() + d0) - (chunked.total() + d1), (N - 4096) * Vp * (4 + 2));
+  EXPECT_DOUBLE_EQ(d0 - d1, -(N - 4096) * Vp);
+  EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, delayed, 4096, kept, false) - d1, 4096 * Vp - N * 3072);
   model::Fp8ModelConfig current;  // runs whole: the chunk changes nothing
   current.recipe.scaling = fp8::Scaling::current;
   EXPECT_DOUBLE_EQ(model::gpu_fp8_bytes_delta(c, 16, 1024, current, 4096), model::gpu_fp8_bytes_delta(c, 16, 1024, current));
@@ -560,6 +574,49 @@ TEST(LmHeadChunks, ShrinkTheLogitsAndTheHeadsFp8Scratch) {
   bf16_head.linears.erase("lm_head");
   const double d2 = model::gpu_fp8_bytes_delta(c, 16, 1024, bf16_head);
   EXPECT_DOUBLE_EQ(d2, model::gpu_fp8_bytes_delta(c, 16, 1024, bf16_head, 4096));
+}
+
+// The FP8 head's wgrad transposes its gradient in the fewest equal slices of vocabulary columns
+// (multiples of 128 where they fit) that the widest layer gradient's transpose holds; where the
+// loss does not write the FP8 gradient (current scaling, a BF16 head, a vocabulary the fused
+// loss does not take) or the whole transpose fits, all at once.
+TEST(LmHeadChunks, TheHeadsWgradTransposesSlicesNoLargerThanTheLayers) {
+  auto gpt2 = [](int d, int L, int H, int V = 50304) {
+    model::GptConfig c;
+    c.vocab = V, c.d_model = d, c.n_layer = L, c.n_head = H, c.max_seq = 1024;
+    return c;
+  };
+  const model::Fp8ModelConfig delayed;
+  struct Case {
+    int d, L, H;
+    std::int64_t cols;
+  };
+  // 124M: 206 MB of gradient at once against 16384 x 3072 = 50.3 MB: 5 slices of 10112 (79 x
+  // 128); 774M (5120): 3 of 16768; 1.56B (6400) and d=2048 (8192): 2 of 25216.
+  for (const Case& k : {Case{768, 12, 12, 10112}, Case{1024, 24, 16, 12672}, Case{1280, 36, 20, 16768}, Case{1600, 48, 25, 25216},
+                        Case{2048, 24, 16, 25216}}) {
+    const model::GptConfig c = gpt2(k.d, k.L, k.H);
+    const std::int64_t cols = model::lm_head_wgrad_columns(c, 16, 1024, 4096, delayed);
+    EXPECT_EQ(cols, k.cols) << k.d;
+    EXPECT_EQ(cols % 128, 0);
+    EXPECT_LE(4096 * cols, 16384 * std::max(c.qkv_width(), c.fc1_width())) << k.d;
+    const std::int64_t slices = (50304 + cols - 1) / cols;
+    EXPECT_GT(4096 * ((50304 + slices - 2) / (slices - 1)), 16384 * std::max(c.qkv_width(), c.fc1_width())) << "one slice fewer fits";
+  }
+  const model::GptConfig c = gpt2(768, 12, 12);
+  EXPECT_EQ(model::lm_head_wgrad_columns(c, 16, 1024, 0, delayed), 3072);                           // the whole batch's rows: 17 slices
+  EXPECT_EQ(model::lm_head_wgrad_columns(gpt2(768, 12, 12, 2048), 16, 1024, 4096, delayed), 2048);  // fits whole
+  model::Fp8ModelConfig current;
+  current.recipe.scaling = fp8::Scaling::current;
+  EXPECT_EQ(model::lm_head_wgrad_columns(c, 16, 1024, 4096, current), 50304);
+  model::Fp8ModelConfig bf16_head;
+  bf16_head.linears.erase("lm_head");
+  EXPECT_EQ(model::lm_head_wgrad_columns(c, 16, 1024, 4096, bf16_head), 50304);
+  EXPECT_EQ(model::lm_head_wgrad_columns(gpt2(768, 12, 12, 50264), 16, 1024, 4096, delayed), 50264);  // the fused loss refuses it
+  // A 1056-token vocabulary over a tiny model's 128 x 256 gradient: 4 slices of 256 and one of 32.
+  model::GptConfig tiny = gpt2(64, 2, 4, 1056);
+  tiny.max_seq = 32;
+  EXPECT_EQ(model::lm_head_wgrad_columns(tiny, 4, 32, 0, delayed), 256);
 }
 
 // BF16 logits: half the bytes the head's output and the loss's input take (estimate and cost

@@ -301,14 +301,15 @@ TEST(TrainPoint, ListingPlansEachGpuPointsMemory) {
   EXPECT_EQ(bf16.find("FP8"), std::string::npos) << bf16;
   point["precision"] = "fp8";
   const std::string fp8 = train::memory_plan(train::train_point_from(point));
-  // weight_cast optimizer (the default) keeps every layer's FP8 block weights: 0.66 GiB.
-  EXPECT_NE(fp8.find("memory ~30.7 GiB"), std::string::npos) << fp8;
-  EXPECT_NE(fp8.find("FP8 -6.7 (0.82x the BF16 twin's 37.4)"), std::string::npos) << fp8;
+  // weight_cast optimizer (the default) keeps every layer's FP8 block weights: 0.66 GiB. (The
+  // head's wgrad transposes its gradient in three slices: 0.11 GiB less than all at once.)
+  EXPECT_NE(fp8.find("memory ~30.6 GiB"), std::string::npos) << fp8;
+  EXPECT_NE(fp8.find("FP8 -6.8 (0.82x the BF16 twin's 37.4)"), std::string::npos) << fp8;
   EXPECT_EQ(fp8.find("tokens"), std::string::npos) << fp8;  // the chunk holds
   point["weight_cast"] = "forward";
   const std::string per_layer = train::memory_plan(train::train_point_from(point));
-  EXPECT_NE(per_layer.find("memory ~30.0 GiB"), std::string::npos) << per_layer;
-  EXPECT_NE(per_layer.find("FP8 -7.4 (0.80x the BF16 twin's 37.4)"), std::string::npos) << per_layer;
+  EXPECT_NE(per_layer.find("memory ~29.9 GiB"), std::string::npos) << per_layer;
+  EXPECT_NE(per_layer.find("FP8 -7.5 (0.80x the BF16 twin's 37.4)"), std::string::npos) << per_layer;
   point["weight_cast"] = "optimizer";
   // Per-block scaling runs an FP8 head over the whole batch whatever lm_head_chunk asks (GPT-2
   // 124M: measured 12500 MiB against its BF16 twin's 8265 on an H100,

@@ -34,6 +34,7 @@ struct RankResult {
   double device_mib = 0;
   json graphs, gemm_tuning, gelu_epilogue;
   std::string weight_cast;
+  std::int64_t lm_head_wgrad_columns = 0;
 };
 
 void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const model::Fp8ModelConfig* fp8,
@@ -70,6 +71,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
       out.gemm_tuning = gpt.gemm_tuning();  // each rank times its own (its choices may differ)
       out.gelu_epilogue = gpt.gelu_epilogue();
       out.weight_cast = gpt.weight_cast();
+      out.lm_head_wgrad_columns = gpt.lm_head_wgrad_columns();
     }
   } catch (const core::CudaError& e) {
     out.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
@@ -155,6 +157,7 @@ bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, con
   out.gemm_tuning = results[0].gemm_tuning;
   out.gelu_epilogue = results[0].gelu_epilogue;
   out.weight_cast = results[0].weight_cast;
+  out.lm_head_wgrad_columns = results[0].lm_head_wgrad_columns;
   json ranks = json::array();
   for (int k = 0; k < R; ++k)
     ranks.push_back({{"rank", k},

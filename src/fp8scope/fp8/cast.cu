@@ -1,6 +1,8 @@
 #include "fp8scope/fp8/cast.cuh"
 #include "fp8scope/fp8/cast_kernels.cuh"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -251,10 +253,11 @@ __device__ __forceinline__ void count_codes(const uint4& v, Format f, LocalStats
   }
 }
 
-// kCount: also count the codes into stats (transpose_fp8_counting).
+// kCount: also count the codes into stats (transpose_fp8_counting). ld: in's row stride (bytes,
+// a multiple of 16; cols for a whole matrix, more for a slice of columns).
 template <bool kCount>
 __global__ void __launch_bounds__(256)
-    transpose16_kernel(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, Format f, CastStats* stats) {
+    transpose16_kernel(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, std::int64_t ld, Format f, CastStats* stats) {
   __shared__ __align__(16) unsigned tile[kT16 * kT16 / 4];
   const int tiles_x = (cols + kT16 - 1) / kT16;
   const int r0 = int(blockIdx.x / unsigned(tiles_x)) * kT16, c0 = int(blockIdx.x % unsigned(tiles_x)) * kT16;
@@ -266,7 +269,7 @@ __global__ void __launch_bounds__(256)
     for (int k = 0; k < 4; ++k) {
       const int r = r0 + tr + 32 * k, c = c0 + 16 * g;
       const bool inside = r < rows && c < cols;
-      v[k] = inside ? *reinterpret_cast<const uint4*>(in + std::int64_t(r) * cols + c) : make_uint4(0, 0, 0, 0);
+      v[k] = inside ? *reinterpret_cast<const uint4*>(in + std::int64_t(r) * ld + c) : make_uint4(0, 0, 0, 0);
       if (kCount && inside) count_codes(v[k], f, st);
     }
 #pragma unroll
@@ -303,7 +306,7 @@ unsigned transpose16_tiles(int rows, int cols) { return unsigned(std::int64_t((r
 
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s) {
   if (rows % 16 == 0 && cols % 16 == 0) {
-    transpose16_kernel<false><<<transpose16_tiles(rows, cols), 256, 0, s>>>(out_t, in, rows, cols, Format::e4m3, nullptr);
+    transpose16_kernel<false><<<transpose16_tiles(rows, cols), 256, 0, s>>>(out_t, in, rows, cols, cols, Format::e4m3, nullptr);
     return;
   }
   if (tile_cast_fits(rows, cols)) {
@@ -317,7 +320,14 @@ void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int co
 
 void transpose_fp8_counting(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, Format f, CastStats* stats, cudaStream_t s) {
   if (rows % 16 || cols % 16) throw std::invalid_argument("transpose_fp8_counting: rows and columns must be multiples of 16");
-  transpose16_kernel<true><<<transpose16_tiles(rows, cols), 256, 0, s>>>(out_t, in, rows, cols, f, stats);
+  transpose16_kernel<true><<<transpose16_tiles(rows, cols), 256, 0, s>>>(out_t, in, rows, cols, cols, f, stats);
+}
+
+void transpose_fp8_columns(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, std::int64_t ld, cudaStream_t s) {
+  if (rows % 16 || cols % 16 || ld % 16 || ld < cols)
+    throw std::invalid_argument(fmt::format(
+        "transpose_fp8_columns: rows {}, columns {} and row stride {} must be multiples of 16 (stride >= columns)", rows, cols, ld));
+  transpose16_kernel<false><<<transpose16_tiles(rows, cols), 256, 0, s>>>(out_t, in, rows, cols, ld, Format::e4m3, nullptr);
 }
 
 void tensor_stats(const __nv_bfloat16* in, std::int64_t n, CastStats* stats, cudaStream_t s) {

@@ -174,6 +174,9 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     // As wide as the widest FP8 linear (the head's gradient: one chunk of rows).
     const bool head = fp8->fp8("lm_head");
     const std::int64_t widest = std::max({QW, FW, head ? Vp : 0}), dy = std::max(N * std::max(QW, FW), head ? R * Vp : 0);
+    // The head's gradient transposed a slice of columns at a time where the loss writes it in FP8.
+    head_wgrad_cols_ =
+        fuses_loss_cast() && options.slice_head_wgrad ? model::lm_head_wgrad_columns(cfg, B, T, options.lm_head_chunk, *fp8) : Vp;
     f8_x_ = core::DeviceBuffer(std::size_t(N * std::max(C, F)));
     // (f8_w_ also holds one layer's block weights cast from their masters: see LayerWeightCasts.)
     std::int64_t layer_weights = 0;
@@ -181,7 +184,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       if (std::string(sh.name) != "lm_head" && fp8->fp8(sh.name) && model::casts_weights_from_master(*fp8)) layer_weights += sh.in * sh.out;
     f8_w_ = core::DeviceBuffer(std::size_t(std::max(widest * C, layer_weights)));
     f8_dy_ = core::DeviceBuffer(std::size_t(dy));
-    f8_dy_t_ = core::DeviceBuffer(std::size_t(dy));
+    f8_dy_t_ = core::DeviceBuffer(std::size_t(std::max(N * std::max(QW, FW), head ? R * head_wgrad_cols_ : 0)));
     if (fp8_->config().attention()) {
       f8_q_ = core::DeviceBuffer(std::size_t(N * C));
       f8_k_ = core::DeviceBuffer(std::size_t(N * C));
@@ -540,7 +543,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   if (dy_codes) {  // fc2's dgrad wrote them (dgelu_in_epilogue): their transpose is left
     fp8::transpose_fp8_counting(f8_dy_t_.as<std::uint8_t>(), dy_codes, N, OC, f.format(sg), f.stats(sg), stream_);
   } else if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
-    fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);
+    if (head_wgrad_cols_ >= OC) fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);  // else below
   } else if (act_pre && cfg_.llama()) {  // fuses_activation_backward(): delayed scaling, so no prepare
     dswiglu_cast_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, act_pre.bf16_values, N, OC / 2, f.scale(sg),
                            f.format(sg), f.overflow(), f.stats(sg), stream_);
@@ -575,12 +578,20 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
     dgrad_with_dgelu(dg, *dgelu, w_t, dy, dinp, name);
   else
     gemms_.run(dg, w_t, dy, dinp, (name + " dgrad").c_str());
-  GemmCall wg{true, false, IC, OC, N, N, N, IC};
-  wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
-  wg.beta = 1.0f;
-  wg.a_scale = f.scale_inv(si), wg.b_scale = f.scale_inv(sg);
-  wg.fast_accum = f.config().fast_accum_wgrad;
-  gemms_.run(wg, sv.x_t.get(), f8_dy_t_.get(), g(w), (name + " wgrad").c_str());
+  // The weight gradient; the head's, where the loss wrote its FP8 gradient, a slice of
+  // vocabulary columns at a time (model::lm_head_wgrad_columns): each slice's transpose, then
+  // the GEMM into that slice's rows of the gradient.
+  const std::int64_t cols = dy_ready ? std::min<std::int64_t>(head_wgrad_cols_, OC) : OC;
+  for (std::int64_t c0 = 0; c0 < OC; c0 += cols) {
+    const std::int64_t n = std::min(cols, OC - c0);
+    if (cols < OC) fp8::transpose_fp8_columns(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>() + c0, N, int(n), OC, stream_);
+    GemmCall wg{true, false, IC, n, N, N, N, IC};
+    wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
+    wg.beta = 1.0f;
+    wg.a_scale = f.scale_inv(si), wg.b_scale = f.scale_inv(sg);
+    wg.fast_accum = f.config().fast_accum_wgrad;
+    gemms_.run(wg, sv.x_t.get(), f8_dy_t_.get(), g(w) + c0 * IC, (name + " wgrad").c_str());
+  }
 }
 
 // Per-row / per-block scaling, the same GEMMs as per-tensor FP8 (TN, see above) with a scale

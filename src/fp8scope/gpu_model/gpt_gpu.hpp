@@ -78,6 +78,9 @@ class GpuGpt {
   // AdamW writes them for the next step; "forward": at each layer's start in forward); "" for
   // BF16 and per-row / per-block scaling (cast where each GEMM reads them).
   std::string weight_cast() const;
+  // FP8 head: how many vocabulary columns of its gradient the head's wgrad transposes at once
+  // (model::lm_head_wgrad_columns; the padded vocabulary where all at once); 0 otherwise.
+  std::int64_t lm_head_wgrad_columns() const { return fp8_linear(4) ? head_wgrad_cols_ : 0; }
   // Why train_step runs uncaptured now ("" when it captures).
   std::string graphs_off_reason() const;
 
@@ -333,6 +336,9 @@ class GpuGpt {
   // FP8 scratch: the cast input and weight of the current GEMM, the cast output gradient and
   // its transpose, Q, K and V^T and the probabilities of FP8 attention.
   core::DeviceBuffer f8_x_, f8_w_, f8_dy_, f8_dy_t_, f8_q_, f8_k_, f8_vt_, f8_p_;
+  // The head's wgrad transposes its FP8 gradient this many vocabulary columns at a time
+  // (model::lm_head_wgrad_columns; the padded vocabulary: all at once).
+  std::int64_t head_wgrad_cols_ = 0;
   // weight_cast optimizer: whether AdamW writes the FP8 block weights (delayed per-tensor
   // scaling), every layer's in f8_weights_ (LayerWeightCasts), layer_codes_ bytes a layer; and
   // whether those were cast with the scales the next forward pass uses (AdamW ran after the

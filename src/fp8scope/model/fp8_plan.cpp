@@ -49,24 +49,49 @@ std::string check_lm_head_chunk(int chunk) {
   return {};
 }
 
-Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, WeightCopies weights) {
+namespace {
+// The loss writes the FP8 head's gradient itself (GpuGpt::fuses_loss_cast, assuming the Hopper
+// GPU its fast path needs).
+bool loss_casts_head_gradient(const GptConfig& c, const Fp8ModelConfig& f) {
+  return f.fp8("lm_head") && f.recipe.scaling == fp8::Scaling::delayed && cross_entropy_parts_shape_fits(c.padded_vocab());
+}
+}  // namespace
+
+std::int64_t lm_head_wgrad_columns(const GptConfig& c, int B, int T, int lm_head_chunk, const Fp8ModelConfig& f) {
+  const std::int64_t Vp = c.padded_vocab(), R = lm_head_rows(B, T, lm_head_chunk, &f);
+  const std::int64_t cap = std::int64_t(B) * T * std::max(c.qkv_width(), c.fc1_width());
+  if (!loss_casts_head_gradient(c, f) || R * Vp <= cap || R % 16 || Vp % 16) return Vp;
+  auto round_up = [](std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; };
+  for (std::int64_t k = (R * Vp + cap - 1) / cap;; ++k) {
+    const std::int64_t even = (Vp + k - 1) / k;
+    for (std::int64_t granule : {128, 16})
+      if (R * round_up(even, granule) <= cap) return std::min(Vp, round_up(even, granule));
+    if (R * 16 > cap) return Vp;  // (not for any model the config checks let through)
+  }
+}
+
+Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, WeightCopies weights,
+                               bool head_sliced) {
   const bool weights_kept_per_layer = weights == WeightCopies::kept_per_layer;
   // AdamW writes the codes only under delayed scaling (the scale known before the step).
   const bool codes_kept = weights == WeightCopies::codes_kept && f.recipe.scaling == fp8::Scaling::delayed;
   const double N = double(B) * T, C = c.d_model, L = c.n_layer, Vp = c.padded_vocab(), F = c.ffn_width();
   const double R = double(lm_head_rows(B, T, lm_head_chunk, &f));  // rows of logits at once
   Fp8Bytes b;
-  // Cast input, weight, and the gradient with its transpose (the head's: one chunk of rows),
-  // as wide as the widest FP8 linear needs (GpuGpt's f8_x_, f8_w_, f8_dy_, f8_dy_t_); f8_w_
-  // also holds a layer's FP8 block weights (or, codes_kept, their transposes) at once.
+  // Cast input, weight, and the gradient with its transpose (the head's: one chunk of rows; its
+  // transpose a slice of columns, lm_head_wgrad_columns), as wide as the widest FP8 linear needs
+  // (GpuGpt's f8_x_, f8_w_, f8_dy_, f8_dy_t_); f8_w_ also holds a layer's FP8 block weights (or,
+  // codes_kept, their transposes) at once.
   const bool head = f.fp8("lm_head");
   const double widest = std::max({double(c.qkv_width()), double(c.fc1_width()), head ? Vp : 0.0});
   double layer_weights = 0;
   for (const auto& l : linear_shapes(c))
     if (std::string(l.name) != "lm_head" && f.fp8(l.name) && casts_weights_from_master(f) && !weights_kept_per_layer)
       layer_weights += double(l.in) * double(l.out);
-  b.scratch = N * std::max(C, F) + std::max(widest * C, layer_weights) +
-              2 * std::max(N * std::max(c.qkv_width(), c.fc1_width()), head ? R * Vp : 0.0);
+  const double layer_grad = N * std::max(c.qkv_width(), c.fc1_width());
+  const double head_t_cols = head_sliced ? double(lm_head_wgrad_columns(c, B, T, lm_head_chunk, f)) : Vp;
+  b.scratch = N * std::max(C, F) + std::max(widest * C, layer_weights) + std::max(layer_grad, head ? R * Vp : 0.0) +
+              std::max(layer_grad, head ? R * head_t_cols : 0.0);
   // Per linear, the input's FP8 transpose kept for wgrad; the weight's transpose kept for dgrad
   // under per-row / per-block scaling; under per-tensor scaling no BF16 copy of a block linear's
   // weight: its FP8 weight and transpose made in f8_w_ a layer at a time, or (codes_kept) its FP8
@@ -93,16 +118,15 @@ Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelC
   b.gelu_input = pre8 ? -L * N * F : 0.0;
   if (f.fp8("fc2") && !pre8) b.scratch += N * F * 2;
   if (f.attention()) b.scratch += 3 * N * C + double(B) * c.n_head * T * T;
-  // The loss writes the FP8 head's gradient itself (GpuGpt::fuses_loss_cast, assuming the
-  // Hopper GPU its fast path needs): no BF16 gradient of the logits.
-  const bool loss_casts = f.fp8("lm_head") && f.recipe.scaling == fp8::Scaling::delayed && cross_entropy_parts_shape_fits(c.padded_vocab());
-  b.logits_grad = loss_casts ? -R * Vp * 2 : 0.0;
+  // The loss writes the FP8 head's gradient itself: no BF16 gradient of the logits.
+  b.logits_grad = loss_casts_head_gradient(c, f) ? -R * Vp * 2 : 0.0;
   b.scales = per_block_bytes(c, B, T, f);
   return b;
 }
 
-double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, WeightCopies weights) {
-  return gpu_fp8_bytes_by_part(c, B, T, f, lm_head_chunk, weights).total();
+double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk, WeightCopies weights,
+                           bool head_sliced) {
+  return gpu_fp8_bytes_by_part(c, B, T, f, lm_head_chunk, weights, head_sliced).total();
 }
 
 std::vector<LinearShape> linear_shapes(const GptConfig& c) {

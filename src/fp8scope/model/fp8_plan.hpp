@@ -112,6 +112,16 @@ inline bool cross_entropy_parts_shape_fits(std::int64_t Vp) {
 std::int64_t lm_head_rows(int B, int T, int chunk, const Fp8ModelConfig* f);
 std::string check_lm_head_chunk(int chunk);
 
+// Where the loss writes the FP8 head's gradient (delayed scaling), the head's weight gradient
+// transposes it a slice of vocabulary columns at a time, one wgrad GEMM a slice, each slice no
+// larger than the widest layer gradient's transpose (B*T x the qkv or fc1 width), so that the
+// transposed gradient's scratch is sized by the layers instead of the vocabulary (GPT-2 124M,
+// chunks of 4096 tokens: 50 MB instead of 206). The slice's columns: the padded vocabulary split
+// into the fewest equal slices that fit, rounded up to a multiple of 128 (of 16 where 128 does
+// not fit); the whole padded vocabulary where it fits, where the loss does not write the FP8
+// gradient, or where the head's rows or columns are not multiples of 16 (the transpose's rule).
+std::int64_t lm_head_wgrad_columns(const GptConfig& c, int B, int T, int lm_head_chunk, const Fp8ModelConfig& f);
+
 // How the GPU model holds the FP8 block weights under per-tensor scaling, by when it ran:
 // kept_per_layer (records without a gelu_input field): each FP8 block linear kept its FP8
 // weight's transpose per layer, and under delayed scaling the FP8 weight too, beside its BF16
@@ -128,8 +138,10 @@ enum class WeightCopies { kept_per_layer, cast_per_layer, codes_kept };
 // cast from the FP32 master (casts_weights_from_master), and the logits' BF16 gradient where
 // the loss writes the FP8 head's gradient itself (delayed scaling, on a Hopper GPU).
 // lm_head_chunk: as lm_head_rows takes it; weights: as the run holds its FP8 block weights.
+// head_sliced: the head's wgrad transposes its gradient a slice at a time (lm_head_wgrad_columns;
+// records from before it made the whole transpose at once).
 double gpu_fp8_bytes_delta(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0,
-                           WeightCopies weights = WeightCopies::codes_kept);
+                           WeightCopies weights = WeightCopies::codes_kept, bool head_sliced = true);
 // The same by part (bytes; what FP8 saves is negative).
 struct Fp8Bytes {
   double kept = 0;          // FP8 copies kept: inputs' transposes, weights' (per-block scaling, the head, codes_kept)
@@ -142,7 +154,7 @@ struct Fp8Bytes {
   double total() const { return kept + scratch + bf16_inputs + gelu_input + bf16_weights + logits_grad + scales; }
 };
 Fp8Bytes gpu_fp8_bytes_by_part(const GptConfig& c, int B, int T, const Fp8ModelConfig& f, int lm_head_chunk = 0,
-                               WeightCopies weights = WeightCopies::codes_kept);
+                               WeightCopies weights = WeightCopies::codes_kept, bool head_sliced = true);
 // The part of it per-row / per-block scaling adds (0 for per-tensor scaling): scale tensors
 // kept for backward and of the scratch copies, the row-wise amaxes, the taps' block amaxes.
 double per_block_bytes(const GptConfig& c, int B, int T, const Fp8ModelConfig& f);

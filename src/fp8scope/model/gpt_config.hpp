@@ -84,6 +84,10 @@ struct GpuRunOptions {
   // statistics as the cast in forward, which then has nothing to do); false: forward casts them
   // from the FP32 masters at each layer's start. The probes' weight_cast axis.
   bool weights_cast_by_optimizer = true;
+  // An FP8 head whose gradient the loss writes: its wgrad transposes that gradient a slice of
+  // vocabulary columns at a time (model::lm_head_wgrad_columns); false: all at once (a
+  // vocabulary-wide transpose's memory; the tests' reference).
+  bool slice_head_wgrad = true;
 };
 
 // Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16

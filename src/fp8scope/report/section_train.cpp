@@ -106,10 +106,12 @@ void add_memory_table(const std::vector<core::Record>& recs, const LabelOf& labe
         model::gpu_training_bytes_by_part(c, B, T, p.value("attention", std::string()) == "flash",
                                           model::lm_head_rows(B, T, head.chunk, f ? &*f : nullptr), head.bf16_logits);
     const model::WeightCopies weights_kept = weight_copies_of(p);
-    const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept).total() : NAN;
+    // (records from before the head's wgrad transposed its gradient a slice at a time lack the field)
+    const bool head_sliced = r.data.contains("lm_head_wgrad_columns");
+    const double delta = !fp8 ? 0.0 : f ? model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept, head_sliced).total() : NAN;
     const double estimate = (b.total() + delta) / kMiB;
     if (f) {
-      const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept);
+      const model::Fp8Bytes d = model::gpu_fp8_bytes_by_part(c, B, T, *f, head.chunk, weights_kept, head_sliced);
       auto mib = [&](double x) { return x == 0 ? std::string("0") : fmt::format("{:+.0f}", x / kMiB); };
       parts.rows.push_back({label_of(p), mib(d.kept), mib(d.scratch), mib(d.bf16_inputs), mib(d.gelu_input), mib(d.bf16_weights),
                             mib(d.logits_grad), mib(d.scales), mib(d.total()), fmt::format("{:.2f}", (b.total() + d.total()) / b.total())});
