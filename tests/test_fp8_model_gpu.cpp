@@ -544,6 +544,25 @@ TEST(SlicedHeadWgrad, GivesTheWholeTransposesStepsAndGradients) {
   }
 }
 
+// The residual stream's adds run in the proj and fc2 GEMMs' epilogue, in BF16 and per-tensor
+// FP8 (the GPU-vs-CPU tests above check the sums); the per-row / per-block scaled GEMMs keep to
+// their bias and leave the adds to the residual kernel.
+TEST(ResidualAdd, RunsInTheGemmsEpilogueWhereTheGemmsTakeIt) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto cfg = tiny();
+  model::MarkovTokens data(cfg.vocab, 3);
+  std::vector<int> in, tg;
+  data.next_batch(4, 32, in, tg);
+  const auto delayed = fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed),
+             block = fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::e4m3, fp8::Scaling::block);
+  for (const model::Fp8ModelConfig* f : {static_cast<const model::Fp8ModelConfig*>(nullptr), &delayed, &block}) {
+    gpu_model::GpuGpt gpu(cfg, 4, 32, nullptr, f);
+    gpu.set_params(model::init_params(cfg, 2));
+    EXPECT_TRUE(std::isfinite(gpu.forward(in.data(), tg.data())));
+    EXPECT_EQ(gpu.residual_add(), f == &block ? "kernel" : "gemm_epilogue") << gpu.residual_add().dump();
+  }
+}
+
 // A chunked head keeps one chunk's logits: logits() refuses rather than return a part.
 TEST(ChunkedLmHeadLogits, AreRefusedWhenTheHeadRunsInChunks) {
   FP8SCOPE_REQUIRE_GPU();

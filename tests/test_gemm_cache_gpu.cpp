@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 using namespace fp8scope;
@@ -186,5 +188,76 @@ TEST(GemmCacheTuning, LeavesAccumulatingGemmsAloneAndTunesEachShapeOnce) {
   EXPECT_EQ(t["shapes"][0]["plans"].get<int>(), 2);
   EXPECT_EQ(t["shapes"][0]["gemm"].get<std::string>(), "first");
 }
+
+// The residual stream's add in the epilogue: D = A B (+ bias) + C with a C of its own (beta 1),
+// BF16 and FP8 operands, untuned and tuned (its trials may run: D is overwritten, C only read).
+// D must be the GEMM's own output plus C to one BF16 rounding of each (the separate add rounds
+// the product to BF16 first, the epilogue adds in FP32 and rounds once), and C stays as it was.
+class GemmCacheResidual : public ::testing::TestWithParam<std::tuple<bool, int>> {};
+
+TEST_P(GemmCacheResidual, AddsItsOwnCInTheEpilogueAndLeavesCAsItWas) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [fp8, algos] = GetParam();
+  const std::int64_t m = 768, n = 1024, k = 768;
+  const std::size_t elem = fp8 ? 1 : 2;
+  std::mt19937 rng(7);
+  std::vector<std::uint8_t> ha(std::size_t(m * k) * elem), hb(std::size_t(n * k) * elem);
+  if (fp8) {  // E4M3 codes of unit normals
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& x : ha) x = fp8::encode(nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite);
+    for (auto& x : hb) x = fp8::encode(nd(rng), fp8::Format::e4m3, fp8::Overflow::satfinite);
+  } else {
+    const auto a = normal_bf16(std::size_t(m * k), 1.0f, 11), b = normal_bf16(std::size_t(n * k), 1.0f, 12);
+    std::memcpy(ha.data(), a.data(), ha.size());
+    std::memcpy(hb.data(), b.data(), hb.size());
+  }
+  const auto resid = normal_bf16(std::size_t(m * n), 8.0f, 13), bias = normal_bf16(std::size_t(m), 1.0f, 14);
+  const float scales[8] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0};
+  core::DeviceBuffer da(ha.size()), db(hb.size()), dc(resid.size() * 2), dbias(bias.size() * 2), plain(resid.size() * 2),
+      fused(resid.size() * 2), dscale(sizeof scales);
+  FP8S_CUDA(cudaMemcpy(da.get(), ha.data(), ha.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(db.get(), hb.data(), hb.size(), cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dc.get(), resid.data(), resid.size() * 2, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dbias.get(), bias.data(), bias.size() * 2, cudaMemcpyHostToDevice));
+  FP8S_CUDA(cudaMemcpy(dscale.get(), scales, sizeof scales, cudaMemcpyHostToDevice));
+  gpu_model::GemmCache cache(nullptr, algos);
+  gpu_model::GemmCall c;
+  c.ta = true, c.tb = false;
+  c.m = m, c.n = n, c.k = k, c.lda = k, c.ldb = k, c.ldd = m;
+  c.bias = dbias.as<__nv_bfloat16>();
+  if (fp8) {
+    c.a = c.b = gemm::DType::e4m3;
+    c.a_scale = dscale.as<float>(), c.b_scale = dscale.as<float>() + 4;
+  }
+  cache.run(c, da.get(), db.get(), plain.get(), "plain");
+  gpu_model::GemmCall r = c;
+  r.c = dc.get(), r.beta = 1.0f;
+  cache.run(r, da.get(), db.get(), fused.get(), "with residual");
+  FP8S_CUDA(cudaDeviceSynchronize());
+  const auto p = download<__nv_bfloat16>(plain, resid.size()), f = download<__nv_bfloat16>(fused, resid.size()),
+             after = download<__nv_bfloat16>(dc, resid.size());
+  int bad = 0;
+  for (std::size_t i = 0; i < resid.size(); ++i) {
+    const double want = double(__bfloat162float(p[i])) + __bfloat162float(resid[i]), got = __bfloat162float(f[i]);
+    // the product's rounding (2^-9 of |plain|) and the sum's (2^-9 of |want|), plus the
+    // accumulation's order (a tuned candidate may sum differently): 2^-7 of |plain| in all
+    const double tol = std::ldexp(std::fabs(want), -8) + std::ldexp(std::fabs(double(__bfloat162float(p[i]))), -7) + 1e-6;
+    if (!(std::fabs(got - want) <= tol) && ++bad <= 5) ADD_FAILURE() << "D[" << i << "] = " << got << ", plain + C = " << want;
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_TRUE(std::memcmp(after.data(), resid.data(), resid.size() * 2) == 0) << "C was written";
+  if (algos > 1) {  // a C of its own is tuned like any overwriting GEMM
+    const auto t = cache.tuning();
+    EXPECT_EQ(t["untuned_accumulating"].get<int>(), 0) << t.dump();
+    ASSERT_EQ(t["shapes"].size(), 2u) << t.dump();
+    bool with_c = false;
+    for (const auto& sh : t["shapes"]) with_c |= sh["shape"].get<std::string>().find("+C") != std::string::npos;
+    EXPECT_TRUE(with_c) << t.dump();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, GemmCacheResidual, ::testing::Combine(::testing::Bool(), ::testing::Values(1, 8)), [](const auto& i) {
+  return std::string(std::get<0>(i.param) ? "e4m3" : "bf16") + (std::get<1>(i.param) > 1 ? "_tuned" : "");
+});
 
 }  // namespace

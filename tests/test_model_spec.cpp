@@ -619,6 +619,31 @@ TEST(LmHeadChunks, TheHeadsWgradTransposesSlicesNoLargerThanTheLayers) {
   EXPECT_EQ(model::lm_head_wgrad_columns(tiny, 4, 32, 0, delayed), 256);
 }
 
+// The residual stream's adds in the proj and fc2 GEMMs' epilogue: no residual phase (two reads
+// and a write per add), the matmul phase reads each add's C instead.
+TEST(StepCosts, TheResidualAddsInTheGemmsEpilogueReadOnlyTheirC) {
+  model::StepShape s;
+  s.model.vocab = 50304, s.model.d_model = 768, s.model.n_layer = 12, s.model.n_head = 12, s.model.max_seq = 1024;
+  s.batch = 16, s.seq_len = 1024;
+  auto find = [](const std::vector<model::PhaseCost>& costs, const std::string& name) -> const model::PhaseCost* {
+    for (const auto& p : costs)
+      if (p.phase == name) return &p;
+    return nullptr;
+  };
+  const double N = 16.0 * 1024, C = 768;
+  for (bool fp8 : {false, true}) {
+    s.fp8 = fp8, s.fp8_linears = {"qkv", "proj", "fc1", "fc2", "lm_head"};
+    s.residual_epilogue = false;
+    const auto kernel = model::step_costs(s);
+    s.residual_epilogue = true;
+    const auto epilogue = model::step_costs(s);
+    ASSERT_NE(find(kernel, "residual"), nullptr);
+    EXPECT_DOUBLE_EQ(find(kernel, "residual")->bytes, 12 * 2 * N * C * 2 * 3);
+    EXPECT_EQ(find(epilogue, "residual"), nullptr);
+    EXPECT_DOUBLE_EQ(find(epilogue, "matmul")->serial_bytes - find(kernel, "matmul")->serial_bytes, 12 * 2 * N * C * 2);
+  }
+}
+
 // BF16 logits: half the bytes the head's output and the loss's input take (estimate and cost
 // model); a chunked head's wgrad reads and writes its FP32 weight gradient once per chunk.
 TEST(LmHeadChunks, Bf16LogitsAndTheChunksInTheCostModel) {

@@ -35,6 +35,7 @@ struct RankResult {
   json graphs, gemm_tuning, gelu_epilogue;
   std::string weight_cast;
   std::int64_t lm_head_wgrad_columns = 0;
+  json residual_add;
 };
 
 void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const TrainPoint& p, const model::Fp8ModelConfig* fp8,
@@ -72,6 +73,7 @@ void train_rank(const Nccl& nccl, Nccl::Comm comm, int rank, int device, const T
       out.gelu_epilogue = gpt.gelu_epilogue();
       out.weight_cast = gpt.weight_cast();
       out.lm_head_wgrad_columns = gpt.lm_head_wgrad_columns();
+      out.residual_add = gpt.residual_add();
     }
   } catch (const core::CudaError& e) {
     out.outcome = e.is_oom() ? core::Outcome::oom : core::Outcome::crashed;
@@ -158,6 +160,7 @@ bool train_gpu_run_dp(const TrainPoint& p, const model::Fp8ModelConfig* fp8, con
   out.gelu_epilogue = results[0].gelu_epilogue;
   out.weight_cast = results[0].weight_cast;
   out.lm_head_wgrad_columns = results[0].lm_head_wgrad_columns;
+  out.residual_add = results[0].residual_add;
   json ranks = json::array();
   for (int k = 0; k < R; ++k)
     ranks.push_back({{"rank", k},

@@ -86,6 +86,7 @@ struct GpuRun {
   core::json gelu_epilogue;                      // GPU, gelu_cast gemm_epilogue: GpuGpt::gelu_epilogue (where the GELU ran)
   std::string weight_cast;                       // GPU FP8, per-tensor scaling: GpuGpt::weight_cast (where the block weights were cast)
   std::int64_t lm_head_wgrad_columns = 0;  // GPU, FP8 head: GpuGpt::lm_head_wgrad_columns (its gradient's transpose a slice at a time)
+  core::json residual_add;                 // GPU: GpuGpt::residual_add (where the residual stream's adds ran)
 };
 // Trains p on the GPU (on p.ranks GPUs from `device` with NCCL when p.ranks > 1); false when the run could not go on (out of memory, a GEMM
 // cuBLASLt refuses, a CUDA error), with r.outcome and r.reason set. Host-only builds: always false, outcome skipped.

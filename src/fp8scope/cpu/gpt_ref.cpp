@@ -390,7 +390,6 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
     observe(l, "attention_out", "forward", L.atty);
     V proj(std::size_t(N) * C);
     linear_fwd(l, 1, proj.data(), L.atty.data(), p + o.proj_w, part(p, o.proj_b), N, C, C, &L.xq[1], &L.wq[1]);
-    observe(l, "proj_out", "forward", proj);
     L.x_mid.resize(std::size_t(N) * C);
     for (std::size_t i = 0; i < L.x_mid.size(); ++i) L.x_mid[i] = x[i] + proj[i];
     observe(l, "residual", "forward", L.x_mid);
@@ -413,8 +412,8 @@ double CpuGpt::forward(const std::vector<double>& P, const int* inputs, const in
     V fcproj(std::size_t(N) * C);
     observe(l, cfg_.llama() ? "swiglu_out" : "gelu_out", "forward", L.gelu);
     linear_fwd(l, 3, fcproj.data(), L.gelu.data(), p + o.fcproj_w, part(p, o.fcproj_b), N, F, C, &L.xq[3], &L.wq[3]);
-    observe(l, "fc2_out", "forward", fcproj);
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = L.x_mid[i] + fcproj[i];
+    observe(l, "block_out", "forward", x);
   }
   x_out_ = x;
   lnf_.resize(std::size_t(N) * C);

@@ -174,8 +174,9 @@ LtMatmul::Heuristic LtMatmul::heuristic(const LtHandle& h, int max_algorithms, b
 }
 
 int LtMatmul::run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b, void* d,
-                     void* workspace) const {
-  return int(cublasLtMatmul(h.get(), op_, &alpha_, a, a_, b, b_, &beta_, d, c_, d, d_, &algo, workspace, spec_.workspace_bytes, stream));
+                     void* workspace, const void* c) const {
+  return int(
+      cublasLtMatmul(h.get(), op_, &alpha_, a, a_, b, b_, &beta_, c ? c : d, c_, d, d_, &algo, workspace, spec_.workspace_bytes, stream));
 }
 
 int LtMatmul::run(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) const {

@@ -63,9 +63,11 @@ class LtMatmul {
   Heuristic heuristic(const LtHandle& h, int max_algorithms, bool alignment_hints) const;
   int run(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) const;
   // The same matmul on other operands of the same shapes and types (the descriptor's scale,
-  // bias and aux pointers stay as constructed). C is D.
+  // bias and aux pointers stay as constructed).
+  // c: the C the epilogue adds (beta != 0) where it is not d (the same layout and type as c's
+  // descriptor); null: d itself.
   int run_on(const LtHandle& h, const cublasLtMatmulAlgo_t& algo, cudaStream_t stream, const void* a, const void* b, void* d,
-             void* workspace) const;
+             void* workspace, const void* c = nullptr) const;
 
  private:
   GemmSpec spec_;

@@ -25,7 +25,8 @@ gemm::Epilogue epilogue_of(const GemmCall& c) {
 std::string shape(const GemmCall& c) {
   return fmt::format("{}{} m={} n={} k={} lda={} ldb={} ldd={} batch={} {}x{}->{}{}", c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.m, c.n, c.k,
                      c.lda, c.ldb, c.ldd, c.batch, gemm::to_string(c.a), gemm::to_string(c.b), gemm::to_string(c.d),
-                     c.gelu_aux || c.dgelu_input ? " +" + gemm::to_string(epilogue_of(c)) + " aux " + gemm::to_string(c.aux) : "");
+                     c.gelu_aux || c.dgelu_input ? " +" + gemm::to_string(epilogue_of(c)) + " aux " + gemm::to_string(c.aux) : "") +
+         (c.c ? " +C" : "");
 }
 
 std::string with_reason(std::string msg, const nlohmann::json& why) {
@@ -48,9 +49,9 @@ struct TrialEvents {
 GemmCache::GemmCache(cudaStream_t stream, int algos) : stream_(stream), algos_(std::max(1, algos)), workspace_(kWorkspace) {}
 
 GemmCache::Key GemmCache::key_of(const GemmCall& c) {
-  return {c.ta,     c.tb,         c.m,       c.n,      c.k,        c.lda,    c.ldb,         c.ldd,     c.batch,
-          c.a,      c.b,          c.d,       c.alpha,  c.beta,     c.bias,   c.a_scale,     c.b_scale, c.a_mode,
-          c.b_mode, c.fast_accum, c.d_scale, c.amax_d, c.gelu_aux, c.aux_ld, c.dgelu_input, c.dbias,   c.aux};
+  return {c.ta,      c.tb,     c.m,        c.n,      c.k,           c.lda,     c.ldb,     c.ldd,    c.batch,  c.a,
+          c.b,       c.d,      c.alpha,    c.beta,   c.bias,        c.a_scale, c.b_scale, c.a_mode, c.b_mode, c.fast_accum,
+          c.d_scale, c.amax_d, c.gelu_aux, c.aux_ld, c.dgelu_input, c.dbias,   c.aux,     c.c};
 }
 
 GemmCache::ShapeKey GemmCache::shape_key_of(const GemmCall& c) {
@@ -63,17 +64,18 @@ GemmCache::ShapeKey GemmCache::shape_key_of(const GemmCall& c) {
           c.beta,       c.bias != nullptr,
           c.a_mode,     c.b_mode,
           c.fast_accum, epilogue_of(c),
-          c.aux};
+          c.aux,        c.c != nullptr};
 }
 
-double GemmCache::time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D) {
+double GemmCache::time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D, const void* C) {
   constexpr int kRuns = 4, kRounds = 3;
-  if (plan.mm->run_on(handle_, algo, stream_, A, B, D, workspace_.get())) return std::numeric_limits<double>::infinity();  // and warms up
+  if (plan.mm->run_on(handle_, algo, stream_, A, B, D, workspace_.get(), C))
+    return std::numeric_limits<double>::infinity();  // and warms up
   TrialEvents ev;
   double best = std::numeric_limits<double>::infinity();
   for (int round = 0; round < kRounds; ++round) {
     FP8S_CUDA(cudaEventRecord(ev.start, stream_));
-    for (int i = 0; i < kRuns; ++i) plan.mm->run_on(handle_, algo, stream_, A, B, D, workspace_.get());
+    for (int i = 0; i < kRuns; ++i) plan.mm->run_on(handle_, algo, stream_, A, B, D, workspace_.get(), C);
     FP8S_CUDA(cudaEventRecord(ev.stop, stream_));
     FP8S_CUDA(cudaEventSynchronize(ev.stop));
     float ms = 0;
@@ -86,7 +88,7 @@ double GemmCache::time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, 
 std::size_t GemmCache::choose(const GemmCall& c, const Plan& plan, const std::vector<cublasLtMatmulHeuristicResult_t>& candidates,
                               const void* A, const void* B, void* D, const char* what) {
   if (algos_ <= 1 || candidates.size() <= 1) return 0;
-  if (c.beta != 0.0f) return ++untuned_accumulating_, 0;
+  if (c.beta != 0.0f && !c.c) return ++untuned_accumulating_, 0;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   FP8S_CUDA(cudaStreamIsCapturing(stream_, &capturing));
   if (capturing != cudaStreamCaptureStatusNone) return 0;
@@ -99,7 +101,7 @@ std::size_t GemmCache::choose(const GemmCall& c, const Plan& plan, const std::ve
     return chosen < candidates.size() ? chosen : 0;
   }
   std::vector<double> ms;
-  for (const auto& r : candidates) ms.push_back(time_algo(plan, r.algo, A, B, D));
+  for (const auto& r : candidates) ms.push_back(time_algo(plan, r.algo, A, B, D, c.c));
   const std::size_t best = std::size_t(std::min_element(ms.begin(), ms.end()) - ms.begin());
   if (!std::isfinite(ms[best])) return 0;  // none ran: the real run reports the refusal
   nlohmann::json times = nlohmann::json::array();
@@ -127,6 +129,8 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     s.m = c.m, s.n = c.n, s.k = c.k, s.lda = c.lda, s.ldb = c.ldb, s.ldd = c.ldd, s.batch = c.batch;
     s.a = c.a, s.b = c.b, s.d = c.d;
     s.c = gemm::is_fp8(c.d) ? gemm::DType::bf16 : c.d;  // an FP8 D takes a BF16 C (unread: beta is 0 there)
+    if (c.c && (c.beta == 0.0f || gemm::is_fp8(c.d) || c.gelu_aux || c.dgelu_input))
+      throw std::logic_error("GemmCache: a C of its own is added (beta != 0) to a BF16 / FP32 D without a GELU epilogue");
     s.alpha = c.alpha, s.beta = c.beta;
     s.fast_accum = c.fast_accum;
     s.a_scale = c.a_mode, s.b_scale = c.b_mode;
@@ -160,9 +164,10 @@ void GemmCache::run(const GemmCall& c, const void* A, const void* B, void* D, co
     plan.algo = h.results[choose(c, plan, h.results, A, B, D, what)].algo;
     it = plans_.emplace(key, std::move(plan)).first;
   }
-  const int st = it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get());
+  const int st = it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get(), c.c);
   if (st) {
-    const auto why = gemm::explain_refusal([&] { it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get()); }, 0);
+    const auto why =
+        gemm::explain_refusal([&] { it->second.mm->run_on(handle_, it->second.algo, stream_, A, B, D, workspace_.get(), c.c); }, 0);
     throw GemmRefused(core::Outcome::run_rejected,
                       with_reason(fmt::format("{} GEMM ({}): cublasLtMatmul refused: {}", what, shape(c), gemm::status_name(st)), why));
   }

@@ -26,6 +26,9 @@ struct GemmCall {
   std::int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldd = 0, batch = 1;
   gemm::DType a = gemm::DType::bf16, b = gemm::DType::bf16, d = gemm::DType::bf16;
   float alpha = 1.0f, beta = 0.0f;
+  // C where it is not D: D = alpha op(A) op(B) (+ bias) + beta C, C laid out and typed as D (a
+  // residual added in the epilogue; beta 1). Null: C is D (beta != 0 accumulates into D).
+  const void* c = nullptr;
   const void* bias = nullptr;  // per row of D (BF16), or none
   // FP8 operands: device pointers to their dequantisation scales (1 / the cast's scale, or the
   // scale tensor of a per-row / per-block mode), and Hopper's fast accumulation.
@@ -62,9 +65,9 @@ class GemmCache {
  public:
   // algos: how many of the heuristic's candidates a GEMM's first run times (each shape once;
   // every later plan of the same shape takes the same choice); 1: the heuristic's first,
-  // untimed. Only GEMMs that overwrite their output are tuned: the trials run in place, and an
-  // accumulating one (beta != 0, the FP32 weight gradients) would add its product once per
-  // trial, so it keeps the heuristic's first. Nor is a GEMM tuned while its stream is being
+  // untimed. Only GEMMs that overwrite their output are tuned (with a C of their own too): the
+  // trials run in place, and an accumulating one (beta != 0 into D, the FP32 weight gradients)
+  // would add its product once per trial, so it keeps the heuristic's first. Nor is a GEMM tuned while its stream is being
   // captured (a CUDA graph's first step is uncaptured: its plans are made then).
   explicit GemmCache(cudaStream_t stream, int algos = 1);
   // D = alpha op(A) op(B) (+ bias) + beta D. Throws GemmRefused if cuBLASLt refuses; `what`
@@ -89,19 +92,19 @@ class GemmCache {
   // step, so no string is built for it.
   using Key = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                          gemm::DType, gemm::DType, gemm::DType, float, float, const void*, const void*, const void*, fp8::ScaleMode,
-                         fp8::ScaleMode, bool, const float*, float*, void*, std::int64_t, const void*, void*, gemm::DType>;
+                         fp8::ScaleMode, bool, const float*, float*, void*, std::int64_t, const void*, void*, gemm::DType, const void*>;
   static Key key_of(const GemmCall& c);
   // The key without the pointers (bias and scales): plans of one shape share a tuning.
   using ShapeKey =
       std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, gemm::DType,
-                 gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool, gemm::Epilogue, gemm::DType>;
+                 gemm::DType, gemm::DType, float, bool, fp8::ScaleMode, fp8::ScaleMode, bool, gemm::Epilogue, gemm::DType, bool>;
   static ShapeKey shape_key_of(const GemmCall& c);
   // Picks the algorithm of a new plan among the heuristic's candidates (timing them on A, B, D
   // when this shape was not tuned yet); returns its index.
   std::size_t choose(const GemmCall& c, const Plan& plan, const std::vector<cublasLtMatmulHeuristicResult_t>& candidates, const void* A,
                      const void* B, void* D, const char* what);
   // The trial's time per run (ms; the least of three rounds), infinity if cuBLASLt refuses it.
-  double time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D);
+  double time_algo(const Plan& plan, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D, const void* C);
   cudaStream_t stream_;
   int algos_ = 1;
   std::map<ShapeKey, nlohmann::json> tuned_;  // each tuned shape's record, as tuning() lists it

@@ -138,7 +138,6 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
   } else {
     dsum_ = core::DeviceBuffer(fl(BH * T));
   }
-  scratch_ = core::DeviceBuffer(bf(N * C));
   dx_ = core::DeviceBuffer(bf(N * C));
   dbuf_ = core::DeviceBuffer(bf(N * C));
   dqkv_ = core::DeviceBuffer(bf(N * QW));
@@ -413,22 +412,57 @@ std::map<std::string, double> GpuGpt::last_profile() {
 // the IC x OC view) . x (IC x N): layout TN, m=OC, n=N, k=IC. In FP8 the same TN GEMM reads
 // the FP8 copies of W and x with their dequantisation scales (TN is the layout Hopper's FP8
 // tensor cores take).
+void GpuGpt::run_with_residual(GemmCall c, const void* A, const void* B, void* out, const bf16* residual, int N, int OC,
+                               const std::string& what) {
+  if (residual_state_ >= 0) {
+    GemmCall r = c;
+    r.c = residual, r.beta = 1.0f;
+    try {
+      gemms_.run(r, A, B, out, what.c_str());
+      residual_state_ = 1;
+      return;
+    } catch (const GemmRefused& e) {
+      if (residual_state_ != 0) throw;
+      residual_state_ = -1, residual_refusal_ = e.what();
+    }
+  }
+  gemms_.run(c, A, B, out, what.c_str());
+  mark("residual");
+  residual_forward(static_cast<bf16*>(out), residual, static_cast<const bf16*>(out), std::int64_t(N) * OC, stream_);
+}
+
+nlohmann::json GpuGpt::residual_add() const {
+  if (fp8_ && fp8_->per_block()) return "kernel";  // (linear_forward keeps the scaled GEMMs to their bias)
+  if (residual_state_ == 0) return "";
+  if (residual_state_ > 0) return "gemm_epilogue";
+  return {{"ran", "kernel"}, {"refused", residual_refusal_}};
+}
+
 void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
-                            int OC, bool x_ready, bool w_cast, const GeluEpilogue* gelu, const std::uint8_t* x_codes) {
+                            int OC, bool x_ready, bool w_cast, const GeluEpilogue* gelu, const std::uint8_t* x_codes,
+                            const bf16* residual) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   GemmCall c{true, false, OC, N, IC, IC, IC, OC};
   c.bias = b >= 0 ? weight(b) : nullptr;
   c.d = out_fp32 ? DType::fp32 : DType::bf16;
+  if (residual && (out_fp32 || gelu)) throw std::logic_error("linear_forward: a residual is added to a BF16 output without a GELU");
   if (!fp8_linear(which)) {
     if (gelu) {  // D [N][OC] the activation, the aux beside it, both BF16 with ld OC
       c.gelu_aux = gelu->pre, c.aux = gelu->pre_type, c.aux_ld = OC;
       out = gelu->out;
     }
-    gemms_.run(c, weight(w), inp, out, name.c_str());
+    if (residual)
+      run_with_residual(c, weight(w), inp, out, residual, N, OC, name);
+    else
+      gemms_.run(c, weight(w), inp, out, name.c_str());
     return;
   }
-  if (fp8_->per_block()) {
+  if (fp8_->per_block()) {  // (the scaled GEMMs' epilogue keeps to the bias: the residual after)
     block_linear_forward(layer, which, c, out, inp, w, N, IC, OC);
+    if (residual) {
+      mark("residual");
+      residual_forward(static_cast<bf16*>(out), residual, static_cast<const bf16*>(out), std::int64_t(N) * OC, stream_);
+    }
     return;
   }
   Fp8Runtime& f = *fp8_;
@@ -457,7 +491,11 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
     out = gelu->out;
   }
   const std::uint8_t* w8 = at >= 0 ? weight_codes(layer, which) : f8_w_.as<std::uint8_t>();
-  gemms_.run(c, w8, x_codes ? x_codes : f8_x_.as<std::uint8_t>(), out, (name + " fprop").c_str());
+  const void* x8 = x_codes ? static_cast<const void*>(x_codes) : f8_x_.get();
+  if (residual)
+    run_with_residual(c, w8, x8, out, residual, N, OC, name + " fprop");
+  else
+    gemms_.run(c, w8, x8, out, (name + " fprop").c_str());
 }
 
 // BF16:
@@ -835,11 +873,9 @@ void GpuGpt::enqueue_forward() {
     }
     mark("attention");
     attention_forward(l, a);
-    mark("matmul");
-    linear_forward(l, 1, scratch_.get(), false, a.atty.as<bf16>(), off_[h + "proj_w"], offset_or_none(h + "proj_b"), N, C, C);
-    if (fp8_) fp8_->observe(l, "proj_out", scratch_.as<bf16>(), nc);
-    mark("residual");
-    residual_forward(a.x_mid.as<bf16>(), x, scratch_.as<bf16>(), nc, stream_);
+    mark("matmul");  // the residual stream's add in the GEMM's epilogue: x_mid = x + proj
+    linear_forward(l, 1, a.x_mid.get(), false, a.atty.as<bf16>(), off_[h + "proj_w"], offset_or_none(h + "proj_b"), N, C, C, false, false,
+                   nullptr, nullptr, x);
     if (fp8_) fp8_->observe(l, "residual", a.x_mid.as<bf16>(), nc);
     mark("layernorm");
     if (fuse_fc1) {
@@ -904,12 +940,10 @@ void GpuGpt::enqueue_forward() {
       gelu_forward(a.gelu, a.fc, 4 * nc, stream_, a.pre8.as<std::uint8_t>());  // a.gelu may be a.fc
       if (fp8_) fp8_->observe(l, "gelu_out", a.gelu, 4 * nc);
     }
-    mark("matmul");
-    linear_forward(l, 3, scratch_.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, fuse_fc2, false,
-                   nullptr, gelu_epilogue && fp8_ ? f8_dy_.as<std::uint8_t>() : nullptr);
-    if (fp8_) fp8_->observe(l, "fc2_out", scratch_.as<bf16>(), nc);
-    mark("residual");
-    residual_forward(a.x_out.as<bf16>(), a.x_mid.as<bf16>(), scratch_.as<bf16>(), nc, stream_);
+    mark("matmul");  // x_out = x_mid + fc2, as above
+    linear_forward(l, 3, a.x_out.get(), false, a.gelu, off_[h + "fcproj_w"], offset_or_none(h + "fcproj_b"), N, F, C, fuse_fc2, false,
+                   nullptr, gelu_epilogue && fp8_ ? f8_dy_.as<std::uint8_t>() : nullptr, a.x_mid.as<bf16>());
+    if (fp8_) fp8_->observe(l, "block_out", a.x_out.as<bf16>(), nc);
     x = a.x_out.as<bf16>();
   }
   mark("layernorm");

@@ -78,6 +78,9 @@ class GpuGpt {
   // AdamW writes them for the next step; "forward": at each layer's start in forward); "" for
   // BF16 and per-row / per-block scaling (cast where each GEMM reads them).
   std::string weight_cast() const;
+  // Where the residual stream's adds ran: "gemm_epilogue" (the proj and fc2 GEMMs' C), or
+  // "kernel" with cuBLASLt's refusal; "" before the first step.
+  nlohmann::json residual_add() const;
   // FP8 head: how many vocabulary columns of its gradient the head's wgrad transposes at once
   // (model::lm_head_wgrad_columns; the padded vocabulary where all at once); 0 otherwise.
   std::int64_t lm_head_wgrad_columns() const { return fp8_linear(4) ? head_wgrad_cols_ : 0; }
@@ -153,9 +156,15 @@ class GpuGpt {
     void* pre;
     gemm::DType pre_type;
   };
+  // residual: out = the linear's output + residual (the residual stream's add, [N][OC] BF16),
+  // added in the GEMM's epilogue (C = residual, beta 1: one rounding to BF16 instead of two)
+  // where cuBLASLt takes it, else by the residual kernel after the GEMM.
   void linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                       int OC, bool x_ready = false, bool w_cast = false, const GeluEpilogue* gelu = nullptr,
-                      const std::uint8_t* x_codes = nullptr);
+                      const std::uint8_t* x_codes = nullptr, const bf16* residual = nullptr);
+  // Runs c into out with residual as its C (beta 1) while cuBLASLt takes that, else c alone and
+  // the residual kernel after it (from the first refusal on, recorded by residual_epilogue()).
+  void run_with_residual(GemmCall c, const void* A, const void* B, void* out, const bf16* residual, int N, int OC, const std::string& what);
   // The LM head and the loss of forward (and with a chunked head the head's backward): writes
   // losses_.
   void head_and_loss();
@@ -302,7 +311,7 @@ class GpuGpt {
   // linears' weights under per-tensor scaling have none (model::casts_weights_from_master).
   std::unordered_map<std::int64_t, std::int64_t> bf16_at_;
   core::DeviceBuffer tokens_, targets_, encoded_, lnf_, lnf_mean_, lnf_rstd_, logits_, dlogits_, losses_;
-  core::DeviceBuffer q_, k_, v_, scores_, yh_, scratch_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_;
+  core::DeviceBuffer q_, k_, v_, scores_, yh_, dx_, dbuf_, dbuf4_, dqkv_, dq_, dk_, dv_, dscores_;
   core::DeviceBuffer shared_ln_, shared_gelu_;  // the FP8 linears' inputs (LayerActs)
   std::vector<LayerActs> acts_;
   core::DeviceBuffer partials_;     // per-block partial sums of the deterministic reductions
@@ -352,6 +361,10 @@ class GpuGpt {
   // refused, with what it said: the GELU kernels then run, as without the option).
   core::DeviceBuffer dgelu_dbias_;
   int dgelu_state_ = 0, gelu_state_ = 0;
+  // The residual add in the proj / fc2 GEMMs' epilogue: 0 untried, 1 taken, -1 refused (why:
+  // residual_refusal_), the residual kernel from then on.
+  int residual_state_ = 0;
+  std::string residual_refusal_;
   std::string dgelu_refusal_, gelu_refusal_;
   // Per-row / per-block scaling: the scale tensors of f8_x_, f8_w_, f8_dy_ and f8_dy_t_, and
   // the row-wise casts' row and column amaxes.

@@ -261,14 +261,15 @@ TapPlan::TapPlan(const GptConfig& cfg, int B, int T, const Fp8ModelConfig& f, bo
     if (!flash_attention) add(l, "probs", "forward", std::nullopt, BH * T * T);
     add(l, "attention_out", "forward", std::nullopt, N * C);
     linear(l, "proj", C, C);
-    add(l, "proj_out", "forward", std::nullopt, N * C);
+    // (proj's and fc2's outputs are added to the residual stream in their GEMMs' epilogue: the
+    // sums are tapped, residual and block_out)
     add(l, "residual", "forward", std::nullopt, N * C);
     linear(l, "fc1", C, FW);
     if (!gelu_in_epilogue(cfg, &f)) add(l, "fc1_out", "forward", std::nullopt, N * FW);  // else never in BF16
     // The fused GELU writes only the FP8 tensor; its tap is fc2.input. Llama: SwiGLU's output.
     if (!f.fuse_into("fc2")) add(l, cfg.llama() ? "swiglu_out" : "gelu_out", "forward", std::nullopt, N * F);
     linear(l, "fc2", F, C);
-    add(l, "fc2_out", "forward", std::nullopt, N * C);
+    add(l, "block_out", "forward", std::nullopt, N * C);
   }
   linear(-1, "lm_head", C, Vp);
   add(-1, "logits", "forward", std::nullopt, N * Vp);

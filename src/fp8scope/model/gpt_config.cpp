@@ -68,7 +68,8 @@ TrainingBytes gpu_training_bytes_by_part(const GptConfig& c, int B, int T, bool 
                            N * 4 * 4 + lse;  // kept activations
   // Llama also keeps fc1's output gradient beside the activation's, and the rotary table.
   const double llama = c.llama() ? N * FW * 2 + double(T) * c.head_dim() * 4 : 0.0;
-  const double scratch = att * (4 + 2) + N * C * 2 * 12 + N * 4 * C * 2 + N * 2 * ((F - 4 * C) + (QW - 3 * C)) + llama + lse;
+  // (11 BF16 [N][C] buffers: 12 before the residual adds moved into the GEMMs' epilogue)
+  const double scratch = att * (4 + 2) + N * C * 2 * 11 + N * 4 * C * 2 + N * 2 * ((F - 4 * C) + (QW - 3 * C)) + llama + lse;
   TrainingBytes b;
   b.parameters = params;
   b.activations = L * per_layer;

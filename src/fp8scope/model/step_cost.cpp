@@ -54,7 +54,8 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
     out.push_back(head);
     out.push_back(casts);
   } else {
-    mm.serial_bytes = layer_casts;
+    // With the residual stream's adds in the proj and fc2 GEMMs' epilogue each reads its C.
+    mm.serial_bytes = layer_casts + (s.residual_epilogue ? L * 2 * N * C * 2 : 0.0);
     head.serial_bytes += head_casts;
     out.push_back(mm);
     out.push_back(head);
@@ -92,8 +93,8 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   else
     out.push_back({"gelu", {}, 0, L * N * F * (4 + (s.gelu_e4m3 ? 1 : 0) + (fp8("fc1") && s.delayed ? 0 : 4 + pre_bytes))});
   // Two residual additions per layer in the forward: two read, one written (their backward
-  // is the LayerNorm backward's accumulation).
-  out.push_back({"residual", {}, 0, L * 2 * N * C * 2 * 3});
+  // is the LayerNorm backward's accumulation); none where the GEMMs' epilogue adds them.
+  if (!s.residual_epilogue) out.push_back({"residual", {}, 0, L * 2 * N * C * 2 * 3});
   // AdamW on FP32 masters: parameter, gradient, two moments read; parameter, moments and the
   // BF16 copy written (none for the FP8 block weights cast from the master: their FP8 codes
   // where AdamW writes them); the gradient read once more for the norm.

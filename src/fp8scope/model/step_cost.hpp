@@ -66,7 +66,10 @@ struct StepShape {
   // written by AdamW (1, in the optimizer) and transposed in backward (1 + 1).
   WeightCopies weights = WeightCopies::kept_per_layer;
   bool bf16_logits = false;  // the LM head writes BF16 logits (logits: bf16), FP32 otherwise
-  int head_chunks = 1;       // the fused LM head's chunks (model::lm_head_rows)
+  // The residual stream's adds in the proj and fc2 GEMMs' epilogue (C = the stream, beta 1;
+  // not under per-row / per-block scaling): no residual phase, the matmul phase reads each C.
+  bool residual_epilogue = false;
+  int head_chunks = 1;  // the fused LM head's chunks (model::lm_head_rows)
 };
 
 // Empty for architectures the cost model does not describe (Llama so far).

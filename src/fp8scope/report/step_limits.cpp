@@ -145,6 +145,8 @@ void add_limit_table(const std::vector<Record>& recs, const MeasuredRates& rates
     const bool modelled = step_shape_of(r.params, shape);
     // The GELU's gradient in fc2's dgrad epilogue (the record says whether cuBLASLt took it).
     shape.dgelu_epilogue = shape.gelu_epilogue && r.data.value("gelu_epilogue", json::object()).value("backward", "") == "DGELU_BGRAD";
+    // The residual adds in the GEMMs' epilogue (records say so since they moved there).
+    shape.residual_epilogue = r.data.contains("residual_add") && r.data["residual_add"] == "gemm_epilogue";
     const auto costs = modelled ? model::step_costs(shape) : std::vector<model::PhaseCost>{};
     for (auto it = r.data["time_split_ms"].begin(); it != r.data["time_split_ms"].end(); ++it) {
       const std::string ph = it.key();
