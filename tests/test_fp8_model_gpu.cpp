@@ -434,7 +434,8 @@ INSTANTIATE_TEST_SUITE_P(Recipes, Fp8LlamaGpuVsCpu,
 // kernel as the whole batch's (printed); another kernel sums in another order (an FP32
 // rounding, 2^-24 relative), which moves a BF16 rounding (2^-8) now and then, and AdamW's first
 // steps (g / |g| for the smallest gradients) carry that into the parameters. In BF16 that stays
-// within 1e-3 relative RMS. In FP8 a BF16 step in a cast's input crosses an E4M3 rounding
+// within 1e-3 relative RMS with FP32 logits, 4e-3 with BF16 logits (whose own rounding moves).
+// In FP8 a BF16 step in a cast's input crosses an E4M3 rounding
 // boundary once in 16, and each crossing moves that code by 2^-3: measured 1-3 % on an H100 in
 // every tensor's gradient at the third step, so 5 % (the model tests allow 10-15 % against the
 // CPU emulation; a chunk read or written at the wrong offset is off by its whole size). The taps'
@@ -488,7 +489,9 @@ TEST_P(ChunkedLmHead, GivesTheWholeBatchStepsAndGradients) {
   const model::Fp8ModelConfig* fp = f ? &*f : nullptr;
   ASSERT_EQ(model::lm_head_rows(B, T, 48, fp), 48);
   const HeadRun whole = run_head(cfg, fp, B, T, llama, 0, bf16_logits), chunked = run_head(cfg, fp, B, T, llama, 48, bf16_logits);
-  const double tol = f ? 5e-2 : 1e-3;
+  // (BF16 logits: a sum in another order moves a logit's BF16 rounding, 2^-8 of it; measured
+  // 1.45e-3 in the Llama block's first-layer and embedding gradients on an H100 at f9b601f.)
+  const double tol = f ? 5e-2 : bf16_logits ? 4e-3 : 1e-3;
   for (std::size_t s = 0; s < whole.loss.size(); ++s) {
     EXPECT_NEAR(chunked.loss[s], whole.loss[s], tol * 1e-2 * whole.loss[s]) << "step " << s;
     EXPECT_NEAR(chunked.norm[s], whole.norm[s], tol * whole.norm[s]) << "step " << s;
