@@ -408,10 +408,6 @@ std::map<std::string, double> GpuGpt::last_profile() {
   return out;
 }
 
-// y[N, OC] = x[N, IC] W^T + b with W [OC, IC] row-major: column-major D (OC x N) = W^T(op T of
-// the IC x OC view) . x (IC x N): layout TN, m=OC, n=N, k=IC. In FP8 the same TN GEMM reads
-// the FP8 copies of W and x with their dequantisation scales (TN is the layout Hopper's FP8
-// tensor cores take).
 void GpuGpt::run_with_residual(GemmCall c, const void* A, const void* B, void* out, const bf16* residual, int N, int OC,
                                const std::string& what) {
   if (residual_state_ >= 0) {
@@ -438,6 +434,10 @@ nlohmann::json GpuGpt::residual_add() const {
   return {{"ran", "kernel"}, {"refused", residual_refusal_}};
 }
 
+// y[N, OC] = x[N, IC] W^T + b with W [OC, IC] row-major: column-major D (OC x N) = W^T(op T of
+// the IC x OC view) . x (IC x N): layout TN, m=OC, n=N, k=IC. In FP8 the same TN GEMM reads
+// the FP8 copies of W and x with their dequantisation scales (TN is the layout Hopper's FP8
+// tensor cores take).
 void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                             int OC, bool x_ready, bool w_cast, const GeluEpilogue* gelu, const std::uint8_t* x_codes,
                             const bf16* residual) {
