@@ -328,6 +328,26 @@ TEST(Gate, ChangedCublasLtAlgorithmIsInfo) {
   EXPECT_NE(text.find("of qkv fprop (TN m=2304 n=16384 k=768)"), std::string::npos) << text;
 }
 
+// Where the residual stream's adds ran (the GEMMs' epilogue, or the kernel after cuBLASLt
+// refused it) is said when it changes, not judged; records without the field say nothing.
+TEST(Gate, ChangedResidualAddIsInfo) {
+  auto base = baseline(), cur = baseline();
+  rec(base, "train/y").data["residual_add"] = "gemm_epilogue";
+  rec(cur, "train/y").data["residual_add"] = {{"ran", "kernel"}, {"refused", "no algorithm"}};
+  rec(cur, "train/x").data["residual_add"] = "gemm_epilogue";  // (its baseline predates the field)
+  const GateResult r = run_gate(base, cur, GatePolicy{});
+  EXPECT_EQ(r.failures, 0u);
+  int rows = 0;
+  for (auto& j : r.judgements)
+    if (j.check == "residual_add") {
+      ++rows;
+      EXPECT_EQ(j.verdict, Verdict::info);
+      EXPECT_EQ(j.baseline, "gemm_epilogue");
+      EXPECT_EQ(j.current, "kernel (refused)");
+    }
+  EXPECT_EQ(rows, 1);
+}
+
 // gelu_cast gemm_epilogue: where the GELU's gradient ran (cuBLASLt's DGELU_BGRAD, or the GELU
 // kernels after a refusal) is said when it changes, not judged; the forward unchanged, no row.
 TEST(Gate, ChangedGeluBackwardIsInfo) {

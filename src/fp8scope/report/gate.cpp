@@ -346,6 +346,16 @@ GateResult run_gate(const core::ResultFile& base, const core::ResultFile& cur, c
         add({b.key, std::string("gelu_") + pass, gb, gc, fmt::format("where the GELU's {} ran (gelu_cast gemm_epilogue)", pass), rule, 0,
              Verdict::info});
     }
+    // Where the residual stream's adds ran: the GEMMs' epilogue, or the residual kernel (per-row /
+    // per-block scaling, or after cuBLASLt refused the epilogue): likewise.
+    auto residual_where = [](const Record& r) -> std::string {
+      if (!r.data.contains("residual_add")) return "";
+      const json& a = r.data["residual_add"];
+      if (a.is_string()) return a.get<std::string>();
+      return a.is_object() ? a.value("ran", std::string()) + " (refused)" : std::string();
+    };
+    if (const std::string rb = residual_where(b), rc = residual_where(c); !rb.empty() && !rc.empty() && rb != rc)
+      add({b.key, "residual_add", rb, rc, "where the residual stream's adds ran", rule, 0, Verdict::info});
   }
   for (auto& c : cur.records)
     if (!seen.count(c.key)) add({c.key, "record", "absent", std::string(core::to_string(c.outcome)), "", "", 0, Verdict::info});
