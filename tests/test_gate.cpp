@@ -328,6 +328,21 @@ TEST(Gate, ChangedCublasLtAlgorithmIsInfo) {
   EXPECT_NE(text.find("of qkv fprop (TN m=2304 n=16384 k=768)"), std::string::npos) << text;
 }
 
+namespace {
+// Exactly one judgement of `check`, an info row from `baseline` to `current`.
+void expect_one_info_row(const GateResult& r, const std::string& check, const std::string& baseline, const std::string& current) {
+  int rows = 0;
+  for (auto& j : r.judgements)
+    if (j.check == check) {
+      ++rows;
+      EXPECT_EQ(j.verdict, Verdict::info) << check;
+      EXPECT_EQ(j.baseline, baseline) << check;
+      EXPECT_EQ(j.current, current) << check;
+    }
+  EXPECT_EQ(rows, 1) << check;
+}
+}  // namespace
+
 // Where the residual stream's adds ran (the GEMMs' epilogue, or the kernel after cuBLASLt
 // refused it) is said when it changes, not judged; records without the field say nothing.
 TEST(Gate, ChangedResidualAddIsInfo) {
@@ -337,15 +352,7 @@ TEST(Gate, ChangedResidualAddIsInfo) {
   rec(cur, "train/x").data["residual_add"] = "gemm_epilogue";  // (its baseline predates the field)
   const GateResult r = run_gate(base, cur, GatePolicy{});
   EXPECT_EQ(r.failures, 0u);
-  int rows = 0;
-  for (auto& j : r.judgements)
-    if (j.check == "residual_add") {
-      ++rows;
-      EXPECT_EQ(j.verdict, Verdict::info);
-      EXPECT_EQ(j.baseline, "gemm_epilogue");
-      EXPECT_EQ(j.current, "kernel (refused)");
-    }
-  EXPECT_EQ(rows, 1);
+  expect_one_info_row(r, "residual_add", "gemm_epilogue", "kernel (refused)");
 }
 
 // gelu_cast gemm_epilogue: where the GELU's gradient ran (cuBLASLt's DGELU_BGRAD, or the GELU
@@ -357,13 +364,5 @@ TEST(Gate, ChangedGeluBackwardIsInfo) {
       {"forward", "GELU_AUX_BIAS"}, {"backward", "GELU kernel"}, {"backward_refused", "no algorithm"}};
   const GateResult r = run_gate(base, cur, GatePolicy{});
   EXPECT_EQ(r.failures, 0u);
-  int rows = 0;
-  for (auto& j : r.judgements)
-    if (j.check == "gelu_backward") {
-      ++rows;
-      EXPECT_EQ(j.verdict, Verdict::info);
-      EXPECT_EQ(j.baseline, "DGELU_BGRAD");
-      EXPECT_EQ(j.current, "GELU kernel");
-    }
-  EXPECT_EQ(rows, 1);
+  expect_one_info_row(r, "gelu_backward", "DGELU_BGRAD", "GELU kernel");
 }

@@ -170,7 +170,7 @@ void train_on_gpu(const TrainPoint& p, const json& settings, const json& env, in
   if (!run.gelu_epilogue.is_null()) r.data["gelu_epilogue"] = run.gelu_epilogue;
   if (!run.weight_cast.empty()) r.data["weight_cast"] = run.weight_cast;
   if (run.lm_head_wgrad_columns > 0) r.data["lm_head_wgrad_columns"] = run.lm_head_wgrad_columns;
-  if (run.residual_add.is_object() || (run.residual_add.is_string() && run.residual_add != "")) r.data["residual_add"] = run.residual_add;
+  if (!run.residual_add.is_null()) r.data["residual_add"] = run.residual_add;
   if (p.fp8) {
     r.data["taps"] = summarize_taps(run.taps, settings.value("tap_points", 50));
     record_nan_onset(r, run.taps, settings.value("onset_history", 5));

@@ -324,6 +324,7 @@ void transpose_fp8_counting(std::uint8_t* out_t, const std::uint8_t* in, int row
 }
 
 void transpose_fp8_columns(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, std::int64_t ld, cudaStream_t s) {
+  if (ld == cols) return transpose_fp8(out_t, in, rows, cols, s);  // the whole matrix: any shape
   if (rows % 16 || cols % 16 || ld % 16 || ld < cols)
     throw std::invalid_argument(fmt::format(
         "transpose_fp8_columns: rows {}, columns {} and row stride {} must be multiples of 16 (stride >= columns)", rows, cols, ld));

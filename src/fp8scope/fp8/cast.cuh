@@ -101,7 +101,8 @@ void fake_quantize(__nv_bfloat16* out, const __nv_bfloat16* in, std::int64_t n, 
 // Byte transpose of an FP8 matrix (row-major [rows][cols] -> [cols][rows]).
 void transpose_fp8(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, cudaStream_t s);
 // The same for `cols` columns of a matrix whose rows are `ld` bytes apart (in points at the
-// slice's first column): out_t is [cols][rows]. Rows, columns and ld multiples of 16.
+// slice's first column): out_t is [cols][rows]. Rows, columns and ld multiples of 16, unless the
+// slice is the whole matrix (ld == cols: transpose_fp8).
 void transpose_fp8_columns(std::uint8_t* out_t, const std::uint8_t* in, int rows, int cols, std::int64_t ld, cudaStream_t s);
 // The same for codes that something other than a cast wrote (a cuBLASLt epilogue), counting in
 // them what a cast counts from its inputs, as far as the codes tell: NaN/inf codes (nonfinite and

@@ -61,6 +61,30 @@ class GemmRefused : public std::runtime_error {
   core::Outcome outcome;
 };
 
+// A cuBLASLt epilogue the model asks for while cuBLASLt takes it (the GELU's, its gradient's,
+// the residual add): the first refusal is remembered with cuBLASLt's reason, and from then on
+// the caller's kernels do that work; a refusal after the epilogue once ran is an error, not a
+// fallback.
+struct EpilogueTrial {
+  int state = 0;  // 0 not asked yet, 1 taken, -1 refused
+  std::string refusal;
+  bool usable() const { return state >= 0; }
+  // Runs `gemm` (GemmCache::run with the epilogue) unless cuBLASLt refused it before; whether it ran.
+  template <class Gemm>
+  bool attempt(const Gemm& gemm) {
+    if (state < 0) return false;
+    try {
+      gemm();
+      state = 1;
+      return true;
+    } catch (const GemmRefused& e) {
+      if (state != 0) throw;
+      state = -1, refusal = e.what();
+      return false;
+    }
+  }
+};
+
 class GemmCache {
  public:
   // algos: how many of the heuristic's candidates a GEMM's first run times (each shape once;

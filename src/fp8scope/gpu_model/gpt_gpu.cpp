@@ -410,28 +410,23 @@ std::map<std::string, double> GpuGpt::last_profile() {
 
 void GpuGpt::run_with_residual(GemmCall c, const void* A, const void* B, void* out, const bf16* residual, int N, int OC,
                                const std::string& what) {
-  if (residual_state_ >= 0) {
-    GemmCall r = c;
-    r.c = residual, r.beta = 1.0f;
-    try {
-      gemms_.run(r, A, B, out, what.c_str());
-      residual_state_ = 1;
-      return;
-    } catch (const GemmRefused& e) {
-      if (residual_state_ != 0) throw;
-      residual_state_ = -1, residual_refusal_ = e.what();
-    }
-  }
+  GemmCall r = c;
+  r.c = residual, r.beta = 1.0f;
+  if (residual_trial_.attempt([&] { gemms_.run(r, A, B, out, what.c_str()); })) return;
   gemms_.run(c, A, B, out, what.c_str());
+  add_residual(out, residual, std::int64_t(N) * OC);
+}
+
+void GpuGpt::add_residual(void* out, const bf16* residual, std::int64_t n) {
   mark("residual");
-  residual_forward(static_cast<bf16*>(out), residual, static_cast<const bf16*>(out), std::int64_t(N) * OC, stream_);
+  residual_forward(static_cast<bf16*>(out), residual, static_cast<const bf16*>(out), n, stream_);
 }
 
 nlohmann::json GpuGpt::residual_add() const {
   if (fp8_ && fp8_->per_block()) return "kernel";  // (linear_forward keeps the scaled GEMMs to their bias)
-  if (residual_state_ == 0) return "";
-  if (residual_state_ > 0) return "gemm_epilogue";
-  return {{"ran", "kernel"}, {"refused", residual_refusal_}};
+  if (residual_trial_.state == 0) return nullptr;
+  if (residual_trial_.state > 0) return "gemm_epilogue";
+  return {{"ran", "kernel"}, {"refused", residual_trial_.refusal}};
 }
 
 // y[N, OC] = x[N, IC] W^T + b with W [OC, IC] row-major: column-major D (OC x N) = W^T(op T of
@@ -459,10 +454,7 @@ void GpuGpt::linear_forward(int layer, int which, void* out, bool out_fp32, cons
   }
   if (fp8_->per_block()) {  // (the scaled GEMMs' epilogue keeps to the bias: the residual after)
     block_linear_forward(layer, which, c, out, inp, w, N, IC, OC);
-    if (residual) {
-      mark("residual");
-      residual_forward(static_cast<bf16*>(out), residual, static_cast<const bf16*>(out), std::int64_t(N) * OC, stream_);
-    }
+    if (residual) add_residual(out, residual, std::int64_t(N) * OC);
     return;
   }
   Fp8Runtime& f = *fp8_;
@@ -524,24 +516,18 @@ void GpuGpt::dgrad_with_dgelu(GemmCall dg, const DgeluEpilogue& dgelu, const voi
   de.d_scale = dgelu.scale, de.amax_d = dgelu.amax;
   de.dgelu_input = dgelu.pre, de.aux = dgelu.pre_type, de.aux_ld = dg.m;  // the GELU input is laid out as D
   de.dbias = dgelu.dbias;
-  try {
-    gemms_.run(de, A, B, dgelu.out, (name + " dgrad").c_str());
-    dgelu_state_ = 1;
-  } catch (const GemmRefused& e) {
-    if (dgelu_state_ != 0) throw;
-    dgelu_state_ = -1, dgelu_refusal_ = e.what();
+  if (!dgelu_trial_.attempt([&] { gemms_.run(de, A, B, dgelu.out, (name + " dgrad").c_str()); }))
     gemms_.run(dg, A, B, dinp, (name + " dgrad").c_str());
-  }
 }
 
-bool GpuGpt::dgelu_in_epilogue() const { return gelu_epilogue_ && dgelu_state_ >= 0; }
+bool GpuGpt::dgelu_in_epilogue() const { return gelu_epilogue_ && dgelu_trial_.usable(); }
 
 nlohmann::json GpuGpt::gelu_epilogue() const {
   if (!gelu_epilogue_) return nullptr;
-  nlohmann::json j = {{"forward", gelu_state_ > 0 ? "GELU_AUX_BIAS" : "GELU kernel"},
-                      {"backward", dgelu_state_ > 0 ? "DGELU_BGRAD" : "GELU kernel"}};
-  if (gelu_state_ < 0) j["forward_refused"] = gelu_refusal_;
-  if (dgelu_state_ < 0) j["backward_refused"] = dgelu_refusal_;
+  nlohmann::json j = {{"forward", gelu_trial_.state > 0 ? "GELU_AUX_BIAS" : "GELU kernel"},
+                      {"backward", dgelu_trial_.state > 0 ? "DGELU_BGRAD" : "GELU kernel"}};
+  if (gelu_trial_.state < 0) j["forward_refused"] = gelu_trial_.refusal;
+  if (dgelu_trial_.state < 0) j["backward_refused"] = dgelu_trial_.refusal;
   return j;
 }
 
@@ -580,8 +566,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   const int si = sv.si, sw = sv.sw, sg = sv.sg;
   if (dy_codes) {  // fc2's dgrad wrote them (dgelu_in_epilogue): their transpose is left
     fp8::transpose_fp8_counting(f8_dy_t_.as<std::uint8_t>(), dy_codes, N, OC, f.format(sg), f.stats(sg), stream_);
-  } else if (dy_ready) {  // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left
-    if (head_wgrad_cols_ >= OC) fp8::transpose_fp8(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>(), N, OC, stream_);  // else below
+  } else if (dy_ready) {                 // the loss wrote the FP8 gradient (fuses_loss_cast): only its transpose is left, below
   } else if (act_pre && cfg_.llama()) {  // fuses_activation_backward(): delayed scaling, so no prepare
     dswiglu_cast_transpose(f8_dy_.as<std::uint8_t>(), f8_dy_t_.as<std::uint8_t>(), dout, act_pre.bf16_values, N, OC / 2, f.scale(sg),
                            f.format(sg), f.overflow(), f.stats(sg), stream_);
@@ -617,12 +602,13 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
   else
     gemms_.run(dg, w_t, dy, dinp, (name + " dgrad").c_str());
   // The weight gradient; the head's, where the loss wrote its FP8 gradient, a slice of
-  // vocabulary columns at a time (model::lm_head_wgrad_columns): each slice's transpose, then
-  // the GEMM into that slice's rows of the gradient.
-  const std::int64_t cols = dy_ready ? std::min<std::int64_t>(head_wgrad_cols_, OC) : OC;
+  // vocabulary columns at a time (model::lm_head_wgrad_columns; all at once where they fit):
+  // each slice's transpose, then the GEMM into that slice's rows of the gradient.
+  const bool transpose_here = dy_ready && !dy_codes;
+  const std::int64_t cols = transpose_here ? std::min<std::int64_t>(head_wgrad_cols_, OC) : OC;
   for (std::int64_t c0 = 0; c0 < OC; c0 += cols) {
     const std::int64_t n = std::min(cols, OC - c0);
-    if (cols < OC) fp8::transpose_fp8_columns(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>() + c0, N, int(n), OC, stream_);
+    if (transpose_here) fp8::transpose_fp8_columns(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>() + c0, N, int(n), OC, stream_);
     GemmCall wg{true, false, IC, n, N, N, N, IC};
     wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
     wg.beta = 1.0f;
@@ -891,18 +877,14 @@ void GpuGpt::enqueue_forward() {
     // gradient's scratch (free until the backward; f8_x_ holds this GEMM's own input); in BF16
     // the activation into a.gelu, the GELU's input kept in a.fc. If cuBLASLt refuses it the
     // first time, the GELU kernels below, now and from then on.
-    bool gelu_epilogue = gelu_epilogue_ && gelu_state_ >= 0;
-    if (gelu_epilogue) {
+    bool gelu_epilogue = false;
+    if (gelu_epilogue_) {
       const int si = fp8_ ? saved(l, 3).si : -1;
       const GeluEpilogue ge = fp8_ ? GeluEpilogue{f8_dy_.get(), fp8_->scale(si), &fp8_->stats(si)->amax, a.pre8.get(), DType::e4m3}
                                    : GeluEpilogue{a.gelu, nullptr, nullptr, a.fc, DType::bf16};
-      try {
+      gelu_epilogue = gelu_trial_.attempt([&] {
         linear_forward(l, 2, nullptr, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1, false, &ge);
-        gelu_state_ = 1;
-      } catch (const GemmRefused& e) {
-        if (gelu_state_ != 0) throw;
-        gelu_state_ = -1, gelu_refusal_ = e.what(), gelu_epilogue = false;
-      }
+      });
     }
     if (!gelu_epilogue) {
       linear_forward(l, 2, a.fc, false, a.ln2, off_[h + "fc_w"], offset_or_none(h + "fc_b"), N, C, FW, fuse_fc1);

@@ -78,8 +78,9 @@ class GpuGpt {
   // AdamW writes them for the next step; "forward": at each layer's start in forward); "" for
   // BF16 and per-row / per-block scaling (cast where each GEMM reads them).
   std::string weight_cast() const;
-  // Where the residual stream's adds ran: "gemm_epilogue" (the proj and fc2 GEMMs' C), or
-  // "kernel" with cuBLASLt's refusal; "" before the first step.
+  // Where the residual stream's adds ran: "gemm_epilogue" (the proj and fc2 GEMMs' C), "kernel"
+  // (per-row / per-block scaling), or {"ran": "kernel", "refused": cuBLASLt's reason}; null
+  // before the first step.
   nlohmann::json residual_add() const;
   // FP8 head: how many vocabulary columns of its gradient the head's wgrad transposes at once
   // (model::lm_head_wgrad_columns; the padded vocabulary where all at once); 0 otherwise.
@@ -163,8 +164,10 @@ class GpuGpt {
                       int OC, bool x_ready = false, bool w_cast = false, const GeluEpilogue* gelu = nullptr,
                       const std::uint8_t* x_codes = nullptr, const bf16* residual = nullptr);
   // Runs c into out with residual as its C (beta 1) while cuBLASLt takes that, else c alone and
-  // the residual kernel after it (from the first refusal on, recorded by residual_epilogue()).
+  // the residual kernel after it (from the first refusal on, recorded by residual_add()).
   void run_with_residual(GemmCall c, const void* A, const void* B, void* out, const bf16* residual, int N, int OC, const std::string& what);
+  // out += residual by the residual kernel (its own profile phase): n elements.
+  void add_residual(void* out, const bf16* residual, std::int64_t n);
   // The LM head and the loss of forward (and with a chunked head the head's backward): writes
   // losses_.
   void head_and_loss();
@@ -357,15 +360,12 @@ class GpuGpt {
   std::int64_t layer_codes_ = 0;
   bool weights_cast_by_optimizer_ = false, codes_current_ = false;
   // gelu_cast gemm_epilogue: fc1's bias gradient as fc2's DGELU_BGRAD writes it (BF16), and
-  // whether cuBLASLt took the backward's and the forward's epilogues (0 not yet asked, 1 yes, -1
-  // refused, with what it said: the GELU kernels then run, as without the option).
+  // whether cuBLASLt takes the forward's and the backward's epilogues (refused: the GELU kernels
+  // run, as without the option).
   core::DeviceBuffer dgelu_dbias_;
-  int dgelu_state_ = 0, gelu_state_ = 0;
-  // The residual add in the proj / fc2 GEMMs' epilogue: 0 untried, 1 taken, -1 refused (why:
-  // residual_refusal_), the residual kernel from then on.
-  int residual_state_ = 0;
-  std::string residual_refusal_;
-  std::string dgelu_refusal_, gelu_refusal_;
+  EpilogueTrial gelu_trial_, dgelu_trial_;
+  // The residual add in the proj / fc2 GEMMs' epilogue (refused: the residual kernel).
+  EpilogueTrial residual_trial_;
   // Per-row / per-block scaling: the scale tensors of f8_x_, f8_w_, f8_dy_ and f8_dy_t_, and
   // the row-wise casts' row and column amaxes.
   core::DeviceBuffer f8_x_lt_, f8_w_lt_, f8_dy_lt_, f8_dy_t_lt_, block_scratch_;
