@@ -447,10 +447,13 @@ struct HeadRun {
   std::int64_t wgrad_cols = 0;
 };
 HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, int B, int T, bool flash, int chunk, bool bf16_logits,
-                 bool slice_head_wgrad = true) {
-  gpu_model::GpuGpt gpu(
-      cfg, B, T, nullptr, f,
-      {.flash_attention = flash, .lm_head_chunk = chunk, .bf16_logits = bf16_logits, .slice_head_wgrad = slice_head_wgrad});
+                 bool slice_head_wgrad = true, bool overwrite_wgrad = true) {
+  gpu_model::GpuGpt gpu(cfg, B, T, nullptr, f,
+                        {.flash_attention = flash,
+                         .lm_head_chunk = chunk,
+                         .bf16_logits = bf16_logits,
+                         .slice_head_wgrad = slice_head_wgrad,
+                         .overwrite_wgrad = overwrite_wgrad});
   gpu.set_params(model::init_params(cfg, 11));
   model::MarkovTokens data(cfg.vocab, 4);
   std::vector<int> in, tg;
@@ -471,21 +474,39 @@ HeadRun run_head(const model::GptConfig& cfg, const model::Fp8ModelConfig* f, in
 }
 }  // namespace
 
+namespace {
+// The tiny GPT-2 (B=4, T=32) or the tiny Llama block (B=2, T=64: its fused attention wants T a
+// multiple of 64) that the head tests run.
+struct HeadShape {
+  model::GptConfig cfg;
+  int B = 4, T = 32;
+  bool llama = false;
+};
+HeadShape head_shape(model::Arch arch) {
+  HeadShape h{tiny(96)};
+  if (arch == model::Arch::llama) {
+    h.cfg.arch = arch, h.cfg.d_model = 256, h.cfg.n_head = 4, h.cfg.n_kv_head = 2, h.cfg.ffn = 320, h.cfg.tied = false, h.cfg.max_seq = 64;
+    h.B = 2, h.T = 64, h.llama = true;
+  }
+  return h;
+}
+// The recipes they name: "bf16" (none), "fp8_fused" (HYBRID, delayed), "fp8_custom_e4m3"
+// (delayed), "fp8_block" (E4M3, per-block scaling).
+std::optional<model::Fp8ModelConfig> head_recipe(const std::string& precision) {
+  if (precision == "fp8_fused") return fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
+  if (precision == "fp8_custom_e4m3") return fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::e4m3, fp8::Scaling::delayed);
+  if (precision == "fp8_block") return fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::e4m3, fp8::Scaling::block);
+  return std::nullopt;
+}
+}  // namespace
+
 class ChunkedLmHead : public ::testing::TestWithParam<std::tuple<std::string, model::Arch, bool>> {};
 
 TEST_P(ChunkedLmHead, GivesTheWholeBatchStepsAndGradients) {
   FP8SCOPE_REQUIRE_GPU();
   const auto [precision, arch, bf16_logits] = GetParam();
-  auto cfg = tiny(96);
-  int B = 4, T = 32;
-  const bool llama = arch == model::Arch::llama;
-  if (llama) {  // the Llama block runs the fused attention: T a multiple of 64
-    cfg.arch = arch, cfg.d_model = 256, cfg.n_head = 4, cfg.n_kv_head = 2, cfg.ffn = 320, cfg.tied = false, cfg.max_seq = 64;
-    B = 2, T = 64;
-  }
-  std::optional<model::Fp8ModelConfig> f;
-  if (precision == "fp8_fused") f = fp8_config(model::Fp8Variant::fused, fp8::RecipeFormat::hybrid, fp8::Scaling::delayed);
-  if (precision == "fp8_custom_e4m3") f = fp8_config(model::Fp8Variant::custom, fp8::RecipeFormat::e4m3, fp8::Scaling::delayed);
+  const auto [cfg, B, T, llama] = head_shape(arch);
+  const std::optional<model::Fp8ModelConfig> f = head_recipe(precision);
   const model::Fp8ModelConfig* fp = f ? &*f : nullptr;
   ASSERT_EQ(model::lm_head_rows(B, T, 48, fp), 48);
   const HeadRun whole = run_head(cfg, fp, B, T, llama, 0, bf16_logits), chunked = run_head(cfg, fp, B, T, llama, 48, bf16_logits);
@@ -546,6 +567,50 @@ TEST(SlicedHeadWgrad, GivesTheWholeTransposesStepsAndGradients) {
                 sliced.first_grads == whole.first_grads ? "gives the bits of" : "differs from", worst);
   }
 }
+
+// The weight gradients' GEMMs writing their tensors whole (beta 0; the head's later chunks add)
+// and the step zeroing only the rest (model::gradient_ranges_to_zero), against every gradient
+// zeroed and every weight gradient added into it, over three AdamW steps: GPT-2 (tied head,
+// biases, learned positions) and Llama (untied head and embedding), whole head and chunks, BF16,
+// per-tensor and per-block FP8. A GEMM with beta 0 sums the same products (cuBLASLt may pick
+// another kernel for it: FP32 sums in another order, 2^-24 relative), so the first step's
+// gradients agree to 1e-5; a tensor left unzeroed would carry the step before's gradient into
+// the second and third (off by its whole size), and those steps agree as the chunked head's do
+// (BF16 1e-3, FP8 5 %: see above).
+class OverwrittenWgrad : public ::testing::TestWithParam<std::tuple<std::string, model::Arch, int>> {};
+
+TEST_P(OverwrittenWgrad, GivesTheZeroedAndAddedGradients) {
+  FP8SCOPE_REQUIRE_GPU();
+  const auto [precision, arch, chunk] = GetParam();
+  const auto [cfg, B, T, llama] = head_shape(arch);
+  const std::optional<model::Fp8ModelConfig> f = head_recipe(precision);
+  const model::Fp8ModelConfig* fp = f ? &*f : nullptr;
+  if (chunk > 0 && model::lm_head_rows(B, T, chunk, fp) == std::int64_t(B) * T)
+    GTEST_SKIP() << precision << " runs the head whole (model::lm_head_rows): the chunk 0 case covers it";
+  const HeadRun written = run_head(cfg, fp, B, T, llama, chunk, false), added = run_head(cfg, fp, B, T, llama, chunk, false, true, false);
+  const double tol = f ? 5e-2 : 1e-3;
+  double worst = 0;
+  for (const auto& t : model::param_layout(cfg)) {
+    const double e = rel_err(test::tensor_part(written.first_grads, t), test::tensor_part(added.first_grads, t));
+    worst = std::max(worst, e);
+    EXPECT_LT(e, 1e-5) << t.name;
+    EXPECT_LT(rel_err(test::tensor_part(written.grads, t), test::tensor_part(added.grads, t)), tol) << t.name << " (third step)";
+  }
+  for (std::size_t s = 0; s < added.loss.size(); ++s) {
+    EXPECT_NEAR(written.loss[s], added.loss[s], tol * 1e-2 * added.loss[s]) << "step " << s;
+    EXPECT_NEAR(written.norm[s], added.norm[s], tol * added.norm[s]) << "step " << s;
+  }
+  std::printf("%s %s chunk %d: written wgrads %s the added ones' first-step gradients (worst rel_err %.2e)\n", precision.c_str(),
+              llama ? "llama" : "gpt2", chunk, written.first_grads == added.first_grads ? "give the bits of" : "differ from", worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Wgrads, OverwrittenWgrad,
+                         ::testing::Combine(::testing::Values("bf16", "fp8_fused", "fp8_block"),
+                                            ::testing::Values(model::Arch::gpt2, model::Arch::llama), ::testing::Values(0, 48)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + model::to_string(std::get<1>(info.param)) + "_chunk" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 // The residual stream's adds run in the proj and fc2 GEMMs' epilogue, in BF16 and per-tensor
 // FP8 (the GPU-vs-CPU tests above check the sums); the per-row / per-block scaled GEMMs keep to

@@ -78,6 +78,19 @@ TEST(TrainPoint, StepsAreOneCudaGraphUnlessTheyOptOut) {
   EXPECT_FALSE(train::train_point_from(point).gpu.cuda_graph);
 }
 
+// wgrad: the weight gradients' GEMMs write their tensors whole unless a point asks them to add;
+// records made before the axis added (every gradient zeroed, beta 1).
+TEST(TrainPoint, WeightGradientsAreWrittenWholeUnlessTheyAdd) {
+  core::json point = core::json::object();
+  for (const auto& a : train::train_axes()) point[a.name] = a.default_value;
+  EXPECT_EQ(point["wgrad"], "write");
+  EXPECT_TRUE(train::train_point_from(point).gpu.overwrite_wgrad);
+  point["wgrad"] = "add";
+  EXPECT_FALSE(train::train_point_from(point).gpu.overwrite_wgrad);
+  point.erase("wgrad");
+  EXPECT_FALSE(train::train_point_from(point).gpu.overwrite_wgrad);
+}
+
 TEST(TrainPoint, GpuWidthLimit) {
   core::json point = core::json::object();
   for (const auto& a : train::train_axes()) point[a.name] = a.default_value;

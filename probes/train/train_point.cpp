@@ -95,8 +95,8 @@ std::vector<core::ParamSpec> train_axes() {
        1,
        64,
        "GPU: cuBLASLt algorithms timed per GEMM shape at its first run, the fastest kept (the record's gemm_tuning says which "
-       "and by how much); 1: the heuristic's first, untimed, the same on every run. GEMMs that accumulate into their output "
-       "(the weight gradients) keep the heuristic's first"},
+       "and by how much); 1: the heuristic's first, untimed, the same on every run. GEMMs that add into their output (the "
+       "chunked head's later weight gradients; every weight gradient under wgrad add) keep the heuristic's first"},
       {"gelu_cast",
        K::string,
        "kernel",
@@ -117,6 +117,16 @@ std::vector<core::ParamSpec> train_axes() {
        "scales it uses, counting the cast's statistics (optimizer), or cast from their FP32 masters at each layer's start in "
        "forward (forward); the same codes and statistics either way. Every layer's FP8 weights are kept (1 byte a parameter) "
        "and transposed for backward; the record's weight_cast says where they were cast"},
+      {"wgrad",
+       K::string,
+       "write",
+       {"write", "add"},
+       0,
+       0,
+       "GPU: the weight gradients' GEMMs write the block linears' and the LM head's gradients whole (beta 0; a chunked head's "
+       "later chunks add), timed like any GEMM under gemm_algos, and the step zeroes only the gradients it sums into (biases, "
+       "norms, embeddings) (write); or the whole gradient zeroed each step and every weight gradient added into it (add: beta "
+       "1, the heuristic's first algorithm)"},
   };
 }
 
@@ -166,6 +176,7 @@ TrainPoint train_point_from(const json& p) {
   t.gpu.gemm_algos = p.value("gemm_algos", 1);
   t.gpu.gelu_epilogue = p.value("gelu_cast", std::string("kernel")) == "gemm_epilogue";
   t.gpu.weights_cast_by_optimizer = p.value("weight_cast", std::string("forward")) == "optimizer";  // records before the axis: forward
+  t.gpu.overwrite_wgrad = p.value("wgrad", std::string("add")) == "write";                          // records before the axis: add
   if (p.value("precision", std::string()) == "fp8") {
     t.fp8 = model::fp8_config_from(p);
   }

@@ -82,6 +82,13 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     weights_ = core::DeviceBuffer(bf(n));
   }
   grads_ = core::DeviceBuffer(fl(n_params_));
+  overwrite_wgrad_ = options.overwrite_wgrad;
+  if (overwrite_wgrad_) {
+    const std::vector<model::FloatRange> zero = model::gradient_ranges_to_zero(cfg, std::int64_t(1) << 16);
+    grad_zero_count_ = int(zero.size());
+    grad_zero_ranges_ = core::DeviceBuffer(std::max<std::size_t>(1, zero.size()) * sizeof(model::FloatRange));
+    FP8S_CUDA(cudaMemcpy(grad_zero_ranges_.get(), zero.data(), zero.size() * sizeof(model::FloatRange), cudaMemcpyHostToDevice));
+  }
   adam_m_ = core::DeviceBuffer(fl(n_params_));
   adam_v_ = core::DeviceBuffer(fl(n_params_));
   FP8S_CUDA(cudaMemsetAsync(adam_m_.get(), 0, adam_m_.size(), stream_));
@@ -376,6 +383,13 @@ std::vector<float> GpuGpt::logits() const {
   return out;
 }
 
+void GpuGpt::zero_grads() {
+  if (overwrite_wgrad_)
+    zero_ranges(grads_.as<float>(), grad_zero_ranges_.as<model::FloatRange>(), grad_zero_count_, stream_);
+  else
+    FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
+}
+
 void GpuGpt::mark(const char* phase) {
   if (!profiling_) return;
   cudaEvent_t e;
@@ -533,13 +547,13 @@ nlohmann::json GpuGpt::gelu_epilogue() const {
 
 void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N,
                              int IC, int OC, ActivationInput act_pre, bool dy_ready, const DgeluEpilogue* dgelu,
-                             const std::uint8_t* dy_codes, const bf16* dy_bias) {
+                             const std::uint8_t* dy_codes, const bf16* dy_bias, bool wgrad_adds) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   if (dy_ready && b >= 0) throw std::logic_error("a gradient cast elsewhere has no bias gradient");
   if (dy_codes && (!fp8_linear(which) || fp8_->per_block() || (b >= 0 && !dy_bias)))
     throw std::logic_error("given gradient codes need a per-tensor FP8 linear (and their bias gradient)");
   if (fp8_linear(which) && fp8_->per_block()) {
-    block_linear_backward(layer, which, dinp, dout, w, b, N, IC, OC);
+    block_linear_backward(layer, which, dinp, dout, w, b, N, IC, OC, wgrad_beta(wgrad_adds));
     return;
   }
   // FP8: the bias gradient comes out of the gradient's cast (same values, one read fewer).
@@ -557,7 +571,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
       gemms_.run(dg, weight(w), dout, dinp, (name + " dgrad").c_str());
     GemmCall dw{false, true, IC, OC, N, IC, OC, IC};
     dw.d = DType::fp32;
-    dw.beta = 1.0f;
+    dw.beta = wgrad_beta(wgrad_adds);
     gemms_.run(dw, inp, dout, g(w), (name + " wgrad").c_str());
     return;
   }
@@ -611,7 +625,7 @@ void GpuGpt::linear_backward(int layer, int which, bf16* dinp, const bf16* dout,
     if (transpose_here) fp8::transpose_fp8_columns(f8_dy_t_.as<std::uint8_t>(), f8_dy_.as<std::uint8_t>() + c0, N, int(n), OC, stream_);
     GemmCall wg{true, false, IC, n, N, N, N, IC};
     wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
-    wg.beta = 1.0f;
+    wg.beta = wgrad_beta(wgrad_adds);
     wg.a_scale = f.scale_inv(si), wg.b_scale = f.scale_inv(sg);
     wg.fast_accum = f.config().fast_accum_wgrad;
     gemms_.run(wg, sv.x_t.get(), f8_dy_t_.get(), g(w) + c0 * IC, (name + " wgrad").c_str());
@@ -651,7 +665,7 @@ void GpuGpt::block_linear_forward(int layer, int which, GemmCall c, void* out, c
 }
 
 void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, std::int64_t b, int N, int IC,
-                                   int OC) {
+                                   int OC, float beta) {
   const std::string& name = model::linear_names()[std::size_t(which)];
   Fp8Runtime& f = *fp8_;
   Fp8Saved& sv = saved(layer, which);
@@ -677,7 +691,7 @@ void GpuGpt::block_linear_backward(int layer, int which, bf16* dinp, const bf16*
   gemms_.run(dg, sv.w_t.get(), f8_dy_.get(), dinp, (name + " dgrad").c_str());
   GemmCall wg{true, false, IC, OC, N, N, N, IC};
   wg.a = DType::e4m3, wg.b = gt, wg.d = DType::fp32;
-  wg.beta = 1.0f;
+  wg.beta = beta;
   wg.a_mode = am, wg.b_mode = am;
   wg.a_scale = sv.x_t_lt.get(), wg.b_scale = f8_dy_t_lt_.get();
   wg.fast_accum = rowwise && f.config().fast_accum_wgrad;
@@ -948,7 +962,7 @@ void GpuGpt::enqueue_forward() {
 void GpuGpt::head_and_loss() {
   const int N = B_ * T_, C = cfg_.d_model, Vp = cfg_.padded_vocab(), R = int(head_rows_);
   const bf16* lnf = lnf_.as<bf16>();
-  if (head_chunked()) FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
+  if (head_chunked()) zero_grads();
   for (int r0 = 0; r0 < N; r0 += R) {
     const int n = std::min(R, N - r0);
     mark("lm_head");
@@ -973,7 +987,7 @@ void GpuGpt::head_and_loss() {
     if (!head_chunked()) break;
     mark("lm_head");
     linear_backward(-1, 4, dbuf_.as<bf16>() + std::int64_t(r0) * C, dlogits_.as<bf16>(), lnf + std::int64_t(r0) * C, off_["lm_head"], -1, n,
-                    C, Vp, {}, fuses_loss_cast());
+                    C, Vp, {}, fuses_loss_cast(), nullptr, nullptr, nullptr, r0 > 0);
   }
 }
 
@@ -1024,7 +1038,7 @@ void GpuGpt::enqueue_backward() {
   core::NvtxRange range("backward");
   float* partials = partials_.as<float>();
   if (!head_chunked()) {  // else forward ran the head's backward chunk by chunk
-    FP8S_CUDA(cudaMemsetAsync(grads_.get(), 0, grads_.size(), stream_));
+    zero_grads();
     mark("lm_head");
     linear_backward(-1, 4, dbuf_.as<bf16>(), dlogits_.as<bf16>(), lnf_.as<bf16>(), off_["lm_head"], -1, N, C, Vp, {}, fuses_loss_cast());
   }

@@ -194,7 +194,13 @@ class GpuGpt {
   };
   void linear_backward(int layer, int which, bf16* dinp, const bf16* dout, const bf16* inp, std::int64_t w, std::int64_t b, int N, int IC,
                        int OC, ActivationInput act_pre = {}, bool dy_ready = false, const DgeluEpilogue* dgelu = nullptr,
-                       const std::uint8_t* dy_codes = nullptr, const bf16* dy_bias = nullptr);
+                       const std::uint8_t* dy_codes = nullptr, const bf16* dy_bias = nullptr, bool wgrad_adds = false);
+  // The weight gradient's GEMM: beta 1 where it adds into what an earlier GEMM wrote this step
+  // (`adds`: the head's later chunks) or every gradient is zeroed first (overwrite_wgrad false),
+  // else 0: it writes the tensor whole (model::gradient_written_whole).
+  float wgrad_beta(bool adds) const { return adds || !overwrite_wgrad_ ? 1.0f : 0.0f; }
+  // Zeroes the gradients the step sums into (model::gradient_ranges_to_zero), or all of them.
+  void zero_grads();
   // Whether fc2's dgrad applies the GELU's gradient (gelu_cast gemm_epilogue, until cuBLASLt
   // refuses it once: the GELU kernels then do it, as without the epilogue).
   bool dgelu_in_epilogue() const;
@@ -227,7 +233,8 @@ class GpuGpt {
   // tensors (fp8/block_cast.cuh). c: the forward GEMM as the BF16 path has it (bias, output).
   void block_linear_forward(int layer, int which, GemmCall c, void* out, const bf16* inp, std::int64_t w, int N, int IC, int OC);
   // b: the bias (-1: none), its gradient taken from the gradient's cast.
-  void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, std::int64_t b, int N, int IC, int OC);
+  void block_linear_backward(int layer, int which, bf16* dinp, const bf16* dout, std::int64_t w, std::int64_t b, int N, int IC, int OC,
+                             float beta);
   Fp8Saved& saved(int layer, int which);
   // A layer's FP8 block weights cast from their FP32 masters (per-tensor scaling): forward casts
   // the four in one launch at the layer's start (row-major, with statistics: the vector loop),
@@ -351,6 +358,11 @@ class GpuGpt {
   // The head's wgrad transposes its FP8 gradient this many vocabulary columns at a time
   // (model::lm_head_wgrad_columns; the padded vocabulary: all at once).
   std::int64_t head_wgrad_cols_ = 0;
+  // The weight gradients' GEMMs write their tensors whole (GpuRunOptions::overwrite_wgrad); the
+  // ranges the step zeroes then, on the device.
+  bool overwrite_wgrad_ = true;
+  core::DeviceBuffer grad_zero_ranges_;
+  int grad_zero_count_ = 0;
   // weight_cast optimizer: whether AdamW writes the FP8 block weights (delayed per-tensor
   // scaling), every layer's in f8_weights_ (LayerWeightCasts), layer_codes_ bytes a layer; and
   // whether those were cast with the scales the next forward pass uses (AdamW ran after the

@@ -5,6 +5,7 @@
 // BF16, statistics and gradients of parameters FP32. Row-major shapes: B batch, T tokens,
 // C channels, NH heads, HS = C / NH, N = B*T rows.
 #include "fp8scope/fp8/cast.cuh"
+#include "fp8scope/model/gradient_ranges.hpp"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -238,5 +239,9 @@ void column_sum_add_split(float* lo, float* hi, int split, const float* partial,
 void sum_all(float* out, const float* partial, int n, cudaStream_t s);
 // dst[i] += src[i] (a BF16 gradient, e.g. cuBLASLt's bias gradient, into an FP32 one).
 void add_bf16_into(float* dst, const bf16* src, int n, cudaStream_t s);
+// base[r.offset .. r.offset + r.count) = 0 for each of the n ranges (device memory, pieces of
+// model::gradient_ranges_to_zero), one block a range: the gradient a step sums into, in one
+// launch instead of a memset per tensor.
+void zero_ranges(float* base, const model::FloatRange* ranges, int n, cudaStream_t s);
 
 }  // namespace fp8scope::gpu_model

@@ -70,4 +70,23 @@ void add_bf16_into(float* dst, const bf16* src, int n, cudaStream_t s) {
   if (n > 0) add_bf16_into_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(dst, src, n);
 }
 
+namespace {
+// A block a range; float4 stores where the range's ends are 16-byte aligned (the layout's
+// tensors are mostly multiples of 4 floats), else one float at a time.
+__global__ void zero_ranges_kernel(float* base, const model::FloatRange* ranges) {
+  const model::FloatRange r = ranges[blockIdx.x];
+  float* p = base + r.offset;
+  if (r.offset % 4 == 0 && r.count % 4 == 0) {
+    float4* q = reinterpret_cast<float4*>(p);
+    for (std::int64_t i = threadIdx.x; i < r.count / 4; i += blockDim.x) q[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  } else {
+    for (std::int64_t i = threadIdx.x; i < r.count; i += blockDim.x) p[i] = 0.0f;
+  }
+}
+}  // namespace
+
+void zero_ranges(float* base, const model::FloatRange* ranges, int n, cudaStream_t s) {
+  if (n > 0) zero_ranges_kernel<<<unsigned(n), 256, 0, s>>>(base, ranges);
+}
+
 }  // namespace fp8scope::gpu_model

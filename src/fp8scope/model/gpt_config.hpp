@@ -88,6 +88,12 @@ struct GpuRunOptions {
   // vocabulary columns at a time (model::lm_head_wgrad_columns); false: all at once (a
   // vocabulary-wide transpose's memory; the tests' reference).
   bool slice_head_wgrad = true;
+  // The weight gradients' GEMMs write the block linears' and the head's gradients with beta 0
+  // (the head's first chunk; model::gradient_written_whole), timed for their fastest algorithm
+  // like every other GEMM, and the step zeroes only the rest; false: every gradient zeroed and
+  // every weight gradient added into it (beta 1, the heuristic's first algorithm; the tests'
+  // reference).
+  bool overwrite_wgrad = true;
 };
 
 // Device memory the GPU model allocates to train (cfg, B, T): parameters with their BF16

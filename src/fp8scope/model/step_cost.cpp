@@ -44,7 +44,8 @@ std::vector<PhaseCost> step_costs(const StepShape& s) {
   head.gemms = linear("lm_head", C, V, 1);
   // The head's gradient is cast by the loss under delayed scaling (counted there).
   const double head_casts = fp8("lm_head") ? N * C * 4 + V * C * 4 + (s.delayed ? 0.0 : N * V * 4) : 0.0;
-  // A chunked head reads and writes its FP32 weight gradient once per chunk (every wgrad adds).
+  // A chunked head writes its FP32 weight gradient in the first chunk, reads and writes it in each
+  // later one (their wgrads add).
   head.serial_bytes = (s.head_chunks - 1) * V * C * 4 * 2;
   if (s.fp8 && s.per_block) {
     // Every cast reads its BF16 tensor (once more for row-wise amaxes) and writes both FP8 copies.
