@@ -239,6 +239,29 @@ TEST(TrainReport, WhereFp8PaysOffNamesWhatSetsTwoRowsOfOneModelApart) {
   EXPECT_NE(md.find("| d=1024 L=12 H=16 gemm_algos 8 |"), std::string::npos) << md;
 }
 
+// How the weight gradients are written is part of the twin: an FP8 run with wgrad write stands
+// against the BF16 run with wgrad write, a record made before the axis (no wgrad) against one
+// with wgrad add.
+TEST(TrainReport, WgradIsPartOfTheTwin) {
+  core::ResultFile f;
+  f.meta = {{"probe", "train"}, {"sweep", "wgrad"}};
+  auto rec = [](const char* precision, const char* wgrad, double tps) {
+    core::json p = {{"backend", "gpu"}, {"d_model", 768}, {"n_layer", 12},  {"n_head", 12},
+                    {"seq_len", 1024},  {"batch", 16},    {"vocab", 50304}, {"precision", precision}};
+    if (*wgrad) p["wgrad"] = wgrad;
+    core::Record r = core::make_record(fmt::format("{}-{}", precision, wgrad), p, core::Outcome::ok);
+    r.data["metrics"] = {{"tokens_per_s", tps}, {"ms_per_step", 50.0}};
+    return r;
+  };
+  f.records = {rec("bf16", "write", 110000.0), rec("bf16", "add", 100000.0), rec("fp8", "write", 143000.0), rec("fp8", "", 120000.0)};
+  report::ReportOptions opt;
+  opt.results.push_back({"wgrad.json", f});
+  const std::string md = report::render_markdown(report::build_report(opt), report::Flavor::markdown);
+  EXPECT_NE(md.find("1.300x"), std::string::npos) << md;  // 143000 / 110000: write against write
+  EXPECT_NE(md.find("1.200x"), std::string::npos) << md;  // 120000 / 100000: no axis (add) against add
+  EXPECT_EQ(md.find("1.430x"), std::string::npos) << md;  // not write against add
+}
+
 // The fused attention's kernels are part of the twin: an FP8 step on the TMA kernels is
 // compared with the BF16 step on them, and records made before the axis count as automatic.
 TEST(TrainReport, Fp8TwinRunsTheSameAttentionKernels) {

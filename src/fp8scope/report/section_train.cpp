@@ -160,14 +160,16 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
   };
   // FP8 runs against the BF16 run of the same model, attention (and its kernels), LM head (chunks, logits
   // type), step launch (a CUDA graph or kernel by kernel; records without the axis ran
-  // uncaptured), cuBLASLt algorithm choice, GELU kernels or epilogues (where they ran: an FP8 run
-  // whose epilogues cuBLASLt refused ran the GELU kernels) and GPU count in the same file (same
-  // run of the probe).
+  // uncaptured), cuBLASLt algorithm choice, how the weight gradients are written (records
+  // without the axis added them), GELU kernels or epilogues (where they ran: an FP8 run whose
+  // epilogues cuBLASLt refused ran the GELU kernels) and GPU count in the same file (same run of
+  // the probe).
   auto same_setup = [](const json& a, const json& b) {
     return run_label(a) == run_label(b) && a.value("ranks", 1) == b.value("ranks", 1) &&
            a.value("attention", std::string("materialized")) == b.value("attention", std::string("materialized")) &&
            flash_kernel_of(a) == flash_kernel_of(b) && lm_head_setup(a) == lm_head_setup(b) &&
-           a.value("cuda_graph", false) == b.value("cuda_graph", false) && a.value("gemm_algos", 1) == b.value("gemm_algos", 1);
+           a.value("cuda_graph", false) == b.value("cuda_graph", false) && a.value("gemm_algos", 1) == b.value("gemm_algos", 1) &&
+           a.value("wgrad", std::string("add")) == b.value("wgrad", std::string("add"));
   };
   // The GELU: the BF16 run whose GELU ran where the FP8 run's did (forward and backward), else
   // the one with the same gelu_cast.
