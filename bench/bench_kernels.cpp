@@ -515,7 +515,7 @@ int main(int argc, char** argv) {
   reg("layernorm/forward", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward); });
   reg("layernorm/forward_fp8", [](benchmark::State& s) { bm_layernorm(s, LnMode::forward_fp8); });
   reg("layernorm/backward", [](benchmark::State& s) { bm_layernorm(s, LnMode::backward); });
-  for (int width : {1280, 1600})
+  for (int width : {1280, 1600, 2048})  // GPT-2 large and XL; the head-128 shape's and Llama's 2048
     for (auto kind : {gpu_model::NormKernel::automatic, gpu_model::NormKernel::block_per_row}) {
       const std::string suffix = fmt::format("/d{}{}", width, kind == gpu_model::NormKernel::block_per_row ? "/block_per_row" : "");
       for (auto [mode, name] :

@@ -199,9 +199,11 @@ std::vector<NormShape> shapes() {
                       {1001, 200},
                       {64, 520},
                       // A warp per row with five to eight 256-channel groups (GPT-2 large and XL,
-                      // Llama's 2048), the wide rows' one-block-per-SM backward walking several
-                      // rows per warp (4100 > 264 x 8), idle lanes (1600, 1800).
+                      // Llama's 2048), the backward walking several rows per warp (4100 > 264 x 8)
+                      // with two blocks an SM (1280) and one, which loads each row's residual
+                      // gradient before its reductions (1600), idle lanes (1600, 1800).
                       {4100, 1280},
+                      {4100, 1600},
                       {97, 1600},
                       {300, 1800},
                       {600, 2048},

@@ -278,15 +278,19 @@ __device__ __forceinline__ void load8_halves(const float* p, float* out) {
 }
 
 // kVecs = ceil(C / 256): the register arrays hold exactly what a lane needs. Rows of more than
-// 1024 channels prefetch only x and dout (the residual gradient is read where it is updated).
-// Up to 1280 channels two blocks fit an SM (kVecs = 5 at 128 registers, no spills; at the
-// 145 the compiler took unbounded, one block of 8 warps an SM ran kBwdMaxBlocks in two waves);
-// wider rows, one block per SM.
+// 1024 channels prefetch only x and dout a row ahead. Up to 1280 channels two blocks fit an SM
+// (kVecs = 5 at 128 registers, no spills; at the 145 the compiler took unbounded, one block of
+// 8 warps an SM ran kBwdMaxBlocks in two waves), which read the residual gradient where they
+// update it; wider rows run one block per SM, with the registers to load this row's residual
+// gradient whole before the row's reductions (kLoadResidualFirst): read where it is updated,
+// each vector's load sits behind that vector's bounds check, and the PTX keeps one load
+// latency per vector in turn (seven a row at 1600 channels, eight at 2048) with only 8 warps an
+// SM to cover them.
 template <int kVecs, bool kRms>
 __global__ void __launch_bounds__(kBwdWarps * 32, kVecs <= 5 ? 2 : 1)
     layernorm_backward_kernel(bf16* dinp, float* partial, const bf16* dout, const bf16* inp, const bf16* w, const float* mean,
                               const float* rstd, int N, int C) {
-  constexpr bool kPrefetchResidual = kVecs <= 4;
+  constexpr bool kPrefetchResidual = kVecs <= 4, kLoadResidualFirst = kVecs >= 6;
   // [kVecs * 256] weights (part 0 of the layout), then [kBwdWarps][kVecs * 512] dw and db sums.
   core::allow_dependent_launch();  // column_sum_add_split's blocks may start and wait
   extern __shared__ float shared[];
@@ -326,6 +330,12 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kVecs <= 5 ? 2 : 1)
     }
     const float m = nm, r = nr;
     if (row + stride < N) load_row(row + stride);
+    if constexpr (kLoadResidualFirst) {
+      const std::int64_t base = std::int64_t(row) * C;
+#pragma unroll
+      for (int j = 0; j < kVecs; ++j)
+        if ((lane + 32 * j) * 8 < C) d[j] = *reinterpret_cast<const uint4*>(dinp + base + (lane + 32 * j) * 8);
+    }
 
     float dnorm_mean = 0, dnorm_norm_mean = 0;
 #pragma unroll
@@ -353,7 +363,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kVecs <= 5 ? 2 : 1)
       float xv[8], gv[8], dv[8], wv[8], sw[8], sb[8];
       fp8::unpack8(x[j], xv);
       fp8::unpack8(g[j], gv);
-      fp8::unpack8(kPrefetchResidual ? d[j] : *reinterpret_cast<const uint4*>(dinp + base + c0), dv);
+      fp8::unpack8(kPrefetchResidual || kLoadResidualFirst ? d[j] : *reinterpret_cast<const uint4*>(dinp + base + c0), dv);
       load8_halves(ws + j * 256 + 4 * lane, wv);
       float* pw = my + (j * 2) * 256 + 4 * lane;
       float* pb = my + (j * 2 + 1) * 256 + 4 * lane;
