@@ -90,8 +90,9 @@ class GemmCache {
   // algos: how many of the heuristic's candidates a GEMM's first run times (each shape once;
   // every later plan of the same shape takes the same choice); 1: the heuristic's first,
   // untimed. Only GEMMs that overwrite their output are tuned (with a C of their own too): the
-  // trials run in place, and an accumulating one (beta != 0 into D, the FP32 weight gradients)
-  // would add its product once per trial, so it keeps the heuristic's first. Nor is a GEMM tuned while its stream is being
+  // trials run in place, and an accumulating one (beta != 0 into D: a chunked head's later
+  // weight gradients, every weight gradient under wgrad add) would add its product once per
+  // trial, so it keeps the heuristic's first. Nor is a GEMM tuned while its stream is being
   // captured (a CUDA graph's first step is uncaptured: its plans are made then).
   explicit GemmCache(cudaStream_t stream, int algos = 1);
   // D = alpha op(A) op(B) (+ bias) + beta D. Throws GemmRefused if cuBLASLt refuses; `what`

@@ -21,7 +21,6 @@ namespace {
 std::size_t bf(std::int64_t n) { return std::size_t(n) * sizeof(bf16); }
 std::size_t fl(std::int64_t n) { return std::size_t(n) * sizeof(float); }
 // The block linears' weight tensors, in model::linear_names() order (qkv, proj, fc1, fc2).
-constexpr const char* kWeightNames[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
 constexpr std::pair<FlashKernel, const char*> kFlashKernelNames[] = {{FlashKernel::automatic, "automatic"},
                                                                      {FlashKernel::mma_sync, "mma_sync"},
                                                                      {FlashKernel::wgmma, "wgmma"},
@@ -73,7 +72,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
     if (fp8 && model::casts_weights_from_master(*fp8))
       for (int l = 0; l < cfg.n_layer; ++l)
         for (int w = 0; w < 4; ++w)
-          if (const std::int64_t off = off_[fmt::format("h{}.{}", l, kWeightNames[w])];
+          if (const std::int64_t off = off_[fmt::format("h{}.{}", l, model::kBlockWeightNames[w])];
               fp8->fp8(model::linear_names()[std::size_t(w)]) && off % 8 == 0)
             from_master.insert(off);  // (the FP32 casts load 32-byte vectors)
     std::int64_t n = 0;
@@ -238,7 +237,7 @@ GpuGpt::GpuGpt(const model::GptConfig& cfg, int B, int T, cudaStream_t stream, c
       std::vector<fp8::CastJobF32> fwd, bwd;
       std::int64_t at = 0;
       for (int w = 0; w < 4; ++w) {
-        const std::int64_t off = off_[fmt::format("h{}.{}", l, kWeightNames[w])];
+        const std::int64_t off = off_[fmt::format("h{}.{}", l, model::kBlockWeightNames[w])];
         if (!fp8_linear(w) || has_bf16(off) || fp8_->per_block()) continue;
         const int IC = int(shapes[std::size_t(w)].in), OC = int(shapes[std::size_t(w)].out), sw = saved(l, w).sw;
         if (fp8_->format(sw) != wf || !fp8::tile_cast_fits(OC, IC)) continue;  // cast where it is used instead

@@ -126,6 +126,9 @@ struct ParamTensor {
 
 // Every tensor with its offset; the tied LM head has no tensor of its own.
 std::vector<ParamTensor> param_layout(const GptConfig& c);
+// The block linears' weight tensors, "h<layer>.<name>" in the layout, in linear order (qkv,
+// proj, fc1, fc2; model::linear_names).
+inline constexpr const char* kBlockWeightNames[4] = {"qkv_w", "proj_w", "fc_w", "fcproj_w"};
 std::int64_t param_count(const GptConfig& c);
 
 // GPT-2 initialisation from a seed: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 L)),

@@ -1,6 +1,7 @@
 #include "fp8scope/model/gradient_ranges.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
 
 namespace fp8scope::model {
@@ -11,7 +12,7 @@ bool gradient_written_whole(const GptConfig& c, const std::string& name) {
   const auto dot = name.find('.');
   if (name.empty() || name[0] != 'h' || dot == std::string::npos) return false;
   const std::string w = name.substr(dot + 1);
-  return w == "qkv_w" || w == "proj_w" || w == "fc_w" || w == "fcproj_w";
+  return std::any_of(std::begin(kBlockWeightNames), std::end(kBlockWeightNames), [&](const char* b) { return w == b; });
 }
 
 std::vector<FloatRange> gradient_ranges_to_zero(const GptConfig& c, std::int64_t piece) {

@@ -207,8 +207,8 @@ json train_section(const ReportInput& in, const ReportInput* peer, const Measure
     t.columns.insert(t.columns.begin() + 8, {"vs BF16", "taps overhead"});
     sec["text"].push_back(
         "vs BF16: an FP8 run's tokens/s over the BF16 run of the same model, attention kernels, LM head, step launch (one CUDA "
-        "graph or kernel by kernel), cuBLASLt algorithm choice (gemm_algos), GELU kernels or cuBLASLt epilogues (gelu_cast, as they "
-        "ran: an FP8 run whose epilogues cuBLASLt refused ran the GELU kernels) and GPU "
+        "graph or kernel by kernel), cuBLASLt algorithm choice (gemm_algos), weight gradients written or added (wgrad), GELU kernels "
+        "or cuBLASLt epilogues (gelu_cast, as they ran: an FP8 run whose epilogues cuBLASLt refused ran the GELU kernels) and GPU "
         "count in this file (the same run of the probe); in "
         "brackets the range its step-time quartiles "
         "allow (BF16 q1 / FP8 q3 to BF16 q3 / FP8 q1).");
