@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -13,8 +14,13 @@ using namespace fp8scope;
 
 namespace {
 
+// Each test writes in a directory of its own: ctest runs the tests of this file as parallel
+// processes, and two of them name their file attention.json.
 std::string report_of(const std::string& file, const std::string& json_text) {
-  const std::string path = ::testing::TempDir() + "/" + file;
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
+                                    ("report_bench_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / file).string();
   std::ofstream(path) << json_text;
   report::ReportOptions opt;
   opt.results.push_back({path, core::read_results(path)});
